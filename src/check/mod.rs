@@ -1,0 +1,163 @@
+//! Check: a [`ModuleSet`] → a checked [`Program`], with every error of every file reported.
+//!
+//! Item tables first (providers, models, agents, workflows across all included files, with
+//! duplicates reported), then each workflow is lowered to its DAG ([`workflow::lower`]) with
+//! its names, models, options, arguments and cycles checked.
+
+pub mod items;
+pub mod suggest;
+pub mod types;
+pub mod workflow;
+
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::resolve::ModuleSet;
+use crate::syntax::ast::{self, Ident, Path};
+pub use items::{AgentDef, AgentKind, ModelDef, Price, ProviderDef, ProviderKind, Tier};
+pub use workflow::WorkflowGraph;
+
+/// The item tables every workflow is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// Providers: built-in, then declared.
+    pub providers: IndexMap<String, ProviderDef>,
+    /// Models.
+    pub models: IndexMap<String, ModelDef>,
+    /// Agents.
+    pub agents: IndexMap<String, AgentDef>,
+}
+
+impl Tables {
+    pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
+        let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name)).with_label("not a declared model");
+        d = match suggest::did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None if self.models.is_empty() => {
+                d.with_help("no models are declared; add `include \"std/models.orch\"` for haiku, sonnet and opus, or declare one with `model NAME { ... }`")
+            }
+            None => d.with_help(format!(
+                "declared models: {}",
+                self.models.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            )),
+        };
+        d
+    }
+
+    pub(crate) fn unknown_agent(&self, callee: &Path) -> Diagnostic {
+        let name = callee.dotted();
+        let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`")).with_label("not a declared agent");
+        d = match suggest::did_you_mean(&name, self.agents.keys().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!("declare it: `agent {} {{ model: sonnet, system: \"...\" }}`", callee.root.name)),
+        };
+        d
+    }
+}
+
+impl AgentDef {
+    /// The span of the first argv element that interpolates `param`, for messages.
+    pub fn kind_argv_span(&self, param: &str) -> Option<Span> {
+        match &self.kind {
+            AgentKind::Command { argv, .. } => {
+                argv.iter().find(|(t, _)| t.interps().any(|p| p.root.name == param)).map(|(_, s)| *s)
+            }
+            AgentKind::Model { .. } => None,
+        }
+    }
+}
+
+/// A checked program: the tables and every workflow's DAG.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Every source file.
+    pub sources: SourceMap,
+    /// Providers, models and agents.
+    pub tables: Tables,
+    /// Workflows by name, in source order.
+    pub workflows: IndexMap<String, WorkflowGraph>,
+}
+
+/// Checks a module set. The program is returned even when there are errors (for tools that
+/// want to show as much as possible); callers must not run it if `diags.has_errors()`.
+pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
+    let mut tables = Tables { providers: items::builtin_providers(), ..Tables::default() };
+    let mut item_spans: IndexMap<String, (Span, &'static str)> = IndexMap::new();
+    let mut workflows: Vec<&ast::Workflow> = Vec::new();
+    let mut model_providers: Vec<(String, Ident)> = Vec::new();
+    let mut declared_providers: Vec<String> = Vec::new();
+
+    for m in &set.modules {
+        for item in &m.module.items {
+            let (name, kind) = match item {
+                ast::Item::Include(_) => continue,
+                ast::Item::Provider(d) => (&d.name, "provider"),
+                ast::Item::Model(d) => (&d.name, "model"),
+                ast::Item::Agent(a) => (&a.name, "agent"),
+                ast::Item::Workflow(w) => (&w.name, "workflow"),
+            };
+            if let Some((prev, prev_kind)) = item_spans.get(&name.name) {
+                diags.push(
+                    Diagnostic::error("E0205", name.span, format!("`{}` is defined twice", name.name))
+                        .with_label(format!("{kind} `{}` defined again here", name.name))
+                        .with_secondary(*prev, format!("first defined here as a {prev_kind}"))
+                        .with_help("names of providers, models, agents and workflows share one namespace; rename one of them"),
+                );
+                continue;
+            }
+            item_spans.insert(name.name.clone(), (name.span, kind));
+            match item {
+                ast::Item::Provider(d) => {
+                    declared_providers.push(d.name.name.clone());
+                    tables.providers.insert(d.name.name.clone(), items::provider(d, diags));
+                }
+                ast::Item::Model(d) => {
+                    let (def, provider) = items::model(d, diags);
+                    if let Some(p) = provider {
+                        model_providers.push((d.name.name.clone(), p));
+                    }
+                    tables.models.insert(d.name.name.clone(), def);
+                }
+                ast::Item::Agent(a) => {
+                    tables.agents.insert(a.name.name.clone(), items::agent(a, diags));
+                }
+                ast::Item::Workflow(w) => workflows.push(w),
+                ast::Item::Include(_) => {}
+            }
+        }
+    }
+    check_model_providers(&tables, &model_providers, diags);
+    check_agent_models(&tables, diags);
+
+    let workflows = workflows.into_iter().map(|w| (w.name.name.clone(), workflow::lower(w, &tables, diags))).collect();
+    Program { sources: set.sources.clone(), tables, workflows }
+}
+
+fn check_model_providers(tables: &Tables, model_providers: &[(String, Ident)], diags: &mut Diagnostics) {
+    for (_, p) in model_providers {
+        if tables.providers.contains_key(&p.name) {
+            continue;
+        }
+        let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name)).with_label("not a provider");
+        d = match suggest::did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!(
+                "built-in providers are anthropic, openai and sim; declare others with `provider {} {{ kind: openai, base_url: \"...\" }}`",
+                p.name
+            )),
+        };
+        diags.push(d);
+    }
+}
+
+fn check_agent_models(tables: &Tables, diags: &mut Diagnostics) {
+    for a in tables.agents.values() {
+        if let AgentKind::Model { model, fallback, .. } = &a.kind {
+            for m in model.iter().chain(fallback.iter()) {
+                if !tables.models.contains_key(&m.name) {
+                    diags.push(tables.unknown_model(m));
+                }
+            }
+        }
+    }
+}

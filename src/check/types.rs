@@ -1,0 +1,92 @@
+//! Types of parameters and values.
+
+use serde::Serialize;
+
+use super::suggest::did_you_mean;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::syntax::ast::{TypeExpr, TypeKind};
+
+/// A type of the language.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type", content = "of")]
+pub enum Type {
+    /// Text (the default).
+    Text,
+    /// A number.
+    Number,
+    /// `true` / `false`.
+    Bool,
+    /// Any JSON value; field access is not checked.
+    Json,
+    /// `list<T>`.
+    List(Box<Type>),
+    /// `{ field: T, ... }`.
+    Record(Vec<(String, Type)>),
+}
+
+impl std::fmt::Display for Type {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Type::Text => f.write_str("text"),
+            Type::Number => f.write_str("number"),
+            Type::Bool => f.write_str("bool"),
+            Type::Json => f.write_str("json"),
+            Type::List(t) => write!(f, "list<{t}>"),
+            Type::Record(fields) => {
+                f.write_str("{ ")?;
+                for (i, (k, t)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {t}")?;
+                }
+                f.write_str(" }")
+            }
+        }
+    }
+}
+
+impl Type {
+    /// The type of field `name`, if this type has fields: `Some(None)` means "has fields but not
+    /// this one", `None` means "has no fields at all".
+    pub fn field(&self, name: &str) -> Option<Option<Type>> {
+        match self {
+            Type::Json => Some(Some(Type::Json)),
+            Type::Record(fields) => Some(fields.iter().find(|(k, _)| k == name).map(|(_, t)| t.clone())),
+            _ => None,
+        }
+    }
+}
+
+const TYPE_NAMES: &[&str] = &["text", "number", "bool", "json", "list", "agent"];
+
+/// Resolves a written type, reporting unknown names.
+pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
+    match &t.kind {
+        TypeKind::Named(id) => match id.name.as_str() {
+            "text" => Type::Text,
+            "number" => Type::Number,
+            "bool" => Type::Bool,
+            "json" => Type::Json,
+            "agent" => {
+                diags.push(
+                    Diagnostic::error("E0504", t.span, "parameters of type `agent` (reusable patterns) are not supported yet")
+                        .with_label("not supported yet")
+                        .with_help("name the agent directly in the workflow body"),
+                );
+                Type::Json
+            }
+            other => {
+                let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`")).with_label("unknown type");
+                d = match did_you_mean(other, TYPE_NAMES.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help("types are text, number, bool, json, list<T> and records `{ name: T }`"),
+                };
+                diags.push(d);
+                Type::Json
+            }
+        },
+        TypeKind::List(inner) => Type::List(Box::new(resolve_type(inner, diags))),
+        TypeKind::Record(fields) => Type::Record(fields.iter().map(|(k, t)| (k.name.clone(), resolve_type(t, diags))).collect()),
+    }
+}

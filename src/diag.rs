@@ -1,0 +1,475 @@
+//! One diagnostic model for every stage of the pipeline.
+//!
+//! A [`Diagnostic`] is renderer-free: a stable code, a severity, a message, a primary label at
+//! a [`Span`], secondary labels (possibly in other files), and an optional help line. Stages
+//! push diagnostics into a [`Diagnostics`] list and carry on, so one run reports every error of
+//! a file. Rendering happens at the edge: [`render_human`] through miette, [`render_json`] as a
+//! documented JSON shape for CI and editors.
+//!
+//! Modelled on Gleam's `compiler-core/src/diagnostic.rs` (one renderer-free diagnostic) and
+//! starlark-rust's `codemap.rs` (a small `Copy` span into a file table).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Index of a source file in a [`SourceMap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FileId(pub u32);
+
+/// A byte range `start..end` in one source file. Small and `Copy`; every AST and plan node has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    /// The file the range is in.
+    pub file: FileId,
+    /// First byte (inclusive).
+    pub start: u32,
+    /// Last byte (exclusive).
+    pub end: u32,
+}
+
+impl Span {
+    /// A span from byte offsets.
+    pub fn new(file: FileId, start: usize, end: usize) -> Self {
+        Span { file, start: start as u32, end: end as u32 }
+    }
+    /// The smallest span covering both (which must be in the same file).
+    pub fn to(self, other: Span) -> Span {
+        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+    /// Length in bytes.
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+    /// Whether the span is empty.
+    pub fn is_empty(self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// One loaded source file.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The name shown to users: a path relative to the working directory, or `std/models.orch`.
+    pub name: String,
+    /// The canonical path on disk; `None` for embedded stdlib files and in-memory sources.
+    pub path: Option<PathBuf>,
+    /// The text.
+    pub text: Arc<str>,
+}
+
+/// The table of every source file of a compilation; [`FileId`]s index it.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+}
+
+impl SourceMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a file and returns its id.
+    pub fn add(&mut self, name: impl Into<String>, path: Option<PathBuf>, text: impl Into<Arc<str>>) -> FileId {
+        self.files.push(SourceFile { name: name.into(), path, text: text.into() });
+        FileId((self.files.len() - 1) as u32)
+    }
+    /// The file with this id.
+    pub fn get(&self, id: FileId) -> &SourceFile {
+        &self.files[id.0 as usize]
+    }
+    /// All files, in load order.
+    pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
+        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+    }
+    /// The source text a span covers.
+    pub fn snippet(&self, span: Span) -> &str {
+        let text = &self.get(span.file).text;
+        text.get(span.start as usize..span.end as usize).unwrap_or("")
+    }
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, file: FileId, offset: u32) -> (usize, usize) {
+        let text = &self.get(file).text;
+        let offset = (offset as usize).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational: printed, never fails a check.
+    Note,
+    /// Fails `orch check` only with `--deny warnings`.
+    Warning,
+    /// Fails `orch check`; `orch plan` and `orch run` refuse to go on.
+    Error,
+}
+
+/// A labelled span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What is there (may be empty for the primary label when the message says it all).
+    pub message: String,
+}
+
+/// One finding of the compiler. Build with [`Diagnostic::error`] / [`Diagnostic::warning`] and
+/// the `with_*` methods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Stable code, e.g. `E0201`; see `docs/language.md` for the catalogue.
+    pub code: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// One-line message naming the culprit.
+    pub message: String,
+    /// The place the message is about.
+    pub primary: Label,
+    /// Other places that explain it (an earlier definition, each edge of a cycle, the include
+    /// that brought a file in); they may be in other files.
+    pub secondary: Vec<Label>,
+    /// How to fix it, when that is known.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, code, span, message)
+    }
+    /// A warning at `span`.
+    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, code, span, message)
+    }
+    fn new(severity: Severity, code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            severity,
+            message: message.into(),
+            primary: Label { span, message: String::new() },
+            secondary: Vec::new(),
+            help: None,
+        }
+    }
+    /// Sets the primary label's text.
+    pub fn with_label(mut self, message: impl Into<String>) -> Self {
+        self.primary.message = message.into();
+        self
+    }
+    /// Adds a secondary label.
+    pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.secondary.push(Label { span, message: message.into() });
+        self
+    }
+    /// Sets the help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// The diagnostics of a compilation, in the order found.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds one.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.items.push(d);
+    }
+    /// Whether any is an error.
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+    /// Number of warnings.
+    pub fn warning_count(&self) -> usize {
+        self.items.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+    /// All, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// Number of diagnostics.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// Sorts by file, then position, then code, and removes exact duplicates, so output is stable.
+    pub fn sort(&mut self) {
+        self.items.sort_by(|a, b| {
+            (a.primary.span.file, a.primary.span.start, a.code).cmp(&(b.primary.span.file, b.primary.span.start, b.code))
+        });
+        self.items.dedup();
+    }
+    /// Consumes the list.
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.items
+    }
+}
+
+impl Extend<Diagnostic> for Diagnostics {
+    fn extend<T: IntoIterator<Item = Diagnostic>>(&mut self, iter: T) {
+        self.items.extend(iter);
+    }
+}
+
+// ------------------------------------------------------------------ rendering: human (miette)
+
+/// A diagnostic adapted to miette: labels in the primary's file are shown inline; labels in
+/// other files become `related` diagnostics so each is shown with its own source.
+#[derive(Debug)]
+struct MietteDiag {
+    message: String,
+    code: String,
+    severity: miette::Severity,
+    help: Option<String>,
+    source: miette::NamedSource<Arc<str>>,
+    labels: Vec<miette::LabeledSpan>,
+    related: Vec<MietteDiag>,
+}
+
+impl std::fmt::Display for MietteDiag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for MietteDiag {}
+
+impl miette::Diagnostic for MietteDiag {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        if self.code.is_empty() { None } else { Some(Box::new(&self.code)) }
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(self.severity)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|d| d as &dyn miette::Diagnostic)))
+    }
+}
+
+fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
+    let label = if message.is_empty() { None } else { Some(message.to_string()) };
+    let range = (span.start as usize, span.len());
+    if primary { miette::LabeledSpan::new_primary_with_span(label, range) } else { miette::LabeledSpan::new_with_span(label, range) }
+}
+
+fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
+    let file = sources.get(d.primary.span.file);
+    let mut labels = vec![labeled(d.primary.span, &d.primary.message, true)];
+    let mut related = Vec::new();
+    for l in &d.secondary {
+        if l.span.file == d.primary.span.file {
+            labels.push(labeled(l.span, &l.message, false));
+        } else {
+            let other = sources.get(l.span.file);
+            related.push(MietteDiag {
+                message: format!("in {}", other.name),
+                code: String::new(),
+                severity: miette::Severity::Advice,
+                help: None,
+                source: miette::NamedSource::new(other.name.clone(), other.text.clone()),
+                labels: vec![labeled(l.span, &l.message, true)],
+                related: Vec::new(),
+            });
+        }
+    }
+    MietteDiag {
+        message: d.message.clone(),
+        code: d.code.to_string(),
+        severity: match d.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
+        },
+        help: d.help.clone(),
+        source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
+        labels,
+        related,
+    }
+}
+
+/// Options for [`render_human`].
+#[derive(Debug, Clone, Copy)]
+pub struct HumanStyle {
+    /// ANSI colours (only on a terminal and without `NO_COLOR`; the CLI decides).
+    pub color: bool,
+    /// Unicode box drawing (off gives plain ASCII, used by snapshot tests).
+    pub unicode: bool,
+    /// Terminal width in columns.
+    pub width: usize,
+}
+
+impl Default for HumanStyle {
+    fn default() -> Self {
+        HumanStyle { color: false, unicode: true, width: 100 }
+    }
+}
+
+/// Renders diagnostics as rustc-style reports with source snippets, followed by a summary line.
+pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle) -> String {
+    let theme = match (style.color, style.unicode) {
+        (true, true) => miette::GraphicalTheme::unicode(),
+        (true, false) => miette::GraphicalTheme::ascii(),
+        (false, true) => miette::GraphicalTheme::unicode_nocolor(),
+        (false, false) => miette::GraphicalTheme::none(),
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(style.width).with_context_lines(1);
+    let mut out = String::new();
+    for d in diags.iter() {
+        let m = to_miette(d, sources);
+        if handler.render_report(&mut out, &m).is_err() {
+            // Rendering into a String cannot fail for I/O reasons; fall back to the bare message.
+            let _ = writeln!(out, "{}[{}]: {}", severity_word(d.severity), d.code, d.message);
+        }
+        out.push('\n');
+    }
+    let (e, w) = (diags.error_count(), diags.warning_count());
+    if e + w > 0 {
+        let _ = writeln!(out, "{}", summary_line(e, w));
+    }
+    out
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+}
+
+/// `2 errors, 1 warning`.
+pub fn summary_line(errors: usize, warnings: usize) -> String {
+    match (errors, warnings) {
+        (0, w) => plural(w, "warning"),
+        (e, 0) => plural(e, "error"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Note => "note",
+    }
+}
+
+// ------------------------------------------------------------------ rendering: JSON
+
+/// A location in the JSON output: file name, byte range and 1-based line/column of the start.
+#[derive(Debug, Serialize)]
+pub struct JsonLocation {
+    /// File name as shown to users.
+    pub file: String,
+    /// Byte offset of the start.
+    pub start: u32,
+    /// Byte offset of the end (exclusive).
+    pub end: u32,
+    /// 1-based line of the start.
+    pub line: usize,
+    /// 1-based column (characters) of the start.
+    pub column: usize,
+}
+
+/// A label in the JSON output.
+#[derive(Debug, Serialize)]
+pub struct JsonLabel {
+    /// Where.
+    #[serde(flatten)]
+    pub location: JsonLocation,
+    /// What is there.
+    pub message: String,
+}
+
+/// One diagnostic in the JSON output. The shape is stable; fields are only ever added.
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic {
+    /// Stable code, e.g. `E0201`.
+    pub code: &'static str,
+    /// `error`, `warning` or `note`.
+    pub severity: Severity,
+    /// The message.
+    pub message: String,
+    /// The primary location.
+    #[serde(flatten)]
+    pub location: JsonLocation,
+    /// Every label, the primary first.
+    pub labels: Vec<JsonLabel>,
+    /// How to fix it, or null.
+    pub help: Option<String>,
+}
+
+/// The whole JSON document: `{"diagnostics": [...], "errors": N, "warnings": N}`.
+#[derive(Debug, Serialize)]
+pub struct JsonReport {
+    /// Every diagnostic.
+    pub diagnostics: Vec<JsonDiagnostic>,
+    /// Number of errors.
+    pub errors: usize,
+    /// Number of warnings.
+    pub warnings: usize,
+}
+
+fn json_location(span: Span, sources: &SourceMap) -> JsonLocation {
+    let (line, column) = sources.line_col(span.file, span.start);
+    JsonLocation { file: sources.get(span.file).name.clone(), start: span.start, end: span.end, line, column }
+}
+
+/// Builds the JSON report (see [`JsonReport`] for the shape).
+pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
+    let diagnostics = diags
+        .iter()
+        .map(|d| {
+            let labels = std::iter::once(&d.primary)
+                .chain(d.secondary.iter())
+                .map(|l| JsonLabel { location: json_location(l.span, sources), message: l.message.clone() })
+                .collect();
+            JsonDiagnostic {
+                code: d.code,
+                severity: d.severity,
+                message: d.message.clone(),
+                location: json_location(d.primary.span, sources),
+                labels,
+                help: d.help.clone(),
+            }
+        })
+        .collect();
+    JsonReport { diagnostics, errors: diags.error_count(), warnings: diags.warning_count() }
+}
+
+/// Renders the JSON report as pretty-printed JSON.
+pub fn render_json(diags: &Diagnostics, sources: &SourceMap) -> String {
+    serde_json::to_string_pretty(&to_json(diags, sources)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

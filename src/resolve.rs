@@ -1,0 +1,264 @@
+//! Resolve: an entry file and everything it includes → a [`ModuleSet`].
+//!
+//! `include "path"` is resolved relative to the including file; `include "std/..."` names a
+//! file of the standard library, which is `.orch` source embedded in the binary (like jaq's
+//! `std.jq`). Includes may not leave the directory of the entry script unless that directory
+//! is allowed with `--include-path`. A stack of open files detects include cycles and reports
+//! the whole chain; a file included twice on different paths is loaded once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Diagnostic, Diagnostics, FileId, SourceMap, Span};
+use crate::syntax::{self, ast};
+
+/// The standard library: `(name, source)` pairs embedded at build time.
+pub const STDLIB: &[(&str, &str)] = &[
+    ("std/models.orch", include_str!("../stdlib/models.orch")),
+    ("std/patterns.orch", include_str!("../stdlib/patterns.orch")),
+];
+
+/// How includes are resolved.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Extra directories (besides the entry script's) that includes may read from.
+    pub include_paths: Vec<PathBuf>,
+}
+
+/// One parsed file of a module set.
+#[derive(Debug, Clone)]
+pub struct LoadedModule {
+    /// Its AST.
+    pub module: ast::Module,
+    /// The `include` item that first brought it in (`None` for the entry file).
+    pub included_from: Option<Span>,
+}
+
+/// An entry file with every file it includes, transitively; each file once.
+#[derive(Debug, Clone)]
+pub struct ModuleSet {
+    /// Every loaded source file (also files that failed to parse).
+    pub sources: SourceMap,
+    /// Parsed modules, the entry first, then includes in load order.
+    pub modules: Vec<LoadedModule>,
+    /// The entry file.
+    pub entry: FileId,
+}
+
+/// Where a file comes from: disk (canonical path) or the embedded stdlib (its name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Origin {
+    Disk(PathBuf),
+    Std(&'static str),
+    Memory(String),
+}
+
+struct Loader<'o> {
+    opts: &'o ResolveOptions,
+    /// Directories includes may read from (canonical).
+    roots: Vec<PathBuf>,
+    sources: SourceMap,
+    modules: Vec<LoadedModule>,
+    loaded: HashMap<Origin, FileId>,
+    /// Files being loaded, with the include span that opened each (for cycle chains).
+    stack: Vec<(Origin, FileId, Option<Span>)>,
+    diags: Diagnostics,
+}
+
+/// Loads `entry` from disk with its includes. Diagnostics cover unreadable files, syntax errors
+/// and include errors; loading goes on past them so every error is reported.
+pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics) {
+    let mut loader = Loader::new(opts);
+    let canonical = entry.canonicalize().unwrap_or_else(|_| entry.to_path_buf());
+    if let Some(dir) = canonical.parent() {
+        loader.roots.insert(0, dir.to_path_buf());
+    }
+    let entry_id = match std::fs::read_to_string(entry) {
+        Ok(text) => loader.load(Origin::Disk(canonical), display_name(entry), text, None),
+        Err(e) => {
+            // No file to point into: report against an empty in-memory source named after it.
+            let id = loader.sources.add(display_name(entry), Some(entry.to_path_buf()), "");
+            loader.diags.push(
+                Diagnostic::error("E0100", Span::new(id, 0, 0), format!("cannot read `{}`: {e}", entry.display()))
+                    .with_help("check the path; `orch check` takes paths to `.orch` files"),
+            );
+            id
+        }
+    };
+    loader.finish(entry_id)
+}
+
+/// Loads a script given as text (tests, stdin). Relative includes resolve against `dir`.
+pub fn load_source(name: &str, text: &str, dir: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics) {
+    let mut loader = Loader::new(opts);
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    loader.roots.insert(0, dir.clone());
+    let id = loader.load(Origin::Memory(dir.join(name).to_string_lossy().into_owned()), name.to_string(), text.to_string(), None);
+    loader.finish(id)
+}
+
+/// A path as users wrote it, relative to the working directory when possible.
+fn display_name(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    let canonical = path.canonicalize().ok();
+    match (cwd, canonical) {
+        (Some(cwd), Some(p)) => p.strip_prefix(&cwd).map(|r| r.display().to_string()).unwrap_or_else(|_| path.display().to_string()),
+        _ => path.display().to_string(),
+    }
+}
+
+impl<'o> Loader<'o> {
+    fn new(opts: &'o ResolveOptions) -> Self {
+        let roots = opts.include_paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+        Loader {
+            opts,
+            roots,
+            sources: SourceMap::new(),
+            modules: Vec::new(),
+            loaded: HashMap::new(),
+            stack: Vec::new(),
+            diags: Diagnostics::new(),
+        }
+    }
+
+    fn finish(self, entry: FileId) -> (ModuleSet, Diagnostics) {
+        (ModuleSet { sources: self.sources, modules: self.modules, entry }, self.diags)
+    }
+
+    /// Adds, parses and recursively loads one file; returns its id.
+    fn load(&mut self, origin: Origin, name: String, text: String, from: Option<Span>) -> FileId {
+        let path = match &origin {
+            Origin::Disk(p) => Some(p.clone()),
+            _ => None,
+        };
+        let id = self.sources.add(name, path, text);
+        self.loaded.insert(origin.clone(), id);
+        let text = self.sources.get(id).text.clone();
+        let module = match syntax::parse(id, &text) {
+            Ok(m) => m,
+            Err(d) => {
+                let mut d = *d;
+                if let Some(span) = from {
+                    d = d.with_secondary(span, "included here");
+                }
+                self.diags.push(d);
+                return id;
+            }
+        };
+        self.stack.push((origin.clone(), id, from));
+        let includes: Vec<ast::Include> = module
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ast::Item::Include(inc) => Some(inc.clone()),
+                _ => None,
+            })
+            .collect();
+        self.modules.push(LoadedModule { module, included_from: from });
+        for inc in includes {
+            self.include(&origin, &inc);
+        }
+        self.stack.pop();
+        id
+    }
+
+    fn include(&mut self, from: &Origin, inc: &ast::Include) {
+        if let Some(alias) = &inc.alias {
+            self.diags.push(
+                Diagnostic::error("E0104", alias.span, "namespaced includes (`include ... as ns`) are not supported yet")
+                    .with_label("namespace")
+                    .with_help("remove `as` to include the file's items into this file's namespace"),
+            );
+        }
+        let Some(target) = self.locate(from, inc) else { return };
+        let name = match &target {
+            Origin::Std(n) => n.to_string(),
+            Origin::Disk(p) => display_name(p),
+            Origin::Memory(m) => m.clone(),
+        };
+        if let Some(pos) = self.stack.iter().position(|(o, _, _)| *o == target) {
+            self.report_cycle(pos, inc);
+            return;
+        }
+        if self.loaded.contains_key(&target) {
+            return; // Already loaded through another include: its items are defined once.
+        }
+        let text = match &target {
+            Origin::Std(n) => STDLIB.iter().find(|(s, _)| s == n).map(|(_, t)| t.to_string()).unwrap_or_default(),
+            Origin::Disk(p) => match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.diags.push(Diagnostic::error("E0101", inc.path_span, format!("cannot read included file `{name}`: {e}")));
+                    return;
+                }
+            },
+            Origin::Memory(_) => return,
+        };
+        self.load(target, name, text, Some(inc.span));
+    }
+
+    /// Finds the file an include names, or reports why it cannot.
+    fn locate(&mut self, from: &Origin, inc: &ast::Include) -> Option<Origin> {
+        if let Some(rest) = inc.path.strip_prefix("std/") {
+            if let Some((name, _)) = STDLIB.iter().find(|(n, _)| *n == inc.path) {
+                return Some(Origin::Std(name));
+            }
+            let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
+            let mut d = Diagnostic::error("E0101", inc.path_span, format!("the standard library has no file `{}`", inc.path))
+                .with_label("not in the standard library");
+            d = match crate::check::suggest::did_you_mean(rest, known.iter().map(|n| &n[4..])) {
+                Some(s) => d.with_help(format!("did you mean `std/{s}`? The standard library has {}", known.join(", "))),
+                None => d.with_help(format!("the standard library has {}", known.join(", "))),
+            };
+            self.diags.push(d);
+            return None;
+        }
+        let base_dir = match from {
+            Origin::Disk(p) => p.parent().map(Path::to_path_buf),
+            Origin::Memory(m) => Path::new(m).parent().map(Path::to_path_buf),
+            Origin::Std(_) => {
+                self.diags.push(Diagnostic::error("E0101", inc.path_span, "a standard library file can only include `std/...` files"));
+                return None;
+            }
+        }
+        .unwrap_or_default();
+        let joined = base_dir.join(&inc.path);
+        let Ok(canonical) = joined.canonicalize() else {
+            self.diags.push(
+                Diagnostic::error("E0101", inc.path_span, format!("included file `{}` not found", inc.path))
+                    .with_label(format!("looked for {}", joined.display()))
+                    .with_help("paths are relative to the including file; `std/...` names the standard library"),
+            );
+            return None;
+        };
+        if !self.roots.iter().any(|r| canonical.starts_with(r)) {
+            let root = self.roots.first().map(|r| r.display().to_string()).unwrap_or_default();
+            self.diags.push(
+                Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the project directory", inc.path))
+                    .with_label(format!("resolves to {}", canonical.display()))
+                    .with_help(format!(
+                        "includes must stay inside {root}; to allow another directory, pass `--include-path {}`",
+                        canonical.parent().map(|p| p.display().to_string()).unwrap_or_default()
+                    )),
+            );
+            return None;
+        }
+        let _ = self.opts;
+        Some(Origin::Disk(canonical))
+    }
+
+    /// The include at `inc` closes a cycle with the files `stack[pos..]`.
+    fn report_cycle(&mut self, pos: usize, inc: &ast::Include) {
+        let chain: Vec<String> = self.stack[pos..].iter().map(|(_, id, _)| self.sources.get(*id).name.clone()).collect();
+        let first = chain.first().cloned().unwrap_or_default();
+        let mut d = Diagnostic::error("E0102", inc.path_span, format!("include cycle: {} → {first}", chain.join(" → ")))
+            .with_label(format!("includes `{first}` again"))
+            .with_help("move the shared items into a file that both include, and include that file from each");
+        for (_, id, from) in &self.stack[pos + 1..] {
+            if let Some(span) = from {
+                d = d.with_secondary(*span, format!("includes `{}`", self.sources.get(*id).name));
+            }
+        }
+        self.diags.push(d);
+    }
+}

@@ -1,0 +1,714 @@
+//! Syntax: source text → [`ast::Module`].
+//!
+//! The pest grammar is `grammar/orch.pest`. pest types never leave this module: [`parse`]
+//! turns every pest span into a [`Span`] exactly once and every pest error into a
+//! [`Diagnostic`] (`E0001`) whose message lists the expected tokens in words.
+
+pub mod ast;
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+use crate::diag::{Diagnostic, FileId, Span};
+use ast::*;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/orch.pest"]
+struct OrchParser;
+
+/// Parses one file.
+///
+/// # Errors
+/// A syntax error (`E0001`) at the first place the text cannot be parsed, naming what was
+/// expected there.
+pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
+    let mut pairs = OrchParser::parse(Rule::file, text).map_err(|e| Box::new(syntax_error(file, text, e)))?;
+    let root = pairs.next().expect("grammar: `file` always yields one pair");
+    let lower = Lower { file, text };
+    let items = root.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| lower.item(p)).collect();
+    Ok(Module { file, items })
+}
+
+// ------------------------------------------------------------------------- errors
+
+/// Words for grammar rules, as users know them.
+fn rule_words(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::ident | Rule::path | Rule::callee => "a name",
+        Rule::key => "a field name",
+        Rule::string | Rule::triple => "a string",
+        Rule::int => "an integer",
+        Rule::decimal => "a number",
+        Rule::duration => "a duration (like `30s`)",
+        Rule::money => "an amount (like `$2.50`)",
+        Rule::boolean => "`true` or `false`",
+        Rule::value | Rule::expr => "a value",
+        Rule::list => "a list `[...]`",
+        Rule::record => "`{`",
+        Rule::field | Rule::type_field => "a field `name: value`",
+        Rule::type_expr | Rule::type_name | Rule::list_type | Rule::record_type => "a type",
+        Rule::include | Rule::kw_include => "`include`",
+        Rule::provider | Rule::kw_provider => "`provider`",
+        Rule::model | Rule::kw_model => "`model`",
+        Rule::agent | Rule::kw_agent => "`agent`",
+        Rule::workflow | Rule::kw_workflow => "`workflow`",
+        Rule::kw_as => "`as`",
+        Rule::params | Rule::args => "`(`",
+        Rule::param => "a parameter",
+        Rule::named_arg => "an argument",
+        Rule::return_type | Rule::type_clause => "`->`",
+        Rule::options | Rule::policy => "`<`",
+        Rule::opt_max => "`max N`",
+        Rule::opt_retry => "`retry N`",
+        Rule::opt_timeout => "`timeout D`",
+        Rule::opt_fallback => "`fallback MODEL`",
+        Rule::opt_budget => "`budget $X`",
+        Rule::opt_model => "a model name",
+        Rule::policy_all | Rule::policy_any | Rule::policy_first | Rule::policy_min => {
+            "a policy (`all`, `any`, `first N`, `min N`)"
+        }
+        Rule::block => "`{`",
+        Rule::return_stmt | Rule::kw_return => "`return`",
+        Rule::gather_stmt | Rule::kw_gather => "`gather`",
+        Rule::then_stmt | Rule::kw_then => "`then`",
+        Rule::parallel_stmt | Rule::kw_parallel => "`parallel`",
+        Rule::step => "a step `name = agent(\"...\")`",
+        Rule::call => "a call `agent(\"...\")`",
+        Rule::after_clause | Rule::kw_after => "`after`",
+        Rule::escape => "an escape (`\\n`, `\\t`, `\\\"`, `\\\\`, `\\{`, `\\}`)",
+        Rule::interp => "an interpolation `{name}`",
+        Rule::EOI => "end of file",
+        _ => return None,
+    })
+}
+
+fn join_words(mut words: Vec<&str>) -> String {
+    words.sort();
+    words.dedup();
+    match words.len() {
+        0 => String::new(),
+        1 => words[0].to_string(),
+        n => format!("{} or {}", words[..n - 1].join(", "), words[n - 1]),
+    }
+}
+
+fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let (start, end) = match e.location {
+        InputLocation::Pos(p) => (p, p),
+        InputLocation::Span((s, e)) => (s, e),
+    };
+    // Point at the offending token (or the end of the line), not at an empty position.
+    let found_end = token_end(text, start).max(end);
+    let span = Span::new(file, start, found_end);
+    let found = describe_found(text, start);
+    let (message, label) = match &e.variant {
+        ErrorVariant::ParsingError { positives, negatives } => {
+            let expected = join_words(positives.iter().filter_map(|r| rule_words(*r)).collect());
+            let unexpected = join_words(negatives.iter().filter_map(|r| rule_words(*r)).collect());
+            if !expected.is_empty() {
+                (format!("expected {expected}, found {found}"), format!("expected {expected}"))
+            } else if !unexpected.is_empty() {
+                (format!("unexpected {unexpected}"), "not allowed here".to_string())
+            } else {
+                (format!("unexpected {found}"), "not expected here".to_string())
+            }
+        }
+        ErrorVariant::CustomError { message } => (message.clone(), String::new()),
+    };
+    let mut d = Diagnostic::error("E0001", span, message).with_label(label);
+    if let Some(help) = syntax_help(text, start) {
+        d = d.with_help(help);
+    }
+    d
+}
+
+/// End of the token starting at `pos` (a word, or one character), for the error's span.
+fn token_end(text: &str, pos: usize) -> usize {
+    let rest = &text[pos.min(text.len())..];
+    let word: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+    if word > 0 {
+        return pos + word;
+    }
+    match rest.chars().next() {
+        Some('\n') | None => pos,
+        Some(c) => pos + c.len_utf8(),
+    }
+}
+
+fn describe_found(text: &str, pos: usize) -> String {
+    let rest = &text[pos.min(text.len())..];
+    match rest.chars().next() {
+        None => "end of file".to_string(),
+        Some('\n') | Some('\r') => "end of line".to_string(),
+        Some(c) if c.is_alphanumeric() || c == '_' => {
+            let w: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            format!("`{w}`")
+        }
+        Some(c) => format!("`{c}`"),
+    }
+}
+
+/// A hint for common mistakes, judged from the text at the error.
+fn syntax_help(text: &str, pos: usize) -> Option<String> {
+    let line_start = text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[pos.min(text.len())..].find('\n').map_or(text.len(), |i| pos + i);
+    let line = &text[line_start..line_end];
+    let quotes = line.matches('"').count() - line.matches("\\\"").count();
+    if quotes % 2 == 1 && !line.contains("\"\"\"") {
+        return Some("a string must end on the line it starts; use `\"\"\"...\"\"\"` for text over several lines".into());
+    }
+    let rest = &text[pos.min(text.len())..];
+    if rest.starts_with('}') && line[..pos - line_start].contains('"') {
+        return Some("write `}}` for a literal `}` in a string".into());
+    }
+    if rest.starts_with('{') && line[..pos - line_start].contains('"') {
+        return Some("an interpolation is `{name}` or `{name.field}`; write `{{` for a literal `{`".into());
+    }
+    None
+}
+
+// ------------------------------------------------------------------------- lowering
+
+struct Lower<'t> {
+    file: FileId,
+    text: &'t str,
+}
+
+impl<'t> Lower<'t> {
+    fn span(&self, p: &Pair<'_, Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn ident(&self, p: Pair<'_, Rule>) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    }
+
+    /// The `///` lines directly above `start`, joined.
+    fn doc(&self, start: usize) -> Option<String> {
+        let mut lines = Vec::new();
+        let mut end = self.text[..start].rfind('\n').map_or(0, |i| i);
+        // `end` is the newline ending the line above the item (or 0 at the top).
+        while end > 0 {
+            let begin = self.text[..end].rfind('\n').map_or(0, |i| i + 1);
+            let line = self.text[begin..end].trim();
+            match line.strip_prefix("///") {
+                Some(doc) if !doc.starts_with('/') => lines.push(doc.strip_prefix(' ').unwrap_or(doc).to_string()),
+                _ => break,
+            }
+            end = begin.saturating_sub(1);
+            if begin == 0 {
+                break;
+            }
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        lines.reverse();
+        Some(lines.join("\n"))
+    }
+
+    fn item(&self, p: Pair<'_, Rule>) -> Item {
+        let span = self.span(&p);
+        let doc = self.doc(p.as_span().start());
+        match p.as_rule() {
+            Rule::include => {
+                let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_include && p.as_rule() != Rule::kw_as);
+                let s = inner.next().expect("grammar: include has a string");
+                let path_span = self.span(&s);
+                let tpl = self.string(s);
+                let path = tpl.parts.iter().map(|part| match part {
+                    TemplatePart::Text(t) => t.clone(),
+                    TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
+                });
+                let alias = inner.next().map(|a| self.ident(a));
+                Item::Include(Include { path: path.collect(), path_span, alias, span })
+            }
+            Rule::provider | Rule::model => {
+                let is_model = p.as_rule() == Rule::model;
+                let mut inner = p.into_inner().skip(1);
+                let name = self.ident(inner.next().expect("grammar: name"));
+                let fields = self.record(inner.next().expect("grammar: record"));
+                let decl = Decl { doc, name, fields, span };
+                if is_model { Item::Model(decl) } else { Item::Provider(decl) }
+            }
+            Rule::agent => {
+                let mut inner = p.into_inner().skip(1);
+                let name = self.ident(inner.next().expect("grammar: name"));
+                let mut params = Vec::new();
+                let mut fields = Vec::new();
+                for q in inner {
+                    match q.as_rule() {
+                        Rule::params => params = self.params(q),
+                        Rule::record => fields = self.record(q),
+                        r => unreachable!("grammar: agent child {r:?}"),
+                    }
+                }
+                Item::Agent(AgentDecl { doc, name, params, fields, span })
+            }
+            Rule::workflow => Item::Workflow(self.workflow(p, doc, span)),
+            r => unreachable!("grammar: item {r:?}"),
+        }
+    }
+
+    fn workflow(&self, p: Pair<'_, Rule>, doc: Option<String>, span: Span) -> Workflow {
+        let mut inner = p.into_inner().skip(1);
+        let name = self.ident(inner.next().expect("grammar: name"));
+        let mut wf = Workflow {
+            doc,
+            name,
+            params: Vec::new(),
+            ret: None,
+            options: Vec::new(),
+            body: Block { stmts: Vec::new(), span },
+            span,
+        };
+        for q in inner {
+            match q.as_rule() {
+                Rule::params => wf.params = self.params(q),
+                Rule::return_type => wf.ret = Some(self.type_expr(q.into_inner().next().expect("grammar: type"))),
+                Rule::options => wf.options = self.options(q),
+                Rule::block => wf.body = self.block(q),
+                r => unreachable!("grammar: workflow child {r:?}"),
+            }
+        }
+        wf
+    }
+
+    fn params(&self, p: Pair<'_, Rule>) -> Vec<Param> {
+        p.into_inner()
+            .map(|q| {
+                let span = self.span(&q);
+                let mut inner = q.into_inner();
+                let name = self.ident(inner.next().expect("grammar: param name"));
+                let mut param = Param { name, ty: None, default: None, span };
+                for r in inner {
+                    match r.as_rule() {
+                        Rule::type_expr => param.ty = Some(self.type_expr(r)),
+                        Rule::value => param.default = Some(self.value(r)),
+                        x => unreachable!("grammar: param child {x:?}"),
+                    }
+                }
+                param
+            })
+            .collect()
+    }
+
+    fn type_expr(&self, p: Pair<'_, Rule>) -> TypeExpr {
+        let span = self.span(&p);
+        let inner = p.into_inner().next().expect("grammar: type");
+        let kind = match inner.as_rule() {
+            Rule::type_name => TypeKind::Named(self.ident(inner.into_inner().next().expect("grammar: ident"))),
+            Rule::list_type => TypeKind::List(Box::new(self.type_expr(inner.into_inner().next().expect("grammar: elem")))),
+            Rule::record_type => TypeKind::Record(
+                inner
+                    .into_inner()
+                    .map(|f| {
+                        let mut fi = f.into_inner();
+                        let k = self.ident(fi.next().expect("grammar: key"));
+                        (k, self.type_expr(fi.next().expect("grammar: type")))
+                    })
+                    .collect(),
+            ),
+            r => unreachable!("grammar: type {r:?}"),
+        };
+        TypeExpr { kind, span }
+    }
+
+    fn record(&self, p: Pair<'_, Rule>) -> Vec<Field> {
+        p.into_inner()
+            .map(|f| {
+                let mut inner = f.into_inner();
+                let key = self.ident(inner.next().expect("grammar: key"));
+                let value = self.value(inner.next().expect("grammar: value"));
+                Field { key, value }
+            })
+            .collect()
+    }
+
+    /// `value` and `expr` pairs wrap one literal; lower it.
+    fn value(&self, p: Pair<'_, Rule>) -> Value {
+        let p = match p.as_rule() {
+            Rule::value | Rule::expr => p.into_inner().next().expect("grammar: value"),
+            _ => p,
+        };
+        let span = self.span(&p);
+        let text = p.as_str();
+        let kind = match p.as_rule() {
+            Rule::string | Rule::triple => ValueKind::Str(self.string(p)),
+            Rule::int => match text.parse() {
+                Ok(n) => ValueKind::Int(n),
+                Err(_) => ValueKind::Decimal(text.parse().unwrap_or(f64::MAX)),
+            },
+            Rule::decimal => ValueKind::Decimal(text.parse().unwrap_or(0.0)),
+            Rule::duration => ValueKind::Duration(parse_duration(text)),
+            Rule::money => ValueKind::Money(text[1..].parse().unwrap_or(0.0)),
+            Rule::boolean => ValueKind::Bool(text == "true"),
+            Rule::list => ValueKind::List(p.into_inner().map(|v| self.value(v)).collect()),
+            Rule::record => ValueKind::Record(self.record(p)),
+            Rule::path => ValueKind::Path(self.path(p)),
+            r => unreachable!("grammar: value {r:?}"),
+        };
+        Value { kind, span }
+    }
+
+    fn path(&self, p: Pair<'_, Rule>) -> Path {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let root = self.ident(inner.next().expect("grammar: root"));
+        Path { root, fields: inner.map(|f| self.ident(f)).collect(), span }
+    }
+
+    fn string(&self, p: Pair<'_, Rule>) -> Template {
+        let triple = p.as_rule() == Rule::triple;
+        let outer = p.as_span();
+        let quote = if triple { 3 } else { 1 };
+        let (inner_start, inner_end) = (outer.start() + quote, outer.end() - quote);
+        let dedent = if triple { Dedent::new(&self.text[inner_start..inner_end], inner_start) } else { Dedent::none() };
+        let mut parts: Vec<TemplatePart> = Vec::new();
+        let push_text = |parts: &mut Vec<TemplatePart>, s: &str| {
+            if s.is_empty() {
+                return;
+            }
+            if let Some(TemplatePart::Text(t)) = parts.last_mut() {
+                t.push_str(s);
+            } else {
+                parts.push(TemplatePart::Text(s.to_string()));
+            }
+        };
+        for q in p.into_inner() {
+            let start = q.as_span().start();
+            match q.as_rule() {
+                Rule::str_text | Rule::triple_text => {
+                    let kept = dedent.apply(q.as_str(), start);
+                    push_text(&mut parts, &kept);
+                }
+                Rule::escape => push_text(&mut parts, unescape(q.as_str())),
+                Rule::lbrace_esc => push_text(&mut parts, "{"),
+                Rule::rbrace_esc => push_text(&mut parts, "}"),
+                Rule::interp => parts.push(TemplatePart::Interp(self.path(q.into_inner().next().expect("grammar: path")))),
+                r => unreachable!("grammar: string part {r:?}"),
+            }
+        }
+        Template { parts }
+    }
+
+    fn options(&self, p: Pair<'_, Rule>) -> Vec<Opt> {
+        p.into_inner().map(|o| self.option(o)).collect()
+    }
+
+    fn option(&self, o: Pair<'_, Rule>) -> Opt {
+        let span = self.span(&o);
+        let rule = o.as_rule();
+        let arg = o.into_inner().last().expect("grammar: option argument");
+        let int = |a: &Pair<'_, Rule>| a.as_str().parse::<u32>().unwrap_or(u32::MAX);
+        let kind = match rule {
+            Rule::opt_max => OptKind::Max(int(&arg)),
+            Rule::opt_retry => OptKind::Retry(int(&arg)),
+            Rule::opt_timeout => OptKind::Timeout(parse_duration(arg.as_str())),
+            Rule::opt_fallback => OptKind::Fallback(self.ident(arg)),
+            Rule::opt_budget => OptKind::Budget(arg.as_str()[1..].parse().unwrap_or(0.0)),
+            Rule::opt_model => OptKind::Model(self.ident(arg)),
+            r => unreachable!("grammar: option {r:?}"),
+        };
+        Opt { kind, span }
+    }
+
+    fn block(&self, p: Pair<'_, Rule>) -> Block {
+        let span = self.span(&p);
+        Block { stmts: p.into_inner().map(|s| self.stmt(s)).collect(), span }
+    }
+
+    fn stmt(&self, p: Pair<'_, Rule>) -> Stmt {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::step => Stmt::Step(self.step(p)),
+            Rule::return_stmt => {
+                let e = p.into_inner().nth(1).expect("grammar: return value");
+                Stmt::Return(Return { value: self.value(e), span })
+            }
+            Rule::then_stmt => Stmt::Then(self.block(p.into_inner().nth(1).expect("grammar: then block"))),
+            Rule::gather_stmt => {
+                let mut inner = p.into_inner();
+                let keyword = self.span(&inner.next().expect("grammar: gather"));
+                let mut policy = (Policy::All, keyword);
+                let mut step = None;
+                for q in inner {
+                    match q.as_rule() {
+                        Rule::policy => policy = (self.policy(&q), self.span(&q)),
+                        Rule::step => step = Some(self.step(q)),
+                        r => unreachable!("grammar: gather child {r:?}"),
+                    }
+                }
+                Stmt::Gather(Gather {
+                    policy: policy.0,
+                    policy_span: policy.1,
+                    step: step.expect("grammar: gather step"),
+                    keyword,
+                    span,
+                })
+            }
+            Rule::parallel_stmt => {
+                let mut par = Parallel {
+                    name: None,
+                    options: Vec::new(),
+                    body: Block { stmts: Vec::new(), span },
+                    keyword: span,
+                    span,
+                };
+                for q in p.into_inner() {
+                    match q.as_rule() {
+                        Rule::ident => par.name = Some(self.ident(q)),
+                        Rule::kw_parallel => par.keyword = self.span(&q),
+                        Rule::options => par.options = self.options(q),
+                        Rule::block => par.body = self.block(q),
+                        r => unreachable!("grammar: parallel child {r:?}"),
+                    }
+                }
+                Stmt::Parallel(par)
+            }
+            r => unreachable!("grammar: stmt {r:?}"),
+        }
+    }
+
+    fn policy(&self, p: &Pair<'_, Rule>) -> Policy {
+        let q = p.clone().into_inner().next().expect("grammar: policy");
+        let n = || q.clone().into_inner().find(|n| n.as_rule() == Rule::int).map_or(0, |n| n.as_str().parse().unwrap_or(u32::MAX));
+        match q.as_rule() {
+            Rule::policy_all => Policy::All,
+            Rule::policy_any => Policy::Any,
+            Rule::policy_first => Policy::First(n()),
+            Rule::policy_min => Policy::Min(n()),
+            r => unreachable!("grammar: policy {r:?}"),
+        }
+    }
+
+    fn step(&self, p: Pair<'_, Rule>) -> Step {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let name = self.ident(inner.next().expect("grammar: step name"));
+        let call = inner.next().expect("grammar: call");
+        let mut step = Step {
+            name,
+            callee: Path { root: Ident { name: String::new(), span }, fields: Vec::new(), span },
+            options: Vec::new(),
+            args: Vec::new(),
+            after: Vec::new(),
+            output: None,
+            span,
+        };
+        for q in call.into_inner() {
+            match q.as_rule() {
+                Rule::callee => step.callee = self.path(q),
+                Rule::options => step.options = self.options(q),
+                Rule::args => step.args = q.into_inner().map(|a| self.arg(a)).collect(),
+                r => unreachable!("grammar: call child {r:?}"),
+            }
+        }
+        for q in inner {
+            match q.as_rule() {
+                Rule::after_clause => {
+                    step.after.extend(q.into_inner().filter(|x| x.as_rule() == Rule::ident).map(|x| self.ident(x)))
+                }
+                Rule::type_clause => step.output = Some(self.type_expr(q.into_inner().next().expect("grammar: type"))),
+                r => unreachable!("grammar: step tail {r:?}"),
+            }
+        }
+        step
+    }
+
+    fn arg(&self, a: Pair<'_, Rule>) -> Arg {
+        match a.as_rule() {
+            Rule::named_arg => {
+                let mut inner = a.into_inner();
+                let name = self.ident(inner.next().expect("grammar: arg name"));
+                Arg { name: Some(name), value: self.value(inner.next().expect("grammar: arg value")) }
+            }
+            _ => Arg { name: None, value: self.value(a) },
+        }
+    }
+}
+
+// The callee rule is `ident ("." ident)?`; reuse `path` lowering by treating it as one.
+impl Lower<'_> {}
+
+fn unescape(s: &str) -> &'static str {
+    match s {
+        "\\n" => "\n",
+        "\\t" => "\t",
+        "\\r" => "\r",
+        "\\\"" => "\"",
+        "\\\\" => "\\",
+        "\\{" => "{",
+        "\\}" => "}",
+        "\\0" => "\0",
+        _ => "",
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` into milliseconds (saturating).
+pub fn parse_duration(s: &str) -> u64 {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().unwrap_or(u64::MAX);
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 1,
+    };
+    n.saturating_mul(factor)
+}
+
+/// Indentation stripping of `"""` blocks: the first line break after the opening quotes and
+/// the last line (white space only) before the closing quotes are dropped, and the common
+/// indentation of the other lines is removed. Works on absolute offsets so that text pieces
+/// between interpolations are dedented consistently.
+struct Dedent {
+    /// Absolute byte ranges to drop.
+    drop: Vec<(usize, usize)>,
+}
+
+impl Dedent {
+    fn none() -> Self {
+        Dedent { drop: Vec::new() }
+    }
+
+    fn new(inner: &str, base: usize) -> Self {
+        let mut drop = Vec::new();
+        let mut lines: Vec<(usize, &str)> = Vec::new();
+        let mut off = 0;
+        for line in inner.split('\n') {
+            lines.push((off, line));
+            off += line.len() + 1;
+        }
+        let mut first = 0;
+        let mut last = lines.len();
+        if lines.len() > 1 && lines[0].1.trim().is_empty() {
+            // Opening `"""` followed by a line break: drop that line.
+            drop.push((base, base + lines[0].1.len() + 1));
+            first = 1;
+        }
+        if last > first + 1 && lines[last - 1].1.trim().is_empty() {
+            // Closing `"""` on its own line: drop the line break before it and its indentation.
+            let (o, l) = lines[last - 1];
+            drop.push((base + o - 1, base + o + l.len()));
+            last -= 1;
+        }
+        let indent = lines[first..last]
+            .iter()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(_, l)| l.len() - l.trim_start_matches([' ', '\t']).len())
+            .min()
+            .unwrap_or(0);
+        for (o, l) in &lines[first..last] {
+            let n = indent.min(l.len() - l.trim_start_matches([' ', '\t']).len());
+            if n > 0 {
+                drop.push((base + o, base + o + n));
+            }
+        }
+        Dedent { drop }
+    }
+
+    /// `text` starts at absolute offset `start`; returns it without dropped bytes.
+    fn apply(&self, text: &str, start: usize) -> String {
+        if self.drop.is_empty() {
+            return text.to_string();
+        }
+        text.char_indices()
+            .filter(|(i, _)| {
+                let at = start + i;
+                !self.drop.iter().any(|(a, b)| at >= *a && at < *b)
+            })
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(src: &str) -> Module {
+        match parse(FileId(0), src) {
+            Ok(m) => m,
+            Err(d) => panic!("parse failed: {}", d.message),
+        }
+    }
+
+    #[test]
+    fn parses_a_workflow_with_parallel_and_gather() {
+        let m = parse_ok(
+            r#"
+include "std/models.orch"
+/// Finds things.
+agent scout { model: haiku, system: "You scout." }
+workflow main(request: text) -> text <budget $2.00> {
+  scouting = parallel <haiku, max 3> {
+    files = scout("Find files for: {request}")
+    deps  = scout("Deps of {request}") after files
+  }
+  gather <min 1> plan = scout<opus, retry 2, timeout 30s>("Plan from {scouting}")
+  return plan
+}
+"#,
+        );
+        assert_eq!(m.items.len(), 3);
+        let Item::Agent(a) = &m.items[1] else { panic!() };
+        assert_eq!(a.doc.as_deref(), Some("Finds things."));
+        let Item::Workflow(w) = &m.items[2] else { panic!() };
+        assert_eq!(w.body.stmts.len(), 3);
+        let Stmt::Gather(g) = &w.body.stmts[1] else { panic!() };
+        assert_eq!(g.policy, Policy::Min(1));
+        assert_eq!(g.step.options.len(), 3);
+        let Stmt::Parallel(p) = &w.body.stmts[0] else { panic!() };
+        let Stmt::Step(deps) = &p.body.stmts[1] else { panic!() };
+        assert_eq!(deps.after[0].name, "files");
+    }
+
+    #[test]
+    fn after_list_stops_before_the_next_statement() {
+        let m = parse_ok("workflow w { a = x(\"1\") after b, c = y(\"2\") }");
+        let Item::Workflow(w) = &m.items[0] else { panic!() };
+        assert_eq!(w.body.stmts.len(), 2);
+    }
+
+    #[test]
+    fn strings_escape_and_interpolate() {
+        let m = parse_ok(r#"workflow w { a = x("a {{b}} {c.d} \"e\"\n") }"#);
+        let Item::Workflow(w) = &m.items[0] else { panic!() };
+        let Stmt::Step(s) = &w.body.stmts[0] else { panic!() };
+        let ValueKind::Str(t) = &s.args[0].value.kind else { panic!() };
+        assert_eq!(t.parts[0], TemplatePart::Text("a {b} ".into()));
+        let TemplatePart::Interp(p) = &t.parts[1] else { panic!() };
+        assert_eq!(p.dotted(), "c.d");
+        assert_eq!(t.parts[2], TemplatePart::Text(" \"e\"\n".into()));
+    }
+
+    #[test]
+    fn triple_strings_are_dedented() {
+        let src = "workflow w {\n  a = x(\"\"\"\n    line one {y}\n      indented\n    \"\"\")\n}";
+        let m = parse_ok(src);
+        let Item::Workflow(w) = &m.items[0] else { panic!() };
+        let Stmt::Step(s) = &w.body.stmts[0] else { panic!() };
+        let ValueKind::Str(t) = &s.args[0].value.kind else { panic!() };
+        assert_eq!(t.parts[0], TemplatePart::Text("line one ".into()));
+        assert_eq!(t.parts[2], TemplatePart::Text("\n  indented".into()));
+    }
+
+    #[test]
+    fn durations_and_money() {
+        assert_eq!(parse_duration("500ms"), 500);
+        assert_eq!(parse_duration("2m"), 120_000);
+        assert_eq!(parse_duration("1h"), 3_600_000);
+    }
+
+    #[test]
+    fn syntax_errors_name_expected_tokens() {
+        let err = parse(FileId(0), "workflow w { a = }").unwrap_err();
+        assert_eq!(err.code, "E0001");
+        assert!(err.message.contains("expected"), "{}", err.message);
+        assert!(err.message.contains("found `}`"), "{}", err.message);
+    }
+}

@@ -33,11 +33,19 @@ pub struct Span {
 impl Span {
     /// A span from byte offsets.
     pub fn new(file: FileId, start: usize, end: usize) -> Self {
-        Span { file, start: start as u32, end: end as u32 }
+        Span {
+            file,
+            start: start as u32,
+            end: end as u32,
+        }
     }
     /// The smallest span covering both (which must be in the same file).
     pub fn to(self, other: Span) -> Span {
-        Span { file: self.file, start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            file: self.file,
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
     /// Length in bytes.
     pub fn len(self) -> usize {
@@ -72,8 +80,17 @@ impl SourceMap {
         Self::default()
     }
     /// Adds a file and returns its id.
-    pub fn add(&mut self, name: impl Into<String>, path: Option<PathBuf>, text: impl Into<Arc<str>>) -> FileId {
-        self.files.push(SourceFile { name: name.into(), path, text: text.into() });
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        path: Option<PathBuf>,
+        text: impl Into<Arc<str>>,
+    ) -> FileId {
+        self.files.push(SourceFile {
+            name: name.into(),
+            path,
+            text: text.into(),
+        });
         FileId((self.files.len() - 1) as u32)
     }
     /// The file with this id.
@@ -82,12 +99,16 @@ impl SourceMap {
     }
     /// All files, in load order.
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FileId(i as u32), f))
     }
     /// The source text a span covers.
     pub fn snippet(&self, span: Span) -> &str {
         let text = &self.get(span.file).text;
-        text.get(span.start as usize..span.end as usize).unwrap_or("")
+        text.get(span.start as usize..span.end as usize)
+            .unwrap_or("")
     }
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, file: FileId, offset: u32) -> (usize, usize) {
@@ -155,7 +176,10 @@ impl Diagnostic {
             code,
             severity,
             message: message.into(),
-            primary: Label { span, message: String::new() },
+            primary: Label {
+                span,
+                message: String::new(),
+            },
             secondary: Vec::new(),
             help: None,
         }
@@ -167,7 +191,10 @@ impl Diagnostic {
     }
     /// Adds a secondary label.
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.secondary.push(Label { span, message: message.into() });
+        self.secondary.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
     /// Sets the help line.
@@ -198,11 +225,17 @@ impl Diagnostics {
     }
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     /// Number of warnings.
     pub fn warning_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
     /// All, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
@@ -219,7 +252,11 @@ impl Diagnostics {
     /// Sorts by file, then position, then code, and removes exact duplicates, so output is stable.
     pub fn sort(&mut self) {
         self.items.sort_by(|a, b| {
-            (a.primary.span.file, a.primary.span.start, a.code).cmp(&(b.primary.span.file, b.primary.span.start, b.code))
+            (a.primary.span.file, a.primary.span.start, a.code).cmp(&(
+                b.primary.span.file,
+                b.primary.span.start,
+                b.code,
+            ))
         });
         self.items.dedup();
     }
@@ -260,13 +297,19 @@ impl std::error::Error for MietteDiag {}
 
 impl miette::Diagnostic for MietteDiag {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        if self.code.is_empty() { None } else { Some(Box::new(&self.code)) }
+        if self.code.is_empty() {
+            None
+        } else {
+            Some(Box::new(&self.code))
+        }
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(self.severity)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.source)
@@ -278,14 +321,24 @@ impl miette::Diagnostic for MietteDiag {
         if self.related.is_empty() {
             return None;
         }
-        Some(Box::new(self.related.iter().map(|d| d as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.related.iter().map(|d| d as &dyn miette::Diagnostic),
+        ))
     }
 }
 
 fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
-    let label = if message.is_empty() { None } else { Some(message.to_string()) };
+    let label = if message.is_empty() {
+        None
+    } else {
+        Some(message.to_string())
+    };
     let range = (span.start as usize, span.len());
-    if primary { miette::LabeledSpan::new_primary_with_span(label, range) } else { miette::LabeledSpan::new_with_span(label, range) }
+    if primary {
+        miette::LabeledSpan::new_primary_with_span(label, range)
+    } else {
+        miette::LabeledSpan::new_with_span(label, range)
+    }
 }
 
 fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
@@ -336,7 +389,11 @@ pub struct HumanStyle {
 
 impl Default for HumanStyle {
     fn default() -> Self {
-        HumanStyle { color: false, unicode: true, width: 100 }
+        HumanStyle {
+            color: false,
+            unicode: true,
+            width: 100,
+        }
     }
 }
 
@@ -348,13 +405,21 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
         (false, true) => miette::GraphicalTheme::unicode_nocolor(),
         (false, false) => miette::GraphicalTheme::none(),
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(style.width).with_context_lines(1);
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(style.width)
+        .with_context_lines(1);
     let mut out = String::new();
     for d in diags.iter() {
         let m = to_miette(d, sources);
         if handler.render_report(&mut out, &m).is_err() {
             // Rendering into a String cannot fail for I/O reasons; fall back to the bare message.
-            let _ = writeln!(out, "{}[{}]: {}", severity_word(d.severity), d.code, d.message);
+            let _ = writeln!(
+                out,
+                "{}[{}]: {}",
+                severity_word(d.severity),
+                d.code,
+                d.message
+            );
         }
         out.push('\n');
     }
@@ -366,7 +431,11 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// `2 errors, 1 warning`.
@@ -444,7 +513,13 @@ pub struct JsonReport {
 
 fn json_location(span: Span, sources: &SourceMap) -> JsonLocation {
     let (line, column) = sources.line_col(span.file, span.start);
-    JsonLocation { file: sources.get(span.file).name.clone(), start: span.start, end: span.end, line, column }
+    JsonLocation {
+        file: sources.get(span.file).name.clone(),
+        start: span.start,
+        end: span.end,
+        line,
+        column,
+    }
 }
 
 /// Builds the JSON report (see [`JsonReport`] for the shape).
@@ -454,7 +529,10 @@ pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
         .map(|d| {
             let labels = std::iter::once(&d.primary)
                 .chain(d.secondary.iter())
-                .map(|l| JsonLabel { location: json_location(l.span, sources), message: l.message.clone() })
+                .map(|l| JsonLabel {
+                    location: json_location(l.span, sources),
+                    message: l.message.clone(),
+                })
                 .collect();
             JsonDiagnostic {
                 code: d.code,
@@ -466,10 +544,15 @@ pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
             }
         })
         .collect();
-    JsonReport { diagnostics, errors: diags.error_count(), warnings: diags.warning_count() }
+    JsonReport {
+        diagnostics,
+        errors: diags.error_count(),
+        warnings: diags.warning_count(),
+    }
 }
 
 /// Renders the JSON report as pretty-printed JSON.
 pub fn render_json(diags: &Diagnostics, sources: &SourceMap) -> String {
-    serde_json::to_string_pretty(&to_json(diags, sources)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(&to_json(diags, sources))
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -4,13 +4,44 @@
 //! The crate follows the pipeline, one module per stage:
 //!
 //! ```text
-//! source ──syntax──▶ AST ──resolve──▶ module set ──check──▶ program ──plan──▶ Plan (DAG) ──run──▶ outputs, report
+//! source ──syntax──▶ AST ──resolve──▶ ModuleSet ──check──▶ Program ──plan──▶ Plan (DAG) ──run──▶ RunReport
+//!  grammar/orch.pest   syntax          resolve              check             plan                run
 //! ```
 //!
 //! [`diag`] is the one diagnostic model every stage reports through; [`cli`] is a thin clap
-//! front end over the library API.
+//! front end over this API. [`compile_file`] chains the stages up to a checked program.
 
-pub mod diag;
-pub mod syntax;
 pub mod check;
+pub mod cli;
+pub mod diag;
+pub mod plan;
 pub mod resolve;
+pub mod run;
+pub mod syntax;
+
+use std::path::Path;
+
+/// Loads, parses and checks `path` with its includes: the whole front end in one call.
+/// The program is returned even when the diagnostics hold errors; do not plan or run it then.
+pub fn compile_file(
+    path: &Path,
+    opts: &resolve::ResolveOptions,
+) -> (check::Program, diag::Diagnostics) {
+    let (set, mut diags) = resolve::load_file(path, opts);
+    let program = check::check(&set, &mut diags);
+    diags.sort();
+    (program, diags)
+}
+
+/// Like [`compile_file`] for a script given as text; relative includes resolve against `dir`.
+pub fn compile_source(
+    name: &str,
+    text: &str,
+    dir: &Path,
+    opts: &resolve::ResolveOptions,
+) -> (check::Program, diag::Diagnostics) {
+    let (set, mut diags) = resolve::load_source(name, text, dir, opts);
+    let program = check::check(&set, &mut diags);
+    diags.sort();
+    (program, diags)
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! The `orch` binary: see [`orch::cli`].
+fn main() -> std::process::ExitCode {
+    orch::cli::main()
+}

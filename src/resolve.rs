@@ -77,10 +77,16 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
         Ok(text) => loader.load(Origin::Disk(canonical), display_name(entry), text, None),
         Err(e) => {
             // No file to point into: report against an empty in-memory source named after it.
-            let id = loader.sources.add(display_name(entry), Some(entry.to_path_buf()), "");
+            let id = loader
+                .sources
+                .add(display_name(entry), Some(entry.to_path_buf()), "");
             loader.diags.push(
-                Diagnostic::error("E0100", Span::new(id, 0, 0), format!("cannot read `{}`: {e}", entry.display()))
-                    .with_help("check the path; `orch check` takes paths to `.orch` files"),
+                Diagnostic::error(
+                    "E0100",
+                    Span::new(id, 0, 0),
+                    format!("cannot read `{}`: {e}", entry.display()),
+                )
+                .with_help("check the path; `orch check` takes paths to `.orch` files"),
             );
             id
         }
@@ -89,27 +95,46 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
 }
 
 /// Loads a script given as text (tests, stdin). Relative includes resolve against `dir`.
-pub fn load_source(name: &str, text: &str, dir: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics) {
+pub fn load_source(
+    name: &str,
+    text: &str,
+    dir: &Path,
+    opts: &ResolveOptions,
+) -> (ModuleSet, Diagnostics) {
     let mut loader = Loader::new(opts);
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     loader.roots.insert(0, dir.clone());
-    let id = loader.load(Origin::Memory(dir.join(name).to_string_lossy().into_owned()), name.to_string(), text.to_string(), None);
+    let id = loader.load(
+        Origin::Memory(dir.join(name).to_string_lossy().into_owned()),
+        name.to_string(),
+        text.to_string(),
+        None,
+    );
     loader.finish(id)
 }
 
 /// A path as users wrote it, relative to the working directory when possible.
 fn display_name(path: &Path) -> String {
-    let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
     let canonical = path.canonicalize().ok();
     match (cwd, canonical) {
-        (Some(cwd), Some(p)) => p.strip_prefix(&cwd).map(|r| r.display().to_string()).unwrap_or_else(|_| path.display().to_string()),
+        (Some(cwd), Some(p)) => p
+            .strip_prefix(&cwd)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| path.display().to_string()),
         _ => path.display().to_string(),
     }
 }
 
 impl<'o> Loader<'o> {
     fn new(opts: &'o ResolveOptions) -> Self {
-        let roots = opts.include_paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+        let roots = opts
+            .include_paths
+            .iter()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+            .collect();
         Loader {
             opts,
             roots,
@@ -122,7 +147,14 @@ impl<'o> Loader<'o> {
     }
 
     fn finish(self, entry: FileId) -> (ModuleSet, Diagnostics) {
-        (ModuleSet { sources: self.sources, modules: self.modules, entry }, self.diags)
+        (
+            ModuleSet {
+                sources: self.sources,
+                modules: self.modules,
+                entry,
+            },
+            self.diags,
+        )
     }
 
     /// Adds, parses and recursively loads one file; returns its id.
@@ -154,7 +186,10 @@ impl<'o> Loader<'o> {
                 _ => None,
             })
             .collect();
-        self.modules.push(LoadedModule { module, included_from: from });
+        self.modules.push(LoadedModule {
+            module,
+            included_from: from,
+        });
         for inc in includes {
             self.include(&origin, &inc);
         }
@@ -165,12 +200,18 @@ impl<'o> Loader<'o> {
     fn include(&mut self, from: &Origin, inc: &ast::Include) {
         if let Some(alias) = &inc.alias {
             self.diags.push(
-                Diagnostic::error("E0104", alias.span, "namespaced includes (`include ... as ns`) are not supported yet")
-                    .with_label("namespace")
-                    .with_help("remove `as` to include the file's items into this file's namespace"),
+                Diagnostic::error(
+                    "E0104",
+                    alias.span,
+                    "namespaced includes (`include ... as ns`) are not supported yet",
+                )
+                .with_label("namespace")
+                .with_help("remove `as` to include the file's items into this file's namespace"),
             );
         }
-        let Some(target) = self.locate(from, inc) else { return };
+        let Some(target) = self.locate(from, inc) else {
+            return;
+        };
         let name = match &target {
             Origin::Std(n) => n.to_string(),
             Origin::Disk(p) => display_name(p),
@@ -184,11 +225,19 @@ impl<'o> Loader<'o> {
             return; // Already loaded through another include: its items are defined once.
         }
         let text = match &target {
-            Origin::Std(n) => STDLIB.iter().find(|(s, _)| s == n).map(|(_, t)| t.to_string()).unwrap_or_default(),
+            Origin::Std(n) => STDLIB
+                .iter()
+                .find(|(s, _)| s == n)
+                .map(|(_, t)| t.to_string())
+                .unwrap_or_default(),
             Origin::Disk(p) => match std::fs::read_to_string(p) {
                 Ok(t) => t,
                 Err(e) => {
-                    self.diags.push(Diagnostic::error("E0101", inc.path_span, format!("cannot read included file `{name}`: {e}")));
+                    self.diags.push(Diagnostic::error(
+                        "E0101",
+                        inc.path_span,
+                        format!("cannot read included file `{name}`: {e}"),
+                    ));
                     return;
                 }
             },
@@ -204,10 +253,17 @@ impl<'o> Loader<'o> {
                 return Some(Origin::Std(name));
             }
             let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
-            let mut d = Diagnostic::error("E0101", inc.path_span, format!("the standard library has no file `{}`", inc.path))
-                .with_label("not in the standard library");
+            let mut d = Diagnostic::error(
+                "E0101",
+                inc.path_span,
+                format!("the standard library has no file `{}`", inc.path),
+            )
+            .with_label("not in the standard library");
             d = match crate::check::suggest::did_you_mean(rest, known.iter().map(|n| &n[4..])) {
-                Some(s) => d.with_help(format!("did you mean `std/{s}`? The standard library has {}", known.join(", "))),
+                Some(s) => d.with_help(format!(
+                    "did you mean `std/{s}`? The standard library has {}",
+                    known.join(", ")
+                )),
                 None => d.with_help(format!("the standard library has {}", known.join(", "))),
             };
             self.diags.push(d);
@@ -217,7 +273,11 @@ impl<'o> Loader<'o> {
             Origin::Disk(p) => p.parent().map(Path::to_path_buf),
             Origin::Memory(m) => Path::new(m).parent().map(Path::to_path_buf),
             Origin::Std(_) => {
-                self.diags.push(Diagnostic::error("E0101", inc.path_span, "a standard library file can only include `std/...` files"));
+                self.diags.push(Diagnostic::error(
+                    "E0101",
+                    inc.path_span,
+                    "a standard library file can only include `std/...` files",
+                ));
                 return None;
             }
         }
@@ -232,7 +292,11 @@ impl<'o> Loader<'o> {
             return None;
         };
         if !self.roots.iter().any(|r| canonical.starts_with(r)) {
-            let root = self.roots.first().map(|r| r.display().to_string()).unwrap_or_default();
+            let root = self
+                .roots
+                .first()
+                .map(|r| r.display().to_string())
+                .unwrap_or_default();
             self.diags.push(
                 Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the project directory", inc.path))
                     .with_label(format!("resolves to {}", canonical.display()))
@@ -249,11 +313,20 @@ impl<'o> Loader<'o> {
 
     /// The include at `inc` closes a cycle with the files `stack[pos..]`.
     fn report_cycle(&mut self, pos: usize, inc: &ast::Include) {
-        let chain: Vec<String> = self.stack[pos..].iter().map(|(_, id, _)| self.sources.get(*id).name.clone()).collect();
+        let chain: Vec<String> = self.stack[pos..]
+            .iter()
+            .map(|(_, id, _)| self.sources.get(*id).name.clone())
+            .collect();
         let first = chain.first().cloned().unwrap_or_default();
-        let mut d = Diagnostic::error("E0102", inc.path_span, format!("include cycle: {} → {first}", chain.join(" → ")))
-            .with_label(format!("includes `{first}` again"))
-            .with_help("move the shared items into a file that both include, and include that file from each");
+        let mut d = Diagnostic::error(
+            "E0102",
+            inc.path_span,
+            format!("include cycle: {} → {first}", chain.join(" → ")),
+        )
+        .with_label(format!("includes `{first}` again"))
+        .with_help(
+            "move the shared items into a file that both include, and include that file from each",
+        );
         for (_, id, from) in &self.stack[pos + 1..] {
             if let Some(span) = from {
                 d = d.with_secondary(*span, format!("includes `{}`", self.sources.get(*id).name));

@@ -74,16 +74,28 @@ impl ProviderDef {
 
 /// The built-in providers `anthropic`, `openai` and `sim`.
 pub fn builtin_providers() -> IndexMap<String, ProviderDef> {
-    [ProviderKind::Anthropic, ProviderKind::Openai, ProviderKind::Sim]
-        .into_iter()
-        .map(|kind| {
-            let name = kind.keyword().to_string();
-            (
-                name.clone(),
-                ProviderDef { name, kind, base_url: None, api_key_env: None, max_concurrency: None, latency_ms: None, span: None },
-            )
-        })
-        .collect()
+    [
+        ProviderKind::Anthropic,
+        ProviderKind::Openai,
+        ProviderKind::Sim,
+    ]
+    .into_iter()
+    .map(|kind| {
+        let name = kind.keyword().to_string();
+        (
+            name.clone(),
+            ProviderDef {
+                name,
+                kind,
+                base_url: None,
+                api_key_env: None,
+                max_concurrency: None,
+                latency_ms: None,
+                span: None,
+            },
+        )
+    })
+    .collect()
 }
 
 /// Capability tier of a model.
@@ -220,7 +232,12 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn new(what: &'static str, fields: &'a [Field], known: &[&str], diags: &mut Diagnostics) -> Self {
+    pub(crate) fn new(
+        what: &'static str,
+        fields: &'a [Field],
+        known: &[&str],
+        diags: &mut Diagnostics,
+    ) -> Self {
         let mut map: IndexMap<&str, &Field> = IndexMap::new();
         for f in fields {
             let key = f.key.name.as_str();
@@ -234,9 +251,17 @@ impl<'a> Fields<'a> {
                 continue;
             }
             if !known.contains(&key) {
-                let mut d = Diagnostic::error("E0206", f.key.span, format!("unknown field `{key}` in {what}")).with_label("unknown field");
+                let mut d = Diagnostic::error(
+                    "E0206",
+                    f.key.span,
+                    format!("unknown field `{key}` in {what}"),
+                )
+                .with_label("unknown field");
                 d = match did_you_mean(key, known.iter().copied()) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`? Fields of {what}: {}", known.join(", "))),
+                    Some(s) => d.with_help(format!(
+                        "did you mean `{s}`? Fields of {what}: {}",
+                        known.join(", ")
+                    )),
                     None => d.with_help(format!("fields of {what}: {}", known.join(", "))),
                 };
                 diags.push(d);
@@ -256,7 +281,12 @@ impl<'a> Fields<'a> {
             Diagnostic::error(
                 "E0207",
                 f.value.span,
-                format!("field `{}` of {} must be {expected}, found {}", f.key.name, self.what, f.value.kind.describe()),
+                format!(
+                    "field `{}` of {} must be {expected}, found {}",
+                    f.key.name,
+                    self.what,
+                    f.value.kind.describe()
+                ),
             )
             .with_label(format!("expected {expected}")),
         );
@@ -280,9 +310,13 @@ impl<'a> Fields<'a> {
             Some(s) => Some(s),
             None => {
                 diags.push(
-                    Diagnostic::error("E0207", span, format!("field `{key}` of {} cannot interpolate values", self.what))
-                        .with_label("interpolation not allowed here")
-                        .with_help("write `{{` and `}}` for literal braces"),
+                    Diagnostic::error(
+                        "E0207",
+                        span,
+                        format!("field `{key}` of {} cannot interpolate values", self.what),
+                    )
+                    .with_label("interpolation not allowed here")
+                    .with_help("write `{{` and `}}` for literal braces"),
                 );
                 None
             }
@@ -337,7 +371,12 @@ impl<'a> Fields<'a> {
     }
 
     /// A bare name that must be one of `choices`.
-    pub(crate) fn choice(&self, key: &str, choices: &[&str], diags: &mut Diagnostics) -> Option<(String, Span)> {
+    pub(crate) fn choice(
+        &self,
+        key: &str,
+        choices: &[&str],
+        diags: &mut Diagnostics,
+    ) -> Option<(String, Span)> {
         let f = self.get(key)?;
         let word = match &f.value.kind {
             ValueKind::Path(p) if p.fields.is_empty() => Some(p.root.name.clone()),
@@ -351,7 +390,11 @@ impl<'a> Fields<'a> {
                 let mut d = Diagnostic::error(
                     "E0207",
                     shown.unwrap_or(f.value.span),
-                    format!("field `{key}` of {} must be one of {}", self.what, choices.join(", ")),
+                    format!(
+                        "field `{key}` of {} must be one of {}",
+                        self.what,
+                        choices.join(", ")
+                    ),
                 )
                 .with_label("not one of the allowed values");
                 if let Some(w) = &word
@@ -365,15 +408,26 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(crate) fn require(&self, key: &str, item_span: Span, name: &Ident, diags: &mut Diagnostics, help: &str) -> bool {
+    pub(crate) fn require(
+        &self,
+        key: &str,
+        item_span: Span,
+        name: &Ident,
+        diags: &mut Diagnostics,
+        help: &str,
+    ) -> bool {
         if self.get(key).is_some() {
             return true;
         }
         diags.push(
-            Diagnostic::error("E0208", name.span, format!("{} `{}` has no `{key}` field", self.what, name.name))
-                .with_label(format!("`{key}` is required"))
-                .with_secondary(item_span, "declared here")
-                .with_help(help.to_string()),
+            Diagnostic::error(
+                "E0208",
+                name.span,
+                format!("{} `{}` has no `{key}` field", self.what, name.name),
+            )
+            .with_label(format!("`{key}` is required"))
+            .with_secondary(item_span, "declared here")
+            .with_help(help.to_string()),
         );
         false
     }
@@ -383,20 +437,37 @@ impl<'a> Fields<'a> {
 fn reject_literal_key(fields: &[Field], diags: &mut Diagnostics) {
     for f in fields.iter().filter(|f| f.key.name == "api_key") {
         diags.push(
-            Diagnostic::error("E0601", f.value.span, "an API key must not be written in a script")
-                .with_label("literal secret")
-                .with_help("remove it and set `api_key_env: \"NAME\"`, then export NAME in the environment"),
+            Diagnostic::error(
+                "E0601",
+                f.value.span,
+                "an API key must not be written in a script",
+            )
+            .with_label("literal secret")
+            .with_help(
+                "remove it and set `api_key_env: \"NAME\"`, then export NAME in the environment",
+            ),
         );
     }
 }
 
 // ------------------------------------------------------------------------- providers
 
-const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env", "max_concurrency", "latency"];
+const PROVIDER_FIELDS: &[&str] = &[
+    "kind",
+    "base_url",
+    "api_key_env",
+    "max_concurrency",
+    "latency",
+];
 
 pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef {
     reject_literal_key(&decl.fields, diags);
-    let without_key: Vec<Field> = decl.fields.iter().filter(|f| f.key.name != "api_key").cloned().collect();
+    let without_key: Vec<Field> = decl
+        .fields
+        .iter()
+        .filter(|f| f.key.name != "api_key")
+        .cloned()
+        .collect();
     let f = Fields::new("a provider", &without_key, PROVIDER_FIELDS, diags);
     let kind = match f.choice("kind", &["anthropic", "openai", "sim"], diags) {
         Some((k, _)) => ProviderKind::parse(&k),
@@ -414,13 +485,18 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         ProviderKind::Openai
     });
     let latency_ms = f.duration("latency", diags);
-    if latency_ms.is_some() && kind != ProviderKind::Sim
+    if latency_ms.is_some()
+        && kind != ProviderKind::Sim
         && let Some(field) = f.get("latency")
     {
         diags.push(
-            Diagnostic::error("E0207", field.key.span, "`latency` applies to `kind: sim` providers only")
-                .with_label("not a simulator")
-                .with_help("remove it, or set `kind: sim`"),
+            Diagnostic::error(
+                "E0207",
+                field.key.span,
+                "`latency` applies to `kind: sim` providers only",
+            )
+            .with_label("not a simulator")
+            .with_help("remove it, or set `kind: sim`"),
         );
     }
     ProviderDef {
@@ -441,18 +517,31 @@ const MODEL_FIELDS: &[&str] = &["provider", "name", "tier", "price", "max_tokens
 /// A model; the provider name is validated later, against the whole provider table.
 pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Option<Ident>) {
     let f = Fields::new("a model", &decl.fields, MODEL_FIELDS, diags);
-    f.require("provider", decl.span, &decl.name, diags, "add `provider: anthropic`, `provider: openai` or the name of a declared provider");
+    f.require(
+        "provider",
+        decl.span,
+        &decl.name,
+        diags,
+        "add `provider: anthropic`, `provider: openai` or the name of a declared provider",
+    );
     let provider = f.name("provider", diags);
-    let tier = f.choice("tier", &["fast", "balanced", "deep"], diags).map(|(t, _)| match t.as_str() {
-        "fast" => Tier::Fast,
-        "deep" => Tier::Deep,
-        _ => Tier::Balanced,
-    });
+    let tier = f
+        .choice("tier", &["fast", "balanced", "deep"], diags)
+        .map(|(t, _)| match t.as_str() {
+            "fast" => Tier::Fast,
+            "deep" => Tier::Deep,
+            _ => Tier::Balanced,
+        });
     let price = f.get("price").map(|p| price(p, diags)).unwrap_or_default();
     let def = ModelDef {
         name: decl.name.name.clone(),
-        provider: provider.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-        api_name: f.plain("name", diags).unwrap_or_else(|| decl.name.name.clone()),
+        provider: provider
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default(),
+        api_name: f
+            .plain("name", diags)
+            .unwrap_or_else(|| decl.name.name.clone()),
         tier,
         price,
         max_tokens: f.int("max_tokens", diags),
@@ -464,26 +553,48 @@ pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Opt
 fn price(field: &Field, diags: &mut Diagnostics) -> Price {
     let ValueKind::Record(fields) = &field.value.kind else {
         diags.push(
-            Diagnostic::error("E0207", field.value.span, "field `price` of a model must be a record")
-                .with_label("expected `{ input: N, output: N }`")
-                .with_help("prices are USD per million tokens, e.g. `price: { input: 3.00, output: 15.00 }`"),
+            Diagnostic::error(
+                "E0207",
+                field.value.span,
+                "field `price` of a model must be a record",
+            )
+            .with_label("expected `{ input: N, output: N }`")
+            .with_help(
+                "prices are USD per million tokens, e.g. `price: { input: 3.00, output: 15.00 }`",
+            ),
         );
         return Price::default();
     };
     let f = Fields::new("a price", fields, &["input", "output"], diags);
-    Price { input: f.number("input", diags).unwrap_or(0.0), output: f.number("output", diags).unwrap_or(0.0) }
+    Price {
+        input: f.number("input", diags).unwrap_or(0.0),
+        output: f.number("output", diags).unwrap_or(0.0),
+    }
 }
 
 // ------------------------------------------------------------------------- agents
 
-const MODEL_AGENT_FIELDS: &[&str] =
-    &["model", "complexity", "system", "max_tokens", "temperature", "retry", "timeout", "fallback", "description"];
+const MODEL_AGENT_FIELDS: &[&str] = &[
+    "model",
+    "complexity",
+    "system",
+    "max_tokens",
+    "temperature",
+    "retry",
+    "timeout",
+    "fallback",
+    "description",
+];
 const COMMAND_AGENT_FIELDS: &[&str] = &["run", "env", "cwd", "retry", "timeout", "description"];
 
 pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef {
     let params = params(&decl.params, diags);
     let is_command = decl.fields.iter().any(|f| f.key.name == "run");
-    let (known, what) = if is_command { (COMMAND_AGENT_FIELDS, "a command agent") } else { (MODEL_AGENT_FIELDS, "an agent") };
+    let (known, what) = if is_command {
+        (COMMAND_AGENT_FIELDS, "a command agent")
+    } else {
+        (MODEL_AGENT_FIELDS, "an agent")
+    };
     let f = Fields::new(what, &decl.fields, known, diags);
     let kind = if is_command {
         command_kind(&f, &params, diags)
@@ -500,11 +611,13 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
             fallback: f.name("fallback", diags),
         }
     };
-    let complexity = f.choice("complexity", &["low", "medium", "high"], diags).map(|(c, _)| match c.as_str() {
-        "low" => Complexity::Low,
-        "high" => Complexity::High,
-        _ => Complexity::Medium,
-    });
+    let complexity = f
+        .choice("complexity", &["low", "medium", "high"], diags)
+        .map(|(c, _)| match c.as_str() {
+            "low" => Complexity::Low,
+            "high" => Complexity::High,
+            _ => Complexity::Medium,
+        });
     AgentDef {
         name: decl.name.name.clone(),
         doc: decl.doc.clone(),
@@ -530,17 +643,30 @@ fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) ->
                             argv.push((t.clone(), v.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error("E0207", v.span, format!("argv elements must be strings, found {}", v.kind.describe()))
-                                .with_label("expected a string")
-                                .with_help("quote it: `\"...\"`"),
+                            Diagnostic::error(
+                                "E0207",
+                                v.span,
+                                format!(
+                                    "argv elements must be strings, found {}",
+                                    v.kind.describe()
+                                ),
+                            )
+                            .with_label("expected a string")
+                            .with_help("quote it: `\"...\"`"),
                         ),
                     }
                 }
             }
             _ => diags.push(
-                Diagnostic::error("E0207", run.value.span, "field `run` must be a non-empty list of strings")
-                    .with_label("expected `[\"program\", \"arg\", ...]`")
-                    .with_help("the program runs directly, without a shell: `run: [\"cargo\", \"test\"]`"),
+                Diagnostic::error(
+                    "E0207",
+                    run.value.span,
+                    "field `run` must be a non-empty list of strings",
+                )
+                .with_label("expected `[\"program\", \"arg\", ...]`")
+                .with_help(
+                    "the program runs directly, without a shell: `run: [\"cargo\", \"test\"]`",
+                ),
             ),
         }
     }
@@ -555,30 +681,54 @@ fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) ->
                             env.push((field.key.name.clone(), t.clone(), field.value.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error("E0207", field.value.span, "environment values must be strings")
-                                .with_label("expected a string"),
+                            Diagnostic::error(
+                                "E0207",
+                                field.value.span,
+                                "environment values must be strings",
+                            )
+                            .with_label("expected a string"),
                         ),
                     }
                 }
             }
             _ => diags.push(
-                Diagnostic::error("E0207", e.value.span, "field `env` must be a record of strings")
-                    .with_label("expected `{ NAME: \"value\" }`"),
+                Diagnostic::error(
+                    "E0207",
+                    e.value.span,
+                    "field `env` must be a record of strings",
+                )
+                .with_label("expected `{ NAME: \"value\" }`"),
             ),
         }
     }
-    AgentKind::Command { argv, env, cwd: f.plain("cwd", diags) }
+    AgentKind::Command {
+        argv,
+        env,
+        cwd: f.plain("cwd", diags),
+    }
 }
 
 /// Agent templates (system, argv, env) may interpolate the agent's own parameters only.
-fn check_param_refs(t: &Template, _span: Span, params: &[ParamDef], _agent: &str, diags: &mut Diagnostics) {
+fn check_param_refs(
+    t: &Template,
+    _span: Span,
+    params: &[ParamDef],
+    _agent: &str,
+    diags: &mut Diagnostics,
+) {
     for part in &t.parts {
-        let TemplatePart::Interp(p) = part else { continue };
+        let TemplatePart::Interp(p) = part else {
+            continue;
+        };
         if params.iter().any(|q| q.name == p.root.name) {
             continue;
         }
-        let mut d = Diagnostic::error("E0201", p.root.span, format!("`{}` is not a parameter of this agent", p.root.name))
-            .with_label("not a parameter");
+        let mut d = Diagnostic::error(
+            "E0201",
+            p.root.span,
+            format!("`{}` is not a parameter of this agent", p.root.name),
+        )
+        .with_label("not a parameter");
         d = match did_you_mean(&p.root.name, params.iter().map(|q| q.name.as_str())) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if params.is_empty() => d.with_help(format!(
@@ -599,15 +749,27 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
     for p in ps {
         if let Some(prev) = out.iter().find(|q| q.name == p.name.name) {
             diags.push(
-                Diagnostic::error("E0205", p.name.span, format!("parameter `{}` is declared twice", p.name.name))
-                    .with_label("declared again")
-                    .with_secondary(prev.span, "first declared here")
-                    .with_help("rename one of them"),
+                Diagnostic::error(
+                    "E0205",
+                    p.name.span,
+                    format!("parameter `{}` is declared twice", p.name.name),
+                )
+                .with_label("declared again")
+                .with_secondary(prev.span, "first declared here")
+                .with_help("rename one of them"),
             );
             continue;
         }
-        let ty = p.ty.as_ref().map(|t| resolve_type(t, diags)).unwrap_or(Type::Text);
-        out.push(ParamDef { name: p.name.name.clone(), ty, default: p.default.as_ref().map(value_text), span: p.name.span });
+        let ty =
+            p.ty.as_ref()
+                .map(|t| resolve_type(t, diags))
+                .unwrap_or(Type::Text);
+        out.push(ParamDef {
+            name: p.name.name.clone(),
+            ty,
+            default: p.default.as_ref().map(value_text),
+            span: p.name.span,
+        });
     }
     out
 }
@@ -629,11 +791,19 @@ pub(crate) fn value_text(v: &Value) -> String {
         ValueKind::Money(x) => format!("${x:.2}"),
         ValueKind::Bool(b) => b.to_string(),
         ValueKind::List(items) => {
-            serde_json::to_string(&items.iter().map(value_text).collect::<Vec<_>>()).unwrap_or_default()
+            serde_json::to_string(&items.iter().map(value_text).collect::<Vec<_>>())
+                .unwrap_or_default()
         }
         ValueKind::Record(fields) => {
-            let map: serde_json::Map<String, serde_json::Value> =
-                fields.iter().map(|f| (f.key.name.clone(), serde_json::Value::String(value_text(&f.value)))).collect();
+            let map: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|f| {
+                    (
+                        f.key.name.clone(),
+                        serde_json::Value::String(value_text(&f.value)),
+                    )
+                })
+                .collect();
             serde_json::Value::Object(map).to_string()
         }
         ValueKind::Path(p) => p.dotted(),

@@ -30,7 +30,8 @@ pub struct Tables {
 
 impl Tables {
     pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
-        let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name)).with_label("not a declared model");
+        let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name))
+            .with_label("not a declared model");
         d = match suggest::did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if self.models.is_empty() => {
@@ -46,10 +47,14 @@ impl Tables {
 
     pub(crate) fn unknown_agent(&self, callee: &Path) -> Diagnostic {
         let name = callee.dotted();
-        let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`")).with_label("not a declared agent");
+        let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`"))
+            .with_label("not a declared agent");
         d = match suggest::did_you_mean(&name, self.agents.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("declare it: `agent {} {{ model: sonnet, system: \"...\" }}`", callee.root.name)),
+            None => d.with_help(format!(
+                "declare it: `agent {} {{ model: sonnet, system: \"...\" }}`",
+                callee.root.name
+            )),
         };
         d
     }
@@ -59,9 +64,10 @@ impl AgentDef {
     /// The span of the first argv element that interpolates `param`, for messages.
     pub fn kind_argv_span(&self, param: &str) -> Option<Span> {
         match &self.kind {
-            AgentKind::Command { argv, .. } => {
-                argv.iter().find(|(t, _)| t.interps().any(|p| p.root.name == param)).map(|(_, s)| *s)
-            }
+            AgentKind::Command { argv, .. } => argv
+                .iter()
+                .find(|(t, _)| t.interps().any(|p| p.root.name == param))
+                .map(|(_, s)| *s),
             AgentKind::Model { .. } => None,
         }
     }
@@ -81,7 +87,10 @@ pub struct Program {
 /// Checks a module set. The program is returned even when there are errors (for tools that
 /// want to show as much as possible); callers must not run it if `diags.has_errors()`.
 pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
-    let mut tables = Tables { providers: items::builtin_providers(), ..Tables::default() };
+    let mut tables = Tables {
+        providers: items::builtin_providers(),
+        ..Tables::default()
+    };
     let mut item_spans: IndexMap<String, (Span, &'static str)> = IndexMap::new();
     let mut workflows: Vec<&ast::Workflow> = Vec::new();
     let mut model_providers: Vec<(String, Ident)> = Vec::new();
@@ -109,7 +118,9 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
             match item {
                 ast::Item::Provider(d) => {
                     declared_providers.push(d.name.name.clone());
-                    tables.providers.insert(d.name.name.clone(), items::provider(d, diags));
+                    tables
+                        .providers
+                        .insert(d.name.name.clone(), items::provider(d, diags));
                 }
                 ast::Item::Model(d) => {
                     let (def, provider) = items::model(d, diags);
@@ -119,7 +130,9 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                     tables.models.insert(d.name.name.clone(), def);
                 }
                 ast::Item::Agent(a) => {
-                    tables.agents.insert(a.name.name.clone(), items::agent(a, diags));
+                    tables
+                        .agents
+                        .insert(a.name.name.clone(), items::agent(a, diags));
                 }
                 ast::Item::Workflow(w) => workflows.push(w),
                 ast::Item::Include(_) => {}
@@ -129,16 +142,28 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     check_model_providers(&tables, &model_providers, diags);
     check_agent_models(&tables, diags);
 
-    let workflows = workflows.into_iter().map(|w| (w.name.name.clone(), workflow::lower(w, &tables, diags))).collect();
-    Program { sources: set.sources.clone(), tables, workflows }
+    let workflows = workflows
+        .into_iter()
+        .map(|w| (w.name.name.clone(), workflow::lower(w, &tables, diags)))
+        .collect();
+    Program {
+        sources: set.sources.clone(),
+        tables,
+        workflows,
+    }
 }
 
-fn check_model_providers(tables: &Tables, model_providers: &[(String, Ident)], diags: &mut Diagnostics) {
+fn check_model_providers(
+    tables: &Tables,
+    model_providers: &[(String, Ident)],
+    diags: &mut Diagnostics,
+) {
     for (_, p) in model_providers {
         if tables.providers.contains_key(&p.name) {
             continue;
         }
-        let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name)).with_label("not a provider");
+        let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name))
+            .with_label("not a provider");
         d = match suggest::did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(
@@ -152,7 +177,10 @@ fn check_model_providers(tables: &Tables, model_providers: &[(String, Ident)], d
 
 fn check_agent_models(tables: &Tables, diags: &mut Diagnostics) {
     for a in tables.agents.values() {
-        if let AgentKind::Model { model, fallback, .. } = &a.kind {
+        if let AgentKind::Model {
+            model, fallback, ..
+        } = &a.kind
+        {
             for m in model.iter().chain(fallback.iter()) {
                 if !tables.models.contains_key(&m.name) {
                     diags.push(tables.unknown_model(m));

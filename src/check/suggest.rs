@@ -10,13 +10,20 @@
 pub const THRESHOLD: f64 = 0.6;
 
 /// The most similar candidate above [`THRESHOLD`], if any.
-pub fn did_you_mean<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    unknown: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = unknown.to_lowercase();
     candidates
         .into_iter()
         .filter(|c| *c != unknown)
         .map(|c| {
-            let score = if c.to_lowercase() == lower { 1.0 } else { strsim::normalized_damerau_levenshtein(unknown, c) };
+            let score = if c.to_lowercase() == lower {
+                1.0
+            } else {
+                strsim::normalized_damerau_levenshtein(unknown, c)
+            };
             (c, score)
         })
         .filter(|(_, s)| *s >= THRESHOLD)
@@ -31,7 +38,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("scuot", ["scout", "planner"]), Some("scout"));
-        assert_eq!(did_you_mean("Planner", ["scout", "planner"]), Some("planner"));
+        assert_eq!(
+            did_you_mean("Planner", ["scout", "planner"]),
+            Some("planner")
+        );
         assert_eq!(did_you_mean("zebra", ["scout", "planner"]), None);
     }
 }

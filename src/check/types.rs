@@ -52,7 +52,12 @@ impl Type {
     pub fn field(&self, name: &str) -> Option<Option<Type>> {
         match self {
             Type::Json => Some(Some(Type::Json)),
-            Type::Record(fields) => Some(fields.iter().find(|(k, _)| k == name).map(|(_, t)| t.clone())),
+            Type::Record(fields) => Some(
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, t)| t.clone()),
+            ),
             _ => None,
         }
     }
@@ -70,23 +75,35 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             "json" => Type::Json,
             "agent" => {
                 diags.push(
-                    Diagnostic::error("E0504", t.span, "parameters of type `agent` (reusable patterns) are not supported yet")
-                        .with_label("not supported yet")
-                        .with_help("name the agent directly in the workflow body"),
+                    Diagnostic::error(
+                        "E0504",
+                        t.span,
+                        "parameters of type `agent` (reusable patterns) are not supported yet",
+                    )
+                    .with_label("not supported yet")
+                    .with_help("name the agent directly in the workflow body"),
                 );
                 Type::Json
             }
             other => {
-                let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`")).with_label("unknown type");
+                let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`"))
+                    .with_label("unknown type");
                 d = match did_you_mean(other, TYPE_NAMES.iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help("types are text, number, bool, json, list<T> and records `{ name: T }`"),
+                    None => d.with_help(
+                        "types are text, number, bool, json, list<T> and records `{ name: T }`",
+                    ),
                 };
                 diags.push(d);
                 Type::Json
             }
         },
         TypeKind::List(inner) => Type::List(Box::new(resolve_type(inner, diags))),
-        TypeKind::Record(fields) => Type::Record(fields.iter().map(|(k, t)| (k.name.clone(), resolve_type(t, diags))).collect()),
+        TypeKind::Record(fields) => Type::Record(
+            fields
+                .iter()
+                .map(|(k, t)| (k.name.clone(), resolve_type(t, diags)))
+                .collect(),
+        ),
     }
 }

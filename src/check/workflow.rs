@@ -20,7 +20,9 @@ use super::items::{AgentKind, ParamDef, value_text};
 use super::suggest::did_you_mean;
 use super::types::Type;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::syntax::ast::{self, Ident, OptKind, Opt, Path, Policy, Stmt, Template, TemplatePart, ValueKind};
+use crate::syntax::ast::{
+    self, Ident, Opt, OptKind, Path, Policy, Stmt, Template, TemplatePart, ValueKind,
+};
 
 /// Index of a node in [`WorkflowGraph::nodes`].
 pub type NodeId = usize;
@@ -248,7 +250,9 @@ enum Place {
 impl Place {
     fn allows(self, o: &OptKind) -> bool {
         match o {
-            OptKind::Model(_) | OptKind::Retry(_) | OptKind::Timeout(_) | OptKind::Fallback(_) => true,
+            OptKind::Model(_) | OptKind::Retry(_) | OptKind::Timeout(_) | OptKind::Fallback(_) => {
+                true
+            }
             OptKind::Max(_) => self == Place::Parallel,
             OptKind::Budget(_) => self == Place::Workflow,
         }
@@ -274,24 +278,36 @@ impl Lowerer<'_> {
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == kw) {
                 let what = if kw == "model" { "a model" } else { kw };
                 self.diags.push(
-                    Diagnostic::error("E0502", o.span, format!("{what} is given twice in these options"))
-                        .with_label("given again")
-                        .with_secondary(*prev, "first given here")
-                        .with_help("keep one of them"),
+                    Diagnostic::error(
+                        "E0502",
+                        o.span,
+                        format!("{what} is given twice in these options"),
+                    )
+                    .with_label("given again")
+                    .with_secondary(*prev, "first given here")
+                    .with_help("keep one of them"),
                 );
                 continue;
             }
             seen.push((kw, o.span));
             if !place.allows(&o.kind) {
                 let help = match o.kind {
-                    OptKind::Max(_) => "`max N` limits the branches of a `parallel` block; put it on the block",
-                    OptKind::Budget(_) => "`budget $X` applies to a whole workflow: `workflow main() <budget $2.00> { ... }`",
+                    OptKind::Max(_) => {
+                        "`max N` limits the branches of a `parallel` block; put it on the block"
+                    }
+                    OptKind::Budget(_) => {
+                        "`budget $X` applies to a whole workflow: `workflow main() <budget $2.00> { ... }`"
+                    }
                     _ => "remove it",
                 };
                 self.diags.push(
-                    Diagnostic::error("E0502", o.span, format!("`{kw}` is not an option of {}", place.describe()))
-                        .with_label("not allowed here")
-                        .with_help(help),
+                    Diagnostic::error(
+                        "E0502",
+                        o.span,
+                        format!("`{kw}` is not an option of {}", place.describe()),
+                    )
+                    .with_label("not allowed here")
+                    .with_help(help),
                 );
                 continue;
             }
@@ -310,9 +326,13 @@ impl Lowerer<'_> {
                 OptKind::Timeout(ms) => {
                     if *ms == 0 {
                         self.diags.push(
-                            Diagnostic::error("E0503", o.span, "a timeout of zero would fail every attempt")
-                                .with_label("zero")
-                                .with_help("give a positive duration like `30s`"),
+                            Diagnostic::error(
+                                "E0503",
+                                o.span,
+                                "a timeout of zero would fail every attempt",
+                            )
+                            .with_label("zero")
+                            .with_help("give a positive duration like `30s`"),
                         );
                     }
                     scope.timeout_ms = Some(*ms);
@@ -352,10 +372,17 @@ impl Lowerer<'_> {
                 _ => "a step",
             };
             self.diags.push(
-                Diagnostic::error("E0205", name.span, format!("`{}` is defined twice in workflow `{}`", name.name, self.g.name))
-                    .with_label("defined again here")
-                    .with_secondary(*prev, format!("first defined here, as {what}"))
-                    .with_help("every name is defined once per workflow; rename one of them"),
+                Diagnostic::error(
+                    "E0205",
+                    name.span,
+                    format!(
+                        "`{}` is defined twice in workflow `{}`",
+                        name.name, self.g.name
+                    ),
+                )
+                .with_label("defined again here")
+                .with_secondary(*prev, format!("first defined here, as {what}"))
+                .with_help("every name is defined once per workflow; rename one of them"),
             );
             return;
         }
@@ -367,7 +394,13 @@ impl Lowerer<'_> {
 
     /// Lowers a block; `entry` are the nodes every statement of it must wait for. Returns the
     /// nodes whose completion completes the block.
-    fn block(&mut self, block: &ast::Block, mode: Mode, entry: &[Dep], scope: &Scope) -> Vec<NodeId> {
+    fn block(
+        &mut self,
+        block: &ast::Block,
+        mode: Mode,
+        entry: &[Dep],
+        scope: &Scope,
+    ) -> Vec<NodeId> {
         let mut prev: Vec<Dep> = entry.to_vec();
         let mut all_exits = Vec::new();
         let mut last_parallel: Option<GroupId> = None;
@@ -381,7 +414,11 @@ impl Lowerer<'_> {
                 );
                 self.returned = false;
             }
-            let stmt_entry = if mode == Mode::Sequence { prev.clone() } else { entry.to_vec() };
+            let stmt_entry = if mode == Mode::Sequence {
+                prev.clone()
+            } else {
+                entry.to_vec()
+            };
             let (exits, group) = self.stmt(stmt, mode, &stmt_entry, scope, last_parallel);
             last_parallel = group;
             if let Stmt::Return(_) = stmt {
@@ -389,7 +426,14 @@ impl Lowerer<'_> {
             }
             let order_span = stmt.span();
             if mode == Mode::Sequence && !exits.is_empty() {
-                prev = exits.iter().map(|&n| Dep { node: n, kind: DepKind::Order, span: order_span }).collect();
+                prev = exits
+                    .iter()
+                    .map(|&n| Dep {
+                        node: n,
+                        kind: DepKind::Order,
+                        span: order_span,
+                    })
+                    .collect();
             }
             all_exits.extend(exits);
         }
@@ -417,7 +461,10 @@ impl Lowerer<'_> {
             }
             Stmt::Gather(gather) => {
                 let join = match (mode, last_parallel) {
-                    (Mode::Sequence, Some(group)) => Some(Join { group, policy: gather.policy }),
+                    (Mode::Sequence, Some(group)) => Some(Join {
+                        group,
+                        policy: gather.policy,
+                    }),
                     _ => {
                         let help = if mode == Mode::Parallel {
                             "inside `parallel` every statement is a branch; put the `gather` after the block"
@@ -425,9 +472,13 @@ impl Lowerer<'_> {
                             "put `gather` right after the `parallel` block whose branches it joins"
                         };
                         self.diags.push(
-                            Diagnostic::error("E0501", gather.keyword, "`gather` does not follow a `parallel` block")
-                                .with_label("nothing to gather here")
-                                .with_help(help),
+                            Diagnostic::error(
+                                "E0501",
+                                gather.keyword,
+                                "`gather` does not follow a `parallel` block",
+                            )
+                            .with_label("nothing to gather here")
+                            .with_help(help),
                         );
                         None
                     }
@@ -441,8 +492,15 @@ impl Lowerer<'_> {
                 self.returned = true;
                 let t = match &r.value.kind {
                     ValueKind::Str(t) => t.clone(),
-                    ValueKind::Path(p) => Template { parts: vec![TemplatePart::Interp(p.clone())] },
-                    other => Template { parts: vec![TemplatePart::Text(value_text(&ast::Value { kind: other.clone(), span: r.span }))] },
+                    ValueKind::Path(p) => Template {
+                        parts: vec![TemplatePart::Interp(p.clone())],
+                    },
+                    other => Template {
+                        parts: vec![TemplatePart::Text(value_text(&ast::Value {
+                            kind: other.clone(),
+                            span: r.span,
+                        }))],
+                    },
                 };
                 if mode == Mode::Parallel {
                     self.diags.push(
@@ -469,16 +527,27 @@ impl Lowerer<'_> {
                 Diagnostic::error(
                     "E0503",
                     gather.policy_span,
-                    format!("`{}` cannot be met by a block of {branches} branches", gather.policy),
+                    format!(
+                        "`{}` cannot be met by a block of {branches} branches",
+                        gather.policy
+                    ),
                 )
                 .with_label(format!("needs {n}"))
-                .with_secondary(self.g.groups[group].span, format!("this block has {branches} branches"))
+                .with_secondary(
+                    self.g.groups[group].span,
+                    format!("this block has {branches} branches"),
+                )
                 .with_help(format!("use a number from 1 to {branches}")),
             );
         }
     }
 
-    fn parallel(&mut self, p: &ast::Parallel, entry: &[Dep], outer: &Scope) -> (Vec<NodeId>, GroupId) {
+    fn parallel(
+        &mut self,
+        p: &ast::Parallel,
+        entry: &[Dep],
+        outer: &Scope,
+    ) -> (Vec<NodeId>, GroupId) {
         let mut scope = outer.clone();
         let max = self.apply_options(&p.options, &mut scope, Place::Parallel);
         let id = self.g.groups.len();
@@ -500,7 +569,9 @@ impl Lowerer<'_> {
             let before = self.g.nodes.len();
             let (e, _) = self.stmt(stmt, Mode::Parallel, entry, &scope, None);
             exits.extend(e);
-            self.g.groups[id].branches.push((before..self.g.nodes.len()).collect());
+            self.g.groups[id]
+                .branches
+                .push((before..self.g.nodes.len()).collect());
         }
         self.g.groups[id].members = (first..self.g.nodes.len()).collect();
         (exits, id)
@@ -517,9 +588,13 @@ impl Lowerer<'_> {
         });
         if let Some(out) = &s.output {
             self.diags.push(
-                Diagnostic::error("E0504", out.span, "structured outputs (`-> Type` on a step) are not supported yet")
-                    .with_label("not supported yet")
-                    .with_help("remove `-> ...`; the step's output is text"),
+                Diagnostic::error(
+                    "E0504",
+                    out.span,
+                    "structured outputs (`-> Type` on a step) are not supported yet",
+                )
+                .with_label("not supported yet")
+                .with_help("remove `-> ...`; the step's output is text"),
             );
         }
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
@@ -543,23 +618,49 @@ impl Lowerer<'_> {
         });
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {
-                self.pending.push(PendingRef { node: id, path: p.clone(), kind: DepKind::Data });
+                self.pending.push(PendingRef {
+                    node: id,
+                    path: p.clone(),
+                    kind: DepKind::Data,
+                });
             }
         }
         for a in &s.after {
-            let path = Path { root: a.clone(), fields: Vec::new(), span: a.span };
-            self.pending.push(PendingRef { node: id, path, kind: DepKind::After });
+            let path = Path {
+                root: a.clone(),
+                fields: Vec::new(),
+                span: a.span,
+            };
+            self.pending.push(PendingRef {
+                node: id,
+                path,
+                kind: DepKind::After,
+            });
         }
         id
     }
 
     /// The agent's execution, with the model resolved: call site `<m>`, then the agent's pin,
     /// then the innermost block's model.
-    fn exec_for(&mut self, s: &ast::Step, scope: &Scope, call_model: Option<(Ident, Span)>) -> (Exec, Option<u32>, Option<u64>, String) {
+    fn exec_for(
+        &mut self,
+        s: &ast::Step,
+        scope: &Scope,
+        call_model: Option<(Ident, Span)>,
+    ) -> (Exec, Option<u32>, Option<u64>, String) {
         let callee = &s.callee;
         let name = callee.dotted();
-        let placeholder = Exec::Command { argv: Vec::new(), env: Vec::new(), cwd: None };
-        let Some(agent) = self.tables.agents.get(&callee.root.name).filter(|_| callee.fields.is_empty()) else {
+        let placeholder = Exec::Command {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        };
+        let Some(agent) = self
+            .tables
+            .agents
+            .get(&callee.root.name)
+            .filter(|_| callee.fields.is_empty())
+        else {
             self.diags.push(self.tables.unknown_agent(callee));
             return (placeholder, None, None, name);
         };
@@ -567,10 +668,14 @@ impl Lowerer<'_> {
             AgentKind::Command { argv, env, cwd } => {
                 if let Some((m, span)) = &call_model {
                     self.diags.push(
-                        Diagnostic::error("E0403", *span, format!("`{}` is a command agent; it takes no model", agent.name))
-                            .with_label(format!("model `{}` given here", m.name))
-                            .with_secondary(agent.name_span, "declared with `run:` here")
-                            .with_help("remove the model from the options"),
+                        Diagnostic::error(
+                            "E0403",
+                            *span,
+                            format!("`{}` is a command agent; it takes no model", agent.name),
+                        )
+                        .with_label(format!("model `{}` given here", m.name))
+                        .with_secondary(agent.name_span, "declared with `run:` here")
+                        .with_help("remove the model from the options"),
                     );
                 }
                 Exec::Command {
@@ -579,8 +684,16 @@ impl Lowerer<'_> {
                     cwd: cwd.clone(),
                 }
             }
-            AgentKind::Model { model: pin, system, max_tokens, temperature, fallback } => {
-                let pin_known = pin.as_ref().filter(|m| self.tables.models.contains_key(&m.name));
+            AgentKind::Model {
+                model: pin,
+                system,
+                max_tokens,
+                temperature,
+                fallback,
+            } => {
+                let pin_known = pin
+                    .as_ref()
+                    .filter(|m| self.tables.models.contains_key(&m.name));
                 let model = if let Some((m, _)) = &call_model {
                     Some(m.name.clone())
                 } else if let Some(p) = pin_known {
@@ -630,7 +743,12 @@ impl Lowerer<'_> {
                     _ => None,
                 });
                 let fallback = s_fallback
-                    .or_else(|| fallback.as_ref().filter(|m| self.tables.models.contains_key(&m.name)).map(|m| m.name.clone()))
+                    .or_else(|| {
+                        fallback
+                            .as_ref()
+                            .filter(|m| self.tables.models.contains_key(&m.name))
+                            .map(|m| m.name.clone())
+                    })
                     .or_else(|| scope.fallback.as_ref().map(|m| m.name.clone()))
                     .filter(|f| *f != model);
                 let model_max = self.tables.models.get(&model).and_then(|m| m.max_tokens);
@@ -648,15 +766,26 @@ impl Lowerer<'_> {
 
     /// Splits the call's arguments into the prompt and named arguments, checking them against
     /// the agent's parameters.
-    fn arguments(&mut self, s: &ast::Step, agent_name: &str) -> (Option<Template>, IndexMap<String, Template>) {
+    fn arguments(
+        &mut self,
+        s: &ast::Step,
+        agent_name: &str,
+    ) -> (Option<Template>, IndexMap<String, Template>) {
         let agent = self.tables.agents.get(agent_name);
         let mut prompt = None;
         let mut args = IndexMap::new();
         for a in &s.args {
             let t = match &a.value.kind {
                 ValueKind::Str(t) => t.clone(),
-                ValueKind::Path(p) => Template { parts: vec![TemplatePart::Interp(p.clone())] },
-                other => Template { parts: vec![TemplatePart::Text(value_text(&ast::Value { kind: other.clone(), span: a.value.span }))] },
+                ValueKind::Path(p) => Template {
+                    parts: vec![TemplatePart::Interp(p.clone())],
+                },
+                other => Template {
+                    parts: vec![TemplatePart::Text(value_text(&ast::Value {
+                        kind: other.clone(),
+                        span: a.value.span,
+                    }))],
+                },
             };
             match &a.name {
                 None if prompt.is_none() => prompt = Some(t),
@@ -690,22 +819,47 @@ impl Lowerer<'_> {
             }
         }
         if let Some(agent) = agent {
-            let missing: Vec<&str> =
-                agent.params.iter().filter(|p| p.default.is_none() && !args.contains_key(&p.name)).map(|p| p.name.as_str()).collect();
+            let missing: Vec<&str> = agent
+                .params
+                .iter()
+                .filter(|p| p.default.is_none() && !args.contains_key(&p.name))
+                .map(|p| p.name.as_str())
+                .collect();
             if !missing.is_empty() {
-                let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                let list = missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.diags.push(
-                    Diagnostic::error("E0211", s.callee.span, format!("call of `{agent_name}` is missing {list}"))
-                        .with_label("missing arguments")
-                        .with_secondary(agent.name_span, "parameters declared here")
-                        .with_help(format!("pass them by name: `{agent_name}({}: \"...\")`", missing[0])),
+                    Diagnostic::error(
+                        "E0211",
+                        s.callee.span,
+                        format!("call of `{agent_name}` is missing {list}"),
+                    )
+                    .with_label("missing arguments")
+                    .with_secondary(agent.name_span, "parameters declared here")
+                    .with_help(format!(
+                        "pass them by name: `{agent_name}({}: \"...\")`",
+                        missing[0]
+                    )),
                 );
             }
             if prompt.is_none() && matches!(agent.kind, AgentKind::Model { .. }) {
                 self.diags.push(
-                    Diagnostic::error("E0211", s.callee.span, format!("step `{}` gives agent `{agent_name}` no prompt", s.name.name))
-                        .with_label("no prompt")
-                        .with_help(format!("say what the agent is asked: `{}(\"...\")`", agent_name)),
+                    Diagnostic::error(
+                        "E0211",
+                        s.callee.span,
+                        format!(
+                            "step `{}` gives agent `{agent_name}` no prompt",
+                            s.name.name
+                        ),
+                    )
+                    .with_label("no prompt")
+                    .with_help(format!(
+                        "say what the agent is asked: `{}(\"...\")`",
+                        agent_name
+                    )),
                 );
             }
         }
@@ -716,7 +870,11 @@ impl Lowerer<'_> {
 
     fn check_template_refs(&mut self, t: &Template) {
         for p in t.interps() {
-            self.pending.push(PendingRef { node: usize::MAX, path: p.clone(), kind: DepKind::Data });
+            self.pending.push(PendingRef {
+                node: usize::MAX,
+                path: p.clone(),
+                kind: DepKind::Data,
+            });
         }
     }
 
@@ -740,9 +898,21 @@ impl Lowerer<'_> {
                     let members = self.g.groups[g].members.clone();
                     if members.contains(&r.node) {
                         self.diags.push(
-                            Diagnostic::error("E0301", r.path.span, format!("step `{}` uses the block it is in", self.g.nodes[r.node].name))
-                                .with_label(format!("`{}` includes this step's own output", r.path.root.name))
-                                .with_help("a branch can use its siblings by name, not the whole block"),
+                            Diagnostic::error(
+                                "E0301",
+                                r.path.span,
+                                format!(
+                                    "step `{}` uses the block it is in",
+                                    self.g.nodes[r.node].name
+                                ),
+                            )
+                            .with_label(format!(
+                                "`{}` includes this step's own output",
+                                r.path.root.name
+                            ))
+                            .with_help(
+                                "a branch can use its siblings by name, not the whole block",
+                            ),
                         );
                         continue;
                     }
@@ -751,21 +921,33 @@ impl Lowerer<'_> {
             };
             if r.kind == DepKind::After && matches!(binding, Binding::Param(_)) {
                 self.diags.push(
-                    Diagnostic::error("E0201", r.path.span, format!("`{}` is a parameter, not a step", r.path.root.name))
-                        .with_label("`after` names steps")
-                        .with_help("parameters are available from the start; remove it"),
+                    Diagnostic::error(
+                        "E0201",
+                        r.path.span,
+                        format!("`{}` is a parameter, not a step", r.path.root.name),
+                    )
+                    .with_label("`after` names steps")
+                    .with_help("parameters are available from the start; remove it"),
                 );
             }
             for t in targets {
                 if t == r.node && r.kind != DepKind::Order {
                     self.diags.push(
-                        Diagnostic::error("E0301", r.path.span, format!("step `{}` uses its own output", r.path.root.name))
-                            .with_label("refers to itself")
-                            .with_help("a step can only use outputs of other steps"),
+                        Diagnostic::error(
+                            "E0301",
+                            r.path.span,
+                            format!("step `{}` uses its own output", r.path.root.name),
+                        )
+                        .with_label("refers to itself")
+                        .with_help("a step can only use outputs of other steps"),
                     );
                     continue;
                 }
-                let dep = Dep { node: t, kind: r.kind, span: r.path.span };
+                let dep = Dep {
+                    node: t,
+                    kind: r.kind,
+                    span: r.path.span,
+                };
                 let node = &mut self.g.nodes[r.node];
                 if !node.deps.iter().any(|d| d.node == t && d.kind == r.kind) {
                     node.deps.push(dep);
@@ -777,8 +959,15 @@ impl Lowerer<'_> {
     }
 
     fn undefined(&mut self, name: &Ident) {
-        let mut d = Diagnostic::error("E0201", name.span, format!("`{}` is not defined in workflow `{}`", name.name, self.g.name))
-            .with_label("not defined");
+        let mut d = Diagnostic::error(
+            "E0201",
+            name.span,
+            format!(
+                "`{}` is not defined in workflow `{}`",
+                name.name, self.g.name
+            ),
+        )
+        .with_label("not defined");
         let candidates: Vec<&str> = self.g.bindings.keys().map(String::as_str).collect();
         d = match did_you_mean(&name.name, candidates.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
@@ -789,7 +978,9 @@ impl Lowerer<'_> {
 
     /// `{a.b}`: only records, json values and named blocks have fields.
     fn check_fields(&mut self, path: &Path, binding: Binding) {
-        let Some(first) = path.fields.first() else { return };
+        let Some(first) = path.fields.first() else {
+            return;
+        };
         match binding {
             Binding::Param(i) => {
                 let mut ty = self.g.params[i].ty.clone();
@@ -798,10 +989,15 @@ impl Lowerer<'_> {
                     match ty.field(&f.name) {
                         Some(Some(t)) => ty = t,
                         Some(None) => {
-                            let mut d = Diagnostic::error("E0210", f.span, format!("`{owner}` has no field `{}`", f.name))
-                                .with_label(format!("not a field of {ty}"));
+                            let mut d = Diagnostic::error(
+                                "E0210",
+                                f.span,
+                                format!("`{owner}` has no field `{}`", f.name),
+                            )
+                            .with_label(format!("not a field of {ty}"));
                             if let Type::Record(fields) = &ty
-                                && let Some(s) = did_you_mean(&f.name, fields.iter().map(|(k, _)| k.as_str()))
+                                && let Some(s) =
+                                    did_you_mean(&f.name, fields.iter().map(|(k, _)| k.as_str()))
                             {
                                 d = d.with_help(format!("did you mean `{s}`?"));
                             }
@@ -810,9 +1006,13 @@ impl Lowerer<'_> {
                         }
                         None => {
                             self.diags.push(
-                                Diagnostic::error("E0210", f.span, format!("`{owner}` is {ty}; it has no fields"))
-                                    .with_label("no such field")
-                                    .with_help(format!("use `{{{owner}}}` whole")),
+                                Diagnostic::error(
+                                    "E0210",
+                                    f.span,
+                                    format!("`{owner}` is {ty}; it has no fields"),
+                                )
+                                .with_label("no such field")
+                                .with_help(format!("use `{{{owner}}}` whole")),
                             );
                             return;
                         }
@@ -821,12 +1021,23 @@ impl Lowerer<'_> {
                 }
             }
             Binding::Node(_) => self.diags.push(
-                Diagnostic::error("E0210", first.span, format!("`{}` is text; it has no field `{}`", path.root.name, first.name))
-                    .with_label("a step's output is text")
-                    .with_help(format!("use `{{{}}}` whole", path.root.name)),
+                Diagnostic::error(
+                    "E0210",
+                    first.span,
+                    format!(
+                        "`{}` is text; it has no field `{}`",
+                        path.root.name, first.name
+                    ),
+                )
+                .with_label("a step's output is text")
+                .with_help(format!("use `{{{}}}` whole", path.root.name)),
             ),
             Binding::Group(g) => {
-                let members: Vec<String> = self.g.groups[g].members.iter().map(|&n| self.g.nodes[n].name.clone()).collect();
+                let members: Vec<String> = self.g.groups[g]
+                    .members
+                    .iter()
+                    .map(|&n| self.g.nodes[n].name.clone())
+                    .collect();
                 if !members.contains(&first.name) {
                     let mut d = Diagnostic::error(
                         "E0210",
@@ -841,8 +1052,15 @@ impl Lowerer<'_> {
                     self.diags.push(d);
                 } else if path.fields.len() > 1 {
                     self.diags.push(
-                        Diagnostic::error("E0210", path.fields[1].span, format!("`{}.{}` is text; it has no fields", path.root.name, first.name))
-                            .with_label("no such field"),
+                        Diagnostic::error(
+                            "E0210",
+                            path.fields[1].span,
+                            format!(
+                                "`{}.{}` is text; it has no fields",
+                                path.root.name, first.name
+                            ),
+                        )
+                        .with_label("no such field"),
                     );
                 }
             }
@@ -860,7 +1078,9 @@ impl Lowerer<'_> {
                 }
                 let n = &self.g.nodes[i];
                 let t = matches!(n.exec, Exec::Model { .. })
-                    || n.deps.iter().any(|d| d.kind == DepKind::Data && self.g.nodes[d.node].tainted);
+                    || n.deps
+                        .iter()
+                        .any(|d| d.kind == DepKind::Data && self.g.nodes[d.node].tainted);
                 if t {
                     self.g.nodes[i].tainted = true;
                     changed = true;
@@ -876,22 +1096,41 @@ impl Lowerer<'_> {
     fn check_argv_taint(&mut self) {
         let mut found = Vec::new();
         for n in &self.g.nodes {
-            let Exec::Command { argv, .. } = &n.exec else { continue };
-            let Some(agent) = self.tables.agents.get(&n.agent) else { continue };
+            let Exec::Command { argv, .. } = &n.exec else {
+                continue;
+            };
+            let Some(agent) = self.tables.agents.get(&n.agent) else {
+                continue;
+            };
             for (param, arg) in &n.args {
-                let in_argv = argv.iter().any(|t| t.interps().any(|p| p.root.name == *param));
+                let in_argv = argv
+                    .iter()
+                    .any(|t| t.interps().any(|p| p.root.name == *param));
                 if !in_argv {
                     continue;
                 }
                 for p in arg.interps() {
                     let tainted_by = match self.g.bindings.get(&p.root.name) {
                         Some(Binding::Node(m)) if self.g.nodes[*m].tainted => Some(p),
-                        Some(Binding::Group(g)) if self.g.groups[*g].members.iter().any(|m| self.g.nodes[*m].tainted) => Some(p),
+                        Some(Binding::Group(g))
+                            if self.g.groups[*g]
+                                .members
+                                .iter()
+                                .any(|m| self.g.nodes[*m].tainted) =>
+                        {
+                            Some(p)
+                        }
                         _ => None,
                     };
                     if let Some(p) = tainted_by {
                         let argv_span = agent.kind_argv_span(param);
-                        found.push((p.span, p.root.name.clone(), param.clone(), n.agent.clone(), argv_span));
+                        found.push((
+                            p.span,
+                            p.root.name.clone(),
+                            param.clone(),
+                            n.agent.clone(),
+                            argv_span,
+                        ));
                     }
                 }
             }
@@ -925,7 +1164,10 @@ impl Lowerer<'_> {
                 continue;
             }
             let cycle = find_cycle(&graph, &scc);
-            let names: Vec<String> = cycle.iter().map(|(from, _)| format!("`{}`", self.g.nodes[*from].name)).collect();
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|(from, _)| format!("`{}`", self.g.nodes[*from].name))
+                .collect();
             let (first_from, first_dep) = cycle[0];
             let mut d = Diagnostic::error(
                 "E0301",
@@ -935,7 +1177,14 @@ impl Lowerer<'_> {
             .with_label(edge_label(&self.g.nodes[first_from].name, &self.g.nodes[first_dep.node].name, first_dep.kind))
             .with_help("a step cannot wait, directly or through others, for itself: remove one of these dependencies");
             for (from, dep) in &cycle[1..] {
-                d = d.with_secondary(dep.span, edge_label(&self.g.nodes[*from].name, &self.g.nodes[dep.node].name, dep.kind));
+                d = d.with_secondary(
+                    dep.span,
+                    edge_label(
+                        &self.g.nodes[*from].name,
+                        &self.g.nodes[dep.node].name,
+                        dep.kind,
+                    ),
+                );
             }
             self.diags.push(d);
         }
@@ -951,17 +1200,27 @@ fn edge_label(from: &str, to: &str, kind: DepKind) -> String {
 }
 
 /// One cycle through the strongly connected component `scc`, as (node, edge to next) pairs.
-fn find_cycle(graph: &petgraph::graph::DiGraph<NodeId, Dep>, scc: &[petgraph::graph::NodeIndex]) -> Vec<(NodeId, Dep)> {
+fn find_cycle(
+    graph: &petgraph::graph::DiGraph<NodeId, Dep>,
+    scc: &[petgraph::graph::NodeIndex],
+) -> Vec<(NodeId, Dep)> {
     use petgraph::visit::EdgeRef;
     use std::collections::{HashMap, VecDeque};
     let in_scc: std::collections::HashSet<_> = scc.iter().copied().collect();
-    let start = *scc.iter().min_by_key(|n| graph[**n]).expect("non-empty scc");
+    let start = *scc
+        .iter()
+        .min_by_key(|n| graph[**n])
+        .expect("non-empty scc");
     // BFS from start's successors back to start, within the component.
-    let mut parent: HashMap<petgraph::graph::NodeIndex, (petgraph::graph::NodeIndex, Dep)> = HashMap::new();
+    let mut parent: HashMap<petgraph::graph::NodeIndex, (petgraph::graph::NodeIndex, Dep)> =
+        HashMap::new();
     let mut queue = VecDeque::from([start]);
     let mut seen = std::collections::HashSet::from([start]);
     'bfs: while let Some(u) = queue.pop_front() {
-        let mut edges: Vec<_> = graph.edges(u).filter(|e| in_scc.contains(&e.target())).collect();
+        let mut edges: Vec<_> = graph
+            .edges(u)
+            .filter(|e| in_scc.contains(&e.target()))
+            .collect();
         edges.sort_by_key(|e| graph[e.target()]);
         for e in edges {
             let v = e.target();
@@ -991,7 +1250,13 @@ fn find_cycle(graph: &petgraph::graph::DiGraph<NodeId, Dep>, scc: &[petgraph::gr
 fn step_scope_retry(s: &ast::Step, agent: Option<u32>, scope: &Scope) -> u32 {
     s.options
         .iter()
-        .find_map(|o| if let OptKind::Retry(n) = o.kind { Some(n) } else { None })
+        .find_map(|o| {
+            if let OptKind::Retry(n) = o.kind {
+                Some(n)
+            } else {
+                None
+            }
+        })
         .or(agent)
         .or(scope.retry)
         .unwrap_or(0)
@@ -1000,7 +1265,13 @@ fn step_scope_retry(s: &ast::Step, agent: Option<u32>, scope: &Scope) -> u32 {
 fn step_scope_timeout(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Option<u64> {
     s.options
         .iter()
-        .find_map(|o| if let OptKind::Timeout(n) = o.kind { Some(n) } else { None })
+        .find_map(|o| {
+            if let OptKind::Timeout(n) = o.kind {
+                Some(n)
+            } else {
+                None
+            }
+        })
         .or(agent)
         .or(scope.timeout_ms)
 }

@@ -22,10 +22,17 @@ struct OrchParser;
 /// A syntax error (`E0001`) at the first place the text cannot be parsed, naming what was
 /// expected there.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
-    let mut pairs = OrchParser::parse(Rule::file, text).map_err(|e| Box::new(syntax_error(file, text, e)))?;
-    let root = pairs.next().expect("grammar: `file` always yields one pair");
+    let mut pairs =
+        OrchParser::parse(Rule::file, text).map_err(|e| Box::new(syntax_error(file, text, e)))?;
+    let root = pairs
+        .next()
+        .expect("grammar: `file` always yields one pair");
     let lower = Lower { file, text };
-    let items = root.into_inner().filter(|p| p.as_rule() != Rule::EOI).map(|p| lower.item(p)).collect();
+    let items = root
+        .into_inner()
+        .filter(|p| p.as_rule() != Rule::EOI)
+        .map(|p| lower.item(p))
+        .collect();
     Ok(Module { file, items })
 }
 
@@ -103,15 +110,27 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     let span = Span::new(file, start, found_end);
     let found = describe_found(text, start);
     let (message, label) = match &e.variant {
-        ErrorVariant::ParsingError { positives, negatives } => {
+        ErrorVariant::ParsingError {
+            positives,
+            negatives,
+        } => {
             let expected = join_words(positives.iter().filter_map(|r| rule_words(*r)).collect());
             let unexpected = join_words(negatives.iter().filter_map(|r| rule_words(*r)).collect());
             if !expected.is_empty() {
-                (format!("expected {expected}, found {found}"), format!("expected {expected}"))
+                (
+                    format!("expected {expected}, found {found}"),
+                    format!("expected {expected}"),
+                )
             } else if !unexpected.is_empty() {
-                (format!("unexpected {unexpected}"), "not allowed here".to_string())
+                (
+                    format!("unexpected {unexpected}"),
+                    "not allowed here".to_string(),
+                )
             } else {
-                (format!("unexpected {found}"), "not expected here".to_string())
+                (
+                    format!("unexpected {found}"),
+                    "not expected here".to_string(),
+                )
             }
         }
         ErrorVariant::CustomError { message } => (message.clone(), String::new()),
@@ -126,7 +145,11 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
 /// End of the token starting at `pos` (a word, or one character), for the error's span.
 fn token_end(text: &str, pos: usize) -> usize {
     let rest = &text[pos.min(text.len())..];
-    let word: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').map(char::len_utf8).sum();
+    let word: usize = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .map(char::len_utf8)
+        .sum();
     if word > 0 {
         return pos + word;
     }
@@ -142,7 +165,10 @@ fn describe_found(text: &str, pos: usize) -> String {
         None => "end of file".to_string(),
         Some('\n') | Some('\r') => "end of line".to_string(),
         Some(c) if c.is_alphanumeric() || c == '_' => {
-            let w: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let w: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             format!("`{w}`")
         }
         Some(c) => format!("`{c}`"),
@@ -152,7 +178,9 @@ fn describe_found(text: &str, pos: usize) -> String {
 /// A hint for common mistakes, judged from the text at the error.
 fn syntax_help(text: &str, pos: usize) -> Option<String> {
     let line_start = text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[pos.min(text.len())..].find('\n').map_or(text.len(), |i| pos + i);
+    let line_end = text[pos.min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| pos + i);
     let line = &text[line_start..line_end];
     let quotes = line.matches('"').count() - line.matches("\\\"").count();
     if quotes % 2 == 1 && !line.contains("\"\"\"") {
@@ -163,7 +191,9 @@ fn syntax_help(text: &str, pos: usize) -> Option<String> {
         return Some("write `}}` for a literal `}` in a string".into());
     }
     if rest.starts_with('{') && line[..pos - line_start].contains('"') {
-        return Some("an interpolation is `{name}` or `{name.field}`; write `{{` for a literal `{`".into());
+        return Some(
+            "an interpolation is `{name}` or `{name.field}`; write `{{` for a literal `{`".into(),
+        );
     }
     None
 }
@@ -182,7 +212,10 @@ impl<'t> Lower<'t> {
     }
 
     fn ident(&self, p: Pair<'_, Rule>) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
     }
 
     /// The `///` lines directly above `start`, joined.
@@ -194,7 +227,9 @@ impl<'t> Lower<'t> {
             let begin = self.text[..end].rfind('\n').map_or(0, |i| i + 1);
             let line = self.text[begin..end].trim();
             match line.strip_prefix("///") {
-                Some(doc) if !doc.starts_with('/') => lines.push(doc.strip_prefix(' ').unwrap_or(doc).to_string()),
+                Some(doc) if !doc.starts_with('/') => {
+                    lines.push(doc.strip_prefix(' ').unwrap_or(doc).to_string())
+                }
                 _ => break,
             }
             end = begin.saturating_sub(1);
@@ -214,7 +249,9 @@ impl<'t> Lower<'t> {
         let doc = self.doc(p.as_span().start());
         match p.as_rule() {
             Rule::include => {
-                let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_include && p.as_rule() != Rule::kw_as);
+                let mut inner = p
+                    .into_inner()
+                    .filter(|p| p.as_rule() != Rule::kw_include && p.as_rule() != Rule::kw_as);
                 let s = inner.next().expect("grammar: include has a string");
                 let path_span = self.span(&s);
                 let tpl = self.string(s);
@@ -223,15 +260,29 @@ impl<'t> Lower<'t> {
                     TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
                 });
                 let alias = inner.next().map(|a| self.ident(a));
-                Item::Include(Include { path: path.collect(), path_span, alias, span })
+                Item::Include(Include {
+                    path: path.collect(),
+                    path_span,
+                    alias,
+                    span,
+                })
             }
             Rule::provider | Rule::model => {
                 let is_model = p.as_rule() == Rule::model;
                 let mut inner = p.into_inner().skip(1);
                 let name = self.ident(inner.next().expect("grammar: name"));
                 let fields = self.record(inner.next().expect("grammar: record"));
-                let decl = Decl { doc, name, fields, span };
-                if is_model { Item::Model(decl) } else { Item::Provider(decl) }
+                let decl = Decl {
+                    doc,
+                    name,
+                    fields,
+                    span,
+                };
+                if is_model {
+                    Item::Model(decl)
+                } else {
+                    Item::Provider(decl)
+                }
             }
             Rule::agent => {
                 let mut inner = p.into_inner().skip(1);
@@ -245,7 +296,13 @@ impl<'t> Lower<'t> {
                         r => unreachable!("grammar: agent child {r:?}"),
                     }
                 }
-                Item::Agent(AgentDecl { doc, name, params, fields, span })
+                Item::Agent(AgentDecl {
+                    doc,
+                    name,
+                    params,
+                    fields,
+                    span,
+                })
             }
             Rule::workflow => Item::Workflow(self.workflow(p, doc, span)),
             r => unreachable!("grammar: item {r:?}"),
@@ -261,13 +318,18 @@ impl<'t> Lower<'t> {
             params: Vec::new(),
             ret: None,
             options: Vec::new(),
-            body: Block { stmts: Vec::new(), span },
+            body: Block {
+                stmts: Vec::new(),
+                span,
+            },
             span,
         };
         for q in inner {
             match q.as_rule() {
                 Rule::params => wf.params = self.params(q),
-                Rule::return_type => wf.ret = Some(self.type_expr(q.into_inner().next().expect("grammar: type"))),
+                Rule::return_type => {
+                    wf.ret = Some(self.type_expr(q.into_inner().next().expect("grammar: type")))
+                }
                 Rule::options => wf.options = self.options(q),
                 Rule::block => wf.body = self.block(q),
                 r => unreachable!("grammar: workflow child {r:?}"),
@@ -282,7 +344,12 @@ impl<'t> Lower<'t> {
                 let span = self.span(&q);
                 let mut inner = q.into_inner();
                 let name = self.ident(inner.next().expect("grammar: param name"));
-                let mut param = Param { name, ty: None, default: None, span };
+                let mut param = Param {
+                    name,
+                    ty: None,
+                    default: None,
+                    span,
+                };
                 for r in inner {
                     match r.as_rule() {
                         Rule::type_expr => param.ty = Some(self.type_expr(r)),
@@ -299,8 +366,12 @@ impl<'t> Lower<'t> {
         let span = self.span(&p);
         let inner = p.into_inner().next().expect("grammar: type");
         let kind = match inner.as_rule() {
-            Rule::type_name => TypeKind::Named(self.ident(inner.into_inner().next().expect("grammar: ident"))),
-            Rule::list_type => TypeKind::List(Box::new(self.type_expr(inner.into_inner().next().expect("grammar: elem")))),
+            Rule::type_name => {
+                TypeKind::Named(self.ident(inner.into_inner().next().expect("grammar: ident")))
+            }
+            Rule::list_type => TypeKind::List(Box::new(
+                self.type_expr(inner.into_inner().next().expect("grammar: elem")),
+            )),
             Rule::record_type => TypeKind::Record(
                 inner
                     .into_inner()
@@ -357,7 +428,11 @@ impl<'t> Lower<'t> {
         let span = self.span(&p);
         let mut inner = p.into_inner();
         let root = self.ident(inner.next().expect("grammar: root"));
-        Path { root, fields: inner.map(|f| self.ident(f)).collect(), span }
+        Path {
+            root,
+            fields: inner.map(|f| self.ident(f)).collect(),
+            span,
+        }
     }
 
     fn string(&self, p: Pair<'_, Rule>) -> Template {
@@ -365,7 +440,11 @@ impl<'t> Lower<'t> {
         let outer = p.as_span();
         let quote = if triple { 3 } else { 1 };
         let (inner_start, inner_end) = (outer.start() + quote, outer.end() - quote);
-        let dedent = if triple { Dedent::new(&self.text[inner_start..inner_end], inner_start) } else { Dedent::none() };
+        let dedent = if triple {
+            Dedent::new(&self.text[inner_start..inner_end], inner_start)
+        } else {
+            Dedent::none()
+        };
         let mut parts: Vec<TemplatePart> = Vec::new();
         let push_text = |parts: &mut Vec<TemplatePart>, s: &str| {
             if s.is_empty() {
@@ -387,7 +466,9 @@ impl<'t> Lower<'t> {
                 Rule::escape => push_text(&mut parts, unescape(q.as_str())),
                 Rule::lbrace_esc => push_text(&mut parts, "{"),
                 Rule::rbrace_esc => push_text(&mut parts, "}"),
-                Rule::interp => parts.push(TemplatePart::Interp(self.path(q.into_inner().next().expect("grammar: path")))),
+                Rule::interp => parts.push(TemplatePart::Interp(
+                    self.path(q.into_inner().next().expect("grammar: path")),
+                )),
                 r => unreachable!("grammar: string part {r:?}"),
             }
         }
@@ -417,7 +498,10 @@ impl<'t> Lower<'t> {
 
     fn block(&self, p: Pair<'_, Rule>) -> Block {
         let span = self.span(&p);
-        Block { stmts: p.into_inner().map(|s| self.stmt(s)).collect(), span }
+        Block {
+            stmts: p.into_inner().map(|s| self.stmt(s)).collect(),
+            span,
+        }
     }
 
     fn stmt(&self, p: Pair<'_, Rule>) -> Stmt {
@@ -426,9 +510,14 @@ impl<'t> Lower<'t> {
             Rule::step => Stmt::Step(self.step(p)),
             Rule::return_stmt => {
                 let e = p.into_inner().nth(1).expect("grammar: return value");
-                Stmt::Return(Return { value: self.value(e), span })
+                Stmt::Return(Return {
+                    value: self.value(e),
+                    span,
+                })
             }
-            Rule::then_stmt => Stmt::Then(self.block(p.into_inner().nth(1).expect("grammar: then block"))),
+            Rule::then_stmt => {
+                Stmt::Then(self.block(p.into_inner().nth(1).expect("grammar: then block")))
+            }
             Rule::gather_stmt => {
                 let mut inner = p.into_inner();
                 let keyword = self.span(&inner.next().expect("grammar: gather"));
@@ -453,7 +542,10 @@ impl<'t> Lower<'t> {
                 let mut par = Parallel {
                     name: None,
                     options: Vec::new(),
-                    body: Block { stmts: Vec::new(), span },
+                    body: Block {
+                        stmts: Vec::new(),
+                        span,
+                    },
                     keyword: span,
                     span,
                 };
@@ -474,7 +566,12 @@ impl<'t> Lower<'t> {
 
     fn policy(&self, p: &Pair<'_, Rule>) -> Policy {
         let q = p.clone().into_inner().next().expect("grammar: policy");
-        let n = || q.clone().into_inner().find(|n| n.as_rule() == Rule::int).map_or(0, |n| n.as_str().parse().unwrap_or(u32::MAX));
+        let n = || {
+            q.clone()
+                .into_inner()
+                .find(|n| n.as_rule() == Rule::int)
+                .map_or(0, |n| n.as_str().parse().unwrap_or(u32::MAX))
+        };
         match q.as_rule() {
             Rule::policy_all => Policy::All,
             Rule::policy_any => Policy::Any,
@@ -491,7 +588,14 @@ impl<'t> Lower<'t> {
         let call = inner.next().expect("grammar: call");
         let mut step = Step {
             name,
-            callee: Path { root: Ident { name: String::new(), span }, fields: Vec::new(), span },
+            callee: Path {
+                root: Ident {
+                    name: String::new(),
+                    span,
+                },
+                fields: Vec::new(),
+                span,
+            },
             options: Vec::new(),
             args: Vec::new(),
             after: Vec::new(),
@@ -508,10 +612,15 @@ impl<'t> Lower<'t> {
         }
         for q in inner {
             match q.as_rule() {
-                Rule::after_clause => {
-                    step.after.extend(q.into_inner().filter(|x| x.as_rule() == Rule::ident).map(|x| self.ident(x)))
+                Rule::after_clause => step.after.extend(
+                    q.into_inner()
+                        .filter(|x| x.as_rule() == Rule::ident)
+                        .map(|x| self.ident(x)),
+                ),
+                Rule::type_clause => {
+                    step.output =
+                        Some(self.type_expr(q.into_inner().next().expect("grammar: type")))
                 }
-                Rule::type_clause => step.output = Some(self.type_expr(q.into_inner().next().expect("grammar: type"))),
                 r => unreachable!("grammar: step tail {r:?}"),
             }
         }
@@ -523,9 +632,15 @@ impl<'t> Lower<'t> {
             Rule::named_arg => {
                 let mut inner = a.into_inner();
                 let name = self.ident(inner.next().expect("grammar: arg name"));
-                Arg { name: Some(name), value: self.value(inner.next().expect("grammar: arg value")) }
+                Arg {
+                    name: Some(name),
+                    value: self.value(inner.next().expect("grammar: arg value")),
+                }
             }
-            _ => Arg { name: None, value: self.value(a) },
+            _ => Arg {
+                name: None,
+                value: self.value(a),
+            },
         }
     }
 }
@@ -655,33 +770,53 @@ workflow main(request: text) -> text <budget $2.00> {
 "#,
         );
         assert_eq!(m.items.len(), 3);
-        let Item::Agent(a) = &m.items[1] else { panic!() };
+        let Item::Agent(a) = &m.items[1] else {
+            panic!()
+        };
         assert_eq!(a.doc.as_deref(), Some("Finds things."));
-        let Item::Workflow(w) = &m.items[2] else { panic!() };
+        let Item::Workflow(w) = &m.items[2] else {
+            panic!()
+        };
         assert_eq!(w.body.stmts.len(), 3);
-        let Stmt::Gather(g) = &w.body.stmts[1] else { panic!() };
+        let Stmt::Gather(g) = &w.body.stmts[1] else {
+            panic!()
+        };
         assert_eq!(g.policy, Policy::Min(1));
         assert_eq!(g.step.options.len(), 3);
-        let Stmt::Parallel(p) = &w.body.stmts[0] else { panic!() };
-        let Stmt::Step(deps) = &p.body.stmts[1] else { panic!() };
+        let Stmt::Parallel(p) = &w.body.stmts[0] else {
+            panic!()
+        };
+        let Stmt::Step(deps) = &p.body.stmts[1] else {
+            panic!()
+        };
         assert_eq!(deps.after[0].name, "files");
     }
 
     #[test]
     fn after_list_stops_before_the_next_statement() {
         let m = parse_ok("workflow w { a = x(\"1\") after b, c = y(\"2\") }");
-        let Item::Workflow(w) = &m.items[0] else { panic!() };
+        let Item::Workflow(w) = &m.items[0] else {
+            panic!()
+        };
         assert_eq!(w.body.stmts.len(), 2);
     }
 
     #[test]
     fn strings_escape_and_interpolate() {
         let m = parse_ok(r#"workflow w { a = x("a {{b}} {c.d} \"e\"\n") }"#);
-        let Item::Workflow(w) = &m.items[0] else { panic!() };
-        let Stmt::Step(s) = &w.body.stmts[0] else { panic!() };
-        let ValueKind::Str(t) = &s.args[0].value.kind else { panic!() };
+        let Item::Workflow(w) = &m.items[0] else {
+            panic!()
+        };
+        let Stmt::Step(s) = &w.body.stmts[0] else {
+            panic!()
+        };
+        let ValueKind::Str(t) = &s.args[0].value.kind else {
+            panic!()
+        };
         assert_eq!(t.parts[0], TemplatePart::Text("a {b} ".into()));
-        let TemplatePart::Interp(p) = &t.parts[1] else { panic!() };
+        let TemplatePart::Interp(p) = &t.parts[1] else {
+            panic!()
+        };
         assert_eq!(p.dotted(), "c.d");
         assert_eq!(t.parts[2], TemplatePart::Text(" \"e\"\n".into()));
     }
@@ -690,9 +825,15 @@ workflow main(request: text) -> text <budget $2.00> {
     fn triple_strings_are_dedented() {
         let src = "workflow w {\n  a = x(\"\"\"\n    line one {y}\n      indented\n    \"\"\")\n}";
         let m = parse_ok(src);
-        let Item::Workflow(w) = &m.items[0] else { panic!() };
-        let Stmt::Step(s) = &w.body.stmts[0] else { panic!() };
-        let ValueKind::Str(t) = &s.args[0].value.kind else { panic!() };
+        let Item::Workflow(w) = &m.items[0] else {
+            panic!()
+        };
+        let Stmt::Step(s) = &w.body.stmts[0] else {
+            panic!()
+        };
+        let ValueKind::Str(t) = &s.args[0].value.kind else {
+            panic!()
+        };
         assert_eq!(t.parts[0], TemplatePart::Text("line one ".into()));
         assert_eq!(t.parts[2], TemplatePart::Text("\n  indented".into()));
     }

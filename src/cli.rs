@@ -1,0 +1,552 @@
+//! The `orch` command line: a thin clap front end over the library.
+//!
+//! Exit codes: 0 success; 1 errors in the script (or a failed run); 2 usage errors (bad
+//! flags, unreadable inputs); 130 interrupted.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostics, HumanStyle, Span, render_human, render_json};
+use crate::plan::render::usd;
+use crate::resolve::ResolveOptions;
+use crate::run::{Endpoint, Event, RunOptions, StepStatus, Target, format_ms};
+
+/// orch — write, check, plan and run teams of LLM agents.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, about, long_about = None, after_help = "Examples:\n  orch check examples/scout_plan_build.orch\n  orch plan examples/scout_plan_build.orch\n  orch run examples/scout_plan_build.orch --simulate --input request=\"Add login\"\n  orch run examples/scout_plan_build.orch --endpoint http://127.0.0.1:8089/v1 --input request=\"Add login\"")]
+pub struct Cli {
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Colour choice.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check scripts without running them: syntax, includes, names, models, cycles.
+    Check(CheckArgs),
+    /// Show the execution plan: levels, dependencies, models, critical path, worst-case cost.
+    Plan(PlanArgs),
+    /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
+    Run(RunArgs),
+}
+
+/// Options shared by every command that compiles a script.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Another directory includes may read from (includes may not leave the script's own
+    /// directory otherwise). Repeatable.
+    #[arg(long = "include-path", value_name = "DIR")]
+    pub include_paths: Vec<PathBuf>,
+}
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DiagFormat {
+    /// rustc-style reports with source snippets.
+    Human,
+    /// One JSON document (see docs/language.md, "Diagnostics as JSON").
+    Json,
+}
+
+/// `orch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scripts to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+    /// Treat warnings as errors: `--deny warnings`.
+    #[arg(long, value_name = "warnings", value_parser = ["warnings"])]
+    pub deny: Option<String>,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// Output format of `plan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// Readable text.
+    Text,
+    /// JSON (see docs/language.md, "Plans as JSON").
+    Json,
+}
+
+/// `orch plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Script to plan.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Workflow to plan (default: `main`, or the only one).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// `orch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Script to run.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Workflow to run (default: `main`, or the only one).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// An input: `name=value`, or `name=@path` to read a file. Repeatable.
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// Run every model on the built-in simulator (no key, no network); command agents are
+    /// simulated too unless --run-commands is given.
+    #[arg(long, env = "ORCH_SIMULATE", conflicts_with = "endpoint")]
+    pub simulate: bool,
+    /// Latency of each simulated call.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration_arg)]
+    pub sim_latency: u64,
+    /// With --simulate: run command agents for real.
+    #[arg(long, requires = "simulate")]
+    pub run_commands: bool,
+    /// Send every model to this OpenAI-compatible endpoint (llama.cpp, Ollama, vLLM),
+    /// e.g. http://127.0.0.1:8080/v1.
+    #[arg(long, env = "ORCH_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// With --endpoint: the model identifier to request (default: each model's own `name`).
+    #[arg(
+        long,
+        env = "ORCH_ENDPOINT_MODEL",
+        value_name = "NAME",
+        requires = "endpoint"
+    )]
+    pub endpoint_model: Option<String>,
+    /// With --endpoint: environment variable holding the server's API key, if it needs one.
+    #[arg(long, value_name = "VAR", requires = "endpoint")]
+    pub endpoint_key_env: Option<String>,
+    /// Cap every model step's max_tokens.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// At most N steps in flight in the whole run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// No progress lines on stderr (the summary is still printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    let ok = s.len() > 1
+        && s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .chars()
+            .all(|c| c.is_ascii_digit());
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    if ok && matches!(unit, "ms" | "s" | "m" | "h") {
+        Ok(crate::syntax::parse_duration(s))
+    } else {
+        Err(format!(
+            "`{s}` is not a duration; write it like `200ms`, `2s` or `1m`"
+        ))
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    match cli.command {
+        Command::Check(a) => check(a, color),
+        Command::Plan(a) => plan(a, color),
+        Command::Run(a) => run(a, color),
+    }
+}
+
+fn style(color: bool, terminal: bool) -> HumanStyle {
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    HumanStyle {
+        color: color && terminal,
+        unicode: true,
+        width,
+    }
+}
+
+fn resolve_opts(c: &CompileArgs) -> ResolveOptions {
+    ResolveOptions {
+        include_paths: c.include_paths.clone(),
+    }
+}
+
+fn check(a: CheckArgs, color: bool) -> ExitCode {
+    let mut failed = false;
+    let mut json_reports = Vec::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &a.files {
+        let (program, diags) = crate::compile_file(file, &resolve_opts(&a.compile));
+        let deny = a.deny.is_some();
+        failed |= diags.has_errors() || (deny && diags.warning_count() > 0);
+        match a.format {
+            DiagFormat::Human => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    render_human(
+                        &diags,
+                        &program.sources,
+                        style(color, std::io::stdout().is_terminal())
+                    )
+                );
+                if diags.is_empty() {
+                    let _ = writeln!(out, "{}: ok", file.display());
+                }
+            }
+            DiagFormat::Json => json_reports.push(render_json(&diags, &program.sources)),
+        }
+    }
+    if a.format == DiagFormat::Json {
+        // One document for one file; an array of documents for several.
+        let doc = if json_reports.len() == 1 {
+            json_reports.remove(0)
+        } else {
+            format!("[{}]", json_reports.join(",\n"))
+        };
+        let _ = writeln!(out, "{doc}");
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Compiles and picks the workflow; prints diagnostics to stderr. `None` when it cannot go on.
+fn compile_for_plan(
+    file: &Path,
+    workflow: Option<&str>,
+    c: &CompileArgs,
+    color: bool,
+) -> Option<(crate::check::Program, crate::plan::Plan)> {
+    let (program, diags) = crate::compile_file(file, &resolve_opts(c));
+    let st = style(color, std::io::stderr().is_terminal());
+    if !diags.is_empty() {
+        eprint!("{}", render_human(&diags, &program.sources, st));
+    }
+    if diags.has_errors() {
+        return None;
+    }
+    let entry = program.sources.files().next().map(|(id, _)| id)?;
+    match crate::plan::entry_workflow(&program, workflow, Span::new(entry, 0, 0)) {
+        Ok(wf) => {
+            let plan = crate::plan::lower(&program, wf);
+            Some((program, plan))
+        }
+        Err(d) => {
+            let mut ds = Diagnostics::new();
+            ds.push(*d);
+            eprint!("{}", render_human(&ds, &program.sources, st));
+            None
+        }
+    }
+}
+
+fn plan(a: PlanArgs, color: bool) -> ExitCode {
+    let Some((_, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, color)
+    else {
+        return ExitCode::from(1);
+    };
+    match a.format {
+        PlanFormat::Text => print!("{}", crate::plan::render_text(&plan)),
+        PlanFormat::Json => match serde_json::to_string_pretty(&plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot serialize the plan: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    ExitCode::SUCCESS
+}
+
+/// Parses `--input name=value` / `name=@path`.
+fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
+    let mut out = IndexMap::new();
+    for item in raw {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "--input `{item}` is not `name=value`; write `--input {item}=...`"
+            ));
+        };
+        let v = match v.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("--input {k}=@{path}: cannot read `{path}`: {e}"))?,
+            None => v.to_string(),
+        };
+        out.insert(k.trim().to_string(), v);
+    }
+    Ok(out)
+}
+
+fn run(a: RunArgs, color: bool) -> ExitCode {
+    let inputs = match parse_inputs(&a.inputs) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((program, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, color)
+    else {
+        return ExitCode::from(1);
+    };
+    let target = if a.simulate {
+        Target::Simulate {
+            latency_ms: a.sim_latency,
+            run_commands: a.run_commands,
+        }
+    } else if let Some(url) = &a.endpoint {
+        Target::Endpoint(Endpoint {
+            base_url: url.clone(),
+            model: a.endpoint_model.clone(),
+            api_key_env: a.endpoint_key_env.clone(),
+        })
+    } else {
+        Target::Script
+    };
+    let where_ = match &target {
+        Target::Simulate { .. } => "on the simulator".to_string(),
+        Target::Endpoint(e) => format!("against {}", e.base_url),
+        Target::Script => "against the script's providers".to_string(),
+    };
+    let opts = RunOptions {
+        inputs,
+        target,
+        max_tokens_cap: a.max_tokens,
+        max_concurrency: a.max_concurrency.map(|n| n as usize),
+        env: None,
+    };
+    let paint = Paint {
+        on: color && std::io::stderr().is_terminal(),
+    };
+    eprintln!(
+        "{} {} ({} steps, {} levels) {where_}",
+        paint.bold("running"),
+        plan.workflow,
+        plan.nodes.len(),
+        plan.levels.len()
+    );
+    let quiet = a.quiet;
+    let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+    let on_event = move |e: &Event| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::Started {
+                step,
+                runs_on,
+                attempt,
+            } => {
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                eprintln!("  {} {step:<width$}  {runs_on}{again}", paint.cyan("▸"));
+            }
+            Event::Retrying {
+                step,
+                error,
+                delay_ms,
+            } => {
+                eprintln!(
+                    "  {} {step:<width$}  {error}; retrying in {}",
+                    paint.yellow("↻"),
+                    format_ms(*delay_ms)
+                );
+            }
+            Event::FallingBack { step, model } => eprintln!(
+                "  {} {step:<width$}  falling back to {model}",
+                paint.yellow("↪")
+            ),
+            Event::Finished(r) => match &r.status {
+                StepStatus::Succeeded => {
+                    let dur = r
+                        .finished_ms
+                        .unwrap_or(0)
+                        .saturating_sub(r.started_ms.unwrap_or(0));
+                    eprintln!(
+                        "  {} {:<width$}  {} · {} → {} tokens · {}",
+                        paint.green("✓"),
+                        r.name,
+                        format_ms(dur),
+                        r.usage.input_tokens,
+                        r.usage.output_tokens,
+                        usd(r.cost_usd)
+                    );
+                }
+                StepStatus::Failed(err) => {
+                    eprintln!("  {} {:<width$}  failed: {err}", paint.red("✗"), r.name)
+                }
+                StepStatus::Skipped(why) => {
+                    eprintln!("  {} {:<width$}  skipped: {why}", paint.dim("-"), r.name)
+                }
+                StepStatus::Cancelled => eprintln!(
+                    "  {} {:<width$}  cancelled (gather no longer needs it)",
+                    paint.dim("-"),
+                    r.name
+                ),
+            },
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(crate::run::run(
+        &plan,
+        &program.tables.models,
+        &opts,
+        &on_event,
+    ));
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{} {e}", paint.red("error:"));
+            return ExitCode::from(2);
+        }
+    };
+    eprint!("{}", summary(&report, &paint));
+    if let Some(out) = &report.output {
+        println!("{}", out.trim_end());
+    }
+    if report.succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The run summary: one line per step, then totals.
+fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let width = r
+        .steps
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(s, "\n{}", paint.bold("summary"));
+    let _ = writeln!(
+        s,
+        "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
+        "step", "status", "model", "attempts", "in", "out", "cost"
+    );
+    for x in &r.steps {
+        let status = match &x.status {
+            StepStatus::Succeeded => "ok",
+            StepStatus::Failed(_) => "failed",
+            StepStatus::Skipped(_) => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        };
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
+            x.name,
+            status,
+            x.model.as_deref().unwrap_or("-"),
+            x.attempts,
+            x.usage.input_tokens,
+            x.usage.output_tokens,
+            usd(x.cost_usd)
+        );
+    }
+    let ok = r
+        .steps
+        .iter()
+        .filter(|x| x.status == StepStatus::Succeeded)
+        .count();
+    let _ = writeln!(
+        s,
+        "  {ok}/{} steps succeeded · {} tokens in · {} tokens out · {} · wall time {}",
+        r.steps.len(),
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+        usd(r.cost_usd),
+        format_ms(r.wall_ms)
+    );
+    if let Some(why) = &r.stopped {
+        let _ = writeln!(s, "  {} {why}", paint.red("stopped:"));
+    }
+    s
+}
+
+/// ANSI colours, only when enabled.
+#[derive(Clone, Copy)]
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn cyan(&self, s: &str) -> String {
+        self.wrap("36", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+}

@@ -1,0 +1,599 @@
+//! Plan: a checked workflow → [`Plan`], the execution DAG the interpreter runs.
+//!
+//! The plan resolves every step to its agent, model, provider and policies, and computes
+//! - **levels**: step `n` is on level `1 + max(level of its dependencies)`; the steps of one
+//!   level can run together;
+//! - the **critical path**: the longest chain of dependent steps (by number of steps, ties
+//!   broken by worst-case cost), a lower bound on the number of rounds of model calls;
+//! - **worst-case tokens and cost**: every attempt (`1 + retry`, and as many again on a
+//!   fallback model) sends the system text, the prompt's literal text and every interpolated
+//!   step output at its `max_tokens` bound, and receives `max_tokens`; parameters count as
+//!   zero because their size is unknown before the run. Token counts of literal text are
+//!   estimated at 4 characters per token;
+//! - **peak concurrency**: the most steps in flight at once when every step takes the same
+//!   time, honouring `parallel <max N>`.
+//!
+//! The JSON form (`orch plan --format json`) is [`Plan`] serialized with serde; its shape is
+//! documented in `docs/language.md` and only ever grows.
+
+pub mod render;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::check::items::{ParamDef, ProviderDef};
+use crate::check::workflow::{Binding, DepKind, Exec, GroupId, NodeId, WorkflowGraph};
+use crate::check::{Program, ProviderKind};
+use crate::diag::{Diagnostic, Span};
+use crate::syntax::ast::{Policy, Template, TemplatePart};
+pub use render::render_text;
+
+/// Tokens and USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// USD.
+    pub cost_usd: f64,
+}
+
+impl std::ops::AddAssign for Estimate {
+    fn add_assign(&mut self, o: Estimate) {
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cost_usd += o.cost_usd;
+    }
+}
+
+/// How a plan node executes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PlanExec {
+    /// A model call.
+    Model {
+        /// The script's model name.
+        model: String,
+        /// The provider's model identifier.
+        model_id: String,
+        /// The provider's name.
+        provider: String,
+        /// The provider's API.
+        provider_kind: ProviderKind,
+        /// Fallback model name, if any.
+        fallback: Option<String>,
+        /// System text template (`{param}` placeholders), if any.
+        system: Option<String>,
+        /// Output-token limit.
+        max_tokens: u32,
+        /// Sampling temperature.
+        temperature: Option<f64>,
+    },
+    /// A program run without a shell.
+    Command {
+        /// argv templates.
+        argv: Vec<String>,
+        /// Environment templates.
+        env: IndexMap<String, String>,
+        /// Working directory.
+        cwd: Option<String>,
+    },
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanNode {
+    /// Index in [`Plan::nodes`].
+    pub id: NodeId,
+    /// The step's name.
+    pub name: String,
+    /// The agent called.
+    pub agent: String,
+    /// How it runs.
+    #[serde(flatten)]
+    pub exec: PlanExec,
+    /// The prompt template, if any.
+    pub prompt: Option<String>,
+    /// Named arguments (templates).
+    pub args: IndexMap<String, String>,
+    /// Steps that must finish first (deduplicated, by id).
+    pub deps: Vec<NodeId>,
+    /// Steps whose output this one interpolates.
+    pub data_deps: Vec<NodeId>,
+    /// 1-based level.
+    pub level: usize,
+    /// Attempts after the first.
+    pub retry: u32,
+    /// Bound on one attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Enclosing `parallel` blocks, outermost first.
+    pub groups: Vec<GroupId>,
+    /// For a `gather`: the joined block and its policy.
+    pub join: Option<PlanJoin>,
+    /// Whether its output comes from a model.
+    pub tainted: bool,
+    /// Worst-case tokens and cost of this step.
+    pub worst_case: Estimate,
+    /// Source location: file, 1-based line and column.
+    pub location: Location,
+    /// Span, for runtime diagnostics.
+    #[serde(skip)]
+    pub span: Span,
+    #[serde(skip)]
+    pub(crate) prompt_tpl: Option<Template>,
+    #[serde(skip)]
+    pub(crate) args_tpl: IndexMap<String, Template>,
+    #[serde(skip)]
+    pub(crate) system_tpl: Option<Template>,
+    #[serde(skip)]
+    pub(crate) argv_tpl: Vec<Template>,
+    #[serde(skip)]
+    pub(crate) env_tpl: Vec<(String, Template)>,
+}
+
+/// A `gather` join.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PlanJoin {
+    /// The joined block.
+    pub group: GroupId,
+    /// The policy.
+    pub policy: Policy,
+}
+
+/// A source location.
+#[derive(Debug, Clone, Serialize)]
+pub struct Location {
+    /// File name.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// A `parallel` block.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanGroup {
+    /// Index in [`Plan::groups`].
+    pub id: GroupId,
+    /// Its name, if bound.
+    pub name: Option<String>,
+    /// `max N`.
+    pub max: Option<u32>,
+    /// Every step inside.
+    pub members: Vec<NodeId>,
+    /// Steps of each branch.
+    pub branches: Vec<Vec<NodeId>>,
+}
+
+/// The execution plan of one workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Workflow name.
+    pub workflow: String,
+    /// Its parameters (the run's inputs).
+    pub params: Vec<ParamDef>,
+    /// Spending limit in USD.
+    pub budget_usd: Option<f64>,
+    /// Steps in source order.
+    pub nodes: Vec<PlanNode>,
+    /// `parallel` blocks.
+    pub groups: Vec<PlanGroup>,
+    /// Steps by level (level 1 first).
+    pub levels: Vec<Vec<NodeId>>,
+    /// The longest chain of dependent steps, first to last.
+    pub critical_path: Vec<NodeId>,
+    /// Worst-case tokens and cost of the whole run.
+    pub worst_case: Estimate,
+    /// The most steps in flight at once (equal step durations, `max N` honoured).
+    pub peak_concurrency: usize,
+    /// Providers used, by name (no keys: only the variable names).
+    pub providers: IndexMap<String, ProviderDef>,
+    /// The `return` template, if any.
+    pub output: Option<String>,
+    #[serde(skip)]
+    pub(crate) output_tpl: Option<Template>,
+    #[serde(skip)]
+    pub(crate) bindings: IndexMap<String, Binding>,
+}
+
+/// Picks the workflow to plan: `name` if given, else `main`, else the only one.
+///
+/// # Errors
+/// `E0701` when there is no such workflow, none at all, or several and none is `main`.
+pub fn entry_workflow<'p>(
+    program: &'p Program,
+    name: Option<&str>,
+    file_span: Span,
+) -> Result<&'p WorkflowGraph, Box<Diagnostic>> {
+    let names: Vec<&str> = program.workflows.keys().map(String::as_str).collect();
+    let pick = match name {
+        Some(n) => program.workflows.get(n).ok_or_else(|| {
+            let mut d = Diagnostic::error("E0701", file_span, format!("no workflow named `{n}`"))
+                .with_label("in this file");
+            d = match crate::check::suggest::did_you_mean(n, names.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!(
+                    "workflows here: {}",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                )),
+            };
+            Box::new(d)
+        })?,
+        None => match (program.workflows.get("main"), program.workflows.len()) {
+            (Some(w), _) => w,
+            (None, 1) => &program.workflows[0],
+            (None, 0) => {
+                return Err(Box::new(
+                    Diagnostic::error("E0701", file_span, "this file has no workflow to run")
+                        .with_label("no `workflow` here")
+                        .with_help("add `workflow main() { ... }`, or plan a file that has one"),
+                ));
+            }
+            (None, _) => {
+                return Err(Box::new(
+                    Diagnostic::error(
+                        "E0701",
+                        file_span,
+                        format!("several workflows and none is `main`: {}", names.join(", ")),
+                    )
+                    .with_label("which one?")
+                    .with_help("choose one with `--workflow NAME`, or name one `main`"),
+                ));
+            }
+        },
+    };
+    Ok(pick)
+}
+
+/// Estimated tokens of a text: 4 characters per token, rounded up (a common rule of thumb for
+/// English with BPE tokenizers; only used for worst-case estimates, never for billing).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Lowers a checked workflow to its plan.
+pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
+    let mut nodes: Vec<PlanNode> = wf.nodes.iter().map(|n| plan_node(program, n)).collect();
+    assign_levels(&mut nodes);
+    estimate_costs(program, wf, &mut nodes);
+    let groups: Vec<PlanGroup> = wf
+        .groups
+        .iter()
+        .map(|g| PlanGroup {
+            id: g.id,
+            name: g.name.clone(),
+            max: g.max,
+            members: g.members.clone(),
+            branches: g.branches.clone(),
+        })
+        .collect();
+    let max_level = nodes.iter().map(|n| n.level).max().unwrap_or(0);
+    let mut levels = vec![Vec::new(); max_level];
+    for n in &nodes {
+        levels[n.level - 1].push(n.id);
+    }
+    let mut worst_case = Estimate::default();
+    for n in &nodes {
+        worst_case += n.worst_case;
+    }
+    let mut providers = IndexMap::new();
+    for n in &nodes {
+        if let PlanExec::Model { provider, .. } = &n.exec
+            && let Some(p) = program.tables.providers.get(provider)
+        {
+            providers.insert(provider.clone(), p.clone());
+        }
+    }
+    let critical_path = critical_path(&nodes);
+    let peak_concurrency = peak_concurrency(&nodes, &groups);
+    Plan {
+        workflow: wf.name.clone(),
+        params: wf.params.clone(),
+        budget_usd: wf.budget,
+        nodes,
+        groups,
+        levels,
+        critical_path,
+        worst_case,
+        peak_concurrency,
+        providers,
+        output: wf.output.as_ref().map(template_source),
+        output_tpl: wf.output.clone(),
+        bindings: wf.bindings.clone(),
+    }
+}
+
+fn plan_node(program: &Program, n: &crate::check::workflow::Node) -> PlanNode {
+    let (line, column) = program.sources.line_col(n.span.file, n.span.start);
+    let mut deps: Vec<NodeId> = n.deps.iter().map(|d| d.node).collect();
+    deps.sort_unstable();
+    deps.dedup();
+    let mut data_deps: Vec<NodeId> = n
+        .deps
+        .iter()
+        .filter(|d| d.kind == DepKind::Data)
+        .map(|d| d.node)
+        .collect();
+    data_deps.sort_unstable();
+    data_deps.dedup();
+    let (exec, system_tpl, argv_tpl, env_tpl) = match &n.exec {
+        Exec::Model {
+            model,
+            fallback,
+            system,
+            max_tokens,
+            temperature,
+        } => {
+            let m = program.tables.models.get(model);
+            let provider = m.map(|m| m.provider.clone()).unwrap_or_default();
+            let provider_kind = program
+                .tables
+                .providers
+                .get(&provider)
+                .map_or(ProviderKind::Sim, |p| p.kind);
+            (
+                PlanExec::Model {
+                    model: model.clone(),
+                    model_id: m.map(|m| m.api_name.clone()).unwrap_or_default(),
+                    provider,
+                    provider_kind,
+                    fallback: fallback.clone(),
+                    system: system.as_ref().map(template_source),
+                    max_tokens: *max_tokens,
+                    temperature: *temperature,
+                },
+                system.clone(),
+                Vec::new(),
+                Vec::new(),
+            )
+        }
+        Exec::Command { argv, env, cwd } => (
+            PlanExec::Command {
+                argv: argv.iter().map(template_source).collect(),
+                env: env
+                    .iter()
+                    .map(|(k, t)| (k.clone(), template_source(t)))
+                    .collect(),
+                cwd: cwd.clone(),
+            },
+            None,
+            argv.clone(),
+            env.clone(),
+        ),
+    };
+    let mut args_tpl = n.args.clone();
+    if let Some(agent) = program.tables.agents.get(&n.agent) {
+        for p in &agent.params {
+            if let (false, Some(d)) = (args_tpl.contains_key(&p.name), &p.default) {
+                args_tpl.insert(
+                    p.name.clone(),
+                    Template {
+                        parts: vec![TemplatePart::Text(d.clone())],
+                    },
+                );
+            }
+        }
+    }
+    PlanNode {
+        id: n.id,
+        name: n.name.clone(),
+        agent: n.agent.clone(),
+        exec,
+        prompt: n.prompt.as_ref().map(template_source),
+        args: n
+            .args
+            .iter()
+            .map(|(k, t)| (k.clone(), template_source(t)))
+            .collect(),
+        deps,
+        data_deps,
+        level: 0,
+        retry: n.retry,
+        timeout_ms: n.timeout_ms,
+        groups: n.groups.clone(),
+        join: n.join.map(|j| PlanJoin {
+            group: j.group,
+            policy: j.policy,
+        }),
+        tainted: n.tainted,
+        worst_case: Estimate::default(),
+        location: Location {
+            file: program.sources.get(n.span.file).name.clone(),
+            line,
+            column,
+        },
+        span: n.span,
+        prompt_tpl: n.prompt.clone(),
+        args_tpl,
+        system_tpl: system_tpl.clone(),
+        argv_tpl,
+        env_tpl,
+    }
+}
+
+/// A template as source text: literal text with `{path}` placeholders and braces doubled.
+pub fn template_source(t: &Template) -> String {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Text(s) => s.replace('{', "{{").replace('}', "}}"),
+            TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
+        })
+        .collect()
+}
+
+/// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a
+/// program with errors may still be built by tools, so cycles are cut rather than looped on.
+fn assign_levels(nodes: &mut [PlanNode]) {
+    let n = nodes.len();
+    let mut level = vec![0usize; n];
+    let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
+    fn visit(i: usize, nodes: &[PlanNode], level: &mut [usize], state: &mut [u8]) -> usize {
+        match state[i] {
+            2 => return level[i],
+            1 => return 0, // a cycle: cut here
+            _ => {}
+        }
+        state[i] = 1;
+        let mut l = 1;
+        for &d in &nodes[i].deps {
+            l = l.max(visit(d, nodes, level, state) + 1);
+        }
+        state[i] = 2;
+        level[i] = l;
+        l
+    }
+    for i in 0..n {
+        visit(i, nodes, &mut level, &mut state);
+    }
+    for (node, l) in nodes.iter_mut().zip(level) {
+        node.level = l;
+    }
+}
+
+fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode]) {
+    // Worst-case output of each node, for the nodes that interpolate it.
+    let out_bound: Vec<u64> = nodes
+        .iter()
+        .map(|n| match &n.exec {
+            PlanExec::Model { max_tokens, .. } => u64::from(*max_tokens),
+            PlanExec::Command { .. } => 0,
+        })
+        .collect();
+    for i in 0..nodes.len() {
+        let PlanExec::Model {
+            model,
+            fallback,
+            max_tokens,
+            ..
+        } = &nodes[i].exec
+        else {
+            continue;
+        };
+        let mut input = nodes[i].system_tpl.as_ref().map_or(0, literal_tokens);
+        input += nodes[i].prompt_tpl.as_ref().map_or(0, literal_tokens);
+        for t in nodes[i].prompt_tpl.iter() {
+            for p in t.interps() {
+                input += match wf.bindings.get(&p.root.name) {
+                    Some(Binding::Node(m)) => out_bound[*m],
+                    Some(Binding::Group(g)) => wf.groups[*g]
+                        .members
+                        .iter()
+                        .map(|m| out_bound[*m] + 4)
+                        .sum(),
+                    _ => 0,
+                };
+            }
+        }
+        let attempts = u64::from(nodes[i].retry) + 1;
+        let out = u64::from(*max_tokens);
+        let price = |m: &str| {
+            program
+                .tables
+                .models
+                .get(m)
+                .map(|m| m.price)
+                .unwrap_or_default()
+        };
+        let mut e = Estimate {
+            input_tokens: input * attempts,
+            output_tokens: out * attempts,
+            cost_usd: price(model).cost(input * attempts, out * attempts),
+        };
+        if let Some(f) = fallback {
+            e += Estimate {
+                input_tokens: input * attempts,
+                output_tokens: out * attempts,
+                cost_usd: price(f).cost(input * attempts, out * attempts),
+            };
+        }
+        nodes[i].worst_case = e;
+    }
+}
+
+fn literal_tokens(t: &Template) -> u64 {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Text(s) => estimate_tokens(s),
+            TemplatePart::Interp(_) => 0,
+        })
+        .sum()
+}
+
+fn critical_path(nodes: &[PlanNode]) -> Vec<NodeId> {
+    // Nodes sorted by level are in topological order.
+    let mut order: Vec<NodeId> = (0..nodes.len()).collect();
+    order.sort_by_key(|&i| nodes[i].level);
+    let mut best: Vec<(usize, f64, Option<NodeId>)> = vec![(0, 0.0, None); nodes.len()];
+    for &i in &order {
+        let mut b = (1, nodes[i].worst_case.cost_usd, None);
+        for &d in &nodes[i].deps {
+            let cand = (
+                best[d].0 + 1,
+                best[d].1 + nodes[i].worst_case.cost_usd,
+                Some(d),
+            );
+            if cand.0 > b.0 || (cand.0 == b.0 && cand.1 > b.1) {
+                b = cand;
+            }
+        }
+        best[i] = b;
+    }
+    let Some(mut end) = (0..nodes.len()).max_by(|&a, &b| {
+        (best[a].0, best[a].1)
+            .partial_cmp(&(best[b].0, best[b].1))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }) else {
+        return Vec::new();
+    };
+    let mut path = vec![end];
+    while let Some(p) = best[end].2 {
+        path.push(p);
+        end = p;
+    }
+    path.reverse();
+    path
+}
+
+/// Unit-time list scheduling: each round starts every ready step that its blocks' `max N`
+/// allow; the answer is the largest round.
+fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup]) -> usize {
+    let mut done = vec![false; nodes.len()];
+    let mut remaining = nodes.len();
+    let mut peak = 0;
+    while remaining > 0 {
+        let mut in_group = vec![0u32; groups.len()];
+        let mut started = Vec::new();
+        for n in nodes {
+            if done[n.id] || !n.deps.iter().all(|&d| done[d]) {
+                continue;
+            }
+            let fits = n
+                .groups
+                .iter()
+                .all(|&g| groups[g].max.is_none_or(|m| in_group[g] < m));
+            if fits {
+                for &g in &n.groups {
+                    in_group[g] += 1;
+                }
+                started.push(n.id);
+            }
+        }
+        if started.is_empty() {
+            break; // only on a cyclic plan
+        }
+        peak = peak.max(started.len());
+        remaining -= started.len();
+        for s in started {
+            done[s] = true;
+        }
+    }
+    peak
+}

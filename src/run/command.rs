@@ -1,0 +1,404 @@
+//! Command agents: a step answered by running a local program.
+//!
+//! The program is started directly (`argv[0]` looked up on `PATH`, no shell, so no quoting or
+//! injection issues), the rendered prompt is written to its stdin, and its stdout is the
+//! answer. A non-zero exit is an error that carries the end of stderr.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+/// How many trailing lines of stderr a [`CommandError::Failed`] keeps.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// How many trailing characters of stderr a [`CommandError::Failed`] keeps (at most).
+const STDERR_TAIL_CHARS: usize = 2000;
+
+/// What to run for one command step.
+///
+/// `Debug` shows environment variable names but not their values, which may be secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Program and arguments; `argv[0]` is looked up on `PATH` unless it contains a `/`.
+    /// Passed to the program verbatim — no shell is involved.
+    pub argv: Vec<String>,
+    /// Extra environment variables, set on top of the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Written to the program's stdin, which is then closed (the rendered prompt).
+    pub stdin: String,
+    /// Working directory; the current one when `None`.
+    pub cwd: Option<PathBuf>,
+}
+
+impl fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env_names: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("CommandSpec")
+            .field("argv", &self.argv)
+            .field("env", &env_names)
+            .field("stdin_chars", &self.stdin.chars().count())
+            .field("cwd", &self.cwd)
+            .finish()
+    }
+}
+
+/// What a successful command printed. Bytes that are not UTF-8 are replaced with `U+FFFD`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Everything written to stdout: the step's answer.
+    pub stdout: String,
+    /// Everything written to stderr (diagnostics; not part of the answer).
+    pub stderr: String,
+}
+
+/// Why a command step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The command has no program to run.
+    #[error("command has an empty argv: nothing to run")]
+    EmptyArgv,
+    /// The program could not be started.
+    #[error("cannot start `{program}`: {message}")]
+    Spawn {
+        /// `argv[0]`.
+        program: String,
+        /// Why, with a hint (e.g. to check `PATH` when the program is not found).
+        message: String,
+    },
+    /// Feeding stdin or reading the output failed while the program ran.
+    #[error("I/O error while running `{program}`: {message}")]
+    Io {
+        /// `argv[0]`.
+        program: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The program ran and exited unsuccessfully.
+    #[error("`{program}` {}{}", describe_status(*.status), describe_tail(.stderr_tail))]
+    Failed {
+        /// `argv[0]`.
+        program: String,
+        /// The exit code; `None` when the program was killed by a signal.
+        status: Option<i32>,
+        /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed.
+        stderr_tail: String,
+    },
+}
+
+fn describe_status(status: Option<i32>) -> String {
+    match status {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    }
+}
+
+fn describe_tail(tail: &str) -> String {
+    if tail.is_empty() {
+        " (stderr was empty)".to_owned()
+    } else {
+        format!("; stderr ends with:\n{tail}")
+    }
+}
+
+/// Runs `spec.argv` without a shell, writes `spec.stdin` to the program and closes its stdin,
+/// and collects stdout and stderr concurrently (so a chatty program cannot dead-lock on a full
+/// pipe) until it exits.
+///
+/// The child is started with `kill_on_drop`: dropping the returned future (for example when
+/// the scheduler's timeout fires) kills it. Processes the child itself started are not
+/// tracked. A program that exits without reading all of its stdin is not an error.
+///
+/// # Errors
+/// - [`CommandError::EmptyArgv`] when `argv` is empty;
+/// - [`CommandError::Spawn`] when the program cannot be started (not found, not
+///   executable, bad working directory);
+/// - [`CommandError::Io`] when writing stdin or reading the output fails;
+/// - [`CommandError::Failed`] when it exits with a non-zero status or is killed by a signal.
+pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandError> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(CommandError::EmptyArgv);
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command.spawn().map_err(|err| CommandError::Spawn {
+        program: program.clone(),
+        message: spawn_message(program, spec.cwd.as_ref(), &err),
+    })?;
+
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let feed = async {
+        if let Some(mut pipe) = stdin {
+            match pipe.write_all(spec.stdin.as_bytes()).await {
+                // The program did not want (all of) its input: not our problem.
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+            match pipe.shutdown().await {
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+            // Dropping the pipe closes the program's stdin.
+        }
+        Ok::<(), io::Error>(())
+    };
+    let (fed, out, err, status) =
+        tokio::join!(feed, read_all(stdout), read_all(stderr), child.wait());
+    let io_error = |err: io::Error| CommandError::Io {
+        program: program.clone(),
+        message: err.to_string(),
+    };
+    let status = status.map_err(io_error)?;
+    fed.map_err(io_error)?;
+    let stdout = out.map_err(io_error)?;
+    let stderr = err.map_err(io_error)?;
+
+    if status.success() {
+        Ok(CommandOutput { stdout, stderr })
+    } else {
+        Err(CommandError::Failed {
+            program: program.clone(),
+            status: status.code(),
+            stderr_tail: tail(&stderr),
+        })
+    }
+}
+
+/// Reads a pipe to its end, converting lossily to UTF-8.
+async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(&mut bytes).await?;
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
+}
+
+/// A spawn failure explained, with a hint for the common causes.
+fn spawn_message(program: &str, cwd: Option<&PathBuf>, err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::NotFound => match cwd {
+            Some(dir) if !dir.is_dir() => {
+                format!("working directory {} does not exist ({err})", dir.display())
+            }
+            _ if program.contains('/') => format!("no such file ({err})"),
+            _ => format!(
+                "program not found ({err}); check that it is installed and that its \
+                 directory is on PATH"
+            ),
+        },
+        io::ErrorKind::PermissionDenied => {
+            format!("permission denied ({err}); check that the file is executable")
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// The last [`STDERR_TAIL_LINES`] lines of `stderr`, at most [`STDERR_TAIL_CHARS`]
+/// characters, without surrounding whitespace.
+fn tail(stderr: &str) -> String {
+    let trimmed = stderr.trim_end();
+    let start = trimmed
+        .rmatch_indices('\n')
+        .nth(STDERR_TAIL_LINES - 1)
+        .map_or(0, |(i, _)| i + 1);
+    let lines = &trimmed[start..];
+    let chars = lines.chars().count();
+    let lines = if chars > STDERR_TAIL_CHARS {
+        match lines.char_indices().nth(chars - STDERR_TAIL_CHARS) {
+            Some((cut, _)) => &lines[cut..],
+            None => lines,
+        }
+    } else {
+        lines
+    };
+    lines.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn spec(argv: &[&str], stdin: &str) -> CommandSpec {
+        CommandSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            stdin: stdin.to_owned(),
+            ..CommandSpec::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn cat_round_trips_stdin() {
+        let out = run_command(&spec(&["cat"], "hello\nworld ✓"))
+            .await
+            .expect("cat");
+        assert_eq!(
+            out,
+            CommandOutput {
+                stdout: "hello\nworld ✓".into(),
+                stderr: String::new()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn echo_ignores_stdin_and_args_are_not_shell_parsed() {
+        // A large stdin that echo never reads must not fail (broken pipe is ignored).
+        let big = "x".repeat(1 << 20);
+        let out = run_command(&spec(&["echo", "a  b", "$HOME", "; rm -rf /"], &big))
+            .await
+            .expect("echo");
+        assert_eq!(out.stdout, "a  b $HOME ; rm -rf /\n");
+    }
+
+    #[tokio::test]
+    async fn large_output_on_both_pipes_does_not_deadlock() {
+        let input = "line of text\n".repeat(50_000);
+        let out = run_command(&spec(&["sh", "-c", "tee /dev/stderr"], &input))
+            .await
+            .expect("tee");
+        assert_eq!(out.stdout, input);
+        assert_eq!(out.stderr, input);
+    }
+
+    #[tokio::test]
+    async fn nonzero_exit_reports_stderr_tail() {
+        let err = run_command(&spec(&["sh", "-c", "echo oops >&2; exit 3"], ""))
+            .await
+            .expect_err("exit 3");
+        assert_eq!(
+            err,
+            CommandError::Failed {
+                program: "sh".into(),
+                status: Some(3),
+                stderr_tail: "oops".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`sh` exited with status 3; stderr ends with:\noops"
+        );
+    }
+
+    #[tokio::test]
+    async fn long_stderr_is_cut_to_last_lines() {
+        let script = "i=1; while [ $i -le 50 ]; do echo line$i >&2; i=$((i+1)); done; exit 1";
+        let err = run_command(&spec(&["sh", "-c", script], ""))
+            .await
+            .expect_err("exit 1");
+        let CommandError::Failed { stderr_tail, .. } = err else {
+            panic!("expected Failed, got {err:?}");
+        };
+        let lines: Vec<&str> = stderr_tail.lines().collect();
+        assert_eq!(lines.len(), 20);
+        assert_eq!(lines[0], "line31");
+        assert_eq!(lines[19], "line50");
+    }
+
+    #[test]
+    fn tail_caps_characters() {
+        let long = format!("first\n{}", "é".repeat(5000));
+        let t = tail(&long);
+        assert_eq!(t.chars().count(), STDERR_TAIL_CHARS);
+        assert_eq!(tail("  \n"), "");
+        assert_eq!(tail("a\nb\n\n"), "a\nb");
+    }
+
+    #[tokio::test]
+    async fn killed_by_signal_has_no_status() {
+        let err = run_command(&spec(&["sh", "-c", "kill -9 $$"], ""))
+            .await
+            .expect_err("killed");
+        assert!(
+            matches!(err, CommandError::Failed { status: None, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("killed by a signal"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_spawn_error() {
+        let err = run_command(&spec(&["orch-no-such-program-xyz"], ""))
+            .await
+            .expect_err("missing");
+        match &err {
+            CommandError::Spawn { program, message } => {
+                assert_eq!(program, "orch-no-such-program-xyz");
+                assert!(message.contains("not found"), "{message}");
+                assert!(message.contains("PATH"), "{message}");
+            }
+            other => panic!("expected Spawn, got {other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .starts_with("cannot start `orch-no-such-program-xyz`")
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_argv() {
+        assert_eq!(
+            run_command(&CommandSpec::default()).await,
+            Err(CommandError::EmptyArgv)
+        );
+    }
+
+    #[tokio::test]
+    async fn env_and_cwd_are_passed() {
+        let mut s = spec(&["sh", "-c", "printf '%s|' \"$ORCH_TEST_VAR\"; pwd"], "");
+        s.env = vec![("ORCH_TEST_VAR".into(), "value with spaces".into())];
+        let dir = std::env::temp_dir().canonicalize().expect("temp dir");
+        s.cwd = Some(dir.clone());
+        let out = run_command(&s).await.expect("sh");
+        assert_eq!(out.stdout, format!("value with spaces|{}\n", dir.display()));
+        assert!(!format!("{s:?}").contains("value with spaces"));
+    }
+
+    #[tokio::test]
+    async fn missing_cwd_is_spawn_error() {
+        let mut s = spec(&["cat"], "");
+        s.cwd = Some(PathBuf::from("/definitely/not/a/dir"));
+        let err = run_command(&s).await.expect_err("bad cwd");
+        assert!(
+            matches!(&err, CommandError::Spawn { message, .. } if message.contains("working directory")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_utf8_output_is_lossy() {
+        let out = run_command(&spec(&["sh", "-c", "printf 'a\\377b'"], ""))
+            .await
+            .expect("printf");
+        assert_eq!(out.stdout, "a\u{fffd}b");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_kills_the_child() {
+        let marker = std::env::temp_dir().join(format!("orch-kill-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let script = format!("sleep 1; touch {}", marker.display());
+        let s = spec(&["sh", "-c", &script], "");
+        let result = tokio::time::timeout(Duration::from_millis(100), run_command(&s)).await;
+        assert!(result.is_err(), "should time out");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "child survived the dropped future");
+    }
+}

@@ -1,0 +1,1126 @@
+//! Run: a [`Plan`] → outputs and a [`RunReport`], interpreted on tokio.
+//!
+//! The scheduler keeps, for every step, the number of dependencies still running; a step
+//! starts when that reaches zero. A started step first takes a permit from the global limit
+//! (`--max-concurrency`), then from every enclosing `parallel <max N>` block (outermost
+//! first, so permits are always taken in one order and cannot deadlock), then from its
+//! provider's `max_concurrency`. Each attempt is bounded by the step's `timeout`; a failed
+//! attempt that may succeed when repeated is retried `retry` times with exponential backoff,
+//! then run on the `fallback` model if there is one.
+//!
+//! Failure policy: a failure stops new work; steps in flight finish and are recorded. A
+//! `gather <any|first N|min N>` tolerates failed branches of the block it joins.
+
+pub mod command;
+pub mod provider;
+pub mod render;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::check::ProviderKind;
+use crate::check::items::ProviderDef;
+use crate::check::workflow::NodeId;
+use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
+use crate::syntax::ast::Policy;
+use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
+use render::{InputValue, Scope, render_with_args};
+
+/// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
+pub fn format_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
+        60_000..3_600_000 if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
+        _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
+    }
+}
+
+/// Sending every model step to one OpenAI-compatible server instead of the script's providers.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Base URL up to `/v1`, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// Model identifier to request; `None` keeps each model's own identifier.
+    pub model: Option<String>,
+    /// Environment variable with a key for the server, if it needs one.
+    pub api_key_env: Option<String>,
+}
+
+/// Where model steps go.
+#[derive(Debug, Clone, Default)]
+pub enum Target {
+    /// The providers the script declares.
+    #[default]
+    Script,
+    /// The built-in simulator for every model (a dry run); command agents are simulated too
+    /// unless `run_commands` is set.
+    Simulate {
+        /// Latency of each simulated call, in milliseconds (a `sim` provider's own `latency`
+        /// wins).
+        latency_ms: u64,
+        /// Run command agents for real.
+        run_commands: bool,
+    },
+    /// One OpenAI-compatible endpoint for every model.
+    Endpoint(Endpoint),
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Inputs by parameter name, as given on the command line (parsed by the parameter's type).
+    pub inputs: IndexMap<String, String>,
+    /// Where model steps go.
+    pub target: Target,
+    /// Caps every model step's `max_tokens`.
+    pub max_tokens_cap: Option<u32>,
+    /// At most this many steps in flight in the whole run.
+    pub max_concurrency: Option<usize>,
+    /// Environment lookup for API keys (tests inject their own; the CLI reads the process
+    /// environment).
+    pub env: Option<EnvLookup>,
+}
+
+/// A lookup of environment variables by name (for API keys).
+#[derive(Clone)]
+pub struct EnvLookup(pub Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for EnvLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvLookup(..)")
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// A provider needs an API key that the environment does not have.
+    #[error(
+        "{var} is not set: model `{model}` uses provider `{provider}`, which needs it.\n  Set it (`export {var}=...`), or run without a key: `--simulate` for the built-in simulator, or `--endpoint http://127.0.0.1:8080/v1` for a local OpenAI-compatible server"
+    )]
+    MissingKey {
+        /// The environment variable.
+        var: String,
+        /// The provider's name.
+        provider: String,
+        /// A model that needs it.
+        model: String,
+    },
+    /// An input is missing, unknown or not of its parameter's type.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Progress of a run, reported as it happens.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A step started an attempt.
+    Started {
+        /// Step name.
+        step: String,
+        /// Model or command shown to users.
+        runs_on: String,
+        /// 1-based attempt.
+        attempt: u32,
+    },
+    /// An attempt failed and will be retried after `delay_ms`.
+    Retrying {
+        /// Step name.
+        step: String,
+        /// The error.
+        error: String,
+        /// Backoff before the next attempt, in milliseconds.
+        delay_ms: u64,
+    },
+    /// A step switches to its fallback model.
+    FallingBack {
+        /// Step name.
+        step: String,
+        /// The fallback model.
+        model: String,
+    },
+    /// A step finished (successfully or not).
+    Finished(StepReport),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "status", content = "reason")]
+pub enum StepStatus {
+    /// It produced an output.
+    Succeeded,
+    /// Every attempt failed.
+    Failed(String),
+    /// It never started because a dependency failed, the budget ran out, or the run stopped.
+    Skipped(String),
+    /// A `gather <any|first N>` no longer needed it.
+    Cancelled,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Step name.
+    pub name: String,
+    /// The agent.
+    pub agent: String,
+    /// The model that produced the output (after any fallback), or `command`.
+    pub model: Option<String>,
+    /// Outcome.
+    #[serde(flatten)]
+    pub status: StepStatus,
+    /// Attempts made, over all models.
+    pub attempts: u32,
+    /// Tokens, as reported by the provider(s), over all attempts.
+    pub usage: Usage,
+    /// USD, from usage and the models' prices.
+    pub cost_usd: f64,
+    /// Start, in milliseconds since the run began.
+    pub started_ms: Option<u64>,
+    /// End, in milliseconds since the run began.
+    pub finished_ms: Option<u64>,
+    /// The output.
+    #[serde(skip)]
+    pub output: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Workflow name.
+    pub workflow: String,
+    /// Every step, in source order.
+    pub steps: Vec<StepReport>,
+    /// The rendered `return` value (or, without `return`, the outputs of the final steps).
+    pub output: Option<String>,
+    /// Whether every step that had to run succeeded.
+    pub succeeded: bool,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Total tokens.
+    pub usage: Usage,
+    /// Total USD.
+    pub cost_usd: f64,
+    /// Wall time in milliseconds.
+    pub wall_ms: u64,
+}
+
+/// A step's client: a model provider with the identifier to request, or a command.
+#[derive(Debug, Clone)]
+struct ModelClient {
+    provider: Provider,
+    provider_name: String,
+    model_id: String,
+    price: crate::check::Price,
+}
+
+/// Everything the tasks share.
+struct Shared {
+    clients: HashMap<String, ModelClient>,
+    provider_limits: HashMap<String, Arc<Semaphore>>,
+    group_limits: Vec<Option<Arc<Semaphore>>>,
+    global: Option<Arc<Semaphore>>,
+    simulate_commands: Option<provider::sim::Sim>,
+    start: Instant,
+}
+
+/// Runs a plan to the end (or to the first failure) and reports what happened. `on_event` is
+/// called for progress as it happens.
+///
+/// # Errors
+/// [`RunError`] when the run cannot start: a missing or ill-typed input, or a missing API key.
+/// Failures of steps are not errors: they are in the report.
+pub async fn run(
+    plan: &Plan,
+    models: &IndexMap<String, crate::check::ModelDef>,
+    opts: &RunOptions,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> Result<RunReport, RunError> {
+    let inputs = parse_inputs(plan, &opts.inputs)?;
+    let shared = Arc::new(prepare(plan, models, opts)?);
+    Ok(Scheduler::new(plan, &inputs, shared, opts)
+        .run(on_event)
+        .await)
+}
+
+fn parse_inputs(
+    plan: &Plan,
+    given: &IndexMap<String, String>,
+) -> Result<IndexMap<String, InputValue>, RunError> {
+    for k in given.keys() {
+        if !plan.params.iter().any(|p| &p.name == k) {
+            let names: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+            let hint = match crate::check::suggest::did_you_mean(k, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if names.is_empty() => "it takes no inputs".to_string(),
+                None => format!("its inputs: {}", names.join(", ")),
+            };
+            return Err(RunError::Input(format!(
+                "workflow `{}` has no parameter `{k}`; {hint}",
+                plan.workflow
+            )));
+        }
+    }
+    let mut out = IndexMap::new();
+    for p in &plan.params {
+        let text = match (given.get(&p.name), &p.default) {
+            (Some(v), _) => v.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(RunError::Input(format!(
+                    "missing input `{}` ({}) for workflow `{}`: pass `--input {}=...` (or `--input {}=@file` to read a file)",
+                    p.name, p.ty, plan.workflow, p.name, p.name
+                )));
+            }
+        };
+        let v = render::parse_input(&p.ty, &text)
+            .map_err(|e| RunError::Input(format!("input `{}`: {e}", p.name)))?;
+        out.insert(p.name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Builds one client per model used, reading keys from the environment.
+fn prepare(
+    plan: &Plan,
+    models: &IndexMap<String, crate::check::ModelDef>,
+    opts: &RunOptions,
+) -> Result<Shared, RunError> {
+    let env = |name: &str| -> Option<String> {
+        match &opts.env {
+            Some(f) => (f.0)(name),
+            None => std::env::var(name).ok().filter(|v| !v.is_empty()),
+        }
+    };
+    let mut clients = HashMap::new();
+    let mut provider_limits = HashMap::new();
+    let mut http_clients: HashMap<String, Provider> = HashMap::new();
+    for n in &plan.nodes {
+        let PlanExec::Model {
+            model, fallback, ..
+        } = &n.exec
+        else {
+            continue;
+        };
+        for m in std::iter::once(model).chain(fallback.iter()) {
+            if clients.contains_key(m) {
+                continue;
+            }
+            let Some(def) = models.get(m) else { continue };
+            let pdef = plan
+                .providers
+                .get(&def.provider)
+                .cloned()
+                .unwrap_or_else(|| ProviderDef {
+                    name: def.provider.clone(),
+                    kind: ProviderKind::Sim,
+                    base_url: None,
+                    api_key_env: None,
+                    max_concurrency: None,
+                    latency_ms: None,
+                    span: None,
+                });
+            let (provider, model_id) = match &opts.target {
+                Target::Simulate { latency_ms, .. } => (
+                    Provider::Sim(provider::sim::Sim::new(Duration::from_millis(
+                        pdef.latency_ms.unwrap_or(*latency_ms),
+                    ))),
+                    def.api_name.clone(),
+                ),
+                Target::Endpoint(e) => {
+                    let key = e.api_key_env.as_deref().and_then(env).map(ApiKey::new);
+                    let p = http_clients
+                        .entry("--endpoint".into())
+                        .or_insert_with(|| {
+                            Provider::OpenAi(provider::openai::OpenAi::new(e.base_url.clone(), key))
+                        })
+                        .clone();
+                    (p, e.model.clone().unwrap_or_else(|| def.api_name.clone()))
+                }
+                Target::Script => {
+                    let key = match pdef.key_env() {
+                        Some(var) => Some(ApiKey::new(env(var).ok_or_else(|| {
+                            RunError::MissingKey {
+                                var: var.to_string(),
+                                provider: pdef.name.clone(),
+                                model: m.clone(),
+                            }
+                        })?)),
+                        None => None,
+                    };
+                    let p = http_clients
+                        .entry(pdef.name.clone())
+                        .or_insert_with(|| match pdef.kind {
+                            ProviderKind::Sim => Provider::Sim(provider::sim::Sim::new(
+                                Duration::from_millis(pdef.latency_ms.unwrap_or(0)),
+                            )),
+                            ProviderKind::Openai => {
+                                Provider::OpenAi(provider::openai::OpenAi::new(
+                                    pdef.base_url
+                                        .clone()
+                                        .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                                    key.clone(),
+                                ))
+                            }
+                            ProviderKind::Anthropic => {
+                                Provider::Anthropic(provider::anthropic::Anthropic::new(
+                                    pdef.base_url.clone().unwrap_or_else(|| {
+                                        provider::anthropic::DEFAULT_BASE_URL.into()
+                                    }),
+                                    key.clone().unwrap_or_else(|| ApiKey::new("")),
+                                ))
+                            }
+                        })
+                        .clone();
+                    (p, def.api_name.clone())
+                }
+            };
+            if let Some(limit) = pdef.max_concurrency {
+                provider_limits
+                    .entry(pdef.name.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1) as usize)));
+            }
+            clients.insert(
+                m.clone(),
+                ModelClient {
+                    provider,
+                    provider_name: pdef.name.clone(),
+                    model_id,
+                    price: def.price,
+                },
+            );
+        }
+    }
+    let simulate_commands = match &opts.target {
+        Target::Simulate {
+            latency_ms,
+            run_commands: false,
+        } => Some(provider::sim::Sim::new(Duration::from_millis(*latency_ms))),
+        _ => None,
+    };
+    Ok(Shared {
+        clients,
+        provider_limits,
+        group_limits: plan
+            .groups
+            .iter()
+            .map(|g| g.max.map(|m| Arc::new(Semaphore::new(m as usize))))
+            .collect(),
+        global: opts
+            .max_concurrency
+            .map(|m| Arc::new(Semaphore::new(m.max(1)))),
+        simulate_commands,
+        start: Instant::now(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Waiting,
+    Running,
+    Done(StepStatus),
+}
+
+/// The result of one finished task.
+struct Outcome {
+    node: NodeId,
+    report: StepReport,
+}
+
+struct Scheduler<'a> {
+    plan: &'a Plan,
+    inputs: &'a IndexMap<String, InputValue>,
+    shared: Arc<Shared>,
+    max_tokens_cap: Option<u32>,
+    state: Vec<State>,
+    outputs: Vec<Option<String>>,
+    reports: Vec<Option<StepReport>>,
+    /// For each node: dependencies not yet settled, excluding those its join handles.
+    waiting_on: Vec<usize>,
+    /// Reverse edges.
+    dependents: Vec<Vec<NodeId>>,
+    /// Nodes of a tolerant join's block, whose failure does not stop the run.
+    tolerated: Vec<bool>,
+    stopped: Option<String>,
+    spent_usd: f64,
+    abort: HashMap<NodeId, tokio::task::AbortHandle>,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(
+        plan: &'a Plan,
+        inputs: &'a IndexMap<String, InputValue>,
+        shared: Arc<Shared>,
+        opts: &RunOptions,
+    ) -> Self {
+        let n = plan.nodes.len();
+        let mut dependents = vec![Vec::new(); n];
+        let mut waiting_on = vec![0; n];
+        let mut tolerated = vec![false; n];
+        for node in &plan.nodes {
+            let joined: &[NodeId] = node.join.map_or(&[], |j| &plan.groups[j.group].members);
+            if let Some(j) = node.join
+                && j.policy != Policy::All
+            {
+                for &m in joined {
+                    tolerated[m] = true;
+                }
+            }
+            for &d in &node.deps {
+                dependents[d].push(node.id);
+                if !joined.contains(&d) || node.join.is_some_and(|j| j.policy == Policy::All) {
+                    waiting_on[node.id] += 1;
+                }
+            }
+        }
+        Scheduler {
+            plan,
+            inputs,
+            shared,
+            max_tokens_cap: opts.max_tokens_cap,
+            state: vec![State::Waiting; n],
+            outputs: vec![None; n],
+            reports: vec![None; n],
+            waiting_on,
+            dependents,
+            tolerated,
+            stopped: None,
+            spent_usd: 0.0,
+            abort: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        self.start_ready(&mut tasks, &tx, on_event);
+        loop {
+            tokio::select! {
+                biased;
+                Some(ev) = rx.recv() => on_event(&ev),
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    while let Ok(ev) = rx.try_recv() {
+                        on_event(&ev);
+                    }
+                    match joined {
+                        Ok(outcome) => self.finish(outcome, on_event),
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => {
+                            // A panic inside a task is a bug; record it rather than lose the run.
+                            self.stopped.get_or_insert_with(|| format!("internal error in a step: {e}"));
+                        }
+                    }
+                    self.start_ready(&mut tasks, &tx, on_event);
+                }
+            }
+        }
+        while let Ok(ev) = rx.try_recv() {
+            on_event(&ev);
+        }
+        self.into_report()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.shared.start.elapsed().as_millis() as u64
+    }
+
+    /// Starts every step whose dependencies are settled, unless the run has stopped.
+    fn start_ready(
+        &mut self,
+        tasks: &mut JoinSet<Outcome>,
+        tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
+        loop {
+            let mut progressed = false;
+            for id in 0..self.plan.nodes.len() {
+                if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
+                    continue;
+                }
+                match self.readiness(id) {
+                    Readiness::NotYet => continue,
+                    Readiness::Skip(reason) => {
+                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
+                        progressed = true;
+                    }
+                    Readiness::Go => {
+                        if let Some(reason) = self.stopped.clone() {
+                            self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
+                            progressed = true;
+                            continue;
+                        }
+                        if let Some(reason) = self.over_budget(id) {
+                            self.stopped = Some(reason.clone());
+                            self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
+                            progressed = true;
+                            continue;
+                        }
+                        self.spawn(id, tasks, tx.clone());
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Whether a step whose counted dependencies are settled may run.
+    fn readiness(&self, id: NodeId) -> Readiness {
+        let node = &self.plan.nodes[id];
+        let joined: &[NodeId] = node
+            .join
+            .map_or(&[], |j| &self.plan.groups[j.group].members);
+        // Counted dependencies must all have succeeded.
+        for &d in &node.deps {
+            let handled_by_join =
+                joined.contains(&d) && node.join.is_some_and(|j| j.policy != Policy::All);
+            if handled_by_join {
+                continue;
+            }
+            if let State::Done(s) = &self.state[d]
+                && *s != StepStatus::Succeeded
+            {
+                return Readiness::Skip(format!("`{}` did not succeed", self.plan.nodes[d].name));
+            }
+        }
+        let Some(join) = node.join.filter(|j| j.policy != Policy::All) else {
+            return Readiness::Go;
+        };
+        let group = &self.plan.groups[join.group];
+        let branch_state = |b: &Vec<NodeId>| -> Option<bool> {
+            if b.iter()
+                .any(|&m| matches!(&self.state[m], State::Done(s) if *s != StepStatus::Succeeded))
+            {
+                Some(false)
+            } else if b
+                .iter()
+                .all(|&m| self.state[m] == State::Done(StepStatus::Succeeded))
+            {
+                Some(true)
+            } else {
+                None
+            }
+        };
+        let states: Vec<Option<bool>> = group.branches.iter().map(branch_state).collect();
+        let ok = states.iter().filter(|s| **s == Some(true)).count() as u32;
+        let settled = states.iter().filter(|s| s.is_some()).count();
+        let total = states.len();
+        let need = match join.policy {
+            Policy::Any => 1,
+            Policy::First(n) => n,
+            Policy::Min(n) => n,
+            Policy::All => total as u32,
+        };
+        let waits_for_all = matches!(join.policy, Policy::Min(_));
+        if ok >= need && (!waits_for_all || settled == total) {
+            Readiness::Go
+        } else if settled == total || (ok + (total - settled) as u32) < need {
+            Readiness::Skip(format!(
+                "only {ok} of {total} branches succeeded; `gather <{}>` needs {need}",
+                join.policy
+            ))
+        } else {
+            Readiness::NotYet
+        }
+    }
+
+    /// Worst case of the step against what is left of the budget.
+    fn over_budget(&self, id: NodeId) -> Option<String> {
+        let budget = self.plan.budget_usd?;
+        let node = &self.plan.nodes[id];
+        let PlanExec::Model {
+            model, max_tokens, ..
+        } = &node.exec
+        else {
+            return None;
+        };
+        let client = self.shared.clients.get(model)?;
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let prompt = node
+            .prompt_tpl
+            .as_ref()
+            .map(|t| scope.render(t))
+            .unwrap_or_default();
+        let out = self
+            .max_tokens_cap
+            .map_or(*max_tokens, |c| c.min(*max_tokens));
+        let worst = client.price.cost(estimate_tokens(&prompt), u64::from(out));
+        (self.spent_usd + worst > budget).then(|| {
+            format!(
+                "budget: ${:.4} spent of ${budget:.2}; `{}` could cost up to ${worst:.4}, so it was not started",
+                self.spent_usd, node.name
+            )
+        })
+    }
+
+    fn settle_without_running(
+        &mut self,
+        id: NodeId,
+        status: StepStatus,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
+        let node = &self.plan.nodes[id];
+        let report = StepReport {
+            name: node.name.clone(),
+            agent: node.agent.clone(),
+            model: None,
+            status,
+            attempts: 0,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            started_ms: None,
+            finished_ms: None,
+            output: None,
+        };
+        on_event(&Event::Finished(report.clone()));
+        self.settle(id, report);
+    }
+
+    /// Records a finished step and releases its dependents.
+    fn settle(&mut self, id: NodeId, report: StepReport) {
+        self.state[id] = State::Done(report.status.clone());
+        self.outputs[id] = report.output.clone();
+        self.spent_usd += report.cost_usd;
+        if let StepStatus::Failed(e) = &report.status
+            && !self.tolerated[id]
+            && self.stopped.is_none()
+        {
+            self.stopped = Some(format!("step `{}` failed: {e}", report.name));
+        }
+        self.reports[id] = Some(report);
+        for &d in &self.dependents[id].clone() {
+            let node = &self.plan.nodes[d];
+            let joined = node.join.is_some_and(|j| {
+                j.policy != Policy::All && self.plan.groups[j.group].members.contains(&id)
+            });
+            if !joined {
+                self.waiting_on[d] = self.waiting_on[d].saturating_sub(1);
+            }
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, on_event: &(dyn Fn(&Event) + Send + Sync)) {
+        self.abort.remove(&outcome.node);
+        on_event(&Event::Finished(outcome.report.clone()));
+        self.settle(outcome.node, outcome.report);
+        // A join that is now satisfied cancels the rest of its block.
+        for node in &self.plan.nodes {
+            let Some(join) = node.join else { continue };
+            if !matches!(join.policy, Policy::Any | Policy::First(_))
+                || self.state[node.id] != State::Waiting
+            {
+                continue;
+            }
+            if matches!(self.readiness(node.id), Readiness::Go) {
+                for &m in &self.plan.groups[join.group].members {
+                    if matches!(self.state[m], State::Waiting | State::Running) {
+                        if let Some(h) = self.abort.remove(&m) {
+                            h.abort();
+                        }
+                        let n = &self.plan.nodes[m];
+                        let report = StepReport {
+                            name: n.name.clone(),
+                            agent: n.agent.clone(),
+                            model: None,
+                            status: StepStatus::Cancelled,
+                            attempts: 0,
+                            usage: Usage::default(),
+                            cost_usd: 0.0,
+                            started_ms: None,
+                            finished_ms: Some(self.elapsed_ms()),
+                            output: None,
+                        };
+                        on_event(&Event::Finished(report.clone()));
+                        self.state[m] = State::Done(StepStatus::Cancelled);
+                        self.reports[m] = Some(report);
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        id: NodeId,
+        tasks: &mut JoinSet<Outcome>,
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) {
+        self.state[id] = State::Running;
+        let node = self.plan.nodes[id].clone();
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let prompt = node
+            .prompt_tpl
+            .as_ref()
+            .map(|t| scope.render(t))
+            .unwrap_or_default();
+        let args: IndexMap<String, String> = node
+            .args_tpl
+            .iter()
+            .map(|(k, t)| (k.clone(), scope.render(t)))
+            .collect();
+        let shared = self.shared.clone();
+        let cap = self.max_tokens_cap;
+        let handle = tasks.spawn(async move {
+            let report = execute(&node, prompt, args, &shared, cap, &tx).await;
+            Outcome {
+                node: node.id,
+                report,
+            }
+        });
+        self.abort.insert(id, handle);
+    }
+
+    fn into_report(self) -> RunReport {
+        let steps: Vec<StepReport> = self
+            .reports
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| StepReport {
+                    name: self.plan.nodes[i].name.clone(),
+                    agent: self.plan.nodes[i].agent.clone(),
+                    model: None,
+                    status: StepStatus::Skipped("the run stopped".into()),
+                    attempts: 0,
+                    usage: Usage::default(),
+                    cost_usd: 0.0,
+                    started_ms: None,
+                    finished_ms: None,
+                    output: None,
+                })
+            })
+            .collect();
+        let required_ok = steps.iter().enumerate().all(|(i, s)| {
+            s.status == StepStatus::Succeeded
+                || (self.tolerated[i] && s.status != StepStatus::Succeeded)
+        });
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let output = if required_ok {
+            match &self.plan.output_tpl {
+                Some(t) => Some(scope.render(t)),
+                None => Some(final_outputs(self.plan, &self.outputs)),
+            }
+        } else {
+            None
+        };
+        let mut usage = Usage::default();
+        let mut cost_usd = 0.0;
+        for s in &steps {
+            usage.input_tokens += s.usage.input_tokens;
+            usage.output_tokens += s.usage.output_tokens;
+            cost_usd += s.cost_usd;
+        }
+        RunReport {
+            workflow: self.plan.workflow.clone(),
+            succeeded: required_ok,
+            stopped: self.stopped,
+            output,
+            usage,
+            cost_usd,
+            wall_ms: self.shared.start.elapsed().as_millis() as u64,
+            steps,
+        }
+    }
+}
+
+enum Readiness {
+    NotYet,
+    Go,
+    Skip(String),
+}
+
+/// Without `return`: the outputs of the steps nothing depends on, each under its name.
+fn final_outputs(plan: &Plan, outputs: &[Option<String>]) -> String {
+    let mut has_dependent = vec![false; plan.nodes.len()];
+    for n in &plan.nodes {
+        for &d in &n.deps {
+            has_dependent[d] = true;
+        }
+    }
+    let sinks: Vec<NodeId> = (0..plan.nodes.len())
+        .filter(|&i| !has_dependent[i])
+        .collect();
+    if let [only] = sinks.as_slice() {
+        return outputs[*only].clone().unwrap_or_default();
+    }
+    sinks
+        .iter()
+        .filter_map(|&i| {
+            outputs[i]
+                .as_ref()
+                .map(|o| format!("## {}\n{}", plan.nodes[i].name, o.trim_end()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+// ------------------------------------------------------------------ executing one step
+
+/// Backoff before retry `k` (0-based): 500 ms doubling, capped at 8 s (the official SDKs'
+/// defaults), or the server's `retry-after` when it sent one (capped at 60 s).
+fn backoff_ms(k: u32, retry_after_ms: Option<u64>) -> u64 {
+    if let Some(ms) = retry_after_ms {
+        return ms.min(60_000);
+    }
+    (500u64 << k.min(5)).min(8_000)
+}
+
+struct AttemptError {
+    message: String,
+    retryable: bool,
+    retry_after_ms: Option<u64>,
+}
+
+impl From<ProviderError> for AttemptError {
+    fn from(e: ProviderError) -> Self {
+        let retry_after_ms = match &e {
+            ProviderError::Http { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        };
+        AttemptError {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+            retry_after_ms,
+        }
+    }
+}
+
+async fn execute(
+    node: &PlanNode,
+    prompt: String,
+    args: IndexMap<String, String>,
+    shared: &Shared,
+    cap: Option<u32>,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) -> StepReport {
+    // Permits: global, then blocks outermost first, then the provider (one order: no deadlock).
+    let _global = match &shared.global {
+        Some(s) => s.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let mut _groups = Vec::new();
+    for &g in &node.groups {
+        if let Some(s) = &shared.group_limits[g] {
+            _groups.push(s.clone().acquire_owned().await.ok());
+        }
+    }
+    let started = shared.start.elapsed().as_millis() as u64;
+    let mut report = StepReport {
+        name: node.name.clone(),
+        agent: node.agent.clone(),
+        model: None,
+        status: StepStatus::Succeeded,
+        attempts: 0,
+        usage: Usage::default(),
+        cost_usd: 0.0,
+        started_ms: Some(started),
+        finished_ms: None,
+        output: None,
+    };
+    let result = match &node.exec {
+        PlanExec::Model {
+            model,
+            fallback,
+            max_tokens,
+            temperature,
+            ..
+        } => {
+            let system = node.system_tpl.as_ref().map(|t| render_with_args(t, &args));
+            let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
+            let mut result = Err("no model".to_string());
+            for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
+                let Some(client) = shared.clients.get(m) else {
+                    continue;
+                };
+                if i > 0 {
+                    let _ = tx.send(Event::FallingBack {
+                        step: node.name.clone(),
+                        model: m.clone(),
+                    });
+                }
+                let req = CompletionRequest {
+                    model: client.model_id.clone(),
+                    system: system.clone(),
+                    prompt: prompt.clone(),
+                    max_tokens,
+                    temperature: *temperature,
+                };
+                report.model = Some(m.clone());
+                result = model_attempts(node, m, client, &req, shared, &mut report, tx).await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+            result
+        }
+        PlanExec::Command { cwd, .. } => {
+            report.model = Some("command".into());
+            let spec = command::CommandSpec {
+                argv: node
+                    .argv_tpl
+                    .iter()
+                    .map(|t| render_with_args(t, &args))
+                    .collect(),
+                env: node
+                    .env_tpl
+                    .iter()
+                    .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
+                    .collect(),
+                stdin: prompt,
+                cwd: cwd.as_ref().map(std::path::PathBuf::from),
+            };
+            command_attempts(node, &spec, shared, &mut report, tx).await
+        }
+    };
+    report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
+    match result {
+        Ok(text) => report.output = Some(text),
+        Err(e) => report.status = StepStatus::Failed(e),
+    }
+    report
+}
+
+async fn model_attempts(
+    node: &PlanNode,
+    model: &str,
+    client: &ModelClient,
+    req: &CompletionRequest,
+    shared: &Shared,
+    report: &mut StepReport,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) -> Result<String, String> {
+    let mut k = 0;
+    loop {
+        report.attempts += 1;
+        let _ = tx.send(Event::Started {
+            step: node.name.clone(),
+            runs_on: model.to_string(),
+            attempt: report.attempts,
+        });
+        let limit = shared.provider_limits.get(&client.provider_name).cloned();
+        let attempt = async {
+            let _permit = match limit {
+                Some(s) => s.acquire_owned().await.ok(),
+                None => None,
+            };
+            client.provider.complete(req).await
+        };
+        let outcome: Result<_, AttemptError> = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
+                Ok(r) => r.map_err(AttemptError::from),
+                Err(_) => Err(AttemptError {
+                    message: format!("timed out after {}", format_ms(ms)),
+                    retryable: true,
+                    retry_after_ms: None,
+                }),
+            },
+            None => attempt.await.map_err(AttemptError::from),
+        };
+        match outcome {
+            Ok(c) => {
+                report.usage.input_tokens += c.usage.input_tokens;
+                report.usage.output_tokens += c.usage.output_tokens;
+                report.cost_usd += client
+                    .price
+                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                return Ok(c.text);
+            }
+            Err(e) if e.retryable && k < node.retry => {
+                let delay = backoff_ms(k, e.retry_after_ms);
+                let _ = tx.send(Event::Retrying {
+                    step: node.name.clone(),
+                    error: e.message,
+                    delay_ms: delay,
+                });
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                k += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{} (on `{model}`, attempt {})",
+                    e.message, report.attempts
+                ));
+            }
+        }
+    }
+}
+
+async fn command_attempts(
+    node: &PlanNode,
+    spec: &command::CommandSpec,
+    shared: &Shared,
+    report: &mut StepReport,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) -> Result<String, String> {
+    let shown = serde_json::to_string(&spec.argv).unwrap_or_default();
+    let mut k = 0;
+    loop {
+        report.attempts += 1;
+        let _ = tx.send(Event::Started {
+            step: node.name.clone(),
+            runs_on: shown.clone(),
+            attempt: report.attempts,
+        });
+        if let Some(sim) = &shared.simulate_commands {
+            // Dry run: say what would run, without running it.
+            let req = CompletionRequest {
+                model: "command".into(),
+                system: None,
+                prompt: spec.stdin.clone(),
+                max_tokens: 64,
+                temperature: None,
+            };
+            let _ = sim.complete(&req).await;
+            return Ok(format!("[simulated] would run {shown}"));
+        }
+        let outcome = match node.timeout_ms {
+            Some(ms) => {
+                match tokio::time::timeout(Duration::from_millis(ms), command::run_command(spec))
+                    .await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("timed out after {}", format_ms(ms))),
+                }
+            }
+            None => command::run_command(spec).await.map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(out) => return Ok(out.stdout),
+            Err(e) if k < node.retry => {
+                let delay = backoff_ms(k, None);
+                let _ = tx.send(Event::Retrying {
+                    step: node.name.clone(),
+                    error: e,
+                    delay_ms: delay,
+                });
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                k += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

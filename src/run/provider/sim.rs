@@ -1,0 +1,358 @@
+//! A deterministic model simulator, for dry runs and tests.
+//!
+//! The same request always gets the same completion (across runs, machines and Rust versions:
+//! the text is chosen with a fixed FNV-1a hash, not `std`'s `DefaultHasher`). Latency is a
+//! `tokio::time::sleep`, so tests on a paused clock see exact timings, and scheduled failures
+//! exercise retry policies.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Completion, CompletionRequest, ProviderError, Usage};
+
+/// How many words of the prompt the simulated answer quotes.
+const QUOTED_WORDS: usize = 8;
+
+/// The sentences a simulated answer is assembled from.
+const SENTENCES: &[&str] = &[
+    "The main point is clear, and the supporting details are consistent with it.",
+    "A careful reading suggests three themes worth separating.",
+    "The evidence points in one direction, with a few caveats noted below.",
+    "Some assumptions deserve checking before anyone relies on this.",
+    "In short, the proposal is sound but could be tightened.",
+    "The strongest argument is also the simplest one.",
+    "Two risks stand out: scope creep and unclear ownership.",
+    "A smaller first step would reduce the cost of being wrong.",
+    "The numbers are plausible, though the sample is small.",
+    "This connects naturally to the earlier discussion.",
+    "Nothing here contradicts the stated goals.",
+    "A short summary follows, then open questions.",
+    "The wording could be more precise in a couple of places.",
+    "Overall, the direction is reasonable and the next steps are concrete.",
+    "It would help to state the success criteria explicitly.",
+    "The trade-off is between speed now and flexibility later.",
+];
+
+/// A simulated provider: answers every [`CompletionRequest`] after a fixed latency with text
+/// derived from the request.
+///
+/// Clones share the failure counters (see [`Sim::with_failures`]).
+#[derive(Clone)]
+pub struct Sim {
+    latency: Duration,
+    fail_first: u32,
+    /// Calls seen so far, keyed by the FNV-1a hash of the prompt.
+    calls: Arc<Mutex<HashMap<u64, u32>>>,
+}
+
+impl Sim {
+    /// A simulator that answers every call after `latency` (simulated with
+    /// `tokio::time::sleep`) and never fails.
+    pub fn new(latency: Duration) -> Self {
+        Sim {
+            latency,
+            fail_first: 0,
+            calls: Arc::default(),
+        }
+    }
+
+    /// Makes the first `fail_first` calls *per distinct prompt* fail with
+    /// [`ProviderError::Simulated`] (after the latency, like a real failed call); later calls
+    /// with that prompt succeed. Calls are counted by prompt text only, whatever the model or
+    /// system text, so a fallback to another model counts against the same budget.
+    pub fn with_failures(mut self, fail_first: u32) -> Self {
+        self.fail_first = fail_first;
+        self
+    }
+
+    /// The simulated latency of each call.
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// How many calls with this prompt text have completed so far (failed or not), across
+    /// this simulator and its clones.
+    pub fn calls_for(&self, prompt: &str) -> u32 {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(&fnv1a(prompt.as_bytes())).copied().unwrap_or(0)
+    }
+
+    /// Answers one request: sleeps the latency, then either fails (while the prompt's
+    /// scheduled failures last) or returns the deterministic completion.
+    ///
+    /// The text is `"[sim {model}] "` followed by a short paragraph quoting the first eight
+    /// words of the prompt and a few stock sentences picked by a hash of model, system text
+    /// and prompt; it never exceeds `max_tokens` by [`estimate_tokens`]. Usage is estimated
+    /// with [`estimate_tokens`]: input = system + prompt, output = the text. The model is the
+    /// requested one.
+    ///
+    /// # Errors
+    /// [`ProviderError::Simulated`] for the first `fail_first` calls per prompt.
+    pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let call = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            let count = calls.entry(fnv1a(req.prompt.as_bytes())).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        };
+        if call <= self.fail_first {
+            return Err(ProviderError::Simulated(format!(
+                "scheduled failure {call} of {} for this prompt",
+                self.fail_first
+            )));
+        }
+        let text = simulated_text(req);
+        let input_tokens =
+            req.system.as_deref().map_or(0, estimate_tokens) + estimate_tokens(&req.prompt);
+        Ok(Completion {
+            usage: Usage {
+                input_tokens,
+                output_tokens: estimate_tokens(&text),
+            },
+            text,
+            model: req.model.clone(),
+        })
+    }
+}
+
+impl Default for Sim {
+    /// A simulator with no latency and no failures.
+    fn default() -> Self {
+        Sim::new(Duration::ZERO)
+    }
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim")
+            .field("latency", &self.latency)
+            .field("fail_first", &self.fail_first)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An *estimate* of the number of tokens in `text`: its length in characters (Unicode scalar
+/// values) divided by four, rounded up — so at least 1 for non-empty text, 0 for empty text.
+/// This is a common rule of thumb for English with BPE tokenizers, not any real tokenizer's
+/// count; only the simulator uses it.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// The deterministic answer text for `req`, within `req.max_tokens` estimated tokens.
+fn simulated_text(req: &CompletionRequest) -> String {
+    let mut state = request_hash(req);
+    let words: Vec<&str> = req.prompt.split_whitespace().collect();
+    let quoted = if words.is_empty() {
+        "(an empty prompt)".to_owned()
+    } else if words.len() > QUOTED_WORDS {
+        format!("\"{} …\"", words[..QUOTED_WORDS].join(" "))
+    } else {
+        format!("\"{}\"", words.join(" "))
+    };
+    let mut text = format!("[sim {}] Regarding {quoted}:", req.model);
+
+    let budget = u64::from(req.max_tokens);
+    let wanted = 2 + (next(&mut state) % 4) as usize;
+    for _ in 0..wanted {
+        let sentence = SENTENCES[(next(&mut state) % SENTENCES.len() as u64) as usize];
+        let longer = text.chars().count() + 1 + sentence.chars().count();
+        if (longer as u64).div_ceil(4) > budget {
+            break;
+        }
+        text.push(' ');
+        text.push_str(sentence);
+    }
+    if estimate_tokens(&text) > budget {
+        // Even the opening does not fit: cut it to the budget.
+        let max_chars = usize::try_from(budget.saturating_mul(4)).unwrap_or(usize::MAX);
+        if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+            text.truncate(cut);
+        }
+    }
+    text
+}
+
+/// FNV-1a hash of model, system text and prompt, with separators so that field boundaries
+/// (and an absent versus an empty system text) matter.
+fn request_hash(req: &CompletionRequest) -> u64 {
+    let mut bytes = Vec::with_capacity(
+        req.model.len() + req.prompt.len() + req.system.as_ref().map_or(0, String::len) + 3,
+    );
+    bytes.extend_from_slice(req.model.as_bytes());
+    bytes.push(0xff);
+    match &req.system {
+        Some(system) => {
+            bytes.push(1);
+            bytes.extend_from_slice(system.as_bytes());
+        }
+        None => bytes.push(0),
+    }
+    bytes.push(0xff);
+    bytes.extend_from_slice(req.prompt.as_bytes());
+    fnv1a(&bytes)
+}
+
+/// 64-bit FNV-1a (<http://www.isthe.com/chongo/tech/comp/fnv/>): tiny and stable.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// SplitMix64 step: spreads the hash into a stream of well-mixed choices.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(prompt: &str) -> CompletionRequest {
+        CompletionRequest {
+            model: "sim-large".into(),
+            system: Some("Be helpful.".into()),
+            prompt: prompt.into(),
+            max_tokens: 256,
+            temperature: None,
+        }
+    }
+
+    #[test]
+    fn fnv1a_reference_values() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn estimate_tokens_rounds_up() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("a"), 1);
+        assert_eq!(estimate_tokens("abcd"), 1);
+        assert_eq!(estimate_tokens("abcde"), 2);
+        assert_eq!(estimate_tokens("ééééé"), 2);
+    }
+
+    #[tokio::test]
+    async fn same_request_same_completion() {
+        let sim = Sim::default();
+        let req = request("Summarise the quarterly report for the board in plain words");
+        let a = sim.complete(&req).await.expect("ok");
+        let b = Sim::new(Duration::ZERO).complete(&req).await.expect("ok");
+        assert_eq!(a, b);
+        // Pinned: the simulator's output must not drift between builds or Rust versions.
+        assert_eq!(
+            a.text,
+            "[sim sim-large] Regarding \"Summarise the quarterly report for the board in …\": \
+             The numbers are plausible, though the sample is small. Overall, the direction is \
+             reasonable and the next steps are concrete. A smaller first step would reduce the \
+             cost of being wrong."
+        );
+        assert_eq!(a.model, "sim-large");
+        assert_eq!(
+            a.usage,
+            Usage {
+                input_tokens: estimate_tokens("Be helpful.") + estimate_tokens(&req.prompt),
+                output_tokens: estimate_tokens(&a.text),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn different_requests_differ() {
+        let sim = Sim::default();
+        let texts: std::collections::HashSet<String> = (0..20)
+            .map(|i| request(&format!("question number {i}")))
+            .map(|req| simulated_text(&req))
+            .collect();
+        // Quoting the prompt alone makes them differ; the bodies vary too.
+        assert_eq!(texts.len(), 20);
+        let bodies: std::collections::HashSet<String> = texts
+            .iter()
+            .map(|t| {
+                t.split_once(':')
+                    .map(|(_, b)| b.to_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(bodies.len() > 5, "{bodies:?}");
+        let mut other_model = request("question number 1");
+        other_model.model = "sim-small".into();
+        let a = sim.complete(&other_model).await.expect("ok");
+        assert!(a.text.starts_with("[sim sim-small] "));
+    }
+
+    #[test]
+    fn text_respects_max_tokens() {
+        for max_tokens in [0, 1, 3, 10, 20, 40, 1000] {
+            for i in 0..10 {
+                let mut req = request(&format!("prompt {i} with several words in it for quoting"));
+                req.max_tokens = max_tokens;
+                let text = simulated_text(&req);
+                assert!(
+                    estimate_tokens(&text) <= u64::from(max_tokens),
+                    "{max_tokens}: {text}"
+                );
+            }
+        }
+        let mut empty = request("   ");
+        empty.max_tokens = 100;
+        assert!(simulated_text(&empty).contains("(an empty prompt)"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_is_exact_on_paused_clock() {
+        let sim = Sim::new(Duration::from_millis(1500));
+        let start = tokio::time::Instant::now();
+        sim.complete(&request("hello")).await.expect("ok");
+        assert_eq!(start.elapsed(), Duration::from_millis(1500));
+        assert_eq!(sim.latency(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_then_success_per_prompt() {
+        let sim = Sim::new(Duration::from_millis(10)).with_failures(2);
+        let a = request("prompt A");
+        let b = request("prompt B");
+        let start = tokio::time::Instant::now();
+        for call in 1..=2 {
+            match sim.complete(&a).await {
+                Err(ProviderError::Simulated(msg)) => {
+                    assert!(msg.contains(&format!("{call} of 2")), "{msg}");
+                }
+                other => panic!("expected a simulated failure, got {other:?}"),
+            }
+        }
+        // Failures also take the latency.
+        assert_eq!(start.elapsed(), Duration::from_millis(20));
+        let err = sim.complete(&b).await.expect_err("B has its own budget");
+        assert!(err.is_retryable());
+        // A clone shares the counters.
+        let clone = sim.clone();
+        let ok = clone.complete(&a).await.expect("third call succeeds");
+        assert_eq!(ok, Sim::default().complete(&a).await.expect("ok"));
+        assert_eq!(sim.calls_for("prompt A"), 3);
+        assert_eq!(sim.calls_for("prompt B"), 1);
+        assert_eq!(sim.calls_for("never"), 0);
+    }
+
+    #[test]
+    fn debug_is_compact() {
+        let sim = Sim::new(Duration::from_secs(1)).with_failures(1);
+        assert_eq!(format!("{sim:?}"), "Sim { latency: 1s, fail_first: 1, .. }");
+    }
+}

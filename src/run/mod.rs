@@ -328,6 +328,7 @@ fn prepare(
                     api_key_env: None,
                     max_concurrency: None,
                     latency_ms: None,
+                    failures: None,
                     span: None,
                 });
             let (provider, model_id) = match &opts.target {
@@ -361,9 +362,12 @@ fn prepare(
                     let p = http_clients
                         .entry(pdef.name.clone())
                         .or_insert_with(|| match pdef.kind {
-                            ProviderKind::Sim => Provider::Sim(provider::sim::Sim::new(
-                                Duration::from_millis(pdef.latency_ms.unwrap_or(0)),
-                            )),
+                            ProviderKind::Sim => Provider::Sim(
+                                provider::sim::Sim::new(Duration::from_millis(
+                                    pdef.latency_ms.unwrap_or(0),
+                                ))
+                                .with_failures(pdef.failures.unwrap_or(0)),
+                            ),
                             ProviderKind::Openai => {
                                 Provider::OpenAi(provider::openai::OpenAi::new(
                                     pdef.base_url
@@ -1015,20 +1019,22 @@ async fn model_attempts(
 ) -> Result<String, String> {
     let mut k = 0;
     loop {
+        // The provider's permit is taken before the attempt's clock starts: waiting in line for
+        // a provider is not part of a timeout, and the step counts as started once it has one.
+        let _permit = match shared.provider_limits.get(&client.provider_name) {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        if report.attempts == 0 {
+            report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
+        }
         report.attempts += 1;
         let _ = tx.send(Event::Started {
             step: node.name.clone(),
             runs_on: model.to_string(),
             attempt: report.attempts,
         });
-        let limit = shared.provider_limits.get(&client.provider_name).cloned();
-        let attempt = async {
-            let _permit = match limit {
-                Some(s) => s.acquire_owned().await.ok(),
-                None => None,
-            };
-            client.provider.complete(req).await
-        };
+        let attempt = client.provider.complete(req);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
@@ -1050,6 +1056,7 @@ async fn model_attempts(
                 return Ok(c.text);
             }
             Err(e) if e.retryable && k < node.retry => {
+                drop(_permit);
                 let delay = backoff_ms(k, e.retry_after_ms);
                 let _ = tx.send(Event::Retrying {
                     step: node.name.clone(),

@@ -1,0 +1,492 @@
+//! The interpreter on the simulator with a paused clock: timings are exact and instant.
+
+use std::sync::{Arc, Mutex};
+
+use orch::resolve::ResolveOptions;
+use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
+
+/// Compiles `src` (which must check clean) and runs its workflow, collecting events.
+async fn run_script(src: &str, inputs: &[(&str, &str)]) -> (RunReport, Vec<Event>) {
+    run_with(src, inputs, RunOptions::default()).await
+}
+
+async fn run_with(
+    src: &str,
+    inputs: &[(&str, &str)],
+    mut opts: RunOptions,
+) -> (RunReport, Vec<Event>) {
+    let (program, diags) = orch::compile_source(
+        "test.orch",
+        src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    assert!(
+        !diags.has_errors(),
+        "script has errors: {:?}",
+        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+    let wf = orch::plan::entry_workflow(
+        &program,
+        None,
+        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
+    )
+    .expect("workflow");
+    let plan = orch::plan::lower(&program, wf);
+    opts.inputs = inputs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
+    let report = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
+        .await
+        .expect("run starts");
+    let events = events.lock().unwrap().clone();
+    (report, events)
+}
+
+fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
+    r.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+fn window(r: &RunReport, name: &str) -> (u64, u64) {
+    let s = step(r, name);
+    (
+        s.started_ms.expect("started"),
+        s.finished_ms.expect("finished"),
+    )
+}
+
+/// The most steps running at once, from the reports' start/finish times.
+fn peak_overlap(r: &RunReport, names: &[&str]) -> usize {
+    let windows: Vec<(u64, u64)> = names.iter().map(|n| window(r, n)).collect();
+    windows
+        .iter()
+        .map(|(s, _)| windows.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap_or(0)
+}
+
+const MODELS: &str = r#"
+provider simp { kind: sim, latency: 1s }
+model m { provider: simp, name: "sim-1", price: { input: 1.0, output: 2.0 } }
+agent a { model: m, max_tokens: 100 }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn parallel_branches_overlap_and_dag_order_is_respected() {
+    let src = format!(
+        "{MODELS}\nworkflow main(topic: text) {{
+          block = parallel <> {{
+            x = a(\"one {{topic}}\")
+            y = a(\"two {{topic}}\")
+            z = a(\"three, after reading {{x}}\")
+          }}
+          done = a(\"sum up {{block}}\")
+          return done
+        }}"
+    );
+    let (r, _) = run_script(&src, &[("topic", "cats")]).await;
+    assert!(r.succeeded, "{r:?}");
+    // x and y start together at 0 and run 1 s; z needs x; done needs all.
+    assert_eq!(window(&r, "x"), (0, 1000));
+    assert_eq!(window(&r, "y"), (0, 1000));
+    assert_eq!(window(&r, "z"), (1000, 2000));
+    assert_eq!(window(&r, "done"), (2000, 3000));
+    assert_eq!(r.wall_ms, 3000);
+    // The block renders every branch under its name.
+    let out = r.output.as_deref().unwrap();
+    assert!(out.starts_with("[sim sim-1]"), "{out}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_n_bounds_branches_in_flight() {
+    let src = format!(
+        "{MODELS}\nworkflow main() {{
+          parallel <max 2> {{
+            p1 = a(\"1\")
+            p2 = a(\"2\")
+            p3 = a(\"3\")
+            p4 = a(\"4\")
+            p5 = a(\"5\")
+          }}
+        }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert!(r.succeeded);
+    assert_eq!(peak_overlap(&r, &["p1", "p2", "p3", "p4", "p5"]), 2);
+    // Five 1-second steps two at a time: three rounds.
+    assert_eq!(r.wall_ms, 3000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn global_max_concurrency_bounds_the_whole_run() {
+    let src = format!(
+        "{MODELS}\nworkflow main() {{ parallel <> {{ p1 = a(\"1\"); p2 = a(\"2\"); p3 = a(\"3\") }} }}"
+    );
+    let opts = RunOptions {
+        max_concurrency: Some(1),
+        ..RunOptions::default()
+    };
+    let (r, _) = run_with(&src, &[], opts).await;
+    assert_eq!(peak_overlap(&r, &["p1", "p2", "p3"]), 1);
+    assert_eq!(r.wall_ms, 3000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn provider_max_concurrency_is_shared_across_blocks() {
+    let src = r#"
+provider simp { kind: sim, latency: 1s, max_concurrency: 2 }
+model m { provider: simp }
+agent a { model: m }
+workflow main() { parallel <> { p1 = a("1"); p2 = a("2"); p3 = a("3"); p4 = a("4") } }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert_eq!(peak_overlap(&r, &["p1", "p2", "p3", "p4"]), 2);
+    assert_eq!(r.wall_ms, 2000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn then_branches_run_in_order_inside_parallel() {
+    let src = format!(
+        "{MODELS}\nworkflow main() {{
+          parallel <> {{
+            then {{ ui = a(\"ui\"); ds = a(\"design system for {{ui}}\") }}
+            then {{ api = a(\"api\"); schema = a(\"schema\") }}
+          }}
+        }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert_eq!(window(&r, "ui"), (0, 1000));
+    assert_eq!(window(&r, "api"), (0, 1000));
+    // `schema` does not use `api`, but a `then` block is a sequence.
+    assert_eq!(window(&r, "schema"), (1000, 2000));
+    assert_eq!(window(&r, "ds"), (1000, 2000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_orders_without_data() {
+    let src = format!(
+        "{MODELS}\nworkflow main() {{ parallel <> {{ first = a(\"1\"); second = a(\"2\") after first }} }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert_eq!(window(&r, "second"), (1000, 2000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_reattempts_with_backoff() {
+    let src = r#"
+provider flaky { kind: sim, latency: 1s, failures: 2 }
+model m { provider: flaky }
+agent a { model: m }
+workflow main() { x = a<retry 2>("hello") }
+"#;
+    let (r, events) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    let x = step(&r, "x");
+    assert_eq!(x.attempts, 3);
+    // Three 1 s attempts, with backoffs of 500 ms and 1 s between them.
+    assert_eq!(r.wall_ms, 3000 + 500 + 1000);
+    let delays: Vec<u64> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Retrying { delay_ms, .. } = e {
+                Some(*delay_ms)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(delays, vec![500, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_fail_the_step_and_stop_new_work() {
+    let src = r#"
+provider flaky { kind: sim, latency: 1s, failures: 5 }
+provider ok { kind: sim, latency: 1s }
+model bad { provider: flaky }
+model good { provider: ok }
+agent a { }
+workflow main() {
+  parallel <> {
+    broken = a<bad, retry 1>("x")
+    slow   = a<good>("y")
+  }
+  later = a<good>("after {broken}")
+}
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(!r.succeeded);
+    assert!(matches!(step(&r, "broken").status, StepStatus::Failed(_)));
+    // The step in flight finished and is recorded; the dependent never started.
+    assert_eq!(step(&r, "slow").status, StepStatus::Succeeded);
+    assert!(matches!(step(&r, "later").status, StepStatus::Skipped(_)));
+    assert!(r.output.is_none());
+    assert!(r.stopped.as_deref().unwrap().contains("broken"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_model_answers_when_retries_are_exhausted() {
+    let src = r#"
+provider flaky { kind: sim, latency: 1s, failures: 2 }
+provider ok { kind: sim, latency: 1s }
+model primary { provider: flaky, name: "primary-1" }
+model backup { provider: ok, name: "backup-1" }
+agent a { model: primary, fallback: backup, retry: 1 }
+workflow main() { x = a("hello"); return x }
+"#;
+    let (r, events) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    let x = step(&r, "x");
+    assert_eq!(x.model.as_deref(), Some("backup"));
+    assert_eq!(x.attempts, 3);
+    assert!(r.output.as_deref().unwrap().contains("backup-1"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::FallingBack { model, .. } if model == "backup"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_bounds_each_attempt() {
+    let src = r#"
+provider slow { kind: sim, latency: 10s }
+model m { provider: slow }
+agent a { model: m }
+workflow main() { x = a<timeout 2s, retry 1>("hello") }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(x.attempts, 2);
+    assert!(
+        matches!(&x.status, StepStatus::Failed(e) if e.contains("timed out after 2s")),
+        "{:?}",
+        x.status
+    );
+    assert_eq!(r.wall_ms, 2000 + 500 + 2000);
+}
+
+const GATHER: &str = r#"
+provider fast { kind: sim, latency: 1s }
+provider slow { kind: sim, latency: 10s }
+provider broken { kind: sim, latency: 1s, failures: 9 }
+model f { provider: fast }
+model s { provider: slow }
+model b { provider: broken }
+agent a { }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn gather_any_starts_on_first_success_and_cancels_the_rest() {
+    let src = format!(
+        "{GATHER}\nworkflow main() {{
+          reviews = parallel <> {{ quick = a<f>(\"q\"); thorough = a<s>(\"t\") }}
+          gather <any> plan = a<f>(\"plan from {{reviews}}\")
+          return plan
+        }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(step(&r, "thorough").status, StepStatus::Cancelled);
+    assert_eq!(window(&r, "plan"), (1000, 2000));
+    assert_eq!(r.wall_ms, 2000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_min_tolerates_failed_branches() {
+    let src = format!(
+        "{GATHER}\nworkflow main() {{
+          reviews = parallel <> {{ one = a<f>(\"1\"); two = a<f>(\"2\"); three = a<b>(\"3\") }}
+          gather <min 2> plan = a<f>(\"plan from {{reviews}}\")
+          return plan
+        }}"
+    );
+    let (r, events) = run_script(&src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert!(matches!(step(&r, "three").status, StepStatus::Failed(_)));
+    assert_eq!(step(&r, "plan").status, StepStatus::Succeeded);
+    assert!(r.stopped.is_none());
+    // The failed branch is left out of the rendered block.
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::Started { step, .. } if step == "plan"))
+        .count();
+    assert_eq!(started, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_min_fails_when_too_few_branches_succeed() {
+    let src = format!(
+        "{GATHER}\nworkflow main() {{
+          reviews = parallel <> {{ one = a<f>(\"1\"); two = a<b>(\"2\"); three = a<b>(\"3\") }}
+          gather <min 2> plan = a<f>(\"plan from {{reviews}}\")
+        }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert!(!r.succeeded);
+    assert!(
+        matches!(&step(&r, "plan").status, StepStatus::Skipped(why) if why.contains("only 1 of 3"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_all_fails_on_any_failed_branch() {
+    let src = format!(
+        "{GATHER}\nworkflow main() {{
+          reviews = parallel <> {{ one = a<f>(\"1\"); two = a<b>(\"2\") }}
+          gather plan = a<f>(\"plan from {{reviews}}\")
+        }}"
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    assert!(!r.succeeded);
+    assert!(matches!(step(&r, "plan").status, StepStatus::Skipped(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_stops_before_a_step_could_overrun_it() {
+    // Each call can cost up to 1,000 output tokens at $100 per million: $0.10.
+    let src = r#"
+provider simp { kind: sim, latency: 1s }
+model pricey { provider: simp, price: { input: 100.0, output: 100.0 } }
+agent a { model: pricey, max_tokens: 1000 }
+workflow main() <budget $0.102> {
+  one = a("first")
+  two = a("second, after {one}")
+}
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(!r.succeeded);
+    assert_eq!(step(&r, "one").status, StepStatus::Succeeded);
+    assert!(
+        matches!(&step(&r, "two").status, StepStatus::Skipped(why) if why.contains("budget")),
+        "{:?}",
+        step(&r, "two").status
+    );
+    assert!(r.cost_usd <= 0.102);
+    assert!(r.stopped.as_deref().unwrap().contains("budget"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn inputs_are_typed_and_required() {
+    let src = format!(
+        "{MODELS}\nworkflow main(n: number, topic: text) {{ x = a(\"{{topic}} x{{n}}\"); return x }}"
+    );
+    let (program, _) = orch::compile_source(
+        "t.orch",
+        &src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    let plan = orch::plan::lower(&program, &program.workflows["main"]);
+    let noop = |_: &Event| {};
+    let mut opts = RunOptions::default();
+    opts.inputs.insert("topic".into(), "cats".into());
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &noop)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing input `n`"), "{err}");
+    opts.inputs.insert("n".into(), "seven".into());
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &noop)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected a number"), "{err}");
+    opts.inputs.insert("topik".into(), "x".into());
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &noop)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did you mean `topic`"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_key_names_the_variable_and_the_alternatives() {
+    let src =
+        "include \"std/models.orch\"\nagent a { model: sonnet }\nworkflow main() { x = a(\"hi\") }";
+    let (program, diags) = orch::compile_source(
+        "t.orch",
+        src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    assert!(!diags.has_errors());
+    let plan = orch::plan::lower(&program, &program.workflows["main"]);
+    let opts = RunOptions {
+        env: Some(orch::run::EnvLookup(Arc::new(|_| None))),
+        ..RunOptions::default()
+    };
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ANTHROPIC_API_KEY is not set"), "{err}");
+    assert!(
+        err.contains("--simulate") && err.contains("--endpoint"),
+        "{err}"
+    );
+    // With --simulate the same script runs without any key.
+    let opts = RunOptions {
+        target: Target::Simulate {
+            latency_ms: 10,
+            run_commands: false,
+        },
+        ..opts
+    };
+    let r = orch::run::run(&plan, &program.tables.models, &opts, &|_| {})
+        .await
+        .unwrap();
+    assert!(r.succeeded);
+    assert!(step(&r, "x").usage.output_tokens > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulate_does_not_run_commands_unless_asked() {
+    let src = "agent touch(path: text) { run: [\"touch\", \"{path}\"] }\nworkflow main() { t = touch(path: \"/nonexistent-dir/should-not-exist\"); return t }";
+    let opts = RunOptions {
+        target: Target::Simulate {
+            latency_ms: 10,
+            run_commands: false,
+        },
+        ..RunOptions::default()
+    };
+    let (r, _) = run_with(src, &[], opts).await;
+    assert!(r.succeeded);
+    assert!(
+        r.output
+            .as_deref()
+            .unwrap()
+            .contains("[simulated] would run [\"touch\",\"/nonexistent-dir/should-not-exist\"]")
+    );
+}
+
+#[tokio::test]
+async fn command_agents_get_the_prompt_on_stdin_and_params_in_argv_and_env() {
+    let src = r#"
+agent show(label: text) { run: ["printf", "%s:", "{label}"] }
+agent echo_stdin { run: ["cat"] }
+agent env_reader(value: text) { run: ["printenv", "ORCH_TEST_VALUE"], env: { ORCH_TEST_VALUE: "{value}" } }
+agent fails { run: ["ls", "/definitely/not/here"] }
+workflow main() {
+  parallel <> {
+    a = show(label: "hello")
+    b = echo_stdin("from stdin")
+    c = env_reader(value: "from env")
+  }
+  d = fails()
+}
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert_eq!(step(&r, "a").output.as_deref(), Some("hello:"));
+    assert_eq!(step(&r, "b").output.as_deref(), Some("from stdin"));
+    assert_eq!(step(&r, "c").output.as_deref(), Some("from env\n"));
+    assert!(
+        matches!(&step(&r, "d").status, StepStatus::Failed(e) if e.contains("exited with status")),
+        "{:?}",
+        step(&r, "d").status
+    );
+}

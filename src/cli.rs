@@ -150,6 +150,10 @@ pub struct RunArgs {
     /// At most N steps in flight in the whole run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
+    /// Write the run report (every step's status, model, attempts, tokens, cost, timings and
+    /// output) as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
     /// No progress lines on stderr (the summary is still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -451,6 +455,15 @@ fn run(a: RunArgs, color: bool) -> ExitCode {
         }
     };
     eprint!("{}", summary(&report, &paint));
+    if let Some(path) = &a.report {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("{} cannot write the report to {}: {e}", paint.red("error:"), path.display());
+            return ExitCode::from(1);
+        }
+    }
     if let Some(out) = &report.output {
         println!("{}", out.trim_end());
     }

@@ -466,55 +466,65 @@ fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode])
             PlanExec::Command { .. } => 0,
         })
         .collect();
-    for i in 0..nodes.len() {
-        let PlanExec::Model {
-            model,
-            fallback,
-            max_tokens,
-            ..
-        } = &nodes[i].exec
-        else {
-            continue;
-        };
-        let mut input = nodes[i].system_tpl.as_ref().map_or(0, literal_tokens);
-        input += nodes[i].prompt_tpl.as_ref().map_or(0, literal_tokens);
-        for t in nodes[i].prompt_tpl.iter() {
-            for p in t.interps() {
-                input += match wf.bindings.get(&p.root.name) {
-                    Some(Binding::Node(m)) => out_bound[*m],
-                    Some(Binding::Group(g)) => wf.groups[*g]
-                        .members
-                        .iter()
-                        .map(|m| out_bound[*m] + 4)
-                        .sum(),
-                    _ => 0,
-                };
-            }
-        }
-        let attempts = u64::from(nodes[i].retry) + 1;
-        let out = u64::from(*max_tokens);
-        let price = |m: &str| {
-            program
-                .tables
-                .models
-                .get(m)
-                .map(|m| m.price)
-                .unwrap_or_default()
-        };
-        let mut e = Estimate {
-            input_tokens: input * attempts,
-            output_tokens: out * attempts,
-            cost_usd: price(model).cost(input * attempts, out * attempts),
-        };
-        if let Some(f) = fallback {
-            e += Estimate {
-                input_tokens: input * attempts,
-                output_tokens: out * attempts,
-                cost_usd: price(f).cost(input * attempts, out * attempts),
-            };
-        }
-        nodes[i].worst_case = e;
+    for node in nodes.iter_mut() {
+        node.worst_case = worst_case(program, wf, node, &out_bound);
     }
+}
+
+/// Worst case of one step: every attempt (and as many on the fallback) sends the literal text
+/// plus every interpolated step output at its bound, and receives `max_tokens`.
+fn worst_case(
+    program: &Program,
+    wf: &WorkflowGraph,
+    node: &PlanNode,
+    out_bound: &[u64],
+) -> Estimate {
+    let PlanExec::Model {
+        model,
+        fallback,
+        max_tokens,
+        ..
+    } = &node.exec
+    else {
+        return Estimate::default();
+    };
+    let mut input = node.system_tpl.as_ref().map_or(0, literal_tokens);
+    input += node.prompt_tpl.as_ref().map_or(0, literal_tokens);
+    for p in node.prompt_tpl.iter().flat_map(|t| t.interps()) {
+        input += match wf.bindings.get(&p.root.name) {
+            Some(Binding::Node(m)) => out_bound[*m],
+            // Each branch renders under a `## name` heading: about 4 more tokens.
+            Some(Binding::Group(g)) => wf.groups[*g]
+                .members
+                .iter()
+                .map(|m| out_bound[*m] + 4)
+                .sum(),
+            _ => 0,
+        };
+    }
+    let attempts = u64::from(node.retry) + 1;
+    let (input, output) = (input * attempts, u64::from(*max_tokens) * attempts);
+    let price = |m: &str| {
+        program
+            .tables
+            .models
+            .get(m)
+            .map(|m| m.price)
+            .unwrap_or_default()
+    };
+    let mut e = Estimate {
+        input_tokens: input,
+        output_tokens: output,
+        cost_usd: price(model).cost(input, output),
+    };
+    if let Some(f) = fallback {
+        e += Estimate {
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: price(f).cost(input, output),
+        };
+    }
+    e
 }
 
 fn literal_tokens(t: &Template) -> u64 {

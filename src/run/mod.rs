@@ -37,9 +37,9 @@ use render::{InputValue, Scope, render_with_args};
 pub fn format_ms(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms}ms"),
-        1_000..60_000 if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
-        60_000..3_600_000 if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        60_000..3_600_000 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
         _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
     }
@@ -93,7 +93,10 @@ pub struct RunOptions {
 
 /// A lookup of environment variables by name (for API keys).
 #[derive(Clone)]
-pub struct EnvLookup(pub Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct EnvLookup(pub Arc<EnvFn>);
+
+/// The function behind an [`EnvLookup`]: a variable's value, or `None` when unset.
+pub type EnvFn = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl std::fmt::Debug for EnvLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,8 +192,7 @@ pub struct StepReport {
     pub started_ms: Option<u64>,
     /// End, in milliseconds since the run began.
     pub finished_ms: Option<u64>,
-    /// The output.
-    #[serde(skip)]
+    /// The output (absent when the step did not succeed).
     pub output: Option<String>,
 }
 

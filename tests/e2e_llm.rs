@@ -1,0 +1,100 @@
+//! End to end against a real OpenAI-compatible server (llama-cpp-python serving Gemma 3 270M,
+//! started by `scripts/test.sh`). The model's answers are weak; these tests check the
+//! plumbing: every step gets real model text, and token counts come from the server's `usage`.
+//!
+//! Needs `ORCH_E2E_ENDPOINT` (e.g. `http://127.0.0.1:8089/v1`). Without it the tests are
+//! skipped with a message, unless `ORCH_E2E_REQUIRED=1` (set by scripts/test.sh and CI), in
+//! which case they fail.
+
+use std::path::Path;
+use std::process::Command;
+
+fn endpoint() -> Option<String> {
+    match std::env::var("ORCH_E2E_ENDPOINT") {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+                "end-to-end tests only talk to a server on loopback, not {url}"
+            );
+            Some(url)
+        }
+        _ => {
+            assert!(
+                std::env::var("ORCH_E2E_REQUIRED").as_deref() != Ok("1"),
+                "ORCH_E2E_REQUIRED=1 but ORCH_E2E_ENDPOINT is not set: run the tests with scripts/test.sh"
+            );
+            eprintln!("skipped: ORCH_E2E_ENDPOINT is not set (scripts/test.sh starts a local server and sets it)");
+            None
+        }
+    }
+}
+
+/// Runs an example against the endpoint and returns the JSON run report and stdout.
+fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("orch-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join(format!("{}.json", example.replace('/', "_")));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", example, "--endpoint", url, "--max-tokens", "48", "--quiet", "--color", "never", "--report"])
+        .arg(&report)
+        // No hosted provider may be reached, whatever the caller's environment holds.
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY");
+    for i in inputs {
+        cmd.args(["--input", i]);
+    }
+    let out = cmd.output().expect("orch runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{example} failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    (report, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn assert_real_model_steps(report: &serde_json::Value) -> usize {
+    let steps = report["steps"].as_array().unwrap();
+    let mut models = 0;
+    for s in steps {
+        assert_eq!(s["status"], "succeeded", "step {}", s["name"]);
+        if s["model"] == "command" {
+            continue;
+        }
+        models += 1;
+        let text = s["output"].as_str().unwrap();
+        assert!(!text.trim().is_empty(), "step {} got no text", s["name"]);
+        assert!(!text.starts_with("[sim"), "step {} was simulated", s["name"]);
+        // Usage comes from the server: the prompt is never empty, and some text came back.
+        assert!(s["usage"]["input_tokens"].as_u64().unwrap() > 0, "step {} input tokens", s["name"]);
+        assert!(s["usage"]["output_tokens"].as_u64().unwrap() > 0, "step {} output tokens", s["name"]);
+        assert!(s["attempts"].as_u64().unwrap() >= 1);
+    }
+    models
+}
+
+#[test]
+fn scout_plan_build_runs_on_the_local_model() {
+    let Some(url) = endpoint() else { return };
+    let (report, stdout) = run_example(&url, "examples/scout_plan_build.orch", &["request=Add a login form to a small Flask app"]);
+    assert_eq!(assert_real_model_steps(&report), 6);
+    assert_eq!(report["succeeded"], true);
+    assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert!(!stdout.trim().is_empty(), "the return value goes to stdout");
+    // The returned value is the review step's text.
+    let review = report["steps"].as_array().unwrap().iter().find(|s| s["name"] == "review").unwrap();
+    assert_eq!(stdout.trim(), review["output"].as_str().unwrap().trim());
+}
+
+#[test]
+fn more_examples_run_on_the_local_model() {
+    let Some(url) = endpoint() else { return };
+    for (example, inputs) in [
+        ("examples/scatter_gather_reviews.orch", vec!["code=def add(a, b): return a - b"]),
+        ("examples/build_test_deploy.orch", vec!["version=1.2.3"]),
+    ] {
+        if !Path::new(env!("CARGO_MANIFEST_DIR")).join(example).exists() {
+            panic!("{example} is missing");
+        }
+        let (report, _) = run_example(&url, example, &inputs);
+        assert!(assert_real_model_steps(&report) >= 1, "{example}");
+    }
+}

@@ -179,11 +179,7 @@ fn parse_duration_arg(s: &str) -> Result<u64, String> {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-    };
+    let color = cli.color;
     match cli.command {
         Command::Check(a) => check(a, color),
         Command::Plan(a) => plan(a, color),
@@ -191,13 +187,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn style(color: bool, terminal: bool) -> HumanStyle {
+impl ColorChoice {
+    /// Whether to colour a stream: `always`, `never`, or (auto) when it is a terminal and
+    /// `NO_COLOR` is unset or empty (https://no-color.org).
+    fn enabled(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+fn style(color: ColorChoice, terminal: bool) -> HumanStyle {
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(100);
     HumanStyle {
-        color: color && terminal,
+        color: color.enabled(terminal),
         unicode: true,
         width,
     }
@@ -209,7 +219,7 @@ fn resolve_opts(c: &CompileArgs) -> ResolveOptions {
     }
 }
 
-fn check(a: CheckArgs, color: bool) -> ExitCode {
+fn check(a: CheckArgs, color: ColorChoice) -> ExitCode {
     let mut failed = false;
     let mut json_reports = Vec::new();
     let stdout = std::io::stdout();
@@ -257,7 +267,7 @@ fn compile_for_plan(
     file: &Path,
     workflow: Option<&str>,
     c: &CompileArgs,
-    color: bool,
+    color: ColorChoice,
 ) -> Option<(crate::check::Program, crate::plan::Plan)> {
     let (program, diags) = crate::compile_file(file, &resolve_opts(c));
     let st = style(color, std::io::stderr().is_terminal());
@@ -282,7 +292,7 @@ fn compile_for_plan(
     }
 }
 
-fn plan(a: PlanArgs, color: bool) -> ExitCode {
+fn plan(a: PlanArgs, color: ColorChoice) -> ExitCode {
     let Some((_, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, color)
     else {
         return ExitCode::from(1);
@@ -319,7 +329,7 @@ fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
     Ok(out)
 }
 
-fn run(a: RunArgs, color: bool) -> ExitCode {
+fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     let inputs = match parse_inputs(&a.inputs) {
         Ok(i) => i,
         Err(e) => {
@@ -358,7 +368,7 @@ fn run(a: RunArgs, color: bool) -> ExitCode {
         env: None,
     };
     let paint = Paint {
-        on: color && std::io::stderr().is_terminal(),
+        on: color.enabled(std::io::stderr().is_terminal()),
     };
     eprintln!(
         "{} {} ({} steps, {} levels) {where_}",
@@ -460,7 +470,11 @@ fn run(a: RunArgs, color: bool) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
         if let Err(e) = written {
-            eprintln!("{} cannot write the report to {}: {e}", paint.red("error:"), path.display());
+            eprintln!(
+                "{} cannot write the report to {}: {e}",
+                paint.red("error:"),
+                path.display()
+            );
             return ExitCode::from(1);
         }
     }

@@ -23,7 +23,9 @@ fn endpoint() -> Option<String> {
                 std::env::var("ORCH_E2E_REQUIRED").as_deref() != Ok("1"),
                 "ORCH_E2E_REQUIRED=1 but ORCH_E2E_ENDPOINT is not set: run the tests with scripts/test.sh"
             );
-            eprintln!("skipped: ORCH_E2E_ENDPOINT is not set (scripts/test.sh starts a local server and sets it)");
+            eprintln!(
+                "skipped: ORCH_E2E_ENDPOINT is not set (scripts/test.sh starts a local server and sets it)"
+            );
             None
         }
     }
@@ -36,7 +38,18 @@ fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value,
     let report = dir.join(format!("{}.json", example.replace('/', "_")));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", example, "--endpoint", url, "--max-tokens", "48", "--quiet", "--color", "never", "--report"])
+        .args([
+            "run",
+            example,
+            "--endpoint",
+            url,
+            "--max-tokens",
+            "48",
+            "--quiet",
+            "--color",
+            "never",
+            "--report",
+        ])
         .arg(&report)
         // No hosted provider may be reached, whatever the caller's environment holds.
         .env_remove("ANTHROPIC_API_KEY")
@@ -47,7 +60,8 @@ fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value,
     let out = cmd.output().expect("orch runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{example} failed:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     (report, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -62,10 +76,22 @@ fn assert_real_model_steps(report: &serde_json::Value) -> usize {
         models += 1;
         let text = s["output"].as_str().unwrap();
         assert!(!text.trim().is_empty(), "step {} got no text", s["name"]);
-        assert!(!text.starts_with("[sim"), "step {} was simulated", s["name"]);
+        assert!(
+            !text.starts_with("[sim"),
+            "step {} was simulated",
+            s["name"]
+        );
         // Usage comes from the server: the prompt is never empty, and some text came back.
-        assert!(s["usage"]["input_tokens"].as_u64().unwrap() > 0, "step {} input tokens", s["name"]);
-        assert!(s["usage"]["output_tokens"].as_u64().unwrap() > 0, "step {} output tokens", s["name"]);
+        assert!(
+            s["usage"]["input_tokens"].as_u64().unwrap() > 0,
+            "step {} input tokens",
+            s["name"]
+        );
+        assert!(
+            s["usage"]["output_tokens"].as_u64().unwrap() > 0,
+            "step {} output tokens",
+            s["name"]
+        );
         assert!(s["attempts"].as_u64().unwrap() >= 1);
     }
     models
@@ -74,13 +100,22 @@ fn assert_real_model_steps(report: &serde_json::Value) -> usize {
 #[test]
 fn scout_plan_build_runs_on_the_local_model() {
     let Some(url) = endpoint() else { return };
-    let (report, stdout) = run_example(&url, "examples/scout_plan_build.orch", &["request=Add a login form to a small Flask app"]);
+    let (report, stdout) = run_example(
+        &url,
+        "examples/scout_plan_build.orch",
+        &["request=Add a login form to a small Flask app"],
+    );
     assert_eq!(assert_real_model_steps(&report), 6);
     assert_eq!(report["succeeded"], true);
     assert!(report["usage"]["input_tokens"].as_u64().unwrap() > 0);
     assert!(!stdout.trim().is_empty(), "the return value goes to stdout");
     // The returned value is the review step's text.
-    let review = report["steps"].as_array().unwrap().iter().find(|s| s["name"] == "review").unwrap();
+    let review = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "review")
+        .unwrap();
     assert_eq!(stdout.trim(), review["output"].as_str().unwrap().trim());
 }
 
@@ -88,7 +123,10 @@ fn scout_plan_build_runs_on_the_local_model() {
 fn more_examples_run_on_the_local_model() {
     let Some(url) = endpoint() else { return };
     for (example, inputs) in [
-        ("examples/scatter_gather_reviews.orch", vec!["code=def add(a, b): return a - b"]),
+        (
+            "examples/scatter_gather_reviews.orch",
+            vec!["code=def add(a, b): return a - b"],
+        ),
         ("examples/build_test_deploy.orch", vec!["version=1.2.3"]),
     ] {
         if !Path::new(env!("CARGO_MANIFEST_DIR")).join(example).exists() {

@@ -74,6 +74,8 @@ pub fn render_text(plan: &Plan) -> String {
             _ => String::new(),
         }
     );
+    let reduced = reduced_deps(plan);
+    let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (i, level) in plan.levels.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -86,7 +88,7 @@ pub fn render_text(plan: &Plan) -> String {
             }
         );
         for &id in level {
-            render_node(&mut out, plan, &plan.nodes[id]);
+            render_node(&mut out, plan, &plan.nodes[id], &reduced[id], width);
         }
     }
     if let Some(o) = &plan.output {
@@ -95,30 +97,78 @@ pub fn render_text(plan: &Plan) -> String {
     out
 }
 
-fn render_node(out: &mut String, plan: &Plan, n: &PlanNode) {
+/// For each node, its dependencies minus those implied by others (the transitive reduction):
+/// what a reader needs to see. Computed with petgraph's DAG reduction.
+fn reduced_deps(plan: &Plan) -> Vec<Vec<usize>> {
+    use petgraph::algo::tred::{
+        dag_to_toposorted_adjacency_list, dag_transitive_reduction_closure,
+    };
+    use petgraph::graph::DiGraph;
+    use petgraph::visit::IntoNeighbors;
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    let idx: Vec<_> = plan.nodes.iter().map(|n| g.add_node(n.id)).collect();
+    for n in &plan.nodes {
+        for &d in &n.deps {
+            g.add_edge(idx[d], idx[n.id], ());
+        }
+    }
+    let Ok(order) = petgraph::algo::toposort(&g, None) else {
+        return plan.nodes.iter().map(|n| n.deps.clone()).collect();
+    };
+    let (adj, revmap) = dag_to_toposorted_adjacency_list::<_, u32>(&g, &order);
+    let (reduction, _) = dag_transitive_reduction_closure(&adj);
+    let mut out = vec![Vec::new(); plan.nodes.len()];
+    for from in &order {
+        for to in reduction.neighbors(revmap[from.index()]) {
+            out[g[order[to as usize]]].push(g[*from]);
+        }
+    }
+    for deps in &mut out {
+        deps.sort_unstable();
+    }
+    out
+}
+
+fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], width: usize) {
     let what = match &n.exec {
         PlanExec::Model {
             model,
             model_id,
             provider,
             ..
-        } => format!("{} on {model} ({provider}: {model_id})", n.agent),
-        PlanExec::Command { argv, .. } => format!(
-            "{} runs {}",
-            n.agent,
-            serde_json::to_string(argv).unwrap_or_default()
-        ),
+        } => {
+            format!("{} on {model} [{provider}: {model_id}]", n.agent)
+        }
+        PlanExec::Command { argv, .. } => {
+            format!(
+                "{} runs {}",
+                n.agent,
+                serde_json::to_string(argv).unwrap_or_default()
+            )
+        }
     };
     let _ = writeln!(
         out,
-        "  {} = {what}   [{}:{}]",
+        "  {:<width$}  {what}   ({}:{})",
         n.name, n.location.file, n.location.line
     );
     let mut facts = Vec::new();
-    if n.deps.is_empty() {
-        facts.push("needs nothing".to_string());
+    if reduced.is_empty() {
+        facts.push("starts at once".to_string());
     } else {
-        facts.push(format!("after {}", names(plan, &n.deps)));
+        facts.push(format!("after {}", names(plan, reduced)));
+    }
+    let mut uses: Vec<String> = Vec::new();
+    for t in n.prompt_tpl.iter().chain(n.args_tpl.values()) {
+        for p in t.interps() {
+            let name = p.dotted();
+            if !uses.contains(&name) {
+                uses.push(name);
+            }
+        }
+    }
+    if !uses.is_empty() {
+        facts.push(format!("uses {}", uses.join(", ")));
     }
     if let Some(j) = &n.join {
         let g = &plan.groups[j.group];
@@ -156,5 +206,5 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode) {
         facts.push(format!("max_tokens {max_tokens}"));
         facts.push(format!("worst case {}", usd(n.worst_case.cost_usd)));
     }
-    let _ = writeln!(out, "      {}", facts.join(" · "));
+    let _ = writeln!(out, "  {:<width$}  {}", "", facts.join(" · "));
 }

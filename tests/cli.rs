@@ -1,0 +1,247 @@
+//! The `orch` binary as users call it: exit codes, streams, formats, colour.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn orch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orch"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ORCH_ENDPOINT")
+        .env_remove("ORCH_SIMULATE")
+        .output()
+        .expect("orch runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_script(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("orch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const WARN: &str = "provider s { kind: sim }\nmodel a { provider: s }\nmodel b { provider: s }\nagent x { model: b }\nworkflow main() { parallel <a> { one = x(\"1\"); two = x(\"2\") } }\n";
+
+#[test]
+fn check_exit_codes() {
+    let ok = orch(&["check", "examples/scout_plan_build.orch"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("ok"));
+
+    let bad = temp_script("bad.orch", "workflow main() { a = nobody(\"x\") }\n");
+    let o = orch(&["check", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("E0202"), "{}", stdout(&o));
+
+    let warn = temp_script("warn.orch", WARN);
+    assert_eq!(
+        orch(&["check", &warn]).status.code(),
+        Some(0),
+        "warnings do not fail"
+    );
+    assert_eq!(
+        orch(&["check", "--deny", "warnings", &warn]).status.code(),
+        Some(1)
+    );
+
+    assert_eq!(orch(&["check"]).status.code(), Some(2), "usage error");
+    assert_eq!(
+        orch(&["check", "--format", "yaml", &warn]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn check_json_is_one_document_with_positions() {
+    let bad = temp_script(
+        "bad_json.orch",
+        "agent a { }\nworkflow main() {\n  x = a(\"{missing}\")\n}\n",
+    );
+    let o = orch(&["check", "--format", "json", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    let codes: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"E0201") && codes.contains(&"E0401"),
+        "{codes:?}"
+    );
+    let undefined = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "E0201")
+        .unwrap();
+    assert_eq!(undefined["line"], 3);
+    assert_eq!(undefined["column"], 11);
+    assert_eq!(undefined["severity"], "error");
+    assert_eq!(v["errors"], 2);
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let bad = temp_script("colour.orch", "workflow main() { a = nobody(\"x\") }\n");
+    // Not a terminal: no escapes.
+    assert!(!stdout(&orch(&["check", &bad])).contains('\x1b'));
+    let forced = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["--color", "always", "check", &bad])
+        .output()
+        .unwrap();
+    assert!(stdout(&forced).contains('\x1b'));
+    let no_color = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["--color", "always", "check", &bad])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&no_color).contains('\x1b'),
+        "--color always wins over NO_COLOR"
+    );
+}
+
+#[test]
+fn plan_prints_levels_and_json() {
+    let o = orch(&["plan", "examples/scout_plan_build.orch"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("level 1 (3 steps, together)") && text.contains("critical path"),
+        "{text}"
+    );
+    let j = orch(&["plan", "--format", "json", "examples/scout_plan_build.orch"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
+    assert_eq!(v["workflow"], "main");
+    assert_eq!(v["levels"][0].as_array().unwrap().len(), 3);
+    // Plans name key variables, never keys.
+    assert!(stdout(&j).contains("\"providers\""));
+}
+
+#[test]
+fn run_puts_the_result_on_stdout_and_progress_on_stderr() {
+    let input = temp_script("request.txt", "Add a login page");
+    let o = orch(&[
+        "run",
+        "examples/scout_plan_build.orch",
+        "--simulate",
+        "--sim-latency",
+        "1ms",
+        "--input",
+        &format!("request=@{input}"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("[sim claude-sonnet-4-5]"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("6/6 steps succeeded") && err.contains("tokens in"),
+        "{err}"
+    );
+    assert!(err.contains("files") && err.contains("review"));
+}
+
+#[test]
+fn run_without_key_says_what_to_do() {
+    let o = orch(&[
+        "run",
+        "examples/scout_plan_build.orch",
+        "--input",
+        "request=x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("ANTHROPIC_API_KEY is not set")
+            && err.contains("--simulate")
+            && err.contains("--endpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_usage_errors() {
+    let o = orch(&[
+        "run",
+        "examples/scout_plan_build.orch",
+        "--simulate",
+        "--input",
+        "request",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not `name=value`"));
+    let o = orch(&[
+        "run",
+        "examples/scout_plan_build.orch",
+        "--simulate",
+        "--input",
+        "request=@/no/such/file",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"));
+    let o = orch(&["run", "examples/scout_plan_build.orch", "--simulate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("missing input `request`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_failed_run_exits_1_and_keeps_what_completed() {
+    let script = temp_script(
+        "fail.orch",
+        "provider s { kind: sim, latency: 1ms }\nprovider bad { kind: sim, failures: 99 }\nmodel ok { provider: s }\nmodel no { provider: bad }\nagent a { }\nworkflow main() {\n  first = a<ok>(\"1\")\n  second = a<no>(\"2 {first}\")\n}\n",
+    );
+    let report = Path::new(&script).with_extension("json");
+    let o = orch(&["run", &script, "--report", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("stopped: step `second` failed"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["steps"][0]["status"], "succeeded");
+    assert!(
+        v["steps"][0]["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("[sim")
+    );
+    assert_eq!(v["steps"][1]["status"], "failed");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let o = orch(&["--help"]);
+    let text = stdout(&o);
+    for cmd in ["check", "plan", "run"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+    let run = stdout(&orch(&["run", "--help"]));
+    for flag in [
+        "--simulate",
+        "--endpoint",
+        "--input",
+        "--max-concurrency",
+        "--report",
+    ] {
+        assert!(run.contains(flag), "{flag} missing from run --help");
+    }
+}

@@ -1,0 +1,184 @@
+//! Plans: levels, critical path, worst-case cost, peak concurrency, and the JSON shape.
+
+use orch::resolve::ResolveOptions;
+
+fn plan_of(src: &str) -> orch::plan::Plan {
+    let (program, diags) = orch::compile_source(
+        "p.orch",
+        src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    assert!(
+        !diags.has_errors(),
+        "{:?}",
+        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+    let wf = orch::plan::entry_workflow(
+        &program,
+        None,
+        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
+    )
+    .unwrap();
+    orch::plan::lower(&program, wf)
+}
+
+fn names(plan: &orch::plan::Plan, ids: &[usize]) -> Vec<String> {
+    ids.iter().map(|&i| plan.nodes[i].name.clone()).collect()
+}
+
+const CART: &str = r#"
+provider s { kind: sim }
+model m { provider: s, price: { input: 1.0, output: 10.0 } }
+agent dev { model: m, max_tokens: 100 }
+workflow main() {
+  cart = parallel <max 2> {
+    schema   = dev("Design the cart database schema")
+    api      = dev("Design the cart API endpoints")
+    backend  = dev("Implement cart backend logic.\nSchema: {schema}\nAPI: {api}")
+    frontend = dev("Build the cart UI for this API:\n{api}")
+    payment  = dev("Integrate payment processing into:\n{backend}")
+    e2e      = dev("Test the complete cart flow") after frontend, payment
+  }
+  summary = dev("Summarise:\n{cart}")
+  return summary
+}
+"#;
+
+#[test]
+fn dependency_groups_become_levels() {
+    let plan = plan_of(CART);
+    let levels: Vec<Vec<String>> = plan.levels.iter().map(|l| names(&plan, l)).collect();
+    assert_eq!(
+        levels,
+        vec![
+            vec!["schema", "api"],
+            vec!["backend", "frontend"],
+            vec!["payment"],
+            vec!["e2e"],
+            vec!["summary"],
+        ]
+    );
+    assert_eq!(
+        names(&plan, &plan.critical_path),
+        vec!["schema", "backend", "payment", "e2e", "summary"]
+    );
+    // `max 2`: never more than two of the block at once.
+    assert_eq!(plan.peak_concurrency, 2);
+}
+
+#[test]
+fn worst_case_cost_counts_interpolated_outputs_at_their_bound() {
+    let plan = plan_of(CART);
+    let summary = plan.nodes.iter().find(|n| n.name == "summary").unwrap();
+    // Literal text "Summarise:\n" is 11 chars → 3 tokens; six branches of at most 100 tokens,
+    // each under a heading of about 4 tokens.
+    assert_eq!(summary.worst_case.input_tokens, 3 + 6 * (100 + 4));
+    assert_eq!(summary.worst_case.output_tokens, 100);
+    let expected = (627.0 * 1.0 + 100.0 * 10.0) / 1e6;
+    assert!((summary.worst_case.cost_usd - expected).abs() < 1e-12);
+    let total: f64 = plan.nodes.iter().map(|n| n.worst_case.cost_usd).sum();
+    assert!((plan.worst_case.cost_usd - total).abs() < 1e-12);
+}
+
+#[test]
+fn retries_and_fallbacks_multiply_the_worst_case() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model cheap { provider: s, price: { input: 0, output: 1.0 } }
+model dear { provider: s, price: { input: 0, output: 10.0 } }
+agent a { model: cheap, max_tokens: 1000 }
+workflow main() { x = a<retry 2, fallback dear>("hi") }
+"#,
+    );
+    let x = &plan.nodes[0];
+    assert_eq!(x.worst_case.output_tokens, 2 * 3 * 1000);
+    assert!((x.worst_case.cost_usd - (3000.0 * 1.0 + 3000.0 * 10.0) / 1e6).abs() < 1e-12);
+}
+
+#[test]
+fn model_assignment_follows_call_site_then_pin_then_block() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model a1 { provider: s }
+model a2 { provider: s }
+model a3 { provider: s }
+agent pinned { model: a2 }
+agent free { }
+workflow main() <a1> {
+  parallel <a3> {
+    call_site = pinned<a1>("x")
+    free_in_block = free("x")
+  }
+  outer = free("x")
+}
+"#,
+    );
+    let model_of = |name: &str| match &plan.nodes.iter().find(|n| n.name == name).unwrap().exec {
+        orch::plan::PlanExec::Model { model, .. } => model.clone(),
+        _ => unreachable!(),
+    };
+    assert_eq!(model_of("call_site"), "a1");
+    assert_eq!(model_of("free_in_block"), "a3");
+    assert_eq!(model_of("outer"), "a1");
+}
+
+#[test]
+fn plan_text_is_stable() {
+    insta::assert_snapshot!(orch::plan::render_text(&plan_of(CART)));
+}
+
+#[test]
+fn plan_json_has_the_documented_shape() {
+    let plan = plan_of(CART);
+    let v: serde_json::Value = serde_json::to_value(&plan).unwrap();
+    for key in [
+        "workflow",
+        "params",
+        "budget_usd",
+        "nodes",
+        "groups",
+        "levels",
+        "critical_path",
+        "worst_case",
+        "peak_concurrency",
+        "providers",
+        "output",
+    ] {
+        assert!(v.get(key).is_some(), "plan JSON lacks `{key}`");
+    }
+    let node = &v["nodes"][2];
+    for key in [
+        "id",
+        "name",
+        "agent",
+        "kind",
+        "model",
+        "model_id",
+        "provider",
+        "provider_kind",
+        "max_tokens",
+        "prompt",
+        "deps",
+        "data_deps",
+        "level",
+        "retry",
+        "timeout_ms",
+        "groups",
+        "join",
+        "worst_case",
+        "location",
+    ] {
+        assert!(
+            node.get(key).is_some(),
+            "plan node JSON lacks `{key}`: {node}"
+        );
+    }
+    assert_eq!(node["name"], "backend");
+    assert_eq!(node["kind"], "model");
+    assert_eq!(node["deps"], serde_json::json!([0, 1]));
+    assert_eq!(node["location"]["line"], 9);
+    assert_eq!(v["groups"][0]["max"], 2);
+}

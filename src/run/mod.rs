@@ -15,7 +15,7 @@ pub mod command;
 pub mod provider;
 pub mod render;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -453,13 +453,44 @@ struct Scheduler<'a> {
     reports: Vec<Option<StepReport>>,
     /// For each node: dependencies not yet settled, excluding those its join handles.
     waiting_on: Vec<usize>,
-    /// Reverse edges.
+    /// Reverse edges, without the ones a tolerant join handles.
     dependents: Vec<Vec<NodeId>>,
+    /// Nodes to look at: their counted dependencies are settled, or their join moved.
+    candidates: VecDeque<NodeId>,
+    /// Tolerant joins (`any`, `first N`, `min N`), with their branch counters.
+    joins: HashMap<NodeId, JoinState>,
+    /// For each node: the tolerant joins it is a branch member of, with the branch index.
+    watched_by: Vec<Vec<(NodeId, usize)>>,
     /// Nodes of a tolerant join's block, whose failure does not stop the run.
     tolerated: Vec<bool>,
     stopped: Option<String>,
     spent_usd: f64,
     abort: HashMap<NodeId, tokio::task::AbortHandle>,
+}
+
+/// Progress of the block a tolerant `gather` joins, kept incrementally so that each settled
+/// step costs O(1) instead of a scan of the block.
+struct JoinState {
+    policy: Policy,
+    /// Steps of each branch not yet succeeded.
+    pending: Vec<usize>,
+    /// Branches with a step that failed, was skipped or was cancelled.
+    failed: Vec<bool>,
+    succeeded_branches: u32,
+    settled_branches: u32,
+}
+
+impl JoinState {
+    fn total(&self) -> u32 {
+        self.pending.len() as u32
+    }
+    fn needed(&self) -> u32 {
+        match self.policy {
+            Policy::Any => 1,
+            Policy::First(n) | Policy::Min(n) => n,
+            Policy::All => self.total(),
+        }
+    }
 }
 
 impl<'a> Scheduler<'a> {
@@ -473,22 +504,40 @@ impl<'a> Scheduler<'a> {
         let mut dependents = vec![Vec::new(); n];
         let mut waiting_on = vec![0; n];
         let mut tolerated = vec![false; n];
+        let mut joins = HashMap::new();
+        let mut watched_by = vec![Vec::new(); n];
         for node in &plan.nodes {
-            let joined: &[NodeId] = node.join.map_or(&[], |j| &plan.groups[j.group].members);
-            if let Some(j) = node.join
-                && j.policy != Policy::All
-            {
-                for &m in joined {
-                    tolerated[m] = true;
+            let tolerant = node.join.filter(|j| j.policy != Policy::All);
+            let mut members = std::collections::HashSet::new();
+            if let Some(j) = tolerant {
+                let group = &plan.groups[j.group];
+                for (b, branch) in group.branches.iter().enumerate() {
+                    for &m in branch {
+                        tolerated[m] = true;
+                        members.insert(m);
+                        watched_by[m].push((node.id, b));
+                    }
                 }
+                joins.insert(
+                    node.id,
+                    JoinState {
+                        policy: j.policy,
+                        pending: group.branches.iter().map(Vec::len).collect(),
+                        failed: vec![false; group.branches.len()],
+                        succeeded_branches: 0,
+                        settled_branches: 0,
+                    },
+                );
             }
             for &d in &node.deps {
-                dependents[d].push(node.id);
-                if !joined.contains(&d) || node.join.is_some_and(|j| j.policy == Policy::All) {
+                // Dependencies on the joined block are the join's business, not a count.
+                if !members.contains(&d) {
+                    dependents[d].push(node.id);
                     waiting_on[node.id] += 1;
                 }
             }
         }
+        let candidates = (0..n).filter(|&i| waiting_on[i] == 0).collect();
         Scheduler {
             plan,
             inputs,
@@ -499,6 +548,9 @@ impl<'a> Scheduler<'a> {
             reports: vec![None; n],
             waiting_on,
             dependents,
+            candidates,
+            joins,
+            watched_by,
             tolerated,
             stopped: None,
             spent_usd: 0.0,
@@ -541,101 +593,70 @@ impl<'a> Scheduler<'a> {
         self.shared.start.elapsed().as_millis() as u64
     }
 
-    /// Starts every step whose dependencies are settled, unless the run has stopped.
+    /// Starts every candidate step whose dependencies allow it, unless the run has stopped.
     fn start_ready(
         &mut self,
         tasks: &mut JoinSet<Outcome>,
         tx: &tokio::sync::mpsc::UnboundedSender<Event>,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
-        loop {
-            let mut progressed = false;
-            for id in 0..self.plan.nodes.len() {
-                if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
-                    continue;
-                }
-                match self.readiness(id) {
-                    Readiness::NotYet => continue,
-                    Readiness::Skip(reason) => {
-                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
-                        progressed = true;
-                    }
-                    Readiness::Go => {
-                        if let Some(reason) = self.stopped.clone() {
-                            self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
-                            progressed = true;
-                            continue;
-                        }
-                        if let Some(reason) = self.over_budget(id) {
-                            self.stopped = Some(reason.clone());
-                            self.settle_without_running(id, StepStatus::Skipped(reason), on_event);
-                            progressed = true;
-                            continue;
-                        }
-                        self.spawn(id, tasks, tx.clone());
-                    }
-                }
+        while let Some(id) = self.candidates.pop_front() {
+            if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
+                continue;
             }
-            if !progressed {
-                break;
+            let skip = match self.readiness(id) {
+                Readiness::NotYet => continue,
+                Readiness::Skip(reason) => Some(reason),
+                Readiness::Go => match (self.stopped.clone(), self.over_budget(id)) {
+                    (Some(reason), _) => Some(reason),
+                    (None, Some(reason)) => {
+                        self.stopped = Some(reason.clone());
+                        Some(reason)
+                    }
+                    (None, None) => None,
+                },
+            };
+            match skip {
+                Some(reason) => {
+                    self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+                }
+                None => {
+                    self.cancel_rest_of_join(id, on_event);
+                    self.spawn(id, tasks, tx.clone());
+                }
             }
         }
     }
 
     /// Whether a step whose counted dependencies are settled may run.
     fn readiness(&self, id: NodeId) -> Readiness {
-        let node = &self.plan.nodes[id];
-        let joined: &[NodeId] = node
-            .join
-            .map_or(&[], |j| &self.plan.groups[j.group].members);
-        // Counted dependencies must all have succeeded.
-        for &d in &node.deps {
-            let handled_by_join =
-                joined.contains(&d) && node.join.is_some_and(|j| j.policy != Policy::All);
-            if handled_by_join {
-                continue;
-            }
+        for &d in &self.plan.nodes[id].deps {
             if let State::Done(s) = &self.state[d]
                 && *s != StepStatus::Succeeded
+                && !self
+                    .joins
+                    .get(&id)
+                    .is_some_and(|_| self.watched_by[d].iter().any(|(j, _)| *j == id))
             {
                 return Readiness::Skip(format!("`{}` did not succeed", self.plan.nodes[d].name));
             }
         }
-        let Some(join) = node.join.filter(|j| j.policy != Policy::All) else {
+        let Some(j) = self.joins.get(&id) else {
             return Readiness::Go;
         };
-        let group = &self.plan.groups[join.group];
-        let branch_state = |b: &Vec<NodeId>| -> Option<bool> {
-            if b.iter()
-                .any(|&m| matches!(&self.state[m], State::Done(s) if *s != StepStatus::Succeeded))
-            {
-                Some(false)
-            } else if b
-                .iter()
-                .all(|&m| self.state[m] == State::Done(StepStatus::Succeeded))
-            {
-                Some(true)
-            } else {
-                None
-            }
-        };
-        let states: Vec<Option<bool>> = group.branches.iter().map(branch_state).collect();
-        let ok = states.iter().filter(|s| **s == Some(true)).count() as u32;
-        let settled = states.iter().filter(|s| s.is_some()).count();
-        let total = states.len();
-        let need = match join.policy {
-            Policy::Any => 1,
-            Policy::First(n) => n,
-            Policy::Min(n) => n,
-            Policy::All => total as u32,
-        };
-        let waits_for_all = matches!(join.policy, Policy::Min(_));
+        let (ok, settled, total, need) = (
+            j.succeeded_branches,
+            j.settled_branches,
+            j.total(),
+            j.needed(),
+        );
+        let waits_for_all = matches!(j.policy, Policy::Min(_));
         if ok >= need && (!waits_for_all || settled == total) {
             Readiness::Go
-        } else if settled == total || (ok + (total - settled) as u32) < need {
+        } else if settled == total || ok + (total - settled) < need {
             Readiness::Skip(format!(
                 "only {ok} of {total} branches succeeded; `gather <{}>` needs {need}",
-                join.policy
+                j.policy
             ))
         } else {
             Readiness::NotYet
@@ -698,8 +719,9 @@ impl<'a> Scheduler<'a> {
         self.settle(id, report);
     }
 
-    /// Records a finished step and releases its dependents.
+    /// Records a finished step and releases its dependents and the joins that watch it.
     fn settle(&mut self, id: NodeId, report: StepReport) {
+        let succeeded = report.status == StepStatus::Succeeded;
         self.state[id] = State::Done(report.status.clone());
         self.outputs[id] = report.output.clone();
         self.spent_usd += report.cost_usd;
@@ -710,13 +732,31 @@ impl<'a> Scheduler<'a> {
             self.stopped = Some(format!("step `{}` failed: {e}", report.name));
         }
         self.reports[id] = Some(report);
-        for &d in &self.dependents[id].clone() {
-            let node = &self.plan.nodes[d];
-            let joined = node.join.is_some_and(|j| {
-                j.policy != Policy::All && self.plan.groups[j.group].members.contains(&id)
-            });
-            if !joined {
-                self.waiting_on[d] = self.waiting_on[d].saturating_sub(1);
+        for &d in &self.dependents[id] {
+            self.waiting_on[d] -= 1;
+            if self.waiting_on[d] == 0 {
+                self.candidates.push_back(d);
+            }
+        }
+        for &(join, branch) in &self.watched_by[id] {
+            let Some(j) = self.joins.get_mut(&join) else {
+                continue;
+            };
+            if j.failed[branch] {
+                continue;
+            }
+            if succeeded {
+                j.pending[branch] -= 1;
+                if j.pending[branch] == 0 {
+                    j.succeeded_branches += 1;
+                    j.settled_branches += 1;
+                }
+            } else {
+                j.failed[branch] = true;
+                j.settled_branches += 1;
+            }
+            if self.waiting_on[join] == 0 {
+                self.candidates.push_back(join);
             }
         }
     }
@@ -725,39 +765,38 @@ impl<'a> Scheduler<'a> {
         self.abort.remove(&outcome.node);
         on_event(&Event::Finished(outcome.report.clone()));
         self.settle(outcome.node, outcome.report);
-        // A join that is now satisfied cancels the rest of its block.
-        for node in &self.plan.nodes {
-            let Some(join) = node.join else { continue };
-            if !matches!(join.policy, Policy::Any | Policy::First(_))
-                || self.state[node.id] != State::Waiting
-            {
+    }
+
+    /// A `gather <any|first N>` that starts no longer needs the rest of its block: cancel it.
+    fn cancel_rest_of_join(&mut self, id: NodeId, on_event: &(dyn Fn(&Event) + Send + Sync)) {
+        let Some(join) = self.plan.nodes[id].join else {
+            return;
+        };
+        if !matches!(join.policy, Policy::Any | Policy::First(_)) {
+            return;
+        }
+        for &m in &self.plan.groups[join.group].members {
+            if !matches!(self.state[m], State::Waiting | State::Running) {
                 continue;
             }
-            if matches!(self.readiness(node.id), Readiness::Go) {
-                for &m in &self.plan.groups[join.group].members {
-                    if matches!(self.state[m], State::Waiting | State::Running) {
-                        if let Some(h) = self.abort.remove(&m) {
-                            h.abort();
-                        }
-                        let n = &self.plan.nodes[m];
-                        let report = StepReport {
-                            name: n.name.clone(),
-                            agent: n.agent.clone(),
-                            model: None,
-                            status: StepStatus::Cancelled,
-                            attempts: 0,
-                            usage: Usage::default(),
-                            cost_usd: 0.0,
-                            started_ms: None,
-                            finished_ms: Some(self.elapsed_ms()),
-                            output: None,
-                        };
-                        on_event(&Event::Finished(report.clone()));
-                        self.state[m] = State::Done(StepStatus::Cancelled);
-                        self.reports[m] = Some(report);
-                    }
-                }
+            if let Some(h) = self.abort.remove(&m) {
+                h.abort();
             }
+            let n = &self.plan.nodes[m];
+            let report = StepReport {
+                name: n.name.clone(),
+                agent: n.agent.clone(),
+                model: None,
+                status: StepStatus::Cancelled,
+                attempts: 0,
+                usage: Usage::default(),
+                cost_usd: 0.0,
+                started_ms: None,
+                finished_ms: Some(self.elapsed_ms()),
+                output: None,
+            };
+            on_event(&Event::Finished(report.clone()));
+            self.settle(m, report);
         }
     }
 

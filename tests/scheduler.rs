@@ -490,3 +490,47 @@ workflow main() {
         step(&r, "d").status
     );
 }
+
+#[tokio::test]
+async fn a_fallback_runs_on_its_own_provider() {
+    // Regression: the fallback's provider was missing from the plan and ran on the simulator.
+    let src = r#"
+provider flaky { kind: sim, failures: 5 }
+provider local { kind: openai, base_url: "http://127.0.0.1:9/v1" }
+model bad { provider: flaky }
+model other { provider: local, name: "other-model" }
+agent a { model: bad, fallback: other }
+workflow main() { x = a("hi") }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(x.model.as_deref(), Some("other"));
+    assert!(
+        matches!(&x.status, StepStatus::Failed(e) if e.contains("cannot reach openai at http://127.0.0.1:9/v1")),
+        "{:?}",
+        x.status
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulate_keeps_a_sim_providers_failures() {
+    let src = "provider flaky { kind: sim, failures: 1 }\nmodel m { provider: flaky }\nagent a { model: m, retry: 1 }\nworkflow main() { x = a(\"hi\") }";
+    let opts = RunOptions {
+        target: Target::Simulate {
+            latency_ms: 10,
+            run_commands: false,
+        },
+        ..RunOptions::default()
+    };
+    let (r, _) = run_with(src, &[], opts).await;
+    assert_eq!(step(&r, "x").attempts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn numbers_render_as_written() {
+    let src = format!(
+        "{MODELS}\nworkflow main(n: number, x: number) {{ s = a(\"{{n}} and {{x}}\"); return \"{{n}}/{{x}}\" }}"
+    );
+    let (r, _) = run_script(&src, &[("n", "3"), ("x", "2.5")]).await;
+    assert_eq!(r.output.as_deref(), Some("3/2.5"));
+}

@@ -283,11 +283,21 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         worst_case += n.worst_case;
     }
     let mut providers = IndexMap::new();
+    // The providers of every model a step may use: its own and its fallback's.
     for n in &nodes {
-        if let PlanExec::Model { provider, .. } = &n.exec
-            && let Some(p) = program.tables.providers.get(provider)
-        {
-            providers.insert(provider.clone(), p.clone());
+        let PlanExec::Model {
+            model, fallback, ..
+        } = &n.exec
+        else {
+            continue;
+        };
+        for m in std::iter::once(model).chain(fallback) {
+            let Some(def) = program.tables.models.get(m) else {
+                continue;
+            };
+            if let Some(p) = program.tables.providers.get(&def.provider) {
+                providers.insert(def.provider.clone(), p.clone());
+            }
         }
     }
     let critical_path = critical_path(&nodes);

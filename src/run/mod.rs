@@ -26,8 +26,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::check::ProviderKind;
-use crate::check::items::ProviderDef;
 use crate::check::workflow::NodeId;
+use crate::plan::render::usd;
 use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
 use crate::syntax::ast::Policy;
 use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
@@ -71,7 +71,8 @@ pub enum Target {
         /// Run command agents for real.
         run_commands: bool,
     },
-    /// One OpenAI-compatible endpoint for every model.
+    /// One OpenAI-compatible endpoint for every model. Its tokens are counted but priced at
+    /// zero: the script's prices are those of its own providers.
     Endpoint(Endpoint),
 }
 
@@ -319,25 +320,22 @@ fn prepare(
                 continue;
             }
             let Some(def) = models.get(m) else { continue };
-            let pdef = plan
-                .providers
-                .get(&def.provider)
-                .cloned()
-                .unwrap_or_else(|| ProviderDef {
-                    name: def.provider.clone(),
-                    kind: ProviderKind::Sim,
-                    base_url: None,
-                    api_key_env: None,
-                    max_concurrency: None,
-                    latency_ms: None,
-                    failures: None,
-                    span: None,
-                });
+            // A checked plan lists the provider of every model it uses; never guess one.
+            let pdef = plan.providers.get(&def.provider).cloned().ok_or_else(|| {
+                RunError::Input(format!(
+                    "model `{m}` uses provider `{}`, which the plan does not declare",
+                    def.provider
+                ))
+            })?;
             let (provider, model_id) = match &opts.target {
+                // A declared `kind: sim` provider keeps its own latency and failures.
                 Target::Simulate { latency_ms, .. } => (
-                    Provider::Sim(provider::sim::Sim::new(Duration::from_millis(
-                        pdef.latency_ms.unwrap_or(*latency_ms),
-                    ))),
+                    Provider::Sim(
+                        provider::sim::Sim::new(Duration::from_millis(
+                            pdef.latency_ms.unwrap_or(*latency_ms),
+                        ))
+                        .with_failures(pdef.failures.unwrap_or(0)),
+                    ),
                     def.api_name.clone(),
                 ),
                 Target::Endpoint(e) => {
@@ -402,7 +400,12 @@ fn prepare(
                     provider,
                     provider_name: pdef.name.clone(),
                     model_id,
-                    price: def.price,
+                    // A server given with --endpoint is not the script's provider: its tokens
+                    // are not billed at the script's prices. A dry run keeps them, to estimate.
+                    price: match &opts.target {
+                        Target::Endpoint(_) => crate::check::Price::default(),
+                        _ => def.price,
+                    },
                 },
             );
         }
@@ -664,6 +667,9 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Worst case of the step against what is left of the budget.
+    /// Checked before a model step starts: its worst case for one attempt (system text and
+    /// rendered prompt at 4 characters per token, plus `max_tokens` out) must fit in what is
+    /// left of the budget. Retries are checked again as spend grows, through the real usage.
     fn over_budget(&self, id: NodeId) -> Option<String> {
         let budget = self.plan.budget_usd?;
         let node = &self.plan.nodes[id];
@@ -679,19 +685,22 @@ impl<'a> Scheduler<'a> {
             inputs: self.inputs,
             outputs: &self.outputs,
         };
-        let prompt = node
-            .prompt_tpl
-            .as_ref()
-            .map(|t| scope.render(t))
-            .unwrap_or_default();
+        let render = |t: &Option<crate::syntax::ast::Template>| {
+            t.as_ref().map(|t| scope.render(t)).unwrap_or_default()
+        };
+        let input =
+            estimate_tokens(&render(&node.prompt_tpl)) + estimate_tokens(&render(&node.system_tpl));
         let out = self
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
-        let worst = client.price.cost(estimate_tokens(&prompt), u64::from(out));
+        let worst = client.price.cost(input, u64::from(out));
         (self.spent_usd + worst > budget).then(|| {
             format!(
-                "budget: ${:.4} spent of ${budget:.2}; `{}` could cost up to ${worst:.4}, so it was not started",
-                self.spent_usd, node.name
+                "budget: {} spent of {}; `{}` could cost up to {}, so it was not started",
+                usd(self.spent_usd),
+                usd(budget),
+                node.name,
+                usd(worst)
             )
         })
     }
@@ -763,6 +772,10 @@ impl<'a> Scheduler<'a> {
 
     fn finish(&mut self, outcome: Outcome, on_event: &(dyn Fn(&Event) + Send + Sync)) {
         self.abort.remove(&outcome.node);
+        if matches!(self.state[outcome.node], State::Done(_)) {
+            // Cancelled by a gather while its result was already on the way: it stays cancelled.
+            return;
+        }
         on_event(&Event::Finished(outcome.report.clone()));
         self.settle(outcome.node, outcome.report);
     }

@@ -24,11 +24,17 @@ pub enum InputValue {
 pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
     match ty {
         Type::Text => Ok(InputValue::Text(text.to_string())),
-        Type::Number => text
-            .trim()
-            .parse::<f64>()
-            .map(|n| InputValue::Json(serde_json::json!(n)))
-            .map_err(|_| format!("expected a number, found `{text}`")),
+        // Integers stay integers, so `3` renders as `3`, not `3.0`.
+        Type::Number => match text.trim().parse::<i64>() {
+            Ok(n) => Ok(InputValue::Json(serde_json::json!(n))),
+            Err(_) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .map(|n| InputValue::Json(serde_json::json!(n)))
+                .ok_or_else(|| format!("expected a number, found `{text}`")),
+        },
         Type::Bool => match text.trim() {
             "true" => Ok(InputValue::Json(Json::Bool(true))),
             "false" => Ok(InputValue::Json(Json::Bool(false))),

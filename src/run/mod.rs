@@ -197,6 +197,24 @@ pub struct StepReport {
     pub output: Option<String>,
 }
 
+impl StepReport {
+    /// The report of a step that did not run (skipped or cancelled): no model, no attempts.
+    fn not_run(node: &PlanNode, status: StepStatus, finished_ms: Option<u64>) -> Self {
+        StepReport {
+            name: node.name.clone(),
+            agent: node.agent.clone(),
+            model: None,
+            status,
+            attempts: 0,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            started_ms: None,
+            finished_ms,
+            output: None,
+        }
+    }
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -711,19 +729,7 @@ impl<'a> Scheduler<'a> {
         status: StepStatus,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
-        let node = &self.plan.nodes[id];
-        let report = StepReport {
-            name: node.name.clone(),
-            agent: node.agent.clone(),
-            model: None,
-            status,
-            attempts: 0,
-            usage: Usage::default(),
-            cost_usd: 0.0,
-            started_ms: None,
-            finished_ms: None,
-            output: None,
-        };
+        let report = StepReport::not_run(&self.plan.nodes[id], status, None);
         on_event(&Event::Finished(report.clone()));
         self.settle(id, report);
     }
@@ -795,19 +801,11 @@ impl<'a> Scheduler<'a> {
             if let Some(h) = self.abort.remove(&m) {
                 h.abort();
             }
-            let n = &self.plan.nodes[m];
-            let report = StepReport {
-                name: n.name.clone(),
-                agent: n.agent.clone(),
-                model: None,
-                status: StepStatus::Cancelled,
-                attempts: 0,
-                usage: Usage::default(),
-                cost_usd: 0.0,
-                started_ms: None,
-                finished_ms: Some(self.elapsed_ms()),
-                output: None,
-            };
+            let report = StepReport::not_run(
+                &self.plan.nodes[m],
+                StepStatus::Cancelled,
+                Some(self.elapsed_ms()),
+            );
             on_event(&Event::Finished(report.clone()));
             self.settle(m, report);
         }
@@ -854,17 +852,9 @@ impl<'a> Scheduler<'a> {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                r.unwrap_or_else(|| StepReport {
-                    name: self.plan.nodes[i].name.clone(),
-                    agent: self.plan.nodes[i].agent.clone(),
-                    model: None,
-                    status: StepStatus::Skipped("the run stopped".into()),
-                    attempts: 0,
-                    usage: Usage::default(),
-                    cost_usd: 0.0,
-                    started_ms: None,
-                    finished_ms: None,
-                    output: None,
+                r.unwrap_or_else(|| {
+                    let why = StepStatus::Skipped("the run stopped".into());
+                    StepReport::not_run(&self.plan.nodes[i], why, None)
                 })
             })
             .collect();

@@ -260,6 +260,10 @@ impl Diagnostics {
         });
         self.items.dedup();
     }
+    /// Keeps only the diagnostics for which `keep` is true.
+    pub fn retain(&mut self, keep: impl FnMut(&Diagnostic) -> bool) {
+        self.items.retain(keep);
+    }
     /// Consumes the list.
     pub fn into_vec(self) -> Vec<Diagnostic> {
         self.items

@@ -43,6 +43,10 @@ pub struct ModuleSet {
     pub modules: Vec<LoadedModule>,
     /// The entry file.
     pub entry: FileId,
+    /// Whether an included file could not be loaded (missing, outside the project, or with a
+    /// syntax error): its items are then unknown, so the checker does not report names that
+    /// it may have declared.
+    pub incomplete: bool,
 }
 
 /// Where a file comes from: disk (canonical path) or the embedded stdlib (its name).
@@ -63,6 +67,8 @@ struct Loader<'o> {
     /// Files being loaded, with the include span that opened each (for cycle chains).
     stack: Vec<(Origin, FileId, Option<Span>)>,
     diags: Diagnostics,
+    /// Whether some include could not be loaded.
+    incomplete: bool,
 }
 
 /// Loads `entry` from disk with its includes. Diagnostics cover unreadable files, syntax errors
@@ -113,6 +119,38 @@ pub fn load_source(
     loader.finish(id)
 }
 
+/// `path` without `.` components and with `..` applied, without touching the disk.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// An absolute path for messages: relative to the working directory when it is inside it, so
+/// that output does not depend on where the project is checked out.
+fn shown(path: &Path) -> String {
+    let path = normalize(path);
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.canonicalize().ok());
+    match cwd.as_deref().and_then(|c| path.strip_prefix(c).ok()) {
+        Some(r) if r.as_os_str().is_empty() => ".".to_string(),
+        Some(r) => r.display().to_string(),
+        None => path.display().to_string(),
+    }
+}
+
 /// A path as users wrote it, relative to the working directory when possible.
 fn display_name(path: &Path) -> String {
     let cwd = std::env::current_dir()
@@ -143,6 +181,7 @@ impl<'o> Loader<'o> {
             loaded: HashMap::new(),
             stack: Vec::new(),
             diags: Diagnostics::new(),
+            incomplete: false,
         }
     }
 
@@ -152,6 +191,7 @@ impl<'o> Loader<'o> {
                 sources: self.sources,
                 modules: self.modules,
                 entry,
+                incomplete: self.incomplete,
             },
             self.diags,
         )
@@ -172,6 +212,7 @@ impl<'o> Loader<'o> {
                 let mut d = *d;
                 if let Some(span) = from {
                     d = d.with_secondary(span, "included here");
+                    self.incomplete = true;
                 }
                 self.diags.push(d);
                 return id;
@@ -210,6 +251,7 @@ impl<'o> Loader<'o> {
             );
         }
         let Some(target) = self.locate(from, inc) else {
+            self.incomplete = true;
             return;
         };
         let name = match &target {
@@ -238,6 +280,7 @@ impl<'o> Loader<'o> {
                         inc.path_span,
                         format!("cannot read included file `{name}`: {e}"),
                     ));
+                    self.incomplete = true;
                     return;
                 }
             },
@@ -286,23 +329,19 @@ impl<'o> Loader<'o> {
         let Ok(canonical) = joined.canonicalize() else {
             self.diags.push(
                 Diagnostic::error("E0101", inc.path_span, format!("included file `{}` not found", inc.path))
-                    .with_label(format!("looked for {}", joined.display()))
+                    .with_label(format!("looked for {}", shown(&joined)))
                     .with_help("paths are relative to the including file; `std/...` names the standard library"),
             );
             return None;
         };
         if !self.roots.iter().any(|r| canonical.starts_with(r)) {
-            let root = self
-                .roots
-                .first()
-                .map(|r| r.display().to_string())
-                .unwrap_or_default();
+            let root = self.roots.first().map(|r| shown(r)).unwrap_or_default();
             self.diags.push(
-                Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the project directory", inc.path))
-                    .with_label(format!("resolves to {}", canonical.display()))
+                Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the directory of the entry script", inc.path))
+                    .with_label(format!("resolves to {}, outside {root}", shown(&canonical)))
                     .with_help(format!(
-                        "includes must stay inside {root}; to allow another directory, pass `--include-path {}`",
-                        canonical.parent().map(|p| p.display().to_string()).unwrap_or_default()
+                        "includes may only read files under the entry script's directory ({root}); move the file there, or allow its directory with `--include-path {}`",
+                        canonical.parent().map(shown).unwrap_or_default()
                     )),
             );
             return None;

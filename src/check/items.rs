@@ -266,6 +266,17 @@ impl<'a> Fields<'a> {
                         "did you mean `{s}`? Fields of {what}: {}",
                         known.join(", ")
                     )),
+                    None if what == "a command agent" && MODEL_AGENT_FIELDS.contains(&key) => d
+                        .with_label("only for model agents")
+                        .with_help(format!(
+                            "an agent with `run:` runs a program and gets its prompt on stdin; `{key}` applies to model agents only. Fields of a command agent: {}",
+                            known.join(", ")
+                        )),
+                    None if what == "an agent" && COMMAND_AGENT_FIELDS.contains(&key) => d
+                        .with_label("only for command agents")
+                        .with_help(format!(
+                            "`{key}` applies to command agents, which are declared with `run: [\"program\", ...]`"
+                        )),
                     None => d.with_help(format!("fields of {what}: {}", known.join(", "))),
                 };
                 diags.push(d);
@@ -292,7 +303,8 @@ impl<'a> Fields<'a> {
                     f.value.kind.describe()
                 ),
             )
-            .with_label(format!("expected {expected}")),
+            .with_label(format!("expected {expected}"))
+            .with_help(mismatch_help(&f.key.name, expected, &f.value)),
         );
     }
 
@@ -320,7 +332,9 @@ impl<'a> Fields<'a> {
                         format!("field `{key}` of {} cannot interpolate values", self.what),
                     )
                     .with_label("interpolation not allowed here")
-                    .with_help("write `{{` and `}}` for literal braces"),
+                    .with_help(
+                        "write the value out in full; for literal braces write `{{` and `}}`",
+                    ),
                 );
                 None
             }
@@ -395,17 +409,19 @@ impl<'a> Fields<'a> {
                     "E0207",
                     shown.unwrap_or(f.value.span),
                     format!(
-                        "field `{key}` of {} must be one of {}",
+                        "field `{key}` of {} must be {}",
                         self.what,
-                        choices.join(", ")
+                        or_list(choices)
                     ),
                 )
-                .with_label("not one of the allowed values");
-                if let Some(w) = &word
-                    && let Some(s) = did_you_mean(w, choices.iter().copied())
+                .with_label(format!("expected {}", or_list(choices)));
+                d = match word
+                    .as_deref()
+                    .and_then(|w| did_you_mean(w, choices.iter().copied()))
                 {
-                    d = d.with_help(format!("did you mean `{s}`?"));
-                }
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("write `{key}: {}`", choices[0])),
+                };
                 diags.push(d);
                 None
             }
@@ -423,17 +439,68 @@ impl<'a> Fields<'a> {
         if self.get(key).is_some() {
             return true;
         }
+        let _ = item_span;
+        let what = self
+            .what
+            .strip_prefix("a ")
+            .or_else(|| self.what.strip_prefix("an "))
+            .unwrap_or(self.what);
         diags.push(
             Diagnostic::error(
                 "E0208",
                 name.span,
-                format!("{} `{}` has no `{key}` field", self.what, name.name),
+                format!("{what} `{}` has no `{key}` field", name.name),
             )
             .with_label(format!("`{key}` is required"))
-            .with_secondary(item_span, "declared here")
             .with_help(help.to_string()),
         );
         false
+    }
+}
+
+/// `` `a`, `b` or `c` ``.
+fn or_list(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// How to write a field's value as the expected kind, judged from what was written.
+fn mismatch_help(key: &str, expected: &str, found: &Value) -> String {
+    let plain = match &found.kind {
+        ValueKind::Str(t) => t.as_plain(),
+        _ => None,
+    };
+    match (expected, &found.kind) {
+        ("a whole number" | "a number", ValueKind::Str(_))
+            if plain
+                .as_deref()
+                .is_some_and(|p| p.trim().parse::<f64>().is_ok()) =>
+        {
+            format!(
+                "remove the quotes: `{key}: {}`",
+                plain.unwrap_or_default().trim()
+            )
+        }
+        (e, ValueKind::Int(n)) if e.starts_with("a duration") => {
+            format!("add a unit: `{key}: {n}s` (units are `ms`, `s`, `m` and `h`)")
+        }
+        ("a string", ValueKind::Path(p)) => format!("quote it: `{key}: \"{}\"`", p.dotted()),
+        ("a name", ValueKind::Str(_)) if plain.is_some() => format!(
+            "write the name without quotes: `{key}: {}`",
+            plain.unwrap_or_default()
+        ),
+        ("a whole number", ValueKind::Decimal(x)) => {
+            format!("use a whole number: `{key}: {}`", x.round())
+        }
+        ("a whole number", _) => format!("for example `{key}: 3`"),
+        ("a number", _) => format!("for example `{key}: 0.5`"),
+        (e, _) if e.starts_with("a duration") => format!("for example `{key}: 30s`"),
+        ("a string", _) => format!("for example `{key}: \"...\"`"),
+        _ => format!("write `{key}: ` followed by {expected}"),
     }
 }
 
@@ -605,7 +672,7 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
     };
     let f = Fields::new(what, &decl.fields, known, diags);
     let kind = if is_command {
-        command_kind(&f, &params, diags)
+        command_kind(&f, &params, &decl.name.name, diags)
     } else {
         let system = f.string("system", diags).map(|(t, span)| {
             check_param_refs(&t, span, &params, &decl.name.name, diags);
@@ -639,7 +706,12 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
     }
 }
 
-fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) -> AgentKind {
+fn command_kind(
+    f: &Fields<'_>,
+    params: &[ParamDef],
+    agent: &str,
+    diags: &mut Diagnostics,
+) -> AgentKind {
     let mut argv = Vec::new();
     if let Some(run) = f.get("run") {
         match &run.value.kind {
@@ -647,7 +719,7 @@ fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) ->
                 for v in items {
                     match &v.kind {
                         ValueKind::Str(t) => {
-                            check_param_refs(t, v.span, params, "", diags);
+                            check_param_refs(t, v.span, params, agent, diags);
                             argv.push((t.clone(), v.span));
                         }
                         _ => diags.push(
@@ -685,16 +757,25 @@ fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) ->
                 for field in fields {
                     match &field.value.kind {
                         ValueKind::Str(t) => {
-                            check_param_refs(t, field.value.span, params, "", diags);
+                            check_param_refs(t, field.value.span, params, agent, diags);
                             env.push((field.key.name.clone(), t.clone(), field.value.span));
                         }
                         _ => diags.push(
                             Diagnostic::error(
                                 "E0207",
                                 field.value.span,
-                                "environment values must be strings",
+                                format!(
+                                    "environment variable `{}` must be a string, found {}",
+                                    field.key.name,
+                                    field.value.kind.describe()
+                                ),
                             )
-                            .with_label("expected a string"),
+                            .with_label("expected a string")
+                            .with_help(format!(
+                                "quote it: `{}: \"{}\"`",
+                                field.key.name,
+                                value_text(&field.value)
+                            )),
                         ),
                     }
                 }
@@ -705,7 +786,8 @@ fn command_kind(f: &Fields<'_>, params: &[ParamDef], diags: &mut Diagnostics) ->
                     e.value.span,
                     "field `env` must be a record of strings",
                 )
-                .with_label("expected `{ NAME: \"value\" }`"),
+                .with_label("expected `{ NAME: \"value\" }`")
+                .with_help("write the variables as a record: `env: { NAME: \"value\", OTHER: \"{param}\" }`"),
             ),
         }
     }
@@ -721,7 +803,7 @@ fn check_param_refs(
     t: &Template,
     _span: Span,
     params: &[ParamDef],
-    _agent: &str,
+    agent: &str,
     diags: &mut Diagnostics,
 ) {
     for part in &t.parts {
@@ -734,18 +816,22 @@ fn check_param_refs(
         let mut d = Diagnostic::error(
             "E0201",
             p.root.span,
-            format!("`{}` is not a parameter of this agent", p.root.name),
+            format!("`{}` is not a parameter of agent `{agent}`", p.root.name),
         )
         .with_label("not a parameter");
         d = match did_you_mean(&p.root.name, params.iter().map(|q| q.name.as_str())) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if params.is_empty() => d.with_help(format!(
-                "an agent's own text can only use its parameters; declare one: `agent name({}: text) {{ ... }}`, or pass the value in the prompt",
+                "an agent's own text can only use its parameters; declare one (`agent {agent}({}: text) {{ ... }}`) and pass it at the call, or put the value in the prompt",
                 p.root.name
             )),
             None => d.with_help(format!(
-                "parameters: {}",
-                params.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+                "an agent's own text can only use its parameters; those of `{agent}` are {}",
+                params
+                    .iter()
+                    .map(|q| format!("`{}`", q.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         };
         diags.push(d);

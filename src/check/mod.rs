@@ -87,6 +87,7 @@ pub struct Program {
 /// Checks a module set. The program is returned even when there are errors (for tools that
 /// want to show as much as possible); callers must not run it if `diags.has_errors()`.
 pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
+    let before = diags.len();
     let mut tables = Tables {
         providers: items::builtin_providers(),
         ..Tables::default()
@@ -105,16 +106,31 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                 ast::Item::Agent(a) => (&a.name, "agent"),
                 ast::Item::Workflow(w) => (&w.name, "workflow"),
             };
-            if let Some((prev, prev_kind)) = item_spans.get(&name.name) {
-                diags.push(
-                    Diagnostic::error("E0205", name.span, format!("`{}` is defined twice", name.name))
-                        .with_label(format!("{kind} `{}` defined again here", name.name))
-                        .with_secondary(*prev, format!("first defined here as a {prev_kind}"))
-                        .with_help("names of providers, models, agents and workflows share one namespace; rename one of them"),
-                );
-                continue;
+            if let Some(&(prev, prev_kind)) = item_spans.get(&name.name) {
+                diags.push(duplicate_item(
+                    set,
+                    &name.name,
+                    (name.span, kind),
+                    (prev, prev_kind),
+                ));
+                // An item of another kind does not clash in its own table: keep it there, so
+                // that its uses are not reported as unknown on top of this error.
+                let free = kind != prev_kind
+                    && match item {
+                        ast::Item::Provider(_) => false,
+                        ast::Item::Model(_) => !tables.models.contains_key(&name.name),
+                        ast::Item::Agent(_) => !tables.agents.contains_key(&name.name),
+                        ast::Item::Workflow(_) => {
+                            !workflows.iter().any(|w| w.name.name == name.name)
+                        }
+                        ast::Item::Include(_) => false,
+                    };
+                if !free {
+                    continue;
+                }
+            } else {
+                item_spans.insert(name.name.clone(), (name.span, kind));
             }
-            item_spans.insert(name.name.clone(), (name.span, kind));
             match item {
                 ast::Item::Provider(d) => {
                     declared_providers.push(d.name.name.clone());
@@ -146,11 +162,85 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
         .into_iter()
         .map(|w| (w.name.name.clone(), workflow::lower(w, &tables, diags)))
         .collect();
+    if set.incomplete {
+        // An included file could not be loaded: an unknown agent, model or provider may well be
+        // declared in it, so only the include error is reported.
+        let mut i = 0;
+        diags.retain(|d| {
+            i += 1;
+            i <= before || !matches!(d.code, "E0202" | "E0203" | "E0204")
+        });
+    }
     Program {
         sources: set.sources.clone(),
         tables,
         workflows,
     }
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// `name` is declared twice: `this` is the later declaration, `prev` the first one. The error
+/// points into the entry script when one of them is there (that is the file being edited),
+/// and otherwise at the later declaration.
+fn duplicate_item(
+    set: &ModuleSet,
+    name: &str,
+    this: (Span, &'static str),
+    prev: (Span, &'static str),
+) -> Diagnostic {
+    let file_of = |s: Span| set.sources.get(s.file).name.clone();
+    let (primary, other) = if prev.0.file == set.entry && this.0.file != set.entry {
+        (prev, this)
+    } else {
+        (this, prev)
+    };
+    let same_file = primary.0.file == other.0.file;
+    let message = if primary.1 == other.1 {
+        format!("{} `{name}` is defined twice", primary.1)
+    } else {
+        format!(
+            "`{name}` is defined twice: as {} {} and as {} {}",
+            article(other.1),
+            other.1,
+            article(primary.1),
+            primary.1
+        )
+    };
+    let (label, other_label) = if same_file && primary.0.start > other.0.start {
+        (
+            "defined again here".to_string(),
+            "first defined here".to_string(),
+        )
+    } else {
+        (
+            format!("{} `{name}` defined here", primary.1),
+            format!("{} `{name}` also defined here", other.1),
+        )
+    };
+    let other_file = file_of(other.0);
+    let help = if other_file.starts_with("std/") {
+        format!(
+            "`{name}` is {} {} of the standard library ({other_file}); rename yours",
+            article(other.1),
+            other.1
+        )
+    } else if other.1 == primary.1 {
+        "rename one of them, or remove the copy".to_string()
+    } else {
+        "providers, models, agents and workflows share one namespace; rename one of them"
+            .to_string()
+    };
+    Diagnostic::error("E0205", primary.0, message)
+        .with_label(label)
+        .with_secondary(other.0, other_label)
+        .with_help(help)
 }
 
 fn check_model_providers(

@@ -22,13 +22,32 @@ pub fn did_you_mean<'a>(
             let score = if c.to_lowercase() == lower {
                 1.0
             } else {
-                strsim::normalized_damerau_levenshtein(unknown, c)
+                strsim::normalized_damerau_levenshtein(unknown, c).max(prefix_score(&lower, c))
             };
             (c, score)
         })
         .filter(|(_, s)| *s >= THRESHOLD)
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(c, _)| c)
+}
+
+/// An abbreviation or a longer form of a name (`lang` → `language`, `retries` → `retry`)
+/// scores just at the threshold: a shared prefix of at least 4 characters that covers most
+/// of the shorter name, which is at least half as long as the other.
+fn prefix_score(lower: &str, candidate: &str) -> f64 {
+    let candidate = candidate.to_lowercase();
+    let common = lower
+        .chars()
+        .zip(candidate.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (a, b) = (lower.chars().count(), candidate.chars().count());
+    let (shorter, longer) = (a.min(b), a.max(b));
+    if common >= 4 && common * 5 >= shorter * 4 && longer <= shorter * 2 {
+        THRESHOLD
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +62,8 @@ mod tests {
             Some("planner")
         );
         assert_eq!(did_you_mean("zebra", ["scout", "planner"]), None);
+        assert_eq!(did_you_mean("lang", ["language", "tone"]), Some("language"));
+        assert_eq!(did_you_mean("retries", ["max", "retry"]), Some("retry"));
+        assert_eq!(did_you_mean("plan", ["planner_notes"]), None);
     }
 }

@@ -88,7 +88,15 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             other => {
                 let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`"))
                     .with_label("unknown type");
-                d = match did_you_mean(other, TYPE_NAMES.iter().copied()) {
+                let synonym = match other {
+                    "string" | "str" | "String" => Some("text"),
+                    "int" | "integer" | "float" | "double" | "i64" | "f64" => Some("number"),
+                    "boolean" => Some("bool"),
+                    "object" | "map" | "any" => Some("json"),
+                    "array" | "vec" | "Vec" => Some("list<T>"),
+                    _ => None,
+                };
+                d = match synonym.or_else(|| did_you_mean(other, TYPE_NAMES.iter().copied())) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None => d.with_help(
                         "types are text, number, bool, json, list<T> and records `{ name: T }`",

@@ -177,6 +177,8 @@ pub struct WorkflowGraph {
 #[derive(Debug, Clone, Default)]
 struct Scope {
     model: Option<(Ident, Span)>,
+    /// The innermost block named a model that is not declared (already reported).
+    model_unknown: bool,
     retry: Option<u32>,
     timeout_ms: Option<u64>,
     fallback: Option<Ident>,
@@ -276,16 +278,16 @@ impl Lowerer<'_> {
         for o in opts {
             let kw = o.kind.keyword();
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == kw) {
-                let what = if kw == "model" { "a model" } else { kw };
+                let message = if kw == "model" {
+                    "two models are given in these options".to_string()
+                } else {
+                    format!("`{kw}` is given twice in these options")
+                };
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0502",
-                        o.span,
-                        format!("{what} is given twice in these options"),
-                    )
-                    .with_label("given again")
-                    .with_secondary(*prev, "first given here")
-                    .with_help("keep one of them"),
+                    Diagnostic::error("E0502", o.span, message)
+                        .with_label("given again")
+                        .with_secondary(*prev, "first given here")
+                        .with_help("keep one of them"),
                 );
                 continue;
             }
@@ -315,6 +317,10 @@ impl Lowerer<'_> {
                 OptKind::Model(m) => {
                     if self.known_model(m) {
                         scope.model = Some((m.clone(), o.span));
+                        scope.model_unknown = false;
+                    } else {
+                        scope.model = None;
+                        scope.model_unknown = true;
                     }
                 }
                 OptKind::Fallback(m) => {
@@ -523,21 +529,39 @@ impl Lowerer<'_> {
             _ => return,
         };
         if n == 0 || n > branches {
+            let message = match gather.policy {
+                Policy::First(0) => {
+                    "`first 0` would cancel every branch before it runs".to_string()
+                }
+                Policy::Min(0) => "`min 0` is met even when every branch fails".to_string(),
+                _ => format!(
+                    "`{}` cannot be met by a block of {branches} {}",
+                    gather.policy,
+                    if branches == 1 { "branch" } else { "branches" }
+                ),
+            };
+            let label = if n == 0 {
+                "zero".to_string()
+            } else {
+                format!("needs {n} successful branches")
+            };
             self.diags.push(
-                Diagnostic::error(
-                    "E0503",
-                    gather.policy_span,
-                    format!(
-                        "`{}` cannot be met by a block of {branches} branches",
-                        gather.policy
-                    ),
-                )
-                .with_label(format!("needs {n}"))
-                .with_secondary(
-                    self.g.groups[group].span,
-                    format!("this block has {branches} branches"),
-                )
-                .with_help(format!("use a number from 1 to {branches}")),
+                Diagnostic::error("E0503", gather.policy_span, message)
+                    .with_label(label)
+                    .with_secondary(
+                        self.g.groups[group].span,
+                        format!(
+                            "this block has {branches} {}",
+                            if branches == 1 { "branch" } else { "branches" }
+                        ),
+                    )
+                    .with_help(if branches == 0 {
+                        "the block has no branches to gather".to_string()
+                    } else {
+                        format!(
+                            "use a number from 1 to {branches}, or `all` to wait for every branch"
+                        )
+                    }),
             );
         }
     }
@@ -675,7 +699,10 @@ impl Lowerer<'_> {
                         )
                         .with_label(format!("model `{}` given here", m.name))
                         .with_secondary(agent.name_span, "declared with `run:` here")
-                        .with_help("remove the model from the options"),
+                        .with_help(format!(
+                            "remove `{}` from the options: a command agent runs a program, not a model",
+                            m.name
+                        )),
                     );
                 }
                 Exec::Command {
@@ -724,7 +751,7 @@ impl Lowerer<'_> {
                 let model = match model {
                     Some(m) => m,
                     None => {
-                        if pin.is_none() {
+                        if pin.is_none() && !scope.model_unknown {
                             self.diags.push(
                                 Diagnostic::error("E0401", s.callee.span, format!("step `{}` has no model", s.name.name))
                                     .with_label(format!("`{}` pins no model and no block gives one", agent.name))
@@ -774,6 +801,10 @@ impl Lowerer<'_> {
         let agent = self.tables.agents.get(agent_name);
         let mut prompt = None;
         let mut args = IndexMap::new();
+        // Where each named argument was first given.
+        let mut given: IndexMap<String, Span> = IndexMap::new();
+        // Parameters that a misspelled argument was probably meant for.
+        let mut meant: Vec<String> = Vec::new();
         for a in &s.args {
             let t = match &a.value.kind {
                 ValueKind::Str(t) => t.clone(),
@@ -802,18 +833,30 @@ impl Lowerer<'_> {
                             .with_label("unknown parameter")
                             .with_secondary(agent.name_span, "agent declared here");
                         d = match did_you_mean(&n.name, agent.params.iter().map(|p| p.name.as_str())) {
-                            Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                            None if agent.params.is_empty() => d.with_help(format!("`{agent_name}` declares no parameters")),
+                            Some(x) => {
+                                meant.push(x.to_string());
+                                d.with_help(format!("did you mean `{x}`?"))
+                            }
+                            None if agent.params.is_empty() => d.with_help(format!(
+                                "`{agent_name}` declares no parameters; to pass one, declare it (`agent {agent_name}({}: text) {{ ... }}`) and use `{{{}}}` in its fields",
+                                n.name, n.name
+                            )),
                             None => d.with_help(format!(
                                 "its parameters: {}",
                                 agent.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
                             )),
                         };
                         self.diags.push(d);
-                    } else if args.insert(n.name.clone(), t).is_some() {
+                    } else if let Some(first) = given.get(&n.name) {
                         self.diags.push(
-                            Diagnostic::error("E0211", n.span, format!("argument `{}` is given twice", n.name)).with_label("given again"),
+                            Diagnostic::error("E0211", n.span, format!("argument `{}` is given twice", n.name))
+                                .with_label("given again")
+                                .with_secondary(*first, "first given here")
+                                .with_help("remove one of them"),
                         );
+                    } else {
+                        given.insert(n.name.clone(), n.span);
+                        args.insert(n.name.clone(), t);
                     }
                 }
             }
@@ -822,7 +865,9 @@ impl Lowerer<'_> {
             let missing: Vec<&str> = agent
                 .params
                 .iter()
-                .filter(|p| p.default.is_none() && !args.contains_key(&p.name))
+                .filter(|p| {
+                    p.default.is_none() && !args.contains_key(&p.name) && !meant.contains(&p.name)
+                })
                 .map(|p| p.name.as_str())
                 .collect();
             if !missing.is_empty() {
@@ -831,18 +876,31 @@ impl Lowerer<'_> {
                     .map(|m| format!("`{m}`"))
                     .collect::<Vec<_>>()
                     .join(", ");
+                let (noun, it) = if missing.len() == 1 {
+                    ("argument", "it")
+                } else {
+                    ("arguments", "them")
+                };
+                let mut help =
+                    format!("pass {it} by name: `{agent_name}({}: \"...\")`", missing[0]);
+                if prompt.is_some() {
+                    let what = match agent.kind {
+                        AgentKind::Command { .. } => "the prompt (the command's stdin)",
+                        AgentKind::Model { .. } => "the prompt",
+                    };
+                    help.push_str(&format!(
+                        "; an argument without a name is {what}, not a parameter"
+                    ));
+                }
                 self.diags.push(
                     Diagnostic::error(
                         "E0211",
                         s.callee.span,
-                        format!("call of `{agent_name}` is missing {list}"),
+                        format!("call of `{agent_name}` is missing the {noun} {list}"),
                     )
-                    .with_label("missing arguments")
-                    .with_secondary(agent.name_span, "parameters declared here")
-                    .with_help(format!(
-                        "pass them by name: `{agent_name}({}: \"...\")`",
-                        missing[0]
-                    )),
+                    .with_label(format!("missing {list}"))
+                    .with_secondary(agent.name_span, format!("`{agent_name}` declared here"))
+                    .with_help(help),
                 );
             }
             if prompt.is_none() && matches!(agent.kind, AgentKind::Model { .. }) {
@@ -971,7 +1029,19 @@ impl Lowerer<'_> {
         let candidates: Vec<&str> = self.g.bindings.keys().map(String::as_str).collect();
         d = match did_you_mean(&name.name, candidates.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help("interpolations name a parameter of the workflow, a step, or a named `parallel` block"),
+            None if self.tables.agents.contains_key(&name.name) => d.with_help(format!(
+                "`{0}` is an agent, not a value; call it in a step (`result = {0}(\"...\")`) and use `{{result}}`",
+                name.name
+            )),
+            None if candidates.is_empty() => d.with_help(format!(
+                "workflow `{}` defines no names; a name is a parameter, a step or a named `parallel` block",
+                self.g.name
+            )),
+            None => d.with_help(format!(
+                "a name is a parameter, a step or a named `parallel` block; `{}` defines {}",
+                self.g.name,
+                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            )),
         };
         self.diags.push(d);
     }
@@ -1030,7 +1100,10 @@ impl Lowerer<'_> {
                     ),
                 )
                 .with_label("a step's output is text")
-                .with_help(format!("use `{{{}}}` whole", path.root.name)),
+                .with_help(format!(
+                    "use `{{{}}}` whole; structured outputs (`-> {{ {}: ... }}` on a step) are not supported yet",
+                    path.root.name, first.name
+                )),
             ),
             Binding::Group(g) => {
                 let members: Vec<String> = self.g.groups[g]
@@ -1164,21 +1237,64 @@ impl Lowerer<'_> {
                 continue;
             }
             let cycle = find_cycle(&graph, &scc);
+            if cycle.is_empty() {
+                continue;
+            }
+            let uses: Vec<&(NodeId, Dep)> = cycle
+                .iter()
+                .filter(|(_, d)| d.kind != DepKind::Order)
+                .collect();
+            if uses.len() == 1 && uses.len() < cycle.len() {
+                // One use of a step that only runs later in the sequence.
+                let (from, dep) = *uses[0];
+                let (x, y) = (
+                    self.g.nodes[from].name.clone(),
+                    self.g.nodes[dep.node].name.clone(),
+                );
+                let verb = if dep.kind == DepKind::After {
+                    "waits for"
+                } else {
+                    "uses"
+                };
+                let mut d = Diagnostic::error(
+                    "E0301",
+                    dep.span,
+                    format!("`{x}` {verb} `{y}`, which only runs after it"),
+                )
+                .with_label(format!("`{y}` has not run yet here"))
+                .with_help(format!(
+                    "statements of a sequence run top to bottom: move `{y} = ...` above `{x}`"
+                ));
+                if let Some(def) = self.defined_at.get(&y) {
+                    d = d.with_secondary(*def, format!("`{y}` is defined here, after `{x}`"));
+                }
+                self.diags.push(d);
+                continue;
+            }
             let names: Vec<String> = cycle
                 .iter()
                 .map(|(from, _)| format!("`{}`", self.g.nodes[*from].name))
                 .collect();
+            // Sequence-order edges are shown at the earlier step's name, not its whole statement.
+            let edge_span = |dep: &Dep| match dep.kind {
+                DepKind::Order => self
+                    .defined_at
+                    .get(&self.g.nodes[dep.node].name)
+                    .copied()
+                    .unwrap_or(dep.span),
+                _ => dep.span,
+            };
             let (first_from, first_dep) = cycle[0];
             let mut d = Diagnostic::error(
                 "E0301",
-                first_dep.span,
+                edge_span(&first_dep),
                 format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
             )
             .with_label(edge_label(&self.g.nodes[first_from].name, &self.g.nodes[first_dep.node].name, first_dep.kind))
             .with_help("a step cannot wait, directly or through others, for itself: remove one of these dependencies");
             for (from, dep) in &cycle[1..] {
                 d = d.with_secondary(
-                    dep.span,
+                    edge_span(dep),
                     edge_label(
                         &self.g.nodes[*from].name,
                         &self.g.nodes[dep.node].name,
@@ -1221,7 +1337,8 @@ fn find_cycle(
             .edges(u)
             .filter(|e| in_scc.contains(&e.target()))
             .collect();
-        edges.sort_by_key(|e| graph[e.target()]);
+        // Between the same two steps, prefer a data or `after` edge to a sequence-order one.
+        edges.sort_by_key(|e| (graph[e.target()], e.weight().kind == DepKind::Order));
         for e in edges {
             let v = e.target();
             if v == start {

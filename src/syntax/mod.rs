@@ -5,6 +5,7 @@
 //! [`Diagnostic`] (`E0001`) whose message lists the expected tokens in words.
 
 pub mod ast;
+mod error;
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -22,8 +23,11 @@ struct OrchParser;
 /// A syntax error (`E0001`) at the first place the text cannot be parsed, naming what was
 /// expected there.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
-    let mut pairs =
-        OrchParser::parse(Rule::file, text).map_err(|e| Box::new(syntax_error(file, text, e)))?;
+    // Parse attempts (the literal tokens tried at the error position) make the error messages
+    // precise; collecting them costs little on files of this size.
+    pest::set_error_detail(true);
+    let mut pairs = OrchParser::parse(Rule::file, text)
+        .map_err(|e| Box::new(error::syntax_error(file, text, &e)))?;
     let root = pairs
         .next()
         .expect("grammar: `file` always yields one pair");
@@ -34,168 +38,6 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
         .map(|p| lower.item(p))
         .collect();
     Ok(Module { file, items })
-}
-
-// ------------------------------------------------------------------------- errors
-
-/// Words for grammar rules, as users know them.
-fn rule_words(rule: Rule) -> Option<&'static str> {
-    Some(match rule {
-        Rule::ident | Rule::path | Rule::callee => "a name",
-        Rule::key => "a field name",
-        Rule::string | Rule::triple => "a string",
-        Rule::int => "an integer",
-        Rule::decimal => "a number",
-        Rule::duration => "a duration (like `30s`)",
-        Rule::money => "an amount (like `$2.50`)",
-        Rule::boolean => "`true` or `false`",
-        Rule::value | Rule::expr => "a value",
-        Rule::list => "a list `[...]`",
-        Rule::record => "`{`",
-        Rule::field | Rule::type_field => "a field `name: value`",
-        Rule::type_expr | Rule::type_name | Rule::list_type | Rule::record_type => "a type",
-        Rule::include | Rule::kw_include => "`include`",
-        Rule::provider | Rule::kw_provider => "`provider`",
-        Rule::model | Rule::kw_model => "`model`",
-        Rule::agent | Rule::kw_agent => "`agent`",
-        Rule::workflow | Rule::kw_workflow => "`workflow`",
-        Rule::kw_as => "`as`",
-        Rule::params | Rule::args => "`(`",
-        Rule::param => "a parameter",
-        Rule::named_arg => "an argument",
-        Rule::return_type | Rule::type_clause => "`->`",
-        Rule::options | Rule::policy => "`<`",
-        Rule::opt_max => "`max N`",
-        Rule::opt_retry => "`retry N`",
-        Rule::opt_timeout => "`timeout D`",
-        Rule::opt_fallback => "`fallback MODEL`",
-        Rule::opt_budget => "`budget $X`",
-        Rule::opt_model => "a model name",
-        Rule::policy_all | Rule::policy_any | Rule::policy_first | Rule::policy_min => {
-            "a policy (`all`, `any`, `first N`, `min N`)"
-        }
-        Rule::block => "`{`",
-        Rule::return_stmt | Rule::kw_return => "`return`",
-        Rule::gather_stmt | Rule::kw_gather => "`gather`",
-        Rule::then_stmt | Rule::kw_then => "`then`",
-        Rule::parallel_stmt | Rule::kw_parallel => "`parallel`",
-        Rule::step => "a step `name = agent(\"...\")`",
-        Rule::call => "a call `agent(\"...\")`",
-        Rule::after_clause | Rule::kw_after => "`after`",
-        Rule::escape => "an escape (`\\n`, `\\t`, `\\\"`, `\\\\`, `\\{`, `\\}`)",
-        Rule::interp => "an interpolation `{name}`",
-        Rule::EOI => "end of file",
-        _ => return None,
-    })
-}
-
-fn join_words(mut words: Vec<&str>) -> String {
-    words.sort();
-    words.dedup();
-    match words.len() {
-        0 => String::new(),
-        1 => words[0].to_string(),
-        n => format!("{} or {}", words[..n - 1].join(", "), words[n - 1]),
-    }
-}
-
-fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
-    use pest::error::{ErrorVariant, InputLocation};
-    let (start, end) = match e.location {
-        InputLocation::Pos(p) => (p, p),
-        InputLocation::Span((s, e)) => (s, e),
-    };
-    // Point at the offending token (or the end of the line), not at an empty position.
-    let found_end = token_end(text, start).max(end);
-    let span = Span::new(file, start, found_end);
-    let found = describe_found(text, start);
-    let (message, label) = match &e.variant {
-        ErrorVariant::ParsingError {
-            positives,
-            negatives,
-        } => {
-            let expected = join_words(positives.iter().filter_map(|r| rule_words(*r)).collect());
-            let unexpected = join_words(negatives.iter().filter_map(|r| rule_words(*r)).collect());
-            if !expected.is_empty() {
-                (
-                    format!("expected {expected}, found {found}"),
-                    format!("expected {expected}"),
-                )
-            } else if !unexpected.is_empty() {
-                (
-                    format!("unexpected {unexpected}"),
-                    "not allowed here".to_string(),
-                )
-            } else {
-                (
-                    format!("unexpected {found}"),
-                    "not expected here".to_string(),
-                )
-            }
-        }
-        ErrorVariant::CustomError { message } => (message.clone(), String::new()),
-    };
-    let mut d = Diagnostic::error("E0001", span, message).with_label(label);
-    if let Some(help) = syntax_help(text, start) {
-        d = d.with_help(help);
-    }
-    d
-}
-
-/// End of the token starting at `pos` (a word, or one character), for the error's span.
-fn token_end(text: &str, pos: usize) -> usize {
-    let rest = &text[pos.min(text.len())..];
-    let word: usize = rest
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .map(char::len_utf8)
-        .sum();
-    if word > 0 {
-        return pos + word;
-    }
-    match rest.chars().next() {
-        Some('\n') | None => pos,
-        Some(c) => pos + c.len_utf8(),
-    }
-}
-
-fn describe_found(text: &str, pos: usize) -> String {
-    let rest = &text[pos.min(text.len())..];
-    match rest.chars().next() {
-        None => "end of file".to_string(),
-        Some('\n') | Some('\r') => "end of line".to_string(),
-        Some(c) if c.is_alphanumeric() || c == '_' => {
-            let w: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            format!("`{w}`")
-        }
-        Some(c) => format!("`{c}`"),
-    }
-}
-
-/// A hint for common mistakes, judged from the text at the error.
-fn syntax_help(text: &str, pos: usize) -> Option<String> {
-    let line_start = text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[pos.min(text.len())..]
-        .find('\n')
-        .map_or(text.len(), |i| pos + i);
-    let line = &text[line_start..line_end];
-    let quotes = line.matches('"').count() - line.matches("\\\"").count();
-    if quotes % 2 == 1 && !line.contains("\"\"\"") {
-        return Some("a string must end on the line it starts; use `\"\"\"...\"\"\"` for text over several lines".into());
-    }
-    let rest = &text[pos.min(text.len())..];
-    if rest.starts_with('}') && line[..pos - line_start].contains('"') {
-        return Some("write `}}` for a literal `}` in a string".into());
-    }
-    if rest.starts_with('{') && line[..pos - line_start].contains('"') {
-        return Some(
-            "an interpolation is `{name}` or `{name.field}`; write `{{` for a literal `{`".into(),
-        );
-    }
-    None
 }
 
 // ------------------------------------------------------------------------- lowering

@@ -182,3 +182,21 @@ fn plan_json_has_the_documented_shape() {
     assert_eq!(node["location"]["line"], 9);
     assert_eq!(v["groups"][0]["max"], 2);
 }
+
+#[test]
+fn a_block_member_reference_needs_only_that_member() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m, max_tokens: 100 }
+workflow main() {
+  b = parallel <> { x = a("x"); y = a("y") }
+  u = a("{b.x}")
+}
+"#,
+    );
+    let u = plan.nodes.iter().find(|n| n.name == "u").unwrap();
+    assert_eq!(u.data_deps, vec![0]);
+    assert_eq!(u.worst_case.input_tokens, 100);
+}

@@ -598,6 +598,13 @@ impl Lowerer<'_> {
                 .push((before..self.g.nodes.len()).collect());
         }
         self.g.groups[id].members = (first..self.g.nodes.len()).collect();
+        if p.body.stmts.is_empty() {
+            self.diags.push(
+                Diagnostic::error("E0506", p.keyword, "this `parallel` block has no branches")
+                    .with_label("empty block")
+                    .with_help("put at least one step inside, or remove the block"),
+            );
+        }
         (exits, id)
     }
 
@@ -703,6 +710,25 @@ impl Lowerer<'_> {
                             "remove `{}` from the options: a command agent runs a program, not a model",
                             m.name
                         )),
+                    );
+                }
+                if let Some(o) = s
+                    .options
+                    .iter()
+                    .find(|o| matches!(o.kind, OptKind::Fallback(_)))
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0403",
+                            o.span,
+                            format!(
+                                "`{}` is a command agent; it has no model to fall back from",
+                                agent.name
+                            ),
+                        )
+                        .with_label("`fallback` given here")
+                        .with_secondary(agent.name_span, "declared with `run:` here")
+                        .with_help("remove `fallback`; `retry N` re-runs a failed command"),
                     );
                 }
                 Exec::Command {
@@ -974,7 +1000,11 @@ impl Lowerer<'_> {
                         );
                         continue;
                     }
-                    members
+                    // `{block.step}` needs that step only; `{block}` needs every step.
+                    match r.path.fields.first().and_then(|f| self.member(g, &f.name)) {
+                        Some(m) => vec![m],
+                        None => members,
+                    }
                 }
             };
             if r.kind == DepKind::After && matches!(binding, Binding::Param(_)) {
@@ -1014,6 +1044,30 @@ impl Lowerer<'_> {
         }
         self.propagate_taint();
         self.check_argv_taint();
+    }
+
+    /// The step named `name` directly or deeper inside block `g`.
+    fn member(&self, g: GroupId, name: &str) -> Option<NodeId> {
+        self.g.groups[g]
+            .members
+            .iter()
+            .copied()
+            .find(|&m| self.g.nodes[m].name == name)
+    }
+
+    /// The steps whose outputs a reference reads: a step, one step of a block
+    /// (`{block.step}`), or every step of a block (`{block}`); none for a parameter.
+    fn referenced_nodes(&self, p: &Path) -> Vec<NodeId> {
+        match self.g.bindings.get(&p.root.name) {
+            Some(Binding::Node(n)) => vec![*n],
+            Some(Binding::Group(g)) => {
+                match p.fields.first().and_then(|f| self.member(*g, &f.name)) {
+                    Some(m) => vec![m],
+                    None => self.g.groups[*g].members.clone(),
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn undefined(&mut self, name: &Ident) {
@@ -1183,23 +1237,16 @@ impl Lowerer<'_> {
                     continue;
                 }
                 for p in arg.interps() {
-                    let tainted_by = match self.g.bindings.get(&p.root.name) {
-                        Some(Binding::Node(m)) if self.g.nodes[*m].tainted => Some(p),
-                        Some(Binding::Group(g))
-                            if self.g.groups[*g]
-                                .members
-                                .iter()
-                                .any(|m| self.g.nodes[*m].tainted) =>
-                        {
-                            Some(p)
-                        }
-                        _ => None,
-                    };
+                    let tainted_by = self
+                        .referenced_nodes(p)
+                        .iter()
+                        .any(|m| self.g.nodes[*m].tainted)
+                        .then_some(p);
                     if let Some(p) = tainted_by {
                         let argv_span = agent.kind_argv_span(param);
                         found.push((
                             p.span,
-                            p.root.name.clone(),
+                            p.dotted(),
                             param.clone(),
                             n.agent.clone(),
                             argv_span,

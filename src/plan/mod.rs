@@ -504,11 +504,15 @@ fn worst_case(
         input += match wf.bindings.get(&p.root.name) {
             Some(Binding::Node(m)) => out_bound[*m],
             // Each branch renders under a `## name` heading: about 4 more tokens.
-            Some(Binding::Group(g)) => wf.groups[*g]
-                .members
-                .iter()
-                .map(|m| out_bound[*m] + 4)
-                .sum(),
+            Some(Binding::Group(g)) => {
+                let members = &wf.groups[*g].members;
+                let named = p.fields.first();
+                match named.and_then(|f| members.iter().find(|&&m| wf.nodes[m].name == f.name)) {
+                    // `{block.step}`: that step's output only.
+                    Some(&m) => out_bound[m],
+                    None => members.iter().map(|m| out_bound[*m] + 4).sum(),
+                }
+            }
             _ => 0,
         };
     }

@@ -534,3 +534,12 @@ async fn numbers_render_as_written() {
     let (r, _) = run_script(&src, &[("n", "3"), ("x", "2.5")]).await;
     assert_eq!(r.output.as_deref(), Some("3/2.5"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn record_inputs_keep_their_field_order() {
+    let src = format!(
+        "{MODELS}\nworkflow main(r: {{ zeta: text, alpha: text }}) {{ s = a(\"{{r}}\"); return \"{{r}} {{r.alpha}}\" }}"
+    );
+    let (r, _) = run_script(&src, &[("r", r#"{"zeta": "z", "alpha": "a"}"#)]).await;
+    assert_eq!(r.output.as_deref(), Some(r#"{"zeta":"z","alpha":"a"} a"#));
+}

@@ -10,12 +10,12 @@
 #   scripts/llm-server.sh status    # exit 0 when the server answers
 #   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
 #
-# Environment: ORCH_LLM_PORT (default 8089), ORCH_LLM_DIR (default .orch-llm in the repo),
+# Environment: ORCH_LLM_PORT (default 8089), ORCH_LLM_DIR (default ~/.cache/orch-llm, shared by
+# every checkout on the machine so the llama.cpp build happens once),
 # ORCH_LLM_CTX (context size in tokens, default 4096).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dir="${ORCH_LLM_DIR:-$repo/.orch-llm}"
+dir="${ORCH_LLM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-llm}"
 port="${ORCH_LLM_PORT:-8089}"
 ctx="${ORCH_LLM_CTX:-4096}"
 venv="$dir/venv"

@@ -190,8 +190,7 @@ workflow main() { x = a<retry 2>("hello") }
     assert!(r.succeeded, "{r:?}");
     let x = step(&r, "x");
     assert_eq!(x.attempts, 3);
-    // Three 1 s attempts, with backoffs of 500 ms and 1 s between them.
-    assert_eq!(r.wall_ms, 3000 + 500 + 1000);
+    // Three 1 s attempts, with backoffs of 500 ms and 1 s less up to 25% jitter between them.
     let delays: Vec<u64> = events
         .iter()
         .filter_map(|e| {
@@ -202,7 +201,10 @@ workflow main() { x = a<retry 2>("hello") }
             }
         })
         .collect();
-    assert_eq!(delays, vec![500, 1000]);
+    assert_eq!(delays.len(), 2);
+    assert!((375..=500).contains(&delays[0]), "{delays:?}");
+    assert!((750..=1000).contains(&delays[1]), "{delays:?}");
+    assert_eq!(r.wall_ms, 3000 + delays[0] + delays[1]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -270,7 +272,12 @@ workflow main() { x = a<timeout 2s, retry 1>("hello") }
         "{:?}",
         x.status
     );
-    assert_eq!(r.wall_ms, 2000 + 500 + 2000);
+    // Two 2 s attempts and one backoff of 500 ms less up to 25% jitter.
+    assert!(
+        (2000 + 375 + 2000..=2000 + 500 + 2000).contains(&r.wall_ms),
+        "{}",
+        r.wall_ms
+    );
 }
 
 const GATHER: &str = r#"
@@ -542,4 +549,90 @@ async fn record_inputs_keep_their_field_order() {
     );
     let (r, _) = run_script(&src, &[("r", r#"{"zeta": "z", "alpha": "a"}"#)]).await;
     assert_eq!(r.output.as_deref(), Some(r#"{"zeta":"z","alpha":"a"} a"#));
+}
+
+#[test]
+fn backoff_follows_the_sdk_formula() {
+    // Exposed through the Retrying events above; here the bounds over many samples.
+    let src = r#"
+provider flaky { kind: sim, latency: 1s, failures: 6 }
+model m { provider: flaky }
+agent a { model: m }
+workflow main() { x = a<retry 6>("hello") }
+"#;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (_, events) = rt.block_on(run_script(src, &[]));
+    let delays: Vec<u64> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Retrying { delay_ms, .. } = e {
+                Some(*delay_ms)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let caps = [500, 1000, 2000, 4000, 8000, 8000];
+    assert_eq!(delays.len(), caps.len());
+    for (d, cap) in delays.iter().zip(caps) {
+        assert!(*d <= cap && *d >= cap * 3 / 4, "{delays:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_overloaded_model_falls_back_at_once_and_a_final_error_is_not_retried() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(529).set_body_string(r#"{"error":{"message":"Overloaded"}}"#),
+        )
+        .expect(1) // no retries on the overloaded model: the fallback is used at once
+        .mount(&server)
+        .await;
+    let src = format!(
+        r#"
+provider busy {{ kind: openai, base_url: "{}/v1" }}
+provider spare {{ kind: sim }}
+model primary {{ provider: busy }}
+model backup {{ provider: spare }}
+agent a {{ model: primary, fallback: backup, retry: 3 }}
+workflow main() {{ x = a("hi") }}
+"#,
+        server.uri()
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.model.as_deref(), Some("backup"));
+    assert_eq!(x.attempts, 2);
+
+    // A 400 (for example a prompt over the context length) is final: one request, no retry.
+    let bad = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_string(r#"{"error":{"message":"context length exceeded"}}"#),
+        )
+        .expect(1)
+        .mount(&bad)
+        .await;
+    let src = format!(
+        "provider p {{ kind: openai, base_url: \"{}/v1\" }}\nmodel m {{ provider: p }}\nagent a {{ model: m, retry: 3 }}\nworkflow main() {{ x = a(\"hi\") }}",
+        bad.uri()
+    );
+    let (r, _) = run_script(&src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(x.attempts, 1);
+    assert!(
+        matches!(&x.status, StepStatus::Failed(e) if e.contains("HTTP 400") && e.contains("context length")),
+        "{:?}",
+        x.status
+    );
 }

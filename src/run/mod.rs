@@ -928,31 +928,36 @@ fn final_outputs(plan: &Plan, outputs: &[Option<String>]) -> String {
 
 // ------------------------------------------------------------------ executing one step
 
-/// Backoff before retry `k` (0-based): 500 ms doubling, capped at 8 s (the official SDKs'
-/// defaults), or the server's `retry-after` when it sent one (capped at 60 s).
-fn backoff_ms(k: u32, retry_after_ms: Option<u64>) -> u64 {
-    if let Some(ms) = retry_after_ms {
-        return ms.min(60_000);
+/// Longest `retry-after` honoured; a server asking for longer gets the default backoff.
+const MAX_RETRY_AFTER_MS: u64 = 60_000;
+
+/// Backoff before retry `k` (0-based), in milliseconds: the server's `retry-after` when it
+/// sent one of at most 60 s; otherwise `min(500 ms · 2^k, 8 s)` shortened by a random jitter
+/// of up to 25%, so that many clients failing together do not retry together. `jitter` is a
+/// uniform sample from [0, 1). Constants and formula are those of the official SDKs
+/// (anthropic-sdk-python `_calculate_retry_timeout`: INITIAL_RETRY_DELAY 0.5, MAX_RETRY_DELAY 8).
+fn backoff_ms(k: u32, retry_after_ms: Option<u64>, jitter: f64) -> u64 {
+    if let Some(ms) = retry_after_ms.filter(|ms| *ms <= MAX_RETRY_AFTER_MS) {
+        return ms;
     }
-    (500u64 << k.min(5)).min(8_000)
+    let base = (500u64 << k.min(5)).min(8_000) as f64;
+    (base * (1.0 - 0.25 * jitter.clamp(0.0, 1.0))).round() as u64
 }
 
 struct AttemptError {
     message: String,
     retryable: bool,
+    overloaded: bool,
     retry_after_ms: Option<u64>,
 }
 
 impl From<ProviderError> for AttemptError {
     fn from(e: ProviderError) -> Self {
-        let retry_after_ms = match &e {
-            ProviderError::Http { retry_after_ms, .. } => *retry_after_ms,
-            _ => None,
-        };
         AttemptError {
             retryable: e.is_retryable(),
+            overloaded: e.is_overloaded(),
+            retry_after_ms: e.retry_after_ms(),
             message: e.to_string(),
-            retry_after_ms,
         }
     }
 }
@@ -1018,7 +1023,10 @@ async fn execute(
                     temperature: *temperature,
                 };
                 report.model = Some(m.clone());
-                result = model_attempts(node, m, client, &req, shared, &mut report, tx).await;
+                let has_fallback = i == 0 && fallback.is_some();
+                result =
+                    model_attempts(node, m, client, &req, shared, &mut report, tx, has_fallback)
+                        .await;
                 if result.is_ok() {
                     break;
                 }
@@ -1052,6 +1060,7 @@ async fn execute(
     report
 }
 
+#[allow(clippy::too_many_arguments)] // the step's whole context; a struct would only rename it
 async fn model_attempts(
     node: &PlanNode,
     model: &str,
@@ -1060,6 +1069,7 @@ async fn model_attempts(
     shared: &Shared,
     report: &mut StepReport,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+    has_fallback: bool,
 ) -> Result<String, String> {
     let mut k = 0;
     loop {
@@ -1085,6 +1095,7 @@ async fn model_attempts(
                 Err(_) => Err(AttemptError {
                     message: format!("timed out after {}", format_ms(ms)),
                     retryable: true,
+                    overloaded: false,
                     retry_after_ms: None,
                 }),
             },
@@ -1099,9 +1110,13 @@ async fn model_attempts(
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
                 return Ok(c.text);
             }
+            // An overloaded model will not get better in seconds: use the fallback now.
+            Err(e) if e.overloaded && has_fallback => {
+                return Err(format!("{} (on `{model}`, overloaded)", e.message));
+            }
             Err(e) if e.retryable && k < node.retry => {
                 drop(_permit);
-                let delay = backoff_ms(k, e.retry_after_ms);
+                let delay = backoff_ms(k, e.retry_after_ms, fastrand::f64());
                 let _ = tx.send(Event::Retrying {
                     step: node.name.clone(),
                     error: e.message,
@@ -1162,7 +1177,7 @@ async fn command_attempts(
         match outcome {
             Ok(out) => return Ok(out.stdout),
             Err(e) if k < node.retry => {
-                let delay = backoff_ms(k, None);
+                let delay = backoff_ms(k, None, fastrand::f64());
                 let _ = tx.send(Event::Retrying {
                     step: node.name.clone(),
                     error: e,

@@ -294,6 +294,7 @@ mod tests {
                 status: 529,
                 message: "Overloaded".into(),
                 retry_after_ms: Some(3000),
+                should_retry: None,
             }
         );
         assert!(err.is_retryable());
@@ -319,6 +320,7 @@ mod tests {
                 ProviderError::Http {
                     status: 401,
                     retry_after_ms: None,
+                    should_retry: None,
                     ..
                 }
             ),

@@ -97,6 +97,9 @@ pub enum ProviderError {
         message: String,
         /// `retry-after` in milliseconds, when the server sent one.
         retry_after_ms: Option<u64>,
+        /// The server's `x-should-retry` header, when it sent one: it overrides the
+        /// status-based decision (as in the official Anthropic and OpenAI SDKs).
+        should_retry: Option<bool>,
     },
     /// The request did not reach the server or the connection broke.
     #[error("cannot reach {provider} at {url}: {message}")]
@@ -122,13 +125,40 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// Whether trying the same request again may succeed (429, 408, 409, 5xx, transport
-    /// errors, malformed bodies and simulated failures). 4xx client errors are final.
+    /// Whether the provider said it is overloaded (HTTP 529, Anthropic's `overloaded_error`,
+    /// or 503): a fallback model, if any, is tried at once instead of waiting on this one.
+    pub fn is_overloaded(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Http {
+                status: 529 | 503,
+                ..
+            }
+        )
+    }
+
+    /// The back-off the server asked for, in milliseconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ProviderError::Http { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same request again may succeed. The server's `x-should-retry`
+    /// decides when present; otherwise 408 (timeout), 409 (conflict), 429 (rate limit) and
+    /// 5xx (including Anthropic's 529 "overloaded") are retried, and every other 4xx — 400
+    /// (including context-length errors), 401, 403, 404, 413, 422 — is final, since the same
+    /// request cannot succeed. Transport errors, malformed bodies and simulated failures are
+    /// retried. The rule is the official SDKs' (anthropic-sdk-python and openai-python,
+    /// `_should_retry`).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ProviderError::Http { status, .. } => {
-                matches!(status, 408 | 409 | 429) || *status >= 500
-            }
+            ProviderError::Http {
+                status,
+                should_retry,
+                ..
+            } => should_retry.unwrap_or(matches!(status, 408 | 409 | 429) || *status >= 500),
             ProviderError::Transport { .. }
             | ProviderError::Malformed { .. }
             | ProviderError::Simulated(_) => true,
@@ -238,7 +268,8 @@ async fn send(
     };
     let response = request.send().await.map_err(transport)?;
     let status = response.status();
-    let retry_after_ms = retry_after_ms(response.headers());
+    let retry_after_ms = retry_after_ms(response.headers(), std::time::SystemTime::now());
+    let should_retry = should_retry(response.headers());
     let body = response.bytes().await.map_err(transport)?;
     if status.is_success() {
         Ok(Vec::from(body))
@@ -248,6 +279,7 @@ async fn send(
             status: status.as_u16(),
             message: redact(error_message(&body), key),
             retry_after_ms,
+            should_retry,
         })
     }
 }
@@ -310,15 +342,12 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// The server's requested back-off in milliseconds: `retry-after-ms` (milliseconds, sent by
-/// OpenAI) wins over `retry-after` (seconds, RFC 9110 §10.2.3). The HTTP-date form of
-/// `retry-after` is not interpreted.
-fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+/// OpenAI and Anthropic) wins over `retry-after`, which is either seconds or an HTTP date
+/// (RFC 9110 §10.2.3); a date in the past means "now" (0 ms).
+fn retry_after_ms(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<u64> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
     let number = |name: &str| {
-        headers
-            .get(name)?
-            .to_str()
-            .ok()?
-            .trim()
+        text(name)?
             .parse::<f64>()
             .ok()
             .filter(|n| n.is_finite() && *n >= 0.0)
@@ -327,6 +356,19 @@ fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     number("retry-after-ms")
         .map(|ms| ms.ceil() as u64)
         .or_else(|| number("retry-after").map(|s| (s * 1000.0).ceil() as u64))
+        .or_else(|| {
+            let date = httpdate::parse_http_date(text("retry-after")?).ok()?;
+            Some(date.duration_since(now).map_or(0, |d| d.as_millis() as u64))
+        })
+}
+
+/// `x-should-retry: true|false`, the servers' explicit say on retrying.
+fn should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// At most `max` characters of `text`, with `…` appended when something was cut.
@@ -369,18 +411,23 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        let http = |status| ProviderError::Http {
+        let http = |status, should_retry| ProviderError::Http {
             provider: "openai",
             status,
             message: String::new(),
             retry_after_ms: None,
+            should_retry,
         };
         for status in [408, 409, 429, 500, 503, 529] {
-            assert!(http(status).is_retryable(), "{status}");
+            assert!(http(status, None).is_retryable(), "{status}");
         }
-        for status in [400, 401, 403, 404, 422] {
-            assert!(!http(status).is_retryable(), "{status}");
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert!(!http(status, None).is_retryable(), "{status}");
         }
+        // `x-should-retry` overrides the status, both ways.
+        assert!(http(400, Some(true)).is_retryable());
+        assert!(!http(500, Some(false)).is_retryable());
+        assert!(http(529, None).is_overloaded() && !http(500, None).is_overloaded());
     }
 
     #[test]
@@ -410,6 +457,8 @@ mod tests {
     #[test]
     fn retry_after_headers() {
         use reqwest::header::{HeaderMap, HeaderValue};
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_445_412_470);
+        let retry_after_ms = |h: &HeaderMap| retry_after_ms(h, now);
         let mut headers = HeaderMap::new();
         assert_eq!(retry_after_ms(&headers), None);
         headers.insert("retry-after", HeaderValue::from_static("2"));
@@ -421,7 +470,18 @@ mod tests {
             "retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after_ms(&date), None);
+        // Ten seconds after `now`.
+        assert_eq!(retry_after_ms(&date), Some(10_000));
+        let mut past = HeaderMap::new();
+        past.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:00:00 GMT"),
+        );
+        assert_eq!(retry_after_ms(&past), Some(0));
+        let mut should = HeaderMap::new();
+        assert_eq!(should_retry(&should), None);
+        should.insert("x-should-retry", HeaderValue::from_static("false"));
+        assert_eq!(should_retry(&should), Some(false));
         let mut negative = HeaderMap::new();
         negative.insert("retry-after", HeaderValue::from_static("-1"));
         assert_eq!(retry_after_ms(&negative), None);

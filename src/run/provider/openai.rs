@@ -319,6 +319,7 @@ mod tests {
                 status: 429,
                 message: "Rate limit reached".into(),
                 retry_after_ms: Some(7000),
+                should_retry: None,
             }
         );
         assert!(err.is_retryable());
@@ -343,6 +344,7 @@ mod tests {
                 status: 503,
                 message,
                 retry_after_ms: Some(250),
+                should_retry: None,
                 ..
             }) => {
                 assert!(message.starts_with("upstream down; xxx"));

@@ -10,14 +10,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
-use crate::diag::{Diagnostics, HumanStyle, Span, render_human, render_json};
+use crate::diag::{
+    Diagnostics, HumanStyle, LintLevels, Span, apply_levels, catalog, render_human, render_json,
+};
 use crate::plan::render::usd;
 use crate::resolve::ResolveOptions;
 use crate::run::{Endpoint, Event, RunOptions, StepStatus, Target, format_ms};
 
 /// orch — write, check, plan and run teams of LLM agents.
 #[derive(Debug, Parser)]
-#[command(name = "orch", version, about, long_about = None, after_help = "Examples:\n  orch check examples/scout_plan_build.orch\n  orch plan examples/scout_plan_build.orch\n  orch run examples/scout_plan_build.orch --simulate --input request=\"Add login\"\n  orch run examples/scout_plan_build.orch --endpoint http://127.0.0.1:8089/v1 --input request=\"Add login\"")]
+#[command(name = "orch", version, about, long_about = None, after_help = "Examples:\n  orch check examples/scout_plan_build.orch\n  orch plan examples/scout_plan_build.orch\n  orch run examples/scout_plan_build.orch --simulate --input request=\"Add login\"\n  orch run examples/scout_plan_build.orch --endpoint http://127.0.0.1:8089/v1 --input request=\"Add login\"\n  orch explain W0402")]
 pub struct Cli {
     /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
@@ -46,6 +48,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
     Run(RunArgs),
+    /// Format scripts in the one canonical layout (in place, or `--check`; `-` is stdin).
+    Fmt(FmtArgs),
+    /// Explain a diagnostic code: what it means, why it matters, a failing and a fixed example.
+    Explain(ExplainArgs),
 }
 
 /// Options shared by every command that compiles a script.
@@ -55,6 +61,24 @@ pub struct CompileArgs {
     /// directory otherwise). Repeatable.
     #[arg(long = "include-path", value_name = "DIR")]
     pub include_paths: Vec<PathBuf>,
+    /// Silence a lint: a code (`W0402`), a name (`block-model-overridden`) or `warnings`.
+    /// Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub allow: Vec<String>,
+    /// Report a lint as a warning (its default), e.g. to keep one under `--deny warnings`.
+    /// Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub warn: Vec<String>,
+    /// Report a lint as an error: a code, a name, or `warnings` for every lint. Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub deny: Vec<String>,
+}
+
+impl CompileArgs {
+    /// The lint levels the flags give; a usage error names the bad flag.
+    fn lint_levels(&self) -> Result<LintLevels, String> {
+        LintLevels::from_flags(&self.allow, &self.warn, &self.deny).map_err(|e| e.to_string())
+    }
 }
 
 /// Output format of `check`.
@@ -75,9 +99,6 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
     pub format: DiagFormat,
-    /// Treat warnings as errors: `--deny warnings`.
-    #[arg(long, value_name = "warnings", value_parser = ["warnings"])]
-    pub deny: Option<String>,
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -161,6 +182,32 @@ pub struct RunArgs {
     pub compile: CompileArgs,
 }
 
+/// `orch explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A code (`W0402`) or a name (`block-model-overridden`).
+    #[arg(value_name = "CODE|NAME", required_unless_present_any = ["list", "markdown"])]
+    pub code: Option<String>,
+    /// One line per code: code, name, default severity, summary.
+    #[arg(long, conflicts_with_all = ["code", "markdown"])]
+    pub list: bool,
+    /// The whole catalogue as Markdown (this is how docs/diagnostics.md is made).
+    #[arg(long, conflicts_with = "code")]
+    pub markdown: bool,
+}
+
+/// `orch fmt`.
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Scripts to format in place; `-` reads standard input and writes standard output.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write nothing: list the files that would change (with the first difference) and exit
+    /// with 1 if there are any.
+    #[arg(long)]
+    pub check: bool,
+}
+
 fn parse_duration_arg(s: &str) -> Result<u64, String> {
     let ok = s.len() > 1
         && s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
@@ -184,6 +231,38 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check(a, color),
         Command::Plan(a) => plan(a, color),
         Command::Run(a) => run(a, color),
+        Command::Fmt(a) => crate::fmt::command::run(
+            &a.files,
+            a.check,
+            style(color, std::io::stderr().is_terminal()),
+        ),
+        Command::Explain(a) => explain(a),
+    }
+}
+
+fn explain(a: ExplainArgs) -> ExitCode {
+    if a.list {
+        print!("{}", catalog::list());
+        return ExitCode::SUCCESS;
+    }
+    if a.markdown {
+        print!("{}", catalog::markdown());
+        return ExitCode::SUCCESS;
+    }
+    let code = a.code.unwrap_or_default();
+    match catalog::lookup(&code) {
+        Some(info) => {
+            print!("{}", info.markdown(1));
+            ExitCode::SUCCESS
+        }
+        None => {
+            let hint = match catalog::suggest(&code) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "`orch explain --list` lists every code".to_string(),
+            };
+            eprintln!("error: no diagnostic has the code or name `{code}`; {hint}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -220,14 +299,21 @@ fn resolve_opts(c: &CompileArgs) -> ResolveOptions {
 }
 
 fn check(a: CheckArgs, color: ColorChoice) -> ExitCode {
+    let levels = match a.compile.lint_levels() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut failed = false;
     let mut json_reports = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &a.files {
-        let (program, diags) = crate::compile_file(file, &resolve_opts(&a.compile));
-        let deny = a.deny.is_some();
-        failed |= diags.has_errors() || (deny && diags.warning_count() > 0);
+        let (program, mut diags) = crate::compile_file(file, &resolve_opts(&a.compile));
+        apply_levels(&mut diags, &program.sources, &levels);
+        failed |= diags.has_errors();
         match a.format {
             DiagFormat::Human => {
                 let _ = write!(
@@ -267,9 +353,11 @@ fn compile_for_plan(
     file: &Path,
     workflow: Option<&str>,
     c: &CompileArgs,
+    levels: &LintLevels,
     color: ColorChoice,
 ) -> Option<(crate::check::Program, crate::plan::Plan)> {
-    let (program, diags) = crate::compile_file(file, &resolve_opts(c));
+    let (program, mut diags) = crate::compile_file(file, &resolve_opts(c));
+    apply_levels(&mut diags, &program.sources, levels);
     let st = style(color, std::io::stderr().is_terminal());
     if !diags.is_empty() {
         eprint!("{}", render_human(&diags, &program.sources, st));
@@ -293,7 +381,15 @@ fn compile_for_plan(
 }
 
 fn plan(a: PlanArgs, color: ColorChoice) -> ExitCode {
-    let Some((_, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, color)
+    let levels = match a.compile.lint_levels() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((_, plan)) =
+        compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels, color)
     else {
         return ExitCode::from(1);
     };
@@ -337,7 +433,15 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some((program, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, color)
+    let levels = match a.compile.lint_levels() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((program, plan)) =
+        compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels, color)
     else {
         return ExitCode::from(1);
     };

@@ -9,11 +9,13 @@
 //! ```
 //!
 //! [`diag`] is the one diagnostic model every stage reports through; [`cli`] is a thin clap
-//! front end over this API. [`compile_file`] chains the stages up to a checked program.
+//! front end over this API. [`compile_file`] chains the stages up to a checked program. [`fmt`]
+//! lays a file out in the one canonical style (`orch fmt`).
 
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod fmt;
 pub mod plan;
 pub mod resolve;
 pub mod run;
@@ -23,6 +25,8 @@ use std::path::Path;
 
 /// Loads, parses and checks `path` with its includes: the whole front end in one call.
 /// The program is returned even when the diagnostics hold errors; do not plan or run it then.
+/// Lints are at their default severity and `// orch: allow(...)` comments are not applied yet:
+/// pass the result through [`diag::apply_levels`] before deciding or rendering, as `orch` does.
 pub fn compile_file(
     path: &Path,
     opts: &resolve::ResolveOptions,

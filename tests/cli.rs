@@ -231,7 +231,7 @@ fn a_failed_run_exits_1_and_keeps_what_completed() {
 fn help_lists_the_commands() {
     let o = orch(&["--help"]);
     let text = stdout(&o);
-    for cmd in ["check", "plan", "run"] {
+    for cmd in ["check", "plan", "run", "explain"] {
         assert!(text.contains(cmd), "{text}");
     }
     let run = stdout(&orch(&["run", "--help"]));
@@ -244,4 +244,145 @@ fn help_lists_the_commands() {
     ] {
         assert!(run.contains(flag), "{flag} missing from run --help");
     }
+}
+
+#[test]
+fn explain_prints_an_entry_by_code_or_name() {
+    let o = orch(&["explain", "W0402"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    for part in [
+        "W0402",
+        "block-model-overridden",
+        "Warning",
+        "What it does",
+        "Why is this bad?",
+        "Example",
+        "Use instead",
+        "```orch",
+    ] {
+        assert!(text.contains(part), "`{part}` missing from:\n{text}");
+    }
+    let by_name = orch(&["explain", "dependency-cycle"]);
+    assert_eq!(by_name.status.code(), Some(0));
+    assert!(stdout(&by_name).contains("E0301"), "{}", stdout(&by_name));
+    assert!(stdout(&orch(&["explain", "e0201"])).contains("undefined-name"));
+
+    let unknown = orch(&["explain", "W0420"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stdout(&unknown).is_empty());
+    assert!(
+        stderr(&unknown).contains("did you mean `W0402`?"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert_eq!(
+        orch(&["explain"]).status.code(),
+        Some(2),
+        "a code is needed"
+    );
+}
+
+#[test]
+fn explain_lists_every_code_and_prints_the_docs() {
+    let o = orch(&["explain", "--list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    assert_eq!(text.lines().count(), orch::diag::catalog::all().len());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("W0402  block-model-overridden")),
+        "{text}"
+    );
+    let md = orch(&["explain", "--markdown"]);
+    assert_eq!(md.status.code(), Some(0));
+    assert_eq!(stdout(&md), orch::diag::catalog::markdown());
+}
+
+#[test]
+fn lint_levels_from_flags() {
+    let warn = temp_script("levels.orch", WARN);
+    let o = orch(&["check", "--allow", "W0402", &warn]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stdout(&o).contains("W0402"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ok"), "{}", stdout(&o));
+
+    let o = orch(&["check", "--deny", "W0402", &warn]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("W0402"));
+    let o = orch(&[
+        "check",
+        "--format",
+        "json",
+        "--deny",
+        "block-model-overridden",
+        &warn,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let list = v["diagnostics"].as_array().expect("diagnostics");
+    assert!(!list.is_empty());
+    assert!(
+        list.iter()
+            .all(|d| d["code"] == "W0402" && d["severity"] == "error"),
+        "{v}"
+    );
+    assert_eq!(v["errors"].as_u64(), Some(list.len() as u64));
+    assert_eq!(v["warnings"], 0);
+
+    // A code or name beats `warnings`.
+    let o = orch(&["check", "--deny", "warnings", "--warn", "W0402", &warn]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // `plan` shares the flags: a denied lint stops it.
+    assert_eq!(
+        orch(&["plan", "--deny", "W0402", &warn]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        orch(&["plan", "--allow", "W0402", &warn]).status.code(),
+        Some(0)
+    );
+
+    let o = orch(&["check", "--allow", "W0420", &warn]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("did you mean `W0402`?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = orch(&["check", "--allow", "undefined-name", &warn]);
+    assert_eq!(o.status.code(), Some(2), "errors cannot be allowed");
+    assert!(
+        stderr(&o).contains("is an error, not a lint"),
+        "{}",
+        stderr(&o)
+    );
+    let o = orch(&["check", "--allow", "W0402", "--deny", "W0402", &warn]);
+    assert_eq!(o.status.code(), Some(2), "two levels for one lint");
+}
+
+#[test]
+fn allow_comments_in_the_source() {
+    let allowed = WARN.replace(
+        "one = x(\"1\"); two = x(\"2\") }",
+        "\n  one = x(\"1\") // orch: allow(W0402)\n  // orch: allow(block-model-overridden)\n  two = x(\"2\")\n}",
+    );
+    assert_ne!(allowed, WARN);
+    let path = temp_script("allowed.orch", &allowed);
+    let o = orch(&["check", "--deny", "warnings", &path]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ok"), "{}", stdout(&o));
+
+    let unused = temp_script(
+        "unused_allow.orch",
+        "// orch: allow(block-model-overridden)\nworkflow main() { }\n",
+    );
+    let o = orch(&["check", &unused]);
+    assert_eq!(o.status.code(), Some(0), "an unused allow is a warning");
+    assert!(stdout(&o).contains("W0901"), "{}", stdout(&o));
+    assert_eq!(
+        orch(&["check", "--deny", "unused-allow", &unused])
+            .status
+            .code(),
+        Some(1)
+    );
 }

@@ -13,7 +13,8 @@
 //! are collected and reported together.
 //!
 //! When the checker finds no error, the harness also picks the entry workflow the way
-//! `orch plan` does, so `E0701` cases live here too.
+//! `orch plan` does, so `E0701` cases live here too. Lint levels are the defaults, with the
+//! cases' `// orch: allow(...)` comments applied (`tests/ui/lints/`).
 //!
 //! Update snapshots with `INSTA_UPDATE=always cargo test --test ui`, then review the diff.
 
@@ -21,7 +22,9 @@ use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use orch::diag::{Diagnostic, Diagnostics, HumanStyle, SourceMap, Span, render_human};
+use orch::diag::{
+    Diagnostic, Diagnostics, HumanStyle, LintLevels, SourceMap, Span, apply_levels, render_human,
+};
 use orch::resolve::ResolveOptions;
 
 const UI_DIR: &str = "tests/ui";
@@ -86,10 +89,11 @@ fn snapshot_name(path: &Path) -> String {
         .join("__")
 }
 
-/// Compiles like `orch check`, then (when there is no error) picks the entry workflow like
-/// `orch plan`.
+/// Compiles like `orch check` (default lint levels, so `// orch: allow(...)` comments are
+/// honoured), then (when there is no error) picks the entry workflow like `orch plan`.
 fn compile(path: &Path) -> (SourceMap, Diagnostics) {
     let (program, mut diags) = orch::compile_file(path, &ResolveOptions::default());
+    apply_levels(&mut diags, &program.sources, &LintLevels::default());
     if !diags.has_errors()
         && let Some((entry, _)) = program.sources.files().next()
         && let Err(d) = orch::plan::entry_workflow(&program, None, Span::new(entry, 0, 0))

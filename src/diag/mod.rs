@@ -8,6 +8,16 @@
 //!
 //! Modelled on Gleam's `compiler-core/src/diagnostic.rs` (one renderer-free diagnostic) and
 //! starlark-rust's `codemap.rs` (a small `Copy` span into a file table).
+//!
+//! Every code is described in one place, the [`catalog`] (what it means, why it matters, a
+//! failing and a fixed example), which `orch explain` prints and `docs/diagnostics.md` is
+//! generated from. Warnings are *lints*: [`apply_levels`] re-levels them after checking, from
+//! the command line's [`LintLevels`] and the `// orch: allow(...)` comments in the source.
+
+pub mod catalog;
+pub mod levels;
+
+pub use levels::{Level, LevelError, LintLevels, apply_levels};
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -128,7 +138,8 @@ impl SourceMap {
 pub enum Severity {
     /// Informational: printed, never fails a check.
     Note,
-    /// Fails `orch check` only with `--deny warnings`.
+    /// Does not fail `orch check`; a lint, so `--deny` can make it an [`Severity::Error`]
+    /// and `--allow` or an `// orch: allow(...)` comment can silence it.
     Warning,
     /// Fails `orch check`; `orch plan` and `orch run` refuse to go on.
     Error,
@@ -147,7 +158,7 @@ pub struct Label {
 /// the `with_*` methods.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
-    /// Stable code, e.g. `E0201`; see `docs/language.md` for the catalogue.
+    /// Stable code, e.g. `E0201`; every code is described in [`catalog`].
     pub code: &'static str,
     /// Severity.
     pub severity: Severity,
@@ -259,6 +270,10 @@ impl Diagnostics {
             ))
         });
         self.items.dedup();
+    }
+    /// All, mutably (to re-level them).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Diagnostic> {
+        self.items.iter_mut()
     }
     /// Keeps only the diagnostics for which `keep` is true.
     pub fn retain(&mut self, keep: impl FnMut(&Diagnostic) -> bool) {

@@ -1,0 +1,1453 @@
+//! The catalogue of diagnostic codes: one [`CodeInfo`] per code the compiler emits.
+//!
+//! Each entry has the stable code (`E0201`), a kebab-case name (`undefined-name`) that may be
+//! used wherever a code is accepted, the default severity, a one-line summary, and, in the
+//! style of ruff's rule documentation (`crates/ruff_linter/src/violation.rs`), *What it does*,
+//! *Why is this bad?*, a script that triggers it and the fixed script. `orch explain` prints an
+//! entry, and `docs/diagnostics.md` is generated from the whole catalogue by [`markdown`].
+//!
+//! Codes whose default severity is [`Severity::Warning`] are *lints*: `--allow`, `--warn`,
+//! `--deny` and `// orch: allow(...)` comments re-level them (see [`super::levels`]). Errors
+//! always stay errors.
+//!
+//! An example is a complete `.orch` script. When a code is about includes, the example holds
+//! several files: each starts with a `// file: NAME` line, the first one is the script that is
+//! checked, and the others are written next to it ([`example_files`] splits them).
+
+use std::fmt::Write as _;
+
+use super::Severity;
+
+/// The command that regenerates `docs/diagnostics.md` from the catalogue.
+pub const REGENERATE: &str = "cargo run -- explain --markdown > docs/diagnostics.md";
+
+/// Everything there is to know about one diagnostic code.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeInfo {
+    /// Stable code: `E` for errors, `W` for warnings, then four digits (`W0402`).
+    pub code: &'static str,
+    /// Kebab-case name, accepted wherever a code is (`block-model-overridden`).
+    pub name: &'static str,
+    /// The severity it is reported with before lint levels apply.
+    pub default_severity: Severity,
+    /// One line: what is reported.
+    pub summary: &'static str,
+    /// What it does: what the check looks for.
+    pub what: &'static str,
+    /// Why is this bad: what would go wrong if it were ignored.
+    pub why: &'static str,
+    /// A complete script that triggers it (empty when no script can: `E0100`).
+    pub example_bad: &'static str,
+    /// The same script, fixed (empty when `example_bad` is).
+    pub example_good: &'static str,
+}
+
+impl CodeInfo {
+    /// Base of the entries of errors.
+    const ERROR: CodeInfo = CodeInfo {
+        code: "",
+        name: "",
+        default_severity: Severity::Error,
+        summary: "",
+        what: "",
+        why: "",
+        example_bad: "",
+        example_good: "",
+    };
+
+    /// Whether it is a lint (a warning), whose level can be changed.
+    pub fn is_lint(&self) -> bool {
+        self.default_severity == Severity::Warning
+    }
+
+    /// `error`, or `warning (a lint)`.
+    fn severity_text(&self) -> &'static str {
+        match self.default_severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning (a lint)",
+            Severity::Note => "note",
+        }
+    }
+
+    /// The entry as Markdown, its heading at level `depth` (`#` repeated); `orch explain`
+    /// prints it with depth 1, `docs/diagnostics.md` holds each with depth 2.
+    pub fn markdown(&self, depth: usize) -> String {
+        let h = "#".repeat(depth);
+        let sub = "#".repeat(depth + 1);
+        let mut out = String::new();
+        let _ = writeln!(out, "{h} {} `{}`\n", self.code, self.name);
+        let head = format!("**{}**: {}", capitalise(self.severity_text()), self.summary);
+        let _ = writeln!(out, "{}\n", wrap(&head));
+        let _ = writeln!(out, "{sub} What it does\n\n{}\n", wrap(self.what));
+        let _ = writeln!(out, "{sub} Why is this bad?\n\n{}\n", wrap(self.why));
+        if self.example_bad.is_empty() {
+            return out;
+        }
+        let _ = writeln!(out, "{sub} Example\n");
+        let _ = writeln!(out, "```orch\n{}```\n", self.example_bad);
+        let _ = writeln!(out, "Use instead:\n");
+        let _ = writeln!(out, "```orch\n{}```\n", self.example_good);
+        if self.is_lint() {
+            let levels = format!(
+                "A lint: `--allow {0}`, `--warn {0}` and `--deny {0}` (or the code `{1}`) change \
+                 its level for a run, and `// orch: allow({0})` on the line or the line above \
+                 silences one occurrence.",
+                self.name, self.code
+            );
+            let _ = writeln!(out, "{sub} Levels\n\n{}\n", wrap(&levels));
+        }
+        out
+    }
+}
+
+/// Prose wrapped at [`WIDTH`] columns (words are never split).
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if col > 0 && col + 1 + len > WIDTH {
+            out.push('\n');
+            col = 0;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += len;
+    }
+    out
+}
+
+/// Width of the prose of [`CodeInfo::markdown`].
+const WIDTH: usize = 92;
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Every code, in code order.
+pub fn all() -> &'static [CodeInfo] {
+    CODES
+}
+
+/// The entry of a code (`W0402`, any case).
+pub fn by_code(code: &str) -> Option<&'static CodeInfo> {
+    CODES.iter().find(|c| c.code.eq_ignore_ascii_case(code))
+}
+
+/// The entry of a name (`block-model-overridden`; `_` is taken for `-`, any case).
+pub fn by_name(name: &str) -> Option<&'static CodeInfo> {
+    let name = name.replace('_', "-");
+    CODES.iter().find(|c| c.name.eq_ignore_ascii_case(&name))
+}
+
+/// The entry of a code or a name.
+pub fn lookup(code_or_name: &str) -> Option<&'static CodeInfo> {
+    let s = code_or_name.trim();
+    by_code(s).or_else(|| by_name(s))
+}
+
+/// The code or name closest to an unknown one, for "did you mean".
+pub fn suggest(unknown: &str) -> Option<&'static str> {
+    let candidates = CODES.iter().flat_map(|c| [c.code, c.name]);
+    crate::check::suggest::did_you_mean(unknown, candidates)
+}
+
+/// The lints (codes whose level can be changed).
+pub fn lints() -> impl Iterator<Item = &'static CodeInfo> {
+    CODES.iter().filter(|c| c.is_lint())
+}
+
+/// One line per code: code, name, default severity, summary (`orch explain --list`).
+pub fn list() -> String {
+    let width = CODES.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for c in CODES {
+        let sev = match c.default_severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        };
+        let _ = writeln!(
+            out,
+            "{}  {:<width$}  {:<7}  {}",
+            c.code, c.name, sev, c.summary
+        );
+    }
+    out
+}
+
+/// The files of an example: `(name, text)` pairs, the script that is checked first. A script
+/// without `// file: NAME` lines is one file, `main.orch`.
+pub fn example_files(example: &str) -> Vec<(&str, &str)> {
+    let mut files = Vec::new();
+    let mut name = "main.orch";
+    let mut start = 0;
+    let mut at = 0;
+    for line in example.split_inclusive('\n') {
+        if let Some(next) = line.trim_end().strip_prefix("// file: ") {
+            if at > start || !files.is_empty() {
+                files.push((name, &example[start..at]));
+            }
+            name = next.trim();
+            start = at + line.len();
+        }
+        at += line.len();
+    }
+    files.push((name, &example[start..]));
+    files
+}
+
+/// `docs/diagnostics.md`: an index of every code, then every entry.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Diagnostic codes\n\n\
+         <!-- Generated from src/diag/catalog.rs; do not edit. Regenerate with:\n     {REGENERATE} -->\n\n\
+         Every diagnostic of `orch` has a stable code and a kebab-case name; either may be given to\n\
+         `orch explain`, which prints the entry below, and to the lint flags. Errors (`E`) stop\n\
+         `orch check`, `orch plan` and `orch run`. Warnings (`W`) are *lints*: `--allow`, `--warn` and\n\
+         `--deny` (with a code, a name, or `warnings` for all of them) change their level for a run,\n\
+         and a `// orch: allow(NAME)` comment on the line of the warning, or on its own line right\n\
+         above it, silences one occurrence. An `allow` that silences nothing is reported (`W0901`).\n\
+         Examples about includes hold several files, each after a `// file: NAME` line; the first is\n\
+         the script that is checked. See also [the language reference](language.md#14-diagnostic-codes).\n"
+    );
+    let _ = writeln!(out, "| code | name | severity | summary |");
+    let _ = writeln!(out, "|------|------|----------|---------|");
+    for c in CODES {
+        let sev = if c.is_lint() { "warning" } else { "error" };
+        let _ = writeln!(
+            out,
+            "| [{}](#{}-{}) | `{}` | {sev} | {} |",
+            c.code,
+            c.code.to_lowercase(),
+            c.name,
+            c.name,
+            c.summary.replace('|', "\\|")
+        );
+    }
+    for c in CODES {
+        let _ = write!(out, "\n{}", c.markdown(2));
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// The catalogue, in code order.
+pub const CODES: &[CodeInfo] = &[
+    CodeInfo {
+        code: "E0001",
+        name: "syntax-error",
+        summary: "The script does not parse: what was expected and what was found.",
+        what: "Reports the first place where the text is not `.orch` syntax: an unterminated \
+               string or comment, an unbalanced bracket, a keyword used as a name, a bad option \
+               in `< >`, a missing `=` or `:`, or, failing those, the tokens that were expected.",
+        why: "A script that does not parse cannot be checked, planned or run; nothing after the \
+              error is looked at until it is fixed.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan planner("Plan: {request}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0100",
+        name: "unreadable-script",
+        summary: "The script given on the command line cannot be read.",
+        what: "Reports a path given to `orch check`, `orch plan` or `orch run` that does not \
+               exist, is a directory, or cannot be read.",
+        why: "There is nothing to check. The usual cause is a typo in the path or a command run \
+              from another directory: paths are relative to the working directory.",
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0101",
+        name: "include-not-found",
+        summary: "An included file is missing or unreadable, or the standard library has no such file.",
+        what: "Reports an `include` whose file does not exist relative to the including file, \
+               cannot be read, or names a `std/...` file the standard library does not have.",
+        why: "The items of the missing file are unknown, so the agents, models and providers it \
+              would declare cannot be checked (names from it are not reported as unknown while \
+              the include is broken).",
+        example_bad: r#"include "std/model.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0102",
+        name: "include-cycle",
+        summary: "Files include each other in a cycle.",
+        what: "Reports an `include` that leads back to a file that is still being loaded, and \
+               shows the whole chain of includes.",
+        why: "Includes are loaded depth first: a cycle has no order in which every file's \
+              includes come before it. It usually means two files share items that belong in a \
+              third file both include.",
+        example_bad: r#"// file: main.orch
+include "std/models.orch"
+include "agents.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  files = scout("Find the files for: {request}")
+  plan  = planner("Plan {request} from:\n{files}")
+  return plan
+}
+// file: agents.orch
+include "main.orch"
+
+agent scout { model: haiku, system: "You explore a codebase." }
+"#,
+        example_good: r#"// file: main.orch
+include "std/models.orch"
+include "agents.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  files = scout("Find the files for: {request}")
+  plan  = planner("Plan {request} from:\n{files}")
+  return plan
+}
+// file: agents.orch
+agent scout { model: haiku, system: "You explore a codebase." }
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0103",
+        name: "include-outside-project",
+        summary: "An include leaves the directory of the entry script.",
+        what: "Reports an `include` that resolves (after `..` and symbolic links) to a file \
+               outside the entry script's directory and outside every `--include-path`.",
+        why: "A script should not silently depend on files elsewhere on the machine: it would \
+              check differently for everyone who clones the project. Move the file into the \
+              project, or allow its directory explicitly with `--include-path DIR`.",
+        example_bad: r#"// file: main.orch
+include "std/models.orch"
+include "../shared/agents.orch"
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+// file: ../shared/agents.orch
+agent planner { model: sonnet, system: "You plan." }
+"#,
+        example_good: r#"// file: main.orch
+include "std/models.orch"
+include "shared/agents.orch"
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+// file: shared/agents.orch
+agent planner { model: sonnet, system: "You plan." }
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0104",
+        name: "namespaced-include",
+        summary: "A namespaced include (`include ... as ns`) is not supported yet.",
+        what: "Reports `as NAME` after an include.",
+        why: "Namespaces are part of the design but not implemented: the file's items would not \
+              be reachable as `ns.item`. The include itself is still loaded into the including \
+              file's namespace.",
+        example_bad: r#"// file: main.orch
+include "std/models.orch"
+include "reviewers.orch" as rv
+
+workflow main(code: text) {
+  review = security_reviewer("Review:\n{code}")
+  return review
+}
+// file: reviewers.orch
+agent security_reviewer { model: sonnet, system: "You review code for security." }
+"#,
+        example_good: r#"// file: main.orch
+include "std/models.orch"
+include "reviewers.orch"
+
+workflow main(code: text) {
+  review = security_reviewer("Review:\n{code}")
+  return review
+}
+// file: reviewers.orch
+agent security_reviewer { model: sonnet, system: "You review code for security." }
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0201",
+        name: "undefined-name",
+        summary: "A name that is not defined: in an interpolation, after `after`, or in an agent's own text.",
+        what: "Reports `{name}` in a prompt, an argument or `return` that is not a parameter, a \
+               step or a named `parallel` block of the workflow; `after name` that is not a \
+               step; and `{name}` in an agent's `system`, `run` or `env` that is not one of the \
+               agent's parameters. Suggests the closest name.",
+        why: "The value would be missing at run time. Most often it is a typo, or an agent \
+              referring to a workflow's value that it can only get as a parameter.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Design an implementation plan for {requst}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Design an implementation plan for {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0202",
+        name: "unknown-agent",
+        summary: "A step calls an agent that is not declared.",
+        what: "Reports the callee of a step when no agent of that name is declared in the script \
+               or its includes. Suggests the closest agent.",
+        why: "The step has nothing to run.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  files = scuot("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0203",
+        name: "unknown-model",
+        summary: "A model that is not declared: an agent's pin or fallback, or a model option.",
+        what: "Reports a model name (in an agent's `model:` or `fallback:`, or in `< >` options) \
+               that no `model` declaration defines. Suggests the closest model, or including \
+               `std/models.orch` when no model is declared at all.",
+        why: "The steps that would run on it have no provider, price or identifier to call.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonet, system: "You review code." }
+
+workflow main(code: text) {
+  review = reviewer("Review:\n{code}")
+  return review
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+
+workflow main(code: text) {
+  review = reviewer("Review:\n{code}")
+  return review
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0204",
+        name: "unknown-provider",
+        summary: "A model names a provider that is not built in or declared.",
+        what: "Reports a model's `provider:` that is neither a built-in provider (`anthropic`, \
+               `openai`, `sim`) nor declared with `provider NAME { ... }`.",
+        why: "Without a provider there is no API to send the model's requests to.",
+        example_bad: r#"model sonnet45 { provider: antropic, name: "claude-sonnet-4-5" }
+
+agent planner { model: sonnet45, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        example_good: r#"model sonnet45 { provider: anthropic, name: "claude-sonnet-4-5" }
+
+agent planner { model: sonnet45, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0205",
+        name: "duplicate-definition",
+        summary: "Something is defined twice: an item, a name in a workflow, a parameter or a field.",
+        what: "Reports a provider, model, agent or workflow whose name is already taken (they \
+               share one namespace, across includes), a workflow name bound twice (parameters, \
+               steps and named blocks), a parameter declared twice, and a field set twice.",
+        why: "Only one of the definitions could be used, and which one would be a silent guess. \
+              Every name means one thing.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+agent editor { model: sonnet, system: "You edit." }
+
+workflow main(topic: text) {
+  draft = writer("Write about {topic}")
+  draft = editor("Tighten this draft:\n{draft}")
+  return draft
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+agent editor { model: sonnet, system: "You edit." }
+
+workflow main(topic: text) {
+  draft = writer("Write about {topic}")
+  final = editor("Tighten this draft:\n{draft}")
+  return final
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0206",
+        name: "unknown-field",
+        summary: "A provider, model, agent or record has a field it does not know.",
+        what: "Reports a field key that the declaration does not have, with the closest known \
+               field and the list of valid ones; points out model-agent fields on command agents \
+               and the other way round.",
+        why: "An unknown field is almost always a typo, and the value the author meant to set \
+              (a system prompt, a timeout) would silently be missing.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout {
+  model: haiku
+  sytem: "You explore a codebase and report relevant files."
+}
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout {
+  model: haiku
+  system: "You explore a codebase and report relevant files."
+}
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0207",
+        name: "invalid-field-value",
+        summary: "A field's value has the wrong kind.",
+        what: "Reports a value of the wrong kind for its field: a string where a name is needed \
+               or the other way round, a number without a unit for a duration, a value outside \
+               the allowed words (`tier`, `complexity`, `kind`), interpolation in a field that \
+               takes plain text, argv elements that are not strings, and simulator-only fields \
+               on other providers.",
+        why: "The value cannot mean what the field needs; guessing (is `timeout: 600` seconds or \
+              milliseconds?) would make runs behave differently from what the script says.",
+        example_bad: r#"include "std/models.orch"
+
+agent builder {
+  model: sonnet
+  system: "You implement plans."
+  timeout: 600
+}
+
+workflow main(plan: text) {
+  build = builder("Execute:\n{plan}")
+  return build
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent builder {
+  model: sonnet
+  system: "You implement plans."
+  timeout: 10m
+}
+
+workflow main(plan: text) {
+  build = builder("Execute:\n{plan}")
+  return build
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0208",
+        name: "missing-field",
+        summary: "A required field is missing: a model's `provider`, a provider's `kind`.",
+        what: "Reports a model without `provider:`, and a declared provider without `kind:` \
+               whose name is not one of the built-in kinds.",
+        why: "Without them there is no way to know which API serves the model.",
+        example_bad: r#"model local { name: "qwen2.5-coder", tier: fast }
+
+agent scout { model: local, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  files = scout("Find files for {request}")
+  return files
+}
+"#,
+        example_good: r#"model local { provider: openai, name: "qwen2.5-coder", tier: fast }
+
+agent scout { model: local, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  files = scout("Find files for {request}")
+  return files
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0209",
+        name: "unknown-type",
+        summary: "A parameter's type is not a type of the language.",
+        what: "Reports a type name other than `text`, `number`, `bool`, `json`, `list<T>`, a \
+               record `{ field: T }` (and `agent`, which is reserved for later).",
+        why: "Inputs are validated against their types before a run; an unknown type cannot be \
+              validated or rendered.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(topic: string) {
+  post = writer("Write about {topic}")
+  return post
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(topic: text) {
+  post = writer("Write about {topic}")
+  return post
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0210",
+        name: "invalid-field-access",
+        summary: "A field access that cannot work: `{x.y}` on text, an unknown record field or block member.",
+        what: "Reports `{a.b}` where `a` is a step (its output is text), a parameter whose type \
+               has no field `b`, or a named `parallel` block that has no step `b`.",
+        why: "The interpolation has no value to render. A step's output is text: to use part of \
+              it, have the model write only that part, or pass the whole text on.",
+        example_bad: r#"include "std/models.orch"
+
+agent editor { model: sonnet, system: "You say what to change in a draft." }
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(draft: text) {
+  verdict = editor("Say what to change:\n{draft}")
+  final   = writer("Apply this feedback:\n{verdict.feedback}\n\nto:\n{draft}")
+  return final
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent editor { model: sonnet, system: "You say what to change in a draft." }
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(draft: text) {
+  verdict = editor("Say what to change:\n{draft}")
+  final   = writer("Apply this feedback:\n{verdict}\n\nto:\n{draft}")
+  return final
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0211",
+        name: "invalid-arguments",
+        summary: "A call's arguments do not fit the agent: a second prompt, an unknown, repeated or missing parameter, no prompt.",
+        what: "Checks each step's arguments against the agent: one positional prompt at most, \
+               named arguments only for declared parameters and each once, every parameter \
+               without a default given, and a prompt for every model agent.",
+        why: "An argument that goes nowhere is lost, and a missing one leaves a `{param}` of the \
+              agent's text without a value.",
+        example_bad: r#"agent commit(message: text) { run: ["git", "commit", "-m", "{message}"] }
+
+workflow main(version: text) {
+  done = commit("release {version}")
+  return done
+}
+"#,
+        example_good: r#"agent commit(message: text) { run: ["git", "commit", "-m", "{message}"] }
+
+workflow main(version: text) {
+  done = commit(message: "release {version}")
+  return done
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0301",
+        name: "dependency-cycle",
+        summary: "Steps wait for each other in a cycle, or a step uses a step that only runs after it.",
+        what: "Finds cycles in a workflow's dependency graph (data uses, `after`, and the order of \
+               a sequence) and shows every edge of one. A step that uses a later step of the \
+               same sequence, its own output, or its own `parallel` block is a cycle too.",
+        why: "No step of a cycle can ever start: each waits for another that waits for it.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+agent builder { model: sonnet, system: "You implement plans." }
+
+workflow main(request: text) {
+  build = builder("Execute:\n{plan}")
+  plan  = planner("Plan: {request}")
+  return build
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+agent builder { model: sonnet, system: "You implement plans." }
+
+workflow main(request: text) {
+  plan  = planner("Plan: {request}")
+  build = builder("Execute:\n{plan}")
+  return build
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0401",
+        name: "step-without-model",
+        summary: "A step of a model agent has no model.",
+        what: "Reports a step whose model cannot be resolved: no model at the call site \
+               (`agent<model>(...)`), none pinned by the agent (`model:`), and none set by an \
+               enclosing block or the workflow.",
+        why: "There is nothing to send the prompt to.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { complexity: high, system: "You design implementation plans." }
+
+workflow main(request: text) {
+  plan = planner("Design an implementation plan for {request}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: opus, complexity: high, system: "You design implementation plans." }
+
+workflow main(request: text) {
+  plan = planner("Design an implementation plan for {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "W0402",
+        name: "block-model-overridden",
+        default_severity: Severity::Warning,
+        summary: "An agent's pinned model overrides a different model set on the enclosing block.",
+        what: "Warns when a step inside a block (or a workflow) that sets a model calls an agent \
+               that pins another model, and the call site does not choose one. The agent's pin \
+               wins: models resolve from the call site, then the agent, then the innermost \
+               block.",
+        why: "A model on a block reads as \"every step here runs on this model\"; a pin that \
+              quietly overrides it changes cost and quality without that showing where the \
+              block is written. Say which one is meant: choose the model at the call site, \
+              remove it from the block, or, when the pin is deliberate, silence the warning with \
+              `// orch: allow(block-model-overridden)`.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel <opus> {
+    security = reviewer("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
+  }
+  return reviews
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel {
+    security = reviewer<opus>("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
+  }
+  return reviews
+}
+"#,
+    },
+    CodeInfo {
+        code: "E0403",
+        name: "model-on-command-agent",
+        summary: "A model or a `fallback` is given to a command agent.",
+        what: "Reports a model or `fallback` in the `< >` options of a step that calls a command \
+               agent (one declared with `run:`).",
+        why: "A command agent runs a program, not a model: the option would be ignored, and the \
+              script would claim a model that never runs.",
+        example_bad: r#"include "std/models.orch"
+
+agent tests { run: ["cargo", "test", "--quiet"] }
+
+workflow main(change: text) {
+  result = tests<haiku>("{change}")
+  return result
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent tests { run: ["cargo", "test", "--quiet"] }
+
+workflow main(change: text) {
+  result = tests("{change}")
+  return result
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0501",
+        name: "misplaced-gather",
+        summary: "A `gather` step does not follow a `parallel` block.",
+        what: "Reports `gather` that is not the statement right after a `parallel` block in a \
+               sequence, including a `gather` inside a `parallel` block.",
+        why: "`gather` joins the branches of the block right before it under a policy; without \
+              one there is nothing to join.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+agent lead { model: opus, system: "You turn reviews into a plan." }
+
+workflow main(code: text) {
+  review = reviewer("Review:\n{code}")
+  gather plan = lead("Create an action plan from:\n{review}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+agent lead { model: opus, system: "You turn reviews into a plan." }
+
+workflow main(code: text) {
+  reviews = parallel {
+    security = reviewer("Security review:\n{code}")
+    quality  = reviewer("Quality review:\n{code}")
+  }
+  gather plan = lead("Create an action plan from:\n{reviews}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0502",
+        name: "invalid-option",
+        summary: "An option not allowed where it is written, or given twice.",
+        what: "Reports `max N` anywhere but on a `parallel` block, `budget $X` anywhere but on a \
+               workflow, and an option (or a model) given twice in one `< >` list.",
+        why: "The option would have no meaning there (a step has no branches to limit), or two \
+              values would compete.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  files = scout<max 3>("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore a codebase." }
+
+workflow main(request: text) {
+  found = parallel <max 3> {
+    files = scout("Find the files relevant to: {request}")
+    deps  = scout("List the dependencies involved in: {request}")
+  }
+  return found
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0503",
+        name: "impossible-value",
+        summary: "A value that can never work: `timeout 0ms`, `max 0`, `first N` or `min N` out of range.",
+        what: "Reports a zero timeout, `max 0` on a block, and `gather <first N>` / `<min N>` with \
+               N of zero or more than the block's branches.",
+        why: "Every attempt would time out, no branch would ever run, or the gather policy could \
+              never be met (or always would be).",
+        example_bad: r#"include "std/models.orch"
+
+agent builder { model: sonnet, system: "You implement plans." }
+
+workflow main(plan: text) {
+  build = builder<timeout 0s>("Execute:\n{plan}")
+  return build
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent builder { model: sonnet, system: "You implement plans." }
+
+workflow main(plan: text) {
+  build = builder<timeout 10m>("Execute:\n{plan}")
+  return build
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0504",
+        name: "unsupported-feature",
+        summary: "A feature of the design that is not supported yet: `-> Type` on a step, `agent` parameters.",
+        what: "Reports structured outputs (`-> Type` after a step) and parameters of type \
+               `agent`, which the grammar accepts but the compiler does not implement yet.",
+        why: "The script would run differently from what it says: the step's output is text, and \
+              agents cannot be passed as values.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(topic: text, author: agent) {
+  post = writer("Write about {topic}")
+  return post
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main(topic: text) {
+  post = writer("Write about {topic}")
+  return post
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0505",
+        name: "misplaced-return",
+        summary: "A statement after `return`, or `return` inside a `parallel` block.",
+        what: "Reports the first statement after a workflow's `return`, and a `return` that is a \
+               branch of a `parallel` block.",
+        why: "Statements after `return` never run, and a branch cannot end the workflow while \
+              its sibling branches are still running.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+agent notifier { model: haiku, system: "You write short notifications." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+  note = notifier("Announce: {plan}")
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+agent notifier { model: haiku, system: "You write short notifications." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  note = notifier("Announce: {plan}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0506",
+        name: "empty-parallel",
+        summary: "A `parallel` block with no branches.",
+        what: "Reports `parallel { }` with nothing inside.",
+        why: "The block does nothing, and a `gather` after it or a use of its name would wait for \
+              outputs that never exist.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+agent lead { model: opus, system: "You turn reviews into a plan." }
+
+workflow main(code: text) {
+  reviews = parallel { }
+  plan = lead("Plan from:\n{reviews}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, system: "You review code." }
+agent lead { model: opus, system: "You turn reviews into a plan." }
+
+workflow main(code: text) {
+  reviews = parallel {
+    security = reviewer("Security review:\n{code}")
+  }
+  plan = lead("Plan from:\n{reviews}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0601",
+        name: "literal-api-key",
+        summary: "An API key is written in the script.",
+        what: "Reports an `api_key` field on a provider.",
+        why: "Scripts are shared and committed; a key written in one leaks with it. Keys are only \
+              ever named by environment variable (`api_key_env`), and never appear in plans or \
+              reports.",
+        example_bad: r#"provider work {
+  kind: anthropic
+  api_key: "sk-ant-api03-XXXXXXXXXXXXXXXX"
+}
+
+model sonnet { provider: work, name: "claude-sonnet-4-5" }
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        example_good: r#"provider work {
+  kind: anthropic
+  api_key_env: "WORK_ANTHROPIC_KEY"
+}
+
+model sonnet { provider: work, name: "claude-sonnet-4-5" }
+
+agent planner { model: sonnet, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0602",
+        name: "model-output-in-argv",
+        summary: "Model output reaches the argv of a command agent.",
+        what: "Tracks which values derive from a model (directly, or through commands that were \
+               given model output) and reports one passed to a command agent's parameter that is \
+               interpolated into its `run:` argv.",
+        why: "A model's text can be steered by whatever it read (prompt injection). In argv it \
+              can become an option or a path (`--force`, `-rf /`) of the program. On stdin (the \
+              prompt) or in `env` it stays data.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: haiku, system: "You write commit messages." }
+agent commit(message: text) { run: ["git", "commit", "-m", "{message}"] }
+
+workflow main(diff: text) {
+  message = writer("Write a one-line commit message for:\n{diff}")
+  done    = commit(message: "{message}")
+  return done
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: haiku, system: "You write commit messages." }
+agent commit { run: ["git", "commit", "--file", "-"] }
+
+workflow main(diff: text) {
+  message = writer("Write a one-line commit message for:\n{diff}")
+  done    = commit("{message}")
+  return done
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "E0701",
+        name: "no-entry-workflow",
+        summary: "`plan` or `run` cannot tell which workflow to use.",
+        what: "Reported by `orch plan` and `orch run` (not by `orch check`): `--workflow` names no \
+               workflow, the file has no workflow, or it has several and none is called `main`.",
+        why: "There is nothing to plan or run, or the choice would be a guess.",
+        example_bad: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+
+workflow design(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+
+workflow redesign(plan: text) {
+  better = planner("Improve: {plan}")
+  return better
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent planner { model: opus, system: "You plan." }
+
+workflow main(request: text) {
+  plan = planner("Plan: {request}")
+  return plan
+}
+
+workflow redesign(plan: text) {
+  better = planner("Improve: {plan}")
+  return better
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "W0901",
+        name: "unused-allow",
+        default_severity: Severity::Warning,
+        summary: "An `// orch: allow(...)` comment that silences nothing.",
+        what: "Warns about an `allow` entry that matched no warning on the line it applies to, \
+               one that names no diagnostic or names an error (errors cannot be allowed), and an \
+               `orch:` directive other than `allow`. Unused entries are only reported when the \
+               script has no errors, since an error may stop the check the entry is for.",
+        why: "Allows rot: once the code they excuse changes, a stale `allow` would silence the \
+              next, unrelated warning on that line. A misspelled one never worked at all.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: opus, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel <opus> {
+    // orch: allow(block-model-overridden)
+    security = reviewer("Security review:\n{code}")
+  }
+  return reviews
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: opus, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel <opus> {
+    security = reviewer("Security review:\n{code}")
+  }
+  return reviews
+}
+"#,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::diag::{Diagnostics, LintLevels, Span, apply_levels};
+    use crate::resolve::ResolveOptions;
+
+    /// Codes passed to `Diagnostic::error(` / `Diagnostic::warning(` anywhere in `src/`, the
+    /// same scan as `every_code_has_a_case` in `tests/ui.rs`.
+    fn codes_in_src() -> BTreeSet<String> {
+        let mut codes = BTreeSet::new();
+        let mut stack = vec![PathBuf::from("src")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("src/") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("source file");
+                for ctor in ["Diagnostic::error(", "Diagnostic::warning("] {
+                    for (at, _) in text.match_indices(ctor) {
+                        let rest = text[at + ctor.len()..].trim_start();
+                        if let Some(code) = rest.strip_prefix('"').and_then(|r| r.get(..5))
+                            && code[1..].bytes().all(|b| b.is_ascii_digit())
+                        {
+                            codes.insert(code.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn every_emitted_code_is_in_the_catalogue() {
+        let emitted = codes_in_src();
+        assert!(
+            emitted.len() >= 25,
+            "only {} codes found in src/",
+            emitted.len()
+        );
+        let known: BTreeSet<String> = CODES.iter().map(|c| c.code.to_string()).collect();
+        let missing: Vec<_> = emitted.difference(&known).collect();
+        assert!(
+            missing.is_empty(),
+            "codes emitted in src/ but not in the catalogue: {missing:?}"
+        );
+        let stale: Vec<_> = known.difference(&emitted).collect();
+        assert!(
+            stale.is_empty(),
+            "codes in the catalogue that src/ never emits: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn entries_are_well_formed() {
+        let mut names = BTreeSet::new();
+        for (i, c) in CODES.iter().enumerate() {
+            let kind = match c.default_severity {
+                Severity::Error => 'E',
+                Severity::Warning => 'W',
+                Severity::Note => 'N',
+            };
+            assert!(
+                c.code.len() == 5
+                    && c.code.starts_with(kind)
+                    && c.code[1..].bytes().all(|b| b.is_ascii_digit()),
+                "{}: the code must be {kind} and four digits",
+                c.code
+            );
+            if i > 0 {
+                assert!(
+                    CODES[i - 1].code[1..] < c.code[1..],
+                    "{}: not in code order",
+                    c.code
+                );
+            }
+            assert!(
+                !c.name.is_empty()
+                    && c.name.split('-').all(|w| {
+                        !w.is_empty()
+                            && w.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    }),
+                "{}: `{}` is not kebab-case",
+                c.code,
+                c.name
+            );
+            assert!(
+                names.insert(c.name),
+                "{}: name `{}` used twice",
+                c.code,
+                c.name
+            );
+            for (what, text) in [("summary", c.summary), ("what", c.what), ("why", c.why)] {
+                assert!(!text.trim().is_empty(), "{}: empty {what}", c.code);
+            }
+            assert!(
+                c.summary.ends_with('.'),
+                "{}: the summary is a sentence",
+                c.code
+            );
+            assert!(
+                !c.summary.contains('\n'),
+                "{}: the summary is one line",
+                c.code
+            );
+            assert_eq!(
+                c.example_bad.is_empty(),
+                c.example_good.is_empty(),
+                "{}: both examples or neither",
+                c.code
+            );
+            assert_eq!(lookup(c.code).map(|x| x.code), Some(c.code));
+            assert_eq!(lookup(c.name).map(|x| x.code), Some(c.code));
+        }
+        assert_eq!(
+            lookup("w0402").map(|c| c.name),
+            Some("block-model-overridden")
+        );
+        assert_eq!(
+            lookup("block_model_overridden").map(|c| c.code),
+            Some("W0402")
+        );
+        assert_eq!(suggest("W0420"), Some("W0402"));
+        assert_eq!(suggest("undefined-nme"), Some("undefined-name"));
+        assert!(lookup("nothing-like-this").is_none());
+    }
+
+    /// A fresh directory for one example.
+    fn scratch(code: &str, which: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("orch-catalog-{}", std::process::id()))
+            .join(format!("{code}-{which}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let project = dir.join("project");
+        std::fs::create_dir_all(&project).expect("temp dir");
+        project
+    }
+
+    /// Checks an example like `orch plan` with default lint levels: compile, apply levels, and
+    /// (without errors) pick the entry workflow.
+    fn check_example(code: &str, which: &str, example: &str) -> Diagnostics {
+        let project = scratch(code, which);
+        let files = example_files(example);
+        let (program, mut diags) = if files.len() == 1 {
+            crate::compile_source(files[0].0, files[0].1, &project, &ResolveOptions::default())
+        } else {
+            for (name, text) in &files {
+                let path = project.join(name);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("dir");
+                std::fs::write(&path, text).expect("write example file");
+            }
+            crate::compile_file(&project.join(files[0].0), &ResolveOptions::default())
+        };
+        apply_levels(&mut diags, &program.sources, &LintLevels::default());
+        if !diags.has_errors()
+            && let Some((entry, _)) = program.sources.files().next()
+            && let Err(d) = crate::plan::entry_workflow(&program, None, Span::new(entry, 0, 0))
+        {
+            diags.push(*d);
+        }
+        diags
+    }
+
+    #[test]
+    fn examples_trigger_their_code_and_fixes_are_clean() {
+        let mut failures = Vec::new();
+        for c in CODES {
+            if c.example_bad.is_empty() {
+                assert_eq!(
+                    c.code, "E0100",
+                    "only E0100 (an unreadable file) has no example"
+                );
+                continue;
+            }
+            let bad = check_example(c.code, "bad", c.example_bad);
+            let found: BTreeSet<&str> = bad.iter().map(|d| d.code).collect();
+            if found != BTreeSet::from([c.code]) {
+                failures.push(format!(
+                    "{}: the failing example reports {found:?}, expected only {}: {:?}",
+                    c.code,
+                    c.code,
+                    bad.iter().map(|d| &d.message).collect::<Vec<_>>()
+                ));
+            }
+            let good = check_example(c.code, "good", c.example_good);
+            if !good.is_empty() {
+                failures.push(format!(
+                    "{}: the fixed example is not clean: {:?}",
+                    c.code,
+                    good.iter()
+                        .map(|d| format!("{} {}", d.code, d.message))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("orch-catalog-{}", std::process::id())),
+        );
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn unreadable_script_is_e0100() {
+        let (_, diags) =
+            crate::compile_file(Path::new("no/such/script.orch"), &ResolveOptions::default());
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["E0100"]);
+    }
+
+    #[test]
+    fn example_files_split_on_file_lines() {
+        assert_eq!(example_files("a\nb\n"), [("main.orch", "a\nb\n")]);
+        assert_eq!(
+            example_files("// file: x.orch\na\n// file: ../y.orch\nb\n"),
+            [("x.orch", "a\n"), ("../y.orch", "b\n")]
+        );
+        assert_eq!(
+            example_files("a\n// file: y.orch\nb"),
+            [("main.orch", "a\n"), ("y.orch", "b")]
+        );
+    }
+
+    #[test]
+    fn docs_diagnostics_md_is_generated_from_the_catalogue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnostics.md");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let generated = markdown();
+        assert!(
+            on_disk == generated,
+            "docs/diagnostics.md is not what the catalogue generates; regenerate it with\n\n    {REGENERATE}\n"
+        );
+    }
+}

@@ -102,24 +102,10 @@ pub fn comments(text: &str) -> Vec<Comment> {
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let start = i;
-                let mut depth = 0usize;
-                while i < len {
-                    if b[i..].starts_with(b"/*") {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i..].starts_with(b"*/") {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = crate::syntax::block_comment_end(b, start).unwrap_or(len);
                 out.push(Comment {
                     start,
-                    end: i.min(len),
+                    end: i,
                     kind: CommentKind::Block,
                 });
             }

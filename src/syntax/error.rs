@@ -603,27 +603,10 @@ impl Lexer {
                 b'/' if b.get(i + 1) == Some(&b'/') => {
                     i = text[i..].find('\n').map_or(b.len(), |n| i + n);
                 }
-                b'/' if b.get(i + 1) == Some(&b'*') => {
-                    let open = i;
-                    let mut depth = 0usize;
-                    loop {
-                        if i >= b.len() {
-                            break 'lex Some(Problem::UnterminatedComment { open });
-                        }
-                        if b[i..].starts_with(b"/*") {
-                            depth += 1;
-                            i += 2;
-                        } else if b[i..].starts_with(b"*/") {
-                            depth -= 1;
-                            i += 2;
-                            if depth == 0 {
-                                break;
-                            }
-                        } else {
-                            i += 1;
-                        }
-                    }
-                }
+                b'/' if b.get(i + 1) == Some(&b'*') => match super::block_comment_end(b, i) {
+                    Some(end) => i = end,
+                    None => break 'lex Some(Problem::UnterminatedComment { open: i }),
+                },
                 b'"' => {
                     let triple = b[i..].starts_with(b"\"\"\"");
                     let open = i;

@@ -504,6 +504,28 @@ fn unescape(s: &str) -> &'static str {
     }
 }
 
+/// End (exclusive byte offset) of the block comment opening at `start` (which must point at
+/// `/*`), or `None` when it is never closed. Block comments nest, as in the grammar.
+pub fn block_comment_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        if b[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if b[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
 /// Parses `500ms`, `30s`, `2m`, `1h` into milliseconds (saturating).
 pub fn parse_duration(s: &str) -> u64 {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));

@@ -32,8 +32,7 @@ pub fn compile_file(
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_file(path, opts);
-    let program = check::check(&set, &mut diags);
-    diags.sort();
+    let program = check_and_cost(&set, &mut diags);
     (program, diags)
 }
 
@@ -45,7 +44,17 @@ pub fn compile_source(
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_source(name, text, dir, opts);
-    let program = check::check(&set, &mut diags);
-    diags.sort();
+    let program = check_and_cost(&set, &mut diags);
     (program, diags)
+}
+
+/// Checks a module set and, when it has no errors, compares each workflow's worst-case cost
+/// with its budget (which needs the plan's cost model); diagnostics come out sorted.
+fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
+    let program = check::check(set, diags);
+    if !diags.has_errors() {
+        plan::budget::check_budgets(&program, diags);
+    }
+    diags.sort();
+    program
 }

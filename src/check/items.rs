@@ -224,6 +224,8 @@ pub struct AgentDef {
     pub span: Span,
     /// Name span.
     pub name_span: Span,
+    /// Where each field is written (`key: value`), by key, for labels.
+    pub field_spans: IndexMap<String, Span>,
 }
 
 // ------------------------------------------------------------------------- field reading
@@ -703,6 +705,11 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
         timeout_ms: f.duration("timeout", diags),
         span: decl.span,
         name_span: decl.name.span,
+        field_spans: decl
+            .fields
+            .iter()
+            .map(|f| (f.key.name.clone(), f.key.span.to(f.value.span)))
+            .collect(),
     }
 }
 

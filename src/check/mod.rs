@@ -5,6 +5,7 @@
 //! its names, models, options, arguments and cycles checked.
 
 pub mod items;
+pub mod lints;
 pub mod suggest;
 pub mod types;
 pub mod workflow;
@@ -14,7 +15,9 @@ use indexmap::IndexMap;
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::ModuleSet;
 use crate::syntax::ast::{self, Ident, Path};
-pub use items::{AgentDef, AgentKind, ModelDef, Price, ProviderDef, ProviderKind, Tier};
+pub use items::{
+    AgentDef, AgentKind, Complexity, ModelDef, Price, ProviderDef, ProviderKind, Tier,
+};
 pub use workflow::WorkflowGraph;
 
 /// The item tables every workflow is checked against.
@@ -171,11 +174,13 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
             i <= before || !matches!(d.code, "E0202" | "E0203" | "E0204")
         });
     }
-    Program {
+    let program = Program {
         sources: set.sources.clone(),
         tables,
         workflows,
-    }
+    };
+    lints::lint(set, &program, diags);
+    program
 }
 
 fn article(kind: &str) -> &'static str {

@@ -12,6 +12,9 @@
 //! Along the way it checks names (undefined, duplicate), model assignment (call site, then
 //! agent pin, then innermost block model), options, arguments and taint, and finally cycles.
 
+mod overrides;
+mod typing;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -93,6 +96,8 @@ pub struct Node {
     pub span: Span,
     /// The agent called.
     pub agent: String,
+    /// The agent's name at the call site (`reviewer` in `r = reviewer<opus>(...)`).
+    pub callee_span: Span,
     /// How it executes.
     pub exec: Exec,
     /// The prompt (the positional argument), over the workflow's names.
@@ -163,6 +168,8 @@ pub struct WorkflowGraph {
     pub params: Vec<ParamDef>,
     /// Spending limit in USD.
     pub budget: Option<f64>,
+    /// Where `budget $X` is written.
+    pub budget_span: Option<Span>,
     /// Steps in source order.
     pub nodes: Vec<Node>,
     /// `parallel` blocks in source order.
@@ -171,6 +178,9 @@ pub struct WorkflowGraph {
     pub bindings: IndexMap<String, Binding>,
     /// `return` value.
     pub output: Option<Template>,
+    /// Runs of two or more steps written one after another in a sequence (a workflow body or
+    /// a `then` block), each run in source order; the lints look for independent ones.
+    pub sequences: Vec<Vec<NodeId>>,
 }
 
 /// The options in force in a block: the innermost block's model and inherited policies.
@@ -182,6 +192,10 @@ struct Scope {
     retry: Option<u32>,
     timeout_ms: Option<u64>,
     fallback: Option<Ident>,
+    /// Where the block options in force were written: `retry`, `timeout`, `fallback`.
+    retry_span: Option<Span>,
+    timeout_span: Option<Span>,
+    fallback_span: Option<Span>,
     groups: Vec<GroupId>,
 }
 
@@ -205,8 +219,11 @@ struct Lowerer<'a> {
     /// Where each name was bound.
     defined_at: IndexMap<String, Span>,
     pending: Vec<PendingRef>,
-    /// Nodes of each group's branches, built while lowering.
+    /// Set after a `return`, so the next statement is reported as unreachable.
     returned: bool,
+    /// Named arguments whose types are checked once every name is known:
+    /// `(node, parameter, span of the value)`.
+    arg_checks: Vec<(NodeId, String, Span)>,
 }
 
 /// Lowers and checks one workflow.
@@ -221,14 +238,17 @@ pub fn lower(wf: &ast::Workflow, tables: &Tables, diags: &mut Diagnostics) -> Wo
             span: wf.name.span,
             params: params.clone(),
             budget: None,
+            budget_span: None,
             nodes: Vec::new(),
             groups: Vec::new(),
             bindings: IndexMap::new(),
             output: None,
+            sequences: Vec::new(),
         },
         defined_at: IndexMap::new(),
         pending: Vec::new(),
         returned: false,
+        arg_checks: Vec::new(),
     };
     for (i, p) in params.iter().enumerate() {
         l.g.bindings.insert(p.name.clone(), Binding::Param(i));
@@ -238,6 +258,8 @@ pub fn lower(wf: &ast::Workflow, tables: &Tables, diags: &mut Diagnostics) -> Wo
     l.apply_options(&wf.options, &mut scope, Place::Workflow);
     l.block(&wf.body, Mode::Sequence, &[], &scope);
     l.resolve_pending();
+    l.check_arg_types();
+    l.check_return_type(wf);
     l.check_cycles();
     l.g
 }
@@ -326,9 +348,13 @@ impl Lowerer<'_> {
                 OptKind::Fallback(m) => {
                     if self.known_model(m) {
                         scope.fallback = Some(m.clone());
+                        scope.fallback_span = Some(o.span);
                     }
                 }
-                OptKind::Retry(n) => scope.retry = Some(*n),
+                OptKind::Retry(n) => {
+                    scope.retry = Some(*n);
+                    scope.retry_span = Some(o.span);
+                }
                 OptKind::Timeout(ms) => {
                     if *ms == 0 {
                         self.diags.push(
@@ -342,6 +368,7 @@ impl Lowerer<'_> {
                         );
                     }
                     scope.timeout_ms = Some(*ms);
+                    scope.timeout_span = Some(o.span);
                 }
                 OptKind::Max(n) => {
                     if *n == 0 {
@@ -354,7 +381,10 @@ impl Lowerer<'_> {
                         max = Some(*n);
                     }
                 }
-                OptKind::Budget(usd) => self.g.budget = Some(*usd),
+                OptKind::Budget(usd) => {
+                    self.g.budget = Some(*usd);
+                    self.g.budget_span = Some(o.span);
+                }
             }
         }
         max
@@ -410,6 +440,8 @@ impl Lowerer<'_> {
         let mut prev: Vec<Dep> = entry.to_vec();
         let mut all_exits = Vec::new();
         let mut last_parallel: Option<GroupId> = None;
+        // Consecutive plain steps of this sequence (for the parallelisable-sequence lint).
+        let mut run: Vec<NodeId> = Vec::new();
         for stmt in &block.stmts {
             if self.returned {
                 // Statements after `return` are reported once, at the first of them.
@@ -427,6 +459,10 @@ impl Lowerer<'_> {
             };
             let (exits, group) = self.stmt(stmt, mode, &stmt_entry, scope, last_parallel);
             last_parallel = group;
+            match (mode, stmt, exits.as_slice()) {
+                (Mode::Sequence, Stmt::Step(_), [node]) => run.push(*node),
+                _ => self.end_sequence_run(&mut run),
+            }
             if let Stmt::Return(_) = stmt {
                 continue;
             }
@@ -443,9 +479,19 @@ impl Lowerer<'_> {
             }
             all_exits.extend(exits);
         }
+        self.end_sequence_run(&mut run);
         match mode {
             Mode::Sequence => prev.iter().map(|d| d.node).collect(),
             Mode::Parallel => all_exits,
+        }
+    }
+
+    /// Records a finished run of consecutive steps when it has two or more.
+    fn end_sequence_run(&mut self, run: &mut Vec<NodeId>) {
+        if run.len() >= 2 {
+            self.g.sequences.push(std::mem::take(run));
+        } else {
+            run.clear();
         }
     }
 
@@ -629,7 +675,10 @@ impl Lowerer<'_> {
             );
         }
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
-        let (prompt, args) = self.arguments(s, &agent_name);
+        self.check_block_overrides(s, scope);
+        let (prompt, args, arg_spans) = self.arguments(s, &agent_name);
+        self.arg_checks
+            .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
         deps.retain(|d| d.node != id);
         self.g.nodes.push(Node {
@@ -637,6 +686,7 @@ impl Lowerer<'_> {
             name: s.name.name.clone(),
             span: s.span,
             agent: agent_name,
+            callee_span: s.callee.span,
             exec,
             prompt: prompt.clone(),
             args: args.clone(),
@@ -823,12 +873,18 @@ impl Lowerer<'_> {
         &mut self,
         s: &ast::Step,
         agent_name: &str,
-    ) -> (Option<Template>, IndexMap<String, Template>) {
+    ) -> (
+        Option<Template>,
+        IndexMap<String, Template>,
+        IndexMap<String, Span>,
+    ) {
         let agent = self.tables.agents.get(agent_name);
         let mut prompt = None;
         let mut args = IndexMap::new();
         // Where each named argument was first given.
         let mut given: IndexMap<String, Span> = IndexMap::new();
+        // Where each accepted named argument's value is written.
+        let mut value_spans: IndexMap<String, Span> = IndexMap::new();
         // Parameters that a misspelled argument was probably meant for.
         let mut meant: Vec<String> = Vec::new();
         for a in &s.args {
@@ -882,6 +938,7 @@ impl Lowerer<'_> {
                         );
                     } else {
                         given.insert(n.name.clone(), n.span);
+                        value_spans.insert(n.name.clone(), a.value.span);
                         args.insert(n.name.clone(), t);
                     }
                 }
@@ -947,7 +1004,7 @@ impl Lowerer<'_> {
                 );
             }
         }
-        (prompt, args)
+        (prompt, args, value_spans)
     }
 
     // ------------------------------------------------------------------ references

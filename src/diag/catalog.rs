@@ -419,6 +419,37 @@ agent security_reviewer { model: sonnet, system: "You review code for security."
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "W0105",
+        name: "duplicate-include",
+        default_severity: Severity::Warning,
+        summary: "A file includes the same file twice.",
+        what: "Warns when two `include` lines of one file name the same file (after `./` and \
+               `..` are resolved). Two *different* files that include a third is normal and not \
+               reported.",
+        why: "A file is loaded once however often it is included, so the second line does \
+              nothing; it is usually a copy-paste leftover, or a sign that one of the two was \
+              meant to name another file.",
+        example_bad: r#"include "std/models.orch"
+include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore codebases." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, system: "You explore codebases." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+    },
+    CodeInfo {
         code: "E0201",
         name: "undefined-name",
         summary: "A name that is not defined: in an interpolation, after `after`, or in an agent's own text.",
@@ -750,6 +781,38 @@ workflow main(version: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "E0212",
+        name: "type-mismatch",
+        summary: "A value of the wrong type: a named argument against its parameter, or `return` against the workflow's declared result.",
+        what: "Checks each named argument against the type of the agent's parameter, and the \
+               `return` value against the workflow's `-> T`. A step's output is text, a \
+               parameter has its declared type, a literal must parse as the expected type \
+               (`3` for `number`, `true`/`false` for `bool`, JSON for lists and records); \
+               `text` and `json` accept anything.",
+        why: "A parameter's type says what the agent or the caller relies on; a count that \
+              is really a sentence, or a verdict that is really prose, fails later and far \
+              from the cause, or silently produces nonsense.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer(formal: bool) { model: sonnet, system: "Write. Formal: {formal}." }
+
+workflow main(topic: text) {
+  post = writer(formal: "yes", "Write a post about {topic}")
+  return post
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer(formal: bool) { model: sonnet, system: "Write. Formal: {formal}." }
+
+workflow main(topic: text) {
+  post = writer(formal: true, "Write a post about {topic}")
+  return post
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
         code: "E0301",
         name: "dependency-cycle",
         summary: "Steps wait for each other in a cycle, or a step uses a step that only runs after it.",
@@ -875,6 +938,74 @@ workflow main(change: text) {
 }
 "#,
         ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: "W0404",
+        name: "complexity-tier-mismatch",
+        default_severity: Severity::Warning,
+        summary: "A `deep` model on a `low`-complexity task, or a `fast` model on a `high` one.",
+        what: "Compares an agent's `complexity` with the `tier` of the model each of its steps \
+               runs on. A mismatch that comes from the agent's own pin is reported once, at the \
+               pin; one chosen at a call site or by a block is reported at the step.",
+        why: "Tiers trade cost for capability: a deep model on lookups multiplies the bill for \
+              no gain (opus costs 15 times haiku per token), and a fast model on architecture \
+              saves cents and loses the result. The seeds pick haiku for lookups, sonnet for \
+              features and reviews, opus for architecture.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: opus, complexity: low, system: "You explore codebases. Be terse." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, complexity: low, system: "You explore codebases. Be terse." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+    },
+    CodeInfo {
+        code: "W0405",
+        name: "block-option-overridden",
+        default_severity: Severity::Warning,
+        summary: "A block's `retry`, `timeout` or `fallback` that an agent's own field overrides.",
+        what: "Warns when a step inside a block (or a workflow) that sets `retry`, `timeout` or \
+               `fallback` calls an agent whose own field sets a different value, and the call \
+               site does not choose. Like models, options resolve from the call site, then the \
+               agent, then the innermost block.",
+        why: "An option on a block reads as \"every step here gets this\"; a step that quietly \
+              gets something else retries more (and costs more) or gives up sooner than the \
+              block says. Choose at the call site, or remove the option from the block.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, retry: 5, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel <retry 1> {
+    security = reviewer("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
+  }
+  return reviews
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, retry: 5, system: "You review code." }
+
+workflow main(code: text) {
+  reviews = parallel {
+    security = reviewer("Security review:\n{code}")
+    style    = reviewer<retry 1>("Style review:\n{code}")
+  }
+  return reviews
+}
+"#,
     },
     CodeInfo {
         code: "E0501",
@@ -1025,7 +1156,7 @@ agent notifier { model: haiku, system: "You write short notifications." }
 workflow main(request: text) {
   plan = planner("Plan: {request}")
   note = notifier("Announce: {plan}")
-  return plan
+  return "{plan}\n\n{note}"
 }
 "#,
         ..CodeInfo::ERROR
@@ -1056,6 +1187,7 @@ agent lead { model: opus, system: "You turn reviews into a plan." }
 workflow main(code: text) {
   reviews = parallel {
     security = reviewer("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
   }
   plan = lead("Plan from:\n{reviews}")
   return plan
@@ -1064,10 +1196,42 @@ workflow main(code: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "W0507",
+        name: "single-branch-parallel",
+        default_severity: Severity::Warning,
+        summary: "A `parallel` block with a single branch.",
+        what: "Warns when a `parallel` block holds exactly one statement.",
+        why: "Nothing runs in parallel: the block only adds a level of nesting, and often a \
+              second branch was meant to be there (or was moved out by mistake).",
+        example_bad: r#"include "std/models.orch"
+
+agent researcher { model: sonnet, system: "You research topics." }
+
+workflow main(topic: text) {
+  research = parallel {
+    history = researcher("Research the history of {topic}")
+  }
+  return research
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent researcher { model: sonnet, system: "You research topics." }
+
+workflow main(topic: text) {
+  history = researcher("Research the history of {topic}")
+  return history
+}
+"#,
+    },
+    CodeInfo {
         code: "E0601",
         name: "literal-api-key",
         summary: "An API key is written in the script.",
-        what: "Reports an `api_key` field on a provider.",
+        what: "Reports an `api_key` field on a provider, and text anywhere in a file (strings, \
+               comments) shaped like a key of a well-known format: `sk-ant-...` (Anthropic), \
+               `sk-...` (OpenAI), `AKIA...` (AWS), `ghp_...` / `github_pat_...` (GitHub), \
+               `xoxb-...` (Slack), at a word start, long enough and with a digit in it.",
         why: "Scripts are shared and committed; a key written in one leaks with it. Keys are only \
               ever named by environment variable (`api_key_env`), and never appear in plans or \
               reports.",
@@ -1173,6 +1337,120 @@ workflow redesign(plan: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "W0801",
+        name: "unused-output",
+        default_severity: Severity::Warning,
+        summary: "A model step whose output nothing reads.",
+        what: "In a workflow with a `return`, warns for each model step whose output no other \
+               step interpolates or waits for (`after`), no `gather` joins, and `return` does \
+               not use. Command steps are not reported: they run for their effects. Without a \
+               `return`, the steps nothing depends on are the workflow's result, so none is \
+               unused.",
+        why: "The step still runs and is paid for, and its answer is thrown away: usually a \
+              name was misspelled or forgotten in a prompt.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout   { model: haiku, system: "You explore codebases." }
+agent planner { model: opus, system: "You write plans." }
+
+workflow main(request: text) {
+  found = parallel {
+    files = scout("Find the files relevant to: {request}")
+    deps  = scout("List the dependencies of: {request}")
+  }
+  plan = planner("Plan {request} using these files:\n{found.files}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout   { model: haiku, system: "You explore codebases." }
+agent planner { model: opus, system: "You write plans." }
+
+workflow main(request: text) {
+  found = parallel {
+    files = scout("Find the files relevant to: {request}")
+    deps  = scout("List the dependencies of: {request}")
+  }
+  plan = planner("Plan {request} using these findings:\n{found}")
+  return plan
+}
+"#,
+    },
+    CodeInfo {
+        code: "W0802",
+        name: "parallelizable-sequence",
+        default_severity: Severity::Warning,
+        summary: "Consecutive model steps that do not use each other run one after another.",
+        what: "In a sequence (a workflow body or a `then` block), finds two or more consecutive \
+               model steps none of which interpolates or waits for another, and suggests the \
+               `parallel { ... }` block that runs them at once. Command steps end such a \
+               stretch, since their order may matter for their effects.",
+        why: "A sequence waits for each step before starting the next, so independent model \
+              calls add up their latencies; in a `parallel` block the stretch takes as long as \
+              its slowest step, for the same cost.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout   { model: haiku, system: "You explore codebases." }
+agent planner { model: opus, system: "You write plans." }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  deps  = scout("List the dependencies of: {request}")
+  plan  = planner("Plan {request}.\nFiles: {files}\nDeps: {deps}")
+  return plan
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout   { model: haiku, system: "You explore codebases." }
+agent planner { model: opus, system: "You write plans." }
+
+workflow main(request: text) {
+  parallel {
+    files = scout("Find the files relevant to: {request}")
+    deps  = scout("List the dependencies of: {request}")
+  }
+  plan = planner("Plan {request}.\nFiles: {files}\nDeps: {deps}")
+  return plan
+}
+"#,
+    },
+    CodeInfo {
+        code: "W0803",
+        name: "budget-exceeded",
+        default_severity: Severity::Warning,
+        summary: "A workflow's worst-case cost is over its `budget`.",
+        what: "Computes the worst case the way `orch plan` does (each step's prompt estimate \
+               plus its whole `max_tokens`, on every attempt and on its fallback, priced by the \
+               model) and warns when it exceeds the workflow's `<budget $X>`, pointing at the \
+               costliest steps.",
+        why: "The run enforces the budget by not starting a step that could overrun what is \
+              left, so such a script may stop half-way, after paying for the first half. \
+              Knowing before the run lets you lower `max_tokens` or `retry`, move steps to \
+              cheaper models, or raise the budget.",
+        example_bad: r#"include "std/models.orch"
+
+agent architect { model: opus, max_tokens: 8000, retry: 2, system: "You design systems." }
+
+workflow main(request: text) <budget $0.50> {
+  design = architect("Design the architecture for: {request}")
+  review = architect("Review this design:\n{design}")
+  return review
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent architect { model: opus, max_tokens: 2000, retry: 1, system: "You design systems." }
+
+workflow main(request: text) <budget $0.50> {
+  design = architect("Design the architecture for: {request}")
+  review = architect("Review this design:\n{design}")
+  return review
+}
+"#,
+    },
+    CodeInfo {
         code: "W0901",
         name: "unused-allow",
         default_severity: Severity::Warning,
@@ -1191,6 +1469,7 @@ workflow main(code: text) {
   reviews = parallel <opus> {
     // orch: allow(block-model-overridden)
     security = reviewer("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
   }
   return reviews
 }
@@ -1202,6 +1481,7 @@ agent reviewer { model: opus, system: "You review code." }
 workflow main(code: text) {
   reviews = parallel <opus> {
     security = reviewer("Security review:\n{code}")
+    style    = reviewer("Style review:\n{code}")
   }
   return reviews
 }

@@ -16,6 +16,7 @@
 //! The JSON form (`orch plan --format json`) is [`Plan`] serialized with serde; its shape is
 //! documented in `docs/language.md` and only ever grows.
 
+pub mod budget;
 pub mod render;
 
 use indexmap::IndexMap;

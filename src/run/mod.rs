@@ -33,17 +33,7 @@ use crate::syntax::ast::Policy;
 use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
 use render::{InputValue, Scope, render_with_args};
 
-/// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
-pub fn format_ms(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
-        60_000..3_600_000 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
-        _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
-    }
-}
+pub use crate::syntax::format_duration as format_ms;
 
 /// Sending every model step to one OpenAI-compatible server instead of the script's providers.
 #[derive(Debug, Clone)]

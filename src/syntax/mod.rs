@@ -540,6 +540,18 @@ pub fn parse_duration(s: &str) -> u64 {
     n.saturating_mul(factor)
 }
 
+/// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
+pub fn format_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
+        60_000..3_600_000 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
+        _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
+    }
+}
+
 /// Indentation stripping of `"""` blocks: the first line break after the opening quotes and
 /// the last line (white space only) before the closing quotes are dropped, and the common
 /// indentation of the other lines is removed. Works on absolute offsets so that text pieces

@@ -1,0 +1,458 @@
+//! Lints over checked workflows and the loaded files: what is legal but probably not meant.
+//!
+//! They run after every workflow is lowered, so they see the whole DAG:
+//! - `W0404 complexity-tier-mismatch`: a `deep` model on a `low` task, a `fast` one on a `high`;
+//! - `W0507 single-branch-parallel`: a `parallel` block with one branch runs nothing in parallel;
+//! - `W0801 unused-output`: a model step whose output nothing reads (it still runs and costs);
+//! - `W0802 parallelizable-sequence`: consecutive model steps that do not use each other,
+//!   with the `parallel { }` rewrite as the fix;
+//! - `W0105 duplicate-include`: a file includes the same file twice;
+//! - `E0601 literal-api-key`: something shaped like an API key anywhere in a file.
+//!
+//! The budget lint (`W0803`) needs the plan's cost model and lives in [`crate::plan`].
+
+use std::collections::HashSet;
+use std::path::Path as FsPath;
+
+use super::workflow::{Binding, DepKind, Exec, NodeId, WorkflowGraph};
+use super::{AgentKind, Complexity, Program, Tier};
+use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::resolve::ModuleSet;
+use crate::syntax::ast;
+
+/// Runs every lint of this module.
+/// The workflow lints need a program without errors (a DAG with holes makes every step look
+/// unused); the file-level ones always run.
+pub fn lint(set: &ModuleSet, program: &Program, diags: &mut Diagnostics) {
+    duplicate_includes(set, diags);
+    literal_secrets(&program.sources, diags);
+    if diags.has_errors() {
+        return;
+    }
+    for wf in program.workflows.values() {
+        complexity_vs_tier(program, wf, diags);
+        single_branch_parallel(wf, diags);
+        unused_outputs(wf, diags);
+        parallelizable_sequences(&program.sources, wf, diags);
+    }
+}
+
+// ------------------------------------------------------------------ W0404
+
+fn complexity_vs_tier(program: &Program, wf: &WorkflowGraph, diags: &mut Diagnostics) {
+    // A mismatch that comes from an agent's own pin is reported once, at the pin.
+    let mut pins_reported: HashSet<&str> = HashSet::new();
+    for n in &wf.nodes {
+        let Exec::Model { model, .. } = &n.exec else {
+            continue;
+        };
+        let (Some(agent), Some(m)) = (
+            program.tables.agents.get(&n.agent),
+            program.tables.models.get(model),
+        ) else {
+            continue;
+        };
+        let (Some(c), Some(tier)) = (agent.complexity, m.tier) else {
+            continue;
+        };
+        let (problem, wanted) = match (c, tier) {
+            (Complexity::Low, Tier::Deep) => {
+                ("pays for a `deep` model on a `low` task", Tier::Fast)
+            }
+            (Complexity::High, Tier::Fast) => {
+                ("asks a `fast` model to do a `high` task", Tier::Deep)
+            }
+            _ => continue,
+        };
+        let pin = match &agent.kind {
+            AgentKind::Model { model: Some(p), .. } if p.name == *model => Some(p.span),
+            _ => None,
+        };
+        let from_pin = pin.is_some();
+        if from_pin && !pins_reported.insert(agent.name.as_str()) {
+            continue;
+        }
+        let better = program
+            .tables
+            .models
+            .values()
+            .find(|m| m.tier == Some(wanted))
+            .map(|m| m.name.clone());
+        let field = agent
+            .field_spans
+            .get("complexity")
+            .copied()
+            .unwrap_or(agent.name_span);
+        let complexity = format!(
+            "`{}` is declared `complexity: {}`",
+            n.agent,
+            complexity_name(c)
+        );
+        let label = format!("runs on `{model}` (tier `{}`)", tier_name(tier));
+        let d = match (from_pin, pin) {
+            (true, Some(pin_span)) => Diagnostic::warning(
+                "W0404",
+                pin_span,
+                format!("agent `{}` {problem}", n.agent),
+            )
+            .with_label(label)
+            .with_secondary(field, complexity)
+            .with_help(match &better {
+                Some(b) => format!("pin a {} model: `model: {b}`; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
+                None => format!("pin a {} model; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
+            }),
+            _ => Diagnostic::warning(
+                "W0404",
+                n.callee_span,
+                format!("step `{}` {problem}", n.name),
+            )
+            .with_label(label)
+            .with_secondary(field, complexity)
+            .with_help(match &better {
+                Some(b) => format!("run it on a {} model: `{}<{b}>(...)`; or, if the task is harder or easier than declared, change the agent's `complexity`", tier_name(wanted), n.agent),
+                None => format!("run it on a {} model; or, if the task is harder or easier than declared, change the agent's `complexity`", tier_name(wanted)),
+            }),
+        };
+        diags.push(d);
+    }
+}
+
+fn tier_name(t: Tier) -> &'static str {
+    match t {
+        Tier::Fast => "fast",
+        Tier::Balanced => "balanced",
+        Tier::Deep => "deep",
+    }
+}
+
+fn complexity_name(c: Complexity) -> &'static str {
+    match c {
+        Complexity::Low => "low",
+        Complexity::Medium => "medium",
+        Complexity::High => "high",
+    }
+}
+
+// ------------------------------------------------------------------ W0507
+
+fn single_branch_parallel(wf: &WorkflowGraph, diags: &mut Diagnostics) {
+    for g in wf.groups.iter().filter(|g| g.branches.len() == 1) {
+        let mut help =
+            "remove `parallel { }` and keep the step: one branch runs the same on its own"
+                .to_string();
+        if let Some(name) = &g.name {
+            help.push_str(&format!(
+                "; then use the step's own name where `{{{name}}}` is used"
+            ));
+        }
+        diags.push(
+            Diagnostic::warning("W0507", g.span, "this `parallel` block has a single branch")
+                .with_label("nothing runs in parallel here")
+                .with_help(help),
+        );
+    }
+}
+
+// ------------------------------------------------------------------ W0801
+
+/// Steps whose output nothing reads. Only when the workflow has a `return`: without one, every
+/// step that nothing depends on is part of the result. Command steps are skipped: they run for
+/// their effects (tests, deploys), not only for their output.
+fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
+    let Some(ret) = &wf.output else {
+        return;
+    };
+    let mut used = vec![false; wf.nodes.len()];
+    for n in &wf.nodes {
+        for d in n.deps.iter().filter(|d| d.kind != DepKind::Order) {
+            used[d.node] = true;
+        }
+        if let Some(j) = n.join {
+            for &m in &wf.groups[j.group].members {
+                used[m] = true;
+            }
+        }
+    }
+    for p in ret.interps() {
+        for m in referenced(wf, p) {
+            used[m] = true;
+        }
+    }
+    for n in wf.nodes.iter().filter(|n| !used[n.id]) {
+        if !matches!(n.exec, Exec::Model { .. }) {
+            continue;
+        }
+        let name_span = Span {
+            end: n.span.start + n.name.len() as u32,
+            ..n.span
+        };
+        diags.push(
+            Diagnostic::warning(
+                "W0801",
+                name_span,
+                format!("the output of step `{}` is never used", n.name),
+            )
+            .with_label("nothing reads this")
+            .with_help(format!(
+                "use `{{{}}}` in a later prompt or in `return`, or remove the step: it still runs and costs tokens",
+                n.name
+            )),
+        );
+    }
+}
+
+/// The nodes a reference in the workflow reads.
+fn referenced(wf: &WorkflowGraph, p: &ast::Path) -> Vec<NodeId> {
+    match wf.bindings.get(&p.root.name) {
+        Some(Binding::Node(n)) => vec![*n],
+        Some(Binding::Group(g)) => {
+            let members = &wf.groups[*g].members;
+            match p
+                .fields
+                .first()
+                .and_then(|f| members.iter().find(|&&m| wf.nodes[m].name == f.name))
+            {
+                Some(&m) => vec![m],
+                None => members.clone(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------ W0802
+
+/// Consecutive model steps of a sequence where none uses another: they could be one
+/// `parallel` block. Command steps end a stretch, since their order may matter for their
+/// effects even without data between them.
+fn parallelizable_sequences(sources: &SourceMap, wf: &WorkflowGraph, diags: &mut Diagnostics) {
+    for run in &wf.sequences {
+        let mut chunk: Vec<NodeId> = Vec::new();
+        for &n in run {
+            let node = &wf.nodes[n];
+            let is_model = matches!(node.exec, Exec::Model { .. });
+            let uses_chunk = node
+                .deps
+                .iter()
+                .any(|d| d.kind != DepKind::Order && chunk.contains(&d.node));
+            if !is_model || uses_chunk {
+                report_chunk(sources, wf, &chunk, diags);
+                chunk.clear();
+            }
+            if is_model {
+                chunk.push(n);
+            }
+        }
+        report_chunk(sources, wf, &chunk, diags);
+    }
+}
+
+fn report_chunk(
+    sources: &SourceMap,
+    wf: &WorkflowGraph,
+    chunk: &[NodeId],
+    diags: &mut Diagnostics,
+) {
+    let (Some(&first), Some(&last)) = (chunk.first(), chunk.last()) else {
+        return;
+    };
+    if chunk.len() < 2 {
+        return;
+    }
+    let names: Vec<String> = chunk
+        .iter()
+        .map(|&n| format!("`{}`", wf.nodes[n].name))
+        .collect();
+    let mut rewrite = String::from("run them at once:\n\n    parallel {\n");
+    for &n in chunk {
+        let text = sources.snippet(wf.nodes[n].span);
+        for line in text.lines() {
+            rewrite.push_str("      ");
+            rewrite.push_str(line.trim_start());
+            rewrite.push('\n');
+        }
+    }
+    rewrite.push_str("    }");
+    let span = wf.nodes[first].span.to(wf.nodes[last].span);
+    diags.push(
+        Diagnostic::warning(
+            "W0802",
+            span,
+            format!(
+                "steps {} do not use each other but run one after another",
+                join_names(&names)
+            ),
+        )
+        .with_label(format!("{} independent steps in sequence", chunk.len()))
+        .with_help(rewrite),
+    );
+}
+
+fn join_names(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+// ------------------------------------------------------------------ W0105
+
+/// The same path included twice by one file. (Two files including a third is normal: it is
+/// loaded once.)
+fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
+    for m in &set.modules {
+        let mut seen: Vec<(String, Span)> = Vec::new();
+        for item in &m.module.items {
+            let ast::Item::Include(inc) = item else {
+                continue;
+            };
+            let key = include_key(&inc.path);
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                diags.push(
+                    Diagnostic::warning(
+                        "W0105",
+                        inc.span,
+                        format!("`{}` is included twice", inc.path),
+                    )
+                    .with_label("included again")
+                    .with_secondary(*first, "first included here")
+                    .with_help(
+                        "remove this line: a file is loaded once, however often it is included",
+                    ),
+                );
+            } else {
+                seen.push((key, inc.span));
+            }
+        }
+    }
+}
+
+/// The included path without `.` components and with `..` applied, so `./a.orch` and
+/// `a.orch` are the same include.
+fn include_key(path: &str) -> String {
+    use std::path::Component;
+    let mut parts: Vec<String> = Vec::new();
+    for c in FsPath::new(path).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if parts.last().is_some_and(|p| p != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other.as_os_str().to_string_lossy().into_owned()),
+        }
+    }
+    parts.join("/")
+}
+
+// ------------------------------------------------------------------ E0601
+
+/// Prefixes of well-known secret formats and the shortest run of key characters that follows
+/// them in a real key. Sources: Anthropic keys start `sk-ant-`, OpenAI keys `sk-` (also
+/// `sk-proj-`), AWS access key ids `AKIA` + 16, GitHub tokens `ghp_`/`gho_`/`github_pat_`,
+/// Slack tokens `xoxb-`/`xoxp-`.
+const SECRET_PREFIXES: &[(&str, usize)] = &[
+    ("sk-ant-", 16),
+    ("sk-", 20),
+    ("AKIA", 16),
+    ("ghp_", 30),
+    ("gho_", 30),
+    ("github_pat_", 30),
+    ("xoxb-", 20),
+    ("xoxp-", 20),
+];
+
+/// Reports text shaped like an API key anywhere in a file: a prefix of a known format at a
+/// word start, followed by enough key characters, at least one of them a digit (which keeps
+/// prose like `task-...` out). A key already reported as an `api_key` field is not repeated.
+fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
+    let reported: HashSet<(u32, u32, u32)> = diags
+        .iter()
+        .filter(|d| d.code == "E0601")
+        .map(|d| {
+            (
+                d.primary.span.file.0,
+                d.primary.span.start,
+                d.primary.span.end,
+            )
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (id, file) in sources.files() {
+        for (start, end) in find_secrets(&file.text) {
+            let span = Span::new(id, start, end);
+            let covered = reported
+                .iter()
+                .any(|&(f, s, e)| f == id.0 && s <= span.start && span.end <= e);
+            if !covered {
+                found.push(span);
+            }
+        }
+    }
+    for span in found {
+        diags.push(
+            Diagnostic::error("E0601", span, "this looks like an API key written in the script")
+                .with_label("literal secret")
+                .with_help("remove it (and revoke it: it may be in version control) and name the variable that holds it: `api_key_env: \"NAME\"` on the provider"),
+        );
+    }
+}
+
+/// Byte ranges of secret-shaped tokens in `text`.
+pub(crate) fn find_secrets(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let is_key = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i > 0 && is_key(bytes[i - 1]) {
+            i += 1;
+            continue;
+        }
+        let hit = SECRET_PREFIXES.iter().find_map(|&(prefix, min)| {
+            if !bytes[i..].starts_with(prefix.as_bytes()) {
+                return None;
+            }
+            let rest = &bytes[i + prefix.len()..];
+            let len = rest.iter().take_while(|&&b| is_key(b)).count();
+            let has_digit = rest[..len].iter().any(u8::is_ascii_digit);
+            (len >= min && has_digit).then_some(i + prefix.len() + len)
+        });
+        match hit {
+            Some(end) => {
+                out.push((i, end));
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_at_word_starts_only() {
+        let key = "sk-ant-api03-AbCdEfGh1234567890xyz";
+        let text = format!("x = \"{key}\" // and task-management-for-the-whole-team-2024");
+        let found = find_secrets(&text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(&text[found[0].0..found[0].1], key);
+        assert!(find_secrets("risk-assessment-of-the-entire-system-v2").is_empty());
+        assert!(find_secrets("sk-short1").is_empty());
+        assert_eq!(find_secrets("AKIAABCDEFGH12345678").len(), 1);
+        assert_eq!(
+            find_secrets("é sk-ant-api03-AbCdEfGh1234567890xyz é").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn include_keys_normalise_dots() {
+        assert_eq!(include_key("./lib/a.orch"), include_key("lib/a.orch"));
+        assert_eq!(include_key("lib/../a.orch"), "a.orch");
+        assert_eq!(include_key("../a.orch"), "../a.orch");
+    }
+}

@@ -1,0 +1,63 @@
+//! `W0803 budget-exceeded`: a workflow whose worst-case cost is over its `budget`.
+//!
+//! The worst case is the plan's: every step's prompt estimate plus its whole `max_tokens`, on
+//! every attempt (retries), then on its fallback, priced by the model. A run stops before a
+//! step that could overrun what is left of the budget, so a script that warns here may stop
+//! early; the warning says so before any money is spent.
+
+use super::{Plan, lower};
+use crate::check::Program;
+use crate::diag::{Diagnostic, Diagnostics};
+
+use super::render::usd;
+
+/// How many of the most expensive steps the warning points at.
+const COSTLIEST: usize = 3;
+
+/// Warns for every workflow with a `budget` whose worst-case cost exceeds it. Call it on a
+/// program without errors (lowering to a plan assumes a well-formed DAG).
+pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
+    for wf in program.workflows.values() {
+        let (Some(budget), Some(span)) = (wf.budget, wf.budget_span) else {
+            continue;
+        };
+        let plan = lower(program, wf);
+        let worst = plan.worst_case.cost_usd;
+        if worst <= budget {
+            continue;
+        }
+        let mut d = Diagnostic::warning(
+            "W0803",
+            span,
+            format!(
+                "the worst case of workflow `{}` is {}, over its budget of {}",
+                wf.name,
+                usd(worst),
+                usd(budget)
+            ),
+        )
+        .with_label(format!("budget {}", usd(budget)));
+        for (name, cost, step_span) in costliest(&plan) {
+            d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
+        }
+        diags.push(d.with_help(
+            "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
+             lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
+             the budget (`orch plan` shows the cost of each step). The run stops before a step \
+             that could overrun the budget.",
+        ));
+    }
+}
+
+/// The most expensive steps, costliest first, for labels.
+fn costliest(plan: &Plan) -> Vec<(String, f64, crate::diag::Span)> {
+    let mut steps: Vec<_> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.worst_case.cost_usd > 0.0)
+        .map(|n| (n.name.clone(), n.worst_case.cost_usd, n.span))
+        .collect();
+    steps.sort_by(|a, b| b.1.total_cmp(&a.1));
+    steps.truncate(COSTLIEST);
+    steps
+}

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod provider;
 pub mod render;
+pub mod structured;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::path::Path as FsPath;
 
-use super::workflow::{Binding, DepKind, Exec, NodeId, WorkflowGraph};
+use super::workflow::{DepKind, Exec, NodeId, WorkflowGraph};
 use super::{AgentKind, Complexity, Program, Tier};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::ModuleSet;
@@ -174,7 +174,7 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
         }
     }
     for p in ret.interps() {
-        for m in referenced(wf, p) {
+        for m in wf.referenced_nodes(p) {
             used[m] = true;
         }
     }
@@ -198,25 +198,6 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
                 n.name
             )),
         );
-    }
-}
-
-/// The nodes a reference in the workflow reads.
-fn referenced(wf: &WorkflowGraph, p: &ast::Path) -> Vec<NodeId> {
-    match wf.bindings.get(&p.root.name) {
-        Some(Binding::Node(n)) => vec![*n],
-        Some(Binding::Group(g)) => {
-            let members = &wf.groups[*g].members;
-            match p
-                .fields
-                .first()
-                .and_then(|f| members.iter().find(|&&m| wf.nodes[m].name == f.name))
-            {
-                Some(&m) => vec![m],
-                None => members.clone(),
-            }
-        }
-        _ => Vec::new(),
     }
 }
 

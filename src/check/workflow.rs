@@ -183,6 +183,33 @@ pub struct WorkflowGraph {
     pub sequences: Vec<Vec<NodeId>>,
 }
 
+impl WorkflowGraph {
+    /// The step named `name` directly or deeper inside block `g`.
+    pub fn member(&self, g: GroupId, name: &str) -> Option<NodeId> {
+        self.groups[g]
+            .members
+            .iter()
+            .copied()
+            .find(|&m| self.nodes[m].name == name)
+    }
+
+    /// The steps whose outputs a reference reads: a step, one step of a block
+    /// (`{block.step}`), or every step of a block (`{block}`); none for a parameter or an
+    /// undefined name.
+    pub fn referenced_nodes(&self, p: &Path) -> Vec<NodeId> {
+        match self.bindings.get(&p.root.name) {
+            Some(Binding::Node(n)) => vec![*n],
+            Some(Binding::Group(g)) => {
+                match p.fields.first().and_then(|f| self.member(*g, &f.name)) {
+                    Some(m) => vec![m],
+                    None => self.groups[*g].members.clone(),
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The options in force in a block: the innermost block's model and inherited policies.
 #[derive(Debug, Clone, Default)]
 struct Scope {
@@ -1058,7 +1085,12 @@ impl Lowerer<'_> {
                         continue;
                     }
                     // `{block.step}` needs that step only; `{block}` needs every step.
-                    match r.path.fields.first().and_then(|f| self.member(g, &f.name)) {
+                    match r
+                        .path
+                        .fields
+                        .first()
+                        .and_then(|f| self.g.member(g, &f.name))
+                    {
                         Some(m) => vec![m],
                         None => members,
                     }
@@ -1101,30 +1133,6 @@ impl Lowerer<'_> {
         }
         self.propagate_taint();
         self.check_argv_taint();
-    }
-
-    /// The step named `name` directly or deeper inside block `g`.
-    fn member(&self, g: GroupId, name: &str) -> Option<NodeId> {
-        self.g.groups[g]
-            .members
-            .iter()
-            .copied()
-            .find(|&m| self.g.nodes[m].name == name)
-    }
-
-    /// The steps whose outputs a reference reads: a step, one step of a block
-    /// (`{block.step}`), or every step of a block (`{block}`); none for a parameter.
-    fn referenced_nodes(&self, p: &Path) -> Vec<NodeId> {
-        match self.g.bindings.get(&p.root.name) {
-            Some(Binding::Node(n)) => vec![*n],
-            Some(Binding::Group(g)) => {
-                match p.fields.first().and_then(|f| self.member(*g, &f.name)) {
-                    Some(m) => vec![m],
-                    None => self.g.groups[*g].members.clone(),
-                }
-            }
-            _ => Vec::new(),
-        }
     }
 
     fn undefined(&mut self, name: &Ident) {
@@ -1295,6 +1303,7 @@ impl Lowerer<'_> {
                 }
                 for p in arg.interps() {
                     let tainted_by = self
+                        .g
                         .referenced_nodes(p)
                         .iter()
                         .any(|m| self.g.nodes[*m].tainted)

@@ -23,7 +23,8 @@ pub mod syntax;
 
 use std::path::Path;
 
-/// Loads, parses and checks `path` with its includes: the whole front end in one call.
+/// Loads, parses and checks `path` with its includes: the whole front end in one call. A
+/// diagnostic inside an included file gets a label at each `include` that brought the file in.
 /// The program is returned even when the diagnostics hold errors; do not plan or run it then.
 /// Lints are at their default severity and `// orch: allow(...)` comments are not applied yet:
 /// pass the result through [`diag::apply_levels`] before deciding or rendering, as `orch` does.
@@ -33,6 +34,7 @@ pub fn compile_file(
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_file(path, opts);
     let program = check::check(&set, &mut diags);
+    resolve::label_include_chains(&set, &mut diags);
     diags.sort();
     (program, diags)
 }
@@ -46,6 +48,7 @@ pub fn compile_source(
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_source(name, text, dir, opts);
     let program = check::check(&set, &mut diags);
+    resolve::label_include_chains(&set, &mut diags);
     diags.sort();
     (program, diags)
 }

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
 use crate::diag::{
-    Diagnostics, HumanStyle, LintLevels, Span, apply_levels, catalog, render_human, render_json,
+    Diagnostics, HumanStyle, LintLevels, SourceMap, Span, apply_levels, catalog, render_github,
+    render_human, render_json, render_sarif,
 };
 use crate::plan::render::usd;
 use crate::resolve::ResolveOptions;
@@ -86,8 +87,12 @@ impl CompileArgs {
 pub enum DiagFormat {
     /// rustc-style reports with source snippets.
     Human,
-    /// One JSON document (see docs/language.md, "Diagnostics as JSON").
+    /// One JSON document (schema: docs/diagnostics.schema.json).
     Json,
+    /// One SARIF 2.1.0 log, for GitHub code scanning (upload-sarif).
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=...::...`): annotations in CI.
+    Github,
 }
 
 /// `orch check`.
@@ -308,6 +313,7 @@ fn check(a: CheckArgs, color: ColorChoice) -> ExitCode {
     };
     let mut failed = false;
     let mut json_reports = Vec::new();
+    let mut checked: Vec<(Diagnostics, SourceMap)> = Vec::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &a.files {
@@ -315,6 +321,10 @@ fn check(a: CheckArgs, color: ColorChoice) -> ExitCode {
         apply_levels(&mut diags, &program.sources, &levels);
         failed |= diags.has_errors();
         match a.format {
+            DiagFormat::Sarif => checked.push((diags, program.sources)),
+            DiagFormat::Github => {
+                let _ = write!(out, "{}", render_github(&diags, &program.sources));
+            }
             DiagFormat::Human => {
                 let _ = write!(
                     out,
@@ -340,6 +350,11 @@ fn check(a: CheckArgs, color: ColorChoice) -> ExitCode {
             format!("[{}]", json_reports.join(",\n"))
         };
         let _ = writeln!(out, "{doc}");
+    }
+    if a.format == DiagFormat::Sarif {
+        // One log with one run for all the files.
+        let pairs: Vec<(&Diagnostics, &SourceMap)> = checked.iter().map(|(d, s)| (d, s)).collect();
+        let _ = writeln!(out, "{}", render_sarif(&pairs));
     }
     if failed {
         ExitCode::from(1)

@@ -23,7 +23,8 @@ pub mod syntax;
 
 use std::path::Path;
 
-/// Loads, parses and checks `path` with its includes: the whole front end in one call.
+/// Loads, parses and checks `path` with its includes: the whole front end in one call. A
+/// diagnostic inside an included file gets a label at each `include` that brought the file in.
 /// The program is returned even when the diagnostics hold errors; do not plan or run it then.
 /// Lints are at their default severity and `// orch: allow(...)` comments are not applied yet:
 /// pass the result through [`diag::apply_levels`] before deciding or rendering, as `orch` does.
@@ -49,12 +50,14 @@ pub fn compile_source(
 }
 
 /// Checks a module set and, when it has no errors, compares each workflow's worst-case cost
-/// with its budget (which needs the plan's cost model); diagnostics come out sorted.
+/// with its budget (which needs the plan's cost model); then labels the include chains of
+/// diagnostics in included files. Diagnostics come out sorted.
 fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
     let program = check::check(set, diags);
     if !diags.has_errors() {
         plan::budget::check_budgets(&program, diags);
     }
+    resolve::label_include_chains(set, diags);
     diags.sort();
     program
 }

@@ -4,12 +4,14 @@
 //! file of the standard library, which is `.orch` source embedded in the binary (like jaq's
 //! `std.jq`). Includes may not leave the directory of the entry script unless that directory
 //! is allowed with `--include-path`. A stack of open files detects include cycles and reports
-//! the whole chain; a file included twice on different paths is loaded once.
+//! the whole chain; a file included twice on different paths is loaded once. The module set
+//! remembers which `include` brought each file in, and [`label_include_chains`] gives every
+//! diagnostic inside an included file a label at each include of its chain.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics, FileId, SourceMap, Span};
+use crate::diag::{Diagnostic, Diagnostics, FileId, Label, SourceMap, Span};
 use crate::syntax::{self, ast};
 
 /// The standard library: `(name, source)` pairs embedded at build time.
@@ -47,6 +49,50 @@ pub struct ModuleSet {
     /// syntax error): its items are then unknown, so the checker does not report names that
     /// it may have declared.
     pub incomplete: bool,
+    /// For every included file (also one that failed to parse), the `include` item that first
+    /// brought it in; the entry file has none.
+    pub included_from: HashMap<FileId, Span>,
+}
+
+impl ModuleSet {
+    /// The includes that brought `file` in, innermost first: the `include` item that loaded
+    /// it, then the one that loaded the file holding that item, and so on up to the entry
+    /// script. Each is paired with the file it brought in. Empty for the entry file.
+    pub fn include_chain(&self, file: FileId) -> Vec<(FileId, Span)> {
+        let mut chain = Vec::new();
+        let mut current = file;
+        // A file is loaded once, from one include, so the chain is a path up a tree; the bound
+        // only guards against a malformed map.
+        while let Some(&span) = self.included_from.get(&current) {
+            if chain.len() > self.included_from.len() {
+                break;
+            }
+            chain.push((current, span));
+            current = span.file;
+        }
+        chain
+    }
+}
+
+/// Gives every diagnostic located in an included file a secondary label at each `include`
+/// that brought the file in (innermost first: "`lib/agents.orch` included here"), so that an
+/// error inside a library also points at the line of the script that pulled the library in.
+/// A label already at one of those spans (an include cycle's chain) is not repeated.
+pub fn label_include_chains(set: &ModuleSet, diags: &mut Diagnostics) {
+    for d in diags.iter_mut() {
+        for (file, span) in set.include_chain(d.primary.span.file) {
+            let labelled = std::iter::once(&d.primary)
+                .chain(d.secondary.iter())
+                .any(|l| l.span == span);
+            if !labelled {
+                let name = &set.sources.get(file).name;
+                d.secondary.push(Label {
+                    span,
+                    message: format!("`{name}` included here"),
+                });
+            }
+        }
+    }
 }
 
 /// Where a file comes from: disk (canonical path) or the embedded stdlib (its name).
@@ -64,6 +110,8 @@ struct Loader<'o> {
     sources: SourceMap,
     modules: Vec<LoadedModule>,
     loaded: HashMap<Origin, FileId>,
+    /// The include that brought each included file in.
+    included_from: HashMap<FileId, Span>,
     /// Files being loaded, with the include span that opened each (for cycle chains).
     stack: Vec<(Origin, FileId, Option<Span>)>,
     diags: Diagnostics,
@@ -179,6 +227,7 @@ impl<'o> Loader<'o> {
             sources: SourceMap::new(),
             modules: Vec::new(),
             loaded: HashMap::new(),
+            included_from: HashMap::new(),
             stack: Vec::new(),
             diags: Diagnostics::new(),
             incomplete: false,
@@ -192,6 +241,7 @@ impl<'o> Loader<'o> {
                 modules: self.modules,
                 entry,
                 incomplete: self.incomplete,
+                included_from: self.included_from,
             },
             self.diags,
         )
@@ -205,16 +255,17 @@ impl<'o> Loader<'o> {
         };
         let id = self.sources.add(name, path, text);
         self.loaded.insert(origin.clone(), id);
+        if let Some(span) = from {
+            self.included_from.insert(id, span);
+        }
         let text = self.sources.get(id).text.clone();
         let module = match syntax::parse(id, &text) {
             Ok(m) => m,
             Err(d) => {
-                let mut d = *d;
-                if let Some(span) = from {
-                    d = d.with_secondary(span, "included here");
-                    self.incomplete = true;
-                }
-                self.diags.push(d);
+                // The include chain is labelled later, with every other diagnostic's
+                // (`label_include_chains`).
+                self.incomplete |= from.is_some();
+                self.diags.push(*d);
                 return id;
             }
         };

@@ -12,6 +12,12 @@
 //! its file, and snapshots the rendered human output under `tests/ui/snapshots/`. All failures
 //! are collected and reported together.
 //!
+//! `tests/ui/poor/` holds cases whose message is known to be weak (the idea of PRQL's
+//! `bad_error_messages.rs`): each says under its `expect` line, in `// POOR:` and `// SHOULD:`
+//! comments, what is wrong with the message and what it should say. Their snapshots record
+//! today's output, so an improvement shows up as a snapshot change: then move the case to its
+//! area (or delete it) and drop the comments.
+//!
 //! When the checker finds no error, the harness also picks the entry workflow the way
 //! `orch plan` does, so `E0701` cases live here too. Lint levels are the defaults, with the
 //! cases' `// orch: allow(...)` comments applied (`tests/ui/lints/`).
@@ -145,6 +151,11 @@ fn check_case(path: &Path) -> Result<(), String> {
     let (sources, diags) = compile(path);
     let rendered = render_human(&diags, &sources, STYLE);
     let mut problems = Vec::new();
+    if path.starts_with(Path::new(UI_DIR).join("poor"))
+        && !(text.contains("\n// POOR: ") && text.contains("\n// SHOULD: "))
+    {
+        problems.push("a case of poor/ needs `// POOR:` and `// SHOULD:` comments".to_string());
+    }
 
     let found: BTreeSet<String> = diags.iter().map(|d| d.code.to_string()).collect();
     if found != expected {
@@ -294,12 +305,24 @@ fn json_shape() {
     for (j, d) in list.iter().zip(diags.iter()) {
         let obj = j.as_object().expect("an object");
         for key in [
-            "code", "severity", "message", "file", "start", "end", "line", "column", "labels",
+            "code",
+            "name",
+            "severity",
+            "message",
+            "file",
+            "start",
+            "end",
+            "line",
+            "column",
+            "end_line",
+            "end_column",
+            "labels",
             "help",
         ] {
             assert!(obj.contains_key(key), "missing `{key}` in {j}");
         }
         assert_eq!(j["code"], d.code);
+        assert_eq!(j["name"], orch::diag::code_name(d.code));
         assert_eq!(j["severity"], "error");
         assert_eq!(j["message"], d.message.as_str());
         assert_eq!(j["file"], "tests/ui/flow/all_errors_reported.orch");
@@ -313,7 +336,16 @@ fn json_shape() {
         assert_eq!(labels.len(), 1 + d.secondary.len());
         assert_eq!(labels[0]["start"], j["start"]);
         for l in labels {
-            for key in ["file", "start", "end", "line", "column", "message"] {
+            for key in [
+                "file",
+                "start",
+                "end",
+                "line",
+                "column",
+                "end_line",
+                "end_column",
+                "message",
+            ] {
                 assert!(l.get(key).is_some(), "label without `{key}`: {l}");
             }
         }

@@ -4,7 +4,9 @@
 //! a [`Span`], secondary labels (possibly in other files), and an optional help line. Stages
 //! push diagnostics into a [`Diagnostics`] list and carry on, so one run reports every error of
 //! a file. Rendering happens at the edge: [`render_human`] through miette, [`render_json`] as a
-//! documented JSON shape for CI and editors.
+//! documented JSON shape for CI and editors (its JSON Schema is `docs/diagnostics.schema.json`),
+//! [`render_sarif`] as a SARIF 2.1.0 log for GitHub code scanning ([`sarif`]), and
+//! [`render_github`] as GitHub Actions workflow commands, which become annotations ([`github`]).
 //!
 //! Modelled on Gleam's `compiler-core/src/diagnostic.rs` (one renderer-free diagnostic) and
 //! starlark-rust's `codemap.rs` (a small `Copy` span into a file table).
@@ -15,9 +17,13 @@
 //! the command line's [`LintLevels`] and the `// orch: allow(...)` comments in the source.
 
 pub mod catalog;
+pub mod github;
 pub mod levels;
+pub mod sarif;
 
+pub use github::render_github;
 pub use levels::{Level, LevelError, LintLevels, apply_levels};
+pub use sarif::render_sarif;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -120,15 +126,37 @@ impl SourceMap {
         text.get(span.start as usize..span.end as usize)
             .unwrap_or("")
     }
-    /// 1-based line and column (in characters) of a byte offset.
+    /// 1-based line and column (in characters, i.e. Unicode scalar values) of a byte offset.
     pub fn line_col(&self, file: FileId, offset: u32) -> (usize, usize) {
+        let (line, before) = self.line_prefix(file, offset);
+        (line, before.chars().count() + 1)
+    }
+    /// 1-based line and column in UTF-16 code units of a byte offset: the unit of SARIF's
+    /// `columnKind: "utf16CodeUnits"` (SARIF 2.1.0 §3.14.17) and of editors' positions.
+    pub fn line_col_utf16(&self, file: FileId, offset: u32) -> (usize, usize) {
+        let (line, before) = self.line_prefix(file, offset);
+        (line, before.encode_utf16().count() + 1)
+    }
+    /// The 1-based line of a byte offset and the text of that line before it. An offset past
+    /// the end is taken as the end, and one inside a character as that character's start.
+    fn line_prefix(&self, file: FileId, offset: u32) -> (usize, &str) {
         let text = &self.get(file).text;
-        let offset = (offset as usize).min(text.len());
+        let mut offset = (offset as usize).min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = text[line_start..offset].chars().count() + 1;
-        (line, col)
+        (line, &before[line_start..])
+    }
+}
+
+impl SourceFile {
+    /// Whether it is a file of the standard library embedded in the binary (`std/...`), which
+    /// has no path on disk.
+    pub fn is_stdlib(&self) -> bool {
+        self.path.is_none() && self.name.starts_with("std/")
     }
 }
 
@@ -360,26 +388,47 @@ fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
     }
 }
 
-fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
-    let file = sources.get(d.primary.span.file);
-    let mut labels = vec![labeled(d.primary.span, &d.primary.message, true)];
-    let mut related = Vec::new();
-    for l in &d.secondary {
-        if l.span.file == d.primary.span.file {
-            labels.push(labeled(l.span, &l.message, false));
-        } else {
-            let other = sources.get(l.span.file);
-            related.push(MietteDiag {
+/// The secondary labels of `d` outside its primary file, grouped by file in order of first
+/// appearance: one `related` report per file, whose first label is its primary one (miette
+/// heads the report with that label's position).
+fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
+    let mut groups: Vec<(FileId, Vec<miette::LabeledSpan>)> = Vec::new();
+    for l in d
+        .secondary
+        .iter()
+        .filter(|l| l.span.file != d.primary.span.file)
+    {
+        match groups.iter_mut().find(|(f, _)| *f == l.span.file) {
+            Some((_, labels)) => labels.push(labeled(l.span, &l.message, false)),
+            None => groups.push((l.span.file, vec![labeled(l.span, &l.message, true)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(id, labels)| {
+            let other = sources.get(id);
+            MietteDiag {
                 message: format!("in {}", other.name),
                 code: String::new(),
                 severity: miette::Severity::Advice,
                 help: None,
                 source: miette::NamedSource::new(other.name.clone(), other.text.clone()),
-                labels: vec![labeled(l.span, &l.message, true)],
+                labels,
                 related: Vec::new(),
-            });
+            }
+        })
+        .collect()
+}
+
+fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
+    let file = sources.get(d.primary.span.file);
+    let mut labels = vec![labeled(d.primary.span, &d.primary.message, true)];
+    for l in &d.secondary {
+        if l.span.file == d.primary.span.file {
+            labels.push(labeled(l.span, &l.message, false));
         }
     }
+    let related = related_by_file(d, sources);
     MietteDiag {
         message: d.message.clone(),
         code: d.code.to_string(),
@@ -476,10 +525,12 @@ fn severity_word(s: Severity) -> &'static str {
 
 // ------------------------------------------------------------------ rendering: JSON
 
-/// A location in the JSON output: file name, byte range and 1-based line/column of the start.
+/// A location in the JSON output: file name, byte range, and 1-based line and column of its
+/// start and of its end. Columns count characters (Unicode scalar values); the end is exclusive,
+/// like the byte range: `end_column` is the column just after the last character.
 #[derive(Debug, Serialize)]
 pub struct JsonLocation {
-    /// File name as shown to users.
+    /// File name as shown to users (`std/models.orch` for the standard library).
     pub file: String,
     /// Byte offset of the start.
     pub start: u32,
@@ -489,6 +540,10 @@ pub struct JsonLocation {
     pub line: usize,
     /// 1-based column (characters) of the start.
     pub column: usize,
+    /// 1-based line of the end.
+    pub end_line: usize,
+    /// 1-based column (characters) of the end (exclusive).
+    pub end_column: usize,
 }
 
 /// A label in the JSON output.
@@ -502,10 +557,13 @@ pub struct JsonLabel {
 }
 
 /// One diagnostic in the JSON output. The shape is stable; fields are only ever added.
+/// `docs/diagnostics.schema.json` is its JSON Schema.
 #[derive(Debug, Serialize)]
 pub struct JsonDiagnostic {
     /// Stable code, e.g. `E0201`.
     pub code: &'static str,
+    /// The code's kebab-case name in the [`catalog`], e.g. `undefined-name`.
+    pub name: &'static str,
     /// `error`, `warning` or `note`.
     pub severity: Severity,
     /// The message.
@@ -532,13 +590,22 @@ pub struct JsonReport {
 
 fn json_location(span: Span, sources: &SourceMap) -> JsonLocation {
     let (line, column) = sources.line_col(span.file, span.start);
+    let (end_line, end_column) = sources.line_col(span.file, span.end);
     JsonLocation {
         file: sources.get(span.file).name.clone(),
         start: span.start,
         end: span.end,
         line,
         column,
+        end_line,
+        end_column,
     }
+}
+
+/// The catalogue name of a code (empty for a code missing from the catalogue, which a test
+/// of the catalogue rules out).
+pub fn code_name(code: &str) -> &'static str {
+    catalog::by_code(code).map_or("", |c| c.name)
 }
 
 /// Builds the JSON report (see [`JsonReport`] for the shape).
@@ -555,6 +622,7 @@ pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
                 .collect();
             JsonDiagnostic {
                 code: d.code,
+                name: code_name(d.code),
                 severity: d.severity,
                 message: d.message.clone(),
                 location: json_location(d.primary.span, sources),
@@ -574,4 +642,47 @@ pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
 pub fn render_json(diags: &Diagnostics, sources: &SourceMap) -> String {
     serde_json::to_string_pretty(&to_json(diags, sources))
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_at_odd_offsets_do_not_panic() {
+        let mut sources = SourceMap::new();
+        let id = sources.add("a.orch", None, "é\n𝄞x");
+        // Inside `é`, inside `𝄞`, past the end.
+        assert_eq!(sources.line_col(id, 1), (1, 1));
+        assert_eq!(sources.line_col(id, 5), (2, 1));
+        assert_eq!(sources.line_col_utf16(id, 7), (2, 3));
+        assert_eq!(sources.line_col(id, 99), (2, 3));
+    }
+
+    #[test]
+    fn labels_in_another_file_are_one_snippet_per_file() {
+        let mut sources = SourceMap::new();
+        let main = sources.add("main.orch", None, "include \"lib.orch\"\nx\n");
+        let lib = sources.add("lib.orch", None, "a\nb\nc\n");
+        let mut diags = Diagnostics::new();
+        diags.push(
+            Diagnostic::error(
+                "E0205",
+                Span::new(main, 19, 20),
+                "`x` is defined three times",
+            )
+            .with_secondary(Span::new(lib, 0, 1), "first here")
+            .with_secondary(Span::new(lib, 4, 5), "again here"),
+        );
+        let style = HumanStyle {
+            unicode: false,
+            ..HumanStyle::default()
+        };
+        let out = render_human(&diags, &sources, style);
+        assert_eq!(out.matches("in lib.orch").count(), 1, "{out}");
+        assert!(
+            out.contains("first here") && out.contains("again here"),
+            "{out}"
+        );
+    }
 }

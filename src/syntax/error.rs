@@ -337,6 +337,37 @@ fn word_before(text: &str, pos: usize) -> Option<(usize, usize)> {
     (start < end).then_some((start, end))
 }
 
+/// `writer('text')`: a string in single quotes where a value belongs (after `(`, `:`, `,`,
+/// `=`, `[` or `return`). The span covers the quoted text when it closes on its line.
+fn single_quoted(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
+    if !text[pos..].starts_with('\'') {
+        return None;
+    }
+    let before = text[..pos].trim_end_matches([' ', '\t']);
+    let value_expected = before.ends_with(['(', ':', ',', '=', '['])
+        || word_before(text, pos).is_some_and(|(s, e)| &text[s..e] == "return");
+    if !value_expected {
+        return None;
+    }
+    let line_end = text[pos..]
+        .find(['\n', '\r'])
+        .map_or(text.len(), |i| pos + i);
+    let close = text[pos + 1..line_end].find('\'').map(|i| pos + 1 + i);
+    let end = close.map_or(pos + 1, |c| c + 1);
+    let d = Diagnostic::error(
+        "E0001",
+        Span::new(file, pos, end),
+        "strings are written in double quotes, not single quotes",
+    )
+    .with_label("single quotes");
+    Some(match close {
+        Some(c) if !text[pos + 1..c].contains('"') => {
+            d.with_help(format!("write `\"{}\"`", &text[pos + 1..c]))
+        }
+        _ => d.with_help("write `\"...\"`, or `\"\"\"...\"\"\"` for text over several lines"),
+    })
+}
+
 /// Situations recognised from the text at the error.
 fn special_case(
     file: FileId,
@@ -346,6 +377,9 @@ fn special_case(
     stack: &[(usize, char)],
 ) -> Option<Diagnostic> {
     let at = |s: usize, e: usize| Span::new(file, s, e);
+    if let Some(d) = single_quoted(file, text, pos) {
+        return Some(d);
+    }
     for p in [pest_pos, pos] {
         // A name with letters outside ASCII.
         if let Some(c) = text[p..].chars().next()

@@ -684,7 +684,7 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
             model: f.name("model", diags),
             system,
             max_tokens: f.int("max_tokens", diags),
-            temperature: f.number("temperature", diags),
+            temperature: temperature(&f, diags),
             fallback: f.name("fallback", diags),
         }
     };
@@ -711,6 +711,26 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
             .map(|f| (f.key.name.clone(), f.key.span.to(f.value.span)))
             .collect(),
     }
+}
+
+/// `temperature:` must be in 0..=2: the widest range providers accept (OpenAI Chat Completions
+/// takes 0 to 2, Anthropic Messages 0 to 1; see their API references).
+fn temperature(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<f64> {
+    let t = f.number("temperature", diags)?;
+    if (0.0..=2.0).contains(&t) {
+        return Some(t);
+    }
+    let span = f.get("temperature")?.value.span;
+    diags.push(
+        Diagnostic::error(
+            "E0503",
+            span,
+            format!("a temperature of {t} is out of range"),
+        )
+        .with_label("must be from 0 to 2")
+        .with_help("use a value from 0 (most deterministic) to 1; OpenAI-compatible servers accept up to 2, Anthropic up to 1"),
+    );
+    None
 }
 
 fn command_kind(

@@ -934,6 +934,21 @@ impl Lowerer<'_> {
                         .with_label("extra argument")
                         .with_help("join the texts into one string, or pass named arguments (`name: value`) for the agent's parameters"),
                 ),
+                // `agent(prompt: "...")`: the prompt written as a named argument. Taken as the
+                // prompt, so this is the only error instead of "no prompt" plus "no parameter".
+                Some(n)
+                    if n.name == "prompt"
+                        && prompt.is_none()
+                        && !s.args.iter().any(|a| a.name.is_none())
+                        && agent.is_some_and(|ag| !ag.params.iter().any(|p| p.name == "prompt")) =>
+                {
+                    self.diags.push(
+                        Diagnostic::error("E0211", n.span, "the prompt is passed without a name")
+                            .with_label("`prompt:` is not a parameter")
+                            .with_help(format!("drop `prompt:` and pass the text first: `{agent_name}(\"...\")`; names are for the agent's declared parameters")),
+                    );
+                    prompt = Some(t);
+                }
                 Some(n) => {
                     if let Some(agent) = agent
                         && !agent.params.iter().any(|p| p.name == n.name)

@@ -1076,7 +1076,7 @@ workflow main(request: text) {
     CodeInfo {
         code: "E0503",
         name: "impossible-value",
-        summary: "A value that can never work: `timeout 0ms`, `max 0`, `first N` or `min N` out of range.",
+        summary: "A value that can never work: `timeout 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
         what: "Reports a zero timeout, `max 0` on a block, and `gather <first N>` / `<min N>` with \
                N of zero or more than the block's branches.",
         why: "Every attempt would time out, no branch would ever run, or the gather policy could \

@@ -533,7 +533,11 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         on: color.enabled(std::io::stderr().is_terminal()),
     };
     let resuming = match &journal {
-        Some(j) if j.is_resume() => format!(", resuming run {}", j.id()),
+        Some(j) if j.is_resume() => format!(
+            ", resuming run {} ({} spent so far)",
+            j.id(),
+            usd(j.recorded_spend_usd())
+        ),
         _ => String::new(),
     };
     eprintln!(

@@ -1143,4 +1143,51 @@ async fn the_cli_explains_runs_it_cannot_resume() {
     assert_eq!(o.status.code(), Some(2), "--why-rerun needs --resume");
     let o = orch_output(&["runs", &script], &state).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("no runs in"));
+
+    // --no-journal keeps nothing; a journalled run is listed; a damaged journal is listed
+    // with its problem instead of failing the list.
+    let o = orch_output(
+        &[
+            "run",
+            &script,
+            "--simulate",
+            "--sim-latency",
+            "1ms",
+            "-i",
+            "topic=x",
+            "--no-journal",
+        ],
+        &state,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!state.join("runs").exists());
+    let o = orch_output(
+        &[
+            "run",
+            &script,
+            "--simulate",
+            "--sim-latency",
+            "1ms",
+            "-i",
+            "topic=x",
+        ],
+        &state,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    let bad = state.join("runs").join("20000101-000000-000-broken");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("journal.jsonl"), "{oops\n").unwrap();
+    let o = orch_output(&["runs"], &state).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.contains("20000101-000000-000-broken  damaged:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("succeeded") && out.contains("7/7") && out.contains(&script),
+        "{out}"
+    );
 }

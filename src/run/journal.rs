@@ -337,23 +337,27 @@ fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_error("read", path))?;
-    let text = String::from_utf8_lossy(&bytes);
     let mut records = Vec::new();
     let mut good_len = 0u64;
     let mut needs_newline = false;
     let mut offset = 0usize;
-    let mut lines = text.split_inclusive('\n').enumerate().peekable();
+    // Bytes, not text: offsets must be exact to cut a damaged tail, and a write cut in the
+    // middle of a multi-byte character is just another cut line.
+    let mut lines = bytes
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+        .peekable();
     while let Some((i, raw)) = lines.next() {
         offset += raw.len();
-        let complete = raw.ends_with('\n');
-        let line = raw.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
+        let complete = raw.ends_with(b"\n");
+        let line = raw.trim_ascii();
+        if line.is_empty() {
             if complete {
                 good_len = offset as u64;
             }
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        match serde_json::from_slice::<Record>(line) {
             Ok(r) => {
                 records.push((i + 1, r));
                 good_len = offset as u64;
@@ -383,10 +387,10 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
     let mut it = records.into_iter();
     let header = match it.next() {
         Some((_, Record::Run(h))) => h,
-        _ => {
+        other => {
             return Err(JournalError::Corrupt {
                 path: path.to_path_buf(),
-                line: 1,
+                line: other.map_or(1, |(line, _)| line),
                 message: "the journal does not start with a `run` record".into(),
             });
         }
@@ -1221,6 +1225,13 @@ mod tests {
             msg.contains("line 1") && msg.contains("`run` record"),
             "{msg}"
         );
+
+        // Cut in the middle of a multi-byte character: still just a cut line.
+        let mut bytes = format!("{h}\n{{\"type\":\"start\",\"name\":\"caf").into_bytes();
+        bytes.push(0xc3);
+        std::fs::write(&p, &bytes).unwrap();
+        let l = read_journal(&p).expect("cut character tolerated");
+        assert_eq!(l.good_len as usize, h.len() + 1);
 
         // A complete last record without its newline is kept.
         let p = write(&dir, &h);

@@ -1,7 +1,7 @@
 //! The `orch` command line: a thin clap front end over the library.
 //!
 //! Exit codes: 0 success; 1 errors in the script (or a failed run); 2 usage errors (bad
-//! flags, unreadable inputs); 130 interrupted.
+//! flags, unreadable inputs, a run that cannot be resumed); 130 interrupted (Ctrl-C).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use crate::diag::{
 };
 use crate::plan::render::usd;
 use crate::resolve::ResolveOptions;
+use crate::run::cancel::Cancel;
+use crate::run::journal::{self, Journal};
 use crate::run::{Endpoint, Event, RunOptions, StepStatus, Target, format_ms};
 
 /// orch — write, check, plan and run teams of LLM agents.
@@ -48,7 +50,10 @@ pub enum Command {
     /// Show the execution plan: levels, dependencies, models, critical path, worst-case cost.
     Plan(PlanArgs),
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
+    /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
     Run(RunArgs),
+    /// List journalled runs: id, status, steps done, cost, script.
+    Runs(RunsArgs),
     /// Format scripts in the one canonical layout (in place, or `--check`; `-` is stdin).
     Fmt(FmtArgs),
     /// Explain a diagnostic code: what it means, why it matters, a failing and a fixed example.
@@ -183,8 +188,41 @@ pub struct RunArgs {
     /// No progress lines on stderr (the summary is still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// After a failure (or a step the budget refuses), still run every step that does not
+    /// depend on it, instead of stopping new work.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Resume an earlier run of FILE: run ID, or without ID the most recent run of FILE that
+    /// did not succeed. Steps whose cache key (model, provider, rendered prompt and system
+    /// text, options; a command's argv, env, stdin, cwd) is unchanged take their recorded
+    /// output; the others run again. Inputs not given again are the recorded ones.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// With --resume: print, for each step that runs again, why (it failed, did not start,
+    /// is new, or which part of its cache key changed).
+    #[arg(long, requires = "resume")]
+    pub why_rerun: bool,
+    /// Where run journals are kept: runs go to DIR/runs/ID/journal.jsonl (default: `.orch`
+    /// in the script's directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Do not journal this run (it cannot be resumed).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_journal: bool,
     #[command(flatten)]
     pub compile: CompileArgs,
+}
+
+/// `orch runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only the runs of this script (kept in `.orch` in its directory unless --state-dir).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Where run journals are kept (default: `.orch` next to FILE, or in the current
+    /// directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `orch explain`.
@@ -236,6 +274,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check(a, color),
         Command::Plan(a) => plan(a, color),
         Command::Run(a) => run(a, color),
+        Command::Runs(a) => runs(a),
         Command::Fmt(a) => crate::fmt::command::run(
             &a.files,
             a.check,
@@ -441,7 +480,7 @@ fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
 }
 
 fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
-    let inputs = match parse_inputs(&a.inputs) {
+    let mut inputs = match parse_inputs(&a.inputs) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
@@ -479,26 +518,60 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         Target::Endpoint(e) => format!("against {}", e.base_url),
         Target::Script => "against the script's providers".to_string(),
     };
+    let journal = match open_journal(&a, &plan.workflow) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(j) = &journal {
+        // Inputs not given again are the recorded ones (of parameters the workflow still has).
+        for (k, v) in j.recorded_inputs() {
+            if plan.params.iter().any(|p| p.name == k) && !inputs.contains_key(&k) {
+                inputs.insert(k, v);
+            }
+        }
+    }
+    let cancel = Cancel::new();
     let opts = RunOptions {
         inputs,
         target,
         max_tokens_cap: a.max_tokens,
         max_concurrency: a.max_concurrency.map(|n| n as usize),
         env: None,
+        keep_going: a.keep_going,
+        cancel: Some(cancel.clone()),
+        journal: journal.clone(),
     };
     let paint = Paint {
         on: color.enabled(std::io::stderr().is_terminal()),
     };
+    let resuming = match &journal {
+        Some(j) if j.is_resume() => format!(
+            ", resuming run {} ({} spent so far)",
+            j.id(),
+            usd(j.recorded_spend_usd())
+        ),
+        _ => String::new(),
+    };
     eprintln!(
-        "{} {} ({} steps, {} levels) {where_}",
+        "{} {} ({} steps, {} levels) {where_}{resuming}",
         paint.bold("running"),
         plan.workflow,
         plan.nodes.len(),
         plan.levels.len()
     );
     let quiet = a.quiet;
+    let why_rerun = a.why_rerun;
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     let on_event = move |e: &Event| {
+        if let Event::Rerun { step, why } = e {
+            if why_rerun {
+                eprintln!("  {} {step:<width$}  runs again: {why}", paint.yellow("»"));
+            }
+            return;
+        }
         if quiet {
             return;
         }
@@ -557,7 +630,19 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
                     paint.dim("-"),
                     r.name
                 ),
+                StepStatus::Interrupted => eprintln!(
+                    "  {} {:<width$}  interrupted: its request was dropped",
+                    paint.red("✗"),
+                    r.name
+                ),
             },
+            Event::Reused(r) => eprintln!(
+                "  {} {:<width$}  reused from the journal · {}",
+                paint.green("↺"),
+                r.name,
+                usd(r.cost_usd)
+            ),
+            Event::Rerun { .. } => {}
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -570,12 +655,10 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(crate::run::run(
-        &plan,
-        &program.tables.models,
-        &opts,
-        &on_event,
-    ));
+    let result = runtime.block_on(async {
+        watch_interrupts(cancel, paint);
+        crate::run::run(&plan, &program.tables.models, &opts, &on_event).await
+    });
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -584,6 +667,16 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         }
     };
     eprint!("{}", summary(&report, &paint));
+    if let Some(j) = &journal {
+        eprintln!("  run {} · journal {}", j.id(), j.path().display());
+        if !report.succeeded {
+            eprintln!(
+                "  resume with: orch run {} --resume {}",
+                a.file.display(),
+                j.id()
+            );
+        }
+    }
     if let Some(path) = &a.report {
         let written = serde_json::to_string_pretty(&report)
             .map_err(|e| e.to_string())
@@ -600,11 +693,124 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     if let Some(out) = &report.output {
         println!("{}", out.trim_end());
     }
-    if report.succeeded {
+    if report.interrupted {
+        ExitCode::from(130)
+    } else if report.succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The journal of this run: none with `--no-journal`, the run to resume with `--resume`,
+/// else a new one. The script is named by its canonical path, so that a run is found again
+/// from any directory.
+fn open_journal(a: &RunArgs, workflow: &str) -> Result<Option<Journal>, String> {
+    if a.no_journal {
+        return Ok(None);
+    }
+    let script = std::fs::canonicalize(&a.file)
+        .map_err(|e| format!("cannot resolve {}: {e}", a.file.display()))?;
+    let state = a
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| journal::default_state_dir(&script));
+    let name = script.to_string_lossy();
+    match a.resume.as_deref() {
+        None => Ok(Some(Journal::create(&state, &name))),
+        Some(id) => {
+            let id = Some(id).filter(|id| !id.is_empty());
+            Journal::resume(&state, &name, workflow, id)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Turns the first Ctrl-C (SIGINT) into a cancellation of the run, and the second into an
+/// immediate exit with status 130. Must be called inside the runtime; the handler is in
+/// place when it returns.
+fn watch_interrupts(cancel: Cancel, paint: Paint) {
+    #[cfg(unix)]
+    let mut sigint = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot catch Ctrl-C ({e}); it will end the run without recording the steps in flight"
+            );
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut next = async || sigint.recv().await.is_some();
+        #[cfg(not(unix))]
+        let next = async || tokio::signal::ctrl_c().await.is_ok();
+        if !next().await {
+            return;
+        }
+        eprintln!(
+            "\n{} stopping: no new steps; steps in flight are dropped and recorded (Ctrl-C again to exit at once)",
+            paint.yellow("interrupted:")
+        );
+        cancel.cancel();
+        if next().await {
+            eprintln!("{} exiting at once", paint.red("interrupted again:"));
+            std::process::exit(130);
+        }
+    });
+}
+
+fn runs(a: RunsArgs) -> ExitCode {
+    let (state, script) = match &a.file {
+        Some(f) => match std::fs::canonicalize(f) {
+            Ok(p) => (
+                a.state_dir
+                    .clone()
+                    .unwrap_or_else(|| journal::default_state_dir(&p)),
+                Some(p.to_string_lossy().into_owned()),
+            ),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => (
+            a.state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".orch")),
+            None,
+        ),
+    };
+    let list = match journal::list_runs(&state, script.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if list.is_empty() {
+        eprintln!("no runs in {}", state.join("runs").display());
+        return ExitCode::SUCCESS;
+    }
+    let width = list.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    println!(
+        "{:<width$}  {:<12} {:>7} {:>9}  script",
+        "id", "status", "steps", "cost"
+    );
+    for r in &list {
+        println!(
+            "{:<width$}  {:<12} {:>7} {:>9}  {} ({})",
+            r.id,
+            r.status,
+            format!("{}/{}", r.steps_done, r.steps_total),
+            usd(r.cost_usd),
+            r.script,
+            r.workflow
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// The run summary: one line per step, then totals.
@@ -626,10 +832,12 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
     );
     for x in &r.steps {
         let status = match &x.status {
+            StepStatus::Succeeded if r.reused.contains(&x.name) => "reused",
             StepStatus::Succeeded => "ok",
             StepStatus::Failed(_) => "failed",
             StepStatus::Skipped(_) => "skipped",
             StepStatus::Cancelled => "cancelled",
+            StepStatus::Interrupted => "interrupted",
         };
         let _ = writeln!(
             s,
@@ -659,6 +867,15 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
     );
     if let Some(why) = &r.stopped {
         let _ = writeln!(s, "  {} {why}", paint.red("stopped:"));
+    }
+    let not_run: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|x| matches!(x.status, StepStatus::Skipped(_)))
+        .map(|x| x.name.as_str())
+        .collect();
+    if !not_run.is_empty() {
+        let _ = writeln!(s, "  {} {}", paint.dim("not run:"), not_run.join(", "));
     }
     s
 }

@@ -11,6 +11,11 @@ fn orch(args: &[&str]) -> Output {
         .env_remove("OPENAI_API_KEY")
         .env_remove("ORCH_ENDPOINT")
         .env_remove("ORCH_SIMULATE")
+        // Run journals go to a scratch directory, not next to the repository's examples.
+        .env(
+            "ORCH_STATE_DIR",
+            std::env::temp_dir().join(format!("orch-cli-state-{}", std::process::id())),
+        )
         .output()
         .expect("orch runs")
 }
@@ -241,6 +246,11 @@ fn help_lists_the_commands() {
         "--input",
         "--max-concurrency",
         "--report",
+        "--resume",
+        "--why-rerun",
+        "--keep-going",
+        "--state-dir",
+        "--no-journal",
     ] {
         assert!(run.contains(flag), "{flag} missing from run --help");
     }

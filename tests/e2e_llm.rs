@@ -38,6 +38,7 @@ fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value,
     let report = dir.join(format!("{}.json", example.replace('/', "_")));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ORCH_STATE_DIR", dir.join("state"))
         .args([
             "run",
             example,

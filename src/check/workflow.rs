@@ -138,6 +138,8 @@ pub struct Group {
     pub span: Span,
     /// `max N`.
     pub max: Option<u32>,
+    /// `budget $X`: spending limit in USD of the steps inside (nested blocks included).
+    pub budget: Option<f64>,
     /// Every node inside, in source order (nested blocks included).
     pub members: Vec<NodeId>,
     /// The nodes of each branch (each statement directly inside).
@@ -305,7 +307,7 @@ impl Place {
                 true
             }
             OptKind::Max(_) => self == Place::Parallel,
-            OptKind::Budget(_) => self == Place::Workflow,
+            OptKind::Budget(_) => self != Place::Step,
         }
     }
     fn describe(self) -> &'static str {
@@ -320,10 +322,17 @@ impl Place {
 impl Lowerer<'_> {
     // ------------------------------------------------------------------ options
 
-    /// Validates options at `place` and applies them to `scope`.
-    fn apply_options(&mut self, opts: &[Opt], scope: &mut Scope, place: Place) -> Option<u32> {
+    /// Validates options at `place` and applies them to `scope`. Returns a block's `max N` and
+    /// `budget $X` (a workflow's budget goes to the graph).
+    fn apply_options(
+        &mut self,
+        opts: &[Opt],
+        scope: &mut Scope,
+        place: Place,
+    ) -> (Option<u32>, Option<f64>) {
         let mut seen: Vec<(&'static str, Span)> = Vec::new();
         let mut max = None;
+        let mut budget = None;
         for o in opts {
             let kw = o.kind.keyword();
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == kw) {
@@ -347,7 +356,7 @@ impl Lowerer<'_> {
                         "`max N` limits the branches of a `parallel` block; put it on the block"
                     }
                     OptKind::Budget(_) => {
-                        "`budget $X` applies to a whole workflow: `workflow main() <budget $2.00> { ... }`"
+                        "`budget $X` limits a workflow or a `parallel` block: `workflow main() <budget $2.00> { ... }`"
                     }
                     _ => "remove it",
                 };
@@ -408,13 +417,14 @@ impl Lowerer<'_> {
                         max = Some(*n);
                     }
                 }
-                OptKind::Budget(usd) => {
+                OptKind::Budget(usd) if place == Place::Workflow => {
                     self.g.budget = Some(*usd);
                     self.g.budget_span = Some(o.span);
                 }
+                OptKind::Budget(usd) => budget = Some(*usd),
             }
         }
-        max
+        (max, budget)
     }
 
     /// Reports an unknown model name; returns whether it is known.
@@ -646,13 +656,14 @@ impl Lowerer<'_> {
         outer: &Scope,
     ) -> (Vec<NodeId>, GroupId) {
         let mut scope = outer.clone();
-        let max = self.apply_options(&p.options, &mut scope, Place::Parallel);
+        let (max, budget) = self.apply_options(&p.options, &mut scope, Place::Parallel);
         let id = self.g.groups.len();
         self.g.groups.push(Group {
             id,
             name: p.name.as_ref().map(|n| n.name.clone()),
             span: p.keyword,
             max,
+            budget,
             members: Vec::new(),
             branches: Vec::new(),
         });

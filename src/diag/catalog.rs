@@ -1046,8 +1046,9 @@ workflow main(code: text) {
         code: "E0502",
         name: "invalid-option",
         summary: "An option not allowed where it is written, or given twice.",
-        what: "Reports `max N` anywhere but on a `parallel` block, `budget $X` anywhere but on a \
-               workflow, and an option (or a model) given twice in one `< >` list.",
+        what: "Reports `max N` anywhere but on a `parallel` block, `budget $X` on a step (it \
+               limits a workflow or a `parallel` block), and an option (or a model) given twice \
+               in one `< >` list.",
         why: "The option would have no meaning there (a step has no branches to limit), or two \
               values would compete.",
         example_bad: r#"include "std/models.orch"

@@ -162,6 +162,9 @@ pub struct PlanGroup {
     pub name: Option<String>,
     /// `max N`.
     pub max: Option<u32>,
+    /// `budget $X`: spending limit in USD of the steps inside (nested blocks included), on
+    /// top of the workflow's budget.
+    pub budget_usd: Option<f64>,
     /// Every step inside.
     pub members: Vec<NodeId>,
     /// Steps of each branch.
@@ -270,6 +273,7 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
             id: g.id,
             name: g.name.clone(),
             max: g.max,
+            budget_usd: g.budget,
             members: g.members.clone(),
             branches: g.branches.clone(),
         })

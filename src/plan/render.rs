@@ -74,6 +74,29 @@ pub fn render_text(plan: &Plan) -> String {
             _ => String::new(),
         }
     );
+    for g in &plan.groups {
+        let Some(b) = g.budget_usd else { continue };
+        let worst: f64 = g
+            .members
+            .iter()
+            .map(|&m| plan.nodes[m].worst_case.cost_usd)
+            .sum();
+        let label = match &g.name {
+            Some(n) => format!("block `{n}`"),
+            None => format!("the block of {}", names(plan, &g.members)),
+        };
+        let _ = writeln!(
+            out,
+            "  {label}: budget {}, worst case {}{}",
+            usd(b),
+            usd(worst),
+            if worst > b {
+                " (over: its steps stop before overrunning it)"
+            } else {
+                ""
+            }
+        );
+    }
     let reduced = reduced_deps(plan);
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (i, level) in plan.levels.iter().enumerate() {

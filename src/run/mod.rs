@@ -9,9 +9,20 @@
 //! then run on the `fallback` model if there is one.
 //!
 //! Failure policy: a failure stops new work; steps in flight finish and are recorded. A
-//! `gather <any|first N|min N>` tolerates failed branches of the block it joins.
+//! `gather <any|first N|min N>` tolerates failed branches of the block it joins. With
+//! `keep_going`, everything that does not depend on a failure still runs.
+//!
+//! Budgets ([`budget`]) are checked before each model step starts; a [`cancel::Cancel`] stops
+//! the run from outside (Ctrl-C); a [`journal::Journal`] records every step as it ends and,
+//! on a resumed run, supplies the results of steps whose cache key ([`cache_key`]) is
+//! unchanged. Those three are hooks in the scheduler below: where a step is about to start
+//! (`start_ready`), where it ends (`finish`, `settle`), and at the start and end of the run.
 
+mod budget;
+pub mod cache_key;
+pub mod cancel;
 pub mod command;
+pub mod journal;
 pub mod provider;
 pub mod render;
 pub mod structured;
@@ -28,7 +39,6 @@ use tokio::time::Instant;
 
 use crate::check::ProviderKind;
 use crate::check::workflow::NodeId;
-use crate::plan::render::usd;
 use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
 use crate::syntax::ast::Policy;
 use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
@@ -81,6 +91,14 @@ pub struct RunOptions {
     /// Environment lookup for API keys (tests inject their own; the CLI reads the process
     /// environment).
     pub env: Option<EnvLookup>,
+    /// After a failure (or a step the budget refuses), still run every step that does not
+    /// depend on it, instead of stopping new work.
+    pub keep_going: bool,
+    /// Stops the run from outside: steps in flight are dropped and recorded as interrupted,
+    /// nothing new starts.
+    pub cancel: Option<cancel::Cancel>,
+    /// Where the run is recorded, and (when it resumes an earlier run) whose results it reuses.
+    pub journal: Option<journal::Journal>,
 }
 
 /// A lookup of environment variables by name (for API keys).
@@ -114,6 +132,9 @@ pub enum RunError {
     /// An input is missing, unknown or not of its parameter's type.
     #[error("{0}")]
     Input(String),
+    /// The journal cannot be created or written.
+    #[error("{0}")]
+    Journal(#[from] journal::JournalError),
 }
 
 /// Progress of a run, reported as it happens.
@@ -146,6 +167,17 @@ pub enum Event {
     },
     /// A step finished (successfully or not).
     Finished(StepReport),
+    /// On a resumed run: a step's result was taken from the journal instead of running it.
+    /// The report is the one recorded when it ran.
+    Reused(StepReport),
+    /// On a resumed run: a step runs again, and why (`it failed last time: ...`, `prompt
+    /// changed (upstream `plan` re-ran)`, `model changed sonnet → opus`, ...).
+    Rerun {
+        /// Step name.
+        step: String,
+        /// The reason, in words.
+        why: String,
+    },
 }
 
 /// How a step ended.
@@ -160,6 +192,9 @@ pub enum StepStatus {
     Skipped(String),
     /// A `gather <any|first N>` no longer needed it.
     Cancelled,
+    /// It was running when the run was interrupted (Ctrl-C): its request was dropped (its
+    /// program killed) and a resumed run runs it again.
+    Interrupted,
 }
 
 /// What one step did.
@@ -225,6 +260,13 @@ pub struct RunReport {
     pub cost_usd: f64,
     /// Wall time in milliseconds.
     pub wall_ms: u64,
+    /// The run's id, when it is journalled.
+    pub run_id: Option<String>,
+    /// Steps whose result was taken from the journal of an earlier attempt of this run
+    /// (`--resume`), in source order. Their reports are those recorded when they ran.
+    pub reused: Vec<String>,
+    /// Whether the run was interrupted ([`RunOptions::cancel`], Ctrl-C).
+    pub interrupted: bool,
 }
 
 /// A step's client: a model provider with the identifier to request, or a command.
@@ -260,9 +302,24 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let inputs = parse_inputs(plan, &opts.inputs)?;
     let shared = Arc::new(prepare(plan, models, opts)?);
-    Ok(Scheduler::new(plan, &inputs, shared, opts)
+    // Journal hook, run start: the `run`/`resume` record, before any step can end.
+    if let Some(j) = &opts.journal {
+        j.begin(plan, opts)?;
+    }
+    let mut report = Scheduler::new(plan, &inputs, shared, opts)
         .run(on_event)
-        .await)
+        .await;
+    // Journal hook, run end: the `end` record. Every step is already recorded, so a failure
+    // here only leaves the run looking unfinished, which `--resume` handles.
+    if let Some(j) = &opts.journal {
+        report.run_id = Some(j.id());
+        if let Err(e) = j.end(&report) {
+            report
+                .stopped
+                .get_or_insert_with(|| format!("the journal could not be closed: {e}"));
+        }
+    }
+    Ok(report)
 }
 
 fn parse_inputs(
@@ -476,8 +533,22 @@ struct Scheduler<'a> {
     /// Nodes of a tolerant join's block, whose failure does not stop the run.
     tolerated: Vec<bool>,
     stopped: Option<String>,
-    spent_usd: f64,
+    budgets: budget::Budgets,
     abort: HashMap<NodeId, tokio::task::AbortHandle>,
+    keep_going: bool,
+    cancel: Option<cancel::Cancel>,
+    interrupted: bool,
+    journal: Option<journal::Journal>,
+    /// With a journal: each model's identity, for cache keys.
+    identities: Option<cache_key::Identities>,
+    /// With a journal: the key parts of each step that was started, for its record.
+    keys: Vec<Option<cache_key::KeyParts>>,
+    /// Steps that ran in this process (not reused), for `--why-rerun` messages.
+    ran: Vec<bool>,
+    /// Steps whose result came from the journal.
+    reused: Vec<bool>,
+    /// On a resumed run: why each step that is not reused runs again (told when it starts).
+    rerun_why: Vec<Option<String>>,
 }
 
 /// Progress of the block a tolerant `gather` joins, kept incrementally so that each settled
@@ -550,6 +621,10 @@ impl<'a> Scheduler<'a> {
             }
         }
         let candidates = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        let identities = opts
+            .journal
+            .as_ref()
+            .map(|_| cache_key::Identities::new(plan, &shared.clients, &opts.target));
         Scheduler {
             plan,
             inputs,
@@ -565,18 +640,39 @@ impl<'a> Scheduler<'a> {
             watched_by,
             tolerated,
             stopped: None,
-            spent_usd: 0.0,
+            budgets: budget::Budgets::new(plan),
             abort: HashMap::new(),
+            keep_going: opts.keep_going,
+            cancel: opts.cancel.clone(),
+            interrupted: false,
+            identities,
+            journal: opts.journal.clone(),
+            keys: vec![None; n],
+            ran: vec![false; n],
+            reused: vec![false; n],
+            rerun_why: vec![None; n],
         }
     }
 
     async fn run(mut self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(cancel::Cancel::is_cancelled)
+        {
+            self.interrupt(&mut tasks, on_event);
+        }
         self.start_ready(&mut tasks, &tx, on_event);
         loop {
             tokio::select! {
                 biased;
+                // Cancellation hook: stop new work, drop the steps in flight.
+                () = cancel::cancelled(self.cancel.as_ref()), if !self.interrupted => {
+                    self.interrupt(&mut tasks, on_event);
+                    self.start_ready(&mut tasks, &tx, on_event);
+                }
                 Some(ev) = rx.recv() => on_event(&ev),
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { break };
@@ -606,35 +702,56 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Starts every candidate step whose dependencies allow it, unless the run has stopped.
+    ///
+    /// Candidates are settled first (skipped, or reused from the journal of a resumed run,
+    /// which may release further candidates) and started after, `gather` steps first: a
+    /// gather that starts may cancel the rest of its block, which then never starts.
     fn start_ready(
         &mut self,
         tasks: &mut JoinSet<Outcome>,
         tx: &tokio::sync::mpsc::UnboundedSender<Event>,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
-        while let Some(id) = self.candidates.pop_front() {
-            if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
-                continue;
-            }
-            let skip = match self.readiness(id) {
-                Readiness::NotYet => continue,
-                Readiness::Skip(reason) => Some(reason),
-                Readiness::Go => match (self.stopped.clone(), self.over_budget(id)) {
-                    (Some(reason), _) => Some(reason),
-                    (None, Some(reason)) => {
-                        self.stopped = Some(reason.clone());
-                        Some(reason)
-                    }
-                    (None, None) => None,
-                },
-            };
-            match skip {
-                Some(reason) => {
-                    self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+        loop {
+            let mut go = Vec::new();
+            while let Some(id) = self.candidates.pop_front() {
+                if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
+                    continue;
                 }
-                None => {
-                    self.cancel_rest_of_join(id, on_event);
-                    self.spawn(id, tasks, tx.clone());
+                match self.readiness(id) {
+                    Readiness::NotYet => {}
+                    Readiness::Skip(reason) => {
+                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+                    }
+                    // Journal hook, a step about to start: reuse its recorded result?
+                    Readiness::Go if self.reuse(id, on_event) => {}
+                    Readiness::Go => go.push(id),
+                }
+            }
+            if go.is_empty() {
+                return;
+            }
+            go.sort_by_key(|&id| self.plan.nodes[id].join.is_none());
+            for id in go {
+                if self.state[id] != State::Waiting {
+                    continue; // cancelled by a gather started just before
+                }
+                let skip = match self.stopped.clone() {
+                    Some(reason) => Some(reason),
+                    None => self.over_budget(id).inspect(|reason| {
+                        if !self.keep_going {
+                            self.stopped = Some(reason.clone());
+                        }
+                    }),
+                };
+                match skip {
+                    Some(reason) => {
+                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+                    }
+                    None => {
+                        self.cancel_rest_of_join(id, on_event);
+                        self.spawn(id, tasks, tx.clone());
+                    }
                 }
             }
         }
@@ -675,13 +792,15 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Worst case of the step against what is left of the budget.
-    /// Checked before a model step starts: its worst case for one attempt (system text and
-    /// rendered prompt at 4 characters per token, plus `max_tokens` out) must fit in what is
-    /// left of the budget. Retries are checked again as spend grows, through the real usage.
-    fn over_budget(&self, id: NodeId) -> Option<String> {
-        let budget = self.plan.budget_usd?;
+    /// Budget hook, a step about to start: its worst case for one attempt (system text and
+    /// rendered prompt at 4 characters per token, plus `max_tokens` out, at its model's price)
+    /// must fit in every enclosing budget ([`budget`]), where it is then held until the step
+    /// ends. Returns why it may not start.
+    fn over_budget(&mut self, id: NodeId) -> Option<String> {
         let node = &self.plan.nodes[id];
+        if !self.budgets.applies(node) {
+            return None;
+        }
         let PlanExec::Model {
             model, max_tokens, ..
         } = &node.exec
@@ -703,15 +822,7 @@ impl<'a> Scheduler<'a> {
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
         let worst = client.price.cost(input, u64::from(out));
-        (self.spent_usd + worst > budget).then(|| {
-            format!(
-                "budget: {} spent of {}; `{}` could cost up to {}, so it was not started",
-                usd(self.spent_usd),
-                usd(budget),
-                node.name,
-                usd(worst)
-            )
-        })
+        self.budgets.admit(node, worst).err()
     }
 
     fn settle_without_running(
@@ -730,9 +841,10 @@ impl<'a> Scheduler<'a> {
         let succeeded = report.status == StepStatus::Succeeded;
         self.state[id] = State::Done(report.status.clone());
         self.outputs[id] = report.output.clone();
-        self.spent_usd += report.cost_usd;
+        self.budgets.spend(&self.plan.nodes[id], report.cost_usd);
         if let StepStatus::Failed(e) = &report.status
             && !self.tolerated[id]
+            && !self.keep_going
             && self.stopped.is_none()
         {
             self.stopped = Some(format!("step `{}` failed: {e}", report.name));
@@ -773,6 +885,8 @@ impl<'a> Scheduler<'a> {
             // Cancelled by a gather while its result was already on the way: it stays cancelled.
             return;
         }
+        // Journal hook, a step ended: record it before anything depends on it.
+        self.record(outcome.node, &outcome.report);
         on_event(&Event::Finished(outcome.report.clone()));
         self.settle(outcome.node, outcome.report);
     }
@@ -809,6 +923,8 @@ impl<'a> Scheduler<'a> {
         tx: tokio::sync::mpsc::UnboundedSender<Event>,
     ) {
         self.state[id] = State::Running;
+        self.ran[id] = true;
+        self.record_start(id, &tx);
         let node = self.plan.nodes[id].clone();
         let scope = Scope {
             plan: self.plan,
@@ -838,6 +954,10 @@ impl<'a> Scheduler<'a> {
     }
 
     fn into_report(self) -> RunReport {
+        let reused = (0..self.plan.nodes.len())
+            .filter(|&i| self.reused[i])
+            .map(|i| self.plan.nodes[i].name.clone())
+            .collect();
         let steps: Vec<StepReport> = self
             .reports
             .into_iter()
@@ -882,6 +1002,9 @@ impl<'a> Scheduler<'a> {
             cost_usd,
             wall_ms: self.shared.start.elapsed().as_millis() as u64,
             steps,
+            run_id: None,
+            reused,
+            interrupted: self.interrupted,
         }
     }
 }

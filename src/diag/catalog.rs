@@ -1421,11 +1421,12 @@ workflow main(request: text) {
         code: "W0803",
         name: "budget-exceeded",
         default_severity: Severity::Warning,
-        summary: "A workflow's worst-case cost is over its `budget`.",
+        summary: "A workflow's or a `parallel` block's worst-case cost is over its `budget`.",
         what: "Computes the worst case the way `orch plan` does (each step's prompt estimate \
                plus its whole `max_tokens`, on every attempt and on its fallback, priced by the \
-               model) and warns when it exceeds the workflow's `<budget $X>`, pointing at the \
-               costliest steps.",
+               model) and warns when it exceeds the workflow's `<budget $X>`, or when the steps \
+               of a `parallel <budget $X>` block may cost more than the block's budget, \
+               pointing at the costliest steps.",
         why: "The run enforces the budget by not starting a step that could overrun what is \
               left, so such a script may stop half-way, after paying for the first half. \
               Knowing before the run lets you lower `max_tokens` or `retry`, move steps to \

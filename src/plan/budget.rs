@@ -1,11 +1,12 @@
-//! `W0803 budget-exceeded`: a workflow whose worst-case cost is over its `budget`.
+//! `W0803 budget-exceeded`: a workflow or `parallel` block whose worst-case cost is over its
+//! `budget`.
 //!
 //! The worst case is the plan's: every step's prompt estimate plus its whole `max_tokens`, on
 //! every attempt (retries), then on its fallback, priced by the model. A run stops before a
 //! step that could overrun what is left of the budget, so a script that warns here may stop
 //! early; the warning says so before any money is spent.
 
-use super::{Plan, lower};
+use super::{Plan, PlanGroup, lower};
 use crate::check::Program;
 use crate::diag::{Diagnostic, Diagnostics};
 
@@ -18,10 +19,18 @@ const COSTLIEST: usize = 3;
 /// program without errors (lowering to a plan assumes a well-formed DAG).
 pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
     for wf in program.workflows.values() {
+        if wf.budget.is_none() && wf.groups.iter().all(|g| g.budget.is_none()) {
+            continue;
+        }
+        let plan = lower(program, wf);
+        for g in &plan.groups {
+            if let Some(budget) = g.budget_usd {
+                check_block(&plan, g, budget, wf.groups[g.id].span, diags);
+            }
+        }
         let (Some(budget), Some(span)) = (wf.budget, wf.budget_span) else {
             continue;
         };
-        let plan = lower(program, wf);
         let worst = plan.worst_case.cost_usd;
         if worst <= budget {
             continue;
@@ -37,7 +46,7 @@ pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
             ),
         )
         .with_label(format!("budget {}", usd(budget)));
-        for (name, cost, step_span) in costliest(&plan) {
+        for (name, cost, step_span) in costliest(&plan, None) {
             d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
         }
         diags.push(d.with_help(
@@ -49,11 +58,54 @@ pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
     }
 }
 
-/// The most expensive steps, costliest first, for labels.
-fn costliest(plan: &Plan) -> Vec<(String, f64, crate::diag::Span)> {
+/// Warns when the steps of one `parallel <budget $X>` block may cost more than `budget`.
+fn check_block(
+    plan: &Plan,
+    g: &PlanGroup,
+    budget: f64,
+    span: crate::diag::Span,
+    diags: &mut Diagnostics,
+) {
+    let worst: f64 = g
+        .members
+        .iter()
+        .map(|&m| plan.nodes[m].worst_case.cost_usd)
+        .sum();
+    if worst <= budget {
+        return;
+    }
+    let what = g
+        .name
+        .as_ref()
+        .map_or("this `parallel` block".to_string(), |n| {
+            format!("block `{n}`")
+        });
+    let mut d = Diagnostic::warning(
+        "W0803",
+        span,
+        format!(
+            "the worst case of {what} is {}, over its budget of {}",
+            usd(worst),
+            usd(budget)
+        ),
+    )
+    .with_label(format!("budget {}", usd(budget)));
+    for (name, cost, step_span) in costliest(plan, Some(&g.members)) {
+        d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
+    }
+    diags.push(d.with_help(
+        "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
+         lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
+         the block's budget. The run does not start a step that could overrun it.",
+    ));
+}
+
+/// The most expensive steps (of `among`, or of the whole plan), costliest first, for labels.
+fn costliest(plan: &Plan, among: Option<&[usize]>) -> Vec<(String, f64, crate::diag::Span)> {
     let mut steps: Vec<_> = plan
         .nodes
         .iter()
+        .filter(|n| among.is_none_or(|m| m.contains(&n.id)))
         .filter(|n| n.worst_case.cost_usd > 0.0)
         .map(|n| (n.name.clone(), n.worst_case.cost_usd, n.span))
         .collect();

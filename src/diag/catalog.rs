@@ -945,11 +945,11 @@ workflow main(request: text) {
     CodeInfo {
         code: "E0503",
         name: "impossible-value",
-        summary: "A value that can never work: `timeout 0ms`, `max 0`, `first N` or `min N` out of range.",
-        what: "Reports a zero timeout, `max 0` on a block, and `gather <first N>` / `<min N>` with \
-               N of zero or more than the block's branches.",
-        why: "Every attempt would time out, no branch would ever run, or the gather policy could \
-              never be met (or always would be).",
+        summary: "A value that can never work: `timeout 0ms`, `deadline 0ms`, `max 0`, `first N` or `min N` out of range.",
+        what: "Reports a zero timeout or deadline, `max 0` on a block, and `gather <first N>` / \
+               `<min N>` with N of zero or more than the block's branches.",
+        why: "Every attempt or step would time out, no branch would ever run, or the gather policy \
+              could never be met (or always would be).",
         example_bad: r#"include "std/models.orch"
 
 agent builder { model: sonnet, system: "You implement plans." }

@@ -20,8 +20,11 @@ port="${ORCH_LLM_PORT:-8089}"
 ctx="${ORCH_LLM_CTX:-4096}"
 venv="$dir/venv"
 py="$venv/bin/python"
-pidfile="$dir/server.pid"
-logfile="$dir/server.log"
+# One pid and log file per port (the default port keeps the plain names), so that servers on
+# other ports do not clobber each other's.
+suffix=""; [ "$port" = 8089 ] || suffix="-$port"
+pidfile="$dir/server$suffix.pid"
+logfile="$dir/server$suffix.log"
 url="http://127.0.0.1:$port/v1"
 
 log() { printf 'llm-server: %s\n' "$*" >&2; }
@@ -65,8 +68,13 @@ start() {
   local model; model="$(model_path)"
   log "starting server on $url with $model"
   # setsid: the server outlives this script and is stopped by pid file.
+  # --interrupt_requests False: by default the server cuts a streamed answer short (with
+  # `data: [DONE]` and no finish_reason) whenever another request arrives; orch streams and
+  # runs steps in parallel, so requests must queue instead. (A server started by an older
+  # version of this script lacks it: `stop`, then `start`.)
   setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m >"$logfile" 2>&1 < /dev/null &
+    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m \
+    --interrupt_requests False >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if up; then log "ready"; echo "$url"; return 0; fi

@@ -110,9 +110,9 @@ impl OpenAi {
     ///
     /// # Errors
     /// As above, and when streaming:
-    /// - [`ProviderError::Stream`] when a chunk carries an `error`, or the stream ends before
-    ///   `data: [DONE]` without any `finish_reason` (cut short; text received so far is
-    ///   dropped);
+    /// - [`ProviderError::Stream`] when a chunk carries an `error`, or the stream ends (with
+    ///   or without `data: [DONE]`) before any `finish_reason` came: the answer was cut short,
+    ///   and the text received so far is dropped;
     /// - [`ProviderError::Idle`] when no bytes arrive for the inactivity timeout.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         self.complete_with_progress(req, &|_| {}).await
@@ -209,16 +209,19 @@ async fn read_stream(
             }
         }
     }
-    // A server that closes after the last choice without `[DONE]` sent a whole answer; one
-    // that closes before any `finish_reason` was cut short.
-    if !done && finish_reason.is_none() {
+    // The answer is whole once its `finish_reason` came: a server that then closes without
+    // `[DONE]` lost nothing. Without a `finish_reason` the generation was cut short, even if
+    // `[DONE]` came (llama-cpp-python ends a stream it interrupts for a newer request so).
+    if finish_reason.is_none() {
+        let how = if done {
+            "`data: [DONE]` came before any `finish_reason`: the generation was interrupted"
+        } else {
+            "the connection closed before `data: [DONE]`"
+        };
         return Err(ProviderError::Stream {
             provider: PROVIDER,
             kind: None,
-            message: format!(
-                "the connection closed before `data: [DONE]` ({} characters received)",
-                text.chars().count()
-            ),
+            message: format!("{how} ({} characters received)", text.chars().count()),
         });
     }
     if text.is_empty() && !refusal.is_empty() {
@@ -791,6 +794,12 @@ mod tests {
             .up_to_n_times(1)
             .mount(&server)
             .await;
+        let interrupted = sse(&[chunk("half")], true);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(interrupted, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
         let garbage = "data: {not json\n\n".to_string();
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(200).set_body_raw(garbage, "text/event-stream"))
@@ -811,6 +820,12 @@ mod tests {
         assert!(
             matches!(&err, ProviderError::Stream { kind: None, message, .. } if message.contains("before `data: [DONE]` (7 characters")),
             "{err:?}"
+        );
+        assert!(err.is_retryable());
+        let err = client.complete(&request()).await.expect_err("interrupted");
+        assert_eq!(
+            err.to_string(),
+            "streamed answer from openai broke off: `data: [DONE]` came before any `finish_reason`: the generation was interrupted (4 characters received)"
         );
         assert!(err.is_retryable());
         let err = client.complete(&request()).await.expect_err("garbage");

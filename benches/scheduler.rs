@@ -227,32 +227,47 @@ fn run_case(
     }
 }
 
+/// One benchmark case: a script, the run's `--max-concurrency`, and for DAGs of rounds their
+/// number and width (see [`lower_bound`]).
+struct Case {
+    name: &'static str,
+    src: String,
+    max_concurrency: Option<usize>,
+    rounds: Option<(usize, usize)>,
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filters the cases.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let width = 999;
     let layers = STEPS / (width + 1);
     let rounds = Some((layers, width));
-    let cases: Vec<(&str, String, Option<usize>, Option<(usize, usize)>)> = vec![
-        (
+    let case = |name, src, max_concurrency, rounds| Case {
+        name,
+        src,
+        max_concurrency,
+        rounds,
+    };
+    let cases = vec![
+        case(
             "fan-out/fan-in 10 × 999, unbounded",
             fan_out_fan_in(layers, width),
             None,
             rounds,
         ),
-        (
+        case(
             "fan-out/fan-in 10 × 999, --max-concurrency 64",
             fan_out_fan_in(layers, width),
             Some(64),
             rounds,
         ),
-        (
+        case(
             "100 chains × 100, --max-concurrency 64",
             parallel_chains(100, STEPS / 100),
             Some(64),
             None,
         ),
-        ("chain of 10,000", chain(STEPS), None, None),
+        case("chain of 10,000", chain(STEPS), None, None),
     ];
     println!(
         "scheduler benchmark: {STEPS} steps per DAG, simulated latency {LATENCY_MS} ms (paused clock)\n"
@@ -262,11 +277,11 @@ fn main() {
         "case", "makespan", "bound", "ratio", "wall µs/st", "cpu µs/st", "peak B/st", "kept B/st"
     );
     let mut missed = Vec::new();
-    for (name, src, conc, rounds) in cases {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+    for c in cases {
+        if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
             continue;
         }
-        let f = run_case(name, &src, conc, rounds);
+        let f = run_case(c.name, &c.src, c.max_concurrency, c.rounds);
         let ratio = f.makespan_ms as f64 / f.bound_ms as f64;
         let per = |d: Duration| d.as_secs_f64() * 1e6 / f.steps as f64;
         let cpu_us = f.cpu.map(per);

@@ -476,10 +476,10 @@ mod tests {
         assert_eq!(parse_reset("2.5", now), Some(Duration::from_millis(2500)));
     }
 
-    fn recorder() -> (
-        Arc<StdMutex<Vec<(u64, String)>>>,
-        impl Fn(u64, &str) + Send + Sync,
-    ) {
+    /// The waits reported: milliseconds and reason.
+    type Waits = Arc<StdMutex<Vec<(u64, String)>>>;
+
+    fn recorder() -> (Waits, impl Fn(u64, &str) + Send + Sync) {
         let waits = Arc::new(StdMutex::new(Vec::new()));
         let sink = waits.clone();
         (waits, move |ms: u64, why: &str| {
@@ -548,15 +548,10 @@ mod tests {
         let start = Instant::now();
         assert_eq!(limits.acquire(1, &on_wait).await, 1500);
         assert_eq!(start.elapsed().as_millis(), 1500);
-        let waits = waits.lock().unwrap();
-        assert_eq!(waits[0].0, 1500);
-        assert!(
-            waits[0]
-                .1
-                .contains("`openai` says its requests are used up")
-        );
+        let first = waits.lock().unwrap()[0].clone();
+        assert_eq!(first.0, 1500);
+        assert!(first.1.contains("`openai` says its requests are used up"));
         // The hold is over: the next request goes at once.
-        drop(waits);
         assert_eq!(limits.acquire(1, &on_wait).await, 0);
         // A reset beyond MAX_HOLD is capped.
         let mut far = HeaderMap::new();

@@ -190,16 +190,16 @@ async fn a_400_is_final_on_both_wire_formats() {
 #[tokio::test]
 async fn slow_headers_trip_the_inactivity_timeout_when_streaming() {
     let server = FaultServer::start(vec![
-        support::openai_stream("late").after(Duration::from_secs(3)),
+        support::openai_stream("late").after(Duration::from_secs(5)),
         support::openai_stream("on time"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 300ms", "")).await;
+    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.output.as_deref(), Some("on time"));
     assert_eq!(x.attempts, 2);
-    assert_eq!(retry_errors(&events), ["no data from openai for 300ms"]);
+    assert_eq!(retry_errors(&events), ["no data from openai for 1s"]);
 }
 
 #[tokio::test]
@@ -235,8 +235,8 @@ async fn a_stalled_stream_is_reported_as_silence_not_as_a_timeout() {
 
 #[tokio::test]
 async fn a_slow_but_steady_stream_is_not_idle_and_reports_progress() {
-    // Ten pieces 100 ms apart: a second in all, but never 400 ms of silence.
-    let mut pieces: Vec<(Duration, String)> = (0..10)
+    // Twenty pieces 100 ms apart: two seconds in all, but never a second of silence.
+    let mut pieces: Vec<(Duration, String)> = (0..20)
         .map(|i| {
             (
                 Duration::from_millis(100),
@@ -250,11 +250,12 @@ async fn a_slow_but_steady_stream_is_not_idle_and_reports_progress() {
             .map(|p| (Duration::ZERO, p)),
     );
     let server = FaultServer::start(vec![Reply::sse_paced(pieces, End::Complete)]).await;
-    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 400ms", "")).await;
+    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.attempts, 1);
-    assert_eq!(x.output.as_deref(), Some("w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 "));
+    let expected: String = (0..20).map(|i| format!("w{i} ")).collect();
+    assert_eq!(x.output.as_deref(), Some(expected.as_str()));
     let progress: Vec<u64> = events
         .iter()
         .filter_map(|e| match e {
@@ -264,7 +265,7 @@ async fn a_slow_but_steady_stream_is_not_idle_and_reports_progress() {
         .collect();
     // The first chunk at once, then at most one report every 250 ms, counts rising.
     assert!(progress.first() == Some(&1), "{progress:?}");
-    assert!(progress.len() >= 2 && progress.len() <= 6, "{progress:?}");
+    assert!(progress.len() >= 2 && progress.len() <= 10, "{progress:?}");
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
 }
 
@@ -275,22 +276,16 @@ async fn a_slow_body_without_streaming_hits_the_attempt_timeout() {
         headers: vec![("content-type".into(), "application/json".into())],
         pieces: vec![
             (Duration::ZERO, "{\"choices\": [".into()),
-            (Duration::from_secs(5), "]}".into()),
+            (Duration::from_secs(10), "]}".into()),
         ],
         end: End::Complete,
     };
     let server = FaultServer::start(vec![slow, support::openai_json("whole")]).await;
-    let (r, events) = run_script(&script(
-        "openai",
-        &server,
-        ", stream: false",
-        "timeout 500ms",
-    ))
-    .await;
+    let (r, events) = run_script(&script("openai", &server, ", stream: false", "timeout 2s")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.output.as_deref(), Some("whole"));
-    assert_eq!(retry_errors(&events), ["attempt timed out after 500ms"]);
+    assert_eq!(retry_errors(&events), ["attempt timed out after 2s"]);
     // Without streaming, no `stream` in the request.
     assert!(server.received()[0].json().get("stream").is_none());
 }

@@ -207,7 +207,8 @@ impl ProviderError {
     /// request cannot succeed. Transport errors, malformed bodies and simulated failures are
     /// retried. The rule is the official SDKs' (anthropic-sdk-python and openai-python,
     /// `_should_retry`). A stream that broke off or fell silent is retried, unless its `error`
-    /// event has a type that is final as an HTTP status ([`FINAL_STREAM_ERRORS`]).
+    /// event has a type that is final as an HTTP status (`invalid_request_error`,
+    /// `authentication_error`, `permission_error`, `not_found_error`, `request_too_large`).
     pub fn is_retryable(&self) -> bool {
         match self {
             ProviderError::Http {

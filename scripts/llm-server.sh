@@ -6,7 +6,8 @@
 #
 #   scripts/llm-server.sh install   # create the venv, install server + model (~4 min first time)
 #   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
-#   scripts/llm-server.sh stop      # stop the server started by `start`
+#   scripts/llm-server.sh stop [PID]  # stop the server started by `start` (only PID, if given)
+#   scripts/llm-server.sh pid      # print the pid of the server started by `start`, if any
 #   scripts/llm-server.sh status    # exit 0 when the server answers
 #   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
 #
@@ -86,21 +87,25 @@ start() {
   log "server did not answer within 120 s; see $logfile"; return 1
 }
 
+# With a PID, stops that server only, and forgets the pid file only if it still names it:
+# several checkouts share the server and its pid file, so a caller stops what it started and
+# nothing that another one started since.
 stop() {
-  if [ -f "$pidfile" ]; then
-    local pid; pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then kill "$pid" && log "stopped pid $pid"; fi
-    rm -f "$pidfile"
-  else
-    log "not running (no pid file)"
+  local want="${1:-}"
+  if [ ! -f "$pidfile" ] && [ -z "$want" ]; then
+    log "not running (no pid file)"; return 0
   fi
+  local pid; pid="${want:-$(cat "$pidfile" 2>/dev/null)}"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid" && log "stopped pid $pid"; fi
+  if [ -z "$want" ] || [ "$(cat "$pidfile" 2>/dev/null)" = "$want" ]; then rm -f "$pidfile"; fi
 }
 
 case "${1:-start}" in
   install) install ;;
   start) start ;;
-  stop) stop ;;
+  stop) stop "${2:-}" ;;
+  pid) cat "$pidfile" 2>/dev/null || true ;;
   status) up ;;
   url) echo "$url" ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop [PID]|status|url|pid" >&2; exit 2 ;;
 esac

@@ -6,7 +6,8 @@
 #
 #   scripts/llm-server.sh install   # create the venv, install server + model (~4 min first time)
 #   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
-#   scripts/llm-server.sh stop      # stop the server started by `start`
+#   scripts/llm-server.sh stop [PID]  # stop the server started by `start` (only PID, if given)
+#   scripts/llm-server.sh pid      # print the pid of the server started by `start`, if any
 #   scripts/llm-server.sh status    # exit 0 when the server answers
 #   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
 #
@@ -20,8 +21,11 @@ port="${ORCH_LLM_PORT:-8089}"
 ctx="${ORCH_LLM_CTX:-4096}"
 venv="$dir/venv"
 py="$venv/bin/python"
-pidfile="$dir/server.pid"
-logfile="$dir/server.log"
+# One pid and log file per port (the default port keeps the plain names), so that servers on
+# other ports do not clobber each other's.
+suffix=""; [ "$port" = 8089 ] || suffix="-$port"
+pidfile="$dir/server$suffix.pid"
+logfile="$dir/server$suffix.log"
 url="http://127.0.0.1:$port/v1"
 
 log() { printf 'llm-server: %s\n' "$*" >&2; }
@@ -65,8 +69,13 @@ start() {
   local model; model="$(model_path)"
   log "starting server on $url with $model"
   # setsid: the server outlives this script and is stopped by pid file.
+  # --interrupt_requests False: by default the server cuts a streamed answer short (with
+  # `data: [DONE]` and no finish_reason) whenever another request arrives; orch streams and
+  # runs steps in parallel, so requests must queue instead. (A server started by an older
+  # version of this script lacks it: `stop`, then `start`.)
   setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m >"$logfile" 2>&1 < /dev/null &
+    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m \
+    --interrupt_requests False >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if up; then log "ready"; echo "$url"; return 0; fi
@@ -78,21 +87,25 @@ start() {
   log "server did not answer within 120 s; see $logfile"; return 1
 }
 
+# With a PID, stops that server only, and forgets the pid file only if it still names it:
+# several checkouts share the server and its pid file, so a caller stops what it started and
+# nothing that another one started since.
 stop() {
-  if [ -f "$pidfile" ]; then
-    local pid; pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then kill "$pid" && log "stopped pid $pid"; fi
-    rm -f "$pidfile"
-  else
-    log "not running (no pid file)"
+  local want="${1:-}"
+  if [ ! -f "$pidfile" ] && [ -z "$want" ]; then
+    log "not running (no pid file)"; return 0
   fi
+  local pid; pid="${want:-$(cat "$pidfile" 2>/dev/null)}"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid" && log "stopped pid $pid"; fi
+  if [ -z "$want" ] || [ "$(cat "$pidfile" 2>/dev/null)" = "$want" ]; then rm -f "$pidfile"; fi
 }
 
 case "${1:-start}" in
   install) install ;;
   start) start ;;
-  stop) stop ;;
+  stop) stop "${2:-}" ;;
+  pid) cat "$pidfile" 2>/dev/null || true ;;
   status) up ;;
   url) echo "$url" ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop [PID]|status|url|pid" >&2; exit 2 ;;
 esac

@@ -11,13 +11,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [ "${ORCH_E2E:-}" != "skip" ]; then
-  started_here=0
   if ! scripts/llm-server.sh status; then
+    before="$(scripts/llm-server.sh pid)"
     scripts/llm-server.sh start >/dev/null
-    started_here=1
+    started="$(scripts/llm-server.sh pid)"
+    # Stop the server afterwards only if this script started it, and only that one (another
+    # checkout may start its own meanwhile, in the same pid file).
+    if [ -n "$started" ] && [ "$started" != "$before" ]; then
+      trap 'scripts/llm-server.sh stop "$started"' EXIT
+    fi
   fi
-  # Stop the server afterwards only if this script started it.
-  if [ "$started_here" = 1 ]; then trap 'scripts/llm-server.sh stop' EXIT; fi
   ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
   export ORCH_E2E_ENDPOINT
   export ORCH_E2E_REQUIRED=1

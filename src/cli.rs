@@ -175,6 +175,10 @@ pub struct RunArgs {
     /// With --endpoint: environment variable holding the server's API key, if it needs one.
     #[arg(long, value_name = "VAR", requires = "endpoint")]
     pub endpoint_key_env: Option<String>,
+    /// With --endpoint: ask for whole answers instead of streamed ones, for a server that
+    /// lacks streaming (a script's providers say it with `stream: false`).
+    #[arg(long, requires = "endpoint")]
+    pub no_stream: bool,
     /// Cap every model step's max_tokens.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
@@ -509,6 +513,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             base_url: url.clone(),
             model: a.endpoint_model.clone(),
             api_key_env: a.endpoint_key_env.clone(),
+            stream: !a.no_stream,
         })
     } else {
         Target::Script
@@ -565,6 +570,8 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     let quiet = a.quiet;
     let why_rerun = a.why_rerun;
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+    // Streamed tokens show on one status line that is redrawn in place, only on a terminal.
+    let live = Live::new(std::io::stderr().is_terminal());
     let on_event = move |e: &Event| {
         if let Event::Rerun { step, why } = e {
             if why_rerun {
@@ -575,7 +582,29 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         if quiet {
             return;
         }
+        if let Event::Streaming { step, tokens } = e {
+            live.update(step, *tokens, &paint);
+            return;
+        }
+        live.clear_line();
         match e {
+            Event::Started { step, .. }
+            | Event::Retrying { step, .. }
+            | Event::FallingBack { step, .. } => live.forget(step),
+            Event::Finished(r) => live.forget(&r.name),
+            _ => {}
+        }
+        match e {
+            Event::Streaming { .. } => {}
+            Event::Waiting {
+                step,
+                delay_ms,
+                reason,
+            } => eprintln!(
+                "  {} {step:<width$}  waiting {} for the rate limit: {reason}",
+                paint.dim("…"),
+                format_ms(*delay_ms)
+            ),
             Event::Started {
                 step,
                 runs_on,
@@ -609,8 +638,9 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
                         .finished_ms
                         .unwrap_or(0)
                         .saturating_sub(r.started_ms.unwrap_or(0));
+                    let approx = if r.usage.estimated { "~" } else { "" };
                     eprintln!(
-                        "  {} {:<width$}  {} · {} → {} tokens · {}",
+                        "  {} {:<width$}  {} · {approx}{} → {approx}{} tokens · {}",
                         paint.green("✓"),
                         r.name,
                         format_ms(dur),
@@ -644,6 +674,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             ),
             Event::Rerun { .. } => {}
         }
+        live.redraw(&paint);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -839,6 +870,7 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
             StepStatus::Cancelled => "cancelled",
             StepStatus::Interrupted => "interrupted",
         };
+        let approx = if x.usage.estimated { "~" } else { "" };
         let _ = writeln!(
             s,
             "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
@@ -846,8 +878,8 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
             status,
             x.model.as_deref().unwrap_or("-"),
             x.attempts,
-            x.usage.input_tokens,
-            x.usage.output_tokens,
+            format!("{approx}{}", x.usage.input_tokens),
+            format!("{approx}{}", x.usage.output_tokens),
             usd(x.cost_usd)
         );
     }
@@ -865,6 +897,13 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
         usd(r.cost_usd),
         format_ms(r.wall_ms)
     );
+    if r.usage.estimated {
+        let _ = writeln!(
+            s,
+            "  {}",
+            paint.dim("~ estimated: the server sent no token counts (4 characters per input token, one output token per streamed chunk)")
+        );
+    }
     if let Some(why) = &r.stopped {
         let _ = writeln!(s, "  {} {why}", paint.red("stopped:"));
     }
@@ -878,6 +917,86 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
         let _ = writeln!(s, "  {} {}", paint.dim("not run:"), not_run.join(", "));
     }
     s
+}
+
+/// The status line of streamed answers on a terminal: `  ⋯ writer ~120 tokens · critic ~40
+/// tokens`, redrawn in place (carriage return, erase line) as tokens arrive, erased before
+/// any other progress line and drawn again after it. Off the terminal it draws nothing, so
+/// logs get no partial lines.
+struct Live {
+    on: bool,
+    state: std::sync::Mutex<LiveState>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    /// Tokens received so far, by step, in the order they started streaming.
+    tokens: IndexMap<String, u64>,
+    /// Whether a status line is on the screen.
+    shown: bool,
+}
+
+/// The longest status line, in characters (longer ones are cut).
+const LIVE_WIDTH: usize = 100;
+
+impl Live {
+    fn new(on: bool) -> Self {
+        Live {
+            on,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `tokens` received by `step` and redraws.
+    fn update(&self, step: &str, tokens: u64, paint: &Paint) {
+        if !self.on {
+            return;
+        }
+        self.lock().tokens.insert(step.to_string(), tokens);
+        self.redraw(paint);
+    }
+
+    /// Drops a step from the status line (its attempt ended or restarted).
+    fn forget(&self, step: &str) {
+        self.lock().tokens.shift_remove(step);
+    }
+
+    /// Erases the status line, if one is shown.
+    fn clear_line(&self) {
+        let mut state = self.lock();
+        if self.on && state.shown {
+            eprint!("\r\x1b[2K");
+            state.shown = false;
+        }
+    }
+
+    /// Draws the status line for the steps streaming now (or erases it when there are none).
+    fn redraw(&self, paint: &Paint) {
+        if !self.on {
+            return;
+        }
+        let mut state = self.lock();
+        let text: String = state
+            .tokens
+            .iter()
+            .map(|(step, n)| format!("{step} ~{n} tokens"))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let text: String = text.chars().take(LIVE_WIDTH).collect();
+        if text.is_empty() {
+            if state.shown {
+                eprint!("\r\x1b[2K");
+            }
+            state.shown = false;
+        } else {
+            eprint!("\r\x1b[2K  {} {}", paint.dim("⋯"), paint.dim(&text));
+            state.shown = true;
+        }
+    }
 }
 
 /// ANSI colours, only when enabled.

@@ -33,9 +33,22 @@ fn endpoint() -> Option<String> {
 
 /// Runs an example against the endpoint and returns the JSON run report and stdout.
 fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value, String) {
+    run_example_with(url, example, inputs, &[])
+}
+
+/// [`run_example`] with extra `orch run` arguments.
+fn run_example_with(
+    url: &str,
+    example: &str,
+    inputs: &[&str],
+    extra: &[&str],
+) -> (serde_json::Value, String) {
     let dir = std::env::temp_dir().join(format!("orch-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let report = dir.join(format!("{}.json", example.replace('/', "_")));
+    // One report file per call: tests run in parallel and may run the same example.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let report = dir.join(format!("{}-{run}.json", example.replace('/', "_")));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("ORCH_STATE_DIR", dir.join("state"))
@@ -58,6 +71,7 @@ fn run_example(url: &str, example: &str, inputs: &[&str]) -> (serde_json::Value,
     for i in inputs {
         cmd.args(["--input", i]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("orch runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{example} failed:\n{stderr}");
@@ -135,5 +149,26 @@ fn more_examples_run_on_the_local_model() {
         }
         let (report, _) = run_example(&url, example, &inputs);
         assert!(assert_real_model_steps(&report) >= 1, "{example}");
+    }
+}
+
+#[test]
+fn streamed_and_whole_answers_both_work_on_the_local_model() {
+    let Some(url) = endpoint() else { return };
+    let example = "examples/scatter_gather_reviews.orch";
+    let inputs = ["code=def add(a, b): return a - b"];
+    // Streaming is the default: text arrives in chunks, usage from the server or estimated.
+    let (streamed, _) = run_example(&url, example, &inputs);
+    let n = assert_real_model_steps(&streamed);
+    assert!(n >= 1);
+    // Without streaming, the server's own usage counts come back, never estimated.
+    let (whole, _) = run_example_with(&url, example, &inputs, &["--no-stream"]);
+    assert_eq!(assert_real_model_steps(&whole), n);
+    for s in whole["steps"].as_array().unwrap() {
+        assert!(
+            s["usage"].get("estimated").is_none(),
+            "step {} has estimated usage without streaming",
+            s["name"]
+        );
     }
 }

@@ -72,10 +72,12 @@ fn worst_case_cost_counts_interpolated_outputs_at_their_bound() {
     let plan = plan_of(CART);
     let summary = plan.nodes.iter().find(|n| n.name == "summary").unwrap();
     // Literal text "Summarise:\n" is 11 chars → 3 tokens; six branches of at most 100 tokens,
-    // each under a heading of about 4 tokens.
-    assert_eq!(summary.worst_case.input_tokens, 3 + 6 * (100 + 4));
-    assert_eq!(summary.worst_case.output_tokens, 100);
-    let expected = (627.0 * 1.0 + 100.0 * 10.0) / 1e6;
+    // each under a heading of about 4 tokens. The step sets no `retry`, so a model step's
+    // default of 2 applies: three attempts.
+    assert_eq!(summary.retry, 2);
+    assert_eq!(summary.worst_case.input_tokens, 3 * (3 + 6 * (100 + 4)));
+    assert_eq!(summary.worst_case.output_tokens, 3 * 100);
+    let expected = 3.0 * (627.0 * 1.0 + 100.0 * 10.0) / 1e6;
     assert!((summary.worst_case.cost_usd - expected).abs() < 1e-12);
     let total: f64 = plan.nodes.iter().map(|n| n.worst_case.cost_usd).sum();
     assert!((plan.worst_case.cost_usd - total).abs() < 1e-12);
@@ -166,6 +168,7 @@ fn plan_json_has_the_documented_shape() {
         "level",
         "retry",
         "timeout_ms",
+        "deadline_ms",
         "groups",
         "join",
         "worst_case",
@@ -198,5 +201,64 @@ workflow main() {
     );
     let u = plan.nodes.iter().find(|n| n.name == "u").unwrap();
     assert_eq!(u.data_deps, vec![0]);
-    assert_eq!(u.worst_case.input_tokens, 100);
+    // Only `x`'s 100 tokens, on each of the default three attempts.
+    assert_eq!(u.worst_case.input_tokens, 3 * 100);
+}
+
+#[test]
+fn model_steps_retry_twice_by_default_and_commands_never() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model m { provider: s, price: { input: 0, output: 1.0 } }
+agent a { model: m, max_tokens: 1000 }
+agent once { model: m, max_tokens: 1000, retry: 0 }
+agent sh { run: ["true"] }
+workflow main() {
+  plain = a("x")
+  none = once("x")
+  cmd = sh("x")
+  parallel <retry 5> { blocked = a("x"); cmd_in_block = sh("x"); pinned = once("x") }
+}
+"#,
+    );
+    let node = |name: &str| plan.nodes.iter().find(|n| n.name == name).unwrap();
+    assert_eq!(node("plain").retry, 2);
+    assert_eq!(node("plain").worst_case.output_tokens, 3 * 1000);
+    assert_eq!(node("none").retry, 0);
+    assert_eq!(node("none").worst_case.output_tokens, 1000);
+    assert_eq!(node("cmd").retry, 0);
+    // A block's `retry` reaches every step that sets none, commands included.
+    assert_eq!(node("blocked").retry, 5);
+    assert_eq!(node("cmd_in_block").retry, 5);
+    assert_eq!(node("pinned").retry, 0);
+}
+
+#[test]
+fn deadline_resolves_like_timeout() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m }
+agent patient { model: m, deadline: 1h }
+workflow main() <deadline 10m> {
+  outer = a("x")
+  parallel <deadline 2m> { inner = a("x"); own = patient("x"); call = a<deadline 30s>("x") }
+}
+"#,
+    );
+    let deadline = |name: &str| {
+        plan.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap()
+            .deadline_ms
+    };
+    assert_eq!(deadline("outer"), Some(600_000));
+    assert_eq!(deadline("inner"), Some(120_000));
+    assert_eq!(deadline("own"), Some(3_600_000));
+    assert_eq!(deadline("call"), Some(30_000));
+    let text = orch::plan::render_text(&plan);
+    assert!(text.contains("deadline 30s"), "{text}");
 }

@@ -564,10 +564,10 @@ model bad { provider: flaky }
 agent a { }
 workflow main() {
   parallel <> {
-    broken = a<bad>("x")
+    broken = a<bad, retry 0>("x")
     then { s1 = a<good>("1"); s2 = a<good>("2 {s1}") }
     then {
-      opinions = parallel <> { o1 = a<good>("o1"); o2 = a<bad>("o2") }
+      opinions = parallel <> { o1 = a<good>("o1"); o2 = a<bad, retry 0>("o2") }
       gather <any> verdict = a<good>("verdict from {opinions}")
     }
   }
@@ -855,11 +855,12 @@ impl wiremock::Respond for Llm {
         let usage = serde_json::json!({"prompt_tokens": prompt.len() / 4, "completion_tokens": 5});
         let mut t = if body["stream"] == true {
             // A streaming client gets the same answer as server-sent events.
-            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]});
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]});
             let last = serde_json::json!({"choices": [], "usage": usage});
-            wiremock::ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(format!("data: {chunk}\n\ndata: {last}\n\ndata: [DONE]\n\n"))
+            wiremock::ResponseTemplate::new(200).set_body_raw(
+                format!("data: {chunk}\n\ndata: {last}\n\ndata: [DONE]\n\n"),
+                "text/event-stream",
+            )
         } else {
             wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "model": "local",

@@ -636,3 +636,152 @@ workflow main() {{ x = a("hi") }}
         x.status
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn model_steps_retry_twice_by_default_commands_not_at_all() {
+    let src = r#"
+provider flaky { kind: sim, latency: 1s, failures: 2 }
+model m { provider: flaky }
+agent a { model: m }
+agent fails { run: ["false"] }
+workflow main() { x = a("hello"); y = fails("") }
+"#;
+    let (r, events) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 3);
+    let y = step(&r, "y");
+    assert!(matches!(y.status, StepStatus::Failed(_)), "{:?}", y.status);
+    assert_eq!(y.attempts, 1);
+    let retried: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { step, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried, ["x", "x"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_ends_the_step_across_attempts_and_skips_the_fallback() {
+    let src = r#"
+provider slow { kind: sim, latency: 10s }
+provider quick { kind: sim, latency: 1s }
+model primary { provider: slow }
+model backup { provider: quick }
+agent a { model: primary, fallback: backup, retry: 5, timeout: 2s }
+workflow main() { x = a<deadline 5s>("hello"); later = a("after {x}") }
+"#;
+    let (r, events) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    // Attempt 1 runs 0–2 s, a backoff of 375–500 ms, attempt 2 until about 4.5 s, and the
+    // deadline passes during the next backoff.
+    assert_eq!(x.attempts, 2);
+    assert_eq!(
+        x.status,
+        StepStatus::Failed(
+            "deadline of 5s passed after 2 attempts on `primary` (last error: attempt timed out after 2s)"
+                .into()
+        )
+    );
+    assert_eq!((x.started_ms, x.finished_ms), (Some(0), Some(5000)));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::FallingBack { .. })),
+        "the deadline covers the fallback too"
+    );
+    assert!(matches!(step(&r, "later").status, StepStatus::Skipped(_)));
+    assert_eq!(r.wall_ms, 5000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_long_enough_changes_nothing() {
+    let src = r#"
+provider quick { kind: sim, latency: 1s, failures: 1 }
+model m { provider: quick }
+agent a { model: m, deadline: 1m }
+workflow main() <deadline 2s> { x = a("hello") }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    // The agent's deadline (1 m) wins over the workflow's (2 s), as `timeout` would.
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 2);
+}
+
+#[tokio::test]
+async fn a_deadline_kills_a_command() {
+    let src = r#"
+agent nap { run: ["sleep", "30"] }
+workflow main() { x = nap<deadline 300ms>("") }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    let x = step(&r, "x");
+    assert_eq!(
+        x.status,
+        StepStatus::Failed("deadline of 300ms passed after 1 attempt on `command`".into())
+    );
+}
+
+/// Start of each step's first attempt, in milliseconds.
+fn starts(r: &RunReport, names: &[&str]) -> Vec<u64> {
+    names
+        .iter()
+        .map(|n| step(r, n).started_ms.expect("started"))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_per_minute_is_shared_by_the_whole_run() {
+    let src = r#"
+provider limited { kind: sim, latency: 100ms, requests_per_minute: 60 }
+provider free { kind: sim, latency: 100ms }
+model m { provider: limited }
+model f { provider: free }
+agent a { model: m }
+agent b { model: f }
+workflow main() {
+  parallel <> {
+    p1 = a("1")
+    p2 = a("2")
+    then { p3 = a("3") }
+    q1 = b("1")
+    q2 = b("2")
+  }
+  p4 = a("4")
+}
+"#;
+    let (r, events) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    // One request a second to `limited`, whichever block or sequence asks; `free` is unbounded.
+    let mut limited = starts(&r, &["p1", "p2", "p3"]);
+    limited.sort_unstable();
+    assert_eq!(limited, [0, 1000, 2000]);
+    assert_eq!(starts(&r, &["q1", "q2"]), [0, 0]);
+    assert_eq!(starts(&r, &["p4"]), [3000]);
+    let waits = events
+        .iter()
+        .filter(|e| matches!(e, Event::Waiting { reason, .. } if reason.contains("`limited`'s requests_per_minute")))
+        .count();
+    assert!(waits >= 3, "{waits}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_per_minute_counts_input_and_max_tokens() {
+    let src = r#"
+provider limited { kind: sim, latency: 100ms, tokens_per_minute: 1000 }
+model m { provider: limited }
+agent a { model: m, max_tokens: 400 }
+workflow main() { parallel <> { t1 = a("1"); t2 = a("2"); t3 = a("3") } }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    let mut at = starts(&r, &["t1", "t2", "t3"]);
+    at.sort_unstable();
+    // Each request counts 1 token of prompt + 400 of max_tokens: two fit in the minute's
+    // 1000; the third waits until 401 tokens have refilled beyond the 198 left, at 1000 a
+    // minute: (2 × 401 + 401 − 1000) × 60 ms = 12.18 s.
+    assert_eq!(at, [0, 0, 12_180]);
+}

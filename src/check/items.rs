@@ -57,6 +57,18 @@ pub struct ProviderDef {
     /// Simulator only: the first N calls for each distinct prompt fail (to try retry and
     /// fallback policies in a dry run).
     pub failures: Option<u32>,
+    /// HTTP providers: whether answers are streamed (server-sent events). `None` means the
+    /// default, which is to stream.
+    pub stream: Option<bool>,
+    /// HTTP providers, when streaming: the longest silence (no bytes) tolerated while
+    /// waiting for or reading an answer, in milliseconds. `None` means the runtime's default.
+    pub idle_timeout_ms: Option<u64>,
+    /// At most this many requests per minute to this provider, shared by every step of the
+    /// run.
+    pub requests_per_minute: Option<u32>,
+    /// At most this many tokens per minute to this provider (each request counts its
+    /// estimated input plus its `max_tokens`), shared by every step of the run.
+    pub tokens_per_minute: Option<u32>,
     /// Declaration span (`None` for built-ins).
     #[serde(skip)]
     pub span: Option<Span>,
@@ -95,6 +107,10 @@ pub fn builtin_providers() -> IndexMap<String, ProviderDef> {
                 max_concurrency: None,
                 latency_ms: None,
                 failures: None,
+                stream: None,
+                idle_timeout_ms: None,
+                requests_per_minute: None,
+                tokens_per_minute: None,
                 span: None,
             },
         )
@@ -220,6 +236,8 @@ pub struct AgentDef {
     pub retry: Option<u32>,
     /// `timeout:` field, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `deadline:` field (bound on a whole step), in milliseconds.
+    pub deadline_ms: Option<u64>,
     /// Declaration span.
     pub span: Span,
     /// Name span.
@@ -362,6 +380,17 @@ impl<'a> Fields<'a> {
             ValueKind::Money(x) => Some(*x),
             _ => {
                 self.mismatch(f, "a number", diags);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&self, key: &str, diags: &mut Diagnostics) -> Option<bool> {
+        let f = self.get(key)?;
+        match &f.value.kind {
+            ValueKind::Bool(b) => Some(*b),
+            _ => {
+                self.mismatch(f, "`true` or `false`", diags);
                 None
             }
         }
@@ -532,6 +561,10 @@ const PROVIDER_FIELDS: &[&str] = &[
     "max_concurrency",
     "latency",
     "failures",
+    "stream",
+    "idle_timeout",
+    "requests_per_minute",
+    "tokens_per_minute",
 ];
 
 pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef {
@@ -575,6 +608,44 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
             );
         }
     }
+    let stream = f.boolean("stream", diags);
+    let idle_timeout_ms = f.duration("idle_timeout", diags);
+    for key in ["stream", "idle_timeout"] {
+        if kind == ProviderKind::Sim
+            && let Some(field) = f.get(key)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "E0207",
+                    field.key.span,
+                    format!("`{key}` applies to HTTP providers (`kind: openai` or `kind: anthropic`) only"),
+                )
+                .with_label("the simulator does not stream")
+                .with_help("remove it"),
+            );
+        }
+    }
+    let requests_per_minute = f.int("requests_per_minute", diags);
+    let tokens_per_minute = f.int("tokens_per_minute", diags);
+    for (key, zero) in [
+        ("idle_timeout", idle_timeout_ms == Some(0)),
+        ("requests_per_minute", requests_per_minute == Some(0)),
+        ("tokens_per_minute", tokens_per_minute == Some(0)),
+    ] {
+        if let (true, Some(field)) = (zero, f.get(key)) {
+            let help = if key == "idle_timeout" {
+                "give a positive duration like `60s`, or remove it for the default of 60 s"
+                    .to_string()
+            } else {
+                format!("give a positive number, or remove `{key}` for no limit")
+            };
+            diags.push(
+                Diagnostic::error("E0207", field.value.span, format!("`{key}` cannot be zero"))
+                    .with_label("zero")
+                    .with_help(help),
+            );
+        }
+    }
     ProviderDef {
         name: decl.name.name.clone(),
         kind,
@@ -583,6 +654,10 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         max_concurrency: f.int("max_concurrency", diags),
         latency_ms,
         failures,
+        stream,
+        idle_timeout_ms: idle_timeout_ms.filter(|ms| *ms > 0),
+        requests_per_minute: requests_per_minute.filter(|n| *n > 0),
+        tokens_per_minute: tokens_per_minute.filter(|n| *n > 0),
         span: Some(decl.span),
     }
 }
@@ -659,10 +734,19 @@ const MODEL_AGENT_FIELDS: &[&str] = &[
     "temperature",
     "retry",
     "timeout",
+    "deadline",
     "fallback",
     "description",
 ];
-const COMMAND_AGENT_FIELDS: &[&str] = &["run", "env", "cwd", "retry", "timeout", "description"];
+const COMMAND_AGENT_FIELDS: &[&str] = &[
+    "run",
+    "env",
+    "cwd",
+    "retry",
+    "timeout",
+    "deadline",
+    "description",
+];
 
 pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef {
     let params = params(&decl.params, diags);
@@ -703,6 +787,7 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
         complexity,
         retry: f.int("retry", diags),
         timeout_ms: f.duration("timeout", diags),
+        deadline_ms: f.duration("deadline", diags),
         span: decl.span,
         name_span: decl.name.span,
         field_spans: decl

@@ -85,6 +85,11 @@ pub enum Exec {
 /// Default output-token limit when neither the agent nor the model sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
+/// Retries of a model step when neither the call, the agent nor a block sets `retry`: 2, the
+/// default of the official SDKs (anthropic-sdk-python and openai-python, `DEFAULT_MAX_RETRIES`).
+/// Command steps default to no retries.
+pub const DEFAULT_MODEL_RETRY: u32 = 2;
+
 /// One step of a workflow.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -110,6 +115,8 @@ pub struct Node {
     pub retry: u32,
     /// Bound on one attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
+    pub deadline_ms: Option<u64>,
     /// Enclosing `parallel` blocks, outermost first.
     pub groups: Vec<GroupId>,
     /// For a `gather`: the block it joins and how.
@@ -220,10 +227,12 @@ struct Scope {
     model_unknown: bool,
     retry: Option<u32>,
     timeout_ms: Option<u64>,
+    deadline_ms: Option<u64>,
     fallback: Option<Ident>,
     /// Where the block options in force were written: `retry`, `timeout`, `fallback`.
     retry_span: Option<Span>,
     timeout_span: Option<Span>,
+    deadline_span: Option<Span>,
     fallback_span: Option<Span>,
     groups: Vec<GroupId>,
 }
@@ -303,9 +312,11 @@ enum Place {
 impl Place {
     fn allows(self, o: &OptKind) -> bool {
         match o {
-            OptKind::Model(_) | OptKind::Retry(_) | OptKind::Timeout(_) | OptKind::Fallback(_) => {
-                true
-            }
+            OptKind::Model(_)
+            | OptKind::Retry(_)
+            | OptKind::Timeout(_)
+            | OptKind::Deadline(_)
+            | OptKind::Fallback(_) => true,
             OptKind::Max(_) => self == Place::Parallel,
             OptKind::Budget(_) => self != Place::Step,
         }
@@ -405,6 +416,21 @@ impl Lowerer<'_> {
                     }
                     scope.timeout_ms = Some(*ms);
                     scope.timeout_span = Some(o.span);
+                }
+                OptKind::Deadline(ms) => {
+                    if *ms == 0 {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0503",
+                                o.span,
+                                "a deadline of zero would fail every step",
+                            )
+                            .with_label("zero")
+                            .with_help("give a positive duration like `10m`"),
+                        );
+                    }
+                    scope.deadline_ms = Some(*ms);
+                    scope.deadline_span = Some(o.span);
                 }
                 OptKind::Max(n) => {
                     if *n == 0 {
@@ -714,6 +740,15 @@ impl Lowerer<'_> {
         }
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
         self.check_block_overrides(s, scope);
+        let agent_deadline = self
+            .tables
+            .agents
+            .get(&agent_name)
+            .and_then(|a| a.deadline_ms);
+        let default_retry = match exec {
+            Exec::Model { .. } => DEFAULT_MODEL_RETRY,
+            Exec::Command { .. } => 0,
+        };
         let (prompt, args, arg_spans) = self.arguments(s, &agent_name);
         self.arg_checks
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
@@ -729,8 +764,9 @@ impl Lowerer<'_> {
             prompt: prompt.clone(),
             args: args.clone(),
             deps,
-            retry: step_scope_retry(s, agent_retry, scope),
+            retry: step_scope_retry(s, agent_retry, scope, default_retry),
             timeout_ms: step_scope_timeout(s, agent_timeout, scope),
+            deadline_ms: step_scope_deadline(s, agent_deadline, scope),
             groups: scope.groups.clone(),
             join,
             tainted: false,
@@ -1503,7 +1539,7 @@ fn find_cycle(
     cycle
 }
 
-fn step_scope_retry(s: &ast::Step, agent: Option<u32>, scope: &Scope) -> u32 {
+fn step_scope_retry(s: &ast::Step, agent: Option<u32>, scope: &Scope, default: u32) -> u32 {
     s.options
         .iter()
         .find_map(|o| {
@@ -1515,7 +1551,7 @@ fn step_scope_retry(s: &ast::Step, agent: Option<u32>, scope: &Scope) -> u32 {
         })
         .or(agent)
         .or(scope.retry)
-        .unwrap_or(0)
+        .unwrap_or(default)
 }
 
 fn step_scope_timeout(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Option<u64> {
@@ -1530,4 +1566,18 @@ fn step_scope_timeout(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Optio
         })
         .or(agent)
         .or(scope.timeout_ms)
+}
+
+fn step_scope_deadline(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Option<u64> {
+    s.options
+        .iter()
+        .find_map(|o| {
+            if let OptKind::Deadline(n) = o.kind {
+                Some(n)
+            } else {
+                None
+            }
+        })
+        .or(agent)
+        .or(scope.deadline_ms)
 }

@@ -974,9 +974,9 @@ workflow main(request: text) {
         code: "W0405",
         name: "block-option-overridden",
         default_severity: Severity::Warning,
-        summary: "A block's `retry`, `timeout` or `fallback` that an agent's own field overrides.",
-        what: "Warns when a step inside a block (or a workflow) that sets `retry`, `timeout` or \
-               `fallback` calls an agent whose own field sets a different value, and the call \
+        summary: "A block's `retry`, `timeout`, `deadline` or `fallback` that an agent's own field overrides.",
+        what: "Warns when a step inside a block (or a workflow) that sets `retry`, `timeout`, \
+               `deadline` or `fallback` calls an agent whose own field sets a different value, and the call \
                site does not choose. Like models, options resolve from the call site, then the \
                agent, then the innermost block.",
         why: "An option on a block reads as \"every step here gets this\"; a step that quietly \
@@ -1077,11 +1077,13 @@ workflow main(request: text) {
     CodeInfo {
         code: "E0503",
         name: "impossible-value",
-        summary: "A value that can never work: `timeout 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
-        what: "Reports a zero timeout, `max 0` on a block, and `gather <first N>` / `<min N>` with \
-               N of zero or more than the block's branches.",
-        why: "Every attempt would time out, no branch would ever run, or the gather policy could \
-              never be met (or always would be).",
+        summary: "A value that can never work: `timeout 0ms`, `deadline 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
+        what: "Reports a zero timeout or deadline, `max 0` on a block, `gather <first N>` / \
+               `<min N>` with N of zero or more than the block's branches, and a `temperature` \
+               outside 0 to 2 (the widest range providers accept).",
+        why: "Every attempt or step would time out, no branch would ever run, the gather policy \
+              could never be met (or always would be), or the provider would reject every \
+              request.",
         example_bad: r#"include "std/models.orch"
 
 agent builder { model: sonnet, system: "You implement plans." }

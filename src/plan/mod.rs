@@ -108,6 +108,8 @@ pub struct PlanNode {
     pub retry: u32,
     /// Bound on one attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
+    pub deadline_ms: Option<u64>,
     /// Enclosing `parallel` blocks, outermost first.
     pub groups: Vec<GroupId>,
     /// For a `gather`: the joined block and its policy.
@@ -411,6 +413,7 @@ fn plan_node(program: &Program, n: &crate::check::workflow::Node) -> PlanNode {
         level: 0,
         retry: n.retry,
         timeout_ms: n.timeout_ms,
+        deadline_ms: n.deadline_ms,
         groups: n.groups.clone(),
         join: n.join.map(|j| PlanJoin {
             group: j.group,

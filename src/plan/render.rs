@@ -225,6 +225,9 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
     if let Some(t) = n.timeout_ms {
         facts.push(format!("timeout {}", crate::run::format_ms(t)));
     }
+    if let Some(t) = n.deadline_ms {
+        facts.push(format!("deadline {}", crate::run::format_ms(t)));
+    }
     if let PlanExec::Model { max_tokens, .. } = &n.exec {
         facts.push(format!("max_tokens {max_tokens}"));
         facts.push(format!("worst case {}", usd(n.worst_case.cost_usd)));

@@ -4,9 +4,10 @@
 //! starts when that reaches zero. A started step first takes a permit from the global limit
 //! (`--max-concurrency`), then from every enclosing `parallel <max N>` block (outermost
 //! first, so permits are always taken in one order and cannot deadlock), then from its
-//! provider's `max_concurrency`. Each attempt is bounded by the step's `timeout`; a failed
-//! attempt that may succeed when repeated is retried `retry` times with exponential backoff,
-//! then run on the `fallback` model if there is one.
+//! provider's `max_concurrency`, and waits for the provider's rate limits ([`limits`]). Each
+//! attempt is bounded by the step's `timeout`; a failed attempt that may succeed when repeated
+//! is retried `retry` times with exponential backoff, then run on the `fallback` model if there
+//! is one. The step's `deadline` bounds all of it together.
 //!
 //! Failure policy: a failure stops new work; steps in flight finish and are recorded. A
 //! `gather <any|first N|min N>` tolerates failed branches of the block it joins. With
@@ -23,6 +24,7 @@ pub mod cache_key;
 pub mod cancel;
 pub mod command;
 pub mod journal;
+pub mod limits;
 pub mod provider;
 pub mod render;
 pub mod structured;
@@ -41,6 +43,7 @@ use crate::check::ProviderKind;
 use crate::check::workflow::NodeId;
 use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
 use crate::syntax::ast::Policy;
+use limits::ProviderLimits;
 use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
 use render::{InputValue, Scope, render_with_args};
 
@@ -55,6 +58,8 @@ pub struct Endpoint {
     pub model: Option<String>,
     /// Environment variable with a key for the server, if it needs one.
     pub api_key_env: Option<String>,
+    /// Ask for streamed answers (`true` unless the server lacks streaming).
+    pub stream: bool,
 }
 
 /// Where model steps go.
@@ -157,6 +162,23 @@ pub enum Event {
         error: String,
         /// Backoff before the next attempt, in milliseconds.
         delay_ms: u64,
+    },
+    /// A streamed answer is arriving (reported at most every 250 ms per attempt).
+    Streaming {
+        /// Step name.
+        step: String,
+        /// Output tokens received so far in this attempt (an estimate; see
+        /// [`provider::ProgressFn`]).
+        tokens: u64,
+    },
+    /// An attempt waits for its provider's rate limits before it is sent.
+    Waiting {
+        /// Step name.
+        step: String,
+        /// How long, in milliseconds.
+        delay_ms: u64,
+        /// Which limit, for people (``"`anthropic` says its requests are used up"``).
+        reason: String,
     },
     /// A step switches to its fallback model.
     FallingBack {
@@ -276,6 +298,8 @@ struct ModelClient {
     provider_name: String,
     model_id: String,
     price: crate::check::Price,
+    /// The rate limits of the provider (shared by every model it serves).
+    limits: Arc<ProviderLimits>,
 }
 
 /// Everything the tasks share.
@@ -374,6 +398,7 @@ fn prepare(
     let mut clients = HashMap::new();
     let mut provider_limits = HashMap::new();
     let mut http_clients: HashMap<String, Provider> = HashMap::new();
+    let mut limits: HashMap<String, Arc<ProviderLimits>> = HashMap::new();
     for n in &plan.nodes {
         let PlanExec::Model {
             model, fallback, ..
@@ -393,6 +418,31 @@ fn prepare(
                     def.provider
                 ))
             })?;
+            // Every model of a provider (or of the one --endpoint) shares its limits.
+            let limits_key = match &opts.target {
+                Target::Endpoint(_) => "--endpoint".to_string(),
+                _ => pdef.name.clone(),
+            };
+            let rate_limits = limits
+                .entry(limits_key.clone())
+                .or_insert_with(|| {
+                    Arc::new(match &opts.target {
+                        // The script's limits are its providers'; a server given with
+                        // --endpoint is limited only by what its own headers say.
+                        Target::Endpoint(_) => ProviderLimits::new(&limits_key, None, None),
+                        _ => ProviderLimits::new(
+                            &pdef.name,
+                            pdef.requests_per_minute,
+                            pdef.tokens_per_minute,
+                        ),
+                    })
+                })
+                .clone();
+            let idle = Duration::from_millis(
+                pdef.idle_timeout_ms
+                    .unwrap_or(provider::DEFAULT_IDLE_TIMEOUT.as_millis() as u64),
+            );
+            let stream = pdef.stream.unwrap_or(true);
             let (provider, model_id) = match &opts.target {
                 // A declared `kind: sim` provider keeps its own latency and failures.
                 Target::Simulate { latency_ms, .. } => (
@@ -409,7 +459,11 @@ fn prepare(
                     let p = http_clients
                         .entry("--endpoint".into())
                         .or_insert_with(|| {
-                            Provider::OpenAi(provider::openai::OpenAi::new(e.base_url.clone(), key))
+                            Provider::OpenAi(
+                                provider::openai::OpenAi::new(e.base_url.clone(), key)
+                                    .streaming(e.stream)
+                                    .with_limits(rate_limits.clone()),
+                            )
                         })
                         .clone();
                     (p, e.model.clone().unwrap_or_else(|| def.api_name.clone()))
@@ -434,22 +488,28 @@ fn prepare(
                                 ))
                                 .with_failures(pdef.failures.unwrap_or(0)),
                             ),
-                            ProviderKind::Openai => {
-                                Provider::OpenAi(provider::openai::OpenAi::new(
-                                    pdef.base_url
-                                        .clone()
-                                        .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                            ProviderKind::Openai => Provider::OpenAi(
+                                provider::openai::OpenAi::new(
+                                    pdef.base_url.clone().unwrap_or_else(|| {
+                                        provider::openai::DEFAULT_BASE_URL.into()
+                                    }),
                                     key.clone(),
-                                ))
-                            }
-                            ProviderKind::Anthropic => {
-                                Provider::Anthropic(provider::anthropic::Anthropic::new(
+                                )
+                                .streaming(stream)
+                                .idle_timeout(idle)
+                                .with_limits(rate_limits.clone()),
+                            ),
+                            ProviderKind::Anthropic => Provider::Anthropic(
+                                provider::anthropic::Anthropic::new(
                                     pdef.base_url.clone().unwrap_or_else(|| {
                                         provider::anthropic::DEFAULT_BASE_URL.into()
                                     }),
                                     key.clone().unwrap_or_else(|| ApiKey::new("")),
-                                ))
-                            }
+                                )
+                                .streaming(stream)
+                                .idle_timeout(idle)
+                                .with_limits(rate_limits.clone()),
+                            ),
                         })
                         .clone();
                     (p, def.api_name.clone())
@@ -472,6 +532,7 @@ fn prepare(
                         Target::Endpoint(_) => crate::check::Price::default(),
                         _ => def.price,
                     },
+                    limits: rate_limits,
                 },
             );
         }
@@ -989,8 +1050,7 @@ impl<'a> Scheduler<'a> {
         let mut usage = Usage::default();
         let mut cost_usd = 0.0;
         for s in &steps {
-            usage.input_tokens += s.usage.input_tokens;
-            usage.output_tokens += s.usage.output_tokens;
+            usage.add(s.usage);
             cost_usd += s.cost_usd;
         }
         RunReport {
@@ -1108,62 +1168,88 @@ async fn execute(
         finished_ms: None,
         output: None,
     };
-    let result = match &node.exec {
-        PlanExec::Model {
-            model,
-            fallback,
-            max_tokens,
-            temperature,
-            ..
-        } => {
-            let system = node.system_tpl.as_ref().map(|t| render_with_args(t, &args));
-            let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
-            let mut result = Err("no model".to_string());
-            for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
-                let Some(client) = shared.clients.get(m) else {
-                    continue;
-                };
-                if i > 0 {
-                    let _ = tx.send(Event::FallingBack {
-                        step: node.name.clone(),
-                        model: m.clone(),
-                    });
+    // The last failed attempt's error, for the message when the deadline passes.
+    let mut last_error: Option<String> = None;
+    let work = async {
+        match &node.exec {
+            PlanExec::Model {
+                model,
+                fallback,
+                max_tokens,
+                temperature,
+                ..
+            } => {
+                let system = node.system_tpl.as_ref().map(|t| render_with_args(t, &args));
+                let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
+                let mut result = Err("no model".to_string());
+                for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
+                    let Some(client) = shared.clients.get(m) else {
+                        continue;
+                    };
+                    if i > 0 {
+                        let _ = tx.send(Event::FallingBack {
+                            step: node.name.clone(),
+                            model: m.clone(),
+                        });
+                    }
+                    let req = CompletionRequest {
+                        model: client.model_id.clone(),
+                        system: system.clone(),
+                        prompt: prompt.clone(),
+                        max_tokens,
+                        temperature: *temperature,
+                    };
+                    report.model = Some(m.clone());
+                    let has_fallback = i == 0 && fallback.is_some();
+                    let step = StepRun {
+                        node,
+                        shared,
+                        tx,
+                        report: &mut report,
+                        last_error: &mut last_error,
+                    };
+                    result = model_attempts(step, m, client, &req, has_fallback).await;
+                    if result.is_ok() {
+                        break;
+                    }
                 }
-                let req = CompletionRequest {
-                    model: client.model_id.clone(),
-                    system: system.clone(),
-                    prompt: prompt.clone(),
-                    max_tokens,
-                    temperature: *temperature,
-                };
-                report.model = Some(m.clone());
-                let has_fallback = i == 0 && fallback.is_some();
-                result =
-                    model_attempts(node, m, client, &req, shared, &mut report, tx, has_fallback)
-                        .await;
-                if result.is_ok() {
-                    break;
-                }
+                result
             }
-            result
+            PlanExec::Command { cwd, .. } => {
+                report.model = Some("command".into());
+                let spec = command::CommandSpec {
+                    argv: node
+                        .argv_tpl
+                        .iter()
+                        .map(|t| render_with_args(t, &args))
+                        .collect(),
+                    env: node
+                        .env_tpl
+                        .iter()
+                        .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
+                        .collect(),
+                    stdin: prompt.clone(),
+                    cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                };
+                let step = StepRun {
+                    node,
+                    shared,
+                    tx,
+                    report: &mut report,
+                    last_error: &mut last_error,
+                };
+                command_attempts(step, &spec).await
+            }
         }
-        PlanExec::Command { cwd, .. } => {
-            report.model = Some("command".into());
-            let spec = command::CommandSpec {
-                argv: node
-                    .argv_tpl
-                    .iter()
-                    .map(|t| render_with_args(t, &args))
-                    .collect(),
-                env: node
-                    .env_tpl
-                    .iter()
-                    .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
-                    .collect(),
-                stdin: prompt,
-                cwd: cwd.as_ref().map(std::path::PathBuf::from),
-            };
-            command_attempts(node, &spec, shared, &mut report, tx).await
+    };
+    // The deadline bounds everything above: attempts, backoff, waits for the provider's
+    // permits and rate limits, and the fallback. When it passes, the attempt in flight is
+    // dropped (a command is killed) and the step fails; no fallback follows.
+    let result = match node.deadline_ms {
+        None => work.await,
+        Some(ms) => {
+            let outcome = tokio::time::timeout(Duration::from_millis(ms), work).await;
+            outcome.unwrap_or_else(|_| Err(deadline_passed(ms, &report, last_error.as_deref())))
         }
     };
     report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
@@ -1174,17 +1260,72 @@ async fn execute(
     report
 }
 
-#[allow(clippy::too_many_arguments)] // the step's whole context; a struct would only rename it
+/// The failure of a step whose `deadline` passed.
+fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> String {
+    let on = report
+        .model
+        .as_deref()
+        .map(|m| format!(" on `{m}`"))
+        .unwrap_or_default();
+    let mut message = match report.attempts {
+        0 => format!(
+            "deadline of {} passed before the first attempt started",
+            format_ms(ms)
+        ),
+        1 => format!("deadline of {} passed after 1 attempt{on}", format_ms(ms)),
+        n => format!(
+            "deadline of {} passed after {n} attempts{on}",
+            format_ms(ms)
+        ),
+    };
+    if let Some(e) = last_error {
+        message.push_str(&format!(" (last error: {e})"));
+    }
+    message
+}
+
+/// What a step's attempts share: the step, the run, the progress channel, and the report and
+/// last error they update.
+struct StepRun<'a> {
+    node: &'a PlanNode,
+    shared: &'a Shared,
+    tx: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+    report: &'a mut StepReport,
+    last_error: &'a mut Option<String>,
+}
+
 async fn model_attempts(
-    node: &PlanNode,
+    step: StepRun<'_>,
     model: &str,
     client: &ModelClient,
     req: &CompletionRequest,
-    shared: &Shared,
-    report: &mut StepReport,
-    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     has_fallback: bool,
 ) -> Result<String, String> {
+    let StepRun {
+        node,
+        shared,
+        tx,
+        report,
+        last_error,
+    } = step;
+    // What a request counts against a tokens-per-minute limit: its input, estimated, and its
+    // output bound.
+    let tokens = req.system.as_deref().map_or(0, estimate_tokens)
+        + estimate_tokens(&req.prompt)
+        + u64::from(req.max_tokens);
+    let on_wait = |delay_ms: u64, why: &str| {
+        let _ = tx.send(Event::Waiting {
+            step: node.name.clone(),
+            delay_ms,
+            reason: why.to_string(),
+        });
+    };
+    let on_progress = |tokens: u64| {
+        let _ = tx.send(Event::Streaming {
+            step: node.name.clone(),
+            tokens,
+        });
+    };
     let mut k = 0;
     loop {
         // The provider's permit is taken before the attempt's clock starts: waiting in line for
@@ -1193,6 +1334,8 @@ async fn model_attempts(
             Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
         };
+        // Rate limits, too, are waited for before the attempt's clock starts.
+        client.limits.acquire(tokens, &on_wait).await;
         if report.attempts == 0 {
             report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
         }
@@ -1202,12 +1345,12 @@ async fn model_attempts(
             runs_on: model.to_string(),
             attempt: report.attempts,
         });
-        let attempt = client.provider.complete(req);
+        let attempt = client.provider.complete_with_progress(req, &on_progress);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
                 Err(_) => Err(AttemptError {
-                    message: format!("timed out after {}", format_ms(ms)),
+                    message: format!("attempt timed out after {}", format_ms(ms)),
                     retryable: true,
                     overloaded: false,
                     retry_after_ms: None,
@@ -1217,8 +1360,7 @@ async fn model_attempts(
         };
         match outcome {
             Ok(c) => {
-                report.usage.input_tokens += c.usage.input_tokens;
-                report.usage.output_tokens += c.usage.output_tokens;
+                report.usage.add(c.usage);
                 report.cost_usd += client
                     .price
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
@@ -1226,10 +1368,12 @@ async fn model_attempts(
             }
             // An overloaded model will not get better in seconds: use the fallback now.
             Err(e) if e.overloaded && has_fallback => {
+                *last_error = Some(e.message.clone());
                 return Err(format!("{} (on `{model}`, overloaded)", e.message));
             }
             Err(e) if e.retryable && k < node.retry => {
                 drop(_permit);
+                *last_error = Some(e.message.clone());
                 let delay = backoff_ms(k, e.retry_after_ms, fastrand::f64());
                 let _ = tx.send(Event::Retrying {
                     step: node.name.clone(),
@@ -1240,6 +1384,7 @@ async fn model_attempts(
                 k += 1;
             }
             Err(e) => {
+                *last_error = Some(e.message.clone());
                 return Err(format!(
                     "{} (on `{model}`, attempt {})",
                     e.message, report.attempts
@@ -1250,12 +1395,16 @@ async fn model_attempts(
 }
 
 async fn command_attempts(
-    node: &PlanNode,
+    step: StepRun<'_>,
     spec: &command::CommandSpec,
-    shared: &Shared,
-    report: &mut StepReport,
-    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) -> Result<String, String> {
+    let StepRun {
+        node,
+        shared,
+        tx,
+        report,
+        last_error,
+    } = step;
     let shown = serde_json::to_string(&spec.argv).unwrap_or_default();
     let mut k = 0;
     loop {
@@ -1283,7 +1432,7 @@ async fn command_attempts(
                     .await
                 {
                     Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("timed out after {}", format_ms(ms))),
+                    Err(_) => Err(format!("attempt timed out after {}", format_ms(ms))),
                 }
             }
             None => command::run_command(spec).await.map_err(|e| e.to_string()),
@@ -1291,6 +1440,7 @@ async fn command_attempts(
         match outcome {
             Ok(out) => return Ok(out.stdout),
             Err(e) if k < node.retry => {
+                *last_error = Some(e.clone());
                 let delay = backoff_ms(k, None, fastrand::f64());
                 let _ = tx.send(Event::Retrying {
                     step: node.name.clone(),
@@ -1300,7 +1450,10 @@ async fn command_attempts(
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 k += 1;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                *last_error = Some(e.clone());
+                return Err(e);
+            }
         }
     }
 }

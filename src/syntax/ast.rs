@@ -239,7 +239,7 @@ pub struct Workflow {
     pub params: Vec<Param>,
     /// Declared result type.
     pub ret: Option<TypeExpr>,
-    /// Options in angle brackets (a model, `budget`, `retry`, `timeout`).
+    /// Options in angle brackets (a model, `budget`, `retry`, `timeout`, `deadline`).
     pub options: Vec<Opt>,
     /// The body.
     pub body: Block,
@@ -276,6 +276,9 @@ pub enum OptKind {
     Retry(u32),
     /// `timeout D`: bound on one attempt, in milliseconds.
     Timeout(u64),
+    /// `deadline D`: bound on the whole step (every attempt, backoff and fallback), in
+    /// milliseconds.
+    Deadline(u64),
     /// `fallback M`: the model to use when retries on the own model are exhausted.
     Fallback(Ident),
     /// `budget $X`: spending limit in USD.
@@ -290,6 +293,7 @@ impl OptKind {
             OptKind::Max(_) => "max",
             OptKind::Retry(_) => "retry",
             OptKind::Timeout(_) => "timeout",
+            OptKind::Deadline(_) => "deadline",
             OptKind::Fallback(_) => "fallback",
             OptKind::Budget(_) => "budget",
         }
@@ -357,7 +361,7 @@ pub struct Arg {
 pub struct Parallel {
     /// Name of the block's combined output.
     pub name: Option<Ident>,
-    /// Options (model, `max`, `retry`, `timeout`, `fallback`).
+    /// Options (model, `max`, `retry`, `timeout`, `deadline`, `fallback`).
     pub options: Vec<Opt>,
     /// The branches.
     pub body: Block,

@@ -28,11 +28,12 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("max", "a whole number", "max 3"),
     ("retry", "a whole number", "retry 2"),
     ("timeout", "a duration", "timeout 30s"),
+    ("deadline", "a duration", "deadline 10m"),
     ("fallback", "a model name", "fallback opus"),
     ("budget", "an amount in dollars", "budget $2.00"),
 ];
 
-const OPTIONS_HELP: &str = "options are a model name, `max N`, `retry N`, `timeout D` (like `30s`), `fallback MODEL` and `budget $X`, separated by commas";
+const OPTIONS_HELP: &str = "options are a model name, `max N`, `retry N`, `timeout D` (like `30s`), `deadline D`, `fallback MODEL` and `budget $X`, separated by commas";
 
 const POLICIES_HELP: &str =
     "policies are `all` (the default), `any`, `first N` and `min N`: `gather <min 2> name = ...`";
@@ -68,6 +69,7 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::opt_max | Rule::kw_max => "`max N`",
         Rule::opt_retry | Rule::kw_retry => "`retry N`",
         Rule::opt_timeout | Rule::kw_timeout => "`timeout D`",
+        Rule::opt_deadline | Rule::kw_deadline => "`deadline D`",
         Rule::opt_fallback | Rule::kw_fallback => "`fallback MODEL`",
         Rule::opt_budget | Rule::kw_budget => "`budget $X`",
         Rule::opt_model => "a model name",
@@ -503,11 +505,11 @@ fn option_error(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
             Some(a) => format!("`{a}`"),
         };
         let mut help = format!("write `{example}`");
-        if *name == "timeout"
+        if matches!(*name, "timeout" | "deadline")
             && let Some(a) = arg
             && a.bytes().all(|b| b.is_ascii_digit())
         {
-            help = format!("add a unit: `timeout {a}s` (units are `ms`, `s`, `m` and `h`)");
+            help = format!("add a unit: `{name} {a}s` (units are `ms`, `s`, `m` and `h`)");
         }
         if *name == "budget"
             && let Some(a) = arg
@@ -546,7 +548,7 @@ fn option_arg_ok(name: &str, arg: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match name {
         "max" | "retry" => digits(arg),
-        "timeout" => ["ms", "s", "m", "h"]
+        "timeout" | "deadline" => ["ms", "s", "m", "h"]
             .iter()
             .any(|u| arg.strip_suffix(u).is_some_and(digits)),
         "budget" => arg

@@ -330,6 +330,7 @@ impl<'t> Lower<'t> {
             Rule::opt_max => OptKind::Max(int(&arg)),
             Rule::opt_retry => OptKind::Retry(int(&arg)),
             Rule::opt_timeout => OptKind::Timeout(parse_duration(arg.as_str())),
+            Rule::opt_deadline => OptKind::Deadline(parse_duration(arg.as_str())),
             Rule::opt_fallback => OptKind::Fallback(self.ident(arg)),
             Rule::opt_budget => OptKind::Budget(arg.as_str()[1..].parse().unwrap_or(0.0)),
             Rule::opt_model => OptKind::Model(self.ident(arg)),

@@ -1,4 +1,4 @@
-//! `W0405 block-option-overridden`: a `retry`, `timeout` or `fallback` set on a block (or the
+//! `W0405 block-option-overridden`: a `retry`, `timeout`, `deadline` or `fallback` set on a block (or the
 //! workflow) that an agent's own field overrides for one of its steps.
 //!
 //! Options resolve like models: the call site, then the agent's field, then the innermost
@@ -79,6 +79,18 @@ fn clashes(s: &ast::Step, agent: &AgentDef, scope: &Scope) -> Vec<Clash> {
     {
         out.push(Clash {
             keyword: "timeout",
+            block: format_ms(b),
+            agent: format_ms(a),
+            block_span: span,
+        });
+    }
+    if let (Some(b), Some(a), Some(span)) =
+        (scope.deadline_ms, agent.deadline_ms, scope.deadline_span)
+        && a != b
+        && !at_call("deadline")
+    {
+        out.push(Clash {
+            keyword: "deadline",
             block: format_ms(b),
             agent: format_ms(a),
             block_span: span,

@@ -2,14 +2,27 @@
 //!
 //! Source: Anthropic API reference, "Messages", <https://docs.anthropic.com/en/api/messages>
 //! (request and response shapes), "Versions", <https://docs.anthropic.com/en/api/versioning>
-//! (the `anthropic-version` header) and "Errors", <https://docs.anthropic.com/en/api/errors>
-//! (`{"type":"error","error":{"type":...,"message":...}}` bodies).
+//! (the `anthropic-version` header), "Errors", <https://docs.anthropic.com/en/api/errors>
+//! (`{"type":"error","error":{"type":...,"message":...}}` bodies) and "Streaming Messages",
+//! <https://docs.anthropic.com/en/api/messages-streaming> (with `"stream": true` the answer
+//! is a stream of `message_start`, then per content block `content_block_start`,
+//! `content_block_delta`s and `content_block_stop`, then `message_delta`s with the cumulative
+//! `usage.output_tokens` and the `stop_reason`, then `message_stop`; `ping` events may come
+//! at any time, an `error` event (such as `overloaded_error`, which would be an HTTP 529
+//! without streaming) may end the stream, and new event types may be added).
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiKey, Completion, CompletionRequest, ProviderError, Usage};
+use super::{
+    ApiKey, Call, Completion, CompletionRequest, HttpOptions, ProgressFn, ProviderError, Usage, sse,
+};
+use crate::plan::estimate_tokens;
+use crate::run::limits::ProviderLimits;
 
 /// Provider kind, as it appears in [`ProviderError`]s.
 const PROVIDER: &str = "anthropic";
@@ -28,14 +41,41 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic {
     base_url: String,
     api_key: ApiKey,
+    options: HttpOptions,
 }
 
 impl Anthropic {
     /// A client for the server at `base_url` — normally [`DEFAULT_BASE_URL`], without the
     /// `/v1` segment; a trailing slash is tolerated. The key is sent as `x-api-key`.
+    ///
+    /// It streams answers, with the default inactivity timeout and no rate limits
+    /// ([`HttpOptions::default`]); see [`Anthropic::streaming`], [`Anthropic::idle_timeout`]
+    /// and [`Anthropic::with_limits`].
     pub fn new(base_url: impl Into<String>, api_key: ApiKey) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        Anthropic { base_url, api_key }
+        Anthropic {
+            base_url,
+            api_key,
+            options: HttpOptions::default(),
+        }
+    }
+
+    /// Asks for streamed answers (`true`, the default) or whole ones.
+    pub fn streaming(mut self, stream: bool) -> Self {
+        self.options.stream = stream;
+        self
+    }
+
+    /// The longest silence tolerated while a streamed answer arrives.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.options.idle_timeout = idle;
+        self
+    }
+
+    /// Reports every response's rate-limit headers to `limits`.
+    pub fn with_limits(mut self, limits: Arc<ProviderLimits>) -> Self {
+        self.options.limits = Some(limits);
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -60,19 +100,207 @@ impl Anthropic {
     /// - [`ProviderError::Transport`] when the server cannot be reached, the connection breaks
     ///   or the request times out;
     /// - [`ProviderError::Malformed`] when a 2xx body is not a message with a `content` array.
+    ///
+    /// When streaming (the default), the body also has `"stream": true` and the answer is
+    /// assembled from the events: the text is the concatenation of the `text_delta`s (other
+    /// deltas, such as `thinking_delta`, are skipped), input tokens come from
+    /// `message_start`'s `usage`, output tokens from the last `message_delta`'s cumulative
+    /// `usage.output_tokens`. A server that ignores `stream` and answers with one JSON body is
+    /// read as above.
+    ///
+    /// # Errors
+    /// As above, and when streaming:
+    /// - [`ProviderError::Stream`] for an `error` event (its `error.type` decides whether it
+    ///   is retried and whether it means overloaded), or a stream that ends before
+    ///   `message_stop` (text received so far is dropped);
+    /// - [`ProviderError::Idle`] when no bytes arrive for the inactivity timeout.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.complete_with_progress(req, &|_| {}).await
+    }
+
+    /// [`Anthropic::complete`], reporting the output tokens received so far (estimated at 4
+    /// characters per token) to `progress` while a streamed answer arrives.
+    ///
+    /// # Errors
+    /// As [`Anthropic::complete`].
+    pub async fn complete_with_progress(
+        &self,
+        req: &CompletionRequest,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/v1/messages");
+        let call = Call {
+            provider: PROVIDER,
+            url: &url,
+            key: Some(&self.api_key),
+            options: &self.options,
+        };
         let client = super::http_client(PROVIDER, &url)?;
         let request = client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
-            .json(&MessagesRequest::new(req));
-        let body = super::send(PROVIDER, &url, request, Some(&self.api_key)).await?;
+            .json(&MessagesRequest::new(req, self.options.stream));
+        let response = call.response(request).await?;
+        if self.options.stream && super::is_event_stream(&response) {
+            return read_stream(&call, response, req, progress).await;
+        }
+        let body = call.body(response).await?;
         let response: MessagesResponse = super::parse_body(PROVIDER, &body)?;
         Ok(response.into_completion(req))
     }
+}
+
+/// Assembles a streamed message from its events.
+async fn read_stream(
+    call: &Call<'_>,
+    response: reqwest::Response,
+    req: &CompletionRequest,
+    progress: &ProgressFn<'_>,
+) -> Result<Completion, ProviderError> {
+    let mut events = sse::events(call, response);
+    let mut ticker = sse::Ticker::new(progress);
+    let mut text = String::new();
+    let mut model = None;
+    let mut usage = Usage::default();
+    let mut stopped = false;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if event.data.trim().is_empty() {
+            continue;
+        }
+        match sse::parse_data::<StreamEvent>(call, &event.data)? {
+            StreamEvent::MessageStart { message } => {
+                model = message.model.filter(|m| !m.is_empty());
+                if let Some(u) = message.usage {
+                    usage.input_tokens = u.input_tokens.unwrap_or(0);
+                    usage.output_tokens = u.output_tokens.unwrap_or(0);
+                }
+            }
+            StreamEvent::ContentBlockStart { content_block } => {
+                if content_block.kind == "text"
+                    && let Some(t) = content_block.text
+                {
+                    text.push_str(&t);
+                }
+            }
+            StreamEvent::ContentBlockDelta { delta } => {
+                if delta.kind == "text_delta"
+                    && let Some(t) = delta.text
+                {
+                    text.push_str(&t);
+                    ticker.tick(estimate_tokens(&text));
+                }
+            }
+            StreamEvent::MessageDelta { usage: Some(u) } => {
+                // Counts in `message_delta` are cumulative.
+                if let Some(n) = u.output_tokens {
+                    usage.output_tokens = n;
+                }
+                if let Some(n) = u.input_tokens {
+                    usage.input_tokens = n;
+                }
+            }
+            StreamEvent::MessageStop {} => {
+                stopped = true;
+                break;
+            }
+            StreamEvent::Error { error } => {
+                return Err(ProviderError::Stream {
+                    provider: PROVIDER,
+                    message: super::redact(
+                        error
+                            .message
+                            .unwrap_or_else(|| "an error event without a message".into()),
+                        call.key,
+                    ),
+                    kind: error.kind,
+                });
+            }
+            StreamEvent::MessageDelta { usage: None }
+            | StreamEvent::ContentBlockStop {}
+            | StreamEvent::Ping {}
+            | StreamEvent::Other => {}
+        }
+    }
+    if !stopped {
+        return Err(ProviderError::Stream {
+            provider: PROVIDER,
+            kind: None,
+            message: format!(
+                "the connection closed before `message_stop` ({} characters received)",
+                text.chars().count()
+            ),
+        });
+    }
+    Ok(Completion {
+        text,
+        usage,
+        model: model.unwrap_or_else(|| req.model.clone()),
+    })
+}
+
+/// The events of a streamed message, by their `type` (unknown types are skipped, as the
+/// versioning policy asks).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        content_block: StreamBlock,
+    },
+    ContentBlockDelta {
+        delta: StreamBlock,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        #[serde(default)]
+        usage: Option<StreamUsage>,
+    },
+    MessageStop {},
+    Ping {},
+    Error {
+        error: StreamError,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<StreamUsage>,
+}
+
+/// A content block as started (`{type: "text", text: ""}`) or a delta (`{type:
+/// "text_delta", text: "..."}`).
+#[derive(Debug, Deserialize)]
+struct StreamBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamError {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 impl fmt::Debug for Anthropic {
@@ -80,6 +308,7 @@ impl fmt::Debug for Anthropic {
         f.debug_struct("Anthropic")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key)
+            .field("stream", &self.options.stream)
             .finish()
     }
 }
@@ -94,6 +323,8 @@ struct MessagesRequest<'a> {
     messages: [UserMessage<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,7 +334,7 @@ struct UserMessage<'a> {
 }
 
 impl<'a> MessagesRequest<'a> {
-    fn new(req: &'a CompletionRequest) -> Self {
+    fn new(req: &'a CompletionRequest, stream: bool) -> Self {
         MessagesRequest {
             model: &req.model,
             max_tokens: req.max_tokens,
@@ -113,6 +344,7 @@ impl<'a> MessagesRequest<'a> {
                 content: &req.prompt,
             }],
             temperature: req.temperature,
+            stream,
         }
     }
 }
@@ -157,6 +389,7 @@ impl MessagesResponse {
             .map(|u| Usage {
                 input_tokens: u.input_tokens,
                 output_tokens: u.output_tokens,
+                estimated: false,
             })
             .unwrap_or_default();
         Completion {
@@ -223,7 +456,8 @@ mod tests {
             .mount(&server)
             .await;
 
-        let client = Anthropic::new(format!("{}/", server.uri()), ApiKey::new(KEY));
+        let client =
+            Anthropic::new(format!("{}/", server.uri()), ApiKey::new(KEY)).streaming(false);
         let completion = client.complete(&request()).await.expect("completion");
         assert_eq!(
             completion,
@@ -231,7 +465,8 @@ mod tests {
                 text: "Blue, mostly.".into(),
                 usage: Usage {
                     input_tokens: 21,
-                    output_tokens: 5
+                    output_tokens: 5,
+                    estimated: false,
                 },
                 model: "claude-sonnet-4-5-20250929".into(),
             }
@@ -257,7 +492,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let client = Anthropic::new(server.uri(), ApiKey::new(KEY));
+        let client = Anthropic::new(server.uri(), ApiKey::new(KEY)).streaming(false);
         let req = CompletionRequest {
             model: "claude-haiku-4-5".into(),
             system: None,
@@ -359,6 +594,124 @@ mod tests {
         );
         assert!(!err.to_string().contains(KEY));
         assert!(!format!("{err:?}").contains(KEY));
+    }
+
+    /// An SSE body with `event:` names taken from each event's `type`.
+    fn sse(events: &[serde_json::Value]) -> String {
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect()
+    }
+
+    fn start() -> serde_json::Value {
+        json!({"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "content": [],
+            "model": "claude-sonnet-4-5-20250929", "stop_reason": null,
+            "usage": {"input_tokens": 25, "output_tokens": 1}
+        }})
+    }
+
+    fn text_delta(t: &str) -> serde_json::Value {
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+    }
+
+    #[tokio::test]
+    async fn streams_by_default_and_assembles_the_message() {
+        let server = MockServer::start().await;
+        let body = sse(&[
+            start(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "ping"}),
+            text_delta("Blue"),
+            text_delta(", mostly."),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "some_future_event", "x": 1}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 15}}),
+            json!({"type": "message_stop"}),
+        ]);
+        Mock::given(method("POST"))
+            .and(path("/v1/messages"))
+            .and(body_json(json!({
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 128,
+                "system": "You are terse.",
+                "messages": [{"role": "user", "content": "Name a colour."}],
+                "temperature": 0.5,
+                "stream": true
+            })))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = Anthropic::new(server.uri(), ApiKey::new(KEY));
+        let seen = std::sync::Mutex::new(Vec::new());
+        let completion = client
+            .complete_with_progress(&request(), &|n| seen.lock().unwrap().push(n))
+            .await
+            .expect("completion");
+        assert_eq!(
+            completion,
+            Completion {
+                text: "Blue, mostly.".into(),
+                usage: Usage {
+                    input_tokens: 25,
+                    output_tokens: 15,
+                    estimated: false
+                },
+                model: "claude-sonnet-4-5-20250929".into(),
+            }
+        );
+        // "Blue" is one token by the 4-characters rule; later deltas fall within the throttle.
+        assert_eq!(seen.into_inner().unwrap(), [1]);
+    }
+
+    #[tokio::test]
+    async fn error_events_and_cut_streams() {
+        let server = MockServer::start().await;
+        let overloaded = sse(&[
+            start(),
+            text_delta("Bl"),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ]);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(overloaded, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let invalid = sse(&[
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": format!("bad key {KEY}")}}),
+        ]);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(invalid, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let cut = sse(&[start(), text_delta("Blue")]);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(cut, "text/event-stream"))
+            .mount(&server)
+            .await;
+        let client = Anthropic::new(server.uri(), ApiKey::new(KEY));
+        let err = client.complete(&request()).await.expect_err("overloaded");
+        assert_eq!(
+            err.to_string(),
+            "streamed answer from anthropic broke off: Overloaded"
+        );
+        assert!(err.is_retryable() && err.is_overloaded());
+        let err = client.complete(&request()).await.expect_err("invalid");
+        assert!(!err.is_retryable() && !err.is_overloaded());
+        assert!(!err.to_string().contains(KEY), "{err}");
+        let err = client.complete(&request()).await.expect_err("cut");
+        assert!(
+            err.to_string()
+                .contains("closed before `message_stop` (4 characters received)"),
+            "{err}"
+        );
+        assert!(err.is_retryable() && !err.is_overloaded());
     }
 
     #[test]

@@ -11,13 +11,22 @@
 //!
 //! Retries, timeouts and fallbacks are policies of the scheduler (`crate::run`), not of the
 //! clients: a client makes exactly one HTTP request per call.
+//!
+//! HTTP clients stream by default (server-sent events, see [`sse`]): the answer arrives piece
+//! by piece, progress is reported as it comes, and a silent connection is detected by an
+//! inactivity timeout ([`HttpOptions::idle_timeout`]) instead of waiting for the whole answer.
 
 pub mod anthropic;
 pub mod openai;
 pub mod sim;
+pub mod sse;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::run::format_ms;
+use crate::run::limits::ProviderLimits;
 
 /// An API key. Its `Debug` and `Display` never show the value, so a key cannot leak into logs,
 /// plans, journals or error messages by accident.
@@ -70,6 +79,21 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Output (completion) tokens.
     pub output_tokens: u64,
+    /// Whether the counts are orch's estimate rather than the provider's report: a streaming
+    /// server that ignores `stream_options.include_usage` sends no usage, and then input is
+    /// estimated at 4 characters per token and output as one token per streamed text chunk.
+    /// Serialized only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// Adds another completion's usage (estimated if either is).
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.estimated |= other.estimated;
+    }
 }
 
 /// The answer to one [`CompletionRequest`].
@@ -119,22 +143,53 @@ pub enum ProviderError {
         /// What was missing or wrong.
         message: String,
     },
+    /// The server accepted the request (2xx) but the streamed answer broke off: an `error`
+    /// event arrived in the stream, or the connection closed before the end-of-stream marker
+    /// (Anthropic's `message_stop`, OpenAI's `data: [DONE]`).
+    #[error("streamed answer from {provider} broke off: {message}")]
+    Stream {
+        /// Provider kind.
+        provider: &'static str,
+        /// The error's type when the server sent one (Anthropic: `overloaded_error`,
+        /// `api_error`, ...); `None` for a stream cut short.
+        kind: Option<String>,
+        /// What happened.
+        message: String,
+    },
+    /// No data arrived for `idle_ms` milliseconds while waiting for or reading a streamed
+    /// answer (the inactivity timeout, distinct from the step's per-attempt `timeout`).
+    #[error("no data from {provider} for {}", format_ms(*idle_ms))]
+    Idle {
+        /// Provider kind.
+        provider: &'static str,
+        /// The inactivity timeout, in milliseconds.
+        idle_ms: u64,
+    },
     /// The simulator was told to fail (for tests of retry and failure policies).
     #[error("simulated failure: {0}")]
     Simulated(String),
 }
 
+/// Error types an Anthropic stream may carry that the same request cannot get past: they are
+/// final, like their HTTP status (400, 401, 403, 404, 413). Source: Anthropic API reference,
+/// "Errors", <https://docs.anthropic.com/en/api/errors>.
+const FINAL_STREAM_ERRORS: &[&str] = &[
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+];
+
 impl ProviderError {
     /// Whether the provider said it is overloaded (HTTP 529, Anthropic's `overloaded_error`,
     /// or 503): a fallback model, if any, is tried at once instead of waiting on this one.
     pub fn is_overloaded(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Http {
-                status: 529 | 503,
-                ..
-            }
-        )
+        match self {
+            ProviderError::Http { status, .. } => matches!(status, 529 | 503),
+            ProviderError::Stream { kind, .. } => kind.as_deref() == Some("overloaded_error"),
+            _ => false,
+        }
     }
 
     /// The back-off the server asked for, in milliseconds.
@@ -151,7 +206,9 @@ impl ProviderError {
     /// (including context-length errors), 401, 403, 404, 413, 422 — is final, since the same
     /// request cannot succeed. Transport errors, malformed bodies and simulated failures are
     /// retried. The rule is the official SDKs' (anthropic-sdk-python and openai-python,
-    /// `_should_retry`).
+    /// `_should_retry`). A stream that broke off or fell silent is retried, unless its `error`
+    /// event has a type that is final as an HTTP status (`invalid_request_error`,
+    /// `authentication_error`, `permission_error`, `not_found_error`, `request_too_large`).
     pub fn is_retryable(&self) -> bool {
         match self {
             ProviderError::Http {
@@ -159,8 +216,12 @@ impl ProviderError {
                 should_retry,
                 ..
             } => should_retry.unwrap_or(matches!(status, 408 | 409 | 429) || *status >= 500),
+            ProviderError::Stream { kind, .. } => kind
+                .as_deref()
+                .is_none_or(|k| !FINAL_STREAM_ERRORS.contains(&k)),
             ProviderError::Transport { .. }
             | ProviderError::Malformed { .. }
+            | ProviderError::Idle { .. }
             | ProviderError::Simulated(_) => true,
         }
     }
@@ -177,27 +238,79 @@ pub enum Provider {
     Sim(sim::Sim),
 }
 
+/// Called while a streamed answer arrives, with the output tokens received so far (an
+/// estimate: one per text chunk for OpenAI-compatible servers, 4 characters per token for
+/// Anthropic). Called at most every [`sse::PROGRESS_EVERY`].
+pub type ProgressFn<'a> = dyn Fn(u64) + Send + Sync + 'a;
+
 impl Provider {
     /// Sends one request and returns the completion. Makes exactly one attempt.
     ///
     /// # Errors
-    /// [`ProviderError`] on HTTP errors, transport errors or malformed responses.
+    /// [`ProviderError`] on HTTP errors, transport errors, malformed responses, and streams
+    /// that break off or fall silent.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.complete_with_progress(req, &|_| {}).await
+    }
+
+    /// [`Provider::complete`], reporting streamed progress to `progress`.
+    ///
+    /// # Errors
+    /// As [`Provider::complete`].
+    pub async fn complete_with_progress(
+        &self,
+        req: &CompletionRequest,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
         match self {
-            Provider::OpenAi(p) => p.complete(req).await,
-            Provider::Anthropic(p) => p.complete(req).await,
+            Provider::OpenAi(p) => p.complete_with_progress(req, progress).await,
+            Provider::Anthropic(p) => p.complete_with_progress(req, progress).await,
             Provider::Sim(p) => p.complete(req).await,
         }
     }
 }
 
-/// Default per-request HTTP timeout when the step sets none: generous, because the scheduler's
-/// `timeout` option is the real bound on an attempt.
+/// Default per-request HTTP timeout of a non-streamed request when the step sets none:
+/// generous, because the scheduler's `timeout` option is the real bound on an attempt.
+/// Streamed requests have no such bound; their inactivity timeout
+/// ([`HttpOptions::idle_timeout`]) catches a server that stops sending.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Default inactivity timeout of a streamed answer: 60 s without a byte. Anthropic sends
+/// `ping` events to keep a stream alive, and servers send the first bytes as soon as
+/// generation starts, so a minute of silence means a stalled connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How an HTTP client talks to its server, beyond the URL and key.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Ask for a streamed answer (server-sent events). On by default; off for servers that
+    /// lack streaming (a server that ignores the request and answers with one JSON body is
+    /// understood either way).
+    pub stream: bool,
+    /// When streaming: the longest silence tolerated while waiting for the response headers
+    /// or between two pieces of the body.
+    pub idle_timeout: Duration,
+    /// The provider's rate limits, told about every response's rate-limit headers.
+    pub limits: Option<Arc<ProviderLimits>>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            stream: true,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            limits: None,
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Shared HTTP plumbing for the `openai` and `anthropic` clients (private to this module tree).
 // ---------------------------------------------------------------------------------------------
+
+/// The longest wait for a TCP (and TLS) connection to be set up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many characters of a non-JSON error body go into [`ProviderError::Http`].
 const ERROR_BODY_CHARS: usize = 300;
@@ -205,8 +318,9 @@ const ERROR_BODY_CHARS: usize = 300;
 /// How many characters of an API's own `error.message` go into [`ProviderError::Http`].
 const ERROR_MESSAGE_CHARS: usize = 1000;
 
-/// The process-wide HTTP client (one connection pool), built on first use with
-/// [`DEFAULT_HTTP_TIMEOUT`] as its per-request timeout.
+/// The process-wide HTTP client (one connection pool), built on first use. It has no overall
+/// timeout: non-streamed requests get [`DEFAULT_HTTP_TIMEOUT`] each, streamed ones the
+/// inactivity timeout.
 ///
 /// # Errors
 /// [`ProviderError::Transport`] when the client cannot be built (for example the TLS backend
@@ -217,7 +331,7 @@ fn http_client(provider: &'static str, url: &str) -> Result<reqwest::Client, Pro
     CLIENT
         .get_or_init(|| {
             reqwest::Client::builder()
-                .timeout(DEFAULT_HTTP_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
                 .build()
                 .map_err(|e| error_chain(&e.without_url()))
         })
@@ -234,23 +348,19 @@ fn join_url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-/// Sends a prepared POST and returns the body of a 2xx answer.
-///
-/// `key` is only used to scrub the key out of any message, should a server or the network
-/// stack ever echo it.
-///
-/// # Errors
-/// - [`ProviderError::Transport`] when the request cannot be sent or the body cannot be read;
-/// - [`ProviderError::Http`] for a non-2xx status, with the body's `error.message` (both the
-///   OpenAI and the Anthropic error shapes put it there) or the shortened body, and the
-///   `retry-after-ms` / `retry-after` header converted to milliseconds.
-async fn send(
+/// One HTTP call's context: who is called, where, with which key (only used to scrub the key
+/// out of any message, should a server or the network stack ever echo it), and the provider's
+/// options.
+struct Call<'a> {
     provider: &'static str,
-    url: &str,
-    request: reqwest::RequestBuilder,
-    key: Option<&ApiKey>,
-) -> Result<Vec<u8>, ProviderError> {
-    let transport = |err: reqwest::Error| {
+    url: &'a str,
+    key: Option<&'a ApiKey>,
+    options: &'a HttpOptions,
+}
+
+impl Call<'_> {
+    /// A reqwest error as [`ProviderError::Transport`], key scrubbed.
+    fn transport(&self, err: reqwest::Error) -> ProviderError {
         let message = if err.is_timeout() {
             format!(
                 "timed out ({}; the HTTP timeout is {} s)",
@@ -261,27 +371,98 @@ async fn send(
             error_chain(&err.without_url())
         };
         ProviderError::Transport {
-            provider,
-            url: url.to_owned(),
-            message: redact(message, key),
+            provider: self.provider,
+            url: self.url.to_owned(),
+            message: redact(message, self.key),
         }
-    };
-    let response = request.send().await.map_err(transport)?;
-    let status = response.status();
-    let retry_after_ms = retry_after_ms(response.headers(), std::time::SystemTime::now());
-    let should_retry = should_retry(response.headers());
-    let body = response.bytes().await.map_err(transport)?;
-    if status.is_success() {
-        Ok(Vec::from(body))
-    } else {
+    }
+
+    fn idle(&self) -> ProviderError {
+        ProviderError::Idle {
+            provider: self.provider,
+            idle_ms: u64::try_from(self.options.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Sends a prepared POST and returns the response of a 2xx answer, its body unread. Every
+    /// response's rate-limit headers go to the provider's limits. When streaming, the wait for
+    /// the response headers is bounded by the inactivity timeout.
+    ///
+    /// # Errors
+    /// - [`ProviderError::Transport`] when the request cannot be sent;
+    /// - [`ProviderError::Idle`] when streaming and no response came within the inactivity
+    ///   timeout;
+    /// - [`ProviderError::Http`] for a non-2xx status, with the body's `error.message` (both
+    ///   the OpenAI and the Anthropic error shapes put it there) or the shortened body, and the
+    ///   `retry-after-ms` / `retry-after` header converted to milliseconds.
+    async fn response(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let response = if self.options.stream {
+            match tokio::time::timeout(self.options.idle_timeout, request.send()).await {
+                Ok(r) => r.map_err(|e| self.transport(e))?,
+                Err(_) => return Err(self.idle()),
+            }
+        } else {
+            request
+                .timeout(DEFAULT_HTTP_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?
+        };
+        if let Some(limits) = &self.options.limits {
+            limits.observe(response.headers());
+        }
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after_ms = retry_after_ms(response.headers(), std::time::SystemTime::now());
+        let should_retry = should_retry(response.headers());
+        let body = self.body(response).await?;
         Err(ProviderError::Http {
-            provider,
+            provider: self.provider,
             status: status.as_u16(),
-            message: redact(error_message(&body), key),
+            message: redact(error_message(&body), self.key),
             retry_after_ms,
             should_retry,
         })
     }
+
+    /// Reads a whole body; when streaming, no piece may take longer than the inactivity
+    /// timeout.
+    ///
+    /// # Errors
+    /// [`ProviderError::Transport`] when the connection breaks; [`ProviderError::Idle`] when
+    /// streaming and the body stalls.
+    async fn body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+        if !self.options.stream {
+            return Ok(Vec::from(
+                response.bytes().await.map_err(|e| self.transport(e))?,
+            ));
+        }
+        use futures_util::StreamExt as _;
+        let mut body = Vec::new();
+        let mut chunks = std::pin::pin!(response.bytes_stream());
+        loop {
+            match tokio::time::timeout(self.options.idle_timeout, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Some(Err(e))) => return Err(self.transport(e)),
+                Ok(None) => return Ok(body),
+                Err(_) => return Err(self.idle()),
+            }
+        }
+    }
+}
+
+/// Whether a response is a stream of server-sent events (`content-type: text/event-stream`).
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// Parses a 2xx body as the documented response type.

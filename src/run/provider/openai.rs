@@ -2,13 +2,24 @@
 //! `llama-server`, Ollama, vLLM, ...).
 //!
 //! Source: OpenAI API reference, "Create chat completion",
-//! <https://platform.openai.com/docs/api-reference/chat/create>.
+//! <https://platform.openai.com/docs/api-reference/chat/create> (request, response, `stream`
+//! and `stream_options.include_usage`), and "The chat completion chunk object",
+//! <https://platform.openai.com/docs/api-reference/chat-streaming/streaming> (streamed
+//! chunks: `choices[0].delta.content`, a last chunk with `usage` and empty `choices` when
+//! `include_usage` is set, then `data: [DONE]`).
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiKey, Completion, CompletionRequest, ProviderError, Usage};
+use super::{
+    ApiKey, Call, Completion, CompletionRequest, HttpOptions, ProgressFn, ProviderError, Usage, sse,
+};
+use crate::plan::estimate_tokens;
+use crate::run::limits::ProviderLimits;
 
 /// Provider kind, as it appears in [`ProviderError`]s.
 const PROVIDER: &str = "openai";
@@ -24,6 +35,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub struct OpenAi {
     base_url: String,
     api_key: Option<ApiKey>,
+    options: HttpOptions,
 }
 
 impl OpenAi {
@@ -33,9 +45,35 @@ impl OpenAi {
     ///
     /// With `api_key: None` no `Authorization` header is sent (local servers usually need
     /// none); otherwise `Authorization: Bearer <key>`.
+    ///
+    /// It streams answers, with the default inactivity timeout and no rate limits
+    /// ([`HttpOptions::default`]); see [`OpenAi::streaming`], [`OpenAi::idle_timeout`] and
+    /// [`OpenAi::with_limits`].
     pub fn new(base_url: impl Into<String>, api_key: Option<ApiKey>) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        OpenAi { base_url, api_key }
+        OpenAi {
+            base_url,
+            api_key,
+            options: HttpOptions::default(),
+        }
+    }
+
+    /// Asks for streamed answers (`true`, the default) or whole ones.
+    pub fn streaming(mut self, stream: bool) -> Self {
+        self.options.stream = stream;
+        self
+    }
+
+    /// The longest silence tolerated while a streamed answer arrives.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.options.idle_timeout = idle;
+        self
+    }
+
+    /// Reports every response's rate-limit headers to `limits`.
+    pub fn with_limits(mut self, limits: Arc<ProviderLimits>) -> Self {
+        self.options.limits = Some(limits);
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -61,17 +99,155 @@ impl OpenAi {
     ///   or the request times out;
     /// - [`ProviderError::Malformed`] when a 2xx body is not a chat completion with text in
     ///   `choices[0].message.content`.
+    ///
+    /// When streaming (the default), the body also has `stream: true` and
+    /// `stream_options: {include_usage: true}`, and the answer is assembled from the chunks:
+    /// the text is the concatenation of `choices[0].delta.content`, usage comes from the last
+    /// chunk. A server that ignores `include_usage` (llama-cpp-python does) sends no usage:
+    /// then input tokens are estimated at 4 characters per token and output tokens as one per
+    /// text chunk, and the usage is marked [`Usage::estimated`]. A server that ignores
+    /// `stream` and answers with one JSON body is read as above.
+    ///
+    /// # Errors
+    /// As above, and when streaming:
+    /// - [`ProviderError::Stream`] when a chunk carries an `error`, or the stream ends (with
+    ///   or without `data: [DONE]`) before any `finish_reason` came: the answer was cut short,
+    ///   and the text received so far is dropped;
+    /// - [`ProviderError::Idle`] when no bytes arrive for the inactivity timeout.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.complete_with_progress(req, &|_| {}).await
+    }
+
+    /// [`OpenAi::complete`], reporting the output tokens received so far to `progress` while a
+    /// streamed answer arrives (one per text chunk).
+    ///
+    /// # Errors
+    /// As [`OpenAi::complete`].
+    pub async fn complete_with_progress(
+        &self,
+        req: &CompletionRequest,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/chat/completions");
+        let call = Call {
+            provider: PROVIDER,
+            url: &url,
+            key: self.api_key.as_ref(),
+            options: &self.options,
+        };
         let client = super::http_client(PROVIDER, &url)?;
-        let mut request = client.post(&url).json(&ChatRequest::new(req));
+        let mut request = client
+            .post(&url)
+            .json(&ChatRequest::new(req, self.options.stream));
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        let body = super::send(PROVIDER, &url, request, self.api_key.as_ref()).await?;
+        let response = call.response(request).await?;
+        if self.options.stream && super::is_event_stream(&response) {
+            return read_stream(&call, response, req, progress).await;
+        }
+        let body = call.body(response).await?;
         let response: ChatResponse = super::parse_body(PROVIDER, &body)?;
         response.into_completion(req)
     }
+}
+
+/// Assembles a streamed chat completion from its chunks.
+async fn read_stream(
+    call: &Call<'_>,
+    response: reqwest::Response,
+    req: &CompletionRequest,
+    progress: &ProgressFn<'_>,
+) -> Result<Completion, ProviderError> {
+    let mut events = sse::events(call, response);
+    let mut ticker = sse::Ticker::new(progress);
+    let mut text = String::new();
+    let mut chunks = 0u64;
+    let mut model = None;
+    let mut usage = None;
+    let mut finish_reason = None;
+    let mut refusal = String::new();
+    let mut done = false;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if event.data.trim() == "[DONE]" {
+            done = true;
+            break;
+        }
+        let chunk: ChatChunk = sse::parse_data(call, &event.data)?;
+        if let Some(error) = chunk.error {
+            return Err(ProviderError::Stream {
+                provider: PROVIDER,
+                message: super::redact(
+                    error
+                        .message
+                        .unwrap_or_else(|| "an error event without a message".into()),
+                    call.key,
+                ),
+                kind: error.kind,
+            });
+        }
+        if let Some(m) = chunk.model.filter(|m| !m.is_empty()) {
+            model = Some(m);
+        }
+        if let Some(u) = chunk.usage {
+            usage = Some(u);
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(delta) = choice.delta {
+                if let Some(piece) = delta.content.filter(|p| !p.is_empty()) {
+                    text.push_str(&piece);
+                    chunks += 1;
+                    ticker.tick(chunks);
+                }
+                if let Some(r) = delta.refusal {
+                    refusal.push_str(&r);
+                }
+            }
+            if choice.finish_reason.is_some() {
+                finish_reason = choice.finish_reason;
+            }
+        }
+    }
+    // The answer is whole once its `finish_reason` came: a server that then closes without
+    // `[DONE]` lost nothing. Without a `finish_reason` the generation was cut short, even if
+    // `[DONE]` came (llama-cpp-python ends a stream it interrupts for a newer request so).
+    if finish_reason.is_none() {
+        let how = if done {
+            "`data: [DONE]` came before any `finish_reason`: the generation was interrupted"
+        } else {
+            "the connection closed before `data: [DONE]`"
+        };
+        return Err(ProviderError::Stream {
+            provider: PROVIDER,
+            kind: None,
+            message: format!("{how} ({} characters received)", text.chars().count()),
+        });
+    }
+    if text.is_empty() && !refusal.is_empty() {
+        return Err(ProviderError::Malformed {
+            provider: PROVIDER,
+            message: format!("the streamed answer has no content (the model refused: {refusal})"),
+        });
+    }
+    let usage = match usage {
+        Some(u) => Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            estimated: false,
+        },
+        None => Usage {
+            input_tokens: req.system.as_deref().map_or(0, estimate_tokens)
+                + estimate_tokens(&req.prompt),
+            output_tokens: chunks,
+            estimated: true,
+        },
+    };
+    Ok(Completion {
+        text,
+        usage,
+        model: model.unwrap_or_else(|| req.model.clone()),
+    })
 }
 
 impl fmt::Debug for OpenAi {
@@ -79,6 +255,7 @@ impl fmt::Debug for OpenAi {
         f.debug_struct("OpenAi")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("stream", &self.options.stream)
             .finish()
     }
 }
@@ -91,6 +268,16 @@ struct ChatRequest<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+/// `stream_options`: ask for a last chunk with the usage of the whole request.
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +287,7 @@ struct Message<'a> {
 }
 
 impl<'a> ChatRequest<'a> {
-    fn new(req: &'a CompletionRequest) -> Self {
+    fn new(req: &'a CompletionRequest, stream: bool) -> Self {
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &req.system {
             messages.push(Message {
@@ -117,8 +304,52 @@ impl<'a> ChatRequest<'a> {
             messages,
             max_tokens: req.max_tokens,
             temperature: req.temperature,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
         }
     }
+}
+
+/// The parts of a chat completion chunk this client reads (and an `error` object, which
+/// servers send mid-stream when generation fails).
+#[derive(Debug, Deserialize)]
+struct ChatChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+    #[serde(default)]
+    error: Option<ChunkError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Option<ChunkDelta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
 /// The parts of a chat completion object this client reads.
@@ -161,6 +392,7 @@ impl ChatResponse {
             .map(|u| Usage {
                 input_tokens: u.prompt_tokens,
                 output_tokens: u.completion_tokens,
+                estimated: false,
             })
             .unwrap_or_default();
         let Some(choice) = self.choices.into_iter().next() else {
@@ -247,7 +479,8 @@ mod tests {
             .await;
 
         // Trailing slash on the base URL is tolerated.
-        let client = OpenAi::new(format!("{}/v1/", server.uri()), Some(ApiKey::new(KEY)));
+        let client =
+            OpenAi::new(format!("{}/v1/", server.uri()), Some(ApiKey::new(KEY))).streaming(false);
         let completion = client.complete(&request()).await.expect("completion");
         assert_eq!(
             completion,
@@ -255,7 +488,8 @@ mod tests {
                 text: "Hi!".into(),
                 usage: Usage {
                     input_tokens: 12,
-                    output_tokens: 3
+                    output_tokens: 3,
+                    estimated: false,
                 },
                 model: "gpt-4o-mini-2024-07-18".into(),
             }
@@ -279,7 +513,7 @@ mod tests {
             .mount(&server)
             .await;
 
-        let client = OpenAi::new(format!("{}/v1", server.uri()), None);
+        let client = OpenAi::new(format!("{}/v1", server.uri()), None).streaming(false);
         let req = CompletionRequest {
             model: "local".into(),
             system: None,
@@ -435,6 +669,170 @@ mod tests {
         assert!(err.is_retryable());
         assert!(!err.to_string().contains(KEY));
         assert!(!format!("{err:?}").contains(KEY));
+    }
+
+    /// An SSE body of `data:` events.
+    fn sse(events: &[serde_json::Value], done: bool) -> String {
+        let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        if done {
+            body.push_str("data: [DONE]\n\n");
+        }
+        body
+    }
+
+    fn chunk(content: &str) -> serde_json::Value {
+        json!({
+            "id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}],
+            "usage": null
+        })
+    }
+
+    #[tokio::test]
+    async fn streams_by_default_and_reads_usage_chunk() {
+        let server = MockServer::start().await;
+        let body = sse(
+            &[
+                json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+                chunk("Hi"),
+                chunk(" there"),
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": null}),
+                json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 2}}),
+            ],
+            true,
+        );
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(body_json(json!({
+                "model": "gpt-4o-mini",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Say hi"}
+                ],
+                "max_tokens": 64,
+                "temperature": 0.2,
+                "stream": true,
+                "stream_options": {"include_usage": true}
+            })))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(body, "text/event-stream; charset=utf-8"),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = OpenAi::new(format!("{}/v1", server.uri()), Some(ApiKey::new(KEY)));
+        let seen = std::sync::Mutex::new(Vec::new());
+        let completion = client
+            .complete_with_progress(&request(), &|n| seen.lock().unwrap().push(n))
+            .await
+            .expect("completion");
+        assert_eq!(
+            completion,
+            Completion {
+                text: "Hi there".into(),
+                usage: Usage {
+                    input_tokens: 12,
+                    output_tokens: 2,
+                    estimated: false
+                },
+                model: "gpt-4o-mini-2024-07-18".into(),
+            }
+        );
+        // The first chunk is reported at once; the second falls within the throttle.
+        assert_eq!(seen.into_inner().unwrap(), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_usage_is_estimated_and_done_is_optional_after_finish() {
+        let server = MockServer::start().await;
+        // llama-cpp-python's shape: no usage chunk despite include_usage.
+        let body = sse(
+            &[
+                chunk("one"),
+                chunk(" two"),
+                chunk(" three"),
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+            ],
+            false,
+        );
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+            .mount(&server)
+            .await;
+        let client = OpenAi::new(format!("{}/v1", server.uri()), None);
+        let completion = client.complete(&request()).await.expect("completion");
+        assert_eq!(completion.text, "one two three");
+        assert_eq!(
+            completion.usage,
+            Usage {
+                // "Be brief." (9 chars) → 3, "Say hi" (6 chars) → 2.
+                input_tokens: 5,
+                output_tokens: 3,
+                estimated: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_errors_and_cut_streams() {
+        let server = MockServer::start().await;
+        let error = sse(
+            &[
+                chunk("par"),
+                json!({"error": {"message": "The server had an error", "type": "server_error"}}),
+            ],
+            false,
+        );
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(error, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let cut = sse(&[chunk("partial")], false);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(cut, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let interrupted = sse(&[chunk("half")], true);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(interrupted, "text/event-stream"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let garbage = "data: {not json\n\n".to_string();
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(garbage, "text/event-stream"))
+            .mount(&server)
+            .await;
+        let client = OpenAi::new(format!("{}/v1", server.uri()), None);
+        let err = client.complete(&request()).await.expect_err("error event");
+        assert_eq!(
+            err,
+            ProviderError::Stream {
+                provider: "openai",
+                kind: Some("server_error".into()),
+                message: "The server had an error".into()
+            }
+        );
+        assert!(err.is_retryable() && !err.is_overloaded());
+        let err = client.complete(&request()).await.expect_err("cut");
+        assert!(
+            matches!(&err, ProviderError::Stream { kind: None, message, .. } if message.contains("before `data: [DONE]` (7 characters")),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        let err = client.complete(&request()).await.expect_err("interrupted");
+        assert_eq!(
+            err.to_string(),
+            "streamed answer from openai broke off: `data: [DONE]` came before any `finish_reason`: the generation was interrupted (4 characters received)"
+        );
+        assert!(err.is_retryable());
+        let err = client.complete(&request()).await.expect_err("garbage");
+        assert!(
+            matches!(&err, ProviderError::Malformed { message, .. } if message.contains("{not json")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl Sim {
             usage: Usage {
                 input_tokens,
                 output_tokens: estimate_tokens(&text),
+                estimated: false,
             },
             text,
             model: req.model.clone(),
@@ -268,6 +269,7 @@ mod tests {
             Usage {
                 input_tokens: estimate_tokens("Be helpful.") + estimate_tokens(&req.prompt),
                 output_tokens: estimate_tokens(&a.text),
+                estimated: false,
             }
         );
     }

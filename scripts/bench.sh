@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Benchmarks, each printing its figures and failing when it misses its goals.
+#
+#   scripts/bench.sh              # every benchmark
+#   scripts/bench.sh scheduler    # one of them (benches/NAME.rs)
+#
+# scheduler: DAGs of 10,000 steps on the simulator (paused clock): makespan against the lower
+# bound, CPU overhead and heap per step (benches/scheduler.rs).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+benches=("$@")
+if [ ${#benches[@]} -eq 0 ]; then
+  for f in benches/*.rs; do benches+=("$(basename "$f" .rs)"); done
+fi
+for b in "${benches[@]}"; do
+  echo "== cargo bench --bench $b"
+  cargo bench --locked --bench "$b"
+done

@@ -1,0 +1,556 @@
+//! The runtime against misbehaving providers: a scripted server on loopback (`support`) plays
+//! both wire formats (OpenAI Chat Completions and Anthropic Messages) and fails in the ways
+//! real servers do. The tests check attempts, the delays chosen, the model that answered and
+//! the error messages.
+//!
+//! Real sockets and tokio's paused clock do not mix (the clock jumps while the runtime waits
+//! for the network), so these tests run on the real clock with short durations; they assert
+//! lower bounds on time only, never upper bounds that a slow machine could break.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orch::resolve::ResolveOptions;
+use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus};
+use support::{End, FaultServer, Reply};
+
+/// Compiles `src` (which must check clean) and runs its workflow, collecting events.
+async fn run_script(src: &str) -> (RunReport, Vec<Event>) {
+    let (program, diags) = orch::compile_source(
+        "faults.orch",
+        src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    assert!(
+        !diags.has_errors(),
+        "script has errors: {:?}",
+        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+    let wf = orch::plan::entry_workflow(
+        &program,
+        None,
+        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
+    )
+    .expect("workflow");
+    let plan = orch::plan::lower(&program, wf);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
+    let opts = RunOptions {
+        // Keys for the hosted kinds; the servers are on loopback and never check them.
+        env: Some(orch::run::EnvLookup(Arc::new(|_: &str| {
+            Some("test-key-not-secret".to_string())
+        }))),
+        ..RunOptions::default()
+    };
+    let report = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
+        .await
+        .expect("run starts");
+    let events = events.lock().unwrap().clone();
+    (report, events)
+}
+
+fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
+    r.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+fn delays(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .collect()
+}
+
+fn retry_errors(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One step `x` on a provider of `kind` at the server, with extra provider fields and step
+/// options.
+fn script(kind: &str, server: &FaultServer, provider_fields: &str, options: &str) -> String {
+    let base = match kind {
+        "openai" => format!("{}/v1", server.uri()),
+        _ => server.uri(),
+    };
+    format!(
+        r#"
+provider p {{ kind: {kind}, base_url: "{base}", api_key_env: "KEY"{provider_fields} }}
+model m {{ provider: p, name: "served", price: {{ input: 1.0, output: 1.0 }} }}
+agent a {{ model: m, max_tokens: 50 }}
+workflow main() {{ x = a<{options}>("hello") }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_429_waits_the_retry_after_then_succeeds() {
+    let server = FaultServer::start(vec![
+        Reply::json_with(
+            429,
+            &[("retry-after", "1")],
+            serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests"}}),
+        ),
+        support::openai_stream("fine"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 2);
+    assert_eq!(x.output.as_deref(), Some("fine"));
+    assert_eq!(delays(&events), [1000]);
+    assert_eq!(
+        retry_errors(&events),
+        ["HTTP 429 from openai: Rate limit reached"]
+    );
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].at - got[0].at >= Duration::from_millis(1000));
+    // Streaming is the default, with usage asked for.
+    assert_eq!(got[0].json()["stream"], true);
+    assert_eq!(got[0].json()["stream_options"]["include_usage"], true);
+    assert_eq!((x.usage.input_tokens, x.usage.output_tokens), (10, 3));
+}
+
+#[tokio::test]
+async fn a_500_then_a_529_are_retried_with_the_default_backoff() {
+    let server = FaultServer::start(vec![
+        Reply::json(
+            500,
+            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": "Internal"}}),
+        ),
+        Reply::json(
+            529,
+            serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ),
+        support::anthropic_stream("third time lucky"),
+    ])
+    .await;
+    // No `retry` anywhere: a model step retries twice by default.
+    let (r, events) = run_script(&script("anthropic", &server, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 3);
+    assert_eq!(x.model.as_deref(), Some("m"));
+    assert_eq!(x.output.as_deref(), Some("third time lucky"));
+    assert_eq!((x.usage.input_tokens, x.usage.output_tokens), (20, 4));
+    let d = delays(&events);
+    assert_eq!(d.len(), 2);
+    assert!((375..=500).contains(&d[0]), "{d:?}");
+    assert!((750..=1000).contains(&d[1]), "{d:?}");
+    assert_eq!(
+        retry_errors(&events),
+        [
+            "HTTP 500 from anthropic: Internal",
+            "HTTP 529 from anthropic: Overloaded"
+        ]
+    );
+    let got = server.received();
+    assert!(got[2].at - got[1].at >= Duration::from_millis(d[1]));
+    assert_eq!(got[0].json()["stream"], true);
+}
+
+#[tokio::test]
+async fn a_400_is_final_on_both_wire_formats() {
+    for kind in ["openai", "anthropic"] {
+        let server = FaultServer::start(vec![Reply::json(
+            400,
+            serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}}),
+        )])
+        .await;
+        let (r, events) = run_script(&script(kind, &server, "", "retry 3")).await;
+        let x = step(&r, "x");
+        assert_eq!(x.attempts, 1, "{kind}");
+        assert!(delays(&events).is_empty());
+        assert_eq!(
+            x.status,
+            StepStatus::Failed(format!(
+                "HTTP 400 from {kind}: prompt is too long (on `m`, attempt 1)"
+            ))
+        );
+        assert_eq!(server.received().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_trip_the_inactivity_timeout_when_streaming() {
+    let server = FaultServer::start(vec![
+        support::openai_stream("late").after(Duration::from_secs(5)),
+        support::openai_stream("on time"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.output.as_deref(), Some("on time"));
+    assert_eq!(x.attempts, 2);
+    assert_eq!(retry_errors(&events), ["no data from openai for 1s"]);
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_reported_as_silence_not_as_a_timeout() {
+    let mut pieces: Vec<(Duration, String)> = vec![
+        (Duration::ZERO, support::openai_chunk("first words")),
+        // Then nothing for far longer than the inactivity timeout.
+        (Duration::from_secs(5), support::openai_chunk(" never seen")),
+    ];
+    pieces.extend(
+        support::openai_end(1, 1)
+            .into_iter()
+            .map(|p| (Duration::ZERO, p)),
+    );
+    let server = FaultServer::start(vec![
+        Reply::sse_paced(pieces, End::Complete),
+        support::anthropic_stream("unused"),
+    ])
+    .await;
+    let (r, _) = run_script(&script(
+        "openai",
+        &server,
+        ", idle_timeout: 400ms",
+        "retry 0, timeout 1m",
+    ))
+    .await;
+    let x = step(&r, "x");
+    assert_eq!(
+        x.status,
+        StepStatus::Failed("no data from openai for 400ms (on `m`, attempt 1)".into())
+    );
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_stream_is_not_idle_and_reports_progress() {
+    // Twenty pieces 100 ms apart: two seconds in all, but never a second of silence.
+    let mut pieces: Vec<(Duration, String)> = (0..20)
+        .map(|i| {
+            (
+                Duration::from_millis(100),
+                support::openai_chunk(&format!("w{i} ")),
+            )
+        })
+        .collect();
+    pieces.extend(
+        support::openai_end(7, 10)
+            .into_iter()
+            .map(|p| (Duration::ZERO, p)),
+    );
+    let server = FaultServer::start(vec![Reply::sse_paced(pieces, End::Complete)]).await;
+    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 1);
+    let expected: String = (0..20).map(|i| format!("w{i} ")).collect();
+    assert_eq!(x.output.as_deref(), Some(expected.as_str()));
+    let progress: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Streaming { step, tokens } if step == "x" => Some(*tokens),
+            _ => None,
+        })
+        .collect();
+    // The first chunk at once, then at most one report every 250 ms, counts rising.
+    assert!(progress.first() == Some(&1), "{progress:?}");
+    assert!(progress.len() >= 2 && progress.len() <= 10, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+}
+
+#[tokio::test]
+async fn a_slow_body_without_streaming_hits_the_attempt_timeout() {
+    let slow = Reply::Pieces {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        pieces: vec![
+            (Duration::ZERO, "{\"choices\": [".into()),
+            (Duration::from_secs(10), "]}".into()),
+        ],
+        end: End::Complete,
+    };
+    let server = FaultServer::start(vec![slow, support::openai_json("whole")]).await;
+    let (r, events) = run_script(&script("openai", &server, ", stream: false", "timeout 2s")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.output.as_deref(), Some("whole"));
+    assert_eq!(retry_errors(&events), ["attempt timed out after 2s"]);
+    // Without streaming, no `stream` in the request.
+    assert!(server.received()[0].json().get("stream").is_none());
+}
+
+#[tokio::test]
+async fn connection_resets_are_retried() {
+    let half = Reply::Pieces {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("content-length".into(), "500".into()),
+        ],
+        pieces: vec![(Duration::ZERO, "{\"choices\": [{\"message\"".into())],
+        end: End::Reset,
+    };
+    let server = FaultServer::start(vec![
+        Reply::Reset,
+        half,
+        support::openai_json("after two resets"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &server, ", stream: false", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.attempts, 3);
+    assert_eq!(x.output.as_deref(), Some("after two resets"));
+    let errors = retry_errors(&events);
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(e.starts_with("cannot reach openai at "), "{e}");
+        assert!(!e.contains("test-key-not-secret"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_retried_then_reported() {
+    let server = FaultServer::start(vec![
+        Reply::garbage("{\"choices\": [oops"),
+        Reply::garbage("<html>502 Bad Gateway</html>"),
+        Reply::garbage("{\"choices\": [oops"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.attempts, 3);
+    assert_eq!(delays(&events).len(), 2);
+    match &x.status {
+        StepStatus::Failed(e) => {
+            assert!(e.starts_with("malformed response from openai: "), "{e}");
+            assert!(e.contains("{\"choices\": [oops"), "{e}");
+            assert!(e.ends_with("(on `m`, attempt 3)"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_is_retried_on_both_wire_formats() {
+    let openai = FaultServer::start(vec![
+        Reply::sse(vec![support::openai_chunk("half an ans")], End::Complete),
+        support::openai_stream("a whole answer"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &openai, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.output.as_deref(), Some("a whole answer"));
+    assert_eq!(x.attempts, 2);
+    assert_eq!(
+        retry_errors(&events),
+        [
+            "streamed answer from openai broke off: the connection closed before `data: [DONE]` (11 characters received)"
+        ]
+    );
+
+    let mut cut = support::anthropic_start(5);
+    cut.push(support::anthropic_text("half"));
+    let anthropic = FaultServer::start(vec![
+        Reply::sse(cut.clone(), End::Reset),
+        Reply::sse(cut, End::Complete),
+        support::anthropic_stream("whole"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("anthropic", &anthropic, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.output.as_deref(), Some("whole"));
+    assert_eq!(x.attempts, 3);
+    let errors = retry_errors(&events);
+    // A reset breaks the connection; a clean close ends the stream early.
+    assert!(
+        errors[0].starts_with("cannot reach anthropic at "),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1],
+        "streamed answer from anthropic broke off: the connection closed before `message_stop` (4 characters received)"
+    );
+}
+
+#[tokio::test]
+async fn an_overloaded_error_event_goes_to_the_fallback_at_once() {
+    let mut overloaded = support::anthropic_start(5);
+    overloaded.push(support::anthropic_text("Par"));
+    overloaded.push(support::anthropic_event(serde_json::json!({
+        "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}
+    })));
+    let primary = FaultServer::start(vec![Reply::sse(overloaded, End::Complete)]).await;
+    let backup = FaultServer::start(vec![support::openai_stream("from the backup")]).await;
+    let src = format!(
+        r#"
+provider claude {{ kind: anthropic, base_url: "{}", api_key_env: "KEY" }}
+provider local {{ kind: openai, base_url: "{}/v1" }}
+model big {{ provider: claude, name: "claude-served" }}
+model small {{ provider: local, name: "local-served" }}
+agent a {{ model: big, fallback: small, retry: 3 }}
+workflow main() {{ x = a("hello"); return x }}
+"#,
+        primary.uri(),
+        backup.uri()
+    );
+    let (r, events) = run_script(&src).await;
+    let x = step(&r, "x");
+    assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
+    assert_eq!(x.model.as_deref(), Some("small"));
+    assert_eq!(x.attempts, 2);
+    assert_eq!(r.output.as_deref(), Some("from the backup"));
+    assert_eq!(
+        primary.received().len(),
+        1,
+        "no retry on an overloaded model"
+    );
+    assert!(delays(&events).is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::FallingBack { model, .. } if model == "small"))
+    );
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_on_openai_is_retried() {
+    let mut failing = vec![support::openai_chunk("partial")];
+    failing.push(format!(
+        "data: {}\n\n",
+        serde_json::json!({"error": {"message": "upstream failure", "type": "server_error"}})
+    ));
+    let server = FaultServer::start(vec![
+        Reply::sse(failing, End::Complete),
+        support::openai_stream("recovered"),
+    ])
+    .await;
+    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.output.as_deref(), Some("recovered"));
+    assert_eq!(
+        retry_errors(&events),
+        ["streamed answer from openai broke off: upstream failure"]
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_headers_hold_the_next_request() {
+    // OpenAI: a duration. The first answer says no requests remain for 600 ms.
+    let mut first = support::openai_stream("one");
+    if let Reply::Pieces { headers, .. } = &mut first {
+        headers.push(("x-ratelimit-remaining-requests".into(), "0".into()));
+        headers.push(("x-ratelimit-reset-requests".into(), "600ms".into()));
+    }
+    let server = FaultServer::start(vec![first, support::openai_stream("two")]).await;
+    let base = format!("{}/v1", server.uri());
+    let src = format!(
+        r#"
+provider p {{ kind: openai, base_url: "{base}" }}
+model m {{ provider: p }}
+agent a {{ model: m }}
+workflow main() {{ x = a("one"); y = a("two") }}
+"#
+    );
+    let started = Instant::now();
+    let (r, events) = run_script(&src).await;
+    assert!(r.succeeded, "{r:?}");
+    let got = server.received();
+    assert!(got[1].at - got[0].at >= Duration::from_millis(600));
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let waits: Vec<(String, u64, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Waiting {
+                step,
+                delay_ms,
+                reason,
+            } => Some((step.clone(), *delay_ms, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].0, "y");
+    assert!(waits[0].1 > 0 && waits[0].1 <= 600, "{waits:?}");
+    assert_eq!(waits[0].2, "`p` says its requests are used up");
+
+    // Anthropic: an RFC 3339 time, two seconds ahead (to the second).
+    let mut first = support::anthropic_stream("one");
+    if let Reply::Pieces { headers, .. } = &mut first {
+        headers.push(("anthropic-ratelimit-tokens-remaining".into(), "0".into()));
+        headers.push((
+            "anthropic-ratelimit-tokens-reset".into(),
+            support::rfc3339_in(Duration::from_secs(2)),
+        ));
+    }
+    let server = FaultServer::start(vec![first, support::anthropic_stream("two")]).await;
+    let src = format!(
+        r#"
+provider p {{ kind: anthropic, base_url: "{}", api_key_env: "KEY" }}
+model m {{ provider: p }}
+agent a {{ model: m }}
+workflow main() {{ x = a("one"); y = a("two") }}
+"#,
+        server.uri()
+    );
+    let (r, _) = run_script(&src).await;
+    assert!(r.succeeded, "{r:?}");
+    let got = server.received();
+    // The reset is two seconds ahead, cut to the second: at least one second of hold.
+    assert!(got[1].at - got[0].at >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn a_deadline_bounds_retries_against_a_hanging_server() {
+    let hang = || support::openai_json("too late").after(Duration::from_secs(10));
+    let server = FaultServer::start(vec![hang(), hang(), hang(), hang()]).await;
+    let (r, _) = run_script(&script(
+        "openai",
+        &server,
+        "",
+        "timeout 300ms, retry 5, deadline 1500ms",
+    ))
+    .await;
+    let x = step(&r, "x");
+    match &x.status {
+        StepStatus::Failed(e) => {
+            assert!(
+                e.starts_with(&format!(
+                    "deadline of 1.5s passed after {} attempts on `m`",
+                    x.attempts
+                )),
+                "{e}"
+            );
+            assert!(
+                e.ends_with("(last error: attempt timed out after 300ms)"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // 300 ms attempts with 375–500 ms and 750–1000 ms of backoff: two or three attempts fit.
+    assert!((2..=3).contains(&x.attempts), "{}", x.attempts);
+    let span = x.finished_ms.unwrap() - x.started_ms.unwrap();
+    assert!(span >= 1500, "{span}");
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_true_is_read_whole() {
+    let server = FaultServer::start(vec![support::openai_json("not streamed")]).await;
+    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    let x = step(&r, "x");
+    assert_eq!(x.output.as_deref(), Some("not streamed"));
+    assert_eq!((x.usage.input_tokens, x.usage.output_tokens), (10, 3));
+    assert!(!x.usage.estimated);
+}

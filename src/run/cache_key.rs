@@ -301,16 +301,7 @@ pub(super) fn step_parts(
     ids: &Identities,
     max_tokens_cap: Option<u32>,
 ) -> KeyParts {
-    let prompt = node
-        .prompt_tpl
-        .as_ref()
-        .map(|t| scope.render(t))
-        .unwrap_or_default();
-    let args: IndexMap<String, String> = node
-        .args_tpl
-        .iter()
-        .map(|(k, t)| (k.clone(), scope.render(t)))
-        .collect();
+    let (prompt, args) = scope.render_call(node);
     let mut uses = IndexMap::new();
     for t in node.prompt_tpl.iter().chain(node.args_tpl.values()) {
         for p in t.interps() {

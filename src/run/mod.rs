@@ -992,16 +992,7 @@ impl<'a> Scheduler<'a> {
             inputs: self.inputs,
             outputs: &self.outputs,
         };
-        let prompt = node
-            .prompt_tpl
-            .as_ref()
-            .map(|t| scope.render(t))
-            .unwrap_or_default();
-        let args: IndexMap<String, String> = node
-            .args_tpl
-            .iter()
-            .map(|(k, t)| (k.clone(), scope.render(t)))
-            .collect();
+        let (prompt, args) = scope.render_call(&node);
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
         let handle = tasks.spawn(async move {

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 
 use crate::check::types::Type;
 use crate::check::workflow::Binding;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanNode};
 use crate::syntax::ast::{Template, TemplatePart};
 
 /// A workflow input after parsing by its declared type.
@@ -80,6 +80,22 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
+    /// A step's rendered prompt (empty without one) and named arguments, as the scheduler
+    /// sends them and the cache key hashes them.
+    pub fn render_call(&self, node: &PlanNode) -> (String, IndexMap<String, String>) {
+        let prompt = node
+            .prompt_tpl
+            .as_ref()
+            .map(|t| self.render(t))
+            .unwrap_or_default();
+        let args = node
+            .args_tpl
+            .iter()
+            .map(|(k, t)| (k.clone(), self.render(t)))
+            .collect();
+        (prompt, args)
+    }
+
     /// Renders a workflow-level template.
     pub fn render(&self, t: &Template) -> String {
         let mut s = String::new();

@@ -9,6 +9,7 @@ mod error;
 
 use pest::Parser as _;
 use pest::iterators::Pair;
+use std::sync::{PoisonError, RwLock};
 
 use crate::diag::{Diagnostic, FileId, Span};
 use ast::*;
@@ -17,6 +18,9 @@ use ast::*;
 #[grammar = "../grammar/orch.pest"]
 struct OrchParser;
 
+/// Held (shared) by every parse; held exclusively while pest's error detail is switched on.
+static ERROR_DETAIL: RwLock<()> = RwLock::new(());
+
 /// Parses one file.
 ///
 /// # Errors
@@ -24,10 +28,25 @@ struct OrchParser;
 /// expected there.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
     // Parse attempts (the literal tokens tried at the error position) make the error messages
-    // precise; collecting them costs little on files of this size.
-    pest::set_error_detail(true);
-    let mut pairs = OrchParser::parse(Rule::file, text)
-        .map_err(|e| Box::new(error::syntax_error(file, text, &e)))?;
+    // precise, but collecting them makes every parse about twice as slow. Parsing is
+    // deterministic, so a text is parsed without them, and again with them only when it has
+    // an error. pest's switch is global and read when a parse starts: the detailed parse holds
+    // the write lock while it is on, so that no other thread's parse starts meanwhile.
+    let fast = {
+        let _parsing = ERROR_DETAIL.read().unwrap_or_else(PoisonError::into_inner);
+        OrchParser::parse(Rule::file, text)
+    };
+    let mut pairs = match fast {
+        Ok(pairs) => pairs,
+        Err(plain) => {
+            let _detailed = ERROR_DETAIL.write().unwrap_or_else(PoisonError::into_inner);
+            pest::set_error_detail(true);
+            let again = OrchParser::parse(Rule::file, text);
+            pest::set_error_detail(false);
+            let e = again.err().unwrap_or(plain);
+            return Err(Box::new(error::syntax_error(file, text, &e)));
+        }
+    };
     let root = pairs
         .next()
         .expect("grammar: `file` always yields one pair");

@@ -360,11 +360,36 @@ fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
     }
 }
 
+/// The furthest column (in characters) a label may start or end at to be drawn under its
+/// line. miette pads to a label's column with a format width, which panics past 65,535; a tab
+/// or a wide character takes up to 4 columns, so a quarter of that is always safe.
+const MAX_LABEL_COLUMN: usize = u16::MAX as usize / 4;
+
+/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]).
+fn drawable(span: Span, sources: &SourceMap) -> bool {
+    [span.start, span.end]
+        .iter()
+        .all(|&at| sources.line_col(span.file, at).1 <= MAX_LABEL_COLUMN)
+}
+
 fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
     let file = sources.get(d.primary.span.file);
+    if !drawable(d.primary.span, sources) {
+        // Too far into a long line to show: the location goes in the message instead.
+        let (line, column) = sources.line_col(d.primary.span.file, d.primary.span.start);
+        return MietteDiag {
+            message: format!("{} (at {}:{line}:{column})", d.message, file.name),
+            code: d.code.to_string(),
+            severity: miette_severity(d.severity),
+            help: d.help.clone(),
+            source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
+            labels: Vec::new(),
+            related: Vec::new(),
+        };
+    }
     let mut labels = vec![labeled(d.primary.span, &d.primary.message, true)];
     let mut related = Vec::new();
-    for l in &d.secondary {
+    for l in d.secondary.iter().filter(|l| drawable(l.span, sources)) {
         if l.span.file == d.primary.span.file {
             labels.push(labeled(l.span, &l.message, false));
         } else {
@@ -383,15 +408,19 @@ fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
     MietteDiag {
         message: d.message.clone(),
         code: d.code.to_string(),
-        severity: match d.severity {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-            Severity::Note => miette::Severity::Advice,
-        },
+        severity: miette_severity(d.severity),
         help: d.help.clone(),
         source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
         labels,
         related,
+    }
+}
+
+fn miette_severity(s: Severity) -> miette::Severity {
+    match s {
+        Severity::Error => miette::Severity::Error,
+        Severity::Warning => miette::Severity::Warning,
+        Severity::Note => miette::Severity::Advice,
     }
 }
 

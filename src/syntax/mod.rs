@@ -50,6 +50,19 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
     let root = pairs
         .next()
         .expect("grammar: `file` always yields one pair");
+    if let Some(at) = too_deep(&root) {
+        return Err(Box::new(
+            Diagnostic::error(
+                "E0001",
+                Span::new(file, at, at + 1),
+                format!("brackets nest more than {MAX_NESTING} levels deep here"),
+            )
+            .with_label("too deep")
+            .with_help(
+                "blocks, lists, records and types may nest at most 64 levels deep; flatten the script",
+            ),
+        ));
+    }
     let lower = Lower { file, text };
     let items = root
         .into_inner()
@@ -57,6 +70,42 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
         .map(|p| lower.item(p))
         .collect();
     Ok(Module { file, items })
+}
+
+/// How deeply bracketed constructs (blocks, lists, records, parameter, argument and option
+/// lists, types) may nest. Lowering, checking and formatting recurse over them, so an
+/// unbounded depth would overflow the stack (pest's own parser grows its stack; they do not).
+/// No real script comes near it.
+pub const MAX_NESTING: usize = 64;
+
+/// The offset of the first bracketed construct nested deeper than [`MAX_NESTING`], if any.
+/// Walks the parse tree in order (no recursion), keeping the ends of the open constructs.
+fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
+    let mut open: Vec<usize> = Vec::new();
+    for p in root.clone().into_inner().flatten() {
+        if !matches!(
+            p.as_rule(),
+            Rule::block
+                | Rule::list
+                | Rule::record
+                | Rule::params
+                | Rule::args
+                | Rule::options
+                | Rule::list_type
+                | Rule::record_type
+        ) {
+            continue;
+        }
+        let span = p.as_span();
+        while open.last().is_some_and(|&end| end <= span.start()) {
+            open.pop();
+        }
+        open.push(span.end());
+        if open.len() > MAX_NESTING {
+            return Some(span.start());
+        }
+    }
+    None
 }
 
 // ------------------------------------------------------------------------- lowering
@@ -633,6 +682,36 @@ mod tests {
             Ok(m) => m,
             Err(d) => panic!("parse failed: {}", d.message),
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |d: usize| {
+            format!(
+                "workflow w {{ {} x = a(\"{{p}}\", l: {}{}) {} }}",
+                "parallel { then { ".repeat(d / 2),
+                "[".repeat(MAX_NESTING - 2 - d),
+                "]".repeat(MAX_NESTING - 2 - d),
+                "} } ".repeat(d / 2),
+            )
+        };
+        // The workflow's block, `d` blocks, the arguments and the lists: MAX_NESTING levels.
+        parse_ok(&nested(MAX_NESTING - 4));
+        parse_ok(&nested(10));
+        let err = parse(
+            FileId(0),
+            &format!("agent a {{ x: {}{} }}", "[".repeat(64), "]".repeat(64)),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "E0001");
+        assert!(err.message.contains("64 levels"), "{}", err.message);
+        // The record is the first level, so the 64th `[` (at 13 + 63) is the 65th.
+        assert_eq!(err.primary.span.start, 13 + 63);
+        let deep = format!(
+            "workflow w {{ {} }}",
+            "then { ".repeat(200) + &"} ".repeat(200)
+        );
+        assert_eq!(parse(FileId(0), &deep).unwrap_err().code, "E0001");
     }
 
     #[test]

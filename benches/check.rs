@@ -5,7 +5,8 @@
 //! several runs and prints the median and the minimum: parsing the file, loading it (parse and
 //! includes), checking, applying lint levels, planning, and the whole of what `orch check`
 //! does; then `orch check` itself, end to end, on the release binary. The target is a check
-//! under 200 ms on the project's machine (2 cores).
+//! under 200 ms on the project's machine (2 cores). Last, the same script with a warning on a
+//! quarter of its steps: checking, and rendering the warnings (human and JSON).
 //!
 //! `ORCH_BENCH_STEPS` (default 10000) and `ORCH_BENCH_RUNS` (default 15) change the size and
 //! the number of runs; `ORCH_BENCH_WRITE=PATH` only writes the script to PATH (to profile
@@ -144,6 +145,45 @@ fn main() {
         if total <= BUDGET { "ok" } else { "OVER" }
     );
     cli(&text, runs);
+    warnings(&text, &opts, &levels);
+}
+
+/// The same script with a lint on about a quarter of its steps: a pinned agent inside a
+/// block of another model (W0402). Checking, then rendering every warning.
+fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) {
+    let text = text.replace("scout<sonnet>(", "scout(");
+    let (program, mut diags) = orch::compile_source("large.orch", &text, Path::new("."), opts);
+    apply_levels(&mut diags, &program.sources, levels);
+    let runs = 3;
+    println!(
+        "with {} warnings ({runs} runs each):",
+        diags.warning_count()
+    );
+    let rows = [
+        (
+            "total: load + check + levels",
+            time(runs, || {
+                let (p, mut d) = orch::compile_source("large.orch", &text, Path::new("."), opts);
+                apply_levels(&mut d, &p.sources, levels);
+                d.len()
+            }),
+        ),
+        (
+            "render human",
+            time(runs, || {
+                orch::diag::render_human(&diags, &program.sources, Default::default()).len()
+            }),
+        ),
+        (
+            "render json",
+            time(runs, || {
+                orch::diag::render_json(&diags, &program.sources).len()
+            }),
+        ),
+    ];
+    for (name, (median, min)) in rows {
+        println!("{name:<30} {} {}", ms(median), ms(min));
+    }
 }
 
 /// `orch check FILE` end to end on the binary built with this bench.

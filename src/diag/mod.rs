@@ -365,11 +365,17 @@ fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
 /// or a wide character takes up to 4 columns, so a quarter of that is always safe.
 const MAX_LABEL_COLUMN: usize = u16::MAX as usize / 4;
 
-/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]).
+/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]). Looks back
+/// to the line's start only, so that it costs nothing on files of ordinary lines.
 fn drawable(span: Span, sources: &SourceMap) -> bool {
-    [span.start, span.end]
-        .iter()
-        .all(|&at| sources.line_col(span.file, at).1 <= MAX_LABEL_COLUMN)
+    let text = &sources.get(span.file).text;
+    [span.start, span.end].iter().all(|&at| {
+        let at = (at as usize).min(text.len());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        // A byte count bounds the character count: only long lines need counting.
+        at - line_start <= MAX_LABEL_COLUMN
+            || text[line_start..at].chars().count() <= MAX_LABEL_COLUMN
+    })
 }
 
 fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {

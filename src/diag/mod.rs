@@ -388,15 +388,33 @@ fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
     }
 }
 
-/// The secondary labels of `d` outside its primary file, grouped by file in order of first
-/// appearance: one `related` report per file, whose first label is its primary one (miette
-/// heads the report with that label's position).
+/// The furthest column (in characters) a label may start or end at to be drawn under its
+/// line. miette pads to a label's column with a format width, which panics past 65,535; a tab
+/// or a wide character takes up to 4 columns, so a quarter of that is always safe.
+const MAX_LABEL_COLUMN: usize = u16::MAX as usize / 4;
+
+/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]). Looks back
+/// to the line's start only, so that it costs nothing on files of ordinary lines.
+fn drawable(span: Span, sources: &SourceMap) -> bool {
+    let text = &sources.get(span.file).text;
+    [span.start, span.end].iter().all(|&at| {
+        let at = (at as usize).min(text.len());
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        // A byte count bounds the character count: only long lines need counting.
+        at - line_start <= MAX_LABEL_COLUMN
+            || text[line_start..at].chars().count() <= MAX_LABEL_COLUMN
+    })
+}
+
+/// The drawable secondary labels of `d` outside its primary file, grouped by file in order of
+/// first appearance: one `related` report per file, whose first label is its primary one
+/// (miette heads the report with that label's position).
 fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
     let mut groups: Vec<(FileId, Vec<miette::LabeledSpan>)> = Vec::new();
     for l in d
         .secondary
         .iter()
-        .filter(|l| l.span.file != d.primary.span.file)
+        .filter(|l| l.span.file != d.primary.span.file && drawable(l.span, sources))
     {
         match groups.iter_mut().find(|(f, _)| *f == l.span.file) {
             Some((_, labels)) => labels.push(labeled(l.span, &l.message, false)),
@@ -422,9 +440,22 @@ fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
 
 fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
     let file = sources.get(d.primary.span.file);
+    if !drawable(d.primary.span, sources) {
+        // Too far into a long line to show: the location goes in the message instead.
+        let (line, column) = sources.line_col(d.primary.span.file, d.primary.span.start);
+        return MietteDiag {
+            message: format!("{} (at {}:{line}:{column})", d.message, file.name),
+            code: d.code.to_string(),
+            severity: miette_severity(d.severity),
+            help: d.help.clone(),
+            source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
+            labels: Vec::new(),
+            related: Vec::new(),
+        };
+    }
     let mut labels = vec![labeled(d.primary.span, &d.primary.message, true)];
     for l in &d.secondary {
-        if l.span.file == d.primary.span.file {
+        if l.span.file == d.primary.span.file && drawable(l.span, sources) {
             labels.push(labeled(l.span, &l.message, false));
         }
     }
@@ -432,15 +463,19 @@ fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
     MietteDiag {
         message: d.message.clone(),
         code: d.code.to_string(),
-        severity: match d.severity {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-            Severity::Note => miette::Severity::Advice,
-        },
+        severity: miette_severity(d.severity),
         help: d.help.clone(),
         source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
         labels,
         related,
+    }
+}
+
+fn miette_severity(s: Severity) -> miette::Severity {
+    match s {
+        Severity::Error => miette::Severity::Error,
+        Severity::Warning => miette::Severity::Warning,
+        Severity::Note => miette::Severity::Advice,
     }
 }
 

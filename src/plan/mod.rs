@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::check::items::{ParamDef, ProviderDef};
 use crate::check::workflow::{Binding, DepKind, Exec, GroupId, NodeId, WorkflowGraph};
 use crate::check::{Program, ProviderKind};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Diagnostic, FileId, SourceMap, Span};
 use crate::syntax::ast::{Policy, Template, TemplatePart};
 pub use render::render_text;
 
@@ -265,7 +265,12 @@ pub fn estimate_tokens(text: &str) -> u64 {
 
 /// Lowers a checked workflow to its plan.
 pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
-    let mut nodes: Vec<PlanNode> = wf.nodes.iter().map(|n| plan_node(program, n)).collect();
+    let lines = LineStarts::new(&program.sources);
+    let mut nodes: Vec<PlanNode> = wf
+        .nodes
+        .iter()
+        .map(|n| plan_node(program, &lines, n))
+        .collect();
     assign_levels(&mut nodes);
     estimate_costs(program, wf, &mut nodes);
     let groups: Vec<PlanGroup> = wf
@@ -326,8 +331,43 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
     }
 }
 
-fn plan_node(program: &Program, n: &crate::check::workflow::Node) -> PlanNode {
-    let (line, column) = program.sources.line_col(n.span.file, n.span.start);
+/// The offset of every line start of every source file: lines and columns of many steps
+/// without scanning the text from its start for each ([`SourceMap::line_col`] does).
+struct LineStarts<'s> {
+    sources: &'s SourceMap,
+    starts: Vec<Vec<usize>>,
+}
+
+impl<'s> LineStarts<'s> {
+    fn new(sources: &'s SourceMap) -> Self {
+        let starts = sources
+            .files()
+            .map(|(_, f)| {
+                std::iter::once(0)
+                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect()
+            })
+            .collect();
+        Self { sources, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset, as [`SourceMap::line_col`].
+    fn line_col(&self, file: FileId, offset: u32) -> (usize, usize) {
+        let text = &self.sources.get(file).text;
+        let offset = (offset as usize).min(text.len());
+        let starts = &self.starts[file.0 as usize];
+        let line = starts.partition_point(|&s| s <= offset);
+        let column = text[starts[line - 1]..offset].chars().count() + 1;
+        (line, column)
+    }
+}
+
+fn plan_node(
+    program: &Program,
+    lines: &LineStarts<'_>,
+    n: &crate::check::workflow::Node,
+) -> PlanNode {
+    let (line, column) = lines.line_col(n.span.file, n.span.start);
     let mut deps: Vec<NodeId> = n.deps.iter().map(|d| d.node).collect();
     deps.sort_unstable();
     deps.dedup();
@@ -448,27 +488,39 @@ pub fn template_source(t: &Template) -> String {
 
 /// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a
 /// program with errors may still be built by tools, so cycles are cut rather than looped on.
+/// Depth-first with a stack of its own: a long sequence is a chain as deep as it is long.
 fn assign_levels(nodes: &mut [PlanNode]) {
     let n = nodes.len();
     let mut level = vec![0usize; n];
     let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
-    fn visit(i: usize, nodes: &[PlanNode], level: &mut [usize], state: &mut [u8]) -> usize {
-        match state[i] {
-            2 => return level[i],
-            1 => return 0, // a cycle: cut here
-            _ => {}
+    // (node, index of the next dependency to visit)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
         }
-        state[i] = 1;
-        let mut l = 1;
-        for &d in &nodes[i].deps {
-            l = l.max(visit(d, nodes, level, state) + 1);
+        state[root] = 1;
+        stack.push((root, 0));
+        while let Some(&(i, next)) = stack.last() {
+            if let Some(&d) = nodes[i].deps.get(next) {
+                stack.last_mut().expect("not empty").1 += 1;
+                if state[d] == 0 {
+                    state[d] = 1;
+                    stack.push((d, 0));
+                }
+                continue;
+            }
+            // A dependency still being visited closes a cycle: it is cut there (counts 0).
+            let highest = nodes[i]
+                .deps
+                .iter()
+                .map(|&d| if state[d] == 2 { level[d] } else { 0 })
+                .max()
+                .unwrap_or(0);
+            level[i] = highest + 1;
+            state[i] = 2;
+            stack.pop();
         }
-        state[i] = 2;
-        level[i] = l;
-        l
-    }
-    for i in 0..n {
-        visit(i, nodes, &mut level, &mut state);
     }
     for (node, l) in nodes.iter_mut().zip(level) {
         node.level = l;
@@ -595,37 +647,53 @@ fn critical_path(nodes: &[PlanNode]) -> Vec<NodeId> {
 }
 
 /// Unit-time list scheduling: each round starts every ready step that its blocks' `max N`
-/// allow; the answer is the largest round.
+/// allow, in step order; the answer is the largest round. Steps become ready when their last
+/// dependency finishes, so a round costs the steps ready in it, not every step.
 fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup]) -> usize {
-    let mut done = vec![false; nodes.len()];
-    let mut remaining = nodes.len();
+    let mut waiting: Vec<usize> = nodes.iter().map(|n| n.deps.len()).collect();
+    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
+    for n in nodes {
+        for &d in &n.deps {
+            dependents[d].push(n.id);
+        }
+    }
+    let mut ready: Vec<NodeId> = (0..nodes.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut in_group = vec![0u32; groups.len()];
     let mut peak = 0;
-    while remaining > 0 {
-        let mut in_group = vec![0u32; groups.len()];
+    while !ready.is_empty() {
         let mut started = Vec::new();
-        for n in nodes {
-            if done[n.id] || !n.deps.iter().all(|&d| done[d]) {
-                continue;
-            }
-            let fits = n
+        let mut next = Vec::new();
+        for &i in &ready {
+            let fits = nodes[i]
                 .groups
                 .iter()
                 .all(|&g| groups[g].max.is_none_or(|m| in_group[g] < m));
             if fits {
-                for &g in &n.groups {
+                for &g in &nodes[i].groups {
                     in_group[g] += 1;
                 }
-                started.push(n.id);
+                started.push(i);
+            } else {
+                next.push(i);
             }
         }
         if started.is_empty() {
-            break; // only on a cyclic plan
+            break;
         }
         peak = peak.max(started.len());
-        remaining -= started.len();
-        for s in started {
-            done[s] = true;
+        for &s in &started {
+            for &g in &nodes[s].groups {
+                in_group[g] = 0;
+            }
+            for &t in &dependents[s] {
+                waiting[t] -= 1;
+                if waiting[t] == 0 {
+                    next.push(t);
+                }
+            }
         }
+        next.sort_unstable();
+        ready = next;
     }
     peak
 }

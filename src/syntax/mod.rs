@@ -9,6 +9,7 @@ mod error;
 
 use pest::Parser as _;
 use pest::iterators::Pair;
+use std::sync::{PoisonError, RwLock};
 
 use crate::diag::{Diagnostic, FileId, Span};
 use ast::*;
@@ -17,6 +18,9 @@ use ast::*;
 #[grammar = "../grammar/orch.pest"]
 struct OrchParser;
 
+/// Held (shared) by every parse; held exclusively while pest's error detail is switched on.
+static ERROR_DETAIL: RwLock<()> = RwLock::new(());
+
 /// Parses one file.
 ///
 /// # Errors
@@ -24,13 +28,41 @@ struct OrchParser;
 /// expected there.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
     // Parse attempts (the literal tokens tried at the error position) make the error messages
-    // precise; collecting them costs little on files of this size.
-    pest::set_error_detail(true);
-    let mut pairs = OrchParser::parse(Rule::file, text)
-        .map_err(|e| Box::new(error::syntax_error(file, text, &e)))?;
+    // precise, but collecting them makes every parse about twice as slow. Parsing is
+    // deterministic, so a text is parsed without them, and again with them only when it has
+    // an error. pest's switch is global and read when a parse starts: the detailed parse holds
+    // the write lock while it is on, so that no other thread's parse starts meanwhile.
+    let fast = {
+        let _parsing = ERROR_DETAIL.read().unwrap_or_else(PoisonError::into_inner);
+        OrchParser::parse(Rule::file, text)
+    };
+    let mut pairs = match fast {
+        Ok(pairs) => pairs,
+        Err(plain) => {
+            let _detailed = ERROR_DETAIL.write().unwrap_or_else(PoisonError::into_inner);
+            pest::set_error_detail(true);
+            let again = OrchParser::parse(Rule::file, text);
+            pest::set_error_detail(false);
+            let e = again.err().unwrap_or(plain);
+            return Err(Box::new(error::syntax_error(file, text, &e)));
+        }
+    };
     let root = pairs
         .next()
         .expect("grammar: `file` always yields one pair");
+    if let Some(at) = too_deep(&root) {
+        return Err(Box::new(
+            Diagnostic::error(
+                "E0001",
+                Span::new(file, at, at + 1),
+                format!("brackets nest more than {MAX_NESTING} levels deep here"),
+            )
+            .with_label("too deep")
+            .with_help(
+                "blocks, lists, records and types may nest at most 64 levels deep; flatten the script",
+            ),
+        ));
+    }
     let lower = Lower { file, text };
     let items = root
         .into_inner()
@@ -38,6 +70,42 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
         .map(|p| lower.item(p))
         .collect();
     Ok(Module { file, items })
+}
+
+/// How deeply bracketed constructs (blocks, lists, records, parameter, argument and option
+/// lists, types) may nest. Lowering, checking and formatting recurse over them, so an
+/// unbounded depth would overflow the stack (pest's own parser grows its stack; they do not).
+/// No real script comes near it.
+pub const MAX_NESTING: usize = 64;
+
+/// The offset of the first bracketed construct nested deeper than [`MAX_NESTING`], if any.
+/// Walks the parse tree in order (no recursion), keeping the ends of the open constructs.
+fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
+    let mut open: Vec<usize> = Vec::new();
+    for p in root.clone().into_inner().flatten() {
+        if !matches!(
+            p.as_rule(),
+            Rule::block
+                | Rule::list
+                | Rule::record
+                | Rule::params
+                | Rule::args
+                | Rule::options
+                | Rule::list_type
+                | Rule::record_type
+        ) {
+            continue;
+        }
+        let span = p.as_span();
+        while open.last().is_some_and(|&end| end <= span.start()) {
+            open.pop();
+        }
+        open.push(span.end());
+        if open.len() > MAX_NESTING {
+            return Some(span.start());
+        }
+    }
+    None
 }
 
 // ------------------------------------------------------------------------- lowering
@@ -627,6 +695,36 @@ mod tests {
             Ok(m) => m,
             Err(d) => panic!("parse failed: {}", d.message),
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |d: usize| {
+            format!(
+                "workflow w {{ {} x = a(\"{{p}}\", l: {}{}) {} }}",
+                "parallel { then { ".repeat(d / 2),
+                "[".repeat(MAX_NESTING - 2 - d),
+                "]".repeat(MAX_NESTING - 2 - d),
+                "} } ".repeat(d / 2),
+            )
+        };
+        // The workflow's block, `d` blocks, the arguments and the lists: MAX_NESTING levels.
+        parse_ok(&nested(MAX_NESTING - 4));
+        parse_ok(&nested(10));
+        let err = parse(
+            FileId(0),
+            &format!("agent a {{ x: {}{} }}", "[".repeat(64), "]".repeat(64)),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "E0001");
+        assert!(err.message.contains("64 levels"), "{}", err.message);
+        // The record is the first level, so the 64th `[` (at 13 + 63) is the 65th.
+        assert_eq!(err.primary.span.start, 13 + 63);
+        let deep = format!(
+            "workflow w {{ {} }}",
+            "then { ".repeat(200) + &"} ".repeat(200)
+        );
+        assert_eq!(parse(FileId(0), &deep).unwrap_err().code, "E0001");
     }
 
     #[test]

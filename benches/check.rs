@@ -1,0 +1,210 @@
+//! How fast the front end is on a large script: `cargo bench --bench check` (or
+//! `scripts/bench.sh`).
+//!
+//! Generates a realistic 10,000-step script (`large_script`), then times each stage over
+//! several runs and prints the median and the minimum: parsing the file, loading it (parse and
+//! includes), checking, applying lint levels, planning, and the whole of what `orch check`
+//! does; then `orch check` itself, end to end, on the release binary. The target is a check
+//! under 200 ms on the project's machine (2 cores). Last, the same script with a warning on a
+//! quarter of its steps: checking, and rendering the warnings (human and JSON).
+//!
+//! `ORCH_BENCH_STEPS` (default 10000) and `ORCH_BENCH_RUNS` (default 15) change the size and
+//! the number of runs; `ORCH_BENCH_WRITE=PATH` only writes the script to PATH (to profile
+//! `orch check PATH`, e.g. under `perf record` or `valgrind --tool=callgrind`). A plain harness (no criterion): a few figures, no build weight.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orch::diag::{FileId, LintLevels, Span, apply_levels};
+use orch::resolve::ResolveOptions;
+
+mod large_script;
+
+/// What `orch check` must stay under on a 10,000-step script.
+const BUDGET: Duration = Duration::from_millis(200);
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Median and minimum of `runs` timings of `f`.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[times.len() / 2], times[0])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:8.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    // `cargo test --benches` runs this file too: stay quick there.
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let steps = env_or("ORCH_BENCH_STEPS", 10_000);
+    let runs = env_or("ORCH_BENCH_RUNS", 15).max(1);
+    let large_script::Generated {
+        text,
+        steps,
+        blocks,
+    } = large_script::generate(steps, 1);
+    if let Ok(path) = std::env::var("ORCH_BENCH_WRITE") {
+        std::fs::write(&path, &text).expect("write the script");
+        println!("wrote {path}: {steps} steps, {blocks} parallel blocks");
+        return;
+    }
+    println!(
+        "script: {steps} steps, {blocks} parallel blocks, {} lines, {} KiB; {runs} runs each",
+        text.lines().count(),
+        text.len() / 1024
+    );
+    let opts = ResolveOptions::default();
+    let dir = Path::new(".");
+
+    // Each stage on its own, the earlier stages done once beforehand.
+    let (set, load_diags) = orch::resolve::load_source("large.orch", &text, dir, &opts);
+    assert!(!load_diags.has_errors(), "the generated script must load");
+    let (program, mut diags) = orch::compile_source("large.orch", &text, dir, &opts);
+    assert!(!diags.has_errors(), "the generated script must check");
+    let levels = LintLevels::new();
+    apply_levels(&mut diags, &program.sources, &levels);
+    let entry = Span::new(program.sources.files().next().expect("a file").0, 0, 0);
+    let wf = orch::plan::entry_workflow(&program, None, entry).expect("main");
+
+    let rows: Vec<(&str, (Duration, Duration))> = vec![
+        (
+            "parse",
+            time(runs, || orch::syntax::parse(FileId(0), &text).is_ok()),
+        ),
+        (
+            "load (parse + includes)",
+            time(runs, || {
+                orch::resolve::load_source("large.orch", &text, dir, &opts)
+                    .0
+                    .modules
+                    .len()
+            }),
+        ),
+        (
+            "check",
+            time(runs, || {
+                let mut d = orch::diag::Diagnostics::new();
+                orch::check::check(&set, &mut d).workflows.len()
+            }),
+        ),
+        (
+            "lint levels",
+            time(runs, || {
+                let mut d = diags.clone();
+                apply_levels(&mut d, &program.sources, &levels);
+                d.len()
+            }),
+        ),
+        (
+            "plan",
+            time(runs, || orch::plan::lower(&program, wf).nodes.len()),
+        ),
+        (
+            "total: load + check + levels",
+            time(runs, || {
+                let (p, mut d) = orch::compile_source("large.orch", &text, dir, &opts);
+                apply_levels(&mut d, &p.sources, &levels);
+                d.has_errors()
+            }),
+        ),
+    ];
+    println!(
+        "{:<30} {:>11} {:>11} {:>12}",
+        "stage", "median", "min", "µs/step"
+    );
+    for (name, (median, min)) in &rows {
+        println!(
+            "{name:<30} {} {} {:12.2}",
+            ms(*median),
+            ms(*min),
+            median.as_secs_f64() * 1e6 / steps as f64
+        );
+    }
+    let total = rows.last().expect("rows").1.0;
+    println!(
+        "check of {steps} steps: {} median, budget {} ms: {}",
+        ms(total).trim(),
+        BUDGET.as_millis(),
+        if total <= BUDGET { "ok" } else { "OVER" }
+    );
+    cli(&text, runs);
+    warnings(&text, &opts, &levels);
+}
+
+/// The same script with a lint on about a quarter of its steps: a pinned agent inside a
+/// block of another model (W0402). Checking, then rendering every warning.
+fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) {
+    let text = text.replace("scout<sonnet>(", "scout(");
+    let (program, mut diags) = orch::compile_source("large.orch", &text, Path::new("."), opts);
+    apply_levels(&mut diags, &program.sources, levels);
+    let runs = 3;
+    println!(
+        "with {} warnings ({runs} runs each):",
+        diags.warning_count()
+    );
+    let rows = [
+        (
+            "total: load + check + levels",
+            time(runs, || {
+                let (p, mut d) = orch::compile_source("large.orch", &text, Path::new("."), opts);
+                apply_levels(&mut d, &p.sources, levels);
+                d.len()
+            }),
+        ),
+        (
+            "render human",
+            time(runs, || {
+                orch::diag::render_human(&diags, &program.sources, Default::default()).len()
+            }),
+        ),
+        (
+            "render json",
+            time(runs, || {
+                orch::diag::render_json(&diags, &program.sources).len()
+            }),
+        ),
+    ];
+    for (name, (median, min)) in rows {
+        println!("{name:<30} {} {}", ms(median), ms(min));
+    }
+}
+
+/// `orch check FILE` end to end on the binary built with this bench.
+fn cli(text: &str, runs: usize) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
+    let file = std::env::temp_dir().join(format!("orch-bench-{}.orch", std::process::id()));
+    std::fs::write(&file, text).expect("write the script");
+    let (median, min) = time(runs, || {
+        let out = std::process::Command::new(bin)
+            .args(["check", "--color", "never"])
+            .arg(&file)
+            .output()
+            .expect("run orch");
+        assert!(out.status.success(), "orch check failed");
+    });
+    let _ = std::fs::remove_file(&file);
+    println!(
+        "{:<30} {} {}   ({})",
+        "`orch check` wall time",
+        ms(median),
+        ms(min),
+        bin.display()
+    );
+}

@@ -88,6 +88,10 @@ pub struct SourceFile {
 #[derive(Debug, Clone, Default)]
 pub struct SourceMap {
     files: Vec<SourceFile>,
+    /// Byte offset of the start of every line of each file, for locating offsets in
+    /// O(log lines) rather than by scanning from the start (thousands of diagnostics in a
+    /// large script would otherwise take seconds to render).
+    line_starts: Vec<Arc<Vec<usize>>>,
 }
 
 impl SourceMap {
@@ -102,10 +106,15 @@ impl SourceMap {
         path: Option<PathBuf>,
         text: impl Into<Arc<str>>,
     ) -> FileId {
+        let text: Arc<str> = text.into();
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        self.line_starts.push(Arc::new(starts));
         self.files.push(SourceFile {
             name: name.into(),
             path,
-            text: text.into(),
+            text,
         });
         FileId((self.files.len() - 1) as u32)
     }
@@ -145,10 +154,10 @@ impl SourceMap {
         while !text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, &before[line_start..])
+        let starts = &self.line_starts[file.0 as usize];
+        // The last line start at or before `offset` (line 1 starts at 0).
+        let line = starts.partition_point(|&s| s <= offset);
+        (line, &text[starts[line - 1]..offset])
     }
 }
 

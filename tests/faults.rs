@@ -7,35 +7,19 @@
 //! for the network), so these tests run on the real clock with short durations; they assert
 //! lower bounds on time only, never upper bounds that a slow machine could break.
 
+mod common;
+
 mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orch::resolve::ResolveOptions;
 use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use support::{End, FaultServer, Reply};
 
 /// Compiles `src` (which must check clean) and runs its workflow, collecting events.
 async fn run_script(src: &str) -> (RunReport, Vec<Event>) {
-    let (program, diags) = orch::compile_source(
-        "faults.orch",
-        src,
-        std::path::Path::new("."),
-        &ResolveOptions::default(),
-    );
-    assert!(
-        !diags.has_errors(),
-        "script has errors: {:?}",
-        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
-    );
-    let wf = orch::plan::entry_workflow(
-        &program,
-        None,
-        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
-    )
-    .expect("workflow");
-    let plan = orch::plan::lower(&program, wf);
+    let (program, plan) = common::compile_plan("faults.orch", src);
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());

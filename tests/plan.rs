@@ -1,26 +1,9 @@
 //! Plans: levels, critical path, worst-case cost, peak concurrency, and the JSON shape.
 
-use orch::resolve::ResolveOptions;
+mod common;
 
 fn plan_of(src: &str) -> orch::plan::Plan {
-    let (program, diags) = orch::compile_source(
-        "p.orch",
-        src,
-        std::path::Path::new("."),
-        &ResolveOptions::default(),
-    );
-    assert!(
-        !diags.has_errors(),
-        "{:?}",
-        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
-    );
-    let wf = orch::plan::entry_workflow(
-        &program,
-        None,
-        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
-    )
-    .unwrap();
-    orch::plan::lower(&program, wf)
+    common::compile_plan("p.orch", src).1
 }
 
 fn names(plan: &orch::plan::Plan, ids: &[usize]) -> Vec<String> {

@@ -2,6 +2,8 @@
 //! in process on the simulator (paused clock where timing matters), and with the real binary
 //! against a local OpenAI-compatible server that counts requests per step.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,25 +25,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 fn compile(src: &str) -> (orch::check::Program, orch::plan::Plan) {
-    let (program, diags) = orch::compile_source(
-        "test.orch",
-        src,
-        Path::new("."),
-        &orch::resolve::ResolveOptions::default(),
-    );
-    assert!(
-        !diags.has_errors(),
-        "script has errors: {:?}",
-        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
-    );
-    let wf = orch::plan::entry_workflow(
-        &program,
-        None,
-        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
-    )
-    .expect("workflow");
-    let plan = orch::plan::lower(&program, wf);
-    (program, plan)
+    common::compile_plan("test.orch", src)
 }
 
 async fn run_with(src: &str, opts: &RunOptions) -> (RunReport, Vec<Event>) {

@@ -1,5 +1,7 @@
 //! The interpreter on the simulator with a paused clock: timings are exact and instant.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use orch::resolve::ResolveOptions;
@@ -15,24 +17,7 @@ async fn run_with(
     inputs: &[(&str, &str)],
     mut opts: RunOptions,
 ) -> (RunReport, Vec<Event>) {
-    let (program, diags) = orch::compile_source(
-        "test.orch",
-        src,
-        std::path::Path::new("."),
-        &ResolveOptions::default(),
-    );
-    assert!(
-        !diags.has_errors(),
-        "script has errors: {:?}",
-        diags.iter().map(|d| &d.message).collect::<Vec<_>>()
-    );
-    let wf = orch::plan::entry_workflow(
-        &program,
-        None,
-        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
-    )
-    .expect("workflow");
-    let plan = orch::plan::lower(&program, wf);
+    let (program, plan) = common::compile_plan("test.orch", src);
     opts.inputs = inputs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -167,17 +167,18 @@ pub fn load_source(
     loader.finish(id)
 }
 
-/// `path` without `.` components and with `..` applied, without touching the disk.
-fn normalize(path: &Path) -> PathBuf {
+/// `path` without `.` components and with `..` applied, without touching the disk. A `..`
+/// with nothing left to cancel is kept (`../../a.orch` stays as it is).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
             }
             other => out.push(other.as_os_str()),
         }

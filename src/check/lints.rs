@@ -12,12 +12,12 @@
 //! The budget lint (`W0803`) needs the plan's cost model and lives in [`crate::plan`].
 
 use std::collections::HashSet;
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 
 use super::workflow::{DepKind, Exec, NodeId, WorkflowGraph};
 use super::{AgentKind, Complexity, Program, Tier};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
-use crate::resolve::ModuleSet;
+use crate::resolve::{ModuleSet, normalize};
 use crate::syntax::ast;
 
 /// Runs every lint of this module.
@@ -283,12 +283,12 @@ fn join_names(names: &[String]) -> String {
 /// loaded once.)
 fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
     for m in &set.modules {
-        let mut seen: Vec<(String, Span)> = Vec::new();
+        let mut seen: Vec<(PathBuf, Span)> = Vec::new();
         for item in &m.module.items {
             let ast::Item::Include(inc) = item else {
                 continue;
             };
-            let key = include_key(&inc.path);
+            let key = normalize(FsPath::new(&inc.path));
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
                 diags.push(
                     Diagnostic::warning(
@@ -307,23 +307,6 @@ fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
             }
         }
     }
-}
-
-/// The included path without `.` components and with `..` applied, so `./a.orch` and
-/// `a.orch` are the same include.
-fn include_key(path: &str) -> String {
-    use std::path::Component;
-    let mut parts: Vec<String> = Vec::new();
-    for c in FsPath::new(path).components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if parts.last().is_some_and(|p| p != "..") => {
-                parts.pop();
-            }
-            other => parts.push(other.as_os_str().to_string_lossy().into_owned()),
-        }
-    }
-    parts.join("/")
 }
 
 // ------------------------------------------------------------------ E0601
@@ -432,8 +415,10 @@ mod tests {
 
     #[test]
     fn include_keys_normalise_dots() {
-        assert_eq!(include_key("./lib/a.orch"), include_key("lib/a.orch"));
-        assert_eq!(include_key("lib/../a.orch"), "a.orch");
-        assert_eq!(include_key("../a.orch"), "../a.orch");
+        let key = |p: &str| normalize(FsPath::new(p));
+        assert_eq!(key("./lib/a.orch"), key("lib/a.orch"));
+        assert_eq!(key("lib/../a.orch"), PathBuf::from("a.orch"));
+        assert_eq!(key("../a.orch"), PathBuf::from("../a.orch"));
+        assert_eq!(key("../../a.orch"), PathBuf::from("../../a.orch"));
     }
 }

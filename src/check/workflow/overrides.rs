@@ -9,7 +9,7 @@ use super::{Lowerer, Scope};
 use crate::check::AgentDef;
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast;
-use crate::syntax::format_duration as format_ms;
+use crate::syntax::format_duration;
 
 /// One option as the block and the agent set it.
 struct Clash {
@@ -79,8 +79,8 @@ fn clashes(s: &ast::Step, agent: &AgentDef, scope: &Scope) -> Vec<Clash> {
     {
         out.push(Clash {
             keyword: "timeout",
-            block: format_ms(b),
-            agent: format_ms(a),
+            block: format_duration(b),
+            agent: format_duration(a),
             block_span: span,
         });
     }
@@ -91,8 +91,8 @@ fn clashes(s: &ast::Step, agent: &AgentDef, scope: &Scope) -> Vec<Clash> {
     {
         out.push(Clash {
             keyword: "deadline",
-            block: format_ms(b),
-            agent: format_ms(a),
+            block: format_duration(b),
+            agent: format_duration(a),
             block_span: span,
         });
     }

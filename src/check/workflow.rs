@@ -123,6 +123,8 @@ pub struct Node {
     pub join: Option<Join>,
     /// Whether its output is produced by a model (directly or through its inputs).
     pub tainted: bool,
+    /// `-> T`: the structured output the step must produce (`None`: text).
+    pub output_type: Option<Type>,
 }
 
 /// A `gather` join.
@@ -603,6 +605,7 @@ impl Lowerer<'_> {
                 }
                 (vec![self.step(&gather.step, entry, scope, join)], None)
             }
+            Stmt::Repeat(_) | Stmt::If(_) => (Vec::new(), None), // TEMP: lowered in the next step
             Stmt::Return(r) => {
                 self.returned = true;
                 let t = match &r.value.kind {
@@ -727,17 +730,10 @@ impl Lowerer<'_> {
             OptKind::Model(m) => Some((m.clone(), o.span)),
             _ => None,
         });
-        if let Some(out) = &s.output {
-            self.diags.push(
-                Diagnostic::error(
-                    "E0504",
-                    out.span,
-                    "structured outputs (`-> Type` on a step) are not supported yet",
-                )
-                .with_label("not supported yet")
-                .with_help("remove `-> ...`; the step's output is text"),
-            );
-        }
+        let output_type = s
+            .output
+            .as_ref()
+            .map(|t| super::types::resolve_type(t, self.diags));
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
         self.check_block_overrides(s, scope);
         let agent_deadline = self
@@ -770,6 +766,7 @@ impl Lowerer<'_> {
             groups: scope.groups.clone(),
             join,
             tainted: false,
+            output_type,
         });
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {

@@ -375,6 +375,7 @@ impl<'t> Printer<'t> {
     fn stmt(&mut self, s: &Stmt, start: usize, indent: usize) {
         match s {
             Stmt::Step(step) => self.step(step, indent, true),
+            Stmt::Repeat(_) | Stmt::If(_) => unimplemented!("TEMP: fmt of repeat/if"),
             Stmt::Parallel(p) => {
                 if let Some(name) = &p.name {
                     self.push(&format!("{} = ", name.name), name.span.end as usize);

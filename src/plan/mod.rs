@@ -116,6 +116,9 @@ pub struct PlanNode {
     pub join: Option<PlanJoin>,
     /// Whether its output comes from a model.
     pub tainted: bool,
+    /// `-> T`: the structured output the step must produce; absent for text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_type: Option<crate::check::types::Type>,
     /// Worst-case tokens and cost of this step.
     pub worst_case: Estimate,
     /// Source location: file, 1-based line and column.
@@ -460,6 +463,7 @@ fn plan_node(
             policy: j.policy,
         }),
         tainted: n.tainted,
+        output_type: n.output_type.clone(),
         worst_case: Estimate::default(),
         location: Location {
             file: program.sources.get(n.span.file).name.clone(),

@@ -255,6 +255,9 @@ pub struct StepRecord {
     /// The output of a succeeded step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// A structured output (`-> T`) as a value of its type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
     /// The model that answered (after any fallback), or `command`.
     #[serde(default)]
     pub model: Option<String>,
@@ -796,6 +799,7 @@ impl Journal {
                 started_ms: r.started_ms,
                 finished_ms: r.finished_ms,
                 output: r.output.clone(),
+                value: r.value.clone(),
             })));
         }
         let why = match h.last.get(name) {
@@ -855,6 +859,7 @@ impl Journal {
                 cache_key: parts.key(),
                 key: parts.clone(),
                 output: report.output.clone(),
+                value: report.value.clone(),
                 model: report.model.clone(),
                 attempts: report.attempts,
                 usage: report.usage,

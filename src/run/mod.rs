@@ -241,8 +241,21 @@ pub struct StepReport {
     pub started_ms: Option<u64>,
     /// End, in milliseconds since the run began.
     pub finished_ms: Option<u64>,
-    /// The output (absent when the step did not succeed).
+    /// The output as text (absent when the step did not succeed); a structured output is its
+    /// JSON text.
     pub output: Option<String>,
+    /// A structured output (`-> T`) as a value of its type; absent for text outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
+impl StepReport {
+    /// The value later steps see: the structured value, or the text as a JSON string.
+    pub fn output_value(&self) -> Option<serde_json::Value> {
+        self.value
+            .clone()
+            .or_else(|| self.output.clone().map(serde_json::Value::String))
+    }
 }
 
 impl StepReport {
@@ -259,6 +272,7 @@ impl StepReport {
             started_ms: None,
             finished_ms,
             output: None,
+            value: None,
         }
     }
 }
@@ -579,7 +593,8 @@ struct Scheduler<'a> {
     shared: Arc<Shared>,
     max_tokens_cap: Option<u32>,
     state: Vec<State>,
-    outputs: Vec<Option<String>>,
+    /// Outputs of settled steps: text as a JSON string, structured outputs as values.
+    outputs: Vec<Option<serde_json::Value>>,
     reports: Vec<Option<StepReport>>,
     /// For each node: dependencies not yet settled, excluding those its join handles.
     waiting_on: Vec<usize>,
@@ -901,7 +916,7 @@ impl<'a> Scheduler<'a> {
     fn settle(&mut self, id: NodeId, report: StepReport) {
         let succeeded = report.status == StepStatus::Succeeded;
         self.state[id] = State::Done(report.status.clone());
-        self.outputs[id] = report.output.clone();
+        self.outputs[id] = report.output_value();
         self.budgets.spend(&self.plan.nodes[id], report.cost_usd);
         if let StepStatus::Failed(e) = &report.status
             && !self.tolerated[id]
@@ -1067,7 +1082,7 @@ enum Readiness {
 }
 
 /// Without `return`: the outputs of the steps nothing depends on, each under its name.
-fn final_outputs(plan: &Plan, outputs: &[Option<String>]) -> String {
+fn final_outputs(plan: &Plan, outputs: &[Option<serde_json::Value>]) -> String {
     let mut has_dependent = vec![false; plan.nodes.len()];
     for n in &plan.nodes {
         for &d in &n.deps {
@@ -1078,14 +1093,21 @@ fn final_outputs(plan: &Plan, outputs: &[Option<String>]) -> String {
         .filter(|&i| !has_dependent[i])
         .collect();
     if let [only] = sinks.as_slice() {
-        return outputs[*only].clone().unwrap_or_default();
+        return outputs[*only]
+            .as_ref()
+            .map(render::json_text)
+            .unwrap_or_default();
     }
     sinks
         .iter()
         .filter_map(|&i| {
-            outputs[i]
-                .as_ref()
-                .map(|o| format!("## {}\n{}", plan.nodes[i].name, o.trim_end()))
+            outputs[i].as_ref().map(|o| {
+                format!(
+                    "## {}\n{}",
+                    plan.nodes[i].name,
+                    render::json_text(o).trim_end()
+                )
+            })
         })
         .collect::<Vec<_>>()
         .join("\n\n")
@@ -1158,6 +1180,7 @@ async fn execute(
         started_ms: Some(started),
         finished_ms: None,
         output: None,
+        value: None,
     };
     // The last failed attempt's error, for the message when the deadline passes.
     let mut last_error: Option<String> = None;

@@ -54,8 +54,8 @@ pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
     }
 }
 
-/// Text of a JSON value inside a prompt: strings raw, lists as numbered items, the rest as JSON.
-fn json_text(v: &Json) -> String {
+/// Text of a value inside a prompt: strings raw, lists as numbered items, the rest as JSON.
+pub fn json_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         Json::Array(items) => items
@@ -69,14 +69,22 @@ fn json_text(v: &Json) -> String {
     }
 }
 
+/// The value at a field path (`Null` where a field is missing).
+fn field_of<'v>(mut v: &'v Json, fields: &[&str]) -> &'v Json {
+    for f in fields {
+        v = v.get(f).unwrap_or(&Json::Null);
+    }
+    v
+}
+
 /// What templates can see while a run is in progress.
 pub struct Scope<'a> {
     /// The plan (bindings, groups, node names).
     pub plan: &'a Plan,
     /// Workflow inputs by parameter name.
     pub inputs: &'a IndexMap<String, InputValue>,
-    /// Outputs of finished steps, by node id (`None`: not available).
-    pub outputs: &'a [Option<String>],
+    /// Outputs of finished steps, by node id (`None`: not available): text as a JSON string.
+    pub outputs: &'a [Option<Json>],
 }
 
 impl Scope<'_> {
@@ -115,31 +123,33 @@ impl Scope<'_> {
         match self.plan.bindings.get(name) {
             Some(Binding::Param(_)) => match self.inputs.get(name) {
                 Some(InputValue::Text(t)) => t.clone(),
-                Some(InputValue::Json(v)) => {
-                    let mut v = v;
-                    for f in fields {
-                        v = v.get(f).unwrap_or(&Json::Null);
-                    }
-                    json_text(v)
-                }
+                Some(InputValue::Json(v)) => json_text(field_of(v, fields)),
                 None => String::new(),
             },
-            Some(Binding::Node(n)) => self.outputs.get(*n).cloned().flatten().unwrap_or_default(),
+            Some(Binding::Node(n)) => match self.outputs.get(*n).and_then(Option::as_ref) {
+                Some(v) => json_text(field_of(v, fields)),
+                None => String::new(),
+            },
             Some(Binding::Group(g)) => {
                 let members = &self.plan.groups[*g].members;
                 if let Some(f) = fields.first() {
                     return members
                         .iter()
                         .find(|&&m| self.plan.nodes[m].name == *f)
-                        .and_then(|&m| self.outputs[m].clone())
+                        .and_then(|&m| self.outputs[m].as_ref())
+                        .map(|v| json_text(field_of(v, &fields[1..])))
                         .unwrap_or_default();
                 }
                 members
                     .iter()
                     .filter_map(|&m| {
-                        self.outputs[m]
-                            .as_ref()
-                            .map(|o| format!("## {}\n{}", self.plan.nodes[m].name, o.trim_end()))
+                        self.outputs[m].as_ref().map(|o| {
+                            format!(
+                                "## {}\n{}",
+                                self.plan.nodes[m].name,
+                                json_text(o).trim_end()
+                            )
+                        })
                     })
                     .collect::<Vec<_>>()
                     .join("\n\n")

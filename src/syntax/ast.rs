@@ -313,6 +313,10 @@ pub enum Stmt {
     Gather(Gather),
     /// `return expr`
     Return(Return),
+    /// `repeat <max N> { ... } until COND`
+    Repeat(Repeat),
+    /// `if COND { ... } else { ... }`
+    If(If),
 }
 
 impl Stmt {
@@ -324,6 +328,8 @@ impl Stmt {
             Stmt::Then(b) => b.span,
             Stmt::Gather(g) => g.span,
             Stmt::Return(r) => r.span,
+            Stmt::Repeat(r) => r.span,
+            Stmt::If(i) => i.span,
         }
     }
 }
@@ -363,7 +369,9 @@ pub struct Parallel {
     pub name: Option<Ident>,
     /// Options (model, `max`, `retry`, `timeout`, `deadline`, `fallback`).
     pub options: Vec<Opt>,
-    /// The branches.
+    /// `for x in LIST`: the body runs once per item, as a fan-out over a list.
+    pub for_each: Option<ForEach>,
+    /// The branches (with `for`: the body of each instance).
     pub body: Block,
     /// The `parallel` keyword (used to point at the block in messages).
     pub keyword: Span,
@@ -418,4 +426,120 @@ pub struct Return {
     pub value: Value,
     /// The whole statement.
     pub span: Span,
+}
+
+/// `for var in LIST` on a `parallel` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForEach {
+    /// The loop variable, bound to one item in each instance of the body.
+    pub var: Ident,
+    /// The list: a literal (`[a, b]`) or a name or field path (`plan.tasks`).
+    pub list: Value,
+    /// From `for` to the end of the list.
+    pub span: Span,
+}
+
+/// `repeat <options> { ... } until COND`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repeat {
+    /// Options: `max N` (the bound on iterations, required) and step policies.
+    pub options: Vec<Opt>,
+    /// The body, run once per iteration.
+    pub body: Block,
+    /// The condition that ends the loop, checked after each iteration.
+    pub until: Cond,
+    /// The `repeat` keyword.
+    pub keyword: Span,
+    /// The whole statement.
+    pub span: Span,
+}
+
+/// `if COND { ... } else { ... }` (`else if` is an `else` block holding one `if`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct If {
+    /// The condition.
+    pub cond: Cond,
+    /// Runs when it holds.
+    pub then: Block,
+    /// Runs otherwise.
+    pub otherwise: Option<Block>,
+    /// The `if` keyword.
+    pub keyword: Span,
+    /// The whole statement.
+    pub span: Span,
+}
+
+/// A condition of `if` or `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cond {
+    /// What it is.
+    pub kind: CondKind,
+    /// Where.
+    pub span: Span,
+}
+
+/// The forms of a condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CondKind {
+    /// A boolean operand alone: `verdict.approved`, `true`.
+    Value(Value),
+    /// `a == b`, `n < 3`.
+    Compare(Value, CmpOp, Value),
+    /// `not c`
+    Not(Box<Cond>),
+    /// `a and b`
+    And(Box<Cond>, Box<Cond>),
+    /// `a or b`
+    Or(Box<Cond>, Box<Cond>),
+}
+
+impl Cond {
+    /// Every operand, left to right.
+    pub fn operands(&self) -> Vec<&Value> {
+        match &self.kind {
+            CondKind::Value(v) => vec![v],
+            CondKind::Compare(a, _, b) => vec![a, b],
+            CondKind::Not(c) => c.operands(),
+            CondKind::And(a, b) | CondKind::Or(a, b) => {
+                let mut v = a.operands();
+                v.extend(b.operands());
+                v
+            }
+        }
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+    /// Whether it orders numbers (as opposed to testing equality).
+    pub fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
 }

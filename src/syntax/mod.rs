@@ -453,6 +453,7 @@ impl<'t> Lower<'t> {
                 let mut par = Parallel {
                     name: None,
                     options: Vec::new(),
+                    for_each: None,
                     body: Block {
                         stmts: Vec::new(),
                         span,
@@ -465,14 +466,157 @@ impl<'t> Lower<'t> {
                         Rule::ident => par.name = Some(self.ident(q)),
                         Rule::kw_parallel => par.keyword = self.span(&q),
                         Rule::options => par.options = self.options(q),
+                        Rule::for_clause => par.for_each = Some(self.for_clause(q)),
                         Rule::block => par.body = self.block(q),
                         r => unreachable!("grammar: parallel child {r:?}"),
                     }
                 }
                 Stmt::Parallel(par)
             }
+            Rule::repeat_stmt => {
+                let mut inner = p.into_inner();
+                let keyword = self.span(&inner.next().expect("grammar: repeat"));
+                let mut options = Vec::new();
+                let mut body = None;
+                let mut until = None;
+                for q in inner {
+                    match q.as_rule() {
+                        Rule::options => options = self.options(q),
+                        Rule::block => body = Some(self.block(q)),
+                        Rule::kw_until => {}
+                        Rule::cond => until = Some(self.cond(q)),
+                        r => unreachable!("grammar: repeat child {r:?}"),
+                    }
+                }
+                Stmt::Repeat(Repeat {
+                    options,
+                    body: body.expect("grammar: repeat body"),
+                    until: until.expect("grammar: until"),
+                    keyword,
+                    span,
+                })
+            }
+            Rule::if_stmt => Stmt::If(self.if_stmt(p)),
             r => unreachable!("grammar: stmt {r:?}"),
         }
+    }
+
+    fn for_clause(&self, p: Pair<'_, Rule>) -> ForEach {
+        let span = self.span(&p);
+        let mut var = None;
+        let mut list = None;
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::ident => var = Some(self.ident(q)),
+                Rule::list | Rule::path => list = Some(self.value(q)),
+                _ => {}
+            }
+        }
+        ForEach {
+            var: var.expect("grammar: for variable"),
+            list: list.expect("grammar: for list"),
+            span,
+        }
+    }
+
+    fn if_stmt(&self, p: Pair<'_, Rule>) -> If {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let keyword = self.span(&inner.next().expect("grammar: if"));
+        let cond = self.cond(inner.next().expect("grammar: if condition"));
+        let then = self.block(inner.next().expect("grammar: if block"));
+        let mut otherwise = None;
+        for q in inner {
+            match q.as_rule() {
+                Rule::kw_else => {}
+                Rule::block => otherwise = Some(self.block(q)),
+                Rule::if_stmt => {
+                    let nested = self.if_stmt(q);
+                    otherwise = Some(Block {
+                        span: nested.span,
+                        stmts: vec![Stmt::If(nested)],
+                    });
+                }
+                r => unreachable!("grammar: if child {r:?}"),
+            }
+        }
+        If {
+            cond,
+            then,
+            otherwise,
+            keyword,
+            span,
+        }
+    }
+
+    /// `cond`, `cond_and`, `cond_not` and `comparison` pairs → a [`Cond`].
+    fn cond(&self, p: Pair<'_, Rule>) -> Cond {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::cond | Rule::cond_and => {
+                let is_or = p.as_rule() == Rule::cond;
+                let mut parts = p
+                    .into_inner()
+                    .filter(|q| !matches!(q.as_rule(), Rule::kw_or | Rule::kw_and));
+                let mut acc = self.cond(parts.next().expect("grammar: condition"));
+                for q in parts {
+                    let rhs = self.cond(q);
+                    let span = acc.span.to(rhs.span);
+                    let (a, b) = (Box::new(acc), Box::new(rhs));
+                    acc = Cond {
+                        kind: if is_or {
+                            CondKind::Or(a, b)
+                        } else {
+                            CondKind::And(a, b)
+                        },
+                        span,
+                    };
+                }
+                acc
+            }
+            Rule::cond_not => {
+                let mut inner = p.into_inner();
+                let first = inner.next().expect("grammar: not");
+                if first.as_rule() == Rule::kw_not {
+                    let c = self.cond(inner.next().expect("grammar: not operand"));
+                    Cond {
+                        kind: CondKind::Not(Box::new(c)),
+                        span,
+                    }
+                } else {
+                    self.cond(first)
+                }
+            }
+            Rule::comparison => {
+                let mut inner = p.into_inner();
+                let a = self.operand(inner.next().expect("grammar: operand"));
+                match (inner.next(), inner.next()) {
+                    (Some(op), Some(b)) => {
+                        let op = match op.as_str() {
+                            "==" => CmpOp::Eq,
+                            "!=" => CmpOp::Ne,
+                            "<" => CmpOp::Lt,
+                            "<=" => CmpOp::Le,
+                            ">" => CmpOp::Gt,
+                            _ => CmpOp::Ge,
+                        };
+                        Cond {
+                            kind: CondKind::Compare(a, op, self.operand(b)),
+                            span,
+                        }
+                    }
+                    _ => Cond {
+                        kind: CondKind::Value(a),
+                        span,
+                    },
+                }
+            }
+            r => unreachable!("grammar: condition {r:?}"),
+        }
+    }
+
+    fn operand(&self, p: Pair<'_, Rule>) -> Value {
+        self.value(p.into_inner().next().expect("grammar: operand"))
     }
 
     fn policy(&self, p: &Pair<'_, Rule>) -> Policy {

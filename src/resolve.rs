@@ -34,6 +34,9 @@ pub struct LoadedModule {
     pub module: ast::Module,
     /// The `include` item that first brought it in (`None` for the entry file).
     pub included_from: Option<Span>,
+    /// `include "..." as ns` that first brought it in: its agents and workflows are named
+    /// `ns.name` (`None`: global names).
+    pub namespace: Option<String>,
 }
 
 /// An entry file with every file it includes, transitively; each file once.
@@ -52,6 +55,12 @@ pub struct ModuleSet {
     /// For every included file (also one that failed to parse), the `include` item that first
     /// brought it in; the entry file has none.
     pub included_from: HashMap<FileId, Span>,
+    /// The namespace of each file included with `as ns` (its agents and workflows are
+    /// `ns.name`).
+    pub namespaces: HashMap<FileId, String>,
+    /// Each `as ns` written: the prefix its names have (`ns`, or empty when the file had
+    /// been loaded without a namespace already).
+    pub aliases: indexmap::IndexMap<String, String>,
 }
 
 impl ModuleSet {
@@ -117,6 +126,13 @@ struct Loader<'o> {
     diags: Diagnostics,
     /// Whether some include could not be loaded.
     incomplete: bool,
+    /// The namespace of the file about to be loaded (`include ... as ns`).
+    pending_namespace: Option<String>,
+    /// Each namespaced file's namespace.
+    namespaces: HashMap<FileId, String>,
+    /// Every `as ns`: the prefix of its names (empty when the file was loaded without one)
+    /// and where it is written.
+    aliases: indexmap::IndexMap<String, (String, Span)>,
 }
 
 /// Loads `entry` from disk with its includes. Diagnostics cover unreadable files, syntax errors
@@ -232,6 +248,9 @@ impl<'o> Loader<'o> {
             stack: Vec::new(),
             diags: Diagnostics::new(),
             incomplete: false,
+            pending_namespace: None,
+            namespaces: HashMap::new(),
+            aliases: indexmap::IndexMap::new(),
         }
     }
 
@@ -243,6 +262,12 @@ impl<'o> Loader<'o> {
                 entry,
                 incomplete: self.incomplete,
                 included_from: self.included_from,
+                namespaces: self.namespaces,
+                aliases: self
+                    .aliases
+                    .into_iter()
+                    .map(|(k, (prefix, _))| (k, prefix))
+                    .collect(),
             },
             self.diags,
         )
@@ -254,8 +279,12 @@ impl<'o> Loader<'o> {
             Origin::Disk(p) => Some(p.clone()),
             _ => None,
         };
+        let namespace = self.pending_namespace.take();
         let id = self.sources.add(name, path, text);
         self.loaded.insert(origin.clone(), id);
+        if let Some(ns) = &namespace {
+            self.namespaces.insert(id, ns.clone());
+        }
         if let Some(span) = from {
             self.included_from.insert(id, span);
         }
@@ -282,6 +311,7 @@ impl<'o> Loader<'o> {
         self.modules.push(LoadedModule {
             module,
             included_from: from,
+            namespace,
         });
         for inc in includes {
             self.include(&origin, &inc);
@@ -291,17 +321,6 @@ impl<'o> Loader<'o> {
     }
 
     fn include(&mut self, from: &Origin, inc: &ast::Include) {
-        if let Some(alias) = &inc.alias {
-            self.diags.push(
-                Diagnostic::error(
-                    "E0104",
-                    alias.span,
-                    "namespaced includes (`include ... as ns`) are not supported yet",
-                )
-                .with_label("namespace")
-                .with_help("remove `as` to include the file's items into this file's namespace"),
-            );
-        }
         let Some(target) = self.locate(from, inc) else {
             self.incomplete = true;
             return;
@@ -315,9 +334,30 @@ impl<'o> Loader<'o> {
             self.report_cycle(pos, inc);
             return;
         }
+        if let Some(alias) = &inc.alias {
+            if let Some((_, prev)) = self.aliases.get(&alias.name) {
+                let prev = *prev;
+                self.diags.push(
+                    Diagnostic::error("E0104", alias.span, format!("namespace `{}` is used twice", alias.name))
+                        .with_label("used again")
+                        .with_secondary(prev, "first used here")
+                        .with_help("give each included library its own name"),
+                );
+                return;
+            }
+            // A file already loaded without a namespace keeps its global names; `ns.name`
+            // then still finds them.
+            let prefix = match self.loaded.get(&target) {
+                Some(id) => self.namespaces.get(id).cloned().unwrap_or_default(),
+                None => alias.name.clone(),
+            };
+            self.aliases
+                .insert(alias.name.clone(), (prefix, alias.span));
+        }
         if self.loaded.contains_key(&target) {
             return; // Already loaded through another include: its items are defined once.
         }
+        self.pending_namespace = inc.alias.as_ref().map(|a| a.name.clone());
         let text = match &target {
             Origin::Std(n) => STDLIB
                 .iter()

@@ -50,7 +50,7 @@ fn sample_input(ty: &orch::check::types::Type) -> String {
         Type::Text => "a small web shop".into(),
         Type::Number => "3".into(),
         Type::Bool => "true".into(),
-        Type::Json | Type::Record(_) => "{}".into(),
+        Type::Json | Type::Record(_) | Type::Agent => "{}".into(),
         Type::List(_) => "[\"one\", \"two\"]".into(),
     }
 }

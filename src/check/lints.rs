@@ -14,7 +14,8 @@
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
 
-use super::workflow::{DepKind, Exec, NodeId, WorkflowGraph};
+use super::workflow::{DepKind, Exec, NodeId, RegionKind, WorkflowGraph};
+use crate::syntax::ast::ValueKind;
 use super::{AgentKind, Complexity, Program, Tier};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::{ModuleSet, normalize};
@@ -178,7 +179,47 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             used[m] = true;
         }
     }
-    for n in wf.nodes.iter().filter(|n| !used[n.id]) {
+    // Regions read their steps: a `for` collects its results, `until` reads the body, and
+    // names a `repeat` or `if` exports are read through the region.
+    for r in &wf.regions {
+        match &r.kind {
+            RegionKind::For { results, .. } => {
+                for &n in results {
+                    used[n] = true;
+                }
+            }
+            RegionKind::Repeat { until, .. } => {
+                for v in until.operands() {
+                    if let ValueKind::Path(p) = &v.kind {
+                        for m in wf.referenced_nodes(p) {
+                            used[m] = true;
+                        }
+                    }
+                }
+            }
+            RegionKind::If { .. } | RegionKind::Call { .. } => {}
+        }
+    }
+    for r in wf.regions.iter().rev() {
+        if used[r.node] {
+            for nodes in r.exports.values() {
+                for &n in nodes {
+                    used[n] = true;
+                }
+            }
+        }
+    }
+    // A call's steps are the pattern's; the pattern is linted on its own.
+    let in_call: Vec<bool> = wf
+        .nodes
+        .iter()
+        .map(|n| {
+            n.regions
+                .iter()
+                .any(|x| matches!(wf.regions[x.region].kind, RegionKind::Call { .. }))
+        })
+        .collect();
+    for n in wf.nodes.iter().filter(|n| !used[n.id] && !in_call[n.id]) {
         if !matches!(n.exec, Exec::Model { .. }) {
             continue;
         }

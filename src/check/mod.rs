@@ -27,11 +27,39 @@ pub struct Tables {
     pub providers: IndexMap<String, ProviderDef>,
     /// Models.
     pub models: IndexMap<String, ModelDef>,
-    /// Agents.
+    /// Agents, by name (`ns.name` for a file included `as ns`).
     pub agents: IndexMap<String, AgentDef>,
+    /// Each namespaced file's namespace.
+    pub namespaces: std::collections::HashMap<crate::diag::FileId, String>,
+    /// Each `as ns`, with the prefix its names have (empty: the file's names are global).
+    pub aliases: IndexMap<String, String>,
 }
 
 impl Tables {
+    /// The table key a callee names, seen from its own file, among the keys `exists`
+    /// accepts: `ns.name` through a namespace; else the callee's file's own namespace, then
+    /// the global name.
+    pub fn lookup(&self, callee: &Path, exists: impl Fn(&str) -> bool) -> Option<String> {
+        let candidates: Vec<String> = match callee.fields.as_slice() {
+            [] => {
+                let mut c = Vec::new();
+                if let Some(ns) = self.namespaces.get(&callee.span.file) {
+                    c.push(format!("{ns}.{}", callee.root.name));
+                }
+                c.push(callee.root.name.clone());
+                c
+            }
+            [f] => match self.aliases.get(&callee.root.name) {
+                Some(prefix) if prefix.is_empty() => vec![f.name.clone()],
+                Some(prefix) => vec![format!("{prefix}.{}", f.name)],
+                // A key written whole (`p.lead`, as expansions pass agents on).
+                None => vec![callee.dotted()],
+            },
+            _ => Vec::new(),
+        };
+        candidates.into_iter().find(|k| exists(k))
+    }
+
     pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
         let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name))
             .with_label("not a declared model");
@@ -100,14 +128,35 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     let mut model_providers: Vec<(String, Ident)> = Vec::new();
     let mut declared_providers: Vec<String> = Vec::new();
 
+    tables.namespaces = set.namespaces.clone();
+    tables.aliases = set.aliases.clone();
+    let mut workflow_keys: Vec<String> = Vec::new();
     for m in &set.modules {
+        // Agents and workflows of a file included `as ns` are `ns.name`.
+        let keyed = |n: &Ident| -> Ident {
+            match &m.namespace {
+                Some(ns) => Ident {
+                    name: format!("{ns}.{}", n.name),
+                    span: n.span,
+                },
+                None => n.clone(),
+            }
+        };
         for item in &m.module.items {
+            let agent_key;
+            let workflow_key;
             let (name, kind) = match item {
                 ast::Item::Include(_) => continue,
                 ast::Item::Provider(d) => (&d.name, "provider"),
                 ast::Item::Model(d) => (&d.name, "model"),
-                ast::Item::Agent(a) => (&a.name, "agent"),
-                ast::Item::Workflow(w) => (&w.name, "workflow"),
+                ast::Item::Agent(a) => {
+                    agent_key = keyed(&a.name);
+                    (&agent_key, "agent")
+                }
+                ast::Item::Workflow(w) => {
+                    workflow_key = keyed(&w.name);
+                    (&workflow_key, "workflow")
+                }
             };
             if let Some(&(prev, prev_kind)) = item_spans.get(&name.name) {
                 diags.push(duplicate_item(
@@ -123,9 +172,7 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                         ast::Item::Provider(_) => false,
                         ast::Item::Model(_) => !tables.models.contains_key(&name.name),
                         ast::Item::Agent(_) => !tables.agents.contains_key(&name.name),
-                        ast::Item::Workflow(_) => {
-                            !workflows.iter().any(|w| w.name.name == name.name)
-                        }
+                        ast::Item::Workflow(_) => !workflow_keys.contains(&name.name),
                         ast::Item::Include(_) => false,
                     };
                 if !free {
@@ -149,11 +196,14 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                     tables.models.insert(d.name.name.clone(), def);
                 }
                 ast::Item::Agent(a) => {
-                    tables
-                        .agents
-                        .insert(a.name.name.clone(), items::agent(a, diags));
+                    let mut def = items::agent(a, diags);
+                    def.name = name.name.clone();
+                    tables.agents.insert(name.name.clone(), def);
                 }
-                ast::Item::Workflow(w) => workflows.push(w),
+                ast::Item::Workflow(w) => {
+                    workflow_keys.push(name.name.clone());
+                    workflows.push(w);
+                }
                 ast::Item::Include(_) => {}
             }
         }
@@ -161,10 +211,17 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     check_model_providers(&tables, &model_providers, diags);
     check_agent_models(&tables, diags);
 
-    let workflows = workflows
-        .into_iter()
-        .map(|w| (w.name.name.clone(), workflow::lower(w, &tables, diags)))
+    let by_key: IndexMap<String, &ast::Workflow> =
+        workflow_keys.iter().cloned().zip(workflows.iter().copied()).collect();
+    let workflows = by_key
+        .iter()
+        .map(|(k, w)| {
+            let mut g = workflow::lower(w, &tables, &by_key, diags);
+            g.name = k.clone();
+            (k.clone(), g)
+        })
         .collect();
+    dedup_expanded(diags, before);
     if set.incomplete {
         // An included file could not be loaded: an unknown agent, model or provider may well be
         // declared in it, so only the include error is reported.
@@ -181,6 +238,17 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     };
     lints::lint(set, &program, diags);
     program
+}
+
+/// A pattern's own errors are found when it is checked on its own and again in every
+/// expansion of a call: keep the first of identical diagnostics (same code, place and message).
+fn dedup_expanded(diags: &mut Diagnostics, from: usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    diags.retain(|d| {
+        i += 1;
+        i <= from || seen.insert((d.code, d.primary.span, d.message.clone()))
+    });
 }
 
 fn article(kind: &str) -> &'static str {

@@ -22,6 +22,8 @@ pub enum Type {
     List(Box<Type>),
     /// `{ field: T, ... }`.
     Record(Vec<(String, Type)>),
+    /// An agent (a parameter of a reusable pattern, filled with an agent's name at a call).
+    Agent,
 }
 
 impl std::fmt::Display for Type {
@@ -31,6 +33,7 @@ impl std::fmt::Display for Type {
             Type::Number => f.write_str("number"),
             Type::Bool => f.write_str("bool"),
             Type::Json => f.write_str("json"),
+            Type::Agent => f.write_str("agent"),
             Type::List(t) => write!(f, "list<{t}>"),
             Type::Record(fields) => {
                 f.write_str("{ ")?;
@@ -73,18 +76,7 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             "number" => Type::Number,
             "bool" => Type::Bool,
             "json" => Type::Json,
-            "agent" => {
-                diags.push(
-                    Diagnostic::error(
-                        "E0504",
-                        t.span,
-                        "parameters of type `agent` (reusable patterns) are not supported yet",
-                    )
-                    .with_label("not supported yet")
-                    .with_help("name the agent directly in the workflow body"),
-                );
-                Type::Json
-            }
+            "agent" => Type::Agent,
             other => {
                 let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`"))
                     .with_label("unknown type");

@@ -12,6 +12,10 @@
 //! Along the way it checks names (undefined, duplicate), model assignment (call site, then
 //! agent pin, then innermost block model), options, arguments and taint, and finally cycles.
 
+mod calls;
+mod control;
+
+pub use control::cond_source;
 mod overrides;
 mod typing;
 
@@ -31,6 +35,8 @@ use crate::syntax::ast::{
 pub type NodeId = usize;
 /// Index of a group in [`WorkflowGraph::groups`].
 pub type GroupId = usize;
+/// Index of a region in [`WorkflowGraph::regions`].
+pub type RegionId = usize;
 
 /// Why one node waits for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +86,92 @@ pub enum Exec {
         /// Working directory.
         cwd: Option<String>,
     },
+    /// Stands for a region (`parallel for`, `repeat`, `if`, a workflow call) in the graph
+    /// around it: running it runs the region's body.
+    Region(RegionId),
+    /// The variable of a `parallel for`: one item of the list in each instance of the body.
+    Item,
+}
+
+/// Where a node sits among the regions around it: one entry per enclosing region,
+/// outermost first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InRegion {
+    /// The region.
+    pub region: RegionId,
+    /// Which body of it (`if`: 0 then, 1 else; a `for` over a list of agents: one per item).
+    pub body: usize,
+    /// Index of the body's top-level statement that holds the node (orders `repeat` bodies).
+    pub stmt: usize,
+}
+
+/// What a region does with its body.
+#[derive(Debug, Clone)]
+pub enum RegionKind {
+    /// `name = parallel <max N> for var in LIST { ... }`: the body once per item, at most
+    /// `max` at once; the region's value is the list of each instance's last step output.
+    For {
+        /// The loop variable's node (an [`Exec::Item`] in the body); `None` over agents.
+        var: Option<NodeId>,
+        /// The list: a literal or a reference.
+        list: ListSource,
+        /// `max N`: instances in flight at once.
+        max: Option<u32>,
+        /// Each body's last step, whose output is the item's result.
+        results: Vec<NodeId>,
+    },
+    /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration,
+    /// at most `max` times; names of the body then hold the last iteration's values.
+    Repeat {
+        /// The bound on iterations.
+        max: u32,
+        /// The condition checked after each iteration.
+        until: ast::Cond,
+    },
+    /// `if COND { ... } else { ... }`: body 0 when COND holds, else body 1 (if any).
+    If {
+        /// The condition.
+        cond: ast::Cond,
+    },
+    /// A call of workflow `workflow`, expanded: its body with the arguments bound; the
+    /// region's value is the rendered `return` template (or its last steps' outputs).
+    Call {
+        /// The workflow called.
+        workflow: String,
+        /// Its `return`, over the expanded (renamed) names.
+        output: Option<Template>,
+    },
+}
+
+/// The list of a `parallel for`.
+#[derive(Debug, Clone)]
+pub enum ListSource {
+    /// `[a, b, c]` written in the script: one template per item.
+    Literal(Vec<Template>),
+    /// A parameter, step output or field of one (`plan.tasks`).
+    Path(Path),
+    /// Agents (a `list<agent>` argument of a pattern): one body per agent, lowered apart.
+    Agents(Vec<String>),
+}
+
+/// A region: a part of a workflow whose steps run zero, one or many times, as a unit.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// Its index.
+    pub id: RegionId,
+    /// What it does.
+    pub kind: RegionKind,
+    /// The node standing for it in the graph around it.
+    pub node: NodeId,
+    /// The nodes directly in each body (nested regions appear as their node), in order.
+    pub bodies: Vec<Vec<NodeId>>,
+    /// Every node inside, nested regions' included.
+    pub members: Vec<NodeId>,
+    /// Names defined inside that steps after the region may use, with their node in each
+    /// body (`repeat`: every name of the body; `if`: names defined in every branch).
+    pub exports: IndexMap<String, Vec<NodeId>>,
+    /// Where it is written (its keyword).
+    pub span: Span,
 }
 
 /// Default output-token limit when neither the agent nor the model sets one.
@@ -123,8 +215,11 @@ pub struct Node {
     pub join: Option<Join>,
     /// Whether its output is produced by a model (directly or through its inputs).
     pub tainted: bool,
-    /// `-> T`: the structured output the step must produce (`None`: text).
+    /// The type of its output: `-> T` on a step, an item's type, a region's value; `None`
+    /// for text.
     pub output_type: Option<Type>,
+    /// The regions around it, outermost first (empty at the top of the workflow).
+    pub regions: Vec<InRegion>,
 }
 
 /// A `gather` join.
@@ -185,6 +280,8 @@ pub struct WorkflowGraph {
     pub nodes: Vec<Node>,
     /// `parallel` blocks in source order.
     pub groups: Vec<Group>,
+    /// Regions (`parallel for`, `repeat`, `if`, workflow calls), outer before inner.
+    pub regions: Vec<Region>,
     /// Every name: parameters, steps, named blocks.
     pub bindings: IndexMap<String, Binding>,
     /// `return` value.
@@ -250,6 +347,9 @@ struct PendingRef {
     node: NodeId,
     path: Path,
     kind: DepKind,
+    /// The regions the reference is written in (which definition it sees, and whether it
+    /// crosses a region's edge).
+    from: Vec<InRegion>,
 }
 
 struct Lowerer<'a> {
@@ -264,10 +364,32 @@ struct Lowerer<'a> {
     /// Named arguments whose types are checked once every name is known:
     /// `(node, parameter, span of the value)`.
     arg_checks: Vec<(NodeId, String, Span)>,
+    /// The regions being lowered, outermost first.
+    path: Vec<InRegion>,
+    /// Names standing for agents while a body is lowered: a `for` variable over agents, or
+    /// an `agent` parameter of a pattern checked on its own.
+    agent_alias: IndexMap<String, String>,
+    /// `parallel for` variables whose item type is known once every name is.
+    item_types: Vec<(NodeId, ast::Value)>,
+    /// Conditions to type-check once every name is known, with where they are read.
+    cond_checks: Vec<(ast::Cond, Vec<InRegion>, &'static str)>,
+    /// Every definition of a name defined in more than one body of a region (`if` branches,
+    /// a `for` over agents).
+    alt_defs: IndexMap<String, Vec<NodeId>>,
+    /// Workflows being expanded (calls in progress), with the call's span: recursion check.
+    call_stack: Vec<(String, Span)>,
+    /// Every workflow of the program, by table key (for calls).
+    workflows: &'a IndexMap<String, &'a ast::Workflow>,
 }
 
-/// Lowers and checks one workflow.
-pub fn lower(wf: &ast::Workflow, tables: &Tables, diags: &mut Diagnostics) -> WorkflowGraph {
+/// Lowers and checks one workflow. `workflows` are every workflow of the program by table
+/// key, for calls of patterns.
+pub fn lower(
+    wf: &ast::Workflow,
+    tables: &Tables,
+    workflows: &IndexMap<String, &ast::Workflow>,
+    diags: &mut Diagnostics,
+) -> WorkflowGraph {
     let params = super::items::params(&wf.params, diags);
     let mut l = Lowerer {
         tables,
@@ -281,6 +403,7 @@ pub fn lower(wf: &ast::Workflow, tables: &Tables, diags: &mut Diagnostics) -> Wo
             budget_span: None,
             nodes: Vec::new(),
             groups: Vec::new(),
+            regions: Vec::new(),
             bindings: IndexMap::new(),
             output: None,
             sequences: Vec::new(),
@@ -289,16 +412,27 @@ pub fn lower(wf: &ast::Workflow, tables: &Tables, diags: &mut Diagnostics) -> Wo
         pending: Vec::new(),
         returned: false,
         arg_checks: Vec::new(),
+        path: Vec::new(),
+        agent_alias: IndexMap::new(),
+        item_types: Vec::new(),
+        cond_checks: Vec::new(),
+        alt_defs: IndexMap::new(),
+        call_stack: vec![(wf.name.name.clone(), wf.name.span)],
+        workflows,
     };
     for (i, p) in params.iter().enumerate() {
         l.g.bindings.insert(p.name.clone(), Binding::Param(i));
         l.defined_at.insert(p.name.clone(), p.span);
+        if p.ty == Type::Agent {
+            // Checked on its own, a pattern calls whatever agent a caller will pass.
+            l.agent_alias
+                .insert(p.name.clone(), control::GENERIC_AGENT.to_string());
+        }
     }
     let mut scope = Scope::default();
     l.apply_options(&wf.options, &mut scope, Place::Workflow);
     l.block(&wf.body, Mode::Sequence, &[], &scope);
-    l.resolve_pending();
-    l.check_arg_types();
+    l.finish();
     l.check_return_type(wf);
     l.check_cycles();
     l.g
@@ -333,6 +467,19 @@ impl Place {
 }
 
 impl Lowerer<'_> {
+    /// Resolves references and checks what needs every name: argument and condition types,
+    /// item and region types, and each region's inputs.
+    fn finish(&mut self) {
+        // Types first: field accesses are checked while references are resolved.
+        self.assign_region_types();
+        self.resolve_pending();
+        self.lift_region_deps();
+        self.propagate_taint();
+        self.check_argv_taint();
+        self.check_arg_types();
+        self.check_conditions();
+    }
+
     // ------------------------------------------------------------------ options
 
     /// Validates options at `place` and applies them to `scope`. Returns a block's `max N` and
@@ -467,6 +614,19 @@ impl Lowerer<'_> {
     // ------------------------------------------------------------------ names
 
     fn bind(&mut self, name: &Ident, b: Binding) {
+        // The same name in another branch of an `if` (or another agent's body of a `for`
+        // over agents): one more definition, chosen by where it is used.
+        if let (Some(Binding::Node(prev)), Binding::Node(new)) =
+            (self.g.bindings.get(&name.name).copied(), b)
+            && self.in_sibling_body(prev)
+        {
+            let defs = self.alt_defs.entry(name.name.clone()).or_default();
+            if defs.is_empty() {
+                defs.push(prev);
+            }
+            defs.push(new);
+            return;
+        }
         if let Some(prev) = self.defined_at.get(&name.name) {
             let what = match self.g.bindings.get(&name.name) {
                 Some(Binding::Param(_)) => "a parameter",
@@ -491,6 +651,19 @@ impl Lowerer<'_> {
         self.g.bindings.insert(name.name.clone(), b);
     }
 
+    /// Whether node `prev` is in another body of a region being lowered now.
+    fn in_sibling_body(&self, prev: NodeId) -> bool {
+        for (x, y) in self.g.nodes[prev].regions.iter().zip(&self.path) {
+            if x.region != y.region {
+                return false;
+            }
+            if x.body != y.body {
+                return true;
+            }
+        }
+        false
+    }
+
     // ------------------------------------------------------------------ statements
 
     /// Lowers a block; `entry` are the nodes every statement of it must wait for. Returns the
@@ -502,12 +675,28 @@ impl Lowerer<'_> {
         entry: &[Dep],
         scope: &Scope,
     ) -> Vec<NodeId> {
+        self.block_in(block, mode, entry, scope, None)
+    }
+
+    /// [`Self::block`]; `body_of` is the index in `self.path` of the region whose body this
+    /// block is, whose statement counter it advances.
+    fn block_in(
+        &mut self,
+        block: &ast::Block,
+        mode: Mode,
+        entry: &[Dep],
+        scope: &Scope,
+        body_of: Option<usize>,
+    ) -> Vec<NodeId> {
         let mut prev: Vec<Dep> = entry.to_vec();
         let mut all_exits = Vec::new();
         let mut last_parallel: Option<GroupId> = None;
         // Consecutive plain steps of this sequence (for the parallelisable-sequence lint).
         let mut run: Vec<NodeId> = Vec::new();
-        for stmt in &block.stmts {
+        for (i, stmt) in block.stmts.iter().enumerate() {
+            if let Some(k) = body_of {
+                self.path[k].stmt = i;
+            }
             if self.returned {
                 // Statements after `return` are reported once, at the first of them.
                 self.diags.push(
@@ -570,8 +759,15 @@ impl Lowerer<'_> {
         last_parallel: Option<GroupId>,
     ) -> (Vec<NodeId>, Option<GroupId>) {
         match stmt {
-            Stmt::Step(s) => (vec![self.step(s, entry, scope, None)], None),
+            Stmt::Step(s) => match self.workflow_key(&s.callee) {
+                Some(key) => (vec![self.call(s, key, entry, scope)], None),
+                None => (vec![self.step(s, entry, scope, None)], None),
+            },
             Stmt::Then(b) => (self.block(b, Mode::Sequence, entry, scope), None),
+            Stmt::Parallel(p) if p.for_each.is_some() => {
+                let fe = p.for_each.as_ref().expect("checked above");
+                (vec![self.parallel_for(p, fe, entry, scope)], None)
+            }
             Stmt::Parallel(p) => {
                 let (exits, g) = self.parallel(p, entry, scope);
                 (exits, Some(g))
@@ -605,7 +801,8 @@ impl Lowerer<'_> {
                 }
                 (vec![self.step(&gather.step, entry, scope, join)], None)
             }
-            Stmt::Repeat(_) | Stmt::If(_) => (Vec::new(), None), // TEMP: lowered in the next step
+            Stmt::Repeat(r) => (vec![self.repeat(r, entry, scope)], None),
+            Stmt::If(i) => (vec![self.if_stmt(i, entry, scope)], None),
             Stmt::Return(r) => {
                 self.returned = true;
                 let t = match &r.value.kind {
@@ -743,7 +940,7 @@ impl Lowerer<'_> {
             .and_then(|a| a.deadline_ms);
         let default_retry = match exec {
             Exec::Model { .. } => DEFAULT_MODEL_RETRY,
-            Exec::Command { .. } => 0,
+            _ => 0,
         };
         let (prompt, args, arg_spans) = self.arguments(s, &agent_name);
         self.arg_checks
@@ -767,6 +964,7 @@ impl Lowerer<'_> {
             join,
             tainted: false,
             output_type,
+            regions: self.path.clone(),
         });
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {
@@ -774,6 +972,7 @@ impl Lowerer<'_> {
                     node: id,
                     path: p.clone(),
                     kind: DepKind::Data,
+                    from: self.path.clone(),
                 });
             }
         }
@@ -787,6 +986,7 @@ impl Lowerer<'_> {
                 node: id,
                 path,
                 kind: DepKind::After,
+                from: self.path.clone(),
             });
         }
         id
@@ -807,12 +1007,25 @@ impl Lowerer<'_> {
             env: Vec::new(),
             cwd: None,
         };
-        let Some(agent) = self
-            .tables
-            .agents
-            .get(&callee.root.name)
-            .filter(|_| callee.fields.is_empty())
-        else {
+        let alias = callee
+            .fields
+            .is_empty()
+            .then(|| self.agent_alias.get(&callee.root.name).cloned())
+            .flatten();
+        if alias.as_deref() == Some(control::GENERIC_AGENT) {
+            // An `agent` parameter of a pattern checked on its own: the caller picks the
+            // agent, and the call's expansion is checked with it.
+            let generic = Exec::Model {
+                model: String::new(),
+                fallback: None,
+                system: None,
+                max_tokens: DEFAULT_MAX_TOKENS,
+                temperature: None,
+            };
+            return (generic, None, None, control::GENERIC_AGENT.to_string());
+        }
+        let key = alias.or_else(|| self.agent_key(callee, true));
+        let Some(agent) = key.as_ref().and_then(|k| self.tables.agents.get(k)) else {
             self.diags.push(self.tables.unknown_agent(callee));
             return (placeholder, None, None, name);
         };
@@ -1101,6 +1314,7 @@ impl Lowerer<'_> {
                 node: usize::MAX,
                 path: p.clone(),
                 kind: DepKind::Data,
+                from: self.path.clone(),
             });
         }
     }
@@ -1110,14 +1324,14 @@ impl Lowerer<'_> {
     fn resolve_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         for r in &pending {
-            let Some(binding) = self.g.bindings.get(&r.path.root.name).copied() else {
+            let Some(mut binding) = self.g.bindings.get(&r.path.root.name).copied() else {
                 self.undefined(&r.path.root);
                 continue;
             };
-            self.check_fields(&r.path, binding);
-            if r.node == usize::MAX {
-                continue; // `return`: no node waits.
+            if let Some(defs) = self.alt_defs.get(&r.path.root.name) {
+                binding = Binding::Node(closest_definition(&self.g.nodes, defs, &r.from));
             }
+            self.check_fields(&r.path, binding);
             let targets: Vec<NodeId> = match binding {
                 Binding::Param(_) => Vec::new(),
                 Binding::Node(n) => vec![n],
@@ -1155,6 +1369,19 @@ impl Lowerer<'_> {
                     }
                 }
             };
+            // Across a region's edge, a step waits for the region (or may not see the name).
+            let mut seen = Vec::new();
+            for t in targets {
+                if let Some(v) = self.visible_target(t, r) {
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+            }
+            let targets = seen;
+            if r.node == usize::MAX {
+                continue; // `return`: no node waits.
+            }
             if r.kind == DepKind::After && matches!(binding, Binding::Param(_)) {
                 self.diags.push(
                     Diagnostic::error(
@@ -1190,8 +1417,101 @@ impl Lowerer<'_> {
                 }
             }
         }
-        self.propagate_taint();
-        self.check_argv_taint();
+    }
+
+    /// What a reference to node `t` waits for: `t` itself; the region around `t` when the
+    /// reference is outside it (a `repeat`'s or `if`'s exported name); nothing for a value
+    /// of the previous iteration of a `repeat`, or when `t` is out of reach (reported).
+    fn visible_target(&mut self, t: NodeId, r: &PendingRef) -> Option<NodeId> {
+        let tr = self.g.nodes[t].regions.clone();
+        let from = &r.from;
+        let mut k = 0;
+        while k < tr.len() && k < from.len() && tr[k].region == from[k].region && tr[k].body == from[k].body {
+            k += 1;
+        }
+        if k == tr.len() {
+            // In reach. Inside a `repeat`, a name defined by a later statement of the body is
+            // the previous iteration's value: no wait.
+            let prev = (0..k).rev().find(|&j| {
+                matches!(self.g.regions[tr[j].region].kind, RegionKind::Repeat { .. })
+            });
+            if let Some(j) = prev
+                && (tr[j].stmt > from[j].stmt || t == r.node)
+                && r.kind == DepKind::Data
+            {
+                return None;
+            }
+            return Some(t);
+        }
+        let rid = tr[k].region;
+        let name = r.path.root.name.clone();
+        let region = &self.g.regions[rid];
+        let inner_for = tr[k..]
+            .iter()
+            .find(|x| matches!(self.g.regions[x.region].kind, RegionKind::For { .. }))
+            .map(|x| x.region);
+        if k < from.len() && from[k].region == rid {
+            self.diags.push(
+                Diagnostic::error("E0201", r.path.span, format!("`{name}` is defined in another branch"))
+                    .with_label("not defined on this path")
+                    .with_secondary(self.g.nodes[t].span, "defined here, in another branch")
+                    .with_help(format!("only one branch runs: define `{name}` in this branch too, or use it after the `if`")),
+            );
+            return None;
+        }
+        if let Some(f) = inner_for {
+            let list = self.g.nodes[self.g.regions[f].node].name.clone();
+            let named = self.g.bindings.get(&list) == Some(&Binding::Node(self.g.regions[f].node));
+            let help = if named {
+                format!("`{name}` has one value per item; outside the block, use `{{{list}}}`, the list of every item's result")
+            } else {
+                format!("`{name}` has one value per item; name the block (`results = parallel for ...`) and use the list `{{results}}`")
+            };
+            self.diags.push(
+                Diagnostic::error("E0201", r.path.span, format!("`{name}` is defined inside a `parallel for`"))
+                    .with_label("not visible here")
+                    .with_secondary(self.g.regions[f].span, "it is defined for each item of this block")
+                    .with_help(help),
+            );
+            return None;
+        }
+        match &region.kind {
+            RegionKind::If { .. } if !region.exports.contains_key(&name) => {
+                let span = region.span;
+                self.diags.push(
+                    Diagnostic::error("E0201", r.path.span, format!("`{name}` is only defined in one branch of an `if`"))
+                        .with_label("may not be defined here")
+                        .with_secondary(span, "the `if` that defines it in one branch")
+                        .with_help(format!("define `{name}` in both branches (`else {{ {name} = ... }}`), or use it inside the branch")),
+                );
+                None
+            }
+            _ => Some(region.node),
+        }
+    }
+
+    /// Every region waits for what its steps use from outside it (inner regions first, so
+    /// an outer region gets its inner regions' inputs too).
+    fn lift_region_deps(&mut self) {
+        for rid in (0..self.g.regions.len()).rev() {
+            let node = self.g.regions[rid].node;
+            let members: std::collections::HashSet<NodeId> =
+                self.g.regions[rid].members.iter().copied().collect();
+            let mut extra = Vec::new();
+            for &m in &members {
+                for d in &self.g.nodes[m].deps {
+                    if !members.contains(&d.node) && d.node != node {
+                        extra.push(*d);
+                    }
+                }
+            }
+            let deps = &mut self.g.nodes[node].deps;
+            for d in extra {
+                if !deps.iter().any(|x| x.node == d.node) {
+                    deps.push(Dep { kind: DepKind::Data, ..d });
+                }
+            }
+        }
     }
 
     fn undefined(&mut self, name: &Ident) {
@@ -1231,58 +1551,13 @@ impl Lowerer<'_> {
         };
         match binding {
             Binding::Param(i) => {
-                let mut ty = self.g.params[i].ty.clone();
-                let mut owner = path.root.name.clone();
-                for f in &path.fields {
-                    match ty.field(&f.name) {
-                        Some(Some(t)) => ty = t,
-                        Some(None) => {
-                            let mut d = Diagnostic::error(
-                                "E0210",
-                                f.span,
-                                format!("`{owner}` has no field `{}`", f.name),
-                            )
-                            .with_label(format!("not a field of {ty}"));
-                            if let Type::Record(fields) = &ty
-                                && let Some(s) =
-                                    did_you_mean(&f.name, fields.iter().map(|(k, _)| k.as_str()))
-                            {
-                                d = d.with_help(format!("did you mean `{s}`?"));
-                            }
-                            self.diags.push(d);
-                            return;
-                        }
-                        None => {
-                            self.diags.push(
-                                Diagnostic::error(
-                                    "E0210",
-                                    f.span,
-                                    format!("`{owner}` is {ty}; it has no fields"),
-                                )
-                                .with_label("no such field")
-                                .with_help(format!("use `{{{owner}}}` whole")),
-                            );
-                            return;
-                        }
-                    }
-                    owner = format!("{owner}.{}", f.name);
-                }
+                let ty = self.g.params[i].ty.clone();
+                self.check_field_path(path, ty);
             }
-            Binding::Node(_) => self.diags.push(
-                Diagnostic::error(
-                    "E0210",
-                    first.span,
-                    format!(
-                        "`{}` is text; it has no field `{}`",
-                        path.root.name, first.name
-                    ),
-                )
-                .with_label("a step's output is text")
-                .with_help(format!(
-                    "use `{{{}}}` whole; structured outputs (`-> {{ {}: ... }}` on a step) are not supported yet",
-                    path.root.name, first.name
-                )),
-            ),
+            Binding::Node(n) => {
+                let ty = self.node_type(n);
+                self.check_field_path(path, ty);
+            }
             Binding::Group(g) => {
                 let members: Vec<String> = self.g.groups[g]
                     .members
@@ -1315,6 +1590,56 @@ impl Lowerer<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// Walks `path`'s fields from a value of type `ty`, reporting the first that is not there.
+    fn check_field_path(&mut self, path: &Path, mut ty: Type) {
+        let mut owner = path.root.name.clone();
+        for f in &path.fields {
+            match ty.field(&f.name) {
+                Some(Some(t)) => ty = t,
+                Some(None) => {
+                    let mut d = Diagnostic::error(
+                        "E0210",
+                        f.span,
+                        format!("`{owner}` has no field `{}`", f.name),
+                    )
+                    .with_label(format!("not a field of {ty}"));
+                    if let Type::Record(fields) = &ty {
+                        d = match did_you_mean(&f.name, fields.iter().map(|(k, _)| k.as_str())) {
+                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                            None => d.with_help(format!(
+                                "its fields: {}",
+                                fields.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            )),
+                        };
+                    }
+                    self.diags.push(d);
+                    return;
+                }
+                None => {
+                    let help = if ty == Type::Text {
+                        format!(
+                            "use `{{{owner}}}` whole, or give the step a structured output with that field: `-> {{ {}: text }}`",
+                            f.name
+                        )
+                    } else {
+                        format!("use `{{{owner}}}` whole")
+                    };
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0210",
+                            f.span,
+                            format!("`{owner}` is {ty}; it has no field `{}`", f.name),
+                        )
+                        .with_label("no such field")
+                        .with_help(help),
+                    );
+                    return;
+                }
+            }
+            owner = format!("{owner}.{}", f.name);
         }
     }
 
@@ -1477,6 +1802,23 @@ impl Lowerer<'_> {
             self.diags.push(d);
         }
     }
+}
+
+/// Of several definitions of a name (one per branch), the one a use at `from` sees: the one
+/// sharing the most regions and bodies with it.
+fn closest_definition(nodes: &[Node], defs: &[NodeId], from: &[InRegion]) -> NodeId {
+    let shared = |n: NodeId| {
+        nodes[n]
+            .regions
+            .iter()
+            .zip(from)
+            .take_while(|(a, b)| a.region == b.region && a.body == b.body)
+            .count()
+    };
+    defs.iter()
+        .copied()
+        .max_by_key(|&n| (shared(n), std::cmp::Reverse(n)))
+        .unwrap_or(defs[0])
 }
 
 fn edge_label(from: &str, to: &str, kind: DepKind) -> String {

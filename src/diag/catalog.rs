@@ -388,33 +388,39 @@ agent planner { model: sonnet, system: "You plan." }
     },
     CodeInfo {
         code: "E0104",
-        name: "namespaced-include",
-        summary: "A namespaced include (`include ... as ns`) is not supported yet.",
-        what: "Reports `as NAME` after an include.",
-        why: "Namespaces are part of the design but not implemented: the file's items would not \
-              be reachable as `ns.item`. The include itself is still loaded into the including \
-              file's namespace.",
+        name: "duplicate-namespace",
+        summary: "Two includes use the same namespace (`include ... as ns`).",
+        what: "Reports an `include \"...\" as ns` whose `ns` another include of the program \
+               already uses.",
+        why: "`ns.name` must name one library: with two, a call could reach either file's \
+              agent or workflow.",
         example_bad: r#"// file: main.orch
 include "std/models.orch"
 include "reviewers.orch" as rv
+include "writers.orch" as rv
 
 workflow main(code: text) {
-  review = security_reviewer("Review:\n{code}")
+  review = rv.security_reviewer("Review:\n{code}")
   return review
 }
 // file: reviewers.orch
 agent security_reviewer { model: sonnet, system: "You review code for security." }
+// file: writers.orch
+agent writer { model: sonnet, system: "You write." }
 "#,
         example_good: r#"// file: main.orch
 include "std/models.orch"
-include "reviewers.orch"
+include "reviewers.orch" as rv
+include "writers.orch" as wr
 
 workflow main(code: text) {
-  review = security_reviewer("Review:\n{code}")
+  review = rv.security_reviewer("Review:\n{code}")
   return review
 }
 // file: reviewers.orch
 agent security_reviewer { model: sonnet, system: "You review code for security." }
+// file: writers.orch
+agent writer { model: sonnet, system: "You write." }
 "#,
         ..CodeInfo::ERROR
     },
@@ -845,6 +851,49 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "E0303",
+        name: "recursive-call",
+        summary: "A workflow calls itself, directly or through other workflows.",
+        what: "Reports a call of a workflow that is already being expanded: calls of reusable \
+               patterns are expanded before running, so recursion would never end.",
+        why: "The expansion would be infinite. A loop that runs steps again is written with \
+              `repeat <max N> { ... } until COND`, which is bounded.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow refine(draft: text) -> text {
+  better = writer("Improve:\n{draft}")
+  again = refine(draft: better)
+  return again
+}
+
+workflow main(topic: text) {
+  post = refine(draft: topic)
+  return post
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+agent judge { model: sonnet, system: "You judge drafts." }
+
+workflow refine(draft: text) -> text {
+  repeat <max 3> {
+    better = writer("Improve:\n{draft}\n\nLast try:\n{better}")
+    verdict = judge("Is this good enough?\n{better}") -> { approved: bool }
+  } until verdict.approved
+  return better
+}
+
+workflow main(topic: text) {
+  post = refine(draft: topic)
+  return post
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
         code: "E0401",
         name: "step-without-model",
         summary: "A step of a model agent has no model.",
@@ -1105,34 +1154,6 @@ workflow main(plan: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0504",
-        name: "unsupported-feature",
-        summary: "A feature of the design that is not supported yet: `-> Type` on a step, `agent` parameters.",
-        what: "Reports structured outputs (`-> Type` after a step) and parameters of type \
-               `agent`, which the grammar accepts but the compiler does not implement yet.",
-        why: "The script would run differently from what it says: the step's output is text, and \
-              agents cannot be passed as values.",
-        example_bad: r#"include "std/models.orch"
-
-agent writer { model: sonnet, system: "You write." }
-
-workflow main(topic: text, author: agent) {
-  post = writer("Write about {topic}")
-  return post
-}
-"#,
-        example_good: r#"include "std/models.orch"
-
-agent writer { model: sonnet, system: "You write." }
-
-workflow main(topic: text) {
-  post = writer("Write about {topic}")
-  return post
-}
-"#,
-        ..CodeInfo::ERROR
-    },
-    CodeInfo {
         code: "E0505",
         name: "misplaced-return",
         summary: "A statement after `return`, or `return` inside a `parallel` block.",
@@ -1226,6 +1247,38 @@ workflow main(topic: text) {
   return history
 }
 "#,
+    },
+    CodeInfo {
+        code: "E0508",
+        name: "for-body-result",
+        summary: "The body of a `parallel for` does not end with a step.",
+        what: "Reports a `parallel for` whose last statement is not a step (or a named block): \
+               the last step's output is each item's result.",
+        why: "The block's value is the list of each item's result; without a last step there \
+              is nothing to collect.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main() {
+  posts = parallel for topic in ["rust", "go"] {
+    if true { post = writer("Write about {topic}") }
+  }
+  return posts
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: sonnet, system: "You write." }
+
+workflow main() {
+  posts = parallel for topic in ["rust", "go"] {
+    post = writer("Write about {topic}")
+  }
+  return posts
+}
+"#,
+        ..CodeInfo::ERROR
     },
     CodeInfo {
         code: "E0601",

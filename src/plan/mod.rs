@@ -23,7 +23,10 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::check::items::{ParamDef, ProviderDef};
-use crate::check::workflow::{Binding, DepKind, Exec, GroupId, NodeId, WorkflowGraph};
+use crate::check::workflow::{
+    Binding, DepKind, Exec, GroupId, InRegion, ListSource, NodeId, RegionId, RegionKind,
+    WorkflowGraph,
+};
 use crate::check::{Program, ProviderKind};
 use crate::diag::{Diagnostic, FileId, SourceMap, Span};
 use crate::syntax::ast::{Policy, Template, TemplatePart};
@@ -80,6 +83,14 @@ pub enum PlanExec {
         /// Working directory.
         cwd: Option<String>,
     },
+    /// A region (`parallel for`, `repeat`, `if`, a workflow call): runs its body, described
+    /// in [`Plan::regions`].
+    Region {
+        /// Index in [`Plan::regions`].
+        region: RegionId,
+    },
+    /// The variable of a `parallel for`: holds one item in each instance.
+    Item,
 }
 
 /// One step of the plan.
@@ -119,6 +130,16 @@ pub struct PlanNode {
     /// `-> T`: the structured output the step must produce; absent for text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_type: Option<crate::check::types::Type>,
+    /// The innermost region it is in (absent at the top of the workflow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<RegionId>,
+    /// How many times it may run, at most, for one run of the workflow: the product of its
+    /// regions' bounds (`repeat <max N>`, a literal `for` list's length); a `for` over a list
+    /// known only at run time counts once.
+    pub runs: u64,
+    /// Every region around it, outermost first.
+    #[serde(skip)]
+    pub regions: Vec<InRegion>,
     /// Worst-case tokens and cost of this step.
     pub worst_case: Estimate,
     /// Source location: file, 1-based line and column.
@@ -145,6 +166,63 @@ pub struct PlanJoin {
     pub group: GroupId,
     /// The policy.
     pub policy: Policy,
+}
+
+/// A region of the plan: a part whose steps run zero, one or many times, as a unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRegion {
+    /// Index in [`Plan::regions`].
+    pub id: RegionId,
+    /// `for`, `repeat`, `if` or `call`, with what drives it.
+    #[serde(flatten)]
+    pub kind: PlanRegionKind,
+    /// The node standing for it.
+    pub node: NodeId,
+    /// The steps directly in each body.
+    pub bodies: Vec<Vec<NodeId>>,
+    /// Every step inside.
+    pub members: Vec<NodeId>,
+    /// Names visible after it, with their node in each body.
+    pub exports: IndexMap<String, Vec<NodeId>>,
+    /// For each body: names whose definition there is not the workflow-wide one (the same
+    /// name in both branches of an `if`).
+    #[serde(skip)]
+    pub(crate) locals: Vec<IndexMap<String, NodeId>>,
+    /// The checker's region, for the interpreter (conditions, list, `return`).
+    #[serde(skip)]
+    pub(crate) lowered: RegionKind,
+}
+
+/// What a region does, as the plan shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PlanRegionKind {
+    /// `parallel for`.
+    For {
+        /// The list: its source text (`plan.tasks`, `[a, b]`).
+        list: String,
+        /// Items, when the list is written in the script (`None`: known at run time).
+        items: Option<usize>,
+        /// `max N`: instances in flight at once.
+        max: Option<u32>,
+    },
+    /// `repeat ... until`.
+    Repeat {
+        /// The bound on iterations.
+        max: u32,
+        /// The condition, as written.
+        until: String,
+    },
+    /// `if ... else`.
+    If {
+        /// The condition, as written.
+        cond: String,
+    },
+    /// A workflow call, expanded.
+    Call {
+        /// The workflow.
+        workflow: String,
+    },
 }
 
 /// A source location.
@@ -189,6 +267,11 @@ pub struct Plan {
     pub nodes: Vec<PlanNode>,
     /// `parallel` blocks.
     pub groups: Vec<PlanGroup>,
+    /// Regions: `parallel for`, `repeat`, `if` and workflow calls.
+    pub regions: Vec<PlanRegion>,
+    /// What the worst case cannot bound (a `for` over a list known only at run time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Steps by level (level 1 first).
     pub levels: Vec<Vec<NodeId>>,
     /// The longest chain of dependent steps, first to last.
@@ -274,7 +357,9 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         .iter()
         .map(|n| plan_node(program, &lines, n))
         .collect();
-    assign_levels(&mut nodes);
+    let regions = plan_regions(wf);
+    let notes = count_runs(wf, &regions, &mut nodes);
+    assign_levels(&mut nodes, &regions);
     estimate_costs(program, wf, &mut nodes);
     let groups: Vec<PlanGroup> = wf
         .groups
@@ -315,14 +400,16 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
             }
         }
     }
-    let critical_path = critical_path(&nodes);
-    let peak_concurrency = peak_concurrency(&nodes, &groups);
+    let critical_path = critical_path(&nodes, &regions);
+    let peak_concurrency = peak_concurrency(&nodes, &groups, &regions);
     Plan {
         workflow: wf.name.clone(),
         params: wf.params.clone(),
         budget_usd: wf.budget,
         nodes,
         groups,
+        regions,
+        notes,
         levels,
         critical_path,
         worst_case,
@@ -332,6 +419,133 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         output_tpl: wf.output.clone(),
         bindings: wf.bindings.clone(),
     }
+}
+
+/// The plan's view of the checker's regions.
+fn plan_regions(wf: &WorkflowGraph) -> Vec<PlanRegion> {
+    wf.regions
+        .iter()
+        .map(|r| {
+            let kind = match &r.kind {
+                RegionKind::For { list, max, .. } => {
+                    let (text, items) = match list {
+                        ListSource::Literal(items) => (
+                            format!(
+                                "[{}]",
+                                items.iter().map(template_source).collect::<Vec<_>>().join(", ")
+                            ),
+                            Some(items.len()),
+                        ),
+                        ListSource::Path(p) => (p.dotted(), None),
+                        ListSource::Agents(a) => (format!("[{}]", a.join(", ")), Some(a.len())),
+                    };
+                    PlanRegionKind::For {
+                        list: text,
+                        items,
+                        max: *max,
+                    }
+                }
+                RegionKind::Repeat { max, until } => PlanRegionKind::Repeat {
+                    max: *max,
+                    until: crate::check::workflow::cond_source(until),
+                },
+                RegionKind::If { cond } => PlanRegionKind::If {
+                    cond: crate::check::workflow::cond_source(cond),
+                },
+                RegionKind::Call { workflow, .. } => PlanRegionKind::Call {
+                    workflow: workflow.clone(),
+                },
+            };
+            PlanRegion {
+                id: r.id,
+                kind,
+                node: r.node,
+                bodies: r.bodies.clone(),
+                members: r.members.clone(),
+                exports: r.exports.clone(),
+                locals: body_locals(wf, r.id),
+                lowered: r.kind.clone(),
+            }
+        })
+        .collect()
+}
+
+/// For each body of region `rid`: the names defined there whose workflow-wide binding is a
+/// node of another body (a name defined in both branches of an `if`).
+fn body_locals(wf: &WorkflowGraph, rid: RegionId) -> Vec<IndexMap<String, NodeId>> {
+    let r = &wf.regions[rid];
+    let depth = wf.nodes[r.node].regions.len();
+    let mut out = vec![IndexMap::new(); r.bodies.len()];
+    for &m in &r.members {
+        let node = &wf.nodes[m];
+        let Some(at) = node.regions.get(depth) else {
+            continue;
+        };
+        if let Some(Binding::Node(bound)) = wf.bindings.get(&node.name)
+            && *bound != m
+            && wf.nodes[*bound].regions.get(depth).is_some_and(|b| b.region == rid && b.body != at.body)
+        {
+            out[at.body].insert(node.name.clone(), m);
+        }
+    }
+    out
+}
+
+/// Sets each node's `runs` (the product of its regions' bounds) and says what is unbounded.
+fn count_runs(wf: &WorkflowGraph, regions: &[PlanRegion], nodes: &mut [PlanNode]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let factor: Vec<u64> = regions
+        .iter()
+        .map(|r| match &r.kind {
+            PlanRegionKind::Repeat { max, .. } => u64::from(*max),
+            PlanRegionKind::For {
+                items: Some(n), ..
+            } => match &r.lowered {
+                // Over agents each body runs once.
+                RegionKind::For {
+                    list: ListSource::Agents(_),
+                    ..
+                } => 1,
+                _ => *n as u64,
+            },
+            PlanRegionKind::For { list, .. } => {
+                notes.push(format!(
+                    "`{}` runs its body once per item of `{list}`, known only at run time: the worst case counts one item",
+                    wf.nodes[r.node].name
+                ));
+                1
+            }
+            _ => 1,
+        })
+        .collect();
+    for n in nodes.iter_mut() {
+        n.runs = n.regions.iter().map(|r| factor[r.region]).product();
+    }
+    notes
+}
+
+/// The dependencies that order the plan's view (levels, critical path, peak concurrency):
+/// a region's steps come after its inputs, and the region after its steps.
+fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
+    let mut deps: Vec<Vec<NodeId>> = nodes.iter().map(|n| n.deps.clone()).collect();
+    for r in regions {
+        let entry = nodes[r.node].deps.clone();
+        for body in &r.bodies {
+            for &m in body {
+                for &e in &entry {
+                    if !deps[m].contains(&e) {
+                        deps[m].push(e);
+                    }
+                }
+            }
+        }
+        for &m in &r.members {
+            if !deps[r.node].contains(&m) {
+                deps[r.node].push(m);
+            }
+        }
+    }
+    deps
 }
 
 /// The offset of every line start of every source file: lines and columns of many steps
@@ -426,6 +640,13 @@ fn plan_node(
             argv.clone(),
             env.clone(),
         ),
+        Exec::Region(r) => (
+            PlanExec::Region { region: *r },
+            None,
+            Vec::new(),
+            Vec::new(),
+        ),
+        Exec::Item => (PlanExec::Item, None, Vec::new(), Vec::new()),
     };
     let mut args_tpl = n.args.clone();
     if let Some(agent) = program.tables.agents.get(&n.agent) {
@@ -464,6 +685,9 @@ fn plan_node(
         }),
         tainted: n.tainted,
         output_type: n.output_type.clone(),
+        region: n.regions.last().map(|r| r.region),
+        runs: 1,
+        regions: n.regions.clone(),
         worst_case: Estimate::default(),
         location: Location {
             file: program.sources.get(n.span.file).name.clone(),
@@ -493,7 +717,8 @@ pub fn template_source(t: &Template) -> String {
 /// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a
 /// program with errors may still be built by tools, so cycles are cut rather than looped on.
 /// Depth-first with a stack of its own: a long sequence is a chain as deep as it is long.
-fn assign_levels(nodes: &mut [PlanNode]) {
+fn assign_levels(nodes: &mut [PlanNode], regions: &[PlanRegion]) {
+    let deps = view_deps(nodes, regions);
     let n = nodes.len();
     let mut level = vec![0usize; n];
     let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
@@ -506,7 +731,7 @@ fn assign_levels(nodes: &mut [PlanNode]) {
         state[root] = 1;
         stack.push((root, 0));
         while let Some(&(i, next)) = stack.last() {
-            if let Some(&d) = nodes[i].deps.get(next) {
+            if let Some(&d) = deps[i].get(next) {
                 stack.last_mut().expect("not empty").1 += 1;
                 if state[d] == 0 {
                     state[d] = 1;
@@ -515,8 +740,7 @@ fn assign_levels(nodes: &mut [PlanNode]) {
                 continue;
             }
             // A dependency still being visited closes a cycle: it is cut there (counts 0).
-            let highest = nodes[i]
-                .deps
+            let highest = deps[i]
                 .iter()
                 .map(|&d| if state[d] == 2 { level[d] } else { 0 })
                 .max()
@@ -537,11 +761,17 @@ fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode])
         .iter()
         .map(|n| match &n.exec {
             PlanExec::Model { max_tokens, .. } => u64::from(*max_tokens),
-            PlanExec::Command { .. } => 0,
+            _ => 0,
         })
         .collect();
     for node in nodes.iter_mut() {
-        node.worst_case = worst_case(program, wf, node, &out_bound);
+        let once = worst_case(program, wf, node, &out_bound);
+        let runs = node.runs;
+        node.worst_case = Estimate {
+            input_tokens: once.input_tokens * runs,
+            output_tokens: once.output_tokens * runs,
+            cost_usd: once.cost_usd * runs as f64,
+        };
     }
 }
 
@@ -615,14 +845,15 @@ fn literal_tokens(t: &Template) -> u64 {
         .sum()
 }
 
-fn critical_path(nodes: &[PlanNode]) -> Vec<NodeId> {
+fn critical_path(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<NodeId> {
+    let deps = view_deps(nodes, regions);
     // Nodes sorted by level are in topological order.
     let mut order: Vec<NodeId> = (0..nodes.len()).collect();
     order.sort_by_key(|&i| nodes[i].level);
     let mut best: Vec<(usize, f64, Option<NodeId>)> = vec![(0, 0.0, None); nodes.len()];
     for &i in &order {
         let mut b = (1, nodes[i].worst_case.cost_usd, None);
-        for &d in &nodes[i].deps {
+        for &d in &deps[i] {
             let cand = (
                 best[d].0 + 1,
                 best[d].1 + nodes[i].worst_case.cost_usd,
@@ -653,11 +884,12 @@ fn critical_path(nodes: &[PlanNode]) -> Vec<NodeId> {
 /// Unit-time list scheduling: each round starts every ready step that its blocks' `max N`
 /// allow, in step order; the answer is the largest round. Steps become ready when their last
 /// dependency finishes, so a round costs the steps ready in it, not every step.
-fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup]) -> usize {
-    let mut waiting: Vec<usize> = nodes.iter().map(|n| n.deps.len()).collect();
+fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup], regions: &[PlanRegion]) -> usize {
+    let deps = view_deps(nodes, regions);
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
     for n in nodes {
-        for &d in &n.deps {
+        for &d in &deps[n.id] {
             dependents[d].push(n.id);
         }
     }
@@ -684,7 +916,12 @@ fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup]) -> usize {
         if started.is_empty() {
             break;
         }
-        peak = peak.max(started.len());
+        // Regions and `for` items are not calls of their own.
+        let calls = started
+            .iter()
+            .filter(|&&i| matches!(nodes[i].exec, PlanExec::Model { .. } | PlanExec::Command { .. }))
+            .count();
+        peak = peak.max(calls);
         for &s in &started {
             for &g in &nodes[s].groups {
                 in_group[g] = 0;

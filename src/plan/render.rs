@@ -152,6 +152,29 @@ fn reduced_deps(plan: &Plan) -> Vec<Vec<usize>> {
     out
 }
 
+/// What a region does, in words.
+fn region_text(plan: &Plan, r: usize) -> String {
+    use crate::plan::PlanRegionKind as K;
+    let region = &plan.regions[r];
+    let steps = region
+        .members
+        .iter()
+        .filter(|&&m| !matches!(plan.nodes[m].exec, PlanExec::Item))
+        .count();
+    let steps = format!("{steps} step{}", if steps == 1 { "" } else { "s" });
+    match &region.kind {
+        K::For { list, max, .. } => match max {
+            Some(m) => format!("for each item of {list}, at most {m} at once: {steps}"),
+            None => format!("for each item of {list}: {steps}"),
+        },
+        K::Repeat { max, until } => {
+            format!("repeat up to {max} times until {until}: {steps}")
+        }
+        K::If { cond } => format!("if {cond}: {steps}"),
+        K::Call { workflow } => format!("calls workflow {workflow}: {steps}"),
+    }
+}
+
 fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], width: usize) {
     let what = match &n.exec {
         PlanExec::Model {
@@ -169,6 +192,8 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
                 serde_json::to_string(argv).unwrap_or_default()
             )
         }
+        PlanExec::Region { region } => region_text(plan, *region),
+        PlanExec::Item => "one item per instance".to_string(),
     };
     let _ = writeln!(
         out,
@@ -212,6 +237,13 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
             Some(m) => format!("in {name} (max {m})"),
             None => format!("in {name}"),
         });
+    }
+    if let Some(r) = n.region {
+        let r = &plan.regions[r];
+        facts.push(format!("in `{}`", plan.nodes[r.node].name));
+    }
+    if n.runs > 1 {
+        facts.push(format!("up to {} runs", n.runs));
     }
     if let PlanExec::Model {
         fallback: Some(f), ..

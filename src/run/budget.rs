@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use crate::check::workflow::NodeId;
 use crate::plan::render::usd;
 use crate::plan::{Plan, PlanNode};
 
@@ -34,8 +33,9 @@ pub(super) struct Budgets {
     workflow: Option<Scope>,
     /// Each block's budget, by group id.
     groups: Vec<Option<Scope>>,
-    /// The worst case each step in flight holds, in USD.
-    holds: HashMap<NodeId, f64>,
+    /// The worst case each step in flight holds, in USD, by step name (unique per instance
+    /// of a region's body: `post[2]`).
+    holds: HashMap<String, f64>,
 }
 
 impl Budgets {
@@ -122,14 +122,14 @@ impl Budgets {
         for s in self.scopes_mut(node) {
             s.held += worst_usd;
         }
-        self.holds.insert(node.id, worst_usd);
+        self.holds.insert(node.name.clone(), worst_usd);
         Ok(())
     }
 
     /// `node` ended having cost `cost_usd` (a reused step costs what it cost when it ran):
     /// releases its hold and counts the cost against every enclosing budget.
     pub(super) fn spend(&mut self, node: &PlanNode, cost_usd: f64) {
-        let held = self.holds.remove(&node.id).unwrap_or(0.0);
+        let held = self.holds.remove(&node.name).unwrap_or(0.0);
         for s in self.scopes_mut(node) {
             s.held = (s.held - held).max(0.0);
             s.spent += cost_usd;

@@ -347,6 +347,22 @@ pub(super) fn step_parts(
                 uses,
             }
         }
+        // Regions and items are not journaled: their steps are.
+        PlanExec::Region { .. } | PlanExec::Item => KeyParts {
+            kind: "region".into(),
+            provider: None,
+            model: None,
+            model_id: None,
+            max_tokens: None,
+            temperature: None,
+            system: None,
+            prompt: hash_text(&prompt),
+            argv: None,
+            env: None,
+            cwd: None,
+            source,
+            uses,
+        },
         PlanExec::Command { cwd, .. } => {
             let argv: Vec<String> = node
                 .argv_tpl

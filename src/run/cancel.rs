@@ -75,7 +75,14 @@ impl super::Scheduler<'_> {
                 self.finish(outcome, on_event);
             }
         }
-        let mut in_flight: Vec<NodeId> = self.abort.keys().copied().collect();
+        // A region's task stops by itself: its schedulers see the same cancellation and
+        // report their steps.
+        let mut in_flight: Vec<NodeId> = self
+            .abort
+            .keys()
+            .copied()
+            .filter(|&id| !self.is_region(id))
+            .collect();
         in_flight.sort_unstable();
         let names: Vec<String> = in_flight
             .iter()

@@ -21,6 +21,7 @@
 
 mod budget;
 pub mod cache_key;
+mod control;
 pub mod cancel;
 pub mod command;
 pub mod journal;
@@ -338,15 +339,24 @@ pub async fn run(
     opts: &RunOptions,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<RunReport, RunError> {
-    let inputs = parse_inputs(plan, &opts.inputs)?;
+    let inputs = Arc::new(parse_inputs(plan, &opts.inputs)?);
     let shared = Arc::new(prepare(plan, models, opts)?);
     // Journal hook, run start: the `run`/`resume` record, before any step can end.
     if let Some(j) = &opts.journal {
         j.begin(plan, opts)?;
     }
-    let mut report = Scheduler::new(plan, &inputs, shared, opts)
-        .run(on_event)
-        .await;
+    let plan_arc = Arc::new(plan.clone());
+    let budgets = Arc::new(std::sync::Mutex::new(budget::Budgets::new(plan)));
+    let mut report = Scheduler::new(
+        &plan_arc,
+        &inputs,
+        shared,
+        opts,
+        Frame::top(plan),
+        budgets,
+    )
+    .run(on_event)
+    .await;
     // Journal hook, run end: the `end` record. Every step is already recorded, so a failure
     // here only leaves the run looking unfinished, which `--resume` handles.
     if let Some(j) = &opts.journal {
@@ -585,11 +595,60 @@ enum State {
 struct Outcome {
     node: NodeId,
     report: StepReport,
+    /// For a region: the reports of the steps inside it.
+    inner: Vec<StepReport>,
+    /// For a region: values of the names it exports, by node.
+    exports: Vec<(NodeId, Option<serde_json::Value>)>,
+    /// For a region: its steps whose result came from the journal.
+    reused: Vec<String>,
+}
+
+impl Outcome {
+    fn step(node: NodeId, report: StepReport) -> Self {
+        Outcome {
+            node,
+            report,
+            inner: Vec::new(),
+            exports: Vec::new(),
+            reused: Vec::new(),
+        }
+    }
+}
+
+/// The part of a plan one scheduler runs: the workflow's top level, or one body of a region
+/// (`control`), whose outside is already settled.
+struct Frame {
+    /// Nodes this scheduler runs.
+    active: Vec<bool>,
+    /// Outputs known at the start: values from outside the region, the item of a `for`,
+    /// the previous iteration's of a `repeat`.
+    outputs: Vec<Option<serde_json::Value>>,
+}
+
+impl Frame {
+    /// The top level of a plan: every node outside regions, nothing known yet.
+    fn top(plan: &Plan) -> Self {
+        Frame {
+            active: plan.nodes.iter().map(|n| n.region.is_none()).collect(),
+            outputs: vec![None; plan.nodes.len()],
+        }
+    }
 }
 
 struct Scheduler<'a> {
     plan: &'a Plan,
     inputs: &'a IndexMap<String, InputValue>,
+    /// The same plan and inputs, for region tasks.
+    plan_arc: Arc<Plan>,
+    inputs_arc: Arc<IndexMap<String, InputValue>>,
+    /// The options of the run, for region tasks.
+    opts: RunOptions,
+    /// Nodes this scheduler runs ([`Frame::active`]).
+    active: Vec<bool>,
+    /// Reports of the steps inside regions, as they end.
+    inner_reports: Vec<StepReport>,
+    /// Steps inside regions whose result came from the journal.
+    inner_reused: Vec<String>,
     shared: Arc<Shared>,
     max_tokens_cap: Option<u32>,
     state: Vec<State>,
@@ -609,7 +668,8 @@ struct Scheduler<'a> {
     /// Nodes of a tolerant join's block, whose failure does not stop the run.
     tolerated: Vec<bool>,
     stopped: Option<String>,
-    budgets: budget::Budgets,
+    /// Shared by the schedulers of every region of the run.
+    budgets: Arc<std::sync::Mutex<budget::Budgets>>,
     abort: HashMap<NodeId, tokio::task::AbortHandle>,
     keep_going: bool,
     cancel: Option<cancel::Cancel>,
@@ -653,19 +713,23 @@ impl JoinState {
 }
 
 impl<'a> Scheduler<'a> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
-        plan: &'a Plan,
-        inputs: &'a IndexMap<String, InputValue>,
+        plan: &'a Arc<Plan>,
+        inputs: &'a Arc<IndexMap<String, InputValue>>,
         shared: Arc<Shared>,
         opts: &RunOptions,
+        frame: Frame,
+        budgets: Arc<std::sync::Mutex<budget::Budgets>>,
     ) -> Self {
         let n = plan.nodes.len();
+        let active = frame.active;
         let mut dependents = vec![Vec::new(); n];
         let mut waiting_on = vec![0; n];
         let mut tolerated = vec![false; n];
         let mut joins = HashMap::new();
         let mut watched_by = vec![Vec::new(); n];
-        for node in &plan.nodes {
+        for node in plan.nodes.iter().filter(|n| active[n.id]) {
             let tolerant = node.join.filter(|j| j.policy != Policy::All);
             let mut members = std::collections::HashSet::new();
             if let Some(j) = tolerant {
@@ -689,25 +753,41 @@ impl<'a> Scheduler<'a> {
                 );
             }
             for &d in &node.deps {
-                // Dependencies on the joined block are the join's business, not a count.
-                if !members.contains(&d) {
+                // Dependencies on the joined block are the join's business, not a count;
+                // nodes outside the frame are settled already.
+                if !members.contains(&d) && active[d] {
                     dependents[d].push(node.id);
                     waiting_on[node.id] += 1;
                 }
             }
         }
-        let candidates = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        let candidates = (0..n).filter(|&i| active[i] && waiting_on[i] == 0).collect();
         let identities = opts
             .journal
             .as_ref()
             .map(|_| cache_key::Identities::new(plan, &shared.clients, &opts.target));
+        let state = (0..n)
+            .map(|i| {
+                if active[i] {
+                    State::Waiting
+                } else {
+                    State::Done(StepStatus::Succeeded)
+                }
+            })
+            .collect();
         Scheduler {
             plan,
             inputs,
+            plan_arc: plan.clone(),
+            inputs_arc: inputs.clone(),
+            opts: opts.clone(),
+            active,
+            inner_reports: Vec::new(),
+            inner_reused: Vec::new(),
             shared,
             max_tokens_cap: opts.max_tokens_cap,
-            state: vec![State::Waiting; n],
-            outputs: vec![None; n],
+            state,
+            outputs: frame.outputs,
             reports: vec![None; n],
             waiting_on,
             dependents,
@@ -716,7 +796,7 @@ impl<'a> Scheduler<'a> {
             watched_by,
             tolerated,
             stopped: None,
-            budgets: budget::Budgets::new(plan),
+            budgets,
             abort: HashMap::new(),
             keep_going: opts.keep_going,
             cancel: opts.cancel.clone(),
@@ -730,7 +810,15 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    async fn run(mut self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
+    async fn run(self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
+        self.run_frame(on_event).await.0
+    }
+
+    /// Runs the frame to the end; returns the report and every output at the end.
+    async fn run_frame(
+        mut self,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> (RunReport, Vec<Option<serde_json::Value>>) {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         if self
@@ -799,8 +887,9 @@ impl<'a> Scheduler<'a> {
                     Readiness::Skip(reason) => {
                         self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
                     }
-                    // Journal hook, a step about to start: reuse its recorded result?
-                    Readiness::Go if self.reuse(id, on_event) => {}
+                    // Journal hook, a step about to start: reuse its recorded result? (A
+                    // region is not recorded: its steps are.)
+                    Readiness::Go if !self.is_region(id) && self.reuse(id, on_event) => {}
                     Readiness::Go => go.push(id),
                 }
             }
@@ -874,7 +963,12 @@ impl<'a> Scheduler<'a> {
     /// ends. Returns why it may not start.
     fn over_budget(&mut self, id: NodeId) -> Option<String> {
         let node = &self.plan.nodes[id];
-        if !self.budgets.applies(node) {
+        if !self
+            .budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .applies(node)
+        {
             return None;
         }
         let PlanExec::Model {
@@ -898,7 +992,11 @@ impl<'a> Scheduler<'a> {
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
         let worst = client.price.cost(input, u64::from(out));
-        self.budgets.admit(node, worst).err()
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(node, worst)
+            .err()
     }
 
     fn settle_without_running(
@@ -917,7 +1015,13 @@ impl<'a> Scheduler<'a> {
         let succeeded = report.status == StepStatus::Succeeded;
         self.state[id] = State::Done(report.status.clone());
         self.outputs[id] = report.output_value();
-        self.budgets.spend(&self.plan.nodes[id], report.cost_usd);
+        if !matches!(self.plan.nodes[id].exec, PlanExec::Region { .. }) {
+            // A region's cost is its steps', already spent by its own schedulers.
+            self.budgets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .spend(&self.plan.nodes[id], report.cost_usd);
+        }
         if let StepStatus::Failed(e) = &report.status
             && !self.tolerated[id]
             && !self.keep_going
@@ -961,8 +1065,16 @@ impl<'a> Scheduler<'a> {
             // Cancelled by a gather while its result was already on the way: it stays cancelled.
             return;
         }
-        // Journal hook, a step ended: record it before anything depends on it.
-        self.record(outcome.node, &outcome.report);
+        if self.is_region(outcome.node) {
+            for (n, v) in outcome.exports {
+                self.outputs[n] = v;
+            }
+            self.inner_reports.extend(outcome.inner);
+            self.inner_reused.extend(outcome.reused);
+        } else {
+            // Journal hook, a step ended: record it before anything depends on it.
+            self.record(outcome.node, &outcome.report);
+        }
         on_event(&Event::Finished(outcome.report.clone()));
         self.settle(outcome.node, outcome.report);
     }
@@ -1000,6 +1112,21 @@ impl<'a> Scheduler<'a> {
     ) {
         self.state[id] = State::Running;
         self.ran[id] = true;
+        if self.is_region(id) {
+            let task = control::RegionTask {
+                plan: self.plan_arc.clone(),
+                inputs: self.inputs_arc.clone(),
+                shared: self.shared.clone(),
+                opts: self.opts.clone(),
+                budgets: self.budgets.clone(),
+                outputs: self.outputs.clone(),
+                node: id,
+                tx,
+            };
+            let handle = tasks.spawn(control::run_region(task));
+            self.abort.insert(id, handle);
+            return;
+        }
         self.record_start(id, &tx);
         let node = self.plan.nodes[id].clone();
         let scope = Scope {
@@ -1012,34 +1139,41 @@ impl<'a> Scheduler<'a> {
         let cap = self.max_tokens_cap;
         let handle = tasks.spawn(async move {
             let report = execute(&node, prompt, args, &shared, cap, &tx).await;
-            Outcome {
-                node: node.id,
-                report,
-            }
+            Outcome::step(node.id, report)
         });
         self.abort.insert(id, handle);
     }
 
-    fn into_report(self) -> RunReport {
-        let reused = (0..self.plan.nodes.len())
+    /// Whether node `id` stands for a region.
+    fn is_region(&self, id: NodeId) -> bool {
+        matches!(self.plan.nodes[id].exec, PlanExec::Region { .. })
+    }
+
+    fn into_report(self) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        let mut reused: Vec<String> = (0..self.plan.nodes.len())
             .filter(|&i| self.reused[i])
             .map(|i| self.plan.nodes[i].name.clone())
             .collect();
-        let steps: Vec<StepReport> = self
-            .reports
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.unwrap_or_else(|| {
+        reused.extend(self.inner_reused);
+        // This frame's steps (a `for` item is not a step), then the steps of its regions.
+        let shown: Vec<NodeId> = (0..self.plan.nodes.len())
+            .filter(|&i| self.active[i] && !matches!(self.plan.nodes[i].exec, PlanExec::Item))
+            .collect();
+        let mut reports = self.reports;
+        let mut steps: Vec<StepReport> = shown
+            .iter()
+            .map(|&i| {
+                reports[i].take().unwrap_or_else(|| {
                     let why = StepStatus::Skipped("the run stopped".into());
                     StepReport::not_run(&self.plan.nodes[i], why, None)
                 })
             })
             .collect();
-        let required_ok = steps.iter().enumerate().all(|(i, s)| {
+        let required_ok = shown.iter().zip(&steps).all(|(&i, s)| {
             s.status == StepStatus::Succeeded
                 || (self.tolerated[i] && s.status != StepStatus::Succeeded)
         });
+        steps.extend(self.inner_reports);
         let scope = Scope {
             plan: self.plan,
             inputs: self.inputs,
@@ -1048,7 +1182,7 @@ impl<'a> Scheduler<'a> {
         let output = if required_ok {
             match &self.plan.output_tpl {
                 Some(t) => Some(scope.render(t)),
-                None => Some(final_outputs(self.plan, &self.outputs)),
+                None => Some(final_outputs(self.plan, &self.active, &self.outputs)),
             }
         } else {
             None
@@ -1059,7 +1193,7 @@ impl<'a> Scheduler<'a> {
             usage.add(s.usage);
             cost_usd += s.cost_usd;
         }
-        RunReport {
+        let report = RunReport {
             workflow: self.plan.workflow.clone(),
             succeeded: required_ok,
             stopped: self.stopped,
@@ -1071,7 +1205,8 @@ impl<'a> Scheduler<'a> {
             run_id: None,
             reused,
             interrupted: self.interrupted,
-        }
+        };
+        (report, self.outputs)
     }
 }
 
@@ -1082,15 +1217,24 @@ enum Readiness {
 }
 
 /// Without `return`: the outputs of the steps nothing depends on, each under its name.
-fn final_outputs(plan: &Plan, outputs: &[Option<serde_json::Value>]) -> String {
+fn final_outputs(plan: &Plan, active: &[bool], outputs: &[Option<serde_json::Value>]) -> String {
     let mut has_dependent = vec![false; plan.nodes.len()];
-    for n in &plan.nodes {
+    for n in plan.nodes.iter().filter(|n| active[n.id]) {
         for &d in &n.deps {
             has_dependent[d] = true;
         }
     }
+    // Regions other than a `for` have no value of their own.
     let sinks: Vec<NodeId> = (0..plan.nodes.len())
-        .filter(|&i| !has_dependent[i])
+        .filter(|&i| active[i] && !has_dependent[i])
+        .filter(|&i| match plan.nodes[i].exec {
+            PlanExec::Region { region } => matches!(
+                plan.regions[region].kind,
+                crate::plan::PlanRegionKind::For { .. } | crate::plan::PlanRegionKind::Call { .. }
+            ),
+            PlanExec::Item => false,
+            _ => true,
+        })
         .collect();
     if let [only] = sinks.as_slice() {
         return outputs[*only]
@@ -1253,6 +1397,11 @@ async fn execute(
                     last_error: &mut last_error,
                 };
                 command_attempts(step, &spec).await
+            }
+            // Regions run in their own tasks (`control`), items are settled with their
+            // instance: neither is executed as a step.
+            PlanExec::Region { .. } | PlanExec::Item => {
+                Err("internal error: a region or item was executed as a step".to_string())
             }
         }
     };

@@ -24,6 +24,10 @@ pub enum InputValue {
 pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
     match ty {
         Type::Text => Ok(InputValue::Text(text.to_string())),
+        Type::Agent => Err(
+            "an `agent` parameter is filled by a workflow that calls this one, not by an input"
+                .to_string(),
+        ),
         // Integers stay integers, so `3` renders as `3`, not `3.0`.
         Type::Number => match text.trim().parse::<i64>() {
             Ok(n) => Ok(InputValue::Json(serde_json::json!(n))),
@@ -54,16 +58,29 @@ pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
     }
 }
 
-/// Text of a value inside a prompt: strings raw, lists as numbered items, the rest as JSON.
+/// Text of a value inside a prompt: strings raw; lists as numbered items (`1. a`), or, when
+/// an item spans several lines, as numbered sections (`## 1` and the item); the rest as JSON.
 pub fn json_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
-        Json::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, x)| format!("{}. {}", i + 1, json_text(x)))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Json::Array(items) => {
+            let texts: Vec<String> = items.iter().map(json_text).collect();
+            if texts.iter().any(|t| t.trim_end().contains('\n')) {
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("## {}\n{}", i + 1, t.trim_end()))
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            } else {
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("{}. {t}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
         Json::Null => String::new(),
         other => other.to_string(),
     }
@@ -117,6 +134,24 @@ impl Scope<'_> {
             }
         }
         s
+    }
+
+    /// The value a path names (a parameter, a step's output, a field of one), as JSON: text
+    /// is a string; a block is its rendered text. `None` when it has no value (yet).
+    pub fn value(&self, p: &crate::syntax::ast::Path) -> Option<Json> {
+        let fields: Vec<&str> = p.fields.iter().map(|f| f.name.as_str()).collect();
+        match self.plan.bindings.get(&p.root.name)? {
+            Binding::Param(_) => match self.inputs.get(&p.root.name)? {
+                InputValue::Text(t) if fields.is_empty() => Some(Json::String(t.clone())),
+                InputValue::Text(_) => None,
+                InputValue::Json(v) => Some(field_of(v, &fields).clone()),
+            },
+            Binding::Node(n) => {
+                let v = self.outputs.get(*n)?.as_ref()?;
+                Some(field_of(v, &fields).clone()).filter(|v| !v.is_null())
+            }
+            Binding::Group(_) => Some(Json::String(self.lookup(&p.root.name, &fields))),
+        }
     }
 
     fn lookup(&self, name: &str, fields: &[&str]) -> String {

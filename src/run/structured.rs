@@ -28,7 +28,7 @@ pub fn json_schema(ty: &Type) -> Value {
         Type::Text => json!({ "type": "string" }),
         Type::Number => json!({ "type": "number" }),
         Type::Bool => json!({ "type": "boolean" }),
-        Type::Json => json!({}),
+        Type::Json | Type::Agent => json!({}),
         Type::List(inner) => json!({ "type": "array", "items": json_schema(inner) }),
         Type::Record(fields) => {
             let properties: Map<String, Value> = fields
@@ -297,7 +297,7 @@ fn describe(ty: &Type) -> String {
         Type::Text => "text".into(),
         Type::Number => "a number".into(),
         Type::Bool => "true or false".into(),
-        Type::Json => "any JSON value".into(),
+        Type::Json | Type::Agent => "any JSON value".into(),
         Type::List(_) => format!("a JSON array ({ty})"),
         Type::Record(_) => format!("a JSON object {ty}"),
     }
@@ -320,7 +320,9 @@ fn found(v: &Value) -> String {
 pub fn sample(ty: &Type, seed: u64) -> Value {
     let mix = |k: u64| seed.wrapping_mul(6364136223846793005).wrapping_add(k) >> 33;
     match ty {
-        Type::Text | Type::Json => Value::String(format!("sample text {}", mix(1) % 1000)),
+        Type::Text | Type::Json | Type::Agent => {
+            Value::String(format!("sample text {}", mix(1) % 1000))
+        }
         Type::Number => json!(mix(2) % 10 + 1),
         Type::Bool => Value::Bool(mix(3) % 2 == 0),
         Type::List(inner) => {

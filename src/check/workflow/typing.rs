@@ -169,6 +169,7 @@ fn literal_fits(expected: &Type, text: &str) -> bool {
     let text = text.trim();
     match expected {
         Type::Text | Type::Json => true,
+        Type::Agent => false,
         Type::Number => text.parse::<f64>().is_ok_and(f64::is_finite),
         Type::Bool => matches!(text, "true" | "false"),
         Type::List(_) => matches!(

@@ -1,0 +1,567 @@
+//! Calls of workflows (reusable patterns), expanded when lowering.
+//!
+//! `report = scatter_gather(task: "Audit {code}", reviewers: [security, perf], lead: architect)`
+//! lowers the body of `scatter_gather` in place, as a [`RegionKind::Call`] region named
+//! `report`: every name the pattern defines is renamed `report/NAME` (so two calls, or a call
+//! and the caller, never clash), every use of a parameter is replaced by its argument (text
+//! and values are spliced into templates; `agent` parameters become the agent called;
+//! `list<agent>` ones a literal list of agents, which a `for` unrolls), and the pattern's
+//! `return` becomes the region's value. Spans stay those of the pattern, and diagnostics
+//! raised inside get a label at the call. A call that reaches a workflow already being
+//! expanded is recursion, reported as a cycle (E0303).
+
+use indexmap::IndexMap;
+
+use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
+use crate::check::items::value_text;
+use crate::check::suggest::did_you_mean;
+use crate::check::types::{Type, resolve_type};
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::syntax::ast::{
+    self, Block, Cond, CondKind, Ident, OptKind, Path, Stmt, Template, TemplatePart, Value,
+    ValueKind,
+};
+
+/// What a parameter is replaced by inside an expanded body.
+#[derive(Debug, Clone)]
+enum Subst {
+    /// A value written at the call (a string, a name, a number...).
+    Value(Value),
+    /// An agent, by table key.
+    Agent(String),
+}
+
+impl Lowerer<'_> {
+    /// The table key of the agent a callee names, seen from the callee's file: `ns.name`
+    /// for a namespaced include, a name of the file's own namespace, then a global name.
+    pub(super) fn agent_key(&self, callee: &Path, _report: bool) -> Option<String> {
+        self.tables
+            .lookup(callee, |k| self.tables.agents.contains_key(k))
+    }
+
+    /// The table key of the workflow a callee names, if it names one (and no agent).
+    pub(super) fn workflow_key(&self, callee: &Path) -> Option<String> {
+        if callee.fields.is_empty() && self.agent_alias.contains_key(&callee.root.name) {
+            return None;
+        }
+        if self.agent_key(callee, false).is_some() {
+            return None;
+        }
+        self.tables.lookup(callee, |k| self.workflows.contains_key(k))
+    }
+
+    /// Lowers `name = workflow(args)` by expanding the workflow's body.
+    pub(super) fn call(
+        &mut self,
+        s: &ast::Step,
+        key: String,
+        entry: &[Dep],
+        outer: &Scope,
+    ) -> NodeId {
+        let wf = self.workflows[&key];
+        let (node, rid) = self.region_node(
+            s.name.name.clone(),
+            RegionKind::Call {
+                workflow: key.clone(),
+                output: None,
+            },
+            s.span,
+            entry,
+            outer,
+        );
+        self.g.nodes[node].callee_span = s.callee.span;
+        self.g.nodes[node].agent = key.clone();
+        self.bind(&s.name, Binding::Node(node));
+        if let Some(pos) = self.call_stack.iter().position(|(w, _)| *w == key) {
+            self.recursion(pos, &key, s.callee.span);
+            return node;
+        }
+        for a in &s.after {
+            self.pending.push(super::PendingRef {
+                node,
+                path: Path {
+                    root: a.clone(),
+                    fields: Vec::new(),
+                    span: a.span,
+                },
+                kind: super::DepKind::After,
+                from: self.path.clone(),
+            });
+        }
+        if let Some(t) = &s.output {
+            self.diags.push(
+                Diagnostic::error("E0212", t.span, format!("`-> T` on a call of workflow `{key}`"))
+                    .with_label("the workflow declares its result type")
+                    .with_help(format!("remove `-> ...`; declare the type on the workflow: `workflow {key}(...) -> T`")),
+            );
+        }
+        let subst = self.call_arguments(s, wf, &key);
+        let mut scope = outer.clone();
+        let opts: Vec<ast::Opt> = wf
+            .options
+            .iter()
+            .chain(&s.options)
+            .filter(|o| !matches!(o.kind, OptKind::Budget(_) | OptKind::Max(_)))
+            .cloned()
+            .collect();
+        let before = self.diags.len();
+        self.apply_options(&opts, &mut scope, Place::Step);
+        let prefix = format!("{}/", s.name.name);
+        let mut renamer = Renamer {
+            prefix: prefix.clone(),
+            subst,
+            defined: Vec::new(),
+        };
+        renamer.collect(&wf.body);
+        let mut body = renamer.block(&wf.body);
+        // The pattern's `return` is the region's value, not the caller's.
+        let mut output = None;
+        body.stmts.retain(|st| match st {
+            Stmt::Return(r) => {
+                output = Some(value_template(&r.value));
+                false
+            }
+            _ => true,
+        });
+        // Inside, names resolve as in the pattern's file; agent parameters are already
+        // replaced, so the caller's agent aliases do not apply.
+        let saved_alias = std::mem::take(&mut self.agent_alias);
+        self.call_stack.push((key.clone(), s.callee.span));
+        let saved_returned = self.returned;
+        self.region_body(rid, 0, &body, &scope);
+        self.returned = saved_returned;
+        self.call_stack.pop();
+        self.agent_alias = saved_alias;
+        if let Some(t) = &output {
+            for p in t.interps() {
+                self.pending.push(super::PendingRef {
+                    node: usize::MAX,
+                    path: p.clone(),
+                    kind: super::DepKind::Data,
+                    from: {
+                        let mut f = self.path.clone();
+                        f.push(super::InRegion {
+                            region: rid,
+                            body: 0,
+                            stmt: usize::MAX,
+                        });
+                        f
+                    },
+                });
+            }
+        }
+        let ret = wf.ret.as_ref().map(|t| resolve_type(t, &mut Diagnostics::new()));
+        self.g.nodes[node].output_type = ret.filter(|t| *t != Type::Text);
+        if let RegionKind::Call { output: o, .. } = &mut self.g.regions[rid].kind {
+            *o = output;
+        }
+        label_at_call(self.diags, before, s.callee.span, &key);
+        node
+    }
+
+    /// Checks a call's arguments against the workflow's parameters and pairs them.
+    fn call_arguments(
+        &mut self,
+        s: &ast::Step,
+        wf: &ast::Workflow,
+        key: &str,
+    ) -> IndexMap<String, Subst> {
+        let mut out = IndexMap::new();
+        let params = super::super::items::params(&wf.params, &mut Diagnostics::new());
+        for a in &s.args {
+            let Some(name) = &a.name else {
+                let example = params.first().map_or("name", |p| p.name.as_str());
+                self.diags.push(
+                    Diagnostic::error("E0211", a.value.span, format!("workflow `{key}` takes arguments by name"))
+                        .with_label("no parameter name")
+                        .with_help(format!("name the parameter: `{key}({example}: ...)`")),
+                );
+                continue;
+            };
+            let Some(p) = params.iter().find(|p| p.name == name.name) else {
+                let mut d = Diagnostic::error("E0211", name.span, format!("workflow `{key}` has no parameter `{}`", name.name))
+                    .with_label("unknown parameter")
+                    .with_secondary(wf.name.span, format!("`{key}` declared here"));
+                d = match did_you_mean(&name.name, params.iter().map(|p| p.name.as_str())) {
+                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                    None => d.with_help(format!(
+                        "its parameters: {}",
+                        params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                };
+                self.diags.push(d);
+                continue;
+            };
+            if out.contains_key(&p.name) {
+                self.diags.push(
+                    Diagnostic::error("E0211", name.span, format!("argument `{}` is given twice", p.name))
+                        .with_label("given again")
+                        .with_help("remove one of them"),
+                );
+                continue;
+            }
+            if let Some(v) = self.argument(&a.value, &p.ty, &p.name, p.span, key) {
+                out.insert(p.name.clone(), v);
+            }
+        }
+        let missing: Vec<&str> = params
+            .iter()
+            .filter(|p| p.default.is_none() && !out.contains_key(&p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            self.diags.push(
+                Diagnostic::error("E0211", s.callee.span, format!("call of `{key}` is missing {list}"))
+                    .with_label(format!("missing {list}"))
+                    .with_secondary(wf.name.span, format!("`{key}` declared here"))
+                    .with_help(format!("pass {} by name: `{key}({}: ...)`", if missing.len() == 1 { "it" } else { "them" }, missing[0])),
+            );
+        }
+        // Defaults fill what the call leaves out.
+        for (p, ast_p) in params.iter().zip(&wf.params) {
+            if !out.contains_key(&p.name)
+                && let Some(d) = &ast_p.default
+            {
+                out.insert(p.name.clone(), Subst::Value(d.clone()));
+            }
+        }
+        out
+    }
+
+    /// One argument for a parameter of type `ty`.
+    fn argument(
+        &mut self,
+        v: &Value,
+        ty: &Type,
+        param: &str,
+        param_span: Span,
+        key: &str,
+    ) -> Option<Subst> {
+        let agent_of = |l: &Self, v: &Value| match &v.kind {
+            ValueKind::Path(p) if p.fields.is_empty() || l.tables.agents.contains_key(&p.dotted()) => {
+                l.agent_alias.get(&p.root.name).cloned().or_else(|| l.agent_key(p, false))
+            }
+            _ => None,
+        };
+        match ty {
+            Type::Agent => match agent_of(self, v) {
+                Some(a) => Some(Subst::Agent(a)),
+                None => {
+                    self.not_an_agent(v, param, param_span, key, false);
+                    None
+                }
+            },
+            Type::List(inner) if **inner == Type::Agent => {
+                let ValueKind::List(items) = &v.kind else {
+                    self.not_an_agent(v, param, param_span, key, true);
+                    return None;
+                };
+                let mut agents = Vec::new();
+                for i in items {
+                    match agent_of(self, i) {
+                        Some(a) => agents.push(Value {
+                            kind: ValueKind::Path(Path {
+                                root: Ident { name: a, span: i.span },
+                                fields: Vec::new(),
+                                span: i.span,
+                            }),
+                            span: i.span,
+                        }),
+                        None => self.not_an_agent(i, param, param_span, key, false),
+                    }
+                }
+                Some(Subst::Value(Value {
+                    kind: ValueKind::List(agents),
+                    span: v.span,
+                }))
+            }
+            _ => {
+                if let ValueKind::Path(p) = &v.kind
+                    && p.fields.is_empty()
+                    && !self.g.bindings.contains_key(&p.root.name)
+                    && self.agent_key(p, false).is_some()
+                {
+                    self.diags.push(
+                        Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` is {ty}, but `{}` is an agent", p.root.name))
+                            .with_label("an agent, not a value")
+                            .with_secondary(param_span, format!("`{param}` is declared as {ty} here"))
+                            .with_help(format!("declare the parameter as `{param}: agent` to pass an agent, or pass a value")),
+                    );
+                    return None;
+                }
+                Some(Subst::Value(v.clone()))
+            }
+        }
+    }
+
+    fn not_an_agent(&mut self, v: &Value, param: &str, param_span: Span, key: &str, list: bool) {
+        let (what, help) = if list {
+            ("a list of agents", "pass agents by name in brackets: `[security, performance]`")
+        } else {
+            ("an agent", "pass a declared agent by name, without quotes: `lead: architect`")
+        };
+        self.diags.push(
+            Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` must be {what}"))
+                .with_label(format!("not {what}"))
+                .with_secondary(param_span, format!("`{param}` declared here"))
+                .with_help(help),
+        );
+    }
+
+    fn recursion(&mut self, pos: usize, key: &str, span: Span) {
+        let chain: Vec<String> = self.call_stack[pos..]
+            .iter()
+            .map(|(w, _)| format!("`{w}`"))
+            .chain(std::iter::once(format!("`{key}`")))
+            .collect();
+        let mut d = Diagnostic::error(
+            "E0303",
+            span,
+            format!("recursive workflow call: {}", chain.join(" → ")),
+        )
+        .with_label(format!("calls `{key}` again"))
+        .with_help("calls are expanded before running, so a workflow cannot call itself, directly or through others; use `repeat <max N> { ... } until COND` to run steps again");
+        for (w, at) in &self.call_stack[pos + 1..] {
+            d = d.with_secondary(*at, format!("`{w}` is called here"));
+        }
+        self.diags.push(d);
+    }
+}
+
+/// Adds a label at the call to every diagnostic raised while expanding it.
+fn label_at_call(diags: &mut Diagnostics, before: usize, call: Span, key: &str) {
+    for d in diags.iter_mut().skip(before) {
+        let at = d.primary.span;
+        if at.file != call.file || !(call.start..call.end).contains(&at.start) {
+            *d = d.clone().with_secondary(call, format!("in this call of `{key}`"));
+        }
+    }
+}
+
+/// A value as a template (a name is `{name}`).
+fn value_template(v: &Value) -> Template {
+    match &v.kind {
+        ValueKind::Str(t) => t.clone(),
+        ValueKind::Path(p) => Template {
+            parts: vec![TemplatePart::Interp(p.clone())],
+        },
+        _ => Template {
+            parts: vec![TemplatePart::Text(value_text(v))],
+        },
+    }
+}
+
+/// Rewrites a pattern's body for one call: defined names get the call's prefix, parameters
+/// are replaced by arguments.
+struct Renamer {
+    prefix: String,
+    subst: IndexMap<String, Subst>,
+    /// Names the body defines.
+    defined: Vec<String>,
+}
+
+impl Renamer {
+    /// Finds every name the body defines.
+    fn collect(&mut self, b: &Block) {
+        for st in &b.stmts {
+            match st {
+                Stmt::Step(s) => self.defined.push(s.name.name.clone()),
+                Stmt::Gather(g) => self.defined.push(g.step.name.name.clone()),
+                Stmt::Parallel(p) => {
+                    if let Some(n) = &p.name {
+                        self.defined.push(n.name.clone());
+                    }
+                    if let Some(fe) = &p.for_each {
+                        self.defined.push(fe.var.name.clone());
+                    }
+                    self.collect(&p.body);
+                }
+                Stmt::Then(b) => self.collect(b),
+                Stmt::Repeat(r) => self.collect(&r.body),
+                Stmt::If(i) => {
+                    self.collect(&i.then);
+                    if let Some(o) = &i.otherwise {
+                        self.collect(o);
+                    }
+                }
+                Stmt::Return(_) => {}
+            }
+        }
+    }
+
+    fn ident(&self, i: &Ident) -> Ident {
+        if self.defined.contains(&i.name) {
+            Ident {
+                name: format!("{}{}", self.prefix, i.name),
+                span: i.span,
+            }
+        } else {
+            i.clone()
+        }
+    }
+
+    fn block(&self, b: &Block) -> Block {
+        Block {
+            stmts: b.stmts.iter().map(|s| self.stmt(s)).collect(),
+            span: b.span,
+        }
+    }
+
+    fn stmt(&self, s: &Stmt) -> Stmt {
+        match s {
+            Stmt::Step(st) => Stmt::Step(self.step(st)),
+            Stmt::Gather(g) => Stmt::Gather(ast::Gather {
+                step: self.step(&g.step),
+                ..g.clone()
+            }),
+            Stmt::Then(b) => Stmt::Then(self.block(b)),
+            Stmt::Return(r) => Stmt::Return(ast::Return {
+                value: self.value(&r.value),
+                span: r.span,
+            }),
+            Stmt::Parallel(p) => Stmt::Parallel(ast::Parallel {
+                name: p.name.as_ref().map(|n| self.ident(n)),
+                options: p.options.clone(),
+                for_each: p.for_each.as_ref().map(|fe| ast::ForEach {
+                    var: self.ident(&fe.var),
+                    list: self.value(&fe.list),
+                    span: fe.span,
+                }),
+                body: self.block(&p.body),
+                keyword: p.keyword,
+                span: p.span,
+            }),
+            Stmt::Repeat(r) => Stmt::Repeat(ast::Repeat {
+                options: r.options.clone(),
+                body: self.block(&r.body),
+                until: self.cond(&r.until),
+                keyword: r.keyword,
+                span: r.span,
+            }),
+            Stmt::If(i) => Stmt::If(ast::If {
+                cond: self.cond(&i.cond),
+                then: self.block(&i.then),
+                otherwise: i.otherwise.as_ref().map(|b| self.block(b)),
+                keyword: i.keyword,
+                span: i.span,
+            }),
+        }
+    }
+
+    fn step(&self, s: &ast::Step) -> ast::Step {
+        let callee = match self.subst.get(&s.callee.root.name) {
+            Some(Subst::Agent(a)) if s.callee.fields.is_empty() => Path {
+                root: Ident {
+                    name: a.clone(),
+                    span: s.callee.root.span,
+                },
+                fields: Vec::new(),
+                span: s.callee.span,
+            },
+            _ => s.callee.clone(),
+        };
+        ast::Step {
+            name: self.ident(&s.name),
+            callee,
+            options: s.options.clone(),
+            args: s
+                .args
+                .iter()
+                .map(|a| ast::Arg {
+                    name: a.name.clone(),
+                    value: self.value(&a.value),
+                })
+                .collect(),
+            after: s.after.iter().map(|a| self.ident(a)).collect(),
+            output: s.output.clone(),
+            span: s.span,
+        }
+    }
+
+    fn cond(&self, c: &Cond) -> Cond {
+        let kind = match &c.kind {
+            CondKind::Value(v) => CondKind::Value(self.value(v)),
+            CondKind::Compare(a, op, b) => CondKind::Compare(self.value(a), *op, self.value(b)),
+            CondKind::Not(x) => CondKind::Not(Box::new(self.cond(x))),
+            CondKind::And(a, b) => CondKind::And(Box::new(self.cond(a)), Box::new(self.cond(b))),
+            CondKind::Or(a, b) => CondKind::Or(Box::new(self.cond(a)), Box::new(self.cond(b))),
+        };
+        Cond { kind, span: c.span }
+    }
+
+    fn value(&self, v: &Value) -> Value {
+        let kind = match &v.kind {
+            ValueKind::Str(t) => ValueKind::Str(self.template(t)),
+            ValueKind::Path(p) => match self.subst.get(&p.root.name) {
+                Some(Subst::Value(arg)) => return with_fields(arg, &p.fields, v.span),
+                Some(Subst::Agent(a)) => ValueKind::Path(Path {
+                    root: Ident {
+                        name: a.clone(),
+                        span: p.root.span,
+                    },
+                    fields: Vec::new(),
+                    span: p.span,
+                }),
+                None => ValueKind::Path(self.path(p)),
+            },
+            ValueKind::List(items) => ValueKind::List(items.iter().map(|i| self.value(i)).collect()),
+            ValueKind::Record(fields) => ValueKind::Record(
+                fields
+                    .iter()
+                    .map(|f| ast::Field {
+                        key: f.key.clone(),
+                        value: self.value(&f.value),
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        Value { kind, span: v.span }
+    }
+
+    fn path(&self, p: &Path) -> Path {
+        Path {
+            root: self.ident(&p.root),
+            fields: p.fields.clone(),
+            span: p.span,
+        }
+    }
+
+    fn template(&self, t: &Template) -> Template {
+        let mut parts = Vec::new();
+        for part in &t.parts {
+            match part {
+                TemplatePart::Text(x) => parts.push(TemplatePart::Text(x.clone())),
+                TemplatePart::Interp(p) => match self.subst.get(&p.root.name) {
+                    Some(Subst::Value(arg)) => {
+                        let v = with_fields(arg, &p.fields, p.span);
+                        parts.extend(value_template(&v).parts);
+                    }
+                    Some(Subst::Agent(a)) => parts.push(TemplatePart::Text(a.clone())),
+                    None => parts.push(TemplatePart::Interp(self.path(p))),
+                },
+            }
+        }
+        Template { parts }
+    }
+}
+
+/// An argument with the fields a use of its parameter reads: `{plan.tasks}` with `plan:
+/// draft` is `{draft.tasks}`.
+fn with_fields(arg: &Value, fields: &[Ident], span: Span) -> Value {
+    if fields.is_empty() {
+        return arg.clone();
+    }
+    match &arg.kind {
+        ValueKind::Path(p) => {
+            let mut p = p.clone();
+            p.fields.extend(fields.iter().cloned());
+            Value {
+                kind: ValueKind::Path(p),
+                span,
+            }
+        }
+        _ => arg.clone(),
+    }
+}

@@ -80,7 +80,17 @@ impl Tables {
         let name = callee.dotted();
         let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`"))
             .with_label("not a declared agent");
+        let namespaced = self
+            .agents
+            .keys()
+            .find(|k| k.rsplit_once('.').is_some_and(|(_, n)| n == name));
         d = match suggest::did_you_mean(&name, self.agents.keys().map(String::as_str)) {
+            _ if namespaced.is_some() => {
+                let k = namespaced.expect("checked");
+                d.with_help(format!(
+                    "`{name}` is in a namespaced include: call it `{k}(...)`"
+                ))
+            }
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(
                 "declare it: `agent {} {{ model: sonnet, system: \"...\" }}`",

@@ -1012,7 +1012,9 @@ impl Lowerer<'_> {
             .is_empty()
             .then(|| self.agent_alias.get(&callee.root.name).cloned())
             .flatten();
-        if alias.as_deref() == Some(control::GENERIC_AGENT) {
+        if alias.as_deref() == Some(control::GENERIC_AGENT)
+            || callee.root.name == control::GENERIC_AGENT
+        {
             // An `agent` parameter of a pattern checked on its own: the caller picks the
             // agent, and the call's expansion is checked with it.
             let generic = Exec::Model {
@@ -1619,7 +1621,13 @@ impl Lowerer<'_> {
                     return;
                 }
                 None => {
-                    let help = if ty == Type::Text {
+                    let is_param = matches!(self.g.bindings.get(&path.root.name), Some(Binding::Param(_)));
+                    let help = if ty == Type::Text && is_param {
+                        format!(
+                            "use `{{{owner}}}` whole, or declare the parameter as a record: `{}: {{ {}: text }}`",
+                            path.root.name, f.name
+                        )
+                    } else if ty == Type::Text {
                         format!(
                             "use `{{{owner}}}` whole, or give the step a structured output with that field: `-> {{ {}: text }}`",
                             f.name

@@ -73,7 +73,13 @@ impl Lowerer<'_> {
         self.g.nodes[node].agent = key.clone();
         self.bind(&s.name, Binding::Node(node));
         if let Some(pos) = self.call_stack.iter().position(|(w, _)| *w == key) {
-            self.recursion(pos, &key, s.callee.span);
+            // Each cycle is reported once: where the workflow checked on its own is the
+            // cycle's first name (every workflow of the cycle is checked on its own).
+            let cycle = &self.call_stack[pos..];
+            let first = cycle.iter().map(|(w, _)| w).min();
+            if pos == 0 && first == Some(&self.call_stack[0].0) {
+                self.recursion(pos, &key, s.callee.span);
+            }
             return node;
         }
         for a in &s.after {
@@ -200,9 +206,11 @@ impl Lowerer<'_> {
                 );
                 continue;
             }
-            if let Some(v) = self.argument(&a.value, &p.ty, &p.name, p.span, key) {
-                out.insert(p.name.clone(), v);
-            }
+            // A wrong argument (reported) is given all the same: the body gets a stand-in.
+            let v = self
+                .argument(&a.value, &p.ty, &p.name, p.span, key)
+                .unwrap_or_else(|| stand_in(&p.ty, a.value.span));
+            out.insert(p.name.clone(), v);
         }
         let missing: Vec<&str> = params
             .iter()
@@ -218,13 +226,17 @@ impl Lowerer<'_> {
                     .with_help(format!("pass {} by name: `{key}({}: ...)`", if missing.len() == 1 { "it" } else { "them" }, missing[0])),
             );
         }
-        // Defaults fill what the call leaves out.
+        // Defaults fill what the call leaves out; a missing or wrong argument is a stand-in,
+        // so that the body is still checked without errors that only repeat this one.
         for (p, ast_p) in params.iter().zip(&wf.params) {
-            if !out.contains_key(&p.name)
-                && let Some(d) = &ast_p.default
-            {
-                out.insert(p.name.clone(), Subst::Value(d.clone()));
+            if out.contains_key(&p.name) {
+                continue;
             }
+            let fill = match &ast_p.default {
+                Some(d) => Subst::Value(d.clone()),
+                None => stand_in(&p.ty, ast_p.span),
+            };
+            out.insert(p.name.clone(), fill);
         }
         out
     }
@@ -329,11 +341,24 @@ impl Lowerer<'_> {
     }
 }
 
+/// What a parameter stands for when its argument is missing or wrong (already reported): any
+/// agent, or empty text.
+fn stand_in(ty: &Type, span: Span) -> Subst {
+    match ty {
+        Type::Agent => Subst::Agent(super::control::GENERIC_AGENT.into()),
+        _ => Subst::Value(Value {
+            kind: ValueKind::Str(Template { parts: Vec::new() }),
+            span,
+        }),
+    }
+}
+
 /// Adds a label at the call to every diagnostic raised while expanding it.
 fn label_at_call(diags: &mut Diagnostics, before: usize, call: Span, key: &str) {
     for d in diags.iter_mut().skip(before) {
         let at = d.primary.span;
-        if at.file != call.file || !(call.start..call.end).contains(&at.start) {
+        let labelled = d.secondary.iter().any(|l| l.span == call);
+        if !labelled && (at.file != call.file || !(call.start..call.end).contains(&at.start)) {
             *d = d.clone().with_secondary(call, format!("in this call of `{key}`"));
         }
     }
@@ -456,6 +481,12 @@ impl Renamer {
                     name: a.clone(),
                     span: s.callee.root.span,
                 },
+                fields: Vec::new(),
+                span: s.callee.span,
+            },
+            // A `for` variable over agents is a defined name: renamed like the others.
+            _ if s.callee.fields.is_empty() => Path {
+                root: self.ident(&s.callee.root),
                 fields: Vec::new(),
                 span: s.callee.span,
             },

@@ -338,10 +338,14 @@ impl<'o> Loader<'o> {
             if let Some((_, prev)) = self.aliases.get(&alias.name) {
                 let prev = *prev;
                 self.diags.push(
-                    Diagnostic::error("E0104", alias.span, format!("namespace `{}` is used twice", alias.name))
-                        .with_label("used again")
-                        .with_secondary(prev, "first used here")
-                        .with_help("give each included library its own name"),
+                    Diagnostic::error(
+                        "E0104",
+                        alias.span,
+                        format!("namespace `{}` is used twice", alias.name),
+                    )
+                    .with_label("used again")
+                    .with_secondary(prev, "first used here")
+                    .with_help("give each included library its own name"),
                 );
                 return;
             }

@@ -15,11 +15,11 @@ use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
 
 use super::workflow::{DepKind, Exec, NodeId, RegionKind, WorkflowGraph};
-use crate::syntax::ast::ValueKind;
 use super::{AgentKind, Complexity, Program, Tier};
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::{ModuleSet, normalize};
 use crate::syntax::ast;
+use crate::syntax::ast::ValueKind;
 
 /// Runs every lint of this module.
 /// The workflow lints need a program without errors (a DAG with holes makes every step look
@@ -201,8 +201,9 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
         }
     }
     for r in wf.regions.iter().rev() {
-        if used[r.node] {
-            for nodes in r.exports.values() {
+        for nodes in r.exports.values() {
+            // `return x` reads `x` of whichever branch ran.
+            if used[r.node] || nodes.iter().any(|&n| used[n]) {
                 for &n in nodes {
                     used[n] = true;
                 }

@@ -221,8 +221,11 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     check_model_providers(&tables, &model_providers, diags);
     check_agent_models(&tables, diags);
 
-    let by_key: IndexMap<String, &ast::Workflow> =
-        workflow_keys.iter().cloned().zip(workflows.iter().copied()).collect();
+    let by_key: IndexMap<String, &ast::Workflow> = workflow_keys
+        .iter()
+        .cloned()
+        .zip(workflows.iter().copied())
+        .collect();
     let workflows = by_key
         .iter()
         .map(|(k, w)| {

@@ -1428,15 +1428,19 @@ impl Lowerer<'_> {
         let tr = self.g.nodes[t].regions.clone();
         let from = &r.from;
         let mut k = 0;
-        while k < tr.len() && k < from.len() && tr[k].region == from[k].region && tr[k].body == from[k].body {
+        while k < tr.len()
+            && k < from.len()
+            && tr[k].region == from[k].region
+            && tr[k].body == from[k].body
+        {
             k += 1;
         }
         if k == tr.len() {
             // In reach. Inside a `repeat`, a name defined by a later statement of the body is
             // the previous iteration's value: no wait.
-            let prev = (0..k).rev().find(|&j| {
-                matches!(self.g.regions[tr[j].region].kind, RegionKind::Repeat { .. })
-            });
+            let prev = (0..k)
+                .rev()
+                .find(|&j| matches!(self.g.regions[tr[j].region].kind, RegionKind::Repeat { .. }));
             if let Some(j) = prev
                 && (tr[j].stmt > from[j].stmt || t == r.node)
                 && r.kind == DepKind::Data
@@ -1465,15 +1469,26 @@ impl Lowerer<'_> {
             let list = self.g.nodes[self.g.regions[f].node].name.clone();
             let named = self.g.bindings.get(&list) == Some(&Binding::Node(self.g.regions[f].node));
             let help = if named {
-                format!("`{name}` has one value per item; outside the block, use `{{{list}}}`, the list of every item's result")
+                format!(
+                    "`{name}` has one value per item; outside the block, use `{{{list}}}`, the list of every item's result"
+                )
             } else {
-                format!("`{name}` has one value per item; name the block (`results = parallel for ...`) and use the list `{{results}}`")
+                format!(
+                    "`{name}` has one value per item; name the block (`results = parallel for ...`) and use the list `{{results}}`"
+                )
             };
             self.diags.push(
-                Diagnostic::error("E0201", r.path.span, format!("`{name}` is defined inside a `parallel for`"))
-                    .with_label("not visible here")
-                    .with_secondary(self.g.regions[f].span, "it is defined for each item of this block")
-                    .with_help(help),
+                Diagnostic::error(
+                    "E0201",
+                    r.path.span,
+                    format!("`{name}` is defined inside a `parallel for`"),
+                )
+                .with_label("not visible here")
+                .with_secondary(
+                    self.g.regions[f].span,
+                    "it is defined for each item of this block",
+                )
+                .with_help(help),
             );
             return None;
         }
@@ -1510,7 +1525,10 @@ impl Lowerer<'_> {
             let deps = &mut self.g.nodes[node].deps;
             for d in extra {
                 if !deps.iter().any(|x| x.node == d.node) {
-                    deps.push(Dep { kind: DepKind::Data, ..d });
+                    deps.push(Dep {
+                        kind: DepKind::Data,
+                        ..d
+                    });
                 }
             }
         }
@@ -1613,7 +1631,11 @@ impl Lowerer<'_> {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => d.with_help(format!(
                                 "its fields: {}",
-                                fields.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                                fields
+                                    .iter()
+                                    .map(|(k, _)| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )),
                         };
                     }
@@ -1621,7 +1643,10 @@ impl Lowerer<'_> {
                     return;
                 }
                 None => {
-                    let is_param = matches!(self.g.bindings.get(&path.root.name), Some(Binding::Param(_)));
+                    let is_param = matches!(
+                        self.g.bindings.get(&path.root.name),
+                        Some(Binding::Param(_))
+                    );
                     let help = if ty == Type::Text && is_param {
                         format!(
                             "use `{{{owner}}}` whole, or declare the parameter as a record: `{}: {{ {}: text }}`",

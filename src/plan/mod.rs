@@ -299,7 +299,14 @@ pub fn entry_workflow<'p>(
     name: Option<&str>,
     file_span: Span,
 ) -> Result<&'p WorkflowGraph, Box<Diagnostic>> {
-    let names: Vec<&str> = program.workflows.keys().map(String::as_str).collect();
+    // Without a name, the entry file's own workflows: included libraries (the stdlib's
+    // patterns) are called, not run.
+    let own: IndexMap<&String, &WorkflowGraph> = program
+        .workflows
+        .iter()
+        .filter(|(_, w)| w.span.file == file_span.file)
+        .collect();
+    let names: Vec<&str> = own.keys().map(|k| k.as_str()).collect();
     let pick = match name {
         Some(n) => program.workflows.get(n).ok_or_else(|| {
             let mut d = Diagnostic::error("E0701", file_span, format!("no workflow named `{n}`"))
@@ -317,9 +324,9 @@ pub fn entry_workflow<'p>(
             };
             Box::new(d)
         })?,
-        None => match (program.workflows.get("main"), program.workflows.len()) {
+        None => match (own.get(&"main".to_string()), own.len()) {
             (Some(w), _) => w,
-            (None, 1) => &program.workflows[0],
+            (None, 1) => own[0],
             (None, 0) => {
                 return Err(Box::new(
                     Diagnostic::error("E0701", file_span, "this file has no workflow to run")
@@ -340,6 +347,26 @@ pub fn entry_workflow<'p>(
             }
         },
     };
+    if let Some(p) = pick.params.iter().find(|p| {
+        p.ty == crate::check::types::Type::Agent
+            || p.ty == crate::check::types::Type::List(Box::new(crate::check::types::Type::Agent))
+    }) {
+        return Err(Box::new(
+            Diagnostic::error(
+                "E0701",
+                p.span,
+                format!(
+                    "workflow `{}` is a pattern: its parameter `{}` is {}",
+                    pick.name, p.name, p.ty
+                ),
+            )
+            .with_label("filled by a workflow that calls this one")
+            .with_help(format!(
+                "run a workflow that calls it: `result = {}({}: ...)`",
+                pick.name, p.name
+            )),
+        ));
+    }
     Ok(pick)
 }
 
@@ -432,7 +459,11 @@ fn plan_regions(wf: &WorkflowGraph) -> Vec<PlanRegion> {
                         ListSource::Literal(items) => (
                             format!(
                                 "[{}]",
-                                items.iter().map(template_source).collect::<Vec<_>>().join(", ")
+                                items
+                                    .iter()
+                                    .map(template_source)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                             Some(items.len()),
                         ),
@@ -483,7 +514,10 @@ fn body_locals(wf: &WorkflowGraph, rid: RegionId) -> Vec<IndexMap<String, NodeId
         };
         if let Some(Binding::Node(bound)) = wf.bindings.get(&node.name)
             && *bound != m
-            && wf.nodes[*bound].regions.get(depth).is_some_and(|b| b.region == rid && b.body != at.body)
+            && wf.nodes[*bound]
+                .regions
+                .get(depth)
+                .is_some_and(|b| b.region == rid && b.body != at.body)
         {
             out[at.body].insert(node.name.clone(), m);
         }
@@ -919,7 +953,12 @@ fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup], regions: &[PlanReg
         // Regions and `for` items are not calls of their own.
         let calls = started
             .iter()
-            .filter(|&&i| matches!(nodes[i].exec, PlanExec::Model { .. } | PlanExec::Command { .. }))
+            .filter(|&&i| {
+                matches!(
+                    nodes[i].exec,
+                    PlanExec::Model { .. } | PlanExec::Command { .. }
+                )
+            })
             .count();
         peak = peak.max(calls);
         for &s in &started {

@@ -85,9 +85,22 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         let mut reused = Vec::new();
         let result = match &kind {
             RegionKind::For {
-                var, list, max, results,
+                var,
+                list,
+                max,
+                results,
             } => {
-                run_for(&task, region, *var, list, *max, results, &mut inner, &mut reused).await
+                run_for(
+                    &task,
+                    region,
+                    *var,
+                    list,
+                    *max,
+                    results,
+                    &mut inner,
+                    &mut reused,
+                )
+                .await
             }
             RegionKind::Repeat { max, until } => {
                 run_repeat(&task, region, *max, until, &mut inner, &mut reused).await
@@ -121,7 +134,12 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
 
 /// Runs body `body` of the task's region once, renamed with `suffix`, starting from
 /// `outputs`.
-async fn run_body(task: &RegionTask, body: usize, suffix: &str, outputs: Vec<Option<Json>>) -> BodyRun {
+async fn run_body(
+    task: &RegionTask,
+    body: usize,
+    suffix: &str,
+    outputs: Vec<Option<Json>>,
+) -> BodyRun {
     let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
         unreachable!("a region task runs a region node");
     };
@@ -281,7 +299,12 @@ async fn run_for(
             let result = results.get(if results.len() > 1 { body } else { 0 });
             values[i] = result.and_then(|&n| run.outputs[n].clone());
         } else if failure.is_none() {
-            let what = format!("item {} of `{}` ({})", i + 1, task.plan.nodes[task.node].name, items[i].2);
+            let what = format!(
+                "item {} of `{}` ({})",
+                i + 1,
+                task.plan.nodes[task.node].name,
+                items[i].2
+            );
             failure = Some(failed(&run, &what));
         }
     }
@@ -301,7 +324,12 @@ async fn run_for(
         .collect::<Vec<_>>()
         .join("\n\n");
     Ok(RegionResult {
-        value: Some(Json::Array(values.into_iter().map(|v| v.unwrap_or(Json::Null)).collect())),
+        value: Some(Json::Array(
+            values
+                .into_iter()
+                .map(|v| v.unwrap_or(Json::Null))
+                .collect(),
+        )),
         text: Some(text),
         exports: Vec::new(),
     })
@@ -359,7 +387,10 @@ async fn run_repeat(
         reused.extend(run.report.reused.iter().cloned());
         inner.extend(run.report.steps.iter().cloned());
         if !run.report.succeeded {
-            return Err(failed(&run, &format!("iteration {k} of `{}`", task.plan.nodes[task.node].name)));
+            return Err(failed(
+                &run,
+                &format!("iteration {k} of `{}`", task.plan.nodes[task.node].name),
+            ));
         }
         let scope = Scope {
             plan: &run.plan,
@@ -381,7 +412,10 @@ async fn run_repeat(
         })
         .collect();
     let text = if held {
-        format!("`until` held after {iterations} iteration{}", plural(iterations))
+        format!(
+            "`until` held after {iterations} iteration{}",
+            plural(iterations)
+        )
     } else {
         format!("stopped at `max {max}` without `until` holding")
     };
@@ -423,7 +457,11 @@ async fn run_if(
     reused.extend(run.report.reused.iter().cloned());
     inner.extend(run.report.steps.iter().cloned());
     if !run.report.succeeded {
-        let branch = if holds { "the `if` branch" } else { "the `else` branch" };
+        let branch = if holds {
+            "the `if` branch"
+        } else {
+            "the `else` branch"
+        };
         return Err(failed(&run, branch));
     }
     let exports = r
@@ -436,7 +474,14 @@ async fn run_if(
         .collect();
     Ok(RegionResult {
         value: None,
-        text: Some(if holds { "took the `if` branch" } else { "took the `else` branch" }.into()),
+        text: Some(
+            if holds {
+                "took the `if` branch"
+            } else {
+                "took the `else` branch"
+            }
+            .into(),
+        ),
         exports,
     })
 }
@@ -453,7 +498,10 @@ async fn run_call(
     reused.extend(run.report.reused.iter().cloned());
     inner.extend(run.report.steps.iter().cloned());
     if !run.report.succeeded {
-        return Err(failed(&run, &format!("call `{}`", task.plan.nodes[task.node].name)));
+        return Err(failed(
+            &run,
+            &format!("call `{}`", task.plan.nodes[task.node].name),
+        ));
     }
     let scope = Scope {
         plan: &run.plan,

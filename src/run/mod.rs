@@ -21,9 +21,9 @@
 
 mod budget;
 pub mod cache_key;
-mod control;
 pub mod cancel;
 pub mod command;
+mod control;
 pub mod journal;
 pub mod limits;
 pub mod provider;
@@ -347,16 +347,9 @@ pub async fn run(
     }
     let plan_arc = Arc::new(plan.clone());
     let budgets = Arc::new(std::sync::Mutex::new(budget::Budgets::new(plan)));
-    let mut report = Scheduler::new(
-        &plan_arc,
-        &inputs,
-        shared,
-        opts,
-        Frame::top(plan),
-        budgets,
-    )
-    .run(on_event)
-    .await;
+    let mut report = Scheduler::new(&plan_arc, &inputs, shared, opts, Frame::top(plan), budgets)
+        .run(on_event)
+        .await;
     // Journal hook, run end: the `end` record. Every step is already recorded, so a failure
     // here only leaves the run looking unfinished, which `--resume` handles.
     if let Some(j) = &opts.journal {
@@ -761,7 +754,9 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        let candidates = (0..n).filter(|&i| active[i] && waiting_on[i] == 0).collect();
+        let candidates = (0..n)
+            .filter(|&i| active[i] && waiting_on[i] == 0)
+            .collect();
         let identities = opts
             .journal
             .as_ref()

@@ -47,7 +47,8 @@ impl Lowerer<'_> {
         if self.agent_key(callee, false).is_some() {
             return None;
         }
-        self.tables.lookup(callee, |k| self.workflows.contains_key(k))
+        self.tables
+            .lookup(callee, |k| self.workflows.contains_key(k))
     }
 
     /// Lowers `name = workflow(args)` by expanding the workflow's body.
@@ -96,9 +97,15 @@ impl Lowerer<'_> {
         }
         if let Some(t) = &s.output {
             self.diags.push(
-                Diagnostic::error("E0212", t.span, format!("`-> T` on a call of workflow `{key}`"))
-                    .with_label("the workflow declares its result type")
-                    .with_help(format!("remove `-> ...`; declare the type on the workflow: `workflow {key}(...) -> T`")),
+                Diagnostic::error(
+                    "E0212",
+                    t.span,
+                    format!("`-> T` on a call of workflow `{key}`"),
+                )
+                .with_label("the workflow declares its result type")
+                .with_help(format!(
+                    "remove `-> ...`; declare the type on the workflow: `workflow {key}(...) -> T`"
+                )),
             );
         }
         let subst = self.call_arguments(s, wf, &key);
@@ -156,7 +163,10 @@ impl Lowerer<'_> {
                 });
             }
         }
-        let ret = wf.ret.as_ref().map(|t| resolve_type(t, &mut Diagnostics::new()));
+        let ret = wf
+            .ret
+            .as_ref()
+            .map(|t| resolve_type(t, &mut Diagnostics::new()));
         self.g.nodes[node].output_type = ret.filter(|t| *t != Type::Text);
         if let RegionKind::Call { output: o, .. } = &mut self.g.regions[rid].kind {
             *o = output;
@@ -178,21 +188,33 @@ impl Lowerer<'_> {
             let Some(name) = &a.name else {
                 let example = params.first().map_or("name", |p| p.name.as_str());
                 self.diags.push(
-                    Diagnostic::error("E0211", a.value.span, format!("workflow `{key}` takes arguments by name"))
-                        .with_label("no parameter name")
-                        .with_help(format!("name the parameter: `{key}({example}: ...)`")),
+                    Diagnostic::error(
+                        "E0211",
+                        a.value.span,
+                        format!("workflow `{key}` takes arguments by name"),
+                    )
+                    .with_label("no parameter name")
+                    .with_help(format!("name the parameter: `{key}({example}: ...)`")),
                 );
                 continue;
             };
             let Some(p) = params.iter().find(|p| p.name == name.name) else {
-                let mut d = Diagnostic::error("E0211", name.span, format!("workflow `{key}` has no parameter `{}`", name.name))
-                    .with_label("unknown parameter")
-                    .with_secondary(wf.name.span, format!("`{key}` declared here"));
+                let mut d = Diagnostic::error(
+                    "E0211",
+                    name.span,
+                    format!("workflow `{key}` has no parameter `{}`", name.name),
+                )
+                .with_label("unknown parameter")
+                .with_secondary(wf.name.span, format!("`{key}` declared here"));
                 d = match did_you_mean(&name.name, params.iter().map(|p| p.name.as_str())) {
                     Some(x) => d.with_help(format!("did you mean `{x}`?")),
                     None => d.with_help(format!(
                         "its parameters: {}",
-                        params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                        params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 };
                 self.diags.push(d);
@@ -200,9 +222,13 @@ impl Lowerer<'_> {
             };
             if out.contains_key(&p.name) {
                 self.diags.push(
-                    Diagnostic::error("E0211", name.span, format!("argument `{}` is given twice", p.name))
-                        .with_label("given again")
-                        .with_help("remove one of them"),
+                    Diagnostic::error(
+                        "E0211",
+                        name.span,
+                        format!("argument `{}` is given twice", p.name),
+                    )
+                    .with_label("given again")
+                    .with_help("remove one of them"),
                 );
                 continue;
             }
@@ -218,12 +244,24 @@ impl Lowerer<'_> {
             .map(|p| p.name.as_str())
             .collect();
         if !missing.is_empty() {
-            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             self.diags.push(
-                Diagnostic::error("E0211", s.callee.span, format!("call of `{key}` is missing {list}"))
-                    .with_label(format!("missing {list}"))
-                    .with_secondary(wf.name.span, format!("`{key}` declared here"))
-                    .with_help(format!("pass {} by name: `{key}({}: ...)`", if missing.len() == 1 { "it" } else { "them" }, missing[0])),
+                Diagnostic::error(
+                    "E0211",
+                    s.callee.span,
+                    format!("call of `{key}` is missing {list}"),
+                )
+                .with_label(format!("missing {list}"))
+                .with_secondary(wf.name.span, format!("`{key}` declared here"))
+                .with_help(format!(
+                    "pass {} by name: `{key}({}: ...)`",
+                    if missing.len() == 1 { "it" } else { "them" },
+                    missing[0]
+                )),
             );
         }
         // Defaults fill what the call leaves out; a missing or wrong argument is a stand-in,
@@ -251,8 +289,13 @@ impl Lowerer<'_> {
         key: &str,
     ) -> Option<Subst> {
         let agent_of = |l: &Self, v: &Value| match &v.kind {
-            ValueKind::Path(p) if p.fields.is_empty() || l.tables.agents.contains_key(&p.dotted()) => {
-                l.agent_alias.get(&p.root.name).cloned().or_else(|| l.agent_key(p, false))
+            ValueKind::Path(p)
+                if p.fields.is_empty() || l.tables.agents.contains_key(&p.dotted()) =>
+            {
+                l.agent_alias
+                    .get(&p.root.name)
+                    .cloned()
+                    .or_else(|| l.agent_key(p, false))
             }
             _ => None,
         };
@@ -274,7 +317,10 @@ impl Lowerer<'_> {
                     match agent_of(self, i) {
                         Some(a) => agents.push(Value {
                             kind: ValueKind::Path(Path {
-                                root: Ident { name: a, span: i.span },
+                                root: Ident {
+                                    name: a,
+                                    span: i.span,
+                                },
                                 fields: Vec::new(),
                                 span: i.span,
                             }),
@@ -309,15 +355,25 @@ impl Lowerer<'_> {
 
     fn not_an_agent(&mut self, v: &Value, param: &str, param_span: Span, key: &str, list: bool) {
         let (what, help) = if list {
-            ("a list of agents", "pass agents by name in brackets: `[security, performance]`")
+            (
+                "a list of agents",
+                "pass agents by name in brackets: `[security, performance]`",
+            )
         } else {
-            ("an agent", "pass a declared agent by name, without quotes: `lead: architect`")
+            (
+                "an agent",
+                "pass a declared agent by name, without quotes: `lead: architect`",
+            )
         };
         self.diags.push(
-            Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` must be {what}"))
-                .with_label(format!("not {what}"))
-                .with_secondary(param_span, format!("`{param}` declared here"))
-                .with_help(help),
+            Diagnostic::error(
+                "E0212",
+                v.span,
+                format!("argument `{param}` of `{key}` must be {what}"),
+            )
+            .with_label(format!("not {what}"))
+            .with_secondary(param_span, format!("`{param}` declared here"))
+            .with_help(help),
         );
     }
 
@@ -359,7 +415,9 @@ fn label_at_call(diags: &mut Diagnostics, before: usize, call: Span, key: &str) 
         let at = d.primary.span;
         let labelled = d.secondary.iter().any(|l| l.span == call);
         if !labelled && (at.file != call.file || !(call.start..call.end).contains(&at.start)) {
-            *d = d.clone().with_secondary(call, format!("in this call of `{key}`"));
+            *d = d
+                .clone()
+                .with_secondary(call, format!("in this call of `{key}`"));
         }
     }
 }
@@ -536,7 +594,9 @@ impl Renamer {
                 }),
                 None => ValueKind::Path(self.path(p)),
             },
-            ValueKind::List(items) => ValueKind::List(items.iter().map(|i| self.value(i)).collect()),
+            ValueKind::List(items) => {
+                ValueKind::List(items.iter().map(|i| self.value(i)).collect())
+            }
             ValueKind::Record(fields) => ValueKind::Record(
                 fields
                     .iter()

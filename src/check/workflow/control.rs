@@ -9,8 +9,8 @@
 use indexmap::IndexMap;
 
 use super::{
-    Binding, Dep, DepKind, Exec, InRegion, ListSource, Lowerer, Mode, Node, NodeId, Place,
-    PendingRef, Region, RegionId, RegionKind, Scope,
+    Binding, Dep, DepKind, Exec, InRegion, ListSource, Lowerer, Mode, Node, NodeId, PendingRef,
+    Place, Region, RegionId, RegionKind, Scope,
 };
 use crate::check::types::Type;
 use crate::diag::{Diagnostic, Span};
@@ -247,9 +247,7 @@ impl Lowerer<'_> {
             }
         }
         if let RegionKind::For {
-            var: v,
-            results: r,
-            ..
+            var: v, results: r, ..
         } = &mut self.g.regions[rid].kind
         {
             *v = var;
@@ -341,7 +339,9 @@ impl Lowerer<'_> {
                         self.diags.push(
                             Diagnostic::error("E0503", o.span, "`max 0` would never run the loop")
                                 .with_label("zero")
-                                .with_help("give the most iterations the loop may take, like `max 3`"),
+                                .with_help(
+                                    "give the most iterations the loop may take, like `max 3`",
+                                ),
                         );
                     }
                     max = Some((n, o.span));
@@ -456,7 +456,9 @@ impl Lowerer<'_> {
         let depth = self.g.nodes[self.g.regions[rid].node].regions.len();
         for g in &self.g.groups {
             let Some(name) = &g.name else { continue };
-            let Some(&m) = g.members.first() else { continue };
+            let Some(&m) = g.members.first() else {
+                continue;
+            };
             let at = self.g.nodes[m].regions.get(depth);
             if at.is_some_and(|r| r.region == rid && r.body == body) {
                 out.entry(name.clone()).or_insert(m);
@@ -575,7 +577,11 @@ impl Lowerer<'_> {
             Binding::Param(i) => self.g.params[*i].ty.clone(),
             Binding::Node(n) => self.node_type(*n),
             Binding::Group(_) => {
-                return Some(if p.fields.len() == 1 { Type::Text } else { Type::Json });
+                return Some(if p.fields.len() == 1 {
+                    Type::Text
+                } else {
+                    Type::Json
+                });
             }
         };
         for f in &p.fields {
@@ -597,9 +603,7 @@ impl Lowerer<'_> {
             let node = self.g.regions[rid].node;
             let ty = match &self.g.regions[rid].kind {
                 RegionKind::For { results, .. } => {
-                    let item = results
-                        .first()
-                        .map_or(Type::Text, |&n| self.node_type(n));
+                    let item = results.first().map_or(Type::Text, |&n| self.node_type(n));
                     Some(Type::List(Box::new(item)))
                 }
                 RegionKind::Call { .. } => self.g.nodes[node].output_type.clone(),
@@ -701,10 +705,9 @@ pub fn cond_source(c: &ast::Cond) -> String {
     fn go(c: &ast::Cond, parent: u8) -> String {
         let (s, prec) = match &c.kind {
             CondKind::Value(v) => (operand(v), 3),
-            CondKind::Compare(a, op, b) => (
-                format!("{} {} {}", operand(a), op.symbol(), operand(b)),
-                3,
-            ),
+            CondKind::Compare(a, op, b) => {
+                (format!("{} {} {}", operand(a), op.symbol(), operand(b)), 3)
+            }
             CondKind::Not(x) => (format!("not {}", go(x, 2)), 2),
             CondKind::And(a, b) => (format!("{} and {}", go(a, 1), go(b, 1)), 1),
             CondKind::Or(a, b) => (format!("{} or {}", go(a, 0), go(b, 0)), 0),

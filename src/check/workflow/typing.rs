@@ -119,10 +119,17 @@ impl Lowerer<'_> {
                 let what = format!("`{}` is {ty}", p.dotted());
                 ValueType::Typed(ty, what)
             }
-            Some(Binding::Node(_)) => ValueType::Typed(
-                Type::Text,
-                format!("`{name}` is the text output of step `{name}`"),
-            ),
+            Some(Binding::Node(_)) => match self.path_value_type(p) {
+                Some(Type::Text) => ValueType::Typed(
+                    Type::Text,
+                    format!("`{}` is the text output of step `{name}`", p.dotted()),
+                ),
+                Some(ty) => {
+                    let what = format!("`{}` is {ty}", p.dotted());
+                    ValueType::Typed(ty, what)
+                }
+                None => ValueType::Typed(Type::Json, String::new()),
+            },
             Some(Binding::Group(_)) => ValueType::Typed(
                 Type::Text,
                 format!("`{}` is the text of a `parallel` block", p.dotted()),

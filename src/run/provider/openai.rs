@@ -315,16 +315,19 @@ fn response_format(format: &OutputFormat, mode: FormatMode) -> Option<serde_json
 }
 
 /// An answer to a [`FormatMode::JsonSchema`] request, its `{"value": ...}` wrapper removed
-/// when the type needed one; an answer that is not JSON is left as it is, for the scheduler to
-/// report.
+/// when the type needed one; any other answer (not JSON, or without the wrapper) is left as
+/// the model wrote it, for the scheduler to parse or report.
 fn unwrap_answer(text: String, ty: &crate::check::types::Type) -> String {
     let (_, wrapped) = structured::tool_schema(ty);
     if !wrapped {
         return text;
     }
     match serde_json::from_str::<serde_json::Value>(text.trim()) {
-        Ok(v) => structured::unwrap_tool_input(v, true).to_string(),
-        Err(_) => text,
+        Ok(serde_json::Value::Object(mut map)) if map.contains_key(structured::WRAP_KEY) => map
+            .remove(structured::WRAP_KEY)
+            .unwrap_or_default()
+            .to_string(),
+        _ => text,
     }
 }
 

@@ -1353,8 +1353,9 @@ struct StepRun<'a> {
 /// at once (no backoff: the server is fine, the answer was not) within the same `retry` count,
 /// with the problems, the start of the answer and the schema appended to the prompt
 /// ([`structured::retry_instructions`]). Every attempt's usage and cost are counted, those of
-/// rejected answers too. When no attempt fits, the step fails with
-/// [`structured::mismatch_message`] and the model and attempt.
+/// rejected answers too. When no attempt fits, this model fails with
+/// [`structured::mismatch_message`], the model and the attempt (and the step's `fallback`
+/// model, if any, is tried next, like after any other failure).
 async fn model_attempts(
     step: StepRun<'_>,
     model: &str,

@@ -1020,6 +1020,40 @@ mod tests {
     }
 
     #[test]
+    fn only_format_complaints_about_the_request_count_as_rejections() {
+        let http = |status, message: &str| ProviderError::Http {
+            provider: "openai",
+            status,
+            message: message.into(),
+            retry_after_ms: None,
+            should_retry: None,
+        };
+        let unsupported = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.";
+        assert!(rejects_format(&http(400, unsupported)));
+        assert!(rejects_format(&http(422, "unknown field `json_schema`")));
+        assert!(rejects_format(&http(
+            500,
+            "('body', 'response_format', 'type')"
+        )));
+        // Not about the format, or not a rejection of the request.
+        assert!(!rejects_format(&http(
+            400,
+            "maximum context length exceeded"
+        )));
+        assert!(!rejects_format(&http(
+            429,
+            "Rate limit reached (response_format)"
+        )));
+        assert!(!rejects_format(&http(401, "bad key; response_format")));
+        assert!(!rejects_format(&ProviderError::Malformed {
+            provider: "openai",
+            message: "response_format".into()
+        }));
+        assert_eq!(FormatMode::JsonSchema.next(), Some(FormatMode::JsonObject));
+        assert_eq!(FormatMode::Instructions.next(), None);
+    }
+
+    #[test]
     fn debug_never_shows_key() {
         let client = OpenAi::new(DEFAULT_BASE_URL, Some(ApiKey::new(KEY)));
         let debug = format!("{client:?}");

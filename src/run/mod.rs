@@ -45,7 +45,7 @@ use crate::check::workflow::NodeId;
 use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
 use crate::syntax::ast::Policy;
 use limits::ProviderLimits;
-use provider::{ApiKey, CompletionRequest, Provider, ProviderError, Usage};
+use provider::{ApiKey, CompletionRequest, OutputFormat, Provider, ProviderError, Usage};
 use render::{InputValue, Scope, render_with_args};
 
 pub use crate::syntax::format_duration as format_ms;
@@ -1288,6 +1288,35 @@ impl From<ProviderError> for AttemptError {
     }
 }
 
+/// What a successful step produced: its text, and for a structured output (`-> T`, not
+/// `text`) the value, whose compact JSON the text then is.
+struct StepOutput {
+    text: String,
+    value: Option<serde_json::Value>,
+}
+
+impl StepOutput {
+    fn text(text: String) -> Self {
+        StepOutput { text, value: None }
+    }
+
+    fn value(value: serde_json::Value) -> Self {
+        StepOutput {
+            text: value.to_string(),
+            value: Some(value),
+        }
+    }
+}
+
+/// The structured output a step must produce: its type, unless it has none or it is `text`.
+fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
+    node.output_type
+        .as_ref()
+        .filter(|t| **t != crate::check::types::Type::Text)
+}
+
+/// Runs one step to its end: every attempt, retry, fallback and (for `-> T`) the parsing and
+/// checking of its answer, bounded by its `deadline`.
 async fn execute(
     node: &PlanNode,
     prompt: String,
@@ -1351,6 +1380,10 @@ async fn execute(
                         prompt: prompt.clone(),
                         max_tokens,
                         temperature: *temperature,
+                        output: node
+                            .output_type
+                            .as_ref()
+                            .and_then(|t| OutputFormat::new(&node.name, t)),
                     };
                     report.model = Some(m.clone());
                     let has_fallback = i == 0 && fallback.is_some();
@@ -1412,7 +1445,10 @@ async fn execute(
     };
     report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
     match result {
-        Ok(text) => report.output = Some(text),
+        Ok(out) => {
+            report.output = Some(out.text);
+            report.value = out.value;
+        }
         Err(e) => report.status = StepStatus::Failed(e),
     }
     report
@@ -1452,13 +1488,25 @@ struct StepRun<'a> {
     last_error: &'a mut Option<String>,
 }
 
+/// The attempts of a model step on one model: each takes the provider's permit and waits for
+/// its rate limits, then is bounded by the step's `timeout`. A failure that may pass when
+/// repeated is retried after a backoff, up to the step's `retry` count.
+///
+/// For a structured output (`-> T`), a completed answer is parsed and checked against the type
+/// ([`structured::parse_as`]). An answer that does not fit counts as a failed attempt, retried
+/// at once (no backoff: the server is fine, the answer was not) within the same `retry` count,
+/// with the problems, the start of the answer and the schema appended to the prompt
+/// ([`structured::retry_instructions`]). Every attempt's usage and cost are counted, those of
+/// rejected answers too. When no attempt fits, this model fails with
+/// [`structured::mismatch_message`], the model and the attempt (and the step's `fallback`
+/// model, if any, is tried next, like after any other failure).
 async fn model_attempts(
     step: StepRun<'_>,
     model: &str,
     client: &ModelClient,
-    req: &CompletionRequest,
+    first: &CompletionRequest,
     has_fallback: bool,
-) -> Result<String, String> {
+) -> Result<StepOutput, String> {
     let StepRun {
         node,
         shared,
@@ -1466,11 +1514,8 @@ async fn model_attempts(
         report,
         last_error,
     } = step;
-    // What a request counts against a tokens-per-minute limit: its input, estimated, and its
-    // output bound.
-    let tokens = req.system.as_deref().map_or(0, estimate_tokens)
-        + estimate_tokens(&req.prompt)
-        + u64::from(req.max_tokens);
+    let ty = structured_type(node);
+    let mut req = std::borrow::Cow::Borrowed(first);
     let on_wait = |delay_ms: u64, why: &str| {
         let _ = tx.send(Event::Waiting {
             step: node.name.clone(),
@@ -1486,6 +1531,11 @@ async fn model_attempts(
     };
     let mut k = 0;
     loop {
+        // What a request counts against a tokens-per-minute limit: its input, estimated, and
+        // its output bound.
+        let tokens = req.system.as_deref().map_or(0, estimate_tokens)
+            + estimate_tokens(&req.prompt)
+            + u64::from(req.max_tokens);
         // The provider's permit is taken before the attempt's clock starts: waiting in line for
         // a provider is not part of a timeout, and the step counts as started once it has one.
         let _permit = match shared.provider_limits.get(&client.provider_name) {
@@ -1503,7 +1553,7 @@ async fn model_attempts(
             runs_on: model.to_string(),
             attempt: report.attempts,
         });
-        let attempt = client.provider.complete_with_progress(req, &on_progress);
+        let attempt = client.provider.complete_with_progress(&req, &on_progress);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
@@ -1522,7 +1572,35 @@ async fn model_attempts(
                 report.cost_usd += client
                     .price
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
-                return Ok(c.text);
+                let Some(ty) = ty else {
+                    return Ok(StepOutput::text(c.text));
+                };
+                let problems = match structured::parse_as(&c.text, ty) {
+                    Ok(value) => return Ok(StepOutput::value(value)),
+                    Err(problems) => problems,
+                };
+                let message = structured::mismatch_message(&node.name, ty, &problems, &c.text);
+                *last_error = Some(message.clone());
+                if k >= node.retry {
+                    return Err(format!(
+                        "{message} (on `{model}`, attempt {})",
+                        report.attempts
+                    ));
+                }
+                drop(_permit);
+                let _ = tx.send(Event::Retrying {
+                    step: node.name.clone(),
+                    error: message,
+                    delay_ms: 0,
+                });
+                let retry = structured::retry_instructions(ty, &problems, &c.text);
+                let mut next = first.clone();
+                next.prompt = format!("{}\n\n{retry}", first.prompt);
+                if let Some(format) = &mut next.output {
+                    format.prompted = true;
+                }
+                req = std::borrow::Cow::Owned(next);
+                k += 1;
             }
             // An overloaded model will not get better in seconds: use the fallback now.
             Err(e) if e.overloaded && has_fallback => {
@@ -1552,10 +1630,14 @@ async fn model_attempts(
     }
 }
 
+/// The attempts of a command step. With `-> T`, its stdout is parsed and checked like a
+/// model's answer, but a mismatch fails the step at once: a program is not asked again with
+/// instructions. A dry run (`--simulate` without `--run-commands`) answers with a sample
+/// value of the type, or says what would run.
 async fn command_attempts(
     step: StepRun<'_>,
     spec: &command::CommandSpec,
-) -> Result<String, String> {
+) -> Result<StepOutput, String> {
     let StepRun {
         node,
         shared,
@@ -1580,9 +1662,13 @@ async fn command_attempts(
                 prompt: spec.stdin.clone(),
                 max_tokens: 64,
                 temperature: None,
+                output: structured_type(node).and_then(|t| OutputFormat::new(&node.name, t)),
             };
-            let _ = sim.complete(&req).await;
-            return Ok(format!("[simulated] would run {shown}"));
+            let answer = sim.complete(&req).await;
+            return match (structured_type(node), answer) {
+                (Some(ty), Ok(c)) => command_output(node, ty, c.text),
+                _ => Ok(StepOutput::text(format!("[simulated] would run {shown}"))),
+            };
         }
         let outcome = match node.timeout_ms {
             Some(ms) => {
@@ -1596,7 +1682,12 @@ async fn command_attempts(
             None => command::run_command(spec).await.map_err(|e| e.to_string()),
         };
         match outcome {
-            Ok(out) => return Ok(out.stdout),
+            Ok(out) => {
+                return match structured_type(node) {
+                    Some(ty) => command_output(node, ty, out.stdout),
+                    None => Ok(StepOutput::text(out.stdout)),
+                };
+            }
             Err(e) if k < node.retry => {
                 *last_error = Some(e.clone());
                 let delay = backoff_ms(k, None, fastrand::f64());
@@ -1614,4 +1705,18 @@ async fn command_attempts(
             }
         }
     }
+}
+
+/// A command's stdout as the value of its step's type.
+///
+/// # Errors
+/// [`structured::mismatch_message`] when it is not one.
+fn command_output(
+    node: &PlanNode,
+    ty: &crate::check::types::Type,
+    stdout: String,
+) -> Result<StepOutput, String> {
+    structured::parse_as(&stdout, ty)
+        .map(StepOutput::value)
+        .map_err(|problems| structured::mismatch_message(&node.name, ty, &problems, &stdout))
 }

@@ -1,24 +1,35 @@
-//! Structured outputs: a language [`Type`] as a JSON Schema for providers, tolerant extraction
-//! of a JSON value from a model's answer, validation (with light coercion) against the type,
-//! the prompt text that asks for it again after a mismatch, and sample values for the
-//! simulator.
+//! Structured outputs (`-> T` on a step): a language [`Type`] as a JSON Schema for providers,
+//! tolerant extraction of a JSON value from a model's answer, validation (with light coercion)
+//! against the type, the prompt text that asks for it again after a mismatch, and sample
+//! values for the simulator.
 //!
-//! Providers are asked for JSON in the best way they support: OpenAI-compatible servers take
-//! `response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`
-//! (OpenAI, "Structured Outputs", platform.openai.com/docs/guides/structured-outputs), where
-//! strict mode wants every property listed in `required` and `additionalProperties: false`;
-//! Anthropic takes a tool whose `input_schema` must be an object (Messages API, "Tool use",
-//! docs.anthropic.com/en/docs/build-with-claude/tool-use), so a non-record type is wrapped
-//! in `{"value": ...}` ([`tool_schema`]). Servers that support neither get [`instructions`]
-//! in the prompt. Whatever arrives is parsed by [`parse_as`], which accepts the JSON inside
-//! code fences or surrounded by prose, because small models rarely answer with bare JSON.
+//! Providers are asked for JSON in the best way they support:
+//! - OpenAI-compatible servers take `response_format: {"type": "json_schema", "json_schema":
+//!   {"name", "schema", "strict"}}` (OpenAI, "Structured Outputs",
+//!   <https://platform.openai.com/docs/guides/structured-outputs>). Strict mode wants every
+//!   property listed in `required`, `additionalProperties: false`, a `type` in every schema
+//!   (so no `{}` for `json`: see [`strict_compatible`]) and an object at the root (so other
+//!   types are wrapped, as for tools: [`tool_schema`]). The client falls back when a server
+//!   rejects it (see `provider::openai`).
+//! - Anthropic takes a tool whose `input_schema` must be an object (Messages API, "Tool use",
+//!   <https://docs.anthropic.com/en/docs/build-with-claude/tool-use>), so a non-record type is
+//!   wrapped in `{"value": ...}` ([`tool_schema`]).
+//! - Servers that support neither get [`instructions`] in the prompt.
+//!
+//! Whatever arrives is parsed by [`parse_as`], which accepts the JSON inside code fences or
+//! surrounded by prose, because small models rarely answer with bare JSON. `text` is never
+//! parsed: a `-> text` step is a plain text step.
 
 use serde_json::{Map, Value, json};
 
 use crate::check::types::Type;
 
-/// The property that wraps a non-record type in a tool's object schema.
+/// The property that wraps a non-record type in an object schema (Anthropic's tool input,
+/// OpenAI's strict-mode root).
 pub const WRAP_KEY: &str = "value";
+
+/// How many characters of a bad answer an error message quotes.
+pub const ANSWER_EXCERPT_CHARS: usize = 200;
 
 /// The JSON Schema of `ty`: `text` → string, `number` → number, `bool` → boolean, `json` → any
 /// value (`{}`), `list<T>` → array of T, a record → object with every field required and no
@@ -46,9 +57,9 @@ pub fn json_schema(ty: &Type) -> Value {
     }
 }
 
-/// A schema usable as an Anthropic tool's `input_schema` (which must describe an object), and
-/// whether the type was wrapped in `{"value": ...}` to make it one (then [`unwrap_tool_input`]
-/// takes the value out of the tool call's input).
+/// An object schema for `ty` — what an Anthropic tool's `input_schema` and the root of an
+/// OpenAI strict schema must be — and whether the type was wrapped in `{"value": ...}` to make
+/// it one (then [`unwrap_tool_input`] takes the value out of the answer).
 pub fn tool_schema(ty: &Type) -> (Value, bool) {
     match ty {
         Type::Record(_) => (json_schema(ty), false),
@@ -64,11 +75,48 @@ pub fn tool_schema(ty: &Type) -> (Value, bool) {
     }
 }
 
-/// The value inside a tool call's input built from [`tool_schema`].
+/// The value inside an answer to a [`tool_schema`]: `input.value` when the type was wrapped.
+/// An object without `value` is returned whole, so that the mismatch is reported against what
+/// the model actually sent.
 pub fn unwrap_tool_input(input: Value, wrapped: bool) -> Value {
     match (wrapped, input) {
-        (true, Value::Object(mut map)) => map.remove(WRAP_KEY).unwrap_or(Value::Null),
+        (true, Value::Object(mut map)) if map.contains_key(WRAP_KEY) => {
+            map.remove(WRAP_KEY).unwrap_or(Value::Null)
+        }
         (_, other) => other,
+    }
+}
+
+/// Whether OpenAI's strict mode can enforce [`json_schema`] of `ty`: every schema in strict
+/// mode needs a `type`, so a `json` anywhere inside rules it out (the schema is then sent with
+/// `strict: false`, as guidance).
+pub fn strict_compatible(ty: &Type) -> bool {
+    match ty {
+        Type::Json | Type::Agent => false,
+        Type::List(inner) => strict_compatible(inner),
+        Type::Record(fields) => fields.iter().all(|(_, t)| strict_compatible(t)),
+        Type::Text | Type::Number | Type::Bool => true,
+    }
+}
+
+/// A schema or tool name from a step name: the characters OpenAI's `json_schema.name` and
+/// Anthropic's tool `name` allow (`[a-zA-Z0-9_-]`, 1 to 64 of them), others replaced by `_`.
+pub fn schema_name(step: &str) -> String {
+    let name: String = step
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "answer".to_owned()
+    } else {
+        name
     }
 }
 
@@ -81,17 +129,50 @@ pub fn instructions(ty: &Type) -> String {
     )
 }
 
-/// Prompt text for a retry after the answer did not match: the problems, then the shape again.
-pub fn retry_instructions(ty: &Type, problems: &[String]) -> String {
+/// Prompt text for a retry after the answer did not match: the problems, the start of the
+/// previous answer, then the shape again ([`instructions`]).
+pub fn retry_instructions(ty: &Type, problems: &[String], previous: &str) -> String {
     let mut out = String::from("Your previous answer could not be used:\n");
     for p in problems {
         out.push_str("- ");
         out.push_str(p);
         out.push('\n');
     }
+    let excerpt = excerpt(previous);
+    if !excerpt.is_empty() {
+        out.push_str("It began: ");
+        out.push_str(&excerpt);
+        out.push('\n');
+    }
     out.push('\n');
     out.push_str(&instructions(ty));
     out
+}
+
+/// The message of a step whose answer is not a value of its type: the step, the type, the
+/// problems and the start of the answer, e.g. ``the answer of `tasks` is not a valid
+/// list<text>: expected a JSON array, found an object {"a":1} (answer began: {"a":1})``.
+pub fn mismatch_message(step: &str, ty: &Type, problems: &[String], answer: &str) -> String {
+    let began = excerpt(answer);
+    let began = if began.is_empty() {
+        "the answer was empty".to_owned()
+    } else {
+        format!("answer began: {began}")
+    };
+    format!(
+        "the answer of `{step}` is not a valid {ty}: {} ({began})",
+        problems.join("; ")
+    )
+}
+
+/// The first [`ANSWER_EXCERPT_CHARS`] characters of `text`, whitespace runs collapsed to one
+/// space, with `…` when cut.
+fn excerpt(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(ANSWER_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }
 
 /// Parses a model's answer as a value of `ty`.
@@ -102,7 +183,7 @@ pub fn retry_instructions(ty: &Type, problems: &[String]) -> String {
 /// [`conform`]s wins.
 ///
 /// # Errors
-/// The problems with the best candidate (or "no JSON value found"), worded to be sent back
+/// The problems with the first candidate (or "no JSON value found"), worded to be sent back
 /// to the model by [`retry_instructions`] and shown to the user.
 pub fn parse_as(answer: &str, ty: &Type) -> Result<Value, Vec<String>> {
     if *ty == Type::Text {
@@ -165,30 +246,17 @@ fn fenced_blocks(text: &str) -> Vec<&str> {
     out
 }
 
-/// Every top-level balanced `{...}` / `[...]` segment, skipping brackets inside JSON strings.
+/// Every outermost balanced `{...}` / `[...]` segment, in order, found in one pass (linear
+/// time, whatever the text): brackets inside JSON strings do not count, and quotes outside
+/// any bracket are prose, not strings. A closer that does not match the innermost opener is
+/// ignored; an opener that never closes encloses nothing.
 fn balanced_segments(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if matches!(bytes[i], b'{' | b'[')
-            && let Some(end) = matching_close(bytes, i)
-        {
-            out.push(&text[i..=end]);
-            i = end + 1;
-            continue;
-        }
-        i += 1;
-    }
-    out
-}
-
-/// Index of the bracket closing the one at `open`, if the text closes it.
-fn matching_close(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
+    let mut open: Vec<(usize, u8)> = Vec::new();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -199,30 +267,38 @@ fn matching_close(bytes: &[u8], open: usize) -> Option<usize> {
             continue;
         }
         match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
+            b'"' if !open.is_empty() => in_string = true,
+            b'{' | b'[' => open.push((i, b)),
             b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i);
+                let opener = if b == b'}' { b'{' } else { b'[' };
+                if open.last().is_some_and(|&(_, o)| o == opener)
+                    && let Some((start, _)) = open.pop()
+                {
+                    pairs.push((start, i));
                 }
             }
             _ => {}
         }
     }
-    None
+    // Pairs nest or are disjoint: sorted by start, the outermost are those starting after the
+    // end of the last one kept.
+    pairs.sort_unstable();
+    let mut out = Vec::new();
+    let mut end = None;
+    for (start, close) in pairs {
+        if end.is_none_or(|e| start > e) {
+            out.push(&text[start..=close]);
+            end = Some(close);
+        }
+    }
+    out
 }
 
 /// `7`, `-2.5`, `yes`, `No.`: a whole answer that is one word of the wanted scalar type.
 fn bare_word(text: &str, ty: &Type) -> Option<Value> {
     let word = text.trim_end_matches(['.', '!']).trim();
     match ty {
-        Type::Number => word
-            .parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite())
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number),
+        Type::Number => number(word),
         Type::Bool => match word.to_ascii_lowercase().as_str() {
             "true" | "yes" => Some(Value::Bool(true)),
             "false" | "no" => Some(Value::Bool(false)),
@@ -232,11 +308,25 @@ fn bare_word(text: &str, ty: &Type) -> Option<Value> {
     }
 }
 
+/// A number written as text: integers stay integers (`3`, not `3.0`), like inputs do.
+fn number(text: &str) -> Option<Value> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(json!(n));
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .and_then(serde_json::Number::from_f64)
+        .map(Value::Number)
+}
+
 /// Checks `value` against `ty`, coercing what is unambiguous: a numeric string to a number,
-/// `"true"`/`"false"` to a bool, any scalar to text, and a record's extra fields are dropped.
+/// `"true"`/`"false"` to a bool, a number or bool to text; a record's extra fields are dropped.
 ///
 /// # Errors
-/// Every mismatch, each with its place (`$.verdict.approved: expected bool, found "maybe"`).
+/// Every mismatch, each with its place below the root (`$.verdict.approved: expected true or
+/// false, found "maybe"`; a mismatch of the whole value has no place).
 pub fn conform(value: Value, ty: &Type) -> Result<Value, Vec<String>> {
     let mut problems = Vec::new();
     let v = conform_at(value, ty, "$", &mut problems);
@@ -247,15 +337,23 @@ pub fn conform(value: Value, ty: &Type) -> Result<Value, Vec<String>> {
     }
 }
 
+/// `"$.a: "` for a place below the root, `""` for the root.
+fn place(at: &str) -> String {
+    if at == "$" {
+        String::new()
+    } else {
+        format!("{at}: ")
+    }
+}
+
 fn conform_at(value: Value, ty: &Type, at: &str, problems: &mut Vec<String>) -> Value {
     match (ty, value) {
         (Type::Json, v) => v,
         (Type::Text, Value::String(s)) => Value::String(s),
         (Type::Text, v @ (Value::Number(_) | Value::Bool(_))) => Value::String(v.to_string()),
         (Type::Number, Value::Number(n)) => Value::Number(n),
-        (Type::Number, Value::String(s)) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
-            let n = s.trim().parse::<f64>().unwrap_or_default();
-            serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+        (Type::Number, Value::String(s)) if number(&s).is_some() => {
+            number(&s).unwrap_or(Value::Null)
         }
         (Type::Bool, Value::Bool(b)) => Value::Bool(b),
         (Type::Bool, Value::String(s)) if matches!(s.trim(), "true" | "false") => {
@@ -275,14 +373,19 @@ fn conform_at(value: Value, ty: &Type, at: &str, problems: &mut Vec<String>) -> 
                     Some(v) => {
                         out.insert(k.clone(), conform_at(v, t, &format!("{at}.{k}"), problems));
                     }
-                    None => problems.push(format!("{at}: missing field `{k}` ({})", describe(t))),
+                    None => problems.push(format!(
+                        "{}missing field `{k}` ({})",
+                        place(at),
+                        describe(t)
+                    )),
                 }
             }
             Value::Object(out)
         }
         (ty, v) => {
             problems.push(format!(
-                "{at}: expected {}, found {}",
+                "{}expected {}, found {}",
+                place(at),
                 describe(ty),
                 found(&v)
             ));
@@ -291,15 +394,15 @@ fn conform_at(value: Value, ty: &Type, at: &str, problems: &mut Vec<String>) -> 
     }
 }
 
-/// `a number`, `a list of text`, `a record { approved: bool, feedback: text }`.
+/// `a number`, `a JSON array`, `true or false`.
 fn describe(ty: &Type) -> String {
     match ty {
         Type::Text => "text".into(),
         Type::Number => "a number".into(),
         Type::Bool => "true or false".into(),
         Type::Json | Type::Agent => "any JSON value".into(),
-        Type::List(_) => format!("a JSON array ({ty})"),
-        Type::Record(_) => format!("a JSON object {ty}"),
+        Type::List(_) => "a JSON array".into(),
+        Type::Record(_) => "a JSON object".into(),
     }
 }
 
@@ -315,32 +418,39 @@ fn found(v: &Value) -> String {
     }
 }
 
-/// A valid value of `ty` for the simulator, varied by `seed` (a hash of the step and attempt)
-/// so that different steps get different values; lists have 2 or 3 items.
-pub fn sample(ty: &Type, seed: u64) -> Value {
-    let mix = |k: u64| seed.wrapping_mul(6364136223846793005).wrapping_add(k) >> 33;
+/// A valid value of `ty` for the simulator, fully determined by `seed` (the simulator passes
+/// a hash of the request): numbers from 1 to 10, bools either way, lists of 3 items, a `json`
+/// value as `{"note": <text>}`, and every text from `text(seed')` for a seed derived from
+/// `seed` and the value's place, so that fields and items differ.
+pub fn sample(ty: &Type, seed: u64, text: &dyn Fn(u64) -> String) -> Value {
     match ty {
-        Type::Text | Type::Json | Type::Agent => {
-            Value::String(format!("sample text {}", mix(1) % 1000))
-        }
-        Type::Number => json!(mix(2) % 10 + 1),
-        Type::Bool => Value::Bool(mix(3) % 2 == 0),
-        Type::List(inner) => {
-            let n = 2 + mix(4) % 2;
-            Value::Array(
-                (0..n)
-                    .map(|i| sample(inner, seed ^ ((i + 1) * 0x9E37)))
-                    .collect(),
-            )
-        }
+        Type::Text => Value::String(text(seed)),
+        Type::Json | Type::Agent => json!({ "note": text(seed) }),
+        Type::Number => json!(mix(seed, 1) % 10 + 1),
+        Type::Bool => Value::Bool(mix(seed, 2).is_multiple_of(2)),
+        Type::List(inner) => Value::Array(
+            (0..3)
+                .map(|i| sample(inner, mix(seed, 100 + i), text))
+                .collect(),
+        ),
         Type::Record(fields) => Value::Object(
             fields
                 .iter()
-                .enumerate()
-                .map(|(i, (k, t))| (k.clone(), sample(t, seed ^ ((i as u64 + 1) << 20))))
+                .zip(1000u64..)
+                .map(|((k, t), i)| (k.clone(), sample(t, mix(seed, i), text)))
                 .collect(),
         ),
     }
+}
+
+/// SplitMix64 of `seed` and a salt: a well-mixed child seed.
+fn mix(seed: u64, salt: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -352,6 +462,10 @@ mod tests {
             ("approved".into(), Type::Bool),
             ("feedback".into(), Type::Text),
         ])
+    }
+
+    fn list(t: Type) -> Type {
+        Type::List(Box::new(t))
     }
 
     #[test]
@@ -368,22 +482,38 @@ mod tests {
             parse_as(prose, &verdict()).unwrap(),
             json!({"approved": false, "feedback": "needs {work}"})
         );
-        let list = Type::List(Box::new(Type::Text));
         assert_eq!(
-            parse_as("Subtasks: [\"a\", \"b\"] done", &list).unwrap(),
+            parse_as("Subtasks: [\"a\", \"b\"] done", &list(Type::Text)).unwrap(),
             json!(["a", "b"])
+        );
+        // An unclosed bracket and prose quotes before the value do not hide it.
+        let noisy =
+            "He said \"sure { ok. Then [1, 2] and {\"approved\": true, \"feedback\": \"]\"}";
+        assert_eq!(
+            parse_as(noisy, &verdict()).unwrap(),
+            json!({"approved": true, "feedback": "]"})
+        );
+        assert_eq!(
+            balanced_segments("a {b [c] {d}} e [f] {"),
+            ["{b [c] {d}}", "[f]"]
         );
     }
 
     #[test]
-    fn scalars_accept_bare_words() {
-        assert_eq!(parse_as(" 7.\n", &Type::Number).unwrap(), json!(7.0));
+    fn scalars_accept_bare_words_and_numbers_stay_integers() {
+        assert_eq!(parse_as(" 7.\n", &Type::Number).unwrap(), json!(7));
+        assert_eq!(parse_as("-2.5", &Type::Number).unwrap(), json!(-2.5));
+        assert_eq!(
+            parse_as("[\"3\", 4.5]", &list(Type::Number)).unwrap(),
+            json!([3, 4.5])
+        );
         assert_eq!(parse_as("Yes", &Type::Bool).unwrap(), json!(true));
         assert!(parse_as("maybe", &Type::Bool).is_err());
         assert_eq!(
-            parse_as("anything", &Type::Text).unwrap(),
-            json!("anything")
+            parse_as("anything {", &Type::Text).unwrap(),
+            json!("anything {")
         );
+        assert_eq!(parse_as("[1, {}]", &Type::Json).unwrap(), json!([1, {}]));
     }
 
     #[test]
@@ -391,15 +521,45 @@ mod tests {
         let err = parse_as("{\"approved\": \"perhaps\"}", &verdict()).unwrap_err();
         assert_eq!(
             err,
-            vec![
-                "$.approved: expected true or false, found \"perhaps\"".to_string(),
-                "$: missing field `feedback` (text)".to_string(),
+            [
+                "$.approved: expected true or false, found \"perhaps\"",
+                "missing field `feedback` (text)",
             ]
         );
+        let err = parse_as("{\"a\": 1}", &list(Type::Text)).unwrap_err();
+        assert_eq!(err, ["expected a JSON array, found an object {\"a\":1}"]);
+        let nested = list(verdict());
+        let err = parse_as("[{\"approved\": true}]", &nested).unwrap_err();
+        assert_eq!(err, ["$[0]: missing field `feedback` (text)"]);
         let err = parse_as("no json here", &verdict()).unwrap_err();
         assert!(err[0].contains("no JSON value"), "{err:?}");
-        let retry = retry_instructions(&verdict(), &err);
-        assert!(retry.contains("no JSON value") && retry.contains("\"approved\""));
+        let retry = retry_instructions(&verdict(), &err, "no json\n\nhere");
+        assert!(
+            retry.contains("- no JSON value")
+                && retry.contains("It began: no json here\n")
+                && retry.ends_with(&instructions(&verdict())),
+            "{retry}"
+        );
+    }
+
+    #[test]
+    fn mismatch_messages_quote_the_start_of_the_answer() {
+        let answer = format!("{{\"a\": 1}}\n{}", "x".repeat(500));
+        let err = parse_as(&answer, &list(Type::Text)).unwrap_err();
+        let message = mismatch_message("tasks", &list(Type::Text), &err, &answer);
+        assert!(
+            message.starts_with(
+                "the answer of `tasks` is not a valid list<text>: expected a JSON array, found an \
+                 object {\"a\":1} (answer began: {\"a\": 1} xxx"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with("…)"), "{message}");
+        assert!(message.chars().count() < 400, "{message}");
+        assert!(
+            mismatch_message("n", &Type::Number, &["x".into()], "  ")
+                .ends_with("(the answer was empty)")
+        );
     }
 
     #[test]
@@ -407,30 +567,69 @@ mod tests {
         let s = json_schema(&verdict());
         assert_eq!(s["required"], json!(["approved", "feedback"]));
         assert_eq!(s["additionalProperties"], json!(false));
-        let (tool, wrapped) = tool_schema(&Type::List(Box::new(Type::Number)));
+        let (tool, wrapped) = tool_schema(&list(Type::Number));
         assert!(wrapped);
         assert_eq!(tool["properties"]["value"]["items"]["type"], "number");
+        assert_eq!(tool["required"], json!(["value"]));
+        let (record, wrapped) = tool_schema(&verdict());
+        assert!(!wrapped);
+        assert_eq!(record, json_schema(&verdict()));
         assert_eq!(
             unwrap_tool_input(json!({"value": [1, 2]}), true),
             json!([1, 2])
         );
+        // Without the wrapper the whole input is kept, to be reported as it came.
+        assert_eq!(unwrap_tool_input(json!({"x": 1}), true), json!({"x": 1}));
+        assert_eq!(
+            unwrap_tool_input(json!({"value": 1}), false),
+            json!({"value": 1})
+        );
+        assert!(strict_compatible(&list(verdict())));
+        assert!(!strict_compatible(&Type::Record(vec![(
+            "extra".into(),
+            list(Type::Json)
+        )])));
+        assert_eq!(schema_name("verdict"), "verdict");
+        assert_eq!(schema_name("résumé step"), "r_sum__step");
+        assert_eq!(schema_name(""), "answer");
+        assert_eq!(schema_name(&"a".repeat(100)).len(), 64);
     }
 
     #[test]
-    fn samples_conform_to_their_type() {
+    fn samples_conform_to_their_type_and_vary() {
         let ty = Type::Record(vec![
-            ("subtasks".into(), Type::List(Box::new(Type::Text))),
+            ("subtasks".into(), list(Type::Text)),
             ("score".into(), Type::Number),
             ("ok".into(), verdict()),
+            ("items".into(), list(verdict())),
+            ("extra".into(), Type::Json),
         ]);
+        let text = |s: u64| format!("text {}", s % 97);
+        let mut approvals = 0;
         for seed in 0..50 {
-            let v = sample(&ty, seed);
-            assert_eq!(conform(v.clone(), &ty), Ok(v));
+            let v = sample(&ty, seed, &text);
+            assert_eq!(conform(v.clone(), &ty), Ok(v.clone()));
+            assert_eq!(v["subtasks"].as_array().map(Vec::len), Some(3));
+            assert_eq!(v["items"].as_array().map(Vec::len), Some(3));
+            assert_eq!(sample(&ty, seed, &text), v, "deterministic");
+            if v["ok"]["approved"] == json!(true) {
+                approvals += 1;
+            }
         }
+        // Bools go both ways across seeds.
+        assert!((10..=40).contains(&approvals), "{approvals} of 50 approved");
+        let items = sample(&list(Type::Text), 7, &text);
+        let distinct: std::collections::HashSet<_> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        assert_eq!(distinct.len(), 3, "{items}");
     }
 
     #[test]
-    fn unbalanced_or_hostile_text_does_not_panic() {
+    fn unbalanced_or_hostile_text_does_not_panic_and_stays_linear() {
         for text in [
             "{",
             "[[[",
@@ -439,8 +638,14 @@ mod tests {
             "```json\n{",
             "}{",
             "é{é}",
+            "]}[{",
         ] {
             let _ = parse_as(text, &verdict());
         }
+        // Half a megabyte of unclosed brackets: one pass, not one scan per bracket.
+        let hostile = "{[".repeat(250_000);
+        let start = std::time::Instant::now();
+        assert!(parse_as(&hostile, &verdict()).is_err());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 }

@@ -10,6 +10,13 @@
 //! `usage.output_tokens` and the `stop_reason`, then `message_stop`; `ping` events may come
 //! at any time, an `error` event (such as `overloaded_error`, which would be an HTTP 529
 //! without streaming) may end the stream, and new event types may be added).
+//!
+//! Structured outputs use a forced tool call: "Tool use",
+//! <https://docs.anthropic.com/en/docs/build-with-claude/tool-use> (`tools: [{name,
+//! description, input_schema}]`, `tool_choice: {"type": "tool", "name"}`, and the answer's
+//! `{"type": "tool_use", "id", "name", "input": {...}}` content block) and "Streaming
+//! Messages" (a `tool_use` block starts with an empty `input`, which arrives as
+//! `input_json_delta` deltas whose `partial_json` strings concatenate to the JSON text).
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,10 +26,12 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiKey, Call, Completion, CompletionRequest, HttpOptions, ProgressFn, ProviderError, Usage, sse,
+    ApiKey, Call, Completion, CompletionRequest, HttpOptions, OutputFormat, ProgressFn,
+    ProviderError, Usage, sse,
 };
 use crate::plan::estimate_tokens;
 use crate::run::limits::ProviderLimits;
+use crate::run::structured;
 
 /// Provider kind, as it appears in [`ProviderError`]s.
 const PROVIDER: &str = "anthropic";
@@ -108,6 +117,16 @@ impl Anthropic {
     /// `usage.output_tokens`. A server that ignores `stream` and answers with one JSON body is
     /// read as above.
     ///
+    /// With a structured output ([`CompletionRequest::output`]) the body also has one tool,
+    /// `{name: <format name>, description, input_schema}`, whose schema is the type's object
+    /// schema ([`structured::tool_schema`]: a record as it is, any other type wrapped in
+    /// `{"value": ...}`), and `tool_choice: {"type": "tool", "name": <format name>}`, which
+    /// makes the model call it. The answer's text is then the tool call's `input` as compact
+    /// JSON, the wrapper removed: the `input` of the `tool_use` block, or when streaming the
+    /// concatenated `partial_json` of its `input_json_delta`s (left as received when it is not
+    /// JSON, e.g. cut short by `max_tokens`, for the scheduler to report). An answer without a
+    /// `tool_use` block falls back to its text blocks.
+    ///
     /// # Errors
     /// As above, and when streaming:
     /// - [`ProviderError::Stream`] for an `error` event (its `error.type` decides whether it
@@ -142,13 +161,14 @@ impl Anthropic {
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
             .json(&MessagesRequest::new(req, self.options.stream));
+        let format = req.output.as_ref();
         let response = call.response(request).await?;
         if self.options.stream && super::is_event_stream(&response) {
             return read_stream(&call, response, req, progress).await;
         }
         let body = call.body(response).await?;
         let response: MessagesResponse = super::parse_body(PROVIDER, &body)?;
-        Ok(response.into_completion(req))
+        Ok(response.into_completion(req, format))
     }
 }
 
@@ -162,6 +182,9 @@ async fn read_stream(
     let mut events = sse::events(call, response);
     let mut ticker = sse::Ticker::new(progress);
     let mut text = String::new();
+    // The tool call's input, when the request asked for a structured output: the `input` the
+    // block started with, then the `partial_json` of its deltas.
+    let mut tool: Option<(Option<serde_json::Value>, String)> = None;
     let mut model = None;
     let mut usage = Usage::default();
     let mut stopped = false;
@@ -178,21 +201,32 @@ async fn read_stream(
                     usage.output_tokens = u.output_tokens.unwrap_or(0);
                 }
             }
-            StreamEvent::ContentBlockStart { content_block } => {
-                if content_block.kind == "text"
-                    && let Some(t) = content_block.text
-                {
-                    text.push_str(&t);
+            StreamEvent::ContentBlockStart { content_block } => match content_block.kind.as_str() {
+                "text" => {
+                    if let Some(t) = content_block.text {
+                        text.push_str(&t);
+                    }
                 }
-            }
-            StreamEvent::ContentBlockDelta { delta } => {
-                if delta.kind == "text_delta"
-                    && let Some(t) = delta.text
-                {
-                    text.push_str(&t);
-                    ticker.tick(estimate_tokens(&text));
+                "tool_use" if req.output.is_some() && tool.is_none() => {
+                    tool = Some((content_block.input, String::new()));
                 }
-            }
+                _ => {}
+            },
+            StreamEvent::ContentBlockDelta { delta } => match delta.kind.as_str() {
+                "text_delta" => {
+                    if let Some(t) = delta.text {
+                        text.push_str(&t);
+                        ticker.tick(estimate_tokens(&text));
+                    }
+                }
+                "input_json_delta" => {
+                    if let (Some((_, json)), Some(piece)) = (&mut tool, delta.partial_json) {
+                        json.push_str(&piece);
+                        ticker.tick(estimate_tokens(json));
+                    }
+                }
+                _ => {}
+            },
             StreamEvent::MessageDelta { usage: Some(u) } => {
                 // Counts in `message_delta` are cumulative.
                 if let Some(n) = u.output_tokens {
@@ -234,11 +268,31 @@ async fn read_stream(
             ),
         });
     }
+    let text = match (req.output.as_ref(), tool) {
+        (Some(format), Some((start, json))) => {
+            if json.trim().is_empty() {
+                tool_answer(format, start.unwrap_or_default())
+            } else {
+                match serde_json::from_str(&json) {
+                    Ok(input) => tool_answer(format, input),
+                    Err(_) => json,
+                }
+            }
+        }
+        _ => text,
+    };
     Ok(Completion {
         text,
         usage,
         model: model.unwrap_or_else(|| req.model.clone()),
     })
+}
+
+/// The answer text of a structured output: the tool call's input as compact JSON, without the
+/// `{"value": ...}` wrapper of a non-record type.
+fn tool_answer(format: &OutputFormat, input: serde_json::Value) -> String {
+    let (_, wrapped) = structured::tool_schema(&format.ty);
+    structured::unwrap_tool_input(input, wrapped).to_string()
 }
 
 /// The events of a streamed message, by their `type` (unknown types are skipped, as the
@@ -277,14 +331,19 @@ struct StartMessage {
     usage: Option<StreamUsage>,
 }
 
-/// A content block as started (`{type: "text", text: ""}`) or a delta (`{type:
-/// "text_delta", text: "..."}`).
+/// A content block as started (`{type: "text", text: ""}`, `{type: "tool_use", id, name,
+/// input: {}}`) or a delta (`{type: "text_delta", text: "..."}`, `{type: "input_json_delta",
+/// partial_json: "..."}`).
 #[derive(Debug, Deserialize)]
 struct StreamBlock {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+    #[serde(default)]
+    partial_json: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +384,26 @@ struct MessagesRequest<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<[Tool<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoice<'a>>,
+}
+
+/// The one tool of a structured output.
+#[derive(Debug, Serialize)]
+struct Tool<'a> {
+    name: &'a str,
+    description: String,
+    input_schema: serde_json::Value,
+}
+
+/// `{"type": "tool", "name": ...}`: the model must call this tool.
+#[derive(Debug, Serialize)]
+struct ToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -345,6 +424,27 @@ impl<'a> MessagesRequest<'a> {
             }],
             temperature: req.temperature,
             stream,
+            tools: req.output.as_ref().map(|f| {
+                let (input_schema, wrapped) = structured::tool_schema(&f.ty);
+                let description = if wrapped {
+                    format!(
+                        "Give your answer, a value of type {}, as the `{}` property.",
+                        f.ty,
+                        structured::WRAP_KEY
+                    )
+                } else {
+                    format!("Give your answer, of type {}.", f.ty)
+                };
+                [Tool {
+                    name: &f.name,
+                    description,
+                    input_schema,
+                }]
+            }),
+            tool_choice: req.output.as_ref().map(|f| ToolChoice {
+                kind: "tool",
+                name: &f.name,
+            }),
         }
     }
 }
@@ -359,13 +459,16 @@ struct MessagesResponse {
     usage: Option<MessagesUsage>,
 }
 
-/// One content block; only `text` blocks carry answer text.
+/// One content block: `text` blocks carry answer text, a `tool_use` block a structured
+/// output's `input`.
 #[derive(Debug, Deserialize)]
 struct ContentBlock {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,13 +480,20 @@ struct MessagesUsage {
 }
 
 impl MessagesResponse {
-    fn into_completion(self, req: &CompletionRequest) -> Completion {
-        let text = self
-            .content
-            .into_iter()
-            .filter(|block| block.kind == "text")
-            .filter_map(|block| block.text)
-            .collect::<String>();
+    fn into_completion(self, req: &CompletionRequest, format: Option<&OutputFormat>) -> Completion {
+        let tool_input = format.and_then(|f| {
+            let block = self.content.iter().position(|b| b.kind == "tool_use")?;
+            Some((f, self.content[block].input.clone().unwrap_or_default()))
+        });
+        let text = match tool_input {
+            Some((f, input)) => tool_answer(f, input),
+            None => self
+                .content
+                .into_iter()
+                .filter(|block| block.kind == "text")
+                .filter_map(|block| block.text)
+                .collect::<String>(),
+        };
         let usage = self
             .usage
             .map(|u| Usage {
@@ -419,6 +529,7 @@ mod tests {
             prompt: "Name a colour.".into(),
             max_tokens: 128,
             temperature: Some(0.5),
+            output: None,
         }
     }
 
@@ -499,6 +610,7 @@ mod tests {
             prompt: "hi".into(),
             max_tokens: 10,
             temperature: None,
+            output: None,
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");

@@ -10,7 +10,9 @@
 //! - [`sim::Sim`]: a deterministic simulator for dry runs and tests.
 //!
 //! Retries, timeouts and fallbacks are policies of the scheduler (`crate::run`), not of the
-//! clients: a client makes exactly one HTTP request per call.
+//! clients: a client makes exactly one HTTP request per call — except that an
+//! OpenAI-compatible client asked for a structured output, the first time its server rejects
+//! the way it asked, asks again at once the next way down (see [`openai::OpenAi::complete`]).
 //!
 //! HTTP clients stream by default (server-sent events, see [`sse`]): the answer arrives piece
 //! by piece, progress is reported as it comes, and a silent connection is detected by an
@@ -70,6 +72,61 @@ pub struct CompletionRequest {
     pub max_tokens: u32,
     /// Sampling temperature, if the agent sets one.
     pub temperature: Option<f64>,
+    /// The shape the answer must have, for a step with `-> T` (never `text`); `None` for a
+    /// plain text answer. See [`OutputFormat`].
+    pub output: Option<OutputFormat>,
+}
+
+/// A structured output asked of a provider: a value of a language type, described by a JSON
+/// Schema.
+///
+/// Each provider asks for it its own way: OpenAI-compatible servers get a `response_format`
+/// (with fallbacks for servers that lack it: see [`openai::OpenAi::complete`]), Anthropic a
+/// forced tool call (see [`anthropic::Anthropic::complete`]), the simulator answers with a
+/// sample value. In every case [`Completion::text`] is the answer as JSON text (a wrapper the
+/// provider added around a non-record type already removed), which the scheduler then parses
+/// and checks against [`OutputFormat::ty`] with [`crate::run::structured::parse_as`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputFormat {
+    /// The schema's name: the step's name reduced to `[a-zA-Z0-9_-]{1,64}`
+    /// ([`crate::run::structured::schema_name`]); OpenAI's `json_schema.name`, Anthropic's
+    /// tool name.
+    pub name: String,
+    /// The type the answer must have.
+    pub ty: crate::check::types::Type,
+    /// The JSON Schema of `ty` ([`crate::run::structured::json_schema`]), unwrapped: a
+    /// provider that needs an object at the root wraps it itself.
+    pub schema: serde_json::Value,
+    /// Whether the prompt already ends with instructions describing the schema (a retry after
+    /// a mismatch): a provider that falls back to prompt instructions then adds none.
+    pub prompted: bool,
+}
+
+impl OutputFormat {
+    /// The format of a step named `step` whose output has type `ty`; `None` for `text`, which
+    /// is never structured.
+    pub fn new(step: &str, ty: &crate::check::types::Type) -> Option<Self> {
+        use crate::run::structured;
+        (*ty != crate::check::types::Type::Text).then(|| OutputFormat {
+            name: structured::schema_name(step),
+            ty: ty.clone(),
+            schema: structured::json_schema(ty),
+            prompted: false,
+        })
+    }
+
+    /// `prompt` followed by the instructions for providers without schema support (a blank
+    /// line between), unless the prompt already has them ([`OutputFormat::prompted`]).
+    pub fn prompt_with_instructions(&self, prompt: &str) -> String {
+        if self.prompted {
+            prompt.to_owned()
+        } else {
+            format!(
+                "{prompt}\n\n{}",
+                crate::run::structured::instructions(&self.ty)
+            )
+        }
+    }
 }
 
 /// Token usage of one completion, as reported by the provider.

@@ -7,19 +7,27 @@
 //! <https://platform.openai.com/docs/api-reference/chat-streaming/streaming> (streamed
 //! chunks: `choices[0].delta.content`, a last chunk with `usage` and empty `choices` when
 //! `include_usage` is set, then `data: [DONE]`).
+//!
+//! Structured outputs: OpenAI, "Structured Outputs",
+//! <https://platform.openai.com/docs/guides/structured-outputs> (`response_format` of type
+//! `json_schema`), and llama-cpp-python's server, which this project tests against
+//! (`scripts/llm-server.sh`; see [`FormatMode`] for what it accepts).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiKey, Call, Completion, CompletionRequest, HttpOptions, ProgressFn, ProviderError, Usage, sse,
+    ApiKey, Call, Completion, CompletionRequest, HttpOptions, OutputFormat, ProgressFn,
+    ProviderError, Usage, sse,
 };
 use crate::plan::estimate_tokens;
 use crate::run::limits::ProviderLimits;
+use crate::run::structured;
 
 /// Provider kind, as it appears in [`ProviderError`]s.
 const PROVIDER: &str = "openai";
@@ -36,6 +44,72 @@ pub struct OpenAi {
     base_url: String,
     api_key: Option<ApiKey>,
     options: HttpOptions,
+    /// Per model identifier: the best way of asking for a structured output that the server
+    /// has not rejected (absent: [`FormatMode::JsonSchema`], not tried yet). Shared by clones.
+    formats: Arc<Mutex<HashMap<String, FormatMode>>>,
+}
+
+/// How a structured output ([`CompletionRequest::output`]) is asked of an OpenAI-compatible
+/// server, best first. A client starts at the top for each model; when the server rejects a
+/// way (see [`rejects_format`]) the same call is sent again at once the next way down, and the
+/// client remembers it for later calls with that model.
+///
+/// What servers accept (checked against llama-cpp-python 0.3.36, the server of
+/// `scripts/llm-server.sh`, with Gemma 3 270M):
+/// - OpenAI, vLLM, llama.cpp's `llama-server` and Ollama take `json_schema`. llama-cpp-python
+///   does not: its request model allows only `text` and `json_object` as
+///   `response_format.type`, and it answers **HTTP 500** (not 400) with a pydantic validation
+///   error naming `response_format` and `json_schema`.
+/// - llama-cpp-python takes `{"type": "json_object", "schema": ...}` (its extension of JSON
+///   mode) and constrains generation to the schema with a grammar, streamed or not. Measured:
+///   a `{approved: bool, feedback: text}` schema gave `{ "approved": true, "feedback": "..." }`,
+///   where the same prompt with instructions only gave prose.
+/// - Any server: no `response_format`, the schema in the prompt ([`structured::instructions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FormatMode {
+    /// `response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`
+    /// with the type's object schema ([`structured::tool_schema`]: OpenAI wants an object at
+    /// the root) and `strict` when strict mode can enforce it
+    /// ([`structured::strict_compatible`]). The answer's `{"value": ...}` wrapper, if any, is
+    /// removed.
+    JsonSchema,
+    /// `response_format: {"type": "json_object", "schema": <the type's schema>}` and the schema
+    /// in the prompt (OpenAI's JSON mode requires the prompt to ask for JSON).
+    JsonObject,
+    /// No `response_format`; the schema in the prompt.
+    Instructions,
+}
+
+impl FormatMode {
+    fn next(self) -> Option<FormatMode> {
+        match self {
+            FormatMode::JsonSchema => Some(FormatMode::JsonObject),
+            FormatMode::JsonObject => Some(FormatMode::Instructions),
+            FormatMode::Instructions => None,
+        }
+    }
+}
+
+/// Whether an error says the server does not take the `response_format` it was sent: an HTTP
+/// 400, 422 or 500 (llama-cpp-python reports its request validation errors as 500) whose
+/// message names `response_format`, `json_schema` or `json_object`. OpenAI answers 400
+/// `Invalid parameter: 'response_format' of type 'json_schema' is not supported with this
+/// model.` for models without Structured Outputs, and 400 `Invalid schema for response_format
+/// ...` for a schema it cannot take.
+fn rejects_format(err: &ProviderError) -> bool {
+    match err {
+        ProviderError::Http {
+            status: 400 | 422 | 500,
+            message,
+            ..
+        } => {
+            let m = message.to_ascii_lowercase();
+            ["response_format", "json_schema", "json_object"]
+                .iter()
+                .any(|k| m.contains(k))
+        }
+        _ => false,
+    }
 }
 
 impl OpenAi {
@@ -55,6 +129,7 @@ impl OpenAi {
             base_url,
             api_key,
             options: HttpOptions::default(),
+            formats: Arc::default(),
         }
     }
 
@@ -92,6 +167,12 @@ impl OpenAi {
     /// Note: OpenAI's newer reasoning models want `max_completion_tokens` instead of
     /// `max_tokens`; this client sends `max_tokens`, which every compatible server accepts.
     ///
+    /// With a structured output ([`CompletionRequest::output`]) the body also has a
+    /// `response_format` (or the prompt the schema), the best way the server has not rejected
+    /// for this model, and the answer's text is the JSON it sent: see [`FormatMode`]. A
+    /// rejection sends the request again the next way down, at most twice per call and only
+    /// until the client has learnt what the server takes.
+    ///
     /// # Errors
     /// - [`ProviderError::Http`] for a non-2xx status, with the body's `error.message` (or the
     ///   body, shortened) and `retry_after_ms` from `retry-after-ms` / `retry-after`;
@@ -128,6 +209,65 @@ impl OpenAi {
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
+        let Some(format) = &req.output else {
+            return self.send(req, None, progress).await;
+        };
+        let mut mode = self.format_mode(&req.model);
+        loop {
+            let prompted;
+            let sent = match mode {
+                FormatMode::JsonSchema => req,
+                FormatMode::JsonObject | FormatMode::Instructions => {
+                    prompted = CompletionRequest {
+                        prompt: format.prompt_with_instructions(&req.prompt),
+                        ..req.clone()
+                    };
+                    &prompted
+                }
+            };
+            match self.send(sent, Some((format, mode)), progress).await {
+                Err(e) if rejects_format(&e) => match mode.next() {
+                    Some(next) => {
+                        mode = next;
+                        self.remember_format(&req.model, mode);
+                    }
+                    None => return Err(e),
+                },
+                Ok(mut completion) => {
+                    if mode == FormatMode::JsonSchema {
+                        completion.text = unwrap_answer(completion.text, &format.ty);
+                    }
+                    return Ok(completion);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The best way of asking for a structured output that the server has not rejected for
+    /// `model`.
+    fn format_mode(&self, model: &str) -> FormatMode {
+        let formats = self.formats.lock().unwrap_or_else(|e| e.into_inner());
+        formats
+            .get(model)
+            .copied()
+            .unwrap_or(FormatMode::JsonSchema)
+    }
+
+    /// Remembers that the server takes nothing better than `mode` for `model`.
+    fn remember_format(&self, model: &str, mode: FormatMode) {
+        let mut formats = self.formats.lock().unwrap_or_else(|e| e.into_inner());
+        let known = formats.entry(model.to_owned()).or_insert(mode);
+        *known = (*known).max(mode);
+    }
+
+    /// One HTTP request for `req`, with the `response_format` of `format` when given.
+    async fn send(
+        &self,
+        req: &CompletionRequest,
+        format: Option<(&OutputFormat, FormatMode)>,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/chat/completions");
         let call = Call {
             provider: PROVIDER,
@@ -136,9 +276,9 @@ impl OpenAi {
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
-        let mut request = client
-            .post(&url)
-            .json(&ChatRequest::new(req, self.options.stream));
+        let mut body = ChatRequest::new(req, self.options.stream);
+        body.response_format = format.and_then(|(f, mode)| response_format(f, mode));
+        let mut request = client.post(&url).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
@@ -149,6 +289,45 @@ impl OpenAi {
         let body = call.body(response).await?;
         let response: ChatResponse = super::parse_body(PROVIDER, &body)?;
         response.into_completion(req)
+    }
+}
+
+/// The `response_format` of a structured output asked for in `mode` (see [`FormatMode`]).
+fn response_format(format: &OutputFormat, mode: FormatMode) -> Option<serde_json::Value> {
+    match mode {
+        FormatMode::JsonSchema => {
+            let (schema, _) = structured::tool_schema(&format.ty);
+            Some(serde_json::json!({
+                "type": "json_schema",
+                "json_schema": {
+                    "name": format.name,
+                    "schema": schema,
+                    "strict": structured::strict_compatible(&format.ty),
+                },
+            }))
+        }
+        FormatMode::JsonObject => Some(serde_json::json!({
+            "type": "json_object",
+            "schema": format.schema,
+        })),
+        FormatMode::Instructions => None,
+    }
+}
+
+/// An answer to a [`FormatMode::JsonSchema`] request, its `{"value": ...}` wrapper removed
+/// when the type needed one; any other answer (not JSON, or without the wrapper) is left as
+/// the model wrote it, for the scheduler to parse or report.
+fn unwrap_answer(text: String, ty: &crate::check::types::Type) -> String {
+    let (_, wrapped) = structured::tool_schema(ty);
+    if !wrapped {
+        return text;
+    }
+    match serde_json::from_str::<serde_json::Value>(text.trim()) {
+        Ok(serde_json::Value::Object(mut map)) if map.contains_key(structured::WRAP_KEY) => map
+            .remove(structured::WRAP_KEY)
+            .unwrap_or_default()
+            .to_string(),
+        _ => text,
     }
 }
 
@@ -272,6 +451,8 @@ struct ChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
 }
 
 /// `stream_options`: ask for a last chunk with the usage of the whole request.
@@ -308,6 +489,7 @@ impl<'a> ChatRequest<'a> {
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            response_format: None,
         }
     }
 }
@@ -439,6 +621,7 @@ mod tests {
             prompt: "Say hi".into(),
             max_tokens: 64,
             temperature: Some(0.2),
+            output: None,
         }
     }
 
@@ -520,6 +703,7 @@ mod tests {
             prompt: "Say hi".into(),
             max_tokens: 16,
             temperature: None,
+            output: None,
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");
@@ -833,6 +1017,40 @@ mod tests {
             matches!(&err, ProviderError::Malformed { message, .. } if message.contains("{not json")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn only_format_complaints_about_the_request_count_as_rejections() {
+        let http = |status, message: &str| ProviderError::Http {
+            provider: "openai",
+            status,
+            message: message.into(),
+            retry_after_ms: None,
+            should_retry: None,
+        };
+        let unsupported = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.";
+        assert!(rejects_format(&http(400, unsupported)));
+        assert!(rejects_format(&http(422, "unknown field `json_schema`")));
+        assert!(rejects_format(&http(
+            500,
+            "('body', 'response_format', 'type')"
+        )));
+        // Not about the format, or not a rejection of the request.
+        assert!(!rejects_format(&http(
+            400,
+            "maximum context length exceeded"
+        )));
+        assert!(!rejects_format(&http(
+            429,
+            "Rate limit reached (response_format)"
+        )));
+        assert!(!rejects_format(&http(401, "bad key; response_format")));
+        assert!(!rejects_format(&ProviderError::Malformed {
+            provider: "openai",
+            message: "response_format".into()
+        }));
+        assert_eq!(FormatMode::JsonSchema.next(), Some(FormatMode::JsonObject));
+        assert_eq!(FormatMode::Instructions.next(), None);
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl Sim {
     ///
     /// The text is `"[sim {model}] "` followed by a short paragraph quoting the first eight
     /// words of the prompt and a few stock sentences picked by a hash of model, system text
-    /// and prompt; it never exceeds `max_tokens` by [`estimate_tokens`]. Usage is estimated
+    /// and prompt; it never exceeds `max_tokens` by [`estimate_tokens`]. A request for a
+    /// structured output ([`CompletionRequest::output`]) is answered with a valid value of its
+    /// type as compact JSON, chosen by the same hash ([`simulated_value`]), whole whatever
+    /// `max_tokens` says. Usage is estimated
     /// with [`estimate_tokens`]: input = system + prompt, output = the text. The model is the
     /// requested one.
     ///
@@ -106,7 +109,10 @@ impl Sim {
                 self.fail_first
             )));
         }
-        let text = simulated_text(req);
+        let text = match &req.output {
+            Some(format) => simulated_value(req, &format.ty).to_string(),
+            None => simulated_text(req),
+        };
         let input_tokens =
             req.system.as_deref().map_or(0, estimate_tokens) + estimate_tokens(&req.prompt);
         Ok(Completion {
@@ -179,6 +185,22 @@ fn simulated_text(req: &CompletionRequest) -> String {
     text
 }
 
+/// The deterministic structured answer to `req`: a value of `ty`
+/// ([`crate::run::structured::sample`]) seeded by the hash of model, system text and prompt,
+/// its texts stock sentences. Bools, such as a review's `approved`, come out either way
+/// (about half the time each) across prompts: a review loop on the simulator sometimes takes
+/// more than one round, and the same prompt always gets the same verdict. Lists have 3 items.
+pub fn simulated_value(
+    req: &CompletionRequest,
+    ty: &crate::check::types::Type,
+) -> serde_json::Value {
+    let sentence = |seed: u64| {
+        let mut state = seed;
+        SENTENCES[(next(&mut state) % SENTENCES.len() as u64) as usize].to_owned()
+    };
+    crate::run::structured::sample(ty, request_hash(req), &sentence)
+}
+
 /// FNV-1a hash of model, system text and prompt, with separators so that field boundaries
 /// (and an absent versus an empty system text) matter.
 fn request_hash(req: &CompletionRequest) -> u64 {
@@ -228,6 +250,7 @@ mod tests {
             prompt: prompt.into(),
             max_tokens: 256,
             temperature: None,
+            output: None,
         }
     }
 
@@ -350,6 +373,63 @@ mod tests {
         assert_eq!(sim.calls_for("prompt A"), 3);
         assert_eq!(sim.calls_for("prompt B"), 1);
         assert_eq!(sim.calls_for("never"), 0);
+    }
+
+    #[tokio::test]
+    async fn structured_requests_get_valid_values() {
+        use crate::check::types::Type;
+        use crate::run::provider::OutputFormat;
+        use crate::run::structured::{conform, parse_as};
+        let verdict = Type::Record(vec![
+            ("approved".into(), Type::Bool),
+            ("feedback".into(), Type::Text),
+        ]);
+        let ty = Type::Record(vec![
+            ("tasks".into(), Type::List(Box::new(verdict.clone()))),
+            ("count".into(), Type::Number),
+            ("meta".into(), Type::Json),
+        ]);
+        let sim = Sim::default();
+        let mut req = request("Split the launch into tasks");
+        req.output = OutputFormat::new("plan", &ty);
+        req.max_tokens = 1;
+        let answer = sim.complete(&req).await.expect("ok");
+        // Whole JSON, even past max_tokens, and a value of the type.
+        let value: serde_json::Value = serde_json::from_str(&answer.text).expect("JSON");
+        assert_eq!(conform(value.clone(), &ty), Ok(value.clone()));
+        assert_eq!(parse_as(&answer.text, &ty), Ok(value.clone()));
+        assert_eq!(value["tasks"].as_array().map(Vec::len), Some(3));
+        assert!(SENTENCES.contains(&value["tasks"][0]["feedback"].as_str().unwrap()));
+        assert_eq!(answer.usage.output_tokens, estimate_tokens(&answer.text));
+        // Deterministic.
+        assert_eq!(Sim::default().complete(&req).await.expect("ok"), answer);
+        // A review's verdict goes both ways across drafts, always the same for one draft.
+        let mut approved = 0;
+        for i in 0..40 {
+            let mut review = request(&format!("Approve, or say what to change:\ndraft {i}"));
+            review.output = OutputFormat::new("verdict", &verdict);
+            let a = sim.complete(&review).await.expect("ok");
+            let b = sim.complete(&review).await.expect("ok");
+            assert_eq!(a.text, b.text);
+            let v: serde_json::Value = serde_json::from_str(&a.text).expect("JSON");
+            if v["approved"] == serde_json::json!(true) {
+                approved += 1;
+            }
+        }
+        assert!((8..=32).contains(&approved), "{approved} of 40 approved");
+        // Scalars and lists are bare JSON.
+        let mut list = request("List things");
+        list.output = OutputFormat::new("things", &Type::List(Box::new(Type::Text)));
+        let v: serde_json::Value =
+            serde_json::from_str(&sim.complete(&list).await.expect("ok").text).expect("JSON");
+        assert_eq!(v.as_array().map(Vec::len), Some(3));
+        let mut n = request("Count");
+        n.output = OutputFormat::new("n", &Type::Number);
+        let text = sim.complete(&n).await.expect("ok").text;
+        assert!(
+            text.parse::<u32>().is_ok_and(|n| (1..=10).contains(&n)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -739,14 +739,19 @@ impl<'t> Printer<'t> {
                     // After code on its source line: at the end of that code's line. When the
                     // code is the end of a list that was on one source line and is now split,
                     // at the end of the list's first line instead, so the comment stays with
-                    // the line it was written on.
+                    // the line it was written on. Not when the line goes on after the list
+                    // with a `{` that opens a block (`} else {`, `] {`): the comment follows
+                    // that `{` and is about the block, whose layout it may decide (an empty
+                    // block holding a comment is broken); nor after `until COND`.
                     let line_start = text[..c.start].rfind('\n').map_or(0, |i| i + 1);
                     let first = self.skip(line_start, true);
                     let head = self.lines.partition_point(|l| l.lo <= first).checked_sub(1);
+                    let line = &self.lines[p];
                     match head {
                         Some(h)
-                            if self.lines[p].closer
-                                && !self.lines[p].tail
+                            if line.closer
+                                && !line.opens
+                                && !line.tail
                                 && h < p
                                 && first < self.lines[h].hi =>
                         {

@@ -320,6 +320,20 @@ mod tests {
     }
 
     #[test]
+    fn a_comment_after_the_brace_of_else_stays_in_its_block() {
+        // Found by tests/fmt_control.rs: moved up to the `if` line, the comment left the
+        // empty block, which then closed on its line the second time.
+        check(
+            "workflow w {\n  if v { s = a(\"go\") } else if v { // opens\n  }\n}\n",
+            "workflow w {\n  if v {\n    s = a(\"go\")\n  } else if v {  // opens\n  }\n}\n",
+        );
+        check(
+            "workflow w { parallel for x in [\n\"a\"] { // opens\n s = a(\"{x}\") } }",
+            "workflow w {\n  parallel for x in [\n    \"a\",\n  ] {  // opens\n    s = a(\"{x}\")\n  }\n}\n",
+        );
+    }
+
+    #[test]
     fn a_block_comment_before_code_on_its_line_stays_there() {
         check(
             "/// Doc.\n/* note */ agent a { model: m }\n",

@@ -1,9 +1,10 @@
 //! `orch fmt`: on every `.orch` file of the repository (examples, stdlib, UI cases that parse,
 //! and the code blocks of the README and docs), formatting keeps the program (the AST, spans
 //! aside) and every comment, and is idempotent; `examples/` and `stdlib/` are already
-//! formatted. Then the same properties on generated variants of one dense script, with a
-//! comment, a line break or a blank line put at every position where the parser accepts one;
-//! then the command line.
+//! formatted. Then the same properties on generated variants of two dense scripts (one with
+//! every declaration and statement, one with the control flow: `parallel for`, `repeat`, `if`),
+//! with a comment, a line break or a blank line put at every position where the parser accepts
+//! one; then the command line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -186,6 +187,17 @@ workflow main(q: text, r: { k: text, n: list<number> }) -> text <m, budget $1.50
 }
 "#;
 
+/// One script with every control-flow construct: `parallel for` over a list literal and over a
+/// path, `repeat ... until`, `if` / `else if` / `else`, and conditions with every operator.
+const DENSE_CONTROL: &str = r#"workflow main(xs: list<text>) {
+  p = parallel <max 2> for x in ["u", "v"] {
+    repeat <max 3, retry 1> { s = a("{x}") } until s.ok == true and not (s.n < 2.5 or s.done)
+  }
+  parallel for y in p.items { if y != "u" { t = a("1") } else if 3 >= y or y <= 1 { u = a("2") } else { v = a("3") } }
+  if not p.ok and (p.n > 1 or false) {} else { return p }
+}
+"#;
+
 /// The char boundaries of `text`.
 fn boundaries(text: &str) -> impl Iterator<Item = usize> + '_ {
     (0..=text.len()).filter(|&i| text.is_char_boundary(i))
@@ -193,8 +205,19 @@ fn boundaries(text: &str) -> impl Iterator<Item = usize> + '_ {
 
 #[test]
 fn comments_and_line_breaks_anywhere_the_parser_accepts_them() {
+    insert_everywhere(DENSE, 500);
+}
+
+#[test]
+fn comments_and_line_breaks_anywhere_in_control_flow() {
+    insert_everywhere(DENSE_CONTROL, 500);
+}
+
+/// Checks every variant of `dense` (which must parse) with a comment, a line break, a blank
+/// line or a separator inserted at one position, among those that parse (more than `min`).
+fn insert_everywhere(dense: &str, min: usize) {
     assert!(
-        ast_without_spans(DENSE).is_some(),
+        ast_without_spans(dense).is_some(),
         "the dense script parses"
     );
     let inserts = [
@@ -208,9 +231,9 @@ fn comments_and_line_breaks_anywhere_the_parser_accepts_them() {
     ];
     let mut bad = Vec::new();
     let mut tried = 0;
-    for at in boundaries(DENSE) {
+    for at in boundaries(dense) {
         for ins in inserts {
-            let text = format!("{}{ins}{}", &DENSE[..at], &DENSE[at..]);
+            let text = format!("{}{ins}{}", &dense[..at], &dense[at..]);
             if ast_without_spans(&text).is_none() {
                 continue;
             }
@@ -220,7 +243,7 @@ fn comments_and_line_breaks_anywhere_the_parser_accepts_them() {
             }
         }
     }
-    assert!(tried > 500, "only {tried} variants parse");
+    assert!(tried > min, "only {tried} variants parse");
     let shown: Vec<&String> = bad.iter().take(5).collect();
     assert!(
         bad.is_empty(),

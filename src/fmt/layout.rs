@@ -40,6 +40,10 @@ struct Line {
     opens: bool,
     /// Starts with the closing delimiter of such a list.
     closer: bool,
+    /// Goes on after its closing `}` with code of its own (`} until COND`). A comment after
+    /// that code is about it, so it stays on this line rather than moving up to the line that
+    /// opened the block (where an `// orch: allow(...)` would no longer cover the condition).
+    tail: bool,
     /// Where alignment padding goes (a byte index into `text`), for one-line steps and
     /// declarations.
     pad: Option<(Align, usize)>,
@@ -123,6 +127,7 @@ impl<'t> Printer<'t> {
             entry,
             opens: false,
             closer: false,
+            tail: false,
             pad: None,
         });
     }
@@ -375,7 +380,6 @@ impl<'t> Printer<'t> {
     fn stmt(&mut self, s: &Stmt, start: usize, indent: usize) {
         match s {
             Stmt::Step(step) => self.step(step, indent, true),
-            Stmt::Repeat(_) | Stmt::If(_) => unimplemented!("TEMP: fmt of repeat/if"),
             Stmt::Parallel(p) => {
                 if let Some(name) = &p.name {
                     self.push(&format!("{} = ", name.name), name.span.end as usize);
@@ -385,9 +389,30 @@ impl<'t> Printer<'t> {
                 if self.byte(next) == b'<' {
                     self.options(next, &p.options, indent, true);
                 }
+                if let Some(f) = &p.for_each {
+                    self.push(&format!(" for {} in ", f.var.name), f.var.span.end as usize);
+                    // A list literal is laid out like any list: broken when the source breaks
+                    // it or a comment is inside, its `]` then starting the line of the `{`.
+                    self.value(&f.list, indent);
+                }
                 self.push_plain(" ");
                 self.block(&p.body, indent);
             }
+            Stmt::Repeat(r) => {
+                self.push("repeat", r.keyword.end as usize);
+                let next = self.skip(r.keyword.end as usize, false);
+                if self.byte(next) == b'<' {
+                    self.options(next, &r.options, indent, true);
+                }
+                self.push_plain(" ");
+                self.block(&r.body, indent);
+                // `until` may start the next line in the source; it always follows the `}`.
+                self.cur().tail = true;
+                self.push_plain(" until ");
+                let until = self.cond(&r.until);
+                self.push(&until, r.span.end as usize);
+            }
+            Stmt::If(i) => self.if_chain(i, indent),
             Stmt::Then(b) => {
                 debug_assert!(self.text[start..].starts_with("then"));
                 self.push("then ", start + 4);
@@ -406,6 +431,68 @@ impl<'t> Printer<'t> {
                 self.push("return ", r.value.span.start as usize);
                 self.value(&r.value, indent);
             }
+        }
+    }
+
+    /// `if COND { ... } else if COND { ... } else { ... }`: each `else` on the line of the `}`
+    /// before it. A loop rather than recursion, as an `else if` chain may be long.
+    fn if_chain(&mut self, first: &If, indent: usize) {
+        let mut i = first;
+        loop {
+            self.push("if ", i.keyword.end as usize);
+            let cond = self.cond(&i.cond);
+            self.push(&cond, i.cond.span.end as usize);
+            self.push_plain(" ");
+            self.block(&i.then, indent);
+            let Some(otherwise) = &i.otherwise else {
+                return;
+            };
+            self.push_plain(" else ");
+            match otherwise.stmts.as_slice() {
+                // The parser gives `else if` as an `else` block holding just that `if`, with
+                // the `if`'s span; a block written with braces starts at its `{` instead.
+                [Stmt::If(nested)] if nested.span == otherwise.span => i = nested,
+                _ => {
+                    self.block(otherwise, indent);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A condition, on one line: operands as values are written elsewhere, and parentheses
+    /// exactly where the precedence (`not` over `and` over `or`, both left-associative) needs
+    /// them, since the AST does not keep the ones of the source.
+    fn cond(&self, c: &Cond) -> String {
+        /// Binding strength: a sub-condition weaker than its place needs parentheses.
+        fn strength(c: &Cond) -> u8 {
+            match c.kind {
+                CondKind::Or(..) => 1,
+                CondKind::And(..) => 2,
+                CondKind::Not(_) => 3,
+                CondKind::Value(_) | CondKind::Compare(..) => 4,
+            }
+        }
+        let sub = |c: &Cond, min: u8| {
+            let s = self.cond(c);
+            if strength(c) < min {
+                format!("({s})")
+            } else {
+                s
+            }
+        };
+        // Operands are strings, numbers, booleans or paths: never `None`.
+        let operand = |v: &Value| self.inline_value(v).unwrap_or_default();
+        match &c.kind {
+            CondKind::Value(v) => operand(v),
+            CondKind::Compare(a, op, b) => {
+                format!("{} {} {}", operand(a), op.symbol(), operand(b))
+            }
+            CondKind::Not(inner) => format!("not {}", sub(inner, 3)),
+            // The right operand binds one step tighter: `a and (b and c)` is another tree
+            // than `a and b and c`, which the parser groups to the left.
+            CondKind::And(a, b) => format!("{} and {}", sub(a, 2), sub(b, 3)),
+            CondKind::Or(a, b) => format!("{} or {}", sub(a, 1), sub(b, 2)),
         }
     }
 
@@ -652,12 +739,22 @@ impl<'t> Printer<'t> {
                     // After code on its source line: at the end of that code's line. When the
                     // code is the end of a list that was on one source line and is now split,
                     // at the end of the list's first line instead, so the comment stays with
-                    // the line it was written on.
+                    // the line it was written on. Not when the line goes on after the list
+                    // with a `{` that opens a block (`} else {`, `] {`): the comment follows
+                    // that `{` and is about the block, whose layout it may decide (an empty
+                    // block holding a comment is broken); nor after `until COND`.
                     let line_start = text[..c.start].rfind('\n').map_or(0, |i| i + 1);
                     let first = self.skip(line_start, true);
                     let head = self.lines.partition_point(|l| l.lo <= first).checked_sub(1);
+                    let line = &self.lines[p];
                     match head {
-                        Some(h) if self.lines[p].closer && h < p && first < self.lines[h].hi => {
+                        Some(h)
+                            if line.closer
+                                && !line.opens
+                                && !line.tail
+                                && h < p
+                                && first < self.lines[h].hi =>
+                        {
                             trailing[h].push(c)
                         }
                         _ => trailing[p].push(c),
@@ -742,8 +839,11 @@ impl<'t> Printer<'t> {
                 rows.push(Row::Blank);
             }
             for c in &hoisted[i] {
+                // At the indentation of a comment before the line, which is what it is once
+                // formatted: inside the block when the line closes one (`} // a` then
+                // `until x // b`), so that formatting again does not move it.
                 rows.push(Row::Comment {
-                    indent: line.indent,
+                    indent: comment_indent,
                     text: c.text(text).to_string(),
                 });
             }

@@ -93,6 +93,8 @@ fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
                 | Rule::options
                 | Rule::list_type
                 | Rule::record_type
+                | Rule::cond_not
+                | Rule::comparison
         ) {
             continue;
         }

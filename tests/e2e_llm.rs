@@ -43,6 +43,18 @@ fn run_example_with(
     inputs: &[&str],
     extra: &[&str],
 ) -> (serde_json::Value, String) {
+    run_example_capped(url, example, inputs, extra, "48")
+}
+
+/// [`run_example_with`] with another `--max-tokens` cap: a structured answer needs room for
+/// its whole JSON.
+fn run_example_capped(
+    url: &str,
+    example: &str,
+    inputs: &[&str],
+    extra: &[&str],
+    max_tokens: &str,
+) -> (serde_json::Value, String) {
     let dir = std::env::temp_dir().join(format!("orch-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // One report file per call: tests run in parallel and may run the same example.
@@ -58,7 +70,7 @@ fn run_example_with(
             "--endpoint",
             url,
             "--max-tokens",
-            "48",
+            max_tokens,
             "--quiet",
             "--color",
             "never",
@@ -85,7 +97,8 @@ fn assert_real_model_steps(report: &serde_json::Value) -> usize {
     let mut models = 0;
     for s in steps {
         assert_eq!(s["status"], "succeeded", "step {}", s["name"]);
-        if s["model"] == "command" {
+        // Commands print, and regions (`for`, `repeat`, `if`, calls) only hold their steps.
+        if s["model"] == "command" || s["model"].is_null() {
             continue;
         }
         models += 1;
@@ -171,4 +184,101 @@ fn streamed_and_whole_answers_both_work_on_the_local_model() {
             s["name"]
         );
     }
+}
+
+/// The steps of a report whose name starts with `prefix`.
+fn steps_named<'r>(report: &'r serde_json::Value, prefix: &str) -> Vec<&'r serde_json::Value> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
+/// The hierarchical pattern against the real model: the lead's answer is a real JSON list
+/// (asked for with `response_format`), and the specialists fan out over it, one per item.
+#[test]
+fn hierarchical_pattern_fans_out_over_the_local_models_list() {
+    let Some(url) = endpoint() else { return };
+    let (report, stdout) = run_example_capped(
+        &url,
+        "examples/hierarchical.orch",
+        &["goal=Audit a small web shop"],
+        &[],
+        "160",
+    );
+    assert_eq!(report["succeeded"], true);
+    assert_real_model_steps(&report);
+    let lead = steps_named(&report, "report/subtasks");
+    let items = lead[0]["value"].as_array().expect("the lead's answer is a list");
+    assert!(!items.is_empty());
+    // One specialist per item of the list, each with real text.
+    let specialists = steps_named(&report, "report/result[");
+    assert_eq!(specialists.len(), items.len());
+    assert!(!stdout.trim().is_empty());
+}
+
+/// The review-refine pattern against the real model: every verdict is a record parsed from
+/// the model's JSON; the loop ends when one approves or after three rounds.
+#[test]
+fn review_refine_pattern_loops_on_the_local_models_verdicts() {
+    let Some(url) = endpoint() else { return };
+    let (report, _) = run_example_capped(
+        &url,
+        "examples/review_refine.orch",
+        &["task=A two-sentence product update for a todo app"],
+        &[],
+        "120",
+    );
+    assert_eq!(report["succeeded"], true);
+    assert_real_model_steps(&report);
+    let verdicts = steps_named(&report, "post/verdict#");
+    assert!((1..=3).contains(&verdicts.len()), "{} rounds", verdicts.len());
+    for (i, v) in verdicts.iter().enumerate() {
+        let approved = v["value"]["approved"].as_bool().expect("a bool `approved`");
+        // Only the last round may approve: the loop stops at the first approval.
+        assert!(!approved || i + 1 == verdicts.len());
+    }
+    assert_eq!(steps_named(&report, "post/draft#").len(), verdicts.len());
+}
+
+/// A structured answer the model cannot give (here: cut off by a tiny token cap) is retried
+/// with the problem in the prompt, then reported clearly; the run keeps what completed.
+#[test]
+fn a_structured_answer_the_local_model_cannot_give_is_retried_then_reported() {
+    let Some(url) = endpoint() else { return };
+    let dir = std::env::temp_dir().join(format!("orch-e2e-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("cut.orch");
+    std::fs::write(
+        &script,
+        r#"include "std/models.orch"
+agent lead { model: sonnet, system: "You plan." }
+workflow main(goal: text) {
+  first = lead("Say hello")
+  tasks = lead<retry 1>("Plan: {goal}") -> { title: text, steps: list<text>, risks: list<text> }
+  return tasks
+}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["run"])
+        .arg(&script)
+        .args(["--endpoint", &url, "--max-tokens", "4", "--no-journal", "--color", "never"])
+        .args(["--input", "goal=Build a web shop"])
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not a valid {"),
+        "the failure names the expected type:\n{stderr}"
+    );
+    assert!(stderr.contains("tasks"), "{stderr}");
+    // Two attempts (`retry 1`), the second with the problem in its prompt.
+    assert!(stderr.contains("attempt 2"), "{stderr}");
 }

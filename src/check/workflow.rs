@@ -1374,10 +1374,10 @@ impl Lowerer<'_> {
             // Across a region's edge, a step waits for the region (or may not see the name).
             let mut seen = Vec::new();
             for t in targets {
-                if let Some(v) = self.visible_target(t, r) {
-                    if !seen.contains(&v) {
-                        seen.push(v);
-                    }
+                if let Some(v) = self.visible_target(t, r)
+                    && !seen.contains(&v)
+                {
+                    seen.push(v);
                 }
             }
             let targets = seen;

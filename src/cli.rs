@@ -548,6 +548,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         keep_going: a.keep_going,
         cancel: Some(cancel.clone()),
         journal: journal.clone(),
+        approver: crate::run::Approver::NoTerminal,
     };
     let paint = Paint {
         on: color.enabled(std::io::stderr().is_terminal()),

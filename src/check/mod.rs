@@ -52,7 +52,13 @@ impl Tables {
         let name = callee.dotted();
         let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`"))
             .with_label("not a declared agent");
-        d = match suggest::did_you_mean(&name, self.agents.keys().map(String::as_str)) {
+        // The built-in `approve` is a callee too.
+        let callees = self
+            .agents
+            .keys()
+            .map(String::as_str)
+            .chain(std::iter::once(workflow::APPROVE));
+        d = match suggest::did_you_mean(&name, callees) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(
                 "declare it: `agent {} {{ model: sonnet, system: \"...\" }}`",

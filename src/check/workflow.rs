@@ -12,8 +12,11 @@
 //! Along the way it checks names (undefined, duplicate), model assignment (call site, then
 //! agent pin, then innermost block model), options, arguments and taint, and finally cycles.
 
+mod approval;
 mod overrides;
 mod typing;
+
+pub use approval::APPROVE;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -80,6 +83,9 @@ pub enum Exec {
         /// Working directory.
         cwd: Option<String>,
     },
+    /// The built-in `approve("question")`: a person answers yes or no (docs/language.md,
+    /// "Human approval"). The prompt is the question; the output is a `bool`.
+    Approval,
 }
 
 /// Default output-token limit when neither the agent nor the model sets one.
@@ -743,9 +749,14 @@ impl Lowerer<'_> {
             .and_then(|a| a.deadline_ms);
         let default_retry = match exec {
             Exec::Model { .. } => DEFAULT_MODEL_RETRY,
-            Exec::Command { .. } => 0,
+            Exec::Command { .. } | Exec::Approval => 0,
         };
-        let (prompt, args, arg_spans) = self.arguments(s, &agent_name);
+        let approval = matches!(exec, Exec::Approval);
+        let (prompt, args, arg_spans) = if approval {
+            self.approval_arguments(s)
+        } else {
+            self.arguments(s, &agent_name)
+        };
         self.arg_checks
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
@@ -768,6 +779,9 @@ impl Lowerer<'_> {
             tainted: false,
             output_type,
         });
+        if approval {
+            self.approval_step(id, s);
+        }
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {
                 self.pending.push(PendingRef {
@@ -793,7 +807,8 @@ impl Lowerer<'_> {
     }
 
     /// The agent's execution, with the model resolved: call site `<m>`, then the agent's pin,
-    /// then the innermost block's model.
+    /// then the innermost block's model. `approve` without an agent of that name is the
+    /// built-in approval.
     fn exec_for(
         &mut self,
         s: &ast::Step,
@@ -813,6 +828,9 @@ impl Lowerer<'_> {
             .get(&callee.root.name)
             .filter(|_| callee.fields.is_empty())
         else {
+            if approval::is_approve(callee) {
+                return (Exec::Approval, None, None, name);
+            }
             self.diags.push(self.tables.unknown_agent(callee));
             return (placeholder, None, None, name);
         };
@@ -1318,7 +1336,8 @@ impl Lowerer<'_> {
         }
     }
 
-    /// A node is tainted when it is a model step or any of its data inputs is tainted.
+    /// A node is tainted when it is a model step or any of its data inputs is tainted. An
+    /// approval never is: its output is a person's yes or no, whatever its question shows.
     fn propagate_taint(&mut self) {
         // Nodes may depend on later nodes inside `parallel`, so iterate to a fixed point.
         loop {
@@ -1328,6 +1347,9 @@ impl Lowerer<'_> {
                     continue;
                 }
                 let n = &self.g.nodes[i];
+                if matches!(n.exec, Exec::Approval) {
+                    continue;
+                }
                 let t = matches!(n.exec, Exec::Model { .. })
                     || n.deps
                         .iter()

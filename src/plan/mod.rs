@@ -80,6 +80,9 @@ pub enum PlanExec {
         /// Working directory.
         cwd: Option<String>,
     },
+    /// The built-in `approve("question")`: a person answers yes or no; the prompt is the
+    /// question. Costs nothing.
+    Approval,
 }
 
 /// One step of the plan.
@@ -426,6 +429,7 @@ fn plan_node(
             argv.clone(),
             env.clone(),
         ),
+        Exec::Approval => (PlanExec::Approval, None, Vec::new(), Vec::new()),
     };
     let mut args_tpl = n.args.clone();
     if let Some(agent) = program.tables.agents.get(&n.agent) {
@@ -537,7 +541,7 @@ fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode])
         .iter()
         .map(|n| match &n.exec {
             PlanExec::Model { max_tokens, .. } => u64::from(*max_tokens),
-            PlanExec::Command { .. } => 0,
+            PlanExec::Command { .. } | PlanExec::Approval => 0,
         })
         .collect();
     for node in nodes.iter_mut() {

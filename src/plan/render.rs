@@ -169,6 +169,7 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
                 serde_json::to_string(argv).unwrap_or_default()
             )
         }
+        PlanExec::Approval => "approval: ask a person".to_string(),
     };
     let _ = writeln!(
         out,

@@ -3,9 +3,11 @@
 //! Exit codes: 0 success; 1 errors in the script (or a failed run); 2 usage errors (bad
 //! flags, unreadable inputs, a run that cannot be resumed); 130 interrupted (Ctrl-C).
 
-use std::io::{IsTerminal, Write};
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
@@ -14,11 +16,14 @@ use crate::diag::{
     Diagnostics, HumanStyle, LintLevels, SourceMap, Span, apply_levels, catalog, render_github,
     render_human, render_json, render_sarif,
 };
+use crate::plan::PlanExec;
 use crate::plan::render::usd;
 use crate::resolve::ResolveOptions;
 use crate::run::cancel::Cancel;
 use crate::run::journal::{self, Journal};
-use crate::run::{Endpoint, Event, RunOptions, StepStatus, Target, format_ms};
+use crate::run::{
+    ApprovalRequest, Approver, Endpoint, Event, RunOptions, StepStatus, Target, format_ms,
+};
 
 /// orch — write, check, plan and run teams of LLM agents.
 #[derive(Debug, Parser)]
@@ -213,6 +218,10 @@ pub struct RunArgs {
     /// Do not journal this run (it cannot be resumed).
     #[arg(long, conflicts_with = "resume")]
     pub no_journal: bool,
+    /// Approve every `approve(...)` step without asking (recorded as approved by --yes).
+    /// Without it, approvals are asked on the terminal, and fail when there is none.
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -539,16 +548,6 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         }
     }
     let cancel = Cancel::new();
-    let opts = RunOptions {
-        inputs,
-        target,
-        max_tokens_cap: a.max_tokens,
-        max_concurrency: a.max_concurrency.map(|n| n as usize),
-        env: None,
-        keep_going: a.keep_going,
-        cancel: Some(cancel.clone()),
-        journal: journal.clone(),
-    };
     let paint = Paint {
         on: color.enabled(std::io::stderr().is_terminal()),
     };
@@ -571,13 +570,48 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     let why_rerun = a.why_rerun;
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     // Streamed tokens show on one status line that is redrawn in place, only on a terminal.
-    let live = Live::new(std::io::stderr().is_terminal());
+    let live = Arc::new(Live::new(std::io::stderr().is_terminal()));
+    let approver = if a.yes {
+        Approver::Yes
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        terminal_approver(live.clone(), paint, width)
+    } else {
+        Approver::NoTerminal
+    };
+    let opts = RunOptions {
+        inputs,
+        target,
+        max_tokens_cap: a.max_tokens,
+        max_concurrency: a.max_concurrency.map(|n| n as usize),
+        env: None,
+        keep_going: a.keep_going,
+        cancel: Some(cancel.clone()),
+        journal: journal.clone(),
+        approver,
+    };
+    // An approval's question is its progress line: its start is not printed.
+    let approvals: HashSet<String> = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.exec, PlanExec::Approval))
+        .map(|n| n.name.clone())
+        .collect();
+    let progress = live.clone();
     let on_event = move |e: &Event| {
+        let live = &progress;
         if let Event::Rerun { step, why } = e {
             if why_rerun {
-                eprintln!("  {} {step:<width$}  runs again: {why}", paint.yellow("»"));
+                live.line(format!(
+                    "  {} {step:<width$}  runs again: {why}",
+                    paint.yellow("»")
+                ));
             }
             return;
+        }
+        if let Event::Finished(r) = e {
+            // An approval that ended without an answer (a timeout, Ctrl-C) leaves its
+            // question on the screen: progress resumes below it.
+            live.abandon(&r.name, &paint);
         }
         if quiet {
             return;
@@ -594,17 +628,18 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             Event::Finished(r) => live.forget(&r.name),
             _ => {}
         }
-        match e {
-            Event::Streaming { .. } => {}
+        let line = match e {
+            Event::Streaming { .. } | Event::Rerun { .. } => None,
+            Event::Started { step, .. } if approvals.contains(step) => None,
             Event::Waiting {
                 step,
                 delay_ms,
                 reason,
-            } => eprintln!(
+            } => Some(format!(
                 "  {} {step:<width$}  waiting {} for the rate limit: {reason}",
                 paint.dim("…"),
                 format_ms(*delay_ms)
-            ),
+            )),
             Event::Started {
                 step,
                 runs_on,
@@ -615,64 +650,95 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
                 } else {
                     String::new()
                 };
-                eprintln!("  {} {step:<width$}  {runs_on}{again}", paint.cyan("▸"));
+                Some(format!(
+                    "  {} {step:<width$}  {runs_on}{again}",
+                    paint.cyan("▸")
+                ))
             }
             Event::Retrying {
                 step,
                 error,
                 delay_ms,
-            } => {
-                eprintln!(
-                    "  {} {step:<width$}  {error}; retrying in {}",
-                    paint.yellow("↻"),
-                    format_ms(*delay_ms)
-                );
-            }
-            Event::FallingBack { step, model } => eprintln!(
+            } => Some(format!(
+                "  {} {step:<width$}  {error}; retrying in {}",
+                paint.yellow("↻"),
+                format_ms(*delay_ms)
+            )),
+            Event::FallingBack { step, model } => Some(format!(
                 "  {} {step:<width$}  falling back to {model}",
                 paint.yellow("↪")
-            ),
-            Event::Finished(r) => match &r.status {
+            )),
+            Event::Finished(r) => Some(match &r.status {
                 StepStatus::Succeeded => {
                     let dur = r
                         .finished_ms
                         .unwrap_or(0)
                         .saturating_sub(r.started_ms.unwrap_or(0));
-                    let approx = if r.usage.estimated { "~" } else { "" };
-                    eprintln!(
-                        "  {} {:<width$}  {} · {approx}{} → {approx}{} tokens · {}",
-                        paint.green("✓"),
-                        r.name,
-                        format_ms(dur),
-                        r.usage.input_tokens,
-                        r.usage.output_tokens,
-                        usd(r.cost_usd)
-                    );
+                    match &r.approval {
+                        Some(answer) => format!(
+                            "  {} {:<width$}  {} · {}",
+                            if answer.approved {
+                                paint.green("✓")
+                            } else {
+                                paint.yellow("✓")
+                            },
+                            r.name,
+                            answer.describe(),
+                            format_ms(dur)
+                        ),
+                        None => {
+                            let approx = if r.usage.estimated { "~" } else { "" };
+                            format!(
+                                "  {} {:<width$}  {} · {approx}{} → {approx}{} tokens · {}",
+                                paint.green("✓"),
+                                r.name,
+                                format_ms(dur),
+                                r.usage.input_tokens,
+                                r.usage.output_tokens,
+                                usd(r.cost_usd)
+                            )
+                        }
+                    }
                 }
                 StepStatus::Failed(err) => {
-                    eprintln!("  {} {:<width$}  failed: {err}", paint.red("✗"), r.name)
+                    format!("  {} {:<width$}  failed: {err}", paint.red("✗"), r.name)
                 }
                 StepStatus::Skipped(why) => {
-                    eprintln!("  {} {:<width$}  skipped: {why}", paint.dim("-"), r.name)
+                    format!("  {} {:<width$}  skipped: {why}", paint.dim("-"), r.name)
                 }
-                StepStatus::Cancelled => eprintln!(
+                StepStatus::Cancelled => format!(
                     "  {} {:<width$}  cancelled (gather no longer needs it)",
                     paint.dim("-"),
                     r.name
                 ),
-                StepStatus::Interrupted => eprintln!(
-                    "  {} {:<width$}  interrupted: its request was dropped",
+                StepStatus::Interrupted => format!(
+                    "  {} {:<width$}  interrupted: {}",
                     paint.red("✗"),
-                    r.name
+                    r.name,
+                    if approvals.contains(&r.name) {
+                        "its question was not answered"
+                    } else {
+                        "its request was dropped"
+                    }
                 ),
-            },
-            Event::Reused(r) => eprintln!(
-                "  {} {:<width$}  reused from the journal · {}",
-                paint.green("↺"),
-                r.name,
-                usd(r.cost_usd)
-            ),
-            Event::Rerun { .. } => {}
+            }),
+            Event::Reused(r) => Some(match &r.approval {
+                Some(answer) => format!(
+                    "  {} {:<width$}  reused from the journal: {}",
+                    paint.green("↺"),
+                    r.name,
+                    answer.describe()
+                ),
+                None => format!(
+                    "  {} {:<width$}  reused from the journal · {}",
+                    paint.green("↺"),
+                    r.name,
+                    usd(r.cost_usd)
+                ),
+            }),
+        };
+        if let Some(line) = line {
+            live.line(line);
         }
         live.redraw(&paint);
     };
@@ -690,6 +756,10 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         watch_interrupts(cancel, paint);
         crate::run::run(&plan, &program.tables.models, &opts, &on_event).await
     });
+    // A question the run stopped waiting for (Ctrl-C) may still be reading the terminal:
+    // show what it held back, and do not wait for its thread.
+    live.release_all(&paint);
+    runtime.shutdown_background();
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -923,6 +993,10 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
 /// tokens`, redrawn in place (carriage return, erase line) as tokens arrive, erased before
 /// any other progress line and drawn again after it. Off the terminal it draws nothing, so
 /// logs get no partial lines.
+///
+/// While an approval's question waits for an answer on the terminal, progress lines are held
+/// back (and the status line is not drawn), so that nothing is written into the question or
+/// the answer being typed; they are printed once it is answered.
 struct Live {
     on: bool,
     state: std::sync::Mutex<LiveState>,
@@ -934,6 +1008,12 @@ struct LiveState {
     tokens: IndexMap<String, u64>,
     /// Whether a status line is on the screen.
     shown: bool,
+    /// The approval step whose question is on the screen, and the ticket of that question.
+    asking: Option<(String, u64)>,
+    /// Tickets handed out so far.
+    tickets: u64,
+    /// Progress lines held back while a question is asked.
+    held: Vec<String>,
 }
 
 /// The longest status line, in characters (longer ones are cut).
@@ -967,10 +1047,79 @@ impl Live {
 
     /// Erases the status line, if one is shown.
     fn clear_line(&self) {
-        let mut state = self.lock();
-        if self.on && state.shown {
+        Self::erase(self.on, &mut self.lock());
+    }
+
+    fn erase(on: bool, state: &mut LiveState) {
+        if on && state.shown {
             eprint!("\r\x1b[2K");
             state.shown = false;
+        }
+    }
+
+    /// Prints a progress line (below the status line, which it erases), or holds it back
+    /// while a question is asked.
+    fn line(&self, text: String) {
+        let mut state = self.lock();
+        if state.asking.is_some() {
+            state.held.push(text);
+            return;
+        }
+        Self::erase(self.on, &mut state);
+        eprintln!("{text}");
+    }
+
+    /// A question of approval step `step` is about to be asked: erases the status line and
+    /// holds progress lines back until [`Live::release`] with the ticket returned.
+    fn hold(&self, step: &str) -> u64 {
+        let mut state = self.lock();
+        Self::erase(self.on, &mut state);
+        state.tickets += 1;
+        let ticket = state.tickets;
+        state.asking = Some((step.to_string(), ticket));
+        ticket
+    }
+
+    /// The question of `ticket` was answered: prints the lines held back and redraws. Nothing
+    /// when the run already stopped waiting for that answer ([`Live::abandon`]).
+    fn release(&self, ticket: u64, paint: &Paint) {
+        let held = {
+            let mut state = self.lock();
+            if !matches!(&state.asking, Some((_, t)) if *t == ticket) {
+                return;
+            }
+            state.asking = None;
+            std::mem::take(&mut state.held)
+        };
+        for l in held {
+            eprintln!("{l}");
+        }
+        self.redraw(paint);
+    }
+
+    /// Step `step` ended: if its question is still waiting for an answer (the run stopped
+    /// waiting: a timeout, Ctrl-C), ends the question's line and prints what was held back.
+    fn abandon(&self, step: &str, paint: &Paint) {
+        let held = {
+            let mut state = self.lock();
+            if !matches!(&state.asking, Some((s, _)) if s == step) {
+                return;
+            }
+            state.asking = None;
+            std::mem::take(&mut state.held)
+        };
+        eprintln!();
+        for l in held {
+            eprintln!("{l}");
+        }
+        self.redraw(paint);
+    }
+
+    /// At the end of the run: prints whatever is still held back.
+    fn release_all(&self, paint: &Paint) {
+        let step = self.lock().asking.as_ref().map(|(s, _)| s.clone());
+        if let Some(step) = step {
+            self.abandon(&step, paint);
         }
     }
 
@@ -980,6 +1129,9 @@ impl Live {
             return;
         }
         let mut state = self.lock();
+        if state.asking.is_some() {
+            return;
+        }
         let text: String = state
             .tokens
             .iter()
@@ -995,6 +1147,58 @@ impl Live {
         } else {
             eprint!("\r\x1b[2K  {} {}", paint.dim("⋯"), paint.dim(&text));
             state.shown = true;
+        }
+    }
+}
+
+/// Asks approval questions on the terminal, one at a time: the question and `[y/N]` on
+/// stderr, the answer read from stdin (`y`/`yes` approves; `n`/`no` or just Enter declines;
+/// anything else asks again). Progress lines wait until the question is answered.
+fn terminal_approver(live: Arc<Live>, paint: Paint, width: usize) -> Approver {
+    let one_at_a_time = Arc::new(std::sync::Mutex::new(()));
+    Approver::ask("on the terminal", move |req: &ApprovalRequest| {
+        let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = live.hold(&req.step);
+        let answer = ask_on_terminal(req, &paint, width);
+        live.release(ticket, &paint);
+        answer
+    })
+}
+
+fn ask_on_terminal(req: &ApprovalRequest, paint: &Paint, width: usize) -> Result<bool, String> {
+    // Lines of a long question line up under its first.
+    let indent = format!("\n{}", " ".repeat(width + 6));
+    let question = req.question.trim().replace('\n', &indent);
+    let mut prompt = format!(
+        "  {} {:<width$}  {} {} ",
+        paint.yellow("?"),
+        req.step,
+        paint.bold(&question),
+        paint.dim("[y/N]")
+    );
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => {
+                eprintln!();
+                return Err("the terminal's input ended before an answer".into());
+            }
+            Ok(_) => match line.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" => return Ok(true),
+                "" | "n" | "no" => return Ok(false),
+                _ => {
+                    prompt = format!(
+                        "  {} {:<width$}  answer y or n {} ",
+                        paint.yellow("?"),
+                        "",
+                        paint.dim("[y/N]")
+                    )
+                }
+            },
+            Err(e) => return Err(format!("cannot read the terminal: {e}")),
         }
     }
 }

@@ -232,6 +232,53 @@ fn a_failed_run_exits_1_and_keeps_what_completed() {
     assert_eq!(v["steps"][1]["status"], "failed");
 }
 
+const APPROVAL: &str = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent writer { model: m, max_tokens: 40 }\nworkflow main(version: text) {\n  notes = writer(\"Notes for {version}\")\n  ok = approve(\"Deploy {version} to production?\")\n  done = writer(\"Announce {version}: {ok}\")\n  return done\n}\n";
+
+#[test]
+fn approvals_fail_without_a_terminal_and_pass_with_yes() {
+    let script = temp_script("approval.orch", APPROVAL);
+    // The tests' stdin and stderr are not terminals: nobody to ask.
+    let o = orch(&["run", &script, "--input", "version=1.2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("stopped: step `ok` failed: step `ok` needs a person's approval (\"Deploy 1.2 to production?\"), but there is no terminal to ask on; run on a terminal, or pass --yes to approve every approval step"),
+        "{err}"
+    );
+    assert!(
+        err.contains("✓ notes") && err.contains("not run: done"),
+        "{err}"
+    );
+    assert!(err.contains("resume with:"), "{err}");
+
+    let report = Path::new(&script).with_extension("json");
+    let o = orch(&[
+        "run",
+        &script,
+        "--input",
+        "version=1.2",
+        "--yes",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("✓ ok     approved by --yes"), "{err}");
+    assert!(stdout(&o).contains("Announce 1.2: true"), "{}", stdout(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let ok = &v["steps"][1];
+    assert_eq!(ok["status"], "succeeded");
+    assert_eq!(ok["model"], "--yes");
+    assert_eq!(ok["output"], "true");
+    assert_eq!(ok["value"], true);
+    assert_eq!(
+        ok["approval"],
+        serde_json::json!({"approved": true, "via": "by --yes"})
+    );
+    assert!(v["steps"][0].get("approval").is_none());
+}
+
 #[test]
 fn help_lists_the_commands() {
     let o = orch(&["--help"]);

@@ -211,7 +211,9 @@ fn hierarchical_pattern_fans_out_over_the_local_models_list() {
     assert_eq!(report["succeeded"], true);
     assert_real_model_steps(&report);
     let lead = steps_named(&report, "report/subtasks");
-    let items = lead[0]["value"].as_array().expect("the lead's answer is a list");
+    let items = lead[0]["value"]
+        .as_array()
+        .expect("the lead's answer is a list");
     assert!(!items.is_empty());
     // One specialist per item of the list, each with real text.
     let specialists = steps_named(&report, "report/result[");
@@ -234,7 +236,11 @@ fn review_refine_pattern_loops_on_the_local_models_verdicts() {
     assert_eq!(report["succeeded"], true);
     assert_real_model_steps(&report);
     let verdicts = steps_named(&report, "post/verdict#");
-    assert!((1..=3).contains(&verdicts.len()), "{} rounds", verdicts.len());
+    assert!(
+        (1..=3).contains(&verdicts.len()),
+        "{} rounds",
+        verdicts.len()
+    );
     for (i, v) in verdicts.iter().enumerate() {
         let approved = v["value"]["approved"].as_bool().expect("a bool `approved`");
         // Only the last round may approve: the loop stops at the first approval.
@@ -266,7 +272,15 @@ workflow main(goal: text) {
     let out = Command::new(env!("CARGO_BIN_EXE_orch"))
         .args(["run"])
         .arg(&script)
-        .args(["--endpoint", &url, "--max-tokens", "4", "--no-journal", "--color", "never"])
+        .args([
+            "--endpoint",
+            &url,
+            "--max-tokens",
+            "4",
+            "--no-journal",
+            "--color",
+            "never",
+        ])
         .args(["--input", "goal=Build a web shop"])
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")

@@ -84,7 +84,13 @@ impl Tables {
             .agents
             .keys()
             .find(|k| k.rsplit_once('.').is_some_and(|(_, n)| n == name));
-        d = match suggest::did_you_mean(&name, self.agents.keys().map(String::as_str)) {
+        // The built-in `approve` is a callee too.
+        let callees = self
+            .agents
+            .keys()
+            .map(String::as_str)
+            .chain(std::iter::once(workflow::APPROVE));
+        d = match suggest::did_you_mean(&name, callees) {
             _ if namespaced.is_some() => {
                 let k = namespaced.expect("checked");
                 d.with_help(format!(

@@ -16,8 +16,11 @@ mod calls;
 mod control;
 
 pub use control::cond_source;
+mod approval;
 mod overrides;
 mod typing;
+
+pub use approval::APPROVE;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -91,6 +94,9 @@ pub enum Exec {
     Region(RegionId),
     /// The variable of a `parallel for`: one item of the list in each instance of the body.
     Item,
+    /// The built-in `approve("question")`: a person answers yes or no (docs/language.md,
+    /// "Human approval"). The prompt is the question; the output is a `bool`.
+    Approval,
 }
 
 /// Where a node sits among the regions around it: one entry per enclosing region,
@@ -817,6 +823,13 @@ impl Lowerer<'_> {
                         }))],
                     },
                 };
+                if !self.path.is_empty() && mode != Mode::Parallel {
+                    self.diags.push(
+                        Diagnostic::error("E0505", r.span, "`return` inside a `for`, `repeat` or `if`")
+                            .with_label("may not run, or run many times")
+                            .with_help("define a name in the block and return it after the block, at the end of the workflow body"),
+                    );
+                }
                 if mode == Mode::Parallel {
                     self.diags.push(
                         Diagnostic::error("E0505", r.span, "`return` inside a `parallel` block")
@@ -942,7 +955,12 @@ impl Lowerer<'_> {
             Exec::Model { .. } => DEFAULT_MODEL_RETRY,
             _ => 0,
         };
-        let (prompt, args, arg_spans) = self.arguments(s, &agent_name);
+        let approval = matches!(exec, Exec::Approval);
+        let (prompt, args, arg_spans) = if approval {
+            self.approval_arguments(s)
+        } else {
+            self.arguments(s, &agent_name)
+        };
         self.arg_checks
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
@@ -966,6 +984,9 @@ impl Lowerer<'_> {
             output_type,
             regions: self.path.clone(),
         });
+        if approval {
+            self.approval_step(id, s);
+        }
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {
                 self.pending.push(PendingRef {
@@ -993,7 +1014,8 @@ impl Lowerer<'_> {
     }
 
     /// The agent's execution, with the model resolved: call site `<m>`, then the agent's pin,
-    /// then the innermost block's model.
+    /// then the innermost block's model. `approve` without an agent of that name is the
+    /// built-in approval.
     fn exec_for(
         &mut self,
         s: &ast::Step,
@@ -1028,6 +1050,9 @@ impl Lowerer<'_> {
         }
         let key = alias.or_else(|| self.agent_key(callee, true));
         let Some(agent) = key.as_ref().and_then(|k| self.tables.agents.get(k)) else {
+            if approval::is_approve(callee) {
+                return (Exec::Approval, None, None, name);
+            }
             self.diags.push(self.tables.unknown_agent(callee));
             return (placeholder, None, None, name);
         };
@@ -1380,6 +1405,11 @@ impl Lowerer<'_> {
                     seen.push(v);
                 }
             }
+            // A region's own condition (`until`) reads its body: that is no input of it.
+            if let Some(Exec::Region(rid)) = self.g.nodes.get(r.node).map(|n| &n.exec) {
+                let members = &self.g.regions[*rid].members;
+                seen.retain(|t| !members.contains(t));
+            }
             let targets = seen;
             if r.node == usize::MAX {
                 continue; // `return`: no node waits.
@@ -1677,6 +1707,8 @@ impl Lowerer<'_> {
     }
 
     /// A node is tainted when it is a model step or any of its data inputs is tainted.
+    /// A node is tainted when it is a model step or any of its data inputs is tainted. An
+    /// approval never is: its output is a person's yes or no, whatever its question shows.
     fn propagate_taint(&mut self) {
         // Nodes may depend on later nodes inside `parallel`, so iterate to a fixed point.
         loop {
@@ -1686,6 +1718,9 @@ impl Lowerer<'_> {
                     continue;
                 }
                 let n = &self.g.nodes[i];
+                if matches!(n.exec, Exec::Approval) {
+                    continue;
+                }
                 let t = matches!(n.exec, Exec::Model { .. })
                     || n.deps
                         .iter()

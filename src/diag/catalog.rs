@@ -490,7 +490,8 @@ workflow main(request: text) {
         name: "unknown-agent",
         summary: "A step calls an agent that is not declared.",
         what: "Reports the callee of a step when no agent of that name is declared in the script \
-               or its includes. Suggests the closest agent.",
+               or its includes (and it is not the built-in `approve`). Suggests the closest \
+               agent.",
         why: "The step has nothing to run.",
         example_bad: r#"include "std/models.orch"
 
@@ -767,7 +768,8 @@ workflow main(draft: text) {
         summary: "A call's arguments do not fit the agent: a second prompt, an unknown, repeated or missing parameter, no prompt.",
         what: "Checks each step's arguments against the agent: one positional prompt at most, \
                named arguments only for declared parameters and each once, every parameter \
-               without a default given, and a prompt for every model agent.",
+               without a default given, and a prompt for every model agent. `approve(...)` \
+               takes exactly one argument, its question, and no named arguments.",
         why: "An argument that goes nowhere is lost, and a missing one leaves a `{param}` of the \
               agent's text without a value.",
         example_bad: r#"agent commit(message: text) { run: ["git", "commit", "-m", "{message}"] }
@@ -791,7 +793,8 @@ workflow main(version: text) {
         name: "type-mismatch",
         summary: "A value of the wrong type: a named argument against its parameter, or `return` against the workflow's declared result.",
         what: "Checks each named argument against the type of the agent's parameter, and the \
-               `return` value against the workflow's `-> T`. A step's output is text, a \
+               `return` value against the workflow's `-> T`. A step's output is text (an \
+               approval's is a bool, and `-> T` on `approve(...)` can only be `bool`), a \
                parameter has its declared type, a literal must parse as the expected type \
                (`3` for `number`, `true`/`false` for `bool`, JSON for lists and records); \
                `text` and `json` accept anything.",
@@ -1096,8 +1099,9 @@ workflow main(code: text) {
         name: "invalid-option",
         summary: "An option not allowed where it is written, or given twice.",
         what: "Reports `max N` anywhere but on a `parallel` block, `budget $X` on a step (it \
-               limits a workflow or a `parallel` block), and an option (or a model) given twice \
-               in one `< >` list.",
+               limits a workflow or a `parallel` block), a model, `retry` or `fallback` on \
+               `approve(...)` (a person answers it, once; `timeout` and `deadline` bound the \
+               wait), and an option (or a model) given twice in one `< >` list.",
         why: "The option would have no meaning there (a step has no branches to limit), or two \
               values would compete.",
         example_bad: r#"include "std/models.orch"

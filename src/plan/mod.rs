@@ -91,6 +91,9 @@ pub enum PlanExec {
     },
     /// The variable of a `parallel for`: holds one item in each instance.
     Item,
+    /// The built-in `approve("question")`: a person answers yes or no; the prompt is the
+    /// question. Costs nothing.
+    Approval,
 }
 
 /// One step of the plan.
@@ -130,8 +133,9 @@ pub struct PlanNode {
     /// `-> T`: the structured output the step must produce; absent for text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_type: Option<crate::check::types::Type>,
-    /// The innermost region it is in (absent at the top of the workflow).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The innermost region it is in (absent at the top of the workflow). Serialized as
+    /// `in_region`: a region's own node has `region` for the region it stands for.
+    #[serde(rename = "in_region", skip_serializing_if = "Option::is_none")]
     pub region: Option<RegionId>,
     /// How many times it may run, at most, for one run of the workflow: the product of its
     /// regions' bounds (`repeat <max N>`, a literal `for` list's length); a `for` over a list
@@ -681,6 +685,7 @@ fn plan_node(
             Vec::new(),
         ),
         Exec::Item => (PlanExec::Item, None, Vec::new(), Vec::new()),
+        Exec::Approval => (PlanExec::Approval, None, Vec::new(), Vec::new()),
     };
     let mut args_tpl = n.args.clone();
     if let Some(agent) = program.tables.agents.get(&n.agent) {

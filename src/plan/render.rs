@@ -194,6 +194,7 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
         }
         PlanExec::Region { region } => region_text(plan, *region),
         PlanExec::Item => "one item per instance".to_string(),
+        PlanExec::Approval => "approval: ask a person".to_string(),
     };
     let _ = writeln!(
         out,

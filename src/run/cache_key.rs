@@ -5,9 +5,10 @@
 //! base URL), the model identifier requested, the rendered system text and prompt, and the
 //! sampling options (`max_tokens` after `--max-tokens`, `temperature`). A command step's by
 //! its rendered argv, environment, stdin and working directory (and whether commands are
-//! simulated). Policies that only decide *whether* a result comes — `retry`, `timeout`,
-//! `fallback`, budgets, concurrency — are not part of the key, nor is the script's name for a
-//! model (two names for one identifier are one model). The language has no output types yet,
+//! simulated). An approval's by its rendered question (not by who answers). Policies that only
+//! decide *whether* a result comes — `retry`, `timeout`, `fallback`, budgets, concurrency —
+//! are not part of the key, nor is the script's name for a model (two names for one
+//! identifier are one model). The language has no output types yet,
 //! so there is none to hash.
 //!
 //! The key is the SHA-256 (lowercase hex) of a canonical JSON encoding of those parts.
@@ -49,7 +50,7 @@ fn hash_text(text: &str) -> String {
 /// SHA-256 hashes (hex); names and numbers are kept in clear for messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyParts {
-    /// `model` or `command`.
+    /// `model`, `command` or `approval`.
     pub kind: String,
     /// Where a model request goes: the provider's kind and base URL (`openai
     /// http://127.0.0.1:8080/v1`), or `sim` for the simulator; for a command, `simulated` when
@@ -185,10 +186,10 @@ impl KeyParts {
         }
         let mut texts = Vec::new();
         if self.prompt != old.prompt {
-            texts.push(if self.kind == "command" {
-                "stdin"
-            } else {
-                "prompt"
+            texts.push(match self.kind.as_str() {
+                "command" => "stdin",
+                "approval" => "question",
+                _ => "prompt",
             });
         }
         if self.system != old.system {
@@ -390,6 +391,23 @@ pub(super) fn step_parts(
                 uses,
             }
         }
+        // A person's answer depends on the question only (not on who answers: a resumed
+        // run reuses a decision made on the terminal even with --yes).
+        PlanExec::Approval => KeyParts {
+            kind: "approval".into(),
+            provider: None,
+            model: None,
+            model_id: None,
+            max_tokens: None,
+            temperature: None,
+            system: None,
+            prompt: hash_text(&prompt),
+            argv: None,
+            env: None,
+            cwd: None,
+            source,
+            uses,
+        },
     }
 }
 

@@ -80,6 +80,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
             finished_ms: None,
             output: None,
             value: None,
+            approval: None,
         };
         let mut inner = Vec::new();
         let mut reused = Vec::new();

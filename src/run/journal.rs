@@ -258,7 +258,11 @@ pub struct StepRecord {
     /// A structured output (`-> T`) as a value of its type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
-    /// The model that answered (after any fallback), or `command`.
+    /// For an approval step: the answer and how it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::Approval>,
+    /// The model that answered (after any fallback), `command`, or for an approval `person`
+    /// or `--yes`.
     #[serde(default)]
     pub model: Option<String>,
     /// Attempts made.
@@ -800,6 +804,7 @@ impl Journal {
                 finished_ms: r.finished_ms,
                 output: r.output.clone(),
                 value: r.value.clone(),
+                approval: r.approval.clone(),
             })));
         }
         let why = match h.last.get(name) {
@@ -860,6 +865,7 @@ impl Journal {
                 key: parts.clone(),
                 output: report.output.clone(),
                 value: report.value.clone(),
+                approval: report.approval.clone(),
                 model: report.model.clone(),
                 attempts: report.attempts,
                 usage: report.usage,

@@ -19,6 +19,7 @@
 //! unchanged. Those three are hooks in the scheduler below: where a step is about to start
 //! (`start_ready`), where it ends (`finish`, `settle`), and at the start and end of the run.
 
+pub mod approval;
 mod budget;
 pub mod cache_key;
 pub mod cancel;
@@ -47,6 +48,8 @@ use crate::syntax::ast::Policy;
 use limits::ProviderLimits;
 use provider::{ApiKey, CompletionRequest, OutputFormat, Provider, ProviderError, Usage};
 use render::{InputValue, Scope, render_with_args};
+
+pub use approval::{Approval, ApprovalRequest, Approver};
 
 pub use crate::syntax::format_duration as format_ms;
 
@@ -105,6 +108,8 @@ pub struct RunOptions {
     pub cancel: Option<cancel::Cancel>,
     /// Where the run is recorded, and (when it resumes an earlier run) whose results it reuses.
     pub journal: Option<journal::Journal>,
+    /// Who answers `approve(...)` steps (by default nobody: they fail, saying so).
+    pub approver: Approver,
 }
 
 /// A lookup of environment variables by name (for API keys).
@@ -227,7 +232,8 @@ pub struct StepReport {
     pub name: String,
     /// The agent.
     pub agent: String,
-    /// The model that produced the output (after any fallback), or `command`.
+    /// The model that produced the output (after any fallback), `command`, or for an
+    /// approval who answered: `person` or `--yes`.
     pub model: Option<String>,
     /// Outcome.
     #[serde(flatten)]
@@ -248,6 +254,9 @@ pub struct StepReport {
     /// A structured output (`-> T`) as a value of its type; absent for text outputs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
+    /// For an answered approval step: the answer and how it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
 
 impl StepReport {
@@ -274,6 +283,7 @@ impl StepReport {
             finished_ms,
             output: None,
             value: None,
+            approval: None,
         }
     }
 }
@@ -324,6 +334,7 @@ struct Shared {
     group_limits: Vec<Option<Arc<Semaphore>>>,
     global: Option<Arc<Semaphore>>,
     simulate_commands: Option<provider::sim::Sim>,
+    approver: Approver,
     start: Instant,
 }
 
@@ -573,6 +584,7 @@ fn prepare(
             .max_concurrency
             .map(|m| Arc::new(Semaphore::new(m.max(1)))),
         simulate_commands,
+        approver: opts.approver.clone(),
         start: Instant::now(),
     })
 }
@@ -1325,6 +1337,10 @@ async fn execute(
     cap: Option<u32>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) -> StepReport {
+    if let PlanExec::Approval = node.exec {
+        // A person answers: no permits, attempts or fallback.
+        return approval::execute(node, prompt, shared, tx).await;
+    }
     // Permits: global, then blocks outermost first, then the provider (one order: no deadlock).
     let _global = match &shared.global {
         Some(s) => s.clone().acquire_owned().await.ok(),
@@ -1349,6 +1365,7 @@ async fn execute(
         finished_ms: None,
         output: None,
         value: None,
+        approval: None,
     };
     // The last failed attempt's error, for the message when the deadline passes.
     let mut last_error: Option<String> = None;
@@ -1431,6 +1448,8 @@ async fn execute(
             PlanExec::Region { .. } | PlanExec::Item => {
                 Err("internal error: a region or item was executed as a step".to_string())
             }
+            // Answered by `approval::execute` above.
+            PlanExec::Approval => Err("an approval step cannot run as a model or command".into()),
         }
     };
     // The deadline bounds everything above: attempts, backoff, waits for the provider's

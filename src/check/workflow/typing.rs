@@ -6,7 +6,7 @@
 //! it as the expected type. `text` and `json` accept anything: both are rendered as text when
 //! interpolated.
 
-use super::{Binding, Lowerer};
+use super::{Binding, Exec, Lowerer};
 use crate::check::types::{Type, resolve_type};
 use crate::diag::Diagnostic;
 use crate::syntax::ast::{self, Template, TemplatePart};
@@ -118,6 +118,15 @@ impl Lowerer<'_> {
                 }
                 let what = format!("`{}` is {ty}", p.dotted());
                 ValueType::Typed(ty, what)
+            }
+            // An approval answers with a bool.
+            Some(Binding::Node(n))
+                if matches!(self.g.nodes[*n].exec, Exec::Approval) && p.fields.is_empty() =>
+            {
+                ValueType::Typed(
+                    Type::Bool,
+                    format!("`{name}` is the bool answer of approval `{name}`"),
+                )
             }
             Some(Binding::Node(_)) => match self.path_value_type(p) {
                 Some(Type::Text) => ValueType::Typed(

@@ -981,6 +981,21 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
 }
 
 /// The text a literal value stands for when it is used as text (defaults, arguments).
+/// A value where a template is expected (a prompt, an argument, `return`): a string as
+/// written, a name as `{name}`, anything else as its literal text.
+pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
+    use crate::syntax::ast::{Template, TemplatePart};
+    match &v.kind {
+        ValueKind::Str(t) => t.clone(),
+        ValueKind::Path(p) => Template {
+            parts: vec![TemplatePart::Interp(p.clone())],
+        },
+        _ => Template {
+            parts: vec![TemplatePart::Text(value_text(v))],
+        },
+    }
+}
+
 pub(crate) fn value_text(v: &Value) -> String {
     match &v.kind {
         ValueKind::Str(t) => t

@@ -26,13 +26,11 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::Tables;
-use super::items::{AgentKind, ParamDef, value_text};
+use super::items::{AgentKind, ParamDef, value_template};
 use super::suggest::did_you_mean;
 use super::types::Type;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::syntax::ast::{
-    self, Ident, Opt, OptKind, Path, Policy, Stmt, Template, TemplatePart, ValueKind,
-};
+use crate::syntax::ast::{self, Ident, Opt, OptKind, Path, Policy, Stmt, Template};
 
 /// Index of a node in [`WorkflowGraph::nodes`].
 pub type NodeId = usize;
@@ -378,7 +376,7 @@ struct Lowerer<'a> {
     /// `parallel for` variables whose item type is known once every name is.
     item_types: Vec<(NodeId, ast::Value)>,
     /// Conditions to type-check once every name is known, with where they are read.
-    cond_checks: Vec<(ast::Cond, Vec<InRegion>, &'static str)>,
+    cond_checks: Vec<(ast::Cond, &'static str)>,
     /// Every definition of a name defined in more than one body of a region (`if` branches,
     /// a `for` over agents).
     alt_defs: IndexMap<String, Vec<NodeId>>,
@@ -811,18 +809,7 @@ impl Lowerer<'_> {
             Stmt::If(i) => (vec![self.if_stmt(i, entry, scope)], None),
             Stmt::Return(r) => {
                 self.returned = true;
-                let t = match &r.value.kind {
-                    ValueKind::Str(t) => t.clone(),
-                    ValueKind::Path(p) => Template {
-                        parts: vec![TemplatePart::Interp(p.clone())],
-                    },
-                    other => Template {
-                        parts: vec![TemplatePart::Text(value_text(&ast::Value {
-                            kind: other.clone(),
-                            span: r.span,
-                        }))],
-                    },
-                };
+                let t = value_template(&r.value);
                 if !self.path.is_empty() && mode != Mode::Parallel {
                     self.diags.push(
                         Diagnostic::error("E0505", r.span, "`return` inside a `for`, `repeat` or `if`")
@@ -1048,7 +1035,7 @@ impl Lowerer<'_> {
             };
             return (generic, None, None, control::GENERIC_AGENT.to_string());
         }
-        let key = alias.or_else(|| self.agent_key(callee, true));
+        let key = alias.or_else(|| self.agent_key(callee));
         let Some(agent) = key.as_ref().and_then(|k| self.tables.agents.get(k)) else {
             if approval::is_approve(callee) {
                 return (Exec::Approval, None, None, name);
@@ -1199,18 +1186,7 @@ impl Lowerer<'_> {
         // Parameters that a misspelled argument was probably meant for.
         let mut meant: Vec<String> = Vec::new();
         for a in &s.args {
-            let t = match &a.value.kind {
-                ValueKind::Str(t) => t.clone(),
-                ValueKind::Path(p) => Template {
-                    parts: vec![TemplatePart::Interp(p.clone())],
-                },
-                other => Template {
-                    parts: vec![TemplatePart::Text(value_text(&ast::Value {
-                        kind: other.clone(),
-                        span: a.value.span,
-                    }))],
-                },
-            };
+            let t = value_template(&a.value);
             match &a.name {
                 None if prompt.is_none() => prompt = Some(t),
                 None => self.diags.push(

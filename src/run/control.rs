@@ -90,19 +90,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
                 list,
                 max,
                 results,
-            } => {
-                run_for(
-                    &task,
-                    region,
-                    *var,
-                    list,
-                    *max,
-                    results,
-                    &mut inner,
-                    &mut reused,
-                )
-                .await
-            }
+            } => run_for(&task, *var, list, *max, results, &mut inner, &mut reused).await,
             RegionKind::Repeat { max, until } => {
                 run_repeat(&task, region, *max, until, &mut inner, &mut reused).await
             }
@@ -208,7 +196,6 @@ fn failed(run: &BodyRun, what: &str) -> StepStatus {
 #[allow(clippy::too_many_arguments)]
 async fn run_for(
     task: &RegionTask,
-    region: usize,
     var: Option<NodeId>,
     list: &ListSource,
     max: Option<u32>,
@@ -309,7 +296,6 @@ async fn run_for(
             failure = Some(failed(&run, &what));
         }
     }
-    let _ = region;
     if let Some(f) = failure {
         return Err(f);
     }
@@ -404,14 +390,7 @@ async fn run_repeat(
             break;
         }
     }
-    let exports = task.plan.regions[region]
-        .exports
-        .values()
-        .flat_map(|nodes| {
-            let v = nodes.first().and_then(|&n| outputs[n].clone());
-            nodes.iter().map(move |&n| (n, v.clone()))
-        })
-        .collect();
+    let exports = exported(&task.plan.regions[region], 0, &outputs);
     let text = if held {
         format!(
             "`until` held after {iterations} iteration{}",
@@ -429,6 +408,22 @@ async fn run_repeat(
 
 fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// The values a region exports after body `body` ran: each exported name's value there,
+/// for its node in every body (later steps look a name up by the node it is bound to).
+fn exported(
+    r: &crate::plan::PlanRegion,
+    body: usize,
+    outputs: &[Option<Json>],
+) -> Vec<(NodeId, Option<Json>)> {
+    r.exports
+        .values()
+        .flat_map(|nodes| {
+            let v = nodes.get(body).and_then(|&n| outputs[n].clone());
+            nodes.iter().map(move |&n| (n, v.clone()))
+        })
+        .collect()
 }
 
 // ------------------------------------------------------------------ if
@@ -465,14 +460,7 @@ async fn run_if(
         };
         return Err(failed(&run, branch));
     }
-    let exports = r
-        .exports
-        .values()
-        .flat_map(|nodes| {
-            let v = nodes.get(body).and_then(|&n| run.outputs[n].clone());
-            nodes.iter().map(move |&n| (n, v.clone()))
-        })
-        .collect();
+    let exports = exported(r, body, &run.outputs);
     Ok(RegionResult {
         value: None,
         text: Some(

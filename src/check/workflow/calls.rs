@@ -13,7 +13,7 @@
 use indexmap::IndexMap;
 
 use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
-use crate::check::items::value_text;
+use crate::check::items::value_template;
 use crate::check::suggest::did_you_mean;
 use crate::check::types::{Type, resolve_type};
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -34,7 +34,7 @@ enum Subst {
 impl Lowerer<'_> {
     /// The table key of the agent a callee names, seen from the callee's file: `ns.name`
     /// for a namespaced include, a name of the file's own namespace, then a global name.
-    pub(super) fn agent_key(&self, callee: &Path, _report: bool) -> Option<String> {
+    pub(super) fn agent_key(&self, callee: &Path) -> Option<String> {
         self.tables
             .lookup(callee, |k| self.tables.agents.contains_key(k))
     }
@@ -44,7 +44,7 @@ impl Lowerer<'_> {
         if callee.fields.is_empty() && self.agent_alias.contains_key(&callee.root.name) {
             return None;
         }
-        if self.agent_key(callee, false).is_some() {
+        if self.agent_key(callee).is_some() {
             return None;
         }
         self.tables
@@ -295,7 +295,7 @@ impl Lowerer<'_> {
                 l.agent_alias
                     .get(&p.root.name)
                     .cloned()
-                    .or_else(|| l.agent_key(p, false))
+                    .or_else(|| l.agent_key(p))
             }
             _ => None,
         };
@@ -338,7 +338,7 @@ impl Lowerer<'_> {
                 if let ValueKind::Path(p) = &v.kind
                     && p.fields.is_empty()
                     && !self.g.bindings.contains_key(&p.root.name)
-                    && self.agent_key(p, false).is_some()
+                    && self.agent_key(p).is_some()
                 {
                     self.diags.push(
                         Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` is {ty}, but `{}` is an agent", p.root.name))
@@ -419,19 +419,6 @@ fn label_at_call(diags: &mut Diagnostics, before: usize, call: Span, key: &str) 
                 .clone()
                 .with_secondary(call, format!("in this call of `{key}`"));
         }
-    }
-}
-
-/// A value as a template (a name is `{name}`).
-fn value_template(v: &Value) -> Template {
-    match &v.kind {
-        ValueKind::Str(t) => t.clone(),
-        ValueKind::Path(p) => Template {
-            parts: vec![TemplatePart::Interp(p.clone())],
-        },
-        _ => Template {
-            parts: vec![TemplatePart::Text(value_text(v))],
-        },
     }
 }
 

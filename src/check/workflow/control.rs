@@ -14,7 +14,7 @@ use super::{
 };
 use crate::check::types::Type;
 use crate::diag::{Diagnostic, Span};
-use crate::syntax::ast::{self, CondKind, OptKind, Path, Template, TemplatePart, ValueKind};
+use crate::syntax::ast::{self, CondKind, OptKind, Path, ValueKind};
 
 /// The agent a generic call resolves to while a pattern is checked on its own (its `agent`
 /// parameters are only known at a call).
@@ -139,9 +139,12 @@ impl Lowerer<'_> {
         let agents = self.agent_list(&fe.list);
         let list = match (&agents, &fe.list.kind) {
             (Some(a), _) => ListSource::Agents(a.iter().map(|(k, _)| k.clone()).collect()),
-            (None, ValueKind::List(items)) => {
-                ListSource::Literal(items.iter().map(value_template).collect())
-            }
+            (None, ValueKind::List(items)) => ListSource::Literal(
+                items
+                    .iter()
+                    .map(crate::check::items::value_template)
+                    .collect(),
+            ),
             (None, ValueKind::Path(path)) => ListSource::Path(path.clone()),
             (None, _) => ListSource::Literal(Vec::new()),
         };
@@ -273,10 +276,18 @@ impl Lowerer<'_> {
         let last = body.stmts.last()?;
         match last {
             ast::Stmt::Step(_) | ast::Stmt::Gather(_) => {
-                direct.iter().rev().copied().find(|&n| {
-                    !matches!(self.g.nodes[n].exec, Exec::Region(_) | Exec::Item)
-                        || matches!(self.g.nodes[n].exec, Exec::Region(r) if matches!(self.g.regions[r].kind, RegionKind::Call { .. }))
-                })
+                // The last step: a call is one, other regions and the item are not.
+                direct
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&n| match self.g.nodes[n].exec {
+                        Exec::Item => false,
+                        Exec::Region(r) => {
+                            matches!(self.g.regions[r].kind, RegionKind::Call { .. })
+                        }
+                        _ => true,
+                    })
             }
             ast::Stmt::Parallel(p) if p.name.is_some() => direct.last().copied(),
             other => {
@@ -309,7 +320,7 @@ impl Lowerer<'_> {
                 ValueKind::Path(p)
                     if p.fields.is_empty() && !self.g.bindings.contains_key(&p.root.name) =>
                 {
-                    self.agent_key(p, false).map(|k| (k, p.span))
+                    self.agent_key(p).map(|k| (k, p.span))
                 }
                 _ => None,
             })
@@ -389,7 +400,7 @@ impl Lowerer<'_> {
             stmt: usize::MAX,
         });
         self.cond_refs(&r.until, node, &from);
-        self.cond_checks.push((r.until.clone(), from, "until"));
+        self.cond_checks.push((r.until.clone(), "until"));
         node
     }
 
@@ -409,7 +420,7 @@ impl Lowerer<'_> {
         );
         let from = self.path.clone();
         self.cond_refs(&i.cond, node, &from);
-        self.cond_checks.push((i.cond.clone(), from, "if"));
+        self.cond_checks.push((i.cond.clone(), "if"));
         self.region_body(rid, 0, &i.then, scope);
         let then_names = self.visible_names(rid, 0);
         let mut exports = IndexMap::new();
@@ -486,8 +497,7 @@ impl Lowerer<'_> {
     /// Type-checks every condition once all names are known: an operand alone is a `bool`;
     /// `<`, `<=`, `>`, `>=` compare numbers; `==` and `!=` compare values of one type.
     pub(super) fn check_conditions(&mut self) {
-        for (c, from, word) in std::mem::take(&mut self.cond_checks) {
-            let _ = from;
+        for (c, word) in std::mem::take(&mut self.cond_checks) {
             self.check_cond(&c, word);
         }
     }
@@ -677,19 +687,6 @@ fn list_paths(v: &ast::Value) -> Vec<Path> {
         ValueKind::List(items) => items.iter().flat_map(list_paths).collect(),
         ValueKind::Str(t) => t.interps().cloned().collect(),
         _ => Vec::new(),
-    }
-}
-
-/// An item of a literal list as a template.
-fn value_template(v: &ast::Value) -> Template {
-    match &v.kind {
-        ValueKind::Str(t) => t.clone(),
-        ValueKind::Path(p) => Template {
-            parts: vec![TemplatePart::Interp(p.clone())],
-        },
-        _ => Template {
-            parts: vec![TemplatePart::Text(crate::check::items::value_text(v))],
-        },
     }
 }
 

@@ -57,7 +57,8 @@ pub enum Command {
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
     /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
     Run(RunArgs),
-    /// List journalled runs: id, status, steps done, cost, script.
+    /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
+    /// script.
     Runs(RunsArgs),
     /// Format scripts in the one canonical layout (in place, or `--check`; `-` is stdin).
     Fmt(FmtArgs),
@@ -896,19 +897,24 @@ fn runs(a: RunsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let width = list.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    // `ok/steps`: step executions that succeeded, of all (every `parallel for` instance is
+    // one), as the run's summary counts them.
     println!(
-        "{:<width$}  {:<12} {:>7} {:>9}  script",
-        "id", "status", "steps", "cost"
+        "{:<width$}  {:<12} {:>9} {:>9}  script",
+        "id", "status", "ok/steps", "cost"
     );
     for r in &list {
+        let script = if r.script.is_empty() {
+            "? (no records)".to_string()
+        } else {
+            format!("{} ({})", r.script, r.workflow)
+        };
         println!(
-            "{:<width$}  {:<12} {:>7} {:>9}  {} ({})",
+            "{:<width$}  {:<12} {:>9} {:>9}  {script}",
             r.id,
             r.status,
             format!("{}/{}", r.steps_done, r.steps_total),
             usd(r.cost_usd),
-            r.script,
-            r.workflow
         );
     }
     ExitCode::SUCCESS
@@ -953,15 +959,12 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
             usd(x.cost_usd)
         );
     }
-    let ok = r
-        .steps
-        .iter()
-        .filter(|x| x.status == StepStatus::Succeeded)
-        .count();
+    let counts = r.step_counts();
     let _ = writeln!(
         s,
-        "  {ok}/{} steps succeeded · {} tokens in · {} tokens out · {} · wall time {}",
-        r.steps.len(),
+        "  {}/{} steps succeeded · {} tokens in · {} tokens out · {} · wall time {}",
+        counts.succeeded,
+        counts.total,
         r.usage.input_tokens,
         r.usage.output_tokens,
         usd(r.cost_usd),

@@ -704,20 +704,94 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
         "{err}"
     );
 
-    // A run another live process holds is not resumed twice; a stale lock is ignored.
-    let mut holder = std::process::Command::new("sleep")
+    // A run whose lock is held (by another process, or another open of the lock file) is
+    // refused at once, naming the run and the lock file.
+    let lock = journal.path().with_file_name("lock");
+    let held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .expect("the lock file stays after the run");
+    held.try_lock().expect("nobody holds it");
+    for id in [None, Some(id.as_str())] {
+        let err = Journal::resume(&state, SCRIPT, "main", id).unwrap_err();
+        assert!(matches!(err, JournalError::Busy { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(
+                "run `{id}` is being run by another process",
+                id = journal.id()
+            )) && msg.contains(&lock.display().to_string()),
+            "{msg}"
+        );
+    }
+    drop(held);
+    // The lock is the OS's, not the process id in the file: a live process's id left in it
+    // (a reused pid, a zombie) does not block.
+    let mut live = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
         .unwrap();
-    let lock = journal.path().with_file_name("lock");
-    std::fs::write(&lock, holder.id().to_string()).unwrap();
-    let err = Journal::resume(&state, SCRIPT, "main", None)
+    std::fs::write(&lock, live.id().to_string()).unwrap();
+    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("no live lock");
+    // While this journal holds the run, nobody else takes it; dropping it releases it.
+    assert!(matches!(
+        Journal::resume(&state, SCRIPT, "main", None),
+        Err(JournalError::Busy { .. })
+    ));
+    drop(resumed);
+    Journal::resume(&state, SCRIPT, "main", None).expect("released on drop");
+    live.kill().unwrap();
+    live.wait().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_stopped_before_its_first_record_is_listed_and_explained() {
+    let state = fresh_dir("empty");
+    let journal = unfinished_run(&state).await;
+    // Killed after creating its directory (an older orch: after creating an empty journal).
+    let runs = state.join("runs");
+    std::fs::create_dir_all(runs.join("20990101-000000-000-nofile")).unwrap();
+    let empty = runs.join("20990101-000000-001-emptyj");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("journal.jsonl"), "").unwrap();
+
+    let list = orch::run::journal::list_runs(&state, Some(SCRIPT)).unwrap();
+    let status: Vec<(&str, &str)> = list
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            (journal.id().as_str(), "failed"),
+            ("20990101-000000-000-nofile", "empty"),
+            ("20990101-000000-001-emptyj", "empty"),
+        ]
+    );
+    for id in ["20990101-000000-000-nofile", "20990101-000000-001-emptyj"] {
+        let err = Journal::resume(&state, SCRIPT, "main", Some(id)).unwrap_err();
+        assert!(matches!(err, JournalError::NoRecords { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("run `{id}` has no records"))
+                && msg.contains("stopped before it began")
+                && msg.contains("start a new run"),
+            "{msg}"
+        );
+    }
+    // Without an id, the newest run with records is resumed, as if the empty ones were not
+    // there; with none, the message mentions them.
+    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("the failed run");
+    assert_eq!(resumed.id(), journal.id());
+    drop(resumed);
+    let err = Journal::resume(&state, "/scripts/other.orch", "main", None)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("is still running (process"), "{err}");
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    Journal::resume(&state, SCRIPT, "main", None).expect("stale lock ignored");
+    assert!(
+        err.contains("run `20990101-000000-001-emptyj` has no records"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------ secrets
@@ -1111,6 +1185,99 @@ async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
     let o = orch_output(&["runs", &script], &state).await;
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("succeeded") && out.contains("7/7"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_resuming_one_run_at_once_one_is_refused_and_nothing_runs_twice() {
+    let dir = fresh_dir("two-resumers");
+    let script = dir.join("pipeline.orch");
+    std::fs::write(&script, PIPELINE).unwrap();
+    let script = script.to_string_lossy().into_owned();
+    let expected = uninterrupted(&dir, &script).await;
+    let llm = Llm::default();
+    llm.hold(Some("s4"));
+    let server = llm.serve().await;
+    let url = format!("{}/v1", server.uri());
+    let state = dir.join("state");
+    let run = ["run", script.as_str(), "--endpoint", url.as_str(), "-q"];
+
+    // An unfinished run: killed while `s4` waits for its answer.
+    let mut first = orch_cmd(&[&run[..], &["-i", "topic=tea"]].concat(), &state)
+        .spawn()
+        .unwrap();
+    wait_for("s4 to be requested", || llm.count("s4") == 1).await;
+    let journal = journal_in(&state);
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let id = journal
+        .parent()
+        .and_then(|d| d.file_name())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    // Two resumes started together: one takes the run, the other is refused at once.
+    let resume = [&run[..], &["--resume"]].concat();
+    let mut a = orch_cmd(&resume, &state).spawn().unwrap();
+    let mut b = orch_cmd(&resume, &state).spawn().unwrap();
+    let mut refused = None;
+    wait_for("one of the two resumes to be refused", || {
+        for (name, child) in [("a", &mut a), ("b", &mut b)] {
+            if let Ok(Some(status)) = child.try_wait() {
+                refused = Some((name, status));
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let (loser, status) = refused.unwrap();
+    let (mut winner, loser) = if loser == "a" { (b, a) } else { (a, b) };
+    assert_eq!(status.code(), Some(2), "refused with a usage error");
+    let err = String::from_utf8_lossy(&loser.wait_with_output().await.unwrap().stderr).into_owned();
+    let lock = journal.with_file_name("lock");
+    assert!(
+        err.contains(&format!("run `{id}` is being run by another process"))
+            && err.contains(&lock.display().to_string()),
+        "{err}"
+    );
+    // The winner asks for `s4` again (it was in flight); the loser asked for nothing.
+    wait_for("the winner to request s4", || llm.count("s4") == 2).await;
+    assert_eq!(llm.count("s4"), 2);
+    let recs = records(&journal);
+    assert_eq!(recs.iter().filter(|r| r["type"] == "resume").count(), 1);
+    assert!(
+        winner.try_wait().unwrap().is_none(),
+        "the winner still runs"
+    );
+
+    // The winner killed too, a third resume ends the run: every step was asked for once,
+    // `s4` once per process that ran it, and the journal is one whole history.
+    winner.start_kill().unwrap();
+    winner.wait().await.unwrap();
+    llm.hold(None);
+    let o = orch_output(&resume, &state).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
+    for s in ["s1", "s2", "s3", "s5", "s6", "s7"] {
+        assert_eq!(llm.count(s), 1, "{s}");
+    }
+    assert_eq!(llm.count("s4"), 3);
+    let recs = records(&journal);
+    let count = |t: &str| recs.iter().filter(|r| r["type"] == t).count();
+    assert_eq!((count("run"), count("resume"), count("end")), (1, 2, 1));
+    assert_eq!(
+        step_records(&journal)
+            .iter()
+            .filter(|(_, status)| status == "succeeded")
+            .count(),
+        7
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,8 +54,17 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The format version written in `run` records; a journal of a later version is refused.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// A lock file in a run's directory while a process runs it: the process id.
-const LOCK_FILE: &str = "lock";
+/// The lock file in a run's directory. A process that writes the run's journal holds an
+/// exclusive OS lock on it (`flock(2)` on Unix, `LockFileEx` on Windows, through
+/// [`File::try_lock`]) from before its first write to the run's `end` record: the operating
+/// system releases it when the process ends, however it ends, so a lock left by a killed
+/// process never blocks. The file stays (removing it would let two processes lock two
+/// different files); it holds the holder's process id, for people only.
+pub const LOCK_FILE: &str = "lock";
+
+/// Where the `run` record is written before it is renamed to [`JOURNAL_FILE`], so that a
+/// journal never exists without its first record.
+const NEW_JOURNAL_FILE: &str = "journal.jsonl.new";
 
 /// Secrets shorter than this are not scrubbed (a placeholder such as `x` is no secret, and
 /// replacing every `x` would garble the record).
@@ -142,10 +151,36 @@ pub enum JournalError {
         /// What is wrong with it.
         message: String,
     },
-    /// `--resume` cannot pick a run: unknown id, none unfinished, another script or workflow,
-    /// or the run is still going in another process.
+    /// `--resume` cannot pick a run: unknown id, none unfinished, another script or workflow.
     #[error("{0}")]
     Resume(String),
+    /// Another process holds the run's lock: it is running (or resuming) the run now.
+    #[error(
+        "run `{id}` is being run by another process{} (it holds the lock {}); wait for it to end or stop it, then resume",
+        pid.as_ref().map(|p| format!(" (process {p})")).unwrap_or_default(),
+        lock.display()
+    )]
+    Busy {
+        /// The run's id.
+        id: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// The process id the holder wrote in the lock file, when it is readable.
+        pid: Option<u32>,
+    },
+    /// The run has no records: it was stopped before its first one was written, so it has
+    /// nothing to resume.
+    #[error(
+        "run `{id}` has no records ({} is missing or empty): it was stopped before it began, so nothing of it can be reused; start a new run (without --resume), and delete {} if you like",
+        path.display(),
+        path.parent().unwrap_or(path).display()
+    )]
+    NoRecords {
+        /// The run's id.
+        id: String,
+        /// Its journal file.
+        path: PathBuf,
+    },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
@@ -299,10 +334,26 @@ pub struct EndRecord {
     /// Why it stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The step executions of the run's report, as its summary counts them (absent in
+    /// journals of orch before 0.1 wrote it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepCounts>,
     /// USD of the whole run, reused steps included.
     pub cost_usd: f64,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+}
+
+/// Step executions counted one way everywhere (the run summary's `N/M steps succeeded`,
+/// `orch runs`): each execution of a step is one — every instance of a `parallel for`,
+/// `repeat` or workflow call body (`post[2]`, `draft#3`, `report/plan`), and the region's
+/// own step — not the plan's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCounts {
+    /// Executions that succeeded (reused ones included).
+    pub succeeded: usize,
+    /// Executions reported: succeeded, failed, skipped, cancelled or interrupted.
+    pub total: usize,
 }
 
 // ------------------------------------------------------------------ reading
@@ -320,6 +371,8 @@ struct History {
     last: HashMap<String, LastSeen>,
     /// The `end` record of the latest segment, if it has one.
     end: Option<EndRecord>,
+    /// Every step execution recorded (`start` or `step`), by name.
+    recorded: HashSet<String>,
     /// USD of every recorded step, re-runs included: what the run has cost so far.
     spent_usd: f64,
 }
@@ -339,11 +392,26 @@ struct Loaded {
     needs_newline: bool,
 }
 
+/// The id of the run whose journal is `path` (its directory's name).
+fn run_id_of(path: &Path) -> String {
+    path.parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads and folds a journal.
+///
+/// # Errors
+/// [`JournalError::NoRecords`] when the file is missing or holds no complete record;
+/// [`JournalError::Corrupt`] for a line that is not a record; [`JournalError::Io`].
 fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
     let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_error("read", path))?;
+    match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("read", path)(e)),
+    }
     let mut records = Vec::new();
     let mut good_len = 0u64;
     let mut needs_newline = false;
@@ -381,6 +449,12 @@ fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
             }
         }
     }
+    if records.is_empty() {
+        return Err(JournalError::NoRecords {
+            id: run_id_of(path),
+            path: path.to_path_buf(),
+        });
+    }
     let history = fold(path, records)?;
     Ok(Loaded {
         history,
@@ -417,6 +491,7 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
         succeeded: HashMap::new(),
         last: HashMap::new(),
         end: None,
+        recorded: HashSet::new(),
         spent_usd: 0.0,
     };
     for (line, r) in it {
@@ -434,9 +509,11 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
                 h.end = None;
             }
             Record::Start(s) => {
+                h.recorded.insert(s.name.clone());
                 h.last.insert(s.name, LastSeen::Started);
             }
             Record::Step(s) => {
+                h.recorded.insert(s.name.clone());
                 h.spent_usd += s.cost_usd;
                 if s.status == StepOutcome::Succeeded {
                     h.succeeded
@@ -461,12 +538,16 @@ pub struct RunSummary {
     pub script: String,
     /// The workflow.
     pub workflow: String,
-    /// `succeeded`, `failed`, `interrupted`, `unfinished` (killed, or still running), or
-    /// `damaged: ...` when the journal cannot be read.
+    /// `succeeded`, `failed`, `interrupted`, `unfinished` (killed, or still running),
+    /// `empty` (stopped before its first record), or `damaged: ...` when the journal cannot
+    /// be read.
     pub status: String,
-    /// Steps with a succeeded record.
+    /// Step executions ([`StepCounts`]) that succeeded: as the run's summary counts them
+    /// when it ended; for a run without an `end` record, executions whose last record is a
+    /// success.
     pub steps_done: usize,
-    /// Steps of the plan it last ran.
+    /// Step executions: those the run's summary reported when it ended; for a run without
+    /// an `end` record, those recorded so far (started or ended).
     pub steps_total: usize,
     /// USD spent by every recorded step, re-runs included.
     pub cost_usd: f64,
@@ -483,6 +564,9 @@ fn status_word(h: &History) -> &'static str {
 
 /// Every run in `state_dir` (oldest first); with `script`, only that script's. A journal
 /// that cannot be read is listed with its problem as its status rather than failing the list.
+/// A run stopped before its first record ([`JournalError::NoRecords`]) is listed as `empty`,
+/// with an empty script, also when only `script`'s runs are asked for: nothing says whose it
+/// is.
 ///
 /// # Errors
 /// [`JournalError::Io`] when `STATE/runs` exists but cannot be listed.
@@ -492,34 +576,60 @@ pub fn list_runs(state_dir: &Path, script: Option<&str>) -> Result<Vec<RunSummar
         let summary = match read_journal(&path) {
             Ok(l) => {
                 let h = l.history;
+                let (steps_done, steps_total) = step_counts(&h);
                 RunSummary {
                     id,
                     status: status_word(&h).to_string(),
-                    steps_done: h.succeeded.len(),
-                    steps_total: h.steps.len(),
+                    steps_done,
+                    steps_total,
                     cost_usd: h.spent_usd,
                     script: h.header.script,
                     workflow: h.header.workflow,
                 }
             }
-            Err(e) => RunSummary {
-                id,
-                script: String::new(),
-                workflow: String::new(),
-                status: format!("damaged: {}", e.to_string().lines().next().unwrap_or("")),
-                steps_done: 0,
-                steps_total: 0,
-                cost_usd: 0.0,
-            },
+            Err(e) => {
+                let status = match e {
+                    JournalError::NoRecords { .. } => "empty".to_string(),
+                    e => format!("damaged: {}", e.to_string().lines().next().unwrap_or("")),
+                };
+                // A damaged journal whose first line is whole still says whose run it is.
+                let header = read_header(&path);
+                RunSummary {
+                    id,
+                    script: header
+                        .as_ref()
+                        .map(|h| h.script.clone())
+                        .unwrap_or_default(),
+                    workflow: header.map(|h| h.workflow).unwrap_or_default(),
+                    status,
+                    steps_done: 0,
+                    steps_total: 0,
+                    cost_usd: 0.0,
+                }
+            }
         };
-        if script.is_none_or(|s| summary.script == s) {
+        if script.is_none_or(|s| summary.script == s || summary.status == "empty") {
             out.push(summary);
         }
     }
     Ok(out)
 }
 
+/// `(succeeded, total)` step executions of a run ([`RunSummary::steps_done`]).
+fn step_counts(h: &History) -> (usize, usize) {
+    if let Some(c) = h.end.as_ref().and_then(|e| e.steps) {
+        return (c.succeeded, c.total);
+    }
+    let done = h
+        .last
+        .values()
+        .filter(|l| matches!(l, LastSeen::Ended(r) if r.status == StepOutcome::Succeeded))
+        .count();
+    (done, h.recorded.len())
+}
+
 /// `(id, journal path)` of every run directory in `STATE/runs`, sorted by id (oldest first).
+/// The journal may be missing: a run stopped before its first record has none.
 fn run_dirs(state_dir: &Path) -> Result<Vec<(String, PathBuf)>, JournalError> {
     let runs = state_dir.join("runs");
     let entries = match std::fs::read_dir(&runs) {
@@ -529,7 +639,7 @@ fn run_dirs(state_dir: &Path) -> Result<Vec<(String, PathBuf)>, JournalError> {
     };
     let mut out: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().join(JOURNAL_FILE).is_file())
+        .filter(|e| e.path().is_dir())
         .map(|e| {
             (
                 e.file_name().to_string_lossy().into_owned(),
@@ -573,6 +683,49 @@ struct Inner {
     good_len: u64,
     needs_newline: bool,
     secrets: Vec<String>,
+    /// The run's lock, held from [`Journal::resume`] or [`Journal::begin`] to the `end`
+    /// record.
+    lock: Option<RunLock>,
+}
+
+/// A held run lock ([`LOCK_FILE`]): the OS releases it when this is dropped or the process
+/// ends.
+struct RunLock {
+    _file: File,
+}
+
+/// Takes the lock of run `id`, whose directory is `dir`, without waiting.
+///
+/// # Errors
+/// [`JournalError::Busy`] when another process holds it; [`JournalError::Io`] when the lock
+/// file cannot be opened or locked.
+fn lock_run(dir: &Path, id: &str) -> Result<RunLock, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error("create", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(JournalError::Busy {
+                id: id.to_string(),
+                lock: path,
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_error("lock", &path)(e)),
+    }
+    // For people who look: which process holds it. Best effort, the lock is what counts.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()));
+    Ok(RunLock { _file: file })
 }
 
 /// What a resumed run does with a step that is ready to start.
@@ -600,16 +753,22 @@ impl Journal {
             good_len: 0,
             needs_newline: false,
             secrets: Vec::new(),
+            lock: None,
         })
     }
 
     /// Opens run `id` of `script`'s `workflow` in `state_dir` to resume it; without an id,
-    /// the most recent run of that script and workflow that did not succeed.
+    /// the most recent run of that script and workflow that did not succeed. Takes the run's
+    /// lock ([`LOCK_FILE`]) before reading its journal, and holds it until the run's `end`
+    /// record (or until the journal is dropped): while it is held no other process can
+    /// resume the run, so one process alone ever appends to (or cuts a damaged tail off) a
+    /// journal.
     ///
     /// # Errors
-    /// [`JournalError::Resume`] when there is no such run, it belongs to another script or
-    /// workflow, or another process is running it; [`JournalError::Corrupt`] or
-    /// [`JournalError::Io`] when its journal cannot be read.
+    /// [`JournalError::Resume`] when there is no such run or it belongs to another script or
+    /// workflow; [`JournalError::Busy`] when another process is running it;
+    /// [`JournalError::NoRecords`] when it was stopped before its first record;
+    /// [`JournalError::Corrupt`] or [`JournalError::Io`] when its journal cannot be read.
     pub fn resume(
         state_dir: &Path,
         script: &str,
@@ -617,36 +776,33 @@ impl Journal {
         id: Option<&str>,
     ) -> Result<Journal, JournalError> {
         let runs = run_dirs(state_dir)?;
-        let (id, path, loaded) = match id {
-            Some(id) => {
-                let Some((_, path)) = runs.iter().find(|(r, _)| r == id) else {
+        let (id, path) = match id {
+            Some(id) => match runs.iter().find(|(r, _)| r == id) {
+                Some((_, path)) => (id.to_string(), path.clone()),
+                None => {
                     return Err(JournalError::Resume(format!(
                         "no run `{id}` in {}; `orch runs {script}` lists the runs of this script (pass `--state-dir DIR` if it was kept elsewhere)",
                         state_dir.join("runs").display()
                     )));
-                };
-                let loaded = read_journal(path)?;
-                let h = &loaded.history.header;
-                if h.script != script {
-                    return Err(JournalError::Resume(format!(
-                        "run `{id}` is a run of {}, not of {script}; resume it with `orch run {} --resume {id}`",
-                        h.script, h.script
-                    )));
                 }
-                if h.workflow != workflow {
-                    return Err(JournalError::Resume(format!(
-                        "run `{id}` ran workflow `{}`, not `{workflow}`; pass `--workflow {}` to resume it",
-                        h.workflow, h.workflow
-                    )));
-                }
-                (id.to_string(), path.clone(), loaded)
-            }
+            },
             None => latest_unfinished(state_dir, &runs, script, workflow)?,
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if let Some(pid) = running_pid(&dir) {
+        let lock = lock_run(&dir, &id)?;
+        // Read under the lock: no other process writes it any more.
+        let loaded = read_journal(&path)?;
+        let h = &loaded.history.header;
+        if h.script != script {
             return Err(JournalError::Resume(format!(
-                "run `{id}` is still running (process {pid}); wait for it to end or stop it first"
+                "run `{id}` is a run of {}, not of {script}; resume it with `orch run {} --resume {id}`",
+                h.script, h.script
+            )));
+        }
+        if h.workflow != workflow {
+            return Err(JournalError::Resume(format!(
+                "run `{id}` ran workflow `{}`, not `{workflow}`; pass `--workflow {}` to resume it",
+                h.workflow, h.workflow
             )));
         }
         Ok(Journal::from_inner(Inner {
@@ -659,6 +815,7 @@ impl Journal {
             needs_newline: loaded.needs_newline,
             history: Some(loaded.history),
             secrets: Vec::new(),
+            lock: Some(lock),
         }))
     }
 
@@ -704,13 +861,17 @@ impl Journal {
         self.lock().history.as_ref().map_or(0.0, |h| h.spent_usd)
     }
 
-    /// Starts the run's records: creates the directory and the file (a new run) or opens the
-    /// file for appending (a resumed run), takes the lock, and writes the `run` or `resume`
-    /// record. API keys of the plan's providers (and of `--endpoint-key-env`) are read from
-    /// `opts`' environment to be scrubbed from every record.
+    /// Starts the run's records and writes the `run` or `resume` record. A new run creates
+    /// its directory, takes its lock ([`LOCK_FILE`]), then creates the journal with its `run`
+    /// record whole (written aside, synced, then renamed into place), so a journal never
+    /// exists without one. A resumed run (which holds the lock since [`Journal::resume`])
+    /// opens the journal for appending, drops a last line cut short by a crash, and appends
+    /// its `resume` record. API keys of the plan's providers (and of `--endpoint-key-env`) are
+    /// read from `opts`' environment to be scrubbed from every record.
     ///
     /// # Errors
-    /// [`JournalError::Io`] when the directory or file cannot be created or written.
+    /// [`JournalError::Io`] when the directory or file cannot be created or written;
+    /// [`JournalError::Busy`] when another process took the new run's lock first.
     pub(crate) fn begin(&self, plan: &Plan, opts: &RunOptions) -> Result<(), JournalError> {
         let mut inner = self.lock();
         inner.secrets = secrets(plan, opts);
@@ -721,58 +882,30 @@ impl Journal {
             Target::Endpoint(e) => format!("endpoint {}", e.base_url),
         };
         let steps: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
-        let record = if inner.history.is_some() {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&inner.path)
-                .map_err(io_error("write to", &inner.path))?;
-            // Drop a last line cut short by a crash; end a complete one that lost its newline.
-            file.set_len(inner.good_len)
-                .map_err(io_error("write to", &inner.path))?;
-            inner.file = Some(file);
-            if inner.needs_newline {
-                inner.write_line("\n".to_string(), true)?;
-            }
-            Record::Resume(ResumeHeader {
+        if inner.history.is_some() {
+            inner.reopen()?;
+            let record = Record::Resume(ResumeHeader {
                 inputs: opts.inputs.clone(),
                 plan_hash,
                 target,
                 steps,
                 at_ms: now_ms(),
-            })
-        } else {
-            if let Some(parent) = inner.dir.parent() {
-                std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
-            }
-            std::fs::create_dir(&inner.dir).map_err(io_error("create", &inner.dir))?;
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&inner.path)
-                .map_err(io_error("create", &inner.path))?;
-            inner.file = Some(file);
-            // Make the new directory entries durable too (best effort: not every platform
-            // can open a directory).
-            if let Ok(d) = File::open(&inner.dir) {
-                let _ = d.sync_all();
-            }
-            Record::Run(RunHeader {
-                version: FORMAT_VERSION,
-                run_id: inner.id.clone(),
-                script: inner.script.clone(),
-                workflow: plan.workflow.clone(),
-                inputs: opts.inputs.clone(),
-                plan_hash,
-                target,
-                steps,
-                at_ms: now_ms(),
-                orch_version: env!("CARGO_PKG_VERSION").to_string(),
-            })
-        };
-        let lock = inner.dir.join(LOCK_FILE);
-        std::fs::write(&lock, std::process::id().to_string())
-            .map_err(io_error("write to", &lock))?;
-        inner.append(&record, true)
+            });
+            return inner.append(&record, true);
+        }
+        let record = Record::Run(RunHeader {
+            version: FORMAT_VERSION,
+            run_id: inner.id.clone(),
+            script: inner.script.clone(),
+            workflow: plan.workflow.clone(),
+            inputs: opts.inputs.clone(),
+            plan_hash,
+            target,
+            steps,
+            at_ms: now_ms(),
+            orch_version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        inner.create(&record)
     }
 
     /// On a resumed run, what to do with a step about to start whose cache key parts are
@@ -905,25 +1038,78 @@ impl Journal {
             &Record::End(EndRecord {
                 status,
                 reason,
+                steps: Some(report.step_counts()),
                 cost_usd: report.cost_usd,
                 at_ms: now_ms(),
             }),
             true,
         )?;
-        let _ = std::fs::remove_file(inner.dir.join(LOCK_FILE));
+        // Nothing is written after the `end` record: release the run for others.
+        inner.file = None;
+        inner.lock = None;
         Ok(())
     }
 }
 
 impl Inner {
-    fn append(&mut self, record: &Record, sync: bool) -> Result<(), JournalError> {
+    /// A new run: its directory, its lock, and its journal holding `header`, which is
+    /// written to [`NEW_JOURNAL_FILE`], synced and renamed: a run killed before that leaves a
+    /// directory without a journal, which `orch runs` lists as `empty`.
+    fn create(&mut self, header: &Record) -> Result<(), JournalError> {
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+        }
+        std::fs::create_dir(&self.dir).map_err(io_error("create", &self.dir))?;
+        self.lock = Some(lock_run(&self.dir, &self.id)?);
+        let new = self.dir.join(NEW_JOURNAL_FILE);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&new)
+            .map_err(io_error("create", &new))?;
+        self.file = Some(file);
+        let line = self.encode(header)?;
+        self.write_line(line, true)?;
+        std::fs::rename(&new, &self.path).map_err(io_error("create", &self.path))?;
+        // Make the new directory entries durable too (best effort: not every platform can
+        // open a directory).
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// A resumed run, holding the lock: opens the journal for appending, drops a last line
+    /// cut short by a crash, and ends a complete one that lost its newline.
+    fn reopen(&mut self) -> Result<(), JournalError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io_error("write to", &self.path))?;
+        // Only the lock holder may cut: another process could be appending otherwise.
+        debug_assert!(self.lock.is_some(), "a journal is cut only under its lock");
+        file.set_len(self.good_len)
+            .map_err(io_error("write to", &self.path))?;
+        self.file = Some(file);
+        if self.needs_newline {
+            self.write_line("\n".to_string(), true)?;
+        }
+        Ok(())
+    }
+
+    /// `record` as one journal line, secrets scrubbed.
+    fn encode(&self, record: &Record) -> Result<String, JournalError> {
         let mut line = serde_json::to_string(record).map_err(|e| JournalError::Io {
             action: "write to",
             path: self.path.clone(),
             message: format!("cannot encode a record: {e}"),
         })?;
         line.push('\n');
-        let line = scrub(line, &self.secrets);
+        Ok(scrub(line, &self.secrets))
+    }
+
+    fn append(&mut self, record: &Record, sync: bool) -> Result<(), JournalError> {
+        let line = self.encode(record)?;
         self.write_line(line, sync)
     }
 
@@ -985,31 +1171,22 @@ fn scrub(mut line: String, secrets: &[String]) -> String {
     line
 }
 
-/// The process holding a run's lock, when it is still alive. A lock left by a killed process
-/// is stale and ignored. Liveness is read from `/proc`; where there is none, locks are
-/// ignored.
-fn running_pid(dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(dir.join(LOCK_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let alive = pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists();
-    alive.then_some(pid)
-}
-
 /// The most recent run of `script`'s `workflow` that did not succeed.
 fn latest_unfinished(
     state_dir: &Path,
     runs: &[(String, PathBuf)],
     script: &str,
     workflow: &str,
-) -> Result<(String, PathBuf, Loaded), JournalError> {
+) -> Result<(String, PathBuf), JournalError> {
     let mut other_workflow = None;
     let mut succeeded = None;
+    let mut empty = None;
     for (id, path) in runs.iter().rev() {
         // Journals of other scripts are not this command's business, even damaged ones.
         let Some(header) = read_header(path) else {
+            if matches!(read_journal(path), Err(JournalError::NoRecords { .. })) {
+                empty.get_or_insert(id.clone());
+            }
             continue;
         };
         if header.script != script {
@@ -1024,7 +1201,7 @@ fn latest_unfinished(
             succeeded.get_or_insert(id.clone());
             continue;
         }
-        return Ok((id.clone(), path.clone(), loaded));
+        return Ok((id.clone(), path.clone()));
     }
     let mut msg = format!(
         "no unfinished run of {script} (workflow `{workflow}`) in {}; start one with `orch run {script}` (without --resume)",
@@ -1038,6 +1215,11 @@ fn latest_unfinished(
     if let Some((id, wf)) = other_workflow {
         msg.push_str(&format!(
             "\n  run `{id}` of this script ran workflow `{wf}`: pass `--workflow {wf}` to resume it"
+        ));
+    }
+    if let Some(id) = empty {
+        msg.push_str(&format!(
+            "\n  run `{id}` has no records (it was stopped before it began): there is nothing of it to resume"
         ));
     }
     Err(JournalError::Resume(msg))

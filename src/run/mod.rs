@@ -316,6 +316,21 @@ pub struct RunReport {
     pub interrupted: bool,
 }
 
+impl RunReport {
+    /// Its step executions and how many succeeded, counted as the summary and `orch runs`
+    /// count them ([`journal::StepCounts`]).
+    pub fn step_counts(&self) -> journal::StepCounts {
+        journal::StepCounts {
+            succeeded: self
+                .steps
+                .iter()
+                .filter(|x| x.status == StepStatus::Succeeded)
+                .count(),
+            total: self.steps.len(),
+        }
+    }
+}
+
 /// A step's client: a model provider with the identifier to request, or a command.
 #[derive(Debug, Clone)]
 struct ModelClient {

@@ -1281,6 +1281,53 @@ async fn two_processes_resuming_one_run_at_once_one_is_refused_and_nothing_runs_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orch_runs_counts_step_executions_like_the_summary() {
+    let dir = fresh_dir("runs-count");
+    let script = dir.join("fan.orch");
+    // 6 plan nodes (`topics`, `posts`, its item `t`, `d`, `e`, `f`); 9 executions: `topics`,
+    // `posts`, `f`, and `d` and `e` for each of 3 items.
+    std::fs::write(
+        &script,
+        r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m, max_tokens: 20 }
+workflow main() {
+  topics = a("list")
+  posts = parallel for t in ["a", "b", "c"] {
+    d = a("draft {t} after {topics}")
+    e = a("edit {d}")
+  }
+  f = a("final {posts}")
+  return f
+}
+"#,
+    )
+    .unwrap();
+    let script = script.to_string_lossy().into_owned();
+    let state = dir.join("state");
+    let o = orch_output(&["run", &script, "--simulate"], &state).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("9/9 steps succeeded"), "{err}");
+    let o = orch_output(&["runs", &script], &state).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ok/steps"), "{out}");
+    assert!(out.contains("succeeded          9/9"), "{out}");
+
+    // Without an `end` record (killed): executions recorded so far, never more done than
+    // known.
+    let journal = journal_in(&state);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let cut: Vec<&str> = text.lines().filter(|l| !l.contains("\"type\":\"end\"")).collect();
+    std::fs::write(&journal, cut.join("\n") + "\n").unwrap();
+    let o = orch_output(&["runs", &script], &state).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    // 8 executions have records (the region `posts` has none of its own).
+    assert!(out.contains("unfinished         8/8"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_explains_runs_it_cannot_resume() {
     let dir = fresh_dir("cli-errors");
     let script = dir.join("pipeline.orch");

@@ -183,7 +183,10 @@ async fn slow_headers_trip_the_inactivity_timeout_when_streaming() {
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.output.as_deref(), Some("on time"));
     assert_eq!(x.attempts, 2);
-    assert_eq!(retry_errors(&events), ["no data from openai for 1s"]);
+    assert_eq!(
+        retry_errors(&events),
+        ["the answer from openai did not grow for 1s"]
+    );
 }
 
 #[tokio::test]
@@ -213,7 +216,9 @@ async fn a_stalled_stream_is_reported_as_silence_not_as_a_timeout() {
     let x = step(&r, "x");
     assert_eq!(
         x.status,
-        StepStatus::Failed("no data from openai for 400ms (on `m`, attempt 1)".into())
+        StepStatus::Failed(
+            "the answer from openai did not grow for 400ms (on `m`, attempt 1)".into()
+        )
     );
 }
 
@@ -537,4 +542,195 @@ async fn a_server_that_ignores_stream_true_is_read_whole() {
     assert_eq!(x.output.as_deref(), Some("not streamed"));
     assert_eq!((x.usage.input_tokens, x.usage.output_tokens), (10, 3));
     assert!(!x.usage.estimated);
+}
+
+// ------------------------------------------------------------------ bounded answers
+
+/// One step `x` of an agent with extra fields (such as `max_output_bytes`), on a provider of
+/// `kind` at the server.
+fn script_with_agent(
+    kind: &str,
+    server: &FaultServer,
+    provider_fields: &str,
+    agent_fields: &str,
+) -> String {
+    script(kind, server, provider_fields, "").replace(
+        "agent a { model: m, max_tokens: 50 }",
+        &format!("agent a {{ model: m, max_tokens: 50{agent_fields} }}"),
+    )
+}
+
+/// A stream that sends `pieces` of text and never ends by itself (it is cut at the end of
+/// the script without its end events, so a client that reads it all sees a stream cut
+/// short, not a too-long answer).
+fn endless(kind: &str, pieces: usize, piece: &str) -> Reply {
+    let mut all = match kind {
+        "openai" => Vec::new(),
+        _ => support::anthropic_start(20),
+    };
+    for _ in 0..pieces {
+        all.push(match kind {
+            "openai" => support::openai_chunk(piece),
+            _ => support::anthropic_text(piece),
+        });
+    }
+    Reply::sse(all, End::Complete)
+}
+
+fn failure(r: &RunReport) -> String {
+    match &step(r, "x").status {
+        StepStatus::Failed(e) => e.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_never_ends_is_cut_at_max_output_bytes_on_both_wire_formats() {
+    for kind in ["openai", "anthropic"] {
+        // 100 KB of text against a bound of 4096 bytes.
+        let server = FaultServer::start(vec![endless(kind, 1000, &"y".repeat(100))]).await;
+        let (r, events) = run_script(&script_with_agent(
+            kind,
+            &server,
+            "",
+            ", max_output_bytes: 4096",
+        ))
+        .await;
+        let e = failure(&r);
+        assert!(
+            e.starts_with("step `x`: the answer of `m` is longer than 4096 bytes (its agent's `max_output_bytes`); if so long an output is expected, raise `max_output_bytes` in agent `a`"),
+            "{kind}: {e}"
+        );
+        // Final: asking again would read as far again.
+        assert_eq!(step(&r, "x").attempts, 1, "{kind}");
+        assert!(retry_errors(&events).is_empty(), "{kind}");
+        assert_eq!(server.received().len(), 1, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_bound_is_one_mebibyte() {
+    // 1100 KiB of text, without `max_output_bytes`.
+    let server = FaultServer::start(vec![endless("openai", 1100, &"z".repeat(1024))]).await;
+    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    let e = failure(&r);
+    assert!(
+        e.contains("is longer than 1048576 bytes (the default `max_output_bytes`)"),
+        "{e}"
+    );
+    // An answer of exactly the bound is whole.
+    let exact = "z".repeat(1 << 20);
+    let server = FaultServer::start(vec![support::openai_stream(&exact)]).await;
+    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    assert_eq!(step(&r, "x").output.as_deref().map(str::len), Some(1 << 20));
+}
+
+#[tokio::test]
+async fn a_whole_body_is_bounded_too_on_both_wire_formats() {
+    let anthropic_json = |text: &str| {
+        Reply::json(
+            200,
+            serde_json::json!({
+                "id": "msg", "type": "message", "role": "assistant", "model": "claude-served",
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 5, "output_tokens": 5}
+            }),
+        )
+    };
+    // A body a little over the bound (read, then refused), and one far over (not read
+    // past the JSON that could carry the bound).
+    for size in [5000, 200_000] {
+        let text = "w".repeat(size);
+        for (kind, reply) in [
+            ("openai", support::openai_json(&text)),
+            ("anthropic", anthropic_json(&text)),
+        ] {
+            let server = FaultServer::start(vec![reply]).await;
+            let (r, _) = run_script(&script_with_agent(
+                kind,
+                &server,
+                ", stream: false",
+                ", max_output_bytes: 4096",
+            ))
+            .await;
+            let e = failure(&r);
+            assert!(
+                e.contains("is longer than 4096 bytes"),
+                "{kind} {size}: {e}"
+            );
+            assert_eq!(step(&r, "x").attempts, 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn bytes_that_carry_no_answer_do_not_hold_a_stream_open() {
+    let tick = Duration::from_millis(100);
+    // Anthropic: a word, then `ping` events for two seconds.
+    let mut anthropic: Vec<(Duration, String)> = support::anthropic_start(20)
+        .into_iter()
+        .map(|p| (Duration::ZERO, p))
+        .collect();
+    anthropic.push((Duration::ZERO, support::anthropic_text("hi")));
+    for _ in 0..20 {
+        anthropic.push((
+            tick,
+            support::anthropic_event(serde_json::json!({"type": "ping"})),
+        ));
+    }
+    anthropic.extend(support::anthropic_end(1).into_iter().map(|p| (tick, p)));
+    // OpenAI-compatible: SSE comments, empty deltas and blank keep-alive lines.
+    let mut openai = vec![(Duration::ZERO, support::openai_chunk("hi"))];
+    for i in 0..20 {
+        let filler = match i % 3 {
+            0 => ": keep-alive\n\n".to_string(),
+            1 => support::openai_chunk(""),
+            _ => "\n".to_string(),
+        };
+        openai.push((tick, filler));
+    }
+    openai.extend(support::openai_end(1, 1).into_iter().map(|p| (tick, p)));
+    for (kind, pieces) in [("anthropic", anthropic), ("openai", openai)] {
+        let server = FaultServer::start(vec![Reply::sse_paced(pieces, End::Complete)]).await;
+        let (r, _) = run_script(&script(kind, &server, ", idle_timeout: 500ms", "retry 0")).await;
+        assert_eq!(
+            failure(&r),
+            format!("the answer from {kind} did not grow for 500ms (on `m`, attempt 1)")
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_endless_event_is_cut_too() {
+    // A `data:` line that never ends: no event ever comes out of the parser, and the bytes
+    // it holds are bounded all the same.
+    let line = format!("data: {}", "v".repeat(400_000));
+    let server = FaultServer::start(vec![Reply::sse(vec![line], End::Complete)]).await;
+    let (r, _) = run_script(&script_with_agent(
+        "openai",
+        &server,
+        "",
+        ", max_output_bytes: 4096",
+    ))
+    .await;
+    assert!(
+        failure(&r).contains("is longer than 4096 bytes"),
+        "{}",
+        failure(&r)
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_writes_without_end_is_stopped_at_max_output_bytes() {
+    let (r, _) = run_script(
+        r#"
+agent endless { run: ["yes", "all work and no play"], max_output_bytes: 10000 }
+workflow main() { x = endless("") }
+"#,
+    )
+    .await;
+    assert_eq!(
+        failure(&r),
+        "step `x`: the stdout of `yes` is longer than 10000 bytes (its agent's `max_output_bytes`); if so long an output is expected, raise `max_output_bytes` in agent `endless`"
+    );
 }

@@ -1319,7 +1319,10 @@ workflow main() {
     // known.
     let journal = journal_in(&state);
     let text = std::fs::read_to_string(&journal).unwrap();
-    let cut: Vec<&str> = text.lines().filter(|l| !l.contains("\"type\":\"end\"")).collect();
+    let cut: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"end\""))
+        .collect();
     std::fs::write(&journal, cut.join("\n") + "\n").unwrap();
     let o = orch_output(&["runs", &script], &state).await;
     let out = String::from_utf8_lossy(&o.stdout);

@@ -238,6 +238,10 @@ pub struct AgentDef {
     pub timeout_ms: Option<u64>,
     /// `deadline:` field (bound on a whole step), in milliseconds.
     pub deadline_ms: Option<u64>,
+    /// `max_output_bytes:` field: the longest output (a model's answer, a program's stdout)
+    /// a step of this agent may produce, in bytes; never zero. `None`: the default,
+    /// [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    pub max_output_bytes: Option<u32>,
     /// Declaration span.
     pub span: Span,
     /// Name span.
@@ -736,6 +740,7 @@ const MODEL_AGENT_FIELDS: &[&str] = &[
     "timeout",
     "deadline",
     "fallback",
+    "max_output_bytes",
     "description",
 ];
 const COMMAND_AGENT_FIELDS: &[&str] = &[
@@ -745,6 +750,7 @@ const COMMAND_AGENT_FIELDS: &[&str] = &[
     "retry",
     "timeout",
     "deadline",
+    "max_output_bytes",
     "description",
 ];
 
@@ -788,6 +794,7 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
         retry: f.int("retry", diags),
         timeout_ms: f.duration("timeout", diags),
         deadline_ms: f.duration("deadline", diags),
+        max_output_bytes: max_output_bytes(&f, diags),
         span: decl.span,
         name_span: decl.name.span,
         field_spans: decl
@@ -796,6 +803,25 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
             .map(|f| (f.key.name.clone(), f.key.span.to(f.value.span)))
             .collect(),
     }
+}
+
+/// `max_output_bytes:` a whole number of bytes, not zero.
+fn max_output_bytes(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
+    let n = f.int("max_output_bytes", diags)?;
+    if n > 0 {
+        return Some(n);
+    }
+    let span = f.get("max_output_bytes")?.value.span;
+    diags.push(
+        Diagnostic::error("E0207", span, "`max_output_bytes` cannot be zero")
+            .with_label("zero")
+            .with_help(format!(
+                "give a positive number of bytes, or remove it for the default of {} ({} MiB)",
+                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES >> 20
+            )),
+    );
+    None
 }
 
 /// `temperature:` must be in 0..=2: the widest range providers accept (OpenAI Chat Completions

@@ -124,6 +124,10 @@ pub struct PlanNode {
     pub timeout_ms: Option<u64>,
     /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
     pub deadline_ms: Option<u64>,
+    /// The agent's `max_output_bytes`, when it sets one: the longest output (answer, stdout)
+    /// of one attempt, in bytes. Absent: [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u32>,
     /// Enclosing `parallel` blocks, outermost first.
     pub groups: Vec<GroupId>,
     /// For a `gather`: the joined block and its policy.
@@ -688,7 +692,8 @@ fn plan_node(
         Exec::Approval => (PlanExec::Approval, None, Vec::new(), Vec::new()),
     };
     let mut args_tpl = n.args.clone();
-    if let Some(agent) = program.tables.agents.get(&n.agent) {
+    let agent = program.tables.agents.get(&n.agent);
+    if let Some(agent) = agent {
         for p in &agent.params {
             if let (false, Some(d)) = (args_tpl.contains_key(&p.name), &p.default) {
                 args_tpl.insert(
@@ -717,6 +722,7 @@ fn plan_node(
         retry: n.retry,
         timeout_ms: n.timeout_ms,
         deadline_ms: n.deadline_ms,
+        max_output_bytes: agent.and_then(|a| a.max_output_bytes),
         groups: n.groups.clone(),
         join: n.join.map(|j| PlanJoin {
             group: j.group,

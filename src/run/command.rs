@@ -18,6 +18,10 @@ const STDERR_TAIL_LINES: usize = 20;
 /// How many trailing characters of stderr a [`CommandError::Failed`] keeps (at most).
 const STDERR_TAIL_CHARS: usize = 2000;
 
+/// How many trailing bytes of stderr are kept while a program runs: enough for the tail an
+/// error shows ([`STDERR_TAIL_CHARS`] characters of up to 4 bytes), however much it writes.
+pub const STDERR_KEPT_BYTES: usize = 64 * 1024;
+
 /// What to run for one command step.
 ///
 /// `Debug` shows environment variable names but not their values, which may be secrets.
@@ -32,6 +36,10 @@ pub struct CommandSpec {
     pub stdin: String,
     /// Working directory; the current one when `None`.
     pub cwd: Option<PathBuf>,
+    /// The longest stdout accepted, in bytes; `None`:
+    /// [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`]. A program that writes more is
+    /// killed and the step fails with [`CommandError::TooLarge`].
+    pub max_stdout_bytes: Option<u32>,
 }
 
 impl fmt::Debug for CommandSpec {
@@ -42,6 +50,7 @@ impl fmt::Debug for CommandSpec {
             .field("env", &env_names)
             .field("stdin_chars", &self.stdin.chars().count())
             .field("cwd", &self.cwd)
+            .field("max_stdout_bytes", &self.max_stdout_bytes)
             .finish()
     }
 }
@@ -51,7 +60,8 @@ impl fmt::Debug for CommandSpec {
 pub struct CommandOutput {
     /// Everything written to stdout: the step's answer.
     pub stdout: String,
-    /// Everything written to stderr (diagnostics; not part of the answer).
+    /// The end of what was written to stderr (diagnostics; not part of the answer): its last
+    /// [`STDERR_KEPT_BYTES`] bytes.
     pub stderr: String,
 }
 
@@ -76,6 +86,15 @@ pub enum CommandError {
         program: String,
         /// The operating system's message.
         message: String,
+    },
+    /// The program wrote more to stdout than [`CommandSpec::max_stdout_bytes`]; it was
+    /// killed.
+    #[error("`{program}` wrote more than {max_stdout_bytes} bytes to stdout; it was stopped")]
+    TooLarge {
+        /// `argv[0]`.
+        program: String,
+        /// The bound, in bytes.
+        max_stdout_bytes: u32,
     },
     /// The program ran and exited unsuccessfully.
     #[error("`{program}` {}{}", describe_status(*.status), describe_tail(.stderr_tail))]
@@ -156,16 +175,33 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
         }
         Ok::<(), io::Error>(())
     };
-    let (fed, out, err, status) =
-        tokio::join!(feed, read_all(stdout), read_all(stderr), child.wait());
+    let max_stdout = spec
+        .max_stdout_bytes
+        .unwrap_or(crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES);
     let io_error = |err: io::Error| CommandError::Io {
         program: program.clone(),
         message: err.to_string(),
     };
-    let status = status.map_err(io_error)?;
-    fed.map_err(io_error)?;
-    let stdout = out.map_err(io_error)?;
-    let stderr = err.map_err(io_error)?;
+    // stdout bounded: past the bound the program is killed (dropping `child` on return).
+    let read_stdout = async {
+        match read_at_most(stdout, max_stdout as usize).await {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(CommandError::TooLarge {
+                program: program.clone(),
+                max_stdout_bytes: max_stdout,
+            }),
+            Err(e) => Err(io_error(e)),
+        }
+    };
+    let ran = async {
+        tokio::try_join!(
+            async { feed.await.map_err(io_error) },
+            read_stdout,
+            async { read_tail(stderr, STDERR_KEPT_BYTES).await.map_err(io_error) },
+            async { child.wait().await.map_err(io_error) },
+        )
+    };
+    let ((), stdout, stderr, status) = ran.await?;
 
     if status.success() {
         Ok(CommandOutput { stdout, stderr })
@@ -178,16 +214,43 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
     }
 }
 
-/// Reads a pipe to its end, converting lossily to UTF-8.
-async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> io::Result<String> {
+/// Reads a pipe to its end, converting lossily to UTF-8: `None` as soon as it holds more
+/// than `limit` bytes.
+async fn read_at_most(
+    pipe: Option<impl AsyncRead + Unpin>,
+    limit: usize,
+) -> io::Result<Option<String>> {
     let mut bytes = Vec::new();
-    if let Some(mut pipe) = pipe {
-        pipe.read_to_end(&mut bytes).await?;
+    if let Some(pipe) = pipe {
+        // One byte past the limit tells "exactly the limit" from "more".
+        pipe.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
     }
-    Ok(match String::from_utf8(bytes) {
+    Ok((bytes.len() <= limit).then(|| lossy(bytes)))
+}
+
+/// Reads a pipe to its end, keeping its last `keep` bytes (converted lossily to UTF-8).
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> io::Result<String> {
+    let mut kept = std::collections::VecDeque::with_capacity(keep.min(8192));
+    if let Some(mut pipe) = pipe {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = pipe.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            kept.extend(&chunk[..n]);
+            let over = kept.len().saturating_sub(keep);
+            kept.drain(..over);
+        }
+    }
+    Ok(lossy(kept.into()))
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-    })
+    }
 }
 
 /// A spawn failure explained, with a hint for the common causes.
@@ -275,7 +338,41 @@ mod tests {
             .await
             .expect("tee");
         assert_eq!(out.stdout, input);
-        assert_eq!(out.stderr, input);
+        // stderr: only its end is kept, however much the program writes.
+        assert_eq!(out.stderr.len(), STDERR_KEPT_BYTES);
+        assert!(input.ends_with(&out.stderr));
+    }
+
+    #[tokio::test]
+    async fn stdout_past_its_bound_stops_the_program() {
+        // An endless writer: stopped at the bound instead of filling memory.
+        let mut endless = spec(&["sh", "-c", "yes 0123456789abcdef"], "");
+        endless.max_stdout_bytes = Some(100_000);
+        let err = run_command(&endless).await.expect_err("too large");
+        assert_eq!(
+            err,
+            CommandError::TooLarge {
+                program: "sh".into(),
+                max_stdout_bytes: 100_000
+            }
+        );
+        assert!(err.to_string().contains("more than 100000 bytes"), "{err}");
+        // Exactly the bound is fine.
+        let mut exact = spec(&["head", "-c", "1000", "/dev/zero"], "");
+        exact.max_stdout_bytes = Some(1000);
+        assert_eq!(
+            run_command(&exact)
+                .await
+                .expect("at the bound")
+                .stdout
+                .len(),
+            1000
+        );
+        exact.max_stdout_bytes = Some(999);
+        assert!(matches!(
+            run_command(&exact).await,
+            Err(CommandError::TooLarge { .. })
+        ));
     }
 
     #[tokio::test]

@@ -1302,6 +1302,8 @@ struct AttemptError {
     retryable: bool,
     overloaded: bool,
     retry_after_ms: Option<u64>,
+    /// The answer outgrew the step's `max_output_bytes`.
+    too_large: bool,
 }
 
 impl From<ProviderError> for AttemptError {
@@ -1310,6 +1312,7 @@ impl From<ProviderError> for AttemptError {
             retryable: e.is_retryable(),
             overloaded: e.is_overloaded(),
             retry_after_ms: e.retry_after_ms(),
+            too_large: matches!(e, ProviderError::TooLarge { .. }),
             message: e.to_string(),
         }
     }
@@ -1333,6 +1336,27 @@ impl StepOutput {
             value: Some(value),
         }
     }
+}
+
+/// The bound on one attempt's output (answer, stdout) of a step, in bytes: its agent's
+/// `max_output_bytes`, else [`provider::DEFAULT_MAX_OUTPUT_BYTES`].
+fn max_output_bytes(node: &PlanNode) -> u32 {
+    node.max_output_bytes
+        .unwrap_or(provider::DEFAULT_MAX_OUTPUT_BYTES)
+}
+
+/// The error of an output over its bound, for people: the step, the bound, and the fix.
+fn too_large_message(node: &PlanNode, what: &str) -> String {
+    let bound = max_output_bytes(node);
+    let set = if node.max_output_bytes.is_some() {
+        "its agent's `max_output_bytes`"
+    } else {
+        "the default `max_output_bytes`"
+    };
+    format!(
+        "step `{}`: {what} is longer than {bound} bytes ({set}); if so long an output is expected, raise `max_output_bytes` in agent `{}`",
+        node.name, node.agent
+    )
 }
 
 /// The structured output a step must produce: its type, unless it has none or it is `text`.
@@ -1416,6 +1440,7 @@ async fn execute(
                             .output_type
                             .as_ref()
                             .and_then(|t| OutputFormat::new(&node.name, t)),
+                        max_output_bytes: max_output_bytes(node),
                     };
                     report.model = Some(m.clone());
                     let has_fallback = i == 0 && fallback.is_some();
@@ -1448,6 +1473,7 @@ async fn execute(
                         .collect(),
                     stdin: prompt.clone(),
                     cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                    max_stdout_bytes: Some(max_output_bytes(node)),
                 };
                 let step = StepRun {
                     node,
@@ -1596,10 +1622,17 @@ async fn model_attempts(
                     retryable: true,
                     overloaded: false,
                     retry_after_ms: None,
+                    too_large: false,
                 }),
             },
             None => attempt.await.map_err(AttemptError::from),
         };
+        let outcome = outcome.map_err(|mut e| {
+            if e.too_large {
+                e.message = too_large_message(node, &format!("the answer of `{model}`"));
+            }
+            e
+        });
         match outcome {
             Ok(c) => {
                 report.usage.add(c.usage);
@@ -1697,6 +1730,7 @@ async fn command_attempts(
                 max_tokens: 64,
                 temperature: None,
                 output: structured_type(node).and_then(|t| OutputFormat::new(&node.name, t)),
+                max_output_bytes: max_output_bytes(node),
             };
             let answer = sim.complete(&req).await;
             return match (structured_type(node), answer) {
@@ -1704,16 +1738,22 @@ async fn command_attempts(
                 _ => Ok(StepOutput::text(format!("[simulated] would run {shown}"))),
             };
         }
+        let message = |e: command::CommandError| match e {
+            command::CommandError::TooLarge { program, .. } => {
+                too_large_message(node, &format!("the stdout of `{program}`"))
+            }
+            e => e.to_string(),
+        };
         let outcome = match node.timeout_ms {
             Some(ms) => {
                 match tokio::time::timeout(Duration::from_millis(ms), command::run_command(spec))
                     .await
                 {
-                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Ok(r) => r.map_err(message),
                     Err(_) => Err(format!("attempt timed out after {}", format_ms(ms))),
                 }
             }
-            None => command::run_command(spec).await.map_err(|e| e.to_string()),
+            None => command::run_command(spec).await.map_err(message),
         };
         match outcome {
             Ok(out) => {

@@ -22,7 +22,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -166,7 +165,7 @@ impl Anthropic {
         if self.options.stream && super::is_event_stream(&response) {
             return read_stream(&call, response, req, progress).await;
         }
-        let body = call.body(response).await?;
+        let body = call.body(response, req.max_output_bytes).await?;
         let response: MessagesResponse = super::parse_body(PROVIDER, &body)?;
         Ok(response.into_completion(req, format))
     }
@@ -179,7 +178,7 @@ async fn read_stream(
     req: &CompletionRequest,
     progress: &ProgressFn<'_>,
 ) -> Result<Completion, ProviderError> {
-    let mut events = sse::events(call, response);
+    let mut events = sse::Reader::new(call, response, req.max_output_bytes);
     let mut ticker = sse::Ticker::new(progress);
     let mut text = String::new();
     // The tool call's input, when the request asked for a structured output: the `input` the
@@ -203,8 +202,9 @@ async fn read_stream(
             }
             StreamEvent::ContentBlockStart { content_block } => match content_block.kind.as_str() {
                 "text" => {
-                    if let Some(t) = content_block.text {
+                    if let Some(t) = content_block.text.filter(|t| !t.is_empty()) {
                         text.push_str(&t);
+                        events.grew(answer_len(&text, &tool))?;
                     }
                 }
                 "tool_use" if req.output.is_some() && tool.is_none() => {
@@ -213,16 +213,23 @@ async fn read_stream(
                 _ => {}
             },
             StreamEvent::ContentBlockDelta { delta } => match delta.kind.as_str() {
+                // Only text (or a tool call's input) is progress: `ping` events and empty
+                // deltas do not hold the stream open.
                 "text_delta" => {
-                    if let Some(t) = delta.text {
+                    if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
                         text.push_str(&t);
+                        events.grew(answer_len(&text, &tool))?;
                         ticker.tick(estimate_tokens(&text));
                     }
                 }
                 "input_json_delta" => {
-                    if let (Some((_, json)), Some(piece)) = (&mut tool, delta.partial_json) {
+                    if let (Some((_, json)), Some(piece)) =
+                        (&mut tool, delta.partial_json.filter(|p| !p.is_empty()))
+                    {
                         json.push_str(&piece);
-                        ticker.tick(estimate_tokens(json));
+                        let tokens = estimate_tokens(json);
+                        events.grew(answer_len(&text, &tool))?;
+                        ticker.tick(tokens);
                     }
                 }
                 _ => {}
@@ -286,6 +293,11 @@ async fn read_stream(
         usage,
         model: model.unwrap_or_else(|| req.model.clone()),
     })
+}
+
+/// Bytes of a streamed answer so far: its text and a tool call's input.
+fn answer_len(text: &str, tool: &Option<(Option<serde_json::Value>, String)>) -> usize {
+    text.len() + tool.as_ref().map_or(0, |(_, json)| json.len())
 }
 
 /// The answer text of a structured output: the tool call's input as compact JSON, without the
@@ -530,6 +542,7 @@ mod tests {
             max_tokens: 128,
             temperature: Some(0.5),
             output: None,
+            max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 
@@ -611,6 +624,7 @@ mod tests {
             max_tokens: 10,
             temperature: None,
             output: None,
+            max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");

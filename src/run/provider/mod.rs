@@ -75,7 +75,21 @@ pub struct CompletionRequest {
     /// The shape the answer must have, for a step with `-> T` (never `text`); `None` for a
     /// plain text answer. See [`OutputFormat`].
     pub output: Option<OutputFormat>,
+    /// The longest answer accepted, in bytes of UTF-8 text (the agent's `max_output_bytes`,
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`] by default). Not sent: the client stops reading, and the
+    /// attempt fails with [`ProviderError::TooLarge`], as soon as the answer grows past it.
+    pub max_output_bytes: u32,
 }
+
+/// The default bound on one answer (and on a command's stdout): 1 MiB of text. The longest
+/// answers models give today are bounded by their output-token limits — 64,000 tokens for
+/// Claude Sonnet 4.5, 128,000 for GPT-5 (their model pages) — which at about 4 bytes of
+/// UTF-8 a token (OpenAI's rule of thumb, 4 characters a token in English) come to 250–500
+/// KiB: 1 MiB leaves twice that, so no real answer is cut, while a stream that never ends
+/// (75 MB/s on loopback) is stopped after 1 MiB instead of growing memory without bound, and
+/// a run holds at most 1 MiB per step in flight. The agent field `max_output_bytes` raises
+/// it.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u32 = 1 << 20;
 
 /// A structured output asked of a provider: a value of a language type, described by a JSON
 /// Schema.
@@ -213,14 +227,26 @@ pub enum ProviderError {
         /// What happened.
         message: String,
     },
-    /// No data arrived for `idle_ms` milliseconds while waiting for or reading a streamed
-    /// answer (the inactivity timeout, distinct from the step's per-attempt `timeout`).
-    #[error("no data from {provider} for {}", format_ms(*idle_ms))]
+    /// A streamed answer did not grow for `idle_ms` milliseconds: no response, or no text,
+    /// since the response or the last piece of text — bytes that carry no answer (comments,
+    /// pings, empty deltas) do not count (the inactivity timeout, distinct from the step's
+    /// per-attempt `timeout`).
+    #[error("the answer from {provider} did not grow for {}", format_ms(*idle_ms))]
     Idle {
         /// Provider kind.
         provider: &'static str,
         /// The inactivity timeout, in milliseconds.
         idle_ms: u64,
+    },
+    /// The answer grew past [`CompletionRequest::max_output_bytes`]: a stream that does not
+    /// end, a body or a single event too large. Final: the same request would be read as
+    /// far again.
+    #[error("the answer from {provider} grew past {max_output_bytes} bytes")]
+    TooLarge {
+        /// Provider kind.
+        provider: &'static str,
+        /// The bound, in bytes.
+        max_output_bytes: u32,
     },
     /// The simulator was told to fail (for tests of retry and failure policies).
     #[error("simulated failure: {0}")]
@@ -280,6 +306,7 @@ impl ProviderError {
             | ProviderError::Malformed { .. }
             | ProviderError::Idle { .. }
             | ProviderError::Simulated(_) => true,
+            ProviderError::TooLarge { .. } => false,
         }
     }
 }
@@ -319,11 +346,19 @@ impl Provider {
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
-        match self {
-            Provider::OpenAi(p) => p.complete_with_progress(req, progress).await,
-            Provider::Anthropic(p) => p.complete_with_progress(req, progress).await,
-            Provider::Sim(p) => p.complete(req).await,
+        let (provider, completion) = match self {
+            Provider::OpenAi(p) => ("openai", p.complete_with_progress(req, progress).await?),
+            Provider::Anthropic(p) => ("anthropic", p.complete_with_progress(req, progress).await?),
+            Provider::Sim(p) => ("sim", p.complete(req).await?),
+        };
+        // Streams are cut as they outgrow the bound; a whole body is checked here.
+        if completion.text.len() > req.max_output_bytes as usize {
+            return Err(ProviderError::TooLarge {
+                provider,
+                max_output_bytes: req.max_output_bytes,
+            });
         }
+        Ok(completion)
     }
 }
 
@@ -333,9 +368,11 @@ impl Provider {
 /// ([`HttpOptions::idle_timeout`]) catches a server that stops sending.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Default inactivity timeout of a streamed answer: 60 s without a byte. Anthropic sends
-/// `ping` events to keep a stream alive, and servers send the first bytes as soon as
-/// generation starts, so a minute of silence means a stalled connection.
+/// Default inactivity timeout of a streamed answer: 60 s without the answer growing. Servers
+/// stream each token as it is generated, so a minute without one means a stalled
+/// connection or generation. Bytes that carry no answer — SSE comments, Anthropic's `ping`
+/// events, empty deltas, keep-alive whitespace — do not count as progress: a server that
+/// sends only those is as stalled as a silent one.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How an HTTP client talks to its server, beyond the URL and key.
@@ -345,8 +382,8 @@ pub struct HttpOptions {
     /// lack streaming (a server that ignores the request and answers with one JSON body is
     /// understood either way).
     pub stream: bool,
-    /// When streaming: the longest silence tolerated while waiting for the response headers
-    /// or between two pieces of the body.
+    /// When streaming: the longest wait tolerated for the response headers, and then for the
+    /// answer to grow (see [`DEFAULT_IDLE_TIMEOUT`] for what counts).
     pub idle_timeout: Duration,
     /// The provider's rate limits, told about every response's rate-limit headers.
     pub limits: Option<Arc<ProviderLimits>>,
@@ -371,6 +408,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many characters of a non-JSON error body go into [`ProviderError::Http`].
 const ERROR_BODY_CHARS: usize = 300;
+
+/// How many bytes of an error body are read (its message is shortened anyway).
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The most bytes of JSON that may carry an answer of `max_output_bytes` bytes — a whole
+/// body, or one streamed event: JSON escapes a byte in at most 6 (`\u001f`), plus 64 KiB
+/// for the rest of the envelope (ids, usage, a tool call's wrapper).
+fn envelope_bytes(max_output_bytes: u32) -> usize {
+    (max_output_bytes as usize)
+        .saturating_mul(6)
+        .saturating_add(64 * 1024)
+}
 
 /// How many characters of an API's own `error.message` go into [`ProviderError::Http`].
 const ERROR_MESSAGE_CHARS: usize = 1000;
@@ -477,7 +526,7 @@ impl Call<'_> {
         }
         let retry_after_ms = retry_after_ms(response.headers(), std::time::SystemTime::now());
         let should_retry = should_retry(response.headers());
-        let body = self.body(response).await?;
+        let (body, _cut) = self.read_body(response, ERROR_BODY_BYTES).await?;
         Err(ProviderError::Http {
             provider: self.provider,
             status: status.as_u16(),
@@ -487,27 +536,57 @@ impl Call<'_> {
         })
     }
 
-    /// Reads a whole body; when streaming, no piece may take longer than the inactivity
-    /// timeout.
+    /// Reads a whole 2xx body that carries an answer of at most `max_output_bytes` bytes
+    /// (so at most [`envelope_bytes`] of JSON); when streaming, no piece may take longer
+    /// than the inactivity timeout.
     ///
     /// # Errors
-    /// [`ProviderError::Transport`] when the connection breaks; [`ProviderError::Idle`] when
-    /// streaming and the body stalls.
-    async fn body(&self, response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-        if !self.options.stream {
-            return Ok(Vec::from(
-                response.bytes().await.map_err(|e| self.transport(e))?,
-            ));
+    /// [`ProviderError::TooLarge`] when the body is longer; [`ProviderError::Transport`]
+    /// when the connection breaks; [`ProviderError::Idle`] when streaming and the body
+    /// stalls.
+    async fn body(
+        &self,
+        response: reqwest::Response,
+        max_output_bytes: u32,
+    ) -> Result<Vec<u8>, ProviderError> {
+        match self
+            .read_body(response, envelope_bytes(max_output_bytes))
+            .await?
+        {
+            (body, false) => Ok(body),
+            (_, true) => Err(ProviderError::TooLarge {
+                provider: self.provider,
+                max_output_bytes,
+            }),
         }
+    }
+
+    /// Reads a body up to `limit` bytes: the bytes, and whether it was longer (the rest is
+    /// not read).
+    async fn read_body(
+        &self,
+        response: reqwest::Response,
+        limit: usize,
+    ) -> Result<(Vec<u8>, bool), ProviderError> {
         use futures_util::StreamExt as _;
         let mut body = Vec::new();
         let mut chunks = std::pin::pin!(response.bytes_stream());
         loop {
-            match tokio::time::timeout(self.options.idle_timeout, chunks.next()).await {
-                Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
-                Ok(Some(Err(e))) => return Err(self.transport(e)),
-                Ok(None) => return Ok(body),
-                Err(_) => return Err(self.idle()),
+            let next = if self.options.stream {
+                tokio::time::timeout(self.options.idle_timeout, chunks.next())
+                    .await
+                    .map_err(|_| self.idle())?
+            } else {
+                chunks.next().await
+            };
+            match next {
+                Some(Ok(chunk)) if body.len() + chunk.len() > limit => {
+                    body.extend_from_slice(&chunk[..limit - body.len()]);
+                    return Ok((body, true));
+                }
+                Some(Ok(chunk)) => body.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(self.transport(e)),
+                None => return Ok((body, false)),
             }
         }
     }

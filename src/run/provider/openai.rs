@@ -18,7 +18,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -286,7 +285,7 @@ impl OpenAi {
         if self.options.stream && super::is_event_stream(&response) {
             return read_stream(&call, response, req, progress).await;
         }
-        let body = call.body(response).await?;
+        let body = call.body(response, req.max_output_bytes).await?;
         let response: ChatResponse = super::parse_body(PROVIDER, &body)?;
         response.into_completion(req)
     }
@@ -338,7 +337,7 @@ async fn read_stream(
     req: &CompletionRequest,
     progress: &ProgressFn<'_>,
 ) -> Result<Completion, ProviderError> {
-    let mut events = sse::events(call, response);
+    let mut events = sse::Reader::new(call, response, req.max_output_bytes);
     let mut ticker = sse::Ticker::new(progress);
     let mut text = String::new();
     let mut chunks = 0u64;
@@ -374,13 +373,17 @@ async fn read_stream(
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
             if let Some(delta) = choice.delta {
+                // Only text is progress: empty deltas and keep-alives do not hold the stream
+                // open.
                 if let Some(piece) = delta.content.filter(|p| !p.is_empty()) {
                     text.push_str(&piece);
                     chunks += 1;
+                    events.grew(text.len() + refusal.len())?;
                     ticker.tick(chunks);
                 }
-                if let Some(r) = delta.refusal {
+                if let Some(r) = delta.refusal.filter(|r| !r.is_empty()) {
                     refusal.push_str(&r);
+                    events.grew(text.len() + refusal.len())?;
                 }
             }
             if choice.finish_reason.is_some() {
@@ -622,6 +625,7 @@ mod tests {
             max_tokens: 64,
             temperature: Some(0.2),
             output: None,
+            max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 
@@ -704,6 +708,7 @@ mod tests {
             max_tokens: 16,
             temperature: None,
             output: None,
+            max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");

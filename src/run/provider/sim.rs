@@ -251,6 +251,7 @@ mod tests {
             max_tokens: 256,
             temperature: None,
             output: None,
+            max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 

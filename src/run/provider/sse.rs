@@ -3,12 +3,14 @@
 //! A streamed answer is a `text/event-stream` body (WHATWG HTML, "Server-sent events",
 //! <https://html.spec.whatwg.org/multipage/server-sent-events.html>): events of `event:` and
 //! `data:` lines separated by blank lines. The `eventsource-stream` crate parses them from
-//! reqwest's byte stream; this module adds the inactivity timeout (no bytes for
-//! [`super::HttpOptions::idle_timeout`] → [`ProviderError::Idle`]), turns transport and
-//! parse failures into [`ProviderError`]s, and throttles progress reports. What the events
-//! mean is each API's business (`openai.rs`, `anthropic.rs`).
+//! reqwest's byte stream; this module bounds what the stream may cost and turns transport and
+//! parse failures into [`ProviderError`]s ([`Reader`]), and throttles progress reports. What
+//! the events mean is each API's business (`openai.rs`, `anthropic.rs`), which tells the
+//! reader when the answer grew.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource as _};
@@ -29,31 +31,105 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// Why the body stopped: the connection broke, or it fell silent.
+/// Why the body stopped: the connection broke, or one event grew too large.
 #[derive(Debug)]
 enum BodyError {
     Transport(reqwest::Error),
-    Idle,
+    TooLarge,
 }
 
 /// A stream of events, ending when the body ends.
-pub(super) type Events<'a> =
-    Pin<Box<dyn Stream<Item = Result<SseEvent, ProviderError>> + Send + 'a>>;
+type Events<'a> = Pin<Box<dyn Stream<Item = Result<SseEvent, ProviderError>> + Send + 'a>>;
 
-/// The events of a streamed response body. Each item is an event, or the error that ends the
-/// stream: [`ProviderError::Idle`] when no bytes arrived for the inactivity timeout,
-/// [`ProviderError::Transport`] when the connection broke, [`ProviderError::Malformed`] when
-/// the body is not UTF-8 or not an event stream.
-pub(super) fn events<'a>(call: &'a Call<'a>, response: reqwest::Response) -> Events<'a> {
-    let idle = call.options.idle_timeout;
+/// The events of a streamed answer, with its bounds:
+///
+/// - **inactivity**: [`Reader::next`] fails with [`ProviderError::Idle`] when the answer has
+///   not grown for [`super::HttpOptions::idle_timeout`] — since the response came, or since
+///   the last [`Reader::grew`]. Only the API's reader knows what is answer, so bytes that
+///   carry none (SSE comments, `ping` events, empty deltas, keep-alive whitespace) do not
+///   hold the stream open;
+/// - **size**: [`Reader::grew`] fails with [`ProviderError::TooLarge`] once the answer is
+///   longer than [`super::CompletionRequest::max_output_bytes`], and a single event whose
+///   bytes outgrow the JSON that could carry such an answer ([`super::envelope_bytes`]) ends
+///   the stream the same way, so neither a stream that never ends nor one endless line
+///   grows memory without bound.
+pub(super) struct Reader<'a> {
+    events: Events<'a>,
+    call: &'a Call<'a>,
+    deadline: Instant,
+    max_output_bytes: u32,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads `response`'s body as events, for an answer of at most `max_output_bytes`.
+    pub(super) fn new(
+        call: &'a Call<'a>,
+        response: reqwest::Response,
+        max_output_bytes: u32,
+    ) -> Self {
+        Reader {
+            events: events(call, response, max_output_bytes),
+            call,
+            deadline: Instant::now() + call.options.idle_timeout,
+            max_output_bytes,
+        }
+    }
+
+    /// The next event; `None` at the end of the body. An error ends the stream:
+    /// [`ProviderError::Idle`] when the answer did not grow in time,
+    /// [`ProviderError::TooLarge`] for an event too large, [`ProviderError::Transport`] when
+    /// the connection broke, [`ProviderError::Malformed`] when the body is not UTF-8 or not
+    /// an event stream.
+    pub(super) async fn next(&mut self) -> Option<Result<SseEvent, ProviderError>> {
+        match tokio::time::timeout_at(self.deadline, self.events.next()).await {
+            Ok(item) => item,
+            Err(_) => Some(Err(self.call.idle())),
+        }
+    }
+
+    /// The answer grew to `len` bytes: restarts the inactivity clock.
+    ///
+    /// # Errors
+    /// [`ProviderError::TooLarge`] when `len` is over the bound.
+    pub(super) fn grew(&mut self, len: usize) -> Result<(), ProviderError> {
+        if len > self.max_output_bytes as usize {
+            return Err(ProviderError::TooLarge {
+                provider: self.call.provider,
+                max_output_bytes: self.max_output_bytes,
+            });
+        }
+        self.deadline = Instant::now() + self.call.options.idle_timeout;
+        Ok(())
+    }
+}
+
+/// The events of a response body carrying an answer of at most `max_output_bytes`: an event
+/// may take at most [`super::envelope_bytes`] of the body (counted from the end of the
+/// previous one).
+fn events<'a>(
+    call: &'a Call<'a>,
+    response: reqwest::Response,
+    max_output_bytes: u32,
+) -> Events<'a> {
+    let max_event_bytes = super::envelope_bytes(max_output_bytes);
+    // Bytes read since the last event came out of the parser: what it may be holding.
+    let pending = Arc::new(AtomicUsize::new(0));
+    let fed = pending.clone();
     let bytes = Box::pin(response.bytes_stream());
-    let guarded = futures_util::stream::unfold(Some(bytes), move |state| async move {
-        let mut bytes = state?;
-        match tokio::time::timeout(idle, bytes.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(bytes))),
-            Ok(Some(Err(e))) => Some((Err(BodyError::Transport(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((Err(BodyError::Idle), None)),
+    let guarded = futures_util::stream::unfold(Some(bytes), move |state| {
+        let fed = fed.clone();
+        async move {
+            let mut bytes = state?;
+            match bytes.next().await? {
+                Ok(chunk)
+                    if fed.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len()
+                        > max_event_bytes =>
+                {
+                    Some((Err(BodyError::TooLarge), None))
+                }
+                Ok(chunk) => Some((Ok(chunk), Some(bytes))),
+                Err(e) => Some((Err(BodyError::Transport(e)), None)),
+            }
         }
     });
     let mut failed = false;
@@ -67,11 +143,19 @@ pub(super) fn events<'a>(call: &'a Call<'a>, response: reqwest::Response) -> Eve
                 std::future::ready(go)
             })
             .map(move |item| match item {
-                Ok(e) => Ok(SseEvent {
-                    event: e.event,
-                    data: e.data,
-                }),
-                Err(EventStreamError::Transport(BodyError::Idle)) => Err(call.idle()),
+                Ok(e) => {
+                    pending.store(0, Ordering::Relaxed);
+                    Ok(SseEvent {
+                        event: e.event,
+                        data: e.data,
+                    })
+                }
+                Err(EventStreamError::Transport(BodyError::TooLarge)) => {
+                    Err(ProviderError::TooLarge {
+                        provider: call.provider,
+                        max_output_bytes,
+                    })
+                }
                 Err(EventStreamError::Transport(BodyError::Transport(e))) => Err(call.transport(e)),
                 Err(EventStreamError::Utf8(e)) => Err(ProviderError::Malformed {
                     provider: call.provider,

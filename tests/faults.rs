@@ -734,3 +734,36 @@ workflow main() { x = endless("") }
         "step `x`: the stdout of `yes` is longer than 10000 bytes (its agent's `max_output_bytes`); if so long an output is expected, raise `max_output_bytes` in agent `endless`"
     );
 }
+
+// ------------------------------------------------------------------ retry-after
+
+#[tokio::test]
+async fn a_retry_after_of_zero_or_in_the_past_gets_the_normal_backoff() {
+    let past = "Wed, 21 Oct 2015 07:28:00 GMT";
+    for (kind, header, value) in [
+        ("openai", "retry-after", "0"),
+        ("anthropic", "retry-after", past),
+        ("openai", "retry-after-ms", "0"),
+    ] {
+        let ok = match kind {
+            "openai" => support::openai_stream("fine"),
+            _ => support::anthropic_stream("fine"),
+        };
+        let server = FaultServer::start(vec![
+            Reply::json_with(
+                429,
+                &[(header, value)],
+                serde_json::json!({"error": {"message": "slow down"}}),
+            ),
+            ok,
+        ])
+        .await;
+        let (r, events) = run_script(&script(kind, &server, "", "")).await;
+        assert_eq!(step(&r, "x").status, StepStatus::Succeeded, "{kind}");
+        // Not a retry at once: 500 ms less up to 25% jitter, as without the header.
+        let d = delays(&events);
+        assert!(d.len() == 1 && (375..=500).contains(&d[0]), "{header}: {value}: {d:?}");
+        let got = server.received();
+        assert!(got[1].at - got[0].at >= Duration::from_millis(375), "{header}: {value}");
+    }
+}

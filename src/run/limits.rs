@@ -19,6 +19,9 @@
 //!     limits in headers"): `x-ratelimit-remaining-{requests,tokens}` with
 //!     `x-ratelimit-reset-{requests,tokens}`, a duration such as `1s`, `6m0s` or `12ms`.
 //!
+//! And one source decides how long a failed request waits before it is tried again:
+//! [`retry_after`] and [`backoff`], the official SDKs' rules ([`before_retry`] sleeps it).
+//!
 //! Time is tokio's clock, so tests on a paused clock see exact waits.
 
 use std::num::NonZeroU32;
@@ -197,6 +200,84 @@ impl ProviderLimits {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ------------------------------------------------------------------ retries
+
+/// The longest delay a server may ask for before a retry and be obeyed (`retry-after`,
+/// `retry-after-ms`); a longer one, like zero or a time in the past, gets the normal
+/// [`backoff`].
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The first backoff, doubled on each retry up to [`MAX_BACKOFF`] (the SDKs'
+/// `INITIAL_RETRY_DELAY`, 0.5 s).
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest backoff (the SDKs' `MAX_RETRY_DELAY`, 8 s).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// The delay a failed response asks for before a retry, when it is one to obey: the rule of
+/// the official Python SDKs, anthropic-sdk-python and openai-python
+/// (`src/{anthropic,openai}/_base_client.py`, `_parse_retry_after_header` and
+/// `_calculate_retry_timeout`):
+///
+/// 1. `retry-after-ms`, when it is a number, is the delay in milliseconds (and
+///    `retry-after` is then not read, whatever the number);
+/// 2. else `retry-after` as a number of seconds (fractions allowed);
+/// 3. else `retry-after` as an HTTP date (RFC 9110 §10.2.3): the time left from `now`,
+///    negative when it is past.
+///
+/// The delay is obeyed only when `0 < delay <= 60 s` ([`MAX_RETRY_AFTER`]): zero, a
+/// negative delay, a date in the past, a longer delay, `NaN` or an unreadable value give
+/// `None`, and the caller uses the normal [`backoff`] — so a server can never make a client
+/// retry at once in a loop. (anthropic-sdk-python obeys up to 60 s; openai-python raised its
+/// bound to 120 s in 2026 and then does not retry past it; orch keeps the 60 s of both
+/// before that, where a longer wait is probed with the backoff instead.)
+pub fn retry_after(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    let number = |name: &str| text(name)?.parse::<f64>().ok();
+    let seconds = number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))
+        .or_else(|| {
+            let date = httpdate::parse_http_date(text("retry-after")?).ok()?;
+            Some(match date.duration_since(now) {
+                Ok(ahead) => ahead.as_secs_f64(),
+                Err(past) => -past.duration().as_secs_f64(),
+            })
+        })?;
+    (seconds > 0.0 && seconds <= MAX_RETRY_AFTER.as_secs_f64())
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// The wait before retry `k` (0 for the first retry): `server`, the delay the failed
+/// response asked for ([`retry_after`]), when there is one of at most [`MAX_RETRY_AFTER`];
+/// otherwise `min(0.5 s · 2^k, 8 s)` shortened by a random jitter of up to 25%, so that many
+/// clients failing together do not retry together. `jitter` is a uniform sample from
+/// [0, 1). Formula and constants are the official SDKs' `_calculate_retry_timeout` (see
+/// [`retry_after`]): `min(INITIAL_RETRY_DELAY * 2 ** retries_taken, MAX_RETRY_DELAY) * (1 -
+/// 0.25 * random())`.
+pub fn backoff(k: u32, server: Option<Duration>, jitter: f64) -> Duration {
+    if let Some(d) = server.filter(|d| !d.is_zero() && *d <= MAX_RETRY_AFTER) {
+        return d;
+    }
+    let base = (INITIAL_BACKOFF * 2u32.pow(k.min(5))).min(MAX_BACKOFF);
+    base.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
+/// Waits before retry `k`: the [`backoff`], rounded to whole milliseconds, which
+/// `announce` is told (in milliseconds) before the wait starts. Returns the wait in
+/// milliseconds.
+pub async fn before_retry(
+    k: u32,
+    server: Option<Duration>,
+    jitter: f64,
+    announce: impl FnOnce(u64),
+) -> u64 {
+    let wait = ms(backoff(k, server, jitter) + Duration::from_micros(500));
+    announce(wait);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    wait
 }
 
 /// Pairs of (remaining, reset) headers, with the window's name for people.
@@ -562,6 +643,97 @@ mod tests {
         far.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("2h"));
         limits.observe(&far);
         assert_eq!(limits.acquire(1, &on_wait).await, 60_000);
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_is_obeyed_only_between_zero_and_sixty_seconds() {
+        // Wed, 21 Oct 2015 07:27:50 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        let after = |pairs: &[(&'static str, &'static str)]| retry_after(&headers(pairs), now);
+        let s = Duration::from_secs;
+        assert_eq!(after(&[]), None);
+        assert_eq!(after(&[("retry-after", "2")]), Some(s(2)));
+        assert_eq!(
+            after(&[("retry-after", "0.25")]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(after(&[("retry-after", "60")]), Some(s(60)));
+        // `retry-after-ms` wins, fractions and all.
+        assert_eq!(
+            after(&[("retry-after", "2"), ("retry-after-ms", "150.5")]),
+            Some(Duration::from_micros(150_500))
+        );
+        // A number in `retry-after-ms` decides even when it is not obeyed; an unreadable
+        // one is skipped.
+        assert_eq!(
+            after(&[("retry-after", "2"), ("retry-after-ms", "0")]),
+            None
+        );
+        assert_eq!(
+            after(&[("retry-after", "2"), ("retry-after-ms", "soon")]),
+            Some(s(2))
+        );
+        // HTTP dates: ten seconds ahead; in the past; too far ahead.
+        assert_eq!(
+            after(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+            Some(s(10))
+        );
+        assert_eq!(
+            after(&[("retry-after", "Wed, 21 Oct 2015 07:00:00 GMT")]),
+            None
+        );
+        assert_eq!(
+            after(&[("retry-after", "Wed, 21 Oct 2015 07:30:00 GMT")]),
+            None
+        );
+        // Zero, negative, too long, not a number: the normal backoff.
+        for bad in ["0", "-1", "60.5", "3600", "NaN", "inf", "tomorrow", ""] {
+            assert_eq!(after(&[("retry-after", bad)]), None, "{bad}");
+        }
+        assert_eq!(after(&[("retry-after-ms", "-5")]), None);
+        assert_eq!(after(&[("retry-after-ms", "60001")]), None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_eight_seconds_less_a_jitter_of_a_quarter() {
+        let ms = Duration::from_millis;
+        assert_eq!(backoff(0, None, 0.0), ms(500));
+        assert_eq!(
+            backoff(0, None, 0.999_999),
+            ms(375) + Duration::from_nanos(125)
+        );
+        assert_eq!(backoff(1, None, 0.0), ms(1000));
+        assert_eq!(backoff(3, None, 0.5), ms(3500));
+        assert_eq!(backoff(4, None, 0.0), ms(8000));
+        assert_eq!(backoff(40, None, 1.0), ms(6000));
+        // A server's delay within bounds is taken as it is; zero or longer ones are not.
+        assert_eq!(backoff(3, Some(ms(1500)), 0.0), ms(1500));
+        assert_eq!(backoff(0, Some(Duration::ZERO), 0.0), ms(500));
+        assert_eq!(backoff(1, Some(Duration::from_secs(61)), 0.0), ms(1000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_retry_announces_then_sleeps_the_backoff() {
+        let start = Instant::now();
+        let mut told = Vec::new();
+        // A server that says `retry-after: 0` gets the backoff, not a retry at once.
+        let server = retry_after(&headers(&[("retry-after", "0")]), SystemTime::now());
+        let waited = before_retry(0, server, 0.0, |ms| told.push(ms)).await;
+        assert_eq!((waited, start.elapsed()), (500, Duration::from_millis(500)));
+        let server = retry_after(&headers(&[("retry-after-ms", "1250")]), SystemTime::now());
+        before_retry(1, server, 0.9, |ms| told.push(ms)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(1750));
+        before_retry(2, None, 0.5, |ms| told.push(ms)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(3500));
+        assert_eq!(told, [500, 1250, 1750]);
     }
 
     #[tokio::test(start_paused = true)]

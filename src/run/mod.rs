@@ -1281,22 +1281,6 @@ fn final_outputs(plan: &Plan, active: &[bool], outputs: &[Option<serde_json::Val
 
 // ------------------------------------------------------------------ executing one step
 
-/// Longest `retry-after` honoured; a server asking for longer gets the default backoff.
-const MAX_RETRY_AFTER_MS: u64 = 60_000;
-
-/// Backoff before retry `k` (0-based), in milliseconds: the server's `retry-after` when it
-/// sent one of at most 60 s; otherwise `min(500 ms · 2^k, 8 s)` shortened by a random jitter
-/// of up to 25%, so that many clients failing together do not retry together. `jitter` is a
-/// uniform sample from [0, 1). Constants and formula are those of the official SDKs
-/// (anthropic-sdk-python `_calculate_retry_timeout`: INITIAL_RETRY_DELAY 0.5, MAX_RETRY_DELAY 8).
-fn backoff_ms(k: u32, retry_after_ms: Option<u64>, jitter: f64) -> u64 {
-    if let Some(ms) = retry_after_ms.filter(|ms| *ms <= MAX_RETRY_AFTER_MS) {
-        return ms;
-    }
-    let base = (500u64 << k.min(5)).min(8_000) as f64;
-    (base * (1.0 - 0.25 * jitter.clamp(0.0, 1.0))).round() as u64
-}
-
 struct AttemptError {
     message: String,
     retryable: bool,
@@ -1677,13 +1661,15 @@ async fn model_attempts(
             Err(e) if e.retryable && k < node.retry => {
                 drop(_permit);
                 *last_error = Some(e.message.clone());
-                let delay = backoff_ms(k, e.retry_after_ms, fastrand::f64());
-                let _ = tx.send(Event::Retrying {
-                    step: node.name.clone(),
-                    error: e.message,
-                    delay_ms: delay,
-                });
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let server = e.retry_after_ms.map(Duration::from_millis);
+                limits::before_retry(k, server, fastrand::f64(), |delay_ms| {
+                    let _ = tx.send(Event::Retrying {
+                        step: node.name.clone(),
+                        error: e.message,
+                        delay_ms,
+                    });
+                })
+                .await;
                 k += 1;
             }
             Err(e) => {
@@ -1764,13 +1750,14 @@ async fn command_attempts(
             }
             Err(e) if k < node.retry => {
                 *last_error = Some(e.clone());
-                let delay = backoff_ms(k, None, fastrand::f64());
-                let _ = tx.send(Event::Retrying {
-                    step: node.name.clone(),
-                    error: e,
-                    delay_ms: delay,
-                });
-                tokio::time::sleep(Duration::from_millis(delay)).await;
+                limits::before_retry(k, None, fastrand::f64(), |delay_ms| {
+                    let _ = tx.send(Event::Retrying {
+                        step: node.name.clone(),
+                        error: e,
+                        delay_ms,
+                    });
+                })
+                .await;
                 k += 1;
             }
             Err(e) => {

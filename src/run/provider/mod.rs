@@ -190,7 +190,9 @@ pub enum ProviderError {
         status: u16,
         /// The error message from the body, or the body itself, shortened.
         message: String,
-        /// `retry-after` in milliseconds, when the server sent one.
+        /// The delay the server asked for before a retry, in milliseconds (rounded up),
+        /// when it is one to obey: more than zero and at most 60 s
+        /// ([`crate::run::limits::retry_after`]).
         retry_after_ms: Option<u64>,
         /// The server's `x-should-retry` header, when it sent one: it overrides the
         /// status-based decision (as in the official Anthropic and OpenAI SDKs).
@@ -524,7 +526,10 @@ impl Call<'_> {
         if status.is_success() {
             return Ok(response);
         }
-        let retry_after_ms = retry_after_ms(response.headers(), std::time::SystemTime::now());
+        // Kept only when it is a delay to obey: the official SDKs' rule.
+        let retry_after_ms =
+            crate::run::limits::retry_after(response.headers(), std::time::SystemTime::now())
+                .map(|d| d.as_micros().div_ceil(1000) as u64);
         let should_retry = should_retry(response.headers());
         let (body, _cut) = self.read_body(response, ERROR_BODY_BYTES).await?;
         Err(ProviderError::Http {
@@ -658,27 +663,6 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
-/// The server's requested back-off in milliseconds: `retry-after-ms` (milliseconds, sent by
-/// OpenAI and Anthropic) wins over `retry-after`, which is either seconds or an HTTP date
-/// (RFC 9110 §10.2.3); a date in the past means "now" (0 ms).
-fn retry_after_ms(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<u64> {
-    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
-    let number = |name: &str| {
-        text(name)?
-            .parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite() && *n >= 0.0)
-    };
-    // `as` saturates for huge values, which is the right answer for a back-off.
-    number("retry-after-ms")
-        .map(|ms| ms.ceil() as u64)
-        .or_else(|| number("retry-after").map(|s| (s * 1000.0).ceil() as u64))
-        .or_else(|| {
-            let date = httpdate::parse_http_date(text("retry-after")?).ok()?;
-            Some(date.duration_since(now).map_or(0, |d| d.as_millis() as u64))
-        })
-}
-
 /// `x-should-retry: true|false`, the servers' explicit say on retrying.
 fn should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> {
     match headers.get("x-should-retry")?.to_str().ok()?.trim() {
@@ -772,36 +756,12 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_headers() {
+    fn should_retry_header() {
         use reqwest::header::{HeaderMap, HeaderValue};
-        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_445_412_470);
-        let retry_after_ms = |h: &HeaderMap| retry_after_ms(h, now);
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after_ms(&headers), None);
-        headers.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after_ms(&headers), Some(2000));
-        headers.insert("retry-after-ms", HeaderValue::from_static("150.5"));
-        assert_eq!(retry_after_ms(&headers), Some(151));
-        let mut date = HeaderMap::new();
-        date.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        // Ten seconds after `now`.
-        assert_eq!(retry_after_ms(&date), Some(10_000));
-        let mut past = HeaderMap::new();
-        past.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:00:00 GMT"),
-        );
-        assert_eq!(retry_after_ms(&past), Some(0));
         let mut should = HeaderMap::new();
         assert_eq!(should_retry(&should), None);
         should.insert("x-should-retry", HeaderValue::from_static("false"));
         assert_eq!(should_retry(&should), Some(false));
-        let mut negative = HeaderMap::new();
-        negative.insert("retry-after", HeaderValue::from_static("-1"));
-        assert_eq!(retry_after_ms(&negative), None);
     }
 
     #[test]

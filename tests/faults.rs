@@ -560,6 +560,22 @@ fn script_with_agent(
     )
 }
 
+/// Runs step `x` of an agent with `max_output_bytes: 4096` on a provider of `kind` at the
+/// server.
+async fn run_bounded(
+    kind: &str,
+    server: &FaultServer,
+    provider_fields: &str,
+) -> (RunReport, Vec<Event>) {
+    run_script(&script_with_agent(
+        kind,
+        server,
+        provider_fields,
+        ", max_output_bytes: 4096",
+    ))
+    .await
+}
+
 /// A stream that sends `pieces` of text and never ends by itself (it is cut at the end of
 /// the script without its end events, so a client that reads it all sees a stream cut
 /// short, not a too-long answer).
@@ -589,13 +605,7 @@ async fn an_answer_that_never_ends_is_cut_at_max_output_bytes_on_both_wire_forma
     for kind in ["openai", "anthropic"] {
         // 100 KB of text against a bound of 4096 bytes.
         let server = FaultServer::start(vec![endless(kind, 1000, &"y".repeat(100))]).await;
-        let (r, events) = run_script(&script_with_agent(
-            kind,
-            &server,
-            "",
-            ", max_output_bytes: 4096",
-        ))
-        .await;
+        let (r, events) = run_bounded(kind, &server, "").await;
         let e = failure(&r);
         assert!(
             e.starts_with("step `x`: the answer of `m` is longer than 4096 bytes (its agent's `max_output_bytes`); if so long an output is expected, raise `max_output_bytes` in agent `a`"),
@@ -646,13 +656,7 @@ async fn a_whole_body_is_bounded_too_on_both_wire_formats() {
             ("anthropic", anthropic_json(&text)),
         ] {
             let server = FaultServer::start(vec![reply]).await;
-            let (r, _) = run_script(&script_with_agent(
-                kind,
-                &server,
-                ", stream: false",
-                ", max_output_bytes: 4096",
-            ))
-            .await;
+            let (r, _) = run_bounded(kind, &server, ", stream: false").await;
             let e = failure(&r);
             assert!(
                 e.contains("is longer than 4096 bytes"),
@@ -706,13 +710,7 @@ async fn one_endless_event_is_cut_too() {
     // it holds are bounded all the same.
     let line = format!("data: {}", "v".repeat(400_000));
     let server = FaultServer::start(vec![Reply::sse(vec![line], End::Complete)]).await;
-    let (r, _) = run_script(&script_with_agent(
-        "openai",
-        &server,
-        "",
-        ", max_output_bytes: 4096",
-    ))
-    .await;
+    let (r, _) = run_bounded("openai", &server, "").await;
     assert!(
         failure(&r).contains("is longer than 4096 bytes"),
         "{}",
@@ -762,8 +760,14 @@ async fn a_retry_after_of_zero_or_in_the_past_gets_the_normal_backoff() {
         assert_eq!(step(&r, "x").status, StepStatus::Succeeded, "{kind}");
         // Not a retry at once: 500 ms less up to 25% jitter, as without the header.
         let d = delays(&events);
-        assert!(d.len() == 1 && (375..=500).contains(&d[0]), "{header}: {value}: {d:?}");
+        assert!(
+            d.len() == 1 && (375..=500).contains(&d[0]),
+            "{header}: {value}: {d:?}"
+        );
         let got = server.received();
-        assert!(got[1].at - got[0].at >= Duration::from_millis(375), "{header}: {value}");
+        assert!(
+            got[1].at - got[0].at >= Duration::from_millis(375),
+            "{header}: {value}"
+        );
     }
 }

@@ -1010,6 +1010,13 @@ fn succeeded_in(journal: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Writes [`PIPELINE`] to `dir/pipeline.orch`; returns its path.
+fn write_pipeline(dir: &Path) -> String {
+    let script = dir.join("pipeline.orch");
+    std::fs::write(&script, PIPELINE).unwrap();
+    script.to_string_lossy().into_owned()
+}
+
 /// The output of the pipeline run without interruption, on its own server and state.
 async fn uninterrupted(dir: &Path, script: &str) -> String {
     let llm = Llm::default();
@@ -1035,9 +1042,7 @@ async fn uninterrupted(dir: &Path, script: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_several_points_a_resumed_run_requests_no_completed_step_again() {
     let dir = fresh_dir("crash");
-    let script = dir.join("pipeline.orch");
-    std::fs::write(&script, PIPELINE).unwrap();
-    let script = script.to_string_lossy().into_owned();
+    let script = write_pipeline(&dir);
     let expected = uninterrupted(&dir, &script).await;
 
     // Kill while the step after 1, 3 and 5 completed steps is waiting for its answer.
@@ -1119,9 +1124,7 @@ async fn killed_at_several_points_a_resumed_run_requests_no_completed_step_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
     let dir = fresh_dir("sigint");
-    let script = dir.join("pipeline.orch");
-    std::fs::write(&script, PIPELINE).unwrap();
-    let script = script.to_string_lossy().into_owned();
+    let script = write_pipeline(&dir);
     let llm = Llm::default();
     llm.hold(Some("s4"));
     let server = llm.serve().await;
@@ -1190,9 +1193,7 @@ async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_resuming_one_run_at_once_one_is_refused_and_nothing_runs_twice() {
     let dir = fresh_dir("two-resumers");
-    let script = dir.join("pipeline.orch");
-    std::fs::write(&script, PIPELINE).unwrap();
-    let script = script.to_string_lossy().into_owned();
+    let script = write_pipeline(&dir);
     let expected = uninterrupted(&dir, &script).await;
     let llm = Llm::default();
     llm.hold(Some("s4"));
@@ -1333,9 +1334,7 @@ workflow main() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_explains_runs_it_cannot_resume() {
     let dir = fresh_dir("cli-errors");
-    let script = dir.join("pipeline.orch");
-    std::fs::write(&script, PIPELINE).unwrap();
-    let script = script.to_string_lossy().into_owned();
+    let script = write_pipeline(&dir);
     let state = dir.join("state");
     let o = orch_output(&["run", &script, "--simulate", "--resume"], &state).await;
     assert_eq!(o.status.code(), Some(2));

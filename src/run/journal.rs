@@ -694,7 +694,13 @@ struct RunLock {
     _file: File,
 }
 
-/// Takes the lock of run `id`, whose directory is `dir`, without waiting.
+/// How long a lock found taken is tried again before the run is refused: a lock just
+/// released may linger for an instant in a process being spawned at that moment by the same
+/// program (between `fork` and `exec` the child holds a copy of every descriptor, the lock
+/// file's too, until `exec` closes it). A real holder is refused after this.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Takes the lock of run `id`, whose directory is `dir`, waiting at most [`LOCK_GRACE`].
 ///
 /// # Errors
 /// [`JournalError::Busy`] when another process holds it; [`JournalError::Io`] when the lock
@@ -708,7 +714,15 @@ fn lock_run(dir: &Path, id: &str) -> Result<RunLock, JournalError> {
         .truncate(false)
         .open(&path)
         .map_err(io_error("create", &path))?;
-    match file.try_lock() {
+    let until = std::time::Instant::now() + LOCK_GRACE;
+    let mut taken = file.try_lock();
+    while matches!(taken, Err(std::fs::TryLockError::WouldBlock))
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        taken = file.try_lock();
+    }
+    match taken {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();

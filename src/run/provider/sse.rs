@@ -9,8 +9,6 @@
 //! reader when the answer grew.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource as _};
@@ -104,34 +102,27 @@ impl<'a> Reader<'a> {
 }
 
 /// The events of a response body carrying an answer of at most `max_output_bytes`: an event
-/// may take at most [`super::envelope_bytes`] of the body (counted from the end of the
-/// previous one).
+/// may take at most [`super::envelope_bytes`] of the body ([`EventBytes`]).
 fn events<'a>(
     call: &'a Call<'a>,
     response: reqwest::Response,
     max_output_bytes: u32,
 ) -> Events<'a> {
     let max_event_bytes = super::envelope_bytes(max_output_bytes);
-    // Bytes read since the last event came out of the parser: what it may be holding.
-    let pending = Arc::new(AtomicUsize::new(0));
-    let fed = pending.clone();
     let bytes = Box::pin(response.bytes_stream());
-    let guarded = futures_util::stream::unfold(Some(bytes), move |state| {
-        let fed = fed.clone();
-        async move {
-            let mut bytes = state?;
+    let guarded = futures_util::stream::unfold(
+        Some((bytes, EventBytes::default())),
+        move |state| async move {
+            let (mut bytes, mut event) = state?;
             match bytes.next().await? {
-                Ok(chunk)
-                    if fed.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len()
-                        > max_event_bytes =>
-                {
+                Ok(chunk) if event.feed(&chunk) > max_event_bytes => {
                     Some((Err(BodyError::TooLarge), None))
                 }
-                Ok(chunk) => Some((Ok(chunk), Some(bytes))),
+                Ok(chunk) => Some((Ok(chunk), Some((bytes, event)))),
                 Err(e) => Some((Err(BodyError::Transport(e)), None)),
             }
-        }
-    });
+        },
+    );
     let mut failed = false;
     Box::pin(
         guarded
@@ -143,13 +134,10 @@ fn events<'a>(
                 std::future::ready(go)
             })
             .map(move |item| match item {
-                Ok(e) => {
-                    pending.store(0, Ordering::Relaxed);
-                    Ok(SseEvent {
-                        event: e.event,
-                        data: e.data,
-                    })
-                }
+                Ok(e) => Ok(SseEvent {
+                    event: e.event,
+                    data: e.data,
+                }),
                 Err(EventStreamError::Transport(BodyError::TooLarge)) => {
                     Err(ProviderError::TooLarge {
                         provider: call.provider,
@@ -167,6 +155,34 @@ fn events<'a>(
                 }),
             }),
     )
+}
+
+/// The length of the event being received: the bytes since the last blank line (the end of
+/// an event, or of a comment), which is what an SSE parser may be holding. Comments and
+/// `ping` events end with a blank line, so a stream of them stays short; one endless line,
+/// or endless `data:` lines, do not.
+#[derive(Debug, Default)]
+struct EventBytes {
+    /// Bytes since the last blank line.
+    len: usize,
+    /// Whether the current line has anything but `\r` yet.
+    line_has_text: bool,
+}
+
+impl EventBytes {
+    /// Counts `chunk`; returns the length of the event now being received.
+    fn feed(&mut self, chunk: &[u8]) -> usize {
+        for &b in chunk {
+            self.len += 1;
+            match b {
+                b'\n' if !self.line_has_text => self.len = 0,
+                b'\n' => self.line_has_text = false,
+                b'\r' => {}
+                _ => self.line_has_text = true,
+            }
+        }
+        self.len
+    }
 }
 
 /// Reports progress at most every [`PROGRESS_EVERY`] (the first report at once).
@@ -211,4 +227,26 @@ pub(super) fn parse_data<T: serde::de::DeserializeOwned>(
             call.key,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_bytes_count_from_the_last_blank_line() {
+        let mut e = EventBytes::default();
+        assert_eq!(e.feed(b"data: abc\n"), 10);
+        assert_eq!(e.feed(b"data: de"), 18);
+        assert_eq!(e.feed(b"f\n\n"), 0);
+        // Comments, pings and keep-alive blank lines never add up.
+        for _ in 0..1000 {
+            assert!(e.feed(b": keep-alive\n\nevent: ping\ndata: {}\r\n\r\n\n") < 40);
+        }
+        // A blank line split across chunks, with CRLF.
+        assert_eq!(e.feed(b"data: x\r\n\r"), 10);
+        assert_eq!(e.feed(b"\n"), 0);
+        // One endless line grows.
+        assert_eq!(e.feed(&[b'v'; 5000]), 5000);
+    }
 }

@@ -19,7 +19,7 @@ const STDERR_TAIL_LINES: usize = 20;
 const STDERR_TAIL_CHARS: usize = 2000;
 
 /// How many trailing bytes of stderr are kept while a program runs: enough for the tail an
-/// error shows ([`STDERR_TAIL_CHARS`] characters of up to 4 bytes), however much it writes.
+/// error shows (2000 characters of up to 4 bytes), however much it writes.
 pub const STDERR_KEPT_BYTES: usize = 64 * 1024;
 
 /// What to run for one command step.

@@ -25,6 +25,11 @@
 //! the file and the line. API keys of the run's providers are scrubbed from every record
 //! before it is written, wherever they appear.
 //!
+//! One process at a time writes a run's journal: it holds the OS lock of the run's
+//! [`LOCK_FILE`] from before it reads or writes the journal to its `end` record, and a second
+//! process is refused ([`JournalError::Busy`]). The lock dies with its process, so a killed
+//! run never stays locked. Only the lock holder cuts a damaged last line.
+//!
 //! A resumed run reuses a step's recorded output when a `succeeded` record of that step has
 //! the cache key the step has now; otherwise the step runs again and the scheduler says why
 //! ([`super::Event::Rerun`]).

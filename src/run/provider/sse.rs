@@ -4,7 +4,7 @@
 //! <https://html.spec.whatwg.org/multipage/server-sent-events.html>): events of `event:` and
 //! `data:` lines separated by blank lines. The `eventsource-stream` crate parses them from
 //! reqwest's byte stream; this module bounds what the stream may cost and turns transport and
-//! parse failures into [`ProviderError`]s ([`Reader`]), and throttles progress reports. What
+//! parse failures into [`ProviderError`]s (`Reader`), and throttles progress reports. What
 //! the events mean is each API's business (`openai.rs`, `anthropic.rs`), which tells the
 //! reader when the answer grew.
 

@@ -2,7 +2,9 @@
 //!
 //! The program is started directly (`argv[0]` looked up on `PATH`, no shell, so no quoting or
 //! injection issues), the rendered prompt is written to its stdin, and its stdout is the
-//! answer. A non-zero exit is an error that carries the end of stderr.
+//! answer. A non-zero exit is an error that carries the end of stderr. What the program prints
+//! is redacted ([`crate::redact`]) before anything reads it, after the values of the variables
+//! set for it whose names mark them as secrets are registered.
 
 use std::fmt;
 use std::io;
@@ -11,6 +13,8 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+
+use crate::redact::{Redacted, redact};
 
 /// How many trailing lines of stderr a [`CommandError::Failed`] keeps.
 const STDERR_TAIL_LINES: usize = 20;
@@ -46,7 +50,8 @@ impl fmt::Debug for CommandSpec {
     }
 }
 
-/// What a successful command printed. Bytes that are not UTF-8 are replaced with `U+FFFD`.
+/// What a successful command printed, redacted ([`crate::redact`]). Bytes that are not UTF-8
+/// are replaced with `U+FFFD`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandOutput {
     /// Everything written to stdout: the step's answer.
@@ -84,7 +89,7 @@ pub enum CommandError {
         program: String,
         /// The exit code; `None` when the program was killed by a signal.
         status: Option<i32>,
-        /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed.
+        /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed, redacted.
         stderr_tail: String,
     },
 }
@@ -122,6 +127,9 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(CommandError::EmptyArgv);
     };
+    for (name, value) in &spec.env {
+        crate::redact::register_env(name, value);
+    }
     let mut command = Command::new(program);
     command
         .args(args)
@@ -164,16 +172,19 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
     };
     let status = status.map_err(io_error)?;
     fed.map_err(io_error)?;
-    let stdout = out.map_err(io_error)?;
-    let stderr = err.map_err(io_error)?;
+    let stdout = redact(out.map_err(io_error)?);
+    let stderr = redact(err.map_err(io_error)?);
 
     if status.success() {
-        Ok(CommandOutput { stdout, stderr })
+        Ok(CommandOutput {
+            stdout: stdout.into_string(),
+            stderr: stderr.into_string(),
+        })
     } else {
         Err(CommandError::Failed {
             program: program.clone(),
             status: status.code(),
-            stderr_tail: tail(&stderr),
+            stderr_tail: tail(&stderr).into_string(),
         })
     }
 }
@@ -212,7 +223,11 @@ fn spawn_message(program: &str, cwd: Option<&PathBuf>, err: &io::Error) -> Strin
 
 /// The last [`STDERR_TAIL_LINES`] lines of `stderr`, at most [`STDERR_TAIL_CHARS`]
 /// characters, without surrounding whitespace.
-fn tail(stderr: &str) -> String {
+fn tail(stderr: &Redacted) -> Redacted {
+    stderr.slice(tail_of)
+}
+
+fn tail_of(stderr: &str) -> &str {
     let trimmed = stderr.trim_end();
     let start = trimmed
         .rmatch_indices('\n')
@@ -228,7 +243,7 @@ fn tail(stderr: &str) -> String {
     } else {
         lines
     };
-    lines.trim().to_owned()
+    lines.trim()
 }
 
 #[cfg(test)]
@@ -314,11 +329,37 @@ mod tests {
 
     #[test]
     fn tail_caps_characters() {
+        let tail = |text: &str| tail(&redact(text)).into_string();
         let long = format!("first\n{}", "é".repeat(5000));
         let t = tail(&long);
         assert_eq!(t.chars().count(), STDERR_TAIL_CHARS);
         assert_eq!(tail("  \n"), "");
         assert_eq!(tail("a\nb\n\n"), "a\nb");
+    }
+
+    #[tokio::test]
+    async fn secrets_set_for_a_program_are_redacted_from_what_it_prints() {
+        let token = "cmd-test-Hx4Nq8Vw2Lp6";
+        let mut s = spec(
+            &[
+                "sh",
+                "-c",
+                "echo out $DEPLOY_TOKEN; echo err $DEPLOY_TOKEN >&2",
+            ],
+            "",
+        );
+        s.env = vec![("DEPLOY_TOKEN".into(), token.into())];
+        let out = run_command(&s).await.expect("sh runs");
+        assert_eq!(out.stdout, "out <redacted>\n");
+        assert_eq!(out.stderr, "err <redacted>\n");
+        s.argv[2] = "echo $DEPLOY_TOKEN >&2; exit 3".into();
+        let err = run_command(&s).await.expect_err("exit 3").to_string();
+        assert!(err.ends_with("stderr ends with:\n<redacted>"), "{err}");
+        // A variable whose name says nothing of a secret is not one.
+        s.env = vec![("GREETING".into(), "hello-there-friend".into())];
+        s.argv[2] = "echo $GREETING".into();
+        let out = run_command(&s).await.expect("sh runs");
+        assert_eq!(out.stdout, "hello-there-friend\n");
     }
 
     #[tokio::test]

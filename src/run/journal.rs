@@ -22,14 +22,14 @@
 //! Every `step` and `end` record is flushed to disk (`sync_data`) before the scheduler goes
 //! on, so a record that exists is complete. A last line cut short by a crash is ignored (and
 //! dropped before the next append); any other line that is not a record is an error naming
-//! the file and the line. API keys of the run's providers are scrubbed from every record
-//! before it is written, wherever they appear.
+//! the file and the line. Every record is redacted ([`crate::redact`]) before it is written:
+//! no API key the run read, nor anything shaped like a key, reaches the file.
 //!
 //! A resumed run reuses a step's recorded output when a `succeeded` record of that step has
 //! the cache key the step has now; otherwise the step runs again and the scheduler says why
 //! ([`super::Event::Rerun`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -56,10 +56,6 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// A lock file in a run's directory while a process runs it: the process id.
 const LOCK_FILE: &str = "lock";
-
-/// Secrets shorter than this are not scrubbed (a placeholder such as `x` is no secret, and
-/// replacing every `x` would garble the record).
-const MIN_SECRET_CHARS: usize = 8;
 
 /// The state directory used for `script` when none is given: `.orch` in the script's
 /// directory, so a run is found again from wherever `orch` is started.
@@ -245,7 +241,7 @@ pub struct StepRecord {
     pub agent: String,
     /// How it ended.
     pub status: StepOutcome,
-    /// The error of a failed step (API keys scrubbed).
+    /// The error of a failed step (redacted, as every record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The step's cache key ([`KeyParts::key`]).
@@ -572,7 +568,6 @@ struct Inner {
     /// Where the last complete record ends, and whether it lacks its newline (resume only).
     good_len: u64,
     needs_newline: bool,
-    secrets: Vec<String>,
 }
 
 /// What a resumed run does with a step that is ready to start.
@@ -599,7 +594,6 @@ impl Journal {
             history: None,
             good_len: 0,
             needs_newline: false,
-            secrets: Vec::new(),
         })
     }
 
@@ -658,7 +652,6 @@ impl Journal {
             good_len: loaded.good_len,
             needs_newline: loaded.needs_newline,
             history: Some(loaded.history),
-            secrets: Vec::new(),
         }))
     }
 
@@ -706,14 +699,12 @@ impl Journal {
 
     /// Starts the run's records: creates the directory and the file (a new run) or opens the
     /// file for appending (a resumed run), takes the lock, and writes the `run` or `resume`
-    /// record. API keys of the plan's providers (and of `--endpoint-key-env`) are read from
-    /// `opts`' environment to be scrubbed from every record.
+    /// record. Records are redacted ([`crate::redact`]); the run registers its keys before.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the directory or file cannot be created or written.
     pub(crate) fn begin(&self, plan: &Plan, opts: &RunOptions) -> Result<(), JournalError> {
         let mut inner = self.lock();
-        inner.secrets = secrets(plan, opts);
         let plan_hash = sha256_hex(&serde_json::to_vec(plan).unwrap_or_default());
         let target = match &opts.target {
             Target::Script => "script providers".to_string(),
@@ -923,7 +914,7 @@ impl Inner {
             message: format!("cannot encode a record: {e}"),
         })?;
         line.push('\n');
-        let line = scrub(line, &self.secrets);
+        let line = crate::redact::redact(line).into_string();
         self.write_line(line, sync)
     }
 
@@ -943,46 +934,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// The API keys a run may use, read from its environment: the keys of the plan's providers
-/// and of `--endpoint-key-env`.
-fn secrets(plan: &Plan, opts: &RunOptions) -> Vec<String> {
-    let env = |name: &str| -> Option<String> {
-        match &opts.env {
-            Some(f) => (f.0)(name),
-            None => std::env::var(name).ok(),
-        }
-    };
-    let mut vars: Vec<&str> = plan
-        .providers
-        .values()
-        .filter_map(|p| p.key_env())
-        .collect();
-    if let Target::Endpoint(e) = &opts.target
-        && let Some(v) = &e.api_key_env
-    {
-        vars.push(v);
-    }
-    let mut seen = HashSet::new();
-    vars.into_iter()
-        .filter_map(env)
-        .filter(|k| k.chars().count() >= MIN_SECRET_CHARS && seen.insert(k.clone()))
-        .collect()
-}
-
-/// `line` with every secret replaced by `<redacted>`, in clear and as JSON escapes it.
-fn scrub(mut line: String, secrets: &[String]) -> String {
-    for s in secrets {
-        let escaped = serde_json::to_string(s).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        for form in [s.as_str(), escaped] {
-            if !form.is_empty() && line.contains(form) {
-                line = line.replace(form, "<redacted>");
-            }
-        }
-    }
-    line
 }
 
 /// The process holding a run's lock, when it is still alive. A lock left by a killed process
@@ -1172,18 +1123,6 @@ mod tests {
         assert!(later > id);
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
-
-    #[test]
-    fn scrub_replaces_secrets_in_clear_and_escaped() {
-        let secrets = vec!["sk-test-\"quoted\"-1234".to_string()];
-        let line = serde_json::to_string(&serde_json::json!({
-            "error": format!("bad key {}", secrets[0])
-        }))
-        .unwrap();
-        let out = scrub(line, &secrets);
-        assert!(!out.contains("1234"), "{out}");
-        assert!(out.contains("<redacted>"));
     }
 
     fn write(dir: &Path, text: &str) -> PathBuf {

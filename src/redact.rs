@@ -147,6 +147,36 @@ pub fn redact(text: impl Into<String>) -> Redacted {
     Redacted(text)
 }
 
+/// `text` with every known secret and every key-shaped token masked in place, for source
+/// excerpts whose byte offsets must not move (a diagnostic's snippet and its labels): each
+/// byte of a secret becomes `*`, except the well-known prefix of a key shape, which stays to
+/// say what kind of key it was (`sk-ant-***...`).
+pub fn mask(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    {
+        let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        for form in registry.iter() {
+            for (at, _) in text.match_indices(form.as_str()) {
+                bytes[at..at + form.len()].fill(b'*');
+            }
+        }
+    }
+    for (start, end) in find_key_shapes(text) {
+        let prefix = KEY_SHAPES
+            .iter()
+            .filter(|(p, _)| text[start..end].starts_with(p))
+            .map(|(p, _)| p.len())
+            .max()
+            .unwrap_or(0);
+        bytes[start + prefix..end].fill(b'*');
+    }
+    // Whole characters were replaced, each byte by an ASCII `*`: still UTF-8.
+    match String::from_utf8(bytes) {
+        Ok(masked) => masked,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
 /// [`redact`] of bytes read from outside (an HTTP body, a program's output), decoded as
 /// UTF-8 with invalid sequences replaced by `U+FFFD`.
 pub fn redact_bytes(bytes: &[u8]) -> Redacted {
@@ -307,6 +337,24 @@ mod tests {
         assert_eq!(short.as_str(), format!("{}<reda…", "x".repeat(20)));
         assert_eq!(redact("héllo").shorten(2).as_str(), "hé…");
         assert_eq!(redact("héllo").shorten(5).as_str(), "héllo");
+    }
+
+    #[test]
+    fn masking_keeps_every_byte_offset() {
+        register("mask-test-Rt5Yu8Io2Pa");
+        let text = "key = \"sk-ant-api03-AbCdEfGh1234567890xyz\" // é mask-test-Rt5Yu8Io2Pa";
+        let masked = mask(text);
+        assert_eq!(masked.len(), text.len());
+        let stars = |n: usize| "*".repeat(n);
+        assert_eq!(
+            masked,
+            format!(
+                "key = \"sk-ant-{}\" // é {}",
+                stars("api03-AbCdEfGh1234567890xyz".len()),
+                stars("mask-test-Rt5Yu8Io2Pa".len())
+            )
+        );
+        assert_eq!(mask("nothing here"), "nothing here");
     }
 
     #[test]

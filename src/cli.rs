@@ -18,6 +18,7 @@ use crate::diag::{
 };
 use crate::plan::PlanExec;
 use crate::plan::render::usd;
+use crate::redact::redact;
 use crate::resolve::ResolveOptions;
 use crate::run::cancel::Cancel;
 use crate::run::journal::{self, Journal};
@@ -461,10 +462,12 @@ fn plan(a: PlanArgs, color: ColorChoice) -> ExitCode {
     else {
         return ExitCode::from(1);
     };
+    // A plan holds the script's text only, which the checker keeps free of literal keys;
+    // redacting it anyway keeps the promise that nothing orch writes carries a secret.
     match a.format {
-        PlanFormat::Text => print!("{}", crate::plan::render_text(&plan)),
+        PlanFormat::Text => print!("{}", redact(crate::plan::render_text(&plan))),
         PlanFormat::Json => match serde_json::to_string_pretty(&plan) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", redact(s)),
             Err(e) => {
                 eprintln!("error: cannot serialize the plan: {e}");
                 return ExitCode::from(1);
@@ -560,12 +563,14 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         ),
         _ => String::new(),
     };
+    // `where_` holds the endpoint's URL as given, which could carry a key in its query.
     eprintln!(
-        "{} {} ({} steps, {} levels) {where_}{resuming}",
+        "{} {} ({} steps, {} levels) {}{resuming}",
         paint.bold("running"),
         plan.workflow,
         plan.nodes.len(),
-        plan.levels.len()
+        plan.levels.len(),
+        redact(where_)
     );
     let quiet = a.quiet;
     let why_rerun = a.why_rerun;
@@ -764,11 +769,11 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{} {e}", paint.red("error:"));
+            eprintln!("{} {}", paint.red("error:"), redact(e.to_string()));
             return ExitCode::from(2);
         }
     };
-    eprint!("{}", summary(&report, &paint));
+    eprint!("{}", redact(summary(&report, &paint)));
     if let Some(j) = &journal {
         eprintln!("  run {} · journal {}", j.id(), j.path().display());
         if !report.succeeded {
@@ -782,7 +787,9 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
     if let Some(path) = &a.report {
         let written = serde_json::to_string_pretty(&report)
             .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
+            .and_then(|json| {
+                std::fs::write(path, redact(json).as_str()).map_err(|e| e.to_string())
+            });
         if let Err(e) = written {
             eprintln!(
                 "{} cannot write the report to {}: {e}",
@@ -793,7 +800,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
         }
     }
     if let Some(out) = &report.output {
-        println!("{}", out.trim_end());
+        println!("{}", redact(out.trim_end()));
     }
     if report.interrupted {
         ExitCode::from(130)
@@ -1060,9 +1067,10 @@ impl Live {
         }
     }
 
-    /// Prints a progress line (below the status line, which it erases), or holds it back
-    /// while a question is asked.
+    /// Prints a progress line, redacted (below the status line, which it erases), or holds it
+    /// back while a question is asked.
     fn line(&self, text: String) {
+        let text = redact(text).into_string();
         let mut state = self.lock();
         if state.asking.is_some() {
             state.held.push(text);
@@ -1171,7 +1179,7 @@ fn terminal_approver(live: Arc<Live>, paint: Paint, width: usize) -> Approver {
 fn ask_on_terminal(req: &ApprovalRequest, paint: &Paint, width: usize) -> Result<bool, String> {
     // Lines of a long question line up under its first.
     let indent = format!("\n{}", " ".repeat(width + 6));
-    let question = req.question.trim().replace('\n', &indent);
+    let question = redact(req.question.trim()).replace('\n', &indent);
     let mut prompt = format!(
         "  {} {:<width$}  {} {} ",
         paint.yellow("?"),

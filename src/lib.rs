@@ -10,13 +10,15 @@
 //!
 //! [`diag`] is the one diagnostic model every stage reports through; [`cli`] is a thin clap
 //! front end over this API. [`compile_file`] chains the stages up to a checked program. [`fmt`]
-//! lays a file out in the one canonical style (`orch fmt`).
+//! lays a file out in the one canonical style (`orch fmt`). [`redact`] takes secrets out of
+//! every text that comes from outside and every artefact orch writes.
 
 pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod fmt;
 pub mod plan;
+pub mod redact;
 pub mod resolve;
 pub mod run;
 pub mod syntax;

@@ -828,19 +828,14 @@ workflow main() {
     );
 }
 
-/// Against a real llama-cpp-python server (`ORCH_E2E_ENDPOINT`, see tests/e2e_llm.rs): the
-/// client learns that the server rejects `json_schema` and gets schema-constrained JSON with
-/// `json_object`; every step's value has its type.
+/// Against a real llama-cpp-python server (`ORCH_E2E_ENDPOINT`, see tests/e2e_llm.rs): every
+/// step asks the server (the client learns that it rejects `json_schema` and uses
+/// `json_object` with the schema), and each answer is either parsed into a value of its type
+/// or reported as not one. What the 270M model answers is not tested: it may fail them all.
 #[tokio::test]
+#[ignore = "needs the local LLM server: run by scripts/test.sh"]
 async fn a_real_server_gives_values_of_the_type() {
-    let url = match std::env::var("ORCH_E2E_ENDPOINT") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            eprintln!("skipped: ORCH_E2E_ENDPOINT is not set");
-            return;
-        }
-    };
-    assert!(url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"));
+    let url = common::e2e_endpoint();
     let src = r#"
 include "std/models.orch"
 agent editor { model: haiku, max_tokens: 96 }
@@ -858,6 +853,7 @@ workflow main() {
             stream: true,
         }),
         max_tokens_cap: Some(96),
+        keep_going: true,
         ..RunOptions::default()
     };
     let (program, plan) = common::compile_plan("structured.orch", src);
@@ -870,18 +866,17 @@ workflow main() {
             "{}: {:?} {:?} after {} attempts",
             s.name, s.status, s.output, s.attempts
         );
-        // A 270M model may still run out of tokens mid-value; the plumbing must not.
+        assert!(s.attempts >= 1, "{} made no request", s.name);
+        assert!(s.usage.input_tokens > 0, "{}: no input counted", s.name);
+        // A 270M model may run out of tokens mid-value or answer off-type; the plumbing must
+        // then say so.
         if let StepStatus::Failed(e) = &s.status {
             assert!(e.contains("is not a valid"), "{e}");
             continue;
         }
+        assert_eq!(s.status, StepStatus::Succeeded);
         let ty = node.output_type.clone().unwrap();
         let value = s.value.clone().expect("a value");
         assert_eq!(conform(value.clone(), &ty), Ok(value));
     }
-    assert!(
-        r.steps.iter().any(|s| s.status == StepStatus::Succeeded),
-        "no step produced a value: {:?}",
-        r.steps
-    );
 }

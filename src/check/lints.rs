@@ -353,24 +353,8 @@ fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
 
 // ------------------------------------------------------------------ E0601
 
-/// Prefixes of well-known secret formats and the shortest run of key characters that follows
-/// them in a real key. Sources: Anthropic keys start `sk-ant-`, OpenAI keys `sk-` (also
-/// `sk-proj-`), AWS access key ids `AKIA` + 16, GitHub tokens `ghp_`/`gho_`/`github_pat_`,
-/// Slack tokens `xoxb-`/`xoxp-`.
-const SECRET_PREFIXES: &[(&str, usize)] = &[
-    ("sk-ant-", 16),
-    ("sk-", 20),
-    ("AKIA", 16),
-    ("ghp_", 30),
-    ("gho_", 30),
-    ("github_pat_", 30),
-    ("xoxb-", 20),
-    ("xoxp-", 20),
-];
-
-/// Reports text shaped like an API key anywhere in a file: a prefix of a known format at a
-/// word start, followed by enough key characters, at least one of them a digit (which keeps
-/// prose like `task-...` out). A key already reported as an `api_key` field is not repeated.
+/// Reports text shaped like an API key anywhere in a file
+/// ([`crate::redact::find_key_shapes`]: the shapes the runtime redacts). A key already reported as an `api_key` field is not repeated.
 fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
     let reported: HashSet<(u32, u32, u32)> = diags
         .iter()
@@ -385,7 +369,7 @@ fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
         .collect();
     let mut found = Vec::new();
     for (id, file) in sources.files() {
-        for (start, end) in find_secrets(&file.text) {
+        for (start, end) in crate::redact::find_key_shapes(&file.text) {
             let span = Span::new(id, start, end);
             let covered = reported
                 .iter()
@@ -404,56 +388,9 @@ fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
     }
 }
 
-/// Byte ranges of secret-shaped tokens in `text`.
-pub(crate) fn find_secrets(text: &str) -> Vec<(usize, usize)> {
-    let bytes = text.as_bytes();
-    let is_key = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if i > 0 && is_key(bytes[i - 1]) {
-            i += 1;
-            continue;
-        }
-        let hit = SECRET_PREFIXES.iter().find_map(|&(prefix, min)| {
-            if !bytes[i..].starts_with(prefix.as_bytes()) {
-                return None;
-            }
-            let rest = &bytes[i + prefix.len()..];
-            let len = rest.iter().take_while(|&&b| is_key(b)).count();
-            let has_digit = rest[..len].iter().any(u8::is_ascii_digit);
-            (len >= min && has_digit).then_some(i + prefix.len() + len)
-        });
-        match hit {
-            Some(end) => {
-                out.push((i, end));
-                i = end;
-            }
-            None => i += 1,
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_are_found_at_word_starts_only() {
-        let key = "sk-ant-api03-AbCdEfGh1234567890xyz";
-        let text = format!("x = \"{key}\" // and task-management-for-the-whole-team-2024");
-        let found = find_secrets(&text);
-        assert_eq!(found.len(), 1);
-        assert_eq!(&text[found[0].0..found[0].1], key);
-        assert!(find_secrets("risk-assessment-of-the-entire-system-v2").is_empty());
-        assert!(find_secrets("sk-short1").is_empty());
-        assert_eq!(find_secrets("AKIAABCDEFGH12345678").len(), 1);
-        assert_eq!(
-            find_secrets("é sk-ant-api03-AbCdEfGh1234567890xyz é").len(),
-            1
-        );
-    }
 
     #[test]
     fn include_keys_normalise_dots() {

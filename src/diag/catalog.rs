@@ -1291,10 +1291,13 @@ workflow main() {
         what: "Reports an `api_key` field on a provider, and text anywhere in a file (strings, \
                comments) shaped like a key of a well-known format: `sk-ant-...` (Anthropic), \
                `sk-...` (OpenAI), `AKIA...` (AWS), `ghp_...` / `github_pat_...` (GitHub), \
-               `xoxb-...` (Slack), at a word start, long enough and with a digit in it.",
+               `xoxb-...` (Slack), at a word start, long enough and with a digit in it. The \
+               report's snippet shows the key masked (`sk-ant-*****`), so that it reaches no \
+               terminal or CI log.",
         why: "Scripts are shared and committed; a key written in one leaks with it. Keys are only \
-              ever named by environment variable (`api_key_env`), and never appear in plans or \
-              reports.",
+              ever named by environment variable (`api_key_env`), and never appear in plans, \
+              reports, journals or output: `orch run` redacts every key it reads, and anything \
+              shaped like one, wherever it turns up.",
         example_bad: r#"provider work {
   kind: anthropic
   api_key: "sk-ant-api03-XXXXXXXXXXXXXXXX"

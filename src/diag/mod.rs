@@ -122,6 +122,25 @@ impl SourceMap {
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }
+    /// The map as snippets show it: every file with its secrets and key-shaped text masked in
+    /// place ([`crate::redact::mask`]), so that a report on a literal key (E0601) does not
+    /// print it into a terminal or a CI log, while every offset, line and label stays where it
+    /// was. Borrowed when there is nothing to mask.
+    pub fn masked(&self) -> std::borrow::Cow<'_, SourceMap> {
+        let masked: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| crate::redact::mask(&f.text))
+            .collect();
+        if self.files.iter().zip(&masked).all(|(f, m)| *f.text == **m) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut map = self.clone();
+        for (file, text) in map.files.iter_mut().zip(masked) {
+            file.text = text.into();
+        }
+        std::borrow::Cow::Owned(map)
+    }
     /// All files, in load order.
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
         self.files
@@ -520,6 +539,7 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
     let handler = miette::GraphicalReportHandler::new_themed(theme)
         .with_width(style.width)
         .with_context_lines(1);
+    let sources = &*sources.masked();
     let mut out = String::new();
     for d in diags.iter() {
         let m = to_miette(d, sources);

@@ -101,16 +101,11 @@ pub const ANSWERED_BY_PERSON: &str = "person";
 /// The `model` of an approval step approved by `--yes`.
 pub const ANSWERED_BY_YES: &str = "--yes";
 
-/// The question as quoted in a message: on one line, at most 120 characters.
+/// The question as quoted in a message: on one line, redacted, at most 120 characters.
 fn quoted(question: &str) -> String {
     const MAX: usize = 120;
-    let q = question.trim();
-    let short: String = q.chars().take(MAX).collect();
-    if short.len() < q.len() {
-        format!("{:?}", format!("{short}…"))
-    } else {
-        format!("{q:?}")
-    }
+    let short = crate::redact::redact(question.trim()).shorten(MAX);
+    format!("{:?}", short.as_str())
 }
 
 /// The failure of an approval step when nobody can be asked.

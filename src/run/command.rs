@@ -2,7 +2,9 @@
 //!
 //! The program is started directly (`argv[0]` looked up on `PATH`, no shell, so no quoting or
 //! injection issues), the rendered prompt is written to its stdin, and its stdout is the
-//! answer. A non-zero exit is an error that carries the end of stderr.
+//! answer. A non-zero exit is an error that carries the end of stderr. What the program prints
+//! is redacted ([`crate::redact`]) before anything reads it, after the values of the variables
+//! set for it whose names mark them as secrets are registered.
 
 use std::fmt;
 use std::io;
@@ -11,6 +13,8 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+
+use crate::redact::{Redacted, redact};
 
 /// How many trailing lines of stderr a [`CommandError::Failed`] keeps.
 const STDERR_TAIL_LINES: usize = 20;
@@ -55,7 +59,8 @@ impl fmt::Debug for CommandSpec {
     }
 }
 
-/// What a successful command printed. Bytes that are not UTF-8 are replaced with `U+FFFD`.
+/// What a successful command printed, redacted ([`crate::redact`]). Bytes that are not UTF-8
+/// are replaced with `U+FFFD`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandOutput {
     /// Everything written to stdout: the step's answer.
@@ -103,7 +108,7 @@ pub enum CommandError {
         program: String,
         /// The exit code; `None` when the program was killed by a signal.
         status: Option<i32>,
-        /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed.
+        /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed, redacted.
         stderr_tail: String,
     },
 }
@@ -141,6 +146,9 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(CommandError::EmptyArgv);
     };
+    for (name, value) in &spec.env {
+        crate::redact::register_env(name, value);
+    }
     let mut command = Command::new(program);
     command
         .args(args)
@@ -202,14 +210,18 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
         )
     };
     let ((), stdout, stderr, status) = ran.await?;
+    let (stdout, stderr) = (redact(stdout), redact(stderr));
 
     if status.success() {
-        Ok(CommandOutput { stdout, stderr })
+        Ok(CommandOutput {
+            stdout: stdout.into_string(),
+            stderr: stderr.into_string(),
+        })
     } else {
         Err(CommandError::Failed {
             program: program.clone(),
             status: status.code(),
-            stderr_tail: tail(&stderr),
+            stderr_tail: tail(&stderr).into_string(),
         })
     }
 }
@@ -229,8 +241,12 @@ async fn read_at_most(
 }
 
 /// Reads a pipe to its end, keeping its last `keep` bytes (converted lossily to UTF-8).
+/// When bytes were dropped, the kept text starts after the first whitespace: the cut may
+/// fall inside a secret, whose tail the redaction that follows could no longer recognise
+/// (keys never hold whitespace).
 async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> io::Result<String> {
     let mut kept = std::collections::VecDeque::with_capacity(keep.min(8192));
+    let mut dropped = false;
     if let Some(mut pipe) = pipe {
         let mut chunk = [0u8; 8192];
         loop {
@@ -240,8 +256,13 @@ async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> io::Res
             }
             kept.extend(&chunk[..n]);
             let over = kept.len().saturating_sub(keep);
+            dropped |= over > 0;
             kept.drain(..over);
         }
+    }
+    if dropped {
+        let word = kept.iter().position(|b: &u8| b.is_ascii_whitespace());
+        kept.drain(..word.unwrap_or(kept.len()));
     }
     Ok(lossy(kept.into()))
 }
@@ -275,7 +296,11 @@ fn spawn_message(program: &str, cwd: Option<&PathBuf>, err: &io::Error) -> Strin
 
 /// The last [`STDERR_TAIL_LINES`] lines of `stderr`, at most [`STDERR_TAIL_CHARS`]
 /// characters, without surrounding whitespace.
-fn tail(stderr: &str) -> String {
+fn tail(stderr: &Redacted) -> Redacted {
+    stderr.slice(tail_of)
+}
+
+fn tail_of(stderr: &str) -> &str {
     let trimmed = stderr.trim_end();
     let start = trimmed
         .rmatch_indices('\n')
@@ -291,7 +316,7 @@ fn tail(stderr: &str) -> String {
     } else {
         lines
     };
-    lines.trim().to_owned()
+    lines.trim()
 }
 
 #[cfg(test)]
@@ -339,8 +364,23 @@ mod tests {
             .expect("tee");
         assert_eq!(out.stdout, input);
         // stderr: only its end is kept, however much the program writes.
-        assert_eq!(out.stderr.len(), STDERR_KEPT_BYTES);
+        assert!(out.stderr.len() <= STDERR_KEPT_BYTES);
+        assert!(out.stderr.len() > STDERR_KEPT_BYTES - 20);
         assert!(input.ends_with(&out.stderr));
+    }
+
+    #[tokio::test]
+    async fn a_secret_cut_by_the_stderr_tail_leaves_no_part_of_it() {
+        // The kept tail would start inside the key: its visible part must go too.
+        let key = "sk-tail-cut-0123456789abcdef";
+        crate::redact::register(key);
+        let filler = "y".repeat(STDERR_KEPT_BYTES - 10);
+        let script = format!("printf '%s%s' '{key}' '{filler}' >&2");
+        let out = run_command(&spec(&["sh", "-c", &script], ""))
+            .await
+            .expect("sh");
+        assert!(!out.stderr.contains(&key[key.len() - 10..]), "{}", &out.stderr[..40]);
+        assert!(out.stderr.is_empty());
     }
 
     #[tokio::test]
@@ -411,11 +451,37 @@ mod tests {
 
     #[test]
     fn tail_caps_characters() {
+        let tail = |text: &str| tail(&redact(text)).into_string();
         let long = format!("first\n{}", "é".repeat(5000));
         let t = tail(&long);
         assert_eq!(t.chars().count(), STDERR_TAIL_CHARS);
         assert_eq!(tail("  \n"), "");
         assert_eq!(tail("a\nb\n\n"), "a\nb");
+    }
+
+    #[tokio::test]
+    async fn secrets_set_for_a_program_are_redacted_from_what_it_prints() {
+        let token = "cmd-test-Hx4Nq8Vw2Lp6";
+        let mut s = spec(
+            &[
+                "sh",
+                "-c",
+                "echo out $DEPLOY_TOKEN; echo err $DEPLOY_TOKEN >&2",
+            ],
+            "",
+        );
+        s.env = vec![("DEPLOY_TOKEN".into(), token.into())];
+        let out = run_command(&s).await.expect("sh runs");
+        assert_eq!(out.stdout, "out <redacted>\n");
+        assert_eq!(out.stderr, "err <redacted>\n");
+        s.argv[2] = "echo $DEPLOY_TOKEN >&2; exit 3".into();
+        let err = run_command(&s).await.expect_err("exit 3").to_string();
+        assert!(err.ends_with("stderr ends with:\n<redacted>"), "{err}");
+        // A variable whose name says nothing of a secret is not one.
+        s.env = vec![("GREETING".into(), "hello-there-friend".into())];
+        s.argv[2] = "echo $GREETING".into();
+        let out = run_command(&s).await.expect("sh runs");
+        assert_eq!(out.stdout, "hello-there-friend\n");
     }
 
     #[tokio::test]

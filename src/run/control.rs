@@ -322,15 +322,12 @@ async fn run_for(
     })
 }
 
-/// An item's label in a `for`'s text: its first line, shortened.
+/// An item's label in a `for`'s text: its first line, redacted, then shortened.
 fn label_of(v: &Json) -> String {
-    let text = json_text(v);
-    let first = text.lines().next().unwrap_or("").trim();
-    let mut label: String = first.chars().take(60).collect();
-    if first.chars().count() > 60 {
-        label.push('…');
-    }
-    label
+    let text = crate::redact::redact(json_text(v));
+    text.slice(|t| t.lines().next().unwrap_or("").trim())
+        .shorten(60)
+        .into_string()
 }
 
 fn kind_of(v: &Json) -> &'static str {

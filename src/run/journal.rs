@@ -22,8 +22,8 @@
 //! Every `step` and `end` record is flushed to disk (`sync_data`) before the scheduler goes
 //! on, so a record that exists is complete. A last line cut short by a crash is ignored (and
 //! dropped before the next append); any other line that is not a record is an error naming
-//! the file and the line. API keys of the run's providers are scrubbed from every record
-//! before it is written, wherever they appear.
+//! the file and the line. Every record is redacted ([`crate::redact`]) before it is written:
+//! no API key the run read, nor anything shaped like a key, reaches the file.
 //!
 //! One process at a time writes a run's journal: it holds the OS lock of the run's
 //! [`LOCK_FILE`] from before it reads or writes the journal to its `end` record, and a second
@@ -70,10 +70,6 @@ pub const LOCK_FILE: &str = "lock";
 /// Where the `run` record is written before it is renamed to [`JOURNAL_FILE`], so that a
 /// journal never exists without its first record.
 const NEW_JOURNAL_FILE: &str = "journal.jsonl.new";
-
-/// Secrets shorter than this are not scrubbed (a placeholder such as `x` is no secret, and
-/// replacing every `x` would garble the record).
-const MIN_SECRET_CHARS: usize = 8;
 
 /// The state directory used for `script` when none is given: `.orch` in the script's
 /// directory, so a run is found again from wherever `orch` is started.
@@ -285,7 +281,7 @@ pub struct StepRecord {
     pub agent: String,
     /// How it ended.
     pub status: StepOutcome,
-    /// The error of a failed step (API keys scrubbed).
+    /// The error of a failed step (redacted, as every record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The step's cache key ([`KeyParts::key`]).
@@ -687,7 +683,6 @@ struct Inner {
     /// Where the last complete record ends, and whether it lacks its newline (resume only).
     good_len: u64,
     needs_newline: bool,
-    secrets: Vec<String>,
     /// The run's lock, held from [`Journal::resume`] or [`Journal::begin`] to the `end`
     /// record.
     lock: Option<RunLock>,
@@ -771,7 +766,6 @@ impl Journal {
             history: None,
             good_len: 0,
             needs_newline: false,
-            secrets: Vec::new(),
             lock: None,
         })
     }
@@ -833,7 +827,6 @@ impl Journal {
             good_len: loaded.good_len,
             needs_newline: loaded.needs_newline,
             history: Some(loaded.history),
-            secrets: Vec::new(),
             lock: Some(lock),
         }))
     }
@@ -885,15 +878,13 @@ impl Journal {
     /// record whole (written aside, synced, then renamed into place), so a journal never
     /// exists without one. A resumed run (which holds the lock since [`Journal::resume`])
     /// opens the journal for appending, drops a last line cut short by a crash, and appends
-    /// its `resume` record. API keys of the plan's providers (and of `--endpoint-key-env`) are
-    /// read from `opts`' environment to be scrubbed from every record.
+    /// its `resume` record. Records are redacted ([`crate::redact`]); the run registers its keys before.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the directory or file cannot be created or written;
     /// [`JournalError::Busy`] when another process took the new run's lock first.
     pub(crate) fn begin(&self, plan: &Plan, opts: &RunOptions) -> Result<(), JournalError> {
         let mut inner = self.lock();
-        inner.secrets = secrets(plan, opts);
         let plan_hash = sha256_hex(&serde_json::to_vec(plan).unwrap_or_default());
         let target = match &opts.target {
             Target::Script => "script providers".to_string(),
@@ -1116,7 +1107,7 @@ impl Inner {
         Ok(())
     }
 
-    /// `record` as one journal line, secrets scrubbed.
+    /// `record` as one journal line, redacted ([`crate::redact`]).
     fn encode(&self, record: &Record) -> Result<String, JournalError> {
         let mut line = serde_json::to_string(record).map_err(|e| JournalError::Io {
             action: "write to",
@@ -1124,7 +1115,7 @@ impl Inner {
             message: format!("cannot encode a record: {e}"),
         })?;
         line.push('\n');
-        Ok(scrub(line, &self.secrets))
+        Ok(crate::redact::redact(line).into_string())
     }
 
     fn append(&mut self, record: &Record, sync: bool) -> Result<(), JournalError> {
@@ -1148,46 +1139,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// The API keys a run may use, read from its environment: the keys of the plan's providers
-/// and of `--endpoint-key-env`.
-fn secrets(plan: &Plan, opts: &RunOptions) -> Vec<String> {
-    let env = |name: &str| -> Option<String> {
-        match &opts.env {
-            Some(f) => (f.0)(name),
-            None => std::env::var(name).ok(),
-        }
-    };
-    let mut vars: Vec<&str> = plan
-        .providers
-        .values()
-        .filter_map(|p| p.key_env())
-        .collect();
-    if let Target::Endpoint(e) = &opts.target
-        && let Some(v) = &e.api_key_env
-    {
-        vars.push(v);
-    }
-    let mut seen = HashSet::new();
-    vars.into_iter()
-        .filter_map(env)
-        .filter(|k| k.chars().count() >= MIN_SECRET_CHARS && seen.insert(k.clone()))
-        .collect()
-}
-
-/// `line` with every secret replaced by `<redacted>`, in clear and as JSON escapes it.
-fn scrub(mut line: String, secrets: &[String]) -> String {
-    for s in secrets {
-        let escaped = serde_json::to_string(s).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        for form in [s.as_str(), escaped] {
-            if !form.is_empty() && line.contains(form) {
-                line = line.replace(form, "<redacted>");
-            }
-        }
-    }
-    line
 }
 
 /// The most recent run of `script`'s `workflow` that did not succeed.
@@ -1373,18 +1324,6 @@ mod tests {
         assert!(later > id);
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
-
-    #[test]
-    fn scrub_replaces_secrets_in_clear_and_escaped() {
-        let secrets = vec!["sk-test-\"quoted\"-1234".to_string()];
-        let line = serde_json::to_string(&serde_json::json!({
-            "error": format!("bad key {}", secrets[0])
-        }))
-        .unwrap();
-        let out = scrub(line, &secrets);
-        assert!(!out.contains("1234"), "{out}");
-        assert!(out.contains("<redacted>"));
     }
 
     fn write(dir: &Path, text: &str) -> PathBuf {

@@ -98,7 +98,7 @@ pub struct RunOptions {
     /// At most this many steps in flight in the whole run.
     pub max_concurrency: Option<usize>,
     /// Environment lookup for API keys (tests inject their own; the CLI reads the process
-    /// environment).
+    /// environment). Read through [`RunOptions::read_key`].
     pub env: Option<EnvLookup>,
     /// After a failure (or a step the budget refuses), still run every step that does not
     /// depend on it, instead of stopping new work.
@@ -110,6 +110,48 @@ pub struct RunOptions {
     pub journal: Option<journal::Journal>,
     /// Who answers `approve(...)` steps (by default nobody: they fail, saying so).
     pub approver: Approver,
+}
+
+impl RunOptions {
+    /// The value of the environment variable `name` that holds an API key (from [`Self::env`],
+    /// else the process environment, where an empty value counts as unset), registered as a
+    /// secret ([`crate::redact::register`]) so that it is redacted wherever it turns up.
+    pub fn read_key(&self, name: &str) -> Option<String> {
+        let value = match &self.env {
+            Some(f) => (f.0)(name),
+            None => std::env::var(name).ok().filter(|v| !v.is_empty()),
+        }?;
+        crate::redact::register(&value);
+        Some(value)
+    }
+}
+
+/// Registers the secrets a run may meet before it starts, so that even its first record is
+/// redacted: the key of every provider the plan declares and of `--endpoint-key-env`, and,
+/// when the plan runs commands, the variables they inherit whose names mark them as secrets
+/// ([`crate::redact::is_secret_name`]).
+fn register_secrets(plan: &Plan, opts: &RunOptions) {
+    for var in plan.providers.values().filter_map(|p| p.key_env()) {
+        opts.read_key(var);
+    }
+    if let Target::Endpoint(Endpoint {
+        api_key_env: Some(var),
+        ..
+    }) = &opts.target
+    {
+        opts.read_key(var);
+    }
+    if plan
+        .nodes
+        .iter()
+        .any(|n| matches!(n.exec, PlanExec::Command { .. }))
+    {
+        for (name, value) in std::env::vars_os() {
+            if let (Some(name), Some(value)) = (name.to_str(), value.to_str()) {
+                crate::redact::register_env(name, value);
+            }
+        }
+    }
 }
 
 /// A lookup of environment variables by name (for API keys).
@@ -365,6 +407,7 @@ pub async fn run(
     opts: &RunOptions,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<RunReport, RunError> {
+    register_secrets(plan, opts);
     let inputs = Arc::new(parse_inputs(plan, &opts.inputs)?);
     let shared = Arc::new(prepare(plan, models, opts)?);
     // Journal hook, run start: the `run`/`resume` record, before any step can end.
@@ -432,12 +475,7 @@ fn prepare(
     models: &IndexMap<String, crate::check::ModelDef>,
     opts: &RunOptions,
 ) -> Result<Shared, RunError> {
-    let env = |name: &str| -> Option<String> {
-        match &opts.env {
-            Some(f) => (f.0)(name),
-            None => std::env::var(name).ok().filter(|v| !v.is_empty()),
-        }
-    };
+    let env = |name: &str| opts.read_key(name);
     let mut clients = HashMap::new();
     let mut provider_limits = HashMap::new();
     let mut http_clients: HashMap<String, Provider> = HashMap::new();

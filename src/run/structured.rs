@@ -166,13 +166,12 @@ pub fn mismatch_message(step: &str, ty: &Type, problems: &[String], answer: &str
 }
 
 /// The first [`ANSWER_EXCERPT_CHARS`] characters of `text`, whitespace runs collapsed to one
-/// space, with `…` when cut.
+/// space, redacted before it is cut, with `…` when cut.
 fn excerpt(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(ANSWER_EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
-    }
+    crate::redact::redact(flat)
+        .shorten(ANSWER_EXCERPT_CHARS)
+        .into_string()
 }
 
 /// Parses a model's answer as a value of `ty`.
@@ -407,14 +406,12 @@ fn describe(ty: &Type) -> String {
 }
 
 fn found(v: &Value) -> String {
-    let text = v.to_string();
-    let short: String = text.chars().take(40).collect();
-    let ellipsis = if text.chars().count() > 40 { "…" } else { "" };
+    let short = crate::redact::redact(v.to_string()).shorten(40);
     match v {
         Value::Null => "null".into(),
-        Value::Array(_) => format!("an array {short}{ellipsis}"),
-        Value::Object(_) => format!("an object {short}{ellipsis}"),
-        _ => format!("{short}{ellipsis}"),
+        Value::Array(_) => format!("an array {short}"),
+        Value::Object(_) => format!("an object {short}"),
+        _ => short.into_string(),
     }
 }
 

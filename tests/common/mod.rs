@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests that run or plan scripts.
 
+#![allow(dead_code)] // each test binary uses a part of it
+
 use orch::check::Program;
 use orch::plan::Plan;
 use orch::resolve::ResolveOptions;
@@ -22,4 +24,22 @@ pub fn compile_plan(name: &str, src: &str) -> (Program, Plan) {
     let wf = orch::plan::entry_workflow(&program, None, entry).expect("entry workflow");
     let plan = orch::plan::lower(&program, wf);
     (program, plan)
+}
+
+/// The base URL of the local LLM server for the end-to-end tests, from `ORCH_E2E_ENDPOINT`
+/// (set by `scripts/test.sh`). Those tests are `#[ignore]`d, so one that runs was asked for:
+/// without the variable it fails, saying how to run it, rather than pass without testing.
+/// Only a server on loopback is accepted.
+pub fn e2e_endpoint() -> String {
+    let url = std::env::var("ORCH_E2E_ENDPOINT").unwrap_or_default();
+    assert!(
+        !url.is_empty(),
+        "ORCH_E2E_ENDPOINT is not set: run the end-to-end tests with scripts/test.sh, or start \
+         scripts/llm-server.sh and set ORCH_E2E_ENDPOINT to the URL it prints"
+    );
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "end-to-end tests only talk to a server on loopback, not {url}"
+    );
+    url
 }

@@ -137,7 +137,8 @@ impl Anthropic {
     }
 
     /// [`Anthropic::complete`], reporting the output tokens received so far (estimated at 4
-    /// characters per token) to `progress` while a streamed answer arrives.
+    /// characters per token) to `progress` while a streamed answer arrives. The answer and any
+    /// error are redacted ([`crate::redact`]).
     ///
     /// # Errors
     /// As [`Anthropic::complete`].
@@ -146,11 +147,19 @@ impl Anthropic {
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
+        super::redact_outcome(self.send(req, progress).await)
+    }
+
+    /// [`Anthropic::complete_with_progress`] before its outcome is redacted.
+    async fn send(
+        &self,
+        req: &CompletionRequest,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/v1/messages");
         let call = Call {
             provider: PROVIDER,
             url: &url,
-            key: Some(&self.api_key),
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
@@ -250,12 +259,9 @@ async fn read_stream(
             StreamEvent::Error { error } => {
                 return Err(ProviderError::Stream {
                     provider: PROVIDER,
-                    message: super::redact(
-                        error
-                            .message
-                            .unwrap_or_else(|| "an error event without a message".into()),
-                        call.key,
-                    ),
+                    message: error
+                        .message
+                        .unwrap_or_else(|| "an error event without a message".into()),
                     kind: error.kind,
                 });
             }

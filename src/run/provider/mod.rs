@@ -27,18 +27,22 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redact::{Redacted, redact, redact_bytes};
 use crate::run::format_ms;
 use crate::run::limits::ProviderLimits;
 
-/// An API key. Its `Debug` and `Display` never show the value, so a key cannot leak into logs,
-/// plans, journals or error messages by accident.
+/// An API key. Its `Debug` and `Display` never show the value, and making one registers the
+/// value as a secret ([`crate::redact::register`]), so that it is redacted from every text
+/// orch takes in or writes should a server, a program or a model ever echo it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
 impl ApiKey {
-    /// Wraps a key read from the environment.
+    /// Wraps a key read from the environment, and registers it as a secret.
     pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
+        let key = key.into();
+        crate::redact::register(&key);
+        ApiKey(key)
     }
     /// The key itself, for the one place that needs it: the request header.
     pub fn expose(&self) -> &str {
@@ -178,7 +182,8 @@ pub struct Completion {
     pub model: String,
 }
 
-/// Why a provider call failed. Messages never contain API keys.
+/// Why a provider call failed. The messages of errors returned by the clients are redacted
+/// ([`crate::redact`]): they hold no API key, nor anything shaped like one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
     /// The server answered with a non-success HTTP status.
@@ -267,6 +272,50 @@ const FINAL_STREAM_ERRORS: &[&str] = &[
 ];
 
 impl ProviderError {
+    /// The error with every text in it redacted ([`crate::redact::redact`]).
+    fn redacted(self) -> Self {
+        let scrub = |text: String| redact(text).into_string();
+        match self {
+            ProviderError::Http {
+                provider,
+                status,
+                message,
+                retry_after_ms,
+                should_retry,
+            } => ProviderError::Http {
+                provider,
+                status,
+                message: scrub(message),
+                retry_after_ms,
+                should_retry,
+            },
+            ProviderError::Transport {
+                provider,
+                url,
+                message,
+            } => ProviderError::Transport {
+                provider,
+                url: scrub(url),
+                message: scrub(message),
+            },
+            ProviderError::Malformed { provider, message } => ProviderError::Malformed {
+                provider,
+                message: scrub(message),
+            },
+            ProviderError::Stream {
+                provider,
+                kind,
+                message,
+            } => ProviderError::Stream {
+                provider,
+                kind: kind.map(scrub),
+                message: scrub(message),
+            },
+            ProviderError::Simulated(message) => ProviderError::Simulated(scrub(message)),
+            unchanged @ (ProviderError::Idle { .. } | ProviderError::TooLarge { .. }) => unchanged,
+        }
+    }
+
     /// Whether the provider said it is overloaded (HTTP 529, Anthropic's `overloaded_error`,
     /// or 503): a fallback model, if any, is tried at once instead of waiting on this one.
     pub fn is_overloaded(&self) -> bool {
@@ -456,18 +505,15 @@ fn join_url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-/// One HTTP call's context: who is called, where, with which key (only used to scrub the key
-/// out of any message, should a server or the network stack ever echo it), and the provider's
-/// options.
+/// One HTTP call's context: who is called, where, and the provider's options.
 struct Call<'a> {
     provider: &'static str,
     url: &'a str,
-    key: Option<&'a ApiKey>,
     options: &'a HttpOptions,
 }
 
 impl Call<'_> {
-    /// A reqwest error as [`ProviderError::Transport`], key scrubbed.
+    /// A reqwest error as [`ProviderError::Transport`], redacted.
     fn transport(&self, err: reqwest::Error) -> ProviderError {
         let message = if err.is_timeout() {
             format!(
@@ -481,7 +527,7 @@ impl Call<'_> {
         ProviderError::Transport {
             provider: self.provider,
             url: self.url.to_owned(),
-            message: redact(message, self.key),
+            message: redact(message).into_string(),
         }
     }
 
@@ -535,15 +581,15 @@ impl Call<'_> {
         Err(ProviderError::Http {
             provider: self.provider,
             status: status.as_u16(),
-            message: redact(error_message(&body), self.key),
+            message: error_message(&redact_bytes(&body)).into_string(),
             retry_after_ms,
             should_retry,
         })
     }
 
     /// Reads a whole 2xx body that carries an answer of at most `max_output_bytes` bytes
-    /// (so at most [`envelope_bytes`] of JSON); when streaming, no piece may take longer
-    /// than the inactivity timeout.
+    /// (so at most [`envelope_bytes`] of JSON), redacted before anything reads it; when
+    /// streaming, no piece may take longer than the inactivity timeout.
     ///
     /// # Errors
     /// [`ProviderError::TooLarge`] when the body is longer; [`ProviderError::Transport`]
@@ -553,12 +599,12 @@ impl Call<'_> {
         &self,
         response: reqwest::Response,
         max_output_bytes: u32,
-    ) -> Result<Vec<u8>, ProviderError> {
+    ) -> Result<Redacted, ProviderError> {
         match self
             .read_body(response, envelope_bytes(max_output_bytes))
             .await?
         {
-            (body, false) => Ok(body),
+            (body, false) => Ok(redact_bytes(&body)),
             (_, true) => Err(ProviderError::TooLarge {
                 provider: self.provider,
                 max_output_bytes,
@@ -612,15 +658,29 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
 /// [`ProviderError::Malformed`] with serde's description and the start of the body.
 fn parse_body<T: serde::de::DeserializeOwned>(
     provider: &'static str,
-    body: &[u8],
+    body: &Redacted,
 ) -> Result<T, ProviderError> {
-    serde_json::from_slice(body).map_err(|err| ProviderError::Malformed {
+    serde_json::from_str(body).map_err(|err| ProviderError::Malformed {
         provider,
         message: format!(
             "{err} (body: {})",
-            shorten(String::from_utf8_lossy(body).trim(), ERROR_BODY_CHARS)
+            body.slice(str::trim).shorten(ERROR_BODY_CHARS)
         ),
     })
+}
+
+/// A client's outcome with every text from the server redacted once more, now that it is
+/// decoded: a key may have reached it in pieces (streamed chunks) or in JSON escapes
+/// (`\u0073k-...`) that the raw body did not show.
+fn redact_outcome(outcome: Result<Completion, ProviderError>) -> Result<Completion, ProviderError> {
+    match outcome {
+        Ok(c) => Ok(Completion {
+            text: redact(c.text).into_string(),
+            model: redact(c.model).into_string(),
+            ..c
+        }),
+        Err(e) => Err(e.redacted()),
+    }
 }
 
 /// A reqwest error and its sources, joined with `: ` (reqwest's own `Display` shows only the
@@ -641,9 +701,9 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// The human-readable message of an error body: `error.message` (OpenAI, Anthropic,
 /// llama.cpp, vLLM), a plain-string `error` (Ollama) or a top-level `message`; otherwise the
-/// body itself, shortened.
-fn error_message(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+/// body itself. Shortened, after redaction.
+fn error_message(body: &Redacted) -> Redacted {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
         let error = value.get("error");
         let message = error
             .and_then(|e| e.get("message"))
@@ -651,15 +711,14 @@ fn error_message(body: &[u8]) -> String {
             .or_else(|| error.and_then(|e| e.as_str()))
             .or_else(|| value.get("message").and_then(|m| m.as_str()));
         if let Some(message) = message {
-            return shorten(message.trim(), ERROR_MESSAGE_CHARS);
+            return redact(message.trim()).shorten(ERROR_MESSAGE_CHARS);
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
+    let text = body.slice(str::trim);
     if text.is_empty() {
-        "(empty body)".to_owned()
+        redact("(empty body)")
     } else {
-        shorten(text, ERROR_BODY_CHARS)
+        text.shorten(ERROR_BODY_CHARS)
     }
 }
 
@@ -669,32 +728,6 @@ fn should_retry(headers: &reqwest::header::HeaderMap) -> Option<bool> {
         "true" => Some(true),
         "false" => Some(false),
         _ => None,
-    }
-}
-
-/// At most `max` characters of `text`, with `…` appended when something was cut.
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// Keys shorter than this are not scrubbed from messages: a placeholder such as `x` for a
-/// local server is no secret, and replacing every `x` would garble the message.
-const MIN_REDACTED_KEY_CHARS: usize = 8;
-
-/// Replaces every occurrence of the key in `message` with `<redacted>` (keys of at least
-/// [`MIN_REDACTED_KEY_CHARS`] characters).
-fn redact(message: String, key: Option<&ApiKey>) -> String {
-    match key {
-        Some(key)
-            if key.expose().chars().count() >= MIN_REDACTED_KEY_CHARS
-                && message.contains(key.expose()) =>
-        {
-            message.replace(key.expose(), "<redacted>")
-        }
-        _ => message,
     }
 }
 
@@ -737,6 +770,11 @@ mod tests {
         assert_eq!(join_url("http://h/v1/", "/x"), "http://h/v1/x");
     }
 
+    /// The message of an error body, read as the client reads it.
+    fn error_message(body: &[u8]) -> String {
+        super::error_message(&redact_bytes(body)).into_string()
+    }
+
     #[test]
     fn error_message_shapes() {
         let openai = br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#;
@@ -765,20 +803,45 @@ mod tests {
     }
 
     #[test]
-    fn shorten_respects_char_boundaries() {
-        assert_eq!(shorten("héllo", 2), "hé…");
-        assert_eq!(shorten("héllo", 5), "héllo");
+    fn an_error_message_is_redacted_before_it_is_shortened() {
+        let key = ApiKey::new("mod-test-Kq3Wz8Lx5Rv2");
+        // The key straddles the cut of a long `error.message`.
+        let long = format!("{} {}", "y".repeat(ERROR_MESSAGE_CHARS - 8), key.expose());
+        let body = serde_json::json!({"error": {"message": long}}).to_string();
+        let message = error_message(body.as_bytes());
+        assert!(!message.contains("mod-test"), "{message}");
+        assert!(message.ends_with(" <redact…"), "{message}");
     }
 
     #[test]
-    fn redact_scrubs_key() {
-        let key = ApiKey::new("sk-12345678");
-        assert_eq!(
-            redact("bad key sk-12345678!".into(), Some(&key)),
-            "bad key <redacted>!"
+    fn a_key_in_json_escapes_is_redacted_once_decoded() {
+        let key = ApiKey::new("esc-test-Pb6Tn1Yc9Hd4");
+        // `\u0065` is `e`: the raw body does not hold the key, its decoded message does.
+        let body = format!(
+            r#"{{"error":{{"message":"bad key \u0065{}"}}}}"#,
+            &key.expose()[1..]
         );
-        assert_eq!(redact("fine".into(), None), "fine");
-        let placeholder = ApiKey::new("k");
-        assert_eq!(redact("lookup".into(), Some(&placeholder)), "lookup");
+        assert!(!body.contains(key.expose()));
+        assert_eq!(error_message(body.as_bytes()), "bad key <redacted>");
+    }
+
+    #[test]
+    fn outcomes_are_redacted_whole() {
+        let key = ApiKey::new("out-test-Mv7Gs2Qa5Je8");
+        // Streamed in two pieces, the key only appears once the text is assembled.
+        let completion = Completion {
+            text: format!("echo: {}", key.expose()),
+            usage: Usage::default(),
+            model: "m".into(),
+        };
+        let text = redact_outcome(Ok(completion)).unwrap().text;
+        assert_eq!(text, "echo: <redacted>");
+        let err = ProviderError::Stream {
+            provider: "openai",
+            kind: None,
+            message: format!("broke at {}", key.expose()),
+        };
+        let shown = redact_outcome(Err(err)).unwrap_err().to_string();
+        assert!(!shown.contains(key.expose()), "{shown}");
     }
 }

@@ -199,11 +199,22 @@ impl OpenAi {
     }
 
     /// [`OpenAi::complete`], reporting the output tokens received so far to `progress` while a
-    /// streamed answer arrives (one per text chunk).
+    /// streamed answer arrives (one per text chunk). The answer and any error are redacted
+    /// ([`crate::redact`]).
     ///
     /// # Errors
     /// As [`OpenAi::complete`].
     pub async fn complete_with_progress(
+        &self,
+        req: &CompletionRequest,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Completion, ProviderError> {
+        super::redact_outcome(self.complete_in_format(req, progress).await)
+    }
+
+    /// [`OpenAi::complete_with_progress`] before its outcome is redacted: the request in the
+    /// best format the server takes.
+    async fn complete_in_format(
         &self,
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
@@ -271,7 +282,6 @@ impl OpenAi {
         let call = Call {
             provider: PROVIDER,
             url: &url,
-            key: self.api_key.as_ref(),
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
@@ -356,12 +366,9 @@ async fn read_stream(
         if let Some(error) = chunk.error {
             return Err(ProviderError::Stream {
                 provider: PROVIDER,
-                message: super::redact(
-                    error
-                        .message
-                        .unwrap_or_else(|| "an error event without a message".into()),
-                    call.key,
-                ),
+                message: error
+                    .message
+                    .unwrap_or_else(|| "an error event without a message".into()),
                 kind: error.kind,
             });
         }

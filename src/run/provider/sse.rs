@@ -15,18 +15,20 @@ use eventsource_stream::{EventStreamError, Eventsource as _};
 use futures_util::{Stream, StreamExt as _};
 use tokio::time::Instant;
 
-use super::{Call, ProgressFn, ProviderError, redact};
+use super::{Call, ProgressFn, ProviderError};
+use crate::redact::{Redacted, redact};
 
 /// The shortest interval between two progress reports of one streamed answer.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// One server-sent event: its `event:` name (empty when absent) and its `data:` text.
+/// One server-sent event: its `event:` name (empty when absent) and its `data:` text,
+/// redacted before anything reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
     /// The `event:` field, or `""`.
     pub event: String,
-    /// The `data:` lines, joined with `\n`.
-    pub data: String,
+    /// The `data:` lines, joined with `\n`, redacted ([`crate::redact`]).
+    pub data: Redacted,
 }
 
 /// Why the body stopped: the connection broke, or one event grew too large.
@@ -136,7 +138,7 @@ fn events<'a>(
             .map(move |item| match item {
                 Ok(e) => Ok(SseEvent {
                     event: e.event,
-                    data: e.data,
+                    data: redact(e.data),
                 }),
                 Err(EventStreamError::Transport(BodyError::TooLarge)) => {
                     Err(ProviderError::TooLarge {
@@ -151,7 +153,8 @@ fn events<'a>(
                 }),
                 Err(EventStreamError::Parser(e)) => Err(ProviderError::Malformed {
                     provider: call.provider,
-                    message: redact(format!("the event stream cannot be parsed: {e}"), call.key),
+                    message: redact(format!("the event stream cannot be parsed: {e}"))
+                        .into_string(),
                 }),
             }),
     )
@@ -215,16 +218,13 @@ impl<'a> Ticker<'a> {
 /// [`ProviderError::Malformed`] with serde's description and the start of the data.
 pub(super) fn parse_data<T: serde::de::DeserializeOwned>(
     call: &Call<'_>,
-    data: &str,
+    data: &Redacted,
 ) -> Result<T, ProviderError> {
     serde_json::from_str(data).map_err(|err| ProviderError::Malformed {
         provider: call.provider,
-        message: redact(
-            format!(
-                "{err} in a streamed event (data: {})",
-                super::shorten(data.trim(), super::ERROR_BODY_CHARS)
-            ),
-            call.key,
+        message: format!(
+            "{err} in a streamed event (data: {})",
+            data.slice(str::trim).shorten(super::ERROR_BODY_CHARS)
         ),
     })
 }

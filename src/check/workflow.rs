@@ -18,6 +18,7 @@ mod control;
 pub use control::cond_source;
 mod approval;
 mod overrides;
+mod taint;
 mod typing;
 
 pub use approval::APPROVE;
@@ -478,8 +479,8 @@ impl Lowerer<'_> {
         self.assign_region_types();
         self.resolve_pending();
         self.lift_region_deps();
-        self.propagate_taint();
-        self.check_argv_taint();
+        let origin = self.propagate_taint();
+        self.check_argv_taint(&origin);
         self.check_arg_types();
         self.check_conditions();
     }
@@ -1679,86 +1680,6 @@ impl Lowerer<'_> {
                 }
             }
             owner = format!("{owner}.{}", f.name);
-        }
-    }
-
-    /// A node is tainted when it is a model step or any of its data inputs is tainted.
-    /// A node is tainted when it is a model step or any of its data inputs is tainted. An
-    /// approval never is: its output is a person's yes or no, whatever its question shows.
-    fn propagate_taint(&mut self) {
-        // Nodes may depend on later nodes inside `parallel`, so iterate to a fixed point.
-        loop {
-            let mut changed = false;
-            for i in 0..self.g.nodes.len() {
-                if self.g.nodes[i].tainted {
-                    continue;
-                }
-                let n = &self.g.nodes[i];
-                if matches!(n.exec, Exec::Approval) {
-                    continue;
-                }
-                let t = matches!(n.exec, Exec::Model { .. })
-                    || n.deps
-                        .iter()
-                        .any(|d| d.kind == DepKind::Data && self.g.nodes[d.node].tainted);
-                if t {
-                    self.g.nodes[i].tainted = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-    }
-
-    /// Model output may reach a command through stdin or env, never argv.
-    fn check_argv_taint(&mut self) {
-        let mut found = Vec::new();
-        for n in &self.g.nodes {
-            let Exec::Command { argv, .. } = &n.exec else {
-                continue;
-            };
-            let Some(agent) = self.tables.agents.get(&n.agent) else {
-                continue;
-            };
-            for (param, arg) in &n.args {
-                let in_argv = argv
-                    .iter()
-                    .any(|t| t.interps().any(|p| p.root.name == *param));
-                if !in_argv {
-                    continue;
-                }
-                for p in arg.interps() {
-                    let tainted_by = self
-                        .g
-                        .referenced_nodes(p)
-                        .iter()
-                        .any(|m| self.g.nodes[*m].tainted)
-                        .then_some(p);
-                    if let Some(p) = tainted_by {
-                        let argv_span = agent.kind_argv_span(param);
-                        found.push((
-                            p.span,
-                            p.dotted(),
-                            param.clone(),
-                            n.agent.clone(),
-                            argv_span,
-                        ));
-                    }
-                }
-            }
-        }
-        for (span, source, param, agent, argv_span) in found {
-            let mut d = Diagnostic::error("E0602", span, format!("model output `{source}` reaches the argv of command agent `{agent}`"))
-                .with_label(format!("produced by a model, passed as `{param}`"))
-                .with_help(format!(
-                    "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-                ));
-            if let Some(s) = argv_span {
-                d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-            }
-            self.diags.push(d);
         }
     }
 

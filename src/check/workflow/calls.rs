@@ -124,6 +124,7 @@ impl Lowerer<'_> {
             prefix: prefix.clone(),
             subst,
             defined: Vec::new(),
+            blocks: Vec::new(),
         };
         renamer.collect(&wf.body);
         let mut body = renamer.block(&wf.body);
@@ -429,6 +430,8 @@ struct Renamer {
     subst: IndexMap<String, Subst>,
     /// Names the body defines.
     defined: Vec<String>,
+    /// The named `parallel` blocks among them, whose members are read as `{block.step}`.
+    blocks: Vec<String>,
 }
 
 impl Renamer {
@@ -441,6 +444,9 @@ impl Renamer {
                 Stmt::Parallel(p) => {
                     if let Some(n) = &p.name {
                         self.defined.push(n.name.clone());
+                        if p.for_each.is_none() {
+                            self.blocks.push(n.name.clone());
+                        }
                     }
                     if let Some(fe) = &p.for_each {
                         self.defined.push(fe.var.name.clone());
@@ -599,9 +605,16 @@ impl Renamer {
     }
 
     fn path(&self, p: &Path) -> Path {
+        let mut fields = p.fields.clone();
+        // `{block.step}`: the member is renamed like the block.
+        if self.blocks.contains(&p.root.name)
+            && let Some(first) = fields.first_mut()
+        {
+            *first = self.ident(first);
+        }
         Path {
             root: self.ident(&p.root),
-            fields: p.fields.clone(),
+            fields,
             span: p.span,
         }
     }

@@ -205,12 +205,15 @@ impl Lowerer<'_> {
                         .find(|m| self.g.nodes[*m].tainted);
                     if let Some(m) = tainted {
                         let argv_span = agent.kind_argv_span(param);
-                        found.push((p.clone(), param.clone(), n.agent.clone(), argv_span, m));
+                        // An argument spliced in from a call is written at the call: show
+                        // the step too.
+                        let step = (!n.span.contains(p.span)).then_some((n.span, n.name.clone()));
+                        found.push((p.clone(), param.clone(), n.agent.clone(), argv_span, step, m));
                     }
                 }
             }
         }
-        for (p, param, agent, argv_span, source) in found {
+        for (p, param, agent, argv_span, step, source) in found {
             let mut d = Diagnostic::error(
                 "E0602",
                 p.span,
@@ -225,6 +228,9 @@ impl Lowerer<'_> {
             ));
             if let Some(s) = argv_span {
                 d = d.with_secondary(s, format!("`{param}` is used in argv here"));
+            }
+            if let Some((span, name)) = step {
+                d = d.with_secondary(span, format!("`{name}` passes it to `{agent}` here"));
             }
             // Model output that came a long way: show where it was made, and the way.
             let (model, way) = self.taint_way(source, origin);

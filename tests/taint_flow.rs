@@ -46,11 +46,7 @@ enum E {
     /// `k = envsink(v: "{e}")`: the value in the environment.
     EnvSink(Box<E>),
     /// A call of a workflow of its own, given `arg`, whose body makes `body` from it.
-    Call {
-        arg: Box<E>,
-        body: Box<E>,
-        ret: Ret,
-    },
+    Call { arg: Box<E>, body: Box<E>, ret: Ret },
     /// `rs = parallel for it in LIST { ...; r = cat("{body}") }`, read whole.
     For { list: Box<L>, body: Box<E> },
     /// `if true { x = cat("{a}") } else { x = cat("{b}") }`, read after it.
@@ -490,7 +486,9 @@ fn reported(text: &str) -> (BTreeSet<String>, Vec<String>) {
             .chain(&d.secondary)
             .map(|l| {
                 let text = &program.sources.get(l.span.file).text;
-                let start = text[..l.span.start as usize].rfind('\n').map_or(0, |i| i + 1);
+                let start = text[..l.span.start as usize]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
                 text[start..].lines().next().unwrap_or("").trim()
             })
             .collect();

@@ -14,6 +14,7 @@
 
 mod calls;
 mod control;
+pub mod limits;
 
 pub use control::cond_source;
 mod approval;
@@ -385,16 +386,39 @@ struct Lowerer<'a> {
     call_stack: Vec<(String, Span)>,
     /// Every workflow of the program, by table key (for calls).
     workflows: &'a IndexMap<String, &'a ast::Workflow>,
+    /// What lowering the workflows before this one found: bounds reached, sizes, nodes.
+    known: &'a limits::Expansion,
+    /// The bound this lowering reached: it stops there.
+    limit: Option<limits::LimitHit>,
+    /// How deeply the statement being lowered is nested, calls' bodies included.
+    nesting: usize,
+    /// The workflows called by this workflow's own body.
+    direct_calls: Vec<String>,
+    /// How many unnamed regions of each kind (`if`, `repeat`, `for`) are named so far.
+    unnamed: std::collections::HashMap<&'static str, usize>,
+}
+
+/// A lowered workflow and what its lowering found out about calls.
+#[derive(Debug)]
+pub struct Lowered {
+    /// Its graph (empty, but for its parameters, when `limit` is set).
+    pub graph: WorkflowGraph,
+    /// The workflows its own body calls, by table key.
+    pub calls: Vec<String>,
+    /// The bound on expanding calls that lowering reached, if any.
+    pub limit: Option<limits::LimitHit>,
 }
 
 /// Lowers and checks one workflow. `workflows` are every workflow of the program by table
-/// key, for calls of patterns.
+/// key, for calls of patterns; `expansion` what lowering the others found (bounds reached,
+/// nodes made), which this one adds to.
 pub fn lower(
     wf: &ast::Workflow,
     tables: &Tables,
     workflows: &IndexMap<String, &ast::Workflow>,
+    expansion: &mut limits::Expansion,
     diags: &mut Diagnostics,
-) -> WorkflowGraph {
+) -> Lowered {
     let params = super::items::params(&wf.params, diags);
     let mut l = Lowerer {
         tables,
@@ -424,6 +448,11 @@ pub fn lower(
         alt_defs: IndexMap::new(),
         call_stack: vec![(wf.name.name.clone(), wf.name.span)],
         workflows,
+        known: expansion,
+        limit: None,
+        nesting: 0,
+        direct_calls: Vec::new(),
+        unnamed: std::collections::HashMap::new(),
     };
     for (i, p) in params.iter().enumerate() {
         l.g.bindings.insert(p.name.clone(), Binding::Param(i));
@@ -437,10 +466,28 @@ pub fn lower(
     let mut scope = Scope::default();
     l.apply_options(&wf.options, &mut scope, Place::Workflow);
     l.block(&wf.body, Mode::Sequence, &[], &scope);
-    l.finish();
-    l.check_return_type(wf);
-    l.check_cycles();
-    l.g
+    if l.limit.is_some() {
+        // A partial expansion would only add follow-on errors: keep the parameters alone.
+        l.g.nodes = Vec::new();
+        l.g.groups = Vec::new();
+        l.g.regions = Vec::new();
+        l.g.sequences = Vec::new();
+        l.g.output = None;
+        l.g.bindings.retain(|_, b| matches!(b, Binding::Param(_)));
+    } else {
+        l.finish();
+        l.check_return_type(wf);
+        l.check_cycles();
+    }
+    let limit = l.limit.take();
+    let calls = std::mem::take(&mut l.direct_calls);
+    let graph = l.g;
+    expansion.steps += graph.nodes.len();
+    Lowered {
+        graph,
+        calls,
+        limit,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -755,7 +802,29 @@ impl Lowerer<'_> {
     }
 
     /// Lowers one statement; returns its exit nodes and, for a `parallel`, its group.
+    /// Nothing once a bound on expanding calls is reached (see [`limits`]).
     fn stmt(
+        &mut self,
+        stmt: &Stmt,
+        mode: Mode,
+        entry: &[Dep],
+        scope: &Scope,
+        last_parallel: Option<GroupId>,
+    ) -> (Vec<NodeId>, Option<GroupId>) {
+        if self.limit.is_some() {
+            return (Vec::new(), None);
+        }
+        if self.nesting >= limits::MAX_NESTING_DEPTH {
+            self.reach(limits::Limit::Nesting, stmt.span());
+            return (Vec::new(), None);
+        }
+        self.nesting += 1;
+        let out = self.stmt_nested(stmt, mode, entry, scope, last_parallel);
+        self.nesting -= 1;
+        out
+    }
+
+    fn stmt_nested(
         &mut self,
         stmt: &Stmt,
         mode: Mode,
@@ -953,7 +1022,7 @@ impl Lowerer<'_> {
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
         deps.retain(|d| d.node != id);
-        self.g.nodes.push(Node {
+        self.push_node(Node {
             id,
             name: s.name.name.clone(),
             span: s.span,

@@ -73,6 +73,9 @@ impl Lowerer<'_> {
         self.g.nodes[node].callee_span = s.callee.span;
         self.g.nodes[node].agent = key.clone();
         self.bind(&s.name, Binding::Node(node));
+        if self.call_stack.len() == 1 {
+            self.direct_calls.push(key.clone());
+        }
         if let Some(pos) = self.call_stack.iter().position(|(w, _)| *w == key) {
             // Each cycle is reported once: where the workflow checked on its own is the
             // cycle's first name (every workflow of the cycle is checked on its own).
@@ -81,6 +84,9 @@ impl Lowerer<'_> {
             if pos == 0 && first == Some(&self.call_stack[0].0) {
                 self.recursion(pos, &key, s.callee.span);
             }
+            return node;
+        }
+        if !self.may_expand(&key, s.callee.span) {
             return node;
         }
         for a in &s.after {

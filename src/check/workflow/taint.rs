@@ -208,7 +208,14 @@ impl Lowerer<'_> {
                         // An argument spliced in from a call is written at the call: show
                         // the step too.
                         let step = (!n.span.contains(p.span)).then_some((n.span, n.name.clone()));
-                        found.push((p.clone(), param.clone(), n.agent.clone(), argv_span, step, m));
+                        found.push((
+                            p.clone(),
+                            param.clone(),
+                            n.agent.clone(),
+                            argv_span,
+                            step,
+                            m,
+                        ));
                     }
                 }
             }

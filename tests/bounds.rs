@@ -95,7 +95,9 @@ fn a_fan_out_of_calls_stops_at_the_step_bound() {
     let e = d.iter().next().unwrap();
     assert_eq!(
         e.message,
-        format!("workflow `main` expands to more than {MAX_EXPANDED_STEPS} steps")
+        format!(
+            "workflow `main` expands to more than {MAX_EXPANDED_STEPS} steps, through `main` → `f0` → `f1`"
+        )
     );
     let text = &program.sources.get(e.primary.span.file).text;
     assert_eq!(
@@ -193,6 +195,28 @@ fn compile_file_in_time(path: PathBuf, opts: ResolveOptions) -> Diagnostics {
         .expect("the check finishes")
 }
 
+/// Checks `main.orch` of `dir` holding just `include "{include}"`, and the file `entry` as the
+/// script itself; returns the first error of each.
+fn include_and_entry_errors(
+    dir: &Path,
+    include: &str,
+    entry: PathBuf,
+    opts: ResolveOptions,
+) -> [(&'static str, String); 2] {
+    let main = dir.join("main.orch");
+    std::fs::write(
+        &main,
+        format!("include \"{include}\"\nworkflow main() {{ }}\n"),
+    )
+    .unwrap();
+    [main, entry].map(|file| {
+        let d = compile_file_in_time(file, opts.clone());
+        assert_eq!(d.len(), 1, "{:?}", codes(&d));
+        let e = d.iter().next().unwrap();
+        (e.code, e.message.clone())
+    })
+}
+
 #[cfg(unix)]
 #[test]
 fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
@@ -203,33 +227,24 @@ fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
         .status()
         .expect("mkfifo runs");
     assert!(made.success());
-    let main = dir.join("main.orch");
-    std::fs::write(&main, "include \"pipe.orch\"\nworkflow main() { }\n").unwrap();
-    let d = compile_file_in_time(main.clone(), ResolveOptions::default());
-    assert_eq!(codes(&d), ["E0101"]);
-    let e = d.iter().next().unwrap();
+    let [(code, message), (entry_code, _)] =
+        include_and_entry_errors(&dir, "pipe.orch", fifo, ResolveOptions::default());
+    assert_eq!((code, entry_code), ("E0101", "E0100"));
     assert!(
-        e.message.contains("pipe.orch`")
-            && e.message.contains("FIFO (named pipe), not a regular file"),
-        "{}",
-        e.message
+        message.contains("pipe.orch`") && message.contains("FIFO (named pipe), not a regular file"),
+        "{message}"
     );
-
-    std::fs::write(&main, "include \"/dev/zero\"\nworkflow main() { }\n").unwrap();
     let opts = ResolveOptions {
         include_paths: vec![PathBuf::from("/dev")],
     };
-    let d = compile_file_in_time(main, opts);
-    assert_eq!(codes(&d), ["E0101"]);
-    let m = &d.iter().next().unwrap().message;
+    let [(code, message), _] =
+        include_and_entry_errors(&dir, "/dev/zero", PathBuf::from("/dev/zero"), opts);
+    assert_eq!(code, "E0101");
     assert!(
-        m.contains("/dev/zero`") && m.contains("a character device, not a regular file"),
-        "{m}"
+        message.contains("/dev/zero`")
+            && message.contains("a character device, not a regular file"),
+        "{message}"
     );
-
-    // As the script itself.
-    let d = compile_file_in_time(fifo, ResolveOptions::default());
-    assert_eq!(codes(&d), ["E0100"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -241,19 +256,10 @@ fn a_file_over_the_size_bound_is_refused() {
         .unwrap()
         .set_len(orch::resolve::MAX_SOURCE_BYTES + 1)
         .unwrap();
-    let main = dir.join("main.orch");
-    std::fs::write(&main, "include \"big.orch\"\nworkflow main() { }\n").unwrap();
-    let d = compile_file_in_time(main, ResolveOptions::default());
-    assert_eq!(codes(&d), ["E0101"]);
-    assert!(
-        d.iter()
-            .next()
-            .unwrap()
-            .message
-            .contains("larger than 16 MiB")
-    );
-    let d = compile_file_in_time(big, ResolveOptions::default());
-    assert_eq!(codes(&d), ["E0100"]);
+    let [(code, message), (entry_code, _)] =
+        include_and_entry_errors(&dir, "big.orch", big, ResolveOptions::default());
+    assert_eq!((code, entry_code), ("E0101", "E0100"));
+    assert!(message.contains("larger than 16 MiB"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,6 +22,8 @@ use std::path::Path;
 use orch::resolve::ResolveOptions;
 use proptest::prelude::*;
 
+mod proptest_config;
+
 /// A way to make a value.
 #[derive(Debug, Clone)]
 enum E {
@@ -505,19 +507,8 @@ fn reported(text: &str) -> (BTreeSet<String>, Vec<String>) {
     (flagged, other)
 }
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config::config(256))]
 
     /// E0602 is reported at exactly the `sink` steps that model output reaches, by whatever
     /// route, and the scripts have no other error.

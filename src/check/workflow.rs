@@ -819,20 +819,7 @@ impl Lowerer<'_> {
             return (Vec::new(), None);
         }
         self.nesting += 1;
-        let out = self.stmt_nested(stmt, mode, entry, scope, last_parallel);
-        self.nesting -= 1;
-        out
-    }
-
-    fn stmt_nested(
-        &mut self,
-        stmt: &Stmt,
-        mode: Mode,
-        entry: &[Dep],
-        scope: &Scope,
-        last_parallel: Option<GroupId>,
-    ) -> (Vec<NodeId>, Option<GroupId>) {
-        match stmt {
+        let out = match stmt {
             Stmt::Step(s) => match self.workflow_key(&s.callee) {
                 Some(key) => (vec![self.call(s, key, entry, scope)], None),
                 None => (vec![self.step(s, entry, scope, None)], None),
@@ -898,7 +885,9 @@ impl Lowerer<'_> {
                 self.g.output = Some(t);
                 (Vec::new(), None)
             }
-        }
+        };
+        self.nesting -= 1;
+        out
     }
 
     fn check_policy(&mut self, gather: &ast::Gather, group: GroupId) {

@@ -85,16 +85,26 @@ pub struct Expansion {
 }
 
 impl Lowerer<'_> {
-    /// Stops lowering at bound `limit`, passed at `at` (the first bound only).
-    pub(super) fn reach(&mut self, limit: Limit, at: Span) {
+    /// Stops lowering at bound `limit`, passed at `at` (the first bound only). `calls` are
+    /// the calls that lead there beyond the ones being expanded: the call refused, and the
+    /// chain that made its callee reach a bound.
+    fn stop(&mut self, limit: Limit, at: Span, calls: Vec<(String, Span)>) {
         if self.limit.is_none() {
+            let mut chain = self.call_stack[1..].to_vec();
+            chain.extend(calls);
+            chain.truncate(MAX_CALL_DEPTH + 1);
             self.limit = Some(LimitHit {
                 limit,
                 workflow: self.call_stack[0].0.clone(),
-                chain: self.call_stack[1..].to_vec(),
+                chain,
                 at,
             });
         }
+    }
+
+    /// Stops lowering at bound `limit`, passed at statement `at`.
+    pub(super) fn reach(&mut self, limit: Limit, at: Span) {
+        self.stop(limit, at, Vec::new());
     }
 
     /// Adds a node, stopping at [`MAX_EXPANDED_STEPS`] and [`MAX_PROGRAM_STEPS`].
@@ -110,56 +120,48 @@ impl Lowerer<'_> {
         id
     }
 
-    /// Before expanding a call of `key` at `span`: stops when the call is nested too deep or
-    /// `key` reached a bound already; returns whether to expand it.
+    /// Before expanding a call of `key` at `span`: stops when the call is nested too deep,
+    /// when `key` reached a bound already, or when its known size cannot fit; returns whether
+    /// to expand it.
     pub(super) fn may_expand(&mut self, key: &str, span: Span) -> bool {
+        let call = (key.to_string(), span);
         if self.call_stack.len() > MAX_CALL_DEPTH {
-            if self.limit.is_none() {
-                // The chain ends with this call, the one too many.
-                let mut chain = self.call_stack[1..].to_vec();
-                chain.push((key.to_string(), span));
-                self.limit = Some(LimitHit {
-                    limit: Limit::CallDepth,
-                    workflow: self.call_stack[0].0.clone(),
-                    chain,
-                    at: span,
-                });
-            }
+            // The chain ends with this call, the one too many.
+            self.stop(Limit::CallDepth, span, vec![call]);
             return false;
         }
-        if let Some(&size) = self.known.sizes.get(key) {
-            // Stop before copying a callee that cannot fit.
-            let after = self.g.nodes.len() + size;
-            if after > MAX_EXPANDED_STEPS {
-                self.reach(Limit::Steps, span);
-                return false;
-            }
-            if self.known.steps + after > MAX_PROGRAM_STEPS {
-                self.reach(Limit::ProgramSteps, span);
-                return false;
-            }
+        if let Some(known) = self.known.hits.get(key) {
+            // The callee's own expansion reached a bound: so does this one, through it.
+            let calls: Vec<_> = std::iter::once(call)
+                .chain(known.chain.iter().cloned())
+                .collect();
+            let at = match known.limit {
+                Limit::CallDepth => {
+                    // The call too many, counted from this workflow.
+                    let depth = self.call_stack.len() - 1;
+                    calls
+                        .get(MAX_CALL_DEPTH.saturating_sub(depth))
+                        .map_or(known.at, |(_, s)| *s)
+                }
+                _ => known.at,
+            };
+            self.stop(known.limit, at, calls);
+            return false;
         }
-        let Some(known) = self.known.hits.get(key) else {
+        let Some(&size) = self.known.sizes.get(key) else {
             return true;
         };
-        // The callee's own expansion reached a bound: so does this one, through it.
-        let mut chain = self.call_stack[1..].to_vec();
-        chain.push((key.to_string(), span));
-        chain.extend(known.chain.iter().cloned());
-        chain.truncate(MAX_CALL_DEPTH + 1);
-        let at = match known.limit {
-            Limit::CallDepth => chain.last().map_or(known.at, |(_, s)| *s),
-            _ => known.at,
-        };
-        if self.limit.is_none() {
-            self.limit = Some(LimitHit {
-                limit: known.limit,
-                workflow: self.call_stack[0].0.clone(),
-                chain,
-                at,
-            });
+        // Stop before copying a callee that cannot fit.
+        let after = self.g.nodes.len() + size;
+        if after > MAX_EXPANDED_STEPS {
+            self.stop(Limit::Steps, span, vec![call]);
+            false
+        } else if self.known.steps + after > MAX_PROGRAM_STEPS {
+            self.stop(Limit::ProgramSteps, span, vec![call]);
+            false
+        } else {
+            true
         }
-        false
     }
 }
 
@@ -377,4 +379,92 @@ pub fn reported_limits(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::FileId;
+
+    fn hit(w: &str, limit: Limit, chain: &[&str]) -> LimitHit {
+        let at = Span::new(FileId(0), 0, 1);
+        LimitHit {
+            limit,
+            workflow: w.to_string(),
+            chain: chain.iter().map(|c| (c.to_string(), at)).collect(),
+            at,
+        }
+    }
+
+    fn reported(hits: &[LimitHit], calls: &[(&str, &[&str])]) -> Vec<String> {
+        let hits: IndexMap<String, LimitHit> = hits
+            .iter()
+            .map(|h| (h.workflow.clone(), h.clone()))
+            .collect();
+        let calls = calls
+            .iter()
+            .map(|(w, cs)| (w.to_string(), cs.iter().map(|c| c.to_string()).collect()))
+            .collect();
+        let mut out: Vec<String> = reported_limits(&hits, &calls)
+            .into_iter()
+            .map(|d| d.message)
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_bound_is_reported_at_the_tops_of_its_chains_only() {
+        // `main` and `other` call `a`, which calls `b`: all three passed the step bound.
+        let hits = [
+            hit("b", Limit::Steps, &[]),
+            hit("a", Limit::Steps, &["b"]),
+            hit("main", Limit::Steps, &["a", "b"]),
+            hit("other", Limit::Steps, &["a", "b"]),
+        ];
+        let calls: &[(&str, &[&str])] = &[("main", &["a"]), ("other", &["a"]), ("a", &["b"])];
+        assert_eq!(
+            reported(&hits, calls),
+            [
+                "workflow `main` expands to more than 100000 steps, through `main` → `a` → `b`",
+                "workflow `other` expands to more than 100000 steps, through `other` → `a` → `b`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_workflows_past_a_bound_is_reported_once() {
+        // `x` and `y` call each other (recursion, reported apart) and both call `deep`.
+        let hits = [
+            hit("deep", Limit::Nesting, &[]),
+            hit("x", Limit::Nesting, &["deep"]),
+            hit("y", Limit::Nesting, &["x", "deep"]),
+        ];
+        let calls: &[(&str, &[&str])] = &[("x", &["y", "deep"]), ("y", &["x", "deep"])];
+        let out = reported(&hits, calls);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].contains("calls of `x`"), "{out:?}");
+    }
+
+    #[test]
+    fn the_program_bound_is_reported_whoever_calls_its_workflow() {
+        let hits = [
+            hit("big", Limit::ProgramSteps, &[]),
+            hit("main", Limit::Steps, &["big"]),
+        ];
+        let out = reported(&hits, &[("main", &["big"])]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].contains("400000 steps in all"), "{out:?}");
+    }
+
+    #[test]
+    fn a_long_chain_is_shown_by_its_ends() {
+        let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let h = hit("main", Limit::CallDepth, &refs);
+        assert_eq!(
+            h.path(),
+            "`main` → `c0` → `c1` → `c2` → … → `c16` → `c17` → `c18` → `c19`"
+        );
+    }
 }

@@ -209,7 +209,7 @@ impl LimitHit {
             ),
             Limit::ProgramSteps => (
                 format!(
-                    "the workflows of this program expand to more than {MAX_PROGRAM_STEPS} steps in all; the workflows after `{}` are not checked",
+                    "the workflows of this program expand to more than {MAX_PROGRAM_STEPS} steps in all (passed while checking `{}`); the rest are not checked",
                     self.workflow
                 ),
                 "the bound is passed in this workflow".to_string(),

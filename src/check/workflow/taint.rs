@@ -22,7 +22,7 @@ use super::{
     Binding, Exec, InRegion, ListSource, Lowerer, NodeId, Path, RegionId, RegionKind,
     closest_definition,
 };
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast;
 
 impl Lowerer<'_> {
@@ -76,17 +76,11 @@ impl Lowerer<'_> {
     /// value of their own: their names are read from the body).
     fn value_reads(&self, id: NodeId) -> Vec<NodeId> {
         let node = &self.g.nodes[id];
-        let from_templates = |ts: &mut dyn Iterator<Item = &ast::Template>, from: &[InRegion]| {
-            ts.flat_map(|t| t.interps())
-                .flat_map(|p| self.value_sources(p, from))
-                .collect::<Vec<_>>()
-        };
         match &node.exec {
             Exec::Model { .. } | Exec::Approval => Vec::new(),
-            Exec::Command { .. } => from_templates(
-                &mut node.prompt.iter().chain(node.args.values()),
-                &node.regions,
-            ),
+            Exec::Command { .. } => {
+                self.template_sources(node.prompt.iter().chain(node.args.values()), &node.regions)
+            }
             Exec::Item => {
                 let Some(rid) = node.regions.last().map(|r| r.region) else {
                     return Vec::new();
@@ -97,7 +91,7 @@ impl Lowerer<'_> {
                     RegionKind::For {
                         list: ListSource::Literal(items),
                         ..
-                    } => from_templates(&mut items.iter(), from),
+                    } => self.template_sources(items, from),
                     RegionKind::For {
                         list: ListSource::Path(p),
                         ..
@@ -117,12 +111,25 @@ impl Lowerer<'_> {
                         body: 0,
                         stmt: usize::MAX,
                     });
-                    from_templates(&mut std::iter::once(t), &from)
+                    self.template_sources([t], &from)
                 }
                 RegionKind::Call { output: None, .. } => self.last_steps(*rid),
                 RegionKind::Repeat { .. } | RegionKind::If { .. } => Vec::new(),
             },
         }
+    }
+
+    /// The nodes whose values the interpolations of `templates`, written at `from`, read.
+    fn template_sources<'t>(
+        &self,
+        templates: impl IntoIterator<Item = &'t ast::Template>,
+        from: &[InRegion],
+    ) -> Vec<NodeId> {
+        templates
+            .into_iter()
+            .flat_map(|t| t.interps())
+            .flat_map(|p| self.value_sources(p, from))
+            .collect()
     }
 
     /// A call without `return`: the body's steps that nothing else of the body waits for,
@@ -151,29 +158,39 @@ impl Lowerer<'_> {
     }
 
     /// Marks every node whose value derives from a model, and returns for each tainted node
-    /// the node it got its taint from (`None` for a model step), to show the way back.
-    pub(super) fn propagate_taint(&mut self) -> Vec<Option<NodeId>> {
+    /// where its taint comes from, to show the way back.
+    pub(super) fn propagate_taint(&mut self) -> Vec<Option<Origin>> {
         let n = self.g.nodes.len();
         let mut readers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
         let mut queue = Vec::new();
+        let mut origin = vec![None; n];
         for id in 0..n {
             if matches!(self.g.nodes[id].exec, Exec::Model { .. }) {
                 queue.push(id);
+                origin[id] = Some(Origin {
+                    from: None,
+                    model: id,
+                    hops: 0,
+                });
             }
             for s in self.value_reads(id) {
                 readers[s].push(id);
             }
         }
-        let mut origin = vec![None; n];
         for &m in &queue {
             self.g.nodes[m].tainted = true;
         }
         // A work list over the value edges: each node is tainted (and queued) at most once.
         while let Some(s) = queue.pop() {
+            let Some(o) = origin[s] else { continue };
             for &r in &readers[s] {
                 if !self.g.nodes[r].tainted {
                     self.g.nodes[r].tainted = true;
-                    origin[r] = Some(s);
+                    origin[r] = Some(Origin {
+                        from: Some(s),
+                        model: o.model,
+                        hops: o.hops + 1,
+                    });
                     queue.push(r);
                 }
             }
@@ -182,7 +199,7 @@ impl Lowerer<'_> {
     }
 
     /// Model output may reach a command through stdin or env, never argv.
-    pub(super) fn check_argv_taint(&mut self, origin: &[Option<NodeId>]) {
+    pub(super) fn check_argv_taint(&mut self, origin: &[Option<Origin>]) {
         let mut found = Vec::new();
         for n in &self.g.nodes {
             let Exec::Command { argv, .. } = &n.exec else {
@@ -203,75 +220,110 @@ impl Lowerer<'_> {
                         .value_sources(p, &n.regions)
                         .into_iter()
                         .find(|m| self.g.nodes[*m].tainted);
-                    if let Some(m) = tainted {
-                        let argv_span = agent.kind_argv_span(param);
-                        // An argument spliced in from a call is written at the call: show
-                        // the step too.
-                        let step = (!n.span.contains(p.span)).then_some((n.span, n.name.clone()));
-                        found.push((
-                            p.clone(),
-                            param.clone(),
-                            n.agent.clone(),
-                            argv_span,
-                            step,
-                            m,
-                        ));
+                    if let Some(source) = tainted {
+                        found.push(ArgvUse {
+                            path: p.clone(),
+                            param: param.clone(),
+                            agent: n.agent.clone(),
+                            argv_span: agent.kind_argv_span(param),
+                            // An argument spliced in from a call is written at the call:
+                            // show the step too.
+                            step: (!n.span.contains(p.span)).then_some((n.span, n.name.clone())),
+                            source,
+                        });
                     }
                 }
             }
         }
-        for (p, param, agent, argv_span, step, source) in found {
-            let mut d = Diagnostic::error(
-                "E0602",
-                p.span,
-                format!(
-                    "model output `{}` reaches the argv of command agent `{agent}`",
-                    p.dotted()
-                ),
-            )
-            .with_label(format!("produced by a model, passed as `{param}`"))
-            .with_help(format!(
-                "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-            ));
-            if let Some(s) = argv_span {
-                d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-            }
-            if let Some((span, name)) = step {
-                d = d.with_secondary(span, format!("`{name}` passes it to `{agent}` here"));
-            }
-            // Model output that came a long way: show where it was made, and the way.
-            let (model, way) = self.taint_way(source, origin);
-            if !way.is_empty() {
-                d = d.with_secondary(
-                    self.g.nodes[model].span,
-                    format!(
-                        "model output of `{}` reaches it through {}",
-                        self.g.nodes[model].name,
-                        way.join(" → ")
-                    ),
-                );
-            }
+        for u in found {
+            let d = self.argv_taint_error(&u, origin);
             self.diags.push(d);
         }
     }
 
-    /// The model step a tainted node's taint comes from, and the names of the values it
-    /// passes through on the way (the model's first, the tainted node's last; at most a few).
-    fn taint_way(&self, tainted: NodeId, origin: &[Option<NodeId>]) -> (NodeId, Vec<String>) {
-        const SHOWN: usize = 6;
+    fn argv_taint_error(&self, u: &ArgvUse, origin: &[Option<Origin>]) -> Diagnostic {
+        let (agent, param) = (&u.agent, &u.param);
+        let mut d = Diagnostic::error(
+            "E0602",
+            u.path.span,
+            format!(
+                "model output `{}` reaches the argv of command agent `{agent}`",
+                u.path.dotted()
+            ),
+        )
+        .with_label(format!("produced by a model, passed as `{param}`"))
+        .with_help(format!(
+            "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
+        ));
+        if let Some(s) = u.argv_span {
+            d = d.with_secondary(s, format!("`{param}` is used in argv here"));
+        }
+        if let Some((span, name)) = &u.step {
+            d = d.with_secondary(*span, format!("`{name}` passes it to `{agent}` here"));
+        }
+        // Model output that came a long way: show where it was made, and the way.
+        if let Some(o) = origin[u.source]
+            && o.hops > 0
+        {
+            d = d.with_secondary(
+                self.g.nodes[o.model].span,
+                format!(
+                    "model output of `{}` reaches it through {}",
+                    self.g.nodes[o.model].name,
+                    self.taint_way(u.source, origin)
+                ),
+            );
+        }
+        d
+    }
+
+    /// The values model output passes through on its way to `tainted` (the model step not
+    /// included), as `` `a` → `b` ``: the last few when the way is long.
+    fn taint_way(&self, tainted: NodeId, origin: &[Option<Origin>]) -> String {
+        const SHOWN: usize = 4;
         let mut way = Vec::new();
-        let mut at = tainted;
-        while let Some(prev) = origin[at] {
-            way.push(format!("`{}`", self.g.nodes[at].name));
-            at = prev;
+        let mut at = Some(tainted);
+        while let Some(n) = at
+            && way.len() < SHOWN
+        {
+            let Some(o) = origin[n] else { break };
+            if o.from.is_none() {
+                break; // the model step
+            }
+            way.push(format!("`{}`", self.g.nodes[n].name));
+            at = o.from;
+        }
+        if origin[tainted].is_some_and(|o| o.hops > SHOWN) {
+            way.push("…".to_string());
         }
         way.reverse();
-        if way.len() > SHOWN {
-            let last = way.split_off(way.len() - SHOWN / 2);
-            way.truncate(SHOWN / 2);
-            way.push("…".to_string());
-            way.extend(last);
-        }
-        (at, way)
+        way.join(" → ")
     }
+}
+
+/// Where a tainted node's taint comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    /// The node it read it from (`None` for a model step).
+    from: Option<NodeId>,
+    /// The model step at the start of the way.
+    model: NodeId,
+    /// How many values lie between them.
+    hops: usize,
+}
+
+/// A tainted value passed to a parameter of a command that is used in its argv.
+struct ArgvUse {
+    /// The interpolation.
+    path: Path,
+    /// The parameter.
+    param: String,
+    /// The command agent.
+    agent: String,
+    /// Where the parameter is used in argv.
+    argv_span: Option<Span>,
+    /// The step, when the interpolation is written elsewhere (at a call).
+    step: Option<(Span, String)>,
+    /// The tainted node it reads.
+    source: NodeId,
 }

@@ -329,7 +329,7 @@ pub fn lowering_order(
 
 /// The E0304 errors to report: of the workflows that reached a bound, those that no other
 /// such workflow calls (its report shows the chain through them); in a cycle of such
-/// workflows, the first in source order. `calls` are the workflows each calls directly.
+/// workflows, the first lowered. `calls` are the workflows each calls directly.
 pub fn reported_limits(
     hits: &IndexMap<String, LimitHit>,
     calls: &HashMap<String, Vec<String>>,

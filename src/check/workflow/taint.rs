@@ -162,17 +162,17 @@ impl Lowerer<'_> {
     pub(super) fn propagate_taint(&mut self) -> Vec<Option<Origin>> {
         let n = self.g.nodes.len();
         let mut readers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
-        let mut queue = Vec::new();
-        let mut origin = vec![None; n];
-        for id in 0..n {
-            if matches!(self.g.nodes[id].exec, Exec::Model { .. }) {
-                queue.push(id);
-                origin[id] = Some(Origin {
+        let mut origin: Vec<Option<Origin>> = (0..n)
+            .map(|id| {
+                matches!(self.g.nodes[id].exec, Exec::Model { .. }).then_some(Origin {
                     from: None,
                     model: id,
                     hops: 0,
-                });
-            }
+                })
+            })
+            .collect();
+        let mut queue: Vec<NodeId> = (0..n).filter(|&id| origin[id].is_some()).collect();
+        for id in 0..n {
             for s in self.value_reads(id) {
                 readers[s].push(id);
             }

@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh 600 -jobs=2 -workers=2   # extra arguments go to libFuzzer
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`); installs cargo-fuzz when it is
-# missing. The seed corpus is every .orch file of examples/, stdlib/ and tests/ui/, copied into
+# missing. The seed corpus is every .orch file of examples/, stdlib/, tests/ui/,
+# tests/fuzz_regressions/ and fuzz/seeds/ (call-heavy scripts), copied into
 # fuzz/corpus/parse_check_fmt/ (kept between runs, not committed); the dictionary is
 # fuzz/orch.dict. Crashes land in fuzz/artifacts/parse_check_fmt/: minimise one with
 #   cargo +nightly fuzz tmin parse_check_fmt fuzz/artifacts/parse_check_fmt/crash-...
@@ -31,7 +32,7 @@ mkdir -p "$corpus"
 while IFS= read -r -d '' f; do
   sum="$(sha1sum "$f" | cut -c1-40)"
   cp "$f" "$corpus/seed-$sum"
-done < <(find examples stdlib tests/ui tests/fuzz_regressions -name '*.orch' -print0 2>/dev/null)
+done < <(find examples stdlib tests/ui tests/fuzz_regressions fuzz/seeds -name '*.orch' -print0 2>/dev/null)
 
 exec cargo +nightly fuzz run parse_check_fmt "$corpus" -- \
   -dict=fuzz/orch.dict -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "$@"

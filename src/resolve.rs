@@ -20,6 +20,77 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("std/patterns.orch", include_str!("../stdlib/patterns.orch")),
 ];
 
+/// The largest script or included file that is read: 16 MiB. A real script is a few
+/// kilobytes; the benchmark's 10,000-step script about a megabyte.
+pub const MAX_SOURCE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most files in a chain of includes (a file including a file including ...): 64.
+/// Loading recurses once per file of the chain.
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
+/// Reads a source file: a regular file (a FIFO, a device or a directory could block or never
+/// end) of at most [`MAX_SOURCE_BYTES`], in UTF-8. The type is checked before the file is
+/// opened (opening a FIFO blocks until someone writes to it).
+///
+/// # Errors
+/// What `std::fs` reports, or an `InvalidInput` error saying what the file is, or how large.
+pub fn read_source(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("it is {}, not a regular file", file_kind(&meta.file_type())),
+        ));
+    }
+    let too_large = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "it is larger than {} MiB, the most a script may be",
+                MAX_SOURCE_BYTES / (1024 * 1024)
+            ),
+        )
+    };
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(too_large());
+    }
+    // It may have grown since: read one byte past the bound at most.
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SOURCE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// How includes are resolved.
 #[derive(Debug, Clone, Default)]
 pub struct ResolveOptions {
@@ -143,7 +214,7 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
     if let Some(dir) = canonical.parent() {
         loader.roots.insert(0, dir.to_path_buf());
     }
-    let entry_id = match std::fs::read_to_string(entry) {
+    let entry_id = match read_source(entry) {
         Ok(text) => loader.load(Origin::Disk(canonical), display_name(entry), text, None),
         Err(e) => {
             // No file to point into: report against an empty in-memory source named after it.
@@ -334,6 +405,19 @@ impl<'o> Loader<'o> {
             self.report_cycle(pos, inc);
             return;
         }
+        if self.stack.len() >= MAX_INCLUDE_DEPTH && !self.loaded.contains_key(&target) {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0101",
+                    inc.path_span,
+                    format!("includes nest more than {MAX_INCLUDE_DEPTH} files deep here"),
+                )
+                .with_label(format!("`{name}` would be file {} of the chain", MAX_INCLUDE_DEPTH + 1))
+                .with_help("include the files of a long chain from one file rather than each from the one before"),
+            );
+            self.incomplete = true;
+            return;
+        }
         if let Some(alias) = &inc.alias {
             if let Some((_, prev)) = self.aliases.get(&alias.name) {
                 let prev = *prev;
@@ -368,14 +452,17 @@ impl<'o> Loader<'o> {
                 .find(|(s, _)| s == n)
                 .map(|(_, t)| t.to_string())
                 .unwrap_or_default(),
-            Origin::Disk(p) => match std::fs::read_to_string(p) {
+            Origin::Disk(p) => match read_source(p) {
                 Ok(t) => t,
                 Err(e) => {
-                    self.diags.push(Diagnostic::error(
-                        "E0101",
-                        inc.path_span,
-                        format!("cannot read included file `{name}`: {e}"),
-                    ));
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0101",
+                            inc.path_span,
+                            format!("cannot read included file `{name}`: {e}"),
+                        )
+                        .with_label("not readable as a script"),
+                    );
                     self.incomplete = true;
                     return;
                 }

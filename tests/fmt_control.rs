@@ -16,6 +16,8 @@ use orch::fmt::{format_source, same_program};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+mod proptest_config;
+
 // ---------------------------------------------------------------------------- conditions
 
 const OPERANDS: &[&str] = &[
@@ -318,19 +320,8 @@ fn comments(text: &str) -> Vec<String> {
     v
 }
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config::config(256))]
 
     /// Random control flow formats faithfully and idempotently.
     #[test]

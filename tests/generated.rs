@@ -29,6 +29,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, subsequence};
 
+mod proptest_config;
+
 #[path = "../benches/large_script/mod.rs"]
 mod large_script;
 
@@ -1048,17 +1050,6 @@ fn policy_options(p: &Policy, opts: &mut Vec<String>) {
 
 // ---------------------------------------------------------------------------- properties
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 fn compile(text: &str) -> (orch::check::Program, Diagnostics) {
     orch::compile_source(
         "generated.orch",
@@ -1205,7 +1196,7 @@ fn reference_peak(plan: &orch::plan::Plan) -> usize {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(proptest_config::config(DEFAULT_CASES))]
 
     /// Random valid scripts check without errors, format faithfully and idempotently, and plan.
     #[test]

@@ -245,3 +245,30 @@ workflow main() <deadline 10m> {
     let text = orch::plan::render_text(&plan);
     assert!(text.contains("deadline 30s"), "{text}");
 }
+
+#[test]
+fn a_called_workflow_reads_a_member_of_its_own_block() {
+    // The block and its member are both renamed `r/...` by the expansion.
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model m { provider: s }
+agent dev { model: m, max_tokens: 100 }
+workflow sub() -> text {
+  b = parallel { x = dev("x"); y = dev("y") }
+  return "{b.x}"
+}
+workflow main() {
+  r = sub()
+  s = dev("{r}")
+  return s
+}
+"#,
+    );
+    let region = plan
+        .regions
+        .iter()
+        .find(|r| matches!(r.kind, orch::plan::PlanRegionKind::Call { .. }))
+        .expect("the call's region");
+    assert_eq!(names(&plan, &region.members), ["r/x", "r/y"]);
+}

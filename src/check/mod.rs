@@ -232,14 +232,7 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
         .cloned()
         .zip(workflows.iter().copied())
         .collect();
-    let workflows = by_key
-        .iter()
-        .map(|(k, w)| {
-            let mut g = workflow::lower(w, &tables, &by_key, diags);
-            g.name = k.clone();
-            (k.clone(), g)
-        })
-        .collect();
+    let workflows = lower_workflows(&by_key, &tables, diags);
     dedup_expanded(diags, before);
     if set.incomplete {
         // An included file could not be loaded: an unknown agent, model or provider may well be
@@ -257,6 +250,71 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     };
     lints::lint(set, &program, diags);
     program
+}
+
+/// Lowers every workflow, callees before callers (see [`workflow::limits`]), and reports the
+/// bounds on expanding calls they reach, once per chain. The graphs come back in source order.
+fn lower_workflows(
+    by_key: &IndexMap<String, &ast::Workflow>,
+    tables: &Tables,
+    diags: &mut Diagnostics,
+) -> IndexMap<String, WorkflowGraph> {
+    let mut expansion = workflow::limits::Expansion::default();
+    let mut graphs: std::collections::HashMap<String, WorkflowGraph> = Default::default();
+    let mut hits = IndexMap::new();
+    let mut calls = std::collections::HashMap::new();
+    for key in workflow::limits::lowering_order(by_key, tables) {
+        let wf = by_key[&key];
+        if expansion.exhausted {
+            // Past the program's bound (reported): an empty graph, unchecked.
+            let mut skipped =
+                workflow::lower(&empty_body(wf), tables, by_key, &mut expansion, diags);
+            skipped.graph.name = key.clone();
+            graphs.insert(key, skipped.graph);
+            continue;
+        }
+        let mut lowered = workflow::lower(wf, tables, by_key, &mut expansion, diags);
+        lowered.graph.name = key.clone();
+        if let Some(hit) = lowered.limit {
+            expansion.exhausted = hit.limit == workflow::limits::Limit::ProgramSteps;
+            let hit = workflow::limits::LimitHit {
+                workflow: key.clone(),
+                ..hit
+            };
+            expansion.hits.insert(key.clone(), hit.clone());
+            hits.insert(key.clone(), hit);
+        }
+        if !hits.contains_key(&key) {
+            expansion
+                .sizes
+                .insert(key.clone(), lowered.graph.nodes.len());
+        }
+        calls.insert(key.clone(), lowered.calls);
+        graphs.insert(key, lowered.graph);
+    }
+    for d in workflow::limits::reported_limits(&hits, &calls) {
+        diags.push(d);
+    }
+    by_key
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                graphs.remove(k).expect("every workflow is lowered"),
+            )
+        })
+        .collect()
+}
+
+/// `wf` without its statements (a workflow left unchecked keeps its parameters).
+fn empty_body(wf: &ast::Workflow) -> ast::Workflow {
+    ast::Workflow {
+        body: ast::Block {
+            stmts: Vec::new(),
+            span: wf.body.span,
+        },
+        ..wf.clone()
+    }
 }
 
 /// A pattern's own errors are found when it is checked on its own and again in every

@@ -14,10 +14,12 @@
 
 mod calls;
 mod control;
+pub mod limits;
 
 pub use control::cond_source;
 mod approval;
 mod overrides;
+mod taint;
 mod typing;
 
 pub use approval::APPROVE;
@@ -384,16 +386,39 @@ struct Lowerer<'a> {
     call_stack: Vec<(String, Span)>,
     /// Every workflow of the program, by table key (for calls).
     workflows: &'a IndexMap<String, &'a ast::Workflow>,
+    /// What lowering the workflows before this one found: bounds reached, sizes, nodes.
+    known: &'a limits::Expansion,
+    /// The bound this lowering reached: it stops there.
+    limit: Option<limits::LimitHit>,
+    /// How deeply the statement being lowered is nested, calls' bodies included.
+    nesting: usize,
+    /// The workflows called by this workflow's own body.
+    direct_calls: Vec<String>,
+    /// How many unnamed regions of each kind (`if`, `repeat`, `for`) are named so far.
+    unnamed: std::collections::HashMap<&'static str, usize>,
+}
+
+/// A lowered workflow and what its lowering found out about calls.
+#[derive(Debug)]
+pub struct Lowered {
+    /// Its graph (empty, but for its parameters, when `limit` is set).
+    pub graph: WorkflowGraph,
+    /// The workflows its own body calls, by table key.
+    pub calls: Vec<String>,
+    /// The bound on expanding calls that lowering reached, if any.
+    pub limit: Option<limits::LimitHit>,
 }
 
 /// Lowers and checks one workflow. `workflows` are every workflow of the program by table
-/// key, for calls of patterns.
+/// key, for calls of patterns; `expansion` what lowering the others found (bounds reached,
+/// nodes made), which this one adds to.
 pub fn lower(
     wf: &ast::Workflow,
     tables: &Tables,
     workflows: &IndexMap<String, &ast::Workflow>,
+    expansion: &mut limits::Expansion,
     diags: &mut Diagnostics,
-) -> WorkflowGraph {
+) -> Lowered {
     let params = super::items::params(&wf.params, diags);
     let mut l = Lowerer {
         tables,
@@ -423,6 +448,11 @@ pub fn lower(
         alt_defs: IndexMap::new(),
         call_stack: vec![(wf.name.name.clone(), wf.name.span)],
         workflows,
+        known: expansion,
+        limit: None,
+        nesting: 0,
+        direct_calls: Vec::new(),
+        unnamed: std::collections::HashMap::new(),
     };
     for (i, p) in params.iter().enumerate() {
         l.g.bindings.insert(p.name.clone(), Binding::Param(i));
@@ -436,10 +466,28 @@ pub fn lower(
     let mut scope = Scope::default();
     l.apply_options(&wf.options, &mut scope, Place::Workflow);
     l.block(&wf.body, Mode::Sequence, &[], &scope);
-    l.finish();
-    l.check_return_type(wf);
-    l.check_cycles();
-    l.g
+    if l.limit.is_some() {
+        // A partial expansion would only add follow-on errors: keep the parameters alone.
+        l.g.nodes = Vec::new();
+        l.g.groups = Vec::new();
+        l.g.regions = Vec::new();
+        l.g.sequences = Vec::new();
+        l.g.output = None;
+        l.g.bindings.retain(|_, b| matches!(b, Binding::Param(_)));
+    } else {
+        l.finish();
+        l.check_return_type(wf);
+        l.check_cycles();
+    }
+    let limit = l.limit.take();
+    let calls = std::mem::take(&mut l.direct_calls);
+    let graph = l.g;
+    expansion.steps += graph.nodes.len();
+    Lowered {
+        graph,
+        calls,
+        limit,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -478,8 +526,8 @@ impl Lowerer<'_> {
         self.assign_region_types();
         self.resolve_pending();
         self.lift_region_deps();
-        self.propagate_taint();
-        self.check_argv_taint();
+        let origin = self.propagate_taint();
+        self.check_argv_taint(&origin);
         self.check_arg_types();
         self.check_conditions();
     }
@@ -754,6 +802,7 @@ impl Lowerer<'_> {
     }
 
     /// Lowers one statement; returns its exit nodes and, for a `parallel`, its group.
+    /// Nothing once a bound on expanding calls is reached (see [`limits`]).
     fn stmt(
         &mut self,
         stmt: &Stmt,
@@ -762,7 +811,15 @@ impl Lowerer<'_> {
         scope: &Scope,
         last_parallel: Option<GroupId>,
     ) -> (Vec<NodeId>, Option<GroupId>) {
-        match stmt {
+        if self.limit.is_some() {
+            return (Vec::new(), None);
+        }
+        if self.nesting >= limits::MAX_NESTING_DEPTH {
+            self.reach(limits::Limit::Nesting, stmt.span());
+            return (Vec::new(), None);
+        }
+        self.nesting += 1;
+        let out = match stmt {
             Stmt::Step(s) => match self.workflow_key(&s.callee) {
                 Some(key) => (vec![self.call(s, key, entry, scope)], None),
                 None => (vec![self.step(s, entry, scope, None)], None),
@@ -828,7 +885,9 @@ impl Lowerer<'_> {
                 self.g.output = Some(t);
                 (Vec::new(), None)
             }
-        }
+        };
+        self.nesting -= 1;
+        out
     }
 
     fn check_policy(&mut self, gather: &ast::Gather, group: GroupId) {
@@ -952,7 +1011,7 @@ impl Lowerer<'_> {
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
         deps.retain(|d| d.node != id);
-        self.g.nodes.push(Node {
+        self.push_node(Node {
             id,
             name: s.name.name.clone(),
             span: s.span,
@@ -1679,86 +1738,6 @@ impl Lowerer<'_> {
                 }
             }
             owner = format!("{owner}.{}", f.name);
-        }
-    }
-
-    /// A node is tainted when it is a model step or any of its data inputs is tainted.
-    /// A node is tainted when it is a model step or any of its data inputs is tainted. An
-    /// approval never is: its output is a person's yes or no, whatever its question shows.
-    fn propagate_taint(&mut self) {
-        // Nodes may depend on later nodes inside `parallel`, so iterate to a fixed point.
-        loop {
-            let mut changed = false;
-            for i in 0..self.g.nodes.len() {
-                if self.g.nodes[i].tainted {
-                    continue;
-                }
-                let n = &self.g.nodes[i];
-                if matches!(n.exec, Exec::Approval) {
-                    continue;
-                }
-                let t = matches!(n.exec, Exec::Model { .. })
-                    || n.deps
-                        .iter()
-                        .any(|d| d.kind == DepKind::Data && self.g.nodes[d.node].tainted);
-                if t {
-                    self.g.nodes[i].tainted = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-    }
-
-    /// Model output may reach a command through stdin or env, never argv.
-    fn check_argv_taint(&mut self) {
-        let mut found = Vec::new();
-        for n in &self.g.nodes {
-            let Exec::Command { argv, .. } = &n.exec else {
-                continue;
-            };
-            let Some(agent) = self.tables.agents.get(&n.agent) else {
-                continue;
-            };
-            for (param, arg) in &n.args {
-                let in_argv = argv
-                    .iter()
-                    .any(|t| t.interps().any(|p| p.root.name == *param));
-                if !in_argv {
-                    continue;
-                }
-                for p in arg.interps() {
-                    let tainted_by = self
-                        .g
-                        .referenced_nodes(p)
-                        .iter()
-                        .any(|m| self.g.nodes[*m].tainted)
-                        .then_some(p);
-                    if let Some(p) = tainted_by {
-                        let argv_span = agent.kind_argv_span(param);
-                        found.push((
-                            p.span,
-                            p.dotted(),
-                            param.clone(),
-                            n.agent.clone(),
-                            argv_span,
-                        ));
-                    }
-                }
-            }
-        }
-        for (span, source, param, agent, argv_span) in found {
-            let mut d = Diagnostic::error("E0602", span, format!("model output `{source}` reaches the argv of command agent `{agent}`"))
-                .with_label(format!("produced by a model, passed as `{param}`"))
-                .with_help(format!(
-                    "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-                ));
-            if let Some(s) = argv_span {
-                d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-            }
-            self.diags.push(d);
         }
     }
 

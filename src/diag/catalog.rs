@@ -250,7 +250,10 @@ pub const CODES: &[CodeInfo] = &[
         summary: "The script does not parse: what was expected and what was found.",
         what: "Reports the first place where the text is not `.orch` syntax: an unterminated \
                string or comment, an unbalanced bracket, a keyword used as a name, a bad option \
-               in `< >`, a missing `=` or `:`, or, failing those, the tokens that were expected.",
+               in `< >`, a missing `=` or `:`, constructs nested more than 64 levels deep \
+               (blocks, brackets, conditions; each `else if` of a chain and each `and` and `or` \
+               of a condition count as a level), or, failing those, the tokens that were \
+               expected.",
         why: "A script that does not parse cannot be checked, planned or run; nothing after the \
               error is looked at until it is fixed.",
         example_bad: r#"include "std/models.orch"
@@ -278,7 +281,8 @@ workflow main(request: text) {
         name: "unreadable-script",
         summary: "The script given on the command line cannot be read.",
         what: "Reports a path given to `orch check`, `orch plan` or `orch run` that does not \
-               exist, is a directory, or cannot be read.",
+               exist, cannot be read, is not a regular file (a directory, a FIFO, a device), \
+               or is larger than 16 MiB.",
         why: "There is nothing to check. The usual cause is a typo in the path or a command run \
               from another directory: paths are relative to the working directory.",
         ..CodeInfo::ERROR
@@ -288,7 +292,10 @@ workflow main(request: text) {
         name: "include-not-found",
         summary: "An included file is missing or unreadable, or the standard library has no such file.",
         what: "Reports an `include` whose file does not exist relative to the including file, \
-               cannot be read, or names a `std/...` file the standard library does not have.",
+               cannot be read, is not a regular file (a FIFO or a device, which would block or \
+               never end, is not opened), is larger than 16 MiB, or would be the 65th file of \
+               a chain of includes; or that names a `std/...` file the standard library does \
+               not have.",
         why: "The items of the missing file are unknown, so the agents, models and providers it \
               would declare cannot be checked (names from it are not reported as unknown while \
               the include is broken).",
@@ -897,6 +904,57 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: "E0304",
+        name: "expansion-too-large",
+        summary: "Expanding the calls of a workflow passes a bound: calls nested more than 64 deep, statements more than 128, or more than 100,000 steps.",
+        what: "Calls of workflows are expanded (the called body is copied into the caller) when a \
+               workflow is checked. Reports the workflow whose expansion passes a bound: a chain \
+               of more than 64 calls nested in one another, statements nested more than 128 \
+               deep once the calls' bodies are nested in them, more than 100,000 steps (each \
+               call, `parallel for`, `repeat`, `if` and `for` variable counts as one more), or \
+               more than 400,000 steps for all the workflows of the program together. It is \
+               reported once, for the workflow at the top of the chain, with the chain of calls \
+               in the message and labels at its first call and where the bound was passed.",
+        why: "A chain of calls is as deep as it is long, and a workflow that calls another \
+              twice, which calls another twice, doubles at each level: a page of script could \
+              ask for more steps, memory and time than any machine has. No real workflow comes \
+              near these bounds; one that does is better written with a `parallel for` over \
+              the work, which expands its body once.",
+        example_bad: r#"include "std/models.orch"
+
+agent writer { model: haiku, max_tokens: 200 }
+
+workflow one(topic: text) { draft = writer("Write about {topic}") }
+workflow ten(topic: text) { a = one(topic: topic); b = one(topic: topic); c = one(topic: topic); d = one(topic: topic); e = one(topic: topic); f = one(topic: topic); g = one(topic: topic); h = one(topic: topic); i = one(topic: topic); j = one(topic: topic) }
+workflow hundred(topic: text) { a = ten(topic: topic); b = ten(topic: topic); c = ten(topic: topic); d = ten(topic: topic); e = ten(topic: topic); f = ten(topic: topic); g = ten(topic: topic); h = ten(topic: topic); i = ten(topic: topic); j = ten(topic: topic) }
+workflow thousand(topic: text) { a = hundred(topic: topic); b = hundred(topic: topic); c = hundred(topic: topic); d = hundred(topic: topic); e = hundred(topic: topic); f = hundred(topic: topic); g = hundred(topic: topic); h = hundred(topic: topic); i = hundred(topic: topic); j = hundred(topic: topic) }
+workflow tens(topic: text) { a = thousand(topic: topic); b = thousand(topic: topic); c = thousand(topic: topic); d = thousand(topic: topic); e = thousand(topic: topic); f = thousand(topic: topic); g = thousand(topic: topic); h = thousand(topic: topic); i = thousand(topic: topic); j = thousand(topic: topic) }
+workflow many(topic: text) { a = tens(topic: topic); b = tens(topic: topic); c = tens(topic: topic); d = tens(topic: topic); e = tens(topic: topic); f = tens(topic: topic); g = tens(topic: topic); h = tens(topic: topic); i = tens(topic: topic); j = tens(topic: topic) }
+
+workflow main(topic: text) {
+  all = many(topic: topic)
+  return all
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent writer { model: haiku, max_tokens: 200 }
+
+workflow one(topic: text) -> text {
+  draft = writer("Write about {topic}")
+  return draft
+}
+
+workflow main(topic: text) {
+  all = parallel <max 10> for angle in ["history", "science", "art"] {
+    piece = one(topic: "{topic}: {angle}")
+  }
+  return all
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
         code: "E0401",
         name: "step-without-model",
         summary: "A step of a model agent has no model.",
@@ -1332,9 +1390,13 @@ workflow main(request: text) {
         code: "E0602",
         name: "model-output-in-argv",
         summary: "Model output reaches the argv of a command agent.",
-        what: "Tracks which values derive from a model (directly, or through commands that were \
-               given model output) and reports one passed to a command agent's parameter that is \
-               interpolated into its `run:` argv.",
+        what: "Tracks which values derive from a model, following each value to what produced \
+               it: a model step, a command given model output, a call whose `return` (or last \
+               step) is, a `parallel for` block whose results are and the items of a list that \
+               is, any branch of an `if` that defines the name, and a field of any of these; \
+               then reports one passed to a command agent's parameter that is interpolated \
+               into its `run:` argv. The error shows the model step and the way when the value \
+               came through others.",
         why: "A model's text can be steered by whatever it read (prompt injection). In argv it \
               can become an option or a path (`--force`, `-rf /`) of the program. On stdin (the \
               prompt) or in `env` it stays data.",

@@ -63,6 +63,10 @@ impl Span {
             end: self.end.max(other.end),
         }
     }
+    /// Whether `other` lies within this span (in the same file).
+    pub fn contains(self, other: Span) -> bool {
+        self.file == other.file && self.start <= other.start && other.end <= self.end
+    }
     /// Length in bytes.
     pub fn len(self) -> usize {
         (self.end - self.start) as usize

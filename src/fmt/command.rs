@@ -28,10 +28,9 @@ pub fn run(files: &[PathBuf], check: bool, style: HumanStyle) -> ExitCode {
             file.display().to_string()
         };
         let read = if stdin {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map(|_| s)
+            read_stdin()
         } else {
-            std::fs::read_to_string(file)
+            crate::resolve::read_source(file)
         };
         let text = match read {
             Ok(t) => t,
@@ -70,6 +69,23 @@ pub fn run(files: &[PathBuf], check: bool, style: HumanStyle) -> ExitCode {
         }
     }
     ExitCode::from(worst)
+}
+
+/// Standard input, up to [`crate::resolve::MAX_SOURCE_BYTES`] like a file.
+fn read_stdin() -> std::io::Result<String> {
+    let limit = crate::resolve::MAX_SOURCE_BYTES;
+    let mut s = String::new();
+    std::io::stdin().take(limit + 1).read_to_string(&mut s)?;
+    if s.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "it is larger than {} MiB, the most a script may be",
+                limit / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(s)
 }
 
 /// A unified-diff-like view of the first place where `old` and `new` differ: a few lines of

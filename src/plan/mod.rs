@@ -45,8 +45,9 @@ pub struct Estimate {
 
 impl std::ops::AddAssign for Estimate {
     fn add_assign(&mut self, o: Estimate) {
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
+        // Saturating: bounds multiplied through nested regions can pass `u64::MAX`.
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
         self.cost_usd += o.cost_usd;
     }
 }
@@ -561,7 +562,11 @@ fn count_runs(wf: &WorkflowGraph, regions: &[PlanRegion], nodes: &mut [PlanNode]
         })
         .collect();
     for n in nodes.iter_mut() {
-        n.runs = n.regions.iter().map(|r| factor[r.region]).product();
+        // Nested `repeat`s multiply: saturate rather than overflow.
+        n.runs = n
+            .regions
+            .iter()
+            .fold(1u64, |acc, r| acc.saturating_mul(factor[r.region]));
     }
     notes
 }
@@ -571,21 +576,18 @@ fn count_runs(wf: &WorkflowGraph, regions: &[PlanRegion], nodes: &mut [PlanNode]
 fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
     let mut deps: Vec<Vec<NodeId>> = nodes.iter().map(|n| n.deps.clone()).collect();
     for r in regions {
-        let entry = nodes[r.node].deps.clone();
+        let entry = &nodes[r.node].deps;
         for body in &r.bodies {
             for &m in body {
-                for &e in &entry {
-                    if !deps[m].contains(&e) {
-                        deps[m].push(e);
-                    }
-                }
+                deps[m].extend_from_slice(entry);
             }
         }
-        for &m in &r.members {
-            if !deps[r.node].contains(&m) {
-                deps[r.node].push(m);
-            }
-        }
+        deps[r.node].extend_from_slice(&r.members);
+    }
+    // Duplicates removed once at the end: a region may have a hundred thousand members.
+    for d in &mut deps {
+        d.sort_unstable();
+        d.dedup();
     }
     deps
 }
@@ -813,8 +815,8 @@ fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode])
         let once = worst_case(program, wf, node, &out_bound);
         let runs = node.runs;
         node.worst_case = Estimate {
-            input_tokens: once.input_tokens * runs,
-            output_tokens: once.output_tokens * runs,
+            input_tokens: once.input_tokens.saturating_mul(runs),
+            output_tokens: once.output_tokens.saturating_mul(runs),
             cost_usd: once.cost_usd * runs as f64,
         };
     }
@@ -838,9 +840,9 @@ fn worst_case(
         return Estimate::default();
     };
     let mut input = node.system_tpl.as_ref().map_or(0, literal_tokens);
-    input += node.prompt_tpl.as_ref().map_or(0, literal_tokens);
+    input = input.saturating_add(node.prompt_tpl.as_ref().map_or(0, literal_tokens));
     for p in node.prompt_tpl.iter().flat_map(|t| t.interps()) {
-        input += match wf.bindings.get(&p.root.name) {
+        input = input.saturating_add(match wf.bindings.get(&p.root.name) {
             Some(Binding::Node(m)) => out_bound[*m],
             // Each branch renders under a `## name` heading: about 4 more tokens.
             Some(Binding::Group(g)) => {
@@ -849,14 +851,19 @@ fn worst_case(
                 match named.and_then(|f| members.iter().find(|&&m| wf.nodes[m].name == f.name)) {
                     // `{block.step}`: that step's output only.
                     Some(&m) => out_bound[m],
-                    None => members.iter().map(|m| out_bound[*m] + 4).sum(),
+                    None => members
+                        .iter()
+                        .fold(0u64, |acc, m| acc.saturating_add(out_bound[*m] + 4)),
                 }
             }
             _ => 0,
-        };
+        });
     }
     let attempts = u64::from(node.retry) + 1;
-    let (input, output) = (input * attempts, u64::from(*max_tokens) * attempts);
+    let (input, output) = (
+        input.saturating_mul(attempts),
+        u64::from(*max_tokens).saturating_mul(attempts),
+    );
     let price = |m: &str| {
         program
             .tables

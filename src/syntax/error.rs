@@ -163,6 +163,21 @@ pub(super) fn syntax_error(file: FileId, text: &str, e: &Error<Rule>) -> Diagnos
         .map_or(pest_pos, |a| a.max_position.max(pest_pos))
         .min(text.len());
     let at = |s: usize, e: usize| Span::new(file, s, e);
+    // pest gives up before its own stack runs out (nesting far past `MAX_NESTING`).
+    if let ErrorVariant::CustomError { message } = &e.variant
+        && message.contains("limit reached")
+    {
+        return Diagnostic::error(
+            "E0001",
+            at(pest_pos, (pest_pos + 1).min(text.len())),
+            format!(
+                "the script nests too deeply to be parsed here (more than {} levels)",
+                super::MAX_NESTING
+            ),
+        )
+        .with_label("too deep")
+        .with_help(super::NESTING_HELP);
+    }
 
     let lex = Lexer::run(text, pos);
     // Only white space and comments after the error: it is at the end of the file.

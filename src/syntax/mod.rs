@@ -55,12 +55,10 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
             Diagnostic::error(
                 "E0001",
                 Span::new(file, at, at + 1),
-                format!("brackets nest more than {MAX_NESTING} levels deep here"),
+                format!("the script nests more than {MAX_NESTING} levels deep here"),
             )
             .with_label("too deep")
-            .with_help(
-                "blocks, lists, records and types may nest at most 64 levels deep; flatten the script",
-            ),
+            .with_help(NESTING_HELP),
         ));
     }
     let lower = Lower { file, text };
@@ -73,41 +71,70 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
 }
 
 /// How deeply bracketed constructs (blocks, lists, records, parameter, argument and option
-/// lists, types) may nest. Lowering, checking and formatting recurse over them, so an
-/// unbounded depth would overflow the stack (pest's own parser grows its stack; they do not).
-/// No real script comes near it.
+/// lists, types, parenthesised conditions) may nest, counting each `else if` of a chain and
+/// each `and` and `or` of a condition as one level more (the tree of an `else if` chain or of
+/// `a and b and c` is as deep as the chain is long). Lowering, checking and formatting recurse
+/// over them, so an unbounded depth would overflow the stack (pest's own parser checks its
+/// stack; they do not). No real script comes near it.
 pub const MAX_NESTING: usize = 64;
 
-/// The offset of the first bracketed construct nested deeper than [`MAX_NESTING`], if any.
-/// Walks the parse tree in order (no recursion), keeping the ends of the open constructs.
+/// The help of a script nested deeper than [`MAX_NESTING`].
+const NESTING_HELP: &str = "blocks, lists, records, types and conditions may nest at most 64 \
+     levels deep, and each `else if` of a chain and each `and` and `or` of a condition counts \
+     as a level; flatten the script";
+
+/// The offset of the first construct nested deeper than [`MAX_NESTING`], if any. Walks the
+/// parse tree in order with a stack of its own (no recursion), each pair with its depth.
 fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
-    let mut open: Vec<usize> = Vec::new();
-    for p in root.clone().into_inner().flatten() {
-        if !matches!(
-            p.as_rule(),
-            Rule::block
-                | Rule::list
-                | Rule::record
-                | Rule::params
-                | Rule::args
-                | Rule::options
-                | Rule::list_type
-                | Rule::record_type
-                | Rule::cond_not
-                | Rule::comparison
-        ) {
-            continue;
+    let mut stack: Vec<(Pair<'_, Rule>, usize)> = vec![(root.clone(), 0)];
+    while let Some((p, depth)) = stack.pop() {
+        let rule = p.as_rule();
+        let children: Vec<Pair<'_, Rule>> = p.clone().into_inner().collect();
+        let mut kept = Vec::with_capacity(children.len());
+        for c in children.into_iter().rev() {
+            let d = depth + levels(&c, rule);
+            if d > MAX_NESTING {
+                // Pre-order: report the first such construct of the text.
+                return first_too_deep(&p, depth);
+            }
+            kept.push((c, d));
         }
-        let span = p.as_span();
-        while open.last().is_some_and(|&end| end <= span.start()) {
-            open.pop();
-        }
-        open.push(span.end());
-        if open.len() > MAX_NESTING {
-            return Some(span.start());
-        }
+        stack.extend(kept);
     }
     None
+}
+
+/// The start of the first child of `p` (at `depth`) nested too deeply.
+fn first_too_deep(p: &Pair<'_, Rule>, depth: usize) -> Option<usize> {
+    p.clone()
+        .into_inner()
+        .find(|c| depth + levels(c, p.as_rule()) > MAX_NESTING)
+        .map(|c| c.as_span().start())
+}
+
+/// How many levels a pair adds under its parent's rule.
+fn levels(p: &Pair<'_, Rule>, parent: Rule) -> usize {
+    match p.as_rule() {
+        Rule::block
+        | Rule::list
+        | Rule::record
+        | Rule::params
+        | Rule::args
+        | Rule::options
+        | Rule::list_type
+        | Rule::record_type
+        | Rule::cond_not
+        | Rule::comparison => 1,
+        // `else if`: the `if` is nested in the one before it.
+        Rule::if_stmt if parent == Rule::if_stmt => 1,
+        // `a or b or c` is `(a or b) or c`: one level per operator.
+        Rule::cond | Rule::cond_and => p
+            .clone()
+            .into_inner()
+            .filter(|c| matches!(c.as_rule(), Rule::kw_or | Rule::kw_and))
+            .count(),
+        _ => 0,
+    }
 }
 
 // ------------------------------------------------------------------------- lowering
@@ -871,6 +898,38 @@ mod tests {
             "then { ".repeat(200) + &"} ".repeat(200)
         );
         assert_eq!(parse(FileId(0), &deep).unwrap_err().code, "E0001");
+    }
+
+    /// `else if` chains and `and`/`or` chains nest their trees as deep as they are long, so
+    /// they count towards the bound too; far past it, pest's own stack guard is reported as
+    /// nesting, not as a misleading "expected ...".
+    #[test]
+    fn long_else_if_and_condition_chains_are_bounded() {
+        let chain = |n: usize| {
+            format!(
+                "workflow w(x: bool) {{\n  if x {{ a = s(\"1\") }}{} else {{ a = s(\"2\") }}\n}}",
+                " else if x { a = s(\"1\") }".repeat(n)
+            )
+        };
+        // The workflow's block, the first `if`'s: 2 levels before the chain.
+        parse_ok(&chain(30));
+        let err = parse(FileId(0), &chain(200)).unwrap_err();
+        assert!(err.message.contains("64 levels"), "{}", err.message);
+        let cond = |n: usize, op: &str| {
+            format!(
+                "workflow w(x: bool) {{ repeat <max 2> {{ a = s(\"1\") }} until {} }}",
+                vec!["x"; n + 1].join(op)
+            )
+        };
+        parse_ok(&cond(40, " and "));
+        for op in [" and ", " or "] {
+            let err = parse(FileId(0), &cond(100, op)).unwrap_err();
+            assert!(err.message.contains("64 levels"), "{}", err.message);
+        }
+        // Far past the bound: pest stops before its stack runs out.
+        let err = parse(FileId(0), &chain(20_000)).unwrap_err();
+        assert_eq!(err.code, "E0001");
+        assert!(err.message.contains("nests"), "{}", err.message);
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl Lowerer<'_> {
         self.g.nodes[node].callee_span = s.callee.span;
         self.g.nodes[node].agent = key.clone();
         self.bind(&s.name, Binding::Node(node));
+        if self.call_stack.len() == 1 {
+            self.direct_calls.push(key.clone());
+        }
         if let Some(pos) = self.call_stack.iter().position(|(w, _)| *w == key) {
             // Each cycle is reported once: where the workflow checked on its own is the
             // cycle's first name (every workflow of the cycle is checked on its own).
@@ -81,6 +84,9 @@ impl Lowerer<'_> {
             if pos == 0 && first == Some(&self.call_stack[0].0) {
                 self.recursion(pos, &key, s.callee.span);
             }
+            return node;
+        }
+        if !self.may_expand(&key, s.callee.span) {
             return node;
         }
         for a in &s.after {
@@ -124,6 +130,7 @@ impl Lowerer<'_> {
             prefix: prefix.clone(),
             subst,
             defined: Vec::new(),
+            blocks: Vec::new(),
         };
         renamer.collect(&wf.body);
         let mut body = renamer.block(&wf.body);
@@ -429,6 +436,8 @@ struct Renamer {
     subst: IndexMap<String, Subst>,
     /// Names the body defines.
     defined: Vec<String>,
+    /// The named `parallel` blocks among them, whose members are read as `{block.step}`.
+    blocks: Vec<String>,
 }
 
 impl Renamer {
@@ -441,6 +450,9 @@ impl Renamer {
                 Stmt::Parallel(p) => {
                     if let Some(n) = &p.name {
                         self.defined.push(n.name.clone());
+                        if p.for_each.is_none() {
+                            self.blocks.push(n.name.clone());
+                        }
                     }
                     if let Some(fe) = &p.for_each {
                         self.defined.push(fe.var.name.clone());
@@ -599,9 +611,16 @@ impl Renamer {
     }
 
     fn path(&self, p: &Path) -> Path {
+        let mut fields = p.fields.clone();
+        // `{block.step}`: the member is renamed like the block.
+        if self.blocks.contains(&p.root.name)
+            && let Some(first) = fields.first_mut()
+        {
+            *first = self.ident(first);
+        }
         Path {
             root: self.ident(&p.root),
-            fields: p.fields.clone(),
+            fields,
             span: p.span,
         }
     }

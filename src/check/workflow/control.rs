@@ -32,7 +32,7 @@ impl Lowerer<'_> {
     ) -> (NodeId, RegionId) {
         let id = self.g.nodes.len();
         let rid = self.g.regions.len();
-        self.g.nodes.push(Node {
+        self.push_node(Node {
             id,
             name,
             span,
@@ -92,15 +92,12 @@ impl Lowerer<'_> {
         direct
     }
 
-    /// A synthetic name for an unnamed region: `repeat#1`, `if#2`.
-    fn region_name(&self, word: &str) -> String {
-        let n = self
-            .g
-            .nodes
-            .iter()
-            .filter(|n| n.name.starts_with(&format!("{word}#")))
-            .count();
-        format!("{word}#{}", n + 1)
+    /// A synthetic name for an unnamed region: `repeat#1`, `if#2` (numbered per word, in
+    /// the order they are lowered; no script name contains `#`).
+    fn region_name(&mut self, word: &'static str) -> String {
+        let n = self.unnamed.entry(word).or_insert(0);
+        *n += 1;
+        format!("{word}#{n}")
     }
 
     // ------------------------------------------------------------------ parallel for
@@ -211,7 +208,7 @@ impl Lowerer<'_> {
                     stmt: 0,
                 });
                 let v = self.g.nodes.len();
-                self.g.nodes.push(Node {
+                self.push_node(Node {
                     id: v,
                     name: fe.var.name.clone(),
                     span: fe.var.span,

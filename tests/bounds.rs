@@ -1,0 +1,315 @@
+//! The front end is bounded on every input: expanding calls stops at documented bounds with
+//! one located error (E0304, `orch::check::workflow::limits`), nothing recurses past its
+//! stack, and only regular files of a bounded size are read (`orch::resolve::read_source`).
+//!
+//! Inputs that used to overflow the stack are checked on a thread with a 2 MiB stack (what a
+//! spawned thread gets), so a recursion that is not bounded fails here rather than in a user's
+//! process. Times and memory are measured in the report of issue 10, not asserted here.
+
+use std::path::{Path, PathBuf};
+
+use orch::check::workflow::limits::{MAX_CALL_DEPTH, MAX_EXPANDED_STEPS, MAX_NESTING_DEPTH};
+use orch::diag::Diagnostics;
+use orch::resolve::ResolveOptions;
+
+const HEADER: &str = "include \"std/models.orch\"\nagent w { model: haiku, max_tokens: 10 }\n";
+
+/// Compiles `text` on a thread with a 2 MiB stack.
+fn compile_small_stack(text: String) -> (orch::check::Program, Diagnostics) {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            orch::compile_source("b.orch", &text, Path::new("."), &ResolveOptions::default())
+        })
+        .expect("a thread")
+        .join()
+        .expect("no panic")
+}
+
+fn codes(d: &Diagnostics) -> Vec<&'static str> {
+    d.iter().map(|d| d.code).collect()
+}
+
+/// `main` calls `c0`, which calls `c1`, ... `c{n-1}`: a chain of `n` calls.
+fn chain(n: usize) -> String {
+    let mut s = format!("{HEADER}workflow main(q: text) {{\n  r = c0(q: q)\n  return r\n}}\n");
+    for i in 0..n {
+        let next = if i + 1 < n {
+            format!("  r = c{}(q: q)\n", i + 1)
+        } else {
+            String::new()
+        };
+        s += &format!("workflow c{i}(q: text) {{\n  s = w(\"{{q}}\")\n{next}}}\n");
+    }
+    s
+}
+
+#[test]
+fn a_chain_of_calls_nests_at_most_64_deep() {
+    // `main` → c0 → ... → c63: 64 calls.
+    let (_, d) = compile_small_stack(chain(MAX_CALL_DEPTH));
+    assert!(d.is_empty(), "{:?}", codes(&d));
+    let (program, d) = compile_small_stack(chain(MAX_CALL_DEPTH + 1));
+    assert_eq!(codes(&d), ["E0304"]);
+    let e = d.iter().next().unwrap();
+    assert!(e.message.contains("more than 64 deep"), "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("calls nest more than 64 deep: `main` → `c0`")
+    );
+    assert!(e.message.ends_with("`c64`"), "{}", e.message);
+    // At the 65th call: `r = c64(q: q)` in `c63`.
+    let text = &program.sources.get(e.primary.span.file).text;
+    assert_eq!(
+        &text[e.primary.span.start as usize..e.primary.span.end as usize],
+        "c64"
+    );
+    assert!(e.secondary.iter().any(|l| l.message.contains("first call")));
+}
+
+#[test]
+fn a_long_chain_of_calls_fails_at_once_and_is_reported_once() {
+    // Every workflow of it is checked on its own too: one report, at the top of the chain.
+    let (program, d) = compile_small_stack(chain(5_000));
+    assert_eq!(codes(&d), ["E0304"]);
+    assert!(d.iter().next().unwrap().message.contains("`main` → `c0`"));
+    // Workflows that reached the bound keep only their parameters.
+    assert!(program.workflows["main"].nodes.is_empty());
+    assert!(!program.workflows["c4999"].nodes.is_empty());
+}
+
+#[test]
+fn a_fan_out_of_calls_stops_at_the_step_bound() {
+    // Each workflow calls the next ten times: 21, 210, 2,100, 21,000 and 210,000 nodes.
+    let mut s = format!("{HEADER}workflow main(q: text) {{\n  r = f0(q: q)\n  return r\n}}\n");
+    for i in 0..5 {
+        s += &format!("workflow f{i}(q: text) {{\n");
+        for k in 0..10 {
+            s += &format!("  a{k} = f{}(q: q)\n", i + 1);
+        }
+        s += "}\n";
+    }
+    s += "workflow f5(q: text) {\n  s = w(\"{q}\")\n}\n";
+    let (program, d) = compile_small_stack(s);
+    assert_eq!(codes(&d), ["E0304"], "reported once, for `main`");
+    let e = d.iter().next().unwrap();
+    assert_eq!(
+        e.message,
+        format!(
+            "workflow `main` expands to more than {MAX_EXPANDED_STEPS} steps, through `main` → `f0` → `f1`"
+        )
+    );
+    let text = &program.sources.get(e.primary.span.file).text;
+    assert_eq!(
+        &text[e.primary.span.start as usize..e.primary.span.end as usize],
+        "f0"
+    );
+    assert!(program.workflows["f0"].nodes.is_empty());
+    assert!(program.workflows["f1"].nodes.len() > 21_000);
+}
+
+#[test]
+fn two_workflows_at_the_top_of_chains_are_both_reported() {
+    let mut s = chain(MAX_CALL_DEPTH + 3);
+    s += "workflow other(q: text) {\n  r = c0(q: q)\n}\n";
+    let (_, d) = compile_small_stack(s);
+    let mut tops: Vec<String> = d
+        .iter()
+        .map(|e| e.message.split(" → ").next().unwrap().to_string())
+        .collect();
+    tops.sort();
+    assert_eq!(
+        tops,
+        [
+            "calls nest more than 64 deep: `main`",
+            "calls nest more than 64 deep: `other`"
+        ]
+    );
+}
+
+/// `main` calls a chain of `n` workflows, each nesting its call `levels` blocks deep.
+fn nested_chain(n: usize, levels: usize) -> String {
+    let mut s = format!("{HEADER}workflow main(q: text) {{\n  r = c0(q: q)\n  return r\n}}\n");
+    for i in 0..n {
+        let call = if i + 1 < n {
+            format!("r = c{}(q: q)", i + 1)
+        } else {
+            "z = w(\"end\")".to_string()
+        };
+        s += &format!(
+            "workflow c{i}(q: text) {{\n  s = w(\"{{q}}\")\n  {}{call}{}\n}}\n",
+            "repeat <max 2> { ".repeat(levels),
+            " } until true".repeat(levels)
+        );
+    }
+    s
+}
+
+#[test]
+fn statements_nest_at_most_128_deep_through_calls() {
+    // Each workflow adds its call and four `repeat`s: 5 levels, 25 workflows = 126 levels.
+    let (_, d) = compile_small_stack(nested_chain(25, 4));
+    assert!(d.is_empty(), "{:?}", codes(&d));
+    let (_, d) = compile_small_stack(nested_chain(27, 4));
+    assert_eq!(codes(&d), ["E0304"]);
+    let e = d.iter().next().unwrap();
+    assert!(
+        e.message
+            .contains(&format!("nest more than {MAX_NESTING_DEPTH} deep")),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_chain_of_calls_with_errors_inside_reports_them_without_follow_ons() {
+    // An undefined name in the deepest workflow is reported once, where it is; the chain
+    // that is too deep once, at its top; nothing else.
+    let mut s = chain(MAX_CALL_DEPTH + 1);
+    s = s.replacen("s = w(\"{q}\")", "s = w(\"{nope}\")", 1);
+    let (_, d) = compile_small_stack(s);
+    let mut c = codes(&d);
+    c.sort();
+    assert_eq!(c, ["E0201", "E0304"]);
+}
+
+// ------------------------------------------------------------------ files
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("orch-bounds-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// Compiles a file on a thread, failing the test if it does not finish in 20 s (reading a
+/// FIFO or a device used to block, or never end).
+fn compile_file_in_time(path: PathBuf, opts: ResolveOptions) -> Diagnostics {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (_, d) = orch::compile_file(&path, &opts);
+        let _ = done.send(d);
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the check finishes")
+}
+
+/// Checks `main.orch` of `dir` holding just `include "{include}"`, and the file `entry` as the
+/// script itself; returns the first error of each.
+fn include_and_entry_errors(
+    dir: &Path,
+    include: &str,
+    entry: PathBuf,
+    opts: ResolveOptions,
+) -> [(&'static str, String); 2] {
+    let main = dir.join("main.orch");
+    std::fs::write(
+        &main,
+        format!("include \"{include}\"\nworkflow main() {{ }}\n"),
+    )
+    .unwrap();
+    [main, entry].map(|file| {
+        let d = compile_file_in_time(file, opts.clone());
+        assert_eq!(d.len(), 1, "{:?}", codes(&d));
+        let e = d.iter().next().unwrap();
+        (e.code, e.message.clone())
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("pipe.orch");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let [(code, message), (entry_code, _)] =
+        include_and_entry_errors(&dir, "pipe.orch", fifo, ResolveOptions::default());
+    assert_eq!((code, entry_code), ("E0101", "E0100"));
+    assert!(
+        message.contains("pipe.orch`") && message.contains("FIFO (named pipe), not a regular file"),
+        "{message}"
+    );
+    let opts = ResolveOptions {
+        include_paths: vec![PathBuf::from("/dev")],
+    };
+    let [(code, message), _] =
+        include_and_entry_errors(&dir, "/dev/zero", PathBuf::from("/dev/zero"), opts);
+    assert_eq!(code, "E0101");
+    assert!(
+        message.contains("/dev/zero`")
+            && message.contains("a character device, not a regular file"),
+        "{message}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_file_over_the_size_bound_is_refused() {
+    let dir = scratch("large");
+    let big = dir.join("big.orch");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(orch::resolve::MAX_SOURCE_BYTES + 1)
+        .unwrap();
+    let [(code, message), (entry_code, _)] =
+        include_and_entry_errors(&dir, "big.orch", big, ResolveOptions::default());
+    assert_eq!((code, entry_code), ("E0101", "E0100"));
+    assert!(message.contains("larger than 16 MiB"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn includes_nest_at_most_64_files_deep() {
+    let dir = scratch("includes");
+    let n = orch::resolve::MAX_INCLUDE_DEPTH + 5;
+    for i in 0..n {
+        let text = if i + 1 < n {
+            format!("include \"f{}.orch\"\n", i + 1)
+        } else {
+            "workflow main() { }\n".to_string()
+        };
+        std::fs::write(dir.join(format!("f{i}.orch")), text).unwrap();
+    }
+    let d = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn({
+            let entry = dir.join("f0.orch");
+            move || orch::compile_file(&entry, &ResolveOptions::default()).1
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(codes(&d), ["E0101"]);
+    assert!(
+        d.iter()
+            .next()
+            .unwrap()
+            .message
+            .contains("more than 64 files deep")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ------------------------------------------------------------------ syntax
+
+#[test]
+fn long_else_if_and_condition_chains_are_errors_not_overflows() {
+    let elseif = format!(
+        "{HEADER}workflow main(x: bool) {{\n  if x {{ a = w(\"1\") }}{} else {{ a = w(\"2\") }}\n  return a\n}}\n",
+        " else if x { a = w(\"1\") }".repeat(5_000)
+    );
+    let and = format!(
+        "{HEADER}workflow main(x: bool) {{\n  if {} {{ a = w(\"1\") }} else {{ a = w(\"2\") }}\n  return a\n}}\n",
+        vec!["x"; 5_000].join(" and ")
+    );
+    for text in [elseif, and] {
+        let (_, d) = compile_small_stack(text);
+        assert_eq!(codes(&d), ["E0001"]);
+        assert!(d.iter().next().unwrap().message.contains("nests"));
+    }
+}

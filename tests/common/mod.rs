@@ -1,10 +1,17 @@
-//! Helpers shared by the integration tests that run or plan scripts.
+//! Helpers shared by the test binaries: `tests/it/` (every `#[test]`) and `tests/corpus.rs`
+//! (one test per file of `tests/ui/`, `tests/fuzz_regressions/`, `examples/` and `stdlib/`).
 
-#![allow(dead_code)] // each test binary uses a part of it
+pub mod cli;
+pub mod fault_server;
+pub mod files;
+pub mod proptest_config;
+pub mod run;
+pub mod ui;
 
 use orch::check::Program;
 use orch::plan::Plan;
 use orch::resolve::ResolveOptions;
+use tempfile::TempDir;
 
 /// Compiles `src` (named `name`, includes relative to the working directory), asserts it has
 /// no errors, and lowers its entry workflow (`main` or the only one) to a plan.
@@ -24,6 +31,15 @@ pub fn compile_plan(name: &str, src: &str) -> (Program, Plan) {
     let wf = orch::plan::entry_workflow(&program, None, entry).expect("entry workflow");
     let plan = orch::plan::lower(&program, wf);
     (program, plan)
+}
+
+/// A fresh, empty directory under the system's temporary directory (`TMPDIR`), removed with
+/// everything in it when the value is dropped: keep it alive as long as the test uses it.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("orch-test-")
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 /// The base URL of the local LLM server for the end-to-end tests, from `ORCH_E2E_ENDPOINT`

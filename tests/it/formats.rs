@@ -5,11 +5,15 @@
 //! ones.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use orch::diag::{Diagnostics, LintLevels, SourceMap, apply_levels, catalog};
 use orch::resolve::ResolveOptions;
 use serde_json::Value;
+
+use crate::common::cli::{orch_command, stdout};
+use crate::common::temp_dir;
+use crate::common::ui::cases;
 
 /// A clean script: no diagnostic.
 const CLEAN: &str = "examples/scout_plan_build.orch";
@@ -28,15 +32,7 @@ const FAILING: &[&str] = &[
 ];
 
 fn orch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orch"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("orch runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    orch_command().args(args).output().expect("orch runs")
 }
 
 fn load_json(path: &str) -> Value {
@@ -77,25 +73,6 @@ fn compile(path: &str) -> (Diagnostics, SourceMap) {
     let (program, mut diags) = orch::compile_file(Path::new(path), &ResolveOptions::default());
     apply_levels(&mut diags, &program.sources, &LintLevels::default());
     (diags, program.sources)
-}
-
-/// Every UI case (`tests/ui/**/*.orch` outside `support/`).
-fn ui_cases() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::from("tests/ui")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() && name != "support" && name != "snapshots" {
-                stack.push(path);
-            } else if name.ends_with(".orch") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 // ------------------------------------------------------------------ JSON
@@ -213,20 +190,15 @@ fn sarif_of(paths: &[PathBuf]) -> Value {
 fn sarif_validates_against_the_oasis_schema() {
     let v = sarif_validator();
     // Every UI case in one log: every code, includes, the stdlib, multi-line spans.
-    let log = sarif_of(&ui_cases());
+    let log = sarif_of(&cases());
     let results = log["runs"][0]["results"].as_array().unwrap();
-    assert!(
-        results.len() >= ui_cases().len(),
-        "{} results",
-        results.len()
-    );
+    assert!(results.len() >= cases().len(), "{} results", results.len());
     let bad = violations(&v, &log);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 
     // A file outside the working directory, with a space and a non-ASCII letter in its name.
-    let dir = std::env::temp_dir().join(format!("orch-formats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let outside = dir.join("my é script.orch");
+    let dir = temp_dir();
+    let outside = dir.path().join("my é script.orch");
     std::fs::write(
         &outside,
         "workflow main() { a = nobody(\"x\")\n  return a }\n",

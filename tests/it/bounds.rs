@@ -12,6 +12,8 @@ use orch::check::workflow::limits::{MAX_CALL_DEPTH, MAX_EXPANDED_STEPS, MAX_NEST
 use orch::diag::Diagnostics;
 use orch::resolve::ResolveOptions;
 
+use crate::common::temp_dir;
+
 const HEADER: &str = "include \"std/models.orch\"\nagent w { model: haiku, max_tokens: 10 }\n";
 
 /// Compiles `text` on a thread with a 2 MiB stack.
@@ -175,13 +177,6 @@ fn a_chain_of_calls_with_errors_inside_reports_them_without_follow_ons() {
 
 // ------------------------------------------------------------------ files
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orch-bounds-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
-    dir
-}
-
 /// Compiles a file on a thread, failing the test if it does not finish in 20 s (reading a
 /// FIFO or a device used to block, or never end).
 fn compile_file_in_time(path: PathBuf, opts: ResolveOptions) -> Diagnostics {
@@ -220,7 +215,8 @@ fn include_and_entry_errors(
 #[cfg(unix)]
 #[test]
 fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
-    let dir = scratch("fifo");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let fifo = dir.join("pipe.orch");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -228,7 +224,7 @@ fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
         .expect("mkfifo runs");
     assert!(made.success());
     let [(code, message), (entry_code, _)] =
-        include_and_entry_errors(&dir, "pipe.orch", fifo, ResolveOptions::default());
+        include_and_entry_errors(dir, "pipe.orch", fifo, ResolveOptions::default());
     assert_eq!((code, entry_code), ("E0101", "E0100"));
     assert!(
         message.contains("pipe.orch`") && message.contains("FIFO (named pipe), not a regular file"),
@@ -238,34 +234,34 @@ fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
         include_paths: vec![PathBuf::from("/dev")],
     };
     let [(code, message), _] =
-        include_and_entry_errors(&dir, "/dev/zero", PathBuf::from("/dev/zero"), opts);
+        include_and_entry_errors(dir, "/dev/zero", PathBuf::from("/dev/zero"), opts);
     assert_eq!(code, "E0101");
     assert!(
         message.contains("/dev/zero`")
             && message.contains("a character device, not a regular file"),
         "{message}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_file_over_the_size_bound_is_refused() {
-    let dir = scratch("large");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let big = dir.join("big.orch");
     std::fs::File::create(&big)
         .unwrap()
         .set_len(orch::resolve::MAX_SOURCE_BYTES + 1)
         .unwrap();
     let [(code, message), (entry_code, _)] =
-        include_and_entry_errors(&dir, "big.orch", big, ResolveOptions::default());
+        include_and_entry_errors(dir, "big.orch", big, ResolveOptions::default());
     assert_eq!((code, entry_code), ("E0101", "E0100"));
     assert!(message.contains("larger than 16 MiB"), "{message}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn includes_nest_at_most_64_files_deep() {
-    let dir = scratch("includes");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let n = orch::resolve::MAX_INCLUDE_DEPTH + 5;
     for i in 0..n {
         let text = if i + 1 < n {
@@ -292,7 +288,6 @@ fn includes_nest_at_most_64_files_deep() {
             .message
             .contains("more than 64 files deep")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ------------------------------------------------------------------ syntax

@@ -6,54 +6,14 @@
 //! with a comment, a line break or a blank line put at every position where the parser accepts
 //! one; then the command line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use orch::diag::FileId;
 use orch::fmt::format_source;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every `.orch` file under `dir`, recursively, sorted.
-fn orch_files(dir: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root().join(dir)];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "orch") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// ```orch blocks of a Markdown file.
-fn orch_blocks(path: &str) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(root().join(path)).unwrap();
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for (i, line) in text.lines().enumerate() {
-        match (&mut current, line.trim_start()) {
-            (None, l) if l.starts_with("```orch") => {
-                current = Some((format!("{path}:{}", i + 1), String::new()))
-            }
-            (Some(_), l) if l.starts_with("```") => blocks.push(current.take().unwrap()),
-            (Some((_, body)), _) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            _ => {}
-        }
-    }
-    blocks
-}
+use crate::common::cli::orch_command;
+use crate::common::files::{orch_blocks, orch_files};
+use crate::common::temp_dir;
 
 /// Every input: (name, text).
 fn corpus() -> Vec<(String, String)> {
@@ -62,11 +22,16 @@ fn corpus() -> Vec<(String, String)> {
         .flat_map(|d| orch_files(d))
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            (p.strip_prefix(root()).unwrap().display().to_string(), text)
+            (p.display().to_string(), text)
         })
         .collect();
-    out.extend(orch_blocks("README.md"));
-    out.extend(orch_blocks("docs/language.md"));
+    for doc in ["README.md", "docs/language.md"] {
+        out.extend(
+            orch_blocks(doc)
+                .into_iter()
+                .map(|b| (format!("{doc}:{}", b.line), b.body)),
+        );
+    }
     out
 }
 
@@ -157,7 +122,7 @@ fn examples_and_stdlib_are_formatted() {
     {
         let text = std::fs::read_to_string(&path).unwrap();
         if format_source(&text).ok().as_ref() != Some(&text) {
-            unformatted.push(path.strip_prefix(root()).unwrap().display().to_string());
+            unformatted.push(path.display().to_string());
         }
     }
     assert!(
@@ -254,9 +219,9 @@ fn insert_everywhere(dense: &str, min: usize) {
 
 // ---------------------------------------------------------------- the command line
 
+/// Runs `orch ARGS` ([`orch_command`]) with `stdin` (or nothing) on its standard input.
 fn orch(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .current_dir(root())
+    let mut child = orch_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -271,19 +236,14 @@ fn orch(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orch-fmt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 const MESSY: &str = "agent a {model: haiku}\nworkflow main() { x = a(\"hi\") ; return x }\n";
 const TIDY: &str =
     "agent a { model: haiku }\n\nworkflow main() {\n  x = a(\"hi\")\n  return x\n}\n";
 
 #[test]
 fn fmt_rewrites_files_in_place() {
-    let dir = temp_dir("write");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let messy = dir.join("messy.orch");
     let tidy = dir.join("tidy.orch");
     std::fs::write(&messy, MESSY).unwrap();
@@ -304,7 +264,8 @@ fn fmt_rewrites_files_in_place() {
 
 #[test]
 fn fmt_check_writes_nothing_and_lists_what_would_change() {
-    let dir = temp_dir("check");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let messy = dir.join("messy.orch");
     let tidy = dir.join("tidy.orch");
     std::fs::write(&messy, MESSY).unwrap();
@@ -353,7 +314,8 @@ fn fmt_reads_stdin_and_writes_stdout() {
 
 #[test]
 fn fmt_syntax_errors_and_usage_errors() {
-    let dir = temp_dir("errors");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let broken = dir.join("broken.orch");
     let text = "workflow main() { x = }\n";
     std::fs::write(&broken, text).unwrap();

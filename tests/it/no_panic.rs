@@ -7,34 +7,20 @@
 //! run short, long files are cut at a stride, but every prefix within a few characters of a
 //! line end is always tried (the places where a statement, a field or a string is cut short).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 
 use orch::diag::{HumanStyle, render_human, render_json};
 use orch::resolve::ResolveOptions;
+
+use crate::common::files::orch_files;
 
 /// Above this many prefixes per file, only every `STRIDE`-th prefix away from line ends is
 /// tried.
 const ALL_PREFIXES_UP_TO: usize = 200;
 const STRIDE: usize = 4;
-
-fn orch_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "snapshots") {
-                orch_files(&path, out);
-            }
-        } else if path.extension().is_some_and(|e| e == "orch") {
-            out.push(path);
-        }
-    }
-}
 
 /// The byte offsets to cut `text` at.
 fn cut_points(text: &str) -> Vec<usize> {
@@ -81,6 +67,35 @@ fn compile_and_render(name: &str, text: &str, dir: &Path) {
 thread_local! {
     /// The message and place of the last panic on this thread.
     static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Whether this thread is a worker of this test, whose panics are recorded for its report
+    /// instead of printed.
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once, a panic hook that records the panics of this test's workers and hands
+/// every other thread's to the hook it replaces: the other tests of the binary run meanwhile,
+/// and their panics must still be shown.
+fn record_worker_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !WORKER.get() {
+                return previous(info);
+            }
+            let loc = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = format!("{msg}{loc}"));
+        }));
+    });
 }
 
 /// Tries every cut point of one file; the first panic, if any, as a report line.
@@ -118,28 +133,14 @@ fn check_file(path: &Path) -> (usize, Option<String>) {
 
 #[test]
 fn no_prefix_of_any_script_panics() {
-    let mut files = Vec::new();
-    for dir in ["examples", "stdlib", "tests/ui"] {
-        orch_files(Path::new(dir), &mut files);
-    }
+    let mut files: Vec<PathBuf> = ["examples", "stdlib", "tests/ui"]
+        .iter()
+        .flat_map(|dir| orch_files(dir))
+        .collect();
     files.sort();
     assert!(!files.is_empty(), "no .orch files found");
-
-    // Keep panic messages for the report instead of printing each one.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        let loc = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        LAST_PANIC.with(|p| *p.borrow_mut() = format!("{msg}{loc}"));
-    }));
+    // Keep the workers' panic messages for the report instead of printing each one.
+    record_worker_panics();
 
     let started = std::time::Instant::now();
     let queue = Mutex::new(files.iter());
@@ -148,6 +149,7 @@ fn no_prefix_of_any_script_panics() {
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
+                WORKER.set(true);
                 loop {
                     let Some(path) = queue.lock().unwrap().next() else {
                         break;
@@ -160,7 +162,6 @@ fn no_prefix_of_any_script_panics() {
             });
         }
     });
-    std::panic::set_hook(default_hook);
     let (tried, mut failures) = results.into_inner().unwrap();
     failures.sort();
     eprintln!(

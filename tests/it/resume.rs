@@ -2,8 +2,6 @@
 //! in process on the simulator (paused clock where timing matters), and with the real binary
 //! against a local OpenAI-compatible server that counts requests per step.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,47 +10,13 @@ use std::time::Duration;
 
 use orch::run::cancel::Cancel;
 use orch::run::journal::{Journal, JournalError};
-use orch::run::{EnvLookup, Event, RunOptions, RunReport, StepReport, StepStatus};
+use orch::run::{EnvLookup, Event, RunOptions, RunReport, StepStatus};
+
+use crate::common::cli::orch_command;
+use crate::common::run::{inputs, run_with, step};
+use crate::common::temp_dir;
 
 // ------------------------------------------------------------------ helpers
-
-/// A fresh, empty directory for one test's state.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orch-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn compile(src: &str) -> (orch::check::Program, orch::plan::Plan) {
-    common::compile_plan("test.orch", src)
-}
-
-async fn run_with(src: &str, opts: &RunOptions) -> (RunReport, Vec<Event>) {
-    let (program, plan) = compile(src);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
-    let report = orch::run::run(&plan, &program.tables.models, opts, &on_event)
-        .await
-        .expect("run starts");
-    let events = events.lock().unwrap().clone();
-    (report, events)
-}
-
-fn inputs(pairs: &[(&str, &str)]) -> indexmap::IndexMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
 
 /// Why each step ran again, from the `Rerun` events.
 fn reruns(events: &[Event]) -> HashMap<String, String> {
@@ -122,7 +86,8 @@ workflow main(topic: text, flag: text) {
 
 #[tokio::test]
 async fn a_failed_run_resumes_reusing_what_completed_and_ends_like_an_uninterrupted_run() {
-    let dir = fresh_dir("failed");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let flag = dir.join("flag");
     let flag_s = flag.to_string_lossy().into_owned();
     let state = dir.join("state");
@@ -215,8 +180,9 @@ workflow main(topic: text) {
 
 #[tokio::test(start_paused = true)]
 async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
-    let state = fresh_dir("edit");
-    let journal = Journal::create(&state, SCRIPT);
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
     let base = RunOptions {
         inputs: inputs(&[("topic", "a shop")]),
         ..RunOptions::default()
@@ -234,7 +200,7 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
 
     // An edited prompt: that step and what depends on it.
     let edited = CHAIN.replace("Plan from {scout}", "Plan carefully from {scout}");
-    let resumed = Journal::resume(&state, SCRIPT, "main", Some(&id)).expect("by id");
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
     let (r, events) = run_with(
         &edited,
         &RunOptions {
@@ -257,7 +223,7 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
 
     // Another model for one step.
     let model = edited.replace("b<sonnet>", "b<opus>");
-    let resumed = Journal::resume(&state, SCRIPT, "main", Some(&id)).expect("by id");
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
     let (r, events) = run_with(
         &model,
         &RunOptions {
@@ -270,7 +236,7 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
     assert_eq!(reruns(&events)["build"], "model changed sonnet → opus");
 
     // Another input: every step that uses it, and their dependants.
-    let resumed = Journal::resume(&state, SCRIPT, "main", Some(&id)).expect("by id");
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
     let (r, events) = run_with(
         &model,
         &RunOptions {
@@ -291,7 +257,7 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
         "agent b { max_tokens: 80 }",
         "agent b { max_tokens: 80, retry: 3, fallback: sonnet }",
     );
-    let resumed = Journal::resume(&state, SCRIPT, "main", Some(&id)).expect("by id");
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
     let (r, events) = run_with(
         &policies,
         &RunOptions {
@@ -324,8 +290,9 @@ workflow main() {
 
 #[tokio::test(start_paused = true)]
 async fn cancelling_drops_steps_in_flight_records_them_and_the_journal_resumes() {
-    let state = fresh_dir("cancel");
-    let journal = Journal::create(&state, SCRIPT);
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
     let cancel = Cancel::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -367,7 +334,7 @@ async fn cancelling_drops_steps_in_flight_records_them_and_the_journal_resumes()
         "interrupted"
     );
 
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("resumable");
+    let resumed = Journal::resume(state, SCRIPT, "main", None).expect("resumable");
     let (again, events) = run_with(
         SLOW,
         &RunOptions {
@@ -386,7 +353,8 @@ async fn cancelling_drops_steps_in_flight_records_them_and_the_journal_resumes()
 
 #[tokio::test]
 async fn cancelling_kills_the_program_of_a_command_step() {
-    let dir = fresh_dir("kill-command");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let marker = dir.join("marker");
     let src = r#"
 agent slow(marker: text) { run: ["sh", "-c", "sleep 2; touch \"$1\"", "slow", "{marker}"] }
@@ -437,8 +405,9 @@ const TWO: &str = "  one = a(\"first\")\n  two = a(\"second, after {one}\")\n  r
 
 #[tokio::test(start_paused = true)]
 async fn a_budget_stop_leaves_a_journal_that_resumes_once_the_budget_is_raised() {
-    let state = fresh_dir("budget");
-    let journal = Journal::create(&state, SCRIPT);
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
     let tight = priced("$0.102", TWO);
     let (r, _) = run_with(
         &tight,
@@ -462,7 +431,7 @@ async fn a_budget_stop_leaves_a_journal_that_resumes_once_the_budget_is_raised()
     assert!(end["reason"].as_str().unwrap().contains("budget"));
 
     // The same budget still holds on resume: what the run spent counts against it.
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).unwrap();
+    let resumed = Journal::resume(state, SCRIPT, "main", None).unwrap();
     let (r, _) = run_with(
         &tight,
         &RunOptions {
@@ -476,7 +445,7 @@ async fn a_budget_stop_leaves_a_journal_that_resumes_once_the_budget_is_raised()
 
     // Raised: the rest runs, nothing is paid twice.
     let roomy = priced("$1.00", TWO);
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).unwrap();
+    let resumed = Journal::resume(state, SCRIPT, "main", None).unwrap();
     let (r, _) = run_with(
         &roomy,
         &RunOptions {
@@ -617,8 +586,9 @@ async fn unfinished_run(state: &Path) -> Journal {
 
 #[tokio::test(start_paused = true)]
 async fn a_cut_last_line_is_dropped_and_a_damaged_line_is_an_error_naming_it() {
-    let state = fresh_dir("damaged");
-    let journal = unfinished_run(&state).await;
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = unfinished_run(state).await;
     let path = journal.path();
     let good = std::fs::read_to_string(&path).unwrap();
 
@@ -628,7 +598,7 @@ async fn a_cut_last_line_is_dropped_and_a_damaged_line_is_an_error_naming_it() {
         format!("{good}{{\"type\":\"step\",\"name\":\"y\",\"sta"),
     )
     .unwrap();
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("cut line tolerated");
+    let resumed = Journal::resume(state, SCRIPT, "main", None).expect("cut line tolerated");
     let (r, _) = run_with(
         ONE_FAILS,
         &RunOptions {
@@ -648,7 +618,7 @@ async fn a_cut_last_line_is_dropped_and_a_damaged_line_is_an_error_naming_it() {
         .collect();
     lines[1] = "{not json".into();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let err = Journal::resume(&state, SCRIPT, "main", Some(&journal.id())).unwrap_err();
+    let err = Journal::resume(state, SCRIPT, "main", Some(&journal.id())).unwrap_err();
     assert!(
         matches!(err, JournalError::Corrupt { line: 2, .. }),
         "{err:?}"
@@ -664,11 +634,12 @@ async fn a_cut_last_line_is_dropped_and_a_damaged_line_is_an_error_naming_it() {
 
 #[tokio::test(start_paused = true)]
 async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs() {
-    let state = fresh_dir("refusals");
-    let journal = unfinished_run(&state).await;
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = unfinished_run(state).await;
     let id = journal.id();
 
-    let err = Journal::resume(&state, SCRIPT, "main", Some("20990101-000000-000-zzzzzz"))
+    let err = Journal::resume(state, SCRIPT, "main", Some("20990101-000000-000-zzzzzz"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -676,7 +647,7 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
         "{err}"
     );
 
-    let err = Journal::resume(&state, "/scripts/other.orch", "main", Some(&id))
+    let err = Journal::resume(state, "/scripts/other.orch", "main", Some(&id))
         .unwrap_err()
         .to_string();
     assert!(
@@ -684,7 +655,7 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
             && err.contains(&format!("orch run {SCRIPT} --resume {id}")),
         "{err}"
     );
-    let err = Journal::resume(&state, "/scripts/other.orch", "main", None)
+    let err = Journal::resume(state, "/scripts/other.orch", "main", None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -692,11 +663,11 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
         "{err}"
     );
 
-    let err = Journal::resume(&state, SCRIPT, "review", Some(&id))
+    let err = Journal::resume(state, SCRIPT, "review", Some(&id))
         .unwrap_err()
         .to_string();
     assert!(err.contains("pass `--workflow main`"), "{err}");
-    let err = Journal::resume(&state, SCRIPT, "review", None)
+    let err = Journal::resume(state, SCRIPT, "review", None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -714,7 +685,7 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
         .expect("the lock file stays after the run");
     held.try_lock().expect("nobody holds it");
     for id in [None, Some(id.as_str())] {
-        let err = Journal::resume(&state, SCRIPT, "main", id).unwrap_err();
+        let err = Journal::resume(state, SCRIPT, "main", id).unwrap_err();
         assert!(matches!(err, JournalError::Busy { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
@@ -733,22 +704,23 @@ async fn resume_refuses_unknown_ids_other_scripts_other_workflows_and_live_runs(
         .spawn()
         .unwrap();
     std::fs::write(&lock, live.id().to_string()).unwrap();
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("no live lock");
+    let resumed = Journal::resume(state, SCRIPT, "main", None).expect("no live lock");
     // While this journal holds the run, nobody else takes it; dropping it releases it.
     assert!(matches!(
-        Journal::resume(&state, SCRIPT, "main", None),
+        Journal::resume(state, SCRIPT, "main", None),
         Err(JournalError::Busy { .. })
     ));
     drop(resumed);
-    Journal::resume(&state, SCRIPT, "main", None).expect("released on drop");
+    Journal::resume(state, SCRIPT, "main", None).expect("released on drop");
     live.kill().unwrap();
     live.wait().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_run_stopped_before_its_first_record_is_listed_and_explained() {
-    let state = fresh_dir("empty");
-    let journal = unfinished_run(&state).await;
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = unfinished_run(state).await;
     // Killed after creating its directory (an older orch: after creating an empty journal).
     let runs = state.join("runs");
     std::fs::create_dir_all(runs.join("20990101-000000-000-nofile")).unwrap();
@@ -756,7 +728,7 @@ async fn a_run_stopped_before_its_first_record_is_listed_and_explained() {
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("journal.jsonl"), "").unwrap();
 
-    let list = orch::run::journal::list_runs(&state, Some(SCRIPT)).unwrap();
+    let list = orch::run::journal::list_runs(state, Some(SCRIPT)).unwrap();
     let status: Vec<(&str, &str)> = list
         .iter()
         .map(|r| (r.id.as_str(), r.status.as_str()))
@@ -770,7 +742,7 @@ async fn a_run_stopped_before_its_first_record_is_listed_and_explained() {
         ]
     );
     for id in ["20990101-000000-000-nofile", "20990101-000000-001-emptyj"] {
-        let err = Journal::resume(&state, SCRIPT, "main", Some(id)).unwrap_err();
+        let err = Journal::resume(state, SCRIPT, "main", Some(id)).unwrap_err();
         assert!(matches!(err, JournalError::NoRecords { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
@@ -782,10 +754,10 @@ async fn a_run_stopped_before_its_first_record_is_listed_and_explained() {
     }
     // Without an id, the newest run with records is resumed, as if the empty ones were not
     // there; with none, the message mentions them.
-    let resumed = Journal::resume(&state, SCRIPT, "main", None).expect("the failed run");
+    let resumed = Journal::resume(state, SCRIPT, "main", None).expect("the failed run");
     assert_eq!(resumed.id(), journal.id());
     drop(resumed);
-    let err = Journal::resume(&state, "/scripts/other.orch", "main", None)
+    let err = Journal::resume(state, "/scripts/other.orch", "main", None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -829,8 +801,9 @@ workflow main() {{
 "#,
         server.uri()
     );
-    let state = fresh_dir("secrets");
-    let journal = Journal::create(&state, SCRIPT);
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
     let (r, _) = run_with(
         &src,
         &RunOptions {
@@ -954,14 +927,12 @@ workflow main(topic: text) {
 
 const STEPS: [&str; 7] = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"];
 
+/// `orch ARGS --state-dir STATE` ([`orch_command`]), its output piped, killed when dropped.
 fn orch_cmd(args: &[&str], state: &Path) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_orch"));
+    let mut c = tokio::process::Command::from(orch_command());
     c.args(args)
         .arg("--state-dir")
         .arg(state)
-        .env_remove("ORCH_ENDPOINT")
-        .env_remove("ORCH_SIMULATE")
-        .env_remove("ORCH_STATE_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1042,9 +1013,10 @@ async fn uninterrupted(dir: &Path, script: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_several_points_a_resumed_run_requests_no_completed_step_again() {
-    let dir = fresh_dir("crash");
-    let script = write_pipeline(&dir);
-    let expected = uninterrupted(&dir, &script).await;
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let script = write_pipeline(dir);
+    let expected = uninterrupted(dir, &script).await;
 
     // Kill while the step after 1, 3 and 5 completed steps is waiting for its answer.
     for (done, held) in [(1, "s2"), (3, "s4"), (5, "s6")] {
@@ -1124,8 +1096,9 @@ async fn killed_at_several_points_a_resumed_run_requests_no_completed_step_again
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
-    let dir = fresh_dir("sigint");
-    let script = write_pipeline(&dir);
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let script = write_pipeline(dir);
     let llm = Llm::default();
     llm.hold(Some("s4"));
     let server = llm.serve().await;
@@ -1182,7 +1155,7 @@ async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
     assert_eq!(llm.count("s4"), 2);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        uninterrupted(&dir, &script).await
+        uninterrupted(dir, &script).await
     );
 
     // `orch runs` lists it as done.
@@ -1193,9 +1166,10 @@ async fn ctrl_c_stops_the_run_records_it_exits_130_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_resuming_one_run_at_once_one_is_refused_and_nothing_runs_twice() {
-    let dir = fresh_dir("two-resumers");
-    let script = write_pipeline(&dir);
-    let expected = uninterrupted(&dir, &script).await;
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let script = write_pipeline(dir);
+    let expected = uninterrupted(dir, &script).await;
     let llm = Llm::default();
     llm.hold(Some("s4"));
     let server = llm.serve().await;
@@ -1284,7 +1258,8 @@ async fn two_processes_resuming_one_run_at_once_one_is_refused_and_nothing_runs_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orch_runs_counts_step_executions_like_the_summary() {
-    let dir = fresh_dir("runs-count");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let script = dir.join("fan.orch");
     // 6 plan nodes (`topics`, `posts`, its item `t`, `d`, `e`, `f`); 9 executions: `topics`,
     // `posts`, `f`, and `d` and `e` for each of 3 items.
@@ -1334,8 +1309,9 @@ workflow main() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_explains_runs_it_cannot_resume() {
-    let dir = fresh_dir("cli-errors");
-    let script = write_pipeline(&dir);
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let script = write_pipeline(dir);
     let state = dir.join("state");
     let o = orch_output(&["run", &script, "--simulate", "--resume"], &state).await;
     assert_eq!(o.status.code(), Some(2));

@@ -29,9 +29,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, subsequence};
 
-mod proptest_config;
+use crate::common::proptest_config;
 
-#[path = "../benches/large_script/mod.rs"]
+#[path = "../../benches/large_script/mod.rs"]
 mod large_script;
 
 /// Cases per run unless `PROPTEST_CASES` says otherwise.

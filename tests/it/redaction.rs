@@ -1,13 +1,13 @@
 //! Secrets never reach what orch writes: `orch run` through the CLI against a scripted server
-//! on loopback (`support`) that echoes the API key back in the ways servers do, and commands
-//! that print it. Each test greps stderr, stdout, the `--report` file and the journal for the
+//! on loopback (`common::fault_server`) that echoes the API key back in the ways servers do,
+//! and commands that print it. Each test greps stderr, stdout, the `--report` file and the journal for the
 //! key and for its first 8 characters (a key cut short is still a leak).
 
-mod support;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-
-use support::{FaultServer, Reply};
+use crate::common::cli::{orch_command, stderr, stdout};
+use crate::common::fault_server::{self, FaultServer, Reply};
+use crate::common::temp_dir;
 
 /// The key the runs read from `ORCH_TEST_KEY`. Not shaped like any well-known format, so only
 /// the registry of keys read can catch it, not the key-shape patterns.
@@ -56,22 +56,17 @@ impl Artefacts {
     }
 }
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orch-redact-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs `orch run` on `src` in `dir` with `ORCH_TEST_KEY=KEY` and `env`, and collects what
-/// it wrote. The child runs on a blocking thread, so the test's server keeps answering.
-async fn orch_run(dir: &Path, src: &str, env: &[(&str, &str)]) -> Artefacts {
+/// Runs `orch run` on `src` in a fresh directory with `ORCH_TEST_KEY=KEY` and `env`, and
+/// collects what it wrote. The child runs on a blocking thread, so the test's server keeps
+/// answering.
+async fn orch_run(src: &str, env: &[(&str, &str)]) -> Artefacts {
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let script = dir.join("leak.orch");
     std::fs::write(&script, src).unwrap();
     let report = dir.join("report.json");
     let state = dir.join("state");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_orch"));
+    let mut cmd = orch_command();
     cmd.arg("run")
         .arg(&script)
         .arg("--report")
@@ -79,9 +74,7 @@ async fn orch_run(dir: &Path, src: &str, env: &[(&str, &str)]) -> Artefacts {
         .arg("--state-dir")
         .arg(&state)
         .args(["--color", "never"])
-        .env("ORCH_TEST_KEY", KEY)
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY");
+        .env("ORCH_TEST_KEY", KEY);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -91,8 +84,8 @@ async fn orch_run(dir: &Path, src: &str, env: &[(&str, &str)]) -> Artefacts {
         .expect("orch runs");
     let journal = journal_text(&state);
     Artefacts {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: stdout(&out),
+        stderr: stderr(&out),
         report: std::fs::read_to_string(&report).expect("the report is written"),
         journal,
     }
@@ -130,9 +123,9 @@ fn model_script(server: &FaultServer) -> String {
 
 /// Runs one model step that the server answers with `reply`, checks that stderr reports the
 /// failure as `failure`, and that no artefact holds `secret`.
-async fn a_failed_step_leaks_nothing(name: &str, reply: Reply, failure: &str, secret: &str) {
+async fn a_failed_step_leaks_nothing(reply: Reply, failure: &str, secret: &str) {
     let server = FaultServer::start(vec![reply]).await;
-    let out = orch_run(&scratch(name), &model_script(&server), &[]).await;
+    let out = orch_run(&model_script(&server), &[]).await;
     assert!(out.stderr.contains(failure), "{}", out.stderr);
     out.assert_clean_of(secret);
 }
@@ -145,7 +138,7 @@ async fn a_key_at_the_end_of_a_long_error_message_is_redacted_before_it_is_cut()
         401,
         serde_json::json!({"error": {"message": message, "type": "invalid_request_error"}}),
     );
-    a_failed_step_leaks_nothing("long-error", reply, "HTTP 401 from openai", KEY).await;
+    a_failed_step_leaks_nothing(reply, "HTTP 401 from openai", KEY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,13 +148,13 @@ async fn a_key_in_a_success_body_that_is_not_a_completion_is_redacted() {
         serde_json::json!({"object": "error", "detail": format!("unknown key {KEY}")}),
     );
     let failure = "malformed response from openai";
-    a_failed_step_leaks_nothing("not-a-completion", reply, failure, KEY).await;
+    a_failed_step_leaks_nothing(reply, failure, KEY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_a_command_prints_is_redacted_in_every_artefact() {
     // The provider's key is read by the run; a command step prints it from its environment.
-    let server = FaultServer::start(vec![support::openai_json("fine")]).await;
+    let server = FaultServer::start(vec![fault_server::openai_json("fine")]).await;
     let src = script_with(
         &server,
         r#"agent show { run: ["printenv", "ORCH_TEST_KEY"] }
@@ -171,8 +164,7 @@ workflow main() -> text {
   return c
 }"#,
     );
-    let dir = scratch("command");
-    let out = orch_run(&dir, &src, &[]).await;
+    let out = orch_run(&src, &[]).await;
     assert!(out.stdout.contains("<redacted>"), "{}", out.stdout);
     out.assert_clean_of(KEY);
 }
@@ -182,8 +174,7 @@ async fn a_secret_variable_a_command_inherits_is_redacted_from_its_output() {
     // No provider reads this variable: its name marks it as a secret, and the command got it.
     let token = "Zq4rT8vN-deploy-2kW6yH1m";
     let src = "agent show { run: [\"printenv\", \"ORCH_DEPLOY_TOKEN\"] }\nworkflow main() -> text {\n  c = show(\"go\")\n  return c\n}\n";
-    let dir = scratch("inherited");
-    let out = orch_run(&dir, src, &[("ORCH_DEPLOY_TOKEN", token)]).await;
+    let out = orch_run(src, &[("ORCH_DEPLOY_TOKEN", token)]).await;
     assert!(out.stdout.contains("<redacted>"), "{}", out.stdout);
     out.assert_clean_of(token);
 }
@@ -196,7 +187,7 @@ async fn a_key_shaped_text_no_run_read_is_redacted_by_its_shape() {
         403,
         serde_json::json!({"error": {"message": format!("key {foreign} is not allowed here")}}),
     );
-    a_failed_step_leaks_nothing("shape", reply, "HTTP 403 from openai", foreign).await;
+    a_failed_step_leaks_nothing(reply, "HTTP 403 from openai", foreign).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,19 +195,18 @@ async fn a_key_streamed_in_pieces_is_redacted_from_the_answer() {
     // The model echoes the key across two chunks: no single event holds it whole.
     let (head, rest) = KEY.split_at(12);
     let mut pieces = vec![
-        support::openai_chunk("your key: "),
-        support::openai_chunk(head),
-        support::openai_chunk(rest),
+        fault_server::openai_chunk("your key: "),
+        fault_server::openai_chunk(head),
+        fault_server::openai_chunk(rest),
     ];
-    pieces.extend(support::openai_end(10, 3));
-    let server = FaultServer::start(vec![Reply::sse(pieces, support::End::Complete)]).await;
+    pieces.extend(fault_server::openai_end(10, 3));
+    let server = FaultServer::start(vec![Reply::sse(pieces, fault_server::End::Complete)]).await;
     let src = script_with(
         &server,
         r#"workflow main() -> text { x = a<retry 0>("hello")
   return x }"#,
     );
-    let dir = scratch("streamed");
-    let out = orch_run(&dir, &src, &[]).await;
+    let out = orch_run(&src, &[]).await;
     assert_eq!(out.stdout.trim(), "your key: <redacted>", "{}", out.stderr);
     out.assert_clean_of(KEY);
 }

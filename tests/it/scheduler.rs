@@ -1,43 +1,11 @@
 //! The interpreter on the simulator with a paused clock: timings are exact and instant.
 
-mod common;
-
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use orch::resolve::ResolveOptions;
-use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
+use orch::run::{Event, RunOptions, RunReport, StepStatus, Target};
 
-/// Compiles `src` (which must check clean) and runs its workflow, collecting events.
-async fn run_script(src: &str, inputs: &[(&str, &str)]) -> (RunReport, Vec<Event>) {
-    run_with(src, inputs, RunOptions::default()).await
-}
-
-async fn run_with(
-    src: &str,
-    inputs: &[(&str, &str)],
-    mut opts: RunOptions,
-) -> (RunReport, Vec<Event>) {
-    let (program, plan) = common::compile_plan("test.orch", src);
-    opts.inputs = inputs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
-    let report = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
-        .await
-        .expect("run starts");
-    let events = events.lock().unwrap().clone();
-    (report, events)
-}
-
-fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
+use crate::common::run::{run_script, run_with, step};
 
 fn window(r: &RunReport, name: &str) -> (u64, u64) {
     let s = step(r, name);
@@ -118,7 +86,7 @@ async fn global_max_concurrency_bounds_the_whole_run() {
         max_concurrency: Some(1),
         ..RunOptions::default()
     };
-    let (r, _) = run_with(&src, &[], opts).await;
+    let (r, _) = run_with(&src, &opts).await;
     assert_eq!(peak_overlap(&r, &["p1", "p2", "p3"]), 1);
     assert_eq!(r.wall_ms, 3000);
 }
@@ -446,7 +414,7 @@ async fn simulate_does_not_run_commands_unless_asked() {
         },
         ..RunOptions::default()
     };
-    let (r, _) = run_with(src, &[], opts).await;
+    let (r, _) = run_with(src, &opts).await;
     assert!(r.succeeded);
     assert!(
         r.output
@@ -514,7 +482,7 @@ async fn simulate_keeps_a_sim_providers_failures() {
         },
         ..RunOptions::default()
     };
-    let (r, _) = run_with(src, &[], opts).await;
+    let (r, _) = run_with(src, &opts).await;
     assert_eq!(step(&r, "x").attempts, 2);
 }
 

@@ -3,43 +3,19 @@
 //! simulator's values and their use in later prompts, and command steps.
 //!
 //! The HTTP servers are wiremock mocks on loopback; the last test talks to a real
-//! llama-cpp-python server when `ORCH_E2E_ENDPOINT` is set (see tests/e2e_llm.rs).
-
-mod common;
-
-use std::sync::{Arc, Mutex};
+//! llama-cpp-python server when `ORCH_E2E_ENDPOINT` is set (see `e2e_llm`).
 
 use orch::check::types::Type;
 use orch::run::structured::{conform, json_schema};
-use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
+use orch::run::{Event, RunOptions, RunReport, StepStatus, Target};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::common::run::{retries, run_keyed, run_with, step};
+use crate::common::{compile_plan, e2e_endpoint};
+
 const KEY: &str = "sk-structured-test-SECRET-31337";
-
-async fn run_with(src: &str, opts: RunOptions) -> (RunReport, Vec<Event>) {
-    let (program, plan) = common::compile_plan("structured.orch", src);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
-    let report = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
-        .await
-        .expect("run starts");
-    let events = events.lock().unwrap().clone();
-    (report, events)
-}
-
-/// Runs against the script's providers, with [`KEY`] for every key variable.
-async fn run_script(src: &str) -> (RunReport, Vec<Event>) {
-    let opts = RunOptions {
-        env: Some(orch::run::EnvLookup(Arc::new(|_: &str| {
-            Some(KEY.to_string())
-        }))),
-        ..RunOptions::default()
-    };
-    run_with(src, opts).await
-}
 
 async fn run_simulated(src: &str) -> (RunReport, Vec<Event>) {
     let opts = RunOptions {
@@ -49,26 +25,7 @@ async fn run_simulated(src: &str) -> (RunReport, Vec<Event>) {
         },
         ..RunOptions::default()
     };
-    run_with(src, opts).await
-}
-
-fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
-
-fn retry_errors(events: &[Event]) -> Vec<(String, u64)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retrying {
-                error, delay_ms, ..
-            } => Some((error.clone(), *delay_ms)),
-            _ => None,
-        })
-        .collect()
+    run_with(src, &opts).await
 }
 
 fn verdict_type() -> Type {
@@ -135,7 +92,7 @@ async fn openai_gets_a_strict_json_schema_and_the_value_flows_into_the_next_prom
         "{}workflow main() {{\n  verdict = editor(\"Approve, or say what to change:\\nA draft\") -> {{ approved: bool, feedback: text }}\n  fix = editor(\"Apply: {{verdict}}\")\n}}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     assert!(r.succeeded, "{:?}", r.steps);
     let verdict = step(&r, "verdict");
     assert_eq!(
@@ -197,7 +154,7 @@ async fn a_list_is_wrapped_for_openai_and_unwrapped_from_the_answer() {
         "{}workflow main() {{ tasks = editor(\"Split the post into subtasks\") -> list<text> }}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     let tasks = step(&r, "tasks");
     assert_eq!(tasks.status, StepStatus::Succeeded, "{:?}", tasks.status);
     assert_eq!(tasks.value, Some(json!(["outline", "draft", "edit"])));
@@ -245,7 +202,7 @@ async fn a_server_without_json_schema_gets_json_object_then_instructions_and_it_
         "{}workflow main() {{\n  a = editor(\"Review A\") -> {{ approved: bool, feedback: text }}\n  b = editor(\"Review B after {{a}}\") -> {{ approved: bool, feedback: text }}\n}}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     assert!(r.succeeded, "{:?}", r.steps);
     for name in ["a", "b"] {
         let s = step(&r, name);
@@ -255,7 +212,7 @@ async fn a_server_without_json_schema_gets_json_object_then_instructions_and_it_
             Some(json!({"approved": true, "feedback": "Fine."}))
         );
     }
-    assert!(retry_errors(&events).is_empty(), "{events:?}");
+    assert!(retries(&events).is_empty(), "{events:?}");
     let received = server.received_requests().await.expect("recording");
     let kinds: Vec<Value> = received
         .iter()
@@ -317,12 +274,12 @@ async fn llama_cpp_pythons_500_for_json_schema_falls_back_to_json_object() {
         "{}workflow main() {{\n  n = editor(\"How many?\") -> number\n  m = editor(\"And now, after {{n}}?\") -> number\n}}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     assert!(r.succeeded, "{:?}", r.steps);
     assert_eq!(step(&r, "n").value, Some(json!(7)));
     assert_eq!(step(&r, "m").value, Some(json!(7)));
     // The 500 was not retried with backoff: it is a rejected format, not a server failure.
-    assert!(retry_errors(&events).is_empty(), "{events:?}");
+    assert!(retries(&events).is_empty(), "{events:?}");
     let received = server.received_requests().await.expect("recording");
     assert_eq!(received.len(), 3);
     // json_object carries the bare schema: no wrapper for a number.
@@ -383,7 +340,7 @@ async fn anthropic_gets_a_forced_tool_and_streams_its_input() {
         "{}workflow main() {{ verdict = editor(\"Approve?\") -> {{ approved: bool, feedback: text }} }}\n",
         header("anthropic", &server.uri())
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     let verdict = step(&r, "verdict");
     assert_eq!(
         verdict.status,
@@ -450,7 +407,7 @@ async fn anthropic_without_streaming_reads_the_tool_use_block_and_unwraps_a_list
         "provider p {{ kind: anthropic, base_url: \"{}\", api_key_env: \"KEY\", stream: false }}\nmodel m {{ provider: p, name: \"served\", price: {{ input: 1.0, output: 1.0 }} }}\nagent lead {{ model: m }}\nworkflow main() {{ tasks = lead(\"Split the goal\") -> list<text> }}\n",
         server.uri()
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     let tasks = step(&r, "tasks");
     assert_eq!(tasks.status, StepStatus::Succeeded, "{:?}", tasks.status);
     assert_eq!(tasks.value, Some(json!(["plan", "write"])));
@@ -479,7 +436,7 @@ async fn a_tool_input_cut_short_by_max_tokens_is_retried() {
         "{}workflow main() {{ verdict = editor(\"Approve?\") -> {{ approved: bool, feedback: text }} }}\n",
         header("anthropic", &server.uri())
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     let verdict = step(&r, "verdict");
     assert_eq!(
         verdict.status,
@@ -493,7 +450,7 @@ async fn a_tool_input_cut_short_by_max_tokens_is_retried() {
         Some(json!({"approved": true, "feedback": "ok"}))
     );
     assert_eq!(verdict.usage.output_tokens, 24);
-    let retries = retry_errors(&events);
+    let retries = retries(&events);
     assert_eq!(
         retries,
         [(
@@ -544,7 +501,7 @@ async fn a_streamed_openai_answer_is_unwrapped_too() {
         "{}workflow main() {{ xs = editor(\"Two numbers\") -> list<number> }}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     let xs = step(&r, "xs");
     assert_eq!(xs.status, StepStatus::Succeeded, "{:?}", xs.status);
     assert_eq!(xs.value, Some(json!([3, 4])));
@@ -569,7 +526,7 @@ async fn an_invalid_answer_is_retried_once_with_the_problem_in_the_prompt() {
         "{}workflow main() {{ verdict = editor(\"Approve?\") -> {{ approved: bool, feedback: text }} }}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     let verdict = step(&r, "verdict");
     assert_eq!(
         verdict.status,
@@ -592,7 +549,7 @@ async fn an_invalid_answer_is_retried_once_with_the_problem_in_the_prompt() {
         "{}",
         verdict.cost_usd
     );
-    let retries = retry_errors(&events);
+    let retries = retries(&events);
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert_eq!(
         retries[0].0,
@@ -630,13 +587,13 @@ async fn an_always_invalid_answer_fails_the_step_with_a_clear_message() {
         "{}workflow main() {{ tasks = editor(\"Split the goal\") -> list<text> }}\n",
         header("openai", &format!("{}/v1", server.uri()))
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     assert!(!r.succeeded);
     let tasks = step(&r, "tasks");
     // The default retry of a model step is 2: three attempts, all paid for.
     assert_eq!(tasks.attempts, 3);
     assert_eq!(tasks.usage.output_tokens, 15);
-    assert_eq!(retry_errors(&events).len(), 2);
+    assert_eq!(retries(&events).len(), 2);
     let StepStatus::Failed(message) = &tasks.status else {
         panic!("expected a failure, got {:?}", tasks.status);
     };
@@ -687,7 +644,7 @@ workflow main(goal: text) {
         },
         ..RunOptions::default()
     };
-    let (program, plan) = common::compile_plan("structured.orch", src);
+    let (program, plan) = compile_plan("structured.orch", src);
     let r = orch::run::run(&plan, &program.tables.models, &opts, &|_| {})
         .await
         .expect("run starts");
@@ -799,7 +756,7 @@ workflow main() {
         keep_going: true,
         ..RunOptions::default()
     };
-    let (r, _) = run_with(src, opts).await;
+    let (r, _) = run_with(src, &opts).await;
     let xs = step(&r, "xs");
     assert_eq!(xs.status, StepStatus::Succeeded, "{:?}", xs.status);
     assert_eq!(xs.value, Some(json!([1, 2.5, 3])));
@@ -828,14 +785,14 @@ workflow main() {
     );
 }
 
-/// Against a real llama-cpp-python server (`ORCH_E2E_ENDPOINT`, see tests/e2e_llm.rs): every
+/// Against a real llama-cpp-python server (`ORCH_E2E_ENDPOINT`, see `e2e_llm`): every
 /// step asks the server (the client learns that it rejects `json_schema` and uses
 /// `json_object` with the schema), and each answer is either parsed into a value of its type
 /// or reported as not one. What the 270M model answers is not tested: it may fail them all.
 #[tokio::test]
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 async fn a_real_server_gives_values_of_the_type() {
-    let url = common::e2e_endpoint();
+    let url = e2e_endpoint();
     let src = r#"
 include "std/models.orch"
 agent editor { model: haiku, max_tokens: 96 }
@@ -856,7 +813,7 @@ workflow main() {
         keep_going: true,
         ..RunOptions::default()
     };
-    let (program, plan) = common::compile_plan("structured.orch", src);
+    let (program, plan) = compile_plan("structured.orch", src);
     let r = orch::run::run(&plan, &program.tables.models, &opts, &|_| {})
         .await
         .expect("run starts");

@@ -4,7 +4,7 @@
 //! around the constructs.
 //!
 //! Only the formatter is tested here, not the checker: the scripts parse but their names do
-//! not resolve. (`tests/generated.rs` generates scripts that must also check without errors,
+//! not resolve. (`generated` generates scripts that must also check without errors,
 //! which is why these constructs are not generated there.) For each script, formatting keeps
 //! the program (the AST, spans aside) and every comment, and formatting the result again
 //! changes nothing.
@@ -16,7 +16,7 @@ use orch::fmt::{format_source, same_program};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-mod proptest_config;
+use crate::common::proptest_config;
 
 // ---------------------------------------------------------------------------- conditions
 

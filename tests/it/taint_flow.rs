@@ -22,7 +22,7 @@ use std::path::Path;
 use orch::resolve::ResolveOptions;
 use proptest::prelude::*;
 
-mod proptest_config;
+use crate::common::proptest_config;
 
 /// A way to make a value.
 #[derive(Debug, Clone)]

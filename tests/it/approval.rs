@@ -1,20 +1,19 @@
 //! Human approval: `ok = approve("question")` in the checker, the plan, a run with an injected
 //! approver (approve, decline, nobody to ask, `--yes`, no answer in time), and a resumed run
 //! that reuses the recorded decision instead of asking again. (The binary's `--yes` and its
-//! message without a terminal are in tests/cli.rs.)
+//! message without a terminal are in `cli`.)
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use orch::check::types::Type;
 use orch::check::workflow::Exec;
 use orch::resolve::ResolveOptions;
 use orch::run::journal::Journal;
-use orch::run::{
-    Approval, ApprovalRequest, Approver, Event, RunOptions, RunReport, StepReport, StepStatus,
-};
+use orch::run::{Approval, ApprovalRequest, Approver, Event, RunOptions, StepStatus};
+
+use crate::common::run::{inputs, run_with, step};
+use crate::common::{compile_plan, temp_dir};
 
 const SCRIPT: &str = r#"
 provider s { kind: sim, latency: 5ms }
@@ -28,35 +27,6 @@ workflow main(version: text) <retry 3, timeout 10s, deadline 1m> {
   return done
 }
 "#;
-
-fn compile(src: &str) -> (orch::check::Program, orch::plan::Plan) {
-    common::compile_plan("test.orch", src)
-}
-
-fn inputs(version: &str) -> indexmap::IndexMap<String, String> {
-    [("version".to_string(), version.to_string())]
-        .into_iter()
-        .collect()
-}
-
-async fn run_with(src: &str, opts: &RunOptions) -> (RunReport, Vec<Event>) {
-    let (program, plan) = compile(src);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
-    let report = orch::run::run(&plan, &program.tables.models, opts, &on_event)
-        .await
-        .expect("run starts");
-    let events = events.lock().unwrap().clone();
-    (report, events)
-}
-
-fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
 
 /// An approver that answers `answer` and records every question it was asked.
 fn answering(answer: bool) -> (Approver, Arc<Mutex<Vec<ApprovalRequest>>>) {
@@ -80,7 +50,7 @@ fn never_asked() -> Approver {
 
 #[test]
 fn approve_is_a_built_in_step_with_a_bool_output_that_no_block_option_reaches() {
-    let (program, plan) = compile(SCRIPT);
+    let (program, plan) = compile_plan("test.orch", SCRIPT);
     let wf = &program.workflows["main"];
     let ok = wf.nodes.iter().find(|n| n.name == "ok").unwrap();
     assert!(matches!(ok.exec, Exec::Approval), "{:?}", ok.exec);
@@ -105,7 +75,7 @@ fn approve_is_a_built_in_step_with_a_bool_output_that_no_block_option_reaches() 
 
     // Its own timeout and deadline bound the wait for the answer.
     let timed = SCRIPT.replace("approve(", "approve<timeout 30m, deadline 1h>(");
-    let (program, _) = compile(&timed);
+    let (program, _) = compile_plan("test.orch", &timed);
     let ok = &program.workflows["main"].nodes[1];
     assert_eq!(
         (ok.retry, ok.timeout_ms, ok.deadline_ms),
@@ -119,7 +89,7 @@ fn a_declared_agent_named_approve_wins_over_the_built_in() {
         "agent writer {",
         "agent approve { model: m, max_tokens: 20 }\nagent writer {",
     );
-    let (program, plan) = compile(&src);
+    let (program, plan) = compile_plan("test.orch", &src);
     let ok = &program.workflows["main"].nodes[1];
     assert!(matches!(ok.exec, Exec::Model { .. }), "{:?}", ok.exec);
     assert_eq!(ok.output_type, None);
@@ -156,7 +126,7 @@ workflow main() -> bool {
 async fn an_approved_step_is_true_and_the_workflow_goes_on() {
     let (approver, asked) = answering(true);
     let opts = RunOptions {
-        inputs: inputs("1.2"),
+        inputs: inputs(&[("version", "1.2")]),
         approver,
         ..RunOptions::default()
     };
@@ -220,7 +190,7 @@ async fn an_approved_step_is_true_and_the_workflow_goes_on() {
 async fn a_declined_step_succeeds_with_false() {
     let (approver, asked) = answering(false);
     let opts = RunOptions {
-        inputs: inputs("1.2"),
+        inputs: inputs(&[("version", "1.2")]),
         approver,
         ..RunOptions::default()
     };
@@ -247,7 +217,7 @@ async fn a_declined_step_succeeds_with_false() {
 #[tokio::test]
 async fn without_anyone_to_ask_the_step_fails_and_the_run_stops_keeping_what_completed() {
     let opts = RunOptions {
-        inputs: inputs("1.2"),
+        inputs: inputs(&[("version", "1.2")]),
         ..RunOptions::default()
     };
     let one_line = SCRIPT.replace("?\\n{notes}", "?");
@@ -278,7 +248,7 @@ workflow main(version: text) {
 }
 "#;
     let opts = RunOptions {
-        inputs: inputs("1.2"),
+        inputs: inputs(&[("version", "1.2")]),
         approver: Approver::Yes,
         ..RunOptions::default()
     };
@@ -342,13 +312,6 @@ workflow main() {
 
 // ------------------------------------------------------------------ resuming
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orch-approval-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 const JOURNALLED: &str = "/scripts/deploy.orch";
 
 /// The script with a last step that fails until `flag` exists.
@@ -365,7 +328,8 @@ fn gated(flag: &Path) -> String {
 #[tokio::test]
 async fn a_resumed_run_reuses_the_decision_instead_of_asking_again() {
     for answer in [true, false] {
-        let dir = fresh_dir(&format!("resume-{answer}"));
+        let tmp = temp_dir();
+        let dir = tmp.path();
         let flag = dir.join("flag");
         let state = dir.join("state");
         let src = gated(&flag);
@@ -374,7 +338,7 @@ async fn a_resumed_run_reuses_the_decision_instead_of_asking_again() {
         let (first, _) = run_with(
             &src,
             &RunOptions {
-                inputs: inputs("1.2"),
+                inputs: inputs(&[("version", "1.2")]),
                 journal: Some(journal.clone()),
                 approver,
                 ..RunOptions::default()
@@ -422,14 +386,15 @@ async fn a_resumed_run_reuses_the_decision_instead_of_asking_again() {
 
 #[tokio::test]
 async fn a_changed_question_is_asked_again_and_says_why() {
-    let state = fresh_dir("changed");
+    let tmp = temp_dir();
+    let state = tmp.path();
     let one_line = SCRIPT.replace("?\\n{notes}", "?");
-    let journal = Journal::create(&state, JOURNALLED);
+    let journal = Journal::create(state, JOURNALLED);
     let (approver, _) = answering(true);
     let (first, _) = run_with(
         &one_line,
         &RunOptions {
-            inputs: inputs("1.2"),
+            inputs: inputs(&[("version", "1.2")]),
             journal: Some(journal.clone()),
             approver,
             ..RunOptions::default()
@@ -438,12 +403,12 @@ async fn a_changed_question_is_asked_again_and_says_why() {
     .await;
     assert!(first.succeeded);
 
-    let resumed = Journal::resume(&state, JOURNALLED, "main", Some(&journal.id())).unwrap();
+    let resumed = Journal::resume(state, JOURNALLED, "main", Some(&journal.id())).unwrap();
     let (approver, asked) = answering(false);
     let (second, events) = run_with(
         &one_line,
         &RunOptions {
-            inputs: inputs("1.3"),
+            inputs: inputs(&[("version", "1.3")]),
             journal: Some(resumed),
             approver,
             ..RunOptions::default()

@@ -8,8 +8,6 @@
 //! the connection), so each request the client makes takes the next scripted [`Reply`]. A
 //! request beyond the script gets a 500 with the body `unscripted request`.
 
-#![allow(dead_code)] // each test binary uses a part of it
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -110,10 +108,6 @@ impl Reply {
 /// A request as received.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// Request line, e.g. `POST /v1/chat/completions HTTP/1.1`.
-    pub request_line: String,
-    /// Header lines, lower-cased names.
-    pub headers: Vec<(String, String)>,
     /// The body as text.
     pub body: String,
     /// When it arrived.
@@ -206,16 +200,13 @@ async fn read_request(socket: &mut TcpStream) -> Option<Received> {
     };
     let at = Instant::now();
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
+    // The request line, then `name: value` header lines.
+    let length: usize = head
+        .split("\r\n")
+        .skip(1)
         .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
     while body.len() < length {
@@ -226,8 +217,6 @@ async fn read_request(socket: &mut TcpStream) -> Option<Received> {
         body.extend_from_slice(&chunk[..n]);
     }
     Some(Received {
-        request_line,
-        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         at,
     })

@@ -1,9 +1,9 @@
 //! Plans: levels, critical path, worst-case cost, peak concurrency, and the JSON shape.
 
-mod common;
+use crate::common::compile_plan;
 
 fn plan_of(src: &str) -> orch::plan::Plan {
-    common::compile_plan("p.orch", src).1
+    compile_plan("p.orch", src).1
 }
 
 fn names(plan: &orch::plan::Plan, ids: &[usize]) -> Vec<String> {

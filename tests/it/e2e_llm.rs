@@ -6,14 +6,13 @@
 //!
 //! They are `#[ignore]`d: `cargo test` lists them as ignored, and `scripts/test.sh` runs them
 //! (`--include-ignored`) with `ORCH_E2E_ENDPOINT` set to the server it started. Run by hand:
-//! `ORCH_E2E_ENDPOINT=http://127.0.0.1:8089/v1 cargo test --test e2e_llm -- --include-ignored`.
-
-mod common;
+//! `ORCH_E2E_ENDPOINT=http://127.0.0.1:8089/v1 cargo test --test it e2e_llm:: -- --include-ignored`.
 
 use std::path::Path;
-use std::process::Command;
 
-use common::e2e_endpoint as endpoint;
+use crate::common::cli::orch_command;
+use crate::common::e2e_endpoint as endpoint;
+use crate::common::temp_dir;
 
 /// What one `orch run` against the endpoint left: the JSON run report, stdout, stderr and
 /// whether it exited with success.
@@ -48,15 +47,11 @@ fn run_orch(
     extra: &[&str],
     max_tokens: &str,
 ) -> Outcome {
-    let dir = std::env::temp_dir().join(format!("orch-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // One report file per call: tests run in parallel and may run the same example.
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let report = dir.join(format!("{}-{run}.json", example.replace('/', "_")));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("ORCH_STATE_DIR", dir.join("state"))
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let report = dir.join(format!("{}.json", example.replace('/', "_")));
+    let mut cmd = orch_command();
+    cmd.env("ORCH_STATE_DIR", dir.join("state"))
         .args([
             "run",
             example,
@@ -69,10 +64,7 @@ fn run_orch(
             "never",
             "--report",
         ])
-        .arg(&report)
-        // No hosted provider may be reached, whatever the caller's environment holds.
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY");
+        .arg(&report);
     for i in inputs {
         cmd.args(["--input", i]);
     }
@@ -322,8 +314,8 @@ fn review_refine_pattern_loops_on_the_local_models_verdicts() {
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 fn a_structured_answer_the_local_model_cannot_give_is_retried_then_reported() {
     let url = endpoint();
-    let dir = std::env::temp_dir().join(format!("orch-e2e-cut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let script = dir.join("cut.orch");
     std::fs::write(
         &script,
@@ -337,7 +329,7 @@ workflow main(goal: text) {
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+    let out = orch_command()
         .args(["run"])
         .arg(&script)
         .args([
@@ -350,8 +342,6 @@ workflow main(goal: text) {
             "never",
         ])
         .args(["--input", "goal=Build a web shop"])
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
         .output()
         .unwrap();
     assert!(!out.status.success());

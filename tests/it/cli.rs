@@ -1,37 +1,27 @@
 //! The `orch` binary as users call it: exit codes, streams, formats, colour.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use tempfile::TempDir;
+
+use crate::common::cli::{orch_command, stderr, stdout};
+use crate::common::temp_dir;
+
+/// Runs `orch ARGS` ([`orch_command`]) with its run journals in a directory of its own,
+/// removed afterwards.
 fn orch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orch"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let state = temp_dir();
+    orch_command()
         .args(args)
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ORCH_ENDPOINT")
-        .env_remove("ORCH_SIMULATE")
-        // Run journals go to a scratch directory, not next to the repository's examples.
-        .env(
-            "ORCH_STATE_DIR",
-            std::env::temp_dir().join(format!("orch-cli-state-{}", std::process::id())),
-        )
+        .env("ORCH_STATE_DIR", state.path())
         .output()
         .expect("orch runs")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn temp_script(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("orch-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// Writes `text` to `name` in `dir`; its path.
+fn write(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
 }
@@ -40,16 +30,17 @@ const WARN: &str = "provider s { kind: sim }\nmodel a { provider: s }\nmodel b {
 
 #[test]
 fn check_exit_codes() {
+    let dir = temp_dir();
     let ok = orch(&["check", "examples/scout_plan_build.orch"]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     assert!(stdout(&ok).contains("ok"));
 
-    let bad = temp_script("bad.orch", "workflow main() { a = nobody(\"x\") }\n");
+    let bad = write(&dir, "bad.orch", "workflow main() { a = nobody(\"x\") }\n");
     let o = orch(&["check", &bad]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("E0202"), "{}", stdout(&o));
 
-    let warn = temp_script("warn.orch", WARN);
+    let warn = write(&dir, "warn.orch", WARN);
     assert_eq!(
         orch(&["check", &warn]).status.code(),
         Some(0),
@@ -69,7 +60,9 @@ fn check_exit_codes() {
 
 #[test]
 fn check_json_is_one_document_with_positions() {
-    let bad = temp_script(
+    let dir = temp_dir();
+    let bad = write(
+        &dir,
         "bad_json.orch",
         "agent a { }\nworkflow main() {\n  x = a(\"{missing}\")\n}\n",
     );
@@ -100,15 +93,20 @@ fn check_json_is_one_document_with_positions() {
 
 #[test]
 fn colour_only_when_asked_or_on_a_terminal() {
-    let bad = temp_script("colour.orch", "workflow main() { a = nobody(\"x\") }\n");
+    let dir = temp_dir();
+    let bad = write(
+        &dir,
+        "colour.orch",
+        "workflow main() { a = nobody(\"x\") }\n",
+    );
     // Not a terminal: no escapes.
     assert!(!stdout(&orch(&["check", &bad])).contains('\x1b'));
-    let forced = Command::new(env!("CARGO_BIN_EXE_orch"))
+    let forced = orch_command()
         .args(["--color", "always", "check", &bad])
         .output()
         .unwrap();
     assert!(stdout(&forced).contains('\x1b'));
-    let no_color = Command::new(env!("CARGO_BIN_EXE_orch"))
+    let no_color = orch_command()
         .args(["--color", "always", "check", &bad])
         .env("NO_COLOR", "1")
         .output()
@@ -138,7 +136,8 @@ fn plan_prints_levels_and_json() {
 
 #[test]
 fn run_puts_the_result_on_stdout_and_progress_on_stderr() {
-    let input = temp_script("request.txt", "Add a login page");
+    let dir = temp_dir();
+    let input = write(&dir, "request.txt", "Add a login page");
     let o = orch(&[
         "run",
         "examples/scout_plan_build.orch",
@@ -208,7 +207,9 @@ fn run_usage_errors() {
 
 #[test]
 fn a_failed_run_exits_1_and_keeps_what_completed() {
-    let script = temp_script(
+    let dir = temp_dir();
+    let script = write(
+        &dir,
         "fail.orch",
         "provider s { kind: sim, latency: 1ms }\nprovider bad { kind: sim, failures: 99 }\nmodel ok { provider: s }\nmodel no { provider: bad }\nagent a { }\nworkflow main() {\n  first = a<ok>(\"1\")\n  second = a<no>(\"2 {first}\")\n}\n",
     );
@@ -236,7 +237,8 @@ const APPROVAL: &str = "provider s { kind: sim, latency: 1ms }\nmodel m { provid
 
 #[test]
 fn approvals_fail_without_a_terminal_and_pass_with_yes() {
-    let script = temp_script("approval.orch", APPROVAL);
+    let dir = temp_dir();
+    let script = write(&dir, "approval.orch", APPROVAL);
     // The tests' stdin and stderr are not terminals: nobody to ask.
     let o = orch(&["run", &script, "--input", "version=1.2"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -358,7 +360,8 @@ fn explain_lists_every_code_and_prints_the_docs() {
 
 #[test]
 fn lint_levels_from_flags() {
-    let warn = temp_script("levels.orch", WARN);
+    let dir = temp_dir();
+    let warn = write(&dir, "levels.orch", WARN);
     let o = orch(&["check", "--allow", "W0402", &warn]);
     assert_eq!(o.status.code(), Some(0));
     assert!(!stdout(&o).contains("W0402"), "{}", stdout(&o));
@@ -419,17 +422,19 @@ fn lint_levels_from_flags() {
 
 #[test]
 fn allow_comments_in_the_source() {
+    let dir = temp_dir();
     let allowed = WARN.replace(
         "one = x(\"1\"); two = x(\"2\") }",
         "\n  one = x(\"1\") // orch: allow(W0402)\n  // orch: allow(block-model-overridden)\n  two = x(\"2\")\n}",
     );
     assert_ne!(allowed, WARN);
-    let path = temp_script("allowed.orch", &allowed);
+    let path = write(&dir, "allowed.orch", &allowed);
     let o = orch(&["check", "--deny", "warnings", &path]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("ok"), "{}", stdout(&o));
 
-    let unused = temp_script(
+    let unused = write(
+        &dir,
         "unused_allow.orch",
         "// orch: allow(block-model-overridden)\nworkflow main() { }\n",
     );

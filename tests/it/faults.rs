@@ -1,5 +1,5 @@
-//! The runtime against misbehaving providers: a scripted server on loopback (`support`) plays
-//! both wire formats (OpenAI Chat Completions and Anthropic Messages) and fails in the ways
+//! The runtime against misbehaving providers: a scripted server on loopback
+//! (`common::fault_server`) plays both wire formats (OpenAI Chat Completions and Anthropic Messages) and fails in the ways
 //! real servers do. The tests check attempts, the delays chosen, the model that answered and
 //! the error messages.
 //!
@@ -7,60 +7,29 @@
 //! for the network), so these tests run on the real clock with short durations; they assert
 //! lower bounds on time only, never upper bounds that a slow machine could break.
 
-mod common;
-
-mod support;
-
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orch::run::{Event, RunOptions, RunReport, StepReport, StepStatus};
-use support::{End, FaultServer, Reply};
+use orch::run::{Event, RunReport, StepStatus};
 
-/// Compiles `src` (which must check clean) and runs its workflow, collecting events.
-async fn run_script(src: &str) -> (RunReport, Vec<Event>) {
-    let (program, plan) = common::compile_plan("faults.orch", src);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let on_event = move |e: &Event| sink.lock().unwrap().push(e.clone());
-    let opts = RunOptions {
-        // Keys for the hosted kinds; the servers are on loopback and never check them.
-        env: Some(orch::run::EnvLookup(Arc::new(|_: &str| {
-            Some("test-key-not-secret".to_string())
-        }))),
-        ..RunOptions::default()
-    };
-    let report = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
-        .await
-        .expect("run starts");
-    let events = events.lock().unwrap().clone();
-    (report, events)
-}
+use crate::common::fault_server::{self, End, FaultServer, Reply};
+use crate::common::run::{retries, run_keyed, step};
 
-fn step<'r>(r: &'r RunReport, name: &str) -> &'r StepReport {
-    r.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
+/// The key every API key variable reads: the servers are on loopback and never check it.
+const KEY: &str = "test-key-not-secret";
 
+/// The delays of the retries the run announced, in ms.
 fn delays(events: &[Event]) -> Vec<u64> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retrying { delay_ms, .. } => Some(*delay_ms),
-            _ => None,
-        })
+    retries(events)
+        .into_iter()
+        .map(|(_, delay)| delay)
         .collect()
 }
 
+/// The errors of the retries the run announced.
 fn retry_errors(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retrying { error, .. } => Some(error.clone()),
-            _ => None,
-        })
+    retries(events)
+        .into_iter()
+        .map(|(error, _)| error)
         .collect()
 }
 
@@ -89,10 +58,10 @@ async fn a_429_waits_the_retry_after_then_succeeds() {
             &[("retry-after", "1")],
             serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests"}}),
         ),
-        support::openai_stream("fine"),
+        fault_server::openai_stream("fine"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.attempts, 2);
@@ -122,11 +91,11 @@ async fn a_500_then_a_529_are_retried_with_the_default_backoff() {
             529,
             serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         ),
-        support::anthropic_stream("third time lucky"),
+        fault_server::anthropic_stream("third time lucky"),
     ])
     .await;
     // No `retry` anywhere: a model step retries twice by default.
-    let (r, events) = run_script(&script("anthropic", &server, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("anthropic", &server, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.attempts, 3);
@@ -157,7 +126,7 @@ async fn a_400_is_final_on_both_wire_formats() {
             serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}}),
         )])
         .await;
-        let (r, events) = run_script(&script(kind, &server, "", "retry 3")).await;
+        let (r, events) = run_keyed(KEY, &script(kind, &server, "", "retry 3")).await;
         let x = step(&r, "x");
         assert_eq!(x.attempts, 1, "{kind}");
         assert!(delays(&events).is_empty());
@@ -174,11 +143,11 @@ async fn a_400_is_final_on_both_wire_formats() {
 #[tokio::test]
 async fn slow_headers_trip_the_inactivity_timeout_when_streaming() {
     let server = FaultServer::start(vec![
-        support::openai_stream("late").after(Duration::from_secs(5)),
-        support::openai_stream("on time"),
+        fault_server::openai_stream("late").after(Duration::from_secs(5)),
+        fault_server::openai_stream("on time"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, ", idle_timeout: 1s", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.output.as_deref(), Some("on time"));
@@ -192,26 +161,32 @@ async fn slow_headers_trip_the_inactivity_timeout_when_streaming() {
 #[tokio::test]
 async fn a_stalled_stream_is_reported_as_silence_not_as_a_timeout() {
     let mut pieces: Vec<(Duration, String)> = vec![
-        (Duration::ZERO, support::openai_chunk("first words")),
+        (Duration::ZERO, fault_server::openai_chunk("first words")),
         // Then nothing for far longer than the inactivity timeout.
-        (Duration::from_secs(5), support::openai_chunk(" never seen")),
+        (
+            Duration::from_secs(5),
+            fault_server::openai_chunk(" never seen"),
+        ),
     ];
     pieces.extend(
-        support::openai_end(1, 1)
+        fault_server::openai_end(1, 1)
             .into_iter()
             .map(|p| (Duration::ZERO, p)),
     );
     let server = FaultServer::start(vec![
         Reply::sse_paced(pieces, End::Complete),
-        support::anthropic_stream("unused"),
+        fault_server::anthropic_stream("unused"),
     ])
     .await;
-    let (r, _) = run_script(&script(
-        "openai",
-        &server,
-        ", idle_timeout: 400ms",
-        "retry 0, timeout 1m",
-    ))
+    let (r, _) = run_keyed(
+        KEY,
+        &script(
+            "openai",
+            &server,
+            ", idle_timeout: 400ms",
+            "retry 0, timeout 1m",
+        ),
+    )
     .await;
     let x = step(&r, "x");
     assert_eq!(
@@ -229,17 +204,17 @@ async fn a_slow_but_steady_stream_is_not_idle_and_reports_progress() {
         .map(|i| {
             (
                 Duration::from_millis(100),
-                support::openai_chunk(&format!("w{i} ")),
+                fault_server::openai_chunk(&format!("w{i} ")),
             )
         })
         .collect();
     pieces.extend(
-        support::openai_end(7, 10)
+        fault_server::openai_end(7, 10)
             .into_iter()
             .map(|p| (Duration::ZERO, p)),
     );
     let server = FaultServer::start(vec![Reply::sse_paced(pieces, End::Complete)]).await;
-    let (r, events) = run_script(&script("openai", &server, ", idle_timeout: 1s", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, ", idle_timeout: 1s", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.attempts, 1);
@@ -269,8 +244,12 @@ async fn a_slow_body_without_streaming_hits_the_attempt_timeout() {
         ],
         end: End::Complete,
     };
-    let server = FaultServer::start(vec![slow, support::openai_json("whole")]).await;
-    let (r, events) = run_script(&script("openai", &server, ", stream: false", "timeout 2s")).await;
+    let server = FaultServer::start(vec![slow, fault_server::openai_json("whole")]).await;
+    let (r, events) = run_keyed(
+        KEY,
+        &script("openai", &server, ", stream: false", "timeout 2s"),
+    )
+    .await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.output.as_deref(), Some("whole"));
@@ -293,10 +272,10 @@ async fn connection_resets_are_retried() {
     let server = FaultServer::start(vec![
         Reply::Reset,
         half,
-        support::openai_json("after two resets"),
+        fault_server::openai_json("after two resets"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, ", stream: false", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, ", stream: false", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.attempts, 3);
@@ -317,7 +296,7 @@ async fn malformed_json_is_retried_then_reported() {
         Reply::garbage("{\"choices\": [oops"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.attempts, 3);
     assert_eq!(delays(&events).len(), 2);
@@ -334,11 +313,14 @@ async fn malformed_json_is_retried_then_reported() {
 #[tokio::test]
 async fn a_stream_cut_short_is_retried_on_both_wire_formats() {
     let openai = FaultServer::start(vec![
-        Reply::sse(vec![support::openai_chunk("half an ans")], End::Complete),
-        support::openai_stream("a whole answer"),
+        Reply::sse(
+            vec![fault_server::openai_chunk("half an ans")],
+            End::Complete,
+        ),
+        fault_server::openai_stream("a whole answer"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &openai, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &openai, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.output.as_deref(), Some("a whole answer"));
     assert_eq!(x.attempts, 2);
@@ -349,15 +331,15 @@ async fn a_stream_cut_short_is_retried_on_both_wire_formats() {
         ]
     );
 
-    let mut cut = support::anthropic_start(5);
-    cut.push(support::anthropic_text("half"));
+    let mut cut = fault_server::anthropic_start(5);
+    cut.push(fault_server::anthropic_text("half"));
     let anthropic = FaultServer::start(vec![
         Reply::sse(cut.clone(), End::Reset),
         Reply::sse(cut, End::Complete),
-        support::anthropic_stream("whole"),
+        fault_server::anthropic_stream("whole"),
     ])
     .await;
-    let (r, events) = run_script(&script("anthropic", &anthropic, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("anthropic", &anthropic, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.output.as_deref(), Some("whole"));
     assert_eq!(x.attempts, 3);
@@ -375,13 +357,13 @@ async fn a_stream_cut_short_is_retried_on_both_wire_formats() {
 
 #[tokio::test]
 async fn an_overloaded_error_event_goes_to_the_fallback_at_once() {
-    let mut overloaded = support::anthropic_start(5);
-    overloaded.push(support::anthropic_text("Par"));
-    overloaded.push(support::anthropic_event(serde_json::json!({
+    let mut overloaded = fault_server::anthropic_start(5);
+    overloaded.push(fault_server::anthropic_text("Par"));
+    overloaded.push(fault_server::anthropic_event(serde_json::json!({
         "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}
     })));
     let primary = FaultServer::start(vec![Reply::sse(overloaded, End::Complete)]).await;
-    let backup = FaultServer::start(vec![support::openai_stream("from the backup")]).await;
+    let backup = FaultServer::start(vec![fault_server::openai_stream("from the backup")]).await;
     let src = format!(
         r#"
 provider claude {{ kind: anthropic, base_url: "{}", api_key_env: "KEY" }}
@@ -394,7 +376,7 @@ workflow main() {{ x = a("hello"); return x }}
         primary.uri(),
         backup.uri()
     );
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     let x = step(&r, "x");
     assert_eq!(x.status, StepStatus::Succeeded, "{:?}", x.status);
     assert_eq!(x.model.as_deref(), Some("small"));
@@ -415,17 +397,17 @@ workflow main() {{ x = a("hello"); return x }}
 
 #[tokio::test]
 async fn an_error_event_mid_stream_on_openai_is_retried() {
-    let mut failing = vec![support::openai_chunk("partial")];
+    let mut failing = vec![fault_server::openai_chunk("partial")];
     failing.push(format!(
         "data: {}\n\n",
         serde_json::json!({"error": {"message": "upstream failure", "type": "server_error"}})
     ));
     let server = FaultServer::start(vec![
         Reply::sse(failing, End::Complete),
-        support::openai_stream("recovered"),
+        fault_server::openai_stream("recovered"),
     ])
     .await;
-    let (r, events) = run_script(&script("openai", &server, "", "")).await;
+    let (r, events) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.output.as_deref(), Some("recovered"));
     assert_eq!(
@@ -437,12 +419,12 @@ async fn an_error_event_mid_stream_on_openai_is_retried() {
 #[tokio::test]
 async fn rate_limit_headers_hold_the_next_request() {
     // OpenAI: a duration. The first answer says no requests remain for 600 ms.
-    let mut first = support::openai_stream("one");
+    let mut first = fault_server::openai_stream("one");
     if let Reply::Pieces { headers, .. } = &mut first {
         headers.push(("x-ratelimit-remaining-requests".into(), "0".into()));
         headers.push(("x-ratelimit-reset-requests".into(), "600ms".into()));
     }
-    let server = FaultServer::start(vec![first, support::openai_stream("two")]).await;
+    let server = FaultServer::start(vec![first, fault_server::openai_stream("two")]).await;
     let base = format!("{}/v1", server.uri());
     let src = format!(
         r#"
@@ -453,7 +435,7 @@ workflow main() {{ x = a("one"); y = a("two") }}
 "#
     );
     let started = Instant::now();
-    let (r, events) = run_script(&src).await;
+    let (r, events) = run_keyed(KEY, &src).await;
     assert!(r.succeeded, "{r:?}");
     let got = server.received();
     assert!(got[1].at - got[0].at >= Duration::from_millis(600));
@@ -475,15 +457,15 @@ workflow main() {{ x = a("one"); y = a("two") }}
     assert_eq!(waits[0].2, "`p` says its requests are used up");
 
     // Anthropic: an RFC 3339 time, two seconds ahead (to the second).
-    let mut first = support::anthropic_stream("one");
+    let mut first = fault_server::anthropic_stream("one");
     if let Reply::Pieces { headers, .. } = &mut first {
         headers.push(("anthropic-ratelimit-tokens-remaining".into(), "0".into()));
         headers.push((
             "anthropic-ratelimit-tokens-reset".into(),
-            support::rfc3339_in(Duration::from_secs(2)),
+            fault_server::rfc3339_in(Duration::from_secs(2)),
         ));
     }
-    let server = FaultServer::start(vec![first, support::anthropic_stream("two")]).await;
+    let server = FaultServer::start(vec![first, fault_server::anthropic_stream("two")]).await;
     let src = format!(
         r#"
 provider p {{ kind: anthropic, base_url: "{}", api_key_env: "KEY" }}
@@ -493,7 +475,7 @@ workflow main() {{ x = a("one"); y = a("two") }}
 "#,
         server.uri()
     );
-    let (r, _) = run_script(&src).await;
+    let (r, _) = run_keyed(KEY, &src).await;
     assert!(r.succeeded, "{r:?}");
     let got = server.received();
     // The reset is two seconds ahead, cut to the second: at least one second of hold.
@@ -502,14 +484,17 @@ workflow main() {{ x = a("one"); y = a("two") }}
 
 #[tokio::test]
 async fn a_deadline_bounds_retries_against_a_hanging_server() {
-    let hang = || support::openai_json("too late").after(Duration::from_secs(10));
+    let hang = || fault_server::openai_json("too late").after(Duration::from_secs(10));
     let server = FaultServer::start(vec![hang(), hang(), hang(), hang()]).await;
-    let (r, _) = run_script(&script(
-        "openai",
-        &server,
-        "",
-        "timeout 300ms, retry 5, deadline 1500ms",
-    ))
+    let (r, _) = run_keyed(
+        KEY,
+        &script(
+            "openai",
+            &server,
+            "",
+            "timeout 300ms, retry 5, deadline 1500ms",
+        ),
+    )
     .await;
     let x = step(&r, "x");
     match &x.status {
@@ -536,8 +521,8 @@ async fn a_deadline_bounds_retries_against_a_hanging_server() {
 
 #[tokio::test]
 async fn a_server_that_ignores_stream_true_is_read_whole() {
-    let server = FaultServer::start(vec![support::openai_json("not streamed")]).await;
-    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    let server = FaultServer::start(vec![fault_server::openai_json("not streamed")]).await;
+    let (r, _) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     let x = step(&r, "x");
     assert_eq!(x.output.as_deref(), Some("not streamed"));
     assert_eq!((x.usage.input_tokens, x.usage.output_tokens), (10, 3));
@@ -567,12 +552,10 @@ async fn run_bounded(
     server: &FaultServer,
     provider_fields: &str,
 ) -> (RunReport, Vec<Event>) {
-    run_script(&script_with_agent(
-        kind,
-        server,
-        provider_fields,
-        ", max_output_bytes: 4096",
-    ))
+    run_keyed(
+        KEY,
+        &script_with_agent(kind, server, provider_fields, ", max_output_bytes: 4096"),
+    )
     .await
 }
 
@@ -582,12 +565,12 @@ async fn run_bounded(
 fn endless(kind: &str, pieces: usize, piece: &str) -> Reply {
     let mut all = match kind {
         "openai" => Vec::new(),
-        _ => support::anthropic_start(20),
+        _ => fault_server::anthropic_start(20),
     };
     for _ in 0..pieces {
         all.push(match kind {
-            "openai" => support::openai_chunk(piece),
-            _ => support::anthropic_text(piece),
+            "openai" => fault_server::openai_chunk(piece),
+            _ => fault_server::anthropic_text(piece),
         });
     }
     Reply::sse(all, End::Complete)
@@ -622,7 +605,7 @@ async fn an_answer_that_never_ends_is_cut_at_max_output_bytes_on_both_wire_forma
 async fn the_default_bound_is_one_mebibyte() {
     // 1100 KiB of text, without `max_output_bytes`.
     let server = FaultServer::start(vec![endless("openai", 1100, &"z".repeat(1024))]).await;
-    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    let (r, _) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     let e = failure(&r);
     assert!(
         e.contains("is longer than 1048576 bytes (the default `max_output_bytes`)"),
@@ -630,8 +613,8 @@ async fn the_default_bound_is_one_mebibyte() {
     );
     // An answer of exactly the bound is whole.
     let exact = "z".repeat(1 << 20);
-    let server = FaultServer::start(vec![support::openai_stream(&exact)]).await;
-    let (r, _) = run_script(&script("openai", &server, "", "")).await;
+    let server = FaultServer::start(vec![fault_server::openai_stream(&exact)]).await;
+    let (r, _) = run_keyed(KEY, &script("openai", &server, "", "")).await;
     assert_eq!(step(&r, "x").output.as_deref().map(str::len), Some(1 << 20));
 }
 
@@ -652,7 +635,7 @@ async fn a_whole_body_is_bounded_too_on_both_wire_formats() {
     for size in [5000, 200_000] {
         let text = "w".repeat(size);
         for (kind, reply) in [
-            ("openai", support::openai_json(&text)),
+            ("openai", fault_server::openai_json(&text)),
             ("anthropic", anthropic_json(&text)),
         ] {
             let server = FaultServer::start(vec![reply]).await;
@@ -671,32 +654,44 @@ async fn a_whole_body_is_bounded_too_on_both_wire_formats() {
 async fn bytes_that_carry_no_answer_do_not_hold_a_stream_open() {
     let tick = Duration::from_millis(100);
     // Anthropic: a word, then `ping` events for two seconds.
-    let mut anthropic: Vec<(Duration, String)> = support::anthropic_start(20)
+    let mut anthropic: Vec<(Duration, String)> = fault_server::anthropic_start(20)
         .into_iter()
         .map(|p| (Duration::ZERO, p))
         .collect();
-    anthropic.push((Duration::ZERO, support::anthropic_text("hi")));
+    anthropic.push((Duration::ZERO, fault_server::anthropic_text("hi")));
     for _ in 0..20 {
         anthropic.push((
             tick,
-            support::anthropic_event(serde_json::json!({"type": "ping"})),
+            fault_server::anthropic_event(serde_json::json!({"type": "ping"})),
         ));
     }
-    anthropic.extend(support::anthropic_end(1).into_iter().map(|p| (tick, p)));
+    anthropic.extend(
+        fault_server::anthropic_end(1)
+            .into_iter()
+            .map(|p| (tick, p)),
+    );
     // OpenAI-compatible: SSE comments, empty deltas and blank keep-alive lines.
-    let mut openai = vec![(Duration::ZERO, support::openai_chunk("hi"))];
+    let mut openai = vec![(Duration::ZERO, fault_server::openai_chunk("hi"))];
     for i in 0..20 {
         let filler = match i % 3 {
             0 => ": keep-alive\n\n".to_string(),
-            1 => support::openai_chunk(""),
+            1 => fault_server::openai_chunk(""),
             _ => "\n".to_string(),
         };
         openai.push((tick, filler));
     }
-    openai.extend(support::openai_end(1, 1).into_iter().map(|p| (tick, p)));
+    openai.extend(
+        fault_server::openai_end(1, 1)
+            .into_iter()
+            .map(|p| (tick, p)),
+    );
     for (kind, pieces) in [("anthropic", anthropic), ("openai", openai)] {
         let server = FaultServer::start(vec![Reply::sse_paced(pieces, End::Complete)]).await;
-        let (r, _) = run_script(&script(kind, &server, ", idle_timeout: 500ms", "retry 0")).await;
+        let (r, _) = run_keyed(
+            KEY,
+            &script(kind, &server, ", idle_timeout: 500ms", "retry 0"),
+        )
+        .await;
         assert_eq!(
             failure(&r),
             format!("the answer from {kind} did not grow for 500ms (on `m`, attempt 1)")
@@ -720,7 +715,8 @@ async fn one_endless_event_is_cut_too() {
 
 #[tokio::test]
 async fn a_command_that_writes_without_end_is_stopped_at_max_output_bytes() {
-    let (r, _) = run_script(
+    let (r, _) = run_keyed(
+        KEY,
         r#"
 agent endless { run: ["yes", "all work and no play"], max_output_bytes: 10000 }
 workflow main() { x = endless("") }
@@ -744,8 +740,8 @@ async fn a_retry_after_of_zero_or_in_the_past_gets_the_normal_backoff() {
         ("openai", "retry-after-ms", "0"),
     ] {
         let ok = match kind {
-            "openai" => support::openai_stream("fine"),
-            _ => support::anthropic_stream("fine"),
+            "openai" => fault_server::openai_stream("fine"),
+            _ => fault_server::anthropic_stream("fine"),
         };
         let server = FaultServer::start(vec![
             Reply::json_with(
@@ -756,7 +752,7 @@ async fn a_retry_after_of_zero_or_in_the_past_gets_the_normal_backoff() {
             ok,
         ])
         .await;
-        let (r, events) = run_script(&script(kind, &server, "", "")).await;
+        let (r, events) = run_keyed(KEY, &script(kind, &server, "", "")).await;
         assert_eq!(step(&r, "x").status, StepStatus::Succeeded, "{kind}");
         // Not a retry at once: 500 ms less up to 25% jitter, as without the header.
         let d = delays(&events);

@@ -1,0 +1,36 @@
+//! The `orch` binary as the tests call it.
+
+use std::process::{Command, Output};
+
+/// Variables of the caller's environment that change what `orch` does: provider keys, and the
+/// `ORCH_*` defaults of its flags (`--simulate`, `--endpoint`, `--endpoint-model`,
+/// `--state-dir`). The binary starts without them; a test sets what it needs.
+pub const CALLER_ENV: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "ORCH_SIMULATE",
+    "ORCH_ENDPOINT",
+    "ORCH_ENDPOINT_MODEL",
+    "ORCH_STATE_DIR",
+];
+
+/// `orch`, run from the crate root (where `examples/` and `tests/ui/` are), without
+/// [`CALLER_ENV`].
+pub fn orch_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for name in CALLER_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// stdout, as text (invalid UTF-8 replaced).
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr, as text (invalid UTF-8 replaced).
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,5 +1,6 @@
 //! What the fuzz target checks on one input, shared by `fuzz/fuzz_targets/parse_check_fmt.rs`
-//! and `tests/fuzz_regressions.rs` (which replays the inputs the fuzzer once crashed on).
+//! and `fuzz_regression::` in `tests/corpus.rs` (which replays the inputs the fuzzer once
+//! crashed on).
 //!
 //! Any text must compile without panicking, and its diagnostics must render. A program
 //! without errors must plan. When the text parses, `orch fmt` must not panic; when it formats,

@@ -53,7 +53,7 @@ fn ast_without_spans(text: &str) -> Option<String> {
 }
 
 /// The comments of a text, as printed (trailing white space of `//` comments dropped), sorted.
-fn comments(text: &str) -> Vec<String> {
+pub(crate) fn comments(text: &str) -> Vec<String> {
     let mut v: Vec<String> = orch::fmt::comments::comments(text)
         .iter()
         .map(|c| c.text(text).to_string())

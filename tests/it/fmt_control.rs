@@ -17,6 +17,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use crate::common::proptest_config;
+use crate::fmt::comments;
 
 // ---------------------------------------------------------------------------- conditions
 
@@ -309,16 +310,6 @@ fn script() -> impl Strategy<Value = String> {
 }
 
 // ---------------------------------------------------------------------------- the property
-
-/// The comments of a text, as printed, sorted.
-fn comments(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = orch::fmt::comments::comments(text)
-        .iter()
-        .map(|c| c.text(text).to_string())
-        .collect();
-    v.sort();
-    v
-}
 
 proptest! {
     #![proptest_config(proptest_config::config(256))]

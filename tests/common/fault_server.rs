@@ -333,14 +333,22 @@ pub fn openai_stream(text: &str) -> Reply {
 
 /// A whole (non-streamed) OpenAI chat completion answering `text`.
 pub fn openai_json(text: &str) -> Reply {
-    Reply::json(
-        200,
-        serde_json::json!({
-            "model": "served-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3}
-        }),
-    )
+    Reply::json(200, openai_completion("served-model", text, 10, 3))
+}
+
+/// The body of a whole OpenAI chat completion by `model` answering `text`, with its usage in
+/// tokens (also the body the tests' wiremock servers answer with).
+pub fn openai_completion(
+    model: &str,
+    text: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    })
 }
 
 /// An Anthropic stream event, its `event:` name taken from the data's `type`.

@@ -13,6 +13,7 @@ use orch::run::journal::{Journal, JournalError};
 use orch::run::{EnvLookup, Event, RunOptions, RunReport, StepStatus};
 
 use crate::common::cli::orch_command;
+use crate::common::fault_server::openai_completion;
 use crate::common::run::{inputs, run_with, step};
 use crate::common::temp_dir;
 
@@ -884,21 +885,23 @@ impl wiremock::Respond for Llm {
             "{step} answered {}",
             &orch::run::cache_key::sha256_hex(prompt.as_bytes())[..16]
         );
-        let usage = serde_json::json!({"prompt_tokens": prompt.len() / 4, "completion_tokens": 5});
+        let prompt_tokens = prompt.len() as u64 / 4;
         let mut t = if body["stream"] == true {
             // A streaming client gets the same answer as server-sent events.
             let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]});
+            let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 5});
             let last = serde_json::json!({"choices": [], "usage": usage});
             wiremock::ResponseTemplate::new(200).set_body_raw(
                 format!("data: {chunk}\n\ndata: {last}\n\ndata: [DONE]\n\n"),
                 "text/event-stream",
             )
         } else {
-            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "model": "local",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage
-            }))
+            wiremock::ResponseTemplate::new(200).set_body_json(openai_completion(
+                "local",
+                &text,
+                prompt_tokens,
+                5,
+            ))
         };
         if st.hold.as_deref() == Some(step.as_str()) {
             t = t.set_delay(Duration::from_secs(300));

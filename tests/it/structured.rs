@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::common::fault_server::openai_completion;
 use crate::common::run::{retries, run_keyed, run_with, step};
 use crate::common::{compile_plan, e2e_endpoint};
 
@@ -48,11 +49,7 @@ agent editor {{ model: m, max_tokens: 200 }}
 
 /// A whole OpenAI chat completion answering `content`.
 fn openai_answer(content: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "model": "served",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5}
-    }))
+    ResponseTemplate::new(200).set_body_json(openai_completion("served", content, 10, 5))
 }
 
 /// The user message of a received OpenAI request.

@@ -6,10 +6,12 @@
 //! with a comment, a line break or a blank line put at every position where the parser accepts
 //! one; then the command line.
 
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use orch::diag::FileId;
 use orch::fmt::format_source;
+use tempfile::TempDir;
 
 use crate::common::cli::orch_command;
 use crate::common::files::{orch_blocks, orch_files};
@@ -240,14 +242,19 @@ const MESSY: &str = "agent a {model: haiku}\nworkflow main() { x = a(\"hi\") ; r
 const TIDY: &str =
     "agent a { model: haiku }\n\nworkflow main() {\n  x = a(\"hi\")\n  return x\n}\n";
 
-#[test]
-fn fmt_rewrites_files_in_place() {
+/// A fresh directory holding `messy.orch` ([`MESSY`]) and `tidy.orch` ([`TIDY`]); their paths.
+fn messy_and_tidy() -> (TempDir, PathBuf, PathBuf) {
     let tmp = temp_dir();
-    let dir = tmp.path();
-    let messy = dir.join("messy.orch");
-    let tidy = dir.join("tidy.orch");
+    let messy = tmp.path().join("messy.orch");
+    let tidy = tmp.path().join("tidy.orch");
     std::fs::write(&messy, MESSY).unwrap();
     std::fs::write(&tidy, TIDY).unwrap();
+    (tmp, messy, tidy)
+}
+
+#[test]
+fn fmt_rewrites_files_in_place() {
+    let (_tmp, messy, tidy) = messy_and_tidy();
     let o = orch(
         &["fmt", messy.to_str().unwrap(), tidy.to_str().unwrap()],
         None,
@@ -264,12 +271,7 @@ fn fmt_rewrites_files_in_place() {
 
 #[test]
 fn fmt_check_writes_nothing_and_lists_what_would_change() {
-    let tmp = temp_dir();
-    let dir = tmp.path();
-    let messy = dir.join("messy.orch");
-    let tidy = dir.join("tidy.orch");
-    std::fs::write(&messy, MESSY).unwrap();
-    std::fs::write(&tidy, TIDY).unwrap();
+    let (_tmp, messy, tidy) = messy_and_tidy();
     let o = orch(
         &[
             "fmt",

@@ -485,7 +485,7 @@ impl<'o> Loader<'o> {
                 format!("the standard library has no file `{}`", inc.path),
             )
             .with_label("not in the standard library");
-            d = match crate::check::suggest::did_you_mean(rest, known.iter().map(|n| &n[4..])) {
+            d = match crate::diag::suggest::did_you_mean(rest, known.iter().map(|n| &n[4..])) {
                 Some(s) => d.with_help(format!(
                     "did you mean `std/{s}`? The standard library has {}",
                     known.join(", ")

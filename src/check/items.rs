@@ -3,10 +3,11 @@
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::suggest::did_you_mean;
+use crate::diag::suggest::did_you_mean;
 use super::types::{Type, resolve_type};
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{self, Field, Ident, Template, TemplatePart, Value, ValueKind};
+use crate::syntax::print::value_text;
 
 /// The kind of API a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1006,7 +1007,6 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
     out
 }
 
-/// The text a literal value stands for when it is used as text (defaults, arguments).
 /// A value where a template is expected (a prompt, an argument, `return`): a string as
 /// written, a name as `{name}`, anything else as its literal text.
 pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
@@ -1022,37 +1022,3 @@ pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
     }
 }
 
-pub(crate) fn value_text(v: &Value) -> String {
-    match &v.kind {
-        ValueKind::Str(t) => t
-            .parts
-            .iter()
-            .map(|p| match p {
-                TemplatePart::Text(s) => s.clone(),
-                TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
-            })
-            .collect(),
-        ValueKind::Int(n) => n.to_string(),
-        ValueKind::Decimal(x) => x.to_string(),
-        ValueKind::Duration(ms) => format!("{ms}ms"),
-        ValueKind::Money(x) => format!("${x:.2}"),
-        ValueKind::Bool(b) => b.to_string(),
-        ValueKind::List(items) => {
-            serde_json::to_string(&items.iter().map(value_text).collect::<Vec<_>>())
-                .unwrap_or_default()
-        }
-        ValueKind::Record(fields) => {
-            let map: serde_json::Map<String, serde_json::Value> = fields
-                .iter()
-                .map(|f| {
-                    (
-                        f.key.name.clone(),
-                        serde_json::Value::String(value_text(&f.value)),
-                    )
-                })
-                .collect();
-            serde_json::Value::Object(map).to_string()
-        }
-        ValueKind::Path(p) => p.dotted(),
-    }
-}

@@ -4,20 +4,22 @@
 //! duplicates reported), then each workflow is lowered to its DAG ([`workflow::lower`]) with
 //! its names, models, options, arguments and cycles checked.
 
+mod entry;
 pub mod items;
 pub mod lints;
-pub mod suggest;
 pub mod types;
 pub mod workflow;
 
 use indexmap::IndexMap;
 
+use crate::diag::suggest::did_you_mean;
 use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::ModuleSet;
 use crate::syntax::ast::{self, Ident, Path};
 pub use items::{
     AgentDef, AgentKind, Complexity, ModelDef, Price, ProviderDef, ProviderKind, Tier,
 };
+pub use entry::entry_workflow;
 pub use workflow::WorkflowGraph;
 
 /// The item tables every workflow is checked against.
@@ -63,7 +65,7 @@ impl Tables {
     pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
         let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name))
             .with_label("not a declared model");
-        d = match suggest::did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
+        d = match did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if self.models.is_empty() => {
                 d.with_help("no models are declared; add `include \"std/models.orch\"` for haiku, sonnet and opus, or declare one with `model NAME { ... }`")
@@ -90,7 +92,7 @@ impl Tables {
             .keys()
             .map(String::as_str)
             .chain(std::iter::once(workflow::APPROVE));
-        d = match suggest::did_you_mean(&name, callees) {
+        d = match did_you_mean(&name, callees) {
             _ if namespaced.is_some() => {
                 let k = namespaced.expect("checked");
                 d.with_help(format!(
@@ -404,7 +406,7 @@ fn check_model_providers(
         }
         let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name))
             .with_label("not a provider");
-        d = match suggest::did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
+        d = match did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(
                 "built-in providers are anthropic, openai and sim; declare others with `provider {} {{ kind: openai, base_url: \"...\" }}`",

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::suggest::did_you_mean;
+use crate::diag::suggest::did_you_mean;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::syntax::ast::{TypeExpr, TypeKind};
 

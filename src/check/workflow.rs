@@ -16,7 +16,6 @@ mod calls;
 mod control;
 pub mod limits;
 
-pub use control::cond_source;
 mod approval;
 mod overrides;
 mod taint;
@@ -29,7 +28,7 @@ use serde::Serialize;
 
 use super::Tables;
 use super::items::{AgentKind, ParamDef, value_template};
-use super::suggest::did_you_mean;
+use crate::diag::suggest::did_you_mean;
 use super::types::Type;
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{self, Ident, Opt, OptKind, Path, Policy, Stmt, Template};

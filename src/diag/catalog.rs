@@ -155,7 +155,7 @@ pub fn lookup(code_or_name: &str) -> Option<&'static CodeInfo> {
 /// The code or name closest to an unknown one, for "did you mean".
 pub fn suggest(unknown: &str) -> Option<&'static str> {
     let candidates = CODES.iter().flat_map(|c| [c.code, c.name]);
-    crate::check::suggest::did_you_mean(unknown, candidates)
+    super::suggest::did_you_mean(unknown, candidates)
 }
 
 /// The lints (codes whose level can be changed).
@@ -1780,7 +1780,7 @@ mod tests {
         apply_levels(&mut diags, &program.sources, &LintLevels::default());
         if !diags.has_errors()
             && let Some((entry, _)) = program.sources.files().next()
-            && let Err(d) = crate::plan::entry_workflow(&program, None, Span::new(entry, 0, 0))
+            && let Err(d) = crate::check::entry_workflow(&program, None, Span::new(entry, 0, 0))
         {
             diags.push(*d);
         }

@@ -143,7 +143,7 @@ impl LintLevels {
             flag: level.flag(),
             given: selector.to_string(),
             suggestion: catalog::suggest(selector)
-                .or_else(|| crate::check::suggest::did_you_mean(selector, ["warnings"])),
+                .or_else(|| super::suggest::did_you_mean(selector, ["warnings"])),
         })?;
         if !info.is_lint() {
             return Err(LevelError::NotALint {

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod github;
 pub mod levels;
 pub mod sarif;
+pub mod suggest;
 
 pub use github::render_github;
 pub use levels::{Level, LevelError, LintLevels, apply_levels};

@@ -14,7 +14,7 @@
 use pest::error::{Error, ErrorVariant, InputLocation};
 
 use super::Rule;
-use crate::check::suggest::did_you_mean;
+use crate::diag::suggest::did_you_mean;
 use crate::diag::{Diagnostic, FileId, Span};
 
 /// Words that cannot be names (the grammar's `keyword` rule).

@@ -6,6 +6,7 @@
 
 pub mod ast;
 mod error;
+pub mod print;
 
 use pest::Parser as _;
 use pest::iterators::Pair;

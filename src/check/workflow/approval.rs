@@ -11,10 +11,10 @@
 use indexmap::IndexMap;
 
 use super::{Lowerer, NodeId};
-use crate::check::items::value_text;
 use crate::check::types::Type;
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast::{self, OptKind, Path, Template, TemplatePart, ValueKind};
+use crate::syntax::print::value_text;
 
 /// The built-in's name.
 pub const APPROVE: &str = "approve";

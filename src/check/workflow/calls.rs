@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 
 use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
 use crate::check::items::value_template;
-use crate::check::suggest::did_you_mean;
+use crate::diag::suggest::did_you_mean;
 use crate::check::types::{Type, resolve_type};
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{

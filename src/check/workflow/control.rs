@@ -687,26 +687,3 @@ fn list_paths(v: &ast::Value) -> Vec<Path> {
     }
 }
 
-/// A condition as source text, with the parentheses its precedence needs (for the plan).
-pub fn cond_source(c: &ast::Cond) -> String {
-    fn operand(v: &ast::Value) -> String {
-        match &v.kind {
-            ValueKind::Path(p) => p.dotted(),
-            ValueKind::Str(t) => format!("\"{}\"", crate::plan::template_source(t)),
-            _ => crate::check::items::value_text(v),
-        }
-    }
-    fn go(c: &ast::Cond, parent: u8) -> String {
-        let (s, prec) = match &c.kind {
-            CondKind::Value(v) => (operand(v), 3),
-            CondKind::Compare(a, op, b) => {
-                (format!("{} {} {}", operand(a), op.symbol(), operand(b)), 3)
-            }
-            CondKind::Not(x) => (format!("not {}", go(x, 2)), 2),
-            CondKind::And(a, b) => (format!("{} and {}", go(a, 1), go(b, 1)), 1),
-            CondKind::Or(a, b) => (format!("{} or {}", go(a, 0), go(b, 0)), 0),
-        };
-        if prec < parent { format!("({s})") } else { s }
-    }
-    go(c, 0)
-}

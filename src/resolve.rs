@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics, FileId, Label, SourceMap, Span};
+use crate::diag::{Code, Diagnostic, Diagnostics, FileId, Label, SourceMap, Span};
 use crate::syntax::{self, ast};
 
 /// The standard library: `(name, source)` pairs embedded at build time.
@@ -222,8 +222,8 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
                 .sources
                 .add(display_name(entry), Some(entry.to_path_buf()), "");
             loader.diags.push(
-                Diagnostic::error(
-                    "E0100",
+                Diagnostic::new(
+                    Code::UnreadableScript,
                     Span::new(id, 0, 0),
                     format!("cannot read `{}`: {e}", entry.display()),
                 )
@@ -407,8 +407,8 @@ impl<'o> Loader<'o> {
         }
         if self.stack.len() >= MAX_INCLUDE_DEPTH && !self.loaded.contains_key(&target) {
             self.diags.push(
-                Diagnostic::error(
-                    "E0101",
+                Diagnostic::new(
+                    Code::IncludeNotFound,
                     inc.path_span,
                     format!("includes nest more than {MAX_INCLUDE_DEPTH} files deep here"),
                 )
@@ -422,8 +422,8 @@ impl<'o> Loader<'o> {
             if let Some((_, prev)) = self.aliases.get(&alias.name) {
                 let prev = *prev;
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0104",
+                    Diagnostic::new(
+                        Code::DuplicateNamespace,
                         alias.span,
                         format!("namespace `{}` is used twice", alias.name),
                     )
@@ -456,8 +456,8 @@ impl<'o> Loader<'o> {
                 Ok(t) => t,
                 Err(e) => {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0101",
+                        Diagnostic::new(
+                            Code::IncludeNotFound,
                             inc.path_span,
                             format!("cannot read included file `{name}`: {e}"),
                         )
@@ -479,8 +479,8 @@ impl<'o> Loader<'o> {
                 return Some(Origin::Std(name));
             }
             let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
-            let mut d = Diagnostic::error(
-                "E0101",
+            let mut d = Diagnostic::new(
+                Code::IncludeNotFound,
                 inc.path_span,
                 format!("the standard library has no file `{}`", inc.path),
             )
@@ -499,8 +499,8 @@ impl<'o> Loader<'o> {
             Origin::Disk(p) => p.parent().map(Path::to_path_buf),
             Origin::Memory(m) => Path::new(m).parent().map(Path::to_path_buf),
             Origin::Std(_) => {
-                self.diags.push(Diagnostic::error(
-                    "E0101",
+                self.diags.push(Diagnostic::new(
+                    Code::IncludeNotFound,
                     inc.path_span,
                     "a standard library file can only include `std/...` files",
                 ));
@@ -511,7 +511,7 @@ impl<'o> Loader<'o> {
         let joined = base_dir.join(&inc.path);
         let Ok(canonical) = joined.canonicalize() else {
             self.diags.push(
-                Diagnostic::error("E0101", inc.path_span, format!("included file `{}` not found", inc.path))
+                Diagnostic::new(Code::IncludeNotFound, inc.path_span, format!("included file `{}` not found", inc.path))
                     .with_label(format!("looked for {}", shown(&joined)))
                     .with_help("paths are relative to the including file; `std/...` names the standard library"),
             );
@@ -520,7 +520,7 @@ impl<'o> Loader<'o> {
         if !self.roots.iter().any(|r| canonical.starts_with(r)) {
             let root = self.roots.first().map(|r| shown(r)).unwrap_or_default();
             self.diags.push(
-                Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the directory of the entry script", inc.path))
+                Diagnostic::new(Code::IncludeOutsideProject, inc.path_span, format!("include `{}` leaves the directory of the entry script", inc.path))
                     .with_label(format!("resolves to {}, outside {root}", shown(&canonical)))
                     .with_help(format!(
                         "includes may only read files under the entry script's directory ({root}); move the file there, or allow its directory with `--include-path {}`",
@@ -540,8 +540,8 @@ impl<'o> Loader<'o> {
             .map(|(_, id, _)| self.sources.get(*id).name.clone())
             .collect();
         let first = chain.first().cloned().unwrap_or_default();
-        let mut d = Diagnostic::error(
-            "E0102",
+        let mut d = Diagnostic::new(
+            Code::IncludeCycle,
             inc.path_span,
             format!("include cycle: {} → {first}", chain.join(" → ")),
         )

@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use super::types::Type;
 use super::{Program, WorkflowGraph};
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 
 /// Picks the workflow a run starts from: `name` if given, else `main`, else the only one.
 ///
@@ -26,8 +26,12 @@ pub fn entry_workflow<'p>(
     let names: Vec<&str> = own.keys().map(|k| k.as_str()).collect();
     let pick = match name {
         Some(n) => program.workflows.get(n).ok_or_else(|| {
-            let mut d = Diagnostic::error("E0701", file_span, format!("no workflow named `{n}`"))
-                .with_label("in this file");
+            let mut d = Diagnostic::new(
+                Code::NoEntryWorkflow,
+                file_span,
+                format!("no workflow named `{n}`"),
+            )
+            .with_label("in this file");
             d = match did_you_mean(n, names.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!(
@@ -46,15 +50,19 @@ pub fn entry_workflow<'p>(
             (None, 1) => own[0],
             (None, 0) => {
                 return Err(Box::new(
-                    Diagnostic::error("E0701", file_span, "this file has no workflow to run")
-                        .with_label("no `workflow` here")
-                        .with_help("add `workflow main() { ... }`, or plan a file that has one"),
+                    Diagnostic::new(
+                        Code::NoEntryWorkflow,
+                        file_span,
+                        "this file has no workflow to run",
+                    )
+                    .with_label("no `workflow` here")
+                    .with_help("add `workflow main() { ... }`, or plan a file that has one"),
                 ));
             }
             (None, _) => {
                 return Err(Box::new(
-                    Diagnostic::error(
-                        "E0701",
+                    Diagnostic::new(
+                        Code::NoEntryWorkflow,
                         file_span,
                         format!("several workflows and none is `main`: {}", names.join(", ")),
                     )
@@ -64,13 +72,14 @@ pub fn entry_workflow<'p>(
             }
         },
     };
-    if let Some(p) = pick.params.iter().find(|p| {
-        p.ty == Type::Agent
-            || p.ty == Type::List(Box::new(Type::Agent))
-    }) {
+    if let Some(p) = pick
+        .params
+        .iter()
+        .find(|p| p.ty == Type::Agent || p.ty == Type::List(Box::new(Type::Agent)))
+    {
         return Err(Box::new(
-            Diagnostic::error(
-                "E0701",
+            Diagnostic::new(
+                Code::NoEntryWorkflow,
                 p.span,
                 format!(
                     "workflow `{}` is a pattern: its parameter `{}` is {}",

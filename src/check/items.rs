@@ -3,9 +3,9 @@
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use crate::diag::suggest::did_you_mean;
 use super::types::{Type, resolve_type};
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Code, Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{self, Field, Ident, Template, TemplatePart, Value, ValueKind};
 use crate::syntax::print::value_text;
 
@@ -272,16 +272,20 @@ impl<'a> Fields<'a> {
             let key = f.key.name.as_str();
             if let Some(prev) = map.get(key) {
                 diags.push(
-                    Diagnostic::error("E0205", f.key.span, format!("field `{key}` is set twice"))
-                        .with_label("set again here")
-                        .with_secondary(prev.key.span, "first set here")
-                        .with_help("remove one of them"),
+                    Diagnostic::new(
+                        Code::DuplicateDefinition,
+                        f.key.span,
+                        format!("field `{key}` is set twice"),
+                    )
+                    .with_label("set again here")
+                    .with_secondary(prev.key.span, "first set here")
+                    .with_help("remove one of them"),
                 );
                 continue;
             }
             if !known.contains(&key) {
-                let mut d = Diagnostic::error(
-                    "E0206",
+                let mut d = Diagnostic::new(
+                    Code::UnknownField,
                     f.key.span,
                     format!("unknown field `{key}` in {what}"),
                 )
@@ -318,8 +322,8 @@ impl<'a> Fields<'a> {
 
     fn mismatch(&self, f: &Field, expected: &str, diags: &mut Diagnostics) {
         diags.push(
-            Diagnostic::error(
-                "E0207",
+            Diagnostic::new(
+                Code::InvalidFieldValue,
                 f.value.span,
                 format!(
                     "field `{}` of {} must be {expected}, found {}",
@@ -351,8 +355,8 @@ impl<'a> Fields<'a> {
             Some(s) => Some(s),
             None => {
                 diags.push(
-                    Diagnostic::error(
-                        "E0207",
+                    Diagnostic::new(
+                        Code::InvalidFieldValue,
                         span,
                         format!("field `{key}` of {} cannot interpolate values", self.what),
                     )
@@ -441,8 +445,8 @@ impl<'a> Fields<'a> {
             Some(w) if choices.contains(&w.as_str()) => Some((w, f.value.span)),
             _ => {
                 let shown = self.map.get(key).map(|f| f.value.span);
-                let mut d = Diagnostic::error(
-                    "E0207",
+                let mut d = Diagnostic::new(
+                    Code::InvalidFieldValue,
                     shown.unwrap_or(f.value.span),
                     format!(
                         "field `{key}` of {} must be {}",
@@ -482,8 +486,8 @@ impl<'a> Fields<'a> {
             .or_else(|| self.what.strip_prefix("an "))
             .unwrap_or(self.what);
         diags.push(
-            Diagnostic::error(
-                "E0208",
+            Diagnostic::new(
+                Code::MissingField,
                 name.span,
                 format!("{what} `{}` has no `{key}` field", name.name),
             )
@@ -544,8 +548,8 @@ fn mismatch_help(key: &str, expected: &str, found: &Value) -> String {
 fn reject_literal_key(fields: &[Field], diags: &mut Diagnostics) {
     for f in fields.iter().filter(|f| f.key.name == "api_key") {
         diags.push(
-            Diagnostic::error(
-                "E0601",
+            Diagnostic::new(
+                Code::LiteralApiKey,
                 f.value.span,
                 "an API key must not be written in a script",
             )
@@ -589,7 +593,7 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
     let kind = kind.unwrap_or_else(|| {
         if f.get("kind").is_none() {
             diags.push(
-                Diagnostic::error("E0208", decl.name.span, format!("provider `{}` has no `kind` field", decl.name.name))
+                Diagnostic::new(Code::MissingField, decl.name.span, format!("provider `{}` has no `kind` field", decl.name.name))
                     .with_label("`kind` is required")
                     .with_help("add `kind: openai` (also for llama.cpp, Ollama, vLLM), `kind: anthropic` or `kind: sim`"),
             );
@@ -603,8 +607,8 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
             && let Some(field) = f.get(key)
         {
             diags.push(
-                Diagnostic::error(
-                    "E0207",
+                Diagnostic::new(
+                    Code::InvalidFieldValue,
                     field.key.span,
                     format!("`{key}` applies to `kind: sim` providers only"),
                 )
@@ -620,8 +624,8 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
             && let Some(field) = f.get(key)
         {
             diags.push(
-                Diagnostic::error(
-                    "E0207",
+                Diagnostic::new(
+                    Code::InvalidFieldValue,
                     field.key.span,
                     format!("`{key}` applies to HTTP providers (`kind: openai` or `kind: anthropic`) only"),
                 )
@@ -645,9 +649,13 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
                 format!("give a positive number, or remove `{key}` for no limit")
             };
             diags.push(
-                Diagnostic::error("E0207", field.value.span, format!("`{key}` cannot be zero"))
-                    .with_label("zero")
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::InvalidFieldValue,
+                    field.value.span,
+                    format!("`{key}` cannot be zero"),
+                )
+                .with_label("zero")
+                .with_help(help),
             );
         }
     }
@@ -710,8 +718,8 @@ pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Opt
 fn price(field: &Field, diags: &mut Diagnostics) -> Price {
     let ValueKind::Record(fields) = &field.value.kind else {
         diags.push(
-            Diagnostic::error(
-                "E0207",
+            Diagnostic::new(
+                Code::InvalidFieldValue,
                 field.value.span,
                 "field `price` of a model must be a record",
             )
@@ -814,13 +822,17 @@ fn max_output_bytes(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
     }
     let span = f.get("max_output_bytes")?.value.span;
     diags.push(
-        Diagnostic::error("E0207", span, "`max_output_bytes` cannot be zero")
-            .with_label("zero")
-            .with_help(format!(
-                "give a positive number of bytes, or remove it for the default of {} ({} MiB)",
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES >> 20
-            )),
+        Diagnostic::new(
+            Code::InvalidFieldValue,
+            span,
+            "`max_output_bytes` cannot be zero",
+        )
+        .with_label("zero")
+        .with_help(format!(
+            "give a positive number of bytes, or remove it for the default of {} ({} MiB)",
+            crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES >> 20
+        )),
     );
     None
 }
@@ -834,8 +846,8 @@ fn temperature(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<f64> {
     }
     let span = f.get("temperature")?.value.span;
     diags.push(
-        Diagnostic::error(
-            "E0503",
+        Diagnostic::new(
+            Code::ImpossibleValue,
             span,
             format!("a temperature of {t} is out of range"),
         )
@@ -862,8 +874,8 @@ fn command_kind(
                             argv.push((t.clone(), v.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error(
-                                "E0207",
+                            Diagnostic::new(
+                                Code::InvalidFieldValue,
                                 v.span,
                                 format!(
                                     "argv elements must be strings, found {}",
@@ -877,8 +889,8 @@ fn command_kind(
                 }
             }
             _ => diags.push(
-                Diagnostic::error(
-                    "E0207",
+                Diagnostic::new(
+                    Code::InvalidFieldValue,
                     run.value.span,
                     "field `run` must be a non-empty list of strings",
                 )
@@ -900,8 +912,8 @@ fn command_kind(
                             env.push((field.key.name.clone(), t.clone(), field.value.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error(
-                                "E0207",
+                            Diagnostic::new(
+                                Code::InvalidFieldValue,
                                 field.value.span,
                                 format!(
                                     "environment variable `{}` must be a string, found {}",
@@ -920,8 +932,8 @@ fn command_kind(
                 }
             }
             _ => diags.push(
-                Diagnostic::error(
-                    "E0207",
+                Diagnostic::new(
+                    Code::InvalidFieldValue,
                     e.value.span,
                     "field `env` must be a record of strings",
                 )
@@ -952,8 +964,8 @@ fn check_param_refs(
         if params.iter().any(|q| q.name == p.root.name) {
             continue;
         }
-        let mut d = Diagnostic::error(
-            "E0201",
+        let mut d = Diagnostic::new(
+            Code::UndefinedName,
             p.root.span,
             format!("`{}` is not a parameter of agent `{agent}`", p.root.name),
         )
@@ -982,8 +994,8 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
     for p in ps {
         if let Some(prev) = out.iter().find(|q| q.name == p.name.name) {
             diags.push(
-                Diagnostic::error(
-                    "E0205",
+                Diagnostic::new(
+                    Code::DuplicateDefinition,
                     p.name.span,
                     format!("parameter `{}` is declared twice", p.name.name),
                 )
@@ -1021,4 +1033,3 @@ pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
         },
     }
 }
-

@@ -16,7 +16,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use super::workflow::{DepKind, Exec, NodeId, RegionKind, WorkflowGraph};
 use super::{AgentKind, Complexity, Program, Tier};
-use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::diag::{Code, Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::{ModuleSet, normalize};
 use crate::syntax::ast;
 use crate::syntax::ast::ValueKind;
@@ -91,8 +91,8 @@ fn complexity_vs_tier(program: &Program, wf: &WorkflowGraph, diags: &mut Diagnos
         );
         let label = format!("runs on `{model}` (tier `{}`)", tier_name(tier));
         let d = match (from_pin, pin) {
-            (true, Some(pin_span)) => Diagnostic::warning(
-                "W0404",
+            (true, Some(pin_span)) => Diagnostic::new(
+                Code::ComplexityTierMismatch,
                 pin_span,
                 format!("agent `{}` {problem}", n.agent),
             )
@@ -102,8 +102,8 @@ fn complexity_vs_tier(program: &Program, wf: &WorkflowGraph, diags: &mut Diagnos
                 Some(b) => format!("pin a {} model: `model: {b}`; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
                 None => format!("pin a {} model; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
             }),
-            _ => Diagnostic::warning(
-                "W0404",
+            _ => Diagnostic::new(
+                Code::ComplexityTierMismatch,
                 n.callee_span,
                 format!("step `{}` {problem}", n.name),
             )
@@ -147,9 +147,13 @@ fn single_branch_parallel(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             ));
         }
         diags.push(
-            Diagnostic::warning("W0507", g.span, "this `parallel` block has a single branch")
-                .with_label("nothing runs in parallel here")
-                .with_help(help),
+            Diagnostic::new(
+                Code::SingleBranchParallel,
+                g.span,
+                "this `parallel` block has a single branch",
+            )
+            .with_label("nothing runs in parallel here")
+            .with_help(help),
         );
     }
 }
@@ -229,8 +233,8 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             ..n.span
         };
         diags.push(
-            Diagnostic::warning(
-                "W0801",
+            Diagnostic::new(
+                Code::UnusedOutput,
                 name_span,
                 format!("the output of step `{}` is never used", n.name),
             )
@@ -298,8 +302,8 @@ fn report_chunk(
     rewrite.push_str("    }");
     let span = wf.nodes[first].span.to(wf.nodes[last].span);
     diags.push(
-        Diagnostic::warning(
-            "W0802",
+        Diagnostic::new(
+            Code::ParallelizableSequence,
             span,
             format!(
                 "steps {} do not use each other but run one after another",
@@ -333,8 +337,8 @@ fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
             let key = normalize(FsPath::new(&inc.path));
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
                 diags.push(
-                    Diagnostic::warning(
-                        "W0105",
+                    Diagnostic::new(
+                        Code::DuplicateInclude,
                         inc.span,
                         format!("`{}` is included twice", inc.path),
                     )
@@ -381,7 +385,7 @@ fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
     }
     for span in found {
         diags.push(
-            Diagnostic::error("E0601", span, "this looks like an API key written in the script")
+            Diagnostic::new(Code::LiteralApiKey, span, "this looks like an API key written in the script")
                 .with_label("literal secret")
                 .with_help("remove it (and revoke it: it may be in version control) and name the variable that holds it: `api_key_env: \"NAME\"` on the provider"),
         );

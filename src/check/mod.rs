@@ -13,13 +13,13 @@ pub mod workflow;
 use indexmap::IndexMap;
 
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::diag::{Code, Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::ModuleSet;
 use crate::syntax::ast::{self, Ident, Path};
+pub use entry::entry_workflow;
 pub use items::{
     AgentDef, AgentKind, Complexity, ModelDef, Price, ProviderDef, ProviderKind, Tier,
 };
-pub use entry::entry_workflow;
 pub use workflow::WorkflowGraph;
 
 /// The item tables every workflow is checked against.
@@ -63,8 +63,12 @@ impl Tables {
     }
 
     pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
-        let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name))
-            .with_label("not a declared model");
+        let mut d = Diagnostic::new(
+            Code::UnknownModel,
+            m.span,
+            format!("unknown model `{}`", m.name),
+        )
+        .with_label("not a declared model");
         d = match did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if self.models.is_empty() => {
@@ -80,8 +84,12 @@ impl Tables {
 
     pub(crate) fn unknown_agent(&self, callee: &Path) -> Diagnostic {
         let name = callee.dotted();
-        let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`"))
-            .with_label("not a declared agent");
+        let mut d = Diagnostic::new(
+            Code::UnknownAgent,
+            callee.span,
+            format!("unknown agent `{name}`"),
+        )
+        .with_label("not a declared agent");
         let namespaced = self
             .agents
             .keys()
@@ -242,7 +250,11 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
         let mut i = 0;
         diags.retain(|d| {
             i += 1;
-            i <= before || !matches!(d.code, "E0202" | "E0203" | "E0204")
+            i <= before
+                || !matches!(
+                    d.code,
+                    Code::UnknownAgent | Code::UnknownModel | Code::UnknownProvider
+                )
         });
     }
     let program = Program {
@@ -389,7 +401,7 @@ fn duplicate_item(
         "providers, models, agents and workflows share one namespace; rename one of them"
             .to_string()
     };
-    Diagnostic::error("E0205", primary.0, message)
+    Diagnostic::new(Code::DuplicateDefinition, primary.0, message)
         .with_label(label)
         .with_secondary(other.0, other_label)
         .with_help(help)
@@ -404,8 +416,12 @@ fn check_model_providers(
         if tables.providers.contains_key(&p.name) {
             continue;
         }
-        let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name))
-            .with_label("not a provider");
+        let mut d = Diagnostic::new(
+            Code::UnknownProvider,
+            p.span,
+            format!("unknown provider `{}`", p.name),
+        )
+        .with_label("not a provider");
         d = match did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::syntax::ast::{TypeExpr, TypeKind};
 
 /// A type of the language.
@@ -78,8 +78,12 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             "json" => Type::Json,
             "agent" => Type::Agent,
             other => {
-                let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`"))
-                    .with_label("unknown type");
+                let mut d = Diagnostic::new(
+                    Code::UnknownType,
+                    id.span,
+                    format!("unknown type `{other}`"),
+                )
+                .with_label("unknown type");
                 let synonym = match other {
                     "string" | "str" | "String" => Some("text"),
                     "int" | "integer" | "float" | "double" | "i64" | "f64" => Some("number"),

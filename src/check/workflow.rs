@@ -28,9 +28,9 @@ use serde::Serialize;
 
 use super::Tables;
 use super::items::{AgentKind, ParamDef, value_template};
-use crate::diag::suggest::did_you_mean;
 use super::types::Type;
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Code, Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{self, Ident, Opt, OptKind, Path, Policy, Stmt, Template};
 
 /// Index of a node in [`WorkflowGraph::nodes`].
@@ -553,7 +553,7 @@ impl Lowerer<'_> {
                     format!("`{kw}` is given twice in these options")
                 };
                 self.diags.push(
-                    Diagnostic::error("E0502", o.span, message)
+                    Diagnostic::new(Code::InvalidOption, o.span, message)
                         .with_label("given again")
                         .with_secondary(*prev, "first given here")
                         .with_help("keep one of them"),
@@ -572,8 +572,8 @@ impl Lowerer<'_> {
                     _ => "remove it",
                 };
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0502",
+                    Diagnostic::new(
+                        Code::InvalidOption,
                         o.span,
                         format!("`{kw}` is not an option of {}", place.describe()),
                     )
@@ -605,8 +605,8 @@ impl Lowerer<'_> {
                 OptKind::Timeout(ms) => {
                     if *ms == 0 {
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0503",
+                            Diagnostic::new(
+                                Code::ImpossibleValue,
                                 o.span,
                                 "a timeout of zero would fail every attempt",
                             )
@@ -620,8 +620,8 @@ impl Lowerer<'_> {
                 OptKind::Deadline(ms) => {
                     if *ms == 0 {
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0503",
+                            Diagnostic::new(
+                                Code::ImpossibleValue,
                                 o.span,
                                 "a deadline of zero would fail every step",
                             )
@@ -635,7 +635,7 @@ impl Lowerer<'_> {
                 OptKind::Max(n) => {
                     if *n == 0 {
                         self.diags.push(
-                            Diagnostic::error("E0503", o.span, "`max 0` would never run any branch")
+                            Diagnostic::new(Code::ImpossibleValue, o.span, "`max 0` would never run any branch")
                                 .with_label("zero")
                                 .with_help("use `max 1` to run the branches one at a time, or remove `max` for no limit"),
                         );
@@ -684,8 +684,8 @@ impl Lowerer<'_> {
                 _ => "a step",
             };
             self.diags.push(
-                Diagnostic::error(
-                    "E0205",
+                Diagnostic::new(
+                    Code::DuplicateDefinition,
                     name.span,
                     format!(
                         "`{}` is defined twice in workflow `{}`",
@@ -751,9 +751,13 @@ impl Lowerer<'_> {
             if self.returned {
                 // Statements after `return` are reported once, at the first of them.
                 self.diags.push(
-                    Diagnostic::error("E0505", stmt.span(), "statement after `return` never runs")
-                        .with_label("unreachable")
-                        .with_help("move `return` to the end of the workflow body"),
+                    Diagnostic::new(
+                        Code::MisplacedReturn,
+                        stmt.span(),
+                        "statement after `return` never runs",
+                    )
+                    .with_label("unreachable")
+                    .with_help("move `return` to the end of the workflow body"),
                 );
                 self.returned = false;
             }
@@ -845,8 +849,8 @@ impl Lowerer<'_> {
                             "put `gather` right after the `parallel` block whose branches it joins"
                         };
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0501",
+                            Diagnostic::new(
+                                Code::MisplacedGather,
                                 gather.keyword,
                                 "`gather` does not follow a `parallel` block",
                             )
@@ -868,16 +872,20 @@ impl Lowerer<'_> {
                 let t = value_template(&r.value);
                 if !self.path.is_empty() && mode != Mode::Parallel {
                     self.diags.push(
-                        Diagnostic::error("E0505", r.span, "`return` inside a `for`, `repeat` or `if`")
+                        Diagnostic::new(Code::MisplacedReturn, r.span, "`return` inside a `for`, `repeat` or `if`")
                             .with_label("may not run, or run many times")
                             .with_help("define a name in the block and return it after the block, at the end of the workflow body"),
                     );
                 }
                 if mode == Mode::Parallel {
                     self.diags.push(
-                        Diagnostic::error("E0505", r.span, "`return` inside a `parallel` block")
-                            .with_label("a branch cannot return")
-                            .with_help("return after the block, at the end of the workflow body"),
+                        Diagnostic::new(
+                            Code::MisplacedReturn,
+                            r.span,
+                            "`return` inside a `parallel` block",
+                        )
+                        .with_label("a branch cannot return")
+                        .with_help("return after the block, at the end of the workflow body"),
                     );
                 }
                 self.check_template_refs(&t);
@@ -913,7 +921,7 @@ impl Lowerer<'_> {
                 format!("needs {n} successful branches")
             };
             self.diags.push(
-                Diagnostic::error("E0503", gather.policy_span, message)
+                Diagnostic::new(Code::ImpossibleValue, gather.policy_span, message)
                     .with_label(label)
                     .with_secondary(
                         self.g.groups[group].span,
@@ -968,9 +976,13 @@ impl Lowerer<'_> {
         self.g.groups[id].members = (first..self.g.nodes.len()).collect();
         if p.body.stmts.is_empty() {
             self.diags.push(
-                Diagnostic::error("E0506", p.keyword, "this `parallel` block has no branches")
-                    .with_label("empty block")
-                    .with_help("put at least one step inside, or remove the block"),
+                Diagnostic::new(
+                    Code::EmptyParallel,
+                    p.keyword,
+                    "this `parallel` block has no branches",
+                )
+                .with_label("empty block")
+                .with_help("put at least one step inside, or remove the block"),
             );
         }
         (exits, id)
@@ -1105,8 +1117,8 @@ impl Lowerer<'_> {
             AgentKind::Command { argv, env, cwd } => {
                 if let Some((m, span)) = &call_model {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0403",
+                        Diagnostic::new(
+                            Code::ModelOnCommandAgent,
                             *span,
                             format!("`{}` is a command agent; it takes no model", agent.name),
                         )
@@ -1124,8 +1136,8 @@ impl Lowerer<'_> {
                     .find(|o| matches!(o.kind, OptKind::Fallback(_)))
                 {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0403",
+                        Diagnostic::new(
+                            Code::ModelOnCommandAgent,
                             o.span,
                             format!(
                                 "`{}` is a command agent; it has no model to fall back from",
@@ -1160,8 +1172,8 @@ impl Lowerer<'_> {
                         && block_model.name != p.name
                     {
                         self.diags.push(
-                            Diagnostic::warning(
-                                "W0402",
+                            Diagnostic::new(
+                                Code::BlockModelOverridden,
                                 s.callee.span,
                                 format!("`{}` runs on `{}`, not on the block's model `{}`", agent.name, p.name, block_model.name),
                             )
@@ -1185,7 +1197,7 @@ impl Lowerer<'_> {
                     None => {
                         if pin.is_none() && !scope.model_unknown {
                             self.diags.push(
-                                Diagnostic::error("E0401", s.callee.span, format!("step `{}` has no model", s.name.name))
+                                Diagnostic::new(Code::StepWithoutModel, s.callee.span, format!("step `{}` has no model", s.name.name))
                                     .with_label(format!("`{}` pins no model and no block gives one", agent.name))
                                     .with_secondary(agent.name_span, "agent declared here")
                                     .with_help(format!(
@@ -1248,7 +1260,7 @@ impl Lowerer<'_> {
             match &a.name {
                 None if prompt.is_none() => prompt = Some(t),
                 None => self.diags.push(
-                    Diagnostic::error("E0211", a.value.span, "a step takes one prompt; this is a second one")
+                    Diagnostic::new(Code::InvalidArguments, a.value.span, "a step takes one prompt; this is a second one")
                         .with_label("extra argument")
                         .with_help("join the texts into one string, or pass named arguments (`name: value`) for the agent's parameters"),
                 ),
@@ -1261,7 +1273,7 @@ impl Lowerer<'_> {
                         && agent.is_some_and(|ag| !ag.params.iter().any(|p| p.name == "prompt")) =>
                 {
                     self.diags.push(
-                        Diagnostic::error("E0211", n.span, "the prompt is passed without a name")
+                        Diagnostic::new(Code::InvalidArguments, n.span, "the prompt is passed without a name")
                             .with_label("`prompt:` is not a parameter")
                             .with_help(format!("drop `prompt:` and pass the text first: `{agent_name}(\"...\")`; names are for the agent's declared parameters")),
                     );
@@ -1271,7 +1283,7 @@ impl Lowerer<'_> {
                     if let Some(agent) = agent
                         && !agent.params.iter().any(|p| p.name == n.name)
                     {
-                        let mut d = Diagnostic::error("E0211", n.span, format!("agent `{agent_name}` has no parameter `{}`", n.name))
+                        let mut d = Diagnostic::new(Code::InvalidArguments, n.span, format!("agent `{agent_name}` has no parameter `{}`", n.name))
                             .with_label("unknown parameter")
                             .with_secondary(agent.name_span, "agent declared here");
                         d = match did_you_mean(&n.name, agent.params.iter().map(|p| p.name.as_str())) {
@@ -1291,7 +1303,7 @@ impl Lowerer<'_> {
                         self.diags.push(d);
                     } else if let Some(first) = given.get(&n.name) {
                         self.diags.push(
-                            Diagnostic::error("E0211", n.span, format!("argument `{}` is given twice", n.name))
+                            Diagnostic::new(Code::InvalidArguments, n.span, format!("argument `{}` is given twice", n.name))
                                 .with_label("given again")
                                 .with_secondary(*first, "first given here")
                                 .with_help("remove one of them"),
@@ -1336,8 +1348,8 @@ impl Lowerer<'_> {
                     ));
                 }
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
+                    Diagnostic::new(
+                        Code::InvalidArguments,
                         s.callee.span,
                         format!("call of `{agent_name}` is missing the {noun} {list}"),
                     )
@@ -1348,8 +1360,8 @@ impl Lowerer<'_> {
             }
             if prompt.is_none() && matches!(agent.kind, AgentKind::Model { .. }) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
+                    Diagnostic::new(
+                        Code::InvalidArguments,
                         s.callee.span,
                         format!(
                             "step `{}` gives agent `{agent_name}` no prompt",
@@ -1400,8 +1412,8 @@ impl Lowerer<'_> {
                     let members = self.g.groups[g].members.clone();
                     if members.contains(&r.node) {
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0301",
+                            Diagnostic::new(
+                                Code::DependencyCycle,
                                 r.path.span,
                                 format!(
                                     "step `{}` uses the block it is in",
@@ -1450,8 +1462,8 @@ impl Lowerer<'_> {
             }
             if r.kind == DepKind::After && matches!(binding, Binding::Param(_)) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0201",
+                    Diagnostic::new(
+                        Code::UndefinedName,
                         r.path.span,
                         format!("`{}` is a parameter, not a step", r.path.root.name),
                     )
@@ -1462,8 +1474,8 @@ impl Lowerer<'_> {
             for t in targets {
                 if t == r.node && r.kind != DepKind::Order {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0301",
+                        Diagnostic::new(
+                            Code::DependencyCycle,
                             r.path.span,
                             format!("step `{}` uses its own output", r.path.root.name),
                         )
@@ -1522,7 +1534,7 @@ impl Lowerer<'_> {
             .map(|x| x.region);
         if k < from.len() && from[k].region == rid {
             self.diags.push(
-                Diagnostic::error("E0201", r.path.span, format!("`{name}` is defined in another branch"))
+                Diagnostic::new(Code::UndefinedName, r.path.span, format!("`{name}` is defined in another branch"))
                     .with_label("not defined on this path")
                     .with_secondary(self.g.nodes[t].span, "defined here, in another branch")
                     .with_help(format!("only one branch runs: define `{name}` in this branch too, or use it after the `if`")),
@@ -1542,8 +1554,8 @@ impl Lowerer<'_> {
                 )
             };
             self.diags.push(
-                Diagnostic::error(
-                    "E0201",
+                Diagnostic::new(
+                    Code::UndefinedName,
                     r.path.span,
                     format!("`{name}` is defined inside a `parallel for`"),
                 )
@@ -1560,7 +1572,7 @@ impl Lowerer<'_> {
             RegionKind::If { .. } if !region.exports.contains_key(&name) => {
                 let span = region.span;
                 self.diags.push(
-                    Diagnostic::error("E0201", r.path.span, format!("`{name}` is only defined in one branch of an `if`"))
+                    Diagnostic::new(Code::UndefinedName, r.path.span, format!("`{name}` is only defined in one branch of an `if`"))
                         .with_label("may not be defined here")
                         .with_secondary(span, "the `if` that defines it in one branch")
                         .with_help(format!("define `{name}` in both branches (`else {{ {name} = ... }}`), or use it inside the branch")),
@@ -1599,8 +1611,8 @@ impl Lowerer<'_> {
     }
 
     fn undefined(&mut self, name: &Ident) {
-        let mut d = Diagnostic::error(
-            "E0201",
+        let mut d = Diagnostic::new(
+            Code::UndefinedName,
             name.span,
             format!(
                 "`{}` is not defined in workflow `{}`",
@@ -1649,8 +1661,8 @@ impl Lowerer<'_> {
                     .map(|&n| self.g.nodes[n].name.clone())
                     .collect();
                 if !members.contains(&first.name) {
-                    let mut d = Diagnostic::error(
-                        "E0210",
+                    let mut d = Diagnostic::new(
+                        Code::InvalidFieldAccess,
                         first.span,
                         format!("block `{}` has no step `{}`", path.root.name, first.name),
                     )
@@ -1662,8 +1674,8 @@ impl Lowerer<'_> {
                     self.diags.push(d);
                 } else if path.fields.len() > 1 {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0210",
+                        Diagnostic::new(
+                            Code::InvalidFieldAccess,
                             path.fields[1].span,
                             format!(
                                 "`{}.{}` is text; it has no fields",
@@ -1684,8 +1696,8 @@ impl Lowerer<'_> {
             match ty.field(&f.name) {
                 Some(Some(t)) => ty = t,
                 Some(None) => {
-                    let mut d = Diagnostic::error(
-                        "E0210",
+                    let mut d = Diagnostic::new(
+                        Code::InvalidFieldAccess,
                         f.span,
                         format!("`{owner}` has no field `{}`", f.name),
                     )
@@ -1725,8 +1737,8 @@ impl Lowerer<'_> {
                         format!("use `{{{owner}}}` whole")
                     };
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0210",
+                        Diagnostic::new(
+                            Code::InvalidFieldAccess,
                             f.span,
                             format!("`{owner}` is {ty}; it has no field `{}`", f.name),
                         )
@@ -1775,8 +1787,8 @@ impl Lowerer<'_> {
                 } else {
                     "uses"
                 };
-                let mut d = Diagnostic::error(
-                    "E0301",
+                let mut d = Diagnostic::new(
+                    Code::DependencyCycle,
                     dep.span,
                     format!("`{x}` {verb} `{y}`, which only runs after it"),
                 )
@@ -1804,8 +1816,8 @@ impl Lowerer<'_> {
                 _ => dep.span,
             };
             let (first_from, first_dep) = cycle[0];
-            let mut d = Diagnostic::error(
-                "E0301",
+            let mut d = Diagnostic::new(
+                Code::DependencyCycle,
                 edge_span(&first_dep),
                 format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
             )

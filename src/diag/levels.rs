@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use super::catalog::{self, CodeInfo};
-use super::{Diagnostic, Diagnostics, FileId, Severity, SourceMap, Span};
+use super::{Code, Diagnostic, Diagnostics, FileId, Severity, SourceMap, Span};
 
 /// The level of a lint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,7 +95,7 @@ pub struct LintLevels {
     /// `warnings`: every lint not given by code or name.
     all: Option<Level>,
     /// By code.
-    by_code: BTreeMap<&'static str, Level>,
+    by_code: BTreeMap<Code, Level>,
 }
 
 impl LintLevels {
@@ -149,7 +149,7 @@ impl LintLevels {
             return Err(LevelError::NotALint {
                 flag: level.flag(),
                 given: selector.to_string(),
-                code: info.code,
+                code: info.code.as_str(),
                 name: info.name,
             });
         }
@@ -164,8 +164,8 @@ impl LintLevels {
     }
 
     /// The level given for a lint, if any: by its code, else by `warnings`.
-    pub fn level_of(&self, code: &str) -> Option<Level> {
-        self.by_code.get(code).copied().or(self.all)
+    pub fn level_of(&self, code: Code) -> Option<Level> {
+        self.by_code.get(&code).copied().or(self.all)
     }
 
     /// Whether nothing is set.
@@ -399,10 +399,6 @@ fn allowed_in_source(directives: &mut [Directive], d: &Diagnostic, sources: &Sou
     allowed
 }
 
-fn is_lint(code: &str) -> bool {
-    catalog::by_code(code).is_some_and(CodeInfo::is_lint)
-}
-
 /// The level a lint ends at: `None` when it is not reported.
 fn level(d: &Diagnostic, levels: &LintLevels) -> Option<Severity> {
     match levels.level_of(d.code) {
@@ -425,7 +421,7 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
         .collect();
     let mut kept = Vec::with_capacity(diags.len());
     for mut d in std::mem::take(&mut diags.items) {
-        if !is_lint(d.code) {
+        if !d.code.is_lint() {
             kept.push(d);
             continue;
         }
@@ -441,8 +437,8 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
     for dir in &dirs {
         match &dir.kind {
             DirectiveKind::Malformed { span, word } => {
-                let mut w = Diagnostic::warning(
-                    "W0901",
+                let mut w = Diagnostic::new(
+                    Code::UnusedAllow,
                     *span,
                     format!("`orch: {word}` is not a directive orch knows"),
                 )
@@ -490,16 +486,16 @@ fn entry_problem(e: &Entry, target: Option<usize>, had_errors: bool) -> Option<D
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("lints that can be allowed: {}", lints.join(", ")),
             };
-            Diagnostic::warning(
-                "W0901",
+            Diagnostic::new(
+                Code::UnusedAllow,
                 e.span,
                 format!("`allow({})` names no diagnostic", e.text),
             )
             .with_label("unknown code or name")
             .with_help(help)
         }
-        Some(info) if !info.is_lint() => Diagnostic::warning(
-            "W0901",
+        Some(info) if !info.is_lint() => Diagnostic::new(
+            Code::UnusedAllow,
             e.span,
             format!(
                 "`allow({})`: {} ({}) is an error, and errors cannot be allowed",
@@ -525,7 +521,7 @@ fn entry_problem(e: &Entry, target: Option<usize>, had_errors: bool) -> Option<D
                     e.text
                 ),
             };
-            Diagnostic::warning("W0901", e.span, message)
+            Diagnostic::new(Code::UnusedAllow, e.span, message)
                 .with_label("unused")
                 .with_help(
                     "remove it; an `allow` applies to warnings starting on its own line, or, on a line of its own, on the next line of code",
@@ -604,11 +600,11 @@ mod tests {
     fn flags_resolve_codes_names_and_warnings() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let l = LintLevels::from_flags(&s(&["W0402"]), &[], &s(&["warnings"])).unwrap();
-        assert_eq!(l.level_of("W0402"), Some(Level::Allow));
-        assert_eq!(l.level_of("W0901"), Some(Level::Deny));
+        assert_eq!(l.level_of(Code::BlockModelOverridden), Some(Level::Allow));
+        assert_eq!(l.level_of(Code::UnusedAllow), Some(Level::Deny));
         let l = LintLevels::from_flags(&[], &[], &s(&["block-model-overridden"])).unwrap();
-        assert_eq!(l.level_of("W0402"), Some(Level::Deny));
-        assert_eq!(l.level_of("W0901"), None);
+        assert_eq!(l.level_of(Code::BlockModelOverridden), Some(Level::Deny));
+        assert_eq!(l.level_of(Code::UnusedAllow), None);
 
         let e = LintLevels::from_flags(&s(&["W0420"]), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("did you mean `W0402`?"), "{e}");

@@ -8,7 +8,7 @@
 
 use super::{Plan, PlanGroup, lower};
 use crate::check::Program;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 
 use super::render::usd;
 
@@ -35,8 +35,8 @@ pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
         if worst <= budget {
             continue;
         }
-        let mut d = Diagnostic::warning(
-            "W0803",
+        let mut d = Diagnostic::new(
+            Code::BudgetExceeded,
             span,
             format!(
                 "the worst case of workflow `{}` is {}, over its budget of {}",
@@ -80,8 +80,8 @@ fn check_block(
         .map_or("this `parallel` block".to_string(), |n| {
             format!("block `{n}`")
         });
-    let mut d = Diagnostic::warning(
-        "W0803",
+    let mut d = Diagnostic::new(
+        Code::BudgetExceeded,
         span,
         format!(
             "the worst case of {what} is {}, over its budget of {}",

@@ -15,7 +15,7 @@ use pest::error::{Error, ErrorVariant, InputLocation};
 
 use super::Rule;
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Diagnostic, FileId, Span};
+use crate::diag::{Code, Diagnostic, FileId, Span};
 
 /// Words that cannot be names (the grammar's `keyword` rule).
 const KEYWORDS: &[&str] = &[
@@ -167,8 +167,8 @@ pub(super) fn syntax_error(file: FileId, text: &str, e: &Error<Rule>) -> Diagnos
     if let ErrorVariant::CustomError { message } = &e.variant
         && message.contains("limit reached")
     {
-        return Diagnostic::error(
-            "E0001",
+        return Diagnostic::new(
+            Code::SyntaxError,
             at(pest_pos, (pest_pos + 1).min(text.len())),
             format!(
                 "the script nests too deeply to be parsed here (more than {} levels)",
@@ -218,11 +218,15 @@ pub(super) fn syntax_error(file: FileId, text: &str, e: &Error<Rule>) -> Diagnos
     let found = describe_found(text, pos);
     let span = at(pos, token_end(text, pos));
     let mut d = if expected.is_empty() {
-        Diagnostic::error("E0001", span, format!("unexpected {found}"))
+        Diagnostic::new(Code::SyntaxError, span, format!("unexpected {found}"))
             .with_label("not expected here")
     } else {
-        Diagnostic::error("E0001", span, format!("expected {expected}, found {found}"))
-            .with_label(format!("expected {expected}"))
+        Diagnostic::new(
+            Code::SyntaxError,
+            span,
+            format!("expected {expected}, found {found}"),
+        )
+        .with_label(format!("expected {expected}"))
     };
     // An open bracket whose closer is expected here, when the text has moved on to a new line.
     if let Some(&(open, ch)) = lex.stack.last()
@@ -253,11 +257,15 @@ pub(super) fn syntax_error(file: FileId, text: &str, e: &Error<Rule>) -> Diagnos
     };
     if in_record && next_is_field && expected.contains("`,`") {
         let field = &text[pos..token_end(text, pos)];
-        return Diagnostic::error("E0001", span, format!("missing `,` before field `{field}`"))
-            .with_label("add `,` or a line break before this field")
-            .with_help(
-                "fields are separated by commas or new lines: `{ model: haiku, system: \"...\" }`",
-            );
+        return Diagnostic::new(
+            Code::SyntaxError,
+            span,
+            format!("missing `,` before field `{field}`"),
+        )
+        .with_label("add `,` or a line break before this field")
+        .with_help(
+            "fields are separated by commas or new lines: `{ model: haiku, system: \"...\" }`",
+        );
     }
     if expected == "`=`" {
         d = d.with_help("a step is written `name = agent(\"prompt\")`");
@@ -371,8 +379,8 @@ fn single_quoted(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
         .map_or(text.len(), |i| pos + i);
     let close = text[pos + 1..line_end].find('\'').map(|i| pos + 1 + i);
     let end = close.map_or(pos + 1, |c| c + 1);
-    let d = Diagnostic::error(
-        "E0001",
+    let d = Diagnostic::new(
+        Code::SyntaxError,
         Span::new(file, pos, end),
         "strings are written in double quotes, not single quotes",
     )
@@ -406,7 +414,7 @@ fn special_case(
             let (s, e) = word_around(text, p);
             let word = &text[s..e];
             return Some(
-                Diagnostic::error("E0001", at(s, e), format!("`{word}` is not a valid name"))
+                Diagnostic::new(Code::SyntaxError, at(s, e), format!("`{word}` is not a valid name"))
                     .with_label("only ASCII letters, digits and `_` here")
                     .with_help("names start with an ASCII letter or `_`, followed by ASCII letters, digits or `_`"),
             );
@@ -446,8 +454,8 @@ fn special_case(
                     format!("{word}_{kind}")
                 };
                 return Some(
-                    Diagnostic::error(
-                        "E0001",
+                    Diagnostic::new(
+                        Code::SyntaxError,
                         at(s, e),
                         format!("`{word}` is a keyword; it cannot be used as a name"),
                     )
@@ -506,7 +514,7 @@ fn option_error(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
         };
         let kw_end = s + kw.len();
         return Some(
-            Diagnostic::error("E0001", at(s, kw_end), msg)
+            Diagnostic::new(Code::SyntaxError, at(s, kw_end), msg)
                 .with_label(label)
                 .with_help(help),
         );
@@ -533,8 +541,8 @@ fn option_error(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
             help = format!("amounts are written with a dollar sign: `budget ${a}`");
         }
         return Some(
-            Diagnostic::error(
-                "E0001",
+            Diagnostic::new(
+                Code::SyntaxError,
                 at(s, e),
                 format!("`{name}` needs {what}, found {found}"),
             )
@@ -550,9 +558,13 @@ fn option_error(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
         };
         let kw_end = s + kw.len();
         return Some(
-            Diagnostic::error("E0001", at(s, kw_end), format!("unknown option `{kw}`"))
-                .with_label("not an option")
-                .with_help(help),
+            Diagnostic::new(
+                Code::SyntaxError,
+                at(s, kw_end),
+                format!("unknown option `{kw}`"),
+            )
+            .with_label("not an option")
+            .with_help(help),
         );
     }
     None
@@ -864,34 +876,38 @@ impl Problem {
         let eof = text.trim_end().len();
         match self {
             Problem::UnterminatedString { open, line_end } => {
-                Diagnostic::error("E0001", at(open, line_end), "unterminated string")
+                Diagnostic::new(Code::SyntaxError, at(open, line_end), "unterminated string")
                     .with_label("this string has no closing `\"` on its line")
                     .with_help(
                         "add the closing `\"`; for text over several lines use `\"\"\"...\"\"\"`",
                     )
             }
-            Problem::UnterminatedTriple { open } => {
-                Diagnostic::error("E0001", at(open, open + 3), "unterminated `\"\"\"` string")
-                    .with_label("this string is never closed")
-                    .with_secondary(at(eof, eof), "the file ends here")
-                    .with_help("close it with `\"\"\"`")
-            }
-            Problem::UnterminatedComment { open } => {
-                Diagnostic::error("E0001", at(open, open + 2), "unterminated `/* */` comment")
-                    .with_label("this comment is never closed")
-                    .with_secondary(at(eof, eof), "the file ends here")
-                    .with_help("close it with `*/` (comments nest: each `/*` needs its own `*/`)")
-            }
+            Problem::UnterminatedTriple { open } => Diagnostic::new(
+                Code::SyntaxError,
+                at(open, open + 3),
+                "unterminated `\"\"\"` string",
+            )
+            .with_label("this string is never closed")
+            .with_secondary(at(eof, eof), "the file ends here")
+            .with_help("close it with `\"\"\"`"),
+            Problem::UnterminatedComment { open } => Diagnostic::new(
+                Code::SyntaxError,
+                at(open, open + 2),
+                "unterminated `/* */` comment",
+            )
+            .with_label("this comment is never closed")
+            .with_secondary(at(eof, eof), "the file ends here")
+            .with_help("close it with `*/` (comments nest: each `/*` needs its own `*/`)"),
             Problem::BadEscape { at: p, len } => {
                 let esc = &text[p..p + len];
-                Diagnostic::error("E0001", at(p, p + len), format!("unknown escape `{esc}` in a string"))
+                Diagnostic::new(Code::SyntaxError, at(p, p + len), format!("unknown escape `{esc}` in a string"))
                     .with_label("unknown escape")
                     .with_help("the escapes are `\\n`, `\\t`, `\\r`, `\\\"`, `\\\\`, `\\{`, `\\}` and `\\0`; write `\\\\` for a backslash")
             }
             Problem::UnclosedInterp { open, end } => {
                 let name = &text[open + 1..end];
-                Diagnostic::error(
-                    "E0001",
+                Diagnostic::new(
+                    Code::SyntaxError,
                     at(open, end),
                     format!("unclosed interpolation `{{{name}`"),
                 )
@@ -910,8 +926,8 @@ impl Problem {
                     && name.chars().all(|c| is_word_char(c) || c == '.')
                 {
                     let close = open + 1 + inner.len() + 1;
-                    return Diagnostic::error(
-                        "E0001",
+                    return Diagnostic::new(
+                        Code::SyntaxError,
                         at(open, close),
                         format!("spaces inside the interpolation `{{{inner}}}`"),
                     )
@@ -920,19 +936,19 @@ impl Problem {
                         "write `{{{name}}}`; for literal braces write `{{{{` and `}}}}`"
                     ));
                 }
-                Diagnostic::error("E0001", at(open, end), "`{` in a string must start an interpolation `{name}`")
+                Diagnostic::new(Code::SyntaxError, at(open, end), "`{` in a string must start an interpolation `{name}`")
                     .with_label("not a name after `{`")
                     .with_help("write `{{` and `}}` for literal braces (e.g. JSON in a prompt); an interpolation is `{name}` or `{name.field}`")
             }
-            Problem::LoneBrace { at: p } => Diagnostic::error(
-                "E0001",
+            Problem::LoneBrace { at: p } => Diagnostic::new(
+                Code::SyntaxError,
                 at(p, p + 1),
                 "`}` in a string must be written `}}`",
             )
             .with_label("lone `}`")
             .with_help("write `}}` for a literal `}` (and `{{` for a literal `{`)"),
-            Problem::Unmatched { at: p, ch } => Diagnostic::error(
-                "E0001",
+            Problem::Unmatched { at: p, ch } => Diagnostic::new(
+                Code::SyntaxError,
                 at(p, p + 1),
                 format!("unexpected `{ch}`: there is nothing to close"),
             )
@@ -943,8 +959,8 @@ impl Problem {
                 open_ch,
                 at: p,
                 ch,
-            } => Diagnostic::error(
-                "E0001",
+            } => Diagnostic::new(
+                Code::SyntaxError,
                 at(p, p + 1),
                 format!("`{ch}` does not close `{open_ch}`"),
             )
@@ -965,7 +981,7 @@ impl Problem {
                     ('{', Some(ctx)) => format!("{ctx} is missing its closing `}}`"),
                     (c, _) => format!("unclosed `{c}`"),
                 };
-                let d = Diagnostic::error("E0001", at(open, open + 1), message)
+                let d = Diagnostic::new(Code::SyntaxError, at(open, open + 1), message)
                     .with_label(format!("this `{ch}` is never closed"));
                 if let Some((_, closer_at)) = guess {
                     return d

@@ -12,7 +12,7 @@ use pest::Parser as _;
 use pest::iterators::Pair;
 use std::sync::{PoisonError, RwLock};
 
-use crate::diag::{Diagnostic, FileId, Span};
+use crate::diag::{Code, Diagnostic, FileId, Span};
 use ast::*;
 
 #[derive(pest_derive::Parser)]
@@ -53,8 +53,8 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
         .expect("grammar: `file` always yields one pair");
     if let Some(at) = too_deep(&root) {
         return Err(Box::new(
-            Diagnostic::error(
-                "E0001",
+            Diagnostic::new(
+                Code::SyntaxError,
                 Span::new(file, at, at + 1),
                 format!("the script nests more than {MAX_NESTING} levels deep here"),
             )

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::{Lowerer, NodeId};
 use crate::check::types::Type;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::syntax::ast::{self, OptKind, Path, Template, TemplatePart, ValueKind};
 use crate::syntax::print::value_text;
 
@@ -57,8 +57,8 @@ impl Lowerer<'_> {
             match &a.name {
                 None if question.is_none() => question = Some(template_of(&a.value)),
                 None => self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
+                    Diagnostic::new(
+                        Code::InvalidArguments,
                         a.value.span,
                         "`approve` asks one question; this is a second one",
                     )
@@ -72,8 +72,8 @@ impl Lowerer<'_> {
                         "`approve` takes nothing but its question; put what the person needs to know in it: `approve(\"Deploy {version}? Notes: {notes}\")`".to_string()
                     };
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0211",
+                        Diagnostic::new(
+                            Code::InvalidArguments,
                             n.span,
                             format!("`approve` has no parameter `{}`", n.name),
                         )
@@ -85,8 +85,8 @@ impl Lowerer<'_> {
         }
         if s.args.is_empty() {
             self.diags.push(
-                Diagnostic::error(
-                    "E0211",
+                Diagnostic::new(
+                    Code::InvalidArguments,
                     s.callee.span,
                     format!("step `{}` asks `approve` no question", s.name.name),
                 )
@@ -131,7 +131,7 @@ impl Lowerer<'_> {
             }
             reported.push(kw);
             self.diags.push(
-                Diagnostic::error("E0502", o.span, message)
+                Diagnostic::new(Code::InvalidOption, o.span, message)
                     .with_label(label)
                     .with_help(help),
             );
@@ -142,8 +142,8 @@ impl Lowerer<'_> {
         {
             // `json` is what an unknown type resolves to (reported already).
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
+                Diagnostic::new(
+                    Code::TypeMismatch,
                     out.span,
                     format!("`approve` answers with a bool, not {t}"),
                 )

@@ -14,9 +14,9 @@ use indexmap::IndexMap;
 
 use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
 use crate::check::items::value_template;
-use crate::diag::suggest::did_you_mean;
 use crate::check::types::{Type, resolve_type};
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Code, Diagnostic, Diagnostics, Span};
 use crate::syntax::ast::{
     self, Block, Cond, CondKind, Ident, OptKind, Path, Stmt, Template, TemplatePart, Value,
     ValueKind,
@@ -103,8 +103,8 @@ impl Lowerer<'_> {
         }
         if let Some(t) = &s.output {
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
+                Diagnostic::new(
+                    Code::TypeMismatch,
                     t.span,
                     format!("`-> T` on a call of workflow `{key}`"),
                 )
@@ -195,8 +195,8 @@ impl Lowerer<'_> {
             let Some(name) = &a.name else {
                 let example = params.first().map_or("name", |p| p.name.as_str());
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
+                    Diagnostic::new(
+                        Code::InvalidArguments,
                         a.value.span,
                         format!("workflow `{key}` takes arguments by name"),
                     )
@@ -206,8 +206,8 @@ impl Lowerer<'_> {
                 continue;
             };
             let Some(p) = params.iter().find(|p| p.name == name.name) else {
-                let mut d = Diagnostic::error(
-                    "E0211",
+                let mut d = Diagnostic::new(
+                    Code::InvalidArguments,
                     name.span,
                     format!("workflow `{key}` has no parameter `{}`", name.name),
                 )
@@ -229,8 +229,8 @@ impl Lowerer<'_> {
             };
             if out.contains_key(&p.name) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
+                    Diagnostic::new(
+                        Code::InvalidArguments,
                         name.span,
                         format!("argument `{}` is given twice", p.name),
                     )
@@ -257,8 +257,8 @@ impl Lowerer<'_> {
                 .collect::<Vec<_>>()
                 .join(", ");
             self.diags.push(
-                Diagnostic::error(
-                    "E0211",
+                Diagnostic::new(
+                    Code::InvalidArguments,
                     s.callee.span,
                     format!("call of `{key}` is missing {list}"),
                 )
@@ -348,7 +348,7 @@ impl Lowerer<'_> {
                     && self.agent_key(p).is_some()
                 {
                     self.diags.push(
-                        Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` is {ty}, but `{}` is an agent", p.root.name))
+                        Diagnostic::new(Code::TypeMismatch, v.span, format!("argument `{param}` of `{key}` is {ty}, but `{}` is an agent", p.root.name))
                             .with_label("an agent, not a value")
                             .with_secondary(param_span, format!("`{param}` is declared as {ty} here"))
                             .with_help(format!("declare the parameter as `{param}: agent` to pass an agent, or pass a value")),
@@ -373,8 +373,8 @@ impl Lowerer<'_> {
             )
         };
         self.diags.push(
-            Diagnostic::error(
-                "E0212",
+            Diagnostic::new(
+                Code::TypeMismatch,
                 v.span,
                 format!("argument `{param}` of `{key}` must be {what}"),
             )
@@ -390,8 +390,8 @@ impl Lowerer<'_> {
             .map(|(w, _)| format!("`{w}`"))
             .chain(std::iter::once(format!("`{key}`")))
             .collect();
-        let mut d = Diagnostic::error(
-            "E0303",
+        let mut d = Diagnostic::new(
+            Code::RecursiveCall,
             span,
             format!("recursive workflow call: {}", chain.join(" → ")),
         )

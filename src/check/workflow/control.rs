@@ -13,7 +13,7 @@ use super::{
     Place, Region, RegionId, RegionKind, Scope,
 };
 use crate::check::types::Type;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::syntax::ast::{self, CondKind, OptKind, Path, ValueKind};
 
 /// The agent a generic call resolves to while a pattern is checked on its own (its `agent`
@@ -117,7 +117,7 @@ impl Lowerer<'_> {
             .find(|o| matches!(o.kind, OptKind::Budget(_)))
         {
             self.diags.push(
-                Diagnostic::error("E0502", o.span, "`budget` is not an option of a `parallel for`")
+                Diagnostic::new(Code::InvalidOption, o.span, "`budget` is not an option of a `parallel for`")
                     .with_label("not allowed here")
                     .with_help("put the budget on the workflow (`workflow main() <budget $2.00> { ... }`), which covers every instance"),
             );
@@ -176,9 +176,13 @@ impl Lowerer<'_> {
             && items.is_empty()
         {
             self.diags.push(
-                Diagnostic::warning("W0507", fe.list.span, "this `for` runs over an empty list")
-                    .with_label("no items")
-                    .with_help("put items in the list, or remove the block"),
+                Diagnostic::new(
+                    Code::SingleBranchParallel,
+                    fe.list.span,
+                    "this `for` runs over an empty list",
+                )
+                .with_label("no items")
+                .with_help("put items in the list, or remove the block"),
             );
         }
         let mut results = Vec::new();
@@ -255,9 +259,13 @@ impl Lowerer<'_> {
         }
         if p.body.stmts.is_empty() {
             self.diags.push(
-                Diagnostic::error("E0506", p.keyword, "this `parallel for` has an empty body")
-                    .with_label("empty block")
-                    .with_help("put the step to run for each item inside, or remove the block"),
+                Diagnostic::new(
+                    Code::EmptyParallel,
+                    p.keyword,
+                    "this `parallel for` has an empty body",
+                )
+                .with_label("empty block")
+                .with_help("put the step to run for each item inside, or remove the block"),
             );
         }
         node
@@ -289,8 +297,8 @@ impl Lowerer<'_> {
             ast::Stmt::Parallel(p) if p.name.is_some() => direct.last().copied(),
             other => {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0508",
+                    Diagnostic::new(
+                        Code::ForBodyResult,
                         other.span(),
                         "the body of a `parallel for` must end with a step",
                     )
@@ -345,19 +353,25 @@ impl Lowerer<'_> {
                 OptKind::Max(n) => {
                     if n == 0 {
                         self.diags.push(
-                            Diagnostic::error("E0503", o.span, "`max 0` would never run the loop")
-                                .with_label("zero")
-                                .with_help(
-                                    "give the most iterations the loop may take, like `max 3`",
-                                ),
+                            Diagnostic::new(
+                                Code::ImpossibleValue,
+                                o.span,
+                                "`max 0` would never run the loop",
+                            )
+                            .with_label("zero")
+                            .with_help("give the most iterations the loop may take, like `max 3`"),
                         );
                     }
                     max = Some((n, o.span));
                 }
                 OptKind::Budget(_) => self.diags.push(
-                    Diagnostic::error("E0502", o.span, "`budget` is not an option of `repeat`")
-                        .with_label("not allowed here")
-                        .with_help("put the budget on the workflow, which covers every iteration"),
+                    Diagnostic::new(
+                        Code::InvalidOption,
+                        o.span,
+                        "`budget` is not an option of `repeat`",
+                    )
+                    .with_label("not allowed here")
+                    .with_help("put the budget on the workflow, which covers every iteration"),
                 ),
                 _ => opts.push(o.clone()),
             }
@@ -367,7 +381,7 @@ impl Lowerer<'_> {
             Some((n, _)) => n.max(1),
             None => {
                 self.diags.push(
-                    Diagnostic::error("E0503", r.keyword, "`repeat` needs a bound: `repeat <max N>`")
+                    Diagnostic::new(Code::ImpossibleValue, r.keyword, "`repeat` needs a bound: `repeat <max N>`")
                         .with_label("no `max N`")
                         .with_help("write `repeat <max 3> { ... } until COND`: the loop stops after N iterations even when COND never holds"),
                 );
@@ -518,8 +532,8 @@ impl Lowerer<'_> {
                         _ => "test a `bool` value, or compare values with `==`, `<`, `>`".into(),
                     };
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0212",
+                        Diagnostic::new(
+                            Code::TypeMismatch,
                             v.span,
                             format!("the condition of `{word}` must be a bool, but {what}"),
                         )
@@ -535,8 +549,8 @@ impl Lowerer<'_> {
                     for (t, w, v) in [(&ta, &wa, a), (&tb, &wb, b)] {
                         if !matches!(t, Type::Number | Type::Json) {
                             self.diags.push(
-                                Diagnostic::error(
-                                    "E0212",
+                                Diagnostic::new(
+                                    Code::TypeMismatch,
                                     v.span,
                                     format!("`{}` compares numbers, but {w}", op.symbol()),
                                 )
@@ -547,8 +561,8 @@ impl Lowerer<'_> {
                     }
                 } else if !comparable(&ta, &tb) {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0212",
+                        Diagnostic::new(
+                            Code::TypeMismatch,
                             c.span,
                             format!("`{}` compares values of different types: {wa}, {wb}", op.symbol()),
                         )
@@ -625,8 +639,8 @@ impl Lowerer<'_> {
                     Some(Type::Json) | None => Some(Type::Json),
                     Some(other) => {
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0212",
+                            Diagnostic::new(
+                                Code::TypeMismatch,
                                 list.span,
                                 format!("`for` needs a list, but `{}` is {other}", p.dotted()),
                             )
@@ -686,4 +700,3 @@ fn list_paths(v: &ast::Value) -> Vec<Path> {
         _ => Vec::new(),
     }
 }
-

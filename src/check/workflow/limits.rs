@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 
 use super::{Lowerer, Node, NodeId};
 use crate::check::Tables;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::syntax::ast::{self, Stmt};
 
 /// The most calls nested in one another, counted from the workflow being lowered: 64. Real
@@ -225,7 +225,7 @@ impl LimitHit {
             Limit::CallDepth => self.at,
             _ => self.chain.first().map_or(self.at, |(_, s)| *s),
         };
-        let mut d = Diagnostic::error("E0304", primary, message)
+        let mut d = Diagnostic::new(Code::ExpansionTooLarge, primary, message)
             .with_label(label)
             .with_help(help);
         if let Some((w, s)) = self.chain.first()

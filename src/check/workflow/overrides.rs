@@ -7,7 +7,7 @@
 
 use super::{Lowerer, Scope};
 use crate::check::AgentDef;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::syntax::ast;
 use crate::syntax::format_duration;
 
@@ -38,8 +38,8 @@ impl Lowerer<'_> {
                 .unwrap_or(agent.name_span);
             let kw = clash.keyword;
             self.diags.push(
-                Diagnostic::warning(
-                    "W0405",
+                Diagnostic::new(
+                    Code::BlockOptionOverridden,
                     s.callee.span,
                     format!(
                         "`{}` uses its own `{kw}: {}`, not the block's `{kw} {}`",

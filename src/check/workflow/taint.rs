@@ -22,7 +22,7 @@ use super::{
     Binding, Exec, InRegion, ListSource, Lowerer, NodeId, Path, RegionId, RegionKind,
     closest_definition,
 };
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{Code, Diagnostic, Span};
 use crate::syntax::ast;
 
 impl Lowerer<'_> {
@@ -243,8 +243,8 @@ impl Lowerer<'_> {
 
     fn argv_taint_error(&self, u: &ArgvUse, origin: &[Option<Origin>]) -> Diagnostic {
         let (agent, param) = (&u.agent, &u.param);
-        let mut d = Diagnostic::error(
-            "E0602",
+        let mut d = Diagnostic::new(
+            Code::ModelOutputInArgv,
             u.path.span,
             format!(
                 "model output `{}` reaches the argv of command agent `{agent}`",

@@ -8,7 +8,7 @@
 
 use super::{Binding, Exec, Lowerer};
 use crate::check::types::{Type, resolve_type};
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::syntax::ast::{self, Template, TemplatePart};
 
 /// What a template evaluates to, as far as the checker can tell.
@@ -35,8 +35,8 @@ impl Lowerer<'_> {
             };
             let value = self.template_type(t);
             if let Some(found) = mismatch(&p.ty, &value) {
-                let d = Diagnostic::error(
-                    "E0212",
+                let d = Diagnostic::new(
+                    Code::TypeMismatch,
                     span,
                     format!(
                         "argument `{param}` of `{}` must be {}, but {found}",
@@ -61,8 +61,8 @@ impl Lowerer<'_> {
         let Some(out) = self.g.output.clone() else {
             if !matches!(ty, Type::Text | Type::Json) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0212",
+                    Diagnostic::new(
+                        Code::TypeMismatch,
                         ret.span,
                         format!(
                             "workflow `{}` declares a result of type {ty} but has no `return`",
@@ -79,8 +79,8 @@ impl Lowerer<'_> {
         if let Some(found) = mismatch(&ty, &value) {
             let span = out.interps().next().map(|p| p.span).unwrap_or(self.g.span);
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
+                Diagnostic::new(
+                    Code::TypeMismatch,
                     span,
                     format!("workflow `{}` must return {ty}, but {found}", self.g.name),
                 )

@@ -258,7 +258,8 @@ pub const CODES: &[CodeInfo] = &[
         name: "syntax-error",
         summary: "The script does not parse: what was expected and what was found.",
         what: "Reports the first place where the text is not `.orch` syntax: an unterminated \
-               string or comment, an unbalanced bracket, a keyword used as a name, a bad option \
+               string or comment, an unbalanced bracket, a keyword used as a name, a misspelt \
+               keyword (`paralel {`), a duration with a fraction (`1.5s`), a bad option \
                in `< >`, a missing `=` or `:`, constructs nested more than 64 levels deep \
                (blocks, brackets, conditions; each `else if` of a chain and each `and` and `or` \
                of a condition count as a level), or, failing those, the tokens that were \

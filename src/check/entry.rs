@@ -2,10 +2,11 @@
 
 use indexmap::IndexMap;
 
+use super::error::NoEntryWorkflow;
 use super::types::Type;
 use super::{Program, WorkflowGraph};
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Code, Diagnostic, Span};
+use crate::diag::{Diagnostic, Span};
 
 /// Picks the workflow a run starts from: `name` if given, else `main`, else the only one.
 ///
@@ -26,48 +27,28 @@ pub fn entry_workflow<'p>(
     let names: Vec<&str> = own.keys().map(|k| k.as_str()).collect();
     let pick = match name {
         Some(n) => program.workflows.get(n).ok_or_else(|| {
-            let mut d = Diagnostic::new(
-                Code::NoEntryWorkflow,
-                file_span,
-                format!("no workflow named `{n}`"),
-            )
-            .with_label("in this file");
-            d = match did_you_mean(n, names.iter().copied()) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help(format!(
-                    "workflows here: {}",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                )),
-            };
-            Box::new(d)
+            let error: Diagnostic = NoEntryWorkflow::NoSuchWorkflow {
+                at: file_span,
+                name: n.to_string(),
+                suggestion: did_you_mean(n, names.iter().copied()).map(String::from),
+                own: names.iter().map(|n| n.to_string()).collect(),
+            }
+            .into();
+            Box::new(error)
         })?,
         None => match (own.get(&"main".to_string()), own.len()) {
             (Some(w), _) => w,
             (None, 1) => own[0],
             (None, 0) => {
-                return Err(Box::new(
-                    Diagnostic::new(
-                        Code::NoEntryWorkflow,
-                        file_span,
-                        "this file has no workflow to run",
-                    )
-                    .with_label("no `workflow` here")
-                    .with_help("add `workflow main() { ... }`, or plan a file that has one"),
-                ));
+                return Err(Box::new(NoEntryWorkflow::None { at: file_span }.into()));
             }
             (None, _) => {
                 return Err(Box::new(
-                    Diagnostic::new(
-                        Code::NoEntryWorkflow,
-                        file_span,
-                        format!("several workflows and none is `main`: {}", names.join(", ")),
-                    )
-                    .with_label("which one?")
-                    .with_help("choose one with `--workflow NAME`, or name one `main`"),
+                    NoEntryWorkflow::Several {
+                        at: file_span,
+                        own: names.iter().map(|n| n.to_string()).collect(),
+                    }
+                    .into(),
                 ));
             }
         },
@@ -78,19 +59,13 @@ pub fn entry_workflow<'p>(
         .find(|p| p.ty == Type::Agent || p.ty == Type::List(Box::new(Type::Agent)))
     {
         return Err(Box::new(
-            Diagnostic::new(
-                Code::NoEntryWorkflow,
-                p.span,
-                format!(
-                    "workflow `{}` is a pattern: its parameter `{}` is {}",
-                    pick.name, p.name, p.ty
-                ),
-            )
-            .with_label("filled by a workflow that calls this one")
-            .with_help(format!(
-                "run a workflow that calls it: `result = {}({}: ...)`",
-                pick.name, p.name
-            )),
+            NoEntryWorkflow::Pattern {
+                at: p.span,
+                workflow: pick.name.clone(),
+                param: p.name.clone(),
+                ty: p.ty.clone(),
+            }
+            .into(),
         ));
     }
     Ok(pick)

@@ -27,10 +27,15 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::Tables;
+use super::error::{
+    BlockModelOverridden, DependencyCycle, DuplicateDefinition, Edge, EmptyParallel,
+    ImpossibleValue, InvalidArguments, InvalidFieldAccess, InvalidOption, MisplacedGather,
+    MisplacedReturn, ModelOnCommandAgent, OptionPlace, StepWithoutModel, UndefinedName, Wait,
+};
 use super::items::{AgentKind, ParamDef, value_template};
 use super::types::Type;
 use crate::diag::suggest::did_you_mean;
-use crate::diag::{Code, Diagnostic, Diagnostics, Span};
+use crate::diag::{Diagnostics, Span};
 use crate::syntax::ast::{self, Ident, Opt, OptKind, Path, Policy, Stmt, Template};
 
 /// Index of a node in [`WorkflowGraph::nodes`].
@@ -508,11 +513,11 @@ impl Place {
             OptKind::Budget(_) => self != Place::Step,
         }
     }
-    fn describe(self) -> &'static str {
+    fn option_place(self) -> OptionPlace {
         match self {
-            Place::Workflow => "a workflow",
-            Place::Parallel => "a `parallel` block",
-            Place::Step => "a step",
+            Place::Workflow => OptionPlace::Workflow,
+            Place::Parallel => OptionPlace::Parallel,
+            Place::Step => OptionPlace::Step,
         }
     }
 }
@@ -547,38 +552,25 @@ impl Lowerer<'_> {
         for o in opts {
             let kw = o.kind.keyword();
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == kw) {
-                let message = if kw == "model" {
-                    "two models are given in these options".to_string()
-                } else {
-                    format!("`{kw}` is given twice in these options")
-                };
                 self.diags.push(
-                    Diagnostic::new(Code::InvalidOption, o.span, message)
-                        .with_label("given again")
-                        .with_secondary(*prev, "first given here")
-                        .with_help("keep one of them"),
+                    InvalidOption::Twice {
+                        at: o.span,
+                        keyword: kw,
+                        first: *prev,
+                    }
+                    .into(),
                 );
                 continue;
             }
             seen.push((kw, o.span));
             if !place.allows(&o.kind) {
-                let help = match o.kind {
-                    OptKind::Max(_) => {
-                        "`max N` limits the branches of a `parallel` block; put it on the block"
-                    }
-                    OptKind::Budget(_) => {
-                        "`budget $X` limits a workflow or a `parallel` block: `workflow main() <budget $2.00> { ... }`"
-                    }
-                    _ => "remove it",
-                };
                 self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidOption,
-                        o.span,
-                        format!("`{kw}` is not an option of {}", place.describe()),
-                    )
-                    .with_label("not allowed here")
-                    .with_help(help),
+                    InvalidOption::NotHere {
+                        at: o.span,
+                        keyword: kw,
+                        place: place.option_place(),
+                    }
+                    .into(),
                 );
                 continue;
             }
@@ -604,41 +596,24 @@ impl Lowerer<'_> {
                 }
                 OptKind::Timeout(ms) => {
                     if *ms == 0 {
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::ImpossibleValue,
-                                o.span,
-                                "a timeout of zero would fail every attempt",
-                            )
-                            .with_label("zero")
-                            .with_help("give a positive duration like `30s`"),
-                        );
+                        self.diags
+                            .push(ImpossibleValue::ZeroTimeout { at: o.span }.into());
                     }
                     scope.timeout_ms = Some(*ms);
                     scope.timeout_span = Some(o.span);
                 }
                 OptKind::Deadline(ms) => {
                     if *ms == 0 {
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::ImpossibleValue,
-                                o.span,
-                                "a deadline of zero would fail every step",
-                            )
-                            .with_label("zero")
-                            .with_help("give a positive duration like `10m`"),
-                        );
+                        self.diags
+                            .push(ImpossibleValue::ZeroDeadline { at: o.span }.into());
                     }
                     scope.deadline_ms = Some(*ms);
                     scope.deadline_span = Some(o.span);
                 }
                 OptKind::Max(n) => {
                     if *n == 0 {
-                        self.diags.push(
-                            Diagnostic::new(Code::ImpossibleValue, o.span, "`max 0` would never run any branch")
-                                .with_label("zero")
-                                .with_help("use `max 1` to run the branches one at a time, or remove `max` for no limit"),
-                        );
+                        self.diags
+                            .push(ImpossibleValue::ZeroMax { at: o.span }.into());
                     } else {
                         max = Some(*n);
                     }
@@ -679,22 +654,18 @@ impl Lowerer<'_> {
             return;
         }
         if let Some(prev) = self.defined_at.get(&name.name) {
-            let what = match self.g.bindings.get(&name.name) {
-                Some(Binding::Param(_)) => "a parameter",
-                _ => "a step",
-            };
             self.diags.push(
-                Diagnostic::new(
-                    Code::DuplicateDefinition,
-                    name.span,
-                    format!(
-                        "`{}` is defined twice in workflow `{}`",
-                        name.name, self.g.name
+                DuplicateDefinition::Name {
+                    at: name.span,
+                    name: name.name.clone(),
+                    workflow: self.g.name.clone(),
+                    first: *prev,
+                    first_is_param: matches!(
+                        self.g.bindings.get(&name.name),
+                        Some(Binding::Param(_))
                     ),
-                )
-                .with_label("defined again here")
-                .with_secondary(*prev, format!("first defined here, as {what}"))
-                .with_help("every name is defined once per workflow; rename one of them"),
+                }
+                .into(),
             );
             return;
         }
@@ -750,15 +721,8 @@ impl Lowerer<'_> {
             }
             if self.returned {
                 // Statements after `return` are reported once, at the first of them.
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::MisplacedReturn,
-                        stmt.span(),
-                        "statement after `return` never runs",
-                    )
-                    .with_label("unreachable")
-                    .with_help("move `return` to the end of the workflow body"),
-                );
+                self.diags
+                    .push(MisplacedReturn::AfterReturn { at: stmt.span() }.into());
                 self.returned = false;
             }
             let stmt_entry = if mode == Mode::Sequence {
@@ -843,19 +807,12 @@ impl Lowerer<'_> {
                         policy: gather.policy,
                     }),
                     _ => {
-                        let help = if mode == Mode::Parallel {
-                            "inside `parallel` every statement is a branch; put the `gather` after the block"
-                        } else {
-                            "put `gather` right after the `parallel` block whose branches it joins"
-                        };
                         self.diags.push(
-                            Diagnostic::new(
-                                Code::MisplacedGather,
-                                gather.keyword,
-                                "`gather` does not follow a `parallel` block",
-                            )
-                            .with_label("nothing to gather here")
-                            .with_help(help),
+                            MisplacedGather {
+                                at: gather.keyword,
+                                in_parallel: mode == Mode::Parallel,
+                            }
+                            .into(),
                         );
                         None
                     }
@@ -871,22 +828,12 @@ impl Lowerer<'_> {
                 self.returned = true;
                 let t = value_template(&r.value);
                 if !self.path.is_empty() && mode != Mode::Parallel {
-                    self.diags.push(
-                        Diagnostic::new(Code::MisplacedReturn, r.span, "`return` inside a `for`, `repeat` or `if`")
-                            .with_label("may not run, or run many times")
-                            .with_help("define a name in the block and return it after the block, at the end of the workflow body"),
-                    );
+                    self.diags
+                        .push(MisplacedReturn::InRegion { at: r.span }.into());
                 }
                 if mode == Mode::Parallel {
-                    self.diags.push(
-                        Diagnostic::new(
-                            Code::MisplacedReturn,
-                            r.span,
-                            "`return` inside a `parallel` block",
-                        )
-                        .with_label("a branch cannot return")
-                        .with_help("return after the block, at the end of the workflow body"),
-                    );
+                    self.diags
+                        .push(MisplacedReturn::InParallel { at: r.span }.into());
                 }
                 self.check_template_refs(&t);
                 self.g.output = Some(t);
@@ -904,39 +851,14 @@ impl Lowerer<'_> {
             _ => return,
         };
         if n == 0 || n > branches {
-            let message = match gather.policy {
-                Policy::First(0) => {
-                    "`first 0` would cancel every branch before it runs".to_string()
-                }
-                Policy::Min(0) => "`min 0` is met even when every branch fails".to_string(),
-                _ => format!(
-                    "`{}` cannot be met by a block of {branches} {}",
-                    gather.policy,
-                    if branches == 1 { "branch" } else { "branches" }
-                ),
-            };
-            let label = if n == 0 {
-                "zero".to_string()
-            } else {
-                format!("needs {n} successful branches")
-            };
             self.diags.push(
-                Diagnostic::new(Code::ImpossibleValue, gather.policy_span, message)
-                    .with_label(label)
-                    .with_secondary(
-                        self.g.groups[group].span,
-                        format!(
-                            "this block has {branches} {}",
-                            if branches == 1 { "branch" } else { "branches" }
-                        ),
-                    )
-                    .with_help(if branches == 0 {
-                        "the block has no branches to gather".to_string()
-                    } else {
-                        format!(
-                            "use a number from 1 to {branches}, or `all` to wait for every branch"
-                        )
-                    }),
+                ImpossibleValue::Policy {
+                    at: gather.policy_span,
+                    policy: gather.policy,
+                    branches,
+                    block: self.g.groups[group].span,
+                }
+                .into(),
             );
         }
     }
@@ -976,13 +898,11 @@ impl Lowerer<'_> {
         self.g.groups[id].members = (first..self.g.nodes.len()).collect();
         if p.body.stmts.is_empty() {
             self.diags.push(
-                Diagnostic::new(
-                    Code::EmptyParallel,
-                    p.keyword,
-                    "this `parallel` block has no branches",
-                )
-                .with_label("empty block")
-                .with_help("put at least one step inside, or remove the block"),
+                EmptyParallel {
+                    at: p.keyword,
+                    is_for: false,
+                }
+                .into(),
             );
         }
         (exits, id)
@@ -1117,17 +1037,13 @@ impl Lowerer<'_> {
             AgentKind::Command { argv, env, cwd } => {
                 if let Some((m, span)) = &call_model {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::ModelOnCommandAgent,
-                            *span,
-                            format!("`{}` is a command agent; it takes no model", agent.name),
-                        )
-                        .with_label(format!("model `{}` given here", m.name))
-                        .with_secondary(agent.name_span, "declared with `run:` here")
-                        .with_help(format!(
-                            "remove `{}` from the options: a command agent runs a program, not a model",
-                            m.name
-                        )),
+                        ModelOnCommandAgent::Model {
+                            at: *span,
+                            agent: agent.name.clone(),
+                            model: m.name.clone(),
+                            declared: agent.name_span,
+                        }
+                        .into(),
                     );
                 }
                 if let Some(o) = s
@@ -1136,17 +1052,12 @@ impl Lowerer<'_> {
                     .find(|o| matches!(o.kind, OptKind::Fallback(_)))
                 {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::ModelOnCommandAgent,
-                            o.span,
-                            format!(
-                                "`{}` is a command agent; it has no model to fall back from",
-                                agent.name
-                            ),
-                        )
-                        .with_label("`fallback` given here")
-                        .with_secondary(agent.name_span, "declared with `run:` here")
-                        .with_help("remove `fallback`; `retry N` re-runs a failed command"),
+                        ModelOnCommandAgent::Fallback {
+                            at: o.span,
+                            agent: agent.name.clone(),
+                            declared: agent.name_span,
+                        }
+                        .into(),
                     );
                 }
                 Exec::Command {
@@ -1172,18 +1083,15 @@ impl Lowerer<'_> {
                         && block_model.name != p.name
                     {
                         self.diags.push(
-                            Diagnostic::new(
-                                Code::BlockModelOverridden,
-                                s.callee.span,
-                                format!("`{}` runs on `{}`, not on the block's model `{}`", agent.name, p.name, block_model.name),
-                            )
-                            .with_label(format!("runs on `{}`", p.name))
-                            .with_secondary(p.span, format!("`{}` pins `{}` here", agent.name, p.name))
-                            .with_secondary(*block_span, format!("the block asks for `{}`", block_model.name))
-                            .with_help(format!(
-                                "to use `{}`, write `{}<{}>(...)`; to keep `{}`, remove `{}` from the block's options",
-                                block_model.name, agent.name, block_model.name, p.name, block_model.name
-                            )),
+                            BlockModelOverridden {
+                                at: s.callee.span,
+                                agent: agent.name.clone(),
+                                pin: p.name.clone(),
+                                pin_at: p.span,
+                                block: block_model.name.clone(),
+                                block_at: *block_span,
+                            }
+                            .into(),
                         );
                     }
                     Some(p.name.clone())
@@ -1197,13 +1105,13 @@ impl Lowerer<'_> {
                     None => {
                         if pin.is_none() && !scope.model_unknown {
                             self.diags.push(
-                                Diagnostic::new(Code::StepWithoutModel, s.callee.span, format!("step `{}` has no model", s.name.name))
-                                    .with_label(format!("`{}` pins no model and no block gives one", agent.name))
-                                    .with_secondary(agent.name_span, "agent declared here")
-                                    .with_help(format!(
-                                        "pick one at the call (`{}<sonnet>(...)`), pin one in the agent (`model: sonnet`), or set one on an enclosing block (`parallel <sonnet> {{ ... }}`)",
-                                        agent.name
-                                    )),
+                                StepWithoutModel {
+                                    at: s.callee.span,
+                                    step: s.name.name.clone(),
+                                    agent: agent.name.clone(),
+                                    declared: agent.name_span,
+                                }
+                                .into(),
                             );
                         }
                         String::new()
@@ -1259,23 +1167,24 @@ impl Lowerer<'_> {
             let t = value_template(&a.value);
             match &a.name {
                 None if prompt.is_none() => prompt = Some(t),
-                None => self.diags.push(
-                    Diagnostic::new(Code::InvalidArguments, a.value.span, "a step takes one prompt; this is a second one")
-                        .with_label("extra argument")
-                        .with_help("join the texts into one string, or pass named arguments (`name: value`) for the agent's parameters"),
-                ),
+                None => self
+                    .diags
+                    .push(InvalidArguments::SecondPrompt { at: a.value.span }.into()),
                 // `agent(prompt: "...")`: the prompt written as a named argument. Taken as the
                 // prompt, so this is the only error instead of "no prompt" plus "no parameter".
                 Some(n)
                     if n.name == "prompt"
                         && prompt.is_none()
                         && !s.args.iter().any(|a| a.name.is_none())
-                        && agent.is_some_and(|ag| !ag.params.iter().any(|p| p.name == "prompt")) =>
+                        && agent
+                            .is_some_and(|ag| !ag.params.iter().any(|p| p.name == "prompt")) =>
                 {
                     self.diags.push(
-                        Diagnostic::new(Code::InvalidArguments, n.span, "the prompt is passed without a name")
-                            .with_label("`prompt:` is not a parameter")
-                            .with_help(format!("drop `prompt:` and pass the text first: `{agent_name}(\"...\")`; names are for the agent's declared parameters")),
+                        InvalidArguments::PromptByName {
+                            at: n.span,
+                            agent: agent_name.to_string(),
+                        }
+                        .into(),
                     );
                     prompt = Some(t);
                 }
@@ -1283,30 +1192,31 @@ impl Lowerer<'_> {
                     if let Some(agent) = agent
                         && !agent.params.iter().any(|p| p.name == n.name)
                     {
-                        let mut d = Diagnostic::new(Code::InvalidArguments, n.span, format!("agent `{agent_name}` has no parameter `{}`", n.name))
-                            .with_label("unknown parameter")
-                            .with_secondary(agent.name_span, "agent declared here");
-                        d = match did_you_mean(&n.name, agent.params.iter().map(|p| p.name.as_str())) {
-                            Some(x) => {
-                                meant.push(x.to_string());
-                                d.with_help(format!("did you mean `{x}`?"))
+                        let params: Vec<&str> =
+                            agent.params.iter().map(|p| p.name.as_str()).collect();
+                        let suggestion = did_you_mean(&n.name, params.iter().copied());
+                        if let Some(x) = suggestion {
+                            meant.push(x.to_string());
+                        }
+                        self.diags.push(
+                            InvalidArguments::NoSuchParameter {
+                                at: n.span,
+                                agent: agent_name.to_string(),
+                                name: n.name.clone(),
+                                declared: agent.name_span,
+                                suggestion: suggestion.map(String::from),
+                                params: params.iter().map(|p| p.to_string()).collect(),
                             }
-                            None if agent.params.is_empty() => d.with_help(format!(
-                                "`{agent_name}` declares no parameters; to pass one, declare it (`agent {agent_name}({}: text) {{ ... }}`) and use `{{{}}}` in its fields",
-                                n.name, n.name
-                            )),
-                            None => d.with_help(format!(
-                                "its parameters: {}",
-                                agent.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                            )),
-                        };
-                        self.diags.push(d);
+                            .into(),
+                        );
                     } else if let Some(first) = given.get(&n.name) {
                         self.diags.push(
-                            Diagnostic::new(Code::InvalidArguments, n.span, format!("argument `{}` is given twice", n.name))
-                                .with_label("given again")
-                                .with_secondary(*first, "first given here")
-                                .with_help("remove one of them"),
+                            InvalidArguments::GivenTwice {
+                                at: n.span,
+                                name: n.name.clone(),
+                                first: Some(*first),
+                            }
+                            .into(),
                         );
                     } else {
                         given.insert(n.name.clone(), n.span);
@@ -1326,53 +1236,26 @@ impl Lowerer<'_> {
                 .map(|p| p.name.as_str())
                 .collect();
             if !missing.is_empty() {
-                let list = missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let (noun, it) = if missing.len() == 1 {
-                    ("argument", "it")
-                } else {
-                    ("arguments", "them")
-                };
-                let mut help =
-                    format!("pass {it} by name: `{agent_name}({}: \"...\")`", missing[0]);
-                if prompt.is_some() {
-                    let what = match agent.kind {
-                        AgentKind::Command { .. } => "the prompt (the command's stdin)",
-                        AgentKind::Model { .. } => "the prompt",
-                    };
-                    help.push_str(&format!(
-                        "; an argument without a name is {what}, not a parameter"
-                    ));
-                }
                 self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidArguments,
-                        s.callee.span,
-                        format!("call of `{agent_name}` is missing the {noun} {list}"),
-                    )
-                    .with_label(format!("missing {list}"))
-                    .with_secondary(agent.name_span, format!("`{agent_name}` declared here"))
-                    .with_help(help),
+                    InvalidArguments::MissingArguments {
+                        at: s.callee.span,
+                        agent: agent_name.to_string(),
+                        declared: agent.name_span,
+                        missing: missing.iter().map(|m| m.to_string()).collect(),
+                        with_prompt: prompt.is_some(),
+                        command: matches!(agent.kind, AgentKind::Command { .. }),
+                    }
+                    .into(),
                 );
             }
             if prompt.is_none() && matches!(agent.kind, AgentKind::Model { .. }) {
                 self.diags.push(
-                    Diagnostic::new(
-                        Code::InvalidArguments,
-                        s.callee.span,
-                        format!(
-                            "step `{}` gives agent `{agent_name}` no prompt",
-                            s.name.name
-                        ),
-                    )
-                    .with_label("no prompt")
-                    .with_help(format!(
-                        "say what the agent is asked: `{}(\"...\")`",
-                        agent_name
-                    )),
+                    InvalidArguments::NoPrompt {
+                        at: s.callee.span,
+                        step: s.name.name.clone(),
+                        agent: agent_name.to_string(),
+                    }
+                    .into(),
                 );
             }
         }
@@ -1412,21 +1295,12 @@ impl Lowerer<'_> {
                     let members = self.g.groups[g].members.clone();
                     if members.contains(&r.node) {
                         self.diags.push(
-                            Diagnostic::new(
-                                Code::DependencyCycle,
-                                r.path.span,
-                                format!(
-                                    "step `{}` uses the block it is in",
-                                    self.g.nodes[r.node].name
-                                ),
-                            )
-                            .with_label(format!(
-                                "`{}` includes this step's own output",
-                                r.path.root.name
-                            ))
-                            .with_help(
-                                "a branch can use its siblings by name, not the whole block",
-                            ),
+                            DependencyCycle::OwnBlock {
+                                at: r.path.span,
+                                step: self.g.nodes[r.node].name.clone(),
+                                block: r.path.root.name.clone(),
+                            }
+                            .into(),
                         );
                         continue;
                     }
@@ -1462,25 +1336,21 @@ impl Lowerer<'_> {
             }
             if r.kind == DepKind::After && matches!(binding, Binding::Param(_)) {
                 self.diags.push(
-                    Diagnostic::new(
-                        Code::UndefinedName,
-                        r.path.span,
-                        format!("`{}` is a parameter, not a step", r.path.root.name),
-                    )
-                    .with_label("`after` names steps")
-                    .with_help("parameters are available from the start; remove it"),
+                    UndefinedName::AfterParameter {
+                        at: r.path.span,
+                        name: r.path.root.name.clone(),
+                    }
+                    .into(),
                 );
             }
             for t in targets {
                 if t == r.node && r.kind != DepKind::Order {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::DependencyCycle,
-                            r.path.span,
-                            format!("step `{}` uses its own output", r.path.root.name),
-                        )
-                        .with_label("refers to itself")
-                        .with_help("a step can only use outputs of other steps"),
+                        DependencyCycle::OwnOutput {
+                            at: r.path.span,
+                            step: r.path.root.name.clone(),
+                        }
+                        .into(),
                     );
                     continue;
                 }
@@ -1534,48 +1404,39 @@ impl Lowerer<'_> {
             .map(|x| x.region);
         if k < from.len() && from[k].region == rid {
             self.diags.push(
-                Diagnostic::new(Code::UndefinedName, r.path.span, format!("`{name}` is defined in another branch"))
-                    .with_label("not defined on this path")
-                    .with_secondary(self.g.nodes[t].span, "defined here, in another branch")
-                    .with_help(format!("only one branch runs: define `{name}` in this branch too, or use it after the `if`")),
+                UndefinedName::InOtherBranch {
+                    at: r.path.span,
+                    name,
+                    definition: self.g.nodes[t].span,
+                }
+                .into(),
             );
             return None;
         }
         if let Some(f) = inner_for {
             let list = self.g.nodes[self.g.regions[f].node].name.clone();
             let named = self.g.bindings.get(&list) == Some(&Binding::Node(self.g.regions[f].node));
-            let help = if named {
-                format!(
-                    "`{name}` has one value per item; outside the block, use `{{{list}}}`, the list of every item's result"
-                )
-            } else {
-                format!(
-                    "`{name}` has one value per item; name the block (`results = parallel for ...`) and use the list `{{results}}`"
-                )
-            };
             self.diags.push(
-                Diagnostic::new(
-                    Code::UndefinedName,
-                    r.path.span,
-                    format!("`{name}` is defined inside a `parallel for`"),
-                )
-                .with_label("not visible here")
-                .with_secondary(
-                    self.g.regions[f].span,
-                    "it is defined for each item of this block",
-                )
-                .with_help(help),
+                UndefinedName::InsideFor {
+                    at: r.path.span,
+                    name,
+                    block: self.g.regions[f].span,
+                    list: named.then_some(list),
+                }
+                .into(),
             );
             return None;
         }
         match &region.kind {
             RegionKind::If { .. } if !region.exports.contains_key(&name) => {
-                let span = region.span;
+                let if_at = region.span;
                 self.diags.push(
-                    Diagnostic::new(Code::UndefinedName, r.path.span, format!("`{name}` is only defined in one branch of an `if`"))
-                        .with_label("may not be defined here")
-                        .with_secondary(span, "the `if` that defines it in one branch")
-                        .with_help(format!("define `{name}` in both branches (`else {{ {name} = ... }}`), or use it inside the branch")),
+                    UndefinedName::InOneBranch {
+                        at: r.path.span,
+                        name,
+                        if_at,
+                    }
+                    .into(),
                 );
                 None
             }
@@ -1611,33 +1472,20 @@ impl Lowerer<'_> {
     }
 
     fn undefined(&mut self, name: &Ident) {
-        let mut d = Diagnostic::new(
-            Code::UndefinedName,
-            name.span,
-            format!(
-                "`{}` is not defined in workflow `{}`",
-                name.name, self.g.name
-            ),
-        )
-        .with_label("not defined");
-        let candidates: Vec<&str> = self.g.bindings.keys().map(String::as_str).collect();
-        d = match did_you_mean(&name.name, candidates.iter().copied()) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None if self.tables.agents.contains_key(&name.name) => d.with_help(format!(
-                "`{0}` is an agent, not a value; call it in a step (`result = {0}(\"...\")`) and use `{{result}}`",
-                name.name
-            )),
-            None if candidates.is_empty() => d.with_help(format!(
-                "workflow `{}` defines no names; a name is a parameter, a step or a named `parallel` block",
-                self.g.name
-            )),
-            None => d.with_help(format!(
-                "a name is a parameter, a step or a named `parallel` block; `{}` defines {}",
-                self.g.name,
-                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
-            )),
-        };
-        self.diags.push(d);
+        let names: Vec<String> = self.g.bindings.keys().cloned().collect();
+        let suggestion =
+            did_you_mean(&name.name, names.iter().map(String::as_str)).map(String::from);
+        self.diags.push(
+            UndefinedName::InWorkflow {
+                at: name.span,
+                name: name.name.clone(),
+                workflow: self.g.name.clone(),
+                suggestion,
+                is_agent: self.tables.agents.contains_key(&name.name),
+                names,
+            }
+            .into(),
+        );
     }
 
     /// `{a.b}`: only records, json values and named blocks have fields.
@@ -1661,28 +1509,28 @@ impl Lowerer<'_> {
                     .map(|&n| self.g.nodes[n].name.clone())
                     .collect();
                 if !members.contains(&first.name) {
-                    let mut d = Diagnostic::new(
-                        Code::InvalidFieldAccess,
-                        first.span,
-                        format!("block `{}` has no step `{}`", path.root.name, first.name),
-                    )
-                    .with_label("not in the block");
-                    d = match did_you_mean(&first.name, members.iter().map(String::as_str)) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!("its steps: {}", members.join(", "))),
-                    };
-                    self.diags.push(d);
+                    self.diags.push(
+                        InvalidFieldAccess::NoSuchStep {
+                            at: first.span,
+                            block: path.root.name.clone(),
+                            step: first.name.clone(),
+                            suggestion: did_you_mean(
+                                &first.name,
+                                members.iter().map(String::as_str),
+                            )
+                            .map(String::from),
+                            steps: members,
+                        }
+                        .into(),
+                    );
                 } else if path.fields.len() > 1 {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::InvalidFieldAccess,
-                            path.fields[1].span,
-                            format!(
-                                "`{}.{}` is text; it has no fields",
-                                path.root.name, first.name
-                            ),
-                        )
-                        .with_label("no such field"),
+                        InvalidFieldAccess::StepOutputIsText {
+                            at: path.fields[1].span,
+                            block: path.root.name.clone(),
+                            step: first.name.clone(),
+                        }
+                        .into(),
                     );
                 }
             }
@@ -1696,54 +1544,43 @@ impl Lowerer<'_> {
             match ty.field(&f.name) {
                 Some(Some(t)) => ty = t,
                 Some(None) => {
-                    let mut d = Diagnostic::new(
-                        Code::InvalidFieldAccess,
-                        f.span,
-                        format!("`{owner}` has no field `{}`", f.name),
-                    )
-                    .with_label(format!("not a field of {ty}"));
-                    if let Type::Record(fields) = &ty {
-                        d = match did_you_mean(&f.name, fields.iter().map(|(k, _)| k.as_str())) {
-                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                            None => d.with_help(format!(
-                                "its fields: {}",
-                                fields
-                                    .iter()
-                                    .map(|(k, _)| format!("`{k}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )),
-                        };
-                    }
-                    self.diags.push(d);
+                    let fields: Option<Vec<String>> = match &ty {
+                        Type::Record(fields) => {
+                            Some(fields.iter().map(|(k, _)| k.clone()).collect())
+                        }
+                        _ => None,
+                    };
+                    let suggestion = fields.as_ref().and_then(|fields| {
+                        did_you_mean(&f.name, fields.iter().map(String::as_str)).map(String::from)
+                    });
+                    self.diags.push(
+                        InvalidFieldAccess::NoSuchField {
+                            at: f.span,
+                            owner,
+                            field: f.name.clone(),
+                            ty,
+                            suggestion,
+                            fields,
+                        }
+                        .into(),
+                    );
                     return;
                 }
                 None => {
-                    let is_param = matches!(
+                    let root_is_param = matches!(
                         self.g.bindings.get(&path.root.name),
                         Some(Binding::Param(_))
                     );
-                    let help = if ty == Type::Text && is_param {
-                        format!(
-                            "use `{{{owner}}}` whole, or declare the parameter as a record: `{}: {{ {}: text }}`",
-                            path.root.name, f.name
-                        )
-                    } else if ty == Type::Text {
-                        format!(
-                            "use `{{{owner}}}` whole, or give the step a structured output with that field: `-> {{ {}: text }}`",
-                            f.name
-                        )
-                    } else {
-                        format!("use `{{{owner}}}` whole")
-                    };
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::InvalidFieldAccess,
-                            f.span,
-                            format!("`{owner}` is {ty}; it has no field `{}`", f.name),
-                        )
-                        .with_label("no such field")
-                        .with_help(help),
+                        InvalidFieldAccess::NoFields {
+                            at: f.span,
+                            owner,
+                            field: f.name.clone(),
+                            ty,
+                            root: path.root.name.clone(),
+                            root_is_param,
+                        }
+                        .into(),
                     );
                     return;
                 }
@@ -1782,30 +1619,18 @@ impl Lowerer<'_> {
                     self.g.nodes[from].name.clone(),
                     self.g.nodes[dep.node].name.clone(),
                 );
-                let verb = if dep.kind == DepKind::After {
-                    "waits for"
-                } else {
-                    "uses"
-                };
-                let mut d = Diagnostic::new(
-                    Code::DependencyCycle,
-                    dep.span,
-                    format!("`{x}` {verb} `{y}`, which only runs after it"),
-                )
-                .with_label(format!("`{y}` has not run yet here"))
-                .with_help(format!(
-                    "statements of a sequence run top to bottom: move `{y} = ...` above `{x}`"
-                ));
-                if let Some(def) = self.defined_at.get(&y) {
-                    d = d.with_secondary(*def, format!("`{y}` is defined here, after `{x}`"));
-                }
-                self.diags.push(d);
+                self.diags.push(
+                    DependencyCycle::Later {
+                        at: dep.span,
+                        defined: self.defined_at.get(&y).copied(),
+                        from: x,
+                        to: y,
+                        after: dep.kind == DepKind::After,
+                    }
+                    .into(),
+                );
                 continue;
             }
-            let names: Vec<String> = cycle
-                .iter()
-                .map(|(from, _)| format!("`{}`", self.g.nodes[*from].name))
-                .collect();
             // Sequence-order edges are shown at the earlier step's name, not its whole statement.
             let edge_span = |dep: &Dep| match dep.kind {
                 DepKind::Order => self
@@ -1815,25 +1640,20 @@ impl Lowerer<'_> {
                     .unwrap_or(dep.span),
                 _ => dep.span,
             };
-            let (first_from, first_dep) = cycle[0];
-            let mut d = Diagnostic::new(
-                Code::DependencyCycle,
-                edge_span(&first_dep),
-                format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
-            )
-            .with_label(edge_label(&self.g.nodes[first_from].name, &self.g.nodes[first_dep.node].name, first_dep.kind))
-            .with_help("a step cannot wait, directly or through others, for itself: remove one of these dependencies");
-            for (from, dep) in &cycle[1..] {
-                d = d.with_secondary(
-                    edge_span(dep),
-                    edge_label(
-                        &self.g.nodes[*from].name,
-                        &self.g.nodes[dep.node].name,
-                        dep.kind,
-                    ),
-                );
-            }
-            self.diags.push(d);
+            let edges = cycle
+                .iter()
+                .map(|(from, dep)| Edge {
+                    at: edge_span(dep),
+                    from: self.g.nodes[*from].name.clone(),
+                    to: self.g.nodes[dep.node].name.clone(),
+                    wait: match dep.kind {
+                        DepKind::Data => Wait::Uses,
+                        DepKind::After => Wait::After,
+                        DepKind::Order => Wait::Sequence,
+                    },
+                })
+                .collect();
+            self.diags.push(DependencyCycle::Cycle { edges }.into());
         }
     }
 }
@@ -1853,14 +1673,6 @@ fn closest_definition(nodes: &[Node], defs: &[NodeId], from: &[InRegion]) -> Nod
         .copied()
         .max_by_key(|&n| (shared(n), std::cmp::Reverse(n)))
         .unwrap_or(defs[0])
-}
-
-fn edge_label(from: &str, to: &str, kind: DepKind) -> String {
-    match kind {
-        DepKind::Data => format!("`{from}` uses `{to}`"),
-        DepKind::After => format!("`{from}` runs after `{to}`"),
-        DepKind::Order => format!("`{from}` comes after `{to}` in sequence"),
-    }
 }
 
 /// One cycle through the strongly connected component `scc`, as (node, edge to next) pairs.

@@ -1640,7 +1640,7 @@ workflow main(code: text) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
 
     use super::*;
@@ -1695,6 +1695,52 @@ mod tests {
             }
         }
         used
+    }
+
+    /// For each code, the files of `src/` whose non-test code makes a diagnostic of it
+    /// (`Diagnostic::new(Code::X, ...)`).
+    fn wording_sites() -> BTreeMap<String, BTreeSet<PathBuf>> {
+        let mut sites: BTreeMap<String, BTreeSet<PathBuf>> = BTreeMap::new();
+        let mut stack = vec![PathBuf::from("src")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("src/") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("source file");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                for (at, _) in code.match_indices("Diagnostic::new(") {
+                    let rest = code[at + 16..].trim_start();
+                    if let Some(rest) = rest.strip_prefix("Code::") {
+                        let name: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric())
+                            .collect();
+                        sites.entry(name).or_default().insert(path.clone());
+                    }
+                }
+            }
+        }
+        sites
+    }
+
+    #[test]
+    fn every_code_is_worded_in_one_file() {
+        let sites = wording_sites();
+        for &code in Code::ALL {
+            let name = format!("{code:?}");
+            let files = sites.get(&name).cloned().unwrap_or_default();
+            assert_eq!(
+                files.len(),
+                1,
+                "{code} ({name}) must be worded in exactly one file, its stage's error type; found {files:?}"
+            );
+        }
     }
 
     #[test]

@@ -437,18 +437,13 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
     for dir in &dirs {
         match &dir.kind {
             DirectiveKind::Malformed { span, word } => {
-                let mut w = Diagnostic::new(
-                    Code::UnusedAllow,
-                    *span,
-                    format!("`orch: {word}` is not a directive orch knows"),
-                )
-                .with_label("not `allow(...)`");
-                w = if word == "allow" {
-                    w.with_help("list what to allow in parentheses: `// orch: allow(block-model-overridden)`")
-                } else {
-                    w.with_help("the only directive is `// orch: allow(NAME, ...)`")
-                };
-                unused.push(w);
+                unused.push(
+                    UnusedAllow::Malformed {
+                        at: *span,
+                        word: word.clone(),
+                    }
+                    .into(),
+                );
             }
             DirectiveKind::Allow(entries) => {
                 for e in entries {
@@ -477,58 +472,118 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
 /// The `W0901` for an `allow` entry that names no lint, or (when the compilation has no
 /// errors) silenced nothing.
 fn entry_problem(e: &Entry, target: Option<usize>, had_errors: bool) -> Option<Diagnostic> {
-    let lints: Vec<String> = catalog::lints()
-        .map(|c| format!("{} ({})", c.name, c.code))
-        .collect();
-    let d = match e.info {
-        None => {
-            let help = match catalog::suggest(&e.text) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("lints that can be allowed: {}", lints.join(", ")),
-            };
-            Diagnostic::new(
-                Code::UnusedAllow,
-                e.span,
-                format!("`allow({})` names no diagnostic", e.text),
-            )
-            .with_label("unknown code or name")
-            .with_help(help)
-        }
-        Some(info) if !info.is_lint() => Diagnostic::new(
-            Code::UnusedAllow,
-            e.span,
-            format!(
-                "`allow({})`: {} ({}) is an error, and errors cannot be allowed",
-                e.text, info.code, info.name
-            ),
-        )
-        .with_label("an error")
-        .with_help(format!(
-            "fix the error instead (`orch explain {}` shows how); only warnings can be allowed",
-            info.code
-        )),
+    let problem = match e.info {
+        None => UnusedAllow::Unknown {
+            at: e.span,
+            text: e.text.clone(),
+            suggestion: catalog::suggest(&e.text),
+        },
+        Some(info) if !info.is_lint() => UnusedAllow::NamesError {
+            at: e.span,
+            text: e.text.clone(),
+            info,
+        },
         Some(_) if e.used || had_errors => return None,
-        Some(info) => {
-            let message = match target {
-                Some(line) => format!(
-                    "`allow({})` silences nothing: no {} warning on line {}",
-                    e.text,
-                    info.code,
-                    line + 1
-                ),
-                None => format!(
-                    "`allow({})` silences nothing: no line of code follows it",
-                    e.text
-                ),
-            };
-            Diagnostic::new(Code::UnusedAllow, e.span, message)
-                .with_label("unused")
-                .with_help(
-                    "remove it; an `allow` applies to warnings starting on its own line, or, on a line of its own, on the next line of code",
-                )
-        }
+        Some(info) => UnusedAllow::SilencesNothing {
+            at: e.span,
+            text: e.text.clone(),
+            info,
+            line: target.map(|l| l + 1),
+        },
     };
-    Some(d)
+    Some(problem.into())
+}
+
+/// `W0901`, the one code of this module: an `// orch: ...` comment or an `allow` entry that
+/// does nothing. Worded in one place, its `From` conversion into a [`Diagnostic`].
+enum UnusedAllow {
+    /// `// orch: WORD` that is no directive.
+    Malformed { at: Span, word: String },
+    /// `allow(TEXT)` naming no code; `suggestion` is the closest code or name.
+    Unknown {
+        at: Span,
+        text: String,
+        suggestion: Option<&'static str>,
+    },
+    /// `allow(TEXT)` naming an error.
+    NamesError {
+        at: Span,
+        text: String,
+        info: &'static CodeInfo,
+    },
+    /// `allow(TEXT)` that silenced nothing on `line` (1-based; `None`: no line follows).
+    SilencesNothing {
+        at: Span,
+        text: String,
+        info: &'static CodeInfo,
+        line: Option<usize>,
+    },
+}
+
+impl From<UnusedAllow> for Diagnostic {
+    fn from(u: UnusedAllow) -> Self {
+        let warning = |at, message: String| Diagnostic::new(Code::UnusedAllow, at, message);
+        match u {
+            UnusedAllow::Malformed { at, word } => {
+                let d = warning(at, format!("`orch: {word}` is not a directive orch knows"))
+                    .with_label("not `allow(...)`");
+                if word == "allow" {
+                    d.with_help("list what to allow in parentheses: `// orch: allow(block-model-overridden)`")
+                } else {
+                    d.with_help("the only directive is `// orch: allow(NAME, ...)`")
+                }
+            }
+            UnusedAllow::Unknown {
+                at,
+                text,
+                suggestion,
+            } => {
+                let help = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        let lints: Vec<String> = catalog::lints()
+                            .map(|c| format!("{} ({})", c.name, c.code))
+                            .collect();
+                        format!("lints that can be allowed: {}", lints.join(", "))
+                    }
+                };
+                warning(at, format!("`allow({text})` names no diagnostic"))
+                    .with_label("unknown code or name")
+                    .with_help(help)
+            }
+            UnusedAllow::NamesError { at, text, info } => warning(
+                at,
+                format!(
+                    "`allow({text})`: {} ({}) is an error, and errors cannot be allowed",
+                    info.code, info.name
+                ),
+            )
+            .with_label("an error")
+            .with_help(format!(
+                "fix the error instead (`orch explain {}` shows how); only warnings can be allowed",
+                info.code
+            )),
+            UnusedAllow::SilencesNothing {
+                at,
+                text,
+                info,
+                line,
+            } => {
+                let message = match line {
+                    Some(line) => format!(
+                        "`allow({text})` silences nothing: no {} warning on line {line}",
+                        info.code
+                    ),
+                    None => format!("`allow({text})` silences nothing: no line of code follows it"),
+                };
+                warning(at, message)
+                    .with_label("unused")
+                    .with_help(
+                        "remove it; an `allow` applies to warnings starting on its own line, or, on a line of its own, on the next line of code",
+                    )
+            }
+        }
+    }
 }
 
 #[cfg(test)]

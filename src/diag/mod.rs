@@ -217,9 +217,11 @@ pub struct Label {
     pub message: String,
 }
 
-/// One finding of the compiler. Build with [`Diagnostic::new`] and the `with_*` methods; the
-/// wording of each code has one place, its stage's error type (`syntax::error`,
-/// `resolve::error`, `check::error`, ...), which is the only caller of [`Diagnostic::new`].
+/// One finding of the compiler. Build with [`Diagnostic::new`] and the `with_*` methods. The
+/// wording of each code has one place, the error type of the stage that reports it, the only
+/// code that calls [`Diagnostic::new`] for it: `syntax::error` (`E0001`), `resolve::error`
+/// (`E0100`–`E0104`), `check::error` (the checker's codes, `E0701` included), `plan::budget`
+/// (`W0803`), [`levels`] (`W0901`) and `fmt` (`E1001`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Stable code, e.g. `E0201`; every code is described in [`catalog`].

@@ -1669,29 +1669,40 @@ mod tests {
         }
     }
 
-    /// The `Code::Variant` paths written in `src/` outside the code list and the catalogue.
-    fn codes_used_in_src() -> BTreeSet<String> {
-        let mut used = BTreeSet::new();
+    /// Every Rust file of `src/` with its text.
+    fn rust_sources() -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
         let mut stack = vec![PathBuf::from("src")];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).expect("src/") {
                 let path = entry.expect("entry").path();
                 if path.is_dir() {
                     stack.push(path);
-                    continue;
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source file");
+                    files.push((path, text));
                 }
-                let own = path.ends_with("diag/code.rs") || path.ends_with("diag/catalog.rs");
-                if own || path.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).expect("source file");
-                for (at, _) in text.match_indices("Code::") {
-                    let name: String = text[at + 6..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric())
-                        .collect();
-                    used.insert(name);
-                }
+            }
+        }
+        files
+    }
+
+    /// The name of the `Code` variant at the start of `text`.
+    fn variant_at(text: &str) -> String {
+        text.chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect()
+    }
+
+    /// The `Code::Variant` paths written in `src/` outside the code list and the catalogue.
+    fn codes_used_in_src() -> BTreeSet<String> {
+        let mut used = BTreeSet::new();
+        for (path, text) in rust_sources() {
+            if path.ends_with("diag/code.rs") || path.ends_with("diag/catalog.rs") {
+                continue;
+            }
+            for (at, _) in text.match_indices("Code::") {
+                used.insert(variant_at(&text[at + 6..]));
             }
         }
         used
@@ -1701,28 +1712,14 @@ mod tests {
     /// (`Diagnostic::new(Code::X, ...)`).
     fn wording_sites() -> BTreeMap<String, BTreeSet<PathBuf>> {
         let mut sites: BTreeMap<String, BTreeSet<PathBuf>> = BTreeMap::new();
-        let mut stack = vec![PathBuf::from("src")];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).expect("src/") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                if path.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).expect("source file");
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                for (at, _) in code.match_indices("Diagnostic::new(") {
-                    let rest = code[at + 16..].trim_start();
-                    if let Some(rest) = rest.strip_prefix("Code::") {
-                        let name: String = rest
-                            .chars()
-                            .take_while(|c| c.is_ascii_alphanumeric())
-                            .collect();
-                        sites.entry(name).or_default().insert(path.clone());
-                    }
+        for (path, text) in rust_sources() {
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (at, _) in code.match_indices("Diagnostic::new(") {
+                if let Some(rest) = code[at + 16..].trim_start().strip_prefix("Code::") {
+                    sites
+                        .entry(variant_at(rest))
+                        .or_default()
+                        .insert(path.clone());
                 }
             }
         }

@@ -421,6 +421,15 @@ fn place(text: &str, stack: &[(usize, char)]) -> Place {
     }
 }
 
+/// The words an error at `positions` may be about, as byte ranges: at each position, the
+/// word around it and the word right before it.
+fn words_at(text: &str, positions: [usize; 2]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    positions
+        .into_iter()
+        .flat_map(move |p| [Some(word_around(text, p)), word_before(text, p)])
+        .flatten()
+}
+
 /// A keyword where a name belongs: `then = ...` or `if = ...` in a block of statements,
 /// `agent model { ... }`, `workflow until() { ... }`, a parameter `in: text`.
 fn keyword_as_name<'t>(
@@ -430,41 +439,36 @@ fn keyword_as_name<'t>(
     stack: &[(usize, char)],
 ) -> Option<SyntaxError<'t>> {
     let place = place(text, stack);
-    for p in [pest_pos, pos] {
-        let (s, e) = word_around(text, p);
-        let candidates = [Some((s, e)), word_before(text, p)];
-        for (s, e) in candidates.into_iter().flatten() {
-            let word = &text[s..e];
-            if !KEYWORDS.contains(&word) {
-                continue;
-            }
-            let after = text[e..].trim_start_matches([' ', '\t']);
-            let before = text[..s].trim_end_matches([' ', '\t']);
-            let step =
-                place == Place::Statements && after.starts_with('=') && !after.starts_with("==");
-            let item = ["agent", "model", "provider", "workflow"].iter().any(|k| {
-                before.ends_with(k) && word_before(text, s).is_some_and(|(a, b)| &text[a..b] == *k)
-            });
-            let param = place == Place::Params
-                && before.trim_end().ends_with(['(', ','])
-                && after.starts_with([':', ',', ')', '=']);
-            let example = if step {
-                format!("{word}_step")
-            } else if item {
-                let kind = word_before(text, s).map_or("", |(a, b)| &text[a..b]);
-                format!("{word}_{kind}")
-            } else if param {
-                format!("{word}_param")
-            } else {
-                continue;
-            };
-            return Some(SyntaxError::KeywordAsName {
-                at: (s, e),
-                word,
-                example,
-                keywords: KEYWORDS,
-            });
+    for (s, e) in words_at(text, [pest_pos, pos]) {
+        let word = &text[s..e];
+        if !KEYWORDS.contains(&word) {
+            continue;
         }
+        let after = text[e..].trim_start_matches([' ', '\t']);
+        let before = text[..s].trim_end_matches([' ', '\t']);
+        let step = place == Place::Statements && after.starts_with('=') && !after.starts_with("==");
+        let item = ["agent", "model", "provider", "workflow"].iter().any(|k| {
+            before.ends_with(k) && word_before(text, s).is_some_and(|(a, b)| &text[a..b] == *k)
+        });
+        let param = place == Place::Params
+            && before.trim_end().ends_with(['(', ','])
+            && after.starts_with([':', ',', ')', '=']);
+        let example = if step {
+            format!("{word}_step")
+        } else if item {
+            let kind = word_before(text, s).map_or("", |(a, b)| &text[a..b]);
+            format!("{word}_{kind}")
+        } else if param {
+            format!("{word}_param")
+        } else {
+            continue;
+        };
+        return Some(SyntaxError::KeywordAsName {
+            at: (s, e),
+            word,
+            example,
+            keywords: KEYWORDS,
+        });
     }
     None
 }
@@ -478,34 +482,31 @@ fn misspelt_keyword<'t>(
     stack: &[(usize, char)],
 ) -> Option<SyntaxError<'t>> {
     let place = place(text, stack);
-    for p in [pest_pos, pos] {
-        let (s, e) = word_around(text, p);
-        for (s, e) in [Some((s, e)), word_before(text, p)].into_iter().flatten() {
-            let word = &text[s..e];
-            let after = text[e..].trim_start_matches([' ', '\t']);
-            let before = text[line_start(text, s)..s].trim();
-            if e - s < 2
-                || KEYWORDS.contains(&word)
-                || !word.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
-                || (after.starts_with('=') && !after.starts_with("=="))
-                || after.starts_with('(')
-            {
-                continue;
-            }
-            let candidates: &[&'static str] = match (place, before) {
-                (Place::TopLevel, "") => &["include", "provider", "model", "agent", "workflow"],
-                (Place::Statements, "") => LEADING_KEYWORDS,
-                (Place::Statements, "}") => &["else", "until"],
-                (Place::Statements, b) if b.ends_with('=') && !b.ends_with("==") => &["parallel"],
-                _ => continue,
-            };
-            if let Some(keyword) = did_you_mean(word, candidates.iter().copied()) {
-                return Some(SyntaxError::UnknownKeyword {
-                    at: (s, e),
-                    word,
-                    keyword,
-                });
-            }
+    for (s, e) in words_at(text, [pest_pos, pos]) {
+        let word = &text[s..e];
+        let after = text[e..].trim_start_matches([' ', '\t']);
+        let before = text[line_start(text, s)..s].trim();
+        if e - s < 2
+            || KEYWORDS.contains(&word)
+            || !word.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+            || (after.starts_with('=') && !after.starts_with("=="))
+            || after.starts_with('(')
+        {
+            continue;
+        }
+        let candidates: &[&'static str] = match (place, before) {
+            (Place::TopLevel, "") => &["include", "provider", "model", "agent", "workflow"],
+            (Place::Statements, "") => LEADING_KEYWORDS,
+            (Place::Statements, "}") => &["else", "until"],
+            (Place::Statements, b) if b.ends_with('=') && !b.ends_with("==") => &["parallel"],
+            _ => continue,
+        };
+        if let Some(keyword) = did_you_mean(word, candidates.iter().copied()) {
+            return Some(SyntaxError::UnknownKeyword {
+                at: (s, e),
+                word,
+                keyword,
+            });
         }
     }
     None

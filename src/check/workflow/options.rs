@@ -135,50 +135,49 @@ impl Place {
     }
 }
 
+/// A step's value of one option: the call's (`pick` finds it among the step's options), else
+/// the agent's field, else the enclosing blocks'.
+fn in_force<T>(
+    s: &ast::Step,
+    pick: impl Fn(&OptKind) -> Option<T>,
+    agent: Option<T>,
+    block: Option<T>,
+) -> Option<T> {
+    s.options
+        .iter()
+        .find_map(|o| pick(&o.kind))
+        .or(agent)
+        .or(block)
+}
+
+/// Retries of step `s`: the call's, the agent's, the blocks', else `default`.
 pub(super) fn step_scope_retry(
     s: &ast::Step,
     agent: Option<u32>,
     scope: &Scope,
     default: u32,
 ) -> u32 {
-    s.options
-        .iter()
-        .find_map(|o| {
-            if let OptKind::Retry(n) = o.kind {
-                Some(n)
-            } else {
-                None
-            }
-        })
-        .or(agent)
-        .or(scope.retry)
-        .unwrap_or(default)
+    let pick = |o: &OptKind| match o {
+        OptKind::Retry(n) => Some(*n),
+        _ => None,
+    };
+    in_force(s, pick, agent, scope.retry).unwrap_or(default)
 }
 
+/// The bound on one attempt of step `s`, in milliseconds.
 pub(super) fn step_scope_timeout(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Option<u64> {
-    s.options
-        .iter()
-        .find_map(|o| {
-            if let OptKind::Timeout(n) = o.kind {
-                Some(n)
-            } else {
-                None
-            }
-        })
-        .or(agent)
-        .or(scope.timeout_ms)
+    let pick = |o: &OptKind| match o {
+        OptKind::Timeout(n) => Some(*n),
+        _ => None,
+    };
+    in_force(s, pick, agent, scope.timeout_ms)
 }
 
+/// The bound on the whole of step `s`, in milliseconds.
 pub(super) fn step_scope_deadline(s: &ast::Step, agent: Option<u64>, scope: &Scope) -> Option<u64> {
-    s.options
-        .iter()
-        .find_map(|o| {
-            if let OptKind::Deadline(n) = o.kind {
-                Some(n)
-            } else {
-                None
-            }
-        })
-        .or(agent)
-        .or(scope.deadline_ms)
+    let pick = |o: &OptKind| match o {
+        OptKind::Deadline(n) => Some(*n),
+        _ => None,
+    };
+    in_force(s, pick, agent, scope.deadline_ms)
 }

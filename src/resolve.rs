@@ -11,7 +11,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics, FileId, Label, SourceMap, Span};
+mod error;
+
+use error::{
+    DuplicateNamespace, IncludeCycle, IncludeNotFound, IncludeOutsideProject, UnreadableScript,
+};
+
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Diagnostics, FileId, Label, SourceMap, Span};
 use crate::syntax::{self, ast};
 
 /// The standard library: `(name, source)` pairs embedded at build time.
@@ -222,12 +229,12 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
                 .sources
                 .add(display_name(entry), Some(entry.to_path_buf()), "");
             loader.diags.push(
-                Diagnostic::error(
-                    "E0100",
-                    Span::new(id, 0, 0),
-                    format!("cannot read `{}`: {e}", entry.display()),
-                )
-                .with_help("check the path; `orch check` takes paths to `.orch` files"),
+                UnreadableScript {
+                    at: Span::new(id, 0, 0),
+                    path: entry.display().to_string(),
+                    reason: e.to_string(),
+                }
+                .into(),
             );
             id
         }
@@ -407,13 +414,11 @@ impl<'o> Loader<'o> {
         }
         if self.stack.len() >= MAX_INCLUDE_DEPTH && !self.loaded.contains_key(&target) {
             self.diags.push(
-                Diagnostic::error(
-                    "E0101",
-                    inc.path_span,
-                    format!("includes nest more than {MAX_INCLUDE_DEPTH} files deep here"),
-                )
-                .with_label(format!("`{name}` would be file {} of the chain", MAX_INCLUDE_DEPTH + 1))
-                .with_help("include the files of a long chain from one file rather than each from the one before"),
+                IncludeNotFound::TooDeep {
+                    at: inc.path_span,
+                    name: name.to_string(),
+                }
+                .into(),
             );
             self.incomplete = true;
             return;
@@ -422,14 +427,12 @@ impl<'o> Loader<'o> {
             if let Some((_, prev)) = self.aliases.get(&alias.name) {
                 let prev = *prev;
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0104",
-                        alias.span,
-                        format!("namespace `{}` is used twice", alias.name),
-                    )
-                    .with_label("used again")
-                    .with_secondary(prev, "first used here")
-                    .with_help("give each included library its own name"),
+                    DuplicateNamespace {
+                        at: alias.span,
+                        name: alias.name.clone(),
+                        first: prev,
+                    }
+                    .into(),
                 );
                 return;
             }
@@ -456,12 +459,12 @@ impl<'o> Loader<'o> {
                 Ok(t) => t,
                 Err(e) => {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0101",
-                            inc.path_span,
-                            format!("cannot read included file `{name}`: {e}"),
-                        )
-                        .with_label("not readable as a script"),
+                        IncludeNotFound::Unreadable {
+                            at: inc.path_span,
+                            name: name.to_string(),
+                            reason: e.to_string(),
+                        }
+                        .into(),
                     );
                     self.incomplete = true;
                     return;
@@ -479,31 +482,23 @@ impl<'o> Loader<'o> {
                 return Some(Origin::Std(name));
             }
             let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
-            let mut d = Diagnostic::error(
-                "E0101",
-                inc.path_span,
-                format!("the standard library has no file `{}`", inc.path),
-            )
-            .with_label("not in the standard library");
-            d = match crate::check::suggest::did_you_mean(rest, known.iter().map(|n| &n[4..])) {
-                Some(s) => d.with_help(format!(
-                    "did you mean `std/{s}`? The standard library has {}",
-                    known.join(", ")
-                )),
-                None => d.with_help(format!("the standard library has {}", known.join(", "))),
-            };
-            self.diags.push(d);
+            self.diags.push(
+                IncludeNotFound::NotInStdlib {
+                    at: inc.path_span,
+                    path: inc.path.clone(),
+                    suggestion: did_you_mean(rest, known.iter().map(|n| &n[4..])).map(String::from),
+                    files: known.iter().map(|n| n.to_string()).collect(),
+                }
+                .into(),
+            );
             return None;
         }
         let base_dir = match from {
             Origin::Disk(p) => p.parent().map(Path::to_path_buf),
             Origin::Memory(m) => Path::new(m).parent().map(Path::to_path_buf),
             Origin::Std(_) => {
-                self.diags.push(Diagnostic::error(
-                    "E0101",
-                    inc.path_span,
-                    "a standard library file can only include `std/...` files",
-                ));
+                self.diags
+                    .push(IncludeNotFound::StdlibIncludesOther { at: inc.path_span }.into());
                 return None;
             }
         }
@@ -511,21 +506,26 @@ impl<'o> Loader<'o> {
         let joined = base_dir.join(&inc.path);
         let Ok(canonical) = joined.canonicalize() else {
             self.diags.push(
-                Diagnostic::error("E0101", inc.path_span, format!("included file `{}` not found", inc.path))
-                    .with_label(format!("looked for {}", shown(&joined)))
-                    .with_help("paths are relative to the including file; `std/...` names the standard library"),
+                IncludeNotFound::Missing {
+                    at: inc.path_span,
+                    path: inc.path.clone(),
+                    looked_for: shown(&joined),
+                }
+                .into(),
             );
             return None;
         };
         if !self.roots.iter().any(|r| canonical.starts_with(r)) {
             let root = self.roots.first().map(|r| shown(r)).unwrap_or_default();
             self.diags.push(
-                Diagnostic::error("E0103", inc.path_span, format!("include `{}` leaves the directory of the entry script", inc.path))
-                    .with_label(format!("resolves to {}, outside {root}", shown(&canonical)))
-                    .with_help(format!(
-                        "includes may only read files under the entry script's directory ({root}); move the file there, or allow its directory with `--include-path {}`",
-                        canonical.parent().map(shown).unwrap_or_default()
-                    )),
+                IncludeOutsideProject {
+                    at: inc.path_span,
+                    path: inc.path.clone(),
+                    resolved: shown(&canonical),
+                    root,
+                    dir: canonical.parent().map(shown).unwrap_or_default(),
+                }
+                .into(),
             );
             return None;
         }
@@ -539,21 +539,17 @@ impl<'o> Loader<'o> {
             .iter()
             .map(|(_, id, _)| self.sources.get(*id).name.clone())
             .collect();
-        let first = chain.first().cloned().unwrap_or_default();
-        let mut d = Diagnostic::error(
-            "E0102",
-            inc.path_span,
-            format!("include cycle: {} → {first}", chain.join(" → ")),
-        )
-        .with_label(format!("includes `{first}` again"))
-        .with_help(
-            "move the shared items into a file that both include, and include that file from each",
-        );
-        for (_, id, from) in &self.stack[pos + 1..] {
-            if let Some(span) = from {
-                d = d.with_secondary(*span, format!("includes `{}`", self.sources.get(*id).name));
+        let edges = self.stack[pos + 1..]
+            .iter()
+            .filter_map(|(_, id, from)| from.map(|span| (span, self.sources.get(*id).name.clone())))
+            .collect();
+        self.diags.push(
+            IncludeCycle {
+                at: inc.path_span,
+                chain,
+                edges,
             }
-        }
-        self.diags.push(d);
+            .into(),
+        );
     }
 }

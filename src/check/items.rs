@@ -3,10 +3,15 @@
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::suggest::did_you_mean;
+use super::error::{
+    DuplicateDefinition, FieldMix, ImpossibleValue, InvalidFieldValue, LiteralApiKey,
+    MODEL_PROVIDER_HELP, MissingField, PROVIDER_KIND_HELP, UndefinedName, UnknownField, Written,
+};
 use super::types::{Type, resolve_type};
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Diagnostics, Span};
 use crate::syntax::ast::{self, Field, Ident, Template, TemplatePart, Value, ValueKind};
+use crate::syntax::print::value_text;
 
 /// The kind of API a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -263,7 +268,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn new(
         what: &'static str,
         fields: &'a [Field],
-        known: &[&str],
+        known: &'static [&'static str],
         diags: &mut Diagnostics,
     ) -> Self {
         let mut map: IndexMap<&str, &Field> = IndexMap::new();
@@ -271,39 +276,34 @@ impl<'a> Fields<'a> {
             let key = f.key.name.as_str();
             if let Some(prev) = map.get(key) {
                 diags.push(
-                    Diagnostic::error("E0205", f.key.span, format!("field `{key}` is set twice"))
-                        .with_label("set again here")
-                        .with_secondary(prev.key.span, "first set here")
-                        .with_help("remove one of them"),
+                    DuplicateDefinition::Field {
+                        at: f.key.span,
+                        key: key.to_string(),
+                        first: prev.key.span,
+                    }
+                    .into(),
                 );
                 continue;
             }
             if !known.contains(&key) {
-                let mut d = Diagnostic::error(
-                    "E0206",
-                    f.key.span,
-                    format!("unknown field `{key}` in {what}"),
-                )
-                .with_label("unknown field");
-                d = match did_you_mean(key, known.iter().copied()) {
-                    Some(s) => d.with_help(format!(
-                        "did you mean `{s}`? Fields of {what}: {}",
-                        known.join(", ")
-                    )),
-                    None if what == "a command agent" && MODEL_AGENT_FIELDS.contains(&key) => d
-                        .with_label("only for model agents")
-                        .with_help(format!(
-                            "an agent with `run:` runs a program and gets its prompt on stdin; `{key}` applies to model agents only. Fields of a command agent: {}",
-                            known.join(", ")
-                        )),
-                    None if what == "an agent" && COMMAND_AGENT_FIELDS.contains(&key) => d
-                        .with_label("only for command agents")
-                        .with_help(format!(
-                            "`{key}` applies to command agents, which are declared with `run: [\"program\", ...]`"
-                        )),
-                    None => d.with_help(format!("fields of {what}: {}", known.join(", "))),
+                let mix = if what == "a command agent" && MODEL_AGENT_FIELDS.contains(&key) {
+                    FieldMix::ModelFieldOnCommand
+                } else if what == "an agent" && COMMAND_AGENT_FIELDS.contains(&key) {
+                    FieldMix::CommandFieldOnModel
+                } else {
+                    FieldMix::None
                 };
-                diags.push(d);
+                diags.push(
+                    UnknownField {
+                        at: f.key.span,
+                        key: key.to_string(),
+                        what,
+                        known,
+                        suggestion: did_you_mean(key, known.iter().copied()).map(String::from),
+                        mix,
+                    }
+                    .into(),
+                );
                 continue;
             }
             map.insert(key, f);
@@ -315,20 +315,24 @@ impl<'a> Fields<'a> {
         self.map.get(key).copied()
     }
 
-    fn mismatch(&self, f: &Field, expected: &str, diags: &mut Diagnostics) {
+    fn mismatch(&self, f: &Field, expected: &'static str, diags: &mut Diagnostics) {
+        let written = match &f.value.kind {
+            ValueKind::Str(t) => Written::Str(t.as_plain()),
+            ValueKind::Int(n) => Written::Int(*n),
+            ValueKind::Decimal(x) => Written::Decimal(*x),
+            ValueKind::Path(p) => Written::Name(p.dotted()),
+            _ => Written::Other,
+        };
         diags.push(
-            Diagnostic::error(
-                "E0207",
-                f.value.span,
-                format!(
-                    "field `{}` of {} must be {expected}, found {}",
-                    f.key.name,
-                    self.what,
-                    f.value.kind.describe()
-                ),
-            )
-            .with_label(format!("expected {expected}"))
-            .with_help(mismatch_help(&f.key.name, expected, &f.value)),
+            InvalidFieldValue::Kind {
+                at: f.value.span,
+                key: f.key.name.clone(),
+                what: self.what,
+                expected,
+                found: f.value.kind.describe(),
+                written,
+            }
+            .into(),
         );
     }
 
@@ -350,15 +354,12 @@ impl<'a> Fields<'a> {
             Some(s) => Some(s),
             None => {
                 diags.push(
-                    Diagnostic::error(
-                        "E0207",
-                        span,
-                        format!("field `{key}` of {} cannot interpolate values", self.what),
-                    )
-                    .with_label("interpolation not allowed here")
-                    .with_help(
-                        "write the value out in full; for literal braces write `{{` and `}}`",
-                    ),
+                    InvalidFieldValue::Interpolates {
+                        at: span,
+                        key: key.to_string(),
+                        what: self.what,
+                    }
+                    .into(),
                 );
                 None
             }
@@ -427,7 +428,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn choice(
         &self,
         key: &str,
-        choices: &[&str],
+        choices: &'static [&'static str],
         diags: &mut Diagnostics,
     ) -> Option<(String, Span)> {
         let f = self.get(key)?;
@@ -440,24 +441,19 @@ impl<'a> Fields<'a> {
             Some(w) if choices.contains(&w.as_str()) => Some((w, f.value.span)),
             _ => {
                 let shown = self.map.get(key).map(|f| f.value.span);
-                let mut d = Diagnostic::error(
-                    "E0207",
-                    shown.unwrap_or(f.value.span),
-                    format!(
-                        "field `{key}` of {} must be {}",
-                        self.what,
-                        or_list(choices)
-                    ),
-                )
-                .with_label(format!("expected {}", or_list(choices)));
-                d = match word
-                    .as_deref()
-                    .and_then(|w| did_you_mean(w, choices.iter().copied()))
-                {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help(format!("write `{key}: {}`", choices[0])),
-                };
-                diags.push(d);
+                diags.push(
+                    InvalidFieldValue::Choice {
+                        at: shown.unwrap_or(f.value.span),
+                        key: key.to_string(),
+                        what: self.what,
+                        choices,
+                        suggestion: word
+                            .as_deref()
+                            .and_then(|w| did_you_mean(w, choices.iter().copied()))
+                            .map(String::from),
+                    }
+                    .into(),
+                );
                 None
             }
         }
@@ -465,11 +461,11 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn require(
         &self,
-        key: &str,
+        key: &'static str,
         item_span: Span,
         name: &Ident,
         diags: &mut Diagnostics,
-        help: &str,
+        help: &'static str,
     ) -> bool {
         if self.get(key).is_some() {
             return true;
@@ -481,78 +477,23 @@ impl<'a> Fields<'a> {
             .or_else(|| self.what.strip_prefix("an "))
             .unwrap_or(self.what);
         diags.push(
-            Diagnostic::error(
-                "E0208",
-                name.span,
-                format!("{what} `{}` has no `{key}` field", name.name),
-            )
-            .with_label(format!("`{key}` is required"))
-            .with_help(help.to_string()),
+            MissingField {
+                at: name.span,
+                what,
+                name: name.name.clone(),
+                key,
+                help,
+            }
+            .into(),
         );
         false
-    }
-}
-
-/// `` `a`, `b` or `c` ``.
-fn or_list(words: &[&str]) -> String {
-    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
-    match quoted.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-    }
-}
-
-/// How to write a field's value as the expected kind, judged from what was written.
-fn mismatch_help(key: &str, expected: &str, found: &Value) -> String {
-    let plain = match &found.kind {
-        ValueKind::Str(t) => t.as_plain(),
-        _ => None,
-    };
-    match (expected, &found.kind) {
-        ("a whole number" | "a number", ValueKind::Str(_))
-            if plain
-                .as_deref()
-                .is_some_and(|p| p.trim().parse::<f64>().is_ok()) =>
-        {
-            format!(
-                "remove the quotes: `{key}: {}`",
-                plain.unwrap_or_default().trim()
-            )
-        }
-        (e, ValueKind::Int(n)) if e.starts_with("a duration") => {
-            format!("add a unit: `{key}: {n}s` (units are `ms`, `s`, `m` and `h`)")
-        }
-        ("a string", ValueKind::Path(p)) => format!("quote it: `{key}: \"{}\"`", p.dotted()),
-        ("a name", ValueKind::Str(_)) if plain.is_some() => format!(
-            "write the name without quotes: `{key}: {}`",
-            plain.unwrap_or_default()
-        ),
-        ("a whole number", ValueKind::Decimal(x)) => {
-            format!("use a whole number: `{key}: {}`", x.round())
-        }
-        ("a whole number", _) => format!("for example `{key}: 3`"),
-        ("a number", _) => format!("for example `{key}: 0.5`"),
-        (e, _) if e.starts_with("a duration") => format!("for example `{key}: 30s`"),
-        ("a string", _) => format!("for example `{key}: \"...\"`"),
-        _ => format!("write `{key}: ` followed by {expected}"),
     }
 }
 
 /// Reports a literal `api_key`: keys are only ever named by environment variable.
 fn reject_literal_key(fields: &[Field], diags: &mut Diagnostics) {
     for f in fields.iter().filter(|f| f.key.name == "api_key") {
-        diags.push(
-            Diagnostic::error(
-                "E0601",
-                f.value.span,
-                "an API key must not be written in a script",
-            )
-            .with_label("literal secret")
-            .with_help(
-                "remove it and set `api_key_env: \"NAME\"`, then export NAME in the environment",
-            ),
-        );
+        diags.push(LiteralApiKey::Field { at: f.value.span }.into());
     }
 }
 
@@ -588,9 +529,14 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
     let kind = kind.unwrap_or_else(|| {
         if f.get("kind").is_none() {
             diags.push(
-                Diagnostic::error("E0208", decl.name.span, format!("provider `{}` has no `kind` field", decl.name.name))
-                    .with_label("`kind` is required")
-                    .with_help("add `kind: openai` (also for llama.cpp, Ollama, vLLM), `kind: anthropic` or `kind: sim`"),
+                MissingField {
+                    at: decl.name.span,
+                    what: "provider",
+                    name: decl.name.name.clone(),
+                    key: "kind",
+                    help: PROVIDER_KIND_HELP,
+                }
+                .into(),
             );
         }
         ProviderKind::Openai
@@ -602,13 +548,11 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
             && let Some(field) = f.get(key)
         {
             diags.push(
-                Diagnostic::error(
-                    "E0207",
-                    field.key.span,
-                    format!("`{key}` applies to `kind: sim` providers only"),
-                )
-                .with_label("not a simulator")
-                .with_help("remove it, or set `kind: sim`"),
+                InvalidFieldValue::SimulatorOnly {
+                    at: field.key.span,
+                    key,
+                }
+                .into(),
             );
         }
     }
@@ -619,13 +563,11 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
             && let Some(field) = f.get(key)
         {
             diags.push(
-                Diagnostic::error(
-                    "E0207",
-                    field.key.span,
-                    format!("`{key}` applies to HTTP providers (`kind: openai` or `kind: anthropic`) only"),
-                )
-                .with_label("the simulator does not stream")
-                .with_help("remove it"),
+                InvalidFieldValue::HttpOnly {
+                    at: field.key.span,
+                    key,
+                }
+                .into(),
             );
         }
     }
@@ -637,16 +579,12 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         ("tokens_per_minute", tokens_per_minute == Some(0)),
     ] {
         if let (true, Some(field)) = (zero, f.get(key)) {
-            let help = if key == "idle_timeout" {
-                "give a positive duration like `60s`, or remove it for the default of 60 s"
-                    .to_string()
-            } else {
-                format!("give a positive number, or remove `{key}` for no limit")
-            };
             diags.push(
-                Diagnostic::error("E0207", field.value.span, format!("`{key}` cannot be zero"))
-                    .with_label("zero")
-                    .with_help(help),
+                InvalidFieldValue::ProviderZero {
+                    at: field.value.span,
+                    key,
+                }
+                .into(),
             );
         }
     }
@@ -678,7 +616,7 @@ pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Opt
         decl.span,
         &decl.name,
         diags,
-        "add `provider: anthropic`, `provider: openai` or the name of a declared provider",
+        MODEL_PROVIDER_HELP,
     );
     let provider = f.name("provider", diags);
     let tier = f
@@ -709,15 +647,10 @@ pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Opt
 fn price(field: &Field, diags: &mut Diagnostics) -> Price {
     let ValueKind::Record(fields) = &field.value.kind else {
         diags.push(
-            Diagnostic::error(
-                "E0207",
-                field.value.span,
-                "field `price` of a model must be a record",
-            )
-            .with_label("expected `{ input: N, output: N }`")
-            .with_help(
-                "prices are USD per million tokens, e.g. `price: { input: 3.00, output: 15.00 }`",
-            ),
+            InvalidFieldValue::PriceNotRecord {
+                at: field.value.span,
+            }
+            .into(),
         );
         return Price::default();
     };
@@ -813,13 +746,11 @@ fn max_output_bytes(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
     }
     let span = f.get("max_output_bytes")?.value.span;
     diags.push(
-        Diagnostic::error("E0207", span, "`max_output_bytes` cannot be zero")
-            .with_label("zero")
-            .with_help(format!(
-                "give a positive number of bytes, or remove it for the default of {} ({} MiB)",
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES >> 20
-            )),
+        InvalidFieldValue::MaxOutputZero {
+            at: span,
+            default: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+        }
+        .into(),
     );
     None
 }
@@ -832,15 +763,7 @@ fn temperature(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<f64> {
         return Some(t);
     }
     let span = f.get("temperature")?.value.span;
-    diags.push(
-        Diagnostic::error(
-            "E0503",
-            span,
-            format!("a temperature of {t} is out of range"),
-        )
-        .with_label("must be from 0 to 2")
-        .with_help("use a value from 0 (most deterministic) to 1; OpenAI-compatible servers accept up to 2, Anthropic up to 1"),
-    );
+    diags.push(ImpossibleValue::Temperature { at: span, value: t }.into());
     None
 }
 
@@ -861,31 +784,16 @@ fn command_kind(
                             argv.push((t.clone(), v.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error(
-                                "E0207",
-                                v.span,
-                                format!(
-                                    "argv elements must be strings, found {}",
-                                    v.kind.describe()
-                                ),
-                            )
-                            .with_label("expected a string")
-                            .with_help("quote it: `\"...\"`"),
+                            InvalidFieldValue::ArgvElement {
+                                at: v.span,
+                                found: v.kind.describe(),
+                            }
+                            .into(),
                         ),
                     }
                 }
             }
-            _ => diags.push(
-                Diagnostic::error(
-                    "E0207",
-                    run.value.span,
-                    "field `run` must be a non-empty list of strings",
-                )
-                .with_label("expected `[\"program\", \"arg\", ...]`")
-                .with_help(
-                    "the program runs directly, without a shell: `run: [\"cargo\", \"test\"]`",
-                ),
-            ),
+            _ => diags.push(InvalidFieldValue::RunNotList { at: run.value.span }.into()),
         }
     }
     let mut env = Vec::new();
@@ -899,34 +807,18 @@ fn command_kind(
                             env.push((field.key.name.clone(), t.clone(), field.value.span));
                         }
                         _ => diags.push(
-                            Diagnostic::error(
-                                "E0207",
-                                field.value.span,
-                                format!(
-                                    "environment variable `{}` must be a string, found {}",
-                                    field.key.name,
-                                    field.value.kind.describe()
-                                ),
-                            )
-                            .with_label("expected a string")
-                            .with_help(format!(
-                                "quote it: `{}: \"{}\"`",
-                                field.key.name,
-                                value_text(&field.value)
-                            )),
+                            InvalidFieldValue::EnvValue {
+                                at: field.value.span,
+                                name: field.key.name.clone(),
+                                found: field.value.kind.describe(),
+                                text: value_text(&field.value),
+                            }
+                            .into(),
                         ),
                     }
                 }
             }
-            _ => diags.push(
-                Diagnostic::error(
-                    "E0207",
-                    e.value.span,
-                    "field `env` must be a record of strings",
-                )
-                .with_label("expected `{ NAME: \"value\" }`")
-                .with_help("write the variables as a record: `env: { NAME: \"value\", OTHER: \"{param}\" }`"),
-            ),
+            _ => diags.push(InvalidFieldValue::EnvNotRecord { at: e.value.span }.into()),
         }
     }
     AgentKind::Command {
@@ -951,28 +843,17 @@ fn check_param_refs(
         if params.iter().any(|q| q.name == p.root.name) {
             continue;
         }
-        let mut d = Diagnostic::error(
-            "E0201",
-            p.root.span,
-            format!("`{}` is not a parameter of agent `{agent}`", p.root.name),
-        )
-        .with_label("not a parameter");
-        d = match did_you_mean(&p.root.name, params.iter().map(|q| q.name.as_str())) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None if params.is_empty() => d.with_help(format!(
-                "an agent's own text can only use its parameters; declare one (`agent {agent}({}: text) {{ ... }}`) and pass it at the call, or put the value in the prompt",
-                p.root.name
-            )),
-            None => d.with_help(format!(
-                "an agent's own text can only use its parameters; those of `{agent}` are {}",
-                params
-                    .iter()
-                    .map(|q| format!("`{}`", q.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        };
-        diags.push(d);
+        diags.push(
+            UndefinedName::NotAParameter {
+                at: p.root.span,
+                name: p.root.name.clone(),
+                agent: agent.to_string(),
+                suggestion: did_you_mean(&p.root.name, params.iter().map(|q| q.name.as_str()))
+                    .map(String::from),
+                params: params.iter().map(|q| q.name.clone()).collect(),
+            }
+            .into(),
+        );
     }
 }
 
@@ -981,14 +862,12 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
     for p in ps {
         if let Some(prev) = out.iter().find(|q| q.name == p.name.name) {
             diags.push(
-                Diagnostic::error(
-                    "E0205",
-                    p.name.span,
-                    format!("parameter `{}` is declared twice", p.name.name),
-                )
-                .with_label("declared again")
-                .with_secondary(prev.span, "first declared here")
-                .with_help("rename one of them"),
+                DuplicateDefinition::Parameter {
+                    at: p.name.span,
+                    name: p.name.name.clone(),
+                    first: prev.span,
+                }
+                .into(),
             );
             continue;
         }
@@ -1006,7 +885,6 @@ pub(crate) fn params(ps: &[ast::Param], diags: &mut Diagnostics) -> Vec<ParamDef
     out
 }
 
-/// The text a literal value stands for when it is used as text (defaults, arguments).
 /// A value where a template is expected (a prompt, an argument, `return`): a string as
 /// written, a name as `{name}`, anything else as its literal text.
 pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
@@ -1019,40 +897,5 @@ pub(crate) fn value_template(v: &Value) -> crate::syntax::ast::Template {
         _ => Template {
             parts: vec![TemplatePart::Text(value_text(v))],
         },
-    }
-}
-
-pub(crate) fn value_text(v: &Value) -> String {
-    match &v.kind {
-        ValueKind::Str(t) => t
-            .parts
-            .iter()
-            .map(|p| match p {
-                TemplatePart::Text(s) => s.clone(),
-                TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
-            })
-            .collect(),
-        ValueKind::Int(n) => n.to_string(),
-        ValueKind::Decimal(x) => x.to_string(),
-        ValueKind::Duration(ms) => format!("{ms}ms"),
-        ValueKind::Money(x) => format!("${x:.2}"),
-        ValueKind::Bool(b) => b.to_string(),
-        ValueKind::List(items) => {
-            serde_json::to_string(&items.iter().map(value_text).collect::<Vec<_>>())
-                .unwrap_or_default()
-        }
-        ValueKind::Record(fields) => {
-            let map: serde_json::Map<String, serde_json::Value> = fields
-                .iter()
-                .map(|f| {
-                    (
-                        f.key.name.clone(),
-                        serde_json::Value::String(value_text(&f.value)),
-                    )
-                })
-                .collect();
-            serde_json::Value::Object(map).to_string()
-        }
-        ValueKind::Path(p) => p.dotted(),
     }
 }

@@ -14,9 +14,13 @@
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
 
+use super::error::{
+    ComplexityTierMismatch, DuplicateInclude, LiteralApiKey, ParallelizableSequence,
+    SingleBranchParallel, UnusedOutput,
+};
 use super::workflow::{DepKind, Exec, NodeId, RegionKind, WorkflowGraph};
 use super::{AgentKind, Complexity, Program, Tier};
-use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::diag::{Code, Diagnostics, SourceMap, Span};
 use crate::resolve::{ModuleSet, normalize};
 use crate::syntax::ast;
 use crate::syntax::ast::ValueKind;
@@ -56,13 +60,9 @@ fn complexity_vs_tier(program: &Program, wf: &WorkflowGraph, diags: &mut Diagnos
         let (Some(c), Some(tier)) = (agent.complexity, m.tier) else {
             continue;
         };
-        let (problem, wanted) = match (c, tier) {
-            (Complexity::Low, Tier::Deep) => {
-                ("pays for a `deep` model on a `low` task", Tier::Fast)
-            }
-            (Complexity::High, Tier::Fast) => {
-                ("asks a `fast` model to do a `high` task", Tier::Deep)
-            }
+        let wanted = match (c, tier) {
+            (Complexity::Low, Tier::Deep) => Tier::Fast,
+            (Complexity::High, Tier::Fast) => Tier::Deep,
             _ => continue,
         };
         let pin = match &agent.kind {
@@ -84,53 +84,23 @@ fn complexity_vs_tier(program: &Program, wf: &WorkflowGraph, diags: &mut Diagnos
             .get("complexity")
             .copied()
             .unwrap_or(agent.name_span);
-        let complexity = format!(
-            "`{}` is declared `complexity: {}`",
-            n.agent,
-            complexity_name(c)
+        diags.push(
+            ComplexityTierMismatch {
+                at: match (from_pin, pin) {
+                    (true, Some(pin_span)) => pin_span,
+                    _ => n.callee_span,
+                },
+                agent: n.agent.clone(),
+                step: (!from_pin).then(|| n.name.clone()),
+                complexity: c,
+                field,
+                model: model.clone(),
+                tier,
+                wanted,
+                better,
+            }
+            .into(),
         );
-        let label = format!("runs on `{model}` (tier `{}`)", tier_name(tier));
-        let d = match (from_pin, pin) {
-            (true, Some(pin_span)) => Diagnostic::warning(
-                "W0404",
-                pin_span,
-                format!("agent `{}` {problem}", n.agent),
-            )
-            .with_label(label)
-            .with_secondary(field, complexity)
-            .with_help(match &better {
-                Some(b) => format!("pin a {} model: `model: {b}`; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
-                None => format!("pin a {} model; or, if its tasks are harder or easier than declared, change `complexity`", tier_name(wanted)),
-            }),
-            _ => Diagnostic::warning(
-                "W0404",
-                n.callee_span,
-                format!("step `{}` {problem}", n.name),
-            )
-            .with_label(label)
-            .with_secondary(field, complexity)
-            .with_help(match &better {
-                Some(b) => format!("run it on a {} model: `{}<{b}>(...)`; or, if the task is harder or easier than declared, change the agent's `complexity`", tier_name(wanted), n.agent),
-                None => format!("run it on a {} model; or, if the task is harder or easier than declared, change the agent's `complexity`", tier_name(wanted)),
-            }),
-        };
-        diags.push(d);
-    }
-}
-
-fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Fast => "fast",
-        Tier::Balanced => "balanced",
-        Tier::Deep => "deep",
-    }
-}
-
-fn complexity_name(c: Complexity) -> &'static str {
-    match c {
-        Complexity::Low => "low",
-        Complexity::Medium => "medium",
-        Complexity::High => "high",
     }
 }
 
@@ -138,18 +108,12 @@ fn complexity_name(c: Complexity) -> &'static str {
 
 fn single_branch_parallel(wf: &WorkflowGraph, diags: &mut Diagnostics) {
     for g in wf.groups.iter().filter(|g| g.branches.len() == 1) {
-        let mut help =
-            "remove `parallel { }` and keep the step: one branch runs the same on its own"
-                .to_string();
-        if let Some(name) = &g.name {
-            help.push_str(&format!(
-                "; then use the step's own name where `{{{name}}}` is used"
-            ));
-        }
         diags.push(
-            Diagnostic::warning("W0507", g.span, "this `parallel` block has a single branch")
-                .with_label("nothing runs in parallel here")
-                .with_help(help),
+            SingleBranchParallel::OneBranch {
+                at: g.span,
+                name: g.name.clone(),
+            }
+            .into(),
         );
     }
 }
@@ -229,16 +193,11 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             ..n.span
         };
         diags.push(
-            Diagnostic::warning(
-                "W0801",
-                name_span,
-                format!("the output of step `{}` is never used", n.name),
-            )
-            .with_label("nothing reads this")
-            .with_help(format!(
-                "use `{{{}}}` in a later prompt or in `return`, or remove the step: it still runs and costs tokens",
-                n.name
-            )),
+            UnusedOutput {
+                at: name_span,
+                step: n.name.clone(),
+            }
+            .into(),
         );
     }
 }
@@ -282,41 +241,18 @@ fn report_chunk(
     if chunk.len() < 2 {
         return;
     }
-    let names: Vec<String> = chunk
-        .iter()
-        .map(|&n| format!("`{}`", wf.nodes[n].name))
-        .collect();
-    let mut rewrite = String::from("run them at once:\n\n    parallel {\n");
-    for &n in chunk {
-        let text = sources.snippet(wf.nodes[n].span);
-        for line in text.lines() {
-            rewrite.push_str("      ");
-            rewrite.push_str(line.trim_start());
-            rewrite.push('\n');
-        }
-    }
-    rewrite.push_str("    }");
     let span = wf.nodes[first].span.to(wf.nodes[last].span);
     diags.push(
-        Diagnostic::warning(
-            "W0802",
-            span,
-            format!(
-                "steps {} do not use each other but run one after another",
-                join_names(&names)
-            ),
-        )
-        .with_label(format!("{} independent steps in sequence", chunk.len()))
-        .with_help(rewrite),
+        ParallelizableSequence {
+            at: span,
+            steps: chunk.iter().map(|&n| wf.nodes[n].name.clone()).collect(),
+            sources: chunk
+                .iter()
+                .map(|&n| sources.snippet(wf.nodes[n].span).to_string())
+                .collect(),
+        }
+        .into(),
     );
-}
-
-fn join_names(names: &[String]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
 }
 
 // ------------------------------------------------------------------ W0105
@@ -333,16 +269,12 @@ fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
             let key = normalize(FsPath::new(&inc.path));
             if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
                 diags.push(
-                    Diagnostic::warning(
-                        "W0105",
-                        inc.span,
-                        format!("`{}` is included twice", inc.path),
-                    )
-                    .with_label("included again")
-                    .with_secondary(*first, "first included here")
-                    .with_help(
-                        "remove this line: a file is loaded once, however often it is included",
-                    ),
+                    DuplicateInclude {
+                        at: inc.span,
+                        path: inc.path.clone(),
+                        first: *first,
+                    }
+                    .into(),
                 );
             } else {
                 seen.push((key, inc.span));
@@ -358,7 +290,7 @@ fn duplicate_includes(set: &ModuleSet, diags: &mut Diagnostics) {
 fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
     let reported: HashSet<(u32, u32, u32)> = diags
         .iter()
-        .filter(|d| d.code == "E0601")
+        .filter(|d| d.code == Code::LiteralApiKey)
         .map(|d| {
             (
                 d.primary.span.file.0,
@@ -380,11 +312,7 @@ fn literal_secrets(sources: &SourceMap, diags: &mut Diagnostics) {
         }
     }
     for span in found {
-        diags.push(
-            Diagnostic::error("E0601", span, "this looks like an API key written in the script")
-                .with_label("literal secret")
-                .with_help("remove it (and revoke it: it may be in version control) and name the variable that holds it: `api_key_env: \"NAME\"` on the provider"),
-        );
+        diags.push(LiteralApiKey::KeyShaped { at: span }.into());
     }
 }
 

@@ -4,17 +4,20 @@
 //! duplicates reported), then each workflow is lowered to its DAG ([`workflow::lower`]) with
 //! its names, models, options, arguments and cycles checked.
 
+mod entry;
+mod error;
 pub mod items;
 pub mod lints;
-pub mod suggest;
 pub mod types;
 pub mod workflow;
 
 use indexmap::IndexMap;
 
-use crate::diag::{Diagnostic, Diagnostics, SourceMap, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Code, Diagnostic, Diagnostics, SourceMap, Span};
 use crate::resolve::ModuleSet;
 use crate::syntax::ast::{self, Ident, Path};
+pub use entry::entry_workflow;
 pub use items::{
     AgentDef, AgentKind, Complexity, ModelDef, Price, ProviderDef, ProviderKind, Tier,
 };
@@ -61,49 +64,38 @@ impl Tables {
     }
 
     pub(crate) fn unknown_model(&self, m: &Ident) -> Diagnostic {
-        let mut d = Diagnostic::error("E0203", m.span, format!("unknown model `{}`", m.name))
-            .with_label("not a declared model");
-        d = match suggest::did_you_mean(&m.name, self.models.keys().map(String::as_str)) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None if self.models.is_empty() => {
-                d.with_help("no models are declared; add `include \"std/models.orch\"` for haiku, sonnet and opus, or declare one with `model NAME { ... }`")
-            }
-            None => d.with_help(format!(
-                "declared models: {}",
-                self.models.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
-            )),
-        };
-        d
+        error::UnknownModel {
+            at: m.span,
+            name: m.name.clone(),
+            suggestion: did_you_mean(&m.name, self.models.keys().map(String::as_str))
+                .map(String::from),
+            declared: self.models.keys().cloned().collect(),
+        }
+        .into()
     }
 
     pub(crate) fn unknown_agent(&self, callee: &Path) -> Diagnostic {
         let name = callee.dotted();
-        let mut d = Diagnostic::error("E0202", callee.span, format!("unknown agent `{name}`"))
-            .with_label("not a declared agent");
         let namespaced = self
             .agents
             .keys()
-            .find(|k| k.rsplit_once('.').is_some_and(|(_, n)| n == name));
+            .find(|k| k.rsplit_once('.').is_some_and(|(_, n)| n == name))
+            .cloned();
         // The built-in `approve` is a callee too.
         let callees = self
             .agents
             .keys()
             .map(String::as_str)
             .chain(std::iter::once(workflow::APPROVE));
-        d = match suggest::did_you_mean(&name, callees) {
-            _ if namespaced.is_some() => {
-                let k = namespaced.expect("checked");
-                d.with_help(format!(
-                    "`{name}` is in a namespaced include: call it `{k}(...)`"
-                ))
-            }
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!(
-                "declare it: `agent {} {{ model: sonnet, system: \"...\" }}`",
-                callee.root.name
-            )),
-        };
-        d
+        let suggestion = did_you_mean(&name, callees).map(String::from);
+        error::UnknownAgent {
+            at: callee.span,
+            root: callee.root.name.clone(),
+            name,
+            namespaced,
+            suggestion,
+        }
+        .into()
     }
 }
 
@@ -240,7 +232,11 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
         let mut i = 0;
         diags.retain(|d| {
             i += 1;
-            i <= before || !matches!(d.code, "E0202" | "E0203" | "E0204")
+            i <= before
+                || !matches!(
+                    d.code,
+                    Code::UnknownAgent | Code::UnknownModel | Code::UnknownProvider
+                )
         });
     }
     let program = Program {
@@ -328,14 +324,6 @@ fn dedup_expanded(diags: &mut Diagnostics, from: usize) {
     });
 }
 
-fn article(kind: &str) -> &'static str {
-    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
-}
-
 /// `name` is declared twice: `this` is the later declaration, `prev` the first one. The error
 /// points into the entry script when one of them is there (that is the file being edited),
 /// and otherwise at the later declaration.
@@ -345,52 +333,24 @@ fn duplicate_item(
     this: (Span, &'static str),
     prev: (Span, &'static str),
 ) -> Diagnostic {
-    let file_of = |s: Span| set.sources.get(s.file).name.clone();
     let (primary, other) = if prev.0.file == set.entry && this.0.file != set.entry {
         (prev, this)
     } else {
         (this, prev)
     };
-    let same_file = primary.0.file == other.0.file;
-    let message = if primary.1 == other.1 {
-        format!("{} `{name}` is defined twice", primary.1)
-    } else {
-        format!(
-            "`{name}` is defined twice: as {} {} and as {} {}",
-            article(other.1),
-            other.1,
-            article(primary.1),
-            primary.1
-        )
-    };
-    let (label, other_label) = if same_file && primary.0.start > other.0.start {
-        (
-            "defined again here".to_string(),
-            "first defined here".to_string(),
-        )
-    } else {
-        (
-            format!("{} `{name}` defined here", primary.1),
-            format!("{} `{name}` also defined here", other.1),
-        )
-    };
-    let other_file = file_of(other.0);
-    let help = if other_file.starts_with("std/") {
-        format!(
-            "`{name}` is {} {} of the standard library ({other_file}); rename yours",
-            article(other.1),
-            other.1
-        )
-    } else if other.1 == primary.1 {
-        "rename one of them, or remove the copy".to_string()
-    } else {
-        "providers, models, agents and workflows share one namespace; rename one of them"
-            .to_string()
-    };
-    Diagnostic::error("E0205", primary.0, message)
-        .with_label(label)
-        .with_secondary(other.0, other_label)
-        .with_help(help)
+    error::DuplicateDefinition::Item {
+        name: name.to_string(),
+        primary: error::Declared {
+            at: primary.0,
+            kind: primary.1,
+        },
+        other: error::Declared {
+            at: other.0,
+            kind: other.1,
+        },
+        other_file: set.sources.get(other.0.file).name.clone(),
+    }
+    .into()
 }
 
 fn check_model_providers(
@@ -402,16 +362,15 @@ fn check_model_providers(
         if tables.providers.contains_key(&p.name) {
             continue;
         }
-        let mut d = Diagnostic::error("E0204", p.span, format!("unknown provider `{}`", p.name))
-            .with_label("not a provider");
-        d = match suggest::did_you_mean(&p.name, tables.providers.keys().map(String::as_str)) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!(
-                "built-in providers are anthropic, openai and sim; declare others with `provider {} {{ kind: openai, base_url: \"...\" }}`",
-                p.name
-            )),
-        };
-        diags.push(d);
+        diags.push(
+            error::UnknownProvider {
+                at: p.span,
+                name: p.name.clone(),
+                suggestion: did_you_mean(&p.name, tables.providers.keys().map(String::as_str))
+                    .map(String::from),
+            }
+            .into(),
+        );
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::suggest::did_you_mean;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
+use crate::diag::suggest::did_you_mean;
 use crate::syntax::ast::{TypeExpr, TypeKind};
 
 /// A type of the language.
@@ -78,8 +78,6 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             "json" => Type::Json,
             "agent" => Type::Agent,
             other => {
-                let mut d = Diagnostic::error("E0209", id.span, format!("unknown type `{other}`"))
-                    .with_label("unknown type");
                 let synonym = match other {
                     "string" | "str" | "String" => Some("text"),
                     "int" | "integer" | "float" | "double" | "i64" | "f64" => Some("number"),
@@ -88,13 +86,15 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
                     "array" | "vec" | "Vec" => Some("list<T>"),
                     _ => None,
                 };
-                d = match synonym.or_else(|| did_you_mean(other, TYPE_NAMES.iter().copied())) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help(
-                        "types are text, number, bool, json, list<T> and records `{ name: T }`",
-                    ),
-                };
-                diags.push(d);
+                diags.push(
+                    super::error::UnknownType {
+                        at: id.span,
+                        name: other.to_string(),
+                        suggestion: synonym
+                            .or_else(|| did_you_mean(other, TYPE_NAMES.iter().copied())),
+                    }
+                    .into(),
+                );
                 Type::Json
             }
         },

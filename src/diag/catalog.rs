@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use super::Severity;
+use super::{Code, Severity};
 
 /// The command that regenerates `docs/diagnostics.md` from the catalogue.
 pub const REGENERATE: &str = "cargo run -- explain --markdown > docs/diagnostics.md";
@@ -25,7 +25,7 @@ pub const REGENERATE: &str = "cargo run -- explain --markdown > docs/diagnostics
 #[derive(Debug, Clone, Copy)]
 pub struct CodeInfo {
     /// Stable code: `E` for errors, `W` for warnings, then four digits (`W0402`).
-    pub code: &'static str,
+    pub code: Code,
     /// Kebab-case name, accepted wherever a code is (`block-model-overridden`).
     pub name: &'static str,
     /// The severity it is reported with before lint levels apply.
@@ -36,7 +36,7 @@ pub struct CodeInfo {
     pub what: &'static str,
     /// Why is this bad: what would go wrong if it were ignored.
     pub why: &'static str,
-    /// A complete script that triggers it (empty when no script can: `E0100`).
+    /// A complete script that triggers it (empty when no script can: `E0100`, `E1001`).
     pub example_bad: &'static str,
     /// The same script, fixed (empty when `example_bad` is).
     pub example_good: &'static str,
@@ -45,7 +45,8 @@ pub struct CodeInfo {
 impl CodeInfo {
     /// Base of the entries of errors.
     const ERROR: CodeInfo = CodeInfo {
-        code: "",
+        // Every entry sets its own code.
+        code: Code::SyntaxError,
         name: "",
         default_severity: Severity::Error,
         summary: "",
@@ -135,9 +136,17 @@ pub fn all() -> &'static [CodeInfo] {
     CODES
 }
 
-/// The entry of a code (`W0402`, any case).
+/// The entry of a code. [`CODES`] is in [`Code::ALL`]'s order, one entry per code (its tests
+/// check it), so the entry is found by the code's index.
+pub fn entry(code: Code) -> &'static CodeInfo {
+    &CODES[code as usize]
+}
+
+/// The entry of a code written out (`W0402`, any case).
 pub fn by_code(code: &str) -> Option<&'static CodeInfo> {
-    CODES.iter().find(|c| c.code.eq_ignore_ascii_case(code))
+    CODES
+        .iter()
+        .find(|c| c.code.as_str().eq_ignore_ascii_case(code))
 }
 
 /// The entry of a name (`block-model-overridden`; `_` is taken for `-`, any case).
@@ -154,8 +163,8 @@ pub fn lookup(code_or_name: &str) -> Option<&'static CodeInfo> {
 
 /// The code or name closest to an unknown one, for "did you mean".
 pub fn suggest(unknown: &str) -> Option<&'static str> {
-    let candidates = CODES.iter().flat_map(|c| [c.code, c.name]);
-    crate::check::suggest::did_you_mean(unknown, candidates)
+    let candidates = CODES.iter().flat_map(|c| [c.code.as_str(), c.name]);
+    super::suggest::did_you_mean(unknown, candidates)
 }
 
 /// The lints (codes whose level can be changed).
@@ -227,7 +236,7 @@ pub fn markdown() -> String {
             out,
             "| [{}](#{}-{}) | `{}` | {sev} | {} |",
             c.code,
-            c.code.to_lowercase(),
+            c.code.as_str().to_lowercase(),
             c.name,
             c.name,
             c.summary.replace('|', "\\|")
@@ -245,11 +254,12 @@ pub fn markdown() -> String {
 /// The catalogue, in code order.
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
-        code: "E0001",
+        code: Code::SyntaxError,
         name: "syntax-error",
         summary: "The script does not parse: what was expected and what was found.",
         what: "Reports the first place where the text is not `.orch` syntax: an unterminated \
-               string or comment, an unbalanced bracket, a keyword used as a name, a bad option \
+               string or comment, an unbalanced bracket, a keyword used as a name, a misspelt \
+               keyword (`paralel {`), a duration with a fraction (`1.5s`), a bad option \
                in `< >`, a missing `=` or `:`, constructs nested more than 64 levels deep \
                (blocks, brackets, conditions; each `else if` of a chain and each `and` and `or` \
                of a condition count as a level), or, failing those, the tokens that were \
@@ -277,7 +287,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0100",
+        code: Code::UnreadableScript,
         name: "unreadable-script",
         summary: "The script given on the command line cannot be read.",
         what: "Reports a path given to `orch check`, `orch plan` or `orch run` that does not \
@@ -288,7 +298,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0101",
+        code: Code::IncludeNotFound,
         name: "include-not-found",
         summary: "An included file is missing or unreadable, or the standard library has no such file.",
         what: "Reports an `include` whose file does not exist relative to the including file, \
@@ -320,7 +330,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0102",
+        code: Code::IncludeCycle,
         name: "include-cycle",
         summary: "Files include each other in a cycle.",
         what: "Reports an `include` that leads back to a file that is still being loaded, and \
@@ -361,7 +371,7 @@ agent scout { model: haiku, system: "You explore a codebase." }
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0103",
+        code: Code::IncludeOutsideProject,
         name: "include-outside-project",
         summary: "An include leaves the directory of the entry script.",
         what: "Reports an `include` that resolves (after `..` and symbolic links) to a file \
@@ -394,7 +404,7 @@ agent planner { model: sonnet, system: "You plan." }
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0104",
+        code: Code::DuplicateNamespace,
         name: "duplicate-namespace",
         summary: "Two includes use the same namespace (`include ... as ns`).",
         what: "Reports an `include \"...\" as ns` whose `ns` another include of the program \
@@ -432,7 +442,7 @@ agent writer { model: sonnet, system: "You write." }
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "W0105",
+        code: Code::DuplicateInclude,
         name: "duplicate-include",
         default_severity: Severity::Warning,
         summary: "A file includes the same file twice.",
@@ -463,7 +473,7 @@ workflow main(request: text) {
 "#,
     },
     CodeInfo {
-        code: "E0201",
+        code: Code::UndefinedName,
         name: "undefined-name",
         summary: "A name that is not defined: in an interpolation, after `after`, or in an agent's own text.",
         what: "Reports `{name}` in a prompt, an argument or `return` that is not a parameter, a \
@@ -493,7 +503,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0202",
+        code: Code::UnknownAgent,
         name: "unknown-agent",
         summary: "A step calls an agent that is not declared.",
         what: "Reports the callee of a step when no agent of that name is declared in the script \
@@ -521,7 +531,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0203",
+        code: Code::UnknownModel,
         name: "unknown-model",
         summary: "A model that is not declared: an agent's pin or fallback, or a model option.",
         what: "Reports a model name (in an agent's `model:` or `fallback:`, or in `< >` options) \
@@ -549,7 +559,7 @@ workflow main(code: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0204",
+        code: Code::UnknownProvider,
         name: "unknown-provider",
         summary: "A model names a provider that is not built in or declared.",
         what: "Reports a model's `provider:` that is neither a built-in provider (`anthropic`, \
@@ -576,7 +586,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0205",
+        code: Code::DuplicateDefinition,
         name: "duplicate-definition",
         summary: "Something is defined twice: an item, a name in a workflow, a parameter or a field.",
         what: "Reports a provider, model, agent or workflow whose name is already taken (they \
@@ -609,7 +619,7 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0206",
+        code: Code::UnknownField,
         name: "unknown-field",
         summary: "A provider, model, agent or record has a field it does not know.",
         what: "Reports a field key that the declaration does not have, with the closest known \
@@ -644,7 +654,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0207",
+        code: Code::InvalidFieldValue,
         name: "invalid-field-value",
         summary: "A field's value has the wrong kind.",
         what: "Reports a value of the wrong kind for its field: a string where a name is needed \
@@ -683,7 +693,7 @@ workflow main(plan: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0208",
+        code: Code::MissingField,
         name: "missing-field",
         summary: "A required field is missing: a model's `provider`, a provider's `kind`.",
         what: "Reports a model without `provider:`, and a declared provider without `kind:` \
@@ -710,7 +720,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0209",
+        code: Code::UnknownType,
         name: "unknown-type",
         summary: "A parameter's type is not a type of the language.",
         what: "Reports a type name other than `text`, `number`, `bool`, `json`, `list<T>`, a \
@@ -738,7 +748,7 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0210",
+        code: Code::InvalidFieldAccess,
         name: "invalid-field-access",
         summary: "A field access that cannot work: `{x.y}` on text, an unknown record field or block member.",
         what: "Reports `{a.b}` where `a` is a step (its output is text), a parameter whose type \
@@ -770,7 +780,7 @@ workflow main(draft: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0211",
+        code: Code::InvalidArguments,
         name: "invalid-arguments",
         summary: "A call's arguments do not fit the agent: a second prompt, an unknown, repeated or missing parameter, no prompt.",
         what: "Checks each step's arguments against the agent: one positional prompt at most, \
@@ -796,7 +806,7 @@ workflow main(version: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0212",
+        code: Code::TypeMismatch,
         name: "type-mismatch",
         summary: "A value of the wrong type: a named argument against its parameter, or `return` against the workflow's declared result.",
         what: "Checks each named argument against the type of the agent's parameter, and the \
@@ -829,7 +839,7 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0301",
+        code: Code::DependencyCycle,
         name: "dependency-cycle",
         summary: "Steps wait for each other in a cycle, or a step uses a step that only runs after it.",
         what: "Finds cycles in a workflow's dependency graph (data uses, `after`, and the order of \
@@ -861,7 +871,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0303",
+        code: Code::RecursiveCall,
         name: "recursive-call",
         summary: "A workflow calls itself, directly or through other workflows.",
         what: "Reports a call of a workflow that is already being expanded: calls of reusable \
@@ -904,7 +914,7 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0304",
+        code: Code::ExpansionTooLarge,
         name: "expansion-too-large",
         summary: "Expanding the calls of a workflow passes a bound: calls nested more than 64 deep, statements more than 128, or more than 100,000 steps.",
         what: "Calls of workflows are expanded (the called body is copied into the caller) when a \
@@ -955,7 +965,7 @@ workflow main(topic: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0401",
+        code: Code::StepWithoutModel,
         name: "step-without-model",
         summary: "A step of a model agent has no model.",
         what: "Reports a step whose model cannot be resolved: no model at the call site \
@@ -983,7 +993,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "W0402",
+        code: Code::BlockModelOverridden,
         name: "block-model-overridden",
         default_severity: Severity::Warning,
         summary: "An agent's pinned model overrides a different model set on the enclosing block.",
@@ -1022,7 +1032,7 @@ workflow main(code: text) {
 "#,
     },
     CodeInfo {
-        code: "E0403",
+        code: Code::ModelOnCommandAgent,
         name: "model-on-command-agent",
         summary: "A model or a `fallback` is given to a command agent.",
         what: "Reports a model or `fallback` in the `< >` options of a step that calls a command \
@@ -1050,7 +1060,7 @@ workflow main(change: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "W0404",
+        code: Code::ComplexityTierMismatch,
         name: "complexity-tier-mismatch",
         default_severity: Severity::Warning,
         summary: "A `deep` model on a `low`-complexity task, or a `fast` model on a `high` one.",
@@ -1081,7 +1091,7 @@ workflow main(request: text) {
 "#,
     },
     CodeInfo {
-        code: "W0405",
+        code: Code::BlockOptionOverridden,
         name: "block-option-overridden",
         default_severity: Severity::Warning,
         summary: "A block's `retry`, `timeout`, `deadline` or `fallback` that an agent's own field overrides.",
@@ -1118,7 +1128,7 @@ workflow main(code: text) {
 "#,
     },
     CodeInfo {
-        code: "E0501",
+        code: Code::MisplacedGather,
         name: "misplaced-gather",
         summary: "A `gather` step does not follow a `parallel` block.",
         what: "Reports `gather` that is not the statement right after a `parallel` block in a \
@@ -1153,7 +1163,7 @@ workflow main(code: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0502",
+        code: Code::InvalidOption,
         name: "invalid-option",
         summary: "An option not allowed where it is written, or given twice.",
         what: "Reports `max N` anywhere but on a `parallel` block, `budget $X` on a step (it \
@@ -1186,7 +1196,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0503",
+        code: Code::ImpossibleValue,
         name: "impossible-value",
         summary: "A value that can never work: `timeout 0ms`, `deadline 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
         what: "Reports a zero timeout or deadline, `max 0` on a block, `gather <first N>` / \
@@ -1216,7 +1226,7 @@ workflow main(plan: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0505",
+        code: Code::MisplacedReturn,
         name: "misplaced-return",
         summary: "A statement after `return`, or `return` inside a `parallel` block.",
         what: "Reports the first statement after a workflow's `return`, and a `return` that is a \
@@ -1248,7 +1258,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0506",
+        code: Code::EmptyParallel,
         name: "empty-parallel",
         summary: "A `parallel` block with no branches.",
         what: "Reports `parallel { }` with nothing inside.",
@@ -1282,7 +1292,7 @@ workflow main(code: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "W0507",
+        code: Code::SingleBranchParallel,
         name: "single-branch-parallel",
         default_severity: Severity::Warning,
         summary: "A `parallel` block with a single branch.",
@@ -1311,7 +1321,7 @@ workflow main(topic: text) {
 "#,
     },
     CodeInfo {
-        code: "E0508",
+        code: Code::ForBodyResult,
         name: "for-body-result",
         summary: "The body of a `parallel for` does not end with a step.",
         what: "Reports a `parallel for` whose last statement is not a step (or a named block): \
@@ -1343,7 +1353,7 @@ workflow main() {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0601",
+        code: Code::LiteralApiKey,
         name: "literal-api-key",
         summary: "An API key is written in the script.",
         what: "Reports an `api_key` field on a provider, and text anywhere in a file (strings, \
@@ -1387,7 +1397,7 @@ workflow main(request: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0602",
+        code: Code::ModelOutputInArgv,
         name: "model-output-in-argv",
         summary: "Model output reaches the argv of a command agent.",
         what: "Tracks which values derive from a model, following each value to what produced \
@@ -1425,7 +1435,7 @@ workflow main(diff: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "E0701",
+        code: Code::NoEntryWorkflow,
         name: "no-entry-workflow",
         summary: "`plan` or `run` cannot tell which workflow to use.",
         what: "Reported by `orch plan` and `orch run` (not by `orch check`): `--workflow` names no \
@@ -1462,7 +1472,7 @@ workflow redesign(plan: text) {
         ..CodeInfo::ERROR
     },
     CodeInfo {
-        code: "W0801",
+        code: Code::UnusedOutput,
         name: "unused-output",
         default_severity: Severity::Warning,
         summary: "A model step whose output nothing reads.",
@@ -1503,7 +1513,7 @@ workflow main(request: text) {
 "#,
     },
     CodeInfo {
-        code: "W0802",
+        code: Code::ParallelizableSequence,
         name: "parallelizable-sequence",
         default_severity: Severity::Warning,
         summary: "Consecutive model steps that do not use each other run one after another.",
@@ -1542,7 +1552,7 @@ workflow main(request: text) {
 "#,
     },
     CodeInfo {
-        code: "W0803",
+        code: Code::BudgetExceeded,
         name: "budget-exceeded",
         default_severity: Severity::Warning,
         summary: "A workflow's or a `parallel` block's worst-case cost is over its `budget`.",
@@ -1577,7 +1587,7 @@ workflow main(request: text) <budget $0.50> {
 "#,
     },
     CodeInfo {
-        code: "W0901",
+        code: Code::UnusedAllow,
         name: "unused-allow",
         default_severity: Severity::Warning,
         summary: "An `// orch: allow(...)` comment that silences nothing.",
@@ -1613,92 +1623,154 @@ workflow main(code: text) {
 }
 "#,
     },
+    CodeInfo {
+        code: Code::FormatRefused,
+        name: "format-refused",
+        summary: "`orch fmt` cannot lay the file out without changing its meaning.",
+        what: "Reported by `orch fmt` (never by `check`, `plan` or `run`) when the layout it \
+               computed parses to a different program than the file, or does not parse: \
+               `orch fmt` checks every layout it writes this way, and refuses rather than \
+               change a script.",
+        why: "It is a bug of the formatter, not of the script: the file is left as it is, and \
+              the script still checks and runs. Please report it with the file (or the \
+              smallest part of it that is refused).",
+        ..CodeInfo::ERROR
+    },
 ];
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::diag::{Diagnostics, LintLevels, Span, apply_levels};
     use crate::resolve::ResolveOptions;
 
-    /// Codes passed to `Diagnostic::error(` / `Diagnostic::warning(` anywhere in `src/`, the
-    /// same scan as `every_code_has_a_case` in `tests/ui.rs`.
-    fn codes_in_src() -> BTreeSet<String> {
-        let mut codes = BTreeSet::new();
+    #[test]
+    fn every_code_has_one_entry_in_code_order() {
+        let listed: Vec<Code> = CODES.iter().map(|c| c.code).collect();
+        assert_eq!(
+            listed,
+            Code::ALL,
+            "the catalogue must have one entry per `Code`, in the enum's order"
+        );
+        for pair in Code::ALL.windows(2) {
+            assert!(
+                pair[0].as_str()[1..] < pair[1].as_str()[1..],
+                "{} and {}: `Code` is declared in code order",
+                pair[0],
+                pair[1]
+            );
+        }
+        for &code in Code::ALL {
+            assert_eq!(entry(code).code, code);
+            assert_eq!(by_code(code.as_str()).map(|c| c.code), Some(code));
+        }
+    }
+
+    /// Every Rust file of `src/` with its text.
+    fn rust_sources() -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
         let mut stack = vec![PathBuf::from("src")];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).expect("src/") {
                 let path = entry.expect("entry").path();
                 if path.is_dir() {
                     stack.push(path);
-                    continue;
-                }
-                if path.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).expect("source file");
-                for ctor in ["Diagnostic::error(", "Diagnostic::warning("] {
-                    for (at, _) in text.match_indices(ctor) {
-                        let rest = text[at + ctor.len()..].trim_start();
-                        if let Some(code) = rest.strip_prefix('"').and_then(|r| r.get(..5))
-                            && code[1..].bytes().all(|b| b.is_ascii_digit())
-                        {
-                            codes.insert(code.to_string());
-                        }
-                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source file");
+                    files.push((path, text));
                 }
             }
         }
-        codes
+        files
+    }
+
+    /// The name of the `Code` variant at the start of `text`.
+    fn variant_at(text: &str) -> String {
+        text.chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect()
+    }
+
+    /// The `Code::Variant` paths written in `src/` outside the code list and the catalogue.
+    fn codes_used_in_src() -> BTreeSet<String> {
+        let mut used = BTreeSet::new();
+        for (path, text) in rust_sources() {
+            if path.ends_with("diag/code.rs") || path.ends_with("diag/catalog.rs") {
+                continue;
+            }
+            for (at, _) in text.match_indices("Code::") {
+                used.insert(variant_at(&text[at + 6..]));
+            }
+        }
+        used
+    }
+
+    /// For each code, the files of `src/` whose non-test code makes a diagnostic of it
+    /// (`Diagnostic::new(Code::X, ...)`).
+    fn wording_sites() -> BTreeMap<String, BTreeSet<PathBuf>> {
+        let mut sites: BTreeMap<String, BTreeSet<PathBuf>> = BTreeMap::new();
+        for (path, text) in rust_sources() {
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (at, _) in code.match_indices("Diagnostic::new(") {
+                if let Some(rest) = code[at + 16..].trim_start().strip_prefix("Code::") {
+                    sites
+                        .entry(variant_at(rest))
+                        .or_default()
+                        .insert(path.clone());
+                }
+            }
+        }
+        sites
     }
 
     #[test]
-    fn every_emitted_code_is_in_the_catalogue() {
-        let emitted = codes_in_src();
+    fn every_code_is_worded_in_one_file() {
+        let sites = wording_sites();
+        for &code in Code::ALL {
+            let name = format!("{code:?}");
+            let files = sites.get(&name).cloned().unwrap_or_default();
+            assert_eq!(
+                files.len(),
+                1,
+                "{code} ({name}) must be worded in exactly one file, its stage's error type; found {files:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_code_is_reported_somewhere() {
+        let used = codes_used_in_src();
+        let unused: Vec<String> = Code::ALL
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .filter(|name| !used.contains(name))
+            .collect();
         assert!(
-            emitted.len() >= 25,
-            "only {} codes found in src/",
-            emitted.len()
-        );
-        let known: BTreeSet<String> = CODES.iter().map(|c| c.code.to_string()).collect();
-        let missing: Vec<_> = emitted.difference(&known).collect();
-        assert!(
-            missing.is_empty(),
-            "codes emitted in src/ but not in the catalogue: {missing:?}"
-        );
-        let stale: Vec<_> = known.difference(&emitted).collect();
-        assert!(
-            stale.is_empty(),
-            "codes in the catalogue that src/ never emits: {stale:?}"
+            unused.is_empty(),
+            "codes in the catalogue that src/ never reports: {unused:?}"
         );
     }
 
     #[test]
     fn entries_are_well_formed() {
         let mut names = BTreeSet::new();
-        for (i, c) in CODES.iter().enumerate() {
+        for c in CODES {
             let kind = match c.default_severity {
                 Severity::Error => 'E',
                 Severity::Warning => 'W',
                 Severity::Note => 'N',
             };
+            let text = c.code.as_str();
             assert!(
-                c.code.len() == 5
-                    && c.code.starts_with(kind)
-                    && c.code[1..].bytes().all(|b| b.is_ascii_digit()),
+                text.len() == 5
+                    && text.starts_with(kind)
+                    && text[1..].bytes().all(|b| b.is_ascii_digit()),
                 "{}: the code must be {kind} and four digits",
                 c.code
             );
-            if i > 0 {
-                assert!(
-                    CODES[i - 1].code[1..] < c.code[1..],
-                    "{}: not in code order",
-                    c.code
-                );
-            }
             assert!(
                 !c.name.is_empty()
                     && c.name.split('-').all(|w| {
@@ -1735,7 +1807,7 @@ mod tests {
                 "{}: both examples or neither",
                 c.code
             );
-            assert_eq!(lookup(c.code).map(|x| x.code), Some(c.code));
+            assert_eq!(lookup(c.code.as_str()).map(|x| x.code), Some(c.code));
             assert_eq!(lookup(c.name).map(|x| x.code), Some(c.code));
         }
         assert_eq!(
@@ -1744,7 +1816,7 @@ mod tests {
         );
         assert_eq!(
             lookup("block_model_overridden").map(|c| c.code),
-            Some("W0402")
+            Some(Code::BlockModelOverridden)
         );
         assert_eq!(suggest("W0420"), Some("W0402"));
         assert_eq!(suggest("undefined-nme"), Some("undefined-name"));
@@ -1780,7 +1852,7 @@ mod tests {
         apply_levels(&mut diags, &program.sources, &LintLevels::default());
         if !diags.has_errors()
             && let Some((entry, _)) = program.sources.files().next()
-            && let Err(d) = crate::plan::entry_workflow(&program, None, Span::new(entry, 0, 0))
+            && let Err(d) = crate::check::entry_workflow(&program, None, Span::new(entry, 0, 0))
         {
             diags.push(*d);
         }
@@ -1792,14 +1864,14 @@ mod tests {
         let mut failures = Vec::new();
         for c in CODES {
             if c.example_bad.is_empty() {
-                assert_eq!(
-                    c.code, "E0100",
-                    "only E0100 (an unreadable file) has no example"
+                assert!(
+                    matches!(c.code, Code::UnreadableScript | Code::FormatRefused),
+                    "only E0100 (an unreadable file) and E1001 (a formatter bug) have no example"
                 );
                 continue;
             }
-            let bad = check_example(c.code, "bad", c.example_bad);
-            let found: BTreeSet<&str> = bad.iter().map(|d| d.code).collect();
+            let bad = check_example(c.code.as_str(), "bad", c.example_bad);
+            let found: BTreeSet<Code> = bad.iter().map(|d| d.code).collect();
             if found != BTreeSet::from([c.code]) {
                 failures.push(format!(
                     "{}: the failing example reports {found:?}, expected only {}: {:?}",
@@ -1808,7 +1880,7 @@ mod tests {
                     bad.iter().map(|d| &d.message).collect::<Vec<_>>()
                 ));
             }
-            let good = check_example(c.code, "good", c.example_good);
+            let good = check_example(c.code.as_str(), "good", c.example_good);
             if !good.is_empty() {
                 failures.push(format!(
                     "{}: the fixed example is not clean: {:?}",

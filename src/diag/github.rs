@@ -87,6 +87,7 @@ pub fn escape_property(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Code;
 
     #[test]
     fn escaping() {
@@ -104,13 +105,17 @@ mod tests {
         let lib = sources.add("dir,x/a.orch", None, "agent a {\n  model: sonet\n}\n");
         let mut diags = Diagnostics::new();
         diags.push(
-            Diagnostic::error("E0203", Span::new(lib, 19, 24), "unknown model `sonet`")
-                .with_label("not a declared model")
-                .with_secondary(Span::new(main, 0, 16), "`dir,x/a.orch` included here")
-                .with_help("did you mean `sonnet`?"),
+            Diagnostic::new(
+                Code::UnknownModel,
+                Span::new(lib, 19, 24),
+                "unknown model `sonet`",
+            )
+            .with_label("not a declared model")
+            .with_secondary(Span::new(main, 0, 16), "`dir,x/a.orch` included here")
+            .with_help("did you mean `sonnet`?"),
         );
-        diags.push(Diagnostic::warning(
-            "W0901",
+        diags.push(Diagnostic::new(
+            Code::UnusedAllow,
             Span::new(main, 0, 0),
             "50% unused",
         ));

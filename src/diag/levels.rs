@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use super::catalog::{self, CodeInfo};
-use super::{Diagnostic, Diagnostics, FileId, Severity, SourceMap, Span};
+use super::{Code, Diagnostic, Diagnostics, FileId, Severity, SourceMap, Span};
 
 /// The level of a lint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,7 +95,7 @@ pub struct LintLevels {
     /// `warnings`: every lint not given by code or name.
     all: Option<Level>,
     /// By code.
-    by_code: BTreeMap<&'static str, Level>,
+    by_code: BTreeMap<Code, Level>,
 }
 
 impl LintLevels {
@@ -143,13 +143,13 @@ impl LintLevels {
             flag: level.flag(),
             given: selector.to_string(),
             suggestion: catalog::suggest(selector)
-                .or_else(|| crate::check::suggest::did_you_mean(selector, ["warnings"])),
+                .or_else(|| super::suggest::did_you_mean(selector, ["warnings"])),
         })?;
         if !info.is_lint() {
             return Err(LevelError::NotALint {
                 flag: level.flag(),
                 given: selector.to_string(),
-                code: info.code,
+                code: info.code.as_str(),
                 name: info.name,
             });
         }
@@ -164,8 +164,8 @@ impl LintLevels {
     }
 
     /// The level given for a lint, if any: by its code, else by `warnings`.
-    pub fn level_of(&self, code: &str) -> Option<Level> {
-        self.by_code.get(code).copied().or(self.all)
+    pub fn level_of(&self, code: Code) -> Option<Level> {
+        self.by_code.get(&code).copied().or(self.all)
     }
 
     /// Whether nothing is set.
@@ -399,10 +399,6 @@ fn allowed_in_source(directives: &mut [Directive], d: &Diagnostic, sources: &Sou
     allowed
 }
 
-fn is_lint(code: &str) -> bool {
-    catalog::by_code(code).is_some_and(CodeInfo::is_lint)
-}
-
 /// The level a lint ends at: `None` when it is not reported.
 fn level(d: &Diagnostic, levels: &LintLevels) -> Option<Severity> {
     match levels.level_of(d.code) {
@@ -425,7 +421,7 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
         .collect();
     let mut kept = Vec::with_capacity(diags.len());
     for mut d in std::mem::take(&mut diags.items) {
-        if !is_lint(d.code) {
+        if !d.code.is_lint() {
             kept.push(d);
             continue;
         }
@@ -441,18 +437,13 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
     for dir in &dirs {
         match &dir.kind {
             DirectiveKind::Malformed { span, word } => {
-                let mut w = Diagnostic::warning(
-                    "W0901",
-                    *span,
-                    format!("`orch: {word}` is not a directive orch knows"),
-                )
-                .with_label("not `allow(...)`");
-                w = if word == "allow" {
-                    w.with_help("list what to allow in parentheses: `// orch: allow(block-model-overridden)`")
-                } else {
-                    w.with_help("the only directive is `// orch: allow(NAME, ...)`")
-                };
-                unused.push(w);
+                unused.push(
+                    UnusedAllow::Malformed {
+                        at: *span,
+                        word: word.clone(),
+                    }
+                    .into(),
+                );
             }
             DirectiveKind::Allow(entries) => {
                 for e in entries {
@@ -481,58 +472,118 @@ pub fn apply_levels(diags: &mut Diagnostics, sources: &SourceMap, levels: &LintL
 /// The `W0901` for an `allow` entry that names no lint, or (when the compilation has no
 /// errors) silenced nothing.
 fn entry_problem(e: &Entry, target: Option<usize>, had_errors: bool) -> Option<Diagnostic> {
-    let lints: Vec<String> = catalog::lints()
-        .map(|c| format!("{} ({})", c.name, c.code))
-        .collect();
-    let d = match e.info {
-        None => {
-            let help = match catalog::suggest(&e.text) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("lints that can be allowed: {}", lints.join(", ")),
-            };
-            Diagnostic::warning(
-                "W0901",
-                e.span,
-                format!("`allow({})` names no diagnostic", e.text),
-            )
-            .with_label("unknown code or name")
-            .with_help(help)
-        }
-        Some(info) if !info.is_lint() => Diagnostic::warning(
-            "W0901",
-            e.span,
-            format!(
-                "`allow({})`: {} ({}) is an error, and errors cannot be allowed",
-                e.text, info.code, info.name
-            ),
-        )
-        .with_label("an error")
-        .with_help(format!(
-            "fix the error instead (`orch explain {}` shows how); only warnings can be allowed",
-            info.code
-        )),
+    let problem = match e.info {
+        None => UnusedAllow::Unknown {
+            at: e.span,
+            text: e.text.clone(),
+            suggestion: catalog::suggest(&e.text),
+        },
+        Some(info) if !info.is_lint() => UnusedAllow::NamesError {
+            at: e.span,
+            text: e.text.clone(),
+            info,
+        },
         Some(_) if e.used || had_errors => return None,
-        Some(info) => {
-            let message = match target {
-                Some(line) => format!(
-                    "`allow({})` silences nothing: no {} warning on line {}",
-                    e.text,
-                    info.code,
-                    line + 1
-                ),
-                None => format!(
-                    "`allow({})` silences nothing: no line of code follows it",
-                    e.text
-                ),
-            };
-            Diagnostic::warning("W0901", e.span, message)
-                .with_label("unused")
-                .with_help(
-                    "remove it; an `allow` applies to warnings starting on its own line, or, on a line of its own, on the next line of code",
-                )
-        }
+        Some(info) => UnusedAllow::SilencesNothing {
+            at: e.span,
+            text: e.text.clone(),
+            info,
+            line: target.map(|l| l + 1),
+        },
     };
-    Some(d)
+    Some(problem.into())
+}
+
+/// `W0901`, the one code of this module: an `// orch: ...` comment or an `allow` entry that
+/// does nothing. Worded in one place, its `From` conversion into a [`Diagnostic`].
+enum UnusedAllow {
+    /// `// orch: WORD` that is no directive.
+    Malformed { at: Span, word: String },
+    /// `allow(TEXT)` naming no code; `suggestion` is the closest code or name.
+    Unknown {
+        at: Span,
+        text: String,
+        suggestion: Option<&'static str>,
+    },
+    /// `allow(TEXT)` naming an error.
+    NamesError {
+        at: Span,
+        text: String,
+        info: &'static CodeInfo,
+    },
+    /// `allow(TEXT)` that silenced nothing on `line` (1-based; `None`: no line follows).
+    SilencesNothing {
+        at: Span,
+        text: String,
+        info: &'static CodeInfo,
+        line: Option<usize>,
+    },
+}
+
+impl From<UnusedAllow> for Diagnostic {
+    fn from(u: UnusedAllow) -> Self {
+        let warning = |at, message: String| Diagnostic::new(Code::UnusedAllow, at, message);
+        match u {
+            UnusedAllow::Malformed { at, word } => {
+                let d = warning(at, format!("`orch: {word}` is not a directive orch knows"))
+                    .with_label("not `allow(...)`");
+                if word == "allow" {
+                    d.with_help("list what to allow in parentheses: `// orch: allow(block-model-overridden)`")
+                } else {
+                    d.with_help("the only directive is `// orch: allow(NAME, ...)`")
+                }
+            }
+            UnusedAllow::Unknown {
+                at,
+                text,
+                suggestion,
+            } => {
+                let help = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        let lints: Vec<String> = catalog::lints()
+                            .map(|c| format!("{} ({})", c.name, c.code))
+                            .collect();
+                        format!("lints that can be allowed: {}", lints.join(", "))
+                    }
+                };
+                warning(at, format!("`allow({text})` names no diagnostic"))
+                    .with_label("unknown code or name")
+                    .with_help(help)
+            }
+            UnusedAllow::NamesError { at, text, info } => warning(
+                at,
+                format!(
+                    "`allow({text})`: {} ({}) is an error, and errors cannot be allowed",
+                    info.code, info.name
+                ),
+            )
+            .with_label("an error")
+            .with_help(format!(
+                "fix the error instead (`orch explain {}` shows how); only warnings can be allowed",
+                info.code
+            )),
+            UnusedAllow::SilencesNothing {
+                at,
+                text,
+                info,
+                line,
+            } => {
+                let message = match line {
+                    Some(line) => format!(
+                        "`allow({text})` silences nothing: no {} warning on line {line}",
+                        info.code
+                    ),
+                    None => format!("`allow({text})` silences nothing: no line of code follows it"),
+                };
+                warning(at, message)
+                    .with_label("unused")
+                    .with_help(
+                        "remove it; an `allow` applies to warnings starting on its own line, or, on a line of its own, on the next line of code",
+                    )
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -604,11 +655,11 @@ mod tests {
     fn flags_resolve_codes_names_and_warnings() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let l = LintLevels::from_flags(&s(&["W0402"]), &[], &s(&["warnings"])).unwrap();
-        assert_eq!(l.level_of("W0402"), Some(Level::Allow));
-        assert_eq!(l.level_of("W0901"), Some(Level::Deny));
+        assert_eq!(l.level_of(Code::BlockModelOverridden), Some(Level::Allow));
+        assert_eq!(l.level_of(Code::UnusedAllow), Some(Level::Deny));
         let l = LintLevels::from_flags(&[], &[], &s(&["block-model-overridden"])).unwrap();
-        assert_eq!(l.level_of("W0402"), Some(Level::Deny));
-        assert_eq!(l.level_of("W0901"), None);
+        assert_eq!(l.level_of(Code::BlockModelOverridden), Some(Level::Deny));
+        assert_eq!(l.level_of(Code::UnusedAllow), None);
 
         let e = LintLevels::from_flags(&s(&["W0420"]), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("did you mean `W0402`?"), "{e}");

@@ -17,10 +17,13 @@
 //! the command line's [`LintLevels`] and the `// orch: allow(...)` comments in the source.
 
 pub mod catalog;
+pub mod code;
 pub mod github;
 pub mod levels;
 pub mod sarif;
+pub mod suggest;
 
+pub use code::Code;
 pub use github::render_github;
 pub use levels::{Level, LevelError, LintLevels, apply_levels};
 pub use sarif::render_sarif;
@@ -214,12 +217,15 @@ pub struct Label {
     pub message: String,
 }
 
-/// One finding of the compiler. Build with [`Diagnostic::error`] / [`Diagnostic::warning`] and
-/// the `with_*` methods.
+/// One finding of the compiler. Build with [`Diagnostic::new`] and the `with_*` methods. The
+/// wording of each code has one place, the error type of the stage that reports it, the only
+/// code that calls [`Diagnostic::new`] for it: `syntax::error` (`E0001`), `resolve::error`
+/// (`E0100`–`E0104`), `check::error` (the checker's codes, `E0701` included), `plan::budget`
+/// (`W0803`), [`levels`] (`W0901`) and `fmt` (`E1001`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Stable code, e.g. `E0201`; every code is described in [`catalog`].
-    pub code: &'static str,
+    pub code: Code,
     /// Severity.
     pub severity: Severity,
     /// One-line message naming the culprit.
@@ -234,18 +240,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// An error at `span`.
-    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
-        Self::new(Severity::Error, code, span, message)
-    }
-    /// A warning at `span`.
-    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
-        Self::new(Severity::Warning, code, span, message)
-    }
-    fn new(severity: Severity, code: &'static str, span: Span, message: impl Into<String>) -> Self {
+    /// A diagnostic of `code` at `span`, with the code's default severity (an error, or a
+    /// warning for a lint; [`apply_levels`] may change a lint's later).
+    pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
-            severity,
+            severity: code.default_severity(),
             message: message.into(),
             primary: Label {
                 span,
@@ -629,7 +629,7 @@ pub struct JsonLabel {
 #[derive(Debug, Serialize)]
 pub struct JsonDiagnostic {
     /// Stable code, e.g. `E0201`.
-    pub code: &'static str,
+    pub code: Code,
     /// The code's kebab-case name in the [`catalog`], e.g. `undefined-name`.
     pub name: &'static str,
     /// `error`, `warning` or `note`.
@@ -670,10 +670,9 @@ fn json_location(span: Span, sources: &SourceMap) -> JsonLocation {
     }
 }
 
-/// The catalogue name of a code (empty for a code missing from the catalogue, which a test
-/// of the catalogue rules out).
-pub fn code_name(code: &str) -> &'static str {
-    catalog::by_code(code).map_or("", |c| c.name)
+/// The catalogue name of a code (`undefined-name`).
+pub fn code_name(code: Code) -> &'static str {
+    code.name()
 }
 
 /// Builds the JSON report (see [`JsonReport`] for the shape).
@@ -734,8 +733,8 @@ mod tests {
         let lib = sources.add("lib.orch", None, "a\nb\nc\n");
         let mut diags = Diagnostics::new();
         diags.push(
-            Diagnostic::error(
-                "E0205",
+            Diagnostic::new(
+                Code::DuplicateDefinition,
                 Span::new(main, 19, 20),
                 "`x` is defined three times",
             )

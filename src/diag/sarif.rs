@@ -218,6 +218,7 @@ pub fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Code;
 
     #[test]
     fn paths_are_percent_encoded() {
@@ -269,10 +270,14 @@ mod tests {
         // `𝄞` is 4 bytes, 2 UTF-16 code units.
         let id = sources.add("a.orch", Some("a.orch".into()), "x = \"𝄞\" + y\nz");
         let start = "x = \"𝄞\" + ".len();
-        let d = Diagnostic::error("E0201", Span::new(id, start, start + 1), "`y` is undefined")
-            .with_label("not defined")
-            .with_secondary(Span::new(id, start + 2, start + 3), "`z` here")
-            .with_help("define it");
+        let d = Diagnostic::new(
+            Code::UndefinedName,
+            Span::new(id, start, start + 1),
+            "`y` is undefined",
+        )
+        .with_label("not defined")
+        .with_secondary(Span::new(id, start + 2, start + 3), "`z` here")
+        .with_help("define it");
         let r = result(&d, &sources);
         let region = &r["locations"][0]["physicalLocation"]["region"];
         // Ten characters precede `y`, eleven UTF-16 code units.

@@ -88,16 +88,14 @@ fn read_stdin() -> std::io::Result<String> {
     Ok(s)
 }
 
-/// A unified-diff-like view of the first place where `old` and `new` differ: a few lines of
-/// context, the removed lines, the added lines.
+/// Lines of unchanged context `--check` shows around a change.
+const CONTEXT_LINES: usize = 2;
+
+/// The first hunk of the unified diff from `old` to `new` (computed by the `similar` crate,
+/// Myers' algorithm), with [`CONTEXT_LINES`] lines of context and at most [`DIFF_LINES`] lines
+/// of each run of removed or added lines.
 pub fn first_hunk(name: &str, old: &str, new: &str, color: bool) -> String {
     use std::fmt::Write as _;
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    // The first place after `common` where both sides meet again on a non-blank line.
-    let (ra, rb) =
-        resync(&a[common..], &b[common..]).unwrap_or((a.len() - common, b.len() - common));
     let paint = |code: &str, s: String| {
         if color {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -108,54 +106,54 @@ pub fn first_hunk(name: &str, old: &str, new: &str, color: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", paint("1", format!("--- {name}")));
     let _ = writeln!(s, "{}", paint("1", format!("+++ {name} (formatted)")));
-    let context = common.saturating_sub(2);
-    let _ = writeln!(
-        s,
-        "{}",
-        paint(
-            "36",
-            format!(
-                "@@ -{},{} +{},{} @@",
-                context + 1,
-                common - context + ra,
-                context + 1,
-                common - context + rb
-            )
-        )
-    );
-    for line in &a[context..common] {
-        let _ = writeln!(s, " {line}");
-    }
-    for (side, sign, code, n) in [(&a, '-', "31", ra), (&b, '+', "32", rb)] {
-        for line in side[common..common + n].iter().take(DIFF_LINES) {
-            let _ = writeln!(s, "{}", paint(code, format!("{sign}{line}")));
-        }
-        if n > DIFF_LINES {
-            let _ = writeln!(s, "{sign}... {} more lines", n - DIFF_LINES);
-        }
-    }
-    if ra == 0 && rb == 0 {
+    if old.lines().eq(new.lines()) {
         let _ = writeln!(s, "(only line endings or the final line break differ)");
+        return s;
     }
-    s
-}
-
-/// The smallest `(i, j)` (by `i + j`) from which `a[i..]` and `b[j..]` agree again on two
-/// lines, the first one neither blank nor a lone bracket, looking a bounded distance ahead.
-fn resync(a: &[&str], b: &[&str]) -> Option<(usize, usize)> {
-    for k in 1..=400usize {
-        for i in 0..=k {
-            let j = k - i;
-            if let (Some(x), Some(y)) = (a.get(i), b.get(j))
-                && x == y
-                && !matches!(x.trim(), "" | "}" | ")" | "]" | ">" | "{")
-                && a.get(i + 1) == b.get(j + 1)
-            {
-                return Some((i, j));
-            }
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut unified = diff.unified_diff();
+    unified.context_radius(CONTEXT_LINES);
+    let Some(hunk) = unified.iter_hunks().next() else {
+        return s;
+    };
+    let _ = writeln!(s, "{}", paint("36", hunk.header().to_string()));
+    // The current run of removed or added lines: its sign and how many were left out.
+    let mut run: Option<(char, usize)> = None;
+    let mut shown = 0;
+    let end_run = |s: &mut String, run: &mut Option<(char, usize)>| {
+        if let Some((sign, hidden)) = run.take()
+            && hidden > 0
+        {
+            let _ = writeln!(s, "{sign}... {hidden} more lines");
+        }
+    };
+    for change in hunk.iter_changes() {
+        let (sign, code) = match change.tag() {
+            similar::ChangeTag::Equal => (' ', ""),
+            similar::ChangeTag::Delete => ('-', "31"),
+            similar::ChangeTag::Insert => ('+', "32"),
+        };
+        if run.is_some_and(|(r, _)| r != sign) {
+            end_run(&mut s, &mut run);
+        }
+        let line = change.value().trim_end_matches(['\n', '\r']);
+        if sign == ' ' {
+            let _ = writeln!(s, " {line}");
+            continue;
+        }
+        if run.is_none() {
+            run = Some((sign, 0));
+            shown = 0;
+        }
+        if shown < DIFF_LINES {
+            let _ = writeln!(s, "{}", paint(code, format!("{sign}{line}")));
+            shown += 1;
+        } else if let Some((_, hidden)) = run.as_mut() {
+            *hidden += 1;
         }
     }
-    None
+    end_run(&mut s, &mut run);
+    s
 }
 
 #[cfg(test)]
@@ -169,7 +167,23 @@ mod tests {
         let h = first_hunk("f.orch", old, new, false);
         assert_eq!(
             h,
-            "--- f.orch\n+++ f.orch (formatted)\n@@ -2,3 +2,3 @@\n b\n c\n-x  = 1\n+x = 1\n"
+            "--- f.orch\n+++ f.orch (formatted)\n@@ -2,4 +2,4 @@\n b\n c\n-x  = 1\n+x = 1\n d\n"
         );
+    }
+
+    #[test]
+    fn long_runs_are_cut_and_line_endings_are_named() {
+        let old: String = (0..20).map(|i| format!("a{i}\n")).collect();
+        let new: String = (0..20).map(|i| format!("b{i}\n")).collect();
+        let h = first_hunk("f.orch", &old, &new, false);
+        assert!(h.contains("-a11\n-... 8 more lines\n+b0\n"), "{h}");
+        assert!(h.ends_with("+b11\n+... 8 more lines\n"), "{h}");
+        let h = first_hunk("f.orch", "a\r\nb", "a\nb\n", false);
+        assert!(
+            h.ends_with("(only line endings or the final line break differ)\n"),
+            "{h}"
+        );
+        let h = first_hunk("f.orch", "a\nb\n", "a\nb\nc\n", true);
+        assert!(h.contains("\x1b[32m+c\x1b[0m"), "{h}");
     }
 }

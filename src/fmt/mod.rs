@@ -16,7 +16,7 @@ pub mod command;
 pub mod comments;
 mod layout;
 
-use crate::diag::{Diagnostic, FileId, Span};
+use crate::diag::{Code, Diagnostic, FileId, Span};
 use crate::syntax::{self, ast::Module};
 
 /// The maximum width of a record written on one line, in columns.
@@ -37,8 +37,8 @@ pub fn format_source(text: &str) -> Result<String, Box<Diagnostic>> {
     let out = printer.render();
     let refuse = |why: &str| {
         Box::new(
-            Diagnostic::error(
-                "",
+            Diagnostic::new(
+                Code::FormatRefused,
                 Span::new(file, 0, 0),
                 format!("cannot format this file: {why}"),
             )
@@ -354,7 +354,7 @@ mod tests {
         // Both items are on the line below the doc comment, so both get it; on lines of their
         // own only the first would.
         let err = format_source("/// d\nagent a { model: m }; agent b { model: m }\n").unwrap_err();
-        assert_eq!(err.code, "");
+        assert_eq!(err.code, Code::FormatRefused);
         assert!(err.message.contains("meaning"), "{}", err.message);
     }
 

@@ -8,7 +8,7 @@
 
 use super::{Plan, PlanGroup, lower};
 use crate::check::Program;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics};
 
 use super::render::usd;
 
@@ -35,26 +35,17 @@ pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
         if worst <= budget {
             continue;
         }
-        let mut d = Diagnostic::warning(
-            "W0803",
-            span,
-            format!(
-                "the worst case of workflow `{}` is {}, over its budget of {}",
-                wf.name,
-                usd(worst),
-                usd(budget)
-            ),
-        )
-        .with_label(format!("budget {}", usd(budget)));
-        for (name, cost, step_span) in costliest(&plan, None) {
-            d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
-        }
-        diags.push(d.with_help(
-            "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
-             lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
-             the budget (`orch plan` shows the cost of each step). The run stops before a step \
-             that could overrun the budget.",
-        ));
+        diags.push(
+            BudgetExceeded {
+                at: span,
+                what: format!("workflow `{}`", wf.name),
+                worst,
+                budget,
+                costliest: costliest(&plan, None),
+                block: false,
+            }
+            .into(),
+        );
     }
 }
 
@@ -80,24 +71,57 @@ fn check_block(
         .map_or("this `parallel` block".to_string(), |n| {
             format!("block `{n}`")
         });
-    let mut d = Diagnostic::warning(
-        "W0803",
-        span,
-        format!(
-            "the worst case of {what} is {}, over its budget of {}",
-            usd(worst),
-            usd(budget)
-        ),
-    )
-    .with_label(format!("budget {}", usd(budget)));
-    for (name, cost, step_span) in costliest(plan, Some(&g.members)) {
-        d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
+    diags.push(
+        BudgetExceeded {
+            at: span,
+            what,
+            worst,
+            budget,
+            costliest: costliest(plan, Some(&g.members)),
+            block: true,
+        }
+        .into(),
+    );
+}
+
+/// `W0803`: the worst case of `what` (a workflow, or a `parallel` block when `block`) is
+/// `worst` USD, over its `budget`; `costliest` are its costliest steps. Worded here only.
+struct BudgetExceeded {
+    at: crate::diag::Span,
+    what: String,
+    worst: f64,
+    budget: f64,
+    costliest: Vec<(String, f64, crate::diag::Span)>,
+    block: bool,
+}
+
+impl From<BudgetExceeded> for Diagnostic {
+    fn from(b: BudgetExceeded) -> Self {
+        let mut d = Diagnostic::new(
+            Code::BudgetExceeded,
+            b.at,
+            format!(
+                "the worst case of {} is {}, over its budget of {}",
+                b.what,
+                usd(b.worst),
+                usd(b.budget)
+            ),
+        )
+        .with_label(format!("budget {}", usd(b.budget)));
+        for (name, cost, step_span) in b.costliest {
+            d = d.with_secondary(step_span, format!("`{name}` may cost {}", usd(cost)));
+        }
+        d.with_help(if b.block {
+            "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
+             lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
+             the block's budget. The run does not start a step that could overrun it."
+        } else {
+            "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
+             lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
+             the budget (`orch plan` shows the cost of each step). The run stops before a step \
+             that could overrun the budget."
+        })
     }
-    diags.push(d.with_help(
-        "the worst case counts each step's whole `max_tokens` on every attempt and fallback; \
-         lower `max_tokens` or `retry`, use a cheaper model for the costliest steps, or raise \
-         the block's budget. The run does not start a step that could overrun it.",
-    ));
 }
 
 /// The most expensive steps (of `among`, or of the whole plan), costliest first, for labels.

@@ -28,8 +28,9 @@ use crate::check::workflow::{
     WorkflowGraph,
 };
 use crate::check::{Program, ProviderKind};
-use crate::diag::{Diagnostic, FileId, SourceMap, Span};
+use crate::diag::{FileId, SourceMap, Span};
 use crate::syntax::ast::{Policy, Template, TemplatePart};
+use crate::syntax::print::{cond_source, template_source};
 pub use render::render_text;
 
 /// Tokens and USD.
@@ -299,85 +300,9 @@ pub struct Plan {
     pub(crate) bindings: IndexMap<String, Binding>,
 }
 
-/// Picks the workflow to plan: `name` if given, else `main`, else the only one.
-///
-/// # Errors
-/// `E0701` when there is no such workflow, none at all, or several and none is `main`.
-pub fn entry_workflow<'p>(
-    program: &'p Program,
-    name: Option<&str>,
-    file_span: Span,
-) -> Result<&'p WorkflowGraph, Box<Diagnostic>> {
-    // Without a name, the entry file's own workflows: included libraries (the stdlib's
-    // patterns) are called, not run.
-    let own: IndexMap<&String, &WorkflowGraph> = program
-        .workflows
-        .iter()
-        .filter(|(_, w)| w.span.file == file_span.file)
-        .collect();
-    let names: Vec<&str> = own.keys().map(|k| k.as_str()).collect();
-    let pick = match name {
-        Some(n) => program.workflows.get(n).ok_or_else(|| {
-            let mut d = Diagnostic::error("E0701", file_span, format!("no workflow named `{n}`"))
-                .with_label("in this file");
-            d = match crate::check::suggest::did_you_mean(n, names.iter().copied()) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help(format!(
-                    "workflows here: {}",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                )),
-            };
-            Box::new(d)
-        })?,
-        None => match (own.get(&"main".to_string()), own.len()) {
-            (Some(w), _) => w,
-            (None, 1) => own[0],
-            (None, 0) => {
-                return Err(Box::new(
-                    Diagnostic::error("E0701", file_span, "this file has no workflow to run")
-                        .with_label("no `workflow` here")
-                        .with_help("add `workflow main() { ... }`, or plan a file that has one"),
-                ));
-            }
-            (None, _) => {
-                return Err(Box::new(
-                    Diagnostic::error(
-                        "E0701",
-                        file_span,
-                        format!("several workflows and none is `main`: {}", names.join(", ")),
-                    )
-                    .with_label("which one?")
-                    .with_help("choose one with `--workflow NAME`, or name one `main`"),
-                ));
-            }
-        },
-    };
-    if let Some(p) = pick.params.iter().find(|p| {
-        p.ty == crate::check::types::Type::Agent
-            || p.ty == crate::check::types::Type::List(Box::new(crate::check::types::Type::Agent))
-    }) {
-        return Err(Box::new(
-            Diagnostic::error(
-                "E0701",
-                p.span,
-                format!(
-                    "workflow `{}` is a pattern: its parameter `{}` is {}",
-                    pick.name, p.name, p.ty
-                ),
-            )
-            .with_label("filled by a workflow that calls this one")
-            .with_help(format!(
-                "run a workflow that calls it: `result = {}({}: ...)`",
-                pick.name, p.name
-            )),
-        ));
-    }
-    Ok(pick)
-}
+/// Picks the workflow to plan (the checker's [`crate::check::entry_workflow`], here too
+/// because planning starts from it).
+pub use crate::check::entry_workflow;
 
 /// Estimated tokens of a text: 4 characters per token, rounded up (a common rule of thumb for
 /// English with BPE tokenizers; only used for worst-case estimates, never for billing).
@@ -487,10 +412,10 @@ fn plan_regions(wf: &WorkflowGraph) -> Vec<PlanRegion> {
                 }
                 RegionKind::Repeat { max, until } => PlanRegionKind::Repeat {
                     max: *max,
-                    until: crate::check::workflow::cond_source(until),
+                    until: cond_source(until),
                 },
                 RegionKind::If { cond } => PlanRegionKind::If {
-                    cond: crate::check::workflow::cond_source(cond),
+                    cond: cond_source(cond),
                 },
                 RegionKind::Call { workflow, .. } => PlanRegionKind::Call {
                     workflow: workflow.clone(),
@@ -748,17 +673,6 @@ fn plan_node(
         argv_tpl,
         env_tpl,
     }
-}
-
-/// A template as source text: literal text with `{path}` placeholders and braces doubled.
-pub fn template_source(t: &Template) -> String {
-    t.parts
-        .iter()
-        .map(|p| match p {
-            TemplatePart::Text(s) => s.replace('{', "{{").replace('}', "}}"),
-            TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
-        })
-        .collect()
 }
 
 /// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a

@@ -600,6 +600,6 @@ fn number(v: &Json) -> Option<f64> {
 fn source(v: &crate::syntax::ast::Value) -> String {
     match &v.kind {
         ValueKind::Path(p) => p.dotted(),
-        _ => crate::check::items::value_text(v),
+        _ => crate::syntax::print::value_text(v),
     }
 }

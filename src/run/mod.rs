@@ -439,7 +439,7 @@ fn parse_inputs(
     for k in given.keys() {
         if !plan.params.iter().any(|p| &p.name == k) {
             let names: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
-            let hint = match crate::check::suggest::did_you_mean(k, names.iter().copied()) {
+            let hint = match crate::diag::suggest::did_you_mean(k, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if names.is_empty() => "it takes no inputs".to_string(),
                 None => format!("its inputs: {}", names.join(", ")),

@@ -5,7 +5,10 @@
 //! [`Diagnostic`] (`E0001`) whose message lists the expected tokens in words.
 
 pub mod ast;
+mod diagnose;
 mod error;
+mod lexer;
+pub mod print;
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -44,7 +47,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
             let again = OrchParser::parse(Rule::file, text);
             pest::set_error_detail(false);
             let e = again.err().unwrap_or(plain);
-            return Err(Box::new(error::syntax_error(file, text, &e)));
+            return Err(Box::new(diagnose::syntax_error(text, &e).diagnostic(file)));
         }
     };
     let root = pairs
@@ -52,13 +55,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
         .expect("grammar: `file` always yields one pair");
     if let Some(at) = too_deep(&root) {
         return Err(Box::new(
-            Diagnostic::error(
-                "E0001",
-                Span::new(file, at, at + 1),
-                format!("the script nests more than {MAX_NESTING} levels deep here"),
-            )
-            .with_label("too deep")
-            .with_help(NESTING_HELP),
+            error::SyntaxError::NestedTooDeep { at }.diagnostic(file),
         ));
     }
     let lower = Lower { file, text };
@@ -77,11 +74,6 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
 /// over them, so an unbounded depth would overflow the stack (pest's own parser checks its
 /// stack; they do not). No real script comes near it.
 pub const MAX_NESTING: usize = 64;
-
-/// The help of a script nested deeper than [`MAX_NESTING`].
-const NESTING_HELP: &str = "blocks, lists, records, types and conditions may nest at most 64 \
-     levels deep, and each `else if` of a chain and each `and` and `or` of a condition counts \
-     as a level; flatten the script";
 
 /// The offset of the first construct nested deeper than [`MAX_NESTING`], if any. Walks the
 /// parse tree in order with a stack of its own (no recursion), each pair with its depth.

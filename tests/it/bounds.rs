@@ -29,7 +29,7 @@ fn compile_small_stack(text: String) -> (orch::check::Program, Diagnostics) {
 }
 
 fn codes(d: &Diagnostics) -> Vec<&'static str> {
-    d.iter().map(|d| d.code).collect()
+    d.iter().map(|d| d.code.as_str()).collect()
 }
 
 /// `main` calls `c0`, which calls `c1`, ... `c{n-1}`: a chain of `n` calls.
@@ -208,7 +208,7 @@ fn include_and_entry_errors(
         let d = compile_file_in_time(file, opts.clone());
         assert_eq!(d.len(), 1, "{:?}", codes(&d));
         let e = d.iter().next().unwrap();
-        (e.code, e.message.clone())
+        (e.code.as_str(), e.message.clone())
     })
 }
 

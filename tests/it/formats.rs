@@ -258,7 +258,7 @@ fn sarif_clean_file_has_no_results_and_every_rule() {
     assert_eq!(run["tool"]["driver"]["version"], env!("CARGO_PKG_VERSION"));
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
     let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    let codes: Vec<&str> = catalog::all().iter().map(|c| c.code).collect();
+    let codes: Vec<&str> = catalog::all().iter().map(|c| c.code.as_str()).collect();
     assert_eq!(ids, codes);
     for (rule, info) in rules.iter().zip(catalog::all()) {
         assert_eq!(rule["name"], info.name);

@@ -85,6 +85,8 @@ const OTHER_SNAPSHOTS: &[&str] = &["unreadable_entry_file"];
 const COVERED_ELSEWHERE: &[&str] = &[
     // An unreadable entry file cannot be a file of the corpus: see `unreadable_entry_file`.
     "E0100",
+    // Only `orch fmt` reports it, on a layout bug: see `fmt::tests` in `src/fmt/mod.rs`.
+    "E1001",
 ];
 
 #[test]
@@ -158,7 +160,7 @@ fn json_shape() {
         ] {
             assert!(obj.contains_key(key), "missing `{key}` in {j}");
         }
-        assert_eq!(j["code"], d.code);
+        assert_eq!(j["code"], d.code.as_str());
         assert_eq!(j["name"], orch::diag::code_name(d.code));
         assert_eq!(j["severity"], "error");
         assert_eq!(j["message"], d.message.as_str());

@@ -11,10 +11,11 @@
 use indexmap::IndexMap;
 
 use super::{Lowerer, NodeId};
-use crate::check::items::value_text;
+use crate::check::error::{InvalidArguments, InvalidOption, TypeMismatch};
 use crate::check::types::Type;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::Span;
 use crate::syntax::ast::{self, OptKind, Path, Template, TemplatePart, ValueKind};
+use crate::syntax::print::value_text;
 
 /// The built-in's name.
 pub const APPROVE: &str = "approve";
@@ -56,44 +57,28 @@ impl Lowerer<'_> {
         for a in &s.args {
             match &a.name {
                 None if question.is_none() => question = Some(template_of(&a.value)),
-                None => self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
-                        a.value.span,
-                        "`approve` asks one question; this is a second one",
-                    )
-                    .with_label("extra argument")
-                    .with_help("join the texts into one question: `approve(\"Deploy {version}? {notes}\")`"),
-                ),
+                None => self
+                    .diags
+                    .push(InvalidArguments::SecondQuestion { at: a.value.span }.into()),
                 Some(n) => {
-                    let help = if positional == 0 && s.args.len() == 1 {
-                        "pass the question without a name: `approve(\"...\")`".to_string()
-                    } else {
-                        "`approve` takes nothing but its question; put what the person needs to know in it: `approve(\"Deploy {version}? Notes: {notes}\")`".to_string()
-                    };
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0211",
-                            n.span,
-                            format!("`approve` has no parameter `{}`", n.name),
-                        )
-                        .with_label("named arguments are for agents' parameters")
-                        .with_help(help),
+                        InvalidArguments::ApproveByName {
+                            at: n.span,
+                            name: n.name.clone(),
+                            only: positional == 0 && s.args.len() == 1,
+                        }
+                        .into(),
                     );
                 }
             }
         }
         if s.args.is_empty() {
             self.diags.push(
-                Diagnostic::error(
-                    "E0211",
-                    s.callee.span,
-                    format!("step `{}` asks `approve` no question", s.name.name),
-                )
-                .with_label("no question")
-                .with_help(
-                    "say what the person approves: `approve(\"Deploy {version} to production?\")`",
-                ),
+                InvalidArguments::NoQuestion {
+                    at: s.callee.span,
+                    step: s.name.name.clone(),
+                }
+                .into(),
             );
         }
         (question, IndexMap::new(), IndexMap::new())
@@ -105,22 +90,13 @@ impl Lowerer<'_> {
     pub(super) fn approval_step(&mut self, id: NodeId, s: &ast::Step) {
         let mut reported: Vec<&'static str> = Vec::new();
         for o in &s.options {
-            let (message, label, help) = match &o.kind {
-                OptKind::Model(m) => (
-                    "`approve` asks a person; it takes no model".to_string(),
-                    format!("model `{}` given here", m.name),
-                    format!("remove `{}`: no model is called, the step waits for a person's yes or no", m.name),
-                ),
-                OptKind::Retry(_) => (
-                    "`approve` asks once; it takes no `retry`".to_string(),
-                    "`retry` given here".to_string(),
-                    "remove `retry`; to bound the wait for an answer, use `timeout` or `deadline`: `approve<timeout 30m>(\"...\")`".to_string(),
-                ),
-                OptKind::Fallback(_) => (
-                    "`approve` has no model to fall back from".to_string(),
-                    "`fallback` given here".to_string(),
-                    "remove `fallback`; a person answers an approval".to_string(),
-                ),
+            let error = match &o.kind {
+                OptKind::Model(m) => InvalidOption::ModelOnApprove {
+                    at: o.span,
+                    model: m.name.clone(),
+                },
+                OptKind::Retry(_) => InvalidOption::RetryOnApprove { at: o.span },
+                OptKind::Fallback(_) => InvalidOption::FallbackOnApprove { at: o.span },
                 // `timeout` and `deadline` bound the wait; `max` and `budget` are reported
                 // as not options of a step already.
                 _ => continue,
@@ -130,11 +106,7 @@ impl Lowerer<'_> {
                 continue; // given twice: reported as such already
             }
             reported.push(kw);
-            self.diags.push(
-                Diagnostic::error("E0502", o.span, message)
-                    .with_label(label)
-                    .with_help(help),
-            );
+            self.diags.push(error.into());
         }
         let declared = self.g.nodes[id].output_type.clone();
         if let (Some(t), Some(out)) = (&declared, &s.output)
@@ -142,16 +114,12 @@ impl Lowerer<'_> {
         {
             // `json` is what an unknown type resolves to (reported already).
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
-                    out.span,
-                    format!("`approve` answers with a bool, not {t}"),
-                )
-                .with_label(format!("declared {t}"))
-                .with_help(format!(
-                    "remove `-> {t}`: the output of `{}` is `true` (approved) or `false` (declined)",
-                    s.name.name
-                )),
+                TypeMismatch::ApprovalOutput {
+                    at: out.span,
+                    ty: t.clone(),
+                    step: s.name.name.clone(),
+                }
+                .into(),
             );
         }
         let timeout = s.options.iter().find_map(|o| match o.kind {

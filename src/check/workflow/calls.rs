@@ -13,10 +13,11 @@
 use indexmap::IndexMap;
 
 use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
+use crate::check::error::{InvalidArguments, RecursiveCall, TypeMismatch};
 use crate::check::items::value_template;
-use crate::check::suggest::did_you_mean;
 use crate::check::types::{Type, resolve_type};
-use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::diag::suggest::did_you_mean;
+use crate::diag::{Diagnostics, Span};
 use crate::syntax::ast::{
     self, Block, Cond, CondKind, Ident, OptKind, Path, Stmt, Template, TemplatePart, Value,
     ValueKind,
@@ -103,15 +104,11 @@ impl Lowerer<'_> {
         }
         if let Some(t) = &s.output {
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
-                    t.span,
-                    format!("`-> T` on a call of workflow `{key}`"),
-                )
-                .with_label("the workflow declares its result type")
-                .with_help(format!(
-                    "remove `-> ...`; declare the type on the workflow: `workflow {key}(...) -> T`"
-                )),
+                TypeMismatch::OutputOnWorkflowCall {
+                    at: t.span,
+                    workflow: key.to_string(),
+                }
+                .into(),
             );
         }
         let subst = self.call_arguments(s, wf, &key);
@@ -195,47 +192,39 @@ impl Lowerer<'_> {
             let Some(name) = &a.name else {
                 let example = params.first().map_or("name", |p| p.name.as_str());
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
-                        a.value.span,
-                        format!("workflow `{key}` takes arguments by name"),
-                    )
-                    .with_label("no parameter name")
-                    .with_help(format!("name the parameter: `{key}({example}: ...)`")),
+                    InvalidArguments::WorkflowPositional {
+                        at: a.value.span,
+                        workflow: key.to_string(),
+                        example: example.to_string(),
+                    }
+                    .into(),
                 );
                 continue;
             };
             let Some(p) = params.iter().find(|p| p.name == name.name) else {
-                let mut d = Diagnostic::error(
-                    "E0211",
-                    name.span,
-                    format!("workflow `{key}` has no parameter `{}`", name.name),
-                )
-                .with_label("unknown parameter")
-                .with_secondary(wf.name.span, format!("`{key}` declared here"));
-                d = match did_you_mean(&name.name, params.iter().map(|p| p.name.as_str())) {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                    None => d.with_help(format!(
-                        "its parameters: {}",
-                        params
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
-                self.diags.push(d);
+                let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+                self.diags.push(
+                    InvalidArguments::NoSuchWorkflowParameter {
+                        at: name.span,
+                        workflow: key.to_string(),
+                        name: name.name.clone(),
+                        declared: wf.name.span,
+                        suggestion: did_you_mean(&name.name, names.iter().map(String::as_str))
+                            .map(String::from),
+                        params: names,
+                    }
+                    .into(),
+                );
                 continue;
             };
             if out.contains_key(&p.name) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0211",
-                        name.span,
-                        format!("argument `{}` is given twice", p.name),
-                    )
-                    .with_label("given again")
-                    .with_help("remove one of them"),
+                    InvalidArguments::GivenTwice {
+                        at: name.span,
+                        name: p.name.clone(),
+                        first: None,
+                    }
+                    .into(),
                 );
                 continue;
             }
@@ -251,24 +240,14 @@ impl Lowerer<'_> {
             .map(|p| p.name.as_str())
             .collect();
         if !missing.is_empty() {
-            let list = missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
             self.diags.push(
-                Diagnostic::error(
-                    "E0211",
-                    s.callee.span,
-                    format!("call of `{key}` is missing {list}"),
-                )
-                .with_label(format!("missing {list}"))
-                .with_secondary(wf.name.span, format!("`{key}` declared here"))
-                .with_help(format!(
-                    "pass {} by name: `{key}({}: ...)`",
-                    if missing.len() == 1 { "it" } else { "them" },
-                    missing[0]
-                )),
+                InvalidArguments::MissingWorkflowArguments {
+                    at: s.callee.span,
+                    workflow: key.to_string(),
+                    declared: wf.name.span,
+                    missing: missing.iter().map(|m| m.to_string()).collect(),
+                }
+                .into(),
             );
         }
         // Defaults fill what the call leaves out; a missing or wrong argument is a stand-in,
@@ -348,10 +327,15 @@ impl Lowerer<'_> {
                     && self.agent_key(p).is_some()
                 {
                     self.diags.push(
-                        Diagnostic::error("E0212", v.span, format!("argument `{param}` of `{key}` is {ty}, but `{}` is an agent", p.root.name))
-                            .with_label("an agent, not a value")
-                            .with_secondary(param_span, format!("`{param}` is declared as {ty} here"))
-                            .with_help(format!("declare the parameter as `{param}: agent` to pass an agent, or pass a value")),
+                        TypeMismatch::AgentForValue {
+                            at: v.span,
+                            param: param.to_string(),
+                            workflow: key.to_string(),
+                            ty: ty.clone(),
+                            agent: p.root.name.clone(),
+                            declared: param_span,
+                        }
+                        .into(),
                     );
                     return None;
                 }
@@ -361,46 +345,33 @@ impl Lowerer<'_> {
     }
 
     fn not_an_agent(&mut self, v: &Value, param: &str, param_span: Span, key: &str, list: bool) {
-        let (what, help) = if list {
-            (
-                "a list of agents",
-                "pass agents by name in brackets: `[security, performance]`",
-            )
-        } else {
-            (
-                "an agent",
-                "pass a declared agent by name, without quotes: `lead: architect`",
-            )
-        };
         self.diags.push(
-            Diagnostic::error(
-                "E0212",
-                v.span,
-                format!("argument `{param}` of `{key}` must be {what}"),
-            )
-            .with_label(format!("not {what}"))
-            .with_secondary(param_span, format!("`{param}` declared here"))
-            .with_help(help),
+            TypeMismatch::NotAnAgent {
+                at: v.span,
+                param: param.to_string(),
+                workflow: key.to_string(),
+                declared: param_span,
+                list,
+            }
+            .into(),
         );
     }
 
     fn recursion(&mut self, pos: usize, key: &str, span: Span) {
-        let chain: Vec<String> = self.call_stack[pos..]
+        let chain = self.call_stack[pos..]
             .iter()
-            .map(|(w, _)| format!("`{w}`"))
-            .chain(std::iter::once(format!("`{key}`")))
+            .map(|(w, _)| w.clone())
+            .chain(std::iter::once(key.to_string()))
             .collect();
-        let mut d = Diagnostic::error(
-            "E0303",
-            span,
-            format!("recursive workflow call: {}", chain.join(" → ")),
-        )
-        .with_label(format!("calls `{key}` again"))
-        .with_help("calls are expanded before running, so a workflow cannot call itself, directly or through others; use `repeat <max N> { ... } until COND` to run steps again");
-        for (w, at) in &self.call_stack[pos + 1..] {
-            d = d.with_secondary(*at, format!("`{w}` is called here"));
-        }
-        self.diags.push(d);
+        let calls = self.call_stack[pos + 1..].to_vec();
+        self.diags.push(
+            RecursiveCall {
+                at: span,
+                chain,
+                calls,
+            }
+            .into(),
+        );
     }
 }
 

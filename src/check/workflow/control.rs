@@ -12,8 +12,12 @@ use super::{
     Binding, Dep, DepKind, Exec, InRegion, ListSource, Lowerer, Mode, Node, NodeId, PendingRef,
     Place, Region, RegionId, RegionKind, Scope,
 };
+use crate::check::error::{
+    EmptyParallel, ForBodyResult, ImpossibleValue, InvalidOption, SingleBranchParallel,
+    TypeMismatch,
+};
 use crate::check::types::Type;
-use crate::diag::{Diagnostic, Span};
+use crate::diag::Span;
 use crate::syntax::ast::{self, CondKind, OptKind, Path, ValueKind};
 
 /// The agent a generic call resolves to while a pattern is checked on its own (its `agent`
@@ -116,11 +120,8 @@ impl Lowerer<'_> {
             .iter()
             .find(|o| matches!(o.kind, OptKind::Budget(_)))
         {
-            self.diags.push(
-                Diagnostic::error("E0502", o.span, "`budget` is not an option of a `parallel for`")
-                    .with_label("not allowed here")
-                    .with_help("put the budget on the workflow (`workflow main() <budget $2.00> { ... }`), which covers every instance"),
-            );
+            self.diags
+                .push(InvalidOption::BudgetOnFor { at: o.span }.into());
         }
         let opts: Vec<ast::Opt> = p
             .options
@@ -175,11 +176,8 @@ impl Lowerer<'_> {
         if let ValueKind::List(items) = &fe.list.kind
             && items.is_empty()
         {
-            self.diags.push(
-                Diagnostic::warning("W0507", fe.list.span, "this `for` runs over an empty list")
-                    .with_label("no items")
-                    .with_help("put items in the list, or remove the block"),
-            );
+            self.diags
+                .push(SingleBranchParallel::EmptyList { at: fe.list.span }.into());
         }
         let mut results = Vec::new();
         let mut var = None;
@@ -255,9 +253,11 @@ impl Lowerer<'_> {
         }
         if p.body.stmts.is_empty() {
             self.diags.push(
-                Diagnostic::error("E0506", p.keyword, "this `parallel for` has an empty body")
-                    .with_label("empty block")
-                    .with_help("put the step to run for each item inside, or remove the block"),
+                EmptyParallel {
+                    at: p.keyword,
+                    is_for: true,
+                }
+                .into(),
             );
         }
         node
@@ -289,14 +289,11 @@ impl Lowerer<'_> {
             ast::Stmt::Parallel(p) if p.name.is_some() => direct.last().copied(),
             other => {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0508",
-                        other.span(),
-                        "the body of a `parallel for` must end with a step",
-                    )
-                    .with_label("the last statement gives each item's result")
-                    .with_secondary(keyword, "in this `parallel for`")
-                    .with_help("end the body with `result = agent(\"...\")`: the block's value is the list of those outputs"),
+                    ForBodyResult {
+                        at: other.span(),
+                        keyword,
+                    }
+                    .into(),
                 );
                 None
             }
@@ -344,21 +341,14 @@ impl Lowerer<'_> {
             match o.kind {
                 OptKind::Max(n) => {
                     if n == 0 {
-                        self.diags.push(
-                            Diagnostic::error("E0503", o.span, "`max 0` would never run the loop")
-                                .with_label("zero")
-                                .with_help(
-                                    "give the most iterations the loop may take, like `max 3`",
-                                ),
-                        );
+                        self.diags
+                            .push(ImpossibleValue::ZeroRepeat { at: o.span }.into());
                     }
                     max = Some((n, o.span));
                 }
-                OptKind::Budget(_) => self.diags.push(
-                    Diagnostic::error("E0502", o.span, "`budget` is not an option of `repeat`")
-                        .with_label("not allowed here")
-                        .with_help("put the budget on the workflow, which covers every iteration"),
-                ),
+                OptKind::Budget(_) => self
+                    .diags
+                    .push(InvalidOption::BudgetOnRepeat { at: o.span }.into()),
                 _ => opts.push(o.clone()),
             }
         }
@@ -366,11 +356,8 @@ impl Lowerer<'_> {
         let max = match max {
             Some((n, _)) => n.max(1),
             None => {
-                self.diags.push(
-                    Diagnostic::error("E0503", r.keyword, "`repeat` needs a bound: `repeat <max N>`")
-                        .with_label("no `max N`")
-                        .with_help("write `repeat <max 3> { ... } until COND`: the loop stops after N iterations even when COND never holds"),
-                );
+                self.diags
+                    .push(ImpossibleValue::UnboundedRepeat { at: r.keyword }.into());
                 1
             }
         };
@@ -499,7 +486,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn check_cond(&mut self, c: &ast::Cond, word: &str) {
+    fn check_cond(&mut self, c: &ast::Cond, word: &'static str) {
         match &c.kind {
             CondKind::Not(x) => self.check_cond(x, word),
             CondKind::And(a, b) | CondKind::Or(a, b) => {
@@ -509,22 +496,15 @@ impl Lowerer<'_> {
             CondKind::Value(v) => {
                 let (ty, what) = self.operand_type(v);
                 if !matches!(ty, Type::Bool | Type::Json) {
-                    let help = match &ty {
-                        Type::Text => format!(
-                            "a text is not true or false: compare it (`{} == \"yes\"`), or give the step a structured output (`-> {{ approved: bool }}`) and test its field",
-                            operand_source(v)
-                        ),
-                        Type::Number => format!("compare the number: `{} > 0`", operand_source(v)),
-                        _ => "test a `bool` value, or compare values with `==`, `<`, `>`".into(),
-                    };
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0212",
-                            v.span,
-                            format!("the condition of `{word}` must be a bool, but {what}"),
-                        )
-                        .with_label("not a bool")
-                        .with_help(help),
+                        TypeMismatch::ConditionNotBool {
+                            at: v.span,
+                            word,
+                            found: what,
+                            ty,
+                            operand: operand_source(v),
+                        }
+                        .into(),
                     );
                 }
             }
@@ -535,25 +515,24 @@ impl Lowerer<'_> {
                     for (t, w, v) in [(&ta, &wa, a), (&tb, &wb, b)] {
                         if !matches!(t, Type::Number | Type::Json) {
                             self.diags.push(
-                                Diagnostic::error(
-                                    "E0212",
-                                    v.span,
-                                    format!("`{}` compares numbers, but {w}", op.symbol()),
-                                )
-                                .with_label("not a number")
-                                .with_help("compare numbers with `<`, `<=`, `>`, `>=`; text only with `==` and `!=`; a step's output is a number with `-> number`"),
+                                TypeMismatch::OrderingNotNumber {
+                                    at: v.span,
+                                    op: op.symbol(),
+                                    found: w.clone(),
+                                }
+                                .into(),
                             );
                         }
                     }
                 } else if !comparable(&ta, &tb) {
                     self.diags.push(
-                        Diagnostic::error(
-                            "E0212",
-                            c.span,
-                            format!("`{}` compares values of different types: {wa}, {wb}", op.symbol()),
-                        )
-                        .with_label(format!("{ta} {} {tb}", op.symbol()))
-                        .with_help("compare values of one type: text with text, numbers with numbers, bools with bools"),
+                        TypeMismatch::UnlikeComparison {
+                            at: c.span,
+                            op: op.symbol(),
+                            found: (wa, wb),
+                            types: (ta, tb),
+                        }
+                        .into(),
                     );
                 }
             }
@@ -625,19 +604,13 @@ impl Lowerer<'_> {
                     Some(Type::Json) | None => Some(Type::Json),
                     Some(other) => {
                         self.diags.push(
-                            Diagnostic::error(
-                                "E0212",
-                                list.span,
-                                format!("`for` needs a list, but `{}` is {other}", p.dotted()),
-                            )
-                            .with_label("not a list")
-                            .with_help(match other {
-                                Type::Text => format!(
-                                    "give the step that makes `{}` a structured output: `-> list<text>`",
-                                    p.root.name
-                                ),
-                                _ => "iterate over a `list<T>` value or a list literal `[a, b]`".to_string(),
-                            }),
+                            TypeMismatch::ForNotList {
+                                at: list.span,
+                                path: p.dotted(),
+                                root: p.root.name.clone(),
+                                ty: other,
+                            }
+                            .into(),
                         );
                         Some(Type::Json)
                     }
@@ -685,28 +658,4 @@ fn list_paths(v: &ast::Value) -> Vec<Path> {
         ValueKind::Str(t) => t.interps().cloned().collect(),
         _ => Vec::new(),
     }
-}
-
-/// A condition as source text, with the parentheses its precedence needs (for the plan).
-pub fn cond_source(c: &ast::Cond) -> String {
-    fn operand(v: &ast::Value) -> String {
-        match &v.kind {
-            ValueKind::Path(p) => p.dotted(),
-            ValueKind::Str(t) => format!("\"{}\"", crate::plan::template_source(t)),
-            _ => crate::check::items::value_text(v),
-        }
-    }
-    fn go(c: &ast::Cond, parent: u8) -> String {
-        let (s, prec) = match &c.kind {
-            CondKind::Value(v) => (operand(v), 3),
-            CondKind::Compare(a, op, b) => {
-                (format!("{} {} {}", operand(a), op.symbol(), operand(b)), 3)
-            }
-            CondKind::Not(x) => (format!("not {}", go(x, 2)), 2),
-            CondKind::And(a, b) => (format!("{} and {}", go(a, 1), go(b, 1)), 1),
-            CondKind::Or(a, b) => (format!("{} or {}", go(a, 0), go(b, 0)), 0),
-        };
-        if prec < parent { format!("({s})") } else { s }
-    }
-    go(c, 0)
 }

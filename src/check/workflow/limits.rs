@@ -19,6 +19,7 @@ use indexmap::IndexMap;
 
 use super::{Lowerer, Node, NodeId};
 use crate::check::Tables;
+use crate::check::error::{Bound, ExpansionTooLarge};
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast::{self, Stmt};
 
@@ -168,56 +169,6 @@ impl Lowerer<'_> {
 impl LimitHit {
     /// The E0304 error.
     pub fn diagnostic(&self) -> Diagnostic {
-        let path = self.path();
-        // The chain, for the bounds other than depth, whose message is the chain.
-        let through = if self.chain.is_empty() {
-            String::new()
-        } else {
-            format!(", through {path}")
-        };
-        let (message, label, help) = match self.limit {
-            Limit::CallDepth => (
-                format!("calls nest more than {MAX_CALL_DEPTH} deep: {path}"),
-                format!("call {} of the chain", MAX_CALL_DEPTH + 1),
-                format!(
-                    "calls are expanded into the calling workflow, at most {MAX_CALL_DEPTH} deep; \
-                     call the workflows of the chain one after another from one workflow, \
-                     rather than each from the one before"
-                ),
-            ),
-            Limit::Nesting => (
-                format!(
-                    "statements nest more than {MAX_NESTING_DEPTH} deep once the calls of `{}` are expanded{through}",
-                    self.workflow
-                ),
-                "the calls nest the blocks of the called workflows from here".to_string(),
-                "each call nests the called workflow's blocks inside the call; flatten the \
-                 blocks of the workflows in the chain, or call fewer of them inside one another"
-                    .to_string(),
-            ),
-            Limit::Steps => (
-                format!(
-                    "workflow `{}` expands to more than {MAX_EXPANDED_STEPS} steps{through}",
-                    self.workflow
-                ),
-                "expanding this call passes the bound".to_string(),
-                "every call is a copy of the called workflow's steps, so a workflow that calls \
-                 another twice, which calls another twice, doubles at each level; call a \
-                 pattern once inside a `parallel for` over the work instead of writing the \
-                 call many times"
-                    .to_string(),
-            ),
-            Limit::ProgramSteps => (
-                format!(
-                    "the workflows of this program expand to more than {MAX_PROGRAM_STEPS} steps in all (passed while checking `{}`); the rest are not checked",
-                    self.workflow
-                ),
-                "the bound is passed in this workflow".to_string(),
-                "every workflow is checked on its own with its calls expanded; a large pattern \
-                 called from many workflows is copied into each: call it from fewer"
-                    .to_string(),
-            ),
-        };
         // The primary is the first call of the chain (what the reported workflow can change),
         // or where the bound was passed when no call led there; a chain too deep is shown at
         // its call too many.
@@ -225,24 +176,21 @@ impl LimitHit {
             Limit::CallDepth => self.at,
             _ => self.chain.first().map_or(self.at, |(_, s)| *s),
         };
-        let mut d = Diagnostic::error("E0304", primary, message)
-            .with_label(label)
-            .with_help(help);
-        if let Some((w, s)) = self.chain.first()
-            && *s != primary
-        {
-            d = d.with_secondary(
-                *s,
-                format!(
-                    "`{}` calls `{w}` here, the first call of the chain",
-                    self.workflow
-                ),
-            );
+        ExpansionTooLarge {
+            at: primary,
+            bound: match self.limit {
+                Limit::CallDepth => Bound::CallDepth(MAX_CALL_DEPTH),
+                Limit::Nesting => Bound::Nesting(MAX_NESTING_DEPTH),
+                Limit::Steps => Bound::Steps(MAX_EXPANDED_STEPS),
+                Limit::ProgramSteps => Bound::ProgramSteps(MAX_PROGRAM_STEPS),
+            },
+            workflow: self.workflow.clone(),
+            path: self.path(),
+            has_chain: !self.chain.is_empty(),
+            first_call: self.chain.first().filter(|(_, s)| *s != primary).cloned(),
+            passed_at: (self.at != primary).then_some(self.at),
         }
-        if self.at != primary {
-            d = d.with_secondary(self.at, "the bound is passed while lowering this statement");
-        }
-        d
+        .into()
     }
 
     /// The chain of calls as `` `main` → `a` → … → `z` ``, with its middle left out when long.

@@ -7,7 +7,8 @@
 
 use super::{Lowerer, Scope};
 use crate::check::AgentDef;
-use crate::diag::{Diagnostic, Span};
+use crate::check::error::BlockOptionOverridden;
+use crate::diag::Span;
 use crate::syntax::ast;
 use crate::syntax::format_duration;
 
@@ -36,23 +37,17 @@ impl Lowerer<'_> {
                 .get(clash.keyword)
                 .copied()
                 .unwrap_or(agent.name_span);
-            let kw = clash.keyword;
             self.diags.push(
-                Diagnostic::warning(
-                    "W0405",
-                    s.callee.span,
-                    format!(
-                        "`{}` uses its own `{kw}: {}`, not the block's `{kw} {}`",
-                        agent.name, clash.agent, clash.block
-                    ),
-                )
-                .with_label(format!("gets `{kw} {}`", clash.agent))
-                .with_secondary(field_span, format!("`{}` sets `{kw}` here", agent.name))
-                .with_secondary(clash.block_span, format!("the block asks for `{kw} {}`", clash.block))
-                .with_help(format!(
-                    "to use the block's value, write `{}<{kw} {}>(...)`; to keep the agent's, remove `{kw}` from the block's options",
-                    agent.name, clash.block
-                )),
+                BlockOptionOverridden {
+                    at: s.callee.span,
+                    agent: agent.name.clone(),
+                    keyword: clash.keyword,
+                    own: clash.agent,
+                    field: field_span,
+                    block: clash.block,
+                    block_at: clash.block_span,
+                }
+                .into(),
             );
         }
     }

@@ -22,6 +22,7 @@ use super::{
     Binding, Exec, InRegion, ListSource, Lowerer, NodeId, Path, RegionId, RegionKind,
     closest_definition,
 };
+use crate::check::error::ModelOutputInArgv;
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast;
 
@@ -242,39 +243,24 @@ impl Lowerer<'_> {
     }
 
     fn argv_taint_error(&self, u: &ArgvUse, origin: &[Option<Origin>]) -> Diagnostic {
-        let (agent, param) = (&u.agent, &u.param);
-        let mut d = Diagnostic::error(
-            "E0602",
-            u.path.span,
-            format!(
-                "model output `{}` reaches the argv of command agent `{agent}`",
-                u.path.dotted()
-            ),
-        )
-        .with_label(format!("produced by a model, passed as `{param}`"))
-        .with_help(format!(
-            "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-        ));
-        if let Some(s) = u.argv_span {
-            d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-        }
-        if let Some((span, name)) = &u.step {
-            d = d.with_secondary(*span, format!("`{name}` passes it to `{agent}` here"));
-        }
-        // Model output that came a long way: show where it was made, and the way.
-        if let Some(o) = origin[u.source]
-            && o.hops > 0
-        {
-            d = d.with_secondary(
+        // Model output that came a long way: where it was made, and the way.
+        let from_afar = origin[u.source].filter(|o| o.hops > 0).map(|o| {
+            (
                 self.g.nodes[o.model].span,
-                format!(
-                    "model output of `{}` reaches it through {}",
-                    self.g.nodes[o.model].name,
-                    self.taint_way(u.source, origin)
-                ),
-            );
+                self.g.nodes[o.model].name.clone(),
+                self.taint_way(u.source, origin),
+            )
+        });
+        ModelOutputInArgv {
+            at: u.path.span,
+            value: u.path.dotted(),
+            agent: u.agent.clone(),
+            param: u.param.clone(),
+            argv_at: u.argv_span,
+            step: u.step.clone(),
+            origin: from_afar,
         }
-        d
+        .into()
     }
 
     /// The values model output passes through on its way to `tainted` (the model step not

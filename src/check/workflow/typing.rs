@@ -7,8 +7,8 @@
 //! interpolated.
 
 use super::{Binding, Exec, Lowerer};
+use crate::check::error::TypeMismatch;
 use crate::check::types::{Type, resolve_type};
-use crate::diag::Diagnostic;
 use crate::syntax::ast::{self, Template, TemplatePart};
 
 /// What a template evaluates to, as far as the checker can tell.
@@ -35,18 +35,17 @@ impl Lowerer<'_> {
             };
             let value = self.template_type(t);
             if let Some(found) = mismatch(&p.ty, &value) {
-                let d = Diagnostic::error(
-                    "E0212",
-                    span,
-                    format!(
-                        "argument `{param}` of `{}` must be {}, but {found}",
-                        agent.name, p.ty
-                    ),
-                )
-                .with_label(format!("expected {}", p.ty))
-                .with_secondary(p.span, format!("`{param}` is declared as {} here", p.ty))
-                .with_help(fix_for(&p.ty));
-                self.diags.push(d);
+                self.diags.push(
+                    TypeMismatch::Argument {
+                        at: span,
+                        param: param.clone(),
+                        agent: agent.name.clone(),
+                        ty: p.ty.clone(),
+                        found,
+                        declared: p.span,
+                    }
+                    .into(),
+                );
             }
         }
     }
@@ -61,16 +60,12 @@ impl Lowerer<'_> {
         let Some(out) = self.g.output.clone() else {
             if !matches!(ty, Type::Text | Type::Json) {
                 self.diags.push(
-                    Diagnostic::error(
-                        "E0212",
-                        ret.span,
-                        format!(
-                            "workflow `{}` declares a result of type {ty} but has no `return`",
-                            self.g.name
-                        ),
-                    )
-                    .with_label(format!("declared {ty}"))
-                    .with_help("end the body with `return NAME`, or drop `-> ...` to return text"),
+                    TypeMismatch::NoReturn {
+                        at: ret.span,
+                        workflow: self.g.name.clone(),
+                        ty,
+                    }
+                    .into(),
                 );
             }
             return;
@@ -79,16 +74,14 @@ impl Lowerer<'_> {
         if let Some(found) = mismatch(&ty, &value) {
             let span = out.interps().next().map(|p| p.span).unwrap_or(self.g.span);
             self.diags.push(
-                Diagnostic::error(
-                    "E0212",
-                    span,
-                    format!("workflow `{}` must return {ty}, but {found}", self.g.name),
-                )
-                .with_label(format!("expected {ty}"))
-                .with_secondary(ret.span, format!("result declared as {ty} here"))
-                .with_help(format!(
-                    "return a value of type {ty}, or declare the result as `-> text`"
-                )),
+                TypeMismatch::Return {
+                    at: span,
+                    workflow: self.g.name.clone(),
+                    ty: ty.clone(),
+                    found,
+                    declared: ret.span,
+                }
+                .into(),
             );
         }
     }
@@ -195,19 +188,6 @@ fn literal_fits(expected: &Type, text: &str) -> bool {
         Type::Record(_) => matches!(
             serde_json::from_str::<serde_json::Value>(text),
             Ok(serde_json::Value::Object(_))
-        ),
-    }
-}
-
-/// How to pass a value of `ty`.
-fn fix_for(ty: &Type) -> String {
-    match ty {
-        Type::Number => {
-            "pass a number (`3`, `0.5`) or a workflow parameter declared `number`".into()
-        }
-        Type::Bool => "pass `true` or `false`, or a workflow parameter declared `bool`".into(),
-        other => format!(
-            "pass a workflow parameter declared `{other}`, or declare the agent's parameter as `text`"
         ),
     }
 }

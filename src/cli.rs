@@ -18,12 +18,13 @@ use crate::diag::{
 };
 use crate::plan::PlanExec;
 use crate::plan::render::usd;
+use crate::common::format_duration;
 use crate::redact::redact;
 use crate::resolve::ResolveOptions;
 use crate::run::cancel::Cancel;
 use crate::run::journal::{self, Journal};
 use crate::run::{
-    ApprovalRequest, Approver, Endpoint, Event, RunOptions, StepStatus, Target, format_ms,
+    ApprovalRequest, Approver, Endpoint, Event, RunOptions, StepStatus, Target,
 };
 
 /// orch — write, check, plan and run teams of LLM agents.
@@ -273,7 +274,7 @@ fn parse_duration_arg(s: &str) -> Result<u64, String> {
             .all(|c| c.is_ascii_digit());
     let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
     if ok && matches!(unit, "ms" | "s" | "m" | "h") {
-        Ok(crate::syntax::parse_duration(s))
+        Ok(crate::common::parse_duration(s))
     } else {
         Err(format!(
             "`{s}` is not a duration; write it like `200ms`, `2s` or `1m`"
@@ -644,7 +645,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             } => Some(format!(
                 "  {} {step:<width$}  waiting {} for the rate limit: {reason}",
                 paint.dim("…"),
-                format_ms(*delay_ms)
+                format_duration(*delay_ms)
             )),
             Event::Started {
                 step,
@@ -668,7 +669,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
             } => Some(format!(
                 "  {} {step:<width$}  {error}; retrying in {}",
                 paint.yellow("↻"),
-                format_ms(*delay_ms)
+                format_duration(*delay_ms)
             )),
             Event::FallingBack { step, model } => Some(format!(
                 "  {} {step:<width$}  falling back to {model}",
@@ -690,7 +691,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
                             },
                             r.name,
                             answer.describe(),
-                            format_ms(dur)
+                            format_duration(dur)
                         ),
                         None => {
                             let approx = if r.usage.estimated { "~" } else { "" };
@@ -698,7 +699,7 @@ fn run(a: RunArgs, color: ColorChoice) -> ExitCode {
                                 "  {} {:<width$}  {} · {approx}{} → {approx}{} tokens · {}",
                                 paint.green("✓"),
                                 r.name,
-                                format_ms(dur),
+                                format_duration(dur),
                                 r.usage.input_tokens,
                                 r.usage.output_tokens,
                                 usd(r.cost_usd)
@@ -975,7 +976,7 @@ fn summary(r: &crate::run::RunReport, paint: &Paint) -> String {
         r.usage.input_tokens,
         r.usage.output_tokens,
         usd(r.cost_usd),
-        format_ms(r.wall_ms)
+        format_duration(r.wall_ms)
     );
     if r.usage.estimated {
         let _ = writeln!(

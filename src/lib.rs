@@ -14,6 +14,7 @@
 //! every text that comes from outside and every artefact orch writes.
 
 pub mod check;
+pub mod common;
 pub mod cli;
 pub mod diag;
 pub mod fmt;

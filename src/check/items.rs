@@ -240,7 +240,7 @@ pub struct AgentDef {
     pub deadline_ms: Option<u64>,
     /// `max_output_bytes:` field: the longest output (a model's answer, a program's stdout)
     /// a step of this agent may produce, in bytes; never zero. `None`: the default,
-    /// [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    /// [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     pub max_output_bytes: Option<u32>,
     /// Declaration span.
     pub span: Span,
@@ -817,8 +817,8 @@ fn max_output_bytes(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
             .with_label("zero")
             .with_help(format!(
                 "give a positive number of bytes, or remove it for the default of {} ({} MiB)",
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
-                crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES >> 20
+                crate::common::DEFAULT_MAX_OUTPUT_BYTES,
+                crate::common::DEFAULT_MAX_OUTPUT_BYTES >> 20
             )),
     );
     None

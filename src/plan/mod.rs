@@ -126,7 +126,7 @@ pub struct PlanNode {
     /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
     pub deadline_ms: Option<u64>,
     /// The agent's `max_output_bytes`, when it sets one: the longest output (answer, stdout)
-    /// of one attempt, in bytes. Absent: [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    /// of one attempt, in bytes. Absent: [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u32>,
     /// Enclosing `parallel` blocks, outermost first.

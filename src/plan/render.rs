@@ -256,10 +256,10 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
         facts.push(format!("retry {}", n.retry));
     }
     if let Some(t) = n.timeout_ms {
-        facts.push(format!("timeout {}", crate::run::format_ms(t)));
+        facts.push(format!("timeout {}", crate::common::format_duration(t)));
     }
     if let Some(t) = n.deadline_ms {
-        facts.push(format!("deadline {}", crate::run::format_ms(t)));
+        facts.push(format!("deadline {}", crate::common::format_duration(t)));
     }
     if let PlanExec::Model { max_tokens, .. } = &n.exec {
         facts.push(format!("max_tokens {max_tokens}"));

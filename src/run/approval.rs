@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::provider::Usage;
-use super::{Event, Shared, StepReport, StepStatus, format_ms};
+use super::{Event, Shared, StepReport, StepStatus};
+use crate::common::format_duration;
 use crate::plan::PlanNode;
 
 /// What an approval asks.
@@ -178,7 +179,7 @@ pub(super) async fn execute(
                 None => Ok(asking.await),
                 Some(ms) => tokio::time::timeout(Duration::from_millis(ms), asking)
                     .await
-                    .map_err(|_| format!("no answer within {}", format_ms(ms))),
+                    .map_err(|_| format!("no answer within {}", format_duration(ms))),
             };
             match joined {
                 Ok(Ok(Ok(approved))) => Ok(Approval {

@@ -51,7 +51,7 @@ use render::{InputValue, Scope, render_with_args};
 
 pub use approval::{Approval, ApprovalRequest, Approver};
 
-pub use crate::syntax::format_duration as format_ms;
+use crate::common::format_duration;
 
 /// Sending every model step to one OpenAI-compatible server instead of the script's providers.
 #[derive(Debug, Clone)]
@@ -1546,12 +1546,12 @@ fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> St
     let mut message = match report.attempts {
         0 => format!(
             "deadline of {} passed before the first attempt started",
-            format_ms(ms)
+            format_duration(ms)
         ),
-        1 => format!("deadline of {} passed after 1 attempt{on}", format_ms(ms)),
+        1 => format!("deadline of {} passed after 1 attempt{on}", format_duration(ms)),
         n => format!(
             "deadline of {} passed after {n} attempts{on}",
-            format_ms(ms)
+            format_duration(ms)
         ),
     };
     if let Some(e) = last_error {
@@ -1640,7 +1640,7 @@ async fn model_attempts(
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
                 Err(_) => Err(AttemptError {
-                    message: format!("attempt timed out after {}", format_ms(ms)),
+                    message: format!("attempt timed out after {}", format_duration(ms)),
                     retryable: true,
                     overloaded: false,
                     retry_after_ms: None,
@@ -1774,7 +1774,7 @@ async fn command_attempts(
                     .await
                 {
                     Ok(r) => r.map_err(message),
-                    Err(_) => Err(format!("attempt timed out after {}", format_ms(ms))),
+                    Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
                 }
             }
             None => command::run_command(spec).await.map_err(message),

@@ -9,7 +9,7 @@ use super::{Lowerer, Scope};
 use crate::check::AgentDef;
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast;
-use crate::syntax::format_duration;
+use crate::common::format_duration;
 
 /// One option as the block and the agent set it.
 struct Clash {

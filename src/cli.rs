@@ -12,20 +12,18 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 
+use crate::common::format_duration;
 use crate::diag::{
     Diagnostics, HumanStyle, LintLevels, SourceMap, Span, apply_levels, catalog, render_github,
     render_human, render_json, render_sarif,
 };
 use crate::plan::PlanExec;
 use crate::plan::render::usd;
-use crate::common::format_duration;
 use crate::redact::redact;
 use crate::resolve::ResolveOptions;
 use crate::run::cancel::Cancel;
 use crate::run::journal::{self, Journal};
-use crate::run::{
-    ApprovalRequest, Approver, Endpoint, Event, RunOptions, StepStatus, Target,
-};
+use crate::run::{ApprovalRequest, Approver, Endpoint, Event, RunOptions, StepStatus, Target};
 
 /// orch — write, check, plan and run teams of LLM agents.
 #[derive(Debug, Parser)]

@@ -30,7 +30,6 @@ impl std::fmt::Display for Policy {
     }
 }
 
-
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {

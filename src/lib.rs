@@ -14,8 +14,8 @@
 //! every text that comes from outside and every artefact orch writes.
 
 pub mod check;
-pub mod common;
 pub mod cli;
+pub mod common;
 pub mod diag;
 pub mod fmt;
 pub mod plan;

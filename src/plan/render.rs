@@ -171,7 +171,7 @@ fn region_text(plan: &Plan, r: usize) -> String {
             format!("repeat up to {max} times until {until}: {steps}")
         }
         K::If { cond } => format!("if {cond}: {steps}"),
-        K::Call { workflow } => format!("calls workflow {workflow}: {steps}"),
+        K::Call { workflow, .. } => format!("calls workflow {workflow}: {steps}"),
     }
 }
 
@@ -208,11 +208,10 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
         facts.push(format!("after {}", names(plan, reduced)));
     }
     let mut uses: Vec<String> = Vec::new();
-    for t in n.prompt_tpl.iter().chain(n.args_tpl.values()) {
-        for p in t.interps() {
-            let name = p.dotted();
-            if !uses.contains(&name) {
-                uses.push(name);
+    for t in n.prompt.iter().chain(n.args.values()) {
+        for i in t.interps() {
+            if !uses.contains(&i.path) {
+                uses.push(i.path.clone());
             }
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::{Event, Outcome, StepReport, StepStatus};
-use crate::check::workflow::NodeId;
+use crate::plan::NodeId;
 
 /// A cheap-to-clone cancellation handle shared by whoever may stop a run and the run itself.
 /// Cancelling is one-way and idempotent: once cancelled, a handle stays cancelled.

@@ -50,8 +50,7 @@ use super::cache_key::{self, KeyParts, sha256_hex};
 use super::provider::Usage;
 use super::render::Scope;
 use super::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
-use crate::check::workflow::{Binding, NodeId};
-use crate::plan::Plan;
+use crate::plan::{NodeId, Plan, Ref};
 
 /// The journal's file name inside a run's directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -1224,7 +1223,9 @@ impl super::Scheduler<'_> {
         };
         let parts = cache_key::step_parts(node, &scope, ids, self.max_tokens_cap);
         let key = parts.key();
-        let decision = journal.decide(&node.name, &parts, &key, &|name| self.describe_use(name));
+        let decision = journal.decide(&node.name, &parts, &key, &|name| {
+            self.describe_use(id, name)
+        });
         self.keys[id] = Some(parts);
         match decision {
             None => false,
@@ -1244,11 +1245,17 @@ impl super::Scheduler<'_> {
         }
     }
 
-    /// Why the value of an interpolated name (`topic`, `plan`, `found.a`) differs from the
-    /// one a step's last record used.
-    fn describe_use(&self, dotted: &str) -> String {
-        let mut path = dotted.split('.');
-        let root = path.next().unwrap_or(dotted);
+    /// Why the value of an interpolated name (`topic`, `plan`, `found.a`) of step `id`
+    /// differs from the one its last record used.
+    fn describe_use(&self, id: NodeId, dotted: &str) -> String {
+        let node = &self.plan.nodes[id];
+        let target = node
+            .prompt
+            .iter()
+            .chain(node.args.values())
+            .flat_map(|t| t.interps())
+            .find(|i| i.path == dotted)
+            .map_or(Ref::Unbound, |i| i.target);
         let upstream = |n: NodeId| {
             let name = &self.plan.nodes[n].name;
             if self.ran[n] {
@@ -1257,17 +1264,13 @@ impl super::Scheduler<'_> {
                 format!("upstream `{name}`'s output changed")
             }
         };
-        match self.plan.bindings.get(root) {
-            Some(Binding::Param(_)) => format!("input `{root}` changed"),
-            Some(Binding::Node(n)) => upstream(*n),
-            Some(Binding::Group(g)) => {
-                let members = &self.plan.groups[*g].members;
-                if let Some(field) = path.next()
-                    && let Some(&m) = members.iter().find(|&&m| self.plan.nodes[m].name == field)
-                {
-                    return upstream(m);
-                }
-                let reran: Vec<String> = members
+        let root = dotted.split('.').next().unwrap_or(dotted);
+        match target {
+            Ref::Param(_) => format!("input `{root}` changed"),
+            Ref::Node(n) | Ref::Member(n) => upstream(n),
+            Ref::Group(g) => {
+                let reran: Vec<String> = self.plan.groups[g]
+                    .members
                     .iter()
                     .filter(|&&m| self.ran[m])
                     .map(|&m| format!("`{}`", self.plan.nodes[m].name))
@@ -1278,7 +1281,7 @@ impl super::Scheduler<'_> {
                     format!("upstream {} re-ran", reran.join(", "))
                 }
             }
-            None => format!("`{dotted}` changed"),
+            Ref::Arg(_) | Ref::Unbound => format!("`{dotted}` changed"),
         }
     }
 

@@ -42,9 +42,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::check::ProviderKind;
-use crate::check::workflow::NodeId;
-use crate::plan::{Plan, PlanExec, PlanNode, estimate_tokens};
-use crate::syntax::ast::Policy;
+use crate::common::Policy;
+use crate::plan::{NodeId, Plan, PlanExec, PlanNode, estimate_tokens};
 use limits::ProviderLimits;
 use provider::{ApiKey, CompletionRequest, OutputFormat, Provider, ProviderError, Usage};
 use render::{InputValue, Scope, render_with_args};
@@ -1032,7 +1031,10 @@ impl<'a> Scheduler<'a> {
             return None;
         }
         let PlanExec::Model {
-            model, max_tokens, ..
+            model,
+            system,
+            max_tokens,
+            ..
         } = &node.exec
         else {
             return None;
@@ -1043,11 +1045,10 @@ impl<'a> Scheduler<'a> {
             inputs: self.inputs,
             outputs: &self.outputs,
         };
-        let render = |t: &Option<crate::syntax::ast::Template>| {
-            t.as_ref().map(|t| scope.render(t)).unwrap_or_default()
-        };
-        let input =
-            estimate_tokens(&render(&node.prompt_tpl)) + estimate_tokens(&render(&node.system_tpl));
+        let render =
+            |t: Option<&crate::plan::Template>| t.map(|t| scope.render(t)).unwrap_or_default();
+        let input = estimate_tokens(&render(node.prompt.as_ref()))
+            + estimate_tokens(&render(system.as_ref()));
         let out = self
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
@@ -1240,7 +1241,7 @@ impl<'a> Scheduler<'a> {
             outputs: &self.outputs,
         };
         let output = if required_ok {
-            match &self.plan.output_tpl {
+            match &self.plan.output {
                 Some(t) => Some(scope.render(t)),
                 None => Some(final_outputs(self.plan, &self.active, &self.outputs)),
             }
@@ -1435,11 +1436,12 @@ async fn execute(
             PlanExec::Model {
                 model,
                 fallback,
+                system,
                 max_tokens,
                 temperature,
                 ..
             } => {
-                let system = node.system_tpl.as_ref().map(|t| render_with_args(t, &args));
+                let system = system.as_ref().map(|t| render_with_args(t, &args));
                 let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
                 let mut result = Err("no model".to_string());
                 for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
@@ -1480,16 +1482,11 @@ async fn execute(
                 }
                 result
             }
-            PlanExec::Command { cwd, .. } => {
+            PlanExec::Command { argv, env, cwd } => {
                 report.model = Some("command".into());
                 let spec = command::CommandSpec {
-                    argv: node
-                        .argv_tpl
-                        .iter()
-                        .map(|t| render_with_args(t, &args))
-                        .collect(),
-                    env: node
-                        .env_tpl
+                    argv: argv.iter().map(|t| render_with_args(t, &args)).collect(),
+                    env: env
                         .iter()
                         .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
                         .collect(),
@@ -1548,7 +1545,10 @@ fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> St
             "deadline of {} passed before the first attempt started",
             format_duration(ms)
         ),
-        1 => format!("deadline of {} passed after 1 attempt{on}", format_duration(ms)),
+        1 => format!(
+            "deadline of {} passed after 1 attempt{on}",
+            format_duration(ms)
+        ),
         n => format!(
             "deadline of {} passed after {n} attempts{on}",
             format_duration(ms)

@@ -7,9 +7,9 @@
 
 use super::{Lowerer, Scope};
 use crate::check::AgentDef;
+use crate::common::format_duration;
 use crate::diag::{Diagnostic, Span};
 use crate::syntax::ast;
-use crate::common::format_duration;
 
 /// One option as the block and the agent set it.
 struct Clash {

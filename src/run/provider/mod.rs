@@ -27,8 +27,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redact::{Redacted, redact, redact_bytes};
 use crate::common::format_duration;
+use crate::redact::{Redacted, redact, redact_bytes};
 use crate::run::limits::ProviderLimits;
 
 /// An API key. Its `Debug` and `Display` never show the value, and making one registers the

@@ -466,3 +466,91 @@ fn plan_node(
         span: n.span,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Plan, PlanNode, Ref};
+    use crate::resolve::ResolveOptions;
+
+    fn plan_of(src: &str) -> Plan {
+        let (program, diags) =
+            crate::compile_source("t.orch", src, Path::new("."), &ResolveOptions::default());
+        assert!(
+            !diags.has_errors(),
+            "{:?}",
+            diags.iter().collect::<Vec<_>>()
+        );
+        let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
+        super::lower(
+            &program,
+            super::super::entry_workflow(&program, None, entry).unwrap(),
+        )
+    }
+
+    fn targets(n: &PlanNode) -> Vec<Ref> {
+        n.prompt
+            .iter()
+            .flat_map(|t| t.interps())
+            .map(|i| i.target)
+            .collect()
+    }
+
+    /// A name defined in both branches of an `if` reads, inside a branch, that branch's own
+    /// step, and after the `if` the workflow-wide one; a parameter reads its index; a block
+    /// member its node.
+    #[test]
+    fn names_resolve_where_they_are_written() {
+        let plan = plan_of(
+            r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m }
+workflow main(topic: text, n: number) {
+  b = parallel { x = a("x"); y = a("y") }
+  if n > 1 {
+    d = a("then {topic}")
+    e = a("{d}")
+  } else {
+    d = a("else")
+    e = a("{d} {b.x}")
+  }
+  f = a("{d} {b}")
+}
+"#,
+        );
+        let node = |name: &str, nth: usize| {
+            plan.nodes
+                .iter()
+                .filter(|n| n.name == name)
+                .nth(nth)
+                .unwrap()
+        };
+        let (d_then, d_else) = (node("d", 0).id, node("d", 1).id);
+        assert_eq!(targets(node("d", 0)), [Ref::Param(0)]);
+        assert_eq!(targets(node("e", 0)), [Ref::Node(d_then)]);
+        assert_eq!(
+            targets(node("e", 1)),
+            [Ref::Node(d_else), Ref::Member(node("x", 0).id)]
+        );
+        let member = node("e", 1)
+            .prompt
+            .as_ref()
+            .unwrap()
+            .interps()
+            .nth(1)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (member.path.as_str(), member.fields),
+            ("b.x", Vec::<String>::new())
+        );
+        let after = targets(node("f", 0));
+        assert!(
+            matches!(after[0], Ref::Node(d) if d == d_then || d == d_else),
+            "{after:?}"
+        );
+        assert!(matches!(after[1], Ref::Group(0)), "{after:?}");
+    }
+}

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::prepare::Shared;
 use super::provider::Usage;
-use super::{Event, Shared, StepReport, StepStatus};
+use super::{Event, StepReport, StepStatus};
 use crate::common::format_duration;
 use crate::plan::PlanNode;
 

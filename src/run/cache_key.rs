@@ -22,8 +22,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::Target;
+use super::prepare::ModelClient;
 use super::render::{Scope, render_with_args};
-use super::{ModelClient, Target};
 use crate::check::ProviderKind;
 use crate::plan::{Plan, PlanExec, PlanNode};
 

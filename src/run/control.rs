@@ -18,11 +18,10 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
-use super::{
-    Event, Frame, Outcome, RunOptions, RunReport, Scheduler, Shared, StepReport, StepStatus,
-    budget::Budgets,
-};
+use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
+use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
 use crate::common::CmpOp;
 use crate::plan::{
     CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
@@ -516,7 +515,7 @@ async fn run_call(
             for &m in &task.plan.regions[region].bodies[0] {
                 active[m] = true;
             }
-            let text = super::final_outputs(&run.plan, &active, &run.outputs);
+            let text = final_outputs(&run.plan, &active, &run.outputs);
             (Some(Json::String(text.clone())), text)
         }
     };

@@ -1207,7 +1207,7 @@ fn read_header(path: &Path) -> Option<RunHeader> {
 
 // ------------------------------------------------------------------ scheduler hooks
 
-impl super::Scheduler<'_> {
+impl super::scheduler::Scheduler<'_> {
     /// A step is ready to start. With a journal, computes its cache key parts; on a resumed
     /// run, settles it with its recorded result when one has the same key (returns `true`),
     /// or notes why it runs again.

@@ -77,40 +77,18 @@ pub fn default_state_dir(script: &Path) -> PathBuf {
     }
 }
 
-/// A new run id for a run starting at `now`: `YYYYMMDD-HHMMSS-mmm-xxxxxx` (UTC, then six
-/// random lowercase letters and digits), so that ids sort by start time.
+/// A new run id for a run starting at `now`: `YYYYMMDD-HHMMSS-mmm-xxxxxx` (UTC to the
+/// millisecond, cut not rounded, then six random lowercase letters and digits), so that ids
+/// sort by start time.
 pub fn new_run_id(now: SystemTime) -> String {
-    let ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()) as u64;
-    let (y, mo, d) = civil_from_days((ms / 86_400_000) as i64);
-    let day_ms = ms % 86_400_000;
+    let at = jiff::Timestamp::try_from(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let suffix: String = (0..6)
         .map(|_| {
             let i = fastrand::usize(0..36);
             char::from_digit(i as u32, 36).unwrap_or('x')
         })
         .collect();
-    format!(
-        "{y:04}{mo:02}{d:02}-{:02}{:02}{:02}-{:03}-{suffix}",
-        day_ms / 3_600_000,
-        (day_ms / 60_000) % 60,
-        (day_ms / 1_000) % 60,
-        day_ms % 1_000
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{}-{suffix}", at.strftime("%Y%m%d-%H%M%S-%3f"))
 }
 
 fn now_ms() -> u64 {
@@ -202,7 +180,10 @@ mod tests {
         assert_eq!(id.len(), "20231114-221320-123-".len() + 6);
         let later = new_run_id(t + std::time::Duration::from_millis(1));
         assert!(later > id);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let leap_day = UNIX_EPOCH + std::time::Duration::from_millis(951_782_400_000);
+        assert!(new_run_id(leap_day).starts_with("20000229-000000-000-"));
+        // Milliseconds are cut, not rounded: an id never sorts after a later start.
+        let almost = UNIX_EPOCH + std::time::Duration::from_nanos(1_700_000_000_123_999_999);
+        assert!(new_run_id(almost).starts_with("20231114-221320-123-"));
     }
 }

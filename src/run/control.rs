@@ -212,64 +212,7 @@ async fn run_for(
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
-    let scope = Scope {
-        plan: &task.plan,
-        inputs: &task.inputs,
-        outputs: &task.outputs,
-    };
-    // Each instance: which body, the item (none over agents) and its label.
-    let items: Vec<(usize, Option<Json>, String)> = match list {
-        ListSource::Agents(agents) => agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i, None, a.clone()))
-            .collect(),
-        ListSource::Literal(templates) => templates
-            .iter()
-            .map(|t| {
-                let v = template_value(t, &scope);
-                let label = label_of(&v);
-                (0, Some(v), label)
-            })
-            .collect(),
-        ListSource::Ref(p) => match scope.value(p) {
-            Some(Json::Array(items)) => items
-                .into_iter()
-                .map(|v| {
-                    let label = label_of(&v);
-                    (0, Some(v), label)
-                })
-                .collect(),
-            Some(Json::String(s)) => match serde_json::from_str::<Json>(s.trim()) {
-                Ok(Json::Array(items)) => items
-                    .into_iter()
-                    .map(|v| {
-                        let label = label_of(&v);
-                        (0, Some(v), label)
-                    })
-                    .collect(),
-                _ => {
-                    return Err(StepStatus::Failed(format!(
-                        "`for` needs a list, but `{}` is text that is not a JSON list; give the step that makes it `-> list<text>`",
-                        p.path
-                    )));
-                }
-            },
-            Some(other) => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` is {}",
-                    p.path,
-                    kind_of(&other)
-                )));
-            }
-            None => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` has no value",
-                    p.path
-                )));
-            }
-        },
-    };
+    let items = for_items(task, list)?;
     let limit = max.map_or(usize::MAX, |m| m.max(1) as usize);
     let mut values: Vec<Option<Json>> = vec![None; items.len()];
     let mut failure: Option<StepStatus> = None;
@@ -328,6 +271,62 @@ async fn run_for(
         )),
         text: Some(text),
         exports: Vec::new(),
+    })
+}
+
+/// The instances of a `for`: for each, which body, the item (none over agents) and its label.
+///
+/// # Errors
+/// The failure of the region when its list is not a list (or has no value).
+fn for_items(
+    task: &RegionTask,
+    list: &ListSource,
+) -> Result<Vec<(usize, Option<Json>, String)>, StepStatus> {
+    let scope = Scope {
+        plan: &task.plan,
+        inputs: &task.inputs,
+        outputs: &task.outputs,
+    };
+    // One instance of the one body, labelled by its item.
+    let item = |v: Json| {
+        let label = label_of(&v);
+        (0, Some(v), label)
+    };
+    Ok(match list {
+        ListSource::Agents(agents) => agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, None, a.clone()))
+            .collect(),
+        ListSource::Literal(templates) => templates
+            .iter()
+            .map(|t| item(template_value(t, &scope)))
+            .collect(),
+        ListSource::Ref(p) => match scope.value(p) {
+            Some(Json::Array(items)) => items.into_iter().map(item).collect(),
+            Some(Json::String(s)) => match serde_json::from_str::<Json>(s.trim()) {
+                Ok(Json::Array(items)) => items.into_iter().map(item).collect(),
+                _ => {
+                    return Err(StepStatus::Failed(format!(
+                        "`for` needs a list, but `{}` is text that is not a JSON list; give the step that makes it `-> list<text>`",
+                        p.path
+                    )));
+                }
+            },
+            Some(other) => {
+                return Err(StepStatus::Failed(format!(
+                    "`for` needs a list, but `{}` is {}",
+                    p.path,
+                    kind_of(&other)
+                )));
+            }
+            None => {
+                return Err(StepStatus::Failed(format!(
+                    "`for` needs a list, but `{}` has no value",
+                    p.path
+                )));
+            }
+        },
     })
 }
 

@@ -146,6 +146,15 @@ impl StepReport {
             approval: None,
         }
     }
+
+    /// The report of a step starting at `started_ms`, before its first attempt: it succeeds
+    /// unless an attempt says otherwise.
+    pub(super) fn starting(node: &PlanNode, started_ms: u64) -> Self {
+        StepReport {
+            started_ms: Some(started_ms),
+            ..StepReport::not_run(node, StepStatus::Succeeded, None)
+        }
+    }
 }
 
 /// The result of a run.

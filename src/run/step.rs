@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::prepare::{ModelClient, Shared};
-use super::provider::{CompletionRequest, OutputFormat, ProviderError, Usage};
+use super::provider::{CompletionRequest, OutputFormat, ProviderError};
 use super::render::render_with_args;
 use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
 use crate::common::format_duration;
@@ -97,103 +98,31 @@ pub(super) async fn execute(
         // A person answers: no permits, attempts or fallback.
         return approval::execute(node, prompt, shared, tx).await;
     }
-    // Permits: global, then blocks outermost first, then the provider (one order: no deadlock).
-    let _global = match &shared.global {
-        Some(s) => s.clone().acquire_owned().await.ok(),
-        None => None,
-    };
-    let mut _groups = Vec::new();
-    for &g in &node.groups {
-        if let Some(s) = &shared.group_limits[g] {
-            _groups.push(s.clone().acquire_owned().await.ok());
-        }
-    }
-    let started = shared.start.elapsed().as_millis() as u64;
-    let mut report = StepReport {
-        name: node.name.clone(),
-        agent: node.agent.clone(),
-        model: None,
-        status: StepStatus::Succeeded,
-        attempts: 0,
-        usage: Usage::default(),
-        cost_usd: 0.0,
-        started_ms: Some(started),
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-    };
+    let _permits = permits(node, shared).await;
+    let mut report = StepReport::starting(node, shared.start.elapsed().as_millis() as u64);
     // The last failed attempt's error, for the message when the deadline passes.
     let mut last_error: Option<String> = None;
     let work = async {
+        let step = StepRun {
+            node,
+            shared,
+            tx,
+            report: &mut report,
+            last_error: &mut last_error,
+        };
         match &node.exec {
-            PlanExec::Model {
-                model,
-                fallback,
-                system,
-                max_tokens,
-                temperature,
-                ..
-            } => {
-                let system = system.as_ref().map(|t| render_with_args(t, &args));
-                let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
-                let mut result = Err("no model".to_string());
-                for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
-                    let Some(client) = shared.clients.get(m) else {
-                        continue;
-                    };
-                    if i > 0 {
-                        let _ = tx.send(Event::FallingBack {
-                            step: node.name.clone(),
-                            model: m.clone(),
-                        });
-                    }
-                    let req = CompletionRequest {
-                        model: client.model_id.clone(),
-                        system: system.clone(),
-                        prompt: prompt.clone(),
-                        max_tokens,
-                        temperature: *temperature,
-                        output: node
-                            .output_type
-                            .as_ref()
-                            .and_then(|t| OutputFormat::new(&node.name, t)),
-                        max_output_bytes: max_output_bytes(node),
-                    };
-                    report.model = Some(m.clone());
-                    let has_fallback = i == 0 && fallback.is_some();
-                    let step = StepRun {
-                        node,
-                        shared,
-                        tx,
-                        report: &mut report,
-                        last_error: &mut last_error,
-                    };
-                    result = model_attempts(step, m, client, &req, has_fallback).await;
-                    if result.is_ok() {
-                        break;
-                    }
-                }
-                result
-            }
+            PlanExec::Model { .. } => on_models(step, prompt, &args, cap).await,
             PlanExec::Command { argv, env, cwd } => {
-                report.model = Some("command".into());
+                step.report.model = Some("command".into());
                 let spec = command::CommandSpec {
                     argv: argv.iter().map(|t| render_with_args(t, &args)).collect(),
                     env: env
                         .iter()
                         .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
                         .collect(),
-                    stdin: prompt.clone(),
+                    stdin: prompt,
                     cwd: cwd.as_ref().map(std::path::PathBuf::from),
                     max_stdout_bytes: Some(max_output_bytes(node)),
-                };
-                let step = StepRun {
-                    node,
-                    shared,
-                    tx,
-                    report: &mut report,
-                    last_error: &mut last_error,
                 };
                 command_attempts(step, &spec).await
             }
@@ -225,6 +154,88 @@ pub(super) async fn execute(
         Err(e) => report.status = StepStatus::Failed(e),
     }
     report
+}
+
+/// The permits a step holds while it runs: the run's global limit, then its blocks'
+/// outermost first (the provider's is taken per attempt, after these: one order, so no
+/// deadlock).
+async fn permits(node: &PlanNode, shared: &Shared) -> Vec<OwnedSemaphorePermit> {
+    let mut held = Vec::new();
+    let blocks = node
+        .groups
+        .iter()
+        .filter_map(|&g| shared.group_limits[g].as_ref());
+    for s in shared.global.iter().chain(blocks) {
+        held.extend(s.clone().acquire_owned().await.ok());
+    }
+    held
+}
+
+/// A model step: its attempts on its model, then (when they fail) on its fallback.
+async fn on_models(
+    step: StepRun<'_>,
+    prompt: String,
+    args: &IndexMap<String, String>,
+    cap: Option<u32>,
+) -> Result<StepOutput, String> {
+    let StepRun {
+        node,
+        shared,
+        tx,
+        report,
+        last_error,
+    } = step;
+    let PlanExec::Model {
+        model,
+        fallback,
+        system,
+        max_tokens,
+        temperature,
+        ..
+    } = &node.exec
+    else {
+        return Err("internal error: not a model step".into());
+    };
+    let system = system.as_ref().map(|t| render_with_args(t, args));
+    let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
+    let mut result = Err("no model".to_string());
+    for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
+        let Some(client) = shared.clients.get(m) else {
+            continue;
+        };
+        if i > 0 {
+            let _ = tx.send(Event::FallingBack {
+                step: node.name.clone(),
+                model: m.clone(),
+            });
+        }
+        let req = CompletionRequest {
+            model: client.model_id.clone(),
+            system: system.clone(),
+            prompt: prompt.clone(),
+            max_tokens,
+            temperature: *temperature,
+            output: node
+                .output_type
+                .as_ref()
+                .and_then(|t| OutputFormat::new(&node.name, t)),
+            max_output_bytes: max_output_bytes(node),
+        };
+        report.model = Some(m.clone());
+        let step = StepRun {
+            node,
+            shared,
+            tx,
+            report: &mut *report,
+            last_error: &mut *last_error,
+        };
+        let has_fallback = i == 0 && fallback.is_some();
+        result = model_attempts(step, m, client, &req, has_fallback).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
 }
 
 /// The failure of a step whose `deadline` passed.

@@ -469,24 +469,10 @@ fn plan_node(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::super::{Plan, PlanNode, Ref};
-    use crate::resolve::ResolveOptions;
+    use super::super::{Plan, PlanNode, Ref, plan_for_test};
 
     fn plan_of(src: &str) -> Plan {
-        let (program, diags) =
-            crate::compile_source("t.orch", src, Path::new("."), &ResolveOptions::default());
-        assert!(
-            !diags.has_errors(),
-            "{:?}",
-            diags.iter().collect::<Vec<_>>()
-        );
-        let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
-        super::lower(
-            &program,
-            super::super::entry_workflow(&program, None, entry).unwrap(),
-        )
+        plan_for_test(src).1
     }
 
     fn targets(n: &PlanNode) -> Vec<Ref> {

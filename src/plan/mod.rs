@@ -13,8 +13,14 @@
 //! - **peak concurrency**: the most steps in flight at once when every step takes the same
 //!   time, honouring `parallel <max N>`.
 //!
+//! The plan is its own IR: [`lower`] turns the checker's graph into plan types once, and
+//! what the interpreter evaluates — templates, conditions, `for` lists, `return` — is lowered
+//! into [`ir`] with every name resolved to a parameter index, node or block id. Nothing in a
+//! [`Plan`] is the checker's graph or the AST.
+//!
 //! The JSON form (`orch plan --format json`) is [`Plan`] serialized with serde; its shape is
-//! documented in `docs/language.md` and only ever grows.
+//! documented in `docs/language.md` and only ever grows. Lowered values serialize as their
+//! source text, as they always have; what only the interpreter needs is not serialized.
 
 mod analysis;
 pub mod budget;
@@ -393,4 +399,20 @@ pub fn template_source(t: &ast::Template) -> String {
             ast::TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
         })
         .collect()
+}
+
+/// A script's entry workflow checked and planned, for unit tests; panics on errors.
+#[cfg(test)]
+pub(crate) fn plan_for_test(src: &str) -> (Program, Plan) {
+    let opts = crate::resolve::ResolveOptions::default();
+    let (program, diags) = crate::compile_source("t.orch", src, std::path::Path::new("."), &opts);
+    assert!(
+        !diags.has_errors(),
+        "{:?}",
+        diags.iter().collect::<Vec<_>>()
+    );
+    let wf = entry_workflow(&program, None, Span::new(crate::diag::FileId(0), 0, 0))
+        .expect("entry workflow");
+    let plan = lower(&program, wf);
+    (program, plan)
 }

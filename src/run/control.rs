@@ -602,22 +602,11 @@ fn number(v: &Json) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::super::{RunOptions, RunReport, run};
-    use crate::resolve::ResolveOptions;
+    use crate::plan::plan_for_test;
 
     async fn run_script(src: &str) -> RunReport {
-        let (program, diags) =
-            crate::compile_source("t.orch", src, Path::new("."), &ResolveOptions::default());
-        assert!(
-            !diags.has_errors(),
-            "{:?}",
-            diags.iter().collect::<Vec<_>>()
-        );
-        let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
-        let wf = crate::plan::entry_workflow(&program, None, entry).expect("entry workflow");
-        let plan = crate::plan::lower(&program, wf);
+        let (program, plan) = plan_for_test(src);
         let opts = RunOptions::default();
         run(&plan, &program.tables.models, &opts, &|_| {})
             .await

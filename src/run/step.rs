@@ -178,13 +178,8 @@ async fn on_models(
     args: &IndexMap<String, String>,
     cap: Option<u32>,
 ) -> Result<StepOutput, String> {
-    let StepRun {
-        node,
-        shared,
-        tx,
-        report,
-        last_error,
-    } = step;
+    let mut step = step;
+    let (node, shared, tx) = (step.node, step.shared, step.tx);
     let PlanExec::Model {
         model,
         fallback,
@@ -221,16 +216,9 @@ async fn on_models(
                 .and_then(|t| OutputFormat::new(&node.name, t)),
             max_output_bytes: max_output_bytes(node),
         };
-        report.model = Some(m.clone());
-        let step = StepRun {
-            node,
-            shared,
-            tx,
-            report: &mut *report,
-            last_error: &mut *last_error,
-        };
+        step.report.model = Some(m.clone());
         let has_fallback = i == 0 && fallback.is_some();
-        result = model_attempts(step, m, client, &req, has_fallback).await;
+        result = model_attempts(step.reborrow(), m, client, &req, has_fallback).await;
         if result.is_ok() {
             break;
         }
@@ -273,6 +261,19 @@ struct StepRun<'a> {
     tx: &'a tokio::sync::mpsc::UnboundedSender<Event>,
     report: &'a mut StepReport,
     last_error: &'a mut Option<String>,
+}
+
+impl StepRun<'_> {
+    /// The same step run, for one call that updates it.
+    fn reborrow(&mut self) -> StepRun<'_> {
+        StepRun {
+            node: self.node,
+            shared: self.shared,
+            tx: self.tx,
+            report: &mut *self.report,
+            last_error: &mut *self.last_error,
+        }
+    }
 }
 
 /// The attempts of a model step on one model: each takes the provider's permit and waits for

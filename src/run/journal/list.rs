@@ -19,7 +19,7 @@ pub struct RunSummary {
     /// `empty` (stopped before its first record), or `damaged: ...` when the journal cannot
     /// be read.
     pub status: String,
-    /// Step executions ([`StepCounts`]) that succeeded: as the run's summary counts them
+    /// Step executions ([`StepCounts`](super::StepCounts)) that succeeded: as the run's summary counts them
     /// when it ended; for a run without an `end` record, executions whose last record is a
     /// success.
     pub steps_done: usize,

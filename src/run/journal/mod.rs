@@ -15,7 +15,7 @@
 //! - `start`: a step was started (not synced: it only explains a step that was in flight
 //!   when the process died);
 //! - `step`: a step ended — succeeded, failed or interrupted — with its cache key and the
-//!   parts behind it ([`KeyParts`]), the output, usage in tokens, cost in USD, the model that
+//!   parts behind it ([`KeyParts`](super::cache_key::KeyParts)), the output, usage in tokens, cost in USD, the model that
 //!   answered, attempts, and its start and end in milliseconds since its run began;
 //! - `end`: the run ended: status, why it stopped, total cost.
 //!
@@ -58,7 +58,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The lock file in a run's directory. A process that writes the run's journal holds an
 /// exclusive OS lock on it (`flock(2)` on Unix, `LockFileEx` on Windows, through
-/// [`File::try_lock`]) from before its first write to the run's `end` record: the operating
+/// [`std::fs::File::try_lock`]) from before its first write to the run's `end` record: the operating
 /// system releases it when the process ends, however it ends, so a lock left by a killed
 /// process never blocks. The file stays (removing it would let two processes lock two
 /// different files); it holds the holder's process id, for people only.

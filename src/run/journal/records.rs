@@ -26,7 +26,7 @@ pub enum Record {
 /// The `run` record: what was run, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunHeader {
-    /// [`FORMAT_VERSION`] of the writer.
+    /// [`FORMAT_VERSION`](super::FORMAT_VERSION) of the writer.
     pub version: u32,
     /// The run's id.
     pub run_id: String,
@@ -135,7 +135,7 @@ pub enum EndStatus {
     Succeeded,
     /// A step failed, the budget stopped it, or a step could not run.
     Failed,
-    /// Ctrl-C (or a [`super::cancel::Cancel`]) stopped it.
+    /// Ctrl-C (or a [`crate::run::cancel::Cancel`]) stopped it.
     Interrupted,
 }
 

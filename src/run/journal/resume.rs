@@ -26,7 +26,7 @@ enum Decision {
 impl Journal {
     /// Opens run `id` of `script`'s `workflow` in `state_dir` to resume it; without an id,
     /// the most recent run of that script and workflow that did not succeed. Takes the run's
-    /// lock ([`LOCK_FILE`]) before reading its journal, and holds it until the run's `end`
+    /// lock ([`LOCK_FILE`](super::LOCK_FILE)) before reading its journal, and holds it until the run's `end`
     /// record (or until the journal is dropped): while it is held no other process can
     /// resume the run, so one process alone ever appends to (or cuts a damaged tail off) a
     /// journal.

@@ -8,13 +8,26 @@
 //!  grammar/orch.pest   syntax          resolve              check             plan                run
 //! ```
 //!
-//! [`diag`] is the one diagnostic model every stage reports through; [`cli`] is a thin clap
-//! front end over this API. [`compile_file`] chains the stages up to a checked program. [`fmt`]
-//! lays a file out in the one canonical style (`orch fmt`). [`redact`] takes secrets out of
-//! every text that comes from outside and every artefact orch writes.
+//! Each stage imports only the stages before it: `syntax` < `resolve` < `check` < `plan` <
+//! `run`. Each owns its IR: the plan is lowered from the checker's graph into plan-owned types
+//! (templates, conditions and lists with every name resolved to a parameter index or node
+//! id, [`plan::ir`]), so `run` reads the plan and never the checker's graph or the AST; it
+//! does read the checked program's value types the plan carries (`check::types::Type`, the
+//! provider, model and parameter tables). Below every stage sit [`diag`], the one diagnostic
+//! model every stage reports through, [`common`], the small values several stages share (a
+//! `gather`'s `Policy`, a condition's `CmpOp`, durations, the output bound), and [`redact`],
+//! which takes secrets out of every text that comes from outside and every artefact orch
+//! writes. [`fmt`] (`orch fmt`, the one canonical layout) and [`cli`] (a thin clap front end)
+//! are leaves: nothing imports them.
+//!
+//! [`compile_file`] drives the stages up to a checked program: the front end (`syntax`,
+//! `resolve`, `check`), then the lints of the planning stage — `W0803`, a worst-case cost
+//! over a `budget`, needs the plan's cost model, so it lives in [`plan::budget`] and runs
+//! here, after the checker and only on a program without errors, never from inside `check`.
 
 pub mod check;
 pub mod cli;
+pub mod common;
 pub mod diag;
 pub mod fmt;
 pub mod plan;
@@ -51,9 +64,9 @@ pub fn compile_source(
     (program, diags)
 }
 
-/// Checks a module set and, when it has no errors, compares each workflow's worst-case cost
-/// with its budget (which needs the plan's cost model); then labels the include chains of
-/// diagnostics in included files. Diagnostics come out sorted.
+/// The stages after loading: `check`, then (on a program without errors) the planning
+/// stage's lints, which lower each workflow with a budget to price it; then the include
+/// chains of diagnostics in included files are labelled. Diagnostics come out sorted.
 fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
     let program = check::check(set, diags);
     if !diags.has_errors() {

@@ -245,7 +245,7 @@ pub struct AgentDef {
     pub deadline_ms: Option<u64>,
     /// `max_output_bytes:` field: the longest output (a model's answer, a program's stdout)
     /// a step of this agent may produce, in bytes; never zero. `None`: the default,
-    /// [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    /// [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     pub max_output_bytes: Option<u32>,
     /// Declaration span.
     pub span: Span,
@@ -748,7 +748,7 @@ fn max_output_bytes(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
     diags.push(
         InvalidFieldValue::MaxOutputZero {
             at: span,
-            default: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            default: crate::common::DEFAULT_MAX_OUTPUT_BYTES,
         }
         .into(),
     );

@@ -1644,8 +1644,6 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::diag::{Diagnostics, LintLevels, Span, apply_levels};
-    use crate::resolve::ResolveOptions;
 
     #[test]
     fn every_code_has_one_entry_in_code_order() {
@@ -1821,88 +1819,6 @@ mod tests {
         assert_eq!(suggest("W0420"), Some("W0402"));
         assert_eq!(suggest("undefined-nme"), Some("undefined-name"));
         assert!(lookup("nothing-like-this").is_none());
-    }
-
-    /// A fresh directory for one example.
-    fn scratch(code: &str, which: &str) -> PathBuf {
-        let dir = std::env::temp_dir()
-            .join(format!("orch-catalog-{}", std::process::id()))
-            .join(format!("{code}-{which}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let project = dir.join("project");
-        std::fs::create_dir_all(&project).expect("temp dir");
-        project
-    }
-
-    /// Checks an example like `orch plan` with default lint levels: compile, apply levels, and
-    /// (without errors) pick the entry workflow.
-    fn check_example(code: &str, which: &str, example: &str) -> Diagnostics {
-        let project = scratch(code, which);
-        let files = example_files(example);
-        let (program, mut diags) = if files.len() == 1 {
-            crate::compile_source(files[0].0, files[0].1, &project, &ResolveOptions::default())
-        } else {
-            for (name, text) in &files {
-                let path = project.join(name);
-                std::fs::create_dir_all(path.parent().expect("a parent")).expect("dir");
-                std::fs::write(&path, text).expect("write example file");
-            }
-            crate::compile_file(&project.join(files[0].0), &ResolveOptions::default())
-        };
-        apply_levels(&mut diags, &program.sources, &LintLevels::default());
-        if !diags.has_errors()
-            && let Some((entry, _)) = program.sources.files().next()
-            && let Err(d) = crate::check::entry_workflow(&program, None, Span::new(entry, 0, 0))
-        {
-            diags.push(*d);
-        }
-        diags
-    }
-
-    #[test]
-    fn examples_trigger_their_code_and_fixes_are_clean() {
-        let mut failures = Vec::new();
-        for c in CODES {
-            if c.example_bad.is_empty() {
-                assert!(
-                    matches!(c.code, Code::UnreadableScript | Code::FormatRefused),
-                    "only E0100 (an unreadable file) and E1001 (a formatter bug) have no example"
-                );
-                continue;
-            }
-            let bad = check_example(c.code.as_str(), "bad", c.example_bad);
-            let found: BTreeSet<Code> = bad.iter().map(|d| d.code).collect();
-            if found != BTreeSet::from([c.code]) {
-                failures.push(format!(
-                    "{}: the failing example reports {found:?}, expected only {}: {:?}",
-                    c.code,
-                    c.code,
-                    bad.iter().map(|d| &d.message).collect::<Vec<_>>()
-                ));
-            }
-            let good = check_example(c.code.as_str(), "good", c.example_good);
-            if !good.is_empty() {
-                failures.push(format!(
-                    "{}: the fixed example is not clean: {:?}",
-                    c.code,
-                    good.iter()
-                        .map(|d| format!("{} {}", d.code, d.message))
-                        .collect::<Vec<_>>()
-                ));
-            }
-        }
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("orch-catalog-{}", std::process::id())),
-        );
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-    }
-
-    #[test]
-    fn unreadable_script_is_e0100() {
-        let (_, diags) =
-            crate::compile_file(Path::new("no/such/script.orch"), &ResolveOptions::default());
-        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
-        assert_eq!(codes, ["E0100"]);
     }
 
     #[test]

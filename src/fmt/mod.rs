@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_comment_after_the_brace_of_else_stays_in_its_block() {
-        // Found by tests/fmt_control.rs: moved up to the `if` line, the comment left the
+        // Found by tests/it/fmt_control.rs: moved up to the `if` line, the comment left the
         // empty block, which then closed on its line the second time.
         check(
             "workflow w {\n  if v { s = a(\"go\") } else if v { // opens\n  }\n}\n",

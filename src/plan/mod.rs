@@ -13,24 +13,33 @@
 //! - **peak concurrency**: the most steps in flight at once when every step takes the same
 //!   time, honouring `parallel <max N>`.
 //!
+//! The plan is its own IR: [`lower`] turns the checker's graph into plan types once, and
+//! what the interpreter evaluates — templates, conditions, `for` lists, `return` — is lowered
+//! into [`ir`] with every name resolved to a parameter index, node or block id. Nothing in a
+//! [`Plan`] is the checker's graph or the AST.
+//!
 //! The JSON form (`orch plan --format json`) is [`Plan`] serialized with serde; its shape is
-//! documented in `docs/language.md` and only ever grows.
+//! documented in `docs/language.md` and only ever grows. Lowered values serialize as their
+//! source text, as they always have; what only the interpreter needs is not serialized.
 
+mod analysis;
 pub mod budget;
+pub mod ir;
+mod lower;
 pub mod render;
 
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::check::ProviderKind;
 use crate::check::items::{ParamDef, ProviderDef};
-use crate::check::workflow::{
-    Binding, DepKind, Exec, GroupId, InRegion, ListSource, NodeId, RegionId, RegionKind,
-    WorkflowGraph,
+use crate::common::Policy;
+use crate::diag::Span;
+pub use ir::{
+    Cond, CondExpr, ForList, GroupId, Interp, ListSource, NodeId, Operand, Ref, RegionId, Template,
+    TemplatePart,
 };
-use crate::check::{Program, ProviderKind};
-use crate::diag::{FileId, SourceMap, Span};
-use crate::syntax::ast::{Policy, Template, TemplatePart};
-use crate::syntax::print::{cond_source, template_source};
+pub use lower::lower;
 pub use render::render_text;
 
 /// Tokens and USD.
@@ -69,8 +78,8 @@ pub enum PlanExec {
         provider_kind: ProviderKind,
         /// Fallback model name, if any.
         fallback: Option<String>,
-        /// System text template (`{param}` placeholders), if any.
-        system: Option<String>,
+        /// System text (`{param}` placeholders over the agent's parameters), if any.
+        system: Option<Template>,
         /// Output-token limit.
         max_tokens: u32,
         /// Sampling temperature.
@@ -78,10 +87,10 @@ pub enum PlanExec {
     },
     /// A program run without a shell.
     Command {
-        /// argv templates.
-        argv: Vec<String>,
-        /// Environment templates.
-        env: IndexMap<String, String>,
+        /// argv templates over the agent's parameters.
+        argv: Vec<Template>,
+        /// Environment templates over the agent's parameters.
+        env: IndexMap<String, Template>,
         /// Working directory.
         cwd: Option<String>,
     },
@@ -111,9 +120,13 @@ pub struct PlanNode {
     #[serde(flatten)]
     pub exec: PlanExec,
     /// The prompt template, if any.
-    pub prompt: Option<String>,
-    /// Named arguments (templates).
-    pub args: IndexMap<String, String>,
+    pub prompt: Option<Template>,
+    /// Named arguments of the call (templates), in the call's order.
+    pub args: IndexMap<String, Template>,
+    /// The defaults of the agent's parameters that the call leaves out, in the agent's order:
+    /// rendered after [`Self::args`], as if given ([`Ref::Arg`] counts across both).
+    #[serde(skip)]
+    pub defaults: IndexMap<String, String>,
     /// Steps that must finish first (deduplicated, by id).
     pub deps: Vec<NodeId>,
     /// Steps whose output this one interpolates.
@@ -127,7 +140,7 @@ pub struct PlanNode {
     /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
     pub deadline_ms: Option<u64>,
     /// The agent's `max_output_bytes`, when it sets one: the longest output (answer, stdout)
-    /// of one attempt, in bytes. Absent: [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`].
+    /// of one attempt, in bytes. Absent: [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u32>,
     /// Enclosing `parallel` blocks, outermost first.
@@ -147,9 +160,6 @@ pub struct PlanNode {
     /// regions' bounds (`repeat <max N>`, a literal `for` list's length); a `for` over a list
     /// known only at run time counts once.
     pub runs: u64,
-    /// Every region around it, outermost first.
-    #[serde(skip)]
-    pub regions: Vec<InRegion>,
     /// Worst-case tokens and cost of this step.
     pub worst_case: Estimate,
     /// Source location: file, 1-based line and column.
@@ -157,16 +167,6 @@ pub struct PlanNode {
     /// Span, for runtime diagnostics.
     #[serde(skip)]
     pub span: Span,
-    #[serde(skip)]
-    pub(crate) prompt_tpl: Option<Template>,
-    #[serde(skip)]
-    pub(crate) args_tpl: IndexMap<String, Template>,
-    #[serde(skip)]
-    pub(crate) system_tpl: Option<Template>,
-    #[serde(skip)]
-    pub(crate) argv_tpl: Vec<Template>,
-    #[serde(skip)]
-    pub(crate) env_tpl: Vec<(String, Template)>,
 }
 
 /// A `gather` join.
@@ -194,44 +194,50 @@ pub struct PlanRegion {
     pub members: Vec<NodeId>,
     /// Names visible after it, with their node in each body.
     pub exports: IndexMap<String, Vec<NodeId>>,
-    /// For each body: names whose definition there is not the workflow-wide one (the same
-    /// name in both branches of an `if`).
-    #[serde(skip)]
-    pub(crate) locals: Vec<IndexMap<String, NodeId>>,
-    /// The checker's region, for the interpreter (conditions, list, `return`).
-    #[serde(skip)]
-    pub(crate) lowered: RegionKind,
 }
 
-/// What a region does, as the plan shows it.
+/// What a region does with its bodies. The JSON form shows each list and condition as its
+/// source text; what only the interpreter needs is not serialized.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PlanRegionKind {
-    /// `parallel for`.
+    /// `name = parallel <max N> for var in LIST { ... }`: the body once per item, at most
+    /// `max` at once; the region's value is the list of each instance's last step output.
     For {
-        /// The list: its source text (`plan.tasks`, `[a, b]`).
-        list: String,
+        /// The list (JSON: its source text, `plan.tasks`, `[a, b]`).
+        list: ForList,
         /// Items, when the list is written in the script (`None`: known at run time).
         items: Option<usize>,
         /// `max N`: instances in flight at once.
         max: Option<u32>,
+        /// The loop variable's node (a [`PlanExec::Item`] in the body); `None` over agents.
+        #[serde(skip)]
+        var: Option<NodeId>,
+        /// Each body's last step, whose output is the item's result.
+        #[serde(skip)]
+        results: Vec<NodeId>,
     },
-    /// `repeat ... until`.
+    /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration, at
+    /// most `max` times.
     Repeat {
         /// The bound on iterations.
         max: u32,
-        /// The condition, as written.
-        until: String,
+        /// The condition (JSON: as written), over the names after an iteration.
+        until: Cond,
     },
-    /// `if ... else`.
+    /// `if COND { ... } else { ... }`: body 0 when COND holds, else body 1 (if any).
     If {
-        /// The condition, as written.
-        cond: String,
+        /// The condition (JSON: as written).
+        cond: Cond,
     },
-    /// A workflow call, expanded.
+    /// A workflow call, expanded: its body with the arguments bound.
     Call {
         /// The workflow.
         workflow: String,
+        /// Its `return`, over the names of its body; without one, the value is the outputs of
+        /// its last steps.
+        #[serde(skip)]
+        output: Option<Template>,
     },
 }
 
@@ -293,11 +299,7 @@ pub struct Plan {
     /// Providers used, by name (no keys: only the variable names).
     pub providers: IndexMap<String, ProviderDef>,
     /// The `return` template, if any.
-    pub output: Option<String>,
-    #[serde(skip)]
-    pub(crate) output_tpl: Option<Template>,
-    #[serde(skip)]
-    pub(crate) bindings: IndexMap<String, Binding>,
+    pub output: Option<Template>,
 }
 
 /// Picks the workflow to plan (the checker's [`crate::check::entry_workflow`], here too
@@ -310,602 +312,18 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
-/// Lowers a checked workflow to its plan.
-pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
-    let lines = LineStarts::new(&program.sources);
-    let mut nodes: Vec<PlanNode> = wf
-        .nodes
-        .iter()
-        .map(|n| plan_node(program, &lines, n))
-        .collect();
-    let regions = plan_regions(wf);
-    let notes = count_runs(wf, &regions, &mut nodes);
-    assign_levels(&mut nodes, &regions);
-    estimate_costs(program, wf, &mut nodes);
-    let groups: Vec<PlanGroup> = wf
-        .groups
-        .iter()
-        .map(|g| PlanGroup {
-            id: g.id,
-            name: g.name.clone(),
-            max: g.max,
-            budget_usd: g.budget,
-            members: g.members.clone(),
-            branches: g.branches.clone(),
-        })
-        .collect();
-    let max_level = nodes.iter().map(|n| n.level).max().unwrap_or(0);
-    let mut levels = vec![Vec::new(); max_level];
-    for n in &nodes {
-        levels[n.level - 1].push(n.id);
-    }
-    let mut worst_case = Estimate::default();
-    for n in &nodes {
-        worst_case += n.worst_case;
-    }
-    let mut providers = IndexMap::new();
-    // The providers of every model a step may use: its own and its fallback's.
-    for n in &nodes {
-        let PlanExec::Model {
-            model, fallback, ..
-        } = &n.exec
-        else {
-            continue;
-        };
-        for m in std::iter::once(model).chain(fallback) {
-            let Some(def) = program.tables.models.get(m) else {
-                continue;
-            };
-            if let Some(p) = program.tables.providers.get(&def.provider) {
-                providers.insert(def.provider.clone(), p.clone());
-            }
-        }
-    }
-    let critical_path = critical_path(&nodes, &regions);
-    let peak_concurrency = peak_concurrency(&nodes, &groups, &regions);
-    Plan {
-        workflow: wf.name.clone(),
-        params: wf.params.clone(),
-        budget_usd: wf.budget,
-        nodes,
-        groups,
-        regions,
-        notes,
-        levels,
-        critical_path,
-        worst_case,
-        peak_concurrency,
-        providers,
-        output: wf.output.as_ref().map(template_source),
-        output_tpl: wf.output.clone(),
-        bindings: wf.bindings.clone(),
-    }
-}
-
-/// The plan's view of the checker's regions.
-fn plan_regions(wf: &WorkflowGraph) -> Vec<PlanRegion> {
-    wf.regions
-        .iter()
-        .map(|r| {
-            let kind = match &r.kind {
-                RegionKind::For { list, max, .. } => {
-                    let (text, items) = match list {
-                        ListSource::Literal(items) => (
-                            format!(
-                                "[{}]",
-                                items
-                                    .iter()
-                                    .map(template_source)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                            Some(items.len()),
-                        ),
-                        ListSource::Path(p) => (p.dotted(), None),
-                        ListSource::Agents(a) => (format!("[{}]", a.join(", ")), Some(a.len())),
-                    };
-                    PlanRegionKind::For {
-                        list: text,
-                        items,
-                        max: *max,
-                    }
-                }
-                RegionKind::Repeat { max, until } => PlanRegionKind::Repeat {
-                    max: *max,
-                    until: cond_source(until),
-                },
-                RegionKind::If { cond } => PlanRegionKind::If {
-                    cond: cond_source(cond),
-                },
-                RegionKind::Call { workflow, .. } => PlanRegionKind::Call {
-                    workflow: workflow.clone(),
-                },
-            };
-            PlanRegion {
-                id: r.id,
-                kind,
-                node: r.node,
-                bodies: r.bodies.clone(),
-                members: r.members.clone(),
-                exports: r.exports.clone(),
-                locals: body_locals(wf, r.id),
-                lowered: r.kind.clone(),
-            }
-        })
-        .collect()
-}
-
-/// For each body of region `rid`: the names defined there whose workflow-wide binding is a
-/// node of another body (a name defined in both branches of an `if`).
-fn body_locals(wf: &WorkflowGraph, rid: RegionId) -> Vec<IndexMap<String, NodeId>> {
-    let r = &wf.regions[rid];
-    let depth = wf.nodes[r.node].regions.len();
-    let mut out = vec![IndexMap::new(); r.bodies.len()];
-    for &m in &r.members {
-        let node = &wf.nodes[m];
-        let Some(at) = node.regions.get(depth) else {
-            continue;
-        };
-        if let Some(Binding::Node(bound)) = wf.bindings.get(&node.name)
-            && *bound != m
-            && wf.nodes[*bound]
-                .regions
-                .get(depth)
-                .is_some_and(|b| b.region == rid && b.body != at.body)
-        {
-            out[at.body].insert(node.name.clone(), m);
-        }
-    }
-    out
-}
-
-/// Sets each node's `runs` (the product of its regions' bounds) and says what is unbounded.
-fn count_runs(wf: &WorkflowGraph, regions: &[PlanRegion], nodes: &mut [PlanNode]) -> Vec<String> {
-    let mut notes = Vec::new();
-    let factor: Vec<u64> = regions
-        .iter()
-        .map(|r| match &r.kind {
-            PlanRegionKind::Repeat { max, .. } => u64::from(*max),
-            PlanRegionKind::For {
-                items: Some(n), ..
-            } => match &r.lowered {
-                // Over agents each body runs once.
-                RegionKind::For {
-                    list: ListSource::Agents(_),
-                    ..
-                } => 1,
-                _ => *n as u64,
-            },
-            PlanRegionKind::For { list, .. } => {
-                notes.push(format!(
-                    "`{}` runs its body once per item of `{list}`, known only at run time: the worst case counts one item",
-                    wf.nodes[r.node].name
-                ));
-                1
-            }
-            _ => 1,
-        })
-        .collect();
-    for n in nodes.iter_mut() {
-        // Nested `repeat`s multiply: saturate rather than overflow.
-        n.runs = n
-            .regions
-            .iter()
-            .fold(1u64, |acc, r| acc.saturating_mul(factor[r.region]));
-    }
-    notes
-}
-
-/// The dependencies that order the plan's view (levels, critical path, peak concurrency):
-/// a region's steps come after its inputs, and the region after its steps.
-fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
-    let mut deps: Vec<Vec<NodeId>> = nodes.iter().map(|n| n.deps.clone()).collect();
-    for r in regions {
-        let entry = &nodes[r.node].deps;
-        for body in &r.bodies {
-            for &m in body {
-                deps[m].extend_from_slice(entry);
-            }
-        }
-        deps[r.node].extend_from_slice(&r.members);
-    }
-    // Duplicates removed once at the end: a region may have a hundred thousand members.
-    for d in &mut deps {
-        d.sort_unstable();
-        d.dedup();
-    }
-    deps
-}
-
-/// The offset of every line start of every source file: lines and columns of many steps
-/// without scanning the text from its start for each ([`SourceMap::line_col`] does).
-struct LineStarts<'s> {
-    sources: &'s SourceMap,
-    starts: Vec<Vec<usize>>,
-}
-
-impl<'s> LineStarts<'s> {
-    fn new(sources: &'s SourceMap) -> Self {
-        let starts = sources
-            .files()
-            .map(|(_, f)| {
-                std::iter::once(0)
-                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
-                    .collect()
-            })
-            .collect();
-        Self { sources, starts }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset, as [`SourceMap::line_col`].
-    fn line_col(&self, file: FileId, offset: u32) -> (usize, usize) {
-        let text = &self.sources.get(file).text;
-        let offset = (offset as usize).min(text.len());
-        let starts = &self.starts[file.0 as usize];
-        let line = starts.partition_point(|&s| s <= offset);
-        let column = text[starts[line - 1]..offset].chars().count() + 1;
-        (line, column)
-    }
-}
-
-fn plan_node(
-    program: &Program,
-    lines: &LineStarts<'_>,
-    n: &crate::check::workflow::Node,
-) -> PlanNode {
-    let (line, column) = lines.line_col(n.span.file, n.span.start);
-    let mut deps: Vec<NodeId> = n.deps.iter().map(|d| d.node).collect();
-    deps.sort_unstable();
-    deps.dedup();
-    let mut data_deps: Vec<NodeId> = n
-        .deps
-        .iter()
-        .filter(|d| d.kind == DepKind::Data)
-        .map(|d| d.node)
-        .collect();
-    data_deps.sort_unstable();
-    data_deps.dedup();
-    let (exec, system_tpl, argv_tpl, env_tpl) = match &n.exec {
-        Exec::Model {
-            model,
-            fallback,
-            system,
-            max_tokens,
-            temperature,
-        } => {
-            let m = program.tables.models.get(model);
-            let provider = m.map(|m| m.provider.clone()).unwrap_or_default();
-            let provider_kind = program
-                .tables
-                .providers
-                .get(&provider)
-                .map_or(ProviderKind::Sim, |p| p.kind);
-            (
-                PlanExec::Model {
-                    model: model.clone(),
-                    model_id: m.map(|m| m.api_name.clone()).unwrap_or_default(),
-                    provider,
-                    provider_kind,
-                    fallback: fallback.clone(),
-                    system: system.as_ref().map(template_source),
-                    max_tokens: *max_tokens,
-                    temperature: *temperature,
-                },
-                system.clone(),
-                Vec::new(),
-                Vec::new(),
-            )
-        }
-        Exec::Command { argv, env, cwd } => (
-            PlanExec::Command {
-                argv: argv.iter().map(template_source).collect(),
-                env: env
-                    .iter()
-                    .map(|(k, t)| (k.clone(), template_source(t)))
-                    .collect(),
-                cwd: cwd.clone(),
-            },
-            None,
-            argv.clone(),
-            env.clone(),
-        ),
-        Exec::Region(r) => (
-            PlanExec::Region { region: *r },
-            None,
-            Vec::new(),
-            Vec::new(),
-        ),
-        Exec::Item => (PlanExec::Item, None, Vec::new(), Vec::new()),
-        Exec::Approval => (PlanExec::Approval, None, Vec::new(), Vec::new()),
-    };
-    let mut args_tpl = n.args.clone();
-    let agent = program.tables.agents.get(&n.agent);
-    if let Some(agent) = agent {
-        for p in &agent.params {
-            if let (false, Some(d)) = (args_tpl.contains_key(&p.name), &p.default) {
-                args_tpl.insert(
-                    p.name.clone(),
-                    Template {
-                        parts: vec![TemplatePart::Text(d.clone())],
-                    },
-                );
-            }
-        }
-    }
-    PlanNode {
-        id: n.id,
-        name: n.name.clone(),
-        agent: n.agent.clone(),
-        exec,
-        prompt: n.prompt.as_ref().map(template_source),
-        args: n
-            .args
-            .iter()
-            .map(|(k, t)| (k.clone(), template_source(t)))
-            .collect(),
-        deps,
-        data_deps,
-        level: 0,
-        retry: n.retry,
-        timeout_ms: n.timeout_ms,
-        deadline_ms: n.deadline_ms,
-        max_output_bytes: agent.and_then(|a| a.max_output_bytes),
-        groups: n.groups.clone(),
-        join: n.join.map(|j| PlanJoin {
-            group: j.group,
-            policy: j.policy,
-        }),
-        tainted: n.tainted,
-        output_type: n.output_type.clone(),
-        region: n.regions.last().map(|r| r.region),
-        runs: 1,
-        regions: n.regions.clone(),
-        worst_case: Estimate::default(),
-        location: Location {
-            file: program.sources.get(n.span.file).name.clone(),
-            line,
-            column,
-        },
-        span: n.span,
-        prompt_tpl: n.prompt.clone(),
-        args_tpl,
-        system_tpl: system_tpl.clone(),
-        argv_tpl,
-        env_tpl,
-    }
-}
-
-/// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a
-/// program with errors may still be built by tools, so cycles are cut rather than looped on.
-/// Depth-first with a stack of its own: a long sequence is a chain as deep as it is long.
-fn assign_levels(nodes: &mut [PlanNode], regions: &[PlanRegion]) {
-    let deps = view_deps(nodes, regions);
-    let n = nodes.len();
-    let mut level = vec![0usize; n];
-    let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
-    // (node, index of the next dependency to visit)
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    for root in 0..n {
-        if state[root] != 0 {
-            continue;
-        }
-        state[root] = 1;
-        stack.push((root, 0));
-        while let Some(&(i, next)) = stack.last() {
-            if let Some(&d) = deps[i].get(next) {
-                stack.last_mut().expect("not empty").1 += 1;
-                if state[d] == 0 {
-                    state[d] = 1;
-                    stack.push((d, 0));
-                }
-                continue;
-            }
-            // A dependency still being visited closes a cycle: it is cut there (counts 0).
-            let highest = deps[i]
-                .iter()
-                .map(|&d| if state[d] == 2 { level[d] } else { 0 })
-                .max()
-                .unwrap_or(0);
-            level[i] = highest + 1;
-            state[i] = 2;
-            stack.pop();
-        }
-    }
-    for (node, l) in nodes.iter_mut().zip(level) {
-        node.level = l;
-    }
-}
-
-fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode]) {
-    // Worst-case output of each node, for the nodes that interpolate it.
-    let out_bound: Vec<u64> = nodes
-        .iter()
-        .map(|n| match &n.exec {
-            PlanExec::Model { max_tokens, .. } => u64::from(*max_tokens),
-            _ => 0,
-        })
-        .collect();
-    for node in nodes.iter_mut() {
-        let once = worst_case(program, wf, node, &out_bound);
-        let runs = node.runs;
-        node.worst_case = Estimate {
-            input_tokens: once.input_tokens.saturating_mul(runs),
-            output_tokens: once.output_tokens.saturating_mul(runs),
-            cost_usd: once.cost_usd * runs as f64,
-        };
-    }
-}
-
-/// Worst case of one step: every attempt (and as many on the fallback) sends the literal text
-/// plus every interpolated step output at its bound, and receives `max_tokens`.
-fn worst_case(
-    program: &Program,
-    wf: &WorkflowGraph,
-    node: &PlanNode,
-    out_bound: &[u64],
-) -> Estimate {
-    let PlanExec::Model {
-        model,
-        fallback,
-        max_tokens,
-        ..
-    } = &node.exec
-    else {
-        return Estimate::default();
-    };
-    let mut input = node.system_tpl.as_ref().map_or(0, literal_tokens);
-    input = input.saturating_add(node.prompt_tpl.as_ref().map_or(0, literal_tokens));
-    for p in node.prompt_tpl.iter().flat_map(|t| t.interps()) {
-        input = input.saturating_add(match wf.bindings.get(&p.root.name) {
-            Some(Binding::Node(m)) => out_bound[*m],
-            // Each branch renders under a `## name` heading: about 4 more tokens.
-            Some(Binding::Group(g)) => {
-                let members = &wf.groups[*g].members;
-                let named = p.fields.first();
-                match named.and_then(|f| members.iter().find(|&&m| wf.nodes[m].name == f.name)) {
-                    // `{block.step}`: that step's output only.
-                    Some(&m) => out_bound[m],
-                    None => members
-                        .iter()
-                        .fold(0u64, |acc, m| acc.saturating_add(out_bound[*m] + 4)),
-                }
-            }
-            _ => 0,
-        });
-    }
-    let attempts = u64::from(node.retry) + 1;
-    let (input, output) = (
-        input.saturating_mul(attempts),
-        u64::from(*max_tokens).saturating_mul(attempts),
+/// A script's entry workflow checked and planned, for unit tests; panics on errors.
+#[cfg(test)]
+pub(crate) fn plan_for_test(src: &str) -> (crate::check::Program, Plan) {
+    let opts = crate::resolve::ResolveOptions::default();
+    let (program, diags) = crate::compile_source("t.orch", src, std::path::Path::new("."), &opts);
+    assert!(
+        !diags.has_errors(),
+        "{:?}",
+        diags.iter().collect::<Vec<_>>()
     );
-    let price = |m: &str| {
-        program
-            .tables
-            .models
-            .get(m)
-            .map(|m| m.price)
-            .unwrap_or_default()
-    };
-    let mut e = Estimate {
-        input_tokens: input,
-        output_tokens: output,
-        cost_usd: price(model).cost(input, output),
-    };
-    if let Some(f) = fallback {
-        e += Estimate {
-            input_tokens: input,
-            output_tokens: output,
-            cost_usd: price(f).cost(input, output),
-        };
-    }
-    e
-}
-
-fn literal_tokens(t: &Template) -> u64 {
-    t.parts
-        .iter()
-        .map(|p| match p {
-            TemplatePart::Text(s) => estimate_tokens(s),
-            TemplatePart::Interp(_) => 0,
-        })
-        .sum()
-}
-
-fn critical_path(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<NodeId> {
-    let deps = view_deps(nodes, regions);
-    // Nodes sorted by level are in topological order.
-    let mut order: Vec<NodeId> = (0..nodes.len()).collect();
-    order.sort_by_key(|&i| nodes[i].level);
-    let mut best: Vec<(usize, f64, Option<NodeId>)> = vec![(0, 0.0, None); nodes.len()];
-    for &i in &order {
-        let mut b = (1, nodes[i].worst_case.cost_usd, None);
-        for &d in &deps[i] {
-            let cand = (
-                best[d].0 + 1,
-                best[d].1 + nodes[i].worst_case.cost_usd,
-                Some(d),
-            );
-            if cand.0 > b.0 || (cand.0 == b.0 && cand.1 > b.1) {
-                b = cand;
-            }
-        }
-        best[i] = b;
-    }
-    let Some(mut end) = (0..nodes.len()).max_by(|&a, &b| {
-        (best[a].0, best[a].1)
-            .partial_cmp(&(best[b].0, best[b].1))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }) else {
-        return Vec::new();
-    };
-    let mut path = vec![end];
-    while let Some(p) = best[end].2 {
-        path.push(p);
-        end = p;
-    }
-    path.reverse();
-    path
-}
-
-/// Unit-time list scheduling: each round starts every ready step that its blocks' `max N`
-/// allow, in step order; the answer is the largest round. Steps become ready when their last
-/// dependency finishes, so a round costs the steps ready in it, not every step.
-fn peak_concurrency(nodes: &[PlanNode], groups: &[PlanGroup], regions: &[PlanRegion]) -> usize {
-    let deps = view_deps(nodes, regions);
-    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
-    for n in nodes {
-        for &d in &deps[n.id] {
-            dependents[d].push(n.id);
-        }
-    }
-    let mut ready: Vec<NodeId> = (0..nodes.len()).filter(|&i| waiting[i] == 0).collect();
-    let mut in_group = vec![0u32; groups.len()];
-    let mut peak = 0;
-    while !ready.is_empty() {
-        let mut started = Vec::new();
-        let mut next = Vec::new();
-        for &i in &ready {
-            let fits = nodes[i]
-                .groups
-                .iter()
-                .all(|&g| groups[g].max.is_none_or(|m| in_group[g] < m));
-            if fits {
-                for &g in &nodes[i].groups {
-                    in_group[g] += 1;
-                }
-                started.push(i);
-            } else {
-                next.push(i);
-            }
-        }
-        if started.is_empty() {
-            break;
-        }
-        // Regions and `for` items are not calls of their own.
-        let calls = started
-            .iter()
-            .filter(|&&i| {
-                matches!(
-                    nodes[i].exec,
-                    PlanExec::Model { .. } | PlanExec::Command { .. }
-                )
-            })
-            .count();
-        peak = peak.max(calls);
-        for &s in &started {
-            for &g in &nodes[s].groups {
-                in_group[g] = 0;
-            }
-            for &t in &dependents[s] {
-                waiting[t] -= 1;
-                if waiting[t] == 0 {
-                    next.push(t);
-                }
-            }
-        }
-        next.sort_unstable();
-        ready = next;
-    }
-    peak
+    let wf = entry_workflow(&program, None, Span::new(crate::diag::FileId(0), 0, 0))
+        .expect("entry workflow");
+    let plan = lower(&program, wf);
+    (program, plan)
 }

@@ -171,7 +171,7 @@ fn region_text(plan: &Plan, r: usize) -> String {
             format!("repeat up to {max} times until {until}: {steps}")
         }
         K::If { cond } => format!("if {cond}: {steps}"),
-        K::Call { workflow } => format!("calls workflow {workflow}: {steps}"),
+        K::Call { workflow, .. } => format!("calls workflow {workflow}: {steps}"),
     }
 }
 
@@ -208,11 +208,10 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
         facts.push(format!("after {}", names(plan, reduced)));
     }
     let mut uses: Vec<String> = Vec::new();
-    for t in n.prompt_tpl.iter().chain(n.args_tpl.values()) {
-        for p in t.interps() {
-            let name = p.dotted();
-            if !uses.contains(&name) {
-                uses.push(name);
+    for t in n.prompt.iter().chain(n.args.values()) {
+        for i in t.interps() {
+            if !uses.contains(&i.path) {
+                uses.push(i.path.clone());
             }
         }
     }
@@ -256,10 +255,10 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
         facts.push(format!("retry {}", n.retry));
     }
     if let Some(t) = n.timeout_ms {
-        facts.push(format!("timeout {}", crate::run::format_ms(t)));
+        facts.push(format!("timeout {}", crate::common::format_duration(t)));
     }
     if let Some(t) = n.deadline_ms {
-        facts.push(format!("deadline {}", crate::run::format_ms(t)));
+        facts.push(format!("deadline {}", crate::common::format_duration(t)));
     }
     if let PlanExec::Model { max_tokens, .. } = &n.exec {
         facts.push(format!("max_tokens {max_tokens}"));

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::provider::Usage;
-use super::{Event, Shared, StepReport, StepStatus, format_ms};
+use super::prepare::Shared;
+use super::{Event, StepReport, StepStatus};
+use crate::common::format_duration;
 use crate::plan::PlanNode;
 
 /// What an approval asks.
@@ -124,20 +125,7 @@ pub(super) async fn execute(
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) -> StepReport {
     let now = || shared.start.elapsed().as_millis() as u64;
-    let mut report = StepReport {
-        name: node.name.clone(),
-        agent: node.agent.clone(),
-        model: None,
-        status: StepStatus::Succeeded,
-        attempts: 0,
-        usage: Usage::default(),
-        cost_usd: 0.0,
-        started_ms: Some(now()),
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-    };
+    let mut report = StepReport::starting(node, now());
     let answer = match &shared.approver {
         Approver::NoTerminal => Err(no_terminal_message(&node.name, &question)),
         Approver::Yes => {
@@ -178,7 +166,7 @@ pub(super) async fn execute(
                 None => Ok(asking.await),
                 Some(ms) => tokio::time::timeout(Duration::from_millis(ms), asking)
                     .await
-                    .map_err(|_| format!("no answer within {}", format_ms(ms))),
+                    .map_err(|_| format!("no answer within {}", format_duration(ms))),
             };
             match joined {
                 Ok(Ok(Ok(approved))) => Ok(Approval {

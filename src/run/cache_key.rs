@@ -22,11 +22,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::Target;
+use super::prepare::ModelClient;
 use super::render::{Scope, render_with_args};
-use super::{ModelClient, Target};
 use crate::check::ProviderKind;
 use crate::plan::{Plan, PlanExec, PlanNode};
-use crate::syntax::ast::{Template, TemplatePart};
 
 /// Bumped when the encoding below changes, so that old journals re-run instead of matching
 /// by accident.
@@ -304,22 +304,18 @@ pub(super) fn step_parts(
 ) -> KeyParts {
     let (prompt, args) = scope.render_call(node);
     let mut uses = IndexMap::new();
-    for t in node.prompt_tpl.iter().chain(node.args_tpl.values()) {
-        for p in t.interps() {
-            let name = p.dotted();
-            if uses.contains_key(&name) {
-                continue;
+    for t in node.prompt.iter().chain(node.args.values()) {
+        for i in t.interps() {
+            if !uses.contains_key(&i.path) {
+                uses.insert(i.path.clone(), hash_text(&scope.text(i)));
             }
-            let one = Template {
-                parts: vec![TemplatePart::Interp(p.clone())],
-            };
-            uses.insert(name, hash_text(&scope.render(&one)));
         }
     }
     let source = hash_text(&serde_json::to_string(&(&node.prompt, &node.args)).unwrap_or_default());
     match &node.exec {
         PlanExec::Model {
             model,
+            system,
             max_tokens,
             temperature,
             ..
@@ -336,8 +332,7 @@ pub(super) fn step_parts(
                 model_id,
                 max_tokens: Some(max_tokens_cap.map_or(*max_tokens, |c| c.min(*max_tokens))),
                 temperature: *temperature,
-                system: node
-                    .system_tpl
+                system: system
                     .as_ref()
                     .map(|t| hash_text(&render_with_args(t, &args))),
                 prompt: hash_text(&prompt),
@@ -364,14 +359,9 @@ pub(super) fn step_parts(
             source,
             uses,
         },
-        PlanExec::Command { cwd, .. } => {
-            let argv: Vec<String> = node
-                .argv_tpl
-                .iter()
-                .map(|t| render_with_args(t, &args))
-                .collect();
-            let env: Vec<(&str, String)> = node
-                .env_tpl
+        PlanExec::Command { argv, env, cwd } => {
+            let argv: Vec<String> = argv.iter().map(|t| render_with_args(t, &args)).collect();
+            let env: Vec<(&str, String)> = env
                 .iter()
                 .map(|(k, t)| (k.as_str(), render_with_args(t, &args)))
                 .collect();

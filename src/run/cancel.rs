@@ -10,8 +10,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{Event, Outcome, StepReport, StepStatus};
-use crate::check::workflow::NodeId;
+use super::scheduler::Outcome;
+use super::{Event, StepReport, StepStatus};
+use crate::plan::NodeId;
 
 /// A cheap-to-clone cancellation handle shared by whoever may stop a run and the run itself.
 /// Cancelling is one-way and idempotent: once cancelled, a handle stays cancelled.
@@ -60,7 +61,7 @@ pub(crate) async fn cancelled(cancel: Option<&Cancel>) {
     }
 }
 
-impl super::Scheduler<'_> {
+impl super::scheduler::Scheduler<'_> {
     /// Cancellation hook: the run was interrupted. Keeps the results that are already in,
     /// drops every step still in flight (closing its request, killing its program) and
     /// records it as interrupted; nothing new starts after this.

@@ -18,14 +18,14 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
-use super::{
-    Event, Frame, Outcome, RunOptions, RunReport, Scheduler, Shared, StepReport, StepStatus,
-    budget::Budgets,
+use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
+use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
+use crate::common::CmpOp;
+use crate::plan::{
+    CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
 };
-use crate::check::workflow::{Binding, ListSource, NodeId, RegionKind};
-use crate::plan::{Plan, PlanExec};
-use crate::syntax::ast::{CmpOp, Cond, CondKind, Template, TemplatePart, ValueKind};
 
 /// What a region's task needs: the plan it is part of, the run's shared state, and the
 /// outputs settled when it started.
@@ -62,14 +62,15 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         let PlanExec::Region { region } = node.exec else {
             unreachable!("a region task runs a region node");
         };
-        let kind = task.plan.regions[region].lowered.clone();
+        let plan = task.plan.clone();
+        let kind = &plan.regions[region].kind;
         let mut report = StepReport {
             name: node.name.clone(),
-            agent: match &kind {
-                RegionKind::For { .. } => "for".into(),
-                RegionKind::Repeat { .. } => "repeat".into(),
-                RegionKind::If { .. } => "if".into(),
-                RegionKind::Call { workflow, .. } => workflow.clone(),
+            agent: match kind {
+                PlanRegionKind::For { .. } => "for".into(),
+                PlanRegionKind::Repeat { .. } => "repeat".into(),
+                PlanRegionKind::If { .. } => "if".into(),
+                PlanRegionKind::Call { workflow, .. } => workflow.clone(),
             },
             model: None,
             status: StepStatus::Succeeded,
@@ -84,18 +85,32 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         };
         let mut inner = Vec::new();
         let mut reused = Vec::new();
-        let result = match &kind {
-            RegionKind::For {
+        let result = match kind {
+            PlanRegionKind::For {
                 var,
                 list,
                 max,
                 results,
-            } => run_for(&task, *var, list, *max, results, &mut inner, &mut reused).await,
-            RegionKind::Repeat { max, until } => {
-                run_repeat(&task, region, *max, until, &mut inner, &mut reused).await
+                ..
+            } => {
+                run_for(
+                    &task,
+                    *var,
+                    &list.items,
+                    *max,
+                    results,
+                    &mut inner,
+                    &mut reused,
+                )
+                .await
             }
-            RegionKind::If { cond } => run_if(&task, region, cond, &mut inner, &mut reused).await,
-            RegionKind::Call { output, .. } => {
+            PlanRegionKind::Repeat { max, until } => {
+                run_repeat(&task, region, *max, &until.expr, &mut inner, &mut reused).await
+            }
+            PlanRegionKind::If { cond } => {
+                run_if(&task, region, &cond.expr, &mut inner, &mut reused).await
+            }
+            PlanRegionKind::Call { output, .. } => {
                 run_call(&task, output.as_ref(), &mut inner, &mut reused).await
             }
         };
@@ -137,12 +152,6 @@ async fn run_body(
     if !suffix.is_empty() {
         for &m in &r.members {
             plan.nodes[m].name.push_str(suffix);
-        }
-    }
-    // The body's own definitions of names defined in more than one branch.
-    if let Some(locals) = r.locals.get(body) {
-        for (name, &n) in locals {
-            plan.bindings.insert(name.clone(), Binding::Node(n));
         }
     }
     let plan = Arc::new(plan);
@@ -203,64 +212,7 @@ async fn run_for(
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
-    let scope = Scope {
-        plan: &task.plan,
-        inputs: &task.inputs,
-        outputs: &task.outputs,
-    };
-    // Each instance: which body, the item (none over agents) and its label.
-    let items: Vec<(usize, Option<Json>, String)> = match list {
-        ListSource::Agents(agents) => agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i, None, a.clone()))
-            .collect(),
-        ListSource::Literal(templates) => templates
-            .iter()
-            .map(|t| {
-                let v = template_value(t, &scope);
-                let label = label_of(&v);
-                (0, Some(v), label)
-            })
-            .collect(),
-        ListSource::Path(p) => match scope.value(p) {
-            Some(Json::Array(items)) => items
-                .into_iter()
-                .map(|v| {
-                    let label = label_of(&v);
-                    (0, Some(v), label)
-                })
-                .collect(),
-            Some(Json::String(s)) => match serde_json::from_str::<Json>(s.trim()) {
-                Ok(Json::Array(items)) => items
-                    .into_iter()
-                    .map(|v| {
-                        let label = label_of(&v);
-                        (0, Some(v), label)
-                    })
-                    .collect(),
-                _ => {
-                    return Err(StepStatus::Failed(format!(
-                        "`for` needs a list, but `{}` is text that is not a JSON list; give the step that makes it `-> list<text>`",
-                        p.dotted()
-                    )));
-                }
-            },
-            Some(other) => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` is {}",
-                    p.dotted(),
-                    kind_of(&other)
-                )));
-            }
-            None => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` has no value",
-                    p.dotted()
-                )));
-            }
-        },
-    };
+    let items = for_items(task, list)?;
     let limit = max.map_or(usize::MAX, |m| m.max(1) as usize);
     let mut values: Vec<Option<Json>> = vec![None; items.len()];
     let mut failure: Option<StepStatus> = None;
@@ -322,6 +274,62 @@ async fn run_for(
     })
 }
 
+/// The instances of a `for`: for each, which body, the item (none over agents) and its label.
+///
+/// # Errors
+/// The failure of the region when its list is not a list (or has no value).
+fn for_items(
+    task: &RegionTask,
+    list: &ListSource,
+) -> Result<Vec<(usize, Option<Json>, String)>, StepStatus> {
+    let scope = Scope {
+        plan: &task.plan,
+        inputs: &task.inputs,
+        outputs: &task.outputs,
+    };
+    // One instance of the one body, labelled by its item.
+    let item = |v: Json| {
+        let label = label_of(&v);
+        (0, Some(v), label)
+    };
+    Ok(match list {
+        ListSource::Agents(agents) => agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, None, a.clone()))
+            .collect(),
+        ListSource::Literal(templates) => templates
+            .iter()
+            .map(|t| item(template_value(t, &scope)))
+            .collect(),
+        ListSource::Ref(p) => match scope.value(p) {
+            Some(Json::Array(items)) => items.into_iter().map(item).collect(),
+            Some(Json::String(s)) => match serde_json::from_str::<Json>(s.trim()) {
+                Ok(Json::Array(items)) => items.into_iter().map(item).collect(),
+                _ => {
+                    return Err(StepStatus::Failed(format!(
+                        "`for` needs a list, but `{}` is text that is not a JSON list; give the step that makes it `-> list<text>`",
+                        p.path
+                    )));
+                }
+            },
+            Some(other) => {
+                return Err(StepStatus::Failed(format!(
+                    "`for` needs a list, but `{}` is {}",
+                    p.path,
+                    kind_of(&other)
+                )));
+            }
+            None => {
+                return Err(StepStatus::Failed(format!(
+                    "`for` needs a list, but `{}` has no value",
+                    p.path
+                )));
+            }
+        },
+    })
+}
+
 /// An item's label in a `for`'s text: its first line, redacted, then shortened.
 fn label_of(v: &Json) -> String {
     let text = crate::redact::redact(json_text(v));
@@ -344,9 +352,7 @@ fn kind_of(v: &Json) -> &'static str {
 /// A literal list item: a name alone keeps its value (a record stays a record); anything
 /// else is text.
 fn template_value(t: &Template, scope: &Scope<'_>) -> Json {
-    if let [TemplatePart::Interp(p)] = t.parts.as_slice()
-        && let Some(v) = scope.value(p)
-    {
+    if let Some(v) = t.only_interp().and_then(|i| scope.value(i)) {
         return v;
     }
     Json::String(scope.render(t))
@@ -358,7 +364,7 @@ async fn run_repeat(
     task: &RegionTask,
     region: usize,
     max: u32,
-    until: &Cond,
+    until: &CondExpr,
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
@@ -428,7 +434,7 @@ fn exported(
 async fn run_if(
     task: &RegionTask,
     region: usize,
-    cond: &Cond,
+    cond: &CondExpr,
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
@@ -508,7 +514,7 @@ async fn run_call(
             for &m in &task.plan.regions[region].bodies[0] {
                 active[m] = true;
             }
-            let text = super::final_outputs(&run.plan, &active, &run.outputs);
+            let text = final_outputs(&run.plan, &active, &run.outputs);
             (Some(Json::String(text.clone())), text)
         }
     };
@@ -527,12 +533,12 @@ async fn run_call(
 ///
 /// # Errors
 /// A message when an operand alone is not a bool, or an ordering compares non-numbers.
-pub(super) fn eval(c: &Cond, scope: &Scope<'_>) -> Result<bool, String> {
-    match &c.kind {
-        CondKind::Not(x) => Ok(!eval(x, scope)?),
-        CondKind::And(a, b) => Ok(eval(a, scope)? && eval(b, scope)?),
-        CondKind::Or(a, b) => Ok(eval(a, scope)? || eval(b, scope)?),
-        CondKind::Value(v) => match operand(v, scope) {
+pub(super) fn eval(c: &CondExpr, scope: &Scope<'_>) -> Result<bool, String> {
+    match c {
+        CondExpr::Not(x) => Ok(!eval(x, scope)?),
+        CondExpr::And(a, b) => Ok(eval(a, scope)? && eval(b, scope)?),
+        CondExpr::Or(a, b) => Ok(eval(a, scope)? || eval(b, scope)?),
+        CondExpr::Value(v) => match operand(v, scope) {
             Json::Bool(b) => Ok(b),
             // Not produced yet (a step that did not run): not true.
             Json::Null => Ok(false),
@@ -540,20 +546,20 @@ pub(super) fn eval(c: &Cond, scope: &Scope<'_>) -> Result<bool, String> {
             Json::String(s) if s.trim() == "false" => Ok(false),
             other => Err(format!(
                 "`{}` is {}, not true or false",
-                source(v),
+                v.source(),
                 kind_of(&other)
             )),
         },
-        CondKind::Compare(a, op, b) => {
+        CondExpr::Compare(a, op, b) => {
             let (x, y) = (operand(a, scope), operand(b, scope));
             if op.is_ordering() {
                 let (Some(x), Some(y)) = (number(&x), number(&y)) else {
                     return Err(format!(
                         "`{}` compares numbers, but `{}` is {} and `{}` is {}",
                         op.symbol(),
-                        source(a),
+                        a.source(),
                         kind_of(&x),
-                        source(b),
+                        b.source(),
                         kind_of(&y)
                     ));
                 };
@@ -578,14 +584,11 @@ pub(super) fn eval(c: &Cond, scope: &Scope<'_>) -> Result<bool, String> {
     }
 }
 
-fn operand(v: &crate::syntax::ast::Value, scope: &Scope<'_>) -> Json {
-    match &v.kind {
-        ValueKind::Path(p) => scope.value(p).unwrap_or(Json::Null),
-        ValueKind::Str(t) => Json::String(scope.render(t)),
-        ValueKind::Int(i) => Json::from(*i),
-        ValueKind::Decimal(d) => serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number),
-        ValueKind::Bool(b) => Json::Bool(*b),
-        _ => Json::Null,
+fn operand(v: &Operand, scope: &Scope<'_>) -> Json {
+    match v {
+        Operand::Ref(i) => scope.value(i).unwrap_or(Json::Null),
+        Operand::Text { template, .. } => Json::String(scope.render(template)),
+        Operand::Const { value, .. } => value.clone(),
     }
 }
 
@@ -597,9 +600,42 @@ fn number(v: &Json) -> Option<f64> {
     }
 }
 
-fn source(v: &crate::syntax::ast::Value) -> String {
-    match &v.kind {
-        ValueKind::Path(p) => p.dotted(),
-        _ => crate::syntax::print::value_text(v),
+#[cfg(test)]
+mod tests {
+    use super::super::{RunOptions, RunReport, run};
+    use crate::plan::plan_for_test;
+
+    async fn run_script(src: &str) -> RunReport {
+        let (program, plan) = plan_for_test(src);
+        let opts = RunOptions::default();
+        run(&plan, &program.tables.models, &opts, &|_| {})
+            .await
+            .expect("run starts")
+    }
+
+    /// Inside each instance of a `for` body the steps are renamed (`p[1]`), but `{b.p}` still
+    /// reads the instance's own step of block `b`: references are resolved by node, not by
+    /// name, when the plan is made.
+    #[tokio::test]
+    async fn a_block_member_read_inside_a_for_body_is_the_instance_s_own() {
+        let report = run_script(
+            r#"
+agent say(x: text) { run: ["echo", "{x}"] }
+workflow main() {
+  out = parallel for t in ["one", "two"] {
+    b = parallel { p = say(x: "item {t}"); q = say(x: "other") }
+    r = say(x: "got {b.p}")
+  }
+}
+"#,
+        )
+        .await;
+        assert!(report.succeeded, "{report:?}");
+        let output = |name: &str| {
+            let s = report.steps.iter().find(|s| s.name == name);
+            s.and_then(|s| s.output.clone()).unwrap_or_default()
+        };
+        assert_eq!(output("r[1]").trim(), "got item one");
+        assert_eq!(output("r[2]").trim(), "got item two");
     }
 }

@@ -26,7 +26,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
@@ -379,69 +379,11 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
     (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total.min(1e9)))
 }
 
-/// An RFC 3339 time (`2025-08-21T12:40:59Z`, `2025-08-21T12:40:59.5+02:00`).
+/// An RFC 3339 time (`2025-08-21T12:40:59Z`, `2025-08-21T12:40:59.5+02:00`), as jiff reads
+/// a timestamp: a date, a time and an offset (`Z` or `±HH:MM`); ISO 8601's basic offset
+/// `+0200` is read too. A time without an offset is not one.
 fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut nanos = 0u32;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let len = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        if len == 0 {
-            return None;
-        }
-        let digits = &frac[..len.min(9)];
-        nanos = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
-        rest = &frac[len..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = (rest.get(1..3)?, rest.get(4..6)?);
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return None;
-            }
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
-        }
-    };
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let secs = u64::try_from(secs).ok()?;
-    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    text.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
 }
 
 #[cfg(test)]
@@ -449,6 +391,7 @@ mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
     use std::sync::{Arc, Mutex as StdMutex};
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn go_durations() {
@@ -478,11 +421,16 @@ mod tests {
             Duration::new(1_755_780_059, 250_000_000)
         );
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        // ISO 8601's basic offset is the same time as RFC 3339's `+02:00`.
+        assert_eq!(
+            parse_rfc3339("2025-08-21T12:40:59+0200"),
+            parse_rfc3339("2025-08-21T12:40:59+02:00")
+        );
         for bad in [
             "2025-13-01T00:00:00Z",
+            "2025-02-30T00:00:00Z",
             "2025-08-21 12:40",
             "2025-08-21T12:40:59",
-            "2025-08-21T12:40:59+0200",
             "yesterday",
             "2025-08-21T12:4x:59Z",
         ] {

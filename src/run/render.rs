@@ -4,9 +4,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::check::types::Type;
-use crate::check::workflow::Binding;
-use crate::plan::{Plan, PlanNode};
-use crate::syntax::ast::{Template, TemplatePart};
+use crate::plan::{Interp, NodeId, Plan, PlanNode, Ref, Template, TemplatePart};
 
 /// A workflow input after parsing by its declared type.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +85,7 @@ pub fn json_text(v: &Json) -> String {
 }
 
 /// The value at a field path (`Null` where a field is missing).
-fn field_of<'v>(mut v: &'v Json, fields: &[&str]) -> &'v Json {
+fn field_of<'v>(mut v: &'v Json, fields: &[String]) -> &'v Json {
     for f in fields {
         v = v.get(f).unwrap_or(&Json::Null);
     }
@@ -96,111 +94,107 @@ fn field_of<'v>(mut v: &'v Json, fields: &[&str]) -> &'v Json {
 
 /// What templates can see while a run is in progress.
 pub struct Scope<'a> {
-    /// The plan (bindings, groups, node names).
+    /// The plan (groups and step names, for `{block}`).
     pub plan: &'a Plan,
-    /// Workflow inputs by parameter name.
+    /// Workflow inputs, one per parameter of [`Plan::params`], in its order.
     pub inputs: &'a IndexMap<String, InputValue>,
     /// Outputs of finished steps, by node id (`None`: not available): text as a JSON string.
     pub outputs: &'a [Option<Json>],
 }
 
 impl Scope<'_> {
-    /// A step's rendered prompt (empty without one) and named arguments, as the scheduler
-    /// sends them and the cache key hashes them.
+    /// A step's rendered prompt (empty without one) and arguments (the call's, then the
+    /// defaults it leaves out), as the scheduler sends them and the cache key hashes them.
     pub fn render_call(&self, node: &PlanNode) -> (String, IndexMap<String, String>) {
         let prompt = node
-            .prompt_tpl
+            .prompt
             .as_ref()
             .map(|t| self.render(t))
             .unwrap_or_default();
-        let args = node
-            .args_tpl
+        let mut args: IndexMap<String, String> = node
+            .args
             .iter()
             .map(|(k, t)| (k.clone(), self.render(t)))
             .collect();
+        args.extend(node.defaults.iter().map(|(k, v)| (k.clone(), v.clone())));
         (prompt, args)
     }
 
     /// Renders a workflow-level template.
     pub fn render(&self, t: &Template) -> String {
         let mut s = String::new();
-        for part in &t.parts {
+        for part in t.parts() {
             match part {
                 TemplatePart::Text(x) => s.push_str(x),
-                TemplatePart::Interp(p) => {
-                    let fields: Vec<&str> = p.fields.iter().map(|f| f.name.as_str()).collect();
-                    s.push_str(&self.lookup(&p.root.name, &fields));
-                }
+                TemplatePart::Interp(i) => s.push_str(&self.text(i)),
             }
         }
         s
     }
 
-    /// The value a path names (a parameter, a step's output, a field of one), as JSON: text
-    /// is a string; a block is its rendered text. `None` when it has no value (yet).
-    pub fn value(&self, p: &crate::syntax::ast::Path) -> Option<Json> {
-        let fields: Vec<&str> = p.fields.iter().map(|f| f.name.as_str()).collect();
-        match self.plan.bindings.get(&p.root.name)? {
-            Binding::Param(_) => match self.inputs.get(&p.root.name)? {
+    /// The value an interpolation reads (a parameter, a step's output, a field of one), as
+    /// JSON: text is a string; a block or a block's step is its rendered text. `None` when it
+    /// has no value (yet).
+    pub fn value(&self, i: &Interp) -> Option<Json> {
+        let fields = &i.fields;
+        match i.target {
+            Ref::Param(p) => match self.inputs.get_index(p)?.1 {
                 InputValue::Text(t) if fields.is_empty() => Some(Json::String(t.clone())),
                 InputValue::Text(_) => None,
-                InputValue::Json(v) => Some(field_of(v, &fields).clone()),
+                InputValue::Json(v) => Some(field_of(v, fields).clone()),
             },
-            Binding::Node(n) => {
-                let v = self.outputs.get(*n)?.as_ref()?;
-                Some(field_of(v, &fields).clone()).filter(|v| !v.is_null())
+            Ref::Node(n) => {
+                let v = self.outputs.get(n)?.as_ref()?;
+                Some(field_of(v, fields).clone()).filter(|v| !v.is_null())
             }
-            Binding::Group(_) => Some(Json::String(self.lookup(&p.root.name, &fields))),
+            Ref::Group(_) | Ref::Member(_) => Some(Json::String(self.text(i))),
+            Ref::Arg(_) | Ref::Unbound => None,
         }
     }
 
-    fn lookup(&self, name: &str, fields: &[&str]) -> String {
-        match self.plan.bindings.get(name) {
-            Some(Binding::Param(_)) => match self.inputs.get(name) {
+    /// The text an interpolation renders to (empty when it has no value).
+    pub fn text(&self, i: &Interp) -> String {
+        let fields = &i.fields;
+        let output = |n: NodeId| self.outputs.get(n).and_then(Option::as_ref);
+        match i.target {
+            Ref::Param(p) => match self.inputs.get_index(p).map(|(_, v)| v) {
                 Some(InputValue::Text(t)) => t.clone(),
                 Some(InputValue::Json(v)) => json_text(field_of(v, fields)),
                 None => String::new(),
             },
-            Some(Binding::Node(n)) => match self.outputs.get(*n).and_then(Option::as_ref) {
-                Some(v) => json_text(field_of(v, fields)),
-                None => String::new(),
-            },
-            Some(Binding::Group(g)) => {
-                let members = &self.plan.groups[*g].members;
-                if let Some(f) = fields.first() {
-                    return members
-                        .iter()
-                        .find(|&&m| self.plan.nodes[m].name == *f)
-                        .and_then(|&m| self.outputs[m].as_ref())
-                        .map(|v| json_text(field_of(v, &fields[1..])))
-                        .unwrap_or_default();
-                }
-                members
-                    .iter()
-                    .filter_map(|&m| {
-                        self.outputs[m].as_ref().map(|o| {
-                            format!(
-                                "## {}\n{}",
-                                self.plan.nodes[m].name,
-                                json_text(o).trim_end()
-                            )
-                        })
+            Ref::Node(n) | Ref::Member(n) => output(n)
+                .map(|v| json_text(field_of(v, fields)))
+                .unwrap_or_default(),
+            Ref::Group(g) => self.plan.groups[g]
+                .members
+                .iter()
+                .filter_map(|&m| {
+                    output(m).map(|o| {
+                        format!(
+                            "## {}\n{}",
+                            self.plan.nodes[m].name,
+                            json_text(o).trim_end()
+                        )
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n\n")
-            }
-            None => String::new(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            Ref::Arg(_) | Ref::Unbound => String::new(),
         }
     }
 }
 
-/// Renders an agent-level template (system text, argv, env) over the agent's arguments.
+/// Renders an agent-level template (system text, argv, env) over the step's rendered
+/// arguments ([`Scope::render_call`]).
 pub fn render_with_args(t: &Template, args: &IndexMap<String, String>) -> String {
-    t.parts
+    t.parts()
         .iter()
         .map(|p| match p {
-            TemplatePart::Text(x) => x.clone(),
-            TemplatePart::Interp(p) => args.get(&p.root.name).cloned().unwrap_or_default(),
+            TemplatePart::Text(x) => x.as_str(),
+            TemplatePart::Interp(i) => match i.target {
+                Ref::Arg(a) => args.get_index(a).map_or("", |(_, v)| v.as_str()),
+                _ => "",
+            },
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! The abstract syntax tree of one `.orch` file. Every node keeps its [`Span`].
 
+pub use crate::common::{CmpOp, Policy};
 use crate::diag::{FileId, Span};
 
 /// A name with its span.
@@ -379,31 +380,6 @@ pub struct Parallel {
     pub span: Span,
 }
 
-/// Join policy of a `gather`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "policy", content = "n")]
-pub enum Policy {
-    /// Every branch must succeed.
-    All,
-    /// The first success; the rest are cancelled.
-    Any,
-    /// The first N successes; the rest are cancelled.
-    First(u32),
-    /// Wait for all to settle; go on if at least N succeeded.
-    Min(u32),
-}
-
-impl std::fmt::Display for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Policy::All => f.write_str("all"),
-            Policy::Any => f.write_str("any"),
-            Policy::First(n) => write!(f, "first {n}"),
-            Policy::Min(n) => write!(f, "min {n}"),
-        }
-    }
-}
-
 /// `gather <policy> name = agent("...")`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gather {
@@ -506,40 +482,5 @@ impl Cond {
                 v
             }
         }
-    }
-}
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-}
-
-impl CmpOp {
-    /// The operator as written.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "==",
-            CmpOp::Ne => "!=",
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
-        }
-    }
-    /// Whether it orders numbers (as opposed to testing equality).
-    pub fn is_ordering(self) -> bool {
-        !matches!(self, CmpOp::Eq | CmpOp::Ne)
     }
 }

@@ -14,6 +14,7 @@ use pest::Parser as _;
 use pest::iterators::Pair;
 use std::sync::{PoisonError, RwLock};
 
+use crate::common::parse_duration;
 use crate::diag::{Diagnostic, FileId, Span};
 use ast::*;
 
@@ -760,32 +761,6 @@ pub fn block_comment_end(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` into milliseconds (saturating).
-pub fn parse_duration(s: &str) -> u64 {
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().unwrap_or(u64::MAX);
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => 1,
-    };
-    n.saturating_mul(factor)
-}
-
-/// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
-pub fn format_duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
-        60_000..3_600_000 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
-        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
-        _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
-    }
-}
-
 /// Indentation stripping of `"""` blocks: the first line break after the opening quotes and
 /// the last line (white space only) before the closing quotes are dropped, and the common
 /// indentation of the other lines is removed. Works on absolute offsets so that text pieces
@@ -1008,13 +983,6 @@ workflow main(request: text) -> text <budget $2.00> {
         };
         assert_eq!(t.parts[0], TemplatePart::Text("line one ".into()));
         assert_eq!(t.parts[2], TemplatePart::Text("\n  indented".into()));
-    }
-
-    #[test]
-    fn durations_and_money() {
-        assert_eq!(parse_duration("500ms"), 500);
-        assert_eq!(parse_duration("2m"), 120_000);
-        assert_eq!(parse_duration("1h"), 3_600_000);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod common;
 
 mod approval;
 mod bounds;
+mod catalog;
 mod cli;
 mod corpus;
 mod e2e_llm;

@@ -8,9 +8,9 @@
 use super::{Lowerer, Scope};
 use crate::check::AgentDef;
 use crate::check::error::BlockOptionOverridden;
+use crate::common::format_duration;
 use crate::diag::Span;
 use crate::syntax::ast;
-use crate::syntax::format_duration;
 
 /// One option as the block and the agent set it.
 struct Clash {

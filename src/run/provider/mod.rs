@@ -27,8 +27,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::format_duration;
 use crate::redact::{Redacted, redact, redact_bytes};
-use crate::run::format_ms;
 use crate::run::limits::ProviderLimits;
 
 /// An API key. Its `Debug` and `Display` never show the value, and making one registers the
@@ -85,15 +85,7 @@ pub struct CompletionRequest {
     pub max_output_bytes: u32,
 }
 
-/// The default bound on one answer (and on a command's stdout): 1 MiB of text. The longest
-/// answers models give today are bounded by their output-token limits — 64,000 tokens for
-/// Claude Sonnet 4.5, 128,000 for GPT-5 (their model pages) — which at about 4 bytes of
-/// UTF-8 a token (OpenAI's rule of thumb, 4 characters a token in English) come to 250–500
-/// KiB: 1 MiB leaves twice that, so no real answer is cut, while a stream that never ends
-/// (75 MB/s on loopback) is stopped after 1 MiB instead of growing memory without bound, and
-/// a run holds at most 1 MiB per step in flight. The agent field `max_output_bytes` raises
-/// it.
-pub const DEFAULT_MAX_OUTPUT_BYTES: u32 = 1 << 20;
+pub use crate::common::DEFAULT_MAX_OUTPUT_BYTES;
 
 /// A structured output asked of a provider: a value of a language type, described by a JSON
 /// Schema.
@@ -238,7 +230,7 @@ pub enum ProviderError {
     /// since the response or the last piece of text — bytes that carry no answer (comments,
     /// pings, empty deltas) do not count (the inactivity timeout, distinct from the step's
     /// per-attempt `timeout`).
-    #[error("the answer from {provider} did not grow for {}", format_ms(*idle_ms))]
+    #[error("the answer from {provider} did not grow for {}", format_duration(*idle_ms))]
     Idle {
         /// Provider kind.
         provider: &'static str,

@@ -1,0 +1,587 @@
+//! The `orch` command line: a thin clap front end over the library.
+//!
+//! Exit codes: 0 success; 1 errors in the script (or a failed run); 2 usage errors (bad
+//! flags, unreadable inputs, a run that cannot be resumed); 130 interrupted (Ctrl-C).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod progress;
+mod run;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::diag::{
+    Diagnostics, HumanStyle, LintLevels, SourceMap, Span, apply_levels, catalog, render_github,
+    render_human, render_json, render_sarif,
+};
+use crate::plan::render::usd;
+use crate::redact::redact;
+use crate::resolve::ResolveOptions;
+use crate::run::journal;
+
+/// orch — write, check, plan and run teams of LLM agents.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, about, long_about = None, after_help = "Examples:\n  orch check examples/scout_plan_build.orch\n  orch plan examples/scout_plan_build.orch\n  orch run examples/scout_plan_build.orch --simulate --input request=\"Add login\"\n  orch run examples/scout_plan_build.orch --endpoint http://127.0.0.1:8089/v1 --input request=\"Add login\"\n  orch explain W0402")]
+pub struct Cli {
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Colour choice.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check scripts without running them: syntax, includes, names, models, cycles.
+    Check(CheckArgs),
+    /// Show the execution plan: levels, dependencies, models, critical path, worst-case cost.
+    Plan(PlanArgs),
+    /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
+    /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
+    Run(RunArgs),
+    /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
+    /// script.
+    Runs(RunsArgs),
+    /// Format scripts in the one canonical layout (in place, or `--check`; `-` is stdin).
+    Fmt(FmtArgs),
+    /// Explain a diagnostic code: what it means, why it matters, a failing and a fixed example.
+    Explain(ExplainArgs),
+}
+
+/// Options shared by every command that compiles a script.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Another directory includes may read from (includes may not leave the script's own
+    /// directory otherwise). Repeatable.
+    #[arg(long = "include-path", value_name = "DIR")]
+    pub include_paths: Vec<PathBuf>,
+    /// Silence a lint: a code (`W0402`), a name (`block-model-overridden`) or `warnings`.
+    /// Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub allow: Vec<String>,
+    /// Report a lint as a warning (its default), e.g. to keep one under `--deny warnings`.
+    /// Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub warn: Vec<String>,
+    /// Report a lint as an error: a code, a name, or `warnings` for every lint. Repeatable.
+    #[arg(long, value_name = "LINT")]
+    pub deny: Vec<String>,
+}
+
+impl CompileArgs {
+    /// The lint levels the flags give; a usage error names the bad flag.
+    fn lint_levels(&self) -> Result<LintLevels, String> {
+        LintLevels::from_flags(&self.allow, &self.warn, &self.deny).map_err(|e| e.to_string())
+    }
+}
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DiagFormat {
+    /// rustc-style reports with source snippets.
+    Human,
+    /// One JSON document (schema: docs/diagnostics.schema.json).
+    Json,
+    /// One SARIF 2.1.0 log, for GitHub code scanning (upload-sarif).
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=...::...`): annotations in CI.
+    Github,
+}
+
+/// `orch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scripts to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    pub format: DiagFormat,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// Output format of `plan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// Readable text.
+    Text,
+    /// JSON (see docs/language.md, "Plans as JSON").
+    Json,
+}
+
+/// `orch plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Script to plan.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Workflow to plan (default: `main`, or the only one).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// `orch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Script to run.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Workflow to run (default: `main`, or the only one).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// An input: `name=value`, or `name=@path` to read a file. Repeatable.
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// Run every model on the built-in simulator (no key, no network); command agents are
+    /// simulated too unless --run-commands is given.
+    #[arg(long, env = "ORCH_SIMULATE", conflicts_with = "endpoint")]
+    pub simulate: bool,
+    /// Latency of each simulated call.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration_arg)]
+    pub sim_latency: u64,
+    /// With --simulate: run command agents for real.
+    #[arg(long, requires = "simulate")]
+    pub run_commands: bool,
+    /// Send every model to this OpenAI-compatible endpoint (llama.cpp, Ollama, vLLM),
+    /// e.g. http://127.0.0.1:8080/v1.
+    #[arg(long, env = "ORCH_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// With --endpoint: the model identifier to request (default: each model's own `name`).
+    #[arg(
+        long,
+        env = "ORCH_ENDPOINT_MODEL",
+        value_name = "NAME",
+        requires = "endpoint"
+    )]
+    pub endpoint_model: Option<String>,
+    /// With --endpoint: environment variable holding the server's API key, if it needs one.
+    #[arg(long, value_name = "VAR", requires = "endpoint")]
+    pub endpoint_key_env: Option<String>,
+    /// With --endpoint: ask for whole answers instead of streamed ones, for a server that
+    /// lacks streaming (a script's providers say it with `stream: false`).
+    #[arg(long, requires = "endpoint")]
+    pub no_stream: bool,
+    /// Cap every model step's max_tokens.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// At most N steps in flight in the whole run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// Write the run report (every step's status, model, attempts, tokens, cost, timings and
+    /// output) as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// No progress lines on stderr (the summary is still printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// After a failure (or a step the budget refuses), still run every step that does not
+    /// depend on it, instead of stopping new work.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Resume an earlier run of FILE: run ID, or without ID the most recent run of FILE that
+    /// did not succeed. Steps whose cache key (model, provider, rendered prompt and system
+    /// text, options; a command's argv, env, stdin, cwd) is unchanged take their recorded
+    /// output; the others run again. Inputs not given again are the recorded ones.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// With --resume: print, for each step that runs again, why (it failed, did not start,
+    /// is new, or which part of its cache key changed).
+    #[arg(long, requires = "resume")]
+    pub why_rerun: bool,
+    /// Where run journals are kept: runs go to DIR/runs/ID/journal.jsonl (default: `.orch`
+    /// in the script's directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Do not journal this run (it cannot be resumed).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_journal: bool,
+    /// Approve every `approve(...)` step without asking (recorded as approved by --yes).
+    /// Without it, approvals are asked on the terminal, and fail when there is none.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// `orch runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only the runs of this script (kept in `.orch` in its directory unless --state-dir).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Where run journals are kept (default: `.orch` next to FILE, or in the current
+    /// directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `orch explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A code (`W0402`) or a name (`block-model-overridden`).
+    #[arg(value_name = "CODE|NAME", required_unless_present_any = ["list", "markdown"])]
+    pub code: Option<String>,
+    /// One line per code: code, name, default severity, summary.
+    #[arg(long, conflicts_with_all = ["code", "markdown"])]
+    pub list: bool,
+    /// The whole catalogue as Markdown (this is how docs/diagnostics.md is made).
+    #[arg(long, conflicts_with = "code")]
+    pub markdown: bool,
+}
+
+/// `orch fmt`.
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Scripts to format in place; `-` reads standard input and writes standard output.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write nothing: list the files that would change (with the first difference) and exit
+    /// with 1 if there are any.
+    #[arg(long)]
+    pub check: bool,
+}
+
+fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    let ok = s.len() > 1
+        && s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .chars()
+            .all(|c| c.is_ascii_digit());
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    if ok && matches!(unit, "ms" | "s" | "m" | "h") {
+        Ok(crate::common::parse_duration(s))
+    } else {
+        Err(format!(
+            "`{s}` is not a duration; write it like `200ms`, `2s` or `1m`"
+        ))
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.color.apply();
+    match cli.command {
+        Command::Check(a) => check(a),
+        Command::Plan(a) => plan(a),
+        Command::Run(a) => run::run(a),
+        Command::Runs(a) => runs(a),
+        Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
+        Command::Explain(a) => explain(a),
+    }
+}
+
+fn explain(a: ExplainArgs) -> ExitCode {
+    if a.list {
+        print!("{}", catalog::list());
+        return ExitCode::SUCCESS;
+    }
+    if a.markdown {
+        print!("{}", catalog::markdown());
+        return ExitCode::SUCCESS;
+    }
+    let code = a.code.unwrap_or_default();
+    match catalog::lookup(&code) {
+        Some(info) => {
+            print!("{}", info.markdown(1));
+            ExitCode::SUCCESS
+        }
+        None => {
+            let hint = match catalog::suggest(&code) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "`orch explain --list` lists every code".to_string(),
+            };
+            eprintln!("error: no diagnostic has the code or name `{code}`; {hint}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+impl ColorChoice {
+    /// Makes this the choice for every stream (anstream's global choice, read by
+    /// [`Stream::color`]).
+    fn apply(self) {
+        anstream::ColorChoice::write_global(match self {
+            ColorChoice::Auto => anstream::ColorChoice::Auto,
+            ColorChoice::Always => anstream::ColorChoice::AlwaysAnsi,
+            ColorChoice::Never => anstream::ColorChoice::Never,
+        });
+    }
+}
+
+/// One of the process's output streams.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// Whether to colour it: `--color always` or `never`, or by default when it is a terminal
+    /// and `NO_COLOR` is unset or empty (https://no-color.org). anstream decides, so
+    /// `CLICOLOR_FORCE` and `TERM=dumb` are honoured too.
+    fn color(self) -> bool {
+        let choice = match self {
+            Stream::Stdout => anstream::AutoStream::choice(&std::io::stdout()),
+            Stream::Stderr => anstream::AutoStream::choice(&std::io::stderr()),
+        };
+        choice != anstream::ColorChoice::Never
+    }
+
+    /// Its width in columns: the terminal's when it is one, else `COLUMNS`, else 100.
+    fn width(self) -> usize {
+        let size = match self {
+            Stream::Stdout => terminal_size::terminal_size_of(std::io::stdout()),
+            Stream::Stderr => terminal_size::terminal_size_of(std::io::stderr()),
+        };
+        size.map(|(w, _)| usize::from(w.0))
+            .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+            .unwrap_or(100)
+    }
+}
+
+/// How to render diagnostics on `stream`.
+fn style(stream: Stream) -> HumanStyle {
+    HumanStyle {
+        color: stream.color(),
+        unicode: true,
+        width: stream.width(),
+    }
+}
+
+fn resolve_opts(c: &CompileArgs) -> ResolveOptions {
+    ResolveOptions {
+        include_paths: c.include_paths.clone(),
+    }
+}
+
+fn check(a: CheckArgs) -> ExitCode {
+    let levels = match a.compile.lint_levels() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    let mut json_reports = Vec::new();
+    let mut checked: Vec<(Diagnostics, SourceMap)> = Vec::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &a.files {
+        let (program, mut diags) = crate::compile_file(file, &resolve_opts(&a.compile));
+        apply_levels(&mut diags, &program.sources, &levels);
+        failed |= diags.has_errors();
+        match a.format {
+            DiagFormat::Sarif => checked.push((diags, program.sources)),
+            DiagFormat::Github => {
+                let _ = write!(out, "{}", render_github(&diags, &program.sources));
+            }
+            DiagFormat::Human => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    render_human(&diags, &program.sources, style(Stream::Stdout))
+                );
+                if diags.is_empty() {
+                    let _ = writeln!(out, "{}: ok", file.display());
+                }
+            }
+            DiagFormat::Json => json_reports.push(render_json(&diags, &program.sources)),
+        }
+    }
+    if a.format == DiagFormat::Json {
+        // One document for one file; an array of documents for several.
+        let doc = if json_reports.len() == 1 {
+            json_reports.remove(0)
+        } else {
+            format!("[{}]", json_reports.join(",\n"))
+        };
+        let _ = writeln!(out, "{doc}");
+    }
+    if a.format == DiagFormat::Sarif {
+        // One log with one run for all the files.
+        let pairs: Vec<(&Diagnostics, &SourceMap)> = checked.iter().map(|(d, s)| (d, s)).collect();
+        let _ = writeln!(out, "{}", render_sarif(&pairs));
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Compiles and picks the workflow; prints diagnostics to stderr. `None` when it cannot go on.
+fn compile_for_plan(
+    file: &Path,
+    workflow: Option<&str>,
+    c: &CompileArgs,
+    levels: &LintLevels,
+) -> Option<(crate::check::Program, crate::plan::Plan)> {
+    let (program, mut diags) = crate::compile_file(file, &resolve_opts(c));
+    apply_levels(&mut diags, &program.sources, levels);
+    let st = style(Stream::Stderr);
+    if !diags.is_empty() {
+        eprint!("{}", render_human(&diags, &program.sources, st));
+    }
+    if diags.has_errors() {
+        return None;
+    }
+    let entry = program.sources.files().next().map(|(id, _)| id)?;
+    match crate::plan::entry_workflow(&program, workflow, Span::new(entry, 0, 0)) {
+        Ok(wf) => {
+            let plan = crate::plan::lower(&program, wf);
+            Some((program, plan))
+        }
+        Err(d) => {
+            let mut ds = Diagnostics::new();
+            ds.push(*d);
+            eprint!("{}", render_human(&ds, &program.sources, st));
+            None
+        }
+    }
+}
+
+fn plan(a: PlanArgs) -> ExitCode {
+    let levels = match a.compile.lint_levels() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some((_, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels)
+    else {
+        return ExitCode::from(1);
+    };
+    // A plan holds the script's text only, which the checker keeps free of literal keys;
+    // redacting it anyway keeps the promise that nothing orch writes carries a secret.
+    match a.format {
+        PlanFormat::Text => print!("{}", redact(crate::plan::render_text(&plan))),
+        PlanFormat::Json => match serde_json::to_string_pretty(&plan) {
+            Ok(s) => println!("{}", redact(s)),
+            Err(e) => {
+                eprintln!("error: cannot serialize the plan: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    }
+    ExitCode::SUCCESS
+}
+
+fn runs(a: RunsArgs) -> ExitCode {
+    let (state, script) = match &a.file {
+        Some(f) => match std::fs::canonicalize(f) {
+            Ok(p) => (
+                a.state_dir
+                    .clone()
+                    .unwrap_or_else(|| journal::default_state_dir(&p)),
+                Some(p.to_string_lossy().into_owned()),
+            ),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => (
+            a.state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".orch")),
+            None,
+        ),
+    };
+    let list = match journal::list_runs(&state, script.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if list.is_empty() {
+        eprintln!("no runs in {}", state.join("runs").display());
+        return ExitCode::SUCCESS;
+    }
+    let width = list.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    // `ok/steps`: step executions that succeeded, of all (every `parallel for` instance is
+    // one), as the run's summary counts them.
+    println!(
+        "{:<width$}  {:<12} {:>9} {:>9}  script",
+        "id", "status", "ok/steps", "cost"
+    );
+    for r in &list {
+        let script = if r.script.is_empty() {
+            "? (no records)".to_string()
+        } else {
+            format!("{} ({})", r.script, r.workflow)
+        };
+        println!(
+            "{:<width$}  {:<12} {:>9} {:>9}  {script}",
+            r.id,
+            r.status,
+            format!("{}/{}", r.steps_done, r.steps_total),
+            usd(r.cost_usd),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Colours of progress and summary lines on stderr (anstyle), only when stderr is coloured
+/// ([`Stream::color`]).
+#[derive(Clone, Copy)]
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    /// Paint for stderr.
+    fn stderr() -> Self {
+        Paint {
+            on: Stream::Stderr.color(),
+        }
+    }
+
+    fn wrap(&self, style: anstyle::Style, s: &str) -> String {
+        if self.on {
+            format!("{style}{s}{style:#}")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap(anstyle::Style::new().bold(), s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap(anstyle::AnsiColor::Green.on_default(), s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap(anstyle::AnsiColor::Red.on_default(), s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.wrap(anstyle::AnsiColor::Yellow.on_default(), s)
+    }
+    fn cyan(&self, s: &str) -> String {
+        self.wrap(anstyle::AnsiColor::Cyan.on_default(), s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap(anstyle::Style::new().dimmed(), s)
+    }
+}

@@ -1,0 +1,342 @@
+//! `orch run`: compile and plan, run with progress on stderr ([`super::progress`]), then the
+//! summary, the journal's id, the report file and the output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indexmap::IndexMap;
+
+use super::progress::Progress;
+use super::{Paint, RunArgs, compile_for_plan};
+use crate::check::Program;
+use crate::common::format_duration;
+use crate::plan::Plan;
+use crate::plan::render::usd;
+use crate::redact::redact;
+use crate::run::cancel::Cancel;
+use crate::run::journal::{self, Journal};
+use crate::run::{Endpoint, RunOptions, RunReport, StepStatus, Target};
+
+/// `orch run`.
+pub(super) fn run(a: RunArgs) -> ExitCode {
+    let flags = parse_inputs(&a.inputs).and_then(|i| Ok((i, a.compile.lint_levels()?)));
+    let (mut inputs, levels) = match flags {
+        Ok(ok) => ok,
+        Err(e) => return usage_error(&e),
+    };
+    let Some((program, plan)) =
+        compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels)
+    else {
+        return ExitCode::from(1);
+    };
+    let journal = match open_journal(&a, &plan.workflow) {
+        Ok(j) => j,
+        Err(e) => return usage_error(&e),
+    };
+    if let Some(j) = &journal {
+        // Inputs not given again are the recorded ones (of parameters the workflow still has).
+        for (k, v) in j.recorded_inputs() {
+            if plan.params.iter().any(|p| p.name == k) && !inputs.contains_key(&k) {
+                inputs.insert(k, v);
+            }
+        }
+    }
+    let paint = Paint::stderr();
+    let target = target(&a);
+    eprintln!(
+        "{}",
+        redact(header(&plan, &target, journal.as_ref(), &paint))
+    );
+    let progress = Progress::new(&plan, a.quiet, a.why_rerun, paint);
+    let cancel = Cancel::new();
+    let opts = RunOptions {
+        inputs,
+        target,
+        max_tokens_cap: a.max_tokens,
+        max_concurrency: a.max_concurrency.map(|n| n as usize),
+        env: None,
+        keep_going: a.keep_going,
+        cancel: Some(cancel.clone()),
+        journal: journal.clone(),
+        approver: progress.approver(a.yes),
+    };
+    let report = match execute(&plan, &program, &opts, cancel, &progress, paint) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{} {}", paint.red("error:"), redact(e));
+            return ExitCode::from(2);
+        }
+    };
+    finish(&a, &report, journal.as_ref(), paint)
+}
+
+/// A usage error: said on stderr, exit code 2.
+fn usage_error(e: &str) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Where model steps go, from the flags.
+fn target(a: &RunArgs) -> Target {
+    if a.simulate {
+        Target::Simulate {
+            latency_ms: a.sim_latency,
+            run_commands: a.run_commands,
+        }
+    } else if let Some(url) = &a.endpoint {
+        Target::Endpoint(Endpoint {
+            base_url: url.clone(),
+            model: a.endpoint_model.clone(),
+            api_key_env: a.endpoint_key_env.clone(),
+            stream: !a.no_stream,
+        })
+    } else {
+        Target::Script
+    }
+}
+
+/// The first line: what runs, how big it is, where, and what a resumed run already spent.
+/// Redact it: an endpoint's URL as given could carry a key in its query.
+fn header(plan: &Plan, target: &Target, journal: Option<&Journal>, paint: &Paint) -> String {
+    let where_ = match target {
+        Target::Simulate { .. } => "on the simulator".to_string(),
+        Target::Endpoint(e) => format!("against {}", e.base_url),
+        Target::Script => "against the script's providers".to_string(),
+    };
+    let resuming = match journal {
+        Some(j) if j.is_resume() => format!(
+            ", resuming run {} ({} spent so far)",
+            j.id(),
+            usd(j.recorded_spend_usd())
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{} {} ({} steps, {} levels) {where_}{resuming}",
+        paint.bold("running"),
+        plan.workflow,
+        plan.nodes.len(),
+        plan.levels.len(),
+    )
+}
+
+/// Runs the plan on a tokio runtime of its own, with Ctrl-C turned into a cancellation.
+///
+/// # Errors
+/// Why the run could not start (the runtime, an input, a key), for people.
+fn execute(
+    plan: &Plan,
+    program: &Program,
+    opts: &RunOptions,
+    cancel: Cancel,
+    progress: &Progress,
+    paint: Paint,
+) -> Result<RunReport, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let on_event = |e: &crate::run::Event| progress.on_event(e);
+    let result = runtime.block_on(async {
+        watch_interrupts(cancel, paint);
+        crate::run::run(plan, &program.tables.models, opts, &on_event).await
+    });
+    // A question the run stopped waiting for (Ctrl-C) may still be reading the terminal:
+    // show what it held back, and do not wait for its thread.
+    progress.release_all();
+    runtime.shutdown_background();
+    result.map_err(|e| e.to_string())
+}
+
+/// After the run: the summary, where the journal is, the report file, the output on stdout,
+/// and the exit code (130 interrupted, 1 failed).
+fn finish(a: &RunArgs, report: &RunReport, journal: Option<&Journal>, paint: Paint) -> ExitCode {
+    eprint!("{}", redact(summary(report, &paint)));
+    if let Some(j) = journal {
+        eprintln!("  run {} · journal {}", j.id(), j.path().display());
+        if !report.succeeded {
+            eprintln!(
+                "  resume with: orch run {} --resume {}",
+                a.file.display(),
+                j.id()
+            );
+        }
+    }
+    if let Some(path) = &a.report
+        && let Err(e) = write_report(report, path)
+    {
+        eprintln!(
+            "{} cannot write the report to {}: {e}",
+            paint.red("error:"),
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
+    if let Some(out) = &report.output {
+        println!("{}", redact(out.trim_end()));
+    }
+    if report.interrupted {
+        ExitCode::from(130)
+    } else if report.succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `--report PATH`: the report as JSON, redacted.
+fn write_report(report: &RunReport, path: &PathBuf) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, redact(json).as_str()).map_err(|e| e.to_string())
+}
+
+/// Parses `--input name=value` / `name=@path`.
+fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
+    let mut out = IndexMap::new();
+    for item in raw {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "--input `{item}` is not `name=value`; write `--input {item}=...`"
+            ));
+        };
+        let v = match v.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("--input {k}=@{path}: cannot read `{path}`: {e}"))?,
+            None => v.to_string(),
+        };
+        out.insert(k.trim().to_string(), v);
+    }
+    Ok(out)
+}
+
+/// The journal of this run: none with `--no-journal`, the run to resume with `--resume`,
+/// else a new one. The script is named by its canonical path, so that a run is found again
+/// from any directory.
+fn open_journal(a: &RunArgs, workflow: &str) -> Result<Option<Journal>, String> {
+    if a.no_journal {
+        return Ok(None);
+    }
+    let script = std::fs::canonicalize(&a.file)
+        .map_err(|e| format!("cannot resolve {}: {e}", a.file.display()))?;
+    let state = a
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| journal::default_state_dir(&script));
+    let name = script.to_string_lossy();
+    match a.resume.as_deref() {
+        None => Ok(Some(Journal::create(&state, &name))),
+        Some(id) => {
+            let id = Some(id).filter(|id| !id.is_empty());
+            Journal::resume(&state, &name, workflow, id)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Turns the first Ctrl-C (SIGINT) into a cancellation of the run, and the second into an
+/// immediate exit with status 130. Must be called inside the runtime; the handler is in
+/// place when it returns.
+fn watch_interrupts(cancel: Cancel, paint: Paint) {
+    #[cfg(unix)]
+    let mut sigint = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot catch Ctrl-C ({e}); it will end the run without recording the steps in flight"
+            );
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut next = async || sigint.recv().await.is_some();
+        #[cfg(not(unix))]
+        let next = async || tokio::signal::ctrl_c().await.is_ok();
+        if !next().await {
+            return;
+        }
+        eprintln!(
+            "\n{} stopping: no new steps; steps in flight are dropped and recorded (Ctrl-C again to exit at once)",
+            paint.yellow("interrupted:")
+        );
+        cancel.cancel();
+        if next().await {
+            eprintln!("{} exiting at once", paint.red("interrupted again:"));
+            std::process::exit(130);
+        }
+    });
+}
+
+/// The run summary: one line per step, then totals.
+fn summary(r: &RunReport, paint: &Paint) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let width = r
+        .steps
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(s, "\n{}", paint.bold("summary"));
+    let _ = writeln!(
+        s,
+        "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
+        "step", "status", "model", "attempts", "in", "out", "cost"
+    );
+    for x in &r.steps {
+        let status = match &x.status {
+            StepStatus::Succeeded if r.reused.contains(&x.name) => "reused",
+            StepStatus::Succeeded => "ok",
+            StepStatus::Failed(_) => "failed",
+            StepStatus::Skipped(_) => "skipped",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Interrupted => "interrupted",
+        };
+        let approx = if x.usage.estimated { "~" } else { "" };
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
+            x.name,
+            status,
+            x.model.as_deref().unwrap_or("-"),
+            x.attempts,
+            format!("{approx}{}", x.usage.input_tokens),
+            format!("{approx}{}", x.usage.output_tokens),
+            usd(x.cost_usd)
+        );
+    }
+    let counts = r.step_counts();
+    let _ = writeln!(
+        s,
+        "  {}/{} steps succeeded · {} tokens in · {} tokens out · {} · wall time {}",
+        counts.succeeded,
+        counts.total,
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+        usd(r.cost_usd),
+        format_duration(r.wall_ms)
+    );
+    if r.usage.estimated {
+        let _ = writeln!(
+            s,
+            "  {}",
+            paint.dim("~ estimated: the server sent no token counts (4 characters per input token, one output token per streamed chunk)")
+        );
+    }
+    if let Some(why) = &r.stopped {
+        let _ = writeln!(s, "  {} {why}", paint.red("stopped:"));
+    }
+    let not_run: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|x| matches!(x.status, StepStatus::Skipped(_)))
+        .map(|x| x.name.as_str())
+        .collect();
+    if !not_run.is_empty() {
+        let _ = writeln!(s, "  {} {}", paint.dim("not run:"), not_run.join(", "));
+    }
+    s
+}

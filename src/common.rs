@@ -1,0 +1,117 @@
+//! Small values every stage after the parser shares, kept below all of them so that no
+//! stage reaches up the pipeline for them: a `gather`'s join [`Policy`] and a condition's
+//! [`CmpOp`] (written in the AST, carried by the plan, obeyed by the run), durations in
+//! milliseconds ([`parse_duration`], [`format_duration`]: the one reading and the one
+//! writing of `30s`) and the default bound on a step's output ([`DEFAULT_MAX_OUTPUT_BYTES`],
+//! which the checker states and the run enforces).
+
+/// Join policy of a `gather`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "policy", content = "n")]
+pub enum Policy {
+    /// Every branch must succeed.
+    All,
+    /// The first success; the rest are cancelled.
+    Any,
+    /// The first N successes; the rest are cancelled.
+    First(u32),
+    /// Wait for all to settle; go on if at least N succeeded.
+    Min(u32),
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::All => f.write_str("all"),
+            Policy::Any => f.write_str("any"),
+            Policy::First(n) => write!(f, "first {n}"),
+            Policy::Min(n) => write!(f, "min {n}"),
+        }
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+    /// Whether it orders numbers (as opposed to testing equality).
+    pub fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` into milliseconds (saturating).
+pub fn parse_duration(s: &str) -> u64 {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().unwrap_or(u64::MAX);
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 1,
+    };
+    n.saturating_mul(factor)
+}
+
+/// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
+pub fn format_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1_000.0),
+        60_000..3_600_000 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1_000),
+        _ => format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000),
+    }
+}
+
+/// The default bound on one answer (and on a command's stdout): 1 MiB of text. The longest
+/// answers models give today are bounded by their output-token limits — 64,000 tokens for
+/// Claude Sonnet 4.5, 128,000 for GPT-5 (their model pages) — which at about 4 bytes of
+/// UTF-8 a token (OpenAI's rule of thumb, 4 characters a token in English) come to 250–500
+/// KiB: 1 MiB leaves twice that, so no real answer is cut, while a stream that never ends
+/// (75 MB/s on loopback) is stopped after 1 MiB instead of growing memory without bound, and
+/// a run holds at most 1 MiB per step in flight. The agent field `max_output_bytes` raises
+/// it.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u32 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_print() {
+        assert_eq!(parse_duration("500ms"), 500);
+        assert_eq!(parse_duration("2m"), 120_000);
+        assert_eq!(parse_duration("1h"), 3_600_000);
+        assert_eq!(format_duration(1_500), "1.5s");
+        assert_eq!(format_duration(120_000), "2m");
+        assert_eq!(format_duration(3_660_000), "1h1m");
+    }
+}

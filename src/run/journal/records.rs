@@ -1,0 +1,170 @@
+//! The records of a journal, one JSON object a line, each with a `type`.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::super::Approval;
+use super::super::cache_key::KeyParts;
+use super::super::provider::Usage;
+
+/// One line of a journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// The first line.
+    Run(RunHeader),
+    /// A resumed run starts here.
+    Resume(ResumeHeader),
+    /// A step was started.
+    Start(StartRecord),
+    /// A step ended.
+    Step(Box<StepRecord>),
+    /// The run ended.
+    End(EndRecord),
+}
+
+/// The `run` record: what was run, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    /// [`FORMAT_VERSION`](super::FORMAT_VERSION) of the writer.
+    pub version: u32,
+    /// The run's id.
+    pub run_id: String,
+    /// The script, as the caller named it (the CLI gives an absolute path).
+    pub script: String,
+    /// The workflow run.
+    pub workflow: String,
+    /// Inputs as given on the command line, by parameter name.
+    pub inputs: IndexMap<String, String>,
+    /// SHA-256 (hex) of the plan's JSON form.
+    pub plan_hash: String,
+    /// Where models ran: `script providers`, `simulator`, or `endpoint URL`.
+    pub target: String,
+    /// The plan's step names, in source order.
+    pub steps: Vec<String>,
+    /// Start, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The orch version that wrote it.
+    pub orch_version: String,
+}
+
+/// The `resume` record: a later process continuing the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeHeader {
+    /// Inputs in force (recorded ones, overridden by any given again).
+    pub inputs: IndexMap<String, String>,
+    /// SHA-256 (hex) of the plan's JSON form now.
+    pub plan_hash: String,
+    /// Where models run now.
+    pub target: String,
+    /// The plan's step names now.
+    pub steps: Vec<String>,
+    /// Start of this segment, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The `start` record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRecord {
+    /// Step name.
+    pub name: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// How a recorded step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepOutcome {
+    /// It produced an output, which a resumed run may reuse.
+    Succeeded,
+    /// Every attempt failed.
+    Failed,
+    /// It was in flight when the run was interrupted.
+    Interrupted,
+}
+
+/// The `step` record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Step name.
+    pub name: String,
+    /// Agent called.
+    pub agent: String,
+    /// How it ended.
+    pub status: StepOutcome,
+    /// The error of a failed step (redacted, as every record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The step's cache key ([`KeyParts::key`]).
+    pub cache_key: String,
+    /// What the key was made of.
+    pub key: KeyParts,
+    /// The output of a succeeded step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// A structured output (`-> T`) as a value of its type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// For an approval step: the answer and how it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// The model that answered (after any fallback), `command`, or for an approval `person`
+    /// or `--yes`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Tokens, as the providers reported them.
+    pub usage: Usage,
+    /// USD.
+    pub cost_usd: f64,
+    /// Start, in milliseconds since its run (segment) began.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// End, in milliseconds since its run (segment) began.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndStatus {
+    /// Every step that had to run succeeded.
+    Succeeded,
+    /// A step failed, the budget stopped it, or a step could not run.
+    Failed,
+    /// Ctrl-C (or a [`crate::run::cancel::Cancel`]) stopped it.
+    Interrupted,
+}
+
+/// The `end` record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndRecord {
+    /// How it ended.
+    pub status: EndStatus,
+    /// Why it stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The step executions of the run's report, as its summary counts them (absent in
+    /// journals of orch before 0.1 wrote it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepCounts>,
+    /// USD of the whole run, reused steps included.
+    pub cost_usd: f64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Step executions counted one way everywhere (the run summary's `N/M steps succeeded`,
+/// `orch runs`): each execution of a step is one — every instance of a `parallel for`,
+/// `repeat` or workflow call body (`post[2]`, `draft#3`, `report/plan`), and the region's
+/// own step — not the plan's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCounts {
+    /// Executions that succeeded (reused ones included).
+    pub succeeded: usize,
+    /// Executions reported: succeeded, failed, skipped, cancelled or interrupted.
+    pub total: usize,
+}

@@ -1,0 +1,329 @@
+//! Before the first step: the inputs parsed by their parameters' types, the secrets the run
+//! may meet registered for redaction, and one client per model the plan uses (with its
+//! provider's limits), from the run's target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::limits::ProviderLimits;
+use super::provider::{self, ApiKey, Provider};
+use super::render::{self, InputValue};
+use super::{Approver, Endpoint, RunError, RunOptions, Target};
+use crate::check::items::ProviderDef;
+use crate::check::{ModelDef, Price, ProviderKind};
+use crate::plan::{Plan, PlanExec};
+
+/// Registers the secrets a run may meet before it starts, so that even its first record is
+/// redacted: the key of every provider the plan declares and of `--endpoint-key-env`, and,
+/// when the plan runs commands, the variables they inherit whose names mark them as secrets
+/// ([`crate::redact::is_secret_name`]).
+pub(super) fn register_secrets(plan: &Plan, opts: &RunOptions) {
+    for var in plan.providers.values().filter_map(|p| p.key_env()) {
+        opts.read_key(var);
+    }
+    if let Target::Endpoint(Endpoint {
+        api_key_env: Some(var),
+        ..
+    }) = &opts.target
+    {
+        opts.read_key(var);
+    }
+    if plan
+        .nodes
+        .iter()
+        .any(|n| matches!(n.exec, PlanExec::Command { .. }))
+    {
+        for (name, value) in std::env::vars_os() {
+            if let (Some(name), Some(value)) = (name.to_str(), value.to_str()) {
+                crate::redact::register_env(name, value);
+            }
+        }
+    }
+}
+
+/// A step's client: a model provider with the identifier to request, or a command.
+#[derive(Debug, Clone)]
+pub(super) struct ModelClient {
+    pub(super) provider: Provider,
+    pub(super) provider_name: String,
+    pub(super) model_id: String,
+    pub(super) price: Price,
+    /// The rate limits of the provider (shared by every model it serves).
+    pub(super) limits: Arc<ProviderLimits>,
+}
+
+/// Everything the tasks share.
+pub(super) struct Shared {
+    pub(super) clients: HashMap<String, ModelClient>,
+    pub(super) provider_limits: HashMap<String, Arc<Semaphore>>,
+    pub(super) group_limits: Vec<Option<Arc<Semaphore>>>,
+    pub(super) global: Option<Arc<Semaphore>>,
+    pub(super) simulate_commands: Option<provider::sim::Sim>,
+    pub(super) approver: Approver,
+    pub(super) start: Instant,
+}
+
+pub(super) fn parse_inputs(
+    plan: &Plan,
+    given: &IndexMap<String, String>,
+) -> Result<IndexMap<String, InputValue>, RunError> {
+    for k in given.keys() {
+        if !plan.params.iter().any(|p| &p.name == k) {
+            let names: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+            let hint = match crate::diag::suggest::did_you_mean(k, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if names.is_empty() => "it takes no inputs".to_string(),
+                None => format!("its inputs: {}", names.join(", ")),
+            };
+            return Err(RunError::Input(format!(
+                "workflow `{}` has no parameter `{k}`; {hint}",
+                plan.workflow
+            )));
+        }
+    }
+    let mut out = IndexMap::new();
+    for p in &plan.params {
+        let text = match (given.get(&p.name), &p.default) {
+            (Some(v), _) => v.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(RunError::Input(format!(
+                    "missing input `{}` ({}) for workflow `{}`: pass `--input {}=...` (or `--input {}=@file` to read a file)",
+                    p.name, p.ty, plan.workflow, p.name, p.name
+                )));
+            }
+        };
+        let v = render::parse_input(&p.ty, &text)
+            .map_err(|e| RunError::Input(format!("input `{}`: {e}", p.name)))?;
+        out.insert(p.name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Builds one client per model used, reading keys from the environment, and the run's
+/// semaphores (global, per block, per provider).
+pub(super) fn prepare(
+    plan: &Plan,
+    models: &IndexMap<String, ModelDef>,
+    opts: &RunOptions,
+) -> Result<Shared, RunError> {
+    let mut built = Clients {
+        plan,
+        opts,
+        clients: HashMap::new(),
+        http: HashMap::new(),
+        limits: HashMap::new(),
+        provider_limits: HashMap::new(),
+    };
+    for m in models_used(plan) {
+        if let Some(def) = models.get(m)
+            && !built.clients.contains_key(m)
+        {
+            let client = built.client(m, def)?;
+            built.clients.insert(m.clone(), client);
+        }
+    }
+    let simulate_commands = match &opts.target {
+        Target::Simulate {
+            latency_ms,
+            run_commands: false,
+        } => Some(provider::sim::Sim::new(Duration::from_millis(*latency_ms))),
+        _ => None,
+    };
+    Ok(Shared {
+        clients: built.clients,
+        provider_limits: built.provider_limits,
+        group_limits: plan
+            .groups
+            .iter()
+            .map(|g| g.max.map(|m| Arc::new(Semaphore::new(m as usize))))
+            .collect(),
+        global: opts
+            .max_concurrency
+            .map(|m| Arc::new(Semaphore::new(m.max(1)))),
+        simulate_commands,
+        approver: opts.approver.clone(),
+        start: Instant::now(),
+    })
+}
+
+/// Every model a step may use (its own, then its fallback), in step order, with repeats.
+fn models_used(plan: &Plan) -> impl Iterator<Item = &String> {
+    plan.nodes.iter().flat_map(|n| {
+        match &n.exec {
+            PlanExec::Model {
+                model, fallback, ..
+            } => Some(std::iter::once(model).chain(fallback)),
+            _ => None,
+        }
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// The clients of a run as they are built: one provider client (HTTP connection pool,
+/// simulator) and one set of rate limits per provider, shared by its models.
+struct Clients<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    clients: HashMap<String, ModelClient>,
+    /// Provider clients by provider name (`--endpoint` for the one endpoint).
+    http: HashMap<String, Provider>,
+    /// Rate limits by provider name (`--endpoint` for the one endpoint).
+    limits: HashMap<String, Arc<ProviderLimits>>,
+    /// `max_concurrency` of providers, by name.
+    provider_limits: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Clients<'_> {
+    /// The client of model `m`.
+    fn client(&mut self, m: &str, def: &ModelDef) -> Result<ModelClient, RunError> {
+        // A checked plan lists the provider of every model it uses; never guess one.
+        let pdef = self.plan.providers.get(&def.provider).ok_or_else(|| {
+            RunError::Input(format!(
+                "model `{m}` uses provider `{}`, which the plan does not declare",
+                def.provider
+            ))
+        })?;
+        let limits = self.rate_limits(pdef);
+        let (provider, model_id) = match &self.opts.target {
+            // A declared `kind: sim` provider keeps its own latency and failures.
+            Target::Simulate { latency_ms, .. } => (
+                simulator(pdef.latency_ms.unwrap_or(*latency_ms), pdef),
+                def.api_name.clone(),
+            ),
+            Target::Endpoint(e) => (
+                self.endpoint(e, &limits),
+                e.model.clone().unwrap_or_else(|| def.api_name.clone()),
+            ),
+            Target::Script => (
+                self.script_provider(m, pdef, &limits)?,
+                def.api_name.clone(),
+            ),
+        };
+        if let Some(limit) = pdef.max_concurrency {
+            self.provider_limits
+                .entry(pdef.name.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1) as usize)));
+        }
+        Ok(ModelClient {
+            provider,
+            provider_name: pdef.name.clone(),
+            model_id,
+            // A server given with --endpoint is not the script's provider: its tokens are not
+            // billed at the script's prices. A dry run keeps them, to estimate.
+            price: match &self.opts.target {
+                Target::Endpoint(_) => Price::default(),
+                _ => def.price,
+            },
+            limits,
+        })
+    }
+
+    /// The rate limits of a provider, shared by every model it serves (every model shares
+    /// those of the one `--endpoint`).
+    fn rate_limits(&mut self, pdef: &ProviderDef) -> Arc<ProviderLimits> {
+        let endpoint = matches!(self.opts.target, Target::Endpoint(_));
+        let key = if endpoint { "--endpoint" } else { &pdef.name };
+        self.limits
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(if endpoint {
+                    // A server given with --endpoint is limited only by what its own headers
+                    // say.
+                    ProviderLimits::new(key, None, None)
+                } else {
+                    ProviderLimits::new(
+                        &pdef.name,
+                        pdef.requests_per_minute,
+                        pdef.tokens_per_minute,
+                    )
+                })
+            })
+            .clone()
+    }
+
+    /// The one client of `--endpoint`.
+    fn endpoint(&mut self, e: &Endpoint, limits: &Arc<ProviderLimits>) -> Provider {
+        let opts = self.opts;
+        self.http
+            .entry("--endpoint".into())
+            .or_insert_with(|| {
+                let key = e.api_key_env.as_deref().and_then(|v| opts.read_key(v));
+                Provider::OpenAi(
+                    provider::openai::OpenAi::new(e.base_url.clone(), key.map(ApiKey::new))
+                        .streaming(e.stream)
+                        .with_limits(limits.clone()),
+                )
+            })
+            .clone()
+    }
+
+    /// The client of a provider the script declares, with its key from the environment.
+    fn script_provider(
+        &mut self,
+        model: &str,
+        pdef: &ProviderDef,
+        limits: &Arc<ProviderLimits>,
+    ) -> Result<Provider, RunError> {
+        let key = match pdef.key_env() {
+            Some(var) => Some(ApiKey::new(self.opts.read_key(var).ok_or_else(|| {
+                RunError::MissingKey {
+                    var: var.to_string(),
+                    provider: pdef.name.clone(),
+                    model: model.to_string(),
+                }
+            })?)),
+            None => None,
+        };
+        Ok(self
+            .http
+            .entry(pdef.name.clone())
+            .or_insert_with(|| http_provider(pdef, key, limits))
+            .clone())
+    }
+}
+
+/// The simulator standing for provider `pdef`, answering after `latency_ms`.
+fn simulator(latency_ms: u64, pdef: &ProviderDef) -> Provider {
+    Provider::Sim(
+        provider::sim::Sim::new(Duration::from_millis(latency_ms))
+            .with_failures(pdef.failures.unwrap_or(0)),
+    )
+}
+
+/// The client of a declared provider, by its kind.
+fn http_provider(
+    pdef: &ProviderDef,
+    key: Option<ApiKey>,
+    limits: &Arc<ProviderLimits>,
+) -> Provider {
+    let idle = pdef
+        .idle_timeout_ms
+        .map_or(provider::DEFAULT_IDLE_TIMEOUT, Duration::from_millis);
+    let stream = pdef.stream.unwrap_or(true);
+    let url = |default: &str| pdef.base_url.clone().unwrap_or_else(|| default.into());
+    match pdef.kind {
+        ProviderKind::Sim => simulator(pdef.latency_ms.unwrap_or(0), pdef),
+        ProviderKind::Openai => Provider::OpenAi(
+            provider::openai::OpenAi::new(url(provider::openai::DEFAULT_BASE_URL), key)
+                .streaming(stream)
+                .idle_timeout(idle)
+                .with_limits(limits.clone()),
+        ),
+        ProviderKind::Anthropic => Provider::Anthropic(
+            provider::anthropic::Anthropic::new(
+                url(provider::anthropic::DEFAULT_BASE_URL),
+                key.unwrap_or_else(|| ApiKey::new("")),
+            )
+            .streaming(stream)
+            .idle_timeout(idle)
+            .with_limits(limits.clone()),
+        ),
+    }
+}

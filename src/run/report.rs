@@ -1,0 +1,201 @@
+//! What a run reports: progress [`Event`]s as it goes, a [`StepReport`] per step and the
+//! [`RunReport`] at the end.
+
+use serde::Serialize;
+
+use super::approval::Approval;
+use super::journal;
+use super::provider::Usage;
+use crate::plan::PlanNode;
+
+/// Progress of a run, reported as it happens.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A step started an attempt.
+    Started {
+        /// Step name.
+        step: String,
+        /// Model or command shown to users.
+        runs_on: String,
+        /// 1-based attempt.
+        attempt: u32,
+    },
+    /// An attempt failed and will be retried after `delay_ms`.
+    Retrying {
+        /// Step name.
+        step: String,
+        /// The error.
+        error: String,
+        /// Backoff before the next attempt, in milliseconds.
+        delay_ms: u64,
+    },
+    /// A streamed answer is arriving (reported at most every 250 ms per attempt).
+    Streaming {
+        /// Step name.
+        step: String,
+        /// Output tokens received so far in this attempt (an estimate; see
+        /// [`super::provider::ProgressFn`]).
+        tokens: u64,
+    },
+    /// An attempt waits for its provider's rate limits before it is sent.
+    Waiting {
+        /// Step name.
+        step: String,
+        /// How long, in milliseconds.
+        delay_ms: u64,
+        /// Which limit, for people (``"`anthropic` says its requests are used up"``).
+        reason: String,
+    },
+    /// A step switches to its fallback model.
+    FallingBack {
+        /// Step name.
+        step: String,
+        /// The fallback model.
+        model: String,
+    },
+    /// A step finished (successfully or not).
+    Finished(StepReport),
+    /// On a resumed run: a step's result was taken from the journal instead of running it.
+    /// The report is the one recorded when it ran.
+    Reused(StepReport),
+    /// On a resumed run: a step runs again, and why (`it failed last time: ...`, `prompt
+    /// changed (upstream `plan` re-ran)`, `model changed sonnet → opus`, ...).
+    Rerun {
+        /// Step name.
+        step: String,
+        /// The reason, in words.
+        why: String,
+    },
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "status", content = "reason")]
+pub enum StepStatus {
+    /// It produced an output.
+    Succeeded,
+    /// Every attempt failed.
+    Failed(String),
+    /// It never started because a dependency failed, the budget ran out, or the run stopped.
+    Skipped(String),
+    /// A `gather <any|first N>` no longer needed it.
+    Cancelled,
+    /// It was running when the run was interrupted (Ctrl-C): its request was dropped (its
+    /// program killed) and a resumed run runs it again.
+    Interrupted,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Step name.
+    pub name: String,
+    /// The agent.
+    pub agent: String,
+    /// The model that produced the output (after any fallback), `command`, or for an
+    /// approval who answered: `person` or `--yes`.
+    pub model: Option<String>,
+    /// Outcome.
+    #[serde(flatten)]
+    pub status: StepStatus,
+    /// Attempts made, over all models.
+    pub attempts: u32,
+    /// Tokens, as reported by the provider(s), over all attempts.
+    pub usage: Usage,
+    /// USD, from usage and the models' prices.
+    pub cost_usd: f64,
+    /// Start, in milliseconds since the run began.
+    pub started_ms: Option<u64>,
+    /// End, in milliseconds since the run began.
+    pub finished_ms: Option<u64>,
+    /// The output as text (absent when the step did not succeed); a structured output is its
+    /// JSON text.
+    pub output: Option<String>,
+    /// A structured output (`-> T`) as a value of its type; absent for text outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// For an answered approval step: the answer and how it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+impl StepReport {
+    /// The value later steps see: the structured value, or the text as a JSON string.
+    pub fn output_value(&self) -> Option<serde_json::Value> {
+        self.value
+            .clone()
+            .or_else(|| self.output.clone().map(serde_json::Value::String))
+    }
+}
+
+impl StepReport {
+    /// The report of a step that did not run (skipped or cancelled): no model, no attempts.
+    pub(super) fn not_run(node: &PlanNode, status: StepStatus, finished_ms: Option<u64>) -> Self {
+        StepReport {
+            name: node.name.clone(),
+            agent: node.agent.clone(),
+            model: None,
+            status,
+            attempts: 0,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            started_ms: None,
+            finished_ms,
+            output: None,
+            value: None,
+            approval: None,
+        }
+    }
+
+    /// The report of a step starting at `started_ms`, before its first attempt: it succeeds
+    /// unless an attempt says otherwise.
+    pub(super) fn starting(node: &PlanNode, started_ms: u64) -> Self {
+        StepReport {
+            started_ms: Some(started_ms),
+            ..StepReport::not_run(node, StepStatus::Succeeded, None)
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Workflow name.
+    pub workflow: String,
+    /// Every step, in source order.
+    pub steps: Vec<StepReport>,
+    /// The rendered `return` value (or, without `return`, the outputs of the final steps).
+    pub output: Option<String>,
+    /// Whether every step that had to run succeeded.
+    pub succeeded: bool,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Total tokens.
+    pub usage: Usage,
+    /// Total USD.
+    pub cost_usd: f64,
+    /// Wall time in milliseconds.
+    pub wall_ms: u64,
+    /// The run's id, when it is journalled.
+    pub run_id: Option<String>,
+    /// Steps whose result was taken from the journal of an earlier attempt of this run
+    /// (`--resume`), in source order. Their reports are those recorded when they ran.
+    pub reused: Vec<String>,
+    /// Whether the run was interrupted ([`super::RunOptions::cancel`], Ctrl-C).
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// Its step executions and how many succeeded, counted as the summary and `orch runs`
+    /// count them ([`journal::StepCounts`]).
+    pub fn step_counts(&self) -> journal::StepCounts {
+        journal::StepCounts {
+            succeeded: self
+                .steps
+                .iter()
+                .filter(|x| x.status == StepStatus::Succeeded)
+                .count(),
+            total: self.steps.len(),
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! The scheduler: which steps may start, given what has settled, and what a settled step
+//! releases. One runs the workflow's top level; each instance of a region's body gets its
+//! own ([`super::control`]). The journal's hooks are in [`super::journal`], the budget's in
+//! [`super::budget`]; running one step is [`super::step`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use tokio::task::JoinSet;
+
+use super::prepare::Shared;
+use super::provider::Usage;
+use super::render::{self, InputValue, Scope};
+use super::step::execute;
+use super::{
+    Event, RunOptions, RunReport, StepReport, StepStatus, budget, cache_key, cancel, control,
+    journal,
+};
+use crate::common::Policy;
+use crate::plan::{NodeId, Plan, PlanExec, estimate_tokens};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum State {
+    Waiting,
+    Running,
+    Done(StepStatus),
+}
+
+/// The result of one finished task.
+pub(super) struct Outcome {
+    pub(super) node: NodeId,
+    pub(super) report: StepReport,
+    /// For a region: the reports of the steps inside it.
+    pub(super) inner: Vec<StepReport>,
+    /// For a region: values of the names it exports, by node.
+    pub(super) exports: Vec<(NodeId, Option<serde_json::Value>)>,
+    /// For a region: its steps whose result came from the journal.
+    pub(super) reused: Vec<String>,
+}
+
+impl Outcome {
+    pub(super) fn step(node: NodeId, report: StepReport) -> Self {
+        Outcome {
+            node,
+            report,
+            inner: Vec::new(),
+            exports: Vec::new(),
+            reused: Vec::new(),
+        }
+    }
+}
+
+/// The part of a plan one scheduler runs: the workflow's top level, or one body of a region
+/// (`control`), whose outside is already settled.
+pub(super) struct Frame {
+    /// Nodes this scheduler runs.
+    pub(super) active: Vec<bool>,
+    /// Outputs known at the start: values from outside the region, the item of a `for`,
+    /// the previous iteration's of a `repeat`.
+    pub(super) outputs: Vec<Option<serde_json::Value>>,
+}
+
+impl Frame {
+    /// The top level of a plan: every node outside regions, nothing known yet.
+    pub(super) fn top(plan: &Plan) -> Self {
+        Frame {
+            active: plan.nodes.iter().map(|n| n.region.is_none()).collect(),
+            outputs: vec![None; plan.nodes.len()],
+        }
+    }
+}
+
+pub(super) struct Scheduler<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) inputs: &'a IndexMap<String, InputValue>,
+    /// The same plan and inputs, for region tasks.
+    plan_arc: Arc<Plan>,
+    inputs_arc: Arc<IndexMap<String, InputValue>>,
+    /// The options of the run, for region tasks.
+    opts: RunOptions,
+    /// Nodes this scheduler runs ([`Frame::active`]).
+    active: Vec<bool>,
+    /// Reports of the steps inside regions, as they end.
+    inner_reports: Vec<StepReport>,
+    /// Steps inside regions whose result came from the journal.
+    inner_reused: Vec<String>,
+    shared: Arc<Shared>,
+    pub(super) max_tokens_cap: Option<u32>,
+    state: Vec<State>,
+    /// Outputs of settled steps: text as a JSON string, structured outputs as values.
+    pub(super) outputs: Vec<Option<serde_json::Value>>,
+    reports: Vec<Option<StepReport>>,
+    /// For each node: dependencies not yet settled, excluding those its join handles.
+    waiting_on: Vec<usize>,
+    /// Reverse edges, without the ones a tolerant join handles.
+    dependents: Vec<Vec<NodeId>>,
+    /// Nodes to look at: their counted dependencies are settled, or their join moved.
+    candidates: VecDeque<NodeId>,
+    /// Tolerant joins (`any`, `first N`, `min N`), with their branch counters.
+    joins: HashMap<NodeId, JoinState>,
+    /// For each node: the tolerant joins it is a branch member of, with the branch index.
+    watched_by: Vec<Vec<(NodeId, usize)>>,
+    /// Nodes of a tolerant join's block, whose failure does not stop the run.
+    tolerated: Vec<bool>,
+    pub(super) stopped: Option<String>,
+    /// Shared by the schedulers of every region of the run.
+    budgets: Arc<std::sync::Mutex<budget::Budgets>>,
+    pub(super) abort: HashMap<NodeId, tokio::task::AbortHandle>,
+    keep_going: bool,
+    cancel: Option<cancel::Cancel>,
+    pub(super) interrupted: bool,
+    pub(super) journal: Option<journal::Journal>,
+    /// With a journal: each model's identity, for cache keys.
+    pub(super) identities: Option<cache_key::Identities>,
+    /// With a journal: the key parts of each step that was started, for its record.
+    pub(super) keys: Vec<Option<cache_key::KeyParts>>,
+    /// Steps that ran in this process (not reused), for `--why-rerun` messages.
+    pub(super) ran: Vec<bool>,
+    /// Steps whose result came from the journal.
+    pub(super) reused: Vec<bool>,
+    /// On a resumed run: why each step that is not reused runs again (told when it starts).
+    pub(super) rerun_why: Vec<Option<String>>,
+}
+
+/// Progress of the block a tolerant `gather` joins, kept incrementally so that each settled
+/// step costs O(1) instead of a scan of the block.
+struct JoinState {
+    policy: Policy,
+    /// Steps of each branch not yet succeeded.
+    pending: Vec<usize>,
+    /// Branches with a step that failed, was skipped or was cancelled.
+    failed: Vec<bool>,
+    succeeded_branches: u32,
+    settled_branches: u32,
+}
+
+impl JoinState {
+    fn total(&self) -> u32 {
+        self.pending.len() as u32
+    }
+    fn needed(&self) -> u32 {
+        match self.policy {
+            Policy::Any => 1,
+            Policy::First(n) | Policy::Min(n) => n,
+            Policy::All => self.total(),
+        }
+    }
+}
+
+impl<'a> Scheduler<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        plan: &'a Arc<Plan>,
+        inputs: &'a Arc<IndexMap<String, InputValue>>,
+        shared: Arc<Shared>,
+        opts: &RunOptions,
+        frame: Frame,
+        budgets: Arc<std::sync::Mutex<budget::Budgets>>,
+    ) -> Self {
+        let n = plan.nodes.len();
+        let active = frame.active;
+        let mut dependents = vec![Vec::new(); n];
+        let mut waiting_on = vec![0; n];
+        let mut tolerated = vec![false; n];
+        let mut joins = HashMap::new();
+        let mut watched_by = vec![Vec::new(); n];
+        for node in plan.nodes.iter().filter(|n| active[n.id]) {
+            let tolerant = node.join.filter(|j| j.policy != Policy::All);
+            let mut members = std::collections::HashSet::new();
+            if let Some(j) = tolerant {
+                let group = &plan.groups[j.group];
+                for (b, branch) in group.branches.iter().enumerate() {
+                    for &m in branch {
+                        tolerated[m] = true;
+                        members.insert(m);
+                        watched_by[m].push((node.id, b));
+                    }
+                }
+                joins.insert(
+                    node.id,
+                    JoinState {
+                        policy: j.policy,
+                        pending: group.branches.iter().map(Vec::len).collect(),
+                        failed: vec![false; group.branches.len()],
+                        succeeded_branches: 0,
+                        settled_branches: 0,
+                    },
+                );
+            }
+            for &d in &node.deps {
+                // Dependencies on the joined block are the join's business, not a count;
+                // nodes outside the frame are settled already.
+                if !members.contains(&d) && active[d] {
+                    dependents[d].push(node.id);
+                    waiting_on[node.id] += 1;
+                }
+            }
+        }
+        let candidates = (0..n)
+            .filter(|&i| active[i] && waiting_on[i] == 0)
+            .collect();
+        let identities = opts
+            .journal
+            .as_ref()
+            .map(|_| cache_key::Identities::new(plan, &shared.clients, &opts.target));
+        let state = (0..n)
+            .map(|i| {
+                if active[i] {
+                    State::Waiting
+                } else {
+                    State::Done(StepStatus::Succeeded)
+                }
+            })
+            .collect();
+        Scheduler {
+            plan,
+            inputs,
+            plan_arc: plan.clone(),
+            inputs_arc: inputs.clone(),
+            opts: opts.clone(),
+            active,
+            inner_reports: Vec::new(),
+            inner_reused: Vec::new(),
+            shared,
+            max_tokens_cap: opts.max_tokens_cap,
+            state,
+            outputs: frame.outputs,
+            reports: vec![None; n],
+            waiting_on,
+            dependents,
+            candidates,
+            joins,
+            watched_by,
+            tolerated,
+            stopped: None,
+            budgets,
+            abort: HashMap::new(),
+            keep_going: opts.keep_going,
+            cancel: opts.cancel.clone(),
+            interrupted: false,
+            identities,
+            journal: opts.journal.clone(),
+            keys: vec![None; n],
+            ran: vec![false; n],
+            reused: vec![false; n],
+            rerun_why: vec![None; n],
+        }
+    }
+
+    pub(super) async fn run(self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
+        self.run_frame(on_event).await.0
+    }
+
+    /// Runs the frame to the end; returns the report and every output at the end.
+    pub(super) async fn run_frame(
+        mut self,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(cancel::Cancel::is_cancelled)
+        {
+            self.interrupt(&mut tasks, on_event);
+        }
+        self.start_ready(&mut tasks, &tx, on_event);
+        loop {
+            tokio::select! {
+                biased;
+                // Cancellation hook: stop new work, drop the steps in flight.
+                () = cancel::cancelled(self.cancel.as_ref()), if !self.interrupted => {
+                    self.interrupt(&mut tasks, on_event);
+                    self.start_ready(&mut tasks, &tx, on_event);
+                }
+                Some(ev) = rx.recv() => on_event(&ev),
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    while let Ok(ev) = rx.try_recv() {
+                        on_event(&ev);
+                    }
+                    match joined {
+                        Ok(outcome) => self.finish(outcome, on_event),
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => {
+                            // A panic inside a task is a bug; record it rather than lose the run.
+                            self.stopped.get_or_insert_with(|| format!("internal error in a step: {e}"));
+                        }
+                    }
+                    self.start_ready(&mut tasks, &tx, on_event);
+                }
+            }
+        }
+        while let Ok(ev) = rx.try_recv() {
+            on_event(&ev);
+        }
+        self.into_report()
+    }
+
+    pub(super) fn elapsed_ms(&self) -> u64 {
+        self.shared.start.elapsed().as_millis() as u64
+    }
+
+    /// Starts every candidate step whose dependencies allow it, unless the run has stopped.
+    ///
+    /// Candidates are settled first (skipped, or reused from the journal of a resumed run,
+    /// which may release further candidates) and started after, `gather` steps first: a
+    /// gather that starts may cancel the rest of its block, which then never starts.
+    fn start_ready(
+        &mut self,
+        tasks: &mut JoinSet<Outcome>,
+        tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
+        loop {
+            let mut go = Vec::new();
+            while let Some(id) = self.candidates.pop_front() {
+                if self.state[id] != State::Waiting || self.waiting_on[id] > 0 {
+                    continue;
+                }
+                match self.readiness(id) {
+                    Readiness::NotYet => {}
+                    Readiness::Skip(reason) => {
+                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+                    }
+                    // Journal hook, a step about to start: reuse its recorded result? (A
+                    // region is not recorded: its steps are.)
+                    Readiness::Go if !self.is_region(id) && self.reuse(id, on_event) => {}
+                    Readiness::Go => go.push(id),
+                }
+            }
+            if go.is_empty() {
+                return;
+            }
+            go.sort_by_key(|&id| self.plan.nodes[id].join.is_none());
+            for id in go {
+                if self.state[id] != State::Waiting {
+                    continue; // cancelled by a gather started just before
+                }
+                let skip = match self.stopped.clone() {
+                    Some(reason) => Some(reason),
+                    None => self.over_budget(id).inspect(|reason| {
+                        if !self.keep_going {
+                            self.stopped = Some(reason.clone());
+                        }
+                    }),
+                };
+                match skip {
+                    Some(reason) => {
+                        self.settle_without_running(id, StepStatus::Skipped(reason), on_event)
+                    }
+                    None => {
+                        self.cancel_rest_of_join(id, on_event);
+                        self.spawn(id, tasks, tx.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a step whose counted dependencies are settled may run.
+    fn readiness(&self, id: NodeId) -> Readiness {
+        for &d in &self.plan.nodes[id].deps {
+            if let State::Done(s) = &self.state[d]
+                && *s != StepStatus::Succeeded
+                && !self
+                    .joins
+                    .get(&id)
+                    .is_some_and(|_| self.watched_by[d].iter().any(|(j, _)| *j == id))
+            {
+                return Readiness::Skip(format!("`{}` did not succeed", self.plan.nodes[d].name));
+            }
+        }
+        let Some(j) = self.joins.get(&id) else {
+            return Readiness::Go;
+        };
+        let (ok, settled, total, need) = (
+            j.succeeded_branches,
+            j.settled_branches,
+            j.total(),
+            j.needed(),
+        );
+        let waits_for_all = matches!(j.policy, Policy::Min(_));
+        if ok >= need && (!waits_for_all || settled == total) {
+            Readiness::Go
+        } else if settled == total || ok + (total - settled) < need {
+            Readiness::Skip(format!(
+                "only {ok} of {total} branches succeeded; `gather <{}>` needs {need}",
+                j.policy
+            ))
+        } else {
+            Readiness::NotYet
+        }
+    }
+
+    /// Budget hook, a step about to start: its worst case for one attempt (system text and
+    /// rendered prompt at 4 characters per token, plus `max_tokens` out, at its model's price)
+    /// must fit in every enclosing budget ([`budget`]), where it is then held until the step
+    /// ends. Returns why it may not start.
+    fn over_budget(&mut self, id: NodeId) -> Option<String> {
+        let node = &self.plan.nodes[id];
+        if !self
+            .budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .applies(node)
+        {
+            return None;
+        }
+        let PlanExec::Model {
+            model,
+            system,
+            max_tokens,
+            ..
+        } = &node.exec
+        else {
+            return None;
+        };
+        let client = self.shared.clients.get(model)?;
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let render =
+            |t: Option<&crate::plan::Template>| t.map(|t| scope.render(t)).unwrap_or_default();
+        let input = estimate_tokens(&render(node.prompt.as_ref()))
+            + estimate_tokens(&render(system.as_ref()));
+        let out = self
+            .max_tokens_cap
+            .map_or(*max_tokens, |c| c.min(*max_tokens));
+        let worst = client.price.cost(input, u64::from(out));
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(node, worst)
+            .err()
+    }
+
+    pub(super) fn settle_without_running(
+        &mut self,
+        id: NodeId,
+        status: StepStatus,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
+        let report = StepReport::not_run(&self.plan.nodes[id], status, None);
+        on_event(&Event::Finished(report.clone()));
+        self.settle(id, report);
+    }
+
+    /// Records a finished step and releases its dependents and the joins that watch it.
+    pub(super) fn settle(&mut self, id: NodeId, report: StepReport) {
+        let succeeded = report.status == StepStatus::Succeeded;
+        self.state[id] = State::Done(report.status.clone());
+        self.outputs[id] = report.output_value();
+        if !matches!(self.plan.nodes[id].exec, PlanExec::Region { .. }) {
+            // A region's cost is its steps', already spent by its own schedulers.
+            self.budgets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .spend(&self.plan.nodes[id], report.cost_usd);
+        }
+        if let StepStatus::Failed(e) = &report.status
+            && !self.tolerated[id]
+            && !self.keep_going
+            && self.stopped.is_none()
+        {
+            self.stopped = Some(format!("step `{}` failed: {e}", report.name));
+        }
+        self.reports[id] = Some(report);
+        for &d in &self.dependents[id] {
+            self.waiting_on[d] -= 1;
+            if self.waiting_on[d] == 0 {
+                self.candidates.push_back(d);
+            }
+        }
+        for &(join, branch) in &self.watched_by[id] {
+            let Some(j) = self.joins.get_mut(&join) else {
+                continue;
+            };
+            if j.failed[branch] {
+                continue;
+            }
+            if succeeded {
+                j.pending[branch] -= 1;
+                if j.pending[branch] == 0 {
+                    j.succeeded_branches += 1;
+                    j.settled_branches += 1;
+                }
+            } else {
+                j.failed[branch] = true;
+                j.settled_branches += 1;
+            }
+            if self.waiting_on[join] == 0 {
+                self.candidates.push_back(join);
+            }
+        }
+    }
+
+    pub(super) fn finish(&mut self, outcome: Outcome, on_event: &(dyn Fn(&Event) + Send + Sync)) {
+        self.abort.remove(&outcome.node);
+        if matches!(self.state[outcome.node], State::Done(_)) {
+            // Cancelled by a gather while its result was already on the way: it stays cancelled.
+            return;
+        }
+        if self.is_region(outcome.node) {
+            for (n, v) in outcome.exports {
+                self.outputs[n] = v;
+            }
+            self.inner_reports.extend(outcome.inner);
+            self.inner_reused.extend(outcome.reused);
+        } else {
+            // Journal hook, a step ended: record it before anything depends on it.
+            self.record(outcome.node, &outcome.report);
+        }
+        on_event(&Event::Finished(outcome.report.clone()));
+        self.settle(outcome.node, outcome.report);
+    }
+
+    /// A `gather <any|first N>` that starts no longer needs the rest of its block: cancel it.
+    pub(super) fn cancel_rest_of_join(
+        &mut self,
+        id: NodeId,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
+        let Some(join) = self.plan.nodes[id].join else {
+            return;
+        };
+        if !matches!(join.policy, Policy::Any | Policy::First(_)) {
+            return;
+        }
+        for &m in &self.plan.groups[join.group].members {
+            if !matches!(self.state[m], State::Waiting | State::Running) {
+                continue;
+            }
+            if let Some(h) = self.abort.remove(&m) {
+                h.abort();
+            }
+            let report = StepReport::not_run(
+                &self.plan.nodes[m],
+                StepStatus::Cancelled,
+                Some(self.elapsed_ms()),
+            );
+            on_event(&Event::Finished(report.clone()));
+            self.settle(m, report);
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        id: NodeId,
+        tasks: &mut JoinSet<Outcome>,
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) {
+        self.state[id] = State::Running;
+        self.ran[id] = true;
+        if self.is_region(id) {
+            let task = control::RegionTask {
+                plan: self.plan_arc.clone(),
+                inputs: self.inputs_arc.clone(),
+                shared: self.shared.clone(),
+                opts: self.opts.clone(),
+                budgets: self.budgets.clone(),
+                outputs: self.outputs.clone(),
+                node: id,
+                tx,
+            };
+            let handle = tasks.spawn(control::run_region(task));
+            self.abort.insert(id, handle);
+            return;
+        }
+        self.record_start(id, &tx);
+        let node = self.plan.nodes[id].clone();
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let (prompt, args) = scope.render_call(&node);
+        let shared = self.shared.clone();
+        let cap = self.max_tokens_cap;
+        let handle = tasks.spawn(async move {
+            let report = execute(&node, prompt, args, &shared, cap, &tx).await;
+            Outcome::step(node.id, report)
+        });
+        self.abort.insert(id, handle);
+    }
+
+    /// Whether node `id` stands for a region.
+    pub(super) fn is_region(&self, id: NodeId) -> bool {
+        matches!(self.plan.nodes[id].exec, PlanExec::Region { .. })
+    }
+
+    fn into_report(self) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        let mut reused: Vec<String> = (0..self.plan.nodes.len())
+            .filter(|&i| self.reused[i])
+            .map(|i| self.plan.nodes[i].name.clone())
+            .collect();
+        reused.extend(self.inner_reused);
+        // This frame's steps (a `for` item is not a step), then the steps of its regions.
+        let shown: Vec<NodeId> = (0..self.plan.nodes.len())
+            .filter(|&i| self.active[i] && !matches!(self.plan.nodes[i].exec, PlanExec::Item))
+            .collect();
+        let mut reports = self.reports;
+        let mut steps: Vec<StepReport> = shown
+            .iter()
+            .map(|&i| {
+                reports[i].take().unwrap_or_else(|| {
+                    let why = StepStatus::Skipped("the run stopped".into());
+                    StepReport::not_run(&self.plan.nodes[i], why, None)
+                })
+            })
+            .collect();
+        let required_ok = shown.iter().zip(&steps).all(|(&i, s)| {
+            s.status == StepStatus::Succeeded
+                || (self.tolerated[i] && s.status != StepStatus::Succeeded)
+        });
+        steps.extend(self.inner_reports);
+        let scope = Scope {
+            plan: self.plan,
+            inputs: self.inputs,
+            outputs: &self.outputs,
+        };
+        let output = if required_ok {
+            match &self.plan.output {
+                Some(t) => Some(scope.render(t)),
+                None => Some(final_outputs(self.plan, &self.active, &self.outputs)),
+            }
+        } else {
+            None
+        };
+        let mut usage = Usage::default();
+        let mut cost_usd = 0.0;
+        for s in &steps {
+            usage.add(s.usage);
+            cost_usd += s.cost_usd;
+        }
+        let report = RunReport {
+            workflow: self.plan.workflow.clone(),
+            succeeded: required_ok,
+            stopped: self.stopped,
+            output,
+            usage,
+            cost_usd,
+            wall_ms: self.shared.start.elapsed().as_millis() as u64,
+            steps,
+            run_id: None,
+            reused,
+            interrupted: self.interrupted,
+        };
+        (report, self.outputs)
+    }
+}
+
+pub(super) enum Readiness {
+    NotYet,
+    Go,
+    Skip(String),
+}
+
+/// Without `return`: the outputs of the steps nothing depends on, each under its name.
+pub(super) fn final_outputs(
+    plan: &Plan,
+    active: &[bool],
+    outputs: &[Option<serde_json::Value>],
+) -> String {
+    let mut has_dependent = vec![false; plan.nodes.len()];
+    for n in plan.nodes.iter().filter(|n| active[n.id]) {
+        for &d in &n.deps {
+            has_dependent[d] = true;
+        }
+    }
+    // Regions other than a `for` have no value of their own.
+    let sinks: Vec<NodeId> = (0..plan.nodes.len())
+        .filter(|&i| active[i] && !has_dependent[i])
+        .filter(|&i| match plan.nodes[i].exec {
+            PlanExec::Region { region } => matches!(
+                plan.regions[region].kind,
+                crate::plan::PlanRegionKind::For { .. } | crate::plan::PlanRegionKind::Call { .. }
+            ),
+            PlanExec::Item => false,
+            _ => true,
+        })
+        .collect();
+    if let [only] = sinks.as_slice() {
+        return outputs[*only]
+            .as_ref()
+            .map(render::json_text)
+            .unwrap_or_default();
+    }
+    sinks
+        .iter()
+        .filter_map(|&i| {
+            outputs[i].as_ref().map(|o| {
+                format!(
+                    "## {}\n{}",
+                    plan.nodes[i].name,
+                    render::json_text(o).trim_end()
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}

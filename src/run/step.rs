@@ -1,0 +1,527 @@
+//! Running one step: its permits, every attempt, retry and fallback, a structured output's
+//! parsing, all bounded by its `deadline`.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::prepare::{ModelClient, Shared};
+use super::provider::{CompletionRequest, OutputFormat, ProviderError};
+use super::render::render_with_args;
+use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
+use crate::common::format_duration;
+use crate::plan::{PlanExec, PlanNode, estimate_tokens};
+
+// ------------------------------------------------------------------ executing one step
+
+struct AttemptError {
+    message: String,
+    retryable: bool,
+    overloaded: bool,
+    retry_after_ms: Option<u64>,
+    /// The answer outgrew the step's `max_output_bytes`.
+    too_large: bool,
+}
+
+impl From<ProviderError> for AttemptError {
+    fn from(e: ProviderError) -> Self {
+        AttemptError {
+            retryable: e.is_retryable(),
+            overloaded: e.is_overloaded(),
+            retry_after_ms: e.retry_after_ms(),
+            too_large: matches!(e, ProviderError::TooLarge { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a successful step produced: its text, and for a structured output (`-> T`, not
+/// `text`) the value, whose compact JSON the text then is.
+struct StepOutput {
+    text: String,
+    value: Option<serde_json::Value>,
+}
+
+impl StepOutput {
+    fn text(text: String) -> Self {
+        StepOutput { text, value: None }
+    }
+
+    fn value(value: serde_json::Value) -> Self {
+        StepOutput {
+            text: value.to_string(),
+            value: Some(value),
+        }
+    }
+}
+
+/// The bound on one attempt's output (answer, stdout) of a step, in bytes: its agent's
+/// `max_output_bytes`, else [`provider::DEFAULT_MAX_OUTPUT_BYTES`].
+fn max_output_bytes(node: &PlanNode) -> u32 {
+    node.max_output_bytes
+        .unwrap_or(provider::DEFAULT_MAX_OUTPUT_BYTES)
+}
+
+/// The error of an output over its bound, for people: the step, the bound, and the fix.
+fn too_large_message(node: &PlanNode, what: &str) -> String {
+    let bound = max_output_bytes(node);
+    let set = if node.max_output_bytes.is_some() {
+        "its agent's `max_output_bytes`"
+    } else {
+        "the default `max_output_bytes`"
+    };
+    format!(
+        "step `{}`: {what} is longer than {bound} bytes ({set}); if so long an output is expected, raise `max_output_bytes` in agent `{}`",
+        node.name, node.agent
+    )
+}
+
+/// The structured output a step must produce: its type, unless it has none or it is `text`.
+fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
+    node.output_type
+        .as_ref()
+        .filter(|t| **t != crate::check::types::Type::Text)
+}
+
+/// Runs one step to its end: every attempt, retry, fallback and (for `-> T`) the parsing and
+/// checking of its answer, bounded by its `deadline`.
+pub(super) async fn execute(
+    node: &PlanNode,
+    prompt: String,
+    args: IndexMap<String, String>,
+    shared: &Shared,
+    cap: Option<u32>,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) -> StepReport {
+    if let PlanExec::Approval = node.exec {
+        // A person answers: no permits, attempts or fallback.
+        return approval::execute(node, prompt, shared, tx).await;
+    }
+    let _permits = permits(node, shared).await;
+    let mut report = StepReport::starting(node, shared.start.elapsed().as_millis() as u64);
+    // The last failed attempt's error, for the message when the deadline passes.
+    let mut last_error: Option<String> = None;
+    let work = async {
+        let step = StepRun {
+            node,
+            shared,
+            tx,
+            report: &mut report,
+            last_error: &mut last_error,
+        };
+        match &node.exec {
+            PlanExec::Model { .. } => on_models(step, prompt, &args, cap).await,
+            PlanExec::Command { argv, env, cwd } => {
+                step.report.model = Some("command".into());
+                let spec = command::CommandSpec {
+                    argv: argv.iter().map(|t| render_with_args(t, &args)).collect(),
+                    env: env
+                        .iter()
+                        .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
+                        .collect(),
+                    stdin: prompt,
+                    cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                    max_stdout_bytes: Some(max_output_bytes(node)),
+                };
+                command_attempts(step, &spec).await
+            }
+            // Regions run in their own tasks (`control`), items are settled with their
+            // instance: neither is executed as a step.
+            PlanExec::Region { .. } | PlanExec::Item => {
+                Err("internal error: a region or item was executed as a step".to_string())
+            }
+            // Answered by `approval::execute` above.
+            PlanExec::Approval => Err("an approval step cannot run as a model or command".into()),
+        }
+    };
+    // The deadline bounds everything above: attempts, backoff, waits for the provider's
+    // permits and rate limits, and the fallback. When it passes, the attempt in flight is
+    // dropped (a command is killed) and the step fails; no fallback follows.
+    let result = match node.deadline_ms {
+        None => work.await,
+        Some(ms) => {
+            let outcome = tokio::time::timeout(Duration::from_millis(ms), work).await;
+            outcome.unwrap_or_else(|_| Err(deadline_passed(ms, &report, last_error.as_deref())))
+        }
+    };
+    report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
+    match result {
+        Ok(out) => {
+            report.output = Some(out.text);
+            report.value = out.value;
+        }
+        Err(e) => report.status = StepStatus::Failed(e),
+    }
+    report
+}
+
+/// The permits a step holds while it runs: the run's global limit, then its blocks'
+/// outermost first (the provider's is taken per attempt, after these: one order, so no
+/// deadlock).
+async fn permits(node: &PlanNode, shared: &Shared) -> Vec<OwnedSemaphorePermit> {
+    let mut held = Vec::new();
+    let blocks = node
+        .groups
+        .iter()
+        .filter_map(|&g| shared.group_limits[g].as_ref());
+    for s in shared.global.iter().chain(blocks) {
+        held.extend(s.clone().acquire_owned().await.ok());
+    }
+    held
+}
+
+/// A model step: its attempts on its model, then (when they fail) on its fallback.
+async fn on_models(
+    step: StepRun<'_>,
+    prompt: String,
+    args: &IndexMap<String, String>,
+    cap: Option<u32>,
+) -> Result<StepOutput, String> {
+    let mut step = step;
+    let (node, shared, tx) = (step.node, step.shared, step.tx);
+    let PlanExec::Model {
+        model,
+        fallback,
+        system,
+        max_tokens,
+        temperature,
+        ..
+    } = &node.exec
+    else {
+        return Err("internal error: not a model step".into());
+    };
+    let system = system.as_ref().map(|t| render_with_args(t, args));
+    let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
+    let mut result = Err("no model".to_string());
+    for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
+        let Some(client) = shared.clients.get(m) else {
+            continue;
+        };
+        if i > 0 {
+            let _ = tx.send(Event::FallingBack {
+                step: node.name.clone(),
+                model: m.clone(),
+            });
+        }
+        let req = CompletionRequest {
+            model: client.model_id.clone(),
+            system: system.clone(),
+            prompt: prompt.clone(),
+            max_tokens,
+            temperature: *temperature,
+            output: node
+                .output_type
+                .as_ref()
+                .and_then(|t| OutputFormat::new(&node.name, t)),
+            max_output_bytes: max_output_bytes(node),
+        };
+        step.report.model = Some(m.clone());
+        let has_fallback = i == 0 && fallback.is_some();
+        result = model_attempts(step.reborrow(), m, client, &req, has_fallback).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
+}
+
+/// The failure of a step whose `deadline` passed.
+fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> String {
+    let on = report
+        .model
+        .as_deref()
+        .map(|m| format!(" on `{m}`"))
+        .unwrap_or_default();
+    let mut message = match report.attempts {
+        0 => format!(
+            "deadline of {} passed before the first attempt started",
+            format_duration(ms)
+        ),
+        1 => format!(
+            "deadline of {} passed after 1 attempt{on}",
+            format_duration(ms)
+        ),
+        n => format!(
+            "deadline of {} passed after {n} attempts{on}",
+            format_duration(ms)
+        ),
+    };
+    if let Some(e) = last_error {
+        message.push_str(&format!(" (last error: {e})"));
+    }
+    message
+}
+
+/// What a step's attempts share: the step, the run, the progress channel, and the report and
+/// last error they update.
+struct StepRun<'a> {
+    node: &'a PlanNode,
+    shared: &'a Shared,
+    tx: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+    report: &'a mut StepReport,
+    last_error: &'a mut Option<String>,
+}
+
+impl StepRun<'_> {
+    /// The same step run, for one call that updates it.
+    fn reborrow(&mut self) -> StepRun<'_> {
+        StepRun {
+            node: self.node,
+            shared: self.shared,
+            tx: self.tx,
+            report: &mut *self.report,
+            last_error: &mut *self.last_error,
+        }
+    }
+}
+
+/// The attempts of a model step on one model: each takes the provider's permit and waits for
+/// its rate limits, then is bounded by the step's `timeout`. A failure that may pass when
+/// repeated is retried after a backoff, up to the step's `retry` count.
+///
+/// For a structured output (`-> T`), a completed answer is parsed and checked against the type
+/// ([`structured::parse_as`]). An answer that does not fit counts as a failed attempt, retried
+/// at once (no backoff: the server is fine, the answer was not) within the same `retry` count,
+/// with the problems, the start of the answer and the schema appended to the prompt
+/// ([`structured::retry_instructions`]). Every attempt's usage and cost are counted, those of
+/// rejected answers too. When no attempt fits, this model fails with
+/// [`structured::mismatch_message`], the model and the attempt (and the step's `fallback`
+/// model, if any, is tried next, like after any other failure).
+async fn model_attempts(
+    step: StepRun<'_>,
+    model: &str,
+    client: &ModelClient,
+    first: &CompletionRequest,
+    has_fallback: bool,
+) -> Result<StepOutput, String> {
+    let StepRun {
+        node,
+        shared,
+        tx,
+        report,
+        last_error,
+    } = step;
+    let ty = structured_type(node);
+    let mut req = std::borrow::Cow::Borrowed(first);
+    let on_wait = |delay_ms: u64, why: &str| {
+        let _ = tx.send(Event::Waiting {
+            step: node.name.clone(),
+            delay_ms,
+            reason: why.to_string(),
+        });
+    };
+    let on_progress = |tokens: u64| {
+        let _ = tx.send(Event::Streaming {
+            step: node.name.clone(),
+            tokens,
+        });
+    };
+    let mut k = 0;
+    loop {
+        // What a request counts against a tokens-per-minute limit: its input, estimated, and
+        // its output bound.
+        let tokens = req.system.as_deref().map_or(0, estimate_tokens)
+            + estimate_tokens(&req.prompt)
+            + u64::from(req.max_tokens);
+        // The provider's permit is taken before the attempt's clock starts: waiting in line for
+        // a provider is not part of a timeout, and the step counts as started once it has one.
+        let _permit = match shared.provider_limits.get(&client.provider_name) {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        // Rate limits, too, are waited for before the attempt's clock starts.
+        client.limits.acquire(tokens, &on_wait).await;
+        if report.attempts == 0 {
+            report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
+        }
+        report.attempts += 1;
+        let _ = tx.send(Event::Started {
+            step: node.name.clone(),
+            runs_on: model.to_string(),
+            attempt: report.attempts,
+        });
+        let attempt = client.provider.complete_with_progress(&req, &on_progress);
+        let outcome: Result<_, AttemptError> = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
+                Ok(r) => r.map_err(AttemptError::from),
+                Err(_) => Err(AttemptError {
+                    message: format!("attempt timed out after {}", format_duration(ms)),
+                    retryable: true,
+                    overloaded: false,
+                    retry_after_ms: None,
+                    too_large: false,
+                }),
+            },
+            None => attempt.await.map_err(AttemptError::from),
+        };
+        let outcome = outcome.map_err(|mut e| {
+            if e.too_large {
+                e.message = too_large_message(node, &format!("the answer of `{model}`"));
+            }
+            e
+        });
+        match outcome {
+            Ok(c) => {
+                report.usage.add(c.usage);
+                report.cost_usd += client
+                    .price
+                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                let Some(ty) = ty else {
+                    return Ok(StepOutput::text(c.text));
+                };
+                let problems = match structured::parse_as(&c.text, ty) {
+                    Ok(value) => return Ok(StepOutput::value(value)),
+                    Err(problems) => problems,
+                };
+                let message = structured::mismatch_message(&node.name, ty, &problems, &c.text);
+                *last_error = Some(message.clone());
+                if k >= node.retry {
+                    return Err(format!(
+                        "{message} (on `{model}`, attempt {})",
+                        report.attempts
+                    ));
+                }
+                drop(_permit);
+                let _ = tx.send(Event::Retrying {
+                    step: node.name.clone(),
+                    error: message,
+                    delay_ms: 0,
+                });
+                let retry = structured::retry_instructions(ty, &problems, &c.text);
+                let mut next = first.clone();
+                next.prompt = format!("{}\n\n{retry}", first.prompt);
+                if let Some(format) = &mut next.output {
+                    format.prompted = true;
+                }
+                req = std::borrow::Cow::Owned(next);
+                k += 1;
+            }
+            // An overloaded model will not get better in seconds: use the fallback now.
+            Err(e) if e.overloaded && has_fallback => {
+                *last_error = Some(e.message.clone());
+                return Err(format!("{} (on `{model}`, overloaded)", e.message));
+            }
+            Err(e) if e.retryable && k < node.retry => {
+                drop(_permit);
+                *last_error = Some(e.message.clone());
+                let server = e.retry_after_ms.map(Duration::from_millis);
+                limits::before_retry(k, server, fastrand::f64(), |delay_ms| {
+                    let _ = tx.send(Event::Retrying {
+                        step: node.name.clone(),
+                        error: e.message,
+                        delay_ms,
+                    });
+                })
+                .await;
+                k += 1;
+            }
+            Err(e) => {
+                *last_error = Some(e.message.clone());
+                return Err(format!(
+                    "{} (on `{model}`, attempt {})",
+                    e.message, report.attempts
+                ));
+            }
+        }
+    }
+}
+
+/// The attempts of a command step. With `-> T`, its stdout is parsed and checked like a
+/// model's answer, but a mismatch fails the step at once: a program is not asked again with
+/// instructions. A dry run (`--simulate` without `--run-commands`) answers with a sample
+/// value of the type, or says what would run.
+async fn command_attempts(
+    step: StepRun<'_>,
+    spec: &command::CommandSpec,
+) -> Result<StepOutput, String> {
+    let StepRun {
+        node,
+        shared,
+        tx,
+        report,
+        last_error,
+    } = step;
+    let shown = serde_json::to_string(&spec.argv).unwrap_or_default();
+    let mut k = 0;
+    loop {
+        report.attempts += 1;
+        let _ = tx.send(Event::Started {
+            step: node.name.clone(),
+            runs_on: shown.clone(),
+            attempt: report.attempts,
+        });
+        if let Some(sim) = &shared.simulate_commands {
+            // Dry run: say what would run, without running it.
+            let req = CompletionRequest {
+                model: "command".into(),
+                system: None,
+                prompt: spec.stdin.clone(),
+                max_tokens: 64,
+                temperature: None,
+                output: structured_type(node).and_then(|t| OutputFormat::new(&node.name, t)),
+                max_output_bytes: max_output_bytes(node),
+            };
+            let answer = sim.complete(&req).await;
+            return match (structured_type(node), answer) {
+                (Some(ty), Ok(c)) => command_output(node, ty, c.text),
+                _ => Ok(StepOutput::text(format!("[simulated] would run {shown}"))),
+            };
+        }
+        let message = |e: command::CommandError| match e {
+            command::CommandError::TooLarge { program, .. } => {
+                too_large_message(node, &format!("the stdout of `{program}`"))
+            }
+            e => e.to_string(),
+        };
+        let outcome = match node.timeout_ms {
+            Some(ms) => {
+                match tokio::time::timeout(Duration::from_millis(ms), command::run_command(spec))
+                    .await
+                {
+                    Ok(r) => r.map_err(message),
+                    Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
+                }
+            }
+            None => command::run_command(spec).await.map_err(message),
+        };
+        match outcome {
+            Ok(out) => {
+                return match structured_type(node) {
+                    Some(ty) => command_output(node, ty, out.stdout),
+                    None => Ok(StepOutput::text(out.stdout)),
+                };
+            }
+            Err(e) if k < node.retry => {
+                *last_error = Some(e.clone());
+                limits::before_retry(k, None, fastrand::f64(), |delay_ms| {
+                    let _ = tx.send(Event::Retrying {
+                        step: node.name.clone(),
+                        error: e,
+                        delay_ms,
+                    });
+                })
+                .await;
+                k += 1;
+            }
+            Err(e) => {
+                *last_error = Some(e.clone());
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A command's stdout as the value of its step's type.
+///
+/// # Errors
+/// [`structured::mismatch_message`] when it is not one.
+fn command_output(
+    node: &PlanNode,
+    ty: &crate::check::types::Type,
+    stdout: String,
+) -> Result<StepOutput, String> {
+    structured::parse_as(&stdout, ty)
+        .map(StepOutput::value)
+        .map_err(|problems| structured::mismatch_message(&node.name, ty, &problems, &stdout))
+}

@@ -15,7 +15,8 @@
 //! does read the checked program's value types the plan carries (`check::types::Type`, the
 //! provider, model and parameter tables). Below every stage sit [`diag`], the one diagnostic
 //! model every stage reports through, [`common`], the small values several stages share (a
-//! `gather`'s `Policy`, a condition's `CmpOp`, durations, the output bound), and [`redact`],
+//! `gather`'s `Policy`, a condition's `CmpOp`, durations, the output bound), [`grant`], the
+//! tool grants an agent's `tools: [...]` holds and their wire names, and [`redact`],
 //! which takes secrets out of every text that comes from outside and every artefact orch
 //! writes. [`fmt`] (`orch fmt`, the one canonical layout) and [`cli`] (a thin clap front end)
 //! are leaves: nothing imports them.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod common;
 pub mod diag;
 pub mod fmt;
+pub mod grant;
 pub mod plan;
 pub mod redact;
 pub mod resolve;

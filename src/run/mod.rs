@@ -39,6 +39,7 @@ mod report;
 mod scheduler;
 mod step;
 pub mod structured;
+pub mod tools;
 
 use std::sync::Arc;
 

@@ -19,6 +19,7 @@
 //! inactivity timeout ([`HttpOptions::idle_timeout`]) instead of waiting for the whole answer.
 
 pub mod anthropic;
+pub mod conversation;
 pub mod openai;
 pub mod sim;
 pub mod sse;

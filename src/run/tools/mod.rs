@@ -51,7 +51,7 @@ impl ToolOutput {
 
     /// A refusal: an error result saying why, which the model can react to.
     pub fn refused(why: impl Into<String>) -> Self {
-        let why = redact(&why.into()).into_string();
+        let why = redact(why.into()).into_string();
         ToolOutput {
             summary: "refused".into(),
             content: why,

@@ -215,6 +215,7 @@ async fn on_models(
                 .as_ref()
                 .and_then(|t| OutputFormat::new(&node.name, t)),
             max_output_bytes: max_output_bytes(node),
+            ..Default::default()
         };
         step.report.model = Some(m.clone());
         let has_fallback = i == 0 && fallback.is_some();
@@ -461,6 +462,7 @@ async fn command_attempts(
                 temperature: None,
                 output: structured_type(node).and_then(|t| OutputFormat::new(&node.name, t)),
                 max_output_bytes: max_output_bytes(node),
+                ..Default::default()
             };
             let answer = sim.complete(&req).await;
             return match (structured_type(node), answer) {

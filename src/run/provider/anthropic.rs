@@ -298,6 +298,7 @@ async fn read_stream(
         text,
         usage,
         model: model.unwrap_or_else(|| req.model.clone()),
+        ..Default::default()
     })
 }
 
@@ -527,6 +528,7 @@ impl MessagesResponse {
                 .model
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| req.model.clone()),
+            ..Default::default()
         }
     }
 }
@@ -549,6 +551,7 @@ mod tests {
             temperature: Some(0.5),
             output: None,
             max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
         }
     }
 
@@ -599,6 +602,7 @@ mod tests {
                     estimated: false,
                 },
                 model: "claude-sonnet-4-5-20250929".into(),
+                ..Default::default()
             }
         );
         let received = server.received_requests().await.expect("recording on");
@@ -631,6 +635,7 @@ mod tests {
             temperature: None,
             output: None,
             max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");
@@ -795,6 +800,7 @@ mod tests {
                     estimated: false
                 },
                 model: "claude-sonnet-4-5-20250929".into(),
+                ..Default::default()
             }
         );
         // "Blue" is one token by the 4-characters rule; later deltas fall within the throttle.

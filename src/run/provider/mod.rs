@@ -63,8 +63,10 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// One request to a model: what the scheduler hands a provider for a model step.
-#[derive(Debug, Clone, PartialEq)]
+/// One request to a model: what the scheduler hands a provider for a model step, or for one
+/// turn of an agent loop (then `turns` holds the conversation after the prompt and `tools` the
+/// tools offered).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CompletionRequest {
     /// The provider's own model identifier (for example `claude-sonnet-4-5`), not the
     /// script's model name.
@@ -84,6 +86,38 @@ pub struct CompletionRequest {
     /// [`DEFAULT_MAX_OUTPUT_BYTES`] by default). Not sent: the client stops reading, and the
     /// attempt fails with [`ProviderError::TooLarge`], as soon as the answer grows past it.
     pub max_output_bytes: u32,
+    /// The conversation after the prompt, oldest first: the model's earlier turns with their
+    /// tool calls, each followed by those calls' results. Empty for a plain step and for an
+    /// agent loop's first turn.
+    pub turns: Vec<Turn>,
+    /// The tools offered, in grant order; empty for an agent without `tools`.
+    pub tools: Vec<OfferedTool>,
+    /// Whether the model may, must, or must not call a tool this turn.
+    pub tool_choice: ToolChoice,
+}
+
+pub use conversation::{StopReason, ToolCall, ToolResult, ToolSpec, Turn};
+
+/// A tool offered to the model on one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferedTool {
+    /// Its name, description and input schema, as sent.
+    pub spec: ToolSpec,
+    /// Whether calling it changes nothing (`read`, `list`, `glob`, `grep`, an MCP tool annotated
+    /// `readOnlyHint`). Not sent: the simulator calls only read-only tools, so a dry run never
+    /// writes.
+    pub read_only: bool,
+}
+
+/// The `tool_choice` of a request (Anthropic Messages and OpenAI Chat Completions both have
+/// one, with these meanings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides (the default; ignored when no tools are offered).
+    #[default]
+    Auto,
+    /// No tool calls: the loop's last turn, when it must answer.
+    None,
 }
 
 pub use crate::common::DEFAULT_MAX_OUTPUT_BYTES;
@@ -165,7 +199,7 @@ impl Usage {
 }
 
 /// The answer to one [`CompletionRequest`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Completion {
     /// The text of the answer (all text blocks / the first choice's message content).
     pub text: String,
@@ -173,6 +207,10 @@ pub struct Completion {
     pub usage: Usage,
     /// The model that answered, as the provider reported it (falls back to the requested one).
     pub model: String,
+    /// The tool calls the model made, in order; empty for a plain answer.
+    pub calls: Vec<ToolCall>,
+    /// Why the model stopped.
+    pub stop: StopReason,
 }
 
 /// Why a provider call failed. The messages of errors returned by the clients are redacted
@@ -826,6 +864,7 @@ mod tests {
             text: format!("echo: {}", key.expose()),
             usage: Usage::default(),
             model: "m".into(),
+            ..Default::default()
         };
         let text = redact_outcome(Ok(completion)).unwrap().text;
         assert_eq!(text, "echo: <redacted>");

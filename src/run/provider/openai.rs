@@ -436,6 +436,7 @@ async fn read_stream(
         text,
         usage,
         model: model.unwrap_or_else(|| req.model.clone()),
+        ..Default::default()
     })
 }
 
@@ -611,6 +612,7 @@ impl ChatResponse {
                 .model
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| req.model.clone()),
+            ..Default::default()
         })
     }
 }
@@ -633,6 +635,7 @@ mod tests {
             temperature: Some(0.2),
             output: None,
             max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
         }
     }
 
@@ -686,6 +689,7 @@ mod tests {
                     estimated: false,
                 },
                 model: "gpt-4o-mini-2024-07-18".into(),
+                ..Default::default()
             }
         );
     }
@@ -716,6 +720,7 @@ mod tests {
             temperature: None,
             output: None,
             max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
         };
         let completion = client.complete(&req).await.expect("completion");
         assert_eq!(completion.text, "hello");
@@ -932,6 +937,7 @@ mod tests {
                     estimated: false
                 },
                 model: "gpt-4o-mini-2024-07-18".into(),
+                ..Default::default()
             }
         );
         // The first chunk is reported at once; the second falls within the throttle.

@@ -123,6 +123,7 @@ impl Sim {
             },
             text,
             model: req.model.clone(),
+            ..Default::default()
         })
     }
 }
@@ -252,6 +253,7 @@ mod tests {
             temperature: None,
             output: None,
             max_output_bytes: crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
         }
     }
 

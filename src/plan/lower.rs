@@ -74,6 +74,9 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         peak_concurrency,
         providers,
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
+        // Filled once agents declare tools (docs/language.md, "Tools").
+        mcp: IndexMap::new(),
+        delegates: IndexMap::new(),
     }
 }
 
@@ -392,6 +395,7 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 system: system.as_ref().map(|t| agent_template(t, args)),
                 max_tokens: *max_tokens,
                 temperature: *temperature,
+                tools: None,
             }
         }
         Exec::Command { argv, env, cwd } => PlanExec::Command {

@@ -84,6 +84,9 @@ pub enum PlanExec {
         max_tokens: u32,
         /// Sampling temperature.
         temperature: Option<f64>,
+        /// The agent's tools, for an agent with `tools`: the step runs an agent loop.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tools: Option<PlanTools>,
     },
     /// A program run without a shell.
     Command {
@@ -105,6 +108,39 @@ pub enum PlanExec {
     /// The built-in `approve("question")`: a person answers yes or no; the prompt is the
     /// question. Costs nothing.
     Approval,
+}
+
+/// What an agent with `tools` may use, and the bounds of its agent loop (docs/language.md,
+/// "Tools").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanTools {
+    /// The grants, as written on the agent, in order.
+    pub grants: Vec<crate::grant::ToolGrant>,
+    /// The most model turns of one loop (the agent's `max_turns`, 10 by default).
+    pub max_turns: u32,
+    /// Bound on one tool call, in milliseconds (the agent's `tool_timeout`); absent: the
+    /// run's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_timeout_ms: Option<u64>,
+}
+
+/// An agent a step may delegate to with an `agent(NAME)` grant, run as a nested step.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDelegate {
+    /// The agent's (possibly namespaced) name.
+    pub agent: String,
+    /// How it runs: always [`PlanExec::Model`] (a command agent cannot be delegated to).
+    #[serde(flatten)]
+    pub exec: PlanExec,
+    /// Attempts after the first, per model call.
+    pub retry: u32,
+    /// Bound on one attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The longest answer of one attempt, in bytes; absent: the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u32>,
+    /// Worst-case tokens and cost of one delegation to it (its whole loop).
+    pub worst_case: Estimate,
 }
 
 /// One step of the plan.
@@ -300,6 +336,13 @@ pub struct Plan {
     pub providers: IndexMap<String, ProviderDef>,
     /// The `return` template, if any.
     pub output: Option<Template>,
+    /// The MCP servers the plan's agents use, by declared name (started when first needed).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub mcp: IndexMap<String, crate::grant::McpServer>,
+    /// The agents reachable by delegation (`agent(NAME)` grants, followed transitively), by
+    /// name.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub delegates: IndexMap<String, PlanDelegate>,
 }
 
 /// Picks the workflow to plan (the checker's [`crate::check::entry_workflow`], here too

@@ -187,10 +187,14 @@ pub struct RunArgs {
     /// At most N steps in flight in the whole run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
-    /// Write the run report (every step's status, model, attempts, tokens, cost, timings and
-    /// output) as JSON to this file.
+    /// Write the run report (every step's status, model, attempts, tokens, cost, timings,
+    /// output, and every tool call of agent loops) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// The directory agents' tools work in: file tools never reach outside it, `exec` runs
+    /// there (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     /// No progress lines on stderr (the summary is still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -24,6 +24,7 @@
 //! (which step may start), `step` (one step's attempts), `control` (regions), and
 //! `report` (events and reports).
 
+mod agent;
 pub mod approval;
 mod budget;
 pub mod cache_key;
@@ -48,8 +49,9 @@ use indexmap::IndexMap;
 use crate::plan::Plan;
 use scheduler::{Frame, Scheduler};
 
+pub use agent::{DEFAULT_TOOL_TIMEOUT_MS, MAX_DELEGATION_DEPTH, call_brief};
 pub use approval::{Approval, ApprovalRequest, Approver};
-pub use report::{Event, RunReport, StepReport, StepStatus};
+pub use report::{Event, LoopReport, RunReport, StepReport, StepStatus, ToolCallReport};
 
 /// Sending every model step to one OpenAI-compatible server instead of the script's providers.
 #[derive(Debug, Clone)]
@@ -108,6 +110,9 @@ pub struct RunOptions {
     pub journal: Option<journal::Journal>,
     /// Who answers `approve(...)` steps (by default nobody: they fail, saying so).
     pub approver: Approver,
+    /// The directory agents' tools work in (`--workspace`): file tools never reach outside
+    /// it. `None`: the current directory.
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 impl RunOptions {
@@ -180,7 +185,7 @@ pub async fn run(
         j.begin(plan, opts)?;
     }
     let plan_arc = Arc::new(plan.clone());
-    let budgets = Arc::new(std::sync::Mutex::new(budget::Budgets::new(plan)));
+    let budgets = shared.agents.budgets.clone();
     let mut report = Scheduler::new(&plan_arc, &inputs, shared, opts, Frame::top(plan), budgets)
         .run(on_event)
         .await;

@@ -66,6 +66,8 @@ pub(super) struct Shared {
     pub(super) simulate_commands: Option<provider::sim::Sim>,
     pub(super) approver: Approver,
     pub(super) start: Instant,
+    /// What agent loops share: the workspace, the journal, the budgets, the delegates.
+    pub(super) agents: super::agent::AgentEnv,
 }
 
 pub(super) fn parse_inputs(
@@ -128,6 +130,7 @@ pub(super) fn prepare(
             built.clients.insert(m.clone(), client);
         }
     }
+    let workspace = workspace(opts)?;
     let simulate_commands = match &opts.target {
         Target::Simulate {
             latency_ms,
@@ -149,13 +152,49 @@ pub(super) fn prepare(
         simulate_commands,
         approver: opts.approver.clone(),
         start: Instant::now(),
+        agents: super::agent::AgentEnv {
+            workspace,
+            journal: opts.journal.clone(),
+            budgets: Arc::new(std::sync::Mutex::new(super::budget::Budgets::new(plan))),
+            delegates: plan.delegates.clone(),
+        },
     })
 }
 
-/// Every model a step may use (its own, then its fallback), in step order, with repeats.
+/// The workspace of a run's tools: `--workspace`, else the current directory, canonical.
+///
+/// # Errors
+/// [`RunError::Input`] when it does not exist or is not a directory.
+pub(super) fn workspace(opts: &RunOptions) -> Result<std::path::PathBuf, RunError> {
+    let given = match &opts.workspace {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|e| {
+            RunError::Input(format!(
+                "cannot read the current directory for the workspace ({e}); pass `--workspace DIR`"
+            ))
+        })?,
+    };
+    let canonical = std::fs::canonicalize(&given).map_err(|e| {
+        RunError::Input(format!(
+            "--workspace {}: {e}; pass an existing directory",
+            given.display()
+        ))
+    })?;
+    if !canonical.is_dir() {
+        return Err(RunError::Input(format!(
+            "--workspace {}: not a directory; pass the directory the agents' tools may use",
+            given.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+/// Every model a step may use (its own, then its fallback), in step order, then those of the
+/// agents steps may delegate to, with repeats.
 fn models_used(plan: &Plan) -> impl Iterator<Item = &String> {
-    plan.nodes.iter().flat_map(|n| {
-        match &n.exec {
+    let delegated = plan.delegates.values().map(|d| &d.exec);
+    plan.nodes.iter().map(|n| &n.exec).chain(delegated).flat_map(|exec| {
+        match exec {
             PlanExec::Model {
                 model, fallback, ..
             } => Some(std::iter::once(model).chain(fallback)),

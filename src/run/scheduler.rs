@@ -581,8 +581,9 @@ impl<'a> Scheduler<'a> {
         let (prompt, args) = scope.render_call(&node);
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
+        let key = self.keys[id].as_ref().map(cache_key::KeyParts::key);
         let handle = tasks.spawn(async move {
-            let report = execute(&node, prompt, args, &shared, cap, &tx).await;
+            let report = execute(&node, prompt, args, &shared, cap, &tx, key).await;
             Outcome::step(node.id, report)
         });
         self.abort.insert(id, handle);

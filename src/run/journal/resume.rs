@@ -115,6 +115,7 @@ impl Journal {
                 output: r.output.clone(),
                 value: r.value.clone(),
                 approval: r.approval.clone(),
+                agent_loop: r.agent_loop.clone(),
             })));
         }
         let why = match h.last.get(name) {

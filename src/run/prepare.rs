@@ -121,6 +121,7 @@ pub(super) fn prepare(
         http: HashMap::new(),
         limits: HashMap::new(),
         provider_limits: HashMap::new(),
+        workspace: workspace(opts)?,
     };
     for m in models_used(plan) {
         if let Some(def) = models.get(m)
@@ -130,7 +131,7 @@ pub(super) fn prepare(
             built.clients.insert(m.clone(), client);
         }
     }
-    let workspace = workspace(opts)?;
+    let workspace = built.workspace.clone();
     let simulate_commands = match &opts.target {
         Target::Simulate {
             latency_ms,
@@ -217,6 +218,8 @@ struct Clients<'a> {
     limits: HashMap<String, Arc<ProviderLimits>>,
     /// `max_concurrency` of providers, by name.
     provider_limits: HashMap<String, Arc<Semaphore>>,
+    /// The run's workspace, for simulators.
+    workspace: std::path::PathBuf,
 }
 
 impl Clients<'_> {
@@ -233,7 +236,11 @@ impl Clients<'_> {
         let (provider, model_id) = match &self.opts.target {
             // A declared `kind: sim` provider keeps its own latency and failures.
             Target::Simulate { latency_ms, .. } => (
-                simulator(pdef.latency_ms.unwrap_or(*latency_ms), pdef),
+                simulator(
+                    pdef.latency_ms.unwrap_or(*latency_ms),
+                    pdef,
+                    &self.workspace,
+                ),
                 def.api_name.clone(),
             ),
             Target::Endpoint(e) => (
@@ -323,16 +330,18 @@ impl Clients<'_> {
         Ok(self
             .http
             .entry(pdef.name.clone())
-            .or_insert_with(|| http_provider(pdef, key, limits))
+            .or_insert_with(|| http_provider(pdef, key, limits, &self.workspace))
             .clone())
     }
 }
 
-/// The simulator standing for provider `pdef`, answering after `latency_ms`.
-fn simulator(latency_ms: u64, pdef: &ProviderDef) -> Provider {
+/// The simulator standing for provider `pdef`, answering after `latency_ms`; its tool calls
+/// read the run's `workspace`.
+fn simulator(latency_ms: u64, pdef: &ProviderDef, workspace: &std::path::Path) -> Provider {
     Provider::Sim(
         provider::sim::Sim::new(Duration::from_millis(latency_ms))
-            .with_failures(pdef.failures.unwrap_or(0)),
+            .with_failures(pdef.failures.unwrap_or(0))
+            .with_workspace(workspace),
     )
 }
 
@@ -341,6 +350,7 @@ fn http_provider(
     pdef: &ProviderDef,
     key: Option<ApiKey>,
     limits: &Arc<ProviderLimits>,
+    workspace: &std::path::Path,
 ) -> Provider {
     let idle = pdef
         .idle_timeout_ms
@@ -348,7 +358,7 @@ fn http_provider(
     let stream = pdef.stream.unwrap_or(true);
     let url = |default: &str| pdef.base_url.clone().unwrap_or_else(|| default.into());
     match pdef.kind {
-        ProviderKind::Sim => simulator(pdef.latency_ms.unwrap_or(0), pdef),
+        ProviderKind::Sim => simulator(pdef.latency_ms.unwrap_or(0), pdef, workspace),
         ProviderKind::Openai => Provider::OpenAi(
             provider::openai::OpenAi::new(url(provider::openai::DEFAULT_BASE_URL), key)
                 .streaming(stream)

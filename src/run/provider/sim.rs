@@ -336,9 +336,10 @@ impl Facts {
                 json!(self.word)
             }
             _ if prop.contains("path") || prop.contains("file") || prop.contains("dir") => {
-                let reads_a_file = (tool.contains("read") || tool.contains("file"))
-                    && !tool.contains("list")
-                    && !tool.contains("dir");
+                let reads_a_file = tool.contains("read")
+                    && !["list", "dir", "search", "find"]
+                        .iter()
+                        .any(|w| tool.contains(w));
                 if reads_a_file {
                     json!(self.file)
                 } else {
@@ -682,6 +683,115 @@ mod tests {
             text.parse::<u32>().is_ok_and(|n| (1..=10).contains(&n)),
             "{text}"
         );
+    }
+
+    fn offered(name: &str, read_only: bool, props: &[(&str, &str)]) -> OfferedTool {
+        let properties: serde_json::Map<String, Value> = props
+            .iter()
+            .map(|(p, ty)| ((*p).to_string(), json!({ "type": ty })))
+            .collect();
+        let required: Vec<&str> = props.iter().map(|(p, _)| *p).collect();
+        OfferedTool {
+            spec: super::super::ToolSpec {
+                name: name.into(),
+                description: String::new(),
+                input_schema: json!({"type": "object", "properties": properties, "required": required}),
+            },
+            read_only,
+        }
+    }
+
+    #[tokio::test]
+    async fn offered_tools_it_calls_the_read_only_ones_then_says_what_it_saw() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sim = Sim::default().with_workspace(ws);
+        let mut req = request("Where is the authentication handled?");
+        req.tools = vec![
+            offered("read", true, &[("path", "string")]),
+            offered("list", true, &[("path", "string")]),
+            offered("glob", true, &[("pattern", "string")]),
+            offered("grep", true, &[("pattern", "string")]),
+            offered("write", false, &[("path", "string"), ("content", "string")]),
+            offered("exec", false, &[("argv", "array")]),
+            offered("agent__scout", false, &[("prompt", "string")]),
+        ];
+        let first = sim.complete(&req).await.expect("ok");
+        assert_eq!(first.stop, StopReason::ToolUse);
+        let called: Vec<(&str, Value)> = first
+            .calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.input.clone()))
+            .collect();
+        assert_eq!(
+            called,
+            vec![
+                ("read", json!({"path": "README.md"})),
+                ("list", json!({"path": "."})),
+                ("glob", json!({"pattern": "**/*.rs"})),
+                ("grep", json!({"pattern": "authentication"})),
+                (
+                    "agent__scout",
+                    json!({"prompt": "Look into this and report what you find: Where is the authentication handled?"})
+                ),
+            ]
+        );
+        // Deterministic, and the ids are stable.
+        assert_eq!(sim.complete(&req).await.expect("ok"), first);
+        assert_eq!(first.calls[0].id, "sim_1");
+        // With the results back, it answers, saying what it saw.
+        req.turns = vec![
+            Turn::Assistant {
+                text: String::new(),
+                calls: first.calls.clone(),
+            },
+            Turn::Tools {
+                results: first
+                    .calls
+                    .iter()
+                    .map(|c| super::super::ToolResult {
+                        call_id: c.id.clone(),
+                        content: format!("\n  result of {}\nmore", c.name),
+                        is_error: c.name == "grep",
+                    })
+                    .collect(),
+            },
+        ];
+        let answer = sim.complete(&req).await.expect("ok");
+        assert!(answer.calls.is_empty());
+        assert!(
+            answer.text.contains("I made 5 tool calls — read: result of read; list: result of list")
+                && answer.text.contains("grep (error): result of grep"),
+            "{}",
+            answer.text
+        );
+        assert!(answer.usage.input_tokens > estimate_tokens(&req.prompt));
+        // Told not to call tools, or asked for a structured value, it does not.
+        req.turns.clear();
+        req.tool_choice = ToolChoice::None;
+        assert!(sim.complete(&req).await.expect("ok").calls.is_empty());
+    }
+
+    #[test]
+    fn arguments_come_from_the_workspace_and_the_prompt() {
+        let dir = std::env::temp_dir().join(format!("orch-sim-ws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.txt"), "b").unwrap();
+        std::fs::write(dir.join("a.py"), "a").unwrap();
+        std::fs::write(dir.join(".hidden"), "h").unwrap();
+        std::fs::write(dir.join("pyproject.toml"), "").unwrap();
+        assert_eq!(file_to_read(&dir).as_deref(), Some("a.py"));
+        assert_eq!(project_glob(&dir), "**/*.py");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(search_word("a b c"), "TODO");
+        assert_eq!(search_word("find login_flow and logout"), "login_flow");
+        // Optional properties are left out; without `required`, paths and patterns are filled.
+        let mut req = request("x");
+        let mut loose = offered("fs__search_files", true, &[("path", "string"), ("pattern", "string")]);
+        loose.spec.input_schema["required"] = json!([]);
+        loose.spec.input_schema.as_object_mut().unwrap().remove("required");
+        req.tools = vec![loose];
+        let calls = sim_calls(&req, None);
+        assert_eq!(calls[0].input, json!({"path": ".", "pattern": "TODO"}));
     }
 
     #[test]

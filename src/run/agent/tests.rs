@@ -441,3 +441,149 @@ async fn delegation_is_bounded_in_depth() {
     assert_eq!(depth, MAX_DELEGATION_DEPTH);
     assert!(l.tool_calls[0].refused, "{:?}", l.tool_calls[0]);
 }
+
+/// A run's shared state for `SCRIPT` with `journal`, begun (a new run) or resumed.
+fn journalled(journal: &crate::run::journal::Journal) -> (crate::plan::Plan, crate::run::prepare::Shared) {
+    let (program, plan) = crate::plan::plan_for_test(SCRIPT);
+    let opts = RunOptions {
+        target: Target::Simulate {
+            latency_ms: 0,
+            run_commands: false,
+        },
+        journal: Some(journal.clone()),
+        ..RunOptions::default()
+    };
+    journal.begin(&plan, &opts).expect("begin");
+    let shared = crate::run::prepare::prepare(&plan, &program.tables.models, &opts).expect("prepare");
+    (plan, shared)
+}
+
+async fn run_keyed(
+    shared: &crate::run::prepare::Shared,
+    node: &crate::plan::PlanNode,
+    model: &mut Scripted,
+    toolbox: &Toolbox,
+) -> (Result<String, String>, LoopReport) {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let cx = LoopCx {
+        step: node.name.clone(),
+        top: node,
+        key: Some("key-1".into()),
+        depth: 0,
+        shared,
+        tx: &tx,
+        tree_cost: Arc::default(),
+        cap: None,
+    };
+    let mut out = LoopReport::default();
+    let r = run_loop(&cx, model, &spec(10), toolbox, &mut out).await;
+    (r, out)
+}
+
+#[tokio::test]
+async fn a_resumed_loop_continues_from_its_transcript_and_never_runs_a_recorded_call_again() {
+    let tmp = std::env::temp_dir().join(format!("orch-agent-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let script = "/scripts/agent.orch";
+    let side = Echo::new("side", false, 0);
+    let look = Echo::new("look", true, 0);
+    let mut toolbox = Toolbox::default();
+    toolbox.add_tool(side.clone());
+    toolbox.add_tool(look.clone());
+    let first_turn = || {
+        calls(&[
+            ("side", json!({"path": "a"})),
+            ("look", json!({"path": "b"})),
+        ])
+    };
+    // First attempt: turn 1's calls run, then the model fails (the run stops).
+    let journal = crate::run::journal::Journal::create(&tmp, script);
+    {
+        let (plan, shared) = journalled(&journal);
+        let mut model = Scripted::new(vec![first_turn()]);
+        let (r, out) = run_keyed(&shared, &plan.nodes[0], &mut model, &toolbox).await;
+        assert!(r.is_err());
+        assert_eq!(out.tool_calls.len(), 2);
+    }
+    assert_eq!(side.calls.load(Ordering::SeqCst), 1);
+    let text = std::fs::read_to_string(journal.path()).unwrap();
+    let types: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["run", "turn", "tool_start", "tool", "tool"], "{text}");
+    drop(journal);
+
+    // Resumed: the transcript is sent again, no call runs again, the loop goes on.
+    let resumed = crate::run::journal::Journal::resume(&tmp, script, "main", None).expect("resume");
+    let (plan, shared) = journalled(&resumed);
+    let mut model = Scripted::new(vec![answer("done")]);
+    let (r, out) = run_keyed(&shared, &plan.nodes[0], &mut model, &toolbox).await;
+    assert_eq!(r.as_deref(), Ok("done"));
+    assert_eq!(side.calls.load(Ordering::SeqCst), 1, "a recorded call never runs again");
+    assert_eq!(look.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(out.turns, 2);
+    assert!(out.tool_calls.iter().all(|c| c.reused));
+    assert_eq!(model.seen.len(), 1);
+    assert_eq!(model.seen[0].turns.len(), 2);
+    let Turn::Tools { results } = &model.seen[0].turns[1] else {
+        panic!()
+    };
+    assert!(results[0].content.starts_with("side "));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[tokio::test]
+async fn a_call_that_started_and_never_ended_is_not_run_again_and_the_model_is_told() {
+    let tmp = std::env::temp_dir().join(format!("orch-agent-started-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let script = "/scripts/agent.orch";
+    let side = Echo::new("side", false, 0);
+    let mut toolbox = Toolbox::default();
+    toolbox.add_tool(side.clone());
+    let journal = crate::run::journal::Journal::create(&tmp, script);
+    {
+        // As a crash leaves it: the turn and the call's start, no end.
+        let (_plan, _shared) = journalled(&journal);
+        let turn = calls(&[("side", json!({"path": "a"}))]);
+        journal
+            .turn(crate::run::journal::TurnRecord {
+                step: "x".into(),
+                key: "key-1".into(),
+                turn: 1,
+                model: "m".into(),
+                text: String::new(),
+                calls: turn.calls.clone(),
+                usage: Usage::default(),
+                cost_usd: 0.0,
+                at_ms: 0,
+            })
+            .unwrap();
+        journal
+            .tool_started(crate::run::journal::ToolStartRecord {
+                step: "x".into(),
+                key: "key-1".into(),
+                turn: 1,
+                call_id: "c0".into(),
+                tool: "side".into(),
+                at_ms: 0,
+            })
+            .unwrap();
+    }
+    drop(journal);
+    let resumed = crate::run::journal::Journal::resume(&tmp, script, "main", None).expect("resume");
+    let (plan, shared) = journalled(&resumed);
+    let mut model = Scripted::new(vec![answer("checked")]);
+    let (r, out) = run_keyed(&shared, &plan.nodes[0], &mut model, &toolbox).await;
+    assert_eq!(r.as_deref(), Ok("checked"));
+    assert_eq!(side.calls.load(Ordering::SeqCst), 0);
+    assert!(out.tool_calls[0].is_error && !out.tool_calls[0].reused);
+    let Turn::Tools { results } = &model.seen[0].turns[1] else {
+        panic!()
+    };
+    assert!(results[0].content.contains("may or may not have taken effect"));
+    // Another key (the step changed): the transcript is not used.
+    let other = resumed.transcript("x", "key-2");
+    assert!(other.is_none());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

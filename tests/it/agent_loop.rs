@@ -1,0 +1,438 @@
+//! Agent loops end to end: on the simulator over this repository and a scratch workspace, and
+//! against scripted OpenAI-compatible servers that make tool calls (several a turn, malformed
+//! ones, too many turns, turns past a budget), through the real built-in tools; delegation as
+//! nested steps; and a process killed after a side-effecting call, then resumed: the effect
+//! happens exactly once.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use orch::run::{Endpoint, Event, RunOptions, RunReport, StepStatus, Target, ToolCallReport};
+use serde_json::{Value, json};
+
+use crate::common::cli::orch_command;
+use crate::common::fault_server::{FaultServer, Reply, openai_json};
+use crate::common::run::{run_with, step};
+use crate::common::temp_dir;
+
+// ------------------------------------------------------------------ helpers
+
+/// The repository's root: the simulator's scouts read it.
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Options for the script's own providers with `workspace`.
+fn in_workspace(workspace: &Path) -> RunOptions {
+    RunOptions {
+        workspace: Some(workspace.to_path_buf()),
+        ..RunOptions::default()
+    }
+}
+
+/// Options sending every model to `server` (whole answers, not streamed) with `workspace`.
+fn against(server: &FaultServer, workspace: &Path) -> RunOptions {
+    RunOptions {
+        target: Target::Endpoint(Endpoint {
+            base_url: format!("{}/v1", server.uri()),
+            model: None,
+            api_key_env: None,
+            stream: false,
+        }),
+        ..in_workspace(workspace)
+    }
+}
+
+/// A whole OpenAI chat completion making `calls` (`(id, tool, raw arguments)`).
+fn openai_calls(calls: &[(&str, &str, &str)]) -> Reply {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
+        })
+        .collect();
+    Reply::json(
+        200,
+        json!({
+            "model": "served-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5}
+        }),
+    )
+}
+
+/// The calls of step `name`'s loop.
+fn calls_of<'r>(r: &'r RunReport, name: &str) -> &'r [ToolCallReport] {
+    &step(r, name)
+        .agent_loop
+        .as_ref()
+        .unwrap_or_else(|| panic!("`{name}` has no agent loop"))
+        .tool_calls
+}
+
+fn turns_of(r: &RunReport, name: &str) -> u32 {
+    step(r, name).agent_loop.as_ref().map_or(0, |l| l.turns)
+}
+
+fn failure(r: &RunReport, name: &str) -> String {
+    match &step(r, name).status {
+        StepStatus::Failed(e) => e.clone(),
+        other => panic!("`{name}` did not fail: {other:?}"),
+    }
+}
+
+/// The `messages` of the `n`th request the server received.
+fn messages(server: &FaultServer, n: usize) -> Vec<Value> {
+    server.received()[n].json()["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+const SIM: &str = r#"
+provider s { kind: sim }
+model m { provider: s, name: "m-1" }
+"#;
+
+// ------------------------------------------------------------------ on the simulator
+
+#[tokio::test]
+async fn a_scout_on_the_simulator_reads_this_repository_with_real_tools() {
+    let src = format!(
+        r#"{SIM}
+agent scout {{ model: m, tools: [read, list, glob, grep], max_turns: 4, max_tokens: 300 }}
+workflow main() {{
+  found = scout("Where is the agent loop implemented?")
+  return found
+}}
+"#
+    );
+    let (r, events) = run_with(&src, &in_workspace(&repo())).await;
+    assert!(r.succeeded, "{:?}", step(&r, "found").status);
+    assert_eq!(turns_of(&r, "found"), 2);
+    let calls = calls_of(&r, "found");
+    let tools: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(tools.len(), 4);
+    for t in ["read", "list", "glob", "grep"] {
+        assert!(tools.contains(&t), "{tools:?}");
+    }
+    assert!(calls.iter().all(|c| !c.is_error && c.result_bytes > 0), "{calls:#?}");
+    let read = calls.iter().find(|c| c.tool == "read").unwrap();
+    assert_eq!(read.arguments, json!({"path": "README.md"}));
+    let out = step(&r, "found").output.clone().unwrap_or_default();
+    assert!(out.contains("I made 4 tool calls"), "{out}");
+    let shown = events
+        .iter()
+        .filter(|e| matches!(e, Event::ToolCalled { step, .. } if step == "found"))
+        .count();
+    assert_eq!(shown, 4);
+}
+
+#[tokio::test]
+async fn a_dry_run_never_writes_even_with_write_tools_granted() {
+    let tmp = temp_dir();
+    std::fs::write(tmp.path().join("notes.txt"), "keep me\n").unwrap();
+    let src = format!(
+        r#"{SIM}
+agent fixer {{ model: m, tools: [read, write, edit, exec("touch")], max_turns: 3 }}
+workflow main() {{
+  done = fixer("Fix the notes")
+  return done
+}}
+"#
+    );
+    let (r, _) = run_with(&src, &in_workspace(tmp.path())).await;
+    assert!(r.succeeded, "{:?}", step(&r, "done").status);
+    let tools: Vec<&str> = calls_of(&r, "done").iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(tools, ["read"]);
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
+        "keep me\n"
+    );
+}
+
+#[tokio::test]
+async fn a_delegation_is_a_nested_step_in_the_report_and_the_journal() {
+    let tmp = temp_dir();
+    let journal = orch::run::journal::Journal::create(tmp.path(), "/scripts/lead.orch");
+    let src = format!(
+        r#"{SIM}
+agent scout {{ model: m, tools: [read, grep], max_turns: 3 }}
+agent lead {{ model: m, tools: [agent(scout)], max_turns: 3 }}
+workflow main() {{
+  answer = lead("Find out how the journal is written")
+  return answer
+}}
+"#
+    );
+    let opts = RunOptions {
+        journal: Some(journal.clone()),
+        ..in_workspace(&repo())
+    };
+    let (r, events) = run_with(&src, &opts).await;
+    assert!(r.succeeded, "{:?}", step(&r, "answer").status);
+    let calls = calls_of(&r, "answer");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].tool, "agent__scout");
+    let nested = calls[0].delegated.as_ref().expect("nested report");
+    assert_eq!(nested.name, "answer/scout#1.1");
+    assert_eq!(nested.status, StepStatus::Succeeded);
+    let nested_calls = &nested.agent_loop.as_ref().expect("nested loop").tool_calls;
+    assert_eq!(nested_calls.len(), 2);
+    // The parent's usage includes the nested step's.
+    let parent = step(&r, "answer");
+    assert!(parent.usage.input_tokens > nested.usage.input_tokens);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Started { step, .. } if step == "answer/scout#1.1")
+    ));
+    let recs: Vec<Value> = std::fs::read_to_string(journal.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let turn_steps: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["type"] == "turn")
+        .map(|r| r["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        turn_steps,
+        ["answer", "answer/scout#1.1", "answer/scout#1.1", "answer"]
+    );
+    assert!(recs.iter().any(|r| r["type"] == "tool" && r["call"]["tool"] == "agent__scout"));
+}
+
+// ------------------------------------------------------------------ scripted servers
+
+const SERVED: &str = r#"
+agent worker { model: m, tools: [read, list], max_turns: 5 }
+workflow main() {
+  w = worker("Look at the files")
+  return w
+}
+"#;
+
+fn served(script: &str) -> String {
+    format!(
+        "provider p {{ kind: openai, base_url: \"http://unused.invalid/v1\" }}\nmodel m {{ provider: p, name: \"served-model\" }}\n{script}"
+    )
+}
+
+/// A workspace with `a.txt` and `b.txt`.
+fn scratch() -> tempfile::TempDir {
+    let tmp = temp_dir();
+    std::fs::write(tmp.path().join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tmp.path().join("b.txt"), "beta\n").unwrap();
+    tmp
+}
+
+#[tokio::test]
+async fn a_multi_turn_loop_runs_several_calls_a_turn_and_feeds_errors_back() {
+    let ws = scratch();
+    let server = FaultServer::start(vec![
+        openai_calls(&[
+            ("c1", "read", r#"{"path": "a.txt"}"#),
+            ("c2", "read", r#"{"path": "b.txt"}"#),
+        ]),
+        openai_calls(&[("c3", "read", r#"{"path": "missing.txt"}"#)]),
+        openai_json("alpha and beta"),
+    ])
+    .await;
+    let (r, _) = run_with(&served(SERVED), &against(&server, ws.path())).await;
+    assert!(r.succeeded, "{:?}", step(&r, "w").status);
+    assert_eq!(step(&r, "w").output.as_deref(), Some("alpha and beta"));
+    assert_eq!(turns_of(&r, "w"), 3);
+    let calls = calls_of(&r, "w");
+    assert_eq!(calls.len(), 3);
+    assert!(!calls[0].is_error && !calls[1].is_error);
+    assert!(calls[2].is_error && !calls[2].refused, "{:?}", calls[2]);
+    // The second request carries the first turn's calls and both results, in order.
+    let second = messages(&server, 1);
+    let tool_msgs: Vec<&Value> = second.iter().filter(|m| m["role"] == "tool").collect();
+    assert_eq!(tool_msgs.len(), 2);
+    assert_eq!(tool_msgs[0]["tool_call_id"], "c1");
+    assert!(tool_msgs[0]["content"].as_str().unwrap().contains("alpha"));
+    assert_eq!(tool_msgs[1]["tool_call_id"], "c2");
+    // The third carries the error result.
+    let third = messages(&server, 2);
+    let last = third.iter().rev().find(|m| m["role"] == "tool").unwrap();
+    assert_eq!(last["tool_call_id"], "c3");
+    // Tools are offered on every request.
+    let req = server.received()[0].json();
+    let offered: Vec<&str> = req["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["read", "list"]);
+}
+
+#[tokio::test]
+async fn malformed_arguments_and_ungranted_tools_are_refused_results_not_crashes() {
+    let ws = scratch();
+    let server = FaultServer::start(vec![
+        openai_calls(&[
+            ("c1", "read", r#"{"path": "a.t"#),
+            ("c2", "write", r#"{"path": "x", "content": "y"}"#),
+        ]),
+        openai_json("sorry"),
+    ])
+    .await;
+    let (r, _) = run_with(&served(SERVED), &against(&server, ws.path())).await;
+    assert!(r.succeeded, "{:?}", step(&r, "w").status);
+    let calls = calls_of(&r, "w");
+    assert!(calls.iter().all(|c| c.refused && c.is_error), "{calls:#?}");
+    assert!(!ws.path().join("x").exists());
+    let second = messages(&server, 1);
+    let results: Vec<&str> = second
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert!(results[0].contains("could not be read"), "{results:?}");
+    assert!(results[1].contains("not one of your tools"), "{results:?}");
+}
+
+#[tokio::test]
+async fn max_turns_fails_the_step_naming_the_fix() {
+    let ws = scratch();
+    let again = || openai_calls(&[("c", "list", "{}")]);
+    let server = FaultServer::start(vec![again(), again()]).await;
+    let script = SERVED.replace("max_turns: 5", "max_turns: 2");
+    let (r, _) = run_with(&served(&script), &against(&server, ws.path())).await;
+    let e = failure(&r, "w");
+    assert!(e.contains("max_turns (2)") && e.contains("raise `max_turns`"), "{e}");
+    assert_eq!(turns_of(&r, "w"), 2);
+    // The last turn asked for an answer without tools.
+    assert_eq!(server.received()[1].json()["tool_choice"], "none");
+}
+
+#[tokio::test]
+async fn a_budget_stops_the_loop_between_turns() {
+    let ws = scratch();
+    let again = || openai_calls(&[("c", "list", "{}")]);
+    let server = FaultServer::start(vec![again(), again(), again(), again()]).await;
+    // $100 per million tokens, 1,000 out: each turn may cost about $0.10, and costs 15
+    // tokens ($0.0015); the budget fits the first turn's hold and one more.
+    let src = format!(
+        r#"
+provider p {{ kind: openai, base_url: "{}/v1" }}
+model m {{ provider: p, name: "served-model", price: {{ input: 100.0, output: 100.0 }} }}
+agent worker {{ model: m, tools: [list], max_turns: 9, max_tokens: 1000 }}
+workflow main() <budget $0.21> {{
+  w = worker("Look at the files")
+  return w
+}}
+"#,
+        server.uri()
+    );
+    let (r, _) = run_with(&src, &in_workspace(ws.path())).await;
+    let e = failure(&r, "w");
+    assert!(e.contains("so the agent loop was stopped") && e.contains("turn"), "{e}");
+    assert!(turns_of(&r, "w") >= 2, "{e}");
+    assert_eq!(server.received().len() as u32, turns_of(&r, "w"));
+    assert!(step(&r, "w").cost_usd > 0.0);
+}
+
+// ------------------------------------------------------------------ kill, then resume
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_side_effecting_call_a_resumed_run_does_not_repeat_it() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let ws = dir.join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let script = dir.join("act.orch");
+    std::fs::write(
+        &script,
+        r#"
+provider p { kind: openai, base_url: "http://unused.invalid/v1" }
+model m { provider: p, name: "served-model" }
+agent actor { model: m, tools: [exec("sh -c")], max_turns: 4 }
+workflow main() {
+  a = actor("Append one line to effects.txt")
+  return a
+}
+"#,
+    )
+    .unwrap();
+    let append = r#"{"argv": ["sh", "-c", "echo once >> effects.txt"]}"#;
+    // Request 1: the call; request 2: held until the process is killed; request 3 (the
+    // resumed run): the answer.
+    let server = FaultServer::start(vec![
+        openai_calls(&[("c1", "exec", append)]),
+        openai_json("too late").after(Duration::from_secs(120)),
+        openai_json("appended"),
+    ])
+    .await;
+    let url = format!("{}/v1", server.uri());
+    let state = dir.join("state");
+    let args = |resume: bool| {
+        let mut a = vec![
+            "run".to_string(),
+            script.to_string_lossy().into_owned(),
+            "--endpoint".into(),
+            url.clone(),
+            "--no-stream".into(),
+            "--workspace".into(),
+            ws.to_string_lossy().into_owned(),
+            "--state-dir".into(),
+            state.to_string_lossy().into_owned(),
+            "-q".into(),
+        ];
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let mut child = tokio::process::Command::from(orch_command())
+        .args(args(false))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..1500 {
+        if server.received().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.received().len(), 2, "the second turn was asked");
+    child.start_kill().unwrap(); // SIGKILL
+    assert_eq!(child.wait().await.unwrap().code(), None);
+    assert_eq!(std::fs::read_to_string(ws.join("effects.txt")).unwrap(), "once\n");
+
+    let o = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(orch_command())
+            .args(args(true))
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("resume ends")
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "appended");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("effects.txt")).unwrap(),
+        "once\n",
+        "the effect happened exactly once"
+    );
+    // The resumed request carried the recorded call and its result.
+    let third = messages(&server, 2);
+    assert!(
+        third.iter().any(|m| m["role"] == "tool" && m["tool_call_id"] == "c1"),
+        "{third:#?}"
+    );
+}

@@ -436,3 +436,81 @@ workflow main() {
         "{third:#?}"
     );
 }
+
+// ------------------------------------------------------------------ the local model
+
+/// A scout with `read` and `grep` over this repository, against the local small model
+/// (`scripts/test.sh` runs it): the run finishes and its report lists the loop's turns and
+/// every call it made (or none). The plumbing only, never what the model says; the figures are
+/// printed for the record.
+#[test]
+#[ignore = "needs the local LLM server: run by scripts/test.sh"]
+fn a_scout_with_tools_runs_to_completion_on_the_local_model() {
+    let url = crate::common::e2e_endpoint();
+    let tmp = temp_dir();
+    let script = tmp.path().join("scout.orch");
+    std::fs::write(
+        &script,
+        r#"
+provider local { kind: openai, base_url: "http://unused.invalid/v1" }
+model small { provider: local, name: "local" }
+agent scout {
+  model: small
+  system: "You explore a codebase with your tools and answer in one short paragraph."
+  tools: [read, grep]
+  max_turns: 4
+  max_tokens: 200
+}
+workflow main() {
+  found = scout("Read README.md and say in one sentence what this project is.")
+  return found
+}
+"#,
+    )
+    .unwrap();
+    let report_path = tmp.path().join("report.json");
+    let out = orch_command()
+        .env("ORCH_STATE_DIR", tmp.path().join("state"))
+        .args(["run"])
+        .arg(&script)
+        .args(["--endpoint", &url, "--quiet", "--color", "never", "--workspace"])
+        .arg(repo())
+        .arg("--report")
+        .arg(&report_path)
+        .output()
+        .expect("orch runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(&report_path)
+            .unwrap_or_else(|e| panic!("no report ({e}):\n{stderr}")),
+    )
+    .unwrap();
+    assert_eq!(
+        report["succeeded"].as_bool(),
+        Some(out.status.success()),
+        "{stderr}"
+    );
+    let found = &report["steps"][0];
+    let l = &found["agent_loop"];
+    let turns = l["turns"].as_u64().expect("turns reported");
+    assert!((1..=4).contains(&turns), "{l}");
+    let calls = l["tool_calls"].as_array().expect("calls listed (maybe none)");
+    for c in calls {
+        for field in ["turn", "id", "tool", "arguments", "result_bytes", "time_ms", "refused"] {
+            assert!(!c[field].is_null(), "{field} missing in {c}");
+        }
+    }
+    let refused = calls.iter().filter(|c| c["refused"] == true).count();
+    eprintln!(
+        "local model: status {}, {turns} turns, {} tool calls ({refused} refused): {:?}; tokens {} in, {} out; {} ms",
+        found["status"],
+        calls.len(),
+        calls
+            .iter()
+            .map(|c| format!("{} {}", c["tool"], c["arguments"]))
+            .collect::<Vec<_>>(),
+        found["usage"]["input_tokens"],
+        found["usage"]["output_tokens"],
+        report["wall_ms"]
+    );
+}

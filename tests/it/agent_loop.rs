@@ -514,3 +514,40 @@ workflow main() {
         report["wall_ms"]
     );
 }
+
+#[test]
+fn a_workspace_that_is_not_a_directory_is_refused_before_anything_runs() {
+    let tmp = temp_dir();
+    let script = tmp.path().join("w.orch");
+    std::fs::write(
+        &script,
+        "agent a { model: haiku }\ninclude \"std/models.orch\"\nworkflow main() {\n  x = a(\"hi\")\n  return x\n}\n",
+    )
+    .unwrap();
+    let missing = tmp.path().join("nowhere");
+    let out = orch_command()
+        .current_dir(repo())
+        .args(["run"])
+        .arg(&script)
+        .args(["--simulate", "--no-journal", "--workspace"])
+        .arg(&missing)
+        .output()
+        .expect("orch runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--workspace") && err.contains("nowhere") && err.contains("pass an existing directory"),
+        "{err}"
+    );
+    std::fs::write(&missing, "a file").unwrap();
+    let out = orch_command()
+        .args(["run"])
+        .arg(&script)
+        .args(["--simulate", "--no-journal", "--workspace"])
+        .arg(&missing)
+        .output()
+        .expect("orch runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+}

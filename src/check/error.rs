@@ -1144,6 +1144,15 @@ pub(crate) enum TypeMismatch {
         found: String,
         declared: Span,
     },
+    /// A value argument of a workflow call whose type is not its parameter's.
+    WorkflowArgument {
+        at: Span,
+        param: String,
+        workflow: String,
+        ty: Type,
+        found: String,
+        declared: Span,
+    },
     /// A declared result type without a `return`.
     NoReturn {
         at: Span,
@@ -1170,6 +1179,17 @@ fn type_fix(ty: &Type) -> String {
         other => format!(
             "pass a workflow parameter declared `{other}`, or declare the agent's parameter as `text`"
         ),
+    }
+}
+
+/// How to pass a value of type `ty` to a workflow's parameter.
+fn workflow_type_fix(ty: &Type) -> String {
+    match ty {
+        Type::Number | Type::Bool => type_fix(ty),
+        Type::List(item) => format!(
+            "pass a list in brackets (`[\"a\", \"b\"]`, each item {item}), or a parameter or a step's output declared `{ty}`"
+        ),
+        other => format!("pass a parameter or a step's output declared `{other}`"),
     }
 }
 
@@ -1291,6 +1311,20 @@ impl TypeMismatch {
             .with_label(format!("expected {ty}"))
             .with_secondary(declared, format!("`{param}` is declared as {ty} here"))
             .with_help(type_fix(&ty)),
+            TypeMismatch::WorkflowArgument {
+                at,
+                param,
+                workflow,
+                ty,
+                found,
+                declared,
+            } => error(
+                at,
+                format!("argument `{param}` of workflow `{workflow}` must be {ty}, but {found}"),
+            )
+            .with_label(format!("expected {ty}"))
+            .with_secondary(declared, format!("`{param}` is declared as {ty} here"))
+            .with_help(workflow_type_fix(&ty)),
             TypeMismatch::NoReturn { at, workflow, ty } => error(
                 at,
                 format!("workflow `{workflow}` declares a result of type {ty} but has no `return`"),

@@ -2172,7 +2172,9 @@ pub(crate) struct ModelOutputInArgv {
     pub value: String,
     pub agent: String,
     pub param: String,
-    pub argv_at: Option<Span>,
+    /// Where the parameter is used, and whether that is `"argv"` or `"cwd"`.
+    pub used_at: Span,
+    pub place: &'static str,
     pub step: Option<(Span, String)>,
     pub origin: Option<(Span, String, String)>,
 }
@@ -2184,17 +2186,23 @@ impl ModelOutputInArgv {
             Code::ModelOutputInArgv,
             self.at,
             format!(
-                "model output `{}` reaches the argv of command agent `{agent}`",
-                self.value
+                "model output `{}` reaches the {} of command agent `{agent}`",
+                self.value, self.place
             ),
         )
         .with_label(format!("produced by a model, passed as `{param}`"))
-        .with_help(format!(
-            "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-        ));
-        if let Some(s) = self.argv_at {
-            d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-        }
+        .with_help(match self.place {
+            "cwd" => format!(
+                "a model must not pick where a program runs: give `{agent}` a `cwd` from workflow inputs or a fixed path, and pass model output on stdin (the prompt) or in `env`"
+            ),
+            _ => format!(
+                "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
+            ),
+        })
+        .with_secondary(
+            self.used_at,
+            format!("`{param}` is used in {} here", self.place),
+        );
         if let Some((span, name)) = self.step {
             d = d.with_secondary(span, format!("`{name}` passes it to `{agent}` here"));
         }

@@ -219,8 +219,9 @@ pub enum AgentKind {
         argv: Vec<(Template, Span)>,
         /// Environment variables set for it.
         env: Vec<(String, Template, Span)>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory (may interpolate the agent's parameters, never model output),
+        /// with its span.
+        cwd: Option<(Template, Span)>,
     },
 }
 
@@ -821,11 +822,11 @@ fn command_kind(
             _ => diags.push(InvalidFieldValue::EnvNotRecord { at: e.value.span }.into()),
         }
     }
-    AgentKind::Command {
-        argv,
-        env,
-        cwd: f.plain("cwd", diags),
+    let cwd = f.string("cwd", diags);
+    if let Some((t, span)) = &cwd {
+        check_param_refs(t, *span, params, agent, diags);
     }
+    AgentKind::Command { argv, env, cwd }
 }
 
 /// Agent templates (system, argv, env) may interpolate the agent's own parameters only.

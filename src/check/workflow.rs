@@ -103,8 +103,8 @@ pub enum Exec {
         argv: Vec<Template>,
         /// Environment variables.
         env: Vec<(String, Template)>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory template over the agent's parameters.
+        cwd: Option<Template>,
     },
     /// Stands for a region (`parallel for`, `repeat`, `if`, a workflow call) in the graph
     /// around it: running it runs the region's body.

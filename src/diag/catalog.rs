@@ -1399,16 +1399,17 @@ workflow main(request: text) {
     CodeInfo {
         code: Code::ModelOutputInArgv,
         name: "model-output-in-argv",
-        summary: "Model output reaches the argv of a command agent.",
+        summary: "Model output reaches the argv or the `cwd` of a command agent.",
         what: "Tracks which values derive from a model, following each value to what produced \
                it: a model step, a command given model output, a call whose `return` (or last \
                step) is, a `parallel for` block whose results are and the items of a list that \
                is, any branch of an `if` that defines the name, and a field of any of these; \
                then reports one passed to a command agent's parameter that is interpolated \
-               into its `run:` argv. The error shows the model step and the way when the value \
+               into its `run:` argv or its `cwd`. The error shows the model step and the way when the value \
                came through others.",
         why: "A model's text can be steered by whatever it read (prompt injection). In argv it \
-              can become an option or a path (`--force`, `-rf /`) of the program. On stdin (the \
+              can become an option or a path (`--force`, `-rf /`) of the program, and as `cwd` it picks \
+              where the program runs. On stdin (the \
               prompt) or in `env` it stays data.",
         example_bad: r#"include "std/models.orch"
 

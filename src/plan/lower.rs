@@ -404,7 +404,7 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 .iter()
                 .map(|(k, t)| (k.clone(), agent_template(t, args)))
                 .collect(),
-            cwd: cwd.clone(),
+            cwd: cwd.as_ref().map(|t| agent_template(t, args)),
         },
         Exec::Region(r) => PlanExec::Region { region: *r },
         Exec::Item => PlanExec::Item,

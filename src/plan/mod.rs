@@ -94,8 +94,8 @@ pub enum PlanExec {
         argv: Vec<Template>,
         /// Environment templates over the agent's parameters.
         env: IndexMap<String, Template>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory template over the agent's parameters.
+        cwd: Option<Template>,
     },
     /// A region (`parallel for`, `repeat`, `if`, a workflow call): runs its body, described
     /// in [`Plan::regions`].

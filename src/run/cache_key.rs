@@ -376,7 +376,7 @@ pub(super) fn step_parts(
                 prompt: hash_text(&prompt),
                 argv: Some(hash_text(&serde_json::to_string(&argv).unwrap_or_default())),
                 env: Some(hash_text(&serde_json::to_string(&env).unwrap_or_default())),
-                cwd: cwd.clone(),
+                cwd: cwd.as_ref().map(|t| render_with_args(t, &args)),
                 source,
                 uses,
             }

@@ -121,7 +121,9 @@ pub(super) async fn execute(
                         .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
                         .collect(),
                     stdin: prompt,
-                    cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                    cwd: cwd
+                        .as_ref()
+                        .map(|t| std::path::PathBuf::from(render_with_args(t, &args))),
                     max_stdout_bytes: Some(max_output_bytes(node)),
                 };
                 command_attempts(step, &spec).await

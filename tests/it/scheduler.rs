@@ -452,6 +452,28 @@ workflow main() {
 }
 
 #[tokio::test]
+async fn a_command_s_cwd_interpolates_its_parameters() {
+    let dir = crate::common::temp_dir();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let src = format!(
+        r#"
+agent where_am_i(root: text, name: text) {{ run: ["pwd"], cwd: "{{root}}/{{name}}" }}
+workflow main(root: text) {{
+  here = where_am_i(root: root, name: "sub")
+}}
+"#
+    );
+    let root = dir.path().to_str().unwrap();
+    let (r, _) = run_script(&src, &[("root", root)]).await;
+    assert!(r.succeeded, "{r:?}");
+    let here = std::path::PathBuf::from(step(&r, "here").output.as_deref().unwrap().trim());
+    assert_eq!(
+        here.canonicalize().unwrap(),
+        dir.path().join("sub").canonicalize().unwrap()
+    );
+}
+
+#[tokio::test]
 async fn a_fallback_runs_on_its_own_provider() {
     // Regression: the fallback's provider was missing from the plan and ran on the simulator.
     let src = r#"

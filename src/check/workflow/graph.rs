@@ -432,7 +432,7 @@ impl Lowerer<'_> {
                 Exec::Command {
                     argv: argv.iter().map(|(t, _)| t.clone()).collect(),
                     env: env.iter().map(|(k, t, _)| (k.clone(), t.clone())).collect(),
-                    cwd: cwd.clone(),
+                    cwd: cwd.as_ref().map(|(t, _)| t.clone()),
                 }
             }
             AgentKind::Model {

@@ -1090,6 +1090,12 @@ pub(crate) enum TypeMismatch {
     ApprovalOutput { at: Span, ty: Type, step: String },
     /// `-> T` on a call of a workflow.
     OutputOnWorkflowCall { at: Span, workflow: String },
+    /// `-> outcome` on a model step.
+    OutcomeOfModel {
+        at: Span,
+        step: String,
+        agent: String,
+    },
     /// An agent passed for a parameter that takes a value.
     AgentForValue {
         at: Span,
@@ -1204,6 +1210,14 @@ impl TypeMismatch {
                         "remove `-> {ty}`: the output of `{step}` is `true` (approved) or `false` (declined)"
                     ))
             }
+            TypeMismatch::OutcomeOfModel { at, step, agent } => error(
+                at,
+                format!("`-> outcome` on step `{step}`, which calls model agent `{agent}`"),
+            )
+            .with_label("only a command has an exit code")
+            .with_help(
+                "call a command agent (`agent tests { run: [...] }`), or declare the fields the model should answer: `-> { ok: bool, reason: text }`",
+            ),
             TypeMismatch::OutputOnWorkflowCall { at, workflow } => {
                 error(at, format!("`-> T` on a call of workflow `{workflow}`"))
                     .with_label("the workflow declares its result type")

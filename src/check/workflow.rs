@@ -105,6 +105,9 @@ pub enum Exec {
         env: Vec<(String, Template)>,
         /// Working directory template over the agent's parameters.
         cwd: Option<Template>,
+        /// `-> outcome`: the step's value is how the program exited, and a non-zero exit
+        /// does not fail it.
+        outcome: bool,
     },
     /// Stands for a region (`parallel for`, `repeat`, `if`, a workflow call) in the graph
     /// around it: running it runs the region's body.

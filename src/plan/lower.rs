@@ -398,7 +398,13 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 tools: None,
             }
         }
-        Exec::Command { argv, env, cwd } => PlanExec::Command {
+        Exec::Command {
+            argv,
+            env,
+            cwd,
+            outcome,
+        } => PlanExec::Command {
+            outcome: *outcome,
             argv: argv.iter().map(|t| agent_template(t, args)).collect(),
             env: env
                 .iter()

@@ -96,6 +96,10 @@ pub enum PlanExec {
         env: IndexMap<String, Template>,
         /// Working directory template over the agent's parameters.
         cwd: Option<Template>,
+        /// `-> outcome`: the step's value is how the program exited (`{ ok, exit_code, stdout,
+        /// stderr }`), and a non-zero exit does not fail it.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        outcome: bool,
     },
     /// A region (`parallel for`, `repeat`, `if`, a workflow call): runs its body, described
     /// in [`Plan::regions`].

@@ -359,7 +359,7 @@ pub(super) fn step_parts(
             source,
             uses,
         },
-        PlanExec::Command { argv, env, cwd } => {
+        PlanExec::Command { argv, env, cwd, .. } => {
             let argv: Vec<String> = argv.iter().map(|t| render_with_args(t, &args)).collect();
             let env: Vec<(&str, String)> = env
                 .iter()

@@ -474,6 +474,68 @@ workflow main(root: text) {{
 }
 
 #[tokio::test]
+async fn a_command_s_outcome_is_a_value_and_a_non_zero_exit_does_not_fail_it() {
+    let src = r#"
+agent check(code: text) { run: ["sh", "-c", "echo checked; echo 'bad line' >&2; exit {code}"] }
+agent say(x: text) { run: ["printf", "%s", "{x}"] }
+workflow main() {
+  failed = check(code: "3") -> outcome
+  passed = check(code: "0") -> outcome
+  if failed.ok or failed.exit_code != 3 {
+    verdict = say(x: "wrong")
+  } else {
+    verdict = say(x: "exit {failed.exit_code}, stderr {failed.stderr}ok {passed.ok}")
+  }
+  return verdict
+}
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(step(&r, "failed").status, StepStatus::Succeeded);
+    assert_eq!(
+        step(&r, "failed").value,
+        Some(serde_json::json!({
+            "ok": false, "exit_code": 3, "stdout": "checked\n", "stderr": "bad line\n"
+        }))
+    );
+    assert_eq!(r.output.as_deref(), Some("exit 3, stderr bad line\nok true"));
+}
+
+#[tokio::test]
+async fn a_loop_runs_a_command_until_its_outcome_is_ok() {
+    // The program fails until it has run twice (a marker file in its own directory).
+    let dir = crate::common::temp_dir();
+    let src = r#"
+agent flaky(dir: text) { run: ["sh", "-c", "[ -f second ] && exit 0; [ -f first ] && touch second; touch first; exit 1"], cwd: "{dir}" }
+workflow main(dir: text) {
+  repeat <max 5> {
+    t = flaky(dir: dir) -> outcome
+  } until t.ok
+  return "{t.exit_code}"
+}
+"#;
+    let (r, _) = run_script(src, &[("dir", dir.path().to_str().unwrap())]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(r.output.as_deref(), Some("0"));
+    assert!(step(&r, "t#3").value.as_ref().is_some_and(|v| v["ok"] == true));
+    assert!(r.steps.iter().all(|s| s.name != "t#4"));
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_fails_even_with_outcome() {
+    let src = r#"
+agent dies { run: ["sh", "-c", "kill -9 $$"] }
+workflow main() { t = dies() -> outcome }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(
+        matches!(&step(&r, "t").status, StepStatus::Failed(e) if e.contains("killed by a signal")),
+        "{:?}",
+        step(&r, "t").status
+    );
+}
+
+#[tokio::test]
 async fn a_fallback_runs_on_its_own_provider() {
     // Regression: the fallback's provider was missing from the plan and ran on the simulator.
     let src = r#"

@@ -2,6 +2,8 @@
 //! step's node with its agent, model, options and edges, `gather` joins.
 
 use super::*;
+use crate::check::error::TypeMismatch;
+use crate::check::types::is_outcome;
 
 impl Lowerer<'_> {
     pub(super) fn bind(&mut self, name: &Ident, b: Binding) {
@@ -291,6 +293,7 @@ impl Lowerer<'_> {
             .as_ref()
             .map(|t| crate::check::types::resolve_type(t, self.diags));
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
+        self.check_outcome(s, &exec, &agent_name);
         self.check_block_overrides(s, scope);
         let agent_deadline = self
             .tables
@@ -359,6 +362,24 @@ impl Lowerer<'_> {
         id
     }
 
+    /// `-> outcome` is how a program exited: a command step's only (an approval's `-> T` is
+    /// checked with the approval; a pattern's `agent` parameter may be a command agent).
+    fn check_outcome(&mut self, s: &ast::Step, exec: &Exec, agent: &str) {
+        let Some(out) = s.output.as_ref().filter(|t| is_outcome(t)) else {
+            return;
+        };
+        if matches!(exec, Exec::Model { .. }) && agent != control::GENERIC_AGENT {
+            self.diags.push(
+                TypeMismatch::OutcomeOfModel {
+                    at: out.span,
+                    step: s.name.name.clone(),
+                    agent: agent.to_string(),
+                }
+                .into(),
+            );
+        }
+    }
+
     /// The agent's execution, with the model resolved: call site `<m>`, then the agent's pin,
     /// then the innermost block's model. `approve` without an agent of that name is the
     /// built-in approval.
@@ -374,6 +395,7 @@ impl Lowerer<'_> {
             argv: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            outcome: false,
         };
         let alias = callee
             .fields
@@ -433,6 +455,7 @@ impl Lowerer<'_> {
                     argv: argv.iter().map(|(t, _)| t.clone()).collect(),
                     env: env.iter().map(|(k, t, _)| (k.clone(), t.clone())).collect(),
                     cwd: cwd.as_ref().map(|(t, _)| t.clone()),
+                    outcome: s.output.as_ref().is_some_and(is_outcome),
                 }
             }
             AgentKind::Model {

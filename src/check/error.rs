@@ -1948,6 +1948,14 @@ pub(crate) enum ImpossibleValue {
         branches: u32,
         block: Span,
     },
+    /// A `first N` or `min N` after a `parallel for` (written at `for_at`) over `items` items
+    /// (`None`: known at run time) that cannot be met.
+    ForPolicy {
+        at: Span,
+        policy: Policy,
+        items: Option<u32>,
+        for_at: Span,
+    },
     /// A `temperature` out of range.
     Temperature { at: Span, value: f64 },
 }
@@ -1980,6 +1988,39 @@ impl ImpossibleValue {
                 error(at, "`repeat` needs a bound: `repeat <max N>`".to_string())
                     .with_label("no `max N`")
                     .with_help("write `repeat <max 3> { ... } until COND`: the loop stops after N iterations even when COND never holds")
+            }
+            ImpossibleValue::ForPolicy {
+                at,
+                policy,
+                items,
+                for_at,
+            } => {
+                let message = match (policy, items) {
+                    (Policy::First(0), _) => {
+                        "`first 0` would cancel every instance before it runs".to_string()
+                    }
+                    (Policy::Min(0), _) => {
+                        "`min 0` is met even when every instance fails".to_string()
+                    }
+                    (_, Some(n)) => format!(
+                        "`{policy}` cannot be met by a `parallel for` over {n} {}",
+                        if n == 1 { "item" } else { "items" }
+                    ),
+                    (_, None) => format!("`{policy}` cannot be met"),
+                };
+                let mut d = error(at, message).with_label("instances that must succeed");
+                if let Some(n) = items {
+                    d = d.with_secondary(
+                        for_at,
+                        format!("runs once per item: {n} {}", if n == 1 { "item" } else { "items" }),
+                    );
+                }
+                d.with_help(match items {
+                    Some(n) => format!(
+                        "use a number from 1 to {n}, or `all` to wait for every instance"
+                    ),
+                    None => "use a number from 1 up, or `all` to wait for every instance".into(),
+                })
             }
             ImpossibleValue::Policy {
                 at,

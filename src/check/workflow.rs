@@ -145,6 +145,9 @@ pub enum RegionKind {
         max: Option<u32>,
         /// Each body's last step, whose output is the item's result.
         results: Vec<NodeId>,
+        /// The policy of the `gather` right after the block: which failed instances it
+        /// tolerates, and when the block is done (docs/language.md, "`gather` policies").
+        gather: Option<Policy>,
     },
     /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration,
     /// at most `max` times; names of the body then hold the last iteration's values.

@@ -290,7 +290,9 @@ fn plan_region(names: &Names<'_>, r: &graph::Region) -> PlanRegion {
             list,
             max,
             results,
+            gather,
         } => PlanRegionKind::For {
+            gather: *gather,
             items: match list {
                 graph::ListSource::Literal(items) => Some(items.len()),
                 graph::ListSource::Agents(a) => Some(a.len()),

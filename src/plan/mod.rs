@@ -256,6 +256,10 @@ pub enum PlanRegionKind {
         /// Each body's last step, whose output is the item's result.
         #[serde(skip)]
         results: Vec<NodeId>,
+        /// The policy of the `gather` right after the block (absent without one): failed
+        /// instances it tolerates are left out of the block's value.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gather: Option<Policy>,
     },
     /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration, at
     /// most `max` times.

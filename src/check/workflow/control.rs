@@ -157,6 +157,7 @@ impl Lowerer<'_> {
                 list: list.clone(),
                 max,
                 results: Vec::new(),
+                gather: None,
             },
             p.keyword,
             entry,

@@ -2,6 +2,15 @@
 //! step's node with its agent, model, options and edges, `gather` joins.
 
 use super::*;
+
+/// A statement a `gather` right after it may join.
+#[derive(Clone, Copy)]
+pub(super) enum Joinable {
+    /// A `parallel` block: the gather waits for its branches under the policy.
+    Block(GroupId),
+    /// A `parallel for`: the region runs its instances under the policy.
+    For(RegionId),
+}
 use crate::check::error::TypeMismatch;
 use crate::check::types::is_outcome;
 
@@ -77,7 +86,7 @@ impl Lowerer<'_> {
     ) -> Vec<NodeId> {
         let mut prev: Vec<Dep> = entry.to_vec();
         let mut all_exits = Vec::new();
-        let mut last_parallel: Option<GroupId> = None;
+        let mut last_parallel: Option<Joinable> = None;
         // Consecutive plain steps of this sequence (for the parallelisable-sequence lint).
         let mut run: Vec<NodeId> = Vec::new();
         for (i, stmt) in block.stmts.iter().enumerate() {
@@ -141,8 +150,8 @@ impl Lowerer<'_> {
         mode: Mode,
         entry: &[Dep],
         scope: &Scope,
-        last_parallel: Option<GroupId>,
-    ) -> (Vec<NodeId>, Option<GroupId>) {
+        last_parallel: Option<Joinable>,
+    ) -> (Vec<NodeId>, Option<Joinable>) {
         if self.limit.is_some() {
             return (Vec::new(), None);
         }
@@ -159,18 +168,29 @@ impl Lowerer<'_> {
             Stmt::Then(b) => (self.block(b, Mode::Sequence, entry, scope), None),
             Stmt::Parallel(p) if p.for_each.is_some() => {
                 let fe = p.for_each.as_ref().expect("checked above");
-                (vec![self.parallel_for(p, fe, entry, scope)], None)
+                let node = self.parallel_for(p, fe, entry, scope);
+                let joinable = match self.g.nodes[node].exec {
+                    Exec::Region(rid) => Some(Joinable::For(rid)),
+                    _ => None,
+                };
+                (vec![node], joinable)
             }
             Stmt::Parallel(p) => {
                 let (exits, g) = self.parallel(p, entry, scope);
-                (exits, Some(g))
+                (exits, Some(Joinable::Block(g)))
             }
             Stmt::Gather(gather) => {
                 let join = match (mode, last_parallel) {
-                    (Mode::Sequence, Some(group)) => Some(Join {
+                    (Mode::Sequence, Some(Joinable::Block(group))) => Some(Join {
                         group,
                         policy: gather.policy,
                     }),
+                    // The instances are the region's business: the gather step just follows
+                    // it, and the region runs them under the policy.
+                    (Mode::Sequence, Some(Joinable::For(rid))) => {
+                        self.gather_for(gather, rid);
+                        None
+                    }
                     _ => {
                         self.diags.push(
                             MisplacedGather {
@@ -207,6 +227,37 @@ impl Lowerer<'_> {
         };
         self.nesting -= 1;
         out
+    }
+
+    /// A `gather` right after `parallel for` region `rid`: its policy applies to the instances.
+    /// `first N` and `min N` need N ≥ 1, and N ≤ the items of a list written in the script.
+    fn gather_for(&mut self, gather: &ast::Gather, rid: RegionId) {
+        let region = &mut self.g.regions[rid];
+        let RegionKind::For { list, gather: g, .. } = &mut region.kind else {
+            return;
+        };
+        *g = Some(gather.policy);
+        let items = match list {
+            ListSource::Literal(items) => Some(items.len() as u32),
+            ListSource::Agents(agents) => Some(agents.len() as u32),
+            ListSource::Path(_) => None,
+        };
+        let n = match gather.policy {
+            Policy::First(n) | Policy::Min(n) => n,
+            _ => return,
+        };
+        if n == 0 || items.is_some_and(|items| n > items) {
+            let for_at = region.span;
+            self.diags.push(
+                ImpossibleValue::ForPolicy {
+                    at: gather.policy_span,
+                    policy: gather.policy,
+                    items,
+                    for_at,
+                }
+                .into(),
+            );
+        }
     }
 
     pub(super) fn check_policy(&mut self, gather: &ast::Gather, group: GroupId) {

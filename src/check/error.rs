@@ -1805,7 +1805,8 @@ impl BlockOptionOverridden {
 
 // ------------------------------------------------------------------ E0501 … E0508
 
-/// `E0501`: a `gather` that does not follow a `parallel` block; `in_parallel` when it is a
+/// `E0501`: a `gather` that does not follow a `parallel` block or a `parallel for`;
+/// `in_parallel` when it is a
 /// branch of one.
 pub(crate) struct MisplacedGather {
     pub at: Span,
@@ -1817,12 +1818,12 @@ impl MisplacedGather {
         let help = if self.in_parallel {
             "inside `parallel` every statement is a branch; put the `gather` after the block"
         } else {
-            "put `gather` right after the `parallel` block whose branches it joins"
+            "put `gather` right after the `parallel` block (or `parallel for`) whose branches it joins"
         };
         Diagnostic::new(
             Code::MisplacedGather,
             self.at,
-            "`gather` does not follow a `parallel` block",
+            "`gather` does not follow a `parallel` block or a `parallel for`",
         )
         .with_label("nothing to gather here")
         .with_help(help)

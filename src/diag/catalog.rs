@@ -1130,11 +1130,11 @@ workflow main(code: text) {
     CodeInfo {
         code: Code::MisplacedGather,
         name: "misplaced-gather",
-        summary: "A `gather` step does not follow a `parallel` block.",
-        what: "Reports `gather` that is not the statement right after a `parallel` block in a \
-               sequence, including a `gather` inside a `parallel` block.",
-        why: "`gather` joins the branches of the block right before it under a policy; without \
-              one there is nothing to join.",
+        summary: "A `gather` step does not follow a `parallel` block or a `parallel for`.",
+        what: "Reports `gather` that is not the statement right after a `parallel` block or a \
+               `parallel for` in a sequence, including a `gather` inside a `parallel` block.",
+        why: "`gather` joins the branches of the block (or the instances of the `for`) right \
+              before it under a policy; without one there is nothing to join.",
         example_bad: r#"include "std/models.orch"
 
 agent reviewer { model: sonnet, system: "You review code." }
@@ -1200,7 +1200,8 @@ workflow main(request: text) {
         name: "impossible-value",
         summary: "A value that can never work: `timeout 0ms`, `deadline 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
         what: "Reports a zero timeout or deadline, `max 0` on a block, `gather <first N>` / \
-               `<min N>` with N of zero or more than the block's branches, and a `temperature` \
+               `<min N>` with N of zero or more than the block's branches (or the items of a \
+               `parallel for` over a list written in the script), and a `temperature` \
                outside 0 to 2 (the widest range providers accept).",
         why: "Every attempt or step would time out, no branch would ever run, the gather policy \
               could never be met (or always would be), or the provider would reject every \

@@ -166,7 +166,9 @@ fn region_text(plan: &Plan, r: usize) -> String {
         K::For {
             list, max, gather, ..
         } => {
-            let at_once = max.map(|m| format!(", at most {m} at once")).unwrap_or_default();
+            let at_once = max
+                .map(|m| format!(", at most {m} at once"))
+                .unwrap_or_default();
             // A tolerant `gather` after the block decides which instances it needs.
             let policy = gather
                 .filter(|p| *p != crate::common::Policy::All)

@@ -18,11 +18,11 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::cancel::{self, Cancel};
 use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
 use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
 use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
-use super::cancel::{self, Cancel};
 use crate::common::{CmpOp, Policy};
 use crate::plan::{
     CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
@@ -248,9 +248,16 @@ struct GatherStop {
 }
 
 impl GatherStop {
+    /// A step stopped by this handle, in flight (interrupted) or before it started (skipped
+    /// because the instance was interrupted), is cancelled unless the run itself was.
     fn relabel(&self, mut r: StepReport) -> StepReport {
         let by_run = self.run.as_ref().is_some_and(Cancel::is_cancelled);
-        if r.status == StepStatus::Interrupted && !by_run {
+        let stopped = match &r.status {
+            StepStatus::Interrupted => true,
+            StepStatus::Skipped(why) => why.starts_with("interrupted"),
+            _ => false,
+        };
+        if stopped && !by_run && self.cancel.is_cancelled() {
             r.status = StepStatus::Cancelled;
         }
         r
@@ -341,12 +348,17 @@ async fn run_for(
         failed_at[i] = !run.report.succeeded && !run.report.interrupted;
         let met = early && succeeded >= need;
         if run.report.succeeded && !met {
-            let result = spec.results.get(if spec.results.len() > 1 { body } else { 0 });
+            let result = spec
+                .results
+                .get(if spec.results.len() > 1 { body } else { 0 });
             values[i] = result.and_then(|&n| run.outputs[n].clone());
             ok[i] = true;
             succeeded += 1;
         } else if !run.report.succeeded && failure.is_none() && !met {
-            failure = Some(failed(&run, &format!("item {} of `{name}` ({})", i + 1, items[i].2)));
+            failure = Some(failed(
+                &run,
+                &format!("item {} of `{name}` ({})", i + 1, items[i].2),
+            ));
         }
         // Nothing more to start, and the instances in flight are stopped: an `any` /
         // `first N` is met, or the policy cannot be met any more.

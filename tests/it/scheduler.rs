@@ -342,12 +342,19 @@ async fn gather_min_after_a_for_leaves_failed_instances_out() {
     assert!(matches!(step(&r, "d[2]").status, StepStatus::Failed(_)));
     let drafts = step(&r, "drafts");
     assert_eq!(drafts.status, StepStatus::Succeeded);
-    let value = drafts.value.as_ref().and_then(|v| v.as_array()).expect("a list");
+    let value = drafts
+        .value
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .expect("a list");
     assert_eq!(value.len(), 2, "{value:?}");
     let output = |name: &str| serde_json::Value::String(step(&r, name).output.clone().unwrap());
     assert_eq!(value, &[output("d[1]"), output("d[3]")]);
     let text = drafts.output.as_deref().unwrap();
-    assert!(text.contains("left out by `gather <min 2>`: item 2 (bad) failed"), "{text}");
+    assert!(
+        text.contains("left out by `gather <min 2>`: item 2 (bad) failed"),
+        "{text}"
+    );
     assert_eq!(step(&r, "edit").status, StepStatus::Succeeded);
     assert!(r.stopped.is_none());
 }
@@ -555,16 +562,14 @@ workflow main() {
 async fn a_command_s_cwd_interpolates_its_parameters() {
     let dir = crate::common::temp_dir();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
-    let src = format!(
-        r#"
-agent where_am_i(root: text, name: text) {{ run: ["pwd"], cwd: "{{root}}/{{name}}" }}
-workflow main(root: text) {{
+    let src = r#"
+agent where_am_i(root: text, name: text) { run: ["pwd"], cwd: "{root}/{name}" }
+workflow main(root: text) {
   here = where_am_i(root: root, name: "sub")
-}}
-"#
-    );
+}
+"#;
     let root = dir.path().to_str().unwrap();
-    let (r, _) = run_script(&src, &[("root", root)]).await;
+    let (r, _) = run_script(src, &[("root", root)]).await;
     assert!(r.succeeded, "{r:?}");
     let here = std::path::PathBuf::from(step(&r, "here").output.as_deref().unwrap().trim());
     assert_eq!(
@@ -598,7 +603,10 @@ workflow main() {
             "ok": false, "exit_code": 3, "stdout": "checked\n", "stderr": "bad line\n"
         }))
     );
-    assert_eq!(r.output.as_deref(), Some("exit 3, stderr bad line\nok true"));
+    assert_eq!(
+        r.output.as_deref(),
+        Some("exit 3, stderr bad line\nok true")
+    );
 }
 
 #[tokio::test]
@@ -617,7 +625,12 @@ workflow main(dir: text) {
     let (r, _) = run_script(src, &[("dir", dir.path().to_str().unwrap())]).await;
     assert!(r.succeeded, "{r:?}");
     assert_eq!(r.output.as_deref(), Some("0"));
-    assert!(step(&r, "t#3").value.as_ref().is_some_and(|v| v["ok"] == true));
+    assert!(
+        step(&r, "t#3")
+            .value
+            .as_ref()
+            .is_some_and(|v| v["ok"] == true)
+    );
     assert!(r.steps.iter().all(|s| s.name != "t#4"));
 }
 

@@ -233,7 +233,10 @@ impl Lowerer<'_> {
     /// `first N` and `min N` need N ≥ 1, and N ≤ the items of a list written in the script.
     fn gather_for(&mut self, gather: &ast::Gather, rid: RegionId) {
         let region = &mut self.g.regions[rid];
-        let RegionKind::For { list, gather: g, .. } = &mut region.kind else {
+        let RegionKind::For {
+            list, gather: g, ..
+        } = &mut region.kind
+        else {
             return;
         };
         *g = Some(gather.policy);

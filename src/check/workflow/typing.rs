@@ -7,8 +7,8 @@
 //! interpolated.
 
 use super::{Binding, Exec, Lowerer};
-use crate::check::items::value_template;
 use crate::check::error::TypeMismatch;
+use crate::check::items::value_template;
 use crate::check::types::{Type, resolve_type};
 use crate::syntax::ast::{self, Template, TemplatePart};
 

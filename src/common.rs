@@ -91,6 +91,17 @@ pub fn format_duration(ms: u64) -> String {
     }
 }
 
+/// `1 step`, `2 steps`, `0 steps`: a count and its noun, plural unless the count is one.
+/// Every count printed for people goes through it (the nouns used take an `s`).
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The default bound on one answer (and on a command's stdout): 1 MiB of text. The longest
 /// answers models give today are bounded by their output-token limits — 64,000 tokens for
 /// Claude Sonnet 4.5, 128,000 for GPT-5 (their model pages) — which at about 4 bytes of

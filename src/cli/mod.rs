@@ -461,7 +461,27 @@ fn compile_for_plan(
     }
 }
 
+/// A script path that names no file is a usage error (exit code 2), said before anything is
+/// compiled: `orch run nope.orch` is a typo on the command line, not a broken script.
+/// Returns the exit code when `file` does not exist (or cannot be looked at).
+fn no_such_script(file: &Path) -> Option<ExitCode> {
+    let problem = match std::fs::metadata(file) {
+        Ok(m) if m.is_dir() => "is a directory, not a script".to_string(),
+        Ok(_) => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    eprintln!(
+        "error: file `{}` {problem}\n  give the path of an `.orch` script",
+        file.display()
+    );
+    Some(ExitCode::from(2))
+}
+
 fn plan(a: PlanArgs) -> ExitCode {
+    if let Some(code) = no_such_script(&a.file) {
+        return code;
+    }
     let levels = match a.compile.lint_levels() {
         Ok(l) => l,
         Err(e) => {

@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::common::plural;
+
 /// Index of a source file in a [`SourceMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FileId(pub u32);
@@ -566,20 +568,12 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
     out
 }
 
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
 /// `2 errors, 1 warning`.
 pub fn summary_line(errors: usize, warnings: usize) -> String {
     match (errors, warnings) {
-        (0, w) => plural(w, "warning"),
-        (e, 0) => plural(e, "error"),
-        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+        (0, w) => plural(w as u64, "warning"),
+        (e, 0) => plural(e as u64, "error"),
+        (e, w) => format!("{}, {}", plural(e as u64, "error"), plural(w as u64, "warning")),
     }
 }
 

@@ -10,7 +10,7 @@ use super::prepare::{ModelClient, Shared};
 use super::provider::{CompletionRequest, OutputFormat, ProviderError};
 use super::render::render_with_args;
 use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
-use crate::common::format_duration;
+use crate::common::{format_duration, plural};
 use crate::plan::{PlanExec, PlanNode, estimate_tokens};
 
 // ------------------------------------------------------------------ executing one step
@@ -78,7 +78,7 @@ fn too_large_message(node: &PlanNode, what: &str) -> String {
 }
 
 /// The structured output a step must produce: its type, unless it has none or it is `text`.
-fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
+pub(super) fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
     node.output_type
         .as_ref()
         .filter(|t| **t != crate::check::types::Type::Text)
@@ -239,13 +239,10 @@ fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> St
             "deadline of {} passed before the first attempt started",
             format_duration(ms)
         ),
-        1 => format!(
-            "deadline of {} passed after 1 attempt{on}",
-            format_duration(ms)
-        ),
         n => format!(
-            "deadline of {} passed after {n} attempts{on}",
-            format_duration(ms)
+            "deadline of {} passed after {}{on}",
+            format_duration(ms),
+            plural(n, "attempt")
         ),
     };
     if let Some(e) = last_error {

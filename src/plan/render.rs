@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use super::{Plan, PlanExec, PlanNode};
 use crate::common::plural;
 
-fn thousands(n: u64) -> String {
+/// `1,234,567`: a count with thousands separated by commas.
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -169,7 +170,10 @@ fn region_text(plan: &Plan, r: usize) -> String {
             None => format!("for each item of {list}: {steps}"),
         },
         K::Repeat { max, until } => {
-            format!("repeat up to {} until {until}: {steps}", plural(*max, "time"))
+            format!(
+                "repeat up to {} until {until}: {steps}",
+                plural(*max, "time")
+            )
         }
         K::If { cond } => format!("if {cond}: {steps}"),
         K::Call { workflow, .. } => format!("calls workflow {workflow}: {steps}"),

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::Journal;
 use super::prepare::Shared;
 use super::{Event, RunError, StepReport, StepStatus};
 use crate::common::format_duration;
-use super::journal::Journal;
 use crate::plan::{Plan, PlanExec, PlanNode};
 
 /// What an approval asks.

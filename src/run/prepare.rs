@@ -55,6 +55,9 @@ pub(super) struct ModelClient {
     pub(super) price: Price,
     /// The rate limits of the provider (shared by every model it serves).
     pub(super) limits: Arc<ProviderLimits>,
+    /// The model's context window in tokens, when the script declares it and requests go to
+    /// the script's model (not to an `--endpoint`, whose model's window is not the script's).
+    pub(super) context_window: Option<u32>,
 }
 
 /// Everything the tasks share.
@@ -125,7 +128,11 @@ fn missing_inputs(plan: &Plan, missing: &[&ParamDef]) -> String {
         .iter()
         .map(|p| format!("--input {}=...", p.name))
         .collect();
-    let noun = if missing.len() == 1 { "input" } else { "inputs" };
+    let noun = if missing.len() == 1 {
+        "input"
+    } else {
+        "inputs"
+    };
     format!(
         "missing {noun} {} for workflow `{}`: pass `{}` (or `--input NAME=@FILE` to read a file)",
         listed.join(", "),
@@ -265,6 +272,10 @@ impl Clients<'_> {
                 _ => def.price,
             },
             limits,
+            context_window: match &self.opts.target {
+                Target::Endpoint(_) => None,
+                _ => def.context_window,
+            },
         })
     }
 

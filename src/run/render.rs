@@ -44,7 +44,10 @@ pub fn parse_input(ty: &Type, name: &str, text: &str) -> Result<InputValue, Stri
         Type::Bool => match text.trim() {
             "true" => Ok(InputValue::Json(Json::Bool(true))),
             "false" => Ok(InputValue::Json(Json::Bool(false))),
-            _ => Err(format!("expected `true` or `false`, found {}", quoted(text))),
+            _ => Err(format!(
+                "expected `true` or `false`, found {}",
+                quoted(text)
+            )),
         },
         Type::Json | Type::List(_) | Type::Record(_) => {
             let v: Json = serde_json::from_str(text).map_err(|e| {

@@ -11,6 +11,7 @@ use super::provider::{CompletionRequest, OutputFormat, ProviderError};
 use super::render::render_with_args;
 use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
 use crate::common::{format_duration, plural};
+use crate::plan::render::thousands;
 use crate::plan::{PlanExec, PlanNode, estimate_tokens};
 
 // ------------------------------------------------------------------ executing one step
@@ -198,6 +199,11 @@ async fn on_models(
         let Some(client) = shared.clients.get(m) else {
             continue;
         };
+        // A request that cannot fit is not sent: the next model (a fallback) may take it.
+        if let Err(e) = fits_window(node, m, client, system.as_deref(), &prompt, max_tokens) {
+            result = Err(e);
+            continue;
+        }
         if i > 0 {
             let _ = tx.send(Event::FallingBack {
                 step: node.name.clone(),
@@ -225,6 +231,39 @@ async fn on_models(
         }
     }
     result
+}
+
+/// Checks that a request of `node` to model `m` fits the model's context window: its system
+/// text and prompt, estimated at 4 characters a token ([`estimate_tokens`]), plus
+/// `max_tokens` (the output the request asks room for) must be at most the window.
+///
+/// # Errors
+/// For people, naming the step, the sizes, the window and the fixes; nothing was sent.
+fn fits_window(
+    node: &PlanNode,
+    m: &str,
+    client: &ModelClient,
+    system: Option<&str>,
+    prompt: &str,
+    max_tokens: u32,
+) -> Result<(), String> {
+    let Some(window) = client.context_window else {
+        return Ok(());
+    };
+    let input = system
+        .map_or(0, estimate_tokens)
+        .saturating_add(estimate_tokens(prompt));
+    if input.saturating_add(u64::from(max_tokens)) <= u64::from(window) {
+        return Ok(());
+    }
+    Err(format!(
+        "step `{}`: its prompt is ~{} tokens (system text and prompt at 4 characters a token), which with `max_tokens` {} is more than the {}-token context window of model `{m}` ({}); nothing was sent. Interpolate less (a large input or step output), lower `max_tokens`, or use a model with a larger `context_window`",
+        node.name,
+        thousands(input),
+        thousands(u64::from(max_tokens)),
+        thousands(u64::from(window)),
+        client.model_id
+    ))
 }
 
 /// The failure of a step whose `deadline` passed.

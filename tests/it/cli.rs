@@ -219,7 +219,11 @@ fn a_script_that_does_not_exist_is_a_usage_error() {
     let dir = temp_dir();
     let o = orch(&["run", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("is a directory, not a script"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a directory, not a script"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 const TYPED_INPUTS: &str = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 40 }\nworkflow main(items: list<text>, n: number, topic: text) {\n  x = a(\"Do {items} {n} {topic}\")\n  return x\n}\n";
@@ -237,7 +241,14 @@ fn input_problems_are_all_reported_at_once_in_plain_words() {
     );
 
     let o = orch(&[
-        "run", &script, "--simulate", "--input", "items=foo", "--input", "n=x", "--input",
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        "items=foo",
+        "--input",
+        "n=x",
+        "--input",
         "tpoic=t",
     ]);
     assert_eq!(o.status.code(), Some(2));
@@ -255,8 +266,15 @@ fn input_problems_are_all_reported_at_once_in_plain_words() {
 
     // A list item of the wrong type is named by its place.
     let o = orch(&[
-        "run", &script, "--simulate", "--input", "items=[\"a\", [1]]", "--input", "n=2",
-        "--input", "topic=t",
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        "items=[\"a\", [1]]",
+        "--input",
+        "n=2",
+        "--input",
+        "topic=t",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -117,6 +117,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_take_the_plural_unless_one() {
+        assert_eq!(plural(1u64, "step"), "1 step");
+        assert_eq!(plural(0u64, "level"), "0 levels");
+        assert_eq!(plural(2u32, "attempt"), "2 attempts");
+    }
+
+    #[test]
     fn durations_read_and_print() {
         assert_eq!(parse_duration("500ms"), 500);
         assert_eq!(parse_duration("2m"), 120_000);

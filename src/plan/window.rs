@@ -85,7 +85,7 @@ fn largest_inputs(plan: &Plan, n: &PlanNode) -> Vec<(String, u32, Span)> {
             }
         })
         .collect();
-    steps.sort_by(|a, b| b.1.cmp(&a.1));
+    steps.sort_by_key(|s| std::cmp::Reverse(s.1));
     steps.truncate(LARGEST);
     steps
 }

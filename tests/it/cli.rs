@@ -325,6 +325,26 @@ fn an_input_file_over_the_bound_is_refused_before_it_is_read() {
 }
 
 #[test]
+fn counts_of_one_are_singular() {
+    let dir = temp_dir();
+    let one = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 40 }\nworkflow main() {\n  x = a(\"Hello\")\n  return x\n}\n";
+    let script = write(&dir, "one.orch", one);
+    let o = orch(&["plan", &script]);
+    assert!(
+        stdout(&o).contains("1 step in 1 level · peak concurrency 1 · critical path 1 step: x"),
+        "{}",
+        stdout(&o)
+    );
+    let o = orch(&["run", &script, "--simulate"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("running main (1 step, 1 level) on the simulator"),
+        "{err}"
+    );
+    assert!(err.contains("1/1 step succeeded"), "{err}");
+}
+
+#[test]
 fn a_failed_run_exits_1_and_keeps_what_completed() {
     let dir = temp_dir();
     let script = write(

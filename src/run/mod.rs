@@ -106,7 +106,8 @@ pub struct RunOptions {
     pub cancel: Option<cancel::Cancel>,
     /// Where the run is recorded, and (when it resumes an earlier run) whose results it reuses.
     pub journal: Option<journal::Journal>,
-    /// Who answers `approve(...)` steps (by default nobody: they fail, saying so).
+    /// Who answers `approve(...)` steps (by default nobody: a run with approval steps is
+    /// refused before it starts, [`RunError::NoApprover`]).
     pub approver: Approver,
 }
 

@@ -174,6 +174,17 @@ impl Scope<'_> {
         (prompt, args)
     }
 
+    /// The interpolation of `node`'s prompt whose value is the longest, as written (`doc`,
+    /// `plan.tasks`) with its estimated tokens ([`crate::plan::estimate_tokens`]): what a
+    /// message about a prompt too large for its model names. `None` without interpolations.
+    pub fn largest_interp(&self, node: &PlanNode) -> Option<(String, u64)> {
+        node.prompt
+            .iter()
+            .flat_map(Template::interps)
+            .map(|i| (i.path.clone(), crate::plan::estimate_tokens(&self.text(i))))
+            .max_by_key(|(_, tokens)| *tokens)
+    }
+
     /// Renders a workflow-level template.
     pub fn render(&self, t: &Template) -> String {
         let mut s = String::new();

@@ -765,7 +765,7 @@ async fn a_prompt_over_the_context_window_fails_its_step_before_any_request() {
     assert_eq!(
         s.status,
         StepStatus::Failed(
-            "step `summary`: its prompt is ~903 tokens (system text and prompt at 4 characters a token), which with `max_tokens` 100 is more than the 1,000-token context window of model `small` (small-1); nothing was sent. Interpolate less (a large input or step output), lower `max_tokens`, or use a model with a larger `context_window`".into()
+            "step `summary`: its prompt is ~903 tokens (system text and prompt at 4 characters a token), which with `max_tokens` 100 is more than the 1,000-token context window of model `small` (small-1); nothing was sent. Interpolate less (the largest value it interpolates is `{doc}`, ~900 tokens), lower `max_tokens`, or use a model with a larger `context_window`".into()
         )
     );
     // No attempt was made: nothing was sent, nothing was paid.

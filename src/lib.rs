@@ -73,8 +73,7 @@ pub fn compile_source(
 fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
     let program = check::check(set, diags);
     if !diags.has_errors() {
-        plan::budget::check_budgets(&program, diags);
-        plan::window::check_windows(&program, diags);
+        plan::lint(&program, diags);
     }
     resolve::label_include_chains(set, diags);
     diags.sort();

@@ -357,6 +357,27 @@ pub struct Plan {
 /// because planning starts from it).
 pub use crate::check::entry_workflow;
 
+/// The planning stage's lints, over a program without errors (lowering assumes a well-formed
+/// DAG): `W0803` ([`budget`]) and `W0804` ([`window`]), each workflow that needs them lowered
+/// once.
+pub fn lint(program: &crate::check::Program, diags: &mut crate::diag::Diagnostics) {
+    let windows = window::has_windows(program);
+    let mut reported = std::collections::HashSet::new();
+    for wf in program.workflows.values() {
+        let budgets = budget::has_budgets(wf);
+        if !budgets && !windows {
+            continue;
+        }
+        let plan = lower(program, wf);
+        if budgets {
+            budget::check_budgets(wf, &plan, diags);
+        }
+        if windows {
+            window::check_windows(program, &plan, &mut reported, diags);
+        }
+    }
+}
+
 /// Estimated tokens of a text: 4 characters per token, rounded up (a common rule of thumb for
 /// English with BPE tokenizers; only used for worst-case estimates, never for billing).
 pub fn estimate_tokens(text: &str) -> u64 {

@@ -12,52 +12,60 @@
 use std::collections::HashSet;
 
 use super::render::thousands;
-use super::{Plan, PlanExec, PlanNode, Ref, lower};
+use super::{Plan, PlanExec, PlanNode, Ref};
 use crate::check::Program;
 use crate::diag::{Code, Diagnostic, Diagnostics, Span};
 
 /// How many of the largest interpolated steps the warning points at.
 const LARGEST: usize = 3;
 
-/// Warns for every model step of every workflow whose worst-case prompt plus `max_tokens` is
-/// over the `context_window` of its model or fallback. Call it on a program without errors.
-/// A step of a workflow that others call is reported once.
-pub fn check_windows(program: &Program, diags: &mut Diagnostics) {
+/// Whether some model of `program` declares a `context_window`, which [`check_windows`]
+/// checks.
+pub(super) fn has_windows(program: &Program) -> bool {
+    program
+        .tables
+        .models
+        .values()
+        .any(|m| m.context_window.is_some())
+}
+
+/// Warns for every model step of `plan` whose worst-case prompt plus `max_tokens` is over the
+/// `context_window` of its model or fallback. `reported` holds the steps (by span) and models
+/// already reported, so that a step of a workflow that others call is reported once.
+pub(super) fn check_windows(
+    program: &Program,
+    plan: &Plan,
+    reported: &mut HashSet<(Span, String)>,
+    diags: &mut Diagnostics,
+) {
     let models = &program.tables.models;
-    if models.values().all(|m| m.context_window.is_none()) {
-        return;
-    }
-    let mut reported: HashSet<(Span, String)> = HashSet::new();
-    for wf in program.workflows.values() {
-        let plan = lower(program, wf);
-        for n in &plan.nodes {
-            let PlanExec::Model {
-                model,
-                fallback,
-                max_tokens,
-                ..
-            } = &n.exec
-            else {
+    for n in &plan.nodes {
+        let PlanExec::Model {
+            model,
+            fallback,
+            max_tokens,
+            ..
+        } = &n.exec
+        else {
+            continue;
+        };
+        for (i, m) in std::iter::once(model).chain(fallback).enumerate() {
+            let Some(window) = models.get(m).and_then(|d| d.context_window) else {
                 continue;
             };
-            for (i, m) in std::iter::once(model).chain(fallback).enumerate() {
-                let Some(window) = models.get(m).and_then(|d| d.context_window) else {
-                    continue;
-                };
-                let need = n.prompt_tokens.saturating_add(u64::from(*max_tokens));
-                if need > u64::from(window) && reported.insert((n.span, m.clone())) {
-                    diags.push(
-                        WindowExceeded {
-                            step: n,
-                            model: m,
-                            fallback: i > 0,
-                            window,
-                            max_tokens: *max_tokens,
-                            largest: largest_inputs(&plan, n),
-                        }
-                        .into(),
-                    );
-                }
+            let need = n.prompt_tokens.saturating_add(u64::from(*max_tokens));
+            if need > u64::from(window) && reported.insert((n.span, m.clone())) {
+                diags.push(
+                    WindowExceeded {
+                        step: n,
+                        model: m,
+                        fallback: i > 0,
+                        window,
+                        max_tokens: *max_tokens,
+                        largest: largest_inputs(plan, n),
+                    }
+                    .into(),
+                );
             }
         }
     }

@@ -149,7 +149,8 @@ pub struct RunArgs {
     /// Workflow to run (default: `main`, or the only one).
     #[arg(long)]
     pub workflow: Option<String>,
-    /// An input: `name=value`, or `name=@path` to read a file. Repeatable.
+    /// An input: `name=value`, or `name=@path` to read a file (UTF-8, at most 16 MiB); a
+    /// list or record is JSON (`items=["a", "b"]`). Repeatable.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
     /// Run every model on the built-in simulator (no key, no network); command agents are

@@ -216,7 +216,7 @@ fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
 /// no prompt could hold it, while a larger text that a command step reads (a log, a data
 /// set) still fits. A larger file is refused before it is read into memory, rather than made
 /// into a prompt of millions of tokens.
-pub(super) const MAX_INPUT_FILE_BYTES: u64 = 16 << 20;
+const MAX_INPUT_FILE_BYTES: u64 = 16 << 20;
 
 /// The text of `path` for `--input name=@path`: at most [`MAX_INPUT_FILE_BYTES`], UTF-8.
 ///

@@ -223,8 +223,9 @@ pub enum AgentKind {
         argv: Vec<(Template, Span)>,
         /// Environment variables set for it.
         env: Vec<(String, Template, Span)>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory (may interpolate the agent's parameters, never model output),
+        /// with its span.
+        cwd: Option<(Template, Span)>,
     },
 }
 
@@ -850,11 +851,11 @@ fn command_kind(
             _ => diags.push(InvalidFieldValue::EnvNotRecord { at: e.value.span }.into()),
         }
     }
-    AgentKind::Command {
-        argv,
-        env,
-        cwd: f.plain("cwd", diags),
+    let cwd = f.string("cwd", diags);
+    if let Some((t, span)) = &cwd {
+        check_param_refs(t, *span, params, agent, diags);
     }
+    AgentKind::Command { argv, env, cwd }
 }
 
 /// Agent templates (system, argv, env) may interpolate the agent's own parameters only.

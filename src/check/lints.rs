@@ -165,12 +165,21 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             RegionKind::If { .. } | RegionKind::Call { .. } => {}
         }
     }
-    for r in wf.regions.iter().rev() {
-        for nodes in r.exports.values() {
-            // `return x` reads `x` of whichever branch ran.
-            if used[r.node] || nodes.iter().any(|&n| used[n]) {
-                for &n in nodes {
-                    used[n] = true;
+    // `return x` reads `x` of whichever branch ran. An `else if` is an `if` nested in the
+    // `else` branch, whose exports hold the nested `if`'s first definition only: repeat until
+    // nothing changes, so a use reaches every branch of a chain however deep.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for r in &wf.regions {
+            for nodes in r.exports.values() {
+                if (used[r.node] || nodes.iter().any(|&n| used[n]))
+                    && nodes.iter().any(|&n| !used[n])
+                {
+                    for &n in nodes {
+                        used[n] = true;
+                    }
+                    changed = true;
                 }
             }
         }

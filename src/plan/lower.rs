@@ -290,7 +290,9 @@ fn plan_region(names: &Names<'_>, r: &graph::Region) -> PlanRegion {
             list,
             max,
             results,
+            gather,
         } => PlanRegionKind::For {
+            gather: *gather,
             items: match list {
                 graph::ListSource::Literal(items) => Some(items.len()),
                 graph::ListSource::Agents(a) => Some(a.len()),
@@ -399,13 +401,19 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 tools: None,
             }
         }
-        Exec::Command { argv, env, cwd } => PlanExec::Command {
+        Exec::Command {
+            argv,
+            env,
+            cwd,
+            outcome,
+        } => PlanExec::Command {
+            outcome: *outcome,
             argv: argv.iter().map(|t| agent_template(t, args)).collect(),
             env: env
                 .iter()
                 .map(|(k, t)| (k.clone(), agent_template(t, args)))
                 .collect(),
-            cwd: cwd.clone(),
+            cwd: cwd.as_ref().map(|t| agent_template(t, args)),
         },
         Exec::Region(r) => PlanExec::Region { region: *r },
         Exec::Item => PlanExec::Item,

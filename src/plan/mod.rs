@@ -98,8 +98,12 @@ pub enum PlanExec {
         argv: Vec<Template>,
         /// Environment templates over the agent's parameters.
         env: IndexMap<String, Template>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory template over the agent's parameters.
+        cwd: Option<Template>,
+        /// `-> outcome`: the step's value is how the program exited (`{ ok, exit_code, stdout,
+        /// stderr }`), and a non-zero exit does not fail it.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        outcome: bool,
     },
     /// A region (`parallel for`, `repeat`, `if`, a workflow call): runs its body, described
     /// in [`Plan::regions`].
@@ -260,6 +264,10 @@ pub enum PlanRegionKind {
         /// Each body's last step, whose output is the item's result.
         #[serde(skip)]
         results: Vec<NodeId>,
+        /// The policy of the `gather` right after the block (absent without one): failed
+        /// instances it tolerates are left out of the block's value.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gather: Option<Policy>,
     },
     /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration, at
     /// most `max` times.

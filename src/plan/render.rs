@@ -165,10 +165,19 @@ fn region_text(plan: &Plan, r: usize) -> String {
         .count();
     let steps = plural(steps as u64, "step");
     match &region.kind {
-        K::For { list, max, .. } => match max {
-            Some(m) => format!("for each item of {list}, at most {m} at once: {steps}"),
-            None => format!("for each item of {list}: {steps}"),
-        },
+        K::For {
+            list, max, gather, ..
+        } => {
+            let at_once = max
+                .map(|m| format!(", at most {m} at once"))
+                .unwrap_or_default();
+            // A tolerant `gather` after the block decides which instances it needs.
+            let policy = gather
+                .filter(|p| *p != crate::common::Policy::All)
+                .map(|p| format!(", gathered <{p}>"))
+                .unwrap_or_default();
+            format!("for each item of {list}{at_once}{policy}: {steps}")
+        }
         K::Repeat { max, until } => {
             format!(
                 "repeat up to {} until {until}: {steps}",

@@ -380,7 +380,7 @@ pub(super) fn step_parts(
             source,
             uses,
         },
-        PlanExec::Command { argv, env, cwd } => {
+        PlanExec::Command { argv, env, cwd, .. } => {
             let argv: Vec<String> = argv.iter().map(|t| render_with_args(t, &args)).collect();
             let env: Vec<(&str, String)> = env
                 .iter()
@@ -397,7 +397,7 @@ pub(super) fn step_parts(
                 prompt: hash_text(&prompt),
                 argv: Some(hash_text(&serde_json::to_string(&argv).unwrap_or_default())),
                 env: Some(hash_text(&serde_json::to_string(&env).unwrap_or_default())),
-                cwd: cwd.clone(),
+                cwd: cwd.as_ref().map(|t| render_with_args(t, &args)),
                 output_type,
                 source,
                 uses,

@@ -128,7 +128,12 @@ pub(super) async fn execute(
         };
         match &node.exec {
             PlanExec::Model { .. } => on_models(step, prompt, &args, largest, cap).await,
-            PlanExec::Command { argv, env, cwd } => {
+            PlanExec::Command {
+                argv,
+                env,
+                cwd,
+                outcome,
+            } => {
                 step.report.model = Some("command".into());
                 let spec = command::CommandSpec {
                     argv: argv.iter().map(|t| render_with_args(t, &args)).collect(),
@@ -137,10 +142,12 @@ pub(super) async fn execute(
                         .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
                         .collect(),
                     stdin: prompt,
-                    cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                    cwd: cwd
+                        .as_ref()
+                        .map(|t| std::path::PathBuf::from(render_with_args(t, &args))),
                     max_stdout_bytes: Some(max_output_bytes(node)),
                 };
-                command_attempts(step, &spec).await
+                command_attempts(step, &spec, *outcome).await
             }
             // Regions run in their own tasks (`control`), items are settled with their
             // instance: neither is executed as a step.
@@ -511,9 +518,12 @@ async fn model_attempts(
 /// model's answer, but a mismatch fails the step at once: a program is not asked again with
 /// instructions. A dry run (`--simulate` without `--run-commands`) answers with a sample
 /// value of the type, or says what would run.
+/// Runs a command step's attempts; with `outcome` (`-> outcome`) a non-zero exit is the
+/// step's value, not a failure.
 async fn command_attempts(
     step: StepRun<'_>,
     spec: &command::CommandSpec,
+    outcome: bool,
 ) -> Result<StepOutput, String> {
     let StepRun {
         node,
@@ -543,6 +553,17 @@ async fn command_attempts(
                 max_output_bytes: max_output_bytes(node),
                 ..Default::default()
             };
+            if outcome {
+                // A dry run succeeds: loops on `.ok` end, branches on it take the happy path.
+                let exit = command::CommandExit {
+                    output: command::CommandOutput {
+                        stdout: format!("[simulated] would run {shown}"),
+                        stderr: String::new(),
+                    },
+                    code: 0,
+                };
+                return Ok(StepOutput::value(outcome_value(exit)));
+            }
             let answer = sim.complete(&req).await;
             return match (structured_type(node), answer) {
                 (Some(ty), Ok(c)) => command_output(node, ty, c.text),
@@ -555,22 +576,27 @@ async fn command_attempts(
             }
             e => e.to_string(),
         };
-        let outcome = match node.timeout_ms {
-            Some(ms) => {
-                match tokio::time::timeout(Duration::from_millis(ms), command::run_command(spec))
-                    .await
-                {
-                    Ok(r) => r.map_err(message),
-                    Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
-                }
+        let attempt = async {
+            if outcome {
+                command::run_to_exit(spec).await
+            } else {
+                let output = command::run_command(spec).await?;
+                Ok(command::CommandExit { output, code: 0 })
             }
-            None => command::run_command(spec).await.map_err(message),
         };
-        match outcome {
-            Ok(out) => {
+        let ran = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
+                Ok(r) => r.map_err(message),
+                Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
+            },
+            None => attempt.await.map_err(message),
+        };
+        match ran {
+            Ok(exit) if outcome => return Ok(StepOutput::value(outcome_value(exit))),
+            Ok(exit) => {
                 return match structured_type(node) {
-                    Some(ty) => command_output(node, ty, out.stdout),
-                    None => Ok(StepOutput::text(out.stdout)),
+                    Some(ty) => command_output(node, ty, exit.output.stdout),
+                    None => Ok(StepOutput::text(exit.output.stdout)),
                 };
             }
             Err(e) if k < node.retry => {
@@ -597,6 +623,16 @@ async fn command_attempts(
 ///
 /// # Errors
 /// [`structured::mismatch_message`] when it is not one.
+/// A command's outcome as the value of `-> outcome` ([`crate::check::types::Type::outcome`]).
+fn outcome_value(exit: command::CommandExit) -> serde_json::Value {
+    serde_json::json!({
+        "ok": exit.code == 0,
+        "exit_code": exit.code,
+        "stdout": exit.output.stdout,
+        "stderr": exit.output.stderr,
+    })
+}
+
 fn command_output(
     node: &PlanNode,
     ty: &crate::check::types::Type,

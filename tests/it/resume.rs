@@ -1454,3 +1454,49 @@ async fn the_cli_explains_runs_it_cannot_resume() {
         "{out}"
     );
 }
+
+// ------------------------------------------------------------------ gather after a `for`
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_gather_any_after_a_for_reuses_the_winner_and_cancels_the_rest_again() {
+    let src = r#"
+provider fast { kind: sim, latency: 1s }
+provider slow { kind: sim, latency: 10s }
+model f { provider: fast }
+model s { provider: slow }
+agent good { model: f }
+agent slowpoke { model: s }
+workflow main() {
+  drafts = parallel for w in [good, slowpoke] { d = w("write") }
+  gather <any> edit = good("edit {drafts}")
+  return edit
+}
+"#;
+    let tmp = temp_dir();
+    let state = tmp.path().join("state");
+    let journal = Journal::create(&state, SCRIPT);
+    let opts = RunOptions {
+        journal: Some(journal.clone()),
+        ..RunOptions::default()
+    };
+    let (first, _) = run_with(src, &opts).await;
+    assert!(first.succeeded, "{first:?}");
+    assert_eq!(step(&first, "d[2]").status, StepStatus::Cancelled);
+
+    let id = journal.id();
+    let resumed = Journal::resume(&state, SCRIPT, "main", Some(id.as_str())).expect("resumable");
+    let opts = RunOptions {
+        journal: Some(resumed),
+        ..RunOptions::default()
+    };
+    let (second, _) = run_with(src, &opts).await;
+    assert!(second.succeeded, "{second:?}");
+    assert!(
+        second.reused.contains(&"d[1]".to_string()),
+        "{:?}",
+        second.reused
+    );
+    // The gather is met by the reused instance: the other is cancelled, not run or skipped.
+    assert_eq!(step(&second, "d[2]").status, StepStatus::Cancelled);
+    assert_eq!(second.output, first.output);
+}

@@ -538,7 +538,7 @@ pub(crate) enum InvalidFieldValue {
     SimulatorOnly { at: Span, key: &'static str },
     /// `stream` or `idle_timeout` on the simulator.
     HttpOnly { at: Span, key: &'static str },
-    /// A provider's field that cannot be zero.
+    /// A provider's or a model's field that cannot be zero (a model's `context_window`).
     ProviderZero { at: Span, key: &'static str },
     /// `price` that is no record.
     PriceNotRecord { at: Span },
@@ -650,6 +650,10 @@ impl InvalidFieldValue {
             InvalidFieldValue::ProviderZero { at, key } => {
                 let help = if key == "idle_timeout" {
                     "give a positive duration like `60s`, or remove it for the default of 60 s"
+                        .to_string()
+                } else if key == "context_window" {
+                    "give the model's context window in tokens (like `200000`), or remove it: \
+                     requests are then not checked against a window"
                         .to_string()
                 } else {
                     format!("give a positive number, or remove `{key}` for no limit")
@@ -1090,6 +1094,12 @@ pub(crate) enum TypeMismatch {
     ApprovalOutput { at: Span, ty: Type, step: String },
     /// `-> T` on a call of a workflow.
     OutputOnWorkflowCall { at: Span, workflow: String },
+    /// `-> outcome` on a model step.
+    OutcomeOfModel {
+        at: Span,
+        step: String,
+        agent: String,
+    },
     /// An agent passed for a parameter that takes a value.
     AgentForValue {
         at: Span,
@@ -1144,6 +1154,15 @@ pub(crate) enum TypeMismatch {
         found: String,
         declared: Span,
     },
+    /// A value argument of a workflow call whose type is not its parameter's.
+    WorkflowArgument {
+        at: Span,
+        param: String,
+        workflow: String,
+        ty: Type,
+        found: String,
+        declared: Span,
+    },
     /// A declared result type without a `return`.
     NoReturn {
         at: Span,
@@ -1173,6 +1192,17 @@ fn type_fix(ty: &Type) -> String {
     }
 }
 
+/// How to pass a value of type `ty` to a workflow's parameter.
+fn workflow_type_fix(ty: &Type) -> String {
+    match ty {
+        Type::Number | Type::Bool => type_fix(ty),
+        Type::List(item) => format!(
+            "pass a list in brackets (`[\"a\", \"b\"]`, each item {item}), or a parameter or a step's output declared `{ty}`"
+        ),
+        other => format!("pass a parameter or a step's output declared `{other}`"),
+    }
+}
+
 impl TypeMismatch {
     fn diagnostic(self) -> Diagnostic {
         let error = |at, message: String| Diagnostic::new(Code::TypeMismatch, at, message);
@@ -1184,6 +1214,14 @@ impl TypeMismatch {
                         "remove `-> {ty}`: the output of `{step}` is `true` (approved) or `false` (declined)"
                     ))
             }
+            TypeMismatch::OutcomeOfModel { at, step, agent } => error(
+                at,
+                format!("`-> outcome` on step `{step}`, which calls model agent `{agent}`"),
+            )
+            .with_label("only a command has an exit code")
+            .with_help(
+                "call a command agent (`agent tests { run: [...] }`), or declare the fields the model should answer: `-> { ok: bool, reason: text }`",
+            ),
             TypeMismatch::OutputOnWorkflowCall { at, workflow } => {
                 error(at, format!("`-> T` on a call of workflow `{workflow}`"))
                     .with_label("the workflow declares its result type")
@@ -1291,6 +1329,20 @@ impl TypeMismatch {
             .with_label(format!("expected {ty}"))
             .with_secondary(declared, format!("`{param}` is declared as {ty} here"))
             .with_help(type_fix(&ty)),
+            TypeMismatch::WorkflowArgument {
+                at,
+                param,
+                workflow,
+                ty,
+                found,
+                declared,
+            } => error(
+                at,
+                format!("argument `{param}` of workflow `{workflow}` must be {ty}, but {found}"),
+            )
+            .with_label(format!("expected {ty}"))
+            .with_secondary(declared, format!("`{param}` is declared as {ty} here"))
+            .with_help(workflow_type_fix(&ty)),
             TypeMismatch::NoReturn { at, workflow, ty } => error(
                 at,
                 format!("workflow `{workflow}` declares a result of type {ty} but has no `return`"),
@@ -1757,7 +1809,8 @@ impl BlockOptionOverridden {
 
 // ------------------------------------------------------------------ E0501 … E0508
 
-/// `E0501`: a `gather` that does not follow a `parallel` block; `in_parallel` when it is a
+/// `E0501`: a `gather` that does not follow a `parallel` block or a `parallel for`;
+/// `in_parallel` when it is a
 /// branch of one.
 pub(crate) struct MisplacedGather {
     pub at: Span,
@@ -1769,12 +1822,12 @@ impl MisplacedGather {
         let help = if self.in_parallel {
             "inside `parallel` every statement is a branch; put the `gather` after the block"
         } else {
-            "put `gather` right after the `parallel` block whose branches it joins"
+            "put `gather` right after the `parallel` block (or `parallel for`) whose branches it joins"
         };
         Diagnostic::new(
             Code::MisplacedGather,
             self.at,
-            "`gather` does not follow a `parallel` block",
+            "`gather` does not follow a `parallel` block or a `parallel for`",
         )
         .with_label("nothing to gather here")
         .with_help(help)
@@ -1900,6 +1953,14 @@ pub(crate) enum ImpossibleValue {
         branches: u32,
         block: Span,
     },
+    /// A `first N` or `min N` after a `parallel for` (written at `for_at`) over `items` items
+    /// (`None`: known at run time) that cannot be met.
+    ForPolicy {
+        at: Span,
+        policy: Policy,
+        items: Option<u32>,
+        for_at: Span,
+    },
     /// A `temperature` out of range.
     Temperature { at: Span, value: f64 },
 }
@@ -1932,6 +1993,39 @@ impl ImpossibleValue {
                 error(at, "`repeat` needs a bound: `repeat <max N>`".to_string())
                     .with_label("no `max N`")
                     .with_help("write `repeat <max 3> { ... } until COND`: the loop stops after N iterations even when COND never holds")
+            }
+            ImpossibleValue::ForPolicy {
+                at,
+                policy,
+                items,
+                for_at,
+            } => {
+                let message = match (policy, items) {
+                    (Policy::First(0), _) => {
+                        "`first 0` would cancel every instance before it runs".to_string()
+                    }
+                    (Policy::Min(0), _) => {
+                        "`min 0` is met even when every instance fails".to_string()
+                    }
+                    (_, Some(n)) => format!(
+                        "`{policy}` cannot be met by a `parallel for` over {n} {}",
+                        if n == 1 { "item" } else { "items" }
+                    ),
+                    (_, None) => format!("`{policy}` cannot be met"),
+                };
+                let mut d = error(at, message).with_label("instances that must succeed");
+                if let Some(n) = items {
+                    d = d.with_secondary(
+                        for_at,
+                        format!("runs once per item: {n} {}", if n == 1 { "item" } else { "items" }),
+                    );
+                }
+                d.with_help(match items {
+                    Some(n) => format!(
+                        "use a number from 1 to {n}, or `all` to wait for every instance"
+                    ),
+                    None => "use a number from 1 up, or `all` to wait for every instance".into(),
+                })
             }
             ImpossibleValue::Policy {
                 at,
@@ -2138,7 +2232,9 @@ pub(crate) struct ModelOutputInArgv {
     pub value: String,
     pub agent: String,
     pub param: String,
-    pub argv_at: Option<Span>,
+    /// Where the parameter is used, and whether that is `"argv"` or `"cwd"`.
+    pub used_at: Span,
+    pub place: &'static str,
     pub step: Option<(Span, String)>,
     pub origin: Option<(Span, String, String)>,
 }
@@ -2150,17 +2246,23 @@ impl ModelOutputInArgv {
             Code::ModelOutputInArgv,
             self.at,
             format!(
-                "model output `{}` reaches the argv of command agent `{agent}`",
-                self.value
+                "model output `{}` reaches the {} of command agent `{agent}`",
+                self.value, self.place
             ),
         )
         .with_label(format!("produced by a model, passed as `{param}`"))
-        .with_help(format!(
-            "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
-        ));
-        if let Some(s) = self.argv_at {
-            d = d.with_secondary(s, format!("`{param}` is used in argv here"));
-        }
+        .with_help(match self.place {
+            "cwd" => format!(
+                "a model must not pick where a program runs: give `{agent}` a `cwd` from workflow inputs or a fixed path, and pass model output on stdin (the prompt) or in `env`"
+            ),
+            _ => format!(
+                "pass model output on stdin (the prompt) or in `env`, never in argv: change `{agent}` to read `{param}` from an environment variable"
+            ),
+        })
+        .with_secondary(
+            self.used_at,
+            format!("`{param}` is used in {} here", self.place),
+        );
         if let Some((span, name)) = self.step {
             d = d.with_secondary(span, format!("`{name}` passes it to `{agent}` here"));
         }

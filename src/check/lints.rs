@@ -9,7 +9,8 @@
 //! - `W0105 duplicate-include`: a file includes the same file twice;
 //! - `E0601 literal-api-key`: something shaped like an API key anywhere in a file.
 //!
-//! The budget lint (`W0803`) needs the plan's cost model and lives in the plan stage (`plan::budget`).
+//! The budget lint (`W0803`) and the context-window lint (`W0804`) need the plan's cost model
+//! and live in the plan stage (`plan::budget`, `plan::window`).
 
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
@@ -164,12 +165,21 @@ fn unused_outputs(wf: &WorkflowGraph, diags: &mut Diagnostics) {
             RegionKind::If { .. } | RegionKind::Call { .. } => {}
         }
     }
-    for r in wf.regions.iter().rev() {
-        for nodes in r.exports.values() {
-            // `return x` reads `x` of whichever branch ran.
-            if used[r.node] || nodes.iter().any(|&n| used[n]) {
-                for &n in nodes {
-                    used[n] = true;
+    // `return x` reads `x` of whichever branch ran. An `else if` is an `if` nested in the
+    // `else` branch, whose exports hold the nested `if`'s first definition only: repeat until
+    // nothing changes, so a use reaches every branch of a chain however deep.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for r in &wf.regions {
+            for nodes in r.exports.values() {
+                if (used[r.node] || nodes.iter().any(|&n| used[n]))
+                    && nodes.iter().any(|&n| !used[n])
+                {
+                    for &n in nodes {
+                        used[n] = true;
+                    }
+                    changed = true;
                 }
             }
         }

@@ -100,15 +100,17 @@ impl Tables {
 }
 
 impl AgentDef {
-    /// The span of the first argv element that interpolates `param`, for messages.
-    pub fn kind_argv_span(&self, param: &str) -> Option<Span> {
-        match &self.kind {
-            AgentKind::Command { argv, .. } => argv
-                .iter()
-                .find(|(t, _)| t.interps().any(|p| p.root.name == param))
-                .map(|(_, s)| *s),
-            AgentKind::Model { .. } => None,
-        }
+    /// Where a command agent puts parameter `param` that must never hold model output: the
+    /// first argv element or the `cwd` that interpolates it, with `"argv"` or `"cwd"`.
+    pub fn command_use(&self, param: &str) -> Option<(Span, &'static str)> {
+        let AgentKind::Command { argv, cwd, .. } = &self.kind else {
+            return None;
+        };
+        let uses = |t: &crate::syntax::ast::Template| t.interps().any(|p| p.root.name == param);
+        argv.iter()
+            .find(|(t, _)| uses(t))
+            .map(|(_, s)| (*s, "argv"))
+            .or_else(|| cwd.iter().find(|(t, _)| uses(t)).map(|(_, s)| (*s, "cwd")))
     }
 }
 

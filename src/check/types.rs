@@ -66,7 +66,28 @@ impl Type {
     }
 }
 
-const TYPE_NAMES: &[&str] = &["text", "number", "bool", "json", "list", "agent"];
+const TYPE_NAMES: &[&str] = &["text", "number", "bool", "json", "list", "agent", OUTCOME];
+
+/// The name of the type of a command's outcome: `-> outcome` on a command step.
+pub const OUTCOME: &str = "outcome";
+
+impl Type {
+    /// How a command exited (docs/language.md, "A command's outcome as a value"):
+    /// `{ ok: bool, exit_code: number, stdout: text, stderr: text }`; `ok` is an exit code of 0.
+    pub fn outcome() -> Type {
+        Type::Record(vec![
+            ("ok".into(), Type::Bool),
+            ("exit_code".into(), Type::Number),
+            ("stdout".into(), Type::Text),
+            ("stderr".into(), Type::Text),
+        ])
+    }
+}
+
+/// Whether a written type is `outcome`.
+pub fn is_outcome(t: &TypeExpr) -> bool {
+    matches!(&t.kind, TypeKind::Named(id) if id.name == OUTCOME)
+}
 
 /// Resolves a written type, reporting unknown names.
 pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
@@ -77,6 +98,7 @@ pub fn resolve_type(t: &TypeExpr, diags: &mut Diagnostics) -> Type {
             "bool" => Type::Bool,
             "json" => Type::Json,
             "agent" => Type::Agent,
+            OUTCOME => Type::outcome(),
             other => {
                 let synonym = match other {
                     "string" | "str" | "String" => Some("text"),

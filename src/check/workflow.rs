@@ -103,8 +103,11 @@ pub enum Exec {
         argv: Vec<Template>,
         /// Environment variables.
         env: Vec<(String, Template)>,
-        /// Working directory.
-        cwd: Option<String>,
+        /// Working directory template over the agent's parameters.
+        cwd: Option<Template>,
+        /// `-> outcome`: the step's value is how the program exited, and a non-zero exit
+        /// does not fail it.
+        outcome: bool,
     },
     /// Stands for a region (`parallel for`, `repeat`, `if`, a workflow call) in the graph
     /// around it: running it runs the region's body.
@@ -142,6 +145,9 @@ pub enum RegionKind {
         max: Option<u32>,
         /// Each body's last step, whose output is the item's result.
         results: Vec<NodeId>,
+        /// The policy of the `gather` right after the block: which failed instances it
+        /// tolerates, and when the block is done (docs/language.md, "`gather` policies").
+        gather: Option<Policy>,
     },
     /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration,
     /// at most `max` times; names of the body then hold the last iteration's values.
@@ -387,6 +393,9 @@ struct Lowerer<'a> {
     /// Named arguments whose types are checked once every name is known:
     /// `(node, parameter, span of the value)`.
     arg_checks: Vec<(NodeId, String, Span)>,
+    /// Value arguments of workflow calls, checked against their parameter's type once every
+    /// name is known.
+    call_arg_checks: Vec<CallArgCheck>,
     /// The regions being lowered, outermost first.
     path: Vec<InRegion>,
     /// Names standing for agents while a body is lowered: a `for` variable over agents, or
@@ -413,6 +422,18 @@ struct Lowerer<'a> {
     direct_calls: Vec<String>,
     /// How many unnamed regions of each kind (`if`, `repeat`, `for`) are named so far.
     unnamed: std::collections::HashMap<&'static str, usize>,
+}
+
+/// A value argument of a workflow call, to check against its parameter's type.
+struct CallArgCheck {
+    /// The argument as written (names renamed into the calling graph).
+    value: ast::Value,
+    /// The parameter's type.
+    ty: Type,
+    param: String,
+    workflow: String,
+    /// Where the parameter is declared.
+    declared: Span,
 }
 
 /// A lowered workflow and what its lowering found out about calls.
@@ -458,6 +479,7 @@ pub fn lower(
         pending: Vec::new(),
         returned: false,
         arg_checks: Vec::new(),
+        call_arg_checks: Vec::new(),
         path: Vec::new(),
         agent_alias: IndexMap::new(),
         item_types: Vec::new(),
@@ -475,6 +497,11 @@ pub fn lower(
         l.g.bindings.insert(p.name.clone(), Binding::Param(i));
         l.defined_at.insert(p.name.clone(), p.span);
         if p.ty == Type::Agent {
+            // Its default must name an agent, whether or not a call leaves it out.
+            let ast_p = wf.params.iter().find(|q| q.name.name == p.name);
+            if let Some(d) = ast_p.and_then(|q| q.default.as_ref()) {
+                l.check_agent_default(d, p, &wf.name.name);
+            }
             // Checked on its own, a pattern calls whatever agent a caller will pass.
             l.agent_alias
                 .insert(p.name.clone(), control::GENERIC_AGENT.to_string());
@@ -518,6 +545,7 @@ impl Lowerer<'_> {
         let origin = self.propagate_taint();
         self.check_argv_taint(&origin);
         self.check_arg_types();
+        self.check_call_arg_types();
         self.check_conditions();
     }
 }

@@ -166,7 +166,11 @@ impl Progress {
         } else {
             p.dim("⚒")
         };
-        let again = if call.reused { " (from the journal)" } else { "" };
+        let again = if call.reused {
+            " (from the journal)"
+        } else {
+            ""
+        };
         format!(
             "  {mark} {step:<w$}  {} → {}{again}",
             crate::run::call_brief(&call.tool, &call.arguments),

@@ -1130,11 +1130,11 @@ workflow main(code: text) {
     CodeInfo {
         code: Code::MisplacedGather,
         name: "misplaced-gather",
-        summary: "A `gather` step does not follow a `parallel` block.",
-        what: "Reports `gather` that is not the statement right after a `parallel` block in a \
-               sequence, including a `gather` inside a `parallel` block.",
-        why: "`gather` joins the branches of the block right before it under a policy; without \
-              one there is nothing to join.",
+        summary: "A `gather` step does not follow a `parallel` block or a `parallel for`.",
+        what: "Reports `gather` that is not the statement right after a `parallel` block or a \
+               `parallel for` in a sequence, including a `gather` inside a `parallel` block.",
+        why: "`gather` joins the branches of the block (or the instances of the `for`) right \
+              before it under a policy; without one there is nothing to join.",
         example_bad: r#"include "std/models.orch"
 
 agent reviewer { model: sonnet, system: "You review code." }
@@ -1200,7 +1200,8 @@ workflow main(request: text) {
         name: "impossible-value",
         summary: "A value that can never work: `timeout 0ms`, `deadline 0ms`, `max 0`, `first N` or `min N` out of range, a `temperature` outside 0 to 2.",
         what: "Reports a zero timeout or deadline, `max 0` on a block, `gather <first N>` / \
-               `<min N>` with N of zero or more than the block's branches, and a `temperature` \
+               `<min N>` with N of zero or more than the block's branches (or the items of a \
+               `parallel for` over a list written in the script), and a `temperature` \
                outside 0 to 2 (the widest range providers accept).",
         why: "Every attempt or step would time out, no branch would ever run, the gather policy \
               could never be met (or always would be), or the provider would reject every \
@@ -1399,16 +1400,17 @@ workflow main(request: text) {
     CodeInfo {
         code: Code::ModelOutputInArgv,
         name: "model-output-in-argv",
-        summary: "Model output reaches the argv of a command agent.",
+        summary: "Model output reaches the argv or the `cwd` of a command agent.",
         what: "Tracks which values derive from a model, following each value to what produced \
                it: a model step, a command given model output, a call whose `return` (or last \
                step) is, a `parallel for` block whose results are and the items of a list that \
                is, any branch of an `if` that defines the name, and a field of any of these; \
                then reports one passed to a command agent's parameter that is interpolated \
-               into its `run:` argv. The error shows the model step and the way when the value \
+               into its `run:` argv or its `cwd`. The error shows the model step and the way when the value \
                came through others.",
         why: "A model's text can be steered by whatever it read (prompt injection). In argv it \
-              can become an option or a path (`--force`, `-rf /`) of the program. On stdin (the \
+              can become an option or a path (`--force`, `-rf /`) of the program, and as `cwd` it picks \
+              where the program runs. On stdin (the \
               prompt) or in `env` it stays data.",
         example_bad: r#"include "std/models.orch"
 
@@ -1583,6 +1585,52 @@ workflow main(request: text) <budget $0.50> {
   design = architect("Design the architecture for: {request}")
   review = architect("Review this design:\n{design}")
   return review
+}
+"#,
+    },
+    CodeInfo {
+        code: Code::ContextWindowExceeded,
+        name: "context-window-exceeded",
+        default_severity: Severity::Warning,
+        summary: "A step's worst-case request is larger than its model's `context_window`.",
+        what: "Estimates each model step's largest request the way `orch plan` does (its system \
+               text and prompt at 4 characters a token, each step output it interpolates at \
+               that step's whole `max_tokens`, parameters as nothing) and warns when that plus \
+               the step's own `max_tokens` is more than the `context_window` of its model or of \
+               its fallback, pointing at the largest outputs it interpolates.",
+        why: "A provider refuses a request whose input and `max_tokens` do not fit the model's \
+              context window, so the step would fail after everything before it ran and was \
+              paid for. `orch run` refuses such a prompt before sending it, naming the step; \
+              this warning says so before the run. Lower `max_tokens` of the steps it reads, \
+              interpolate fewer outputs, or use a model with a larger window.",
+        example_bad: r#"include "std/models.orch"
+
+agent researcher { model: haiku, max_tokens: 64000, system: "You research in depth." }
+agent editor     { model: haiku, max_tokens: 64000, system: "You edit reports." }
+
+workflow main(topic: text) {
+  parallel {
+    history = researcher("The history of {topic}")
+    market  = researcher("The market for {topic}")
+    outlook = researcher("The outlook for {topic}")
+  }
+  report = editor("Merge into one report:\n{history}\n{market}\n{outlook}")
+  return report
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent researcher { model: haiku, max_tokens: 16000, system: "You research in depth." }
+agent editor     { model: haiku, max_tokens: 64000, system: "You edit reports." }
+
+workflow main(topic: text) {
+  parallel {
+    history = researcher("The history of {topic}")
+    market  = researcher("The market for {topic}")
+    outlook = researcher("The outlook for {topic}")
+  }
+  report = editor("Merge into one report:\n{history}\n{market}\n{outlook}")
+  return report
 }
 "#,
     },

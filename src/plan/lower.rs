@@ -290,7 +290,9 @@ fn plan_region(names: &Names<'_>, r: &graph::Region) -> PlanRegion {
             list,
             max,
             results,
+            gather,
         } => PlanRegionKind::For {
+            gather: *gather,
             items: match list {
                 graph::ListSource::Literal(items) => Some(items.len()),
                 graph::ListSource::Agents(a) => Some(a.len()),
@@ -394,17 +396,24 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 fallback: fallback.clone(),
                 system: system.as_ref().map(|t| agent_template(t, args)),
                 max_tokens: *max_tokens,
+                context_window: m.and_then(|m| m.context_window),
                 temperature: *temperature,
                 tools: None,
             }
         }
-        Exec::Command { argv, env, cwd } => PlanExec::Command {
+        Exec::Command {
+            argv,
+            env,
+            cwd,
+            outcome,
+        } => PlanExec::Command {
+            outcome: *outcome,
             argv: argv.iter().map(|t| agent_template(t, args)).collect(),
             env: env
                 .iter()
                 .map(|(k, t)| (k.clone(), agent_template(t, args)))
                 .collect(),
-            cwd: cwd.clone(),
+            cwd: cwd.as_ref().map(|t| agent_template(t, args)),
         },
         Exec::Region(r) => PlanExec::Region { region: *r },
         Exec::Item => PlanExec::Item,
@@ -463,6 +472,7 @@ fn plan_node(
         region: n.regions.last().map(|r| r.region),
         runs: 1,
         worst_case: super::Estimate::default(),
+        prompt_tokens: 0,
         location: Location {
             file: program.sources.get(n.span.file).name.clone(),
             line,

@@ -128,6 +128,40 @@ fn describe_tail(tail: &str) -> String {
     }
 }
 
+/// How a program that ran to its end exited, with what it printed (redacted), for a step
+/// that declares `-> outcome` (docs/language.md, "A command's outcome as a value").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandExit {
+    /// Its stdout and the end of its stderr.
+    pub output: CommandOutput,
+    /// The exit code.
+    pub code: i32,
+}
+
+/// [`run_command`] without judging the exit code: a program that exits non-zero is a
+/// [`CommandExit`] like one that exits 0.
+///
+/// # Errors
+/// Those of [`run_command`]; [`CommandError::Failed`] only when the program was killed by a
+/// signal (it has no exit code).
+pub async fn run_to_exit(spec: &CommandSpec) -> Result<CommandExit, CommandError> {
+    let (stdout, stderr, code) = run_raw(spec).await?;
+    let Some(code) = code else {
+        return Err(CommandError::Failed {
+            program: spec.argv[0].clone(),
+            status: None,
+            stderr_tail: tail(&stderr).into_string(),
+        });
+    };
+    Ok(CommandExit {
+        output: CommandOutput {
+            stdout: stdout.into_string(),
+            stderr: stderr.into_string(),
+        },
+        code,
+    })
+}
+
 /// Runs `spec.argv` without a shell, writes `spec.stdin` to the program and closes its stdin,
 /// and collects stdout and stderr concurrently (so a chatty program cannot dead-lock on a full
 /// pipe) until it exits.
@@ -143,6 +177,24 @@ fn describe_tail(tail: &str) -> String {
 /// - [`CommandError::Io`] when writing stdin or reading the output fails;
 /// - [`CommandError::Failed`] when it exits with a non-zero status or is killed by a signal.
 pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandError> {
+    let (stdout, stderr, code) = run_raw(spec).await?;
+    if code == Some(0) {
+        Ok(CommandOutput {
+            stdout: stdout.into_string(),
+            stderr: stderr.into_string(),
+        })
+    } else {
+        Err(CommandError::Failed {
+            program: spec.argv[0].clone(),
+            status: code,
+            stderr_tail: tail(&stderr).into_string(),
+        })
+    }
+}
+
+/// Runs the program to its end: its redacted stdout and stderr and its exit code (`None`
+/// when killed by a signal).
+async fn run_raw(spec: &CommandSpec) -> Result<(Redacted, Redacted, Option<i32>), CommandError> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(CommandError::EmptyArgv);
     };
@@ -210,20 +262,7 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
         )
     };
     let ((), stdout, stderr, status) = ran.await?;
-    let (stdout, stderr) = (redact(stdout), redact(stderr));
-
-    if status.success() {
-        Ok(CommandOutput {
-            stdout: stdout.into_string(),
-            stderr: stderr.into_string(),
-        })
-    } else {
-        Err(CommandError::Failed {
-            program: program.clone(),
-            status: status.code(),
-            stderr_tail: tail(&stderr).into_string(),
-        })
-    }
+    Ok((redact(stdout), redact(stderr), status.code()))
 }
 
 /// Reads a pipe to its end, converting lossily to UTF-8: `None` as soon as it holds more

@@ -18,11 +18,12 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::cancel::{self, Cancel};
 use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
 use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
 use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
-use crate::common::CmpOp;
+use crate::common::{CmpOp, Policy, plural};
 use crate::plan::{
     CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
 };
@@ -92,18 +93,17 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
                 list,
                 max,
                 results,
+                gather,
                 ..
             } => {
-                run_for(
-                    &task,
-                    *var,
-                    &list.items,
-                    *max,
+                let spec = ForSpec {
+                    var: *var,
+                    list: &list.items,
+                    max: *max,
                     results,
-                    &mut inner,
-                    &mut reused,
-                )
-                .await
+                    policy: gather.unwrap_or(Policy::All),
+                };
+                run_for(&task, &spec, &mut inner, &mut reused).await
             }
             PlanRegionKind::Repeat { max, until } => {
                 run_repeat(&task, region, *max, &until.expr, &mut inner, &mut reused).await
@@ -145,6 +145,18 @@ async fn run_body(
     suffix: &str,
     outputs: Vec<Option<Json>>,
 ) -> BodyRun {
+    run_body_until(task, body, suffix, outputs, None).await
+}
+
+/// [`run_body`], stopped by `stop` (a `gather <any|first N>` met) as well as by the run's
+/// own cancellation: the steps it stops are then reported as cancelled, not interrupted.
+async fn run_body_until(
+    task: &RegionTask,
+    body: usize,
+    suffix: &str,
+    outputs: Vec<Option<Json>>,
+    stop: Option<&GatherStop>,
+) -> BodyRun {
     let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
         unreachable!("a region task runs a region node");
     };
@@ -162,19 +174,31 @@ async fn run_body(
     }
     let frame = Frame { active, outputs };
     let tx = task.tx.clone();
+    let mut opts = task.opts.clone();
+    if let Some(s) = stop {
+        opts.cancel = Some(s.cancel.clone());
+    }
+    let relabel = stop.cloned();
     let on_event = move |e: &Event| {
-        let _ = tx.send(e.clone());
+        let e = match (e, &relabel) {
+            (Event::Finished(r), Some(s)) => Event::Finished(s.relabel(r.clone())),
+            _ => e.clone(),
+        };
+        let _ = tx.send(e);
     };
-    let (report, outputs) = Scheduler::new(
+    let (mut report, outputs) = Scheduler::new(
         &plan,
         &task.inputs,
         task.shared.clone(),
-        &task.opts,
+        &opts,
         frame,
         task.budgets.clone(),
     )
     .run_frame(&on_event)
     .await;
+    if let Some(s) = stop {
+        report.steps = report.steps.into_iter().map(|r| s.relabel(r)).collect();
+    }
     BodyRun {
         plan,
         report,
@@ -203,59 +227,170 @@ fn failed(run: &BodyRun, what: &str) -> StepStatus {
 
 // ------------------------------------------------------------------ parallel for
 
-#[allow(clippy::too_many_arguments)]
+/// What a `parallel for` runs: its list, bounds, results and the policy of the `gather`
+/// after it (`all` without one).
+struct ForSpec<'a> {
+    var: Option<NodeId>,
+    list: &'a ListSource,
+    max: Option<u32>,
+    results: &'a [NodeId],
+    policy: Policy,
+}
+
+/// Stops the instances still running once a `gather <any|first N>` is met or a tolerant
+/// policy cannot be met any more, or when the run is cancelled (which it forwards): steps it
+/// stops for the gather are reported as cancelled, like the branches of a block a gather no
+/// longer needs.
+#[derive(Clone)]
+struct GatherStop {
+    cancel: Cancel,
+    /// The run's own cancellation: steps it stops stay interrupted.
+    run: Option<Cancel>,
+}
+
+impl GatherStop {
+    /// A step stopped by this handle, in flight (interrupted) or before it started (skipped
+    /// because the instance was interrupted), is cancelled unless the run itself was.
+    fn relabel(&self, mut r: StepReport) -> StepReport {
+        let by_run = self.run.as_ref().is_some_and(Cancel::is_cancelled);
+        let stopped = match &r.status {
+            StepStatus::Interrupted => true,
+            StepStatus::Skipped(why) => why.starts_with("interrupted"),
+            _ => false,
+        };
+        if stopped && !by_run && self.cancel.is_cancelled() {
+            r.status = StepStatus::Cancelled;
+        }
+        r
+    }
+}
+
+/// How many instances of `total` must succeed under `policy`.
+fn needed(policy: Policy, total: usize) -> usize {
+    match policy {
+        Policy::All => total,
+        Policy::Any => 1,
+        Policy::First(n) | Policy::Min(n) => n as usize,
+    }
+}
+
+/// Runs the instances of a `parallel for`, at most `max` at once. Under `all` a failed
+/// instance fails the region (and no new one starts unless `--keep-going`); under a
+/// tolerant `gather` policy failed instances are left out of the value, `any` and `first N`
+/// stop the rest once met, and the region fails only when the policy cannot be met.
 async fn run_for(
     task: &RegionTask,
-    var: Option<NodeId>,
-    list: &ListSource,
-    max: Option<u32>,
-    results: &[NodeId],
+    spec: &ForSpec<'_>,
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
-    let items = for_items(task, list)?;
-    let limit = max.map_or(usize::MAX, |m| m.max(1) as usize);
+    let items = for_items(task, spec.list)?;
+    let name = &task.plan.nodes[task.node].name;
+    let tolerant = spec.policy != Policy::All;
+    let need = needed(spec.policy, items.len());
+    if need > items.len() {
+        return Err(StepStatus::Failed(format!(
+            "`gather <{}>` needs {need} instances of `{name}` to succeed, but its list has {} item{}",
+            spec.policy,
+            items.len(),
+            if items.len() == 1 { "" } else { "s" }
+        )));
+    }
+    let stop = GatherStop {
+        cancel: Cancel::new(),
+        run: task.opts.cancel.clone(),
+    };
+    let stop = tolerant.then_some(stop);
+    // `any` and `first N` are done once met; `min N` waits for every instance.
+    let early = matches!(spec.policy, Policy::Any | Policy::First(_));
+    let limit = spec.max.map_or(usize::MAX, |m| m.max(1) as usize);
     let mut values: Vec<Option<Json>> = vec![None; items.len()];
+    let mut ok = vec![false; items.len()];
+    let (mut succeeded, mut settled) = (0, 0);
     let mut failure: Option<StepStatus> = None;
+    let mut done = false;
+    let mut failed_at = vec![false; items.len()];
     let mut queue = items.iter().enumerate();
     let mut running = FuturesUnordered::new();
     loop {
-        while running.len() < limit && (failure.is_none() || task.opts.keep_going) {
+        let may_start = !done && (tolerant || failure.is_none() || task.opts.keep_going);
+        while may_start && running.len() < limit {
             let Some((i, (body, item, _))) = queue.next() else {
                 break;
             };
             let mut outputs = task.outputs.clone();
-            if let (Some(v), Some(item)) = (var, item) {
+            if let (Some(v), Some(item)) = (spec.var, item) {
                 outputs[v] = Some(item.clone());
             }
             let suffix = format!("[{}]", i + 1);
-            running.push(async move { (i, *body, run_body(task, *body, &suffix, outputs).await) });
+            let stop = stop.as_ref();
+            running.push(async move {
+                let run = run_body_until(task, *body, &suffix, outputs, stop).await;
+                (i, *body, run)
+            });
         }
-        let Some((i, body, run)) = running.next().await else {
+        let next = match &stop {
+            // The run's cancellation reaches the instances through the gather's handle.
+            Some(s) => tokio::select! {
+                next = running.next() => next,
+                () = cancel::cancelled(s.run.as_ref()), if !s.cancel.is_cancelled() => {
+                    s.cancel.cancel();
+                    continue;
+                }
+            },
+            None => running.next().await,
+        };
+        let Some((i, body, run)) = next else {
             break;
         };
+        settled += 1;
         reused.extend(run.report.reused.iter().cloned());
         inner.extend(run.report.steps.iter().cloned());
-        if run.report.succeeded {
-            let result = results.get(if results.len() > 1 { body } else { 0 });
+        failed_at[i] = !run.report.succeeded && !run.report.interrupted;
+        let met = early && succeeded >= need;
+        if run.report.succeeded && !met {
+            let result = spec
+                .results
+                .get(if spec.results.len() > 1 { body } else { 0 });
             values[i] = result.and_then(|&n| run.outputs[n].clone());
-        } else if failure.is_none() {
-            let what = format!(
-                "item {} of `{}` ({})",
-                i + 1,
-                task.plan.nodes[task.node].name,
-                items[i].2
-            );
-            failure = Some(failed(&run, &what));
+            ok[i] = true;
+            succeeded += 1;
+        } else if !run.report.succeeded && failure.is_none() && !met {
+            failure = Some(failed(
+                &run,
+                &format!("item {} of `{name}` ({})", i + 1, items[i].2),
+            ));
+        }
+        // Nothing more to start, and the instances in flight are stopped: an `any` /
+        // `first N` is met, or the policy cannot be met any more.
+        let hopeless = tolerant && succeeded + (items.len() - settled) < need;
+        if (early && succeeded >= need) || hopeless {
+            done = true;
+            if let Some(s) = &stop {
+                s.cancel.cancel();
+            }
         }
     }
-    if let Some(f) = failure {
-        return Err(f);
+    // Instances a met `gather` never started.
+    for (i, (body, _, _)) in queue {
+        inner.extend(not_started(task, *body, i));
     }
-    let text = items
-        .iter()
-        .zip(&values)
-        .map(|((_, _, label), v)| {
+    if !tolerant {
+        if let Some(f) = failure {
+            return Err(f);
+        }
+    } else if succeeded < need && task.opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+        return Err(StepStatus::Interrupted);
+    } else if succeeded < need {
+        return Err(StepStatus::Failed(format!(
+            "only {succeeded} of {} instances of `{name}` succeeded; `gather <{}>` needs {need}",
+            items.len(),
+            spec.policy
+        )));
+    }
+    let kept = || items.iter().zip(&values).zip(&ok).filter(|(_, ok)| **ok);
+    let mut text = kept()
+        .map(|(((_, _, label), v), _)| {
             format!(
                 "## {label}\n{}",
                 v.as_ref().map(json_text).unwrap_or_default().trim_end()
@@ -263,16 +398,52 @@ async fn run_for(
         })
         .collect::<Vec<_>>()
         .join("\n\n");
+    let left_out: Vec<String> = (0..items.len())
+        .filter(|&i| !ok[i])
+        .map(|i| {
+            let why = if failed_at[i] { "failed" } else { "not needed" };
+            format!("item {} ({}) {why}", i + 1, items[i].2)
+        })
+        .collect();
+    if !left_out.is_empty() {
+        text.push_str(&format!(
+            "\n\nleft out by `gather <{}>`: {}",
+            spec.policy,
+            left_out.join("; ")
+        ));
+    }
     Ok(RegionResult {
         value: Some(Json::Array(
-            values
-                .into_iter()
-                .map(|v| v.unwrap_or(Json::Null))
+            kept()
+                .map(|((_, v), _)| v.clone().unwrap_or(Json::Null))
                 .collect(),
         )),
         text: Some(text),
         exports: Vec::new(),
     })
+}
+
+/// The steps of instance `i` (body `body`) that a met `gather` did not start, reported as
+/// cancelled, with an event each (as the steps of a block the gather no longer needs).
+fn not_started(task: &RegionTask, body: usize, i: usize) -> Vec<StepReport> {
+    let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
+        unreachable!("a region task runs a region node");
+    };
+    let at = Some(task.shared.start.elapsed().as_millis() as u64);
+    let bodies = &task.plan.regions[region].bodies;
+    bodies
+        .get(body)
+        .into_iter()
+        .flatten()
+        .filter(|&&m| !matches!(task.plan.nodes[m].exec, PlanExec::Item))
+        .map(|&m| {
+            let mut node = task.plan.nodes[m].clone();
+            node.name.push_str(&format!("[{}]", i + 1));
+            let report = StepReport::not_run(&node, StepStatus::Cancelled, at);
+            let _ = task.tx.send(Event::Finished(report.clone()));
+            report
+        })
+        .collect()
 }
 
 /// The instances of a `for`: for each, which body, the item (none over agents) and its label.
@@ -396,10 +567,7 @@ async fn run_repeat(
     }
     let exports = exported(&task.plan.regions[region], 0, &outputs);
     let text = if held {
-        format!(
-            "`until` held after {iterations} iteration{}",
-            plural(iterations)
-        )
+        format!("`until` held after {}", plural(iterations, "iteration"))
     } else {
         format!("stopped at `max {max}` without `until` holding")
     };
@@ -408,10 +576,6 @@ async fn run_repeat(
         text: Some(text),
         exports,
     })
-}
-
-fn plural(n: u32) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// The values a region exports after body `body` ran: each exported name's value there,

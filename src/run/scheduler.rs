@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::prepare::Shared;
 use super::provider::Usage;
 use super::render::{self, InputValue, Scope};
-use super::step::execute;
+use super::step::{Call, execute};
 use super::{
     Event, RunOptions, RunReport, StepReport, StepStatus, budget, cache_key, cancel, control,
     journal,
@@ -579,11 +579,21 @@ impl<'a> Scheduler<'a> {
             outputs: &self.outputs,
         };
         let (prompt, args) = scope.render_call(&node);
+        // For a model step, what a prompt too large for its model would name.
+        let largest = match node.exec {
+            PlanExec::Model { .. } => scope.largest_interp(&node),
+            _ => None,
+        };
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
         let key = self.keys[id].as_ref().map(cache_key::KeyParts::key);
         let handle = tasks.spawn(async move {
-            let report = execute(&node, prompt, args, &shared, cap, &tx, key).await;
+            let call = Call {
+                prompt,
+                args,
+                largest,
+            };
+            let report = execute(&node, call, &shared, cap, &tx, key).await;
             Outcome::step(node.id, report)
         });
         self.abort.insert(id, handle);

@@ -15,7 +15,8 @@ use super::tools::BoxFuture;
 use super::{
     Event, LoopReport, StepReport, StepStatus, approval, command, limits, provider, structured,
 };
-use crate::common::format_duration;
+use crate::common::{format_duration, plural};
+use crate::plan::render::thousands;
 use crate::plan::{PlanExec, PlanNode, PlanTools, estimate_tokens};
 
 // ------------------------------------------------------------------ executing one step
@@ -83,10 +84,21 @@ fn too_large_message(node: &PlanNode, what: &str) -> String {
 }
 
 /// The structured output a step must produce: its type, unless it has none or it is `text`.
-fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
+pub(super) fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
     node.output_type
         .as_ref()
         .filter(|t| **t != crate::check::types::Type::Text)
+}
+
+/// A step's call as rendered for one run of it.
+pub(super) struct Call {
+    /// The rendered prompt (a command's stdin, an approval's question).
+    pub(super) prompt: String,
+    /// The rendered arguments, then the defaults of the parameters the call leaves out.
+    pub(super) args: IndexMap<String, String>,
+    /// For a model step: the prompt's largest interpolation and its estimated tokens
+    /// ([`super::render::Scope::largest_interp`]), named when the prompt does not fit.
+    pub(super) largest: Option<(String, u64)>,
 }
 
 /// Runs one step to its end: every attempt, retry, fallback and (for `-> T`) the parsing and
@@ -94,13 +106,17 @@ fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
 /// `deadline`. `key` is its cache key when the run has a journal.
 pub(super) async fn execute(
     node: &PlanNode,
-    prompt: String,
-    args: IndexMap<String, String>,
+    call: Call,
     shared: &Shared,
     cap: Option<u32>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     key: Option<String>,
 ) -> StepReport {
+    let Call {
+        prompt,
+        args,
+        largest,
+    } = call;
     if let PlanExec::Approval = node.exec {
         // A person answers: no permits, attempts or fallback.
         return approval::execute(node, prompt, shared, tx).await;
@@ -125,11 +141,17 @@ pub(super) async fn execute(
                 depth: 0,
                 tree_cost: Arc::default(),
                 cap,
+                largest,
             },
         };
         match &node.exec {
             PlanExec::Model { .. } => on_models(step, prompt, &args, &mut looped).await,
-            PlanExec::Command { argv, env, cwd } => {
+            PlanExec::Command {
+                argv,
+                env,
+                cwd,
+                outcome,
+            } => {
                 step.report.model = Some("command".into());
                 let spec = command::CommandSpec {
                     argv: argv.iter().map(|t| render_with_args(t, &args)).collect(),
@@ -138,10 +160,12 @@ pub(super) async fn execute(
                         .map(|(k, t)| (k.clone(), render_with_args(t, &args)))
                         .collect(),
                     stdin: prompt,
-                    cwd: cwd.as_ref().map(std::path::PathBuf::from),
+                    cwd: cwd
+                        .as_ref()
+                        .map(|t| std::path::PathBuf::from(render_with_args(t, &args))),
                     max_stdout_bytes: Some(max_output_bytes(node)),
                 };
-                command_attempts(step, &spec).await
+                command_attempts(step, &spec, *outcome).await
             }
             // Regions run in their own tasks (`control`), items are settled with their
             // instance: neither is executed as a step.
@@ -218,6 +242,7 @@ pub(super) fn run_nested<'a>(
                 depth: parent.depth + 1,
                 tree_cost: parent.tree_cost.clone(),
                 cap: parent.cap,
+                largest: None,
             },
         };
         let result = on_models(step, prompt, &IndexMap::new(), &mut looped).await;
@@ -305,6 +330,18 @@ async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Ans
         let Some(client) = shared.clients.get(m) else {
             continue;
         };
+        // A request that cannot fit is not sent: the next model (a fallback) may take it.
+        let request = Request {
+            system: req.system.as_deref(),
+            prompt: &req.prompt,
+            max_tokens: req.max_tokens,
+            largest: step.origin.largest.as_ref(),
+            loop_tokens: loop_tokens(req),
+        };
+        if let Err(e) = fits_window(node, m, client, &request) {
+            result = Err(e);
+            continue;
+        }
         if i > 0 {
             let _ = tx.send(Event::FallingBack {
                 step: node.name.clone(),
@@ -411,8 +448,7 @@ impl TurnModel for StepModel<'_> {
             return 0.0;
         };
         self.step.shared.clients.get(model).map_or(0.0, |c| {
-            c.price
-                .cost(request_tokens(req), u64::from(req.max_tokens))
+            c.price.cost(request_tokens(req), u64::from(req.max_tokens))
         })
     }
 }
@@ -420,6 +456,14 @@ impl TurnModel for StepModel<'_> {
 /// The input tokens of a request, estimated at 4 characters a token: system text, prompt,
 /// the turns so far and the tools offered.
 fn request_tokens(req: &CompletionRequest) -> u64 {
+    req.system.as_deref().map_or(0, estimate_tokens)
+        + estimate_tokens(&req.prompt)
+        + loop_tokens(req)
+}
+
+/// The estimated input tokens an agent loop adds to a request: its turns so far and the
+/// tools offered (0 for a plain step).
+fn loop_tokens(req: &CompletionRequest) -> u64 {
     let turns = if req.turns.is_empty() {
         0
     } else {
@@ -434,7 +478,74 @@ fn request_tokens(req: &CompletionRequest) -> u64 {
                 + estimate_tokens(&t.spec.input_schema.to_string())
         })
         .sum();
-    req.system.as_deref().map_or(0, estimate_tokens) + estimate_tokens(&req.prompt) + turns + tools
+    turns + tools
+}
+
+/// Checks that a request of `node` to model `m` fits the model's context window: its system
+/// text and prompt, estimated at 4 characters a token ([`estimate_tokens`]), plus
+/// `max_tokens` (the output the request asks room for) must be at most the window.
+///
+/// # Errors
+/// For people, naming the step, the sizes, the window and the fixes; nothing was sent.
+fn fits_window(
+    node: &PlanNode,
+    m: &str,
+    client: &ModelClient,
+    request: &Request<'_>,
+) -> Result<(), String> {
+    let Some(window) = client.context_window else {
+        return Ok(());
+    };
+    let max_tokens = request.max_tokens;
+    let input = request
+        .system
+        .map_or(0, estimate_tokens)
+        .saturating_add(estimate_tokens(request.prompt))
+        .saturating_add(request.loop_tokens);
+    if input.saturating_add(u64::from(max_tokens)) <= u64::from(window) {
+        return Ok(());
+    }
+    if request.loop_tokens > 0 {
+        return Err(format!(
+            "step `{}`: its agent loop's conversation is ~{} tokens (system text, prompt, the turns so far and the tool definitions, at 4 characters a token), which with `max_tokens` {} is more than the {}-token context window of model `{m}` ({}); nothing was sent. Lower `max_turns`, ask for less per turn, or use a model with a larger `context_window`",
+            node.name,
+            thousands(input),
+            thousands(u64::from(max_tokens)),
+            thousands(u64::from(window)),
+            client.model_id
+        ));
+    }
+    let largest = match request.largest {
+        Some((path, tokens)) if *tokens > 0 => {
+            format!(
+                " (the largest value it interpolates is `{{{path}}}`, ~{} tokens)",
+                thousands(*tokens)
+            )
+        }
+        _ => String::new(),
+    };
+    Err(format!(
+        "step `{}`: its prompt is ~{} tokens (system text and prompt at 4 characters a token), which with `max_tokens` {} is more than the {}-token context window of model `{m}` ({}); nothing was sent. Interpolate less{largest}, lower `max_tokens`, or use a model with a larger `context_window`",
+        node.name,
+        thousands(input),
+        thousands(u64::from(max_tokens)),
+        thousands(u64::from(window)),
+        client.model_id
+    ))
+}
+
+/// What one request of a model step holds, for [`fits_window`].
+struct Request<'a> {
+    /// The rendered system text.
+    system: Option<&'a str>,
+    /// The rendered prompt.
+    prompt: &'a str,
+    /// Output tokens asked for.
+    max_tokens: u32,
+    /// The prompt's largest interpolation and its estimated tokens.
+    largest: Option<&'a (String, u64)>,
+    /// In an agent loop: the estimated tokens of the turns so far and the tools offered.
+    loop_tokens: u64,
 }
 
 /// The failure of a step whose `deadline` passed.
@@ -449,13 +560,10 @@ fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> St
             "deadline of {} passed before the first attempt started",
             format_duration(ms)
         ),
-        1 => format!(
-            "deadline of {} passed after 1 attempt{on}",
-            format_duration(ms)
-        ),
         n => format!(
-            "deadline of {} passed after {n} attempts{on}",
-            format_duration(ms)
+            "deadline of {} passed after {}{on}",
+            format_duration(ms),
+            plural(n, "attempt")
         ),
     };
     if let Some(e) = last_error {
@@ -488,6 +596,9 @@ struct Origin<'a> {
     tree_cost: Arc<Mutex<f64>>,
     /// `--max-tokens`.
     cap: Option<u32>,
+    /// The prompt's largest interpolation and its estimated tokens, named when a request does
+    /// not fit its model's context window.
+    largest: Option<(String, u64)>,
 }
 
 impl StepRun<'_> {
@@ -505,6 +616,7 @@ impl StepRun<'_> {
                 depth: self.origin.depth,
                 tree_cost: self.origin.tree_cost.clone(),
                 cap: self.origin.cap,
+                largest: self.origin.largest.clone(),
             },
         }
     }
@@ -666,9 +778,12 @@ async fn model_attempts(
 /// model's answer, but a mismatch fails the step at once: a program is not asked again with
 /// instructions. A dry run (`--simulate` without `--run-commands`) answers with a sample
 /// value of the type, or says what would run.
+/// Runs a command step's attempts; with `outcome` (`-> outcome`) a non-zero exit is the
+/// step's value, not a failure.
 async fn command_attempts(
     step: StepRun<'_>,
     spec: &command::CommandSpec,
+    outcome: bool,
 ) -> Result<StepOutput, String> {
     let StepRun {
         node,
@@ -699,6 +814,17 @@ async fn command_attempts(
                 max_output_bytes: max_output_bytes(node),
                 ..Default::default()
             };
+            if outcome {
+                // A dry run succeeds: loops on `.ok` end, branches on it take the happy path.
+                let exit = command::CommandExit {
+                    output: command::CommandOutput {
+                        stdout: format!("[simulated] would run {shown}"),
+                        stderr: String::new(),
+                    },
+                    code: 0,
+                };
+                return Ok(StepOutput::value(outcome_value(exit)));
+            }
             let answer = sim.complete(&req).await;
             return match (structured_type(node), answer) {
                 (Some(ty), Ok(c)) => command_output(node, ty, c.text),
@@ -711,22 +837,27 @@ async fn command_attempts(
             }
             e => e.to_string(),
         };
-        let outcome = match node.timeout_ms {
-            Some(ms) => {
-                match tokio::time::timeout(Duration::from_millis(ms), command::run_command(spec))
-                    .await
-                {
-                    Ok(r) => r.map_err(message),
-                    Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
-                }
+        let attempt = async {
+            if outcome {
+                command::run_to_exit(spec).await
+            } else {
+                let output = command::run_command(spec).await?;
+                Ok(command::CommandExit { output, code: 0 })
             }
-            None => command::run_command(spec).await.map_err(message),
         };
-        match outcome {
-            Ok(out) => {
+        let ran = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
+                Ok(r) => r.map_err(message),
+                Err(_) => Err(format!("attempt timed out after {}", format_duration(ms))),
+            },
+            None => attempt.await.map_err(message),
+        };
+        match ran {
+            Ok(exit) if outcome => return Ok(StepOutput::value(outcome_value(exit))),
+            Ok(exit) => {
                 return match structured_type(node) {
-                    Some(ty) => command_output(node, ty, out.stdout),
-                    None => Ok(StepOutput::text(out.stdout)),
+                    Some(ty) => command_output(node, ty, exit.output.stdout),
+                    None => Ok(StepOutput::text(exit.output.stdout)),
                 };
             }
             Err(e) if k < node.retry => {
@@ -753,6 +884,16 @@ async fn command_attempts(
 ///
 /// # Errors
 /// [`structured::mismatch_message`] when it is not one.
+/// A command's outcome as the value of `-> outcome` ([`crate::check::types::Type::outcome`]).
+fn outcome_value(exit: command::CommandExit) -> serde_json::Value {
+    serde_json::json!({
+        "ok": exit.code == 0,
+        "exit_code": exit.code,
+        "stdout": exit.output.stdout,
+        "stderr": exit.output.stderr,
+    })
+}
+
 fn command_output(
     node: &PlanNode,
     ty: &crate::check::types::Type,

@@ -117,7 +117,10 @@ workflow main() {{
     for t in ["read", "list", "glob", "grep"] {
         assert!(tools.contains(&t), "{tools:?}");
     }
-    assert!(calls.iter().all(|c| !c.is_error && c.result_bytes > 0), "{calls:#?}");
+    assert!(
+        calls.iter().all(|c| !c.is_error && c.result_bytes > 0),
+        "{calls:#?}"
+    );
     let read = calls.iter().find(|c| c.tool == "read").unwrap();
     assert_eq!(read.arguments, json!({"path": "README.md"}));
     let out = step(&r, "found").output.clone().unwrap_or_default();
@@ -144,7 +147,10 @@ workflow main() {{
     );
     let (r, _) = run_with(&src, &in_workspace(tmp.path())).await;
     assert!(r.succeeded, "{:?}", step(&r, "done").status);
-    let tools: Vec<&str> = calls_of(&r, "done").iter().map(|c| c.tool.as_str()).collect();
+    let tools: Vec<&str> = calls_of(&r, "done")
+        .iter()
+        .map(|c| c.tool.as_str())
+        .collect();
     assert_eq!(tools, ["read"]);
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -188,9 +194,11 @@ workflow main() {{
     // The parent's usage includes the nested step's.
     let parent = step(&r, "answer");
     assert!(parent.usage.input_tokens > nested.usage.input_tokens);
-    assert!(events.iter().any(
-        |e| matches!(e, Event::Started { step, .. } if step == "answer/scout#1.1")
-    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Started { step, .. } if step == "answer/scout#1.1"))
+    );
     let recs: Vec<Value> = std::fs::read_to_string(journal.path())
         .unwrap()
         .lines()
@@ -205,7 +213,10 @@ workflow main() {{
         turn_steps,
         ["answer", "answer/scout#1.1", "answer/scout#1.1", "answer"]
     );
-    assert!(recs.iter().any(|r| r["type"] == "tool" && r["call"]["tool"] == "agent__scout"));
+    assert!(
+        recs.iter()
+            .any(|r| r["type"] == "tool" && r["call"]["tool"] == "agent__scout")
+    );
 }
 
 // ------------------------------------------------------------------ scripted servers
@@ -308,7 +319,10 @@ async fn max_turns_fails_the_step_naming_the_fix() {
     let script = SERVED.replace("max_turns: 5", "max_turns: 2");
     let (r, _) = run_with(&served(&script), &against(&server, ws.path())).await;
     let e = failure(&r, "w");
-    assert!(e.contains("max_turns (2)") && e.contains("raise `max_turns`"), "{e}");
+    assert!(
+        e.contains("max_turns (2)") && e.contains("raise `max_turns`"),
+        "{e}"
+    );
     assert_eq!(turns_of(&r, "w"), 2);
     // The last turn asked for an answer without tools.
     assert_eq!(server.received()[1].json()["tool_choice"], "none");
@@ -335,7 +349,10 @@ workflow main() <budget $0.21> {{
     );
     let (r, _) = run_with(&src, &in_workspace(ws.path())).await;
     let e = failure(&r, "w");
-    assert!(e.contains("so the agent loop was stopped") && e.contains("turn"), "{e}");
+    assert!(
+        e.contains("so the agent loop was stopped") && e.contains("turn"),
+        "{e}"
+    );
     assert!(turns_of(&r, "w") >= 2, "{e}");
     assert_eq!(server.received().len() as u32, turns_of(&r, "w"));
     assert!(step(&r, "w").cost_usd > 0.0);
@@ -409,7 +426,10 @@ workflow main() {
     assert_eq!(server.received().len(), 2, "the second turn was asked");
     child.start_kill().unwrap(); // SIGKILL
     assert_eq!(child.wait().await.unwrap().code(), None);
-    assert_eq!(std::fs::read_to_string(ws.join("effects.txt")).unwrap(), "once\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("effects.txt")).unwrap(),
+        "once\n"
+    );
 
     let o = tokio::time::timeout(
         Duration::from_secs(60),
@@ -432,7 +452,9 @@ workflow main() {
     // The resumed request carried the recorded call and its result.
     let third = messages(&server, 2);
     assert!(
-        third.iter().any(|m| m["role"] == "tool" && m["tool_call_id"] == "c1"),
+        third
+            .iter()
+            .any(|m| m["role"] == "tool" && m["tool_call_id"] == "c1"),
         "{third:#?}"
     );
 }
@@ -473,7 +495,14 @@ workflow main() {
         .env("ORCH_STATE_DIR", tmp.path().join("state"))
         .args(["run"])
         .arg(&script)
-        .args(["--endpoint", &url, "--quiet", "--color", "never", "--workspace"])
+        .args([
+            "--endpoint",
+            &url,
+            "--quiet",
+            "--color",
+            "never",
+            "--workspace",
+        ])
         .arg(repo())
         .arg("--report")
         .arg(&report_path)
@@ -494,9 +523,19 @@ workflow main() {
     let l = &found["agent_loop"];
     let turns = l["turns"].as_u64().expect("turns reported");
     assert!((1..=4).contains(&turns), "{l}");
-    let calls = l["tool_calls"].as_array().expect("calls listed (maybe none)");
+    let calls = l["tool_calls"]
+        .as_array()
+        .expect("calls listed (maybe none)");
     for c in calls {
-        for field in ["turn", "id", "tool", "arguments", "result_bytes", "time_ms", "refused"] {
+        for field in [
+            "turn",
+            "id",
+            "tool",
+            "arguments",
+            "result_bytes",
+            "time_ms",
+            "refused",
+        ] {
             assert!(!c[field].is_null(), "{field} missing in {c}");
         }
     }
@@ -536,7 +575,9 @@ fn a_workspace_that_is_not_a_directory_is_refused_before_anything_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--workspace") && err.contains("nowhere") && err.contains("pass an existing directory"),
+        err.contains("--workspace")
+            && err.contains("nowhere")
+            && err.contains("pass an existing directory"),
         "{err}"
     );
     std::fs::write(&missing, "a file").unwrap();

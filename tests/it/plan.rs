@@ -272,3 +272,30 @@ workflow main() {
         .expect("the call's region");
     assert_eq!(names(&plan, &region.members), ["r/x", "r/y"]);
 }
+
+#[test]
+fn an_agent_parameter_left_out_calls_its_default() {
+    let plan = plan_of(
+        r#"
+provider s { kind: sim }
+model m { provider: s }
+agent lead { model: m, max_tokens: 100 }
+agent dev { model: m, max_tokens: 100 }
+workflow review(code: text, by: agent = lead) -> text {
+  plan = by("Plan for {code}")
+  return plan
+}
+workflow main(code: text) {
+  a = review(code: code)
+  b = review(code: code, by: dev)
+  return "{a}{b}"
+}
+"#,
+    );
+    let agent = |name: &str| {
+        let n = plan.nodes.iter().find(|n| n.name == name).expect(name);
+        n.agent.clone()
+    };
+    assert_eq!(agent("a/plan"), "lead");
+    assert_eq!(agent("b/plan"), "dev");
+}

@@ -272,6 +272,82 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
     assert_eq!(r.wall_ms, 0);
 }
 
+const TYPED: &str = r#"
+provider s { kind: sim, latency: 1s }
+model m { provider: s }
+agent a { model: m, max_tokens: 80 }
+workflow main(topic: text) {
+  scout = a("Scout {topic}")
+  plan = a("Plan from {scout}") -> { tasks: list<text> }
+  return plan
+}
+"#;
+
+/// Resumes run `id` of [`SCRIPT`] under `state` with `script`.
+async fn resume_with(
+    state: &Path,
+    id: &str,
+    script: &str,
+    base: &RunOptions,
+) -> (RunReport, Vec<Event>) {
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(id)).expect("by id");
+    run_with(
+        script,
+        &RunOptions {
+            journal: Some(resumed),
+            ..base.clone()
+        },
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn changing_a_steps_output_type_reruns_it() {
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
+    let base = RunOptions {
+        inputs: inputs(&[("topic", "a shop")]),
+        ..RunOptions::default()
+    };
+    let (first, _) = run_with(
+        TYPED,
+        &RunOptions {
+            journal: Some(journal.clone()),
+            ..base.clone()
+        },
+    )
+    .await;
+    assert!(first.succeeded);
+    let id = journal.id();
+
+    // The same type: everything is reused.
+    let (r, events) = resume_with(state, &id, TYPED, &base).await;
+    assert_eq!(r.reused, vec!["scout", "plan"], "{:?}", reruns(&events));
+
+    // Another type: the step runs again (its prompt is unchanged), and says why.
+    let retyped = TYPED.replace(
+        "-> { tasks: list<text> }",
+        "-> { tasks: list<text>, done: bool }",
+    );
+    let (r, events) = resume_with(state, &id, &retyped, &base).await;
+    assert!(r.succeeded);
+    assert_eq!(r.reused, vec!["scout"]);
+    assert_eq!(
+        reruns(&events)["plan"],
+        "output type changed { tasks: list<text> } → { tasks: list<text>, done: bool }"
+    );
+    assert!(step(&r, "plan").value.as_ref().unwrap()["done"].is_boolean());
+
+    // Dropping the type (text output) re-runs it too; the latest record is compared.
+    let untyped = TYPED.replace(" -> { tasks: list<text> }", "");
+    let (_, events) = resume_with(state, &id, &untyped, &base).await;
+    assert_eq!(
+        reruns(&events)["plan"],
+        "output type changed { tasks: list<text>, done: bool } → none"
+    );
+}
+
 // ------------------------------------------------------------------ Ctrl-C
 
 const SLOW: &str = r#"
@@ -1377,4 +1453,50 @@ async fn the_cli_explains_runs_it_cannot_resume() {
         out.contains("succeeded") && out.contains("7/7") && out.contains(&script),
         "{out}"
     );
+}
+
+// ------------------------------------------------------------------ gather after a `for`
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_gather_any_after_a_for_reuses_the_winner_and_cancels_the_rest_again() {
+    let src = r#"
+provider fast { kind: sim, latency: 1s }
+provider slow { kind: sim, latency: 10s }
+model f { provider: fast }
+model s { provider: slow }
+agent good { model: f }
+agent slowpoke { model: s }
+workflow main() {
+  drafts = parallel for w in [good, slowpoke] { d = w("write") }
+  gather <any> edit = good("edit {drafts}")
+  return edit
+}
+"#;
+    let tmp = temp_dir();
+    let state = tmp.path().join("state");
+    let journal = Journal::create(&state, SCRIPT);
+    let opts = RunOptions {
+        journal: Some(journal.clone()),
+        ..RunOptions::default()
+    };
+    let (first, _) = run_with(src, &opts).await;
+    assert!(first.succeeded, "{first:?}");
+    assert_eq!(step(&first, "d[2]").status, StepStatus::Cancelled);
+
+    let id = journal.id();
+    let resumed = Journal::resume(&state, SCRIPT, "main", Some(id.as_str())).expect("resumable");
+    let opts = RunOptions {
+        journal: Some(resumed),
+        ..RunOptions::default()
+    };
+    let (second, _) = run_with(src, &opts).await;
+    assert!(second.succeeded, "{second:?}");
+    assert!(
+        second.reused.contains(&"d[1]".to_string()),
+        "{:?}",
+        second.reused
+    );
+    // The gather is met by the reused instance: the other is cancelled, not run or skipped.
+    assert_eq!(step(&second, "d[2]").status, StepStatus::Cancelled);
+    assert_eq!(second.output, first.output);
 }

@@ -309,6 +309,113 @@ async fn gather_all_fails_on_any_failed_branch() {
     assert!(matches!(step(&r, "plan").status, StepStatus::Skipped(_)));
 }
 
+/// Agents for a `parallel for` over agents: `good` answers in 1 s, `bad` always fails (no
+/// retries), `slowpoke` answers in 10 s.
+const FOR_GATHER: &str = r#"
+provider fast { kind: sim, latency: 1s }
+provider slow { kind: sim, latency: 10s }
+provider broken { kind: sim, latency: 1s, failures: 9 }
+agent good { model: f }
+agent good2 { model: f }
+agent bad { model: b, retry: 0 }
+agent bad2 { model: b, retry: 0 }
+agent slowpoke { model: s }
+model f { provider: fast }
+model s { provider: slow }
+model b { provider: broken }
+"#;
+
+fn for_gather(policy: &str, agents: &str, max: &str) -> String {
+    format!(
+        "{FOR_GATHER}\nworkflow main() {{
+          drafts = parallel {max} for w in [{agents}] {{ d = w(\"write\") }}
+          gather <{policy}> edit = good(\"edit {{drafts}}\")
+          return edit
+        }}"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_min_after_a_for_leaves_failed_instances_out() {
+    let (r, _) = run_script(&for_gather("min 2", "good, bad, good2", ""), &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert!(matches!(step(&r, "d[2]").status, StepStatus::Failed(_)));
+    let drafts = step(&r, "drafts");
+    assert_eq!(drafts.status, StepStatus::Succeeded);
+    let value = drafts
+        .value
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .expect("a list");
+    assert_eq!(value.len(), 2, "{value:?}");
+    let output = |name: &str| serde_json::Value::String(step(&r, name).output.clone().unwrap());
+    assert_eq!(value, &[output("d[1]"), output("d[3]")]);
+    let text = drafts.output.as_deref().unwrap();
+    assert!(
+        text.contains("left out by `gather <min 2>`: item 2 (bad) failed"),
+        "{text}"
+    );
+    assert_eq!(step(&r, "edit").status, StepStatus::Succeeded);
+    assert!(r.stopped.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_min_after_a_for_fails_when_too_few_instances_succeed() {
+    let (r, _) = run_script(&for_gather("min 3", "good, bad, bad2, slowpoke", ""), &[]).await;
+    assert!(!r.succeeded);
+    assert!(
+        matches!(&step(&r, "drafts").status, StepStatus::Failed(e) if e.contains("only 1 of 4 instances")),
+        "{:?}",
+        step(&r, "drafts").status
+    );
+    // Once the policy cannot be met, the slow instance is stopped, not waited for.
+    assert_eq!(step(&r, "d[4]").status, StepStatus::Cancelled);
+    assert_eq!(r.wall_ms, 1000);
+    assert!(matches!(step(&r, "edit").status, StepStatus::Skipped(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_any_after_a_for_cancels_the_instances_still_running() {
+    let (r, _) = run_script(&for_gather("any", "slowpoke, good", ""), &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(step(&r, "d[1]").status, StepStatus::Cancelled);
+    assert_eq!(step(&r, "d[2]").status, StepStatus::Succeeded);
+    assert_eq!(window(&r, "edit"), (1000, 2000));
+    let drafts = step(&r, "drafts").value.clone().expect("a value");
+    assert_eq!(drafts.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_first_n_after_a_for_starts_no_instance_it_does_not_need() {
+    let (r, events) = run_script(&for_gather("first 2", "good, good2, bad", "<max 1>"), &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(step(&r, "d[3]").status, StepStatus::Cancelled);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Started { step, .. } if step == "d[3]"))
+    );
+    assert_eq!(window(&r, "edit"), (2000, 3000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn gather_after_a_for_over_a_short_run_time_list_fails_with_the_counts() {
+    let src = format!(
+        "{FOR_GATHER}\nworkflow main(topics: list<text>) {{
+          drafts = parallel for t in topics {{ d = good(\"write about {{t}}\") }}
+          gather <min 3> edit = good(\"edit {{drafts}}\")
+        }}"
+    );
+    let (r, _) = run_script(&src, &[("topics", r#"["a", "b"]"#)]).await;
+    assert!(!r.succeeded);
+    assert!(
+        matches!(&step(&r, "drafts").status, StepStatus::Failed(e)
+            if e.contains("`gather <min 3>` needs 3 instances of `drafts` to succeed, but its list has 2 items")),
+        "{:?}",
+        step(&r, "drafts").status
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_stops_before_a_step_could_overrun_it() {
     // Each call can cost up to 1,000 output tokens at $100 per million: $0.10.
@@ -448,6 +555,96 @@ workflow main() {
         matches!(&step(&r, "d").status, StepStatus::Failed(e) if e.contains("exited with status")),
         "{:?}",
         step(&r, "d").status
+    );
+}
+
+#[tokio::test]
+async fn a_command_s_cwd_interpolates_its_parameters() {
+    let dir = crate::common::temp_dir();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let src = r#"
+agent where_am_i(root: text, name: text) { run: ["pwd"], cwd: "{root}/{name}" }
+workflow main(root: text) {
+  here = where_am_i(root: root, name: "sub")
+}
+"#;
+    let root = dir.path().to_str().unwrap();
+    let (r, _) = run_script(src, &[("root", root)]).await;
+    assert!(r.succeeded, "{r:?}");
+    let here = std::path::PathBuf::from(step(&r, "here").output.as_deref().unwrap().trim());
+    assert_eq!(
+        here.canonicalize().unwrap(),
+        dir.path().join("sub").canonicalize().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_command_s_outcome_is_a_value_and_a_non_zero_exit_does_not_fail_it() {
+    let src = r#"
+agent check(code: text) { run: ["sh", "-c", "echo checked; echo 'bad line' >&2; exit {code}"] }
+agent say(x: text) { run: ["printf", "%s", "{x}"] }
+workflow main() {
+  failed = check(code: "3") -> outcome
+  passed = check(code: "0") -> outcome
+  if failed.ok or failed.exit_code != 3 {
+    verdict = say(x: "wrong")
+  } else {
+    verdict = say(x: "exit {failed.exit_code}, stderr {failed.stderr}ok {passed.ok}")
+  }
+  return verdict
+}
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(step(&r, "failed").status, StepStatus::Succeeded);
+    assert_eq!(
+        step(&r, "failed").value,
+        Some(serde_json::json!({
+            "ok": false, "exit_code": 3, "stdout": "checked\n", "stderr": "bad line\n"
+        }))
+    );
+    assert_eq!(
+        r.output.as_deref(),
+        Some("exit 3, stderr bad line\nok true")
+    );
+}
+
+#[tokio::test]
+async fn a_loop_runs_a_command_until_its_outcome_is_ok() {
+    // The program fails until it has run twice (a marker file in its own directory).
+    let dir = crate::common::temp_dir();
+    let src = r#"
+agent flaky(dir: text) { run: ["sh", "-c", "[ -f second ] && exit 0; [ -f first ] && touch second; touch first; exit 1"], cwd: "{dir}" }
+workflow main(dir: text) {
+  repeat <max 5> {
+    t = flaky(dir: dir) -> outcome
+  } until t.ok
+  return "{t.exit_code}"
+}
+"#;
+    let (r, _) = run_script(src, &[("dir", dir.path().to_str().unwrap())]).await;
+    assert!(r.succeeded, "{r:?}");
+    assert_eq!(r.output.as_deref(), Some("0"));
+    assert!(
+        step(&r, "t#3")
+            .value
+            .as_ref()
+            .is_some_and(|v| v["ok"] == true)
+    );
+    assert!(r.steps.iter().all(|s| s.name != "t#4"));
+}
+
+#[tokio::test]
+async fn a_command_killed_by_a_signal_fails_even_with_outcome() {
+    let src = r#"
+agent dies { run: ["sh", "-c", "kill -9 $$"] }
+workflow main() { t = dies() -> outcome }
+"#;
+    let (r, _) = run_script(src, &[]).await;
+    assert!(
+        matches!(&step(&r, "t").status, StepStatus::Failed(e) if e.contains("killed by a signal")),
+        "{:?}",
+        step(&r, "t").status
     );
 }
 
@@ -737,4 +934,59 @@ workflow main() { parallel <> { t1 = a("1"); t2 = a("2"); t3 = a("3") } }
     // 1000; the third waits until 401 tokens have refilled beyond the 198 left, at 1000 a
     // minute: (2 × 401 + 401 − 1000) × 60 ms = 12.18 s.
     assert_eq!(at, [0, 0, 12_180]);
+}
+
+// ------------------------------------------------------------------ context windows
+
+const WINDOWED: &str = r#"
+provider s { kind: sim, latency: 1s }
+model small { provider: s, name: "small-1", context_window: 1000 }
+model large { provider: s, name: "large-1", context_window: 100000 }
+agent reader { model: small, max_tokens: 100 }
+agent careful { model: small, max_tokens: 100, fallback: large }
+workflow main(doc: text) {
+  first = reader("Say hello")
+  summary = reader("Summarise: {doc}")
+  return summary
+}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_prompt_over_the_context_window_fails_its_step_before_any_request() {
+    // 3,600 characters: ~900 tokens, which with max_tokens 100 is over the window of 1,000.
+    let doc = "word ".repeat(720);
+    let (r, events) = run_script(WINDOWED, &[("doc", &doc)]).await;
+    assert!(!r.succeeded);
+    assert_eq!(step(&r, "first").status, StepStatus::Succeeded);
+    let s = step(&r, "summary");
+    assert_eq!(
+        s.status,
+        StepStatus::Failed(
+            "step `summary`: its prompt is ~903 tokens (system text and prompt at 4 characters a token), which with `max_tokens` 100 is more than the 1,000-token context window of model `small` (small-1); nothing was sent. Interpolate less (the largest value it interpolates is `{doc}`, ~900 tokens), lower `max_tokens`, or use a model with a larger `context_window`".into()
+        )
+    );
+    // No attempt was made: nothing was sent, nothing was paid.
+    assert_eq!((s.attempts, s.cost_usd), (0, 0.0));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Started { step, .. } if step == "summary"))
+    );
+
+    // A shorter one fits (~878 tokens and 100 to answer).
+    let fits = "word ".repeat(700);
+    let (r, _) = run_script(WINDOWED, &[("doc", &fits)]).await;
+    assert!(r.succeeded, "{:?}", step(&r, "summary").status);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fallback_with_a_larger_window_takes_a_prompt_its_model_cannot() {
+    let src = WINDOWED.replace("summary = reader(", "summary = careful(");
+    let doc = "word ".repeat(720);
+    let (r, events) = run_script(&src, &[("doc", &doc)]).await;
+    assert!(r.succeeded, "{:?}", step(&r, "summary").status);
+    assert_eq!(step(&r, "summary").model.as_deref(), Some("large"));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::FallingBack { step, model } if step == "summary" && model == "large")
+    ));
 }

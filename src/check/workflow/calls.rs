@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 
 use super::{Binding, Dep, Lowerer, NodeId, Place, RegionKind, Scope};
 use crate::check::error::{InvalidArguments, RecursiveCall, TypeMismatch};
-use crate::check::items::value_template;
+use crate::check::items::{ParamDef, value_template};
 use crate::check::types::{Type, resolve_type};
 use crate::diag::suggest::did_you_mean;
 use crate::diag::{Diagnostics, Span};
@@ -256,13 +256,26 @@ impl Lowerer<'_> {
             if out.contains_key(&p.name) {
                 continue;
             }
+            // An `agent` default names an agent seen from the pattern's file (one that does
+            // not is reported once, with the pattern).
             let fill = match &ast_p.default {
+                Some(d) if p.ty == Type::Agent => match &d.kind {
+                    ValueKind::Path(path) => self.agent_key(path).map(Subst::Agent),
+                    _ => None,
+                }
+                .unwrap_or_else(|| stand_in(&p.ty, d.span)),
                 Some(d) => Subst::Value(d.clone()),
                 None => stand_in(&p.ty, ast_p.span),
             };
             out.insert(p.name.clone(), fill);
         }
         out
+    }
+
+    /// Checks the default of `agent` parameter `p` of workflow `key` names an agent (E0212),
+    /// whether or not a call leaves the parameter out.
+    pub(super) fn check_agent_default(&mut self, d: &Value, p: &ParamDef, key: &str) {
+        self.argument(d, &p.ty, &p.name, p.span, key);
     }
 
     /// One argument for a parameter of type `ty`.
@@ -339,6 +352,13 @@ impl Lowerer<'_> {
                     );
                     return None;
                 }
+                self.call_arg_checks.push(super::CallArgCheck {
+                    value: v.clone(),
+                    ty: ty.clone(),
+                    param: param.to_string(),
+                    workflow: key.to_string(),
+                    declared: param_span,
+                });
                 Some(Subst::Value(v.clone()))
             }
         }

@@ -82,7 +82,11 @@ impl Lowerer<'_> {
             stmt: 0,
         });
         let depth = self.path.len();
+        // A `return` in the body is reported there (E0505); the statements after the region
+        // still run when the body does not, so they are not unreachable.
+        let returned = self.returned;
         self.block_in(block, Mode::Sequence, &[], scope, Some(depth - 1));
+        self.returned = returned;
         self.path.pop();
         let direct: Vec<NodeId> = (first..self.g.nodes.len())
             .filter(|&n| self.g.nodes[n].regions.len() == depth)
@@ -153,6 +157,7 @@ impl Lowerer<'_> {
                 list: list.clone(),
                 max,
                 results: Vec::new(),
+                gather: None,
             },
             p.keyword,
             entry,

@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// A statement a `gather` right after it may join.
+#[derive(Clone, Copy)]
+pub(super) enum Joinable {
+    /// A `parallel` block: the gather waits for its branches under the policy.
+    Block(GroupId),
+    /// A `parallel for`: the region runs its instances under the policy.
+    For(RegionId),
+}
+use crate::check::error::TypeMismatch;
+use crate::check::types::is_outcome;
+
 impl Lowerer<'_> {
     pub(super) fn bind(&mut self, name: &Ident, b: Binding) {
         // The same name in another branch of an `if` (or another agent's body of a `for`
@@ -75,7 +86,7 @@ impl Lowerer<'_> {
     ) -> Vec<NodeId> {
         let mut prev: Vec<Dep> = entry.to_vec();
         let mut all_exits = Vec::new();
-        let mut last_parallel: Option<GroupId> = None;
+        let mut last_parallel: Option<Joinable> = None;
         // Consecutive plain steps of this sequence (for the parallelisable-sequence lint).
         let mut run: Vec<NodeId> = Vec::new();
         for (i, stmt) in block.stmts.iter().enumerate() {
@@ -139,8 +150,8 @@ impl Lowerer<'_> {
         mode: Mode,
         entry: &[Dep],
         scope: &Scope,
-        last_parallel: Option<GroupId>,
-    ) -> (Vec<NodeId>, Option<GroupId>) {
+        last_parallel: Option<Joinable>,
+    ) -> (Vec<NodeId>, Option<Joinable>) {
         if self.limit.is_some() {
             return (Vec::new(), None);
         }
@@ -157,18 +168,29 @@ impl Lowerer<'_> {
             Stmt::Then(b) => (self.block(b, Mode::Sequence, entry, scope), None),
             Stmt::Parallel(p) if p.for_each.is_some() => {
                 let fe = p.for_each.as_ref().expect("checked above");
-                (vec![self.parallel_for(p, fe, entry, scope)], None)
+                let node = self.parallel_for(p, fe, entry, scope);
+                let joinable = match self.g.nodes[node].exec {
+                    Exec::Region(rid) => Some(Joinable::For(rid)),
+                    _ => None,
+                };
+                (vec![node], joinable)
             }
             Stmt::Parallel(p) => {
                 let (exits, g) = self.parallel(p, entry, scope);
-                (exits, Some(g))
+                (exits, Some(Joinable::Block(g)))
             }
             Stmt::Gather(gather) => {
                 let join = match (mode, last_parallel) {
-                    (Mode::Sequence, Some(group)) => Some(Join {
+                    (Mode::Sequence, Some(Joinable::Block(group))) => Some(Join {
                         group,
                         policy: gather.policy,
                     }),
+                    // The instances are the region's business: the gather step just follows
+                    // it, and the region runs them under the policy.
+                    (Mode::Sequence, Some(Joinable::For(rid))) => {
+                        self.gather_for(gather, rid);
+                        None
+                    }
                     _ => {
                         self.diags.push(
                             MisplacedGather {
@@ -205,6 +227,40 @@ impl Lowerer<'_> {
         };
         self.nesting -= 1;
         out
+    }
+
+    /// A `gather` right after `parallel for` region `rid`: its policy applies to the instances.
+    /// `first N` and `min N` need N ≥ 1, and N ≤ the items of a list written in the script.
+    fn gather_for(&mut self, gather: &ast::Gather, rid: RegionId) {
+        let region = &mut self.g.regions[rid];
+        let RegionKind::For {
+            list, gather: g, ..
+        } = &mut region.kind
+        else {
+            return;
+        };
+        *g = Some(gather.policy);
+        let items = match list {
+            ListSource::Literal(items) => Some(items.len() as u32),
+            ListSource::Agents(agents) => Some(agents.len() as u32),
+            ListSource::Path(_) => None,
+        };
+        let n = match gather.policy {
+            Policy::First(n) | Policy::Min(n) => n,
+            _ => return,
+        };
+        if n == 0 || items.is_some_and(|items| n > items) {
+            let for_at = region.span;
+            self.diags.push(
+                ImpossibleValue::ForPolicy {
+                    at: gather.policy_span,
+                    policy: gather.policy,
+                    items,
+                    for_at,
+                }
+                .into(),
+            );
+        }
     }
 
     pub(super) fn check_policy(&mut self, gather: &ast::Gather, group: GroupId) {
@@ -291,6 +347,7 @@ impl Lowerer<'_> {
             .as_ref()
             .map(|t| crate::check::types::resolve_type(t, self.diags));
         let (exec, agent_retry, agent_timeout, agent_name) = self.exec_for(s, scope, call_model);
+        self.check_outcome(s, &exec, &agent_name);
         self.check_block_overrides(s, scope);
         let agent_deadline = self
             .tables
@@ -359,6 +416,24 @@ impl Lowerer<'_> {
         id
     }
 
+    /// `-> outcome` is how a program exited: a command step's only (an approval's `-> T` is
+    /// checked with the approval; a pattern's `agent` parameter may be a command agent).
+    fn check_outcome(&mut self, s: &ast::Step, exec: &Exec, agent: &str) {
+        let Some(out) = s.output.as_ref().filter(|t| is_outcome(t)) else {
+            return;
+        };
+        if matches!(exec, Exec::Model { .. }) && agent != control::GENERIC_AGENT {
+            self.diags.push(
+                TypeMismatch::OutcomeOfModel {
+                    at: out.span,
+                    step: s.name.name.clone(),
+                    agent: agent.to_string(),
+                }
+                .into(),
+            );
+        }
+    }
+
     /// The agent's execution, with the model resolved: call site `<m>`, then the agent's pin,
     /// then the innermost block's model. `approve` without an agent of that name is the
     /// built-in approval.
@@ -374,6 +449,7 @@ impl Lowerer<'_> {
             argv: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            outcome: false,
         };
         let alias = callee
             .fields
@@ -432,7 +508,8 @@ impl Lowerer<'_> {
                 Exec::Command {
                     argv: argv.iter().map(|(t, _)| t.clone()).collect(),
                     env: env.iter().map(|(k, t, _)| (k.clone(), t.clone())).collect(),
-                    cwd: cwd.clone(),
+                    cwd: cwd.as_ref().map(|(t, _)| t.clone()),
+                    outcome: s.output.as_ref().is_some_and(is_outcome),
                 }
             }
             AgentKind::Model {

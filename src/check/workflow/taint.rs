@@ -203,19 +203,16 @@ impl Lowerer<'_> {
     pub(super) fn check_argv_taint(&mut self, origin: &[Option<Origin>]) {
         let mut found = Vec::new();
         for n in &self.g.nodes {
-            let Exec::Command { argv, .. } = &n.exec else {
+            if !matches!(n.exec, Exec::Command { .. }) {
                 continue;
-            };
+            }
             let Some(agent) = self.tables.agents.get(&n.agent) else {
                 continue;
             };
             for (param, arg) in &n.args {
-                let in_argv = argv
-                    .iter()
-                    .any(|t| t.interps().any(|p| p.root.name == *param));
-                if !in_argv {
+                let Some((used_at, place)) = agent.command_use(param) else {
                     continue;
-                }
+                };
                 for p in arg.interps() {
                     let tainted = self
                         .value_sources(p, &n.regions)
@@ -226,7 +223,8 @@ impl Lowerer<'_> {
                             path: p.clone(),
                             param: param.clone(),
                             agent: n.agent.clone(),
-                            argv_span: agent.kind_argv_span(param),
+                            used_at,
+                            place,
                             // An argument spliced in from a call is written at the call:
                             // show the step too.
                             step: (!n.span.contains(p.span)).then_some((n.span, n.name.clone())),
@@ -256,7 +254,8 @@ impl Lowerer<'_> {
             value: u.path.dotted(),
             agent: u.agent.clone(),
             param: u.param.clone(),
-            argv_at: u.argv_span,
+            used_at: u.used_at,
+            place: u.place,
             step: u.step.clone(),
             origin: from_afar,
         }
@@ -306,8 +305,10 @@ struct ArgvUse {
     param: String,
     /// The command agent.
     agent: String,
-    /// Where the parameter is used in argv.
-    argv_span: Option<Span>,
+    /// Where the parameter is used: an argv element or the `cwd`.
+    used_at: Span,
+    /// `"argv"` or `"cwd"`.
+    place: &'static str,
     /// The step, when the interpolation is written elsewhere (at a call).
     step: Option<(Span, String)>,
     /// The tainted node it reads.

@@ -8,6 +8,7 @@
 
 use super::{Binding, Exec, Lowerer};
 use crate::check::error::TypeMismatch;
+use crate::check::items::value_template;
 use crate::check::types::{Type, resolve_type};
 use crate::syntax::ast::{self, Template, TemplatePart};
 
@@ -47,6 +48,42 @@ impl Lowerer<'_> {
                     .into(),
                 );
             }
+        }
+    }
+
+    /// Checks every value argument of a workflow call against its parameter's type. A list
+    /// literal is checked item by item against the list's item type.
+    pub(super) fn check_call_arg_types(&mut self) {
+        for c in std::mem::take(&mut self.call_arg_checks) {
+            let Some(found) = self.value_mismatch(&c.ty, &c.value) else {
+                continue;
+            };
+            self.diags.push(
+                TypeMismatch::WorkflowArgument {
+                    at: c.value.span,
+                    param: c.param,
+                    workflow: c.workflow,
+                    ty: c.ty,
+                    found,
+                    declared: c.declared,
+                }
+                .into(),
+            );
+        }
+    }
+
+    /// `Some(what was found)` when value `v` written in the script cannot be `expected`.
+    fn value_mismatch(&self, expected: &Type, v: &ast::Value) -> Option<String> {
+        match (&v.kind, expected) {
+            (_, Type::Text | Type::Json) => None,
+            (ast::ValueKind::List(items), Type::List(item)) => {
+                items.iter().enumerate().find_map(|(k, i)| {
+                    let found = self.value_mismatch(item, i)?;
+                    Some(format!("in item {}, {found}", k + 1))
+                })
+            }
+            (ast::ValueKind::List(_), _) => Some("this is a list".into()),
+            _ => mismatch(expected, &self.template_type(&value_template(v))),
         }
     }
 

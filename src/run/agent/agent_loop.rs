@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use super::calls::run_calls;
 use super::{LoopCx, Toolbox};
+use crate::run::LoopReport;
 use crate::run::journal::{Transcript, TurnRecord};
 use crate::run::provider::{Completion, CompletionRequest, ToolChoice, Turn};
 use crate::run::tools::{BoxFuture, ToolContext};
-use crate::run::LoopReport;
 
 /// One model call of a loop, with the step's retries and fallback: how the loop reaches the
 /// model (the step's clients in a run, a script in tests).
@@ -81,7 +81,9 @@ async fn turns(
         timeout: spec.tool_timeout,
         max_result_bytes: crate::run::tools::DEFAULT_MAX_RESULT_BYTES,
     };
-    let transcript = cx.journal().and_then(|(j, key)| j.transcript(&cx.step, key));
+    let transcript = cx
+        .journal()
+        .and_then(|(j, key)| j.transcript(&cx.step, key));
     let mut turns = Vec::new();
     if let Some(t) = &transcript {
         if let Some(answer) = replay(cx, t, toolbox, &tcx, &mut turns, out).await? {

@@ -33,10 +33,10 @@ use tokio::sync::mpsc::UnboundedSender;
 pub(super) use agent_loop::{Answer, LoopSpec, TurnModel, run_loop};
 pub(super) use toolbox::Toolbox;
 
+use super::Event;
 use super::budget::Budgets;
 use super::journal::Journal;
 use super::prepare::Shared;
-use super::Event;
 use crate::plan::{PlanDelegate, PlanNode};
 
 /// How deep delegations may nest at run time: a step (depth 0) may delegate to an agent (depth

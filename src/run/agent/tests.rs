@@ -154,7 +154,8 @@ fn setup(budget: Option<&str>) -> (crate::plan::Plan, crate::run::prepare::Share
         workspace: Some(env!("CARGO_MANIFEST_DIR").into()),
         ..RunOptions::default()
     };
-    let shared = crate::run::prepare::prepare(&plan, &program.tables.models, &opts).expect("prepare");
+    let shared =
+        crate::run::prepare::prepare(&plan, &program.tables.models, &opts).expect("prepare");
     (plan, shared)
 }
 
@@ -208,7 +209,10 @@ async fn calls_of_one_turn_run_concurrently_and_their_results_go_back_in_order()
     toolbox.add_tool(slow.clone());
     toolbox.add_tool(fast.clone());
     let mut model = Scripted::new(vec![
-        calls(&[("slow", json!({"path": "a"})), ("fast", json!({"path": "b"}))]),
+        calls(&[
+            ("slow", json!({"path": "a"})),
+            ("fast", json!({"path": "b"})),
+        ]),
         calls(&[("fast", json!({"path": "c"}))]),
         answer("done"),
     ]);
@@ -231,7 +235,12 @@ async fn calls_of_one_turn_run_concurrently_and_their_results_go_back_in_order()
     assert_eq!(results[1].call_id, "c1");
     assert_eq!(model.seen[2].turns.len(), 4);
     // Tools are offered on every turn, with tool choice auto.
-    assert!(model.seen.iter().all(|r| r.tools.len() == 2 && r.tool_choice == ToolChoice::Auto));
+    assert!(
+        model
+            .seen
+            .iter()
+            .all(|r| r.tools.len() == 2 && r.tool_choice == ToolChoice::Auto)
+    );
     let shown = events
         .iter()
         .filter(|e| matches!(e, crate::run::Event::ToolCalled { .. }))
@@ -250,13 +259,21 @@ async fn malformed_and_ungranted_calls_are_refused_and_the_loop_goes_on() {
     let mut model = Scripted::new(vec![bad, answer("ok")]);
     let (r, out, _) = run_scripted(&shared, &plan.nodes[0], &mut model, &toolbox, 10).await;
     assert_eq!(r.as_deref(), Ok("ok"));
-    assert_eq!(echo.calls.load(Ordering::SeqCst), 0, "a malformed call never runs");
+    assert_eq!(
+        echo.calls.load(Ordering::SeqCst),
+        0,
+        "a malformed call never runs"
+    );
     assert_eq!(out.refused(), 2);
     let Turn::Tools { results } = &model.seen[1].turns[1] else {
         panic!()
     };
     assert!(results.iter().all(|r| r.is_error));
-    assert!(results[0].content.contains("could not be read"), "{}", results[0].content);
+    assert!(
+        results[0].content.contains("could not be read"),
+        "{}",
+        results[0].content
+    );
     assert!(
         results[1].content.contains("not one of your tools") && results[1].content.contains("echo"),
         "{}",
@@ -271,7 +288,10 @@ async fn tool_errors_and_timeouts_are_results_for_the_model() {
     toolbox.add_tool(Echo::new("echo", true, 0));
     toolbox.add_tool(Echo::new("sleepy", true, 5_000));
     let mut model = Scripted::new(vec![
-        calls(&[("echo", json!({"path": "x", "fail": true})), ("sleepy", json!({"path": "y"}))]),
+        calls(&[
+            ("echo", json!({"path": "x", "fail": true})),
+            ("sleepy", json!({"path": "y"})),
+        ]),
         answer("handled"),
     ]);
     let (r, out, _) = run_scripted(&shared, &plan.nodes[0], &mut model, &toolbox, 10).await;
@@ -282,7 +302,11 @@ async fn tool_errors_and_timeouts_are_results_for_the_model() {
         panic!()
     };
     assert!(results[0].is_error);
-    assert!(results[1].content.contains("did not end within"), "{}", results[1].content);
+    assert!(
+        results[1].content.contains("did not end within"),
+        "{}",
+        results[1].content
+    );
 }
 
 #[tokio::test]
@@ -294,7 +318,10 @@ async fn the_last_turn_asks_for_an_answer_and_a_model_that_still_calls_fails_the
     let mut model = Scripted::new(vec![again(), again(), again()]);
     let (r, out, _) = run_scripted(&shared, &plan.nodes[0], &mut model, &toolbox, 3).await;
     let e = r.expect_err("max_turns");
-    assert!(e.contains("max_turns (3)") && e.contains("agent `a`"), "{e}");
+    assert!(
+        e.contains("max_turns (3)") && e.contains("agent `a`"),
+        "{e}"
+    );
     assert_eq!(out.turns, 3);
     assert_eq!(out.tool_calls.len(), 2, "the last turn's calls do not run");
     assert_eq!(model.seen[2].tool_choice, ToolChoice::None);
@@ -317,15 +344,24 @@ async fn a_turn_that_does_not_fit_the_budget_stops_the_loop() {
     model.cost = 0.006;
     let (r, out, _) = run_scripted(&shared, node, &mut model, &toolbox, 30).await;
     let e = r.expect_err("budget");
-    assert!(e.contains("budget") && e.contains("so the agent loop was stopped"), "{e}");
+    assert!(
+        e.contains("budget") && e.contains("so the agent loop was stopped"),
+        "{e}"
+    );
     assert!(e.contains("turn 4 of `x`"), "{e}");
     assert_eq!(out.turns, 3);
 }
 
 #[test]
 fn briefs_show_the_tool_as_written_and_its_main_argument() {
-    assert_eq!(call_brief("grep", &json!({"pattern": "login", "path": "."})), "grep \"login\"");
-    assert_eq!(call_brief("read", &json!({"path": "src/main.rs"})), "read src/main.rs");
+    assert_eq!(
+        call_brief("grep", &json!({"pattern": "login", "path": "."})),
+        "grep \"login\""
+    );
+    assert_eq!(
+        call_brief("read", &json!({"path": "src/main.rs"})),
+        "read src/main.rs"
+    );
     assert_eq!(
         call_brief("exec", &json!({"argv": ["cargo", "test", "--quiet"]})),
         "exec cargo test --quiet"
@@ -334,11 +370,17 @@ fn briefs_show_the_tool_as_written_and_its_main_argument() {
         call_brief("agent__scout", &json!({"prompt": "find the\nlogin code"})),
         "agent(scout) \"find the login code\""
     );
-    assert_eq!(call_brief("fs__read_text_file", &json!({})), "fs.read_text_file");
+    assert_eq!(
+        call_brief("fs__read_text_file", &json!({})),
+        "fs.read_text_file"
+    );
 }
 
 /// The plan of `SCRIPT` whose step `x` has `tools`, and `helper` as a delegate.
-fn plan_with_tools(grants: Vec<ToolGrant>, max_turns: u32) -> (crate::check::Program, crate::plan::Plan) {
+fn plan_with_tools(
+    grants: Vec<ToolGrant>,
+    max_turns: u32,
+) -> (crate::check::Program, crate::plan::Plan) {
     let (program, mut plan) = crate::plan::plan_for_test(SCRIPT);
     let helper = plan.nodes[0].clone();
     if let PlanExec::Model { tools, .. } = &mut plan.nodes[0].exec {
@@ -368,7 +410,12 @@ fn plan_with_tools(grants: Vec<ToolGrant>, max_turns: u32) -> (crate::check::Pro
 
 #[tokio::test]
 async fn on_the_simulator_a_delegation_runs_a_nested_step_reported_under_its_parent() {
-    let (program, plan) = plan_with_tools(vec![ToolGrant::Agent { name: "helper".into() }], 5);
+    let (program, plan) = plan_with_tools(
+        vec![ToolGrant::Agent {
+            name: "helper".into(),
+        }],
+        5,
+    );
     let events = std::sync::Mutex::new(Vec::new());
     let opts = RunOptions {
         target: Target::Simulate {
@@ -392,10 +439,20 @@ async fn on_the_simulator_a_delegation_runs_a_nested_step_reported_under_its_par
     assert_eq!(call.tool, "agent__helper");
     let nested = call.delegated.as_ref().expect("nested report");
     assert_eq!(nested.name, "x/helper#1.1");
-    assert!(nested.output.as_deref().unwrap_or("").starts_with("[sim m-1]"));
+    assert!(
+        nested
+            .output
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("[sim m-1]")
+    );
     // The parent's cost includes its nested step's.
     assert!(x.cost_usd > nested.cost_usd && nested.cost_usd > 0.0);
-    assert!(x.output.as_deref().unwrap().contains("I made 1 tool call"), "{:?}", x.output);
+    assert!(
+        x.output.as_deref().unwrap().contains("I made 1 tool call"),
+        "{:?}",
+        x.output
+    );
     let names: Vec<String> = events
         .lock()
         .unwrap()
@@ -411,7 +468,12 @@ async fn on_the_simulator_a_delegation_runs_a_nested_step_reported_under_its_par
 #[tokio::test]
 async fn delegation_is_bounded_in_depth() {
     // `helper` may delegate to itself: the depth bound stops it.
-    let (program, mut plan) = plan_with_tools(vec![ToolGrant::Agent { name: "helper".into() }], 5);
+    let (program, mut plan) = plan_with_tools(
+        vec![ToolGrant::Agent {
+            name: "helper".into(),
+        }],
+        5,
+    );
     let tools = match &plan.nodes[0].exec {
         PlanExec::Model { tools, .. } => tools.clone(),
         _ => None,
@@ -443,7 +505,9 @@ async fn delegation_is_bounded_in_depth() {
 }
 
 /// A run's shared state for `SCRIPT` with `journal`, begun (a new run) or resumed.
-fn journalled(journal: &crate::run::journal::Journal) -> (crate::plan::Plan, crate::run::prepare::Shared) {
+fn journalled(
+    journal: &crate::run::journal::Journal,
+) -> (crate::plan::Plan, crate::run::prepare::Shared) {
     let (program, plan) = crate::plan::plan_for_test(SCRIPT);
     let opts = RunOptions {
         target: Target::Simulate {
@@ -454,7 +518,8 @@ fn journalled(journal: &crate::run::journal::Journal) -> (crate::plan::Plan, cra
         ..RunOptions::default()
     };
     journal.begin(&plan, &opts).expect("begin");
-    let shared = crate::run::prepare::prepare(&plan, &program.tables.models, &opts).expect("prepare");
+    let shared =
+        crate::run::prepare::prepare(&plan, &program.tables.models, &opts).expect("prepare");
     (plan, shared)
 }
 
@@ -509,9 +574,18 @@ async fn a_resumed_loop_continues_from_its_transcript_and_never_runs_a_recorded_
     let text = std::fs::read_to_string(journal.path()).unwrap();
     let types: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(types, ["run", "turn", "tool_start", "tool", "tool"], "{text}");
+    assert_eq!(
+        types,
+        ["run", "turn", "tool_start", "tool", "tool"],
+        "{text}"
+    );
     drop(journal);
 
     // Resumed: the transcript is sent again, no call runs again, the loop goes on.
@@ -520,7 +594,11 @@ async fn a_resumed_loop_continues_from_its_transcript_and_never_runs_a_recorded_
     let mut model = Scripted::new(vec![answer("done")]);
     let (r, out) = run_keyed(&shared, &plan.nodes[0], &mut model, &toolbox).await;
     assert_eq!(r.as_deref(), Ok("done"));
-    assert_eq!(side.calls.load(Ordering::SeqCst), 1, "a recorded call never runs again");
+    assert_eq!(
+        side.calls.load(Ordering::SeqCst),
+        1,
+        "a recorded call never runs again"
+    );
     assert_eq!(look.calls.load(Ordering::SeqCst), 1);
     assert_eq!(out.turns, 2);
     assert!(out.tool_calls.iter().all(|c| c.reused));
@@ -581,7 +659,11 @@ async fn a_call_that_started_and_never_ended_is_not_run_again_and_the_model_is_t
     let Turn::Tools { results } = &model.seen[0].turns[1] else {
         panic!()
     };
-    assert!(results[0].content.contains("may or may not have taken effect"));
+    assert!(
+        results[0]
+            .content
+            .contains("may or may not have taken effect")
+    );
     // Another key (the step changed): the transcript is not used.
     let other = resumed.transcript("x", "key-2");
     assert!(other.is_none());

@@ -122,9 +122,7 @@ fn describe_delegate(name: &str, d: &crate::plan::PlanDelegate) -> String {
         _ => " (".to_string(),
     };
     let tools = match &d.exec {
-        crate::plan::PlanExec::Model {
-            tools: Some(t), ..
-        } => {
+        crate::plan::PlanExec::Model { tools: Some(t), .. } => {
             let names: Vec<String> = t.grants.iter().map(ToolGrant::source).collect();
             format!("; tools: {})", names.join(", "))
         }

@@ -54,7 +54,11 @@ pub struct Transcript {
 
 impl Transcript {
     /// The transcript of a loop with `key`, restarted when the key changes.
-    fn for_key<'t>(map: &'t mut HashMap<String, Transcript>, step: &str, key: &str) -> &'t mut Self {
+    fn for_key<'t>(
+        map: &'t mut HashMap<String, Transcript>,
+        step: &str,
+        key: &str,
+    ) -> &'t mut Self {
         let t = map.entry(step.to_string()).or_default();
         if t.key != key {
             *t = Transcript {

@@ -229,7 +229,9 @@ impl Facts {
         let words: Vec<&str> = req.prompt.split_whitespace().collect();
         let gist = words[..words.len().min(12)].join(" ");
         Facts {
-            file: workspace.and_then(file_to_read).unwrap_or_else(|| "README.md".into()),
+            file: workspace
+                .and_then(file_to_read)
+                .unwrap_or_else(|| "README.md".into()),
             word: search_word(&req.prompt),
             glob: workspace.map_or("**/*.md", project_glob).to_string(),
             gist,
@@ -366,7 +368,11 @@ fn simulated_report(req: &CompletionRequest) -> String {
             Turn::Tools { results } => {
                 for r in results {
                     let tool = calls.get(&r.call_id).cloned().unwrap_or_default();
-                    let first = r.content.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                    let first = r
+                        .content
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
                     let first: String = first.trim().chars().take(60).collect();
                     let error = if r.is_error { " (error)" } else { "" };
                     seen.push(format!("{tool}{error}: {first}"));
@@ -759,7 +765,9 @@ mod tests {
         let answer = sim.complete(&req).await.expect("ok");
         assert!(answer.calls.is_empty());
         assert!(
-            answer.text.contains("I made 5 tool calls — read: result of read; list: result of list")
+            answer
+                .text
+                .contains("I made 5 tool calls — read: result of read; list: result of list")
                 && answer.text.contains("grep (error): result of grep"),
             "{}",
             answer.text
@@ -786,9 +794,18 @@ mod tests {
         assert_eq!(search_word("find login_flow and logout"), "login_flow");
         // Optional properties are left out; without `required`, paths and patterns are filled.
         let mut req = request("x");
-        let mut loose = offered("fs__search_files", true, &[("path", "string"), ("pattern", "string")]);
+        let mut loose = offered(
+            "fs__search_files",
+            true,
+            &[("path", "string"), ("pattern", "string")],
+        );
         loose.spec.input_schema["required"] = json!([]);
-        loose.spec.input_schema.as_object_mut().unwrap().remove("required");
+        loose
+            .spec
+            .input_schema
+            .as_object_mut()
+            .unwrap()
+            .remove("required");
         req.tools = vec![loose];
         let calls = sim_calls(&req, None);
         assert_eq!(calls[0].input, json!({"path": ".", "pattern": "TODO"}));

@@ -51,16 +51,19 @@ pub struct OpenAi {
     /// Per model identifier: how tools are offered (absent: [`ToolMode::Native`], not
     /// rejected yet). Shared by clones.
     tool_modes: Arc<Mutex<HashMap<String, ToolMode>>>,
+    /// The tool mode of a model not in `tool_modes`.
+    default_tools: ToolMode,
 }
 
 /// How the tools of a request ([`CompletionRequest::tools`]) are offered to an
 /// OpenAI-compatible server. A client starts with `Native` for each model; when the server
 /// rejects the request's `tools` (see [`rejects_tools`]) the same call is sent again at once
 /// in `Prompt`, and the client keeps to it for that model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ToolMode {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolMode {
     /// `tools`, `tool_choice`, assistant messages with `tool_calls` and `role: "tool"`
     /// results; calls read from `message.tool_calls` (streamed: `delta.tool_calls`).
+    #[default]
     Native,
     /// The fallback protocol of [`tool_prompt`]: tools and call format in the system text,
     /// the conversation as plain messages, calls read from the answer's text.
@@ -71,14 +74,26 @@ enum ToolMode {
 /// `role: "tool"` message.
 pub const ERROR_RESULT_PREFIX: &str = "Error: ";
 
+/// The message of a [`ProviderError::Stream`] for a 2xx event stream that closed without any
+/// event: what llama-cpp-python sends when, streamed with `tool_choice: "auto"`, its model
+/// chooses to call a tool (the server fails with `Automatic streaming tool choice is not
+/// supported` after the headers went out).
+const EMPTY_STREAM: &str = "the event stream closed without any event";
+
 /// Whether an error says the server does not take the request's tools: an HTTP 400, 422, 500
 /// or 501 whose message speaks of tools or function calling. Seen: Ollama's 400 `... does not
 /// support tools`, vLLM's 400 `"auto" tool choice requires --enable-auto-tool-choice ...`,
 /// llama.cpp's `tools param requires --jinja flag`, llama-cpp-python's 500 `Automatic
 /// streaming tool choice is not supported` (its `chatml-function-calling` format with a
-/// streamed `tool_choice: "auto"`) and its 500 for `tool_choice: "required"`.
+/// streamed `tool_choice: "auto"`, which it reports only as a stream without any event:
+/// [`EMPTY_STREAM`]).
 fn rejects_tools(err: &ProviderError) -> bool {
     match err {
+        ProviderError::Stream {
+            kind: None,
+            message,
+            ..
+        } => message.starts_with(EMPTY_STREAM),
         ProviderError::Http {
             status: 400 | 422 | 500 | 501,
             message,
@@ -173,6 +188,7 @@ impl OpenAi {
             options: HttpOptions::default(),
             formats: Arc::default(),
             tool_modes: Arc::default(),
+            default_tools: ToolMode::Native,
         }
     }
 
@@ -185,6 +201,16 @@ impl OpenAi {
     /// The longest silence tolerated while a streamed answer arrives.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.options.idle_timeout = idle;
+        self
+    }
+
+    /// Offers tools in `mode` from the first request on ([`ToolMode::Native`] by default,
+    /// until the server rejects them). [`ToolMode::Prompt`] suits servers that take `tools`
+    /// but do not show `role: "tool"` results to the model: llama-cpp-python's
+    /// `chatml-function-calling` format drops their content (measured: the prompt's token
+    /// count does not change with the result's length).
+    pub fn tool_mode(mut self, mode: ToolMode) -> Self {
+        self.default_tools = mode;
         self
     }
 
@@ -268,7 +294,7 @@ impl OpenAi {
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
-        let mut tools = (!req.tools.is_empty()).then(|| self.tool_mode(&req.model));
+        let mut tools = (!req.tools.is_empty()).then(|| self.tools_for(&req.model));
         let format = req
             .output
             .as_ref()
@@ -318,9 +344,9 @@ impl OpenAi {
     }
 
     /// How tools are offered to `model`.
-    fn tool_mode(&self, model: &str) -> ToolMode {
+    fn tools_for(&self, model: &str) -> ToolMode {
         let modes = self.tool_modes.lock().unwrap_or_else(|e| e.into_inner());
-        modes.get(model).copied().unwrap_or(ToolMode::Native)
+        modes.get(model).copied().unwrap_or(self.default_tools)
     }
 
     /// Remembers that tools are offered to `model` in `mode`.
@@ -440,8 +466,10 @@ async fn read_stream(
     let mut refusal = String::new();
     let mut calls = StreamedCalls::default();
     let mut done = false;
+    let mut any_event = false;
     while let Some(event) = events.next().await {
         let event = event?;
+        any_event = true;
         if event.data.trim() == "[DONE]" {
             done = true;
             break;
@@ -496,7 +524,9 @@ async fn read_stream(
     // `[DONE]` lost nothing. Without a `finish_reason` the generation was cut short, even if
     // `[DONE]` came (llama-cpp-python ends a stream it interrupts for a newer request so).
     if finish_reason.is_none() {
-        let how = if done {
+        let how = if !any_event {
+            EMPTY_STREAM
+        } else if done {
             "`data: [DONE]` came before any `finish_reason`: the generation was interrupted"
         } else {
             "the connection closed before `data: [DONE]`"
@@ -573,9 +603,10 @@ struct StreamOptions {
     include_usage: bool,
 }
 
-/// One message. `content` is `null` only for an assistant message with tool calls and no
-/// text (as the API reference allows); `tool_calls` only on assistant messages,
-/// `tool_call_id` only on `role: "tool"` messages.
+/// One message: `content` always a string (empty for an assistant message with only tool
+/// calls: the API reference allows `null` there, but llama-cpp-python answers it with an
+/// HTTP 500); `tool_calls` only on assistant messages, `tool_call_id` only on `role: "tool"`
+/// messages.
 #[derive(Debug, Serialize)]
 struct Message<'a> {
     role: &'static str,
@@ -690,7 +721,8 @@ fn native_messages(turn: &Turn) -> Vec<Message<'_>> {
     match turn {
         Turn::Assistant { text, calls } => vec![Message {
             role: "assistant",
-            content: (!text.is_empty() || calls.is_empty()).then_some(Cow::Borrowed(text)),
+            // A string even when empty: llama-cpp-python rejects `null` (HTTP 500).
+            content: Some(Cow::Borrowed(text)),
             tool_calls: calls
                 .iter()
                 .map(|c| WireCall {

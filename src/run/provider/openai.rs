@@ -80,6 +80,15 @@ pub const ERROR_RESULT_PREFIX: &str = "Error: ";
 /// supported` after the headers went out).
 const EMPTY_STREAM: &str = "the event stream closed without any event";
 
+/// Whether a finished answer to a request with native tools has neither text nor calls:
+/// what llama-cpp-python's `chatml-function-calling` format always gives when the model
+/// chooses to answer with `tool_choice: "auto"` (the grammar it then generates under allows
+/// only a function name or the end of the message), so the answer is asked again in the
+/// prompt protocol. An answer cut by `max_tokens` is not taken for it.
+fn says_nothing(c: &Completion) -> bool {
+    c.text.trim().is_empty() && c.calls.is_empty() && c.stop == StopReason::EndTurn
+}
+
 /// Whether an error says the server does not take the request's tools: an HTTP 400, 422, 500
 /// or 501 whose message speaks of tools or function calling. Seen: Ollama's 400 `... does not
 /// support tools`, vLLM's 400 `"auto" tool choice requires --enable-auto-tool-choice ...`,
@@ -321,6 +330,10 @@ impl OpenAi {
                     None => return Err(e),
                 },
                 Err(e) if tools == Some(ToolMode::Native) && rejects_tools(&e) => {
+                    tools = Some(ToolMode::Prompt);
+                    self.remember_tools(&req.model, ToolMode::Prompt);
+                }
+                Ok(c) if tools == Some(ToolMode::Native) && says_nothing(&c) => {
                     tools = Some(ToolMode::Prompt);
                     self.remember_tools(&req.model, ToolMode::Prompt);
                 }

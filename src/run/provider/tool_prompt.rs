@@ -129,6 +129,15 @@ pub fn messages(turns: &[Turn]) -> Vec<(&'static str, String)> {
 /// the object removed) and the calls, with ids following `turns` (see the module doc). An
 /// answer without calls is returned whole.
 pub fn parse_answer(answer: &str, turns: &[Turn]) -> (String, Vec<ToolCall>) {
+    // A model that was shown its earlier calls HTML-escaped (llama-cpp-python's
+    // `chatml-function-calling` template escapes every message) writes its calls so too.
+    let unescaped;
+    let answer = if find_call_object(answer).is_none() && answer.contains("&#34;") {
+        unescaped = unescape_html(answer);
+        unescaped.as_str()
+    } else {
+        answer
+    };
     let Some((start, end, object)) = find_call_object(answer) else {
         if answer.contains(&format!("\"{CALLS_KEY}\"")) {
             let call = ToolCall::malformed(
@@ -146,6 +155,17 @@ pub fn parse_answer(answer: &str, turns: &[Turn]) -> (String, Vec<ToolCall>) {
     let after = strip_fence_close(&answer[end..]);
     let text = format!("{}{}", before.trim(), after.trim());
     (text.trim().to_owned(), calls)
+}
+
+/// `text` with the entities Jinja's HTML escaping makes (`&#34;`, `&#39;`, `&lt;`, `&gt;`,
+/// `&amp;`, `&quot;`) turned back into characters.
+fn unescape_html(text: &str) -> String {
+    text.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The first JSON object in `answer` that is a call list or a lone call: its byte range and
@@ -280,6 +300,16 @@ mod tests {
         // A JSON answer that is no call is the answer.
         let plain = r#"The config is {"debug": true}."#;
         assert_eq!(parse_answer(plain, &[]), (plain.to_owned(), vec![]));
+    }
+
+    #[test]
+    fn html_escaped_calls_are_read() {
+        let (text, calls) = parse_answer(
+            "{&#34;tool_calls&#34;:[{&#34;name&#34;:&#34;read&#34;,&#34;arguments&#34;:{&#34;path&#34;:&#34;a &amp; b&#34;}}]}",
+            &[],
+        );
+        assert_eq!(text, "");
+        assert_eq!(calls[0].input, json!({"path": "a & b"}));
     }
 
     #[test]

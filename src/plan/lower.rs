@@ -60,7 +60,7 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
     let providers = providers_used(program, &nodes);
     let critical_path = analysis::critical_path(&nodes, &regions);
     let peak_concurrency = analysis::peak_concurrency(&nodes, &groups, &regions);
-    Plan {
+    let mut plan = Plan {
         workflow: wf.name.clone(),
         params: wf.params.clone(),
         budget_usd: wf.budget,
@@ -74,10 +74,11 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         peak_concurrency,
         providers,
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
-        // Filled once agents declare tools (docs/language.md, "Tools").
         mcp: IndexMap::new(),
         delegates: IndexMap::new(),
-    }
+    };
+    super::tools::lower_tools(program, &mut plan);
+    plan
 }
 
 /// The providers of every model a step may use: its own and its fallback's.
@@ -238,7 +239,7 @@ fn lower_template(t: &ast::Template, resolve: impl Fn(&ast::Path) -> Interp) -> 
 
 /// A template over an agent's parameters (system text, argv, env): each name is the
 /// argument at its position among `args` ([`Ref::Arg`]); fields are not read.
-fn agent_template(t: &ast::Template, args: &[&str]) -> Template {
+pub(super) fn agent_template(t: &ast::Template, args: &[&str]) -> Template {
     lower_template(t, |p| Interp {
         path: p.dotted(),
         target: args
@@ -370,7 +371,7 @@ fn deps_of(n: &graph::Node, data_only: bool) -> Vec<NodeId> {
 
 /// How a step runs, with its agent-level templates over `args` (the call's arguments, then
 /// the defaults it leaves out).
-fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
+pub(super) fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
     match exec {
         Exec::Model {
             model,
@@ -434,11 +435,15 @@ fn plan_node(
         .chain(defaults.keys())
         .map(String::as_str)
         .collect();
+    let mut exec = plan_exec(program, &n.exec, &arg_names);
+    if let (PlanExec::Model { tools, .. }, Some(a)) = (&mut exec, agent) {
+        *tools = super::tools::plan_tools(a, n.max_turns);
+    }
     PlanNode {
         id: n.id,
         name: n.name.clone(),
         agent: n.agent.clone(),
-        exec: plan_exec(program, &n.exec, &arg_names),
+        exec,
         prompt: n.prompt.as_ref().map(|t| names.template(t, &n.regions)),
         args: n
             .args

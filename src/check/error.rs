@@ -2540,7 +2540,11 @@ impl InvalidDelegation {
                 declared,
             } => error(
                 at,
-                format!("cannot delegate to `{name}`: parameters {} have no default", ticked(&params)),
+                if params.len() == 1 {
+                    format!("cannot delegate to `{name}`: parameter {} has no default", ticked(&params))
+                } else {
+                    format!("cannot delegate to `{name}`: parameters {} have no default", ticked(&params))
+                },
             )
             .with_label("a delegation gives only a prompt")
             .with_secondary(declared, "declared here")
@@ -2664,7 +2668,7 @@ impl LowComplexityWrites {
             Code::LowComplexityWrites,
             self.at,
             format!(
-                "`{}` lets `{}`, a `low`-complexity agent, change the workspace",
+                "`{}` lets `{}`, a `low`-complexity agent, change files or run programs",
                 self.tool, self.agent
             ),
         )

@@ -669,7 +669,8 @@ fn unused_servers(tables: &Tables, diags: &mut Diagnostics) {
     for (name, def) in &tables.mcp {
         let granted = tables.agents.values().any(|a| {
             a.tools_written.iter().any(|v| match &v.kind {
-                ValueKind::Path(p) => p.fields.len() == 1 && p.root.name == *name,
+                // `git` alone is reported as a tool (`git.*` meant); not again as unused.
+                ValueKind::Path(p) => p.fields.len() <= 1 && p.root.name == *name,
                 ValueKind::Wildcard(s) => s.name == *name,
                 _ => false,
             })

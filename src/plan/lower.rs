@@ -35,7 +35,10 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
     let regions: Vec<PlanRegion> = wf.regions.iter().map(|r| plan_region(&names, r)).collect();
     let notes = analysis::count_runs(wf, &regions, &mut nodes);
     analysis::assign_levels(&mut nodes, &regions);
-    analysis::estimate_costs(program, wf, &mut nodes);
+    let (mcp, delegates) = super::tools::lower_tools(program, &nodes);
+    let mut notes = notes;
+    notes.extend(super::tools::notes(&nodes, &delegates));
+    analysis::estimate_costs(program, wf, &mut nodes, &delegates);
     let groups: Vec<PlanGroup> = wf
         .groups
         .iter()
@@ -60,7 +63,7 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
     let providers = providers_used(program, &nodes);
     let critical_path = analysis::critical_path(&nodes, &regions);
     let peak_concurrency = analysis::peak_concurrency(&nodes, &groups, &regions);
-    let mut plan = Plan {
+    Plan {
         workflow: wf.name.clone(),
         params: wf.params.clone(),
         budget_usd: wf.budget,
@@ -74,11 +77,9 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         peak_concurrency,
         providers,
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
-        mcp: IndexMap::new(),
-        delegates: IndexMap::new(),
-    };
-    super::tools::lower_tools(program, &mut plan);
-    plan
+        mcp,
+        delegates,
+    }
 }
 
 /// The providers of every model a step may use: its own and its fallback's.

@@ -1886,7 +1886,6 @@ workflow main(request: text) {
   return files
 }
 "#,
-        ..CodeInfo::ERROR
     },
     CodeInfo {
         code: Code::UnusedMcpServer,
@@ -1919,7 +1918,6 @@ workflow main(request: text) {
   return files
 }
 "#,
-        ..CodeInfo::ERROR
     },
 ];
 

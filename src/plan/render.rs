@@ -291,11 +291,7 @@ fn tools_facts(t: &crate::plan::PlanTools) -> Vec<String> {
 /// The agents steps may delegate to and the MCP servers they use, after the levels.
 fn render_tools(out: &mut String, plan: &Plan) {
     if !plan.delegates.is_empty() {
-        let _ = writeln!(
-            out,
-            "
-delegates (each delegation is a nested agent loop)"
-        );
+        let _ = writeln!(out, "\ndelegates (each delegation is a nested agent loop)");
         let width = plan.delegates.keys().map(String::len).max().unwrap_or(0);
         for d in plan.delegates.values() {
             let PlanExec::Model {
@@ -327,11 +323,8 @@ delegates (each delegation is a nested agent loop)"
         }
     }
     if !plan.mcp.is_empty() {
-        let _ = writeln!(
-            out,
-            "
-mcp servers (started when a step first needs one)"
-        );
+        let _ = writeln!(out, "\nmcp servers (started when a step first needs one)");
+        let width = plan.mcp.keys().map(String::len).max().unwrap_or(0);
         for (name, server) in &plan.mcp {
             let how = match server {
                 crate::grant::McpServer::Stdio { command, .. } => {
@@ -342,7 +335,7 @@ mcp servers (started when a step first needs one)"
                 }
                 crate::grant::McpServer::Http { url } => format!("at {url}"),
             };
-            let _ = writeln!(out, "  {name}  {how}");
+            let _ = writeln!(out, "  {name:<width$}  {how}");
         }
     }
 }

@@ -60,6 +60,8 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::opt_max_turns | Rule::kw_max_turns => "`max_turns N`",
         Rule::mcp | Rule::kw_mcp => "`mcp`",
         Rule::call_value => "a tool grant like `exec(\"...\")`",
+        // Where a call may start, any value may: say that, not `agent`.
+        Rule::call_name => "a value",
         Rule::wildcard => "a tool grant like `server.*`",
         Rule::opt_retry | Rule::kw_retry => "`retry N`",
         Rule::opt_timeout | Rule::kw_timeout => "`timeout D`",
@@ -97,6 +99,8 @@ fn join_words(mut words: Vec<String>) -> String {
             "a value",
             &[
                 "`\"\"\"`",
+                // `agent(NAME)`, a tool grant.
+                "`agent`",
                 "`$`",
                 "`[`",
                 "`false`",

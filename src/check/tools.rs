@@ -577,9 +577,10 @@ fn delegation_cycles_and_depth(tables: &Tables, diags: &mut Diagnostics) {
     if cyclic {
         return; // depths are unbounded around a cycle: the cycle is the error
     }
+    let mut memo = vec![None; graph.node_count()];
     let chains: Vec<Vec<NodeIndex>> = graph
         .node_indices()
-        .map(|n| longest_chain(&graph, n))
+        .map(|n| longest_chain(&graph, n, &mut memo))
         .collect();
     for n in graph.node_indices() {
         let chain = &chains[n.index()];
@@ -608,19 +609,27 @@ fn delegation_cycles_and_depth(tables: &Tables, diags: &mut Diagnostics) {
     }
 }
 
-/// The longest delegation chain from `n` (itself first), on a graph without cycles.
-fn longest_chain(graph: &DiGraph<String, Span>, n: NodeIndex) -> Vec<NodeIndex> {
+/// The longest delegation chain from `n` (itself first), on a graph without cycles; `memo`
+/// holds the chains found so far, so that each agent is visited once.
+fn longest_chain(
+    graph: &DiGraph<String, Span>,
+    n: NodeIndex,
+    memo: &mut Vec<Option<Vec<NodeIndex>>>,
+) -> Vec<NodeIndex> {
+    if let Some(chain) = &memo[n.index()] {
+        return chain.clone();
+    }
     let mut best = vec![n];
     let mut next: Vec<NodeIndex> = graph.neighbors(n).collect();
     next.sort();
     next.dedup();
     for m in next {
-        let mut chain = vec![n];
-        chain.extend(longest_chain(graph, m));
-        if chain.len() > best.len() {
-            best = chain;
+        let rest = longest_chain(graph, m, memo);
+        if rest.len() + 1 > best.len() {
+            best = std::iter::once(n).chain(rest).collect();
         }
     }
+    memo[n.index()] = Some(best.clone());
     best
 }
 
@@ -684,5 +693,62 @@ fn unused_servers(tables: &Tables, diags: &mut Diagnostics) {
                 .into(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::Code;
+
+    fn codes(src: &str) -> Vec<Code> {
+        let opts = crate::resolve::ResolveOptions::default();
+        let (_, diags) = crate::compile_source("t.orch", src, std::path::Path::new("."), &opts);
+        diags.iter().map(|d| d.code).collect()
+    }
+
+    /// Thirty layers of three agents, each delegating to every agent of the next layer: the
+    /// chains are followed once per agent, not once per path (3^30), and the too-deep chain is
+    /// reported once for each agent of the first layer.
+    #[test]
+    fn deep_delegation_graphs_are_checked_in_linear_time() {
+        let mut src = String::from("provider s { kind: sim }\nmodel m { provider: s }\n");
+        for layer in 0..30 {
+            for i in 0..3 {
+                let grants: Vec<String> = if layer == 29 {
+                    vec!["read".into()]
+                } else {
+                    (0..3)
+                        .map(|j| format!("agent(a{}_{j})", layer + 1))
+                        .collect()
+                };
+                src.push_str(&format!(
+                    "agent a{layer}_{i} {{ model: m, tools: [{}] }}\n",
+                    grants.join(", ")
+                ));
+            }
+        }
+        src.push_str("workflow main() {\n  x = a0_0(\"go\")\n  return x\n}\n");
+        let start = std::time::Instant::now();
+        let found = codes(&src);
+        assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
+        assert_eq!(found, [Code::DelegationTooDeep; 3]);
+    }
+
+    #[test]
+    fn a_block_option_reaches_only_agents_with_tools() {
+        let found = codes(
+            r#"
+provider s { kind: sim }
+model m { provider: s }
+agent plain { model: m }
+agent looped { model: m, tools: [read] }
+workflow main() <max_turns 3> {
+  a = plain("a")
+  b = looped("{a}")
+  return b
+}
+"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
     }
 }

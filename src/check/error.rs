@@ -1131,6 +1131,9 @@ impl InvalidArguments {
 /// `E0212`: a value of the wrong type. `found` phrases say what the value is (`` `x` is a
 /// number ``).
 pub(crate) enum TypeMismatch {
+    /// A tool grant (`exec("...")`, `agent(NAME)`, `SERVER.*`) written as a value, outside
+    /// an agent's `tools`.
+    GrantAsValue { at: Span, written: String },
     /// An approval's `-> T` other than `bool`.
     ApprovalOutput { at: Span, ty: Type, step: String },
     /// `-> T` on a call of a workflow.
@@ -1222,6 +1225,11 @@ impl TypeMismatch {
     fn diagnostic(self) -> Diagnostic {
         let error = |at, message: String| Diagnostic::new(Code::TypeMismatch, at, message);
         match self {
+            TypeMismatch::GrantAsValue { at, written } => {
+                error(at, format!("`{written}` is a tool grant, not a value"))
+                    .with_label("only in an agent's `tools: [...]`")
+                    .with_help("tool grants are written in `tools: [...]` of an agent; quote it to use it as text")
+            }
             TypeMismatch::ApprovalOutput { at, ty, step } => {
                 error(at, format!("`approve` answers with a bool, not {ty}"))
                     .with_label(format!("declared {ty}"))

@@ -230,6 +230,9 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     check_model_providers(&tables, &model_providers, diags);
     check_agent_models(&tables, diags);
     tools::check(&mut tables, diags);
+    for m in &set.modules {
+        tools::grants_outside_tools(&m.module, diags);
+    }
 
     let by_key: IndexMap<String, &ast::Workflow> = workflow_keys
         .iter()

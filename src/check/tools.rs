@@ -248,6 +248,73 @@ pub(crate) fn tool_timeout_field(f: &Fields<'_>, diags: &mut Diagnostics) -> Opt
 
 // ------------------------------------------------------------------ the checks
 
+/// `E0212` for every tool grant written where a value is read: a parameter's default, a
+/// step's argument, a `for` list, a `return`. (In fields, a grant is a value of the wrong
+/// kind, reported by the field's own check.)
+pub(crate) fn grants_outside_tools(module: &ast::Module, diags: &mut Diagnostics) {
+    for item in &module.items {
+        match item {
+            ast::Item::Agent(a) => params_grants(&a.params, diags),
+            ast::Item::Workflow(w) => {
+                params_grants(&w.params, diags);
+                block_grants(&w.body, diags);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn params_grants(params: &[ast::Param], diags: &mut Diagnostics) {
+    for v in params.iter().filter_map(|p| p.default.as_ref()) {
+        value_grants(v, diags);
+    }
+}
+
+fn block_grants(b: &ast::Block, diags: &mut Diagnostics) {
+    for s in &b.stmts {
+        match s {
+            ast::Stmt::Step(s) => step_grants(s, diags),
+            ast::Stmt::Gather(g) => step_grants(&g.step, diags),
+            ast::Stmt::Return(r) => value_grants(&r.value, diags),
+            ast::Stmt::Then(b) => block_grants(b, diags),
+            ast::Stmt::Parallel(p) => {
+                if let Some(f) = &p.for_each {
+                    value_grants(&f.list, diags);
+                }
+                block_grants(&p.body, diags);
+            }
+            ast::Stmt::Repeat(r) => block_grants(&r.body, diags),
+            ast::Stmt::If(i) => {
+                block_grants(&i.then, diags);
+                if let Some(o) = &i.otherwise {
+                    block_grants(o, diags);
+                }
+            }
+        }
+    }
+}
+
+fn step_grants(s: &ast::Step, diags: &mut Diagnostics) {
+    for a in &s.args {
+        value_grants(&a.value, diags);
+    }
+}
+
+fn value_grants(v: &Value, diags: &mut Diagnostics) {
+    match &v.kind {
+        ValueKind::Call { .. } | ValueKind::Wildcard(_) => diags.push(
+            super::error::TypeMismatch::GrantAsValue {
+                at: v.span,
+                written: crate::syntax::print::value_text(v),
+            }
+            .into(),
+        ),
+        ValueKind::List(items) => items.iter().for_each(|i| value_grants(i, diags)),
+        ValueKind::Record(fields) => fields.iter().for_each(|f| value_grants(&f.value, diags)),
+        _ => {}
+    }
+}
+
 /// Resolves every agent's grants against the tables and checks them (see the module docs).
 pub(crate) fn check(tables: &mut Tables, diags: &mut Diagnostics) {
     let keys: Vec<String> = tables.agents.keys().cloned().collect();

@@ -129,7 +129,8 @@ pub(super) fn estimate_costs(
         })
         .collect();
     for node in nodes.iter_mut() {
-        let once = worst_case(program, wf, node, &out_bound, delegates);
+        node.prompt_tokens = prompt_tokens(wf, node, &out_bound);
+        let once = worst_case(program, node, delegates);
         let runs = node.runs;
         node.worst_case = Estimate {
             input_tokens: once.input_tokens.saturating_mul(runs),
@@ -139,27 +140,11 @@ pub(super) fn estimate_costs(
     }
 }
 
-/// Worst case of one step: every attempt (and as many on the fallback) sends the literal text
-/// plus every interpolated step output at its bound, and receives `max_tokens`. A step with
-/// tools does so for every turn of its agent loop, with the context growing by each turn
-/// ([`super::tools::loop_tokens`]), plus its delegations ([`super::tools::delegations`]).
-fn worst_case(
-    program: &Program,
-    wf: &WorkflowGraph,
-    node: &PlanNode,
-    out_bound: &[u64],
-    delegates: &IndexMap<String, PlanDelegate>,
-) -> Estimate {
-    let PlanExec::Model {
-        model,
-        fallback,
-        system,
-        max_tokens,
-        tools,
-        ..
-    } = &node.exec
-    else {
-        return Estimate::default();
+/// Worst-case input of one request of a model step (0 for other steps): the literal text of
+/// its system text and prompt plus every interpolated step output at its bound.
+fn prompt_tokens(wf: &WorkflowGraph, node: &PlanNode, out_bound: &[u64]) -> u64 {
+    let PlanExec::Model { system, .. } = &node.exec else {
+        return 0;
     };
     let mut input = system.as_ref().map_or(0, literal_tokens);
     input = input.saturating_add(node.prompt.as_ref().map_or(0, literal_tokens));
@@ -174,6 +159,29 @@ fn worst_case(
             Ref::Param(_) | Ref::Arg(_) | Ref::Unbound => 0,
         });
     }
+    input
+}
+
+/// Worst case of one step: every attempt (and as many on the fallback) sends its
+/// [`PlanNode::prompt_tokens`] and receives `max_tokens`. A step with tools does so for every
+/// turn of its agent loop, with the context growing by each turn
+/// ([`super::tools::loop_tokens`]), plus its delegations ([`super::tools::delegations`]).
+fn worst_case(
+    program: &Program,
+    node: &PlanNode,
+    delegates: &IndexMap<String, PlanDelegate>,
+) -> Estimate {
+    let PlanExec::Model {
+        model,
+        fallback,
+        max_tokens,
+        tools,
+        ..
+    } = &node.exec
+    else {
+        return Estimate::default();
+    };
+    let input = node.prompt_tokens;
     let (input, output) = match tools {
         Some(t) => super::tools::loop_tokens(input, u64::from(*max_tokens), t),
         None => (input, u64::from(*max_tokens)),

@@ -67,6 +67,24 @@ impl Builtin {
     }
 }
 
+/// The longest result of one tool call sent back to the model, in bytes (64 KiB): every
+/// result is redacted, then cut to this (`run::tools` uses it as its default).
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+/// The most tool calls of one model turn that the agent loop executes. Further calls of the
+/// same turn are not executed: each gets a refusal result of at most [`REFUSAL_MAX_BYTES`].
+pub const MAX_CALLS_PER_TURN: usize = 8;
+
+/// The most bytes the results of one turn's calls send back together (128 KiB): the loop cuts
+/// each result to [`MAX_RESULT_BYTES`] and then, in call order, a result past this total to
+/// what is left (a result left with nothing says so in at most [`REFUSAL_MAX_BYTES`]).
+/// With [`MAX_CALLS_PER_TURN`] this bounds how much one turn adds to the conversation, which
+/// `orch plan`'s worst case relies on (docs/language.md, "Tools").
+pub const MAX_TURN_RESULT_BYTES: usize = 128 * 1024;
+
+/// The longest refusal or omission note standing for a call's result, in bytes.
+pub const REFUSAL_MAX_BYTES: usize = 64;
+
 /// The wire name of the built-in `exec` tool.
 pub const EXEC: &str = "exec";
 

@@ -123,6 +123,7 @@ pub(super) async fn execute(
                     stdin: prompt,
                     cwd: cwd.as_ref().map(std::path::PathBuf::from),
                     max_stdout_bytes: Some(max_output_bytes(node)),
+                    ..Default::default()
                 };
                 command_attempts(step, &spec).await
             }

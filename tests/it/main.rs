@@ -28,4 +28,5 @@ mod resume;
 mod scheduler;
 mod structured;
 mod taint_flow;
+mod tools;
 mod ui;

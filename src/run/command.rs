@@ -378,7 +378,7 @@ async fn read_at_most(
 /// When bytes were dropped, the kept text starts after the first whitespace: the cut may
 /// fall inside a secret, whose tail the redaction that follows could no longer recognise
 /// (keys never hold whitespace).
-async fn read_tail(
+pub(crate) async fn read_tail(
     pipe: Option<impl AsyncRead + Unpin>,
     keep: usize,
 ) -> io::Result<(String, bool)> {

@@ -21,6 +21,7 @@ mod fmt;
 mod fmt_control;
 mod formats;
 mod generated;
+mod mcp;
 mod no_panic;
 mod plan;
 mod redaction;

@@ -9,6 +9,7 @@
 
 pub mod builtin;
 pub mod exec;
+pub mod mcp;
 pub mod paths;
 pub mod search;
 

@@ -259,3 +259,64 @@ async fn shutdown_leaves_no_process_behind() {
         assert!(stat.is_empty(), "process {pid} is left: {stat}");
     }
 }
+
+/// A plan whose agents grant MCP tools (built by hand from a plain script: the grants a
+/// script's `tools: [...]` lowers to), checked as `orch check --mcp` and a run's start do.
+#[tokio::test]
+async fn a_plans_grants_are_collected_and_checked() {
+    use orch::grant::ToolGrant;
+    use orch::plan::{PlanExec, PlanTools};
+    use orch::run::tools::mcp::plan_grants;
+    let Some(cmds) = installed() else { return };
+    let (_dir, root) = workspace();
+    let (_, mut plan) = crate::common::compile_plan(
+        "grants.orch",
+        r#"
+provider s { kind: sim }
+model m { provider: s, name: "m-1" }
+agent scout { model: m }
+workflow main(q: text) {
+  a = scout("look at {q}")
+  b = scout("then at {a}")
+  return b
+}
+"#,
+    );
+    let grant = |tool: Option<&str>| ToolGrant::Mcp {
+        server: "fs".into(),
+        tool: tool.map(String::from),
+    };
+    let tool_sets = [
+        vec![grant(Some("read_text_file")), grant(None)],
+        vec![grant(Some("read_text_file")), grant(Some("list_directroy"))],
+    ];
+    for (node, grants) in plan.nodes.iter_mut().zip(tool_sets) {
+        let PlanExec::Model { tools, .. } = &mut node.exec else {
+            panic!("a model step");
+        };
+        *tools = Some(PlanTools {
+            grants,
+            max_turns: 5,
+            tool_timeout_ms: None,
+        });
+    }
+    plan.mcp
+        .insert("fs".into(), stdio(argv(&cmds["fs"], &["."])));
+    let grants = plan_grants(&plan);
+    assert_eq!(
+        grants,
+        [
+            ("fs".to_string(), Some("read_text_file".to_string())),
+            ("fs".to_string(), None),
+            ("fs".to_string(), Some("list_directroy".to_string())),
+        ]
+    );
+    let pool = McpPool::new(&plan.mcp, &root);
+    let err = pool.check_grants(&grants).await.expect_err("a typo");
+    assert!(
+        err.to_string()
+            .contains("no tool `list_directroy`; did you mean `list_directory`?"),
+        "{err}"
+    );
+    pool.shutdown().await;
+}

@@ -33,7 +33,8 @@ use tokio::sync::OnceCell;
 
 use super::{BoxFuture, Tool, ToolContext, ToolOutput};
 use crate::diag::suggest::did_you_mean;
-use crate::grant::{McpServer, mcp_wire_name};
+use crate::grant::{McpServer, ToolGrant, mcp_wire_name};
+use crate::plan::{Plan, PlanExec};
 use crate::redact::redact;
 use crate::run::provider::conversation::ToolSpec;
 
@@ -113,6 +114,35 @@ pub struct McpToolInfo {
     pub read_only: Option<bool>,
     /// `destructiveHint`, when the server gives it.
     pub destructive: Option<bool>,
+}
+
+/// The MCP grants of a plan's agents — its steps' and the agents it delegates to — as
+/// `(server, tool)` pairs (`None`: every tool), each once, in plan order: what
+/// [`McpPool::check_grants`] checks before a run's first step and at `orch check --mcp`.
+pub fn plan_grants(plan: &Plan) -> Vec<(String, Option<String>)> {
+    let execs = plan
+        .nodes
+        .iter()
+        .map(|n| &n.exec)
+        .chain(plan.delegates.values().map(|d| &d.exec));
+    let mut grants: Vec<(String, Option<String>)> = Vec::new();
+    for exec in execs {
+        let PlanExec::Model {
+            tools: Some(tools), ..
+        } = exec
+        else {
+            continue;
+        };
+        for grant in &tools.grants {
+            if let ToolGrant::Mcp { server, tool } = grant {
+                let pair = (server.clone(), tool.clone());
+                if !grants.contains(&pair) {
+                    grants.push(pair);
+                }
+            }
+        }
+    }
+    grants
 }
 
 /// One started server.

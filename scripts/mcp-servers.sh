@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install the two real MCP servers the MCP tests talk to, and print how to start them:
-#   - @modelcontextprotocol/server-filesystem (npm), into $dir/npm;
-#   - mcp-server-git (PyPI), into the virtualenv $dir/venv.
+# Install the real MCP servers the MCP tests talk to, and print how to start them:
+#   - @modelcontextprotocol/server-filesystem (npm, stdio), into $dir/npm;
+#   - @modelcontextprotocol/server-everything (npm; its `streamableHttp` mode serves
+#     http://127.0.0.1:$PORT/mcp), into $dir/npm;
+#   - mcp-server-git (PyPI, stdio), into the virtualenv $dir/venv.
 # Idempotent: an install that is already there (same pinned version) is reused.
 #
 #   scripts/mcp-servers.sh           # install if needed; print a JSON object on stdout:
 #                                    # {"fs": [argv before the allowed directories...],
-#                                    #  "git": [argv before `--repository DIR`...]}
+#                                    #  "git": [argv before `--repository DIR`...],
+#                                    #  "everything": [argv before `stdio|streamableHttp`]}
 #
 # Environment: ORCH_MCP_DIR (default ~/.cache/orch-mcp, shared by every checkout on the
 # machine). Needs node + npm and python3 (with venv). Exits non-zero, saying why on stderr,
@@ -15,6 +18,7 @@ set -euo pipefail
 
 dir="${ORCH_MCP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-mcp}"
 fs_version="2026.8.31"
+everything_version="2026.8.31"
 git_version="2026.10.19"
 installlog="$dir/install.log"
 
@@ -24,16 +28,20 @@ fail() { log "$*"; exit 1; }
 mkdir -p "$dir"
 
 fs_entry="$dir/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
-install_fs() {
-  local marker="$dir/npm/.installed-$fs_version"
-  [ -f "$marker" ] && [ -f "$fs_entry" ] && return 0
+everything_entry="$dir/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+install_npm() {
+  local marker="$dir/npm/.installed-$fs_version-$everything_version"
+  [ -f "$marker" ] && [ -f "$fs_entry" ] && [ -f "$everything_entry" ] && return 0
   command -v npm >/dev/null || fail "npm is not installed (apt-get install nodejs npm)"
-  log "installing @modelcontextprotocol/server-filesystem@$fs_version (log: $installlog)"
+  log "installing @modelcontextprotocol/server-filesystem@$fs_version and" \
+    "server-everything@$everything_version (log: $installlog)"
   mkdir -p "$dir/npm"
   npm install --prefix "$dir/npm" --no-audit --no-fund --loglevel=error \
-    "@modelcontextprotocol/server-filesystem@$fs_version" >>"$installlog" 2>&1 \
+    "@modelcontextprotocol/server-filesystem@$fs_version" \
+    "@modelcontextprotocol/server-everything@$everything_version" >>"$installlog" 2>&1 \
     || fail "npm install failed; see $installlog"
   [ -f "$fs_entry" ] || fail "npm installed no $fs_entry"
+  [ -f "$everything_entry" ] || fail "npm installed no $everything_entry"
   rm -f "$dir"/npm/.installed-*
   touch "$marker"
 }
@@ -57,12 +65,16 @@ install_git() {
 exec 9>"$dir/.lock"
 if command -v flock >/dev/null; then flock 9; fi
 
-install_fs
+install_npm
 install_git
 
 node="$(command -v node)" || fail "node is not installed"
-"$venv/bin/python" - "$node" "$fs_entry" "$venv/bin/python" <<'PY'
+"$venv/bin/python" - "$node" "$fs_entry" "$everything_entry" "$venv/bin/python" <<'PY'
 import json, sys
-node, entry, python = sys.argv[1:4]
-print(json.dumps({"fs": [node, entry], "git": [python, "-m", "mcp_server_git"]}))
+node, fs, everything, python = sys.argv[1:5]
+print(json.dumps({
+    "fs": [node, fs],
+    "git": [python, "-m", "mcp_server_git"],
+    "everything": [node, everything],
+}))
 PY

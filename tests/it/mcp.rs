@@ -320,3 +320,50 @@ workflow main(q: text) {
     );
     pool.shutdown().await;
 }
+
+/// A streamable-HTTP server (`server-everything streamableHttp` on a free loopback port):
+/// listed and called like a stdio one.
+#[tokio::test]
+async fn streamable_http_server_lists_and_calls() {
+    let Some(cmds) = installed() else { return };
+    let (_dir, root) = workspace();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let argv = argv(&cmds["everything"], &["streamableHttp"]);
+    let mut server = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let up = async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), up)
+        .await
+        .expect("the server listens");
+    let url = McpServer::Http {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    };
+    let pool = pool(&root, &[("every", url)]);
+    let tools = pool.tools("every", Some("echo")).await.expect("connects");
+    assert_eq!(tools[0].spec().name, "every__echo");
+    let out = tools[0]
+        .call(json!({"message": "over http"}), &cx(&root))
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert!(out.content.contains("over http"), "{}", out.content);
+    let err = pool.tools("every", Some("ecoh")).await.err().expect("typo");
+    assert!(err.to_string().contains("did you mean `echo`?"), "{err}");
+    pool.shutdown().await;
+    server.kill().await.expect("stops");
+}

@@ -367,3 +367,53 @@ async fn streamable_http_server_lists_and_calls() {
     pool.shutdown().await;
     server.kill().await.expect("stops");
 }
+
+/// Runs [`stdio_environment_inner`] in a child test process whose environment holds a key
+/// the run reads (under a name that says nothing) and a harmless variable: a test cannot
+/// safely change its own environment, which is what a stdio server inherits.
+#[test]
+fn stdio_servers_get_their_env_without_the_runs_keys() {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "mcp::stdio_environment_inner",
+            "--exact",
+            "--include-ignored",
+        ])
+        .env("ORCH_MCP_ENV_INNER", "1")
+        .env("LLM_CRED", "plain-looking-value-43")
+        .env("ORCH_HARMLESS", "stays")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by stdio_servers_get_their_env_without_the_runs_keys in a child process"]
+async fn stdio_environment_inner() {
+    if std::env::var_os("ORCH_MCP_ENV_INNER").is_none() {
+        return;
+    }
+    let Some(cmds) = installed() else { return };
+    // The run read this key (`RunOptions::read_key` registers what it reads).
+    orch::redact::register("plain-looking-value-43");
+    let (_dir, root) = workspace();
+    let server = McpServer::Stdio {
+        command: argv(&cmds["everything"], &["stdio"]),
+        env: vec![("ORCH_DECLARED".into(), "as written".into())],
+    };
+    let pool = pool(&root, &[("every", server)]);
+    let tools = pool.tools("every", Some("get-env")).await.expect("starts");
+    assert!(tools[0].read_only());
+    let out = tools[0].call(json!({}), &cx(&root)).await;
+    let env: Value = serde_json::from_str(&out.content).expect("JSON");
+    assert_eq!(env["ORCH_DECLARED"], "as written");
+    assert_eq!(env["ORCH_HARMLESS"], "stays");
+    assert!(env.get("LLM_CRED").is_none(), "{env}");
+    pool.shutdown().await;
+}

@@ -71,7 +71,13 @@ impl Exec {
                 "`argv` is empty: give the program and its arguments".into(),
             ));
         }
-        if !self.prefixes.iter().any(|p| argv.starts_with(p)) {
+        // An empty prefix would allow everything: the checker rejects `exec()`, and it is
+        // ignored here too.
+        if !self
+            .prefixes
+            .iter()
+            .any(|p| !p.is_empty() && argv.starts_with(p))
+        {
             return Err(Failure::Refused(format!(
                 "`{}` is not allowed: argv must start with one of {}",
                 argv.join(" "),

@@ -5,7 +5,9 @@
 //!
 //! A stdio server is started without a shell, in the workspace, with orch's environment plus
 //! the declaration's `env` (values as written; a key is never written in a script: the server
-//! reads it from the environment orch runs in, by its variable's name). It runs in a process
+//! reads it from the environment orch runs in, by its variable's name, e.g. `GITHUB_TOKEN`) —
+//! less every variable holding a key the run has read ([`crate::redact::holds_registered`]:
+//! the providers' API keys, read before the first step), which no server needs. It runs in a process
 //! group of its own (`npx` starts `node`, which must stop with it). Its stderr is kept apart
 //! from orch's output, its end bounded ([`MCP_STDERR_KEPT_BYTES`]) and quoted, redacted, when
 //! the server fails to start. [`McpPool::shutdown`] closes each connection as the MCP
@@ -343,7 +345,14 @@ impl McpPool {
             return Err("its `command` is empty".into());
         };
         let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args).current_dir(&self.workspace);
+        cmd.args(args)
+            .current_dir(&self.workspace)
+            .env_clear()
+            .envs(
+                std::env::vars_os().filter(|(_, value)| {
+                    !crate::redact::holds_registered(&value.to_string_lossy())
+                }),
+            );
         for (name, value) in env {
             crate::redact::register_env(name, value);
             cmd.env(name, value);
@@ -511,5 +520,35 @@ fn result_text(result: &rmcp::model::CallToolResult) -> String {
     match (&result.structured_content, parts.is_empty()) {
         (Some(structured), true) => structured.to_string(),
         _ => parts.join("\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent loop runs tool calls on tokio tasks: the pool and its futures must be `Send`.
+    #[test]
+    fn the_pool_can_be_shared_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let pool = McpPool::new(&IndexMap::new(), Path::new("."));
+        send_sync(&pool);
+        send(pool.tools("fs", None));
+        send(pool.check_grants(&[]));
+        send(pool.shutdown());
+    }
+
+    #[test]
+    fn results_keep_text_and_name_other_content() {
+        let result = rmcp::model::CallToolResult::success(vec![
+            ContentBlock::text("first"),
+            ContentBlock::image("AAAA", "image/png"),
+            ContentBlock::embedded_text("file:///a.txt", "inside"),
+        ]);
+        assert_eq!(
+            result_text(&result),
+            "first\n[image, image/png, not shown]\n[resource file:///a.txt]\ninside"
+        );
     }
 }

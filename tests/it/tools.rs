@@ -526,3 +526,31 @@ async fn exec_output_is_capped_and_keeps_the_end() {
         &out.content[out.content.len() - 40..]
     );
 }
+
+#[tokio::test]
+async fn a_workspace_given_through_a_symlink_still_confines_and_shows_relative_paths() {
+    let w = ws();
+    let link = w.outside.join("ws-link");
+    std::os::unix::fs::symlink(&w.root, &link).expect("symlink");
+    let out = call(
+        &builtin(Builtin::Glob),
+        &link,
+        json!({"pattern": "*.rs", "path": "src"}),
+    )
+    .await;
+    assert_eq!(ok(&out), "src/lib.rs\nsrc/main.rs");
+    let out = call(
+        &builtin(Builtin::Grep),
+        &link,
+        json!({"pattern": "fn main", "path": "src/main.rs"}),
+    )
+    .await;
+    assert_eq!(ok(&out), "src/main.rs:1:fn main() {");
+    let out = call(
+        &builtin(Builtin::Read),
+        &link,
+        json!({"path": "../outside/secret.txt"}),
+    )
+    .await;
+    refused(&out);
+}

@@ -59,6 +59,15 @@ pub struct Confined {
 /// writing under `.git`/`.orch` or the workspace root; or it cannot be resolved (a missing
 /// file to read).
 pub fn confine(workspace: &Path, raw: &str, access: Access) -> Result<Confined, String> {
+    // The context's workspace is canonical already; resolving it again costs one system call
+    // and keeps a caller that forgot from refusing every path.
+    let workspace = &workspace.canonicalize().map_err(|err| {
+        format!(
+            "cannot resolve the workspace {}: {}",
+            workspace.display(),
+            plain(&err)
+        )
+    })?;
     let relative = lexical(workspace, raw)?;
     let path = match workspace.join(&relative).canonicalize() {
         Ok(path) => path,

@@ -144,7 +144,7 @@ fn glob(cx: &ToolContext, input: GlobInput, deadline: Instant) -> Outcome {
         .compile_matcher();
     let mut found = Vec::new();
     let mut more = false;
-    let finished = walk(cx, &base, None, deadline, |shown, path| {
+    let finished = walk(&base, None, deadline, |shown, path| {
         let relative = path.strip_prefix(&base.path).unwrap_or(path);
         if matcher.is_match(relative) {
             if found.len() == MAX_GLOB_RESULTS {
@@ -191,7 +191,7 @@ fn grep(cx: &ToolContext, input: GrepInput, deadline: Instant) -> Outcome {
         .build();
     let mut lines: Vec<String> = Vec::new();
     let mut unreadable = 0usize;
-    let finished = walk(cx, &base, only.as_ref(), deadline, |shown, path| {
+    let finished = walk(&base, only.as_ref(), deadline, |shown, path| {
         let sink = Lossy(|number, text: &str| {
             if lines.len() == MAX_GREP_MATCHES {
                 return Ok(false);
@@ -255,7 +255,6 @@ impl Walked {
 /// `only` when given, with
 /// their path relative to the workspace, until `visit` breaks or the deadline passes.
 fn walk(
-    cx: &ToolContext,
     base: &Confined,
     only: Option<&globset::GlobMatcher>,
     deadline: Instant,
@@ -283,11 +282,13 @@ fn walk(
         if only.is_some_and(|m| !m.is_match(name) && !m.is_match(relative)) {
             continue;
         }
-        let shown = path
-            .strip_prefix(&cx.workspace)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned();
+        let shown = if base.shown == "." {
+            relative.to_string_lossy().into_owned()
+        } else if relative.as_os_str().is_empty() {
+            base.shown.clone()
+        } else {
+            format!("{}/{}", base.shown, relative.to_string_lossy())
+        };
         if visit(shown, path).is_break() {
             break;
         }

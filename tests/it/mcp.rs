@@ -184,7 +184,7 @@ async fn unknown_tools_and_servers_are_errors_with_a_did_you_mean() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "mcp server `fs` has no tool `read_txt_file`; did you mean `read_text_file`?"
+            "mcp server `fs` has no tool `read_txt_file` (did you mean `read_text_file`?); it lists: "
         ),
         "{text}"
     );
@@ -192,7 +192,7 @@ async fn unknown_tools_and_servers_are_errors_with_a_did_you_mean() {
     let err = pool.tools("fss", None).await.err().expect("unknown server");
     assert_eq!(
         err.to_string(),
-        "no mcp server `fss` is declared; did you mean `fs`?"
+        "no mcp server `fss` is declared (did you mean `fs`?)"
     );
     pool.shutdown().await;
 }
@@ -315,7 +315,7 @@ workflow main(q: text) {
     let err = pool.check_grants(&grants).await.expect_err("a typo");
     assert!(
         err.to_string()
-            .contains("no tool `list_directroy`; did you mean `list_directory`?"),
+            .contains("no tool `list_directroy` (did you mean `list_directory`?)"),
         "{err}"
     );
     pool.shutdown().await;
@@ -363,7 +363,7 @@ async fn streamable_http_server_lists_and_calls() {
     assert!(!out.is_error, "{}", out.content);
     assert!(out.content.contains("over http"), "{}", out.content);
     let err = pool.tools("every", Some("ecoh")).await.err().expect("typo");
-    assert!(err.to_string().contains("did you mean `echo`?"), "{err}");
+    assert!(err.to_string().contains("(did you mean `echo`?)"), "{err}");
     pool.shutdown().await;
     server.kill().await.expect("stops");
 }

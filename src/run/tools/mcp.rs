@@ -89,7 +89,7 @@ pub enum McpError {
 fn hint(suggestion: &Option<String>) -> String {
     suggestion
         .as_ref()
-        .map(|s| format!("; did you mean `{s}`?"))
+        .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default()
 }
 

@@ -91,6 +91,17 @@ pub fn format_duration(ms: u64) -> String {
     }
 }
 
+/// `1 step`, `2 steps`, `0 steps`: a count and its noun, plural unless the count is one.
+/// Every count printed for people goes through it (the nouns used take an `s`).
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The default bound on one answer (and on a command's stdout): 1 MiB of text. The longest
 /// answers models give today are bounded by their output-token limits — 64,000 tokens for
 /// Claude Sonnet 4.5, 128,000 for GPT-5 (their model pages) — which at about 4 bytes of
@@ -104,6 +115,13 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u32 = 1 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_the_plural_unless_one() {
+        assert_eq!(plural(1u64, "step"), "1 step");
+        assert_eq!(plural(0u64, "level"), "0 levels");
+        assert_eq!(plural(2u32, "attempt"), "2 attempts");
+    }
 
     #[test]
     fn durations_read_and_print() {

@@ -23,7 +23,8 @@
 //!
 //! [`compile_file`] drives the stages up to a checked program: the front end (`syntax`,
 //! `resolve`, `check`), then the lints of the planning stage — `W0803`, a worst-case cost
-//! over a `budget`, needs the plan's cost model, so it lives in [`plan::budget`] and runs
+//! over a `budget`, and `W0804`, a worst-case request over a model's context window, need
+//! the plan's cost model, so they live in [`plan::budget`] and [`plan::window`] and run
 //! here, after the checker and only on a program without errors, never from inside `check`.
 
 pub mod check;
@@ -72,7 +73,7 @@ pub fn compile_source(
 fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
     let program = check::check(set, diags);
     if !diags.has_errors() {
-        plan::budget::check_budgets(&program, diags);
+        plan::lint(&program, diags);
     }
     resolve::label_include_chains(set, diags);
     diags.sort();

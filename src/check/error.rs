@@ -538,7 +538,7 @@ pub(crate) enum InvalidFieldValue {
     SimulatorOnly { at: Span, key: &'static str },
     /// `stream` or `idle_timeout` on the simulator.
     HttpOnly { at: Span, key: &'static str },
-    /// A provider's field that cannot be zero.
+    /// A provider's or a model's field that cannot be zero (a model's `context_window`).
     ProviderZero { at: Span, key: &'static str },
     /// `price` that is no record.
     PriceNotRecord { at: Span },
@@ -650,6 +650,10 @@ impl InvalidFieldValue {
             InvalidFieldValue::ProviderZero { at, key } => {
                 let help = if key == "idle_timeout" {
                     "give a positive duration like `60s`, or remove it for the default of 60 s"
+                        .to_string()
+                } else if key == "context_window" {
+                    "give the model's context window in tokens (like `200000`), or remove it: \
+                     requests are then not checked against a window"
                         .to_string()
                 } else {
                     format!("give a positive number, or remove `{key}` for no limit")

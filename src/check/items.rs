@@ -166,6 +166,10 @@ pub struct ModelDef {
     pub price: Price,
     /// Default output-token limit for steps on this model.
     pub max_tokens: Option<u32>,
+    /// Its context window, in tokens: the most a request's input plus its `max_tokens` may
+    /// be (never zero). `None`: unknown, not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
     /// Declaration span.
     #[serde(skip)]
     pub span: Span,
@@ -606,7 +610,14 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
 
 // ------------------------------------------------------------------------- models
 
-const MODEL_FIELDS: &[&str] = &["provider", "name", "tier", "price", "max_tokens"];
+const MODEL_FIELDS: &[&str] = &[
+    "provider",
+    "name",
+    "tier",
+    "price",
+    "max_tokens",
+    "context_window",
+];
 
 /// A model; the provider name is validated later, against the whole provider table.
 pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Option<Ident>) {
@@ -639,9 +650,27 @@ pub(crate) fn model(decl: &ast::Decl, diags: &mut Diagnostics) -> (ModelDef, Opt
         tier,
         price,
         max_tokens: f.int("max_tokens", diags),
+        context_window: context_window(&f, diags),
         span: decl.span,
     };
     (def, provider)
+}
+
+/// `context_window:` a whole number of tokens, not zero.
+fn context_window(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<u32> {
+    let n = f.int("context_window", diags)?;
+    if n > 0 {
+        return Some(n);
+    }
+    let at = f.get("context_window")?.value.span;
+    diags.push(
+        InvalidFieldValue::ProviderZero {
+            at,
+            key: "context_window",
+        }
+        .into(),
+    );
+    None
 }
 
 fn price(field: &Field, diags: &mut Diagnostics) -> Price {

@@ -9,7 +9,8 @@
 //! - `W0105 duplicate-include`: a file includes the same file twice;
 //! - `E0601 literal-api-key`: something shaped like an API key anywhere in a file.
 //!
-//! The budget lint (`W0803`) needs the plan's cost model and lives in the plan stage (`plan::budget`).
+//! The budget lint (`W0803`) and the context-window lint (`W0804`) need the plan's cost model
+//! and live in the plan stage (`plan::budget`, `plan::window`).
 
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};

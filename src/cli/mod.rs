@@ -153,7 +153,8 @@ pub struct RunArgs {
     /// Workflow to run (default: `main`, or the only one).
     #[arg(long)]
     pub workflow: Option<String>,
-    /// An input: `name=value`, or `name=@path` to read a file. Repeatable.
+    /// An input: `name=value`, or `name=@path` to read a file (UTF-8, at most 16 MiB); a
+    /// list or record is JSON (`items=["a", "b"]`). Repeatable.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
     /// Run every model on the built-in simulator (no key, no network); command agents are
@@ -514,7 +515,27 @@ fn compile_for_plan(
     }
 }
 
+/// A script path that names no file is a usage error (exit code 2), said before anything is
+/// compiled: `orch run nope.orch` is a typo on the command line, not a broken script.
+/// Returns the exit code when `file` does not exist (or cannot be looked at).
+fn no_such_script(file: &Path) -> Option<ExitCode> {
+    let problem = match std::fs::metadata(file) {
+        Ok(m) if m.is_dir() => "is a directory, not a script".to_string(),
+        Ok(_) => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    eprintln!(
+        "error: file `{}` {problem}\n  give the path of an `.orch` script",
+        file.display()
+    );
+    Some(ExitCode::from(2))
+}
+
 fn plan(a: PlanArgs) -> ExitCode {
+    if let Some(code) = no_such_script(&a.file) {
+        return code;
+    }
     let levels = match a.compile.lint_levels() {
         Ok(l) => l,
         Err(e) => {

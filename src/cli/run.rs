@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use indexmap::IndexMap;
 
 use super::progress::Progress;
-use super::{Paint, RunArgs, compile_for_plan};
+use super::{Paint, RunArgs, compile_for_plan, no_such_script};
 use crate::check::Program;
-use crate::common::format_duration;
+use crate::common::{format_duration, plural};
 use crate::plan::Plan;
 use crate::plan::render::usd;
 use crate::redact::redact;
@@ -19,6 +19,9 @@ use crate::run::{Endpoint, RunOptions, RunReport, StepStatus, Target};
 
 /// `orch run`.
 pub(super) fn run(a: RunArgs) -> ExitCode {
+    if let Some(code) = no_such_script(&a.file) {
+        return code;
+    }
     let flags = parse_inputs(&a.inputs).and_then(|i| Ok((i, a.compile.lint_levels()?)));
     let (mut inputs, levels) = match flags {
         Ok(ok) => ok,
@@ -112,11 +115,11 @@ fn header(plan: &Plan, target: &Target, journal: Option<&Journal>, paint: &Paint
         _ => String::new(),
     };
     format!(
-        "{} {} ({} steps, {} levels) {where_}{resuming}",
+        "{} {} ({}, {}) {where_}{resuming}",
         paint.bold("running"),
         plan.workflow,
-        plan.nodes.len(),
-        plan.levels.len(),
+        plural(plan.nodes.len() as u64, "step"),
+        plural(plan.levels.len() as u64, "level"),
     )
 }
 
@@ -200,13 +203,41 @@ fn parse_inputs(raw: &[String]) -> Result<IndexMap<String, String>, String> {
             ));
         };
         let v = match v.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("--input {k}=@{path}: cannot read `{path}`: {e}"))?,
+            Some(path) => read_input_file(k, path)?,
             None => v.to_string(),
         };
         out.insert(k.trim().to_string(), v);
     }
     Ok(out)
+}
+
+/// The largest file `--input name=@path` reads: 16 MiB. That is about 4 million tokens (at
+/// 4 bytes a token), 20 times the 200,000-token context window of today's Claude models, so
+/// no prompt could hold it, while a larger text that a command step reads (a log, a data
+/// set) still fits. A larger file is refused before it is read into memory, rather than made
+/// into a prompt of millions of tokens.
+const MAX_INPUT_FILE_BYTES: u64 = 16 << 20;
+
+/// The text of `path` for `--input name=@path`: at most [`MAX_INPUT_FILE_BYTES`], UTF-8.
+///
+/// # Errors
+/// For people: the file cannot be read, is not UTF-8, or is larger than the bound.
+fn read_input_file(name: &str, path: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("--input {name}=@{path}: cannot read `{path}`: {e}");
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut text = String::new();
+    file.take(MAX_INPUT_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_INPUT_FILE_BYTES {
+        return Err(format!(
+            "--input {name}=@{path}: `{path}` is larger than {} MiB, the most an input file may be (about {} million tokens, more than any model's context window); pass a smaller file, or let a command step read the file itself (its path as an argument)",
+            MAX_INPUT_FILE_BYTES >> 20,
+            MAX_INPUT_FILE_BYTES / 4 / 1_000_000
+        ));
+    }
+    Ok(text)
 }
 
 /// The journal of this run: none with `--no-journal`, the run to resume with `--resume`,
@@ -311,9 +342,9 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
     let counts = r.step_counts();
     let _ = writeln!(
         s,
-        "  {}/{} steps succeeded · {} tokens in · {} tokens out · {} · wall time {}",
+        "  {}/{} succeeded · {} tokens in · {} tokens out · {} · wall time {}",
         counts.succeeded,
-        counts.total,
+        plural(counts.total as u64, "step"),
         r.usage.input_tokens,
         r.usage.output_tokens,
         usd(r.cost_usd),

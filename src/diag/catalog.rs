@@ -1587,6 +1587,52 @@ workflow main(request: text) <budget $0.50> {
 "#,
     },
     CodeInfo {
+        code: Code::ContextWindowExceeded,
+        name: "context-window-exceeded",
+        default_severity: Severity::Warning,
+        summary: "A step's worst-case request is larger than its model's `context_window`.",
+        what: "Estimates each model step's largest request the way `orch plan` does (its system \
+               text and prompt at 4 characters a token, each step output it interpolates at \
+               that step's whole `max_tokens`, parameters as nothing) and warns when that plus \
+               the step's own `max_tokens` is more than the `context_window` of its model or of \
+               its fallback, pointing at the largest outputs it interpolates.",
+        why: "A provider refuses a request whose input and `max_tokens` do not fit the model's \
+              context window, so the step would fail after everything before it ran and was \
+              paid for. `orch run` refuses such a prompt before sending it, naming the step; \
+              this warning says so before the run. Lower `max_tokens` of the steps it reads, \
+              interpolate fewer outputs, or use a model with a larger window.",
+        example_bad: r#"include "std/models.orch"
+
+agent researcher { model: haiku, max_tokens: 64000, system: "You research in depth." }
+agent editor     { model: haiku, max_tokens: 64000, system: "You edit reports." }
+
+workflow main(topic: text) {
+  parallel {
+    history = researcher("The history of {topic}")
+    market  = researcher("The market for {topic}")
+    outlook = researcher("The outlook for {topic}")
+  }
+  report = editor("Merge into one report:\n{history}\n{market}\n{outlook}")
+  return report
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent researcher { model: haiku, max_tokens: 16000, system: "You research in depth." }
+agent editor     { model: haiku, max_tokens: 64000, system: "You edit reports." }
+
+workflow main(topic: text) {
+  parallel {
+    history = researcher("The history of {topic}")
+    market  = researcher("The market for {topic}")
+    outlook = researcher("The outlook for {topic}")
+  }
+  report = editor("Merge into one report:\n{history}\n{market}\n{outlook}")
+  return report
+}
+"#,
+    },
+    CodeInfo {
         code: Code::UnusedAllow,
         name: "unused-allow",
         default_severity: Severity::Warning,

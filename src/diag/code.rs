@@ -115,6 +115,8 @@ codes! {
     ParallelizableSequence = "W0802",
     /// `W0803`: a worst-case cost over its budget.
     BudgetExceeded = "W0803",
+    /// `W0804`: a step's worst-case request over its model's context window.
+    ContextWindowExceeded = "W0804",
     /// `W0901`: an `allow` comment that silences nothing.
     UnusedAllow = "W0901",
     /// `E1001`: `orch fmt` cannot lay the file out without changing its meaning.

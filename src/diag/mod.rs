@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::common::plural;
+
 /// Index of a source file in a [`SourceMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FileId(pub u32);
@@ -221,7 +223,7 @@ pub struct Label {
 /// wording of each code has one place, the error type of the stage that reports it, the only
 /// code that calls [`Diagnostic::new`] for it: `syntax::error` (`E0001`), `resolve::error`
 /// (`E0100`–`E0104`), `check::error` (the checker's codes, `E0701` included), `plan::budget`
-/// (`W0803`), [`levels`] (`W0901`) and `fmt` (`E1001`).
+/// (`W0803`), `plan::window` (`W0804`), [`levels`] (`W0901`) and `fmt` (`E1001`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Stable code, e.g. `E0201`; every code is described in [`catalog`].
@@ -566,20 +568,16 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
     out
 }
 
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
 /// `2 errors, 1 warning`.
 pub fn summary_line(errors: usize, warnings: usize) -> String {
     match (errors, warnings) {
-        (0, w) => plural(w, "warning"),
-        (e, 0) => plural(e, "error"),
-        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+        (0, w) => plural(w as u64, "warning"),
+        (e, 0) => plural(e as u64, "error"),
+        (e, w) => format!(
+            "{}, {}",
+            plural(e as u64, "error"),
+            plural(w as u64, "warning")
+        ),
     }
 }
 

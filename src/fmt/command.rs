@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::common::plural;
 use crate::diag::{Diagnostics, HumanStyle, SourceMap, render_human};
 
 /// How many changed lines of each side `--check` shows.
@@ -124,7 +125,7 @@ pub fn first_hunk(name: &str, old: &str, new: &str, color: bool) -> String {
         if let Some((sign, hidden)) = run.take()
             && hidden > 0
         {
-            let _ = writeln!(s, "{sign}... {hidden} more lines");
+            let _ = writeln!(s, "{sign}... {}", plural(hidden as u64, "more line"));
         }
     };
     for change in hunk.iter_changes() {

@@ -121,7 +121,8 @@ pub(super) fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut 
         })
         .collect();
     for node in nodes.iter_mut() {
-        let once = worst_case(program, wf, node, &out_bound);
+        node.prompt_tokens = prompt_tokens(wf, node, &out_bound);
+        let once = worst_case(program, node);
         let runs = node.runs;
         node.worst_case = Estimate {
             input_tokens: once.input_tokens.saturating_mul(runs),
@@ -131,23 +132,11 @@ pub(super) fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut 
     }
 }
 
-/// Worst case of one step: every attempt (and as many on the fallback) sends the literal text
-/// plus every interpolated step output at its bound, and receives `max_tokens`.
-fn worst_case(
-    program: &Program,
-    wf: &WorkflowGraph,
-    node: &PlanNode,
-    out_bound: &[u64],
-) -> Estimate {
-    let PlanExec::Model {
-        model,
-        fallback,
-        system,
-        max_tokens,
-        ..
-    } = &node.exec
-    else {
-        return Estimate::default();
+/// Worst-case input of one request of a model step (0 for other steps): the literal text of
+/// its system text and prompt plus every interpolated step output at its bound.
+fn prompt_tokens(wf: &WorkflowGraph, node: &PlanNode, out_bound: &[u64]) -> u64 {
+    let PlanExec::Model { system, .. } = &node.exec else {
+        return 0;
     };
     let mut input = system.as_ref().map_or(0, literal_tokens);
     input = input.saturating_add(node.prompt.as_ref().map_or(0, literal_tokens));
@@ -162,6 +151,22 @@ fn worst_case(
             Ref::Param(_) | Ref::Arg(_) | Ref::Unbound => 0,
         });
     }
+    input
+}
+
+/// Worst case of one step: every attempt (and as many on the fallback) sends its
+/// [`PlanNode::prompt_tokens`] and receives `max_tokens`.
+fn worst_case(program: &Program, node: &PlanNode) -> Estimate {
+    let PlanExec::Model {
+        model,
+        fallback,
+        max_tokens,
+        ..
+    } = &node.exec
+    else {
+        return Estimate::default();
+    };
+    let input = node.prompt_tokens;
     let attempts = u64::from(node.retry) + 1;
     let (input, output) = (
         input.saturating_mul(attempts),

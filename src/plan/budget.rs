@@ -6,8 +6,8 @@
 //! step that could overrun what is left of the budget, so a script that warns here may stop
 //! early; the warning says so before any money is spent.
 
-use super::{Plan, PlanGroup, lower};
-use crate::check::Program;
+use super::{Plan, PlanGroup};
+use crate::check::workflow::WorkflowGraph;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 
 use super::render::usd;
@@ -15,33 +15,31 @@ use super::render::usd;
 /// How many of the most expensive steps the warning points at.
 const COSTLIEST: usize = 3;
 
-/// Warns for every workflow with a `budget` whose worst-case cost exceeds it. Call it on a
-/// program without errors (lowering to a plan assumes a well-formed DAG).
-pub fn check_budgets(program: &Program, diags: &mut Diagnostics) {
-    for wf in program.workflows.values() {
-        if wf.budget.is_none() && wf.groups.iter().all(|g| g.budget.is_none()) {
-            continue;
+/// Whether workflow `wf` or one of its blocks has a `budget`, which [`check_budgets`] checks.
+pub(super) fn has_budgets(wf: &WorkflowGraph) -> bool {
+    wf.budget.is_some() || wf.groups.iter().any(|g| g.budget.is_some())
+}
+
+/// Warns when the worst-case cost of workflow `wf` (planned as `plan`), or of one of its
+/// `parallel` blocks, exceeds its `budget`.
+pub(super) fn check_budgets(wf: &WorkflowGraph, plan: &Plan, diags: &mut Diagnostics) {
+    for g in &plan.groups {
+        if let Some(budget) = g.budget_usd {
+            check_block(plan, g, budget, wf.groups[g.id].span, diags);
         }
-        let plan = lower(program, wf);
-        for g in &plan.groups {
-            if let Some(budget) = g.budget_usd {
-                check_block(&plan, g, budget, wf.groups[g.id].span, diags);
-            }
-        }
-        let (Some(budget), Some(span)) = (wf.budget, wf.budget_span) else {
-            continue;
-        };
-        let worst = plan.worst_case.cost_usd;
-        if worst <= budget {
-            continue;
-        }
+    }
+    let (Some(budget), Some(span)) = (wf.budget, wf.budget_span) else {
+        return;
+    };
+    let worst = plan.worst_case.cost_usd;
+    if worst > budget {
         diags.push(
             BudgetExceeded {
                 at: span,
                 what: format!("workflow `{}`", wf.name),
                 worst,
                 budget,
-                costliest: costliest(&plan, None),
+                costliest: costliest(plan, None),
                 block: false,
             }
             .into(),

@@ -394,6 +394,7 @@ fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
                 fallback: fallback.clone(),
                 system: system.as_ref().map(|t| agent_template(t, args)),
                 max_tokens: *max_tokens,
+                context_window: m.and_then(|m| m.context_window),
                 temperature: *temperature,
                 tools: None,
             }
@@ -463,6 +464,7 @@ fn plan_node(
         region: n.regions.last().map(|r| r.region),
         runs: 1,
         worst_case: super::Estimate::default(),
+        prompt_tokens: 0,
         location: Location {
             file: program.sources.get(n.span.file).name.clone(),
             line,

@@ -27,6 +27,7 @@ pub mod budget;
 pub mod ir;
 mod lower;
 pub mod render;
+pub mod window;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -82,6 +83,9 @@ pub enum PlanExec {
         system: Option<Template>,
         /// Output-token limit.
         max_tokens: u32,
+        /// The model's context window in tokens (its `context_window`), if declared.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context_window: Option<u32>,
         /// Sampling temperature.
         temperature: Option<f64>,
         /// The agent's tools, for an agent with `tools`: the step runs an agent loop.
@@ -198,6 +202,10 @@ pub struct PlanNode {
     pub runs: u64,
     /// Worst-case tokens and cost of this step.
     pub worst_case: Estimate,
+    /// Worst-case input tokens of one request of a model step: its system text and prompt,
+    /// each interpolated step output at its `max_tokens` bound, parameters as zero (0 for
+    /// other steps). With `max_tokens` it is what must fit the model's context window.
+    pub prompt_tokens: u64,
     /// Source location: file, 1-based line and column.
     pub location: Location,
     /// Span, for runtime diagnostics.
@@ -348,6 +356,27 @@ pub struct Plan {
 /// Picks the workflow to plan (the checker's [`crate::check::entry_workflow`], here too
 /// because planning starts from it).
 pub use crate::check::entry_workflow;
+
+/// The planning stage's lints, over a program without errors (lowering assumes a well-formed
+/// DAG): `W0803` ([`budget`]) and `W0804` ([`window`]), each workflow that needs them lowered
+/// once.
+pub fn lint(program: &crate::check::Program, diags: &mut crate::diag::Diagnostics) {
+    let windows = window::has_windows(program);
+    let mut reported = std::collections::HashSet::new();
+    for wf in program.workflows.values() {
+        let budgets = budget::has_budgets(wf);
+        if !budgets && !windows {
+            continue;
+        }
+        let plan = lower(program, wf);
+        if budgets {
+            budget::check_budgets(wf, &plan, diags);
+        }
+        if windows {
+            window::check_windows(program, &plan, &mut reported, diags);
+        }
+    }
+}
 
 /// Estimated tokens of a text: 4 characters per token, rounded up (a common rule of thumb for
 /// English with BPE tokenizers; only used for worst-case estimates, never for billing).

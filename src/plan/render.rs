@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 
 use super::{Plan, PlanExec, PlanNode};
+use crate::common::plural;
 
-fn thousands(n: u64) -> String {
+/// `1,234,567`: a count with thousands separated by commas.
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -48,11 +50,11 @@ pub fn render_text(plan: &Plan) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "  {} steps in {} levels · peak concurrency {} · critical path {} steps: {}",
-        plan.nodes.len(),
-        plan.levels.len(),
+        "  {} in {} · peak concurrency {} · critical path {}: {}",
+        plural(plan.nodes.len() as u64, "step"),
+        plural(plan.levels.len() as u64, "level"),
         plan.peak_concurrency,
-        plan.critical_path.len(),
+        plural(plan.critical_path.len() as u64, "step"),
         plan.critical_path
             .iter()
             .map(|&i| plan.nodes[i].name.as_str())
@@ -161,14 +163,17 @@ fn region_text(plan: &Plan, r: usize) -> String {
         .iter()
         .filter(|&&m| !matches!(plan.nodes[m].exec, PlanExec::Item))
         .count();
-    let steps = format!("{steps} step{}", if steps == 1 { "" } else { "s" });
+    let steps = plural(steps as u64, "step");
     match &region.kind {
         K::For { list, max, .. } => match max {
             Some(m) => format!("for each item of {list}, at most {m} at once: {steps}"),
             None => format!("for each item of {list}: {steps}"),
         },
         K::Repeat { max, until } => {
-            format!("repeat up to {max} times until {until}: {steps}")
+            format!(
+                "repeat up to {} until {until}: {steps}",
+                plural(*max, "time")
+            )
         }
         K::If { cond } => format!("if {cond}: {steps}"),
         K::Call { workflow, .. } => format!("calls workflow {workflow}: {steps}"),

@@ -1,8 +1,8 @@
 //! Approval steps (`ok = approve("Deploy {version}?")`): a person answers yes or no.
 //!
 //! Who answers is the run's [`Approver`]: a function that asks (the CLI asks on the terminal),
-//! `--yes` (every approval is approved), or nobody (the step fails, saying how to give an
-//! answer). The answer is the step's output: the JSON bool `true` or `false`, with the text
+//! `--yes` (every approval is approved), or nobody (the run is refused before its first step,
+//! saying how to give an answer). The answer is the step's output: the JSON bool `true` or `false`, with the text
 //! `"true"` or `"false"`. A declined approval is a step that *succeeded* with `false`: the
 //! workflow decides what follows. The step's own `timeout` or `deadline` bounds the wait; when
 //! it passes the step fails. An approval takes no permit of `--max-concurrency` or of a
@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::Journal;
 use super::prepare::Shared;
-use super::{Event, StepReport, StepStatus};
+use super::{Event, RunError, StepReport, StepStatus};
 use crate::common::format_duration;
-use crate::plan::PlanNode;
+use crate::plan::{Plan, PlanExec, PlanNode};
 
 /// What an approval asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +38,9 @@ pub type AskFn = dyn Fn(&ApprovalRequest) -> Result<bool, String> + Send + Sync;
 /// Who answers the run's approval steps.
 #[derive(Clone, Default)]
 pub enum Approver {
-    /// Nobody: an approval step fails, saying there is no terminal to ask on (what the CLI
-    /// uses without a terminal and without `--yes`).
+    /// Nobody (what the CLI uses without a terminal and without `--yes`): a run with approval
+    /// steps is refused before it starts, and an approval step that still comes up (a resumed
+    /// run whose recorded answer no longer matches) fails, saying there is no terminal.
     #[default]
     NoTerminal,
     /// Approve every approval step (`--yes`), recorded as approved `by --yes`.
@@ -114,6 +116,57 @@ pub fn no_terminal_message(step: &str, question: &str) -> String {
     format!(
         "step `{step}` needs a person's approval ({}), but there is no terminal to ask on; run on a terminal, or pass --yes to approve every approval step",
         quoted(question)
+    )
+}
+
+/// Refuses a run whose approval steps nobody could answer, before anything runs: when the
+/// approver is [`Approver::NoTerminal`], every approval step of `plan` except those the
+/// resumed run of `journal` recorded as answered (a matching record is reused without
+/// asking). A step in a branch that may not be taken counts too: a run that could stop
+/// half-way for want of a person is refused before its first step.
+///
+/// # Errors
+/// [`RunError::NoApprover`] with each such step and its question as written in the script.
+pub(super) fn check_answerable(
+    plan: &Plan,
+    approver: &Approver,
+    journal: Option<&Journal>,
+) -> Result<(), RunError> {
+    if !matches!(approver, Approver::NoTerminal) {
+        return Ok(());
+    }
+    let steps: Vec<(String, String)> = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.exec, PlanExec::Approval))
+        .filter(|n| !journal.is_some_and(|j| j.has_succeeded(&n.name)))
+        .map(|n| {
+            let question = n.prompt.as_ref().map(|t| t.source().to_string());
+            (n.name.clone(), question.unwrap_or_default())
+        })
+        .collect();
+    if steps.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::NoApprover(steps))
+    }
+}
+
+/// Why a run whose approval steps `steps` nobody can answer is refused: each step with its
+/// question as written, and the fixes.
+pub fn refused_message(steps: &[(String, String)]) -> String {
+    let listed: Vec<String> = steps
+        .iter()
+        .map(|(name, question)| format!("`{name}` ({})", quoted(question)))
+        .collect();
+    let (noun, verb) = if steps.len() == 1 {
+        ("step", "needs")
+    } else {
+        ("steps", "need")
+    };
+    format!(
+        "{noun} {} {verb} a person's approval, but there is no terminal to ask on and --yes was not given; nothing was run.\n  Run on a terminal to answer, or pass --yes to approve every approval step",
+        listed.join(", ")
     )
 }
 

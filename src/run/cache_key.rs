@@ -8,8 +8,9 @@
 //! simulated). An approval's by its rendered question (not by who answers). Policies that only
 //! decide *whether* a result comes — `retry`, `timeout`, `fallback`, budgets, concurrency —
 //! are not part of the key, nor is the script's name for a model (two names for one
-//! identifier are one model). The language has no output types yet,
-//! so there is none to hash.
+//! identifier are one model). A step's declared output type (`-> T`, other than `text`) is
+//! part of every kind's key: it decides what answer is asked for and accepted, so changing it
+//! re-runs the step.
 //!
 //! The key is the SHA-256 (lowercase hex) of a canonical JSON encoding of those parts.
 //! [`KeyParts`] keeps each part's hash (texts are never stored in clear: a prompt may hold an
@@ -26,6 +27,7 @@ use super::Target;
 use super::prepare::ModelClient;
 use super::render::{Scope, render_with_args};
 use crate::check::ProviderKind;
+use crate::check::types::Type;
 use crate::plan::{Plan, PlanExec, PlanNode};
 
 /// Bumped when the encoding below changes, so that old journals re-run instead of matching
@@ -83,6 +85,10 @@ pub struct KeyParts {
     /// A command's working directory, as written in the script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// The step's structured output type (`-> T`) as written in the language (`{ tasks:
+    /// list<text> }`); absent for text output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_type: Option<String>,
     /// Hash of the step's own text in the script (prompt and argument templates): tells an
     /// edit of the step from a change of a value it interpolates. Not part of the key.
     pub source: String,
@@ -106,6 +112,10 @@ struct Determining<'a> {
     argv: &'a Option<String>,
     env: &'a Option<String>,
     cwd: &'a Option<String>,
+    /// Left out when absent, so that the keys of steps without `-> T` are those of journals
+    /// written before the type was part of the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_type: &'a Option<String>,
 }
 
 impl KeyParts {
@@ -123,6 +133,7 @@ impl KeyParts {
             argv: &self.argv,
             env: &self.env,
             cwd: &self.cwd,
+            output_type: &self.output_type,
         };
         // Serializing plain strings and numbers cannot fail.
         sha256_hex(&serde_json::to_vec(&d).unwrap_or_default())
@@ -182,6 +193,13 @@ impl KeyParts {
                 "working directory changed {} → {}",
                 shown(&old.cwd),
                 shown(&self.cwd)
+            ));
+        }
+        if self.output_type != old.output_type {
+            why.push(format!(
+                "output type changed {} → {}",
+                shown(&old.output_type),
+                shown(&self.output_type)
             ));
         }
         let mut texts = Vec::new();
@@ -312,6 +330,7 @@ pub(super) fn step_parts(
         }
     }
     let source = hash_text(&serde_json::to_string(&(&node.prompt, &node.args)).unwrap_or_default());
+    let output_type = super::step::structured_type(node).map(Type::to_string);
     match &node.exec {
         PlanExec::Model {
             model,
@@ -339,6 +358,7 @@ pub(super) fn step_parts(
                 argv: None,
                 env: None,
                 cwd: None,
+                output_type,
                 source,
                 uses,
             }
@@ -356,6 +376,7 @@ pub(super) fn step_parts(
             argv: None,
             env: None,
             cwd: None,
+            output_type,
             source,
             uses,
         },
@@ -377,6 +398,7 @@ pub(super) fn step_parts(
                 argv: Some(hash_text(&serde_json::to_string(&argv).unwrap_or_default())),
                 env: Some(hash_text(&serde_json::to_string(&env).unwrap_or_default())),
                 cwd: cwd.clone(),
+                output_type,
                 source,
                 uses,
             }
@@ -395,6 +417,7 @@ pub(super) fn step_parts(
             argv: None,
             env: None,
             cwd: None,
+            output_type,
             source,
             uses,
         },
@@ -418,6 +441,7 @@ mod tests {
             argv: None,
             env: None,
             cwd: None,
+            output_type: None,
             source: hash_text("Plan: {scout}"),
             uses: [("scout".to_string(), hash_text("x"))]
                 .into_iter()
@@ -447,12 +471,25 @@ mod tests {
             |p: &mut KeyParts| p.temperature = Some(0.5),
             |p: &mut KeyParts| p.system = None,
             |p: &mut KeyParts| p.prompt = hash_text("Plan: y"),
+            |p: &mut KeyParts| p.output_type = Some("list<text>".into()),
         ] {
             let mut c = a.clone();
             change(&mut c);
             assert_ne!(a.key(), c.key(), "{c:?}");
         }
         assert_eq!(a.key().len(), 64);
+    }
+
+    #[test]
+    fn steps_without_an_output_type_keep_the_keys_of_older_journals() {
+        let p = parts();
+        // The encoding before output types were part of the key.
+        let before = format!(
+            r#"{{"version":"orch-step-key-1","kind":"model","provider":"anthropic https://api.anthropic.com","model_id":"claude-sonnet-4-5","max_tokens":200,"temperature":null,"system":"{}","prompt":"{}","argv":null,"env":null,"cwd":null}}"#,
+            hash_text("You plan."),
+            hash_text("Plan: x")
+        );
+        assert_eq!(p.key(), sha256_hex(before.as_bytes()));
     }
 
     #[test]
@@ -482,6 +519,13 @@ mod tests {
         assert_eq!(
             new.changes_since(&old, &upstream),
             "max_tokens changed 200 → 400; prompt changed (the step was edited in the script)"
+        );
+
+        let mut new = old.clone();
+        new.output_type = Some("{ tasks: list<text> }".into());
+        assert_eq!(
+            new.changes_since(&old, &upstream),
+            "output type changed none → { tasks: list<text> }"
         );
 
         let mut new = old.clone();

@@ -22,7 +22,7 @@ use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
 use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
 use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
-use crate::common::CmpOp;
+use crate::common::{CmpOp, plural};
 use crate::plan::{
     CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
 };
@@ -395,10 +395,7 @@ async fn run_repeat(
     }
     let exports = exported(&task.plan.regions[region], 0, &outputs);
     let text = if held {
-        format!(
-            "`until` held after {iterations} iteration{}",
-            plural(iterations)
-        )
+        format!("`until` held after {}", plural(iterations, "iteration"))
     } else {
         format!("stopped at `max {max}` without `until` holding")
     };
@@ -407,10 +404,6 @@ async fn run_repeat(
         text: Some(text),
         exports,
     })
-}
-
-fn plural(n: u32) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// The values a region exports after body `body` ran: each exported name's value there,

@@ -106,7 +106,8 @@ pub struct RunOptions {
     pub cancel: Option<cancel::Cancel>,
     /// Where the run is recorded, and (when it resumes an earlier run) whose results it reuses.
     pub journal: Option<journal::Journal>,
-    /// Who answers `approve(...)` steps (by default nobody: they fail, saying so).
+    /// Who answers `approve(...)` steps (by default nobody: a run with approval steps is
+    /// refused before it starts, [`RunError::NoApprover`]).
     pub approver: Approver,
 }
 
@@ -155,6 +156,10 @@ pub enum RunError {
     /// An input is missing, unknown or not of its parameter's type.
     #[error("{0}")]
     Input(String),
+    /// The plan has approval steps and nobody to answer them (no terminal, no `--yes`): each
+    /// step's name and question as written in the script.
+    #[error("{}", approval::refused_message(.0))]
+    NoApprover(Vec<(String, String)>),
     /// The journal cannot be created or written.
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
@@ -164,7 +169,8 @@ pub enum RunError {
 /// called for progress as it happens.
 ///
 /// # Errors
-/// [`RunError`] when the run cannot start: a missing or ill-typed input, or a missing API key.
+/// [`RunError`] when the run cannot start: a missing or ill-typed input, a missing API key,
+/// or approval steps with nobody to answer them.
 /// Failures of steps are not errors: they are in the report.
 pub async fn run(
     plan: &Plan,
@@ -174,6 +180,7 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     prepare::register_secrets(plan, opts);
     let inputs = Arc::new(prepare::parse_inputs(plan, &opts.inputs)?);
+    approval::check_answerable(plan, &opts.approver, opts.journal.as_ref())?;
     let shared = Arc::new(prepare::prepare(plan, models, opts)?);
     // Journal hook, run start: the `run`/`resume` record, before any step can end.
     if let Some(j) = &opts.journal {

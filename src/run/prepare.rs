@@ -14,7 +14,7 @@ use super::limits::ProviderLimits;
 use super::provider::{self, ApiKey, Provider};
 use super::render::{self, InputValue};
 use super::{Approver, Endpoint, RunError, RunOptions, Target};
-use crate::check::items::ProviderDef;
+use crate::check::items::{ParamDef, ProviderDef};
 use crate::check::{ModelDef, Price, ProviderKind};
 use crate::plan::{Plan, PlanExec};
 
@@ -55,6 +55,9 @@ pub(super) struct ModelClient {
     pub(super) price: Price,
     /// The rate limits of the provider (shared by every model it serves).
     pub(super) limits: Arc<ProviderLimits>,
+    /// The model's context window in tokens, when the script declares it and requests go to
+    /// the script's model (not to an `--endpoint`, whose model's window is not the script's).
+    pub(super) context_window: Option<u32>,
 }
 
 /// Everything the tasks share.
@@ -68,41 +71,88 @@ pub(super) struct Shared {
     pub(super) start: Instant,
 }
 
+/// The run's inputs, each parsed by its parameter's type ([`render::parse_input`]), defaults
+/// filling those not given.
+///
+/// # Errors
+/// [`RunError::Input`] listing every problem at once, one per line: inputs the workflow has
+/// no parameter for, then the missing ones (in one line, with the flags to pass), then those
+/// not of their type.
 pub(super) fn parse_inputs(
     plan: &Plan,
     given: &IndexMap<String, String>,
 ) -> Result<IndexMap<String, InputValue>, RunError> {
-    for k in given.keys() {
-        if !plan.params.iter().any(|p| &p.name == k) {
-            let names: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
-            let hint = match crate::diag::suggest::did_you_mean(k, names.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None if names.is_empty() => "it takes no inputs".to_string(),
-                None => format!("its inputs: {}", names.join(", ")),
-            };
-            return Err(RunError::Input(format!(
-                "workflow `{}` has no parameter `{k}`; {hint}",
-                plan.workflow
-            )));
-        }
-    }
+    let mut problems: Vec<String> = given
+        .keys()
+        .filter(|k| !plan.params.iter().any(|p| &p.name == *k))
+        .map(|k| unknown_input(plan, k))
+        .collect();
+    let mut missing = Vec::new();
+    let mut ill_typed = Vec::new();
     let mut out = IndexMap::new();
     for p in &plan.params {
         let text = match (given.get(&p.name), &p.default) {
-            (Some(v), _) => v.clone(),
-            (None, Some(d)) => d.clone(),
+            (Some(v), _) => v,
+            (None, Some(d)) => d,
             (None, None) => {
-                return Err(RunError::Input(format!(
-                    "missing input `{}` ({}) for workflow `{}`: pass `--input {}=...` (or `--input {}=@file` to read a file)",
-                    p.name, p.ty, plan.workflow, p.name, p.name
-                )));
+                missing.push(p);
+                continue;
             }
         };
-        let v = render::parse_input(&p.ty, &text)
-            .map_err(|e| RunError::Input(format!("input `{}`: {e}", p.name)))?;
-        out.insert(p.name.clone(), v);
+        match render::parse_input(&p.ty, &p.name, text) {
+            Ok(v) => {
+                out.insert(p.name.clone(), v);
+            }
+            Err(e) => ill_typed.push(format!("input `{}` ({}): {e}", p.name, p.ty)),
+        }
     }
-    Ok(out)
+    if !missing.is_empty() {
+        problems.push(missing_inputs(plan, &missing));
+    }
+    problems.extend(ill_typed);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(RunError::Input(problems.join("\n")))
+    }
+}
+
+/// The problem of the inputs `missing` (in the workflow's order): every one, and the flags
+/// that pass them.
+fn missing_inputs(plan: &Plan, missing: &[&ParamDef]) -> String {
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|p| format!("`{}` ({})", p.name, p.ty))
+        .collect();
+    let flags: Vec<String> = missing
+        .iter()
+        .map(|p| format!("--input {}=...", p.name))
+        .collect();
+    let noun = if missing.len() == 1 {
+        "input"
+    } else {
+        "inputs"
+    };
+    format!(
+        "missing {noun} {} for workflow `{}`: pass `{}` (or `--input NAME=@FILE` to read a file)",
+        listed.join(", "),
+        plan.workflow,
+        flags.join(" ")
+    )
+}
+
+/// The problem of input `name` that the workflow has no parameter for, with a suggestion.
+fn unknown_input(plan: &Plan, name: &str) -> String {
+    let names: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+    let hint = match crate::diag::suggest::did_you_mean(name, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if names.is_empty() => "it takes no inputs".to_string(),
+        None => format!("its inputs: {}", names.join(", ")),
+    };
+    format!(
+        "workflow `{}` has no parameter `{name}`; {hint}",
+        plan.workflow
+    )
 }
 
 /// Builds one client per model used, reading keys from the environment, and the run's
@@ -222,6 +272,10 @@ impl Clients<'_> {
                 _ => def.price,
             },
             limits,
+            context_window: match &self.opts.target {
+                Target::Endpoint(_) => None,
+                _ => def.context_window,
+            },
         })
     }
 

@@ -15,11 +15,15 @@ pub enum InputValue {
     Json(Json),
 }
 
-/// Parses a command-line input for a parameter of type `ty`.
+/// Parses a command-line input for parameter `name` of type `ty`: `text` as given; a number
+/// or `true`/`false` as written; a list, a record or `json` as JSON text (a list is a JSON
+/// array, a record a JSON object), whose items and fields are checked against the type like a
+/// structured output ([`super::structured::conform`]: `"3"` passes for a number).
 ///
 /// # Errors
-/// A message saying what was expected, when the text is not a value of the type.
-pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
+/// A message saying what was expected and what a value of the type looks like on the command
+/// line (`--input items='["text", "text"]'`); the text given is quoted redacted and shortened.
+pub fn parse_input(ty: &Type, name: &str, text: &str) -> Result<InputValue, String> {
     match ty {
         Type::Text => Ok(InputValue::Text(text.to_string())),
         Type::Agent => Err(
@@ -35,23 +39,73 @@ pub fn parse_input(ty: &Type, text: &str) -> Result<InputValue, String> {
                 .ok()
                 .filter(|x| x.is_finite())
                 .map(|n| InputValue::Json(serde_json::json!(n)))
-                .ok_or_else(|| format!("expected a number, found `{text}`")),
+                .ok_or_else(|| format!("expected a number, found {}", quoted(text))),
         },
         Type::Bool => match text.trim() {
             "true" => Ok(InputValue::Json(Json::Bool(true))),
             "false" => Ok(InputValue::Json(Json::Bool(false))),
-            _ => Err(format!("expected `true` or `false`, found `{text}`")),
+            _ => Err(format!(
+                "expected `true` or `false`, found {}",
+                quoted(text)
+            )),
         },
         Type::Json | Type::List(_) | Type::Record(_) => {
-            let v: Json = serde_json::from_str(text)
-                .map_err(|e| format!("expected JSON for type {ty}: {e}"))?;
-            match (ty, &v) {
-                (Type::List(_), Json::Array(_))
-                | (Type::Record(_), Json::Object(_))
-                | (Type::Json, _) => Ok(InputValue::Json(v)),
-                (Type::List(_), _) => Err(format!("expected a JSON array for type {ty}")),
-                _ => Err(format!("expected a JSON object for type {ty}")),
-            }
+            let v: Json = serde_json::from_str(text).map_err(|e| {
+                // Where the JSON breaks, when it spans lines (a file); not serde's words.
+                let at = if text.trim().contains('\n') {
+                    format!(" (it breaks at line {}, column {})", e.line(), e.column())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} is not JSON{at}; {}",
+                    quoted(text),
+                    input_shape(ty, name)
+                )
+            })?;
+            super::structured::conform(v, ty)
+                .map(InputValue::Json)
+                .map_err(|problems| format!("{}; {}", problems.join("; "), input_shape(ty, name)))
+        }
+    }
+}
+
+/// The input text as a message quotes it: redacted, on one line, at most 40 characters.
+fn quoted(text: &str) -> String {
+    let short = crate::redact::redact(text.trim()).shorten(40);
+    format!("`{}`", short.as_str().replace('\n', "\\n"))
+}
+
+/// What an input of `ty` looks like on the command line, for parameter `name`: `a list<text>
+/// input is a JSON array, like --input items='["text", "text"]' (or --input items=@FILE
+/// with the JSON in FILE)`.
+fn input_shape(ty: &Type, name: &str) -> String {
+    let what = match ty {
+        Type::List(_) => "a JSON array",
+        Type::Record(_) => "a JSON object",
+        _ => "JSON",
+    };
+    format!(
+        "an input of type {ty} is {what}, like `--input {name}='{}'` (or `--input {name}=@FILE` with the JSON in FILE)",
+        example_json(ty)
+    )
+}
+
+/// A small JSON value of `ty`, as written on a command line: `["text", "text"]`,
+/// `{"score": 1, "ok": true}`.
+fn example_json(ty: &Type) -> String {
+    match ty {
+        Type::Text => "\"text\"".into(),
+        Type::Number => "1".into(),
+        Type::Bool => "true".into(),
+        Type::Json | Type::Agent => "{\"key\": \"value\"}".into(),
+        Type::List(t) => format!("[{0}, {0}]", example_json(t)),
+        Type::Record(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(k, t)| format!("\"{k}\": {}", example_json(t)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
         }
     }
 }
@@ -118,6 +172,17 @@ impl Scope<'_> {
             .collect();
         args.extend(node.defaults.iter().map(|(k, v)| (k.clone(), v.clone())));
         (prompt, args)
+    }
+
+    /// The interpolation of `node`'s prompt whose value is the longest, as written (`doc`,
+    /// `plan.tasks`) with its estimated tokens ([`crate::plan::estimate_tokens`]): what a
+    /// message about a prompt too large for its model names. `None` without interpolations.
+    pub fn largest_interp(&self, node: &PlanNode) -> Option<(String, u64)> {
+        node.prompt
+            .iter()
+            .flat_map(Template::interps)
+            .map(|i| (i.path.clone(), crate::plan::estimate_tokens(&self.text(i))))
+            .max_by_key(|(_, tokens)| *tokens)
     }
 
     /// Renders a workflow-level template.

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::prepare::Shared;
 use super::provider::Usage;
 use super::render::{self, InputValue, Scope};
-use super::step::execute;
+use super::step::{Call, execute};
 use super::{
     Event, RunOptions, RunReport, StepReport, StepStatus, budget, cache_key, cancel, control,
     journal,
@@ -579,10 +579,20 @@ impl<'a> Scheduler<'a> {
             outputs: &self.outputs,
         };
         let (prompt, args) = scope.render_call(&node);
+        // For a model step, what a prompt too large for its model would name.
+        let largest = match node.exec {
+            PlanExec::Model { .. } => scope.largest_interp(&node),
+            _ => None,
+        };
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
         let handle = tasks.spawn(async move {
-            let report = execute(&node, prompt, args, &shared, cap, &tx).await;
+            let call = Call {
+                prompt,
+                args,
+                largest,
+            };
+            let report = execute(&node, call, &shared, cap, &tx).await;
             Outcome::step(node.id, report)
         });
         self.abort.insert(id, handle);

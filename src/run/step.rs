@@ -10,7 +10,8 @@ use super::prepare::{ModelClient, Shared};
 use super::provider::{CompletionRequest, OutputFormat, ProviderError};
 use super::render::render_with_args;
 use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
-use crate::common::format_duration;
+use crate::common::{format_duration, plural};
+use crate::plan::render::thousands;
 use crate::plan::{PlanExec, PlanNode, estimate_tokens};
 
 // ------------------------------------------------------------------ executing one step
@@ -78,22 +79,37 @@ fn too_large_message(node: &PlanNode, what: &str) -> String {
 }
 
 /// The structured output a step must produce: its type, unless it has none or it is `text`.
-fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
+pub(super) fn structured_type(node: &PlanNode) -> Option<&crate::check::types::Type> {
     node.output_type
         .as_ref()
         .filter(|t| **t != crate::check::types::Type::Text)
+}
+
+/// A step's call as rendered for one run of it.
+pub(super) struct Call {
+    /// The rendered prompt (a command's stdin, an approval's question).
+    pub(super) prompt: String,
+    /// The rendered arguments, then the defaults of the parameters the call leaves out.
+    pub(super) args: IndexMap<String, String>,
+    /// For a model step: the prompt's largest interpolation and its estimated tokens
+    /// ([`super::render::Scope::largest_interp`]), named when the prompt does not fit.
+    pub(super) largest: Option<(String, u64)>,
 }
 
 /// Runs one step to its end: every attempt, retry, fallback and (for `-> T`) the parsing and
 /// checking of its answer, bounded by its `deadline`.
 pub(super) async fn execute(
     node: &PlanNode,
-    prompt: String,
-    args: IndexMap<String, String>,
+    call: Call,
     shared: &Shared,
     cap: Option<u32>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) -> StepReport {
+    let Call {
+        prompt,
+        args,
+        largest,
+    } = call;
     if let PlanExec::Approval = node.exec {
         // A person answers: no permits, attempts or fallback.
         return approval::execute(node, prompt, shared, tx).await;
@@ -111,7 +127,7 @@ pub(super) async fn execute(
             last_error: &mut last_error,
         };
         match &node.exec {
-            PlanExec::Model { .. } => on_models(step, prompt, &args, cap).await,
+            PlanExec::Model { .. } => on_models(step, prompt, &args, largest, cap).await,
             PlanExec::Command { argv, env, cwd } => {
                 step.report.model = Some("command".into());
                 let spec = command::CommandSpec {
@@ -177,6 +193,7 @@ async fn on_models(
     step: StepRun<'_>,
     prompt: String,
     args: &IndexMap<String, String>,
+    largest: Option<(String, u64)>,
     cap: Option<u32>,
 ) -> Result<StepOutput, String> {
     let mut step = step;
@@ -199,6 +216,17 @@ async fn on_models(
         let Some(client) = shared.clients.get(m) else {
             continue;
         };
+        // A request that cannot fit is not sent: the next model (a fallback) may take it.
+        let request = Request {
+            system: system.as_deref(),
+            prompt: &prompt,
+            max_tokens,
+            largest: largest.as_ref(),
+        };
+        if let Err(e) = fits_window(node, m, client, &request) {
+            result = Err(e);
+            continue;
+        }
         if i > 0 {
             let _ = tx.send(Event::FallingBack {
                 step: node.name.clone(),
@@ -228,6 +256,60 @@ async fn on_models(
     result
 }
 
+/// Checks that a request of `node` to model `m` fits the model's context window: its system
+/// text and prompt, estimated at 4 characters a token ([`estimate_tokens`]), plus
+/// `max_tokens` (the output the request asks room for) must be at most the window.
+///
+/// # Errors
+/// For people, naming the step, the sizes, the window and the fixes; nothing was sent.
+fn fits_window(
+    node: &PlanNode,
+    m: &str,
+    client: &ModelClient,
+    request: &Request<'_>,
+) -> Result<(), String> {
+    let Some(window) = client.context_window else {
+        return Ok(());
+    };
+    let max_tokens = request.max_tokens;
+    let input = request
+        .system
+        .map_or(0, estimate_tokens)
+        .saturating_add(estimate_tokens(request.prompt));
+    if input.saturating_add(u64::from(max_tokens)) <= u64::from(window) {
+        return Ok(());
+    }
+    let largest = match request.largest {
+        Some((path, tokens)) if *tokens > 0 => {
+            format!(
+                " (the largest value it interpolates is `{{{path}}}`, ~{} tokens)",
+                thousands(*tokens)
+            )
+        }
+        _ => String::new(),
+    };
+    Err(format!(
+        "step `{}`: its prompt is ~{} tokens (system text and prompt at 4 characters a token), which with `max_tokens` {} is more than the {}-token context window of model `{m}` ({}); nothing was sent. Interpolate less{largest}, lower `max_tokens`, or use a model with a larger `context_window`",
+        node.name,
+        thousands(input),
+        thousands(u64::from(max_tokens)),
+        thousands(u64::from(window)),
+        client.model_id
+    ))
+}
+
+/// What one request of a model step holds, for [`fits_window`].
+struct Request<'a> {
+    /// The rendered system text.
+    system: Option<&'a str>,
+    /// The rendered prompt.
+    prompt: &'a str,
+    /// Output tokens asked for.
+    max_tokens: u32,
+    /// The prompt's largest interpolation and its estimated tokens.
+    largest: Option<&'a (String, u64)>,
+}
+
 /// The failure of a step whose `deadline` passed.
 fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> String {
     let on = report
@@ -240,13 +322,10 @@ fn deadline_passed(ms: u64, report: &StepReport, last_error: Option<&str>) -> St
             "deadline of {} passed before the first attempt started",
             format_duration(ms)
         ),
-        1 => format!(
-            "deadline of {} passed after 1 attempt{on}",
-            format_duration(ms)
-        ),
         n => format!(
-            "deadline of {} passed after {n} attempts{on}",
-            format_duration(ms)
+            "deadline of {} passed after {}{on}",
+            format_duration(ms),
+            plural(n, "attempt")
         ),
     };
     if let Some(e) = last_error {

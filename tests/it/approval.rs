@@ -215,25 +215,39 @@ async fn a_declined_step_succeeds_with_false() {
 }
 
 #[tokio::test]
-async fn without_anyone_to_ask_the_step_fails_and_the_run_stops_keeping_what_completed() {
+async fn without_anyone_to_ask_the_run_is_refused_before_its_first_step() {
+    let (program, plan) = compile_plan("test.orch", SCRIPT);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let sink = ran.clone();
+    let on_event = move |e: &Event| sink.lock().unwrap().push(format!("{e:?}"));
     let opts = RunOptions {
         inputs: inputs(&[("version", "1.2")]),
         ..RunOptions::default()
     };
-    let one_line = SCRIPT.replace("?\\n{notes}", "?");
-    let (r, _) = run_with(&one_line, &opts).await;
-    assert!(!r.succeeded);
-    assert_eq!(step(&r, "notes").status, StepStatus::Succeeded);
-    assert!(step(&r, "notes").output.is_some());
-    let message = "step `ok` needs a person's approval (\"Deploy 1.2 to production?\"), but there is no terminal to ask on; run on a terminal, or pass --yes to approve every approval step";
-    assert_eq!(step(&r, "ok").status, StepStatus::Failed(message.into()));
-    assert_eq!(step(&r, "ok").approval, None);
-    assert!(matches!(step(&r, "done").status, StepStatus::Skipped(_)));
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &on_event)
+        .await
+        .unwrap_err();
     assert_eq!(
-        r.stopped.as_deref(),
-        Some(format!("step `ok` failed: {message}").as_str())
+        err.to_string(),
+        "step `ok` (\"Deploy {version} to production?\\n{notes}\") needs a person's approval, but there is no terminal to ask on and --yes was not given; nothing was run.\n  Run on a terminal to answer, or pass --yes to approve every approval step"
     );
-    assert_eq!(r.output, None);
+    assert!(ran.lock().unwrap().is_empty(), "no step started");
+
+    // Every approval is named, also one in a branch that may not be taken.
+    let two = SCRIPT.replace(
+        "  return done\n",
+        "  if ok {\n    sure = approve(\"Really?\")\n  }\n  return done\n",
+    );
+    let (program, plan) = compile_plan("test.orch", &two);
+    let err = orch::run::run(&plan, &program.tables.models, &opts, &|_: &Event| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "steps `ok` (\"Deploy {version} to production?\\n{notes}\"), `sure` (\"Really?\") need a person's approval"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -367,7 +381,12 @@ async fn a_resumed_run_reuses_the_decision_instead_of_asking_again() {
             &RunOptions {
                 inputs: resumed.recorded_inputs(),
                 journal: Some(resumed),
-                approver: never_asked(),
+                // With nobody to ask the run is not refused either: the answer is recorded.
+                approver: if answer {
+                    never_asked()
+                } else {
+                    Approver::NoTerminal
+                },
                 ..RunOptions::default()
             },
         )

@@ -223,6 +223,145 @@ fn run_usage_errors() {
 }
 
 #[test]
+fn a_script_that_does_not_exist_is_a_usage_error() {
+    for cmd in ["run", "plan"] {
+        let o = orch(&[cmd, "nope.orch"]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        assert!(
+            stderr(&o).starts_with("error: file `nope.orch` does not exist\n"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    let dir = temp_dir();
+    let o = orch(&["run", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is a directory, not a script"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+const TYPED_INPUTS: &str = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 40 }\nworkflow main(items: list<text>, n: number, topic: text) {\n  x = a(\"Do {items} {n} {topic}\")\n  return x\n}\n";
+
+#[test]
+fn input_problems_are_all_reported_at_once_in_plain_words() {
+    let dir = temp_dir();
+    let script = write(&dir, "typed.orch", TYPED_INPUTS);
+    let o = orch(&["run", &script, "--simulate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("error: missing inputs `items` (list<text>), `n` (number), `topic` (text) for workflow `main`: pass `--input items=... --input n=... --input topic=...`"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = orch(&[
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        "items=foo",
+        "--input",
+        "n=x",
+        "--input",
+        "tpoic=t",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for line in [
+        "workflow `main` has no parameter `tpoic`; did you mean `topic`?",
+        "missing input `topic` (text) for workflow `main`",
+        "input `items` (list<text>): `foo` is not JSON; an input of type list<text> is a JSON array, like `--input items='[\"text\", \"text\"]'` (or `--input items=@FILE` with the JSON in FILE)",
+        "input `n` (number): expected a number, found `x`",
+    ] {
+        assert!(err.contains(line), "{line}\n{err}");
+    }
+    // No words of the JSON parser leak.
+    assert!(!err.contains("expected value"), "{err}");
+
+    // A list item of the wrong type is named by its place.
+    let o = orch(&[
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        "items=[\"a\", [1]]",
+        "--input",
+        "n=2",
+        "--input",
+        "topic=t",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("input `items` (list<text>): $[1]: expected text, found an array [1]"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A list from a file: a JSON array.
+    let list = write(&dir, "items.json", "[\n  \"first\",\n  \"second\"\n]\n");
+    let o = orch(&[
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        &format!("items=@{list}"),
+        "--input",
+        "n=2",
+        "--input",
+        "topic=t",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn an_input_file_over_the_bound_is_refused_before_it_is_read() {
+    let dir = temp_dir();
+    let script = write(&dir, "typed.orch", TYPED_INPUTS);
+    // A sparse file of 16 MiB and one byte: no disk used.
+    let big = dir.path().join("big.txt");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((16 << 20) + 1)
+        .unwrap();
+    let o = orch(&[
+        "run",
+        &script,
+        "--simulate",
+        "--input",
+        &format!("topic=@{}", big.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is larger than 16 MiB, the most an input file may be (about 4 million tokens, more than any model's context window)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let dir = temp_dir();
+    let one = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 40 }\nworkflow main() {\n  x = a(\"Hello\")\n  return x\n}\n";
+    let script = write(&dir, "one.orch", one);
+    let o = orch(&["plan", &script]);
+    assert!(
+        stdout(&o).contains("1 step in 1 level · peak concurrency 1 · critical path 1 step: x"),
+        "{}",
+        stdout(&o)
+    );
+    let o = orch(&["run", &script, "--simulate"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("running main (1 step, 1 level) on the simulator"),
+        "{err}"
+    );
+    assert!(err.contains("1/1 step succeeded"), "{err}");
+}
+
+#[test]
 fn a_failed_run_exits_1_and_keeps_what_completed() {
     let dir = temp_dir();
     let script = write(
@@ -253,22 +392,19 @@ fn a_failed_run_exits_1_and_keeps_what_completed() {
 const APPROVAL: &str = "provider s { kind: sim, latency: 1ms }\nmodel m { provider: s }\nagent writer { model: m, max_tokens: 40 }\nworkflow main(version: text) {\n  notes = writer(\"Notes for {version}\")\n  ok = approve(\"Deploy {version} to production?\")\n  done = writer(\"Announce {version}: {ok}\")\n  return done\n}\n";
 
 #[test]
-fn approvals_fail_without_a_terminal_and_pass_with_yes() {
+fn approvals_are_refused_before_anything_runs_without_a_terminal_and_pass_with_yes() {
     let dir = temp_dir();
     let script = write(&dir, "approval.orch", APPROVAL);
-    // The tests' stdin and stderr are not terminals: nobody to ask.
+    // The tests' stdin and stderr are not terminals: nobody to ask. The run is refused
+    // before `notes` runs, as a usage error.
     let o = orch(&["run", &script, "--input", "version=1.2"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("stopped: step `ok` failed: step `ok` needs a person's approval (\"Deploy 1.2 to production?\"), but there is no terminal to ask on; run on a terminal, or pass --yes to approve every approval step"),
+        err.contains("error: step `ok` (\"Deploy {version} to production?\") needs a person's approval, but there is no terminal to ask on and --yes was not given; nothing was run.\n  Run on a terminal to answer, or pass --yes to approve every approval step"),
         "{err}"
     );
-    assert!(
-        err.contains("✓ notes") && err.contains("not run: done"),
-        "{err}"
-    );
-    assert!(err.contains("resume with:"), "{err}");
+    assert!(!err.contains("✓ notes"), "{err}");
 
     let report = Path::new(&script).with_extension("json");
     let o = orch(&[

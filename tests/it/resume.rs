@@ -272,6 +272,82 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
     assert_eq!(r.wall_ms, 0);
 }
 
+const TYPED: &str = r#"
+provider s { kind: sim, latency: 1s }
+model m { provider: s }
+agent a { model: m, max_tokens: 80 }
+workflow main(topic: text) {
+  scout = a("Scout {topic}")
+  plan = a("Plan from {scout}") -> { tasks: list<text> }
+  return plan
+}
+"#;
+
+/// Resumes run `id` of [`SCRIPT`] under `state` with `script`.
+async fn resume_with(
+    state: &Path,
+    id: &str,
+    script: &str,
+    base: &RunOptions,
+) -> (RunReport, Vec<Event>) {
+    let resumed = Journal::resume(state, SCRIPT, "main", Some(id)).expect("by id");
+    run_with(
+        script,
+        &RunOptions {
+            journal: Some(resumed),
+            ..base.clone()
+        },
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn changing_a_steps_output_type_reruns_it() {
+    let tmp = temp_dir();
+    let state = tmp.path();
+    let journal = Journal::create(state, SCRIPT);
+    let base = RunOptions {
+        inputs: inputs(&[("topic", "a shop")]),
+        ..RunOptions::default()
+    };
+    let (first, _) = run_with(
+        TYPED,
+        &RunOptions {
+            journal: Some(journal.clone()),
+            ..base.clone()
+        },
+    )
+    .await;
+    assert!(first.succeeded);
+    let id = journal.id();
+
+    // The same type: everything is reused.
+    let (r, events) = resume_with(state, &id, TYPED, &base).await;
+    assert_eq!(r.reused, vec!["scout", "plan"], "{:?}", reruns(&events));
+
+    // Another type: the step runs again (its prompt is unchanged), and says why.
+    let retyped = TYPED.replace(
+        "-> { tasks: list<text> }",
+        "-> { tasks: list<text>, done: bool }",
+    );
+    let (r, events) = resume_with(state, &id, &retyped, &base).await;
+    assert!(r.succeeded);
+    assert_eq!(r.reused, vec!["scout"]);
+    assert_eq!(
+        reruns(&events)["plan"],
+        "output type changed { tasks: list<text> } → { tasks: list<text>, done: bool }"
+    );
+    assert!(step(&r, "plan").value.as_ref().unwrap()["done"].is_boolean());
+
+    // Dropping the type (text output) re-runs it too; the latest record is compared.
+    let untyped = TYPED.replace(" -> { tasks: list<text> }", "");
+    let (_, events) = resume_with(state, &id, &untyped, &base).await;
+    assert_eq!(
+        reruns(&events)["plan"],
+        "output type changed { tasks: list<text>, done: bool } → none"
+    );
+}
+
 // ------------------------------------------------------------------ Ctrl-C
 
 const SLOW: &str = r#"

@@ -738,3 +738,58 @@ workflow main() { parallel <> { t1 = a("1"); t2 = a("2"); t3 = a("3") } }
     // minute: (2 × 401 + 401 − 1000) × 60 ms = 12.18 s.
     assert_eq!(at, [0, 0, 12_180]);
 }
+
+// ------------------------------------------------------------------ context windows
+
+const WINDOWED: &str = r#"
+provider s { kind: sim, latency: 1s }
+model small { provider: s, name: "small-1", context_window: 1000 }
+model large { provider: s, name: "large-1", context_window: 100000 }
+agent reader { model: small, max_tokens: 100 }
+agent careful { model: small, max_tokens: 100, fallback: large }
+workflow main(doc: text) {
+  first = reader("Say hello")
+  summary = reader("Summarise: {doc}")
+  return summary
+}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_prompt_over_the_context_window_fails_its_step_before_any_request() {
+    // 3,600 characters: ~900 tokens, which with max_tokens 100 is over the window of 1,000.
+    let doc = "word ".repeat(720);
+    let (r, events) = run_script(WINDOWED, &[("doc", &doc)]).await;
+    assert!(!r.succeeded);
+    assert_eq!(step(&r, "first").status, StepStatus::Succeeded);
+    let s = step(&r, "summary");
+    assert_eq!(
+        s.status,
+        StepStatus::Failed(
+            "step `summary`: its prompt is ~903 tokens (system text and prompt at 4 characters a token), which with `max_tokens` 100 is more than the 1,000-token context window of model `small` (small-1); nothing was sent. Interpolate less (the largest value it interpolates is `{doc}`, ~900 tokens), lower `max_tokens`, or use a model with a larger `context_window`".into()
+        )
+    );
+    // No attempt was made: nothing was sent, nothing was paid.
+    assert_eq!((s.attempts, s.cost_usd), (0, 0.0));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Started { step, .. } if step == "summary"))
+    );
+
+    // A shorter one fits (~878 tokens and 100 to answer).
+    let fits = "word ".repeat(700);
+    let (r, _) = run_script(WINDOWED, &[("doc", &fits)]).await;
+    assert!(r.succeeded, "{:?}", step(&r, "summary").status);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fallback_with_a_larger_window_takes_a_prompt_its_model_cannot() {
+    let src = WINDOWED.replace("summary = reader(", "summary = careful(");
+    let doc = "word ".repeat(720);
+    let (r, events) = run_script(&src, &[("doc", &doc)]).await;
+    assert!(r.succeeded, "{:?}", step(&r, "summary").status);
+    assert_eq!(step(&r, "summary").model.as_deref(), Some("large"));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::FallingBack { step, model } if step == "summary" && model == "large")
+    ));
+}

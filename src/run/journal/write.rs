@@ -168,6 +168,14 @@ impl Journal {
             .unwrap_or_default()
     }
 
+    /// Whether the run being resumed recorded step `name` as succeeded (with any key).
+    pub fn has_succeeded(&self, name: &str) -> bool {
+        self.lock()
+            .history
+            .as_ref()
+            .is_some_and(|h| h.succeeded.contains_key(name))
+    }
+
     /// What the run being resumed has spent so far in USD, every recorded step included.
     pub fn recorded_spend_usd(&self) -> f64 {
         self.lock().history.as_ref().map_or(0.0, |h| h.spent_usd)

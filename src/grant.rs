@@ -143,9 +143,22 @@ impl ToolGrant {
     }
 }
 
-/// The wire name of MCP tool `tool` of server `server` (see the module docs).
+/// The wire name of MCP tool `tool` of server `server` (see the module docs). A server may
+/// name its tools with characters providers refuse (MCP only asks for a string): each is
+/// replaced with `_`, and the name is cut to 64 characters. The call itself uses the server's
+/// own name.
 pub fn mcp_wire_name(server: &str, tool: &str) -> String {
     format!("{server}__{tool}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
 }
 
 /// The wire name of a delegation to `agent` (a namespaced `ns.name` becomes `ns_name`).
@@ -214,6 +227,8 @@ mod tests {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         assert!(ok(&mcp_wire_name("fs", "read_text_file")));
+        assert_eq!(mcp_wire_name("fs", "files.read/v2"), "fs__files_read_v2");
+        assert!(ok(&mcp_wire_name("server", &"é".repeat(80))));
         assert!(ok(&agent_wire_name("review.editor")));
         for b in Builtin::ALL {
             assert!(ok(b.name()));

@@ -7,6 +7,14 @@
 //! - every text a tool returns passes [`crate::redact::redact`] before anything else reads it,
 //!   then is cut to the output cap ([`ToolOutput::new`] does both, in that order).
 
+pub mod builtin;
+pub mod exec;
+pub mod mcp;
+pub mod paths;
+pub mod search;
+
+pub use builtin::tools_for;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -14,12 +14,15 @@
 #
 # Environment: ORCH_LLM_PORT (default 8089), ORCH_LLM_DIR (default ~/.cache/orch-llm, shared by
 # every checkout on the machine so the llama.cpp build happens once),
-# ORCH_LLM_CTX (context size in tokens, default 4096).
+# ORCH_LLM_CTX (context size in tokens, default 4096), ORCH_LLM_CHAT_FORMAT (llama-cpp-python's
+# chat format, default chatml-function-calling: the one that takes OpenAI `tools`; see
+# docs/language.md, "Providers and tool calls", for what it does with them).
 set -euo pipefail
 
 dir="${ORCH_LLM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-llm}"
 port="${ORCH_LLM_PORT:-8089}"
 ctx="${ORCH_LLM_CTX:-4096}"
+chat_format="${ORCH_LLM_CHAT_FORMAT:-chatml-function-calling}"
 venv="$dir/venv"
 py="$venv/bin/python"
 # One pid and log file per port (the default port keeps the plain names), so that servers on
@@ -111,8 +114,10 @@ start() {
   # `data: [DONE]` and no finish_reason) whenever another request arrives; orch streams and
   # runs steps in parallel, so requests must queue instead. (A server started by an older
   # version of this script lacks it: `stop`, then `start`.)
+  # --chat_format chatml-function-calling: llama-cpp-python's format that understands `tools`
+  # and `tool_choice` (the model's own `gemma` format ignores them).
   setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-    --n_ctx "$ctx" --chat_format gemma --model_alias gemma3-270m \
+    --n_ctx "$ctx" --chat_format "$chat_format" --model_alias gemma3-270m \
     --interrupt_requests False >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do

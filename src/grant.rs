@@ -67,6 +67,24 @@ impl Builtin {
     }
 }
 
+/// The longest result of one tool call sent back to the model, in bytes (64 KiB): every
+/// result is redacted, then cut to this (`run::tools` uses it as its default).
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+/// The most tool calls of one model turn that the agent loop executes. Further calls of the
+/// same turn are not executed: each gets a refusal result of at most [`REFUSAL_MAX_BYTES`].
+pub const MAX_CALLS_PER_TURN: usize = 8;
+
+/// The most bytes the results of one turn's calls send back together (128 KiB): the loop cuts
+/// each result to [`MAX_RESULT_BYTES`] and then, in call order, a result past this total to
+/// what is left (a result left with nothing says so in at most [`REFUSAL_MAX_BYTES`]).
+/// With [`MAX_CALLS_PER_TURN`] this bounds how much one turn adds to the conversation, which
+/// `orch plan`'s worst case relies on (docs/language.md, "Tools").
+pub const MAX_TURN_RESULT_BYTES: usize = 128 * 1024;
+
+/// The longest refusal or omission note standing for a call's result, in bytes.
+pub const REFUSAL_MAX_BYTES: usize = 64;
+
 /// The wire name of the built-in `exec` tool.
 pub const EXEC: &str = "exec";
 
@@ -125,9 +143,22 @@ impl ToolGrant {
     }
 }
 
-/// The wire name of MCP tool `tool` of server `server` (see the module docs).
+/// The wire name of MCP tool `tool` of server `server` (see the module docs). A server may
+/// name its tools with characters providers refuse (MCP only asks for a string): each is
+/// replaced with `_`, and the name is cut to 64 characters. The call itself uses the server's
+/// own name.
 pub fn mcp_wire_name(server: &str, tool: &str) -> String {
     format!("{server}__{tool}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
 }
 
 /// The wire name of a delegation to `agent` (a namespaced `ns.name` becomes `ns_name`).
@@ -196,6 +227,8 @@ mod tests {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         assert!(ok(&mcp_wire_name("fs", "read_text_file")));
+        assert_eq!(mcp_wire_name("fs", "files.read/v2"), "fs__files_read_v2");
+        assert!(ok(&mcp_wire_name("server", &"é".repeat(80))));
         assert!(ok(&agent_wire_name("review.editor")));
         for b in Builtin::ALL {
             assert!(ok(b.name()));

@@ -120,6 +120,13 @@ pub fn is_secret_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Redacted(String);
 
+/// Whether `value` holds a registered secret ([`register`]): a key the run read, or the value
+/// of a secret-named variable handed to a command. Key shapes alone do not count.
+pub fn holds_registered(value: &str) -> bool {
+    let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    registry.iter().any(|form| value.contains(form.as_str()))
+}
+
 /// `text` with every secret replaced by [`MARK`]: every registered secret, in clear and
 /// JSON-escaped, then every key-shaped token ([`find_key_shapes`]).
 pub fn redact(text: impl Into<String>) -> Redacted {

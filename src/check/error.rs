@@ -59,6 +59,15 @@ into_diagnostic!(
     NoEntryWorkflow,
     UnusedOutput,
     ParallelizableSequence,
+    UnknownTool,
+    InvalidExec,
+    UnknownMcpServer,
+    InvalidDelegation,
+    DelegationCycle,
+    DelegationTooDeep,
+    TurnsWithoutTools,
+    LowComplexityWrites,
+    UnusedMcpServer,
 );
 
 /// `` `a`, `b` ``: names in backticks, joined with commas.
@@ -557,6 +566,16 @@ pub(crate) enum InvalidFieldValue {
     },
     /// `env` that is no record.
     EnvNotRecord { at: Span },
+    /// `tools` that is no list.
+    ToolsNotList { at: Span },
+    /// An `mcp` server with both `command` and `url`.
+    McpBothTransports { at: Span, name: String },
+    /// An `mcp` server's `command` that is no non-empty list.
+    McpCommandNotList { at: Span },
+    /// An `mcp` server's `url` that is not `http://` or `https://`.
+    McpUrl { at: Span },
+    /// `env` on an `mcp` server reached by `url`.
+    McpEnvOnUrl { at: Span },
 }
 
 /// `` `a`, `b` or `c` ``.
@@ -700,6 +719,32 @@ impl InvalidFieldValue {
             )
             .with_label("expected a string")
             .with_help(format!("quote it: `{name}: \"{text}\"`")),
+            InvalidFieldValue::ToolsNotList { at } => {
+                error(at, "field `tools` must be a list of tool grants".to_string())
+                    .with_label("expected `[read, grep, ...]`")
+                    .with_help("for example `tools: [read, list, glob, grep, exec(\"cargo test\")]`")
+            }
+            InvalidFieldValue::McpBothTransports { at, name } => error(
+                at,
+                format!("mcp server `{name}` has both `command` and `url`"),
+            )
+            .with_label("one transport only")
+            .with_help("keep `command: [...]` for a server orch starts (stdio), or `url: \"...\"` for one already running (streamable HTTP)"),
+            InvalidFieldValue::McpCommandNotList { at } => {
+                error(at, "field `command` of an mcp server must be a non-empty list of strings".to_string())
+                    .with_label("expected `[\"program\", \"arg\", ...]`")
+                    .with_help("the server runs without a shell: `command: [\"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \".\"]`")
+            }
+            InvalidFieldValue::McpUrl { at } => {
+                error(at, "field `url` of an mcp server must start with `http://` or `https://`".to_string())
+                    .with_label("not an HTTP URL")
+                    .with_help("give the server's streamable-HTTP endpoint, like `url: \"http://127.0.0.1:3001/mcp\"`")
+            }
+            InvalidFieldValue::McpEnvOnUrl { at } => {
+                error(at, "`env` applies to mcp servers started with `command` only".to_string())
+                    .with_label("the server at `url` is already running")
+                    .with_help("remove `env`, or set the variables where that server is started")
+            }
             InvalidFieldValue::EnvNotRecord { at } => {
                 error(at, "field `env` must be a record of strings".to_string())
                     .with_label("expected `{ NAME: \"value\" }`")
@@ -1090,6 +1135,9 @@ impl InvalidArguments {
 /// `E0212`: a value of the wrong type. `found` phrases say what the value is (`` `x` is a
 /// number ``).
 pub(crate) enum TypeMismatch {
+    /// A tool grant (`exec("...")`, `agent(NAME)`, `SERVER.*`) written as a value, outside
+    /// an agent's `tools`.
+    GrantAsValue { at: Span, written: String },
     /// An approval's `-> T` other than `bool`.
     ApprovalOutput { at: Span, ty: Type, step: String },
     /// `-> T` on a call of a workflow.
@@ -1207,6 +1255,11 @@ impl TypeMismatch {
     fn diagnostic(self) -> Diagnostic {
         let error = |at, message: String| Diagnostic::new(Code::TypeMismatch, at, message);
         match self {
+            TypeMismatch::GrantAsValue { at, written } => {
+                error(at, format!("`{written}` is a tool grant, not a value"))
+                    .with_label("only in an agent's `tools: [...]`")
+                    .with_help("tool grants are written in `tools: [...]` of an agent; quote it to use it as text")
+            }
             TypeMismatch::ApprovalOutput { at, ty, step } => {
                 error(at, format!("`approve` answers with a bool, not {ty}"))
                     .with_label(format!("declared {ty}"))
@@ -1963,6 +2016,8 @@ pub(crate) enum ImpossibleValue {
     },
     /// A `temperature` out of range.
     Temperature { at: Span, value: f64 },
+    /// `max_turns 0` (an option) or `max_turns: 0` (a field).
+    ZeroMaxTurns { at: Span },
 }
 
 impl ImpossibleValue {
@@ -2065,6 +2120,11 @@ impl ImpossibleValue {
                             "use a number from 1 to {n_branches}, or `all` to wait for every branch"
                         )
                     })
+            }
+            ImpossibleValue::ZeroMaxTurns { at } => {
+                error(at, "`max_turns` of zero would end every agent loop before its first turn".to_string())
+                    .with_label("zero")
+                    .with_help("give the most model turns the loop may take, like `max_turns 10` (the default)")
             }
             ImpossibleValue::Temperature { at, value } => {
                 error(at, format!("a temperature of {value} is out of range"))
@@ -2410,5 +2470,341 @@ impl ParallelizableSequence {
             self.steps.len()
         ))
         .with_help(rewrite)
+    }
+}
+
+// ------------------------------------------------------------------ E1201..W1209: tools
+// (docs/language.md, "Tools"; the checks are in `check::tools`).
+
+/// `E1201`: an entry of `tools: [...]` that names no tool. `suggestion` is the closest grant
+/// as it would be written (`grep`, `git.*`, `agent(scout)`).
+pub(crate) struct UnknownTool {
+    pub at: Span,
+    /// The entry as written.
+    pub written: String,
+    /// Whether it is a string (`"read"`) rather than a name.
+    pub quoted: bool,
+    pub suggestion: Option<String>,
+}
+
+impl UnknownTool {
+    fn diagnostic(self) -> Diagnostic {
+        let d = Diagnostic::new(
+            Code::UnknownTool,
+            self.at,
+            format!("unknown tool `{}`", self.written),
+        )
+        .with_label("not a tool");
+        match (self.suggestion, self.quoted) {
+            (Some(s), true) => d.with_help(format!("write the tool without quotes: `{s}`")),
+            (Some(s), false) => d.with_help(format!("did you mean `{s}`?")),
+            (None, _) => d.with_help(format!(
+                "tools are the built-ins {}, `exec(\"PREFIX\", ...)`, `SERVER.tool` or `SERVER.*` of a declared `mcp` server, and `agent(NAME)`",
+                crate::grant::Builtin::ALL
+                    .iter()
+                    .map(|b| format!("`{}`", b.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// `E1202`: an `exec` grant without a usable prefix.
+pub(crate) enum InvalidExec {
+    /// `exec` or `exec()`: no prefix at all.
+    NoPrefix { at: Span },
+    /// `exec("")`: a prefix with no word.
+    EmptyPrefix { at: Span },
+    /// A prefix that is no plain string (a name, a number, an interpolation).
+    NotText { at: Span, found: &'static str },
+}
+
+impl InvalidExec {
+    fn diagnostic(self) -> Diagnostic {
+        let example = "`exec(\"cargo test\", \"git diff\")` allows exactly the programs (and first arguments) listed";
+        match self {
+            InvalidExec::NoPrefix { at } => Diagnostic::new(
+                Code::InvalidExec,
+                at,
+                "`exec` needs the commands it may run".to_string(),
+            )
+            .with_label("no prefix")
+            .with_help(format!(
+                "{example}; an `exec` that could run any program is not allowed"
+            )),
+            InvalidExec::EmptyPrefix { at } => Diagnostic::new(
+                Code::InvalidExec,
+                at,
+                "an empty `exec` prefix would allow any program".to_string(),
+            )
+            .with_label("empty")
+            .with_help(format!("name the program: {example}")),
+            InvalidExec::NotText { at, found } => Diagnostic::new(
+                Code::InvalidExec,
+                at,
+                format!("an `exec` prefix must be a string without interpolations, found {found}"),
+            )
+            .with_label("expected a string")
+            .with_help(example.to_string()),
+        }
+    }
+}
+
+/// `E1203`: `NAME.tool` or `NAME.*` where no `mcp NAME { ... }` is declared.
+pub(crate) struct UnknownMcpServer {
+    pub at: Span,
+    pub name: String,
+    pub suggestion: Option<String>,
+}
+
+impl UnknownMcpServer {
+    fn diagnostic(self) -> Diagnostic {
+        let d = Diagnostic::new(
+            Code::UnknownMcpServer,
+            self.at,
+            format!("unknown mcp server `{}`", self.name),
+        )
+        .with_label("not a declared mcp server");
+        match self.suggestion {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!(
+                "declare it: `mcp {} {{ command: [\"program\", \"arg\"] }}` or `mcp {} {{ url: \"http://127.0.0.1:3001/mcp\" }}`",
+                self.name, self.name
+            )),
+        }
+    }
+}
+
+/// `E1204`: an `agent(NAME)` grant that cannot delegate.
+pub(crate) enum InvalidDelegation {
+    /// No agent of that name; `suggestion` is the closest.
+    Unknown {
+        at: Span,
+        name: String,
+        suggestion: Option<String>,
+    },
+    /// A command agent (it answers no prompt with a model).
+    Command {
+        at: Span,
+        name: String,
+        declared: Span,
+    },
+    /// An agent without a model of its own (a nested step has no block to take one from).
+    NoModel {
+        at: Span,
+        name: String,
+        declared: Span,
+    },
+    /// An agent with parameters that have no default (a delegation gives only a prompt).
+    NeedsArguments {
+        at: Span,
+        name: String,
+        params: Vec<String>,
+        declared: Span,
+    },
+    /// `agent(...)` with no name, several, or something else than a name.
+    Malformed { at: Span },
+}
+
+impl InvalidDelegation {
+    fn diagnostic(self) -> Diagnostic {
+        let error = |at, m: String| Diagnostic::new(Code::InvalidDelegation, at, m);
+        match self {
+            InvalidDelegation::Unknown {
+                at,
+                name,
+                suggestion,
+            } => {
+                let d = error(at, format!("cannot delegate to unknown agent `{name}`"))
+                    .with_label("not a declared agent");
+                match suggestion {
+                    Some(s) => d.with_help(format!("did you mean `agent({s})`?")),
+                    None => d.with_help(format!(
+                        "declare it: `agent {name} {{ model: haiku, tools: [read, grep] }}`"
+                    )),
+                }
+            }
+            InvalidDelegation::Command { at, name, declared } => error(
+                at,
+                format!("cannot delegate to command agent `{name}`"),
+            )
+            .with_label("runs a program, not a model")
+            .with_secondary(declared, "declared with `run:` here")
+            .with_help(format!(
+                "a delegation hands a model a subtask in words; to let the agent run `{name}`'s program, grant `exec(\"PROGRAM\")` instead"
+            )),
+            InvalidDelegation::NoModel { at, name, declared } => error(
+                at,
+                format!("cannot delegate to `{name}`: it has no model of its own"),
+            )
+            .with_label("no `model:`")
+            .with_secondary(declared, "declared here")
+            .with_help(format!(
+                "a delegated subtask runs outside any block, so `{name}` needs `model: NAME`"
+            )),
+            InvalidDelegation::NeedsArguments {
+                at,
+                name,
+                params,
+                declared,
+            } => error(
+                at,
+                if params.len() == 1 {
+                    format!("cannot delegate to `{name}`: parameter {} has no default", ticked(&params))
+                } else {
+                    format!("cannot delegate to `{name}`: parameters {} have no default", ticked(&params))
+                },
+            )
+            .with_label("a delegation gives only a prompt")
+            .with_secondary(declared, "declared here")
+            .with_help("give each parameter a default (`name: text = \"...\"`), or delegate to an agent without parameters"),
+            InvalidDelegation::Malformed { at } => {
+                error(at, "`agent(...)` names one agent".to_string())
+                    .with_label("expected one agent name")
+                    .with_help("write `agent(scout)` (without quotes)")
+            }
+        }
+    }
+}
+
+/// `E1205`: agents delegate to each other in a cycle: `edges` are (from, to, where the grant
+/// is written), in order around the cycle.
+pub(crate) struct DelegationCycle {
+    pub edges: Vec<(String, String, Span)>,
+}
+
+impl DelegationCycle {
+    fn diagnostic(self) -> Diagnostic {
+        let mut chain: Vec<String> = self
+            .edges
+            .iter()
+            .map(|(f, _, _)| format!("`{f}`"))
+            .collect();
+        if let Some((first, _, _)) = self.edges.first() {
+            chain.push(format!("`{first}`"));
+        }
+        let (_, first_to, at) = self.edges[0].clone();
+        let mut d = Diagnostic::new(
+            Code::DelegationCycle,
+            at,
+            format!("agents delegate to each other in a cycle: {}", chain.join(" → ")),
+        )
+        .with_label(format!("delegates to `{first_to}`"))
+        .with_help("a delegation runs to its end before the delegating agent goes on, so a cycle could nest without end; remove one of the `agent(...)` grants");
+        for (from, to, span) in self.edges.into_iter().skip(1) {
+            d = d.with_secondary(span, format!("`{from}` delegates to `{to}`"));
+        }
+        d
+    }
+}
+
+/// `E1206`: a chain of delegations (`chain`, the first agent first) deeper than `bound`.
+pub(crate) struct DelegationTooDeep {
+    pub at: Span,
+    pub chain: Vec<String>,
+    pub bound: usize,
+}
+
+impl DelegationTooDeep {
+    fn diagnostic(self) -> Diagnostic {
+        Diagnostic::new(
+            Code::DelegationTooDeep,
+            self.at,
+            format!(
+                "delegation nests {} deep, more than {}: {}",
+                self.chain.len() - 1,
+                self.bound,
+                self.chain
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+        )
+        .with_label("starts a chain that is too deep")
+        .with_help(format!(
+            "each delegation is a whole agent loop inside another's turn, so cost multiplies with depth; keep chains to {} delegations, e.g. let the lead delegate to every specialist directly",
+            self.bound
+        ))
+    }
+}
+
+/// `E1207`: `max_turns` or `tool_timeout` where no agent loop runs.
+pub(crate) enum TurnsWithoutTools {
+    /// The agent's own field `key`.
+    Field {
+        at: Span,
+        key: String,
+        agent: String,
+    },
+    /// `<max_turns N>` on the call of `agent`.
+    Option { at: Span, agent: String },
+}
+
+impl TurnsWithoutTools {
+    fn diagnostic(self) -> Diagnostic {
+        let help = "an agent loop runs only for an agent with `tools: [...]`; grant it tools or remove the setting";
+        match self {
+            TurnsWithoutTools::Field { at, key, agent } => Diagnostic::new(
+                Code::TurnsWithoutTools,
+                at,
+                format!("`{key}` on agent `{agent}`, which has no tools"),
+            )
+            .with_label("no agent loop to bound")
+            .with_help(help),
+            TurnsWithoutTools::Option { at, agent } => Diagnostic::new(
+                Code::TurnsWithoutTools,
+                at,
+                format!("`max_turns` on a call of `{agent}`, which has no tools"),
+            )
+            .with_label("no agent loop to bound")
+            .with_help(help),
+        }
+    }
+}
+
+/// `W1208`: a `low`-complexity agent granted `tool` (`write`, `edit` or `exec(...)`).
+pub(crate) struct LowComplexityWrites {
+    pub at: Span,
+    pub agent: String,
+    pub tool: String,
+    pub complexity: Span,
+}
+
+impl LowComplexityWrites {
+    fn diagnostic(self) -> Diagnostic {
+        Diagnostic::new(
+            Code::LowComplexityWrites,
+            self.at,
+            format!(
+                "`{}` lets `{}`, a `low`-complexity agent, change files or run programs",
+                self.tool, self.agent
+            ),
+        )
+        .with_label("changes files or runs programs")
+        .with_secondary(self.complexity, "declared `low` here")
+        .with_help("agents for lookups should only read (`read`, `list`, `glob`, `grep`); give the changes to an agent of `medium` or `high` complexity, or raise this one's")
+    }
+}
+
+/// `W1209`: an `mcp` server no agent is granted.
+pub(crate) struct UnusedMcpServer {
+    pub at: Span,
+    pub name: String,
+}
+
+impl UnusedMcpServer {
+    fn diagnostic(self) -> Diagnostic {
+        Diagnostic::new(
+            Code::UnusedMcpServer,
+            self.at,
+            format!("mcp server `{}` is never granted", self.name),
+        )
+        .with_label("declared here")
+        .with_help(format!(
+            "grant its tools to an agent (`tools: [{}.*]`) or remove the declaration",
+            self.name
+        ))
     }
 }

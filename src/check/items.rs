@@ -252,6 +252,15 @@ pub struct AgentDef {
     /// a step of this agent may produce, in bytes; never zero. `None`: the default,
     /// [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     pub max_output_bytes: Option<u32>,
+    /// `tools: [...]`: the agent runs an agent loop with these grants. The entries as written
+    /// until `check::tools` resolves them against every table; `None` without the field.
+    pub tools: Option<Vec<super::tools::Granted>>,
+    /// `max_turns:` field: the most model turns of its agent loop.
+    pub max_turns: Option<u32>,
+    /// `tool_timeout:` field: bound on one tool call, in milliseconds.
+    pub tool_timeout_ms: Option<u64>,
+    /// The entries of `tools: [...]` as written, for `check::tools`.
+    pub(crate) tools_written: Vec<Value>,
     /// Declaration span.
     pub span: Span,
     /// Name span.
@@ -705,6 +714,9 @@ const MODEL_AGENT_FIELDS: &[&str] = &[
     "fallback",
     "max_output_bytes",
     "description",
+    "tools",
+    "max_turns",
+    "tool_timeout",
 ];
 const COMMAND_AGENT_FIELDS: &[&str] = &[
     "run",
@@ -748,6 +760,7 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
             "high" => Complexity::High,
             _ => Complexity::Medium,
         });
+    let tools_written = super::tools::tools_field(&f, diags);
     AgentDef {
         name: decl.name.name.clone(),
         doc: decl.doc.clone(),
@@ -758,6 +771,10 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
         timeout_ms: f.duration("timeout", diags),
         deadline_ms: f.duration("deadline", diags),
         max_output_bytes: max_output_bytes(&f, diags),
+        tools: tools_written.as_ref().map(|_| Vec::new()),
+        max_turns: super::tools::max_turns_field(&f, diags),
+        tool_timeout_ms: super::tools::tool_timeout_field(&f, diags),
+        tools_written: tools_written.unwrap_or_default(),
         span: decl.span,
         name_span: decl.name.span,
         field_spans: decl

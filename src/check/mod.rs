@@ -8,6 +8,7 @@ mod entry;
 mod error;
 pub mod items;
 pub mod lints;
+pub mod tools;
 pub mod types;
 pub mod workflow;
 
@@ -30,6 +31,9 @@ pub struct Tables {
     pub providers: IndexMap<String, ProviderDef>,
     /// Models.
     pub models: IndexMap<String, ModelDef>,
+    /// MCP servers, by name: global like models and providers, whichever file declares them
+    /// (docs/language.md, "Tools").
+    pub mcp: IndexMap<String, tools::McpDef>,
     /// Agents, by name (`ns.name` for a file included `as ns`).
     pub agents: IndexMap<String, AgentDef>,
     /// Each namespaced file's namespace.
@@ -159,6 +163,7 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                 ast::Item::Include(_) => continue,
                 ast::Item::Provider(d) => (&d.name, "provider"),
                 ast::Item::Model(d) => (&d.name, "model"),
+                ast::Item::Mcp(d) => (&d.name, "mcp server"),
                 ast::Item::Agent(a) => {
                     agent_key = keyed(&a.name);
                     (&agent_key, "agent")
@@ -181,6 +186,7 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                     && match item {
                         ast::Item::Provider(_) => false,
                         ast::Item::Model(_) => !tables.models.contains_key(&name.name),
+                        ast::Item::Mcp(_) => !tables.mcp.contains_key(&name.name),
                         ast::Item::Agent(_) => !tables.agents.contains_key(&name.name),
                         ast::Item::Workflow(_) => !workflow_keys.contains(&name.name),
                         ast::Item::Include(_) => false,
@@ -205,6 +211,11 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
                     }
                     tables.models.insert(d.name.name.clone(), def);
                 }
+                ast::Item::Mcp(d) => {
+                    tables
+                        .mcp
+                        .insert(d.name.name.clone(), tools::mcp_server(d, diags));
+                }
                 ast::Item::Agent(a) => {
                     let mut def = items::agent(a, diags);
                     def.name = name.name.clone();
@@ -220,6 +231,10 @@ pub fn check(set: &ModuleSet, diags: &mut Diagnostics) -> Program {
     }
     check_model_providers(&tables, &model_providers, diags);
     check_agent_models(&tables, diags);
+    tools::check(&mut tables, diags);
+    for m in &set.modules {
+        tools::grants_outside_tools(&m.module, diags);
+    }
 
     let by_key: IndexMap<String, &ast::Workflow> = workflow_keys
         .iter()

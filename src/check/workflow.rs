@@ -238,6 +238,11 @@ pub struct Node {
     pub timeout_ms: Option<u64>,
     /// Bound on the whole step (every attempt, backoff and fallback), in milliseconds.
     pub deadline_ms: Option<u64>,
+    /// For a step of an agent with `tools`: the most model turns of its agent loop, from the
+    /// call's `<max_turns N>`, else the agent's `max_turns`, else the blocks'; `None` for any
+    /// other step, or when none of them sets it (then
+    /// [`crate::check::tools::DEFAULT_MAX_TURNS`]).
+    pub max_turns: Option<u32>,
     /// Enclosing `parallel` blocks, outermost first.
     pub groups: Vec<GroupId>,
     /// For a `gather`: the block it joins and how.
@@ -356,6 +361,8 @@ struct Scope {
     retry: Option<u32>,
     timeout_ms: Option<u64>,
     deadline_ms: Option<u64>,
+    /// `max_turns N` of a block: the default for the agent loops inside.
+    max_turns: Option<u32>,
     fallback: Option<Ident>,
     /// Where the block options in force were written: `retry`, `timeout`, `fallback`.
     retry_span: Option<Span>,

@@ -111,6 +111,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
     pub format: DiagFormat,
+    /// Also start the MCP servers the workflow's agents use (in the current directory) and
+    /// check that every granted tool (`NAME.tool`) is one the server lists; stops them after.
+    #[arg(long)]
+    pub mcp: bool,
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -396,6 +400,8 @@ fn check(a: CheckArgs) -> ExitCode {
         let (program, mut diags) = crate::compile_file(file, &resolve_opts(&a.compile));
         apply_levels(&mut diags, &program.sources, &levels);
         failed |= diags.has_errors();
+        let mcp_ok = !a.mcp || diags.has_errors() || check_mcp(file, &program);
+        failed |= !mcp_ok;
         match a.format {
             DiagFormat::Sarif => checked.push((diags, program.sources)),
             DiagFormat::Github => {
@@ -407,7 +413,7 @@ fn check(a: CheckArgs) -> ExitCode {
                     "{}",
                     render_human(&diags, &program.sources, style(Stream::Stdout))
                 );
-                if diags.is_empty() {
+                if diags.is_empty() && mcp_ok {
                     let _ = writeln!(out, "{}: ok", file.display());
                 }
             }
@@ -432,6 +438,53 @@ fn check(a: CheckArgs) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `orch check --mcp` for one checked file: starts the MCP servers its workflow's agents
+/// use and checks their grants; says on stderr what failed. `false` on a failure.
+fn check_mcp(file: &Path, program: &crate::check::Program) -> bool {
+    use crate::run::tools::mcp::{McpPool, plan_grants};
+    let Some(entry) = program.sources.files().next().map(|(id, _)| id) else {
+        return true;
+    };
+    // A library module without a workflow has no plan: its agents are checked where used.
+    let Ok(workflow) = crate::plan::entry_workflow(program, None, Span::new(entry, 0, 0)) else {
+        return true;
+    };
+    let plan = crate::plan::lower(program, workflow);
+    let grants = plan_grants(&plan);
+    if grants.is_empty() {
+        return true;
+    }
+    let workspace = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return false;
+        }
+    };
+    let checked = runtime.block_on(async {
+        let pool = McpPool::new(&plan.mcp, &workspace);
+        let checked = pool.check_grants(&grants).await;
+        pool.shutdown().await;
+        checked
+    });
+    match checked {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "error: {}: {}",
+                file.display(),
+                redact(e.to_string()).as_str()
+            );
+            false
+        }
     }
 }
 

@@ -1684,6 +1684,289 @@ workflow main(code: text) {
               smallest part of it that is refused).",
         ..CodeInfo::ERROR
     },
+    CodeInfo {
+        code: Code::UnknownTool,
+        name: "unknown-tool",
+        summary: "An entry of an agent's `tools` that names no tool.",
+        what: "Checks each entry of `tools: [...]`: a built-in (`read`, `list`, `glob`, `grep`, \
+               `write`, `edit`), `exec(\"PREFIX\", ...)`, `SERVER.tool` or `SERVER.*` of a \
+               declared `mcp` server, or `agent(NAME)`. Anything else is reported with the \
+               closest of those: a built-in, `NAME.*` for a server written alone, \
+               `agent(NAME)` for an agent written alone.",
+        why: "A grant is the whole of what an agent may do; a misspelt one would leave the agent \
+              without the tool it was meant to have, and its loop would fail at run time \
+              instead of here.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, tools: [read, grpe] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, tools: [read, grep] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::InvalidExec,
+        name: "invalid-exec",
+        summary: "An `exec` grant without the commands it may run.",
+        what: "Reports `exec` or `exec()` without a prefix, an empty prefix (`exec(\"\")`), and a \
+               prefix that is not a plain string. Each prefix is split on spaces; a call is \
+               allowed only when its argv starts with one of them.",
+        why: "An `exec` without a prefix would let the model run any program in the workspace. \
+              The allowlist is what makes a builder that runs `cargo test` safe to hand a \
+              repository.",
+        example_bad: r#"include "std/models.orch"
+
+agent tester { model: sonnet, tools: [read, exec] }
+
+workflow main(request: text) {
+  report = tester("Run the tests for: {request}")
+  return report
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent tester { model: sonnet, tools: [read, exec("cargo test")] }
+
+workflow main(request: text) {
+  report = tester("Run the tests for: {request}")
+  return report
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::UnknownMcpServer,
+        name: "unknown-mcp-server",
+        summary: "A grant `NAME.tool` or `NAME.*` where no `mcp NAME` is declared.",
+        what: "Checks that the server of an MCP grant is declared with `mcp NAME { ... }` in the \
+               script or a file it includes (server names are global, like model names).",
+        why: "orch starts (or connects to) the servers an agent is granted before the loop \
+              needs them; a grant on no server could never be served.",
+        example_bad: r#"include "std/models.orch"
+
+mcp git { command: ["python3", "-m", "mcp_server_git", "--repository", "."] }
+
+agent archivist { model: haiku, tools: [git.git_log, gti.git_status] }
+
+workflow main(request: text) {
+  history = archivist("Summarise the history of: {request}")
+  return history
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+mcp git { command: ["python3", "-m", "mcp_server_git", "--repository", "."] }
+
+agent archivist { model: haiku, tools: [git.git_log, git.git_status] }
+
+workflow main(request: text) {
+  history = archivist("Summarise the history of: {request}")
+  return history
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::InvalidDelegation,
+        name: "invalid-delegation",
+        summary: "An `agent(NAME)` grant that cannot delegate.",
+        what: "Checks that `agent(NAME)` names one declared agent (resolved like a callee, \
+               `ns.name` through a namespace) that is a model agent, has a `model` of its own \
+               and needs no argument without a default.",
+        why: "A delegation hands a model a subtask as a prompt and runs it as a nested step \
+              outside any block: a command agent answers no prompt, an agent without a model \
+              would have none, and a parameter without a default would have no value.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, tools: [read, grep] }
+agent lead  { model: opus, tools: [agent(scuot)] }
+
+workflow main(request: text) {
+  answer = lead("Answer with help from a scout: {request}")
+  return answer
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, tools: [read, grep] }
+agent lead  { model: opus, tools: [agent(scout)] }
+
+workflow main(request: text) {
+  answer = lead("Answer with help from a scout: {request}")
+  return answer
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::DelegationCycle,
+        name: "delegation-cycle",
+        summary: "Agents delegate to each other in a cycle.",
+        what: "Follows every `agent(NAME)` grant and reports each cycle once (an agent granted \
+               itself included), with every grant on it.",
+        why: "A delegation runs to its end inside a turn of the delegating agent: around a \
+              cycle, nested loops could go on without end, and no worst case could be given.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, tools: [read, agent(fixer)] }
+agent fixer    { model: sonnet, tools: [read, edit, agent(reviewer)] }
+
+workflow main(request: text) {
+  result = fixer("Fix: {request}")
+  return result
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: sonnet, tools: [read] }
+agent fixer    { model: sonnet, tools: [read, edit, agent(reviewer)] }
+
+workflow main(request: text) {
+  result = fixer("Fix: {request}")
+  return result
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::DelegationTooDeep,
+        name: "delegation-too-deep",
+        summary: "A chain of delegations deeper than 3.",
+        what: "Reports an agent that starts a chain of more than 3 delegations (`a` delegates \
+               to `b`, which delegates to `c`, ...), at the start of the longest chain.",
+        why: "Every level is a whole agent loop inside one turn of the level above, so the \
+              worst case multiplies with each level; deep chains are also hard to follow in \
+              the journal. A lead that delegates to each specialist directly does the same work.",
+        example_bad: r#"include "std/models.orch"
+
+agent a { model: haiku, tools: [read] }
+agent b { model: haiku, tools: [agent(a)] }
+agent c { model: haiku, tools: [agent(b)] }
+agent d { model: haiku, tools: [agent(c)] }
+agent e { model: haiku, tools: [agent(d)] }
+
+workflow main(request: text) {
+  answer = e("Answer: {request}")
+  return answer
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent a { model: haiku, tools: [read] }
+agent b { model: haiku, tools: [agent(a)] }
+agent c { model: haiku, tools: [agent(b)] }
+agent e { model: haiku, tools: [agent(c), agent(a)] }
+
+workflow main(request: text) {
+  answer = e("Answer: {request}")
+  return answer
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::TurnsWithoutTools,
+        name: "turns-without-tools",
+        summary: "`max_turns` or `tool_timeout` on an agent without tools.",
+        what: "Reports the fields `max_turns` and `tool_timeout` of an agent without `tools`, \
+               and the option `<max_turns N>` on a call of such an agent (a block's \
+               `<max_turns N>` only applies to the agents with tools inside).",
+        why: "Only an agent with tools runs an agent loop; on any other agent these settings \
+              bound nothing, and were probably meant for another agent or for a `tools` \
+              field that is missing.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, max_turns: 12 }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, tools: [read, grep], max_turns: 12 }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        ..CodeInfo::ERROR
+    },
+    CodeInfo {
+        code: Code::LowComplexityWrites,
+        name: "low-complexity-writes",
+        default_severity: Severity::Warning,
+        summary: "A `low`-complexity agent granted `write`, `edit` or `exec`.",
+        what: "Warns at each `write`, `edit` or `exec(...)` grant of an agent declared \
+               `complexity: low`.",
+        why: "`low` is for lookups and formatting, usually on a fast, cheap model; tools that \
+              change the workspace or run programs belong to an agent trusted with the task's \
+              difficulty. Either the complexity or the grant is probably wrong.",
+        example_bad: r#"include "std/models.orch"
+
+agent scout { model: haiku, complexity: low, tools: [read, grep, write] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent scout { model: haiku, complexity: low, tools: [read, grep] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+    },
+    CodeInfo {
+        code: Code::UnusedMcpServer,
+        name: "unused-mcp-server",
+        default_severity: Severity::Warning,
+        summary: "An `mcp` server that no agent is granted.",
+        what: "Warns at an `mcp NAME { ... }` declaration when no agent's `tools` names \
+               `NAME.tool` or `NAME.*`.",
+        why: "A declaration nobody uses is dead text that still reads as a capability of the \
+              script; it was probably meant to be granted, or is left over.",
+        example_bad: r#"include "std/models.orch"
+
+mcp fs { command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "."] }
+
+agent scout { model: haiku, tools: [read, grep] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+mcp fs { command: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "."] }
+
+agent scout { model: haiku, tools: [read, grep, fs.read_text_file] }
+
+workflow main(request: text) {
+  files = scout("Find the files relevant to: {request}")
+  return files
+}
+"#,
+    },
 ];
 
 #[cfg(test)]

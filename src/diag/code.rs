@@ -121,6 +121,24 @@ codes! {
     UnusedAllow = "W0901",
     /// `E1001`: `orch fmt` cannot lay the file out without changing its meaning.
     FormatRefused = "E1001",
+    /// `E1201`: a tool grant that names no tool.
+    UnknownTool = "E1201",
+    /// `E1202`: an `exec` grant without a usable prefix.
+    InvalidExec = "E1202",
+    /// `E1203`: a grant names an MCP server that is not declared.
+    UnknownMcpServer = "E1203",
+    /// `E1204`: an `agent(NAME)` grant that cannot delegate.
+    InvalidDelegation = "E1204",
+    /// `E1205`: agents delegate to each other in a cycle.
+    DelegationCycle = "E1205",
+    /// `E1206`: a chain of delegations deeper than the bound.
+    DelegationTooDeep = "E1206",
+    /// `E1207`: an agent-loop setting on an agent without tools.
+    TurnsWithoutTools = "E1207",
+    /// `W1208`: a `low`-complexity agent granted tools that change the workspace.
+    LowComplexityWrites = "W1208",
+    /// `W1209`: an MCP server declared and never granted.
+    UnusedMcpServer = "W1209",
 }
 
 impl Code {

@@ -246,6 +246,7 @@ impl<'t> Printer<'t> {
             Item::Include(_) => "include",
             Item::Provider(_) => "provider",
             Item::Model(_) => "model",
+            Item::Mcp(_) => "mcp",
             Item::Agent(_) => "agent",
             Item::Workflow(_) => "workflow",
         };
@@ -261,6 +262,7 @@ impl<'t> Printer<'t> {
             }
             Item::Provider(d) => self.decl("provider", d.span, &d.name, None, &d.fields),
             Item::Model(d) => self.decl("model", d.span, &d.name, None, &d.fields),
+            Item::Mcp(d) => self.decl("mcp", d.span, &d.name, None, &d.fields),
             Item::Agent(a) => self.decl("agent", a.span, &a.name, Some(&a.params), &a.fields),
             Item::Workflow(w) => self.workflow(w),
         }
@@ -666,6 +668,12 @@ impl<'t> Printer<'t> {
                 self.inline_list(open, close, ("{", "}"), &elems, ListKind::Record)
             }
             ValueKind::Path(p) => Some(p.dotted()),
+            ValueKind::Call { name, args } => {
+                let open = self.call_open(name);
+                let elems: Vec<Elem> = args.iter().map(Elem::Value).collect();
+                let list = self.inline_list(open, close, ("(", ")"), &elems, ListKind::Commas)?;
+                Some(format!("{}{list}", name.name))
+            }
             // Strings, numbers, durations, money, booleans: exactly as written.
             _ => Some(self.slice(v.span).to_string()),
         }
@@ -682,11 +690,22 @@ impl<'t> Printer<'t> {
                 let elems: Vec<Elem> = fields.iter().map(Elem::Field).collect();
                 self.list(open, close, ("{", "}"), &elems, indent, ListKind::Record);
             }
+            ValueKind::Call { name, args } => {
+                self.push(&name.name, name.span.end as usize);
+                let open = self.call_open(name);
+                let elems: Vec<Elem> = args.iter().map(Elem::Value).collect();
+                self.list(open, close, ("(", ")"), &elems, indent, ListKind::Commas);
+            }
             _ => {
                 let s = self.inline_value(v).unwrap_or_default();
                 self.push(&s, close + 1);
             }
         }
+    }
+
+    /// The `(` of a call value (`exec ("a")` may have space before it).
+    fn call_open(&self, name: &Ident) -> usize {
+        self.skip(name.span.end as usize, false)
     }
 
     fn inline_type(&self, t: &TypeExpr) -> Option<String> {

@@ -368,6 +368,19 @@ mod tests {
     }
 
     #[test]
+    fn tools_mcp_and_max_turns() {
+        check(
+            "mcp fs{command:[\"npx\",\"srv\"],env:{K:\"v\"}}\nmcp d {url:\"http://h/mcp\"}\nagent s{model:m,tools:[read,exec( \"cargo test\" ,\"git diff\"),fs.read_text_file,d.*,agent(l)],max_turns:3}\nworkflow w<max_turns 2>{x=s<max_turns   4>(\"p\")}",
+            "mcp fs { command: [\"npx\", \"srv\"], env: { K: \"v\" } }\nmcp d  { url: \"http://h/mcp\" }\n\nagent s {\n  model: m\n  tools: [read, exec(\"cargo test\", \"git diff\"), fs.read_text_file, d.*, agent(l)]\n  max_turns: 3\n}\n\nworkflow w <max_turns 2> {\n  x = s<max_turns 4>(\"p\")\n}\n",
+        );
+        // A grant list broken in the source: one grant per line, an `exec` kept on its line.
+        check(
+            "agent s { tools: [\n read, exec(\"a\") ] }",
+            "agent s {\n  tools: [\n    read,\n    exec(\"a\"),\n  ]\n}\n",
+        );
+    }
+
+    #[test]
     fn comments_only_and_empty_files() {
         check("", "");
         check("\n\n", "");

@@ -4,9 +4,12 @@
 
 use super::estimate_tokens;
 use super::ir::{ListSource, Ref, Template, TemplatePart};
-use super::{Estimate, NodeId, PlanExec, PlanGroup, PlanNode, PlanRegion, PlanRegionKind};
+use super::{
+    Estimate, NodeId, PlanDelegate, PlanExec, PlanGroup, PlanNode, PlanRegion, PlanRegionKind,
+};
 use crate::check::Program;
 use crate::check::workflow::WorkflowGraph;
+use indexmap::IndexMap;
 
 /// Sets each node's `runs` (the product of its regions' bounds) and says what is unbounded.
 pub(super) fn count_runs(
@@ -111,7 +114,12 @@ pub(super) fn assign_levels(nodes: &mut [PlanNode], regions: &[PlanRegion]) {
     }
 }
 
-pub(super) fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut [PlanNode]) {
+pub(super) fn estimate_costs(
+    program: &Program,
+    wf: &WorkflowGraph,
+    nodes: &mut [PlanNode],
+    delegates: &IndexMap<String, PlanDelegate>,
+) {
     // Worst-case output of each node, for the nodes that interpolate it.
     let out_bound: Vec<u64> = nodes
         .iter()
@@ -122,7 +130,7 @@ pub(super) fn estimate_costs(program: &Program, wf: &WorkflowGraph, nodes: &mut 
         .collect();
     for node in nodes.iter_mut() {
         node.prompt_tokens = prompt_tokens(wf, node, &out_bound);
-        let once = worst_case(program, node);
+        let once = worst_case(program, node, delegates);
         let runs = node.runs;
         node.worst_case = Estimate {
             input_tokens: once.input_tokens.saturating_mul(runs),
@@ -155,42 +163,39 @@ fn prompt_tokens(wf: &WorkflowGraph, node: &PlanNode, out_bound: &[u64]) -> u64 
 }
 
 /// Worst case of one step: every attempt (and as many on the fallback) sends its
-/// [`PlanNode::prompt_tokens`] and receives `max_tokens`.
-fn worst_case(program: &Program, node: &PlanNode) -> Estimate {
+/// [`PlanNode::prompt_tokens`] and receives `max_tokens`. A step with tools does so for every
+/// turn of its agent loop, with the context growing by each turn
+/// ([`super::tools::loop_tokens`]), plus its delegations ([`super::tools::delegations`]).
+fn worst_case(
+    program: &Program,
+    node: &PlanNode,
+    delegates: &IndexMap<String, PlanDelegate>,
+) -> Estimate {
     let PlanExec::Model {
         model,
         fallback,
         max_tokens,
+        tools,
         ..
     } = &node.exec
     else {
         return Estimate::default();
     };
     let input = node.prompt_tokens;
+    let (input, output) = match tools {
+        Some(t) => super::tools::loop_tokens(input, u64::from(*max_tokens), t),
+        None => (input, u64::from(*max_tokens)),
+    };
     let attempts = u64::from(node.retry) + 1;
-    let (input, output) = (
+    let mut e = super::tools::priced(
+        program,
+        model,
+        fallback.as_deref(),
         input.saturating_mul(attempts),
-        u64::from(*max_tokens).saturating_mul(attempts),
+        output.saturating_mul(attempts),
     );
-    let price = |m: &str| {
-        program
-            .tables
-            .models
-            .get(m)
-            .map(|m| m.price)
-            .unwrap_or_default()
-    };
-    let mut e = Estimate {
-        input_tokens: input,
-        output_tokens: output,
-        cost_usd: price(model).cost(input, output),
-    };
-    if let Some(f) = fallback {
-        e += Estimate {
-            input_tokens: input,
-            output_tokens: output,
-            cost_usd: price(f).cost(input, output),
-        };
+    if let Some(t) = tools {
+        e += super::tools::delegations(t, delegates);
     }
     e
 }

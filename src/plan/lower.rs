@@ -35,7 +35,10 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
     let regions: Vec<PlanRegion> = wf.regions.iter().map(|r| plan_region(&names, r)).collect();
     let notes = analysis::count_runs(wf, &regions, &mut nodes);
     analysis::assign_levels(&mut nodes, &regions);
-    analysis::estimate_costs(program, wf, &mut nodes);
+    let (mcp, delegates) = super::tools::lower_tools(program, &nodes);
+    let mut notes = notes;
+    notes.extend(super::tools::notes(&nodes, &delegates));
+    analysis::estimate_costs(program, wf, &mut nodes, &delegates);
     let groups: Vec<PlanGroup> = wf
         .groups
         .iter()
@@ -74,9 +77,8 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         peak_concurrency,
         providers,
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
-        // Filled once agents declare tools (docs/language.md, "Tools").
-        mcp: IndexMap::new(),
-        delegates: IndexMap::new(),
+        mcp,
+        delegates,
     }
 }
 
@@ -238,7 +240,7 @@ fn lower_template(t: &ast::Template, resolve: impl Fn(&ast::Path) -> Interp) -> 
 
 /// A template over an agent's parameters (system text, argv, env): each name is the
 /// argument at its position among `args` ([`Ref::Arg`]); fields are not read.
-fn agent_template(t: &ast::Template, args: &[&str]) -> Template {
+pub(super) fn agent_template(t: &ast::Template, args: &[&str]) -> Template {
     lower_template(t, |p| Interp {
         path: p.dotted(),
         target: args
@@ -372,7 +374,7 @@ fn deps_of(n: &graph::Node, data_only: bool) -> Vec<NodeId> {
 
 /// How a step runs, with its agent-level templates over `args` (the call's arguments, then
 /// the defaults it leaves out).
-fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
+pub(super) fn plan_exec(program: &Program, exec: &Exec, args: &[&str]) -> PlanExec {
     match exec {
         Exec::Model {
             model,
@@ -443,11 +445,15 @@ fn plan_node(
         .chain(defaults.keys())
         .map(String::as_str)
         .collect();
+    let mut exec = plan_exec(program, &n.exec, &arg_names);
+    if let (PlanExec::Model { tools, .. }, Some(a)) = (&mut exec, agent) {
+        *tools = super::tools::plan_tools(a, n.max_turns);
+    }
     PlanNode {
         id: n.id,
         name: n.name.clone(),
         agent: n.agent.clone(),
-        exec: plan_exec(program, &n.exec, &arg_names),
+        exec,
         prompt: n.prompt.as_ref().map(|t| names.template(t, &n.regions)),
         args: n
             .args

@@ -27,6 +27,7 @@ pub mod budget;
 pub mod ir;
 mod lower;
 pub mod render;
+mod tools;
 pub mod window;
 
 use indexmap::IndexMap;
@@ -149,6 +150,10 @@ pub struct PlanDelegate {
     pub max_output_bytes: Option<u32>,
     /// Worst-case tokens and cost of one delegation to it (its whole loop).
     pub worst_case: Estimate,
+    /// The defaults of the agent's parameters (a delegation gives only a prompt, so every
+    /// parameter has one: checked), rendered as its arguments ([`Ref::Arg`] counts them).
+    #[serde(skip)]
+    pub defaults: IndexMap<String, String>,
 }
 
 /// One step of the plan.

@@ -116,6 +116,7 @@ pub fn render_text(plan: &Plan) -> String {
             render_node(&mut out, plan, &plan.nodes[id], &reduced[id], width);
         }
     }
+    render_tools(&mut out, plan);
     if let Some(o) = &plan.output {
         let _ = writeln!(out, "\nreturns {o}");
     }
@@ -274,9 +275,81 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
     if let Some(t) = n.deadline_ms {
         facts.push(format!("deadline {}", crate::common::format_duration(t)));
     }
-    if let PlanExec::Model { max_tokens, .. } = &n.exec {
+    if let PlanExec::Model {
+        max_tokens, tools, ..
+    } = &n.exec
+    {
         facts.push(format!("max_tokens {max_tokens}"));
+        facts.extend(tools.iter().flat_map(tools_facts));
         facts.push(format!("worst case {}", usd(n.worst_case.cost_usd)));
     }
     let _ = writeln!(out, "  {:<width$}  {}", "", facts.join(" · "));
+}
+
+/// An agent loop's facts: its grants, turns and tool timeout.
+fn tools_facts(t: &crate::plan::PlanTools) -> Vec<String> {
+    let grants: Vec<String> = t.grants.iter().map(|g| g.source()).collect();
+    let mut facts = vec![
+        format!("tools [{}]", grants.join(", ")),
+        format!("agent loop of up to {} turns", t.max_turns),
+    ];
+    if let Some(ms) = t.tool_timeout_ms {
+        facts.push(format!(
+            "tool_timeout {}",
+            crate::common::format_duration(ms)
+        ));
+    }
+    facts
+}
+
+/// The agents steps may delegate to and the MCP servers they use, after the levels.
+fn render_tools(out: &mut String, plan: &Plan) {
+    if !plan.delegates.is_empty() {
+        let _ = writeln!(out, "\ndelegates (each delegation is a nested agent loop)");
+        let width = plan.delegates.keys().map(String::len).max().unwrap_or(0);
+        for d in plan.delegates.values() {
+            let PlanExec::Model {
+                model,
+                model_id,
+                provider,
+                max_tokens,
+                tools,
+                ..
+            } = &d.exec
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "  {:<width$}  on {model} [{provider}: {model_id}]",
+                d.agent
+            );
+            let mut facts = vec![format!("max_tokens {max_tokens}")];
+            if d.retry > 0 {
+                facts.push(format!("retry {}", d.retry));
+            }
+            facts.extend(tools.iter().flat_map(tools_facts));
+            facts.push(format!(
+                "worst case per delegation {}",
+                usd(d.worst_case.cost_usd)
+            ));
+            let _ = writeln!(out, "  {:<width$}  {}", "", facts.join(" · "));
+        }
+    }
+    if !plan.mcp.is_empty() {
+        let _ = writeln!(out, "\nmcp servers (started when a step first needs one)");
+        let width = plan.mcp.keys().map(String::len).max().unwrap_or(0);
+        for (name, server) in &plan.mcp {
+            let how = match server {
+                crate::grant::McpServer::Stdio { command, .. } => {
+                    format!(
+                        "runs {}",
+                        serde_json::to_string(command).unwrap_or_default()
+                    )
+                }
+                crate::grant::McpServer::Http { url } => format!("at {url}"),
+            };
+            let _ = writeln!(out, "  {name:<width$}  {how}");
+        }
+    }
 }

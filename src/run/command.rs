@@ -44,6 +44,18 @@ pub struct CommandSpec {
     /// [`crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES`]. A program that writes more is
     /// killed and the step fails with [`CommandError::TooLarge`].
     pub max_stdout_bytes: Option<u32>,
+    /// Whether inherited environment variables that hold secrets are left out of the
+    /// program's environment: those whose names mark them as secrets
+    /// ([`crate::redact::is_secret_name`]: `ANTHROPIC_API_KEY`, `GITHUB_TOKEN`) and those whose
+    /// values redaction would hide (every API key the run read, whatever its variable is
+    /// called, and key-shaped values). The `exec` tool sets it, so a program a model runs
+    /// never sees a provider's key; a command agent, which the script's author chose to run,
+    /// inherits the whole environment. Variables in [`Self::env`] are always set.
+    pub scrub_secrets: bool,
+    /// Whether the program runs in a process group of its own, which is killed (`SIGKILL`)
+    /// when it ends or its future is dropped (a timeout): programs it started (`cargo test`'s
+    /// test binaries, a `&` in a script) do not outlive the call.
+    pub own_process_group: bool,
 }
 
 impl fmt::Debug for CommandSpec {
@@ -55,6 +67,8 @@ impl fmt::Debug for CommandSpec {
             .field("stdin_chars", &self.stdin.chars().count())
             .field("cwd", &self.cwd)
             .field("max_stdout_bytes", &self.max_stdout_bytes)
+            .field("scrub_secrets", &self.scrub_secrets)
+            .field("own_process_group", &self.own_process_group)
             .finish()
     }
 }
@@ -168,13 +182,15 @@ pub async fn run_to_exit(spec: &CommandSpec) -> Result<CommandExit, CommandError
 ///
 /// The child is started with `kill_on_drop`: dropping the returned future (for example when
 /// the scheduler's timeout fires) kills it. Processes the child itself started are not
-/// tracked. A program that exits without reading all of its stdin is not an error.
+/// tracked unless [`CommandSpec::own_process_group`] is set. A program that exits without
+/// reading all of its stdin is not an error.
 ///
 /// # Errors
 /// - [`CommandError::EmptyArgv`] when `argv` is empty;
 /// - [`CommandError::Spawn`] when the program cannot be started (not found, not
 ///   executable, bad working directory);
 /// - [`CommandError::Io`] when writing stdin or reading the output fails;
+/// - [`CommandError::TooLarge`] when stdout exceeds [`CommandSpec::max_stdout_bytes`];
 /// - [`CommandError::Failed`] when it exits with a non-zero status or is killed by a signal.
 pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandError> {
     let (stdout, stderr, code) = run_raw(spec).await?;
@@ -192,31 +208,105 @@ pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandErr
     }
 }
 
-/// Runs the program to its end: its redacted stdout and stderr and its exit code (`None`
-/// when killed by a signal).
+/// Runs the program to its end, stdout bounded (past [`CommandSpec::max_stdout_bytes`] it is
+/// killed: [`CommandError::TooLarge`]): its redacted stdout and stderr and its exit code
+/// (`None` when killed by a signal).
 async fn run_raw(spec: &CommandSpec) -> Result<(Redacted, Redacted, Option<i32>), CommandError> {
-    let Some((program, args)) = spec.argv.split_first() else {
+    let max_stdout = max_stdout_bytes(spec);
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let read_stdout = |pipe| async move {
+        match read_at_most(pipe, max_stdout as usize).await {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(CommandError::TooLarge {
+                program,
+                max_stdout_bytes: max_stdout,
+            }),
+            Err(e) => Err(unnamed_io(e)),
+        }
+    };
+    let ran = run_with(spec, read_stdout).await?;
+    Ok((redact(ran.stdout), redact(ran.stderr), ran.status.code()))
+}
+
+/// How a program run by [`run_program`] ended, and what it printed (redacted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramOutput {
+    /// The exit code; `None` when the program was killed by a signal.
+    pub status: Option<i32>,
+    /// The end of what it wrote to stdout: its last [`CommandSpec::max_stdout_bytes`] bytes.
+    pub stdout: String,
+    /// Whether the start of stdout was dropped to keep within that bound.
+    pub stdout_cut: bool,
+    /// The end of what it wrote to stderr: its last [`STDERR_KEPT_BYTES`] bytes.
+    pub stderr: String,
+}
+
+/// Runs a program like [`run_command`], for callers that show its output whatever its exit
+/// status (the `exec` tool: a failing `cargo test` says why on stdout). Memory stays bounded
+/// however much it prints: stdout keeps its last [`CommandSpec::max_stdout_bytes`] bytes (a
+/// test run's summary is at its end), stderr its last [`STDERR_KEPT_BYTES`]; the program is
+/// not stopped for printing. Bound its time by dropping the future (`tokio::time::timeout`).
+///
+/// # Errors
+/// [`CommandError::EmptyArgv`], [`CommandError::Spawn`] and [`CommandError::Io`], as for
+/// [`run_command`]; an unsuccessful exit is not an error.
+pub async fn run_program(spec: &CommandSpec) -> Result<ProgramOutput, CommandError> {
+    let keep = max_stdout_bytes(spec) as usize;
+    let read_stdout = |pipe| async move { read_tail(pipe, keep).await.map_err(unnamed_io) };
+    let ran = run_with(spec, read_stdout).await?;
+    let (stdout, stdout_cut) = ran.stdout;
+    Ok(ProgramOutput {
+        status: ran.status.code(),
+        stdout: redact(stdout).into_string(),
+        stdout_cut,
+        stderr: redact(ran.stderr).into_string(),
+    })
+}
+
+fn max_stdout_bytes(spec: &CommandSpec) -> u32 {
+    spec.max_stdout_bytes
+        .unwrap_or(crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES)
+}
+
+/// What [`run_with`] collected: stdout as its reader made it, stderr's tail (not redacted
+/// yet), the exit status.
+struct Ran<T> {
+    stdout: T,
+    stderr: String,
+    status: std::process::ExitStatus,
+}
+
+/// Reading a pipe failed: the program's name is added by [`run_with`].
+fn unnamed_io(err: io::Error) -> CommandError {
+    CommandError::Io {
+        program: String::new(),
+        message: err.to_string(),
+    }
+}
+
+/// The part [`run_command`] and [`run_program`] share: start the program (environment,
+/// working directory, pipes, process group), feed stdin, read stdout with `read_stdout` and
+/// stderr's tail concurrently, wait for the exit.
+async fn run_with<T, F, Fut>(spec: &CommandSpec, read_stdout: F) -> Result<Ran<T>, CommandError>
+where
+    F: FnOnce(Option<tokio::process::ChildStdout>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CommandError>>,
+{
+    let Some(program) = spec.argv.first() else {
         return Err(CommandError::EmptyArgv);
     };
-    for (name, value) in &spec.env {
-        crate::redact::register_env(name, value);
-    }
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(cwd) = &spec.cwd {
-        command.current_dir(cwd);
-    }
-    let mut child = command.spawn().map_err(|err| CommandError::Spawn {
+    let mut child = command(spec).spawn().map_err(|err| CommandError::Spawn {
         program: program.clone(),
         message: spawn_message(program, spec.cwd.as_ref(), &err),
     })?;
-
+    // Declared after `child`, so dropped before it: the group goes first.
+    let _group = GroupGuard(
+        spec.own_process_group
+            .then(|| child.id())
+            .flatten()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(nix::unistd::Pid::from_raw),
+    );
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -235,34 +325,79 @@ async fn run_raw(spec: &CommandSpec) -> Result<(Redacted, Redacted, Option<i32>)
         }
         Ok::<(), io::Error>(())
     };
-    let max_stdout = spec
-        .max_stdout_bytes
-        .unwrap_or(crate::run::provider::DEFAULT_MAX_OUTPUT_BYTES);
-    let io_error = |err: io::Error| CommandError::Io {
-        program: program.clone(),
-        message: err.to_string(),
+    let named = |err: CommandError| match err {
+        CommandError::Io { message, .. } => CommandError::Io {
+            program: program.clone(),
+            message,
+        },
+        other => other,
     };
-    // stdout bounded: past the bound the program is killed (dropping `child` on return).
-    let read_stdout = async {
-        match read_at_most(stdout, max_stdout as usize).await {
-            Ok(Some(out)) => Ok(out),
-            Ok(None) => Err(CommandError::TooLarge {
-                program: program.clone(),
-                max_stdout_bytes: max_stdout,
-            }),
-            Err(e) => Err(io_error(e)),
+    // On an error (stdout too large) `child` is dropped on return, which kills it.
+    let ((), stdout, (stderr, _), status) = tokio::try_join!(
+        async { feed.await.map_err(unnamed_io) },
+        read_stdout(stdout),
+        async {
+            read_tail(stderr, STDERR_KEPT_BYTES)
+                .await
+                .map_err(unnamed_io)
+        },
+        async { child.wait().await.map_err(unnamed_io) },
+    )
+    .map_err(named)?;
+    Ok(Ran {
+        stdout,
+        stderr,
+        status,
+    })
+}
+
+/// The [`Command`] for `spec`: no shell, its environment and working directory, every pipe
+/// captured, killed when dropped.
+fn command(spec: &CommandSpec) -> Command {
+    let mut command = Command::new(&spec.argv[0]);
+    command
+        .args(&spec.argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if spec.scrub_secrets {
+        command
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(name, value)| {
+                !holds_secret(&name.to_string_lossy(), &value.to_string_lossy())
+            }));
+    }
+    for (name, value) in &spec.env {
+        crate::redact::register_env(name, value);
+        command.env(name, value);
+    }
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    if spec.own_process_group {
+        command.process_group(0);
+    }
+    command
+}
+
+/// Whether an inherited variable holds a secret: its name says so, or redaction would hide
+/// (part of) its value — a key the run read, or a key-shaped value.
+fn holds_secret(name: &str, value: &str) -> bool {
+    crate::redact::is_secret_name(name) || redact(value).as_str() != value
+}
+
+/// Kills a process group when dropped (see [`CommandSpec::own_process_group`]). Its members
+/// that are left are reparented to init, which reaps them: no zombies.
+struct GroupGuard(Option<nix::unistd::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // ESRCH (every member already gone) is the usual, harmless outcome.
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
-    };
-    let ran = async {
-        tokio::try_join!(
-            async { feed.await.map_err(io_error) },
-            read_stdout,
-            async { read_tail(stderr, STDERR_KEPT_BYTES).await.map_err(io_error) },
-            async { child.wait().await.map_err(io_error) },
-        )
-    };
-    let ((), stdout, stderr, status) = ran.await?;
-    Ok((redact(stdout), redact(stderr), status.code()))
+    }
 }
 
 /// Reads a pipe to its end, converting lossily to UTF-8: `None` as soon as it holds more
@@ -279,11 +414,15 @@ async fn read_at_most(
     Ok((bytes.len() <= limit).then(|| lossy(bytes)))
 }
 
-/// Reads a pipe to its end, keeping its last `keep` bytes (converted lossily to UTF-8).
+/// Reads a pipe to its end, keeping its last `keep` bytes (converted lossily to UTF-8), and
+/// whether any were dropped.
 /// When bytes were dropped, the kept text starts after the first whitespace: the cut may
 /// fall inside a secret, whose tail the redaction that follows could no longer recognise
 /// (keys never hold whitespace).
-async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> io::Result<String> {
+pub(crate) async fn read_tail(
+    pipe: Option<impl AsyncRead + Unpin>,
+    keep: usize,
+) -> io::Result<(String, bool)> {
     let mut kept = std::collections::VecDeque::with_capacity(keep.min(8192));
     let mut dropped = false;
     if let Some(mut pipe) = pipe {
@@ -303,7 +442,7 @@ async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, keep: usize) -> io::Res
         let word = kept.iter().position(|b: &u8| b.is_ascii_whitespace());
         kept.drain(..word.unwrap_or(kept.len()));
     }
-    Ok(lossy(kept.into()))
+    Ok((lossy(kept.into()), dropped))
 }
 
 fn lossy(bytes: Vec<u8>) -> String {

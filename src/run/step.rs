@@ -164,6 +164,7 @@ pub(super) async fn execute(
                         .as_ref()
                         .map(|t| std::path::PathBuf::from(render_with_args(t, &args))),
                     max_stdout_bytes: Some(max_output_bytes(node)),
+                    ..Default::default()
                 };
                 command_attempts(step, &spec, *outcome).await
             }

@@ -32,6 +32,8 @@ pub enum Item {
     Model(Decl),
     /// `agent name(params) { ... }`
     Agent(AgentDecl),
+    /// `mcp name { command: [...] }` or `mcp name { url: "..." }`: an MCP server.
+    Mcp(Decl),
     /// `workflow name(params) -> T <options> { ... }`
     Workflow(Workflow),
 }
@@ -49,7 +51,7 @@ pub struct Include {
     pub span: Span,
 }
 
-/// A `provider` or `model` declaration: a name and a record of fields.
+/// A `provider`, `model` or `mcp` declaration: a name and a record of fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decl {
     /// `///` doc comment text, if any.
@@ -116,6 +118,15 @@ pub enum ValueKind {
     Record(Vec<Field>),
     /// A bare name or dotted path: a reference (`haiku`, `fast`, `request`, `plan.steps`).
     Path(Path),
+    /// `name(values)`: a tool grant with arguments (`exec("cargo test")`, `agent(scout)`).
+    Call {
+        /// The name applied (`exec`, `agent`).
+        name: Ident,
+        /// Its arguments, in order.
+        args: Vec<Value>,
+    },
+    /// `server.*`: every tool of an MCP server.
+    Wildcard(Ident),
 }
 
 impl ValueKind {
@@ -131,6 +142,8 @@ impl ValueKind {
             ValueKind::List(_) => "a list",
             ValueKind::Record(_) => "a record",
             ValueKind::Path(_) => "a name",
+            ValueKind::Call { .. } => "a tool grant like `exec(\"...\")`",
+            ValueKind::Wildcard(_) => "a tool grant like `server.*`",
         }
     }
 }
@@ -284,6 +297,8 @@ pub enum OptKind {
     Fallback(Ident),
     /// `budget $X`: spending limit in USD.
     Budget(f64),
+    /// `max_turns N`: the most model turns of an agent loop (agents with `tools`).
+    MaxTurns(u32),
 }
 
 impl OptKind {
@@ -297,6 +312,7 @@ impl OptKind {
             OptKind::Deadline(_) => "deadline",
             OptKind::Fallback(_) => "fallback",
             OptKind::Budget(_) => "budget",
+            OptKind::MaxTurns(_) => "max_turns",
         }
     }
 }

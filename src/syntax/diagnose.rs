@@ -24,8 +24,8 @@ include!(concat!(env!("OUT_DIR"), "/keywords.rs"));
 /// Keywords that start a statement, an item or a clause on a line of their own: what a
 /// misspelt word at the start of a statement is compared with.
 const LEADING_KEYWORDS: &[&str] = &[
-    "include", "provider", "model", "agent", "workflow", "parallel", "then", "gather", "return",
-    "repeat", "until", "if", "else",
+    "include", "provider", "model", "mcp", "agent", "workflow", "parallel", "then", "gather",
+    "return", "repeat", "until", "if", "else",
 ];
 
 /// Words for grammar rules, as users know them.
@@ -57,6 +57,12 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::return_type | Rule::type_clause => "`->`",
         Rule::options | Rule::policy => "`<`",
         Rule::opt_max | Rule::kw_max => "`max N`",
+        Rule::opt_max_turns | Rule::kw_max_turns => "`max_turns N`",
+        Rule::mcp | Rule::kw_mcp => "`mcp`",
+        Rule::call_value => "a tool grant like `exec(\"...\")`",
+        // Where a call may start, any value may: say that, not `agent`.
+        Rule::call_name => "a value",
+        Rule::wildcard => "a tool grant like `server.*`",
         Rule::opt_retry | Rule::kw_retry => "`retry N`",
         Rule::opt_timeout | Rule::kw_timeout => "`timeout D`",
         Rule::opt_deadline | Rule::kw_deadline => "`deadline D`",
@@ -93,6 +99,8 @@ fn join_words(mut words: Vec<String>) -> String {
             "a value",
             &[
                 "`\"\"\"`",
+                // `agent(NAME)`, a tool grant.
+                "`agent`",
                 "`$`",
                 "`[`",
                 "`false`",

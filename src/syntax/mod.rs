@@ -199,8 +199,8 @@ impl<'t> Lower<'t> {
                     span,
                 })
             }
-            Rule::provider | Rule::model => {
-                let is_model = p.as_rule() == Rule::model;
+            Rule::provider | Rule::model | Rule::mcp => {
+                let rule = p.as_rule();
                 let mut inner = p.into_inner().skip(1);
                 let name = self.ident(inner.next().expect("grammar: name"));
                 let fields = self.record(inner.next().expect("grammar: record"));
@@ -210,10 +210,10 @@ impl<'t> Lower<'t> {
                     fields,
                     span,
                 };
-                if is_model {
-                    Item::Model(decl)
-                } else {
-                    Item::Provider(decl)
+                match rule {
+                    Rule::model => Item::Model(decl),
+                    Rule::mcp => Item::Mcp(decl),
+                    _ => Item::Provider(decl),
                 }
             }
             Rule::agent => {
@@ -351,6 +351,17 @@ impl<'t> Lower<'t> {
             Rule::list => ValueKind::List(p.into_inner().map(|v| self.value(v)).collect()),
             Rule::record => ValueKind::Record(self.record(p)),
             Rule::path => ValueKind::Path(self.path(p)),
+            Rule::call_value => {
+                let mut inner = p.into_inner();
+                let name = self.ident(inner.next().expect("grammar: call name"));
+                ValueKind::Call {
+                    name,
+                    args: inner.map(|v| self.value(v)).collect(),
+                }
+            }
+            Rule::wildcard => {
+                ValueKind::Wildcard(self.ident(p.into_inner().next().expect("grammar: server")))
+            }
             r => unreachable!("grammar: value {r:?}"),
         };
         Value { kind, span }
@@ -418,6 +429,7 @@ impl<'t> Lower<'t> {
         let int = |a: &Pair<'_, Rule>| a.as_str().parse::<u32>().unwrap_or(u32::MAX);
         let kind = match rule {
             Rule::opt_max => OptKind::Max(int(&arg)),
+            Rule::opt_max_turns => OptKind::MaxTurns(int(&arg)),
             Rule::opt_retry => OptKind::Retry(int(&arg)),
             Rule::opt_timeout => OptKind::Timeout(parse_duration(arg.as_str())),
             Rule::opt_deadline => OptKind::Deadline(parse_duration(arg.as_str())),

@@ -50,6 +50,18 @@ pub fn value_text(v: &Value) -> String {
             serde_json::Value::Object(map).to_string()
         }
         ValueKind::Path(p) => p.dotted(),
+        ValueKind::Call { name, args } => format!(
+            "{}({})",
+            name.name,
+            args.iter()
+                .map(|a| match &a.kind {
+                    ValueKind::Str(t) => format!("\"{}\"", template_source(t)),
+                    _ => value_text(a),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ValueKind::Wildcard(server) => format!("{}.*", server.name),
     }
 }
 

@@ -28,6 +28,23 @@ fn write(dir: &TempDir, name: &str, text: &str) -> String {
 
 const WARN: &str = "provider s { kind: sim }\nmodel a { provider: s }\nmodel b { provider: s }\nagent x { model: b }\nworkflow main() { parallel <a> { one = x(\"1\"); two = x(\"2\") } }\n";
 
+/// `--mcp` on scripts whose agents grant no MCP tool (and on a module without a workflow)
+/// starts nothing and checks as without it; grants are checked in `mcp::` against real servers.
+#[test]
+fn check_mcp_without_mcp_grants() {
+    let dir = temp_dir();
+    let ok = orch(&["check", "--mcp", "examples/scout_plan_build.orch"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stdout(&ok).ends_with("examples/scout_plan_build.orch: ok\n"));
+    let lib = write(
+        &dir,
+        "lib.orch",
+        "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m }\n",
+    );
+    let o = orch(&["check", "--mcp", &lib]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn check_exit_codes() {
     let dir = temp_dir();

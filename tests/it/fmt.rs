@@ -154,6 +154,23 @@ workflow main(q: text, r: { k: text, n: list<number> }) -> text <m, budget $1.50
 }
 "#;
 
+/// One script with every tool construct: `mcp` declarations of both transports, grants of
+/// every form, the loop fields and the `max_turns` option.
+const DENSE_TOOLS: &str = r#"mcp fs { command: ["npx", "-y", "srv", "."], env: { GIT_PAGER: "cat" } }
+mcp docs { url: "http://127.0.0.1:3001/mcp" }
+agent s { model: m, tools: [read, grep, exec("cargo test", "git diff"), fs.read_text_file, docs.*], max_turns: 12, tool_timeout: 30s }
+agent l { model: m, tools: [agent(s), agent(ns.b)] }
+workflow main(q: text) <max_turns 4> {
+  x = l<max_turns 3, retry 1>("{q}")
+  y = parallel <max_turns 2> { z = s("1"); w = s("2") }
+}
+"#;
+
+#[test]
+fn comments_and_line_breaks_anywhere_in_tools() {
+    insert_everywhere(DENSE_TOOLS, 300);
+}
+
 /// One script with every control-flow construct: `parallel for` over a list literal and over a
 /// path, `repeat ... until`, `if` / `else if` / `else`, and conditions with every operator.
 const DENSE_CONTROL: &str = r#"workflow main(xs: list<text>) {

@@ -299,3 +299,54 @@ workflow main(code: text) {
     assert_eq!(agent("a/plan"), "lead");
     assert_eq!(agent("b/plan"), "dev");
 }
+
+const TOOLS: &str = r#"
+provider s { kind: sim }
+model m { provider: s, price: { input: 1.0, output: 10.0 } }
+mcp git  { command: ["python3", "-m", "mcp_server_git"], env: { GIT_PAGER: "cat" } }
+mcp docs { url: "http://127.0.0.1:3001/mcp" }
+agent scout   { model: m, max_tokens: 100, tools: [read, grep, git.git_log], max_turns: 4 }
+agent builder { model: m, max_tokens: 200, tools: [edit, exec("cargo test")], tool_timeout: 30s }
+agent lead    { model: m, tools: [agent(scout), agent(builder), docs.*] }
+workflow main() <max_turns 6> {
+  done = lead("Implement the cart")
+  return done
+}
+"#;
+
+#[test]
+fn plan_text_shows_tools_delegates_and_servers() {
+    insta::assert_snapshot!(orch::plan::render_text(&plan_of(TOOLS)));
+}
+
+#[test]
+fn plan_json_has_tools_delegates_and_servers() {
+    let v: serde_json::Value = serde_json::to_value(plan_of(TOOLS)).unwrap();
+    let tools = &v["nodes"][0]["tools"];
+    assert_eq!(tools["max_turns"], 6, "the workflow's option: {tools}");
+    assert_eq!(
+        tools["grants"],
+        serde_json::json!([
+            { "kind": "agent", "name": "scout" },
+            { "kind": "agent", "name": "builder" },
+            { "kind": "mcp", "server": "docs", "tool": null },
+        ])
+    );
+    assert_eq!(v["delegates"]["scout"]["tools"]["max_turns"], 4);
+    assert_eq!(
+        v["delegates"]["builder"]["tools"]["grants"][1],
+        serde_json::json!({ "kind": "exec", "prefixes": [["cargo", "test"]] })
+    );
+    assert_eq!(v["delegates"]["builder"]["tools"]["tool_timeout_ms"], 30000);
+    assert_eq!(
+        v["mcp"],
+        serde_json::json!({
+            "git": { "transport": "stdio", "command": ["python3", "-m", "mcp_server_git"], "env": [["GIT_PAGER", "cat"]] },
+            "docs": { "transport": "http", "url": "http://127.0.0.1:3001/mcp" },
+        })
+    );
+    // A step without tools has no `tools`, a plan without any no `mcp` or `delegates`.
+    let plain: serde_json::Value = serde_json::to_value(plan_of(CART)).unwrap();
+    assert!(plain["nodes"][0].get("tools").is_none());
+    assert!(plain.get("mcp").is_none() && plain.get("delegates").is_none());
+}

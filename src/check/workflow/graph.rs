@@ -368,6 +368,7 @@ impl Lowerer<'_> {
             .extend(arg_spans.into_iter().map(|(name, span)| (id, name, span)));
         let mut deps: Vec<Dep> = entry.to_vec();
         deps.retain(|d| d.node != id);
+        let max_turns = self.step_max_turns(s, &agent_name, scope);
         self.push_node(Node {
             id,
             name: s.name.name.clone(),
@@ -381,6 +382,7 @@ impl Lowerer<'_> {
             retry: step_scope_retry(s, agent_retry, scope, default_retry),
             timeout_ms: step_scope_timeout(s, agent_timeout, scope),
             deadline_ms: step_scope_deadline(s, agent_deadline, scope),
+            max_turns,
             groups: scope.groups.clone(),
             join,
             tainted: false,

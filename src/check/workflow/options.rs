@@ -78,6 +78,13 @@ impl Lowerer<'_> {
                     scope.deadline_ms = Some(*ms);
                     scope.deadline_span = Some(o.span);
                 }
+                OptKind::MaxTurns(n) => {
+                    if *n == 0 {
+                        self.diags
+                            .push(ImpossibleValue::ZeroMaxTurns { at: o.span }.into());
+                    }
+                    scope.max_turns = Some(*n);
+                }
                 OptKind::Max(n) => {
                     if *n == 0 {
                         self.diags
@@ -121,7 +128,8 @@ impl Place {
             | OptKind::Retry(_)
             | OptKind::Timeout(_)
             | OptKind::Deadline(_)
-            | OptKind::Fallback(_) => true,
+            | OptKind::Fallback(_)
+            | OptKind::MaxTurns(_) => true,
             OptKind::Max(_) => self == Place::Parallel,
             OptKind::Budget(_) => self != Place::Step,
         }
@@ -180,4 +188,47 @@ pub(super) fn step_scope_deadline(s: &ast::Step, agent: Option<u64>, scope: &Sco
         _ => None,
     };
     in_force(s, pick, agent, scope.deadline_ms)
+}
+
+/// The turn bound of step `s`'s agent loop: the call's `<max_turns N>`, the agent's
+/// `max_turns`, the blocks'. `None` when none sets it.
+pub(super) fn step_scope_max_turns(
+    s: &ast::Step,
+    agent: Option<u32>,
+    scope: &Scope,
+) -> Option<u32> {
+    let pick = |o: &OptKind| match o {
+        OptKind::MaxTurns(n) => Some(*n),
+        _ => None,
+    };
+    in_force(s, pick, agent, scope.max_turns)
+}
+
+impl Lowerer<'_> {
+    /// Step `s`'s `max_turns` when its agent has `tools` (`None` otherwise); a `<max_turns N>`
+    /// written on the call of an agent without tools is reported (`E1207`).
+    pub(super) fn step_max_turns(
+        &mut self,
+        s: &ast::Step,
+        agent: &str,
+        scope: &Scope,
+    ) -> Option<u32> {
+        let def = self.tables.agents.get(agent);
+        if def.is_some_and(|a| a.tools.is_some()) {
+            let own = def.and_then(|a| a.max_turns);
+            return step_scope_max_turns(s, own, scope);
+        }
+        for o in &s.options {
+            if matches!(o.kind, OptKind::MaxTurns(_)) {
+                self.diags.push(
+                    crate::check::error::TurnsWithoutTools::Option {
+                        at: o.span,
+                        agent: agent.to_string(),
+                    }
+                    .into(),
+                );
+            }
+        }
+        None
+    }
 }

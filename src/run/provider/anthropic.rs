@@ -18,15 +18,17 @@
 //! Messages" (a `tool_use` block starts with an empty `input`, which arrives as
 //! `input_json_delta` deltas whose `partial_json` strings concatenate to the JSON text).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::conversation::made_up_id;
 use super::{
     ApiKey, Call, Completion, CompletionRequest, HttpOptions, OutputFormat, ProgressFn,
-    ProviderError, Usage, sse,
+    ProviderError, StopReason, ToolCall, ToolChoice as Choice, Turn, Usage, sse,
 };
 use crate::plan::estimate_tokens;
 use crate::run::limits::ProviderLimits;
@@ -163,21 +165,85 @@ impl Anthropic {
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
+        let answer = answer_tool(req);
         let request = client
             .post(&url)
             .header("x-api-key", self.api_key.expose())
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
-            .json(&MessagesRequest::new(req, self.options.stream));
-        let format = req.output.as_ref();
+            .json(&MessagesRequest::new(
+                req,
+                self.options.stream,
+                answer.as_ref(),
+            ));
         let response = call.response(request).await?;
         if self.options.stream && super::is_event_stream(&response) {
-            return read_stream(&call, response, req, progress).await;
+            return read_stream(&call, response, req, answer.as_ref(), progress).await;
         }
         let body = call.body(response, req.max_output_bytes).await?;
         let response: MessagesResponse = super::parse_body(PROVIDER, &body)?;
-        Ok(response.into_completion(req, format))
+        Ok(response.into_completion(req, answer.as_ref()))
     }
+}
+
+/// The forced tool of a structured output: its format and name. Asked for when the request
+/// has an output format and either offers no tools or has [`Choice::None`] (the agent loop's
+/// final answer); while tools are offered with [`Choice::Auto`] the model must be free to
+/// call them, and no output tool is added.
+struct AnswerTool<'a> {
+    format: &'a OutputFormat,
+    name: String,
+}
+
+fn answer_tool(req: &CompletionRequest) -> Option<AnswerTool<'_>> {
+    let format = req.output.as_ref()?;
+    if !req.tools.is_empty() && req.tool_choice != Choice::None {
+        return None;
+    }
+    // The step's name, unless a granted tool has it: then `_answer` is appended.
+    let mut name = format.name.clone();
+    while req.tools.iter().any(|t| t.spec.name == name) {
+        name.push_str("_answer");
+    }
+    Some(AnswerTool { format, name })
+}
+
+/// The tool calls of an answer and, for a structured output, the answer tool's input as the
+/// answer's text.
+struct ToolBlocks {
+    calls: Vec<ToolCall>,
+    answer: Option<String>,
+}
+
+/// Sorts the `tool_use` blocks `(id, name, call)` of an answer: the answer tool's first call
+/// becomes the text — or, without agent tools, the first call at all (a forced tool call
+/// comes back under its name, but the test servers of other projects may not) — and the
+/// others are tool calls, ids made up where missing.
+fn sort_tool_blocks(
+    req: &CompletionRequest,
+    answer: Option<&AnswerTool<'_>>,
+    blocks: Vec<(ToolCall, Option<String>)>,
+) -> ToolBlocks {
+    let mut out = ToolBlocks {
+        calls: Vec::new(),
+        answer: None,
+    };
+    for (i, (mut call, raw)) in blocks.into_iter().enumerate() {
+        if let Some(a) =
+            answer.filter(|a| out.answer.is_none() && (call.name == a.name || req.tools.is_empty()))
+        {
+            out.answer = Some(match (call.malformed, raw) {
+                (Some(_), Some(raw)) => raw,
+                _ => tool_answer(a.format, call.input),
+            });
+            continue;
+        }
+        if call.id.is_empty() {
+            call.id = made_up_id(&req.turns, i);
+        }
+        out.calls.push(call);
+    }
+    out
 }
 
 /// Assembles a streamed message from its events.
@@ -185,16 +251,17 @@ async fn read_stream(
     call: &Call<'_>,
     response: reqwest::Response,
     req: &CompletionRequest,
+    answer: Option<&AnswerTool<'_>>,
     progress: &ProgressFn<'_>,
 ) -> Result<Completion, ProviderError> {
     let mut events = sse::Reader::new(call, response, req.max_output_bytes);
     let mut ticker = sse::Ticker::new(progress);
     let mut text = String::new();
-    // The tool call's input, when the request asked for a structured output: the `input` the
-    // block started with, then the `partial_json` of its deltas.
-    let mut tool: Option<(Option<serde_json::Value>, String)> = None;
+    // The `tool_use` blocks so far, by their index in the message.
+    let mut tools: Vec<StreamedTool> = Vec::new();
     let mut model = None;
     let mut usage = Usage::default();
+    let mut stop_reason = None;
     let mut stopped = false;
     while let Some(event) = events.next().await {
         let event = event?;
@@ -209,41 +276,54 @@ async fn read_stream(
                     usage.output_tokens = u.output_tokens.unwrap_or(0);
                 }
             }
-            StreamEvent::ContentBlockStart { content_block } => match content_block.kind.as_str() {
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block.kind.as_str() {
                 "text" => {
                     if let Some(t) = content_block.text.filter(|t| !t.is_empty()) {
                         text.push_str(&t);
-                        events.grew(answer_len(&text, &tool))?;
+                        events.grew(answer_len(&text, &tools))?;
                     }
                 }
-                "tool_use" if req.output.is_some() && tool.is_none() => {
-                    tool = Some((content_block.input, String::new()));
-                }
+                "tool_use" => tools.push(StreamedTool {
+                    index,
+                    id: content_block.id.unwrap_or_default(),
+                    name: content_block.name.unwrap_or_default(),
+                    start: content_block.input,
+                    json: String::new(),
+                }),
                 _ => {}
             },
-            StreamEvent::ContentBlockDelta { delta } => match delta.kind.as_str() {
+            StreamEvent::ContentBlockDelta { index, delta } => match delta.kind.as_str() {
                 // Only text (or a tool call's input) is progress: `ping` events and empty
                 // deltas do not hold the stream open.
                 "text_delta" => {
                     if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
                         text.push_str(&t);
-                        events.grew(answer_len(&text, &tool))?;
-                        ticker.tick(estimate_tokens(&text));
+                        events.grew(answer_len(&text, &tools))?;
+                        ticker.tick(estimate_tokens(&text) + tools_tokens(&tools));
                     }
                 }
                 "input_json_delta" => {
-                    if let (Some((_, json)), Some(piece)) =
-                        (&mut tool, delta.partial_json.filter(|p| !p.is_empty()))
+                    let block = tools.iter_mut().rev().find(|t| t.index == index);
+                    if let (Some(block), Some(piece)) =
+                        (block, delta.partial_json.filter(|p| !p.is_empty()))
                     {
-                        json.push_str(&piece);
-                        let tokens = estimate_tokens(json);
-                        events.grew(answer_len(&text, &tool))?;
-                        ticker.tick(tokens);
+                        block.json.push_str(&piece);
+                        events.grew(answer_len(&text, &tools))?;
+                        ticker.tick(estimate_tokens(&text) + tools_tokens(&tools));
                     }
                 }
                 _ => {}
             },
-            StreamEvent::MessageDelta { usage: Some(u) } => {
+            StreamEvent::MessageDelta {
+                delta,
+                usage: Some(u),
+            } => {
+                if let Some(reason) = delta.and_then(|d| d.stop_reason) {
+                    stop_reason = Some(reason);
+                }
                 // Counts in `message_delta` are cumulative.
                 if let Some(n) = u.output_tokens {
                     usage.output_tokens = n;
@@ -265,10 +345,12 @@ async fn read_stream(
                     kind: error.kind,
                 });
             }
-            StreamEvent::MessageDelta { usage: None }
-            | StreamEvent::ContentBlockStop {}
-            | StreamEvent::Ping {}
-            | StreamEvent::Other => {}
+            StreamEvent::MessageDelta { delta, usage: None } => {
+                if let Some(reason) = delta.and_then(|d| d.stop_reason) {
+                    stop_reason = Some(reason);
+                }
+            }
+            StreamEvent::ContentBlockStop {} | StreamEvent::Ping {} | StreamEvent::Other => {}
         }
     }
     if !stopped {
@@ -281,30 +363,77 @@ async fn read_stream(
             ),
         });
     }
-    let text = match (req.output.as_ref(), tool) {
-        (Some(format), Some((start, json))) => {
-            if json.trim().is_empty() {
-                tool_answer(format, start.unwrap_or_default())
-            } else {
-                match serde_json::from_str(&json) {
-                    Ok(input) => tool_answer(format, input),
-                    Err(_) => json,
-                }
-            }
-        }
-        _ => text,
-    };
-    Ok(Completion {
+    let blocks = tools.into_iter().map(StreamedTool::finish).collect();
+    Ok(completion(
+        req,
+        answer,
         text,
+        blocks,
+        stop_reason,
         usage,
-        model: model.unwrap_or_else(|| req.model.clone()),
-        ..Default::default()
-    })
+        model,
+    ))
 }
 
-/// Bytes of a streamed answer so far: its text and a tool call's input.
-fn answer_len(text: &str, tool: &Option<(Option<serde_json::Value>, String)>) -> usize {
-    text.len() + tool.as_ref().map_or(0, |(_, json)| json.len())
+/// The completion of an answer: its text blocks, its `tool_use` blocks (a call and, for a
+/// streamed one, its raw JSON), why it stopped.
+fn completion(
+    req: &CompletionRequest,
+    answer: Option<&AnswerTool<'_>>,
+    text: String,
+    blocks: Vec<(ToolCall, Option<String>)>,
+    stop_reason: Option<String>,
+    usage: Usage,
+    model: Option<String>,
+) -> Completion {
+    let sorted = sort_tool_blocks(req, answer, blocks);
+    let stop = match &sorted.answer {
+        // The forced answer tool's call is the answer, not a call to run.
+        Some(_) if sorted.calls.is_empty() => {
+            StopReason::from_wire(stop_reason.as_deref().filter(|r| *r != "tool_use"), 0)
+        }
+        _ => StopReason::from_wire(stop_reason.as_deref(), sorted.calls.len()),
+    };
+    Completion {
+        text: sorted.answer.unwrap_or(text),
+        usage,
+        model: model.unwrap_or_else(|| req.model.clone()),
+        calls: sorted.calls,
+        stop,
+    }
+}
+
+/// A streamed `tool_use` block: its index in the message, id, name, the `input` it started
+/// with, and the `partial_json` of its `input_json_delta`s.
+struct StreamedTool {
+    index: usize,
+    id: String,
+    name: String,
+    start: Option<serde_json::Value>,
+    json: String,
+}
+
+impl StreamedTool {
+    /// The call, and the raw JSON when it came in deltas.
+    fn finish(self) -> (ToolCall, Option<String>) {
+        if self.json.trim().is_empty() {
+            let input = self.start.unwrap_or_default();
+            (ToolCall::from_json_value(self.id, self.name, input), None)
+        } else {
+            let call = ToolCall::from_json_text(self.id, self.name, &self.json);
+            (call, Some(self.json))
+        }
+    }
+}
+
+/// Bytes of a streamed answer so far: its text and its tool calls' input.
+fn answer_len(text: &str, tools: &[StreamedTool]) -> usize {
+    text.len() + tools.iter().map(|t| t.json.len()).sum::<usize>()
+}
+
+/// The tool calls' input so far, in tokens (4 characters per token).
+fn tools_tokens(tools: &[StreamedTool]) -> u64 {
+    tools.iter().map(|t| estimate_tokens(&t.json)).sum()
 }
 
 /// The answer text of a structured output: the tool call's input as compact JSON, without the
@@ -323,13 +452,19 @@ enum StreamEvent {
         message: StartMessage,
     },
     ContentBlockStart {
+        #[serde(default)]
+        index: usize,
         content_block: StreamBlock,
     },
     ContentBlockDelta {
+        #[serde(default)]
+        index: usize,
         delta: StreamBlock,
     },
     ContentBlockStop {},
     MessageDelta {
+        #[serde(default)]
+        delta: Option<MessageDeltaBody>,
         #[serde(default)]
         usage: Option<StreamUsage>,
     },
@@ -340,6 +475,13 @@ enum StreamEvent {
     },
     #[serde(other)]
     Other,
+}
+
+/// `message_delta.delta`: `{stop_reason, stop_sequence}`.
+#[derive(Debug, Deserialize)]
+struct MessageDeltaBody {
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +499,10 @@ struct StartMessage {
 struct StreamBlock {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
@@ -398,72 +544,169 @@ struct MessagesRequest<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<&'a str>,
-    messages: [UserMessage<'a>; 1],
+    messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<[Tool<'a>; 1]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<ToolChoice<'a>>,
 }
 
-/// The one tool of a structured output.
+/// A tool: the agent's, or the one of a structured output.
 #[derive(Debug, Serialize)]
 struct Tool<'a> {
-    name: &'a str,
-    description: String,
-    input_schema: serde_json::Value,
+    name: Cow<'a, str>,
+    description: Cow<'a, str>,
+    input_schema: Cow<'a, serde_json::Value>,
 }
 
-/// `{"type": "tool", "name": ...}`: the model must call this tool.
+/// `{"type": "auto" | "none"}`, or `{"type": "tool", "name": ...}`: the model must call this
+/// tool.
 #[derive(Debug, Serialize)]
 struct ToolChoice<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// A message: the prompt as a string, a turn as content blocks.
+#[derive(Debug, Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: Content<'a>,
 }
 
 #[derive(Debug, Serialize)]
-struct UserMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+/// The content blocks of a turn: an assistant's text and `tool_use` calls, the user's
+/// `tool_result`s.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+/// The message of one turn. The API rejects empty text blocks, so an assistant's empty text
+/// is left out.
+fn turn_message(turn: &Turn) -> Message<'_> {
+    match turn {
+        Turn::Assistant { text, calls } if calls.is_empty() => Message {
+            role: "assistant",
+            content: Content::Text(text),
+        },
+        Turn::Assistant { text, calls } => {
+            let text = (!text.trim().is_empty()).then_some(Block::Text { text });
+            let uses = calls.iter().map(|c| Block::ToolUse {
+                id: &c.id,
+                name: &c.name,
+                input: &c.input,
+            });
+            Message {
+                role: "assistant",
+                content: Content::Blocks(text.into_iter().chain(uses).collect()),
+            }
+        }
+        Turn::Tools { results } => Message {
+            role: "user",
+            content: Content::Blocks(
+                results
+                    .iter()
+                    .map(|r| Block::ToolResult {
+                        tool_use_id: &r.call_id,
+                        content: &r.content,
+                        is_error: r.is_error,
+                    })
+                    .collect(),
+            ),
+        },
+    }
+}
+
+/// The tool of a structured output, named `name`.
+fn answer_tool_spec<'a>(format: &OutputFormat, name: &'a str) -> Tool<'a> {
+    let (input_schema, wrapped) = structured::tool_schema(&format.ty);
+    let description = if wrapped {
+        format!(
+            "Give your answer, a value of type {}, as the `{}` property.",
+            format.ty,
+            structured::WRAP_KEY
+        )
+    } else {
+        format!("Give your answer, of type {}.", format.ty)
+    };
+    Tool {
+        name: Cow::Borrowed(name),
+        description: Cow::Owned(description),
+        input_schema: Cow::Owned(input_schema),
+    }
 }
 
 impl<'a> MessagesRequest<'a> {
-    fn new(req: &'a CompletionRequest, stream: bool) -> Self {
+    /// The body of `req`. The tools are the agent's, then the structured output's answer tool
+    /// when it is asked for ([`answer_tool`]); `tool_choice` forces the answer tool when
+    /// there is one, else says `auto` or `none` when tools are offered.
+    fn new(req: &'a CompletionRequest, stream: bool, answer: Option<&'a AnswerTool<'a>>) -> Self {
+        let mut tools: Vec<Tool<'a>> = req
+            .tools
+            .iter()
+            .map(|t| Tool {
+                name: Cow::Borrowed(&t.spec.name),
+                description: Cow::Borrowed(&t.spec.description),
+                input_schema: Cow::Borrowed(&t.spec.input_schema),
+            })
+            .collect();
+        tools.extend(answer.map(|a| answer_tool_spec(a.format, &a.name)));
+        let tool_choice = match answer {
+            Some(a) => Some(ToolChoice {
+                kind: "tool",
+                name: Some(&a.name),
+            }),
+            None if req.tools.is_empty() => None,
+            None => Some(ToolChoice {
+                kind: match req.tool_choice {
+                    Choice::Auto => "auto",
+                    Choice::None => "none",
+                },
+                name: None,
+            }),
+        };
+        let mut messages = Vec::with_capacity(1 + req.turns.len());
+        messages.push(Message {
+            role: "user",
+            content: Content::Text(&req.prompt),
+        });
+        messages.extend(req.turns.iter().map(turn_message));
         MessagesRequest {
             model: &req.model,
             max_tokens: req.max_tokens,
             system: req.system.as_deref(),
-            messages: [UserMessage {
-                role: "user",
-                content: &req.prompt,
-            }],
+            messages,
             temperature: req.temperature,
             stream,
-            tools: req.output.as_ref().map(|f| {
-                let (input_schema, wrapped) = structured::tool_schema(&f.ty);
-                let description = if wrapped {
-                    format!(
-                        "Give your answer, a value of type {}, as the `{}` property.",
-                        f.ty,
-                        structured::WRAP_KEY
-                    )
-                } else {
-                    format!("Give your answer, of type {}.", f.ty)
-                };
-                [Tool {
-                    name: &f.name,
-                    description,
-                    input_schema,
-                }]
-            }),
-            tool_choice: req.output.as_ref().map(|f| ToolChoice {
-                kind: "tool",
-                name: &f.name,
-            }),
+            tools,
+            tool_choice,
         }
     }
 }
@@ -475,15 +718,21 @@ struct MessagesResponse {
     model: Option<String>,
     content: Vec<ContentBlock>,
     #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
     usage: Option<MessagesUsage>,
 }
 
-/// One content block: `text` blocks carry answer text, a `tool_use` block a structured
-/// output's `input`.
+/// One content block: `text` blocks carry answer text, `tool_use` blocks a call (`id`,
+/// `name`, `input`).
 #[derive(Debug, Deserialize)]
 struct ContentBlock {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
@@ -499,20 +748,27 @@ struct MessagesUsage {
 }
 
 impl MessagesResponse {
-    fn into_completion(self, req: &CompletionRequest, format: Option<&OutputFormat>) -> Completion {
-        let tool_input = format.and_then(|f| {
-            let block = self.content.iter().position(|b| b.kind == "tool_use")?;
-            Some((f, self.content[block].input.clone().unwrap_or_default()))
-        });
-        let text = match tool_input {
-            Some((f, input)) => tool_answer(f, input),
-            None => self
-                .content
-                .into_iter()
-                .filter(|block| block.kind == "text")
-                .filter_map(|block| block.text)
-                .collect::<String>(),
-        };
+    fn into_completion(
+        self,
+        req: &CompletionRequest,
+        answer: Option<&AnswerTool<'_>>,
+    ) -> Completion {
+        let mut text = String::new();
+        let mut blocks = Vec::new();
+        for block in self.content {
+            match block.kind.as_str() {
+                "text" => text.push_str(block.text.as_deref().unwrap_or_default()),
+                "tool_use" => blocks.push((
+                    ToolCall::from_json_value(
+                        block.id.unwrap_or_default(),
+                        block.name.unwrap_or_default(),
+                        block.input.unwrap_or_default(),
+                    ),
+                    None,
+                )),
+                _ => {}
+            }
+        }
         let usage = self
             .usage
             .map(|u| Usage {
@@ -521,15 +777,8 @@ impl MessagesResponse {
                 estimated: false,
             })
             .unwrap_or_default();
-        Completion {
-            text,
-            usage,
-            model: self
-                .model
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| req.model.clone()),
-            ..Default::default()
-        }
+        let model = self.model.filter(|m| !m.is_empty());
+        completion(req, answer, text, blocks, self.stop_reason, usage, model)
     }
 }
 
@@ -602,7 +851,9 @@ mod tests {
                     estimated: false,
                 },
                 model: "claude-sonnet-4-5-20250929".into(),
-                ..Default::default()
+                // A `tool_use` block is a call (the model stopped for it, whatever it said).
+                calls: vec![ToolCall::from_json_value("t".into(), "n".into(), json!({}))],
+                stop: StopReason::ToolUse,
             }
         );
         let received = server.received_requests().await.expect("recording on");

@@ -23,6 +23,7 @@ pub mod conversation;
 pub mod openai;
 pub mod sim;
 pub mod sse;
+pub mod tool_prompt;
 
 use std::fmt;
 use std::sync::Arc;
@@ -708,6 +709,11 @@ fn redact_outcome(outcome: Result<Completion, ProviderError>) -> Result<Completi
         Ok(c) => Ok(Completion {
             text: redact(c.text).into_string(),
             model: redact(c.model).into_string(),
+            calls: c.calls.into_iter().map(ToolCall::redacted).collect(),
+            stop: match c.stop {
+                StopReason::Other(why) => StopReason::Other(redact(why).into_string()),
+                known => known,
+            },
             ..c
         }),
         Err(e) => Err(e.redacted()),

@@ -13,6 +13,7 @@
 //! `json_schema`), and llama-cpp-python's server, which this project tests against
 //! (`scripts/llm-server.sh`; see [`FormatMode`] for what it accepts).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::conversation::made_up_id;
 use super::{
     ApiKey, Call, Completion, CompletionRequest, HttpOptions, OutputFormat, ProgressFn,
-    ProviderError, Usage, sse,
+    ProviderError, StopReason, ToolCall, ToolChoice, Turn, Usage, sse, tool_prompt,
 };
 use crate::plan::estimate_tokens;
 use crate::run::limits::ProviderLimits;
@@ -46,6 +48,71 @@ pub struct OpenAi {
     /// Per model identifier: the best way of asking for a structured output that the server
     /// has not rejected (absent: [`FormatMode::JsonSchema`], not tried yet). Shared by clones.
     formats: Arc<Mutex<HashMap<String, FormatMode>>>,
+    /// Per model identifier: how tools are offered (absent: [`ToolMode::Native`], not
+    /// rejected yet). Shared by clones.
+    tool_modes: Arc<Mutex<HashMap<String, ToolMode>>>,
+    /// The tool mode of a model not in `tool_modes`.
+    default_tools: ToolMode,
+}
+
+/// How the tools of a request ([`CompletionRequest::tools`]) are offered to an
+/// OpenAI-compatible server. A client starts with `Native` for each model; when the server
+/// rejects the request's `tools` (see [`rejects_tools`]) the same call is sent again at once
+/// in `Prompt`, and the client keeps to it for that model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolMode {
+    /// `tools`, `tool_choice`, assistant messages with `tool_calls` and `role: "tool"`
+    /// results; calls read from `message.tool_calls` (streamed: `delta.tool_calls`).
+    #[default]
+    Native,
+    /// The fallback protocol of [`tool_prompt`]: tools and call format in the system text,
+    /// the conversation as plain messages, calls read from the answer's text.
+    Prompt,
+}
+
+/// The prefix of an error result's content: Chat Completions has no error flag on a
+/// `role: "tool"` message.
+pub const ERROR_RESULT_PREFIX: &str = "Error: ";
+
+/// The message of a [`ProviderError::Stream`] for a 2xx event stream that closed without any
+/// event: what llama-cpp-python sends when, streamed with `tool_choice: "auto"`, its model
+/// chooses to call a tool (the server fails with `Automatic streaming tool choice is not
+/// supported` after the headers went out).
+const EMPTY_STREAM: &str = "the event stream closed without any event";
+
+/// Whether a finished answer to a request with native tools has neither text nor calls:
+/// what llama-cpp-python's `chatml-function-calling` format always gives when the model
+/// chooses to answer with `tool_choice: "auto"` (the grammar it then generates under allows
+/// only a function name or the end of the message), so the answer is asked again in the
+/// prompt protocol. An answer cut by `max_tokens` is not taken for it.
+fn says_nothing(c: &Completion) -> bool {
+    c.text.trim().is_empty() && c.calls.is_empty() && c.stop == StopReason::EndTurn
+}
+
+/// Whether an error says the server does not take the request's tools: an HTTP 400, 422, 500
+/// or 501 whose message speaks of tools or function calling. Seen: Ollama's 400 `... does not
+/// support tools`, vLLM's 400 `"auto" tool choice requires --enable-auto-tool-choice ...`,
+/// llama.cpp's `tools param requires --jinja flag`, llama-cpp-python's 500 `Automatic
+/// streaming tool choice is not supported` (its `chatml-function-calling` format with a
+/// streamed `tool_choice: "auto"`, which it reports only as a stream without any event:
+/// [`EMPTY_STREAM`]).
+fn rejects_tools(err: &ProviderError) -> bool {
+    match err {
+        ProviderError::Stream {
+            kind: None,
+            message,
+            ..
+        } => message.starts_with(EMPTY_STREAM),
+        ProviderError::Http {
+            status: 400 | 422 | 500 | 501,
+            message,
+            ..
+        } => {
+            let m = message.to_ascii_lowercase();
+            ["tool", "function"].iter().any(|k| m.contains(k))
+        }
+        _ => false,
+    }
 }
 
 /// How a structured output ([`CompletionRequest::output`]) is asked of an OpenAI-compatible
@@ -129,6 +196,8 @@ impl OpenAi {
             api_key,
             options: HttpOptions::default(),
             formats: Arc::default(),
+            tool_modes: Arc::default(),
+            default_tools: ToolMode::Native,
         }
     }
 
@@ -141,6 +210,16 @@ impl OpenAi {
     /// The longest silence tolerated while a streamed answer arrives.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.options.idle_timeout = idle;
+        self
+    }
+
+    /// Offers tools in `mode` from the first request on ([`ToolMode::Native`] by default,
+    /// until the server rejects them). [`ToolMode::Prompt`] suits servers that take `tools`
+    /// but do not show `role: "tool"` results to the model: llama-cpp-python's
+    /// `chatml-function-calling` format drops their content (measured: the prompt's token
+    /// count does not change with the result's length).
+    pub fn tool_mode(mut self, mode: ToolMode) -> Self {
+        self.default_tools = mode;
         self
     }
 
@@ -213,45 +292,80 @@ impl OpenAi {
     }
 
     /// [`OpenAi::complete_with_progress`] before its outcome is redacted: the request in the
-    /// best format the server takes.
+    /// best format and tool mode the server takes.
+    ///
+    /// While tools are offered with [`ToolChoice::Auto`], a structured output is not asked
+    /// for: a format constraint would keep the model from calling tools (llama-cpp-python
+    /// turns it into a grammar), and the agent loop asks for the final answer in a turn with
+    /// [`ToolChoice::None`], where it is.
     async fn complete_in_format(
         &self,
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
-        let Some(format) = &req.output else {
-            return self.send(req, None, progress).await;
-        };
+        let mut tools = (!req.tools.is_empty()).then(|| self.tools_for(&req.model));
+        let format = req
+            .output
+            .as_ref()
+            .filter(|_| req.tools.is_empty() || req.tool_choice == ToolChoice::None);
         let mut mode = self.format_mode(&req.model);
         loop {
-            let prompted;
-            let sent = match mode {
-                FormatMode::JsonSchema => req,
-                FormatMode::JsonObject | FormatMode::Instructions => {
-                    prompted = CompletionRequest {
-                        prompt: format.prompt_with_instructions(&req.prompt),
-                        ..req.clone()
-                    };
-                    &prompted
+            let prompt = match (format, mode) {
+                (Some(f), FormatMode::JsonObject | FormatMode::Instructions) => {
+                    Cow::Owned(f.prompt_with_instructions(&req.prompt))
                 }
+                _ => Cow::Borrowed(req.prompt.as_str()),
             };
-            match self.send(sent, Some((format, mode)), progress).await {
-                Err(e) if rejects_format(&e) => match mode.next() {
+            let sent = Sent {
+                prompt,
+                format: format.map(|f| (f, mode)),
+                tools,
+            };
+            match self.send(req, &sent, progress).await {
+                Err(e) if format.is_some() && rejects_format(&e) => match mode.next() {
                     Some(next) => {
                         mode = next;
                         self.remember_format(&req.model, mode);
                     }
                     None => return Err(e),
                 },
+                Err(e) if tools == Some(ToolMode::Native) && rejects_tools(&e) => {
+                    tools = Some(ToolMode::Prompt);
+                    self.remember_tools(&req.model, ToolMode::Prompt);
+                }
+                Ok(c) if tools == Some(ToolMode::Native) && says_nothing(&c) => {
+                    tools = Some(ToolMode::Prompt);
+                    self.remember_tools(&req.model, ToolMode::Prompt);
+                }
                 Ok(mut completion) => {
-                    if mode == FormatMode::JsonSchema {
-                        completion.text = unwrap_answer(completion.text, &format.ty);
+                    if let Some(f) = format.filter(|_| mode == FormatMode::JsonSchema) {
+                        completion.text = unwrap_answer(completion.text, &f.ty);
+                    }
+                    if tools == Some(ToolMode::Prompt) && req.tool_choice == ToolChoice::Auto {
+                        let (text, calls) = tool_prompt::parse_answer(&completion.text, &req.turns);
+                        if !calls.is_empty() {
+                            completion.stop = StopReason::ToolUse;
+                        }
+                        completion.text = text;
+                        completion.calls = calls;
                     }
                     return Ok(completion);
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// How tools are offered to `model`.
+    fn tools_for(&self, model: &str) -> ToolMode {
+        let modes = self.tool_modes.lock().unwrap_or_else(|e| e.into_inner());
+        modes.get(model).copied().unwrap_or(self.default_tools)
+    }
+
+    /// Remembers that tools are offered to `model` in `mode`.
+    fn remember_tools(&self, model: &str, mode: ToolMode) {
+        let mut modes = self.tool_modes.lock().unwrap_or_else(|e| e.into_inner());
+        modes.insert(model.to_owned(), mode);
     }
 
     /// The best way of asking for a structured output that the server has not rejected for
@@ -271,11 +385,11 @@ impl OpenAi {
         *known = (*known).max(mode);
     }
 
-    /// One HTTP request for `req`, with the `response_format` of `format` when given.
+    /// One HTTP request for `req`, as `sent` says.
     async fn send(
         &self,
         req: &CompletionRequest,
-        format: Option<(&OutputFormat, FormatMode)>,
+        sent: &Sent<'_>,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/chat/completions");
@@ -285,8 +399,8 @@ impl OpenAi {
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
-        let mut body = ChatRequest::new(req, self.options.stream);
-        body.response_format = format.and_then(|(f, mode)| response_format(f, mode));
+        let mut body = ChatRequest::new(req, sent, self.options.stream);
+        body.response_format = sent.format.and_then(|(f, mode)| response_format(f, mode));
         let mut request = client.post(&url).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
@@ -299,6 +413,14 @@ impl OpenAi {
         let response: ChatResponse = super::parse_body(PROVIDER, &body)?;
         response.into_completion(req)
     }
+}
+
+/// How one request is sent: its user message, structured output and tool mode (`None`: no
+/// tools offered).
+struct Sent<'a> {
+    prompt: Cow<'a, str>,
+    format: Option<(&'a OutputFormat, FormatMode)>,
+    tools: Option<ToolMode>,
 }
 
 /// The `response_format` of a structured output asked for in `mode` (see [`FormatMode`]).
@@ -355,9 +477,12 @@ async fn read_stream(
     let mut usage = None;
     let mut finish_reason = None;
     let mut refusal = String::new();
+    let mut calls = StreamedCalls::default();
     let mut done = false;
+    let mut any_event = false;
     while let Some(event) = events.next().await {
         let event = event?;
+        any_event = true;
         if event.data.trim() == "[DONE]" {
             done = true;
             break;
@@ -385,12 +510,22 @@ async fn read_stream(
                 if let Some(piece) = delta.content.filter(|p| !p.is_empty()) {
                     text.push_str(&piece);
                     chunks += 1;
-                    events.grew(text.len() + refusal.len())?;
+                    events.grew(text.len() + refusal.len() + calls.len())?;
                     ticker.tick(chunks);
                 }
                 if let Some(r) = delta.refusal.filter(|r| !r.is_empty()) {
                     refusal.push_str(&r);
-                    events.grew(text.len() + refusal.len())?;
+                    events.grew(text.len() + refusal.len() + calls.len())?;
+                }
+                let before = calls.len();
+                for piece in delta.tool_calls.into_iter().flatten() {
+                    calls.add(piece);
+                }
+                // A call's arguments are progress as text is.
+                if calls.len() > before {
+                    chunks += 1;
+                    events.grew(text.len() + refusal.len() + calls.len())?;
+                    ticker.tick(chunks);
                 }
             }
             if choice.finish_reason.is_some() {
@@ -402,7 +537,9 @@ async fn read_stream(
     // `[DONE]` lost nothing. Without a `finish_reason` the generation was cut short, even if
     // `[DONE]` came (llama-cpp-python ends a stream it interrupts for a newer request so).
     if finish_reason.is_none() {
-        let how = if done {
+        let how = if !any_event {
+            EMPTY_STREAM
+        } else if done {
             "`data: [DONE]` came before any `finish_reason`: the generation was interrupted"
         } else {
             "the connection closed before `data: [DONE]`"
@@ -413,7 +550,8 @@ async fn read_stream(
             message: format!("{how} ({} characters received)", text.chars().count()),
         });
     }
-    if text.is_empty() && !refusal.is_empty() {
+    let calls = calls.finish(&req.turns);
+    if text.is_empty() && calls.is_empty() && !refusal.is_empty() {
         return Err(ProviderError::Malformed {
             provider: PROVIDER,
             message: format!("the streamed answer has no content (the model refused: {refusal})"),
@@ -427,7 +565,8 @@ async fn read_stream(
         },
         None => Usage {
             input_tokens: req.system.as_deref().map_or(0, estimate_tokens)
-                + estimate_tokens(&req.prompt),
+                + estimate_tokens(&req.prompt)
+                + req.turns.iter().map(Turn::estimate_tokens).sum::<u64>(),
             output_tokens: chunks,
             estimated: true,
         },
@@ -436,7 +575,8 @@ async fn read_stream(
         text,
         usage,
         model: model.unwrap_or_else(|| req.model.clone()),
-        ..Default::default()
+        stop: StopReason::from_wire(finish_reason.as_deref(), calls.len()),
+        calls,
     })
 }
 
@@ -464,6 +604,10 @@ struct ChatRequest<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'static str>,
 }
 
 /// `stream_options`: ask for a last chunk with the usage of the whole request.
@@ -472,25 +616,84 @@ struct StreamOptions {
     include_usage: bool,
 }
 
+/// One message: `content` always a string (empty for an assistant message with only tool
+/// calls: the API reference allows `null` there, but llama-cpp-python answers it with an
+/// HTTP 500); `tool_calls` only on assistant messages, `tool_call_id` only on `role: "tool"`
+/// messages.
 #[derive(Debug, Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> Message<'a> {
+    fn text(role: &'static str, content: impl Into<Cow<'a, str>>) -> Self {
+        Message {
+            role,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// `{"type": "function", "function": {name, description, parameters}}`.
+#[derive(Debug, Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a serde_json::Value,
+}
+
+/// A call of an earlier assistant turn: `{id, type: "function", function: {name,
+/// arguments}}`, the arguments as JSON text.
+#[derive(Debug, Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: String,
 }
 
 impl<'a> ChatRequest<'a> {
-    fn new(req: &'a CompletionRequest, stream: bool) -> Self {
-        let mut messages = Vec::with_capacity(2);
-        if let Some(system) = &req.system {
-            messages.push(Message {
-                role: "system",
-                content: system,
-            });
+    fn new(req: &'a CompletionRequest, sent: &'a Sent<'a>, stream: bool) -> Self {
+        let system = match sent.tools {
+            Some(ToolMode::Prompt) => Some(Cow::Owned(tool_prompt::system_text(
+                req.system.as_deref(),
+                &req.tools,
+                &req.tool_choice,
+            ))),
+            _ => req.system.as_deref().map(Cow::Borrowed),
+        };
+        let mut messages = Vec::with_capacity(2 + req.turns.len());
+        messages.extend(system.map(|s| Message::text("system", s)));
+        messages.push(Message::text("user", sent.prompt.as_ref()));
+        match sent.tools {
+            Some(ToolMode::Prompt) => messages.extend(
+                tool_prompt::messages(&req.turns)
+                    .into_iter()
+                    .map(|(role, text)| Message::text(role, text)),
+            ),
+            _ => messages.extend(req.turns.iter().flat_map(native_messages)),
         }
-        messages.push(Message {
-            role: "user",
-            content: &req.prompt,
-        });
+        let native = sent.tools == Some(ToolMode::Native);
         ChatRequest {
             model: &req.model,
             messages,
@@ -501,7 +704,64 @@ impl<'a> ChatRequest<'a> {
                 include_usage: true,
             }),
             response_format: None,
+            tools: if native {
+                req.tools
+                    .iter()
+                    .map(|t| WireTool {
+                        kind: "function",
+                        function: WireFunction {
+                            name: &t.spec.name,
+                            description: &t.spec.description,
+                            parameters: &t.spec.input_schema,
+                        },
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            tool_choice: native.then_some(match req.tool_choice {
+                ToolChoice::Auto => "auto",
+                ToolChoice::None => "none",
+            }),
         }
+    }
+}
+
+/// The messages of one turn: an assistant message with its `tool_calls`, or one `role:
+/// "tool"` message per result (an error's content prefixed with [`ERROR_RESULT_PREFIX`]).
+/// A malformed call goes back with `{}` as its arguments.
+fn native_messages(turn: &Turn) -> Vec<Message<'_>> {
+    match turn {
+        Turn::Assistant { text, calls } => vec![Message {
+            role: "assistant",
+            // A string even when empty: llama-cpp-python rejects `null` (HTTP 500).
+            content: Some(Cow::Borrowed(text)),
+            tool_calls: calls
+                .iter()
+                .map(|c| WireCall {
+                    id: &c.id,
+                    kind: "function",
+                    function: WireCallFunction {
+                        name: &c.name,
+                        arguments: c.input.to_string(),
+                    },
+                })
+                .collect(),
+            tool_call_id: None,
+        }],
+        Turn::Tools { results } => results
+            .iter()
+            .map(|r| Message {
+                role: "tool",
+                content: Some(if r.is_error {
+                    Cow::Owned(format!("{ERROR_RESULT_PREFIX}{}", r.content))
+                } else {
+                    Cow::Borrowed(&r.content)
+                }),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(&r.call_id),
+            })
+            .collect(),
     }
 }
 
@@ -535,6 +795,105 @@ struct ChunkDelta {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<DeltaCall>>,
+}
+
+/// A piece of a streamed tool call: `{index, id?, type?, function: {name?, arguments?}}`.
+/// The first piece of a call has its id and name, later ones fragments of its arguments
+/// (llama-cpp-python repeats the id and name in every piece).
+#[derive(Debug, Deserialize)]
+struct DeltaCall {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<DeltaFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeltaFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// The tool calls of a streamed answer, assembled from their pieces by `index` (several
+/// calls may be in progress in one answer).
+#[derive(Debug, Default)]
+struct StreamedCalls {
+    calls: Vec<PartialCall>,
+}
+
+#[derive(Debug, Default)]
+struct PartialCall {
+    index: Option<u32>,
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+impl StreamedCalls {
+    /// Adds a piece. A piece without `index` continues the last call, unless it brings an id
+    /// of its own.
+    fn add(&mut self, piece: DeltaCall) {
+        let at = match piece.index {
+            Some(i) => self.calls.iter().position(|c| c.index == Some(i)),
+            None => match (&piece.id, self.calls.last()) {
+                (Some(id), Some(last)) if !id.is_empty() && *id != last.id => None,
+                (_, Some(_)) => Some(self.calls.len() - 1),
+                (_, None) => None,
+            },
+        };
+        let at = at.unwrap_or_else(|| {
+            self.calls.push(PartialCall {
+                index: piece.index,
+                ..Default::default()
+            });
+            self.calls.len() - 1
+        });
+        let call = &mut self.calls[at];
+        if let Some(id) = piece.id.filter(|id| !id.is_empty())
+            && call.id.is_empty()
+        {
+            call.id = id;
+        }
+        if let Some(f) = piece.function {
+            // A name comes whole in one piece; a server that repeats it is not appending.
+            if let Some(name) = f.name.filter(|n| !n.is_empty() && *n != call.name) {
+                call.name.push_str(&name);
+            }
+            if let Some(arguments) = f.arguments {
+                call.arguments.push_str(&arguments);
+            }
+        }
+    }
+
+    /// Bytes received so far (names and arguments), counted against the answer's bound.
+    fn len(&self) -> usize {
+        self.calls
+            .iter()
+            .map(|c| c.name.len() + c.arguments.len())
+            .sum()
+    }
+
+    /// The calls, ids made up where the server gave none.
+    fn finish(self, turns: &[Turn]) -> Vec<ToolCall> {
+        self.calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = if c.id.is_empty() {
+                    made_up_id(turns, i)
+                } else {
+                    c.id
+                };
+                ToolCall::from_json_text(id, c.name, &c.arguments)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -568,6 +927,26 @@ struct ChoiceMessage {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ResponseCall>>,
+}
+
+/// A tool call of a whole answer: `{id, type: "function", function: {name, arguments}}`,
+/// `arguments` JSON text (some servers send an object).
+#[derive(Debug, Deserialize)]
+struct ResponseCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<ResponseFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResponseFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -594,16 +973,38 @@ impl ChatResponse {
                 message: "`choices` is empty".to_owned(),
             });
         };
-        let Some(text) = choice.message.content else {
-            let why = match (choice.message.refusal, choice.finish_reason) {
-                (Some(refusal), _) => format!("the model refused: {refusal}"),
-                (None, Some(reason)) => format!("finish_reason: {reason}"),
-                (None, None) => "no finish_reason".to_owned(),
-            };
-            return Err(ProviderError::Malformed {
-                provider: PROVIDER,
-                message: format!("`choices[0].message.content` is missing or null ({why})"),
-            });
+        let calls: Vec<ToolCall> = choice
+            .message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let id = call
+                    .id
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(|| made_up_id(&req.turns, i));
+                let (name, arguments) = call
+                    .function
+                    .map(|f| (f.name.unwrap_or_default(), f.arguments))
+                    .unwrap_or_default();
+                ToolCall::from_json_value(id, name, arguments)
+            })
+            .collect();
+        let text = match choice.message.content {
+            Some(text) => text,
+            None if !calls.is_empty() => String::new(),
+            None => {
+                let why = match (choice.message.refusal, choice.finish_reason) {
+                    (Some(refusal), _) => format!("the model refused: {refusal}"),
+                    (None, Some(reason)) => format!("finish_reason: {reason}"),
+                    (None, None) => "no finish_reason".to_owned(),
+                };
+                return Err(ProviderError::Malformed {
+                    provider: PROVIDER,
+                    message: format!("`choices[0].message.content` is missing or null ({why})"),
+                });
+            }
         };
         Ok(Completion {
             text,
@@ -612,7 +1013,8 @@ impl ChatResponse {
                 .model
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| req.model.clone()),
-            ..Default::default()
+            stop: StopReason::from_wire(choice.finish_reason.as_deref(), calls.len()),
+            calls,
         })
     }
 }

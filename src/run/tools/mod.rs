@@ -7,6 +7,14 @@
 //! - every text a tool returns passes [`crate::redact::redact`] before anything else reads it,
 //!   then is cut to the output cap ([`ToolOutput::new`] does both, in that order).
 
+pub mod builtin;
+pub mod exec;
+pub mod mcp;
+pub mod paths;
+pub mod search;
+
+pub use builtin::tools_for;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -20,7 +28,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Bound on the text of one tool result sent back to the model, in bytes: 64 KiB, about 16,000
 /// tokens at 4 bytes a token, so one result cannot fill a context window by itself.
-pub const DEFAULT_MAX_RESULT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_RESULT_BYTES: usize = crate::grant::MAX_RESULT_BYTES;
 
 /// What a tool call returned.
 #[derive(Debug, Clone, PartialEq)]

@@ -218,12 +218,14 @@ fn close(
     report.agent_loop = looped;
 }
 
-/// Runs a nested step (a delegation, [`agent`]) for the loop `parent`: its model calls (with
+/// Runs a nested step (a delegation, [`agent`]) for the loop `parent`, its system text rendered
+/// with `args`: its model calls (with
 /// their retries and fallback) or its own agent loop, without the permits of a workflow step
 /// (its parent holds them) and bounded by its parent's deadline.
 pub(super) fn run_nested<'a>(
     node: PlanNode,
     prompt: String,
+    args: IndexMap<String, String>,
     parent: &'a LoopCx<'a>,
 ) -> BoxFuture<'a, StepReport> {
     Box::pin(async move {
@@ -246,7 +248,7 @@ pub(super) fn run_nested<'a>(
                 largest: None,
             },
         };
-        let result = on_models(step, prompt, &IndexMap::new(), &mut looped).await;
+        let result = on_models(step, prompt, &args, &mut looped).await;
         close(&mut report, result, looped, shared);
         let _ = parent.tx.send(Event::Finished(report.clone()));
         report

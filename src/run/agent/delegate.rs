@@ -51,7 +51,9 @@ pub(super) async fn run(
     node.output_type = None;
     node.prompt = None;
     node.deadline_ms = None;
-    let report = crate::run::step::run_nested(node, prompt.to_string(), cx).await;
+    // The agent's parameters take their defaults (a delegation passes a prompt only).
+    let args = d.defaults.clone();
+    let report = crate::run::step::run_nested(node, prompt.to_string(), args, cx).await;
     (output_of(&report, agent, tcx), Some(report))
 }
 

@@ -40,10 +40,11 @@ use super::prepare::Shared;
 use crate::plan::{PlanDelegate, PlanNode};
 
 /// How deep delegations may nest at run time: a step (depth 0) may delegate to an agent (depth
-/// 1), which may delegate in turn, down to depth 3. A delegation deeper than that is refused
-/// (an error result for the model), so that even a script the checker did not see (or a cycle
-/// it allowed) cannot recurse without end.
-pub const MAX_DELEGATION_DEPTH: u32 = 3;
+/// 1), which may delegate in turn, down to depth 3 — the checker's bound
+/// ([`crate::check::tools::MAX_DELEGATION_DEPTH`]). A delegation deeper than that is refused
+/// (an error result for the model), so that even a plan the checker did not see cannot recurse
+/// without end.
+pub const MAX_DELEGATION_DEPTH: u32 = crate::check::tools::MAX_DELEGATION_DEPTH as u32;
 
 /// Bound on one tool call when the agent sets no `tool_timeout`: 60 s, in milliseconds.
 pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 60_000;

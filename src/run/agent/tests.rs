@@ -403,6 +403,7 @@ fn plan_with_tools(
             timeout_ms: None,
             max_output_bytes: None,
             worst_case: crate::plan::Estimate::default(),
+            defaults: Default::default(),
         },
     );
     (program, plan)

@@ -41,7 +41,7 @@ impl Toolbox {
         for g in grants {
             match g {
                 ToolGrant::Builtin { .. } | ToolGrant::Exec { .. } => {
-                    for t in until_t1b::tools_for(g) {
+                    for t in crate::run::tools::builtin::tools_for(g) {
                         b.add_tool(t);
                     }
                 }
@@ -133,11 +133,3 @@ fn describe_delegate(name: &str, d: &crate::plan::PlanDelegate) -> String {
     )
 }
 
-// TEMPORARY until the tools branch (h12-tools) is merged: replaced by
-// `crate::run::tools::builtin::tools_for` and `crate::run::tools::mcp::McpPool`.
-mod until_t1b {
-    use super::*;
-    pub(super) fn tools_for(_: &ToolGrant) -> Vec<Arc<dyn Tool>> {
-        Vec::new()
-    }
-}

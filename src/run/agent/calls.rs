@@ -6,6 +6,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::toolbox::Entry;
+use crate::grant::{MAX_CALLS_PER_TURN, MAX_TURN_RESULT_BYTES, REFUSAL_MAX_BYTES};
 use super::{LoopCx, Toolbox, delegate};
 use crate::common::format_duration;
 use crate::run::journal::{ToolRecord, ToolStartRecord, Transcript};
@@ -20,6 +21,11 @@ const INTERRUPTED: &str = "this call was started by an earlier attempt of this r
 /// their reports to `out`. With `transcript` (a resumed loop), a call recorded there is not
 /// run again: its recorded result is used.
 ///
+/// At most [`MAX_CALLS_PER_TURN`] calls of a turn run; each further call gets a short refusal.
+/// The results of a turn together are cut to [`MAX_TURN_RESULT_BYTES`], in call order (the
+/// bounds `orch plan`'s worst case relies on). Both are decided from the calls and their
+/// recorded results alone, so a resumed loop sends the same conversation again.
+///
 /// # Errors
 /// Only a journal that cannot be written: the loop must not go on with results it could not
 /// record (a resumed run would run those calls again).
@@ -32,31 +38,87 @@ pub(super) async fn run_calls(
     transcript: Option<&Transcript>,
     out: &mut LoopReport,
 ) -> Result<Vec<ToolResult>, String> {
+    let (run, over) = calls.split_at(calls.len().min(MAX_CALLS_PER_TURN));
     let ended = join_all(
-        calls
-            .iter()
+        run.iter()
             .enumerate()
             .map(|(i, c)| one_call(cx, toolbox, tcx, (turn, i), c, transcript)),
     )
     .await;
     let mut results = Vec::with_capacity(calls.len());
-    let mut failure = None;
+    let mut reports = Vec::with_capacity(calls.len());
     for e in ended {
-        match e {
-            Ok((report, content)) => {
-                results.push(ToolResult {
-                    call_id: report.id.clone(),
-                    content,
-                    is_error: report.is_error,
-                });
-                out.tool_calls.push(report);
-            }
-            Err(e) => failure = failure.or(Some(e)),
-        }
+        let (report, content) = e?;
+        results.push(ToolResult {
+            call_id: report.id.clone(),
+            content,
+            is_error: report.is_error,
+        });
+        reports.push(report);
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(results),
+    for call in over {
+        let (report, result) = not_run(turn, call);
+        show(cx, &report);
+        reports.push(report);
+        results.push(result);
+    }
+    cut_to_turn_bound(&mut results);
+    for (report, result) in reports.iter_mut().zip(&results) {
+        report.result_bytes = result.content.len();
+    }
+    out.tool_calls.extend(reports);
+    Ok(results)
+}
+
+/// A call past [`MAX_CALLS_PER_TURN`]: not run, refused in a few words.
+fn not_run(turn: u32, call: &ToolCall) -> (ToolCallReport, ToolResult) {
+    let content = format!("not run: at most {MAX_CALLS_PER_TURN} calls a turn");
+    debug_assert!(content.len() <= REFUSAL_MAX_BYTES);
+    let report = ToolCallReport {
+        turn,
+        id: call.id.clone(),
+        tool: call.name.clone(),
+        arguments: call.input.clone(),
+        result_bytes: content.len(),
+        summary: "refused".into(),
+        time_ms: 0,
+        is_error: true,
+        refused: true,
+        reused: false,
+        delegated: None,
+    };
+    let result = ToolResult {
+        call_id: call.id.clone(),
+        content,
+        is_error: true,
+    };
+    (report, result)
+}
+
+/// Cuts a turn's results, in call order, to [`MAX_TURN_RESULT_BYTES`] together: a result past
+/// the total keeps what fits, with a note; one left with no room is replaced by a note of at
+/// most [`REFUSAL_MAX_BYTES`].
+fn cut_to_turn_bound(results: &mut [ToolResult]) {
+    const CUT: &str = "\n[cut: this turn's results passed 128 KiB]";
+    const OMITTED: &str = "[omitted: this turn's results passed 128 KiB]";
+    let mut left = MAX_TURN_RESULT_BYTES;
+    for r in results {
+        let len = r.content.len();
+        if len <= left {
+            left -= len;
+            continue;
+        }
+        if left > CUT.len() {
+            let mut end = left - CUT.len();
+            while !r.content.is_char_boundary(end) {
+                end -= 1;
+            }
+            r.content.truncate(end);
+            r.content.push_str(CUT);
+        } else {
+            r.content = OMITTED.to_string();
+        }
+        left = 0;
     }
 }
 
@@ -204,4 +266,27 @@ fn show(cx: &LoopCx<'_>, report: &ToolCallReport) {
         step: cx.step.clone(),
         call: Box::new(report.clone()),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(n: usize) -> ToolResult {
+        ToolResult {
+            call_id: "c".into(),
+            content: "é".repeat(n / 2),
+            is_error: false,
+        }
+    }
+
+    #[test]
+    fn a_turns_results_are_cut_to_the_turn_bound_in_call_order() {
+        let mut rs = vec![result(100 * 1024), result(60 * 1024), result(1024)];
+        cut_to_turn_bound(&mut rs);
+        assert_eq!(rs[0].content.len(), 100 * 1024);
+        assert!(rs[1].content.ends_with("passed 128 KiB]"));
+        assert!(rs[0].content.len() + rs[1].content.len() <= MAX_TURN_RESULT_BYTES);
+        assert!(rs[2].content.starts_with("[omitted") && rs[2].content.len() <= REFUSAL_MAX_BYTES);
+    }
 }

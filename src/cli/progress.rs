@@ -118,12 +118,17 @@ impl Progress {
                 step,
                 runs_on,
                 attempt,
+                turn,
             } => {
+                let turn = match turn {
+                    Some(t) => format!(" · turn {t}"),
+                    None => String::new(),
+                };
                 let again = match attempt {
                     1 => String::new(),
                     n => format!(" (attempt {n})"),
                 };
-                format!("  {} {step:<w$}  {runs_on}{again}", p.cyan("▸"))
+                format!("  {} {step:<w$}  {runs_on}{turn}{again}", p.cyan("▸"))
             }
             Event::Retrying {
                 step,

@@ -17,8 +17,10 @@ pub enum Event {
         step: String,
         /// Model or command shown to users.
         runs_on: String,
-        /// 1-based attempt.
+        /// 1-based attempt (of the step; in an agent loop, of this turn's model call).
         attempt: u32,
+        /// In an agent loop: the 1-based turn this model call is for.
+        turn: Option<u32>,
     },
     /// An attempt failed and will be retried after `delay_ms`.
     Retrying {

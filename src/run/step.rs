@@ -668,6 +668,9 @@ async fn model_attempts(
             tokens,
         });
     };
+    // An agent loop's turn: each earlier turn is an answer and its results.
+    let turn = (!first.tools.is_empty()).then(|| first.turns.len() as u32 / 2 + 1);
+    let mut tries = 0;
     let mut k = 0;
     loop {
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
@@ -685,10 +688,16 @@ async fn model_attempts(
             report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
         }
         report.attempts += 1;
+        tries += 1;
         let _ = tx.send(Event::Started {
             step: node.name.clone(),
             runs_on: model.to_string(),
-            attempt: report.attempts,
+            attempt: if turn.is_some() {
+                tries
+            } else {
+                report.attempts
+            },
+            turn,
         });
         let attempt = client.provider.complete_with_progress(&req, &on_progress);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
@@ -804,6 +813,7 @@ async fn command_attempts(
             step: node.name.clone(),
             runs_on: shown.clone(),
             attempt: report.attempts,
+            turn: None,
         });
         if let Some(sim) = &shared.simulate_commands {
             // Dry run: say what would run, without running it.

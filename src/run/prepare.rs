@@ -208,6 +208,7 @@ pub(super) fn prepare(
             journal: opts.journal.clone(),
             budgets: Arc::new(std::sync::Mutex::new(super::budget::Budgets::new(plan))),
             delegates: plan.delegates.clone(),
+            mcp: None,
         },
     })
 }

@@ -59,6 +59,9 @@ pub(super) struct AgentEnv {
     pub(super) budgets: Arc<Mutex<Budgets>>,
     /// The agents steps may delegate to, by name.
     pub(super) delegates: IndexMap<String, PlanDelegate>,
+    /// The run's MCP servers, each started when first needed (`None` when the plan declares
+    /// none).
+    pub(super) mcp: Option<Arc<crate::run::tools::mcp::McpPool>>,
 }
 
 /// One agent loop in a run: which step it is, where its costs and records go.

@@ -46,10 +46,16 @@ impl Toolbox {
                     }
                 }
                 ToolGrant::Mcp { server, tool } => {
-                    let _ = tool;
-                    return Err(format!(
-                        "MCP server `{server}`: MCP tools are not available yet"
-                    ));
+                    let pool = env.mcp.as_ref().ok_or_else(|| {
+                        format!("MCP server `{server}` is not one of this run's servers")
+                    })?;
+                    let tools = pool
+                        .tools(server, tool.as_deref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for t in tools {
+                        b.add_tool(t);
+                    }
                 }
                 ToolGrant::Agent { name } => {
                     let d = env.delegates.get(name).ok_or_else(|| {

@@ -52,7 +52,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
     /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
-    Run(RunArgs),
+    // Boxed: its many options would make every command as large as it.
+    Run(Box<RunArgs>),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
     /// script.
     Runs(RunsArgs),
@@ -292,7 +293,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => check(a),
         Command::Plan(a) => plan(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Runs(a) => runs(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),

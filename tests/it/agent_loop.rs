@@ -122,7 +122,10 @@ workflow main() {{
     for t in ["read", "list", "glob", "grep"] {
         assert!(tools.contains(&t), "{tools:?}");
     }
-    assert!(calls.iter().all(|c| !c.is_error && c.result_bytes > 0), "{calls:#?}");
+    assert!(
+        calls.iter().all(|c| !c.is_error && c.result_bytes > 0),
+        "{calls:#?}"
+    );
     let read = calls.iter().find(|c| c.tool == "read").unwrap();
     assert_eq!(read.arguments, json!({"path": "README.md"}));
     let out = step(&r, "found").output.clone().unwrap_or_default();
@@ -149,7 +152,10 @@ workflow main() {{
     );
     let (r, _) = run_with(&src, &in_workspace(tmp.path())).await;
     assert!(r.succeeded, "{:?}", step(&r, "done").status);
-    let tools: Vec<&str> = calls_of(&r, "done").iter().map(|c| c.tool.as_str()).collect();
+    let tools: Vec<&str> = calls_of(&r, "done")
+        .iter()
+        .map(|c| c.tool.as_str())
+        .collect();
     assert_eq!(tools, ["read"]);
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -193,9 +199,11 @@ workflow main() {{
     // The parent's usage includes the nested step's.
     let parent = step(&r, "answer");
     assert!(parent.usage.input_tokens > nested.usage.input_tokens);
-    assert!(events.iter().any(
-        |e| matches!(e, Event::Started { step, .. } if step == "answer/scout#1.1")
-    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Started { step, .. } if step == "answer/scout#1.1"))
+    );
     let recs: Vec<Value> = std::fs::read_to_string(journal.path())
         .unwrap()
         .lines()
@@ -210,7 +218,10 @@ workflow main() {{
         turn_steps,
         ["answer", "answer/scout#1.1", "answer/scout#1.1", "answer"]
     );
-    assert!(recs.iter().any(|r| r["type"] == "tool" && r["call"]["tool"] == "agent__scout"));
+    assert!(
+        recs.iter()
+            .any(|r| r["type"] == "tool" && r["call"]["tool"] == "agent__scout")
+    );
 }
 
 // ------------------------------------------------------------------ scripted servers
@@ -313,7 +324,10 @@ async fn max_turns_fails_the_step_naming_the_fix() {
     let script = SERVED.replace("max_turns: 5", "max_turns: 2");
     let (r, _) = run_with(&served(&script), &against(&server, ws.path())).await;
     let e = failure(&r, "w");
-    assert!(e.contains("max_turns (2)") && e.contains("raise `max_turns`"), "{e}");
+    assert!(
+        e.contains("max_turns (2)") && e.contains("raise `max_turns`"),
+        "{e}"
+    );
     assert_eq!(turns_of(&r, "w"), 2);
     // The last turn asked for an answer without tools.
     assert_eq!(server.received()[1].json()["tool_choice"], "none");
@@ -341,7 +355,10 @@ workflow main() <budget $0.21> {{
     );
     let (r, _) = run_with(&src, &in_workspace(ws.path())).await;
     let e = failure(&r, "w");
-    assert!(e.contains("so the agent loop was stopped") && e.contains("turn"), "{e}");
+    assert!(
+        e.contains("so the agent loop was stopped") && e.contains("turn"),
+        "{e}"
+    );
     assert_eq!(turns_of(&r, "w"), 2, "{e}");
     assert!(e.contains("turn 3 of `w`"), "{e}");
     assert_eq!(server.received().len() as u32, turns_of(&r, "w"));
@@ -416,7 +433,10 @@ workflow main() {
     assert_eq!(server.received().len(), 2, "the second turn was asked");
     child.start_kill().unwrap(); // SIGKILL
     assert_eq!(child.wait().await.unwrap().code(), None);
-    assert_eq!(std::fs::read_to_string(ws.join("effects.txt")).unwrap(), "once\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("effects.txt")).unwrap(),
+        "once\n"
+    );
 
     let o = tokio::time::timeout(
         Duration::from_secs(60),
@@ -439,7 +459,9 @@ workflow main() {
     // The resumed request carried the recorded call and its result.
     let third = messages(&server, 2);
     assert!(
-        third.iter().any(|m| m["role"] == "tool" && m["tool_call_id"] == "c1"),
+        third
+            .iter()
+            .any(|m| m["role"] == "tool" && m["tool_call_id"] == "c1"),
         "{third:#?}"
     );
 }
@@ -480,7 +502,14 @@ workflow main() {
         .env("ORCH_STATE_DIR", tmp.path().join("state"))
         .args(["run"])
         .arg(&script)
-        .args(["--endpoint", &url, "--quiet", "--color", "never", "--workspace"])
+        .args([
+            "--endpoint",
+            &url,
+            "--quiet",
+            "--color",
+            "never",
+            "--workspace",
+        ])
         .arg(repo())
         .arg("--report")
         .arg(&report_path)
@@ -501,9 +530,19 @@ workflow main() {
     let l = &found["agent_loop"];
     let turns = l["turns"].as_u64().expect("turns reported");
     assert!((1..=4).contains(&turns), "{l}");
-    let calls = l["tool_calls"].as_array().expect("calls listed (maybe none)");
+    let calls = l["tool_calls"]
+        .as_array()
+        .expect("calls listed (maybe none)");
     for c in calls {
-        for field in ["turn", "id", "tool", "arguments", "result_bytes", "time_ms", "refused"] {
+        for field in [
+            "turn",
+            "id",
+            "tool",
+            "arguments",
+            "result_bytes",
+            "time_ms",
+            "refused",
+        ] {
             assert!(!c[field].is_null(), "{field} missing in {c}");
         }
     }
@@ -543,7 +582,9 @@ fn a_workspace_that_is_not_a_directory_is_refused_before_anything_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--workspace") && err.contains("nowhere") && err.contains("pass an existing directory"),
+        err.contains("--workspace")
+            && err.contains("nowhere")
+            && err.contains("pass an existing directory"),
         "{err}"
     );
     std::fs::write(&missing, "a file").unwrap();
@@ -565,7 +606,9 @@ fn a_workspace_that_is_not_a_directory_is_refused_before_anything_runs() {
 /// cannot be installed here (the test then says so and passes, except under CI).
 fn fs_server() -> Option<Vec<String>> {
     let script = repo().join("scripts/mcp-servers.sh");
-    let out = std::process::Command::new(&script).output().expect("runs bash");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("runs bash");
     if !out.status.success() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -621,9 +664,17 @@ workflow main() {{
     }
     // A tool the server does not have fails the run before its first step.
     let (program, plan) = crate::common::compile_plan("t.orch", &script("fs.read_txt_file"));
-    let e = orch::run::run(&plan, &program.tables.models, &in_workspace(ws.path()), &|_| {})
-        .await
-        .expect_err("unknown tool");
+    let e = orch::run::run(
+        &plan,
+        &program.tables.models,
+        &in_workspace(ws.path()),
+        &|_| {},
+    )
+    .await
+    .expect_err("unknown tool");
     let msg = e.to_string();
-    assert!(msg.contains("read_txt_file") && msg.contains("read_text_file"), "{msg}");
+    assert!(
+        msg.contains("read_txt_file") && msg.contains("read_text_file"),
+        "{msg}"
+    );
 }

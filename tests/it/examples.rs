@@ -46,7 +46,14 @@ fn simulate_on_this_repository(example: &str, input: &str) -> (serde_json::Value
     let report = tmp.path().join("report.json");
     let out = crate::common::cli::orch_command()
         .current_dir(root)
-        .args(["run", example, "--simulate", "--no-journal", "--color", "never"])
+        .args([
+            "run",
+            example,
+            "--simulate",
+            "--no-journal",
+            "--color",
+            "never",
+        ])
         .args(["--workspace", ".", "--input", input, "--report"])
         .arg(&report)
         .output()
@@ -93,8 +100,14 @@ fn scout_plan_build_runs_on_this_repository_with_real_tools_on_the_simulator() {
         }
     }
     // The builder and the reviewer read; nothing writes or runs on a dry run.
-    assert_eq!(tools_called(step_named(&report, "build")), ["read", "list", "glob", "grep"]);
-    assert_eq!(tools_called(step_named(&report, "review")), ["read", "grep"]);
+    assert_eq!(
+        tools_called(step_named(&report, "build")),
+        ["read", "list", "glob", "grep"]
+    );
+    assert_eq!(
+        tools_called(step_named(&report, "review")),
+        ["read", "grep"]
+    );
     assert!(stderr.contains("⚒ files"), "{stderr}");
     assert!(stderr.contains("read README.md → "), "{stderr}");
     assert!(stderr.contains("2 turns · 4 calls"), "{stderr}");

@@ -85,10 +85,10 @@ async fn turns(
         .journal()
         .and_then(|(j, key)| j.transcript(&cx.step, key));
     let mut turns = Vec::new();
-    if let Some(t) = &transcript {
-        if let Some(answer) = replay(cx, t, toolbox, &tcx, &mut turns, out).await? {
-            return Ok(answer);
-        }
+    if let Some(t) = &transcript
+        && let Some(answer) = replay(cx, t, toolbox, &tcx, &mut turns, out).await?
+    {
+        return Ok(answer);
     }
     let mut req = spec.first.clone();
     req.tools = toolbox.offered();

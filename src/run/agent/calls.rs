@@ -6,9 +6,9 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::toolbox::Entry;
-use crate::grant::{MAX_CALLS_PER_TURN, MAX_TURN_RESULT_BYTES, REFUSAL_MAX_BYTES};
 use super::{LoopCx, Toolbox, delegate};
 use crate::common::format_duration;
+use crate::grant::{MAX_CALLS_PER_TURN, MAX_TURN_RESULT_BYTES, REFUSAL_MAX_BYTES};
 use crate::run::journal::{ToolRecord, ToolStartRecord, Transcript};
 use crate::run::provider::{ToolCall, ToolResult};
 use crate::run::tools::{ToolContext, ToolOutput};

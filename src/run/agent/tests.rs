@@ -677,11 +677,16 @@ async fn at_most_eight_calls_of_a_turn_run() {
     let mut toolbox = Toolbox::default();
     let echo = Echo::new("echo", true, 0);
     toolbox.add_tool(echo.clone());
-    let ten: Vec<(&str, Value)> = (0..10).map(|i| ("echo", json!({ "path": i.to_string() }))).collect();
+    let ten: Vec<(&str, Value)> = (0..10)
+        .map(|i| ("echo", json!({ "path": i.to_string() })))
+        .collect();
     let mut model = Scripted::new(vec![calls(&ten), answer("ok")]);
     let (r, out, _) = run_scripted(&shared, &plan.nodes[0], &mut model, &toolbox, 10).await;
     assert_eq!(r.as_deref(), Ok("ok"));
-    assert_eq!(echo.calls.load(Ordering::SeqCst), crate::grant::MAX_CALLS_PER_TURN);
+    assert_eq!(
+        echo.calls.load(Ordering::SeqCst),
+        crate::grant::MAX_CALLS_PER_TURN
+    );
     assert_eq!(out.tool_calls.len(), 10);
     assert_eq!(out.refused(), 2);
     let Turn::Tools { results } = &model.seen[1].turns[1] else {

@@ -138,4 +138,3 @@ fn describe_delegate(name: &str, d: &crate::plan::PlanDelegate) -> String {
         "Hand a subtask to the agent `{name}`{model}{tools}. Give it a self-contained prompt; it works on its own and its final answer is this tool's result."
     )
 }
-

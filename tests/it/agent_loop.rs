@@ -224,6 +224,41 @@ workflow main() {{
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn retry_applies_to_each_model_call_and_the_deadline_to_the_whole_loop() {
+    // The first call of each prompt fails: the loop's first turn is retried, the loop goes
+    // on, and no tool call runs twice.
+    let flaky = r#"
+provider s { kind: sim, latency: 1s, failures: 1 }
+model m { provider: s, name: "m-1" }
+agent scout { model: m, tools: [read, list], max_turns: 4, retry: 1 }
+workflow main() {
+  found = scout("What is this project?")
+  return found
+}
+"#;
+    let (r, events) = run_with(flaky, &in_workspace(&repo())).await;
+    assert!(r.succeeded, "{:?}", step(&r, "found").status);
+    assert_eq!(turns_of(&r, "found"), 2);
+    assert_eq!(step(&r, "found").attempts, 3, "turn 1 twice, turn 2 once");
+    assert_eq!(calls_of(&r, "found").len(), 2);
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 1);
+    // Each turn takes 1 s of latency: a deadline of 1.5 s ends the loop in its second turn,
+    // and the report still lists what it did.
+    let late = flaky
+        .replace(", failures: 1", "")
+        .replace("scout(\"What", "scout<deadline 1500ms>(\"What");
+    let (r, _) = run_with(&late, &in_workspace(&repo())).await;
+    let e = failure(&r, "found");
+    assert!(e.contains("deadline of 1.5s passed"), "{e}");
+    assert_eq!(turns_of(&r, "found"), 1);
+    assert_eq!(calls_of(&r, "found").len(), 2);
+}
+
 // ------------------------------------------------------------------ scripted servers
 
 const SERVED: &str = r#"

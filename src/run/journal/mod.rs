@@ -65,7 +65,10 @@ pub use write::Journal;
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
 /// The format version written in `run` records; a journal of a later version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the agent loops' `turn`, `tool_start` and `tool` records (an orch that
+/// reads version 1 says a version-2 journal needs a newer orch, rather than calling those
+/// lines damaged); version 1 journals are read as they are.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The lock file in a run's directory. A process that writes the run's journal holds an
 /// exclusive OS lock on it (`flock(2)` on Unix, `LockFileEx` on Windows, through

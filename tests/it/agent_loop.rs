@@ -448,6 +448,7 @@ workflow main() {
         ];
         if resume {
             a.push("--resume".into());
+            a.push("--why-rerun".into());
         }
         a
     };
@@ -486,6 +487,10 @@ workflow main() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "appended");
+    assert!(
+        err.contains("its agent loop continues from the 1 turn in the journal"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(ws.join("effects.txt")).unwrap(),
         "once\n",

@@ -136,6 +136,14 @@ impl Journal {
             }
             None => "it is new: the journal has no entry for it".to_string(),
         };
+        let why = match h.transcripts.get(name) {
+            Some(t) if t.key == key && !t.turns.is_empty() => format!(
+                "{why}; its agent loop continues from the {} turn{} in the journal",
+                t.turns.len(),
+                if t.turns.len() == 1 { "" } else { "s" }
+            ),
+            _ => why,
+        };
         Some(Decision::Rerun(why))
     }
 }

@@ -12,7 +12,7 @@ use orch::run::{Endpoint, Event, RunOptions, RunReport, StepStatus, Target, Tool
 use serde_json::{Value, json};
 
 use crate::common::cli::orch_command;
-use crate::common::fault_server::{FaultServer, Reply, openai_json};
+use crate::common::fault_server::{FaultServer, Reply, openai_json, openai_tool_calls};
 use crate::common::run::{run_with, step};
 use crate::common::temp_dir;
 
@@ -51,20 +51,7 @@ fn openai_calls(calls: &[(&str, &str, &str)]) -> Reply {
 
 /// [`openai_calls`] reporting `prompt_tokens` of input.
 fn openai_calls_using(calls: &[(&str, &str, &str)], prompt_tokens: u64) -> Reply {
-    let calls: Vec<Value> = calls
-        .iter()
-        .map(|(id, name, args)| {
-            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
-        })
-        .collect();
-    Reply::json(
-        200,
-        json!({
-            "model": "served-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5}
-        }),
-    )
+    Reply::json(200, openai_tool_calls(calls, prompt_tokens))
 }
 
 /// The calls of step `name`'s loop.

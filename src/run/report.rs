@@ -132,12 +132,13 @@ pub struct StepReport {
     pub agent_loop: Option<LoopReport>,
 }
 
-/// What an agent loop did: its model turns and every tool call, in the order they ended.
+/// What an agent loop did: its model turns and every tool call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoopReport {
     /// Model turns taken (a resumed loop counts the turns of its transcript too).
     pub turns: u32,
-    /// Every tool call, in the order the calls ended.
+    /// Every tool call: turn by turn, and in call order within a turn (a delegation's nested
+    /// calls are in its [`ToolCallReport::delegated`] report).
     pub tool_calls: Vec<ToolCallReport>,
 }
 

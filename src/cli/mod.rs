@@ -52,7 +52,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
     /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
-    Run(RunArgs),
+    // Boxed: its many options would make every command as large as it.
+    Run(Box<RunArgs>),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
     /// script.
     Runs(RunsArgs),
@@ -192,10 +193,14 @@ pub struct RunArgs {
     /// At most N steps in flight in the whole run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
-    /// Write the run report (every step's status, model, attempts, tokens, cost, timings and
-    /// output) as JSON to this file.
+    /// Write the run report (every step's status, model, attempts, tokens, cost, timings,
+    /// output, and every tool call of agent loops) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// The directory agents' tools work in: file tools never reach outside it, `exec` runs
+    /// there (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
     /// No progress lines on stderr (the summary is still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -288,7 +293,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => check(a),
         Command::Plan(a) => plan(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Runs(a) => runs(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),

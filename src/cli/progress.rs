@@ -19,7 +19,7 @@ use crate::common::format_duration;
 use crate::plan::render::usd;
 use crate::plan::{Plan, PlanExec};
 use crate::redact::redact;
-use crate::run::{ApprovalRequest, Approver, Event, StepReport, StepStatus};
+use crate::run::{ApprovalRequest, Approver, Event, StepReport, StepStatus, ToolCallReport};
 
 /// Renders a run's events as progress lines.
 pub(super) struct Progress {
@@ -118,12 +118,17 @@ impl Progress {
                 step,
                 runs_on,
                 attempt,
+                turn,
             } => {
+                let turn = match turn {
+                    Some(t) => format!(" · turn {t}"),
+                    None => String::new(),
+                };
                 let again = match attempt {
                     1 => String::new(),
                     n => format!(" (attempt {n})"),
                 };
-                format!("  {} {step:<w$}  {runs_on}{again}", p.cyan("▸"))
+                format!("  {} {step:<w$}  {runs_on}{turn}{again}", p.cyan("▸"))
             }
             Event::Retrying {
                 step,
@@ -138,6 +143,7 @@ impl Progress {
                 format!("  {} {step:<w$}  falling back to {model}", p.yellow("↪"))
             }
             Event::Finished(r) => self.finished(r),
+            Event::ToolCalled { step, call } => self.tool_called(step, call),
             Event::Reused(r) => match &r.approval {
                 Some(answer) => format!(
                     "  {} {:<w$}  reused from the journal: {}",
@@ -153,6 +159,28 @@ impl Progress {
                 ),
             },
         })
+    }
+
+    /// The line of a tool call that ended: `scout  grep "login" → 12 matches`.
+    fn tool_called(&self, step: &str, call: &ToolCallReport) -> String {
+        let (p, w) = (&self.paint, self.width);
+        let mark = if call.refused {
+            p.red("⊘")
+        } else if call.is_error {
+            p.yellow("⚠")
+        } else {
+            p.dim("⚒")
+        };
+        let again = if call.reused {
+            " (from the journal)"
+        } else {
+            ""
+        };
+        format!(
+            "  {mark} {step:<w$}  {} → {}{again}",
+            crate::run::call_brief(&call.tool, &call.arguments),
+            redact(&call.summary)
+        )
     }
 
     /// The line of a step that ended.

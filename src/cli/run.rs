@@ -62,6 +62,7 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         cancel: Some(cancel.clone()),
         journal: journal.clone(),
         approver: progress.approver(a.yes),
+        workspace: a.workspace.clone(),
     };
     let report = match execute(&plan, &program, &opts, cancel, &progress, paint) {
         Ok(r) => r,
@@ -300,6 +301,49 @@ fn watch_interrupts(cancel: Cancel, paint: Paint) {
     });
 }
 
+/// An agent loop's counts for the summary: `  3 turns · 5 calls (1 refused, 1 error)`, nested
+/// steps' calls included.
+fn loop_counts(l: &crate::run::LoopReport) -> String {
+    let (mut calls, mut refused, mut errors) = (0, 0, 0);
+    count_calls(l, &mut calls, &mut refused, &mut errors);
+    let mut problems = Vec::new();
+    if refused > 0 {
+        problems.push(format!("{refused} refused"));
+    }
+    if errors > refused {
+        let n = errors - refused;
+        problems.push(format!("{n} error{}", if n == 1 { "" } else { "s" }));
+    }
+    let problems = if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", problems.join(", "))
+    };
+    let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "  {} · {}{problems}",
+        plural(l.turns as usize, "turn"),
+        plural(calls, "call")
+    )
+}
+
+/// Adds a loop's calls, refusals and errors, and those of its nested steps, to the counts.
+fn count_calls(
+    l: &crate::run::LoopReport,
+    calls: &mut usize,
+    refused: &mut usize,
+    errors: &mut usize,
+) {
+    *calls += l.tool_calls.len();
+    *refused += l.refused();
+    *errors += l.errors();
+    for d in l.tool_calls.iter().filter_map(|c| c.delegated.as_ref()) {
+        if let Some(nested) = &d.agent_loop {
+            count_calls(nested, calls, refused, errors);
+        }
+    }
+}
+
 /// The run summary: one line per step, then totals.
 fn summary(r: &RunReport, paint: &Paint) -> String {
     use std::fmt::Write as _;
@@ -312,10 +356,19 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
         .unwrap_or(4)
         .max(4);
     let _ = writeln!(s, "\n{}", paint.bold("summary"));
+    // Agent loops get a column of their own, only in runs that have one.
+    let loops = r.steps.iter().any(|x| x.agent_loop.is_some());
     let _ = writeln!(
         s,
-        "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
-        "step", "status", "model", "attempts", "in", "out", "cost"
+        "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}{}",
+        "step",
+        "status",
+        "model",
+        "attempts",
+        "in",
+        "out",
+        "cost",
+        if loops { "  tools" } else { "" }
     );
     for x in &r.steps {
         let status = match &x.status {
@@ -327,9 +380,10 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
             StepStatus::Interrupted => "interrupted",
         };
         let approx = if x.usage.estimated { "~" } else { "" };
+        let tools = x.agent_loop.as_ref().map(loop_counts).unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}",
+            "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}{tools}",
             x.name,
             status,
             x.model.as_deref().unwrap_or("-"),

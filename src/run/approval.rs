@@ -188,6 +188,7 @@ pub(super) async fn execute(
                 step: node.name.clone(),
                 runs_on: ANSWERED_BY_YES.into(),
                 attempt: 1,
+                turn: None,
             });
             Ok(Approval {
                 approved: true,
@@ -201,6 +202,7 @@ pub(super) async fn execute(
                 step: node.name.clone(),
                 runs_on: ANSWERED_BY_PERSON.into(),
                 attempt: 1,
+                turn: None,
             });
             let ask = ask.clone();
             let request = ApprovalRequest {

@@ -10,6 +10,11 @@
 //! replaced by what it really cost. So steps started together cannot overrun a budget between
 //! them. Retries and a fallback are paid from real usage as they happen and are not held in
 //! advance. Command steps cost nothing.
+//!
+//! An agent loop (`super::agent`) counts as it goes: after each model turn the step's hold
+//! becomes what it has really cost so far (its delegations' nested steps included), and
+//! before each later turn, and each turn of a nested step, that turn's worst case is held
+//! under a key of its own ([`Budgets::try_hold`]); a turn that does not fit stops the loop.
 
 use std::collections::HashMap;
 
@@ -124,6 +129,56 @@ impl Budgets {
         }
         self.holds.insert(node.name.clone(), worst_usd);
         Ok(())
+    }
+
+    /// Holds `usd` under `key` in every budget enclosing `node` (replacing what `key` held),
+    /// if it fits; otherwise says which budget it would overrun, for turn `turn` of `step`.
+    /// Outermost budget first.
+    pub(super) fn try_hold(
+        &mut self,
+        node: &PlanNode,
+        key: &str,
+        usd_now: f64,
+        what: &str,
+    ) -> Result<(), String> {
+        let old = self.holds.get(key).copied().unwrap_or(0.0);
+        let refusal = self
+            .scopes_mut(node)
+            .find(|s| s.spent + s.held - old + usd_now > s.limit)
+            .map(|s| {
+                let others = (s.held - old).max(0.0);
+                let held = if others > 0.0 {
+                    format!(" and {} held by steps in flight", usd(others))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}: {} spent of {}{held}; {what} could cost up to {}, so the agent loop was stopped",
+                    s.label,
+                    usd(s.spent),
+                    usd(s.limit),
+                    usd(usd_now)
+                )
+            });
+        if let Some(r) = refusal {
+            return Err(r);
+        }
+        self.set_hold(node, key, usd_now);
+        Ok(())
+    }
+
+    /// Holds `usd` under `key` in every budget enclosing `node`, whatever the limits say
+    /// (money already spent is held, not asked for); `0` releases the key.
+    pub(super) fn set_hold(&mut self, node: &PlanNode, key: &str, usd_now: f64) {
+        let old = self.holds.get(key).copied().unwrap_or(0.0);
+        for s in self.scopes_mut(node) {
+            s.held = (s.held - old + usd_now).max(0.0);
+        }
+        if usd_now > 0.0 {
+            self.holds.insert(key.to_string(), usd_now);
+        } else {
+            self.holds.remove(key);
+        }
     }
 
     /// `node` ended having cost `cost_usd` (a reused step costs what it cost when it ran):

@@ -83,6 +83,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
             output: None,
             value: None,
             approval: None,
+            agent_loop: None,
         };
         let mut inner = Vec::new();
         let mut reused = Vec::new();

@@ -24,6 +24,7 @@
 //! (which step may start), `step` (one step's attempts), `control` (regions), and
 //! `report` (events and reports).
 
+mod agent;
 pub mod approval;
 mod budget;
 pub mod cache_key;
@@ -48,8 +49,9 @@ use indexmap::IndexMap;
 use crate::plan::Plan;
 use scheduler::{Frame, Scheduler};
 
+pub use agent::{DEFAULT_TOOL_TIMEOUT_MS, MAX_DELEGATION_DEPTH, call_brief};
 pub use approval::{Approval, ApprovalRequest, Approver};
-pub use report::{Event, RunReport, StepReport, StepStatus};
+pub use report::{Event, LoopReport, RunReport, StepReport, StepStatus, ToolCallReport};
 
 /// Sending every model step to one OpenAI-compatible server instead of the script's providers.
 #[derive(Debug, Clone)]
@@ -109,6 +111,9 @@ pub struct RunOptions {
     /// Who answers `approve(...)` steps (by default nobody: a run with approval steps is
     /// refused before it starts, [`RunError::NoApprover`]).
     pub approver: Approver,
+    /// The directory agents' tools work in (`--workspace`): file tools never reach outside
+    /// it. `None`: the current directory.
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 impl RunOptions {
@@ -163,6 +168,44 @@ pub enum RunError {
     /// The journal cannot be created or written.
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
+    /// An MCP server the plan uses does not start, or lacks a granted tool (checked before
+    /// the first step).
+    #[error("{0}")]
+    Mcp(String),
+}
+
+/// The run's MCP servers, when the plan uses any: a pool whose granted tools are checked now
+/// (each server they name is started).
+///
+/// # Errors
+/// [`RunError::Mcp`]: a server that does not start, a granted tool it does not list.
+async fn start_mcp(
+    plan: &Plan,
+    workspace: &std::path::Path,
+) -> Result<Option<Arc<tools::mcp::McpPool>>, RunError> {
+    if plan.mcp.is_empty() {
+        return Ok(None);
+    }
+    let pool = tools::mcp::McpPool::new(&plan.mcp, workspace);
+    if let Err(e) = pool.check_grants(&tools::mcp::plan_grants(plan)).await {
+        pool.shutdown().await;
+        return Err(RunError::Mcp(e.to_string()));
+    }
+    Ok(Some(Arc::new(pool)))
+}
+
+/// Stops the run's MCP servers once nothing else holds the pool: steps dropped at the end of
+/// the run (a gather's cancelled branches, an interrupt) release it as their tasks unwind,
+/// so this waits up to a second for them; a pool still held then is left to its processes'
+/// own end when it is dropped.
+async fn stop_mcp(mut pool: Arc<tools::mcp::McpPool>) {
+    for _ in 0..100 {
+        match Arc::try_unwrap(pool) {
+            Ok(p) => return p.shutdown().await,
+            Err(held) => pool = held,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Runs a plan to the end (or to the first failure) and reports what happened. `on_event` is
@@ -181,16 +224,31 @@ pub async fn run(
     prepare::register_secrets(plan, opts);
     let inputs = Arc::new(prepare::parse_inputs(plan, &opts.inputs)?);
     approval::check_answerable(plan, &opts.approver, opts.journal.as_ref())?;
-    let shared = Arc::new(prepare::prepare(plan, models, opts)?);
+    let mut shared = prepare::prepare(plan, models, opts)?;
+    // MCP servers, run start: every granted tool is checked (starting its server) before any
+    // step runs, so a wrong name fails the run at once, not in the middle.
+    let mcp = start_mcp(plan, &shared.agents.workspace).await?;
+    shared.agents.mcp = mcp;
     // Journal hook, run start: the `run`/`resume` record, before any step can end.
-    if let Some(j) = &opts.journal {
-        j.begin(plan, opts)?;
+    if let Some(j) = &opts.journal
+        && let Err(e) = j.begin(plan, opts)
+    {
+        if let Some(pool) = shared.agents.mcp.take() {
+            stop_mcp(pool).await;
+        }
+        return Err(e.into());
     }
+    let mcp = shared.agents.mcp.clone();
+    let shared = Arc::new(shared);
     let plan_arc = Arc::new(plan.clone());
-    let budgets = Arc::new(std::sync::Mutex::new(budget::Budgets::new(plan)));
+    let budgets = shared.agents.budgets.clone();
     let mut report = Scheduler::new(&plan_arc, &inputs, shared, opts, Frame::top(plan), budgets)
         .run(on_event)
         .await;
+    // MCP servers, run end: stopped (every step is over, so nothing holds the pool any more).
+    if let Some(pool) = mcp {
+        stop_mcp(pool).await;
+    }
     // Journal hook, run end: the `end` record. Every step is already recorded, so a failure
     // here only leaves the run looking unfinished, which `--resume` handles.
     if let Some(j) = &opts.journal {

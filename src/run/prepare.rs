@@ -69,6 +69,8 @@ pub(super) struct Shared {
     pub(super) simulate_commands: Option<provider::sim::Sim>,
     pub(super) approver: Approver,
     pub(super) start: Instant,
+    /// What agent loops share: the workspace, the journal, the budgets, the delegates.
+    pub(super) agents: super::agent::AgentEnv,
 }
 
 /// The run's inputs, each parsed by its parameter's type ([`render::parse_input`]), defaults
@@ -169,6 +171,7 @@ pub(super) fn prepare(
         http: HashMap::new(),
         limits: HashMap::new(),
         provider_limits: HashMap::new(),
+        workspace: workspace(opts)?,
     };
     for m in models_used(plan) {
         if let Some(def) = models.get(m)
@@ -178,6 +181,7 @@ pub(super) fn prepare(
             built.clients.insert(m.clone(), client);
         }
     }
+    let workspace = built.workspace.clone();
     let simulate_commands = match &opts.target {
         Target::Simulate {
             latency_ms,
@@ -199,21 +203,62 @@ pub(super) fn prepare(
         simulate_commands,
         approver: opts.approver.clone(),
         start: Instant::now(),
+        agents: super::agent::AgentEnv {
+            workspace,
+            journal: opts.journal.clone(),
+            budgets: Arc::new(std::sync::Mutex::new(super::budget::Budgets::new(plan))),
+            delegates: plan.delegates.clone(),
+            mcp: None,
+        },
     })
 }
 
-/// Every model a step may use (its own, then its fallback), in step order, with repeats.
+/// The workspace of a run's tools: `--workspace`, else the current directory, canonical.
+///
+/// # Errors
+/// [`RunError::Input`] when it does not exist or is not a directory.
+pub(super) fn workspace(opts: &RunOptions) -> Result<std::path::PathBuf, RunError> {
+    let given = match &opts.workspace {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().map_err(|e| {
+            RunError::Input(format!(
+                "cannot read the current directory for the workspace ({e}); pass `--workspace DIR`"
+            ))
+        })?,
+    };
+    let canonical = std::fs::canonicalize(&given).map_err(|e| {
+        RunError::Input(format!(
+            "--workspace {}: {e}; pass an existing directory",
+            given.display()
+        ))
+    })?;
+    if !canonical.is_dir() {
+        return Err(RunError::Input(format!(
+            "--workspace {}: not a directory; pass the directory the agents' tools may use",
+            given.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+/// Every model a step may use (its own, then its fallback), in step order, then those of the
+/// agents steps may delegate to, with repeats.
 fn models_used(plan: &Plan) -> impl Iterator<Item = &String> {
-    plan.nodes.iter().flat_map(|n| {
-        match &n.exec {
-            PlanExec::Model {
-                model, fallback, ..
-            } => Some(std::iter::once(model).chain(fallback)),
-            _ => None,
-        }
-        .into_iter()
-        .flatten()
-    })
+    let delegated = plan.delegates.values().map(|d| &d.exec);
+    plan.nodes
+        .iter()
+        .map(|n| &n.exec)
+        .chain(delegated)
+        .flat_map(|exec| {
+            match exec {
+                PlanExec::Model {
+                    model, fallback, ..
+                } => Some(std::iter::once(model).chain(fallback)),
+                _ => None,
+            }
+            .into_iter()
+            .flatten()
+        })
 }
 
 /// The clients of a run as they are built: one provider client (HTTP connection pool,
@@ -228,6 +273,8 @@ struct Clients<'a> {
     limits: HashMap<String, Arc<ProviderLimits>>,
     /// `max_concurrency` of providers, by name.
     provider_limits: HashMap<String, Arc<Semaphore>>,
+    /// The run's workspace, for simulators.
+    workspace: std::path::PathBuf,
 }
 
 impl Clients<'_> {
@@ -244,7 +291,11 @@ impl Clients<'_> {
         let (provider, model_id) = match &self.opts.target {
             // A declared `kind: sim` provider keeps its own latency and failures.
             Target::Simulate { latency_ms, .. } => (
-                simulator(pdef.latency_ms.unwrap_or(*latency_ms), pdef),
+                simulator(
+                    pdef.latency_ms.unwrap_or(*latency_ms),
+                    pdef,
+                    &self.workspace,
+                ),
                 def.api_name.clone(),
             ),
             Target::Endpoint(e) => (
@@ -338,16 +389,18 @@ impl Clients<'_> {
         Ok(self
             .http
             .entry(pdef.name.clone())
-            .or_insert_with(|| http_provider(pdef, key, limits))
+            .or_insert_with(|| http_provider(pdef, key, limits, &self.workspace))
             .clone())
     }
 }
 
-/// The simulator standing for provider `pdef`, answering after `latency_ms`.
-fn simulator(latency_ms: u64, pdef: &ProviderDef) -> Provider {
+/// The simulator standing for provider `pdef`, answering after `latency_ms`; its tool calls
+/// read the run's `workspace`.
+fn simulator(latency_ms: u64, pdef: &ProviderDef, workspace: &std::path::Path) -> Provider {
     Provider::Sim(
         provider::sim::Sim::new(Duration::from_millis(latency_ms))
-            .with_failures(pdef.failures.unwrap_or(0)),
+            .with_failures(pdef.failures.unwrap_or(0))
+            .with_workspace(workspace),
     )
 }
 
@@ -356,6 +409,7 @@ fn http_provider(
     pdef: &ProviderDef,
     key: Option<ApiKey>,
     limits: &Arc<ProviderLimits>,
+    workspace: &std::path::Path,
 ) -> Provider {
     let idle = pdef
         .idle_timeout_ms
@@ -363,7 +417,7 @@ fn http_provider(
     let stream = pdef.stream.unwrap_or(true);
     let url = |default: &str| pdef.base_url.clone().unwrap_or_else(|| default.into());
     match pdef.kind {
-        ProviderKind::Sim => simulator(pdef.latency_ms.unwrap_or(0), pdef),
+        ProviderKind::Sim => simulator(pdef.latency_ms.unwrap_or(0), pdef, workspace),
         ProviderKind::Openai => Provider::OpenAi(
             provider::openai::OpenAi::new(url(provider::openai::DEFAULT_BASE_URL), key)
                 .streaming(stream)

@@ -1,7 +1,7 @@
 //! What a run reports: progress [`Event`]s as it goes, a [`StepReport`] per step and the
 //! [`RunReport`] at the end.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::approval::Approval;
 use super::journal;
@@ -17,8 +17,10 @@ pub enum Event {
         step: String,
         /// Model or command shown to users.
         runs_on: String,
-        /// 1-based attempt.
+        /// 1-based attempt (of the step; in an agent loop, of this turn's model call).
         attempt: u32,
+        /// In an agent loop: the 1-based turn this model call is for.
+        turn: Option<u32>,
     },
     /// An attempt failed and will be retried after `delay_ms`.
     Retrying {
@@ -58,6 +60,14 @@ pub enum Event {
     /// On a resumed run: a step's result was taken from the journal instead of running it.
     /// The report is the one recorded when it ran.
     Reused(StepReport),
+    /// An agent loop's tool call ended (its result is about to go back to the model); for a
+    /// delegation, the nested step's report is in [`ToolCallReport::delegated`].
+    ToolCalled {
+        /// Step name (a nested step's: `lead/scout#2.1`).
+        step: String,
+        /// The call.
+        call: Box<ToolCallReport>,
+    },
     /// On a resumed run: a step runs again, and why (`it failed last time: ...`, `prompt
     /// changed (upstream `plan` re-ran)`, `model changed sonnet → opus`, ...).
     Rerun {
@@ -69,7 +79,7 @@ pub enum Event {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "status", content = "reason")]
 pub enum StepStatus {
     /// It produced an output.
@@ -86,7 +96,7 @@ pub enum StepStatus {
 }
 
 /// What one step did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// Step name.
     pub name: String,
@@ -117,6 +127,63 @@ pub struct StepReport {
     /// For an answered approval step: the answer and how it was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// For a step of an agent with `tools`: its loop's turns and tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_loop: Option<LoopReport>,
+}
+
+/// What an agent loop did: its model turns and every tool call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopReport {
+    /// Model turns taken (a resumed loop counts the turns of its transcript too).
+    pub turns: u32,
+    /// Every tool call: turn by turn, and in call order within a turn (a delegation's nested
+    /// calls are in its [`ToolCallReport::delegated`] report).
+    pub tool_calls: Vec<ToolCallReport>,
+}
+
+impl LoopReport {
+    /// How many calls were refused (not granted, malformed arguments, outside the workspace,
+    /// not allowlisted).
+    pub fn refused(&self) -> usize {
+        self.tool_calls.iter().filter(|c| c.refused).count()
+    }
+
+    /// How many calls returned an error result, refusals included.
+    pub fn errors(&self) -> usize {
+        self.tool_calls.iter().filter(|c| c.is_error).count()
+    }
+}
+
+/// One tool call of an agent loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallReport {
+    /// The 1-based model turn that made it.
+    pub turn: u32,
+    /// The provider's call id.
+    pub id: String,
+    /// The tool's wire name (`read`, `fs__read_text_file`, `agent__scout`).
+    pub tool: String,
+    /// The arguments the model gave (a JSON object; for malformed arguments, the reason they
+    /// could not be read, as a string).
+    pub arguments: serde_json::Value,
+    /// Size of the result sent back to the model, in bytes (after redaction and the cap).
+    pub result_bytes: usize,
+    /// A few words on the result (`12 matches`, `refused`), as progress shows them.
+    pub summary: String,
+    /// How long the call took, in milliseconds.
+    pub time_ms: u64,
+    /// Whether the result reports a failure (a refusal too).
+    pub is_error: bool,
+    /// Whether the call was refused before it ran.
+    pub refused: bool,
+    /// Whether the result was taken from the journal of an earlier attempt of this run
+    /// (`--resume`) instead of running the call again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+    /// For a delegation (`agent__NAME`): the nested step's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated: Option<Box<StepReport>>,
 }
 
 impl StepReport {
@@ -144,6 +211,7 @@ impl StepReport {
             output: None,
             value: None,
             approval: None,
+            agent_loop: None,
         }
     }
 

@@ -586,13 +586,14 @@ impl<'a> Scheduler<'a> {
         };
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
+        let key = self.keys[id].as_ref().map(cache_key::KeyParts::key);
         let handle = tasks.spawn(async move {
             let call = Call {
                 prompt,
                 args,
                 largest,
             };
-            let report = execute(&node, call, &shared, cap, &tx).await;
+            let report = execute(&node, call, &shared, cap, &tx, key).await;
             Outcome::step(node.id, report)
         });
         self.abort.insert(id, handle);

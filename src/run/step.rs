@@ -1,18 +1,23 @@
 //! Running one step: its permits, every attempt, retry and fallback, a structured output's
 //! parsing, all bounded by its `deadline`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indexmap::IndexMap;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::agent::{self, Answer, LoopCx, LoopSpec, Toolbox, TurnModel};
 use super::prepare::{ModelClient, Shared};
-use super::provider::{CompletionRequest, OutputFormat, ProviderError};
+use super::provider::{Completion, CompletionRequest, OutputFormat, ProviderError};
 use super::render::render_with_args;
-use super::{Event, StepReport, StepStatus, approval, command, limits, provider, structured};
+use super::tools::BoxFuture;
+use super::{
+    Event, LoopReport, StepReport, StepStatus, approval, command, limits, provider, structured,
+};
 use crate::common::{format_duration, plural};
 use crate::plan::render::thousands;
-use crate::plan::{PlanExec, PlanNode, estimate_tokens};
+use crate::plan::{PlanExec, PlanNode, PlanTools, estimate_tokens};
 
 // ------------------------------------------------------------------ executing one step
 
@@ -97,13 +102,15 @@ pub(super) struct Call {
 }
 
 /// Runs one step to its end: every attempt, retry, fallback and (for `-> T`) the parsing and
-/// checking of its answer, bounded by its `deadline`.
+/// checking of its answer — for an agent with `tools`, its whole agent loop — bounded by its
+/// `deadline`. `key` is its cache key when the run has a journal.
 pub(super) async fn execute(
     node: &PlanNode,
     call: Call,
     shared: &Shared,
     cap: Option<u32>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+    key: Option<String>,
 ) -> StepReport {
     let Call {
         prompt,
@@ -118,6 +125,9 @@ pub(super) async fn execute(
     let mut report = StepReport::starting(node, shared.start.elapsed().as_millis() as u64);
     // The last failed attempt's error, for the message when the deadline passes.
     let mut last_error: Option<String> = None;
+    // An agent loop's report, kept out of `report` while the loop borrows it: a deadline may
+    // drop the loop at any turn, and what it did so far is still reported.
+    let mut looped: Option<LoopReport> = None;
     let work = async {
         let step = StepRun {
             node,
@@ -125,9 +135,17 @@ pub(super) async fn execute(
             tx,
             report: &mut report,
             last_error: &mut last_error,
+            origin: Origin {
+                top: node,
+                key,
+                depth: 0,
+                tree_cost: Arc::default(),
+                cap,
+                largest,
+            },
         };
         match &node.exec {
-            PlanExec::Model { .. } => on_models(step, prompt, &args, largest, cap).await,
+            PlanExec::Model { .. } => on_models(step, prompt, &args, &mut looped).await,
             PlanExec::Command {
                 argv,
                 env,
@@ -169,6 +187,18 @@ pub(super) async fn execute(
             outcome.unwrap_or_else(|_| Err(deadline_passed(ms, &report, last_error.as_deref())))
         }
     };
+    close(&mut report, result, looped, shared);
+    report
+}
+
+/// Ends a step's report: its end time, output or failure, and its agent loop (whose nested
+/// steps' usage and cost become the step's too).
+fn close(
+    report: &mut StepReport,
+    result: Result<StepOutput, String>,
+    looped: Option<LoopReport>,
+    shared: &Shared,
+) {
     report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
     match result {
         Ok(out) => {
@@ -177,7 +207,52 @@ pub(super) async fn execute(
         }
         Err(e) => report.status = StepStatus::Failed(e),
     }
-    report
+    if let Some(l) = &looped {
+        for nested in l.tool_calls.iter().filter(|c| !c.reused) {
+            if let Some(d) = &nested.delegated {
+                report.usage.add(d.usage);
+                report.cost_usd += d.cost_usd;
+            }
+        }
+    }
+    report.agent_loop = looped;
+}
+
+/// Runs a nested step (a delegation, [`agent`]) for the loop `parent`, its system text rendered
+/// with `args`: its model calls (with
+/// their retries and fallback) or its own agent loop, without the permits of a workflow step
+/// (its parent holds them) and bounded by its parent's deadline.
+pub(super) fn run_nested<'a>(
+    node: PlanNode,
+    prompt: String,
+    args: IndexMap<String, String>,
+    parent: &'a LoopCx<'a>,
+) -> BoxFuture<'a, StepReport> {
+    Box::pin(async move {
+        let shared = parent.shared;
+        let mut report = StepReport::starting(&node, shared.start.elapsed().as_millis() as u64);
+        let mut last_error = None;
+        let mut looped = None;
+        let step = StepRun {
+            node: &node,
+            shared,
+            tx: parent.tx,
+            report: &mut report,
+            last_error: &mut last_error,
+            origin: Origin {
+                top: parent.top,
+                key: parent.key.clone(),
+                depth: parent.depth + 1,
+                tree_cost: parent.tree_cost.clone(),
+                cap: parent.cap,
+                largest: None,
+            },
+        };
+        let result = on_models(step, prompt, &args, &mut looped).await;
+        close(&mut report, result, looped, shared);
+        let _ = parent.tx.send(Event::Finished(report.clone()));
+        report
+    })
 }
 
 /// The permits a step holds while it runs: the run's global limit, then its blocks'
@@ -195,29 +270,64 @@ async fn permits(node: &PlanNode, shared: &Shared) -> Vec<OwnedSemaphorePermit> 
     held
 }
 
-/// A model step: its attempts on its model, then (when they fail) on its fallback.
+/// A model step: its attempts on its model, then (when they fail) on its fallback; for an
+/// agent with `tools`, its agent loop.
 async fn on_models(
     step: StepRun<'_>,
     prompt: String,
     args: &IndexMap<String, String>,
-    largest: Option<(String, u64)>,
-    cap: Option<u32>,
+    looped: &mut Option<LoopReport>,
 ) -> Result<StepOutput, String> {
-    let mut step = step;
-    let (node, shared, tx) = (step.node, step.shared, step.tx);
+    let node = step.node;
     let PlanExec::Model {
-        model,
-        fallback,
         system,
         max_tokens,
         temperature,
+        tools,
         ..
     } = &node.exec
     else {
         return Err("internal error: not a model step".into());
     };
-    let system = system.as_ref().map(|t| render_with_args(t, args));
-    let max_tokens = cap.map_or(*max_tokens, |c| c.min(*max_tokens));
+    let cap = step.origin.cap;
+    let base = CompletionRequest {
+        model: String::new(),
+        system: system.as_ref().map(|t| render_with_args(t, args)),
+        prompt,
+        max_tokens: cap.map_or(*max_tokens, |c| c.min(*max_tokens)),
+        temperature: *temperature,
+        output: node
+            .output_type
+            .as_ref()
+            .and_then(|t| OutputFormat::new(&node.name, t)),
+        max_output_bytes: max_output_bytes(node),
+        ..Default::default()
+    };
+    match tools {
+        None => with_fallback(step, &base).await.map(|a| a.output),
+        Some(tools) => agent_step(step, base, tools, looped).await,
+    }
+}
+
+/// What a model call with fallback produced: the completion, its output (text, or the checked
+/// value for a structured request), and the model that answered.
+struct Answered {
+    completion: Completion,
+    output: StepOutput,
+    model: String,
+}
+
+/// One model call of a step: its attempts on the step's model, then (when they fail) on its
+/// fallback. `req.model` is set to each model's identifier.
+async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Answered, String> {
+    let mut step = step;
+    let (node, shared, tx) = (step.node, step.shared, step.tx);
+    let PlanExec::Model {
+        model, fallback, ..
+    } = &node.exec
+    else {
+        return Err("internal error: not a model step".into());
+    };
     let mut result = Err("no model".to_string());
     for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
         let Some(client) = shared.clients.get(m) else {
@@ -225,10 +335,11 @@ async fn on_models(
         };
         // A request that cannot fit is not sent: the next model (a fallback) may take it.
         let request = Request {
-            system: system.as_deref(),
-            prompt: &prompt,
-            max_tokens,
-            largest: largest.as_ref(),
+            system: req.system.as_deref(),
+            prompt: &req.prompt,
+            max_tokens: req.max_tokens,
+            largest: step.origin.largest.as_ref(),
+            loop_tokens: loop_tokens(req),
         };
         if let Err(e) = fits_window(node, m, client, &request) {
             result = Err(e);
@@ -240,27 +351,137 @@ async fn on_models(
                 model: m.clone(),
             });
         }
-        let req = CompletionRequest {
-            model: client.model_id.clone(),
-            system: system.clone(),
-            prompt: prompt.clone(),
-            max_tokens,
-            temperature: *temperature,
-            output: node
-                .output_type
-                .as_ref()
-                .and_then(|t| OutputFormat::new(&node.name, t)),
-            max_output_bytes: max_output_bytes(node),
-            ..Default::default()
-        };
+        let mut req = req.clone();
+        req.model = client.model_id.clone();
         step.report.model = Some(m.clone());
         let has_fallback = i == 0 && fallback.is_some();
-        result = model_attempts(step.reborrow(), m, client, &req, has_fallback).await;
+        result = model_attempts(step.reborrow(), m, client, &req, has_fallback)
+            .await
+            .map(|(completion, output)| Answered {
+                completion,
+                output,
+                model: m.clone(),
+            });
         if result.is_ok() {
             break;
         }
     }
     result
+}
+
+/// A step of an agent with `tools`: its agent loop ([`agent::run_loop`]), then its output. For
+/// `-> T`, the loop's prompt ends with the type's instructions, and a final answer that does
+/// not parse as a `T` is given to the model once more, with the structured output asked as a
+/// plain step asks it (no tools; its own retries on a mismatch).
+async fn agent_step(
+    step: StepRun<'_>,
+    base: CompletionRequest,
+    tools: &PlanTools,
+    looped: &mut Option<LoopReport>,
+) -> Result<StepOutput, String> {
+    let mut step = step;
+    let node = step.node;
+    let mut first = base.clone();
+    if let Some(format) = first.output.take() {
+        first.prompt = format.prompt_with_instructions(&first.prompt);
+    }
+    let toolbox = Toolbox::build(&tools.grants, &step.shared.agents)
+        .await
+        .map_err(|e| format!("step `{}`: {e}", node.name))?;
+    let cx = LoopCx {
+        step: node.name.clone(),
+        top: step.origin.top,
+        key: step.origin.key.clone(),
+        depth: step.origin.depth,
+        shared: step.shared,
+        tx: step.tx,
+        tree_cost: step.origin.tree_cost.clone(),
+        cap: step.origin.cap,
+    };
+    let spec = LoopSpec {
+        first,
+        max_turns: tools.max_turns,
+        tool_timeout: agent::tool_timeout(tools.tool_timeout_ms),
+        agent: node.agent.clone(),
+    };
+    let out = looped.get_or_insert_with(LoopReport::default);
+    let text = {
+        let mut model = StepModel {
+            step: step.reborrow(),
+        };
+        agent::run_loop(&cx, &mut model, &spec, &toolbox, out).await?
+    };
+    let Some(ty) = structured_type(node) else {
+        return Ok(StepOutput::text(text));
+    };
+    if let Ok(value) = structured::parse_as(&text, ty) {
+        return Ok(StepOutput::value(value));
+    }
+    let mut req = base;
+    req.prompt = format!(
+        "{}\n\nWhat you found, using your tools:\n{text}",
+        req.prompt
+    );
+    with_fallback(step, &req).await.map(|a| a.output)
+}
+
+/// An agent loop's model: the step's model calls, each with its retries and fallback.
+struct StepModel<'s> {
+    step: StepRun<'s>,
+}
+
+impl TurnModel for StepModel<'_> {
+    fn complete<'a>(
+        &'a mut self,
+        req: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<Answer, String>> {
+        Box::pin(async move {
+            let before = self.step.report.cost_usd;
+            let a = with_fallback(self.step.reborrow(), req).await?;
+            Ok(Answer {
+                completion: a.completion,
+                cost_usd: self.step.report.cost_usd - before,
+                model: a.model,
+            })
+        })
+    }
+
+    fn worst_usd(&self, req: &CompletionRequest) -> f64 {
+        let PlanExec::Model { model, .. } = &self.step.node.exec else {
+            return 0.0;
+        };
+        self.step.shared.clients.get(model).map_or(0.0, |c| {
+            c.price.cost(request_tokens(req), u64::from(req.max_tokens))
+        })
+    }
+}
+
+/// The input tokens of a request, estimated at 4 characters a token: system text, prompt,
+/// the turns so far and the tools offered.
+fn request_tokens(req: &CompletionRequest) -> u64 {
+    req.system.as_deref().map_or(0, estimate_tokens)
+        + estimate_tokens(&req.prompt)
+        + loop_tokens(req)
+}
+
+/// The estimated input tokens an agent loop adds to a request: its turns so far and the
+/// tools offered (0 for a plain step).
+fn loop_tokens(req: &CompletionRequest) -> u64 {
+    let turns = if req.turns.is_empty() {
+        0
+    } else {
+        estimate_tokens(&serde_json::to_string(&req.turns).unwrap_or_default())
+    };
+    let tools: u64 = req
+        .tools
+        .iter()
+        .map(|t| {
+            estimate_tokens(&t.spec.name)
+                + estimate_tokens(&t.spec.description)
+                + estimate_tokens(&t.spec.input_schema.to_string())
+        })
+        .sum();
+    turns + tools
 }
 
 /// Checks that a request of `node` to model `m` fits the model's context window: its system
@@ -282,9 +503,20 @@ fn fits_window(
     let input = request
         .system
         .map_or(0, estimate_tokens)
-        .saturating_add(estimate_tokens(request.prompt));
+        .saturating_add(estimate_tokens(request.prompt))
+        .saturating_add(request.loop_tokens);
     if input.saturating_add(u64::from(max_tokens)) <= u64::from(window) {
         return Ok(());
+    }
+    if request.loop_tokens > 0 {
+        return Err(format!(
+            "step `{}`: its agent loop's conversation is ~{} tokens (system text, prompt, the turns so far and the tool definitions, at 4 characters a token), which with `max_tokens` {} is more than the {}-token context window of model `{m}` ({}); nothing was sent. Lower `max_turns`, ask for less per turn, or use a model with a larger `context_window`",
+            node.name,
+            thousands(input),
+            thousands(u64::from(max_tokens)),
+            thousands(u64::from(window)),
+            client.model_id
+        ));
     }
     let largest = match request.largest {
         Some((path, tokens)) if *tokens > 0 => {
@@ -315,6 +547,8 @@ struct Request<'a> {
     max_tokens: u32,
     /// The prompt's largest interpolation and its estimated tokens.
     largest: Option<&'a (String, u64)>,
+    /// In an agent loop: the estimated tokens of the turns so far and the tools offered.
+    loop_tokens: u64,
 }
 
 /// The failure of a step whose `deadline` passed.
@@ -349,6 +583,25 @@ struct StepRun<'a> {
     tx: &'a tokio::sync::mpsc::UnboundedSender<Event>,
     report: &'a mut StepReport,
     last_error: &'a mut Option<String>,
+    origin: Origin<'a>,
+}
+
+/// Where a step's model calls come from: a step of the workflow, or a nested step a loop
+/// delegated to ([`agent`]).
+struct Origin<'a> {
+    /// The workflow step: whose budgets apply.
+    top: &'a PlanNode,
+    /// Its cache key, with a journal.
+    key: Option<String>,
+    /// 0 for a workflow step; a nested step is one deeper than its parent.
+    depth: u32,
+    /// USD spent so far by the workflow step and every step nested under it.
+    tree_cost: Arc<Mutex<f64>>,
+    /// `--max-tokens`.
+    cap: Option<u32>,
+    /// The prompt's largest interpolation and its estimated tokens, named when a request does
+    /// not fit its model's context window.
+    largest: Option<(String, u64)>,
 }
 
 impl StepRun<'_> {
@@ -360,6 +613,14 @@ impl StepRun<'_> {
             tx: self.tx,
             report: &mut *self.report,
             last_error: &mut *self.last_error,
+            origin: Origin {
+                top: self.origin.top,
+                key: self.origin.key.clone(),
+                depth: self.origin.depth,
+                tree_cost: self.origin.tree_cost.clone(),
+                cap: self.origin.cap,
+                largest: self.origin.largest.clone(),
+            },
         }
     }
 }
@@ -382,15 +643,17 @@ async fn model_attempts(
     client: &ModelClient,
     first: &CompletionRequest,
     has_fallback: bool,
-) -> Result<StepOutput, String> {
+) -> Result<(Completion, StepOutput), String> {
     let StepRun {
         node,
         shared,
         tx,
         report,
         last_error,
+        ..
     } = step;
-    let ty = structured_type(node);
+    // Structured only when asked: an agent loop's turns are plain (see `agent_step`).
+    let ty = first.output.as_ref().map(|f| &f.ty);
     let mut req = std::borrow::Cow::Borrowed(first);
     let on_wait = |delay_ms: u64, why: &str| {
         let _ = tx.send(Event::Waiting {
@@ -405,13 +668,14 @@ async fn model_attempts(
             tokens,
         });
     };
+    // An agent loop's turn: each earlier turn is an answer and its results.
+    let turn = (!first.tools.is_empty()).then(|| first.turns.len() as u32 / 2 + 1);
+    let mut tries = 0;
     let mut k = 0;
     loop {
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
         // its output bound.
-        let tokens = req.system.as_deref().map_or(0, estimate_tokens)
-            + estimate_tokens(&req.prompt)
-            + u64::from(req.max_tokens);
+        let tokens = request_tokens(&req) + u64::from(req.max_tokens);
         // The provider's permit is taken before the attempt's clock starts: waiting in line for
         // a provider is not part of a timeout, and the step counts as started once it has one.
         let _permit = match shared.provider_limits.get(&client.provider_name) {
@@ -424,10 +688,16 @@ async fn model_attempts(
             report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
         }
         report.attempts += 1;
+        tries += 1;
         let _ = tx.send(Event::Started {
             step: node.name.clone(),
             runs_on: model.to_string(),
-            attempt: report.attempts,
+            attempt: if turn.is_some() {
+                tries
+            } else {
+                report.attempts
+            },
+            turn,
         });
         let attempt = client.provider.complete_with_progress(&req, &on_progress);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
@@ -456,10 +726,11 @@ async fn model_attempts(
                     .price
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
                 let Some(ty) = ty else {
-                    return Ok(StepOutput::text(c.text));
+                    let text = StepOutput::text(c.text.clone());
+                    return Ok((c, text));
                 };
                 let problems = match structured::parse_as(&c.text, ty) {
-                    Ok(value) => return Ok(StepOutput::value(value)),
+                    Ok(value) => return Ok((c, StepOutput::value(value))),
                     Err(problems) => problems,
                 };
                 let message = structured::mismatch_message(&node.name, ty, &problems, &c.text);
@@ -532,6 +803,7 @@ async fn command_attempts(
         tx,
         report,
         last_error,
+        ..
     } = step;
     let shown = serde_json::to_string(&spec.argv).unwrap_or_default();
     let mut k = 0;
@@ -541,6 +813,7 @@ async fn command_attempts(
             step: node.name.clone(),
             runs_on: shown.clone(),
             attempt: report.attempts,
+            turn: None,
         });
         if let Some(sim) = &shared.simulate_commands {
             // Dry run: say what would run, without running it.

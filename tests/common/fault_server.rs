@@ -351,6 +351,24 @@ pub fn openai_completion(
     })
 }
 
+/// The body of a whole OpenAI chat completion making tool `calls` (`(id, tool, raw arguments
+/// text)`, arguments as the server would send them: possibly not JSON), with `prompt_tokens`
+/// of input and 5 of output (Chat Completions, "Function calling": `message.tool_calls`,
+/// `finish_reason: "tool_calls"`).
+pub fn openai_tool_calls(calls: &[(&str, &str, &str)], prompt_tokens: u64) -> serde_json::Value {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            serde_json::json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
+        })
+        .collect();
+    serde_json::json!({
+        "model": "served-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5}
+    })
+}
+
 /// An Anthropic stream event, its `event:` name taken from the data's `type`.
 pub fn anthropic_event(data: serde_json::Value) -> String {
     format!(

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agent_loop;
 mod approval;
 mod bounds;
 mod catalog;

@@ -17,6 +17,12 @@
 //! - `step`: a step ended — succeeded, failed or interrupted — with its cache key and the
 //!   parts behind it ([`KeyParts`](super::cache_key::KeyParts)), the output, usage in tokens, cost in USD, the model that
 //!   answered, attempts, and its start and end in milliseconds since its run began;
+//! - `turn`: a model turn of an agent loop ended: its text, tool calls, usage and cost
+//!   (synced before any of its calls runs);
+//! - `tool_start`: a tool call that may change something (not read-only) is about to run
+//!   (synced before it runs);
+//! - `tool`: a tool call ended: the call as reported and the result the model gets (synced
+//!   before the result is used);
 //! - `end`: the run ended: status, why it stopped, total cost.
 //!
 //! Every `step` and `end` record is flushed to disk (`sync_data`) before the scheduler goes
@@ -32,7 +38,11 @@
 //!
 //! A resumed run reuses a step's recorded output when a `succeeded` record of that step has
 //! the cache key the step has now; otherwise the step runs again and the scheduler says why
-//! ([`super::Event::Rerun`]).
+//! ([`super::Event::Rerun`]). A step of an agent loop that runs again with the same cache key
+//! continues from its transcript ([`Transcript`]): the recorded turns are sent again as the
+//! conversation, recorded tool results are reused, and a call with a `tool_start` record but
+//! no `tool` record is not run again (it may have had its effect): the model is told so. So a
+//! tool call's side effect happens at most once per journalled call.
 
 mod list;
 mod read;
@@ -44,9 +54,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use list::{RunSummary, list_runs};
+pub use read::Transcript;
 pub use records::{
     EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts, StepOutcome,
-    StepRecord,
+    StepRecord, ToolRecord, ToolStartRecord, TurnRecord,
 };
 pub use write::Journal;
 
@@ -54,7 +65,10 @@ pub use write::Journal;
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
 /// The format version written in `run` records; a journal of a later version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the agent loops' `turn`, `tool_start` and `tool` records (an orch that
+/// reads version 1 says a version-2 journal needs a newer orch, rather than calling those
+/// lines damaged); version 1 journals are read as they are.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The lock file in a run's directory. A process that writes the run's journal holds an
 /// exclusive OS lock on it (`flock(2)` on Unix, `LockFileEx` on Windows, through
@@ -91,7 +105,8 @@ pub fn new_run_id(now: SystemTime) -> String {
     format!("{}-{suffix}", at.strftime("%Y%m%d-%H%M%S-%3f"))
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

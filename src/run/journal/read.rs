@@ -8,7 +8,9 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 
-use super::records::{EndRecord, Record, RunHeader, StepOutcome, StepRecord};
+use super::records::{
+    EndRecord, Record, RunHeader, StepOutcome, StepRecord, ToolRecord, TurnRecord,
+};
 use super::{FORMAT_VERSION, JournalError, io_error};
 
 /// What a journal says, folded over its records.
@@ -26,8 +28,46 @@ pub(super) struct History {
     pub(super) end: Option<EndRecord>,
     /// Every step execution recorded (`start` or `step`), by name.
     pub(super) recorded: HashSet<String>,
-    /// USD of every recorded step, re-runs included: what the run has cost so far.
+    /// USD of every recorded step, re-runs included, and of the recorded turns of agent loops
+    /// that never ended: what the run has cost so far.
     pub(super) spent_usd: f64,
+    /// The agent loops' transcripts, by step name (nested steps by their own names).
+    pub(super) transcripts: HashMap<String, Transcript>,
+    /// USD of the turns recorded since each step's last `step` record (which includes them).
+    unsettled_usd: HashMap<String, f64>,
+}
+
+/// What an agent loop recorded of its latest execution with one cache key: its turns and the
+/// ends (and starts) of its tool calls, so that a resumed run continues it without running a
+/// recorded call again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transcript {
+    /// The cache key the loop ran with.
+    pub key: String,
+    /// Its model turns, in order.
+    pub turns: Vec<TurnRecord>,
+    /// Ended calls by turn and call id.
+    pub results: HashMap<(u32, String), ToolRecord>,
+    /// Calls that started and may have had an effect, by turn and call id.
+    pub started: HashSet<(u32, String)>,
+}
+
+impl Transcript {
+    /// The transcript of a loop with `key`, restarted when the key changes.
+    fn for_key<'t>(
+        map: &'t mut HashMap<String, Transcript>,
+        step: &str,
+        key: &str,
+    ) -> &'t mut Self {
+        let t = map.entry(step.to_string()).or_default();
+        if t.key != key {
+            *t = Transcript {
+                key: key.to_string(),
+                ..Transcript::default()
+            };
+        }
+        t
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +186,8 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
         end: None,
         recorded: HashSet::new(),
         spent_usd: 0.0,
+        transcripts: HashMap::new(),
+        unsettled_usd: HashMap::new(),
     };
     for (line, r) in it {
         match r {
@@ -167,14 +209,40 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
             }
             Record::Step(s) => {
                 h.recorded.insert(s.name.clone());
-                h.spent_usd += s.cost_usd;
+                // The step's cost includes its turns, already counted as they were recorded.
+                let turns = h.unsettled_usd.remove(&s.name).unwrap_or(0.0);
+                h.spent_usd += (s.cost_usd - turns).max(0.0);
                 if s.status == StepOutcome::Succeeded {
+                    // A loop that ended well is not continued: a new run of it starts afresh.
+                    let nested = format!("{}/", s.name);
+                    h.transcripts
+                        .retain(|k, _| k != &s.name && !k.starts_with(&nested));
                     h.succeeded
                         .entry(s.name.clone())
                         .or_default()
                         .push((*s).clone());
                 }
                 h.last.insert(s.name.clone(), LastSeen::Ended(s));
+            }
+            Record::Turn(t) => {
+                h.spent_usd += t.cost_usd;
+                // A nested step's turns are settled by its top step's record.
+                let top = t.step.split('/').next().unwrap_or(&t.step).to_string();
+                *h.unsettled_usd.entry(top).or_default() += t.cost_usd;
+                Transcript::for_key(&mut h.transcripts, &t.step, &t.key)
+                    .turns
+                    .push(*t);
+            }
+            Record::ToolStart(c) => {
+                Transcript::for_key(&mut h.transcripts, &c.step, &c.key)
+                    .started
+                    .insert((c.turn, c.call_id));
+            }
+            Record::Tool(c) => {
+                let id = (c.call.turn, c.call.id.clone());
+                Transcript::for_key(&mut h.transcripts, &c.step, &c.key)
+                    .results
+                    .insert(id, *c);
             }
             Record::End(e) => h.end = Some(e),
         }

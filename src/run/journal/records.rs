@@ -19,8 +19,73 @@ pub enum Record {
     Start(StartRecord),
     /// A step ended.
     Step(Box<StepRecord>),
+    /// A model turn of an agent loop ended.
+    Turn(Box<TurnRecord>),
+    /// A tool call that may have side effects is about to run.
+    ToolStart(ToolStartRecord),
+    /// A tool call of an agent loop ended.
+    Tool(Box<ToolRecord>),
     /// The run ended.
     End(EndRecord),
+}
+
+/// The `turn` record: one model turn of an agent loop, written (synced) when the answer is in,
+/// before any of its calls runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// The step (a nested step: `lead/scout#2.1`).
+    pub step: String,
+    /// The cache key of the step when the turn ran (of its top step, for a nested one): a
+    /// resumed run continues the loop only while it is unchanged.
+    pub key: String,
+    /// 1-based turn.
+    pub turn: u32,
+    /// The model that answered.
+    pub model: String,
+    /// What the model said besides its calls.
+    pub text: String,
+    /// The calls it made (none: its final answer).
+    pub calls: Vec<crate::run::provider::ToolCall>,
+    /// Tokens of the turn, every attempt of it.
+    pub usage: Usage,
+    /// USD of the turn.
+    pub cost_usd: f64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The `tool_start` record: a call that may change something (not read-only) is about to
+/// run. Written (synced) before it runs: a resumed run that finds it without its `tool`
+/// record does not run the call again (its effect is unknown) and tells the model so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolStartRecord {
+    /// The step.
+    pub step: String,
+    /// The step's cache key (see [`TurnRecord::key`]).
+    pub key: String,
+    /// The 1-based turn that made the call.
+    pub turn: u32,
+    /// The call's id.
+    pub call_id: String,
+    /// The tool's wire name.
+    pub tool: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The `tool` record: a call ended, with the result the model gets. Written (synced) before
+/// the result is used, so a resumed run never runs a recorded call again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolRecord {
+    /// The step.
+    pub step: String,
+    /// The step's cache key (see [`TurnRecord::key`]).
+    pub key: String,
+    /// The call, as reported (arguments, size, time, error, refused, a delegation's nested
+    /// step).
+    pub call: crate::run::ToolCallReport,
+    /// The result text the model gets (redacted, capped).
+    pub content: String,
 }
 
 /// The `run` record: what was run, and how.
@@ -109,6 +174,9 @@ pub struct StepRecord {
     /// For an approval step: the answer and how it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// For an agent loop: its turns and tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_loop: Option<crate::run::LoopReport>,
     /// The model that answered (after any fallback), `command`, or for an approval `person`
     /// or `--yes`.
     #[serde(default)]

@@ -115,6 +115,7 @@ impl Journal {
                 output: r.output.clone(),
                 value: r.value.clone(),
                 approval: r.approval.clone(),
+                agent_loop: r.agent_loop.clone(),
             })));
         }
         let why = match h.last.get(name) {
@@ -134,6 +135,14 @@ impl Journal {
                 "it did not start last time (the run stopped before it)".to_string()
             }
             None => "it is new: the journal has no entry for it".to_string(),
+        };
+        let why = match h.transcripts.get(name) {
+            Some(t) if t.key == key && !t.turns.is_empty() => format!(
+                "{why}; its agent loop continues from the {} turn{} in the journal",
+                t.turns.len(),
+                if t.turns.len() == 1 { "" } else { "s" }
+            ),
+            _ => why,
         };
         Some(Decision::Rerun(why))
     }

@@ -15,8 +15,10 @@ use super::super::cache_key::{KeyParts, sha256_hex};
 use super::super::scheduler::Scheduler;
 use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
 use super::read::History;
+use super::read::Transcript;
 use super::records::{
     EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome, StepRecord,
+    ToolRecord, ToolStartRecord, TurnRecord,
 };
 use super::{
     FORMAT_VERSION, JOURNAL_FILE, JournalError, LOCK_FILE, NEW_JOURNAL_FILE, io_error, new_run_id,
@@ -264,6 +266,7 @@ impl Journal {
                 output: report.output.clone(),
                 value: report.value.clone(),
                 approval: report.approval.clone(),
+                agent_loop: report.agent_loop.clone(),
                 model: report.model.clone(),
                 attempts: report.attempts,
                 usage: report.usage,
@@ -273,6 +276,41 @@ impl Journal {
             })),
             true,
         )
+    }
+
+    /// Records a model turn of an agent loop, synced to disk (before any of its calls runs).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn turn(&self, record: TurnRecord) -> Result<(), JournalError> {
+        self.lock().append(&Record::Turn(Box::new(record)), true)
+    }
+
+    /// Records that a tool call which may change something is about to run, synced to disk
+    /// (before it runs).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn tool_started(&self, record: ToolStartRecord) -> Result<(), JournalError> {
+        self.lock().append(&Record::ToolStart(record), true)
+    }
+
+    /// Records the end of a tool call with its result, synced to disk (before the result is
+    /// used).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn tool(&self, record: ToolRecord) -> Result<(), JournalError> {
+        self.lock().append(&Record::Tool(Box::new(record)), true)
+    }
+
+    /// On a resumed run, what the earlier segments recorded of the agent loop of `step` run
+    /// with cache key `key`: `None` on a new run, for a loop that never ran with that key, and
+    /// for one that ended well.
+    pub(crate) fn transcript(&self, step: &str, key: &str) -> Option<Transcript> {
+        let inner = self.lock();
+        let t = inner.history.as_ref()?.transcripts.get(step)?;
+        (t.key == key && !t.turns.is_empty()).then(|| t.clone())
     }
 
     /// Records the end of the run, synced to disk, and releases the lock.

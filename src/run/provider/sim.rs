@@ -4,13 +4,27 @@
 //! the text is chosen with a fixed FNV-1a hash, not `std`'s `DefaultHasher`). Latency is a
 //! `tokio::time::sleep`, so tests on a paused clock see exact timings, and scheduled failures
 //! exercise retry policies.
+//!
+//! Offered tools, the simulator calls them so that a dry run exercises an agent loop
+//! ([`sim_calls`]): on the first turn, one call of each read-only tool and each delegation
+//! (`agent__NAME`, whose nested step is simulated too), with plausible arguments taken from
+//! the workspace and the prompt; then an answer saying what the results were. It never calls a
+//! tool that may change something (`write`, `edit`, `exec`, an MCP tool not annotated
+//! read-only), so a dry run never writes.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Completion, CompletionRequest, ProviderError, Usage};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{
+    Completion, CompletionRequest, OfferedTool, ProviderError, StopReason, ToolCall, ToolChoice,
+    Turn, Usage,
+};
 
 /// How many words of the prompt the simulated answer quotes.
 const QUOTED_WORDS: usize = 8;
@@ -45,6 +59,8 @@ pub struct Sim {
     fail_first: u32,
     /// Calls seen so far, keyed by the FNV-1a hash of the prompt.
     calls: Arc<Mutex<HashMap<u64, u32>>>,
+    /// The workspace the run's tools work in: where simulated tool calls find a file to read.
+    workspace: Option<PathBuf>,
 }
 
 impl Sim {
@@ -55,7 +71,15 @@ impl Sim {
             latency,
             fail_first: 0,
             calls: Arc::default(),
+            workspace: None,
         }
+    }
+
+    /// The simulator with the run's workspace, where its tool calls look for a file to read
+    /// (`README.md`, else the first file of the directory).
+    pub fn with_workspace(mut self, workspace: impl Into<PathBuf>) -> Self {
+        self.workspace = Some(workspace.into());
+        self
     }
 
     /// Makes the first `fail_first` calls *per distinct prompt* fail with
@@ -109,12 +133,29 @@ impl Sim {
                 self.fail_first
             )));
         }
+        let input_tokens = req.system.as_deref().map_or(0, estimate_tokens)
+            + estimate_tokens(&req.prompt)
+            + turns_tokens(&req.turns);
+        let calls = sim_calls(req, self.workspace.as_deref());
+        if !calls.is_empty() {
+            let output_tokens = estimate_tokens(&serde_json::to_string(&calls).unwrap_or_default());
+            return Ok(Completion {
+                usage: Usage {
+                    input_tokens,
+                    output_tokens,
+                    estimated: false,
+                },
+                text: String::new(),
+                model: req.model.clone(),
+                calls,
+                stop: StopReason::ToolUse,
+            });
+        }
         let text = match &req.output {
             Some(format) => simulated_value(req, &format.ty).to_string(),
+            None if !req.turns.is_empty() => simulated_report(req),
             None => simulated_text(req),
         };
-        let input_tokens =
-            req.system.as_deref().map_or(0, estimate_tokens) + estimate_tokens(&req.prompt);
         Ok(Completion {
             usage: Usage {
                 input_tokens,
@@ -142,6 +183,221 @@ impl fmt::Debug for Sim {
             .field("fail_first", &self.fail_first)
             .finish_non_exhaustive()
     }
+}
+
+/// Estimated tokens of the turns of a conversation (their JSON form).
+fn turns_tokens(turns: &[Turn]) -> u64 {
+    if turns.is_empty() {
+        return 0;
+    }
+    estimate_tokens(&serde_json::to_string(turns).unwrap_or_default())
+}
+
+/// The tool calls the simulator makes for `req`: on the first turn of a loop (no turns yet,
+/// tool choice `auto`, no structured output asked), one call of each read-only tool and each
+/// delegation offered, in the order offered, with ids `sim_1`, `sim_2`, ...; otherwise none.
+/// Arguments are filled from each tool's input schema (`sim_arguments`).
+pub fn sim_calls(req: &CompletionRequest, workspace: Option<&Path>) -> Vec<ToolCall> {
+    if !req.turns.is_empty() || req.tool_choice == ToolChoice::None || req.output.is_some() {
+        return Vec::new();
+    }
+    let facts = Facts::new(req, workspace);
+    req.tools
+        .iter()
+        .filter(|t| t.read_only || t.spec.name.starts_with("agent__"))
+        .enumerate()
+        .map(|(i, t)| ToolCall {
+            id: format!("sim_{}", i + 1),
+            name: t.spec.name.clone(),
+            input: sim_arguments(t, &facts),
+            malformed: None,
+        })
+        .collect()
+}
+
+/// What the simulator's arguments are made of: a file of the workspace, a word of the prompt,
+/// a glob fitting the project, the prompt's start.
+struct Facts {
+    file: String,
+    word: String,
+    glob: String,
+    gist: String,
+}
+
+impl Facts {
+    fn new(req: &CompletionRequest, workspace: Option<&Path>) -> Self {
+        let words: Vec<&str> = req.prompt.split_whitespace().collect();
+        let gist = words[..words.len().min(12)].join(" ");
+        Facts {
+            file: workspace
+                .and_then(file_to_read)
+                .unwrap_or_else(|| "README.md".into()),
+            word: search_word(&req.prompt),
+            glob: workspace.map_or("**/*.md", project_glob).to_string(),
+            gist,
+        }
+    }
+}
+
+/// A file to read in `dir`: `README.md` (or another README), else the first file of the
+/// directory by name, hidden files aside.
+fn file_to_read(dir: &Path) -> Option<String> {
+    for readme in ["README.md", "README", "readme.md", "README.txt"] {
+        if dir.join(readme).is_file() {
+            return Some(readme.into());
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+/// A glob for the sources of the project in `dir`, by its build file.
+fn project_glob(dir: &Path) -> &'static str {
+    const BY_MARKER: [(&str, &str); 5] = [
+        ("Cargo.toml", "**/*.rs"),
+        ("go.mod", "**/*.go"),
+        ("pyproject.toml", "**/*.py"),
+        ("setup.py", "**/*.py"),
+        ("package.json", "**/*.js"),
+    ];
+    BY_MARKER
+        .iter()
+        .find(|(marker, _)| dir.join(marker).is_file())
+        .map_or("**/*.md", |(_, glob)| glob)
+}
+
+/// The word of the prompt to search for: its longest identifier-like word (the first of the
+/// longest), a literal for any regex engine; `TODO` for a prompt without one.
+fn search_word(prompt: &str) -> String {
+    let best = prompt
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.len() >= 3 && w.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .fold("", |best, w| if w.len() > best.len() { w } else { best });
+    if best.is_empty() {
+        "TODO".into()
+    } else {
+        best.into()
+    }
+}
+
+/// Plausible arguments for `tool` from its input schema: each required property (or, when
+/// none is marked required, each property named like a path or a pattern) gets a value by its
+/// name and type — a path to read for a file tool, `.` for a directory, the glob or the word
+/// for a pattern, the prompt's start for a delegation's prompt.
+fn sim_arguments(tool: &OfferedTool, facts_of: &Facts) -> Value {
+    let schema = &tool.spec.input_schema;
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return json!({});
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let wanted = |name: &str| {
+        if required.is_empty() {
+            name.contains("path") || name.contains("pattern")
+        } else {
+            required.contains(&name)
+        }
+    };
+    let mut args = serde_json::Map::new();
+    for (name, prop) in props.iter().filter(|(n, _)| wanted(n)) {
+        let ty = prop.get("type").and_then(Value::as_str).unwrap_or("string");
+        args.insert(name.clone(), facts_of.value(&tool.spec.name, name, ty));
+    }
+    Value::Object(args)
+}
+
+impl Facts {
+    /// The value of property `prop` (of JSON type `ty`) of tool `tool`.
+    fn value(&self, tool: &str, prop: &str, ty: &str) -> Value {
+        let tool = tool.to_ascii_lowercase();
+        let prop = prop.to_ascii_lowercase();
+        match ty {
+            "integer" | "number" if prop.contains("limit") || prop.contains("lines") => json!(40),
+            "integer" | "number" => json!(1),
+            "boolean" => json!(false),
+            "array" => json!([]),
+            "object" => json!({}),
+            _ if prop == "prompt" => json!(format!(
+                "Look into this and report what you find: {}",
+                self.gist
+            )),
+            _ if prop.contains("glob") || (prop.contains("pattern") && tool.contains("glob")) => {
+                json!(self.glob)
+            }
+            _ if prop.contains("pattern") || prop.contains("query") || prop.contains("regex") => {
+                json!(self.word)
+            }
+            _ if prop.contains("path") || prop.contains("file") || prop.contains("dir") => {
+                let reads_a_file = tool.contains("read")
+                    && !["list", "dir", "search", "find"]
+                        .iter()
+                        .any(|w| tool.contains(w));
+                if reads_a_file {
+                    json!(self.file)
+                } else {
+                    json!(".")
+                }
+            }
+            _ => json!(self.word),
+        }
+    }
+}
+
+/// The answer after tool results: what each call of the last turn returned (its tool and the
+/// first line of its result), then the usual paragraph; within `max_tokens`.
+fn simulated_report(req: &CompletionRequest) -> String {
+    let mut calls = HashMap::new();
+    let mut seen = Vec::new();
+    for turn in &req.turns {
+        match turn {
+            Turn::Assistant { calls: cs, .. } => {
+                for c in cs {
+                    calls.insert(c.id.clone(), c.name.clone());
+                }
+            }
+            Turn::Tools { results } => {
+                for r in results {
+                    let tool = calls.get(&r.call_id).cloned().unwrap_or_default();
+                    let first = r
+                        .content
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("");
+                    let first: String = first.trim().chars().take(60).collect();
+                    let error = if r.is_error { " (error)" } else { "" };
+                    seen.push(format!("{tool}{error}: {first}"));
+                }
+            }
+        }
+    }
+    let plain = simulated_text(req);
+    let (opening, rest) = plain.split_once(':').unwrap_or((&plain, ""));
+    let text = format!(
+        "{opening}: I made {} tool call{} — {}.{rest}",
+        seen.len(),
+        if seen.len() == 1 { "" } else { "s" },
+        seen.join("; ")
+    );
+    cut_to_tokens(text, u64::from(req.max_tokens))
+}
+
+/// `text` cut to `budget` estimated tokens (4 characters each).
+fn cut_to_tokens(mut text: String, budget: u64) -> String {
+    let max_chars = usize::try_from(budget.saturating_mul(4)).unwrap_or(usize::MAX);
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+    }
+    text
 }
 
 /// An *estimate* of the number of tokens in `text`: its length in characters (Unicode scalar
@@ -433,6 +689,126 @@ mod tests {
             text.parse::<u32>().is_ok_and(|n| (1..=10).contains(&n)),
             "{text}"
         );
+    }
+
+    fn offered(name: &str, read_only: bool, props: &[(&str, &str)]) -> OfferedTool {
+        let properties: serde_json::Map<String, Value> = props
+            .iter()
+            .map(|(p, ty)| ((*p).to_string(), json!({ "type": ty })))
+            .collect();
+        let required: Vec<&str> = props.iter().map(|(p, _)| *p).collect();
+        OfferedTool {
+            spec: super::super::ToolSpec {
+                name: name.into(),
+                description: String::new(),
+                input_schema: json!({"type": "object", "properties": properties, "required": required}),
+            },
+            read_only,
+        }
+    }
+
+    #[tokio::test]
+    async fn offered_tools_it_calls_the_read_only_ones_then_says_what_it_saw() {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let sim = Sim::default().with_workspace(ws);
+        let mut req = request("Where is the authentication handled?");
+        req.tools = vec![
+            offered("read", true, &[("path", "string")]),
+            offered("list", true, &[("path", "string")]),
+            offered("glob", true, &[("pattern", "string")]),
+            offered("grep", true, &[("pattern", "string")]),
+            offered("write", false, &[("path", "string"), ("content", "string")]),
+            offered("exec", false, &[("argv", "array")]),
+            offered("agent__scout", false, &[("prompt", "string")]),
+        ];
+        let first = sim.complete(&req).await.expect("ok");
+        assert_eq!(first.stop, StopReason::ToolUse);
+        let called: Vec<(&str, Value)> = first
+            .calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.input.clone()))
+            .collect();
+        assert_eq!(
+            called,
+            vec![
+                ("read", json!({"path": "README.md"})),
+                ("list", json!({"path": "."})),
+                ("glob", json!({"pattern": "**/*.rs"})),
+                ("grep", json!({"pattern": "authentication"})),
+                (
+                    "agent__scout",
+                    json!({"prompt": "Look into this and report what you find: Where is the authentication handled?"})
+                ),
+            ]
+        );
+        // Deterministic, and the ids are stable.
+        assert_eq!(sim.complete(&req).await.expect("ok"), first);
+        assert_eq!(first.calls[0].id, "sim_1");
+        // With the results back, it answers, saying what it saw.
+        req.turns = vec![
+            Turn::Assistant {
+                text: String::new(),
+                calls: first.calls.clone(),
+            },
+            Turn::Tools {
+                results: first
+                    .calls
+                    .iter()
+                    .map(|c| super::super::ToolResult {
+                        call_id: c.id.clone(),
+                        content: format!("\n  result of {}\nmore", c.name),
+                        is_error: c.name == "grep",
+                    })
+                    .collect(),
+            },
+        ];
+        let answer = sim.complete(&req).await.expect("ok");
+        assert!(answer.calls.is_empty());
+        assert!(
+            answer
+                .text
+                .contains("I made 5 tool calls — read: result of read; list: result of list")
+                && answer.text.contains("grep (error): result of grep"),
+            "{}",
+            answer.text
+        );
+        assert!(answer.usage.input_tokens > estimate_tokens(&req.prompt));
+        // Told not to call tools, or asked for a structured value, it does not.
+        req.turns.clear();
+        req.tool_choice = ToolChoice::None;
+        assert!(sim.complete(&req).await.expect("ok").calls.is_empty());
+    }
+
+    #[test]
+    fn arguments_come_from_the_workspace_and_the_prompt() {
+        let dir = std::env::temp_dir().join(format!("orch-sim-ws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.txt"), "b").unwrap();
+        std::fs::write(dir.join("a.py"), "a").unwrap();
+        std::fs::write(dir.join(".hidden"), "h").unwrap();
+        std::fs::write(dir.join("pyproject.toml"), "").unwrap();
+        assert_eq!(file_to_read(&dir).as_deref(), Some("a.py"));
+        assert_eq!(project_glob(&dir), "**/*.py");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(search_word("a b c"), "TODO");
+        assert_eq!(search_word("find login_flow and logout"), "login_flow");
+        // Optional properties are left out; without `required`, paths and patterns are filled.
+        let mut req = request("x");
+        let mut loose = offered(
+            "fs__search_files",
+            true,
+            &[("path", "string"), ("pattern", "string")],
+        );
+        loose.spec.input_schema["required"] = json!([]);
+        loose
+            .spec
+            .input_schema
+            .as_object_mut()
+            .unwrap()
+            .remove("required");
+        req.tools = vec![loose];
+        let calls = sim_calls(&req, None);
+        assert_eq!(calls[0].input, json!({"path": ".", "pattern": "TODO"}));
     }
 
     #[test]

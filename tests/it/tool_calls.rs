@@ -317,23 +317,41 @@ async fn openai_falls_back_to_the_prompt_protocol_and_remembers() {
 }
 
 #[tokio::test]
-async fn openai_an_empty_stream_with_tools_falls_back_to_the_protocol() {
-    // llama-cpp-python, streamed with `tool_choice: "auto"`, when the model chooses a call.
+async fn openai_an_empty_stream_with_tools_is_asked_again_whole() {
+    // llama-cpp-python, streamed with `tool_choice: "auto"`, when the model chooses a call:
+    // an empty event stream. Asked whole, it generates the call under its grammar.
+    let whole_call = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": null,
+        "tool_calls": [{"id": "w1", "type": "function", "function": {"name": "read", "arguments": "{\"path\": \"x\"}"}}]
+    }}]});
+    let empty = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}]});
+    let text = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Done."}}]});
     let server = server_answering(vec![
         sse(&[], false),
-        sse(
-            &[
-                json!({"choices": [{"index": 0, "delta": {"content": "{\"name\": \"read\", \"arguments\": {\"path\": \"x\"}}"}}]}),
-                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-            ],
-            true,
-        ),
+        ResponseTemplate::new(200).set_body_json(whole_call),
+        ResponseTemplate::new(200).set_body_json(empty),
+        ResponseTemplate::new(200).set_body_json(text),
     ])
     .await;
     let client = OpenAi::new(format!("{}/v1", server.uri()), None);
     let c = client.complete(&second_turn()).await.expect("completion");
-    assert_eq!(c.calls, vec![call("call_3", "read", json!({"path": "x"}))]);
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(c.calls, vec![call("w1", "read", json!({"path": "x"}))]);
+    assert_eq!(c.stop, StopReason::ToolUse);
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 2);
+    assert_eq!(body(&received[0])["stream"], true);
+    assert_ne!(body(&received[1])["stream"], true, "asked whole");
+    assert!(body(&received[1]).get("tools").is_some());
+
+    // Remembered: the next request is asked whole at once; the model chose to answer, which
+    // that server's grammar leaves empty, so that request alone is asked again in the protocol.
+    let c = client.complete(&second_turn()).await.expect("completion");
+    assert_eq!((c.text.as_str(), c.calls.len()), ("Done.", 0));
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 4);
+    assert_ne!(body(&received[2])["stream"], true, "asked whole");
+    assert!(body(&received[2]).get("tools").is_some());
+    assert!(body(&received[3]).get("tools").is_none());
 }
 
 #[tokio::test]

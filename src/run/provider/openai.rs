@@ -65,6 +65,14 @@ pub enum ToolMode {
     /// results; calls read from `message.tool_calls` (streamed: `delta.tool_calls`).
     #[default]
     Native,
+    /// As [`ToolMode::Native`], but the answer is asked for whole even when the client
+    /// streams: for a server that cannot stream an automatic tool choice (llama-cpp-python's
+    /// `chatml-function-calling` sends an empty event stream, [`EMPTY_STREAM`], when its model
+    /// chooses a call). Asked whole, such a server generates the call under a grammar, so it
+    /// is well formed even from a small model. An answer that says nothing (the model chose
+    /// to answer, and that server's grammar then allows no text: [`says_nothing`]) is asked
+    /// again, for that request only, in [`ToolMode::Prompt`].
+    NativeWhole,
     /// The fallback protocol of [`tool_prompt`]: tools and call format in the system text,
     /// the conversation as plain messages, calls read from the answer's text.
     Prompt,
@@ -79,6 +87,19 @@ pub const ERROR_RESULT_PREFIX: &str = "Error: ";
 /// chooses to call a tool (the server fails with `Automatic streaming tool choice is not
 /// supported` after the headers went out).
 const EMPTY_STREAM: &str = "the event stream closed without any event";
+
+/// Whether a streamed request failed with an event stream that closed without any event
+/// ([`EMPTY_STREAM`]).
+fn is_empty_stream(err: &ProviderError) -> bool {
+    matches!(err, ProviderError::Stream { kind: None, message, .. } if message.starts_with(EMPTY_STREAM))
+}
+
+impl ToolMode {
+    /// Whether tools go in the request's `tools` (either native mode).
+    fn is_native(self) -> bool {
+        matches!(self, ToolMode::Native | ToolMode::NativeWhole)
+    }
+}
 
 /// Whether a finished answer to a request with native tools has neither text nor calls:
 /// what llama-cpp-python's `chatml-function-calling` format always gives when the model
@@ -98,11 +119,7 @@ fn says_nothing(c: &Completion) -> bool {
 /// [`EMPTY_STREAM`]).
 fn rejects_tools(err: &ProviderError) -> bool {
     match err {
-        ProviderError::Stream {
-            kind: None,
-            message,
-            ..
-        } => message.starts_with(EMPTY_STREAM),
+        ProviderError::Stream { .. } => is_empty_stream(err),
         ProviderError::Http {
             status: 400 | 422 | 500 | 501,
             message,
@@ -329,13 +346,25 @@ impl OpenAi {
                     }
                     None => return Err(e),
                 },
-                Err(e) if tools == Some(ToolMode::Native) && rejects_tools(&e) => {
+                Err(e)
+                    if tools == Some(ToolMode::Native)
+                        && self.options.stream
+                        && is_empty_stream(&e) =>
+                {
+                    tools = Some(ToolMode::NativeWhole);
+                    self.remember_tools(&req.model, ToolMode::NativeWhole);
+                }
+                Err(e) if tools.is_some_and(ToolMode::is_native) && rejects_tools(&e) => {
                     tools = Some(ToolMode::Prompt);
                     self.remember_tools(&req.model, ToolMode::Prompt);
                 }
                 Ok(c) if tools == Some(ToolMode::Native) && says_nothing(&c) => {
                     tools = Some(ToolMode::Prompt);
                     self.remember_tools(&req.model, ToolMode::Prompt);
+                }
+                Ok(c) if tools == Some(ToolMode::NativeWhole) && says_nothing(&c) => {
+                    // This request only: the next one may be a call again.
+                    tools = Some(ToolMode::Prompt);
                 }
                 Ok(mut completion) => {
                     if let Some(f) = format.filter(|_| mode == FormatMode::JsonSchema) {
@@ -399,14 +428,15 @@ impl OpenAi {
             options: &self.options,
         };
         let client = super::http_client(PROVIDER, &url)?;
-        let mut body = ChatRequest::new(req, sent, self.options.stream);
+        let stream = self.options.stream && sent.tools != Some(ToolMode::NativeWhole);
+        let mut body = ChatRequest::new(req, sent, stream);
         body.response_format = sent.format.and_then(|(f, mode)| response_format(f, mode));
         let mut request = client.post(&url).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
         let response = call.response(request).await?;
-        if self.options.stream && super::is_event_stream(&response) {
+        if stream && super::is_event_stream(&response) {
             return read_stream(&call, response, req, progress).await;
         }
         let body = call.body(response, req.max_output_bytes).await?;
@@ -460,6 +490,15 @@ fn unwrap_answer(text: String, ty: &crate::check::types::Type) -> String {
             .to_string(),
         _ => text,
     }
+}
+
+/// The estimated input tokens of one offered tool's definition (name, description, input
+/// schema; 4 characters per token), for servers that send no usage: a small model's prompt is
+/// mostly its tool definitions.
+fn tool_tokens(tool: &super::OfferedTool) -> u64 {
+    estimate_tokens(&tool.spec.name)
+        + estimate_tokens(&tool.spec.description)
+        + estimate_tokens(&tool.spec.input_schema.to_string())
 }
 
 /// Assembles a streamed chat completion from its chunks.
@@ -566,6 +605,7 @@ async fn read_stream(
         None => Usage {
             input_tokens: req.system.as_deref().map_or(0, estimate_tokens)
                 + estimate_tokens(&req.prompt)
+                + req.tools.iter().map(tool_tokens).sum::<u64>()
                 + req.turns.iter().map(Turn::estimate_tokens).sum::<u64>(),
             output_tokens: chunks,
             estimated: true,
@@ -693,7 +733,7 @@ impl<'a> ChatRequest<'a> {
             ),
             _ => messages.extend(req.turns.iter().flat_map(native_messages)),
         }
-        let native = sent.tools == Some(ToolMode::Native);
+        let native = sent.tools.is_some_and(ToolMode::is_native);
         ChatRequest {
             model: &req.model,
             messages,

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod mcp;
 mod progress;
 mod run;
 
@@ -141,6 +142,11 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// Also start the MCP servers the workflow's agents use (in the current directory), check
+    /// the granted tools as `orch check --mcp` does, and show what each server says of them
+    /// (read-only, destructive); stops them after.
+    #[arg(long)]
+    pub mcp: bool,
     #[command(flatten)]
     pub compile: CompileArgs,
 }
@@ -445,7 +451,6 @@ fn check(a: CheckArgs) -> ExitCode {
 /// `orch check --mcp` for one checked file: starts the MCP servers its workflow's agents
 /// use and checks their grants; says on stderr what failed. `false` on a failure.
 fn check_mcp(file: &Path, program: &crate::check::Program) -> bool {
-    use crate::run::tools::mcp::{McpPool, plan_grants};
     let Some(entry) = program.sources.files().next().map(|(id, _)| id) else {
         return true;
     };
@@ -454,36 +459,10 @@ fn check_mcp(file: &Path, program: &crate::check::Program) -> bool {
         return true;
     };
     let plan = crate::plan::lower(program, workflow);
-    let grants = plan_grants(&plan);
-    if grants.is_empty() {
-        return true;
-    }
-    let workspace = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return false;
-        }
-    };
-    let checked = runtime.block_on(async {
-        let pool = McpPool::new(&plan.mcp, &workspace);
-        let checked = pool.check_grants(&grants).await;
-        pool.shutdown().await;
-        checked
-    });
-    match checked {
+    match mcp::check(&plan) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!(
-                "error: {}: {}",
-                file.display(),
-                redact(e.to_string()).as_str()
-            );
+            eprintln!("error: {}: {}", file.display(), redact(e).as_str());
             false
         }
     }
@@ -548,10 +527,16 @@ fn plan(a: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some((_, plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels)
+    let Some((_, mut plan)) = compile_for_plan(&a.file, a.workflow.as_deref(), &a.compile, &levels)
     else {
         return ExitCode::from(1);
     };
+    if a.mcp
+        && let Err(e) = mcp::annotate(&mut plan)
+    {
+        eprintln!("error: {}: {}", a.file.display(), redact(e).as_str());
+        return ExitCode::from(1);
+    }
     // A plan holds the script's text only, which the checker keeps free of literal keys;
     // redacting it anyway keeps the promise that nothing orch writes carries a secret.
     match a.format {

@@ -79,6 +79,7 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
         mcp,
         delegates,
+        mcp_tools: IndexMap::new(),
     }
 }
 

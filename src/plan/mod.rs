@@ -364,6 +364,24 @@ pub struct Plan {
     /// name.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub delegates: IndexMap<String, PlanDelegate>,
+    /// What each MCP server says of the tools granted from it, by server name: filled only
+    /// by `orch plan --mcp`, which starts the servers to ask (a plan alone cannot know).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub mcp_tools: IndexMap<String, Vec<McpToolNote>>,
+}
+
+/// One MCP tool as its server describes it (MCP specification, "Tools", tool annotations:
+/// `readOnlyHint`, `destructiveHint` — hints from the server, not guarantees).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpToolNote {
+    /// The tool's name as the server lists it.
+    pub name: String,
+    /// `readOnlyHint`, when the server gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// `destructiveHint`, when the server gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destructive: Option<bool>,
 }
 
 /// Picks the workflow to plan (the checker's [`crate::check::entry_workflow`], here too

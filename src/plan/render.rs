@@ -350,6 +350,28 @@ fn render_tools(out: &mut String, plan: &Plan) {
                 crate::grant::McpServer::Http { url } => format!("at {url}"),
             };
             let _ = writeln!(out, "  {name:<width$}  {how}");
+            for tool in plan.mcp_tools.get(name).into_iter().flatten() {
+                let _ = writeln!(out, "  {:<width$}    {}{}", "", tool.name, hints(tool));
+            }
         }
+    }
+}
+
+/// A tool's annotations as `orch plan --mcp` shows them: ` (read-only)`, ` (destructive)`,
+/// or nothing when the server gives no hint.
+fn hints(tool: &super::McpToolNote) -> String {
+    let mut said = Vec::new();
+    match tool.read_only {
+        Some(true) => said.push("read-only"),
+        Some(false) => said.push("writes"),
+        None => {}
+    }
+    if tool.destructive == Some(true) {
+        said.push("destructive");
+    }
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join(", "))
     }
 }

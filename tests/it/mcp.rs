@@ -417,3 +417,65 @@ async fn stdio_environment_inner() {
     assert!(env.get("LLM_CRED").is_none(), "{env}");
     pool.shutdown().await;
 }
+
+/// `orch check --mcp` and `orch plan --mcp` on a script that declares the filesystem server:
+/// the grants are checked with a "did you mean", and the plan shows each granted tool with
+/// what the server says of it.
+#[test]
+fn check_and_plan_start_the_scripts_servers() {
+    let Some(cmds) = installed() else { return };
+    let (_dir, root) = workspace();
+    let command = serde_json::to_string(&argv(&cmds["fs"], &["."])).expect("json");
+    let script = |tools: &str| {
+        format!(
+            r#"provider s {{ kind: sim }}
+model m {{ provider: s, name: "m-1" }}
+mcp fs {{ command: {command} }}
+agent archivist {{ model: m, tools: [{tools}] }}
+workflow main() {{
+  notes = archivist("What do the notes say?")
+  return notes
+}}
+"#
+        )
+    };
+    let run = |args: &[&str], text: &str| {
+        std::fs::write(root.join("a.orch"), text).expect("write");
+        crate::common::cli::orch_command()
+            .args(args)
+            .arg("a.orch")
+            .current_dir(&root)
+            .output()
+            .expect("orch runs")
+    };
+    let good = script("fs.read_text_file, fs.list_directory");
+    let o = run(&["plan", "--mcp"], &good);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("read_text_file (read-only)"), "{out}");
+    assert!(out.contains("list_directory (read-only)"), "{out}");
+    assert!(
+        !out.contains("write_file"),
+        "only granted tools are listed: {out}"
+    );
+    let o = run(&["plan", "--mcp", "--format", "json"], &good);
+    let plan: Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
+    assert_eq!(plan["mcp_tools"]["fs"][0]["name"], "read_text_file");
+    assert_eq!(plan["mcp_tools"]["fs"][0]["read_only"], true);
+    assert!(run(&["check", "--mcp"], &good).status.success());
+
+    let typo = script("fs.list_directroy");
+    for args in [&["check", "--mcp"][..], &["plan", "--mcp"]] {
+        let o = run(args, &typo);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("did you mean `list_directory`"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -148,8 +148,13 @@ impl ToolGrant {
 /// replaced with `_`, and the name is cut to 64 characters. The call itself uses the server's
 /// own name.
 pub fn mcp_wire_name(server: &str, tool: &str) -> String {
-    format!("{server}__{tool}")
-        .chars()
+    wire_safe(&format!("{server}__{tool}"))
+}
+
+/// `name` as providers accept a tool name (`^[a-zA-Z0-9_-]{1,64}$`: see the module docs):
+/// other characters replaced with `_`, cut to 64 characters (possibly empty).
+pub fn wire_safe(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c

@@ -102,17 +102,7 @@ pub fn strict_compatible(ty: &Type) -> bool {
 /// A schema or tool name from a step name: the characters OpenAI's `json_schema.name` and
 /// Anthropic's tool `name` allow (`[a-zA-Z0-9_-]`, 1 to 64 of them), others replaced by `_`.
 pub fn schema_name(step: &str) -> String {
-    let name: String = step
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
+    let name = crate::grant::wire_safe(step);
     if name.is_empty() {
         "answer".to_owned()
     } else {

@@ -183,33 +183,15 @@ workflow main(topic: text) {
 async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
     let tmp = temp_dir();
     let state = tmp.path();
-    let journal = Journal::create(state, SCRIPT);
     let base = RunOptions {
         inputs: inputs(&[("topic", "a shop")]),
         ..RunOptions::default()
     };
-    let (first, _) = run_with(
-        CHAIN,
-        &RunOptions {
-            journal: Some(journal.clone()),
-            ..base.clone()
-        },
-    )
-    .await;
-    assert!(first.succeeded);
-    let id = journal.id();
+    let id = first_run(state, CHAIN, &base).await;
 
     // An edited prompt: that step and what depends on it.
     let edited = CHAIN.replace("Plan from {scout}", "Plan carefully from {scout}");
-    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
-    let (r, events) = run_with(
-        &edited,
-        &RunOptions {
-            journal: Some(resumed),
-            ..base.clone()
-        },
-    )
-    .await;
+    let (r, events) = resume_with(state, &id, &edited, &base).await;
     assert!(r.succeeded);
     assert_eq!(r.reused, vec!["scout".to_string(), "side".to_string()]);
     let why = reruns(&events);
@@ -224,15 +206,7 @@ async fn after_an_edit_exactly_the_affected_steps_rerun_and_say_why() {
 
     // Another model for one step.
     let model = edited.replace("b<sonnet>", "b<opus>");
-    let resumed = Journal::resume(state, SCRIPT, "main", Some(&id)).expect("by id");
-    let (r, events) = run_with(
-        &model,
-        &RunOptions {
-            journal: Some(resumed),
-            ..base.clone()
-        },
-    )
-    .await;
+    let (r, events) = resume_with(state, &id, &model, &base).await;
     assert_eq!(r.reused, vec!["scout", "plan", "side"]);
     assert_eq!(reruns(&events)["build"], "model changed sonnet → opus");
 
@@ -283,6 +257,21 @@ workflow main(topic: text) {
 }
 "#;
 
+/// Runs `script` once with a new journal in `state`; its run id. Panics if it fails.
+async fn first_run(state: &Path, script: &str, base: &RunOptions) -> String {
+    let journal = Journal::create(state, SCRIPT);
+    let (first, _) = run_with(
+        script,
+        &RunOptions {
+            journal: Some(journal.clone()),
+            ..base.clone()
+        },
+    )
+    .await;
+    assert!(first.succeeded);
+    journal.id()
+}
+
 /// Resumes run `id` of [`SCRIPT`] under `state` with `script`.
 async fn resume_with(
     state: &Path,
@@ -305,21 +294,11 @@ async fn resume_with(
 async fn changing_a_steps_output_type_reruns_it() {
     let tmp = temp_dir();
     let state = tmp.path();
-    let journal = Journal::create(state, SCRIPT);
     let base = RunOptions {
         inputs: inputs(&[("topic", "a shop")]),
         ..RunOptions::default()
     };
-    let (first, _) = run_with(
-        TYPED,
-        &RunOptions {
-            journal: Some(journal.clone()),
-            ..base.clone()
-        },
-    )
-    .await;
-    assert!(first.succeeded);
-    let id = journal.id();
+    let id = first_run(state, TYPED, &base).await;
 
     // The same type: everything is reused.
     let (r, events) = resume_with(state, &id, TYPED, &base).await;

@@ -168,7 +168,11 @@ impl<'a> Dominators<'a> {
         // The earliest dominator of `k` still later than `d`: `d` precedes `k` exactly when it
         // precedes `x` (see the module doc).
         let mut x = k as u32;
-        for j in (0..self.up.len()).rev() {
+        // Most often `k`'s own dominator is already not later than `d` (a branch of a block
+        // whose entry comes before `d`): then `x` is `k`, without climbing.
+        let idom = self.up[0][k];
+        let climb = idom != ROOT && self.level[idom as usize] > floor;
+        for j in (0..self.up.len()).rev().filter(|_| climb) {
             let y = self.up[j][x as usize];
             if y != ROOT && self.level[y as usize] > floor {
                 x = y;
@@ -212,12 +216,11 @@ mod tests {
         let mut anc = vec![vec![false; n]; n];
         for v in 0..n {
             for &d in &deps[v] {
-                anc[v][d] = true;
-                for u in 0..n {
-                    if anc[d][u] {
-                        anc[v][u] = true;
-                    }
+                let above = anc[d].clone();
+                for (a, r) in anc[v].iter_mut().zip(above) {
+                    *a |= r;
                 }
+                anc[v][d] = true;
             }
         }
         deps.iter()

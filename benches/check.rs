@@ -6,7 +6,10 @@
 //! includes), checking, applying lint levels, planning, and the whole of what `orch check`
 //! does; then `orch check` itself, end to end, on the release binary. The target is a check
 //! under 200 ms on the project's machine (2 cores). Last, the same script with a warning on a
-//! quarter of its steps: checking, and rendering the warnings (human and JSON).
+//! quarter of its steps: checking, and rendering the warnings (human and JSON; the human
+//! rendering must stay under 100 ms for 10,000 steps). Then `orch plan` (text) end to end on
+//! scripts of 5,000 to 40,000 steps: wall time and the child's peak resident memory (its
+//! `ru_maxrss` from `wait4`); at 40,000 steps it must stay under 2 s and 300 MB.
 //!
 //! `ORCH_BENCH_STEPS` (default 10000) and `ORCH_BENCH_RUNS` (default 15) change the size and
 //! the number of runs; `ORCH_BENCH_WRITE=PATH` only writes the script to PATH (to profile
@@ -23,6 +26,16 @@ mod large_script;
 
 /// What `orch check` must stay under on a 10,000-step script.
 const BUDGET: Duration = Duration::from_millis(200);
+
+/// What rendering the warnings of a 10,000-step script as human text must stay under.
+const RENDER_BUDGET: Duration = Duration::from_millis(100);
+
+/// What `orch plan` (text) must stay under on a 40,000-step script: time, then peak RSS in
+/// bytes.
+const PLAN_BUDGET: (Duration, u64) = (Duration::from_secs(2), 300 << 20);
+
+/// The script sizes `orch plan` is measured on.
+const PLAN_STEPS: [usize; 4] = [5_000, 10_000, 20_000, 40_000];
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -146,6 +159,7 @@ fn main() {
     );
     cli(&text, runs);
     warnings(&text, &opts, &levels);
+    plan_cli();
 }
 
 /// The same script with a lint on about a quarter of its steps: a pinned agent inside a
@@ -181,9 +195,67 @@ fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) {
             }),
         ),
     ];
-    for (name, (median, min)) in rows {
-        println!("{name:<30} {} {}", ms(median), ms(min));
+    for (name, (median, min)) in &rows {
+        println!("{name:<30} {} {}", ms(*median), ms(*min));
     }
+    let human = rows[1].1.0;
+    println!(
+        "human rendering: {} median, budget {} ms: {}",
+        ms(human).trim(),
+        RENDER_BUDGET.as_millis(),
+        if human <= RENDER_BUDGET { "ok" } else { "OVER" }
+    );
+}
+
+/// `orch plan FILE` (text) end to end at each of [`PLAN_STEPS`]: wall time and peak RSS of
+/// the child, one run each (the largest takes long when planning is not linear).
+fn plan_cli() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
+    let file = std::env::temp_dir().join(format!("orch-bench-plan-{}.orch", std::process::id()));
+    println!("`orch plan` (text), one run each:");
+    println!("{:>8} {:>11} {:>10}", "steps", "wall", "peak RSS");
+    let mut last = (Duration::ZERO, 0);
+    for steps in PLAN_STEPS {
+        std::fs::write(&file, large_script::generate(steps, 1).text).expect("write the script");
+        let start = Instant::now();
+        let child = std::process::Command::new(bin)
+            .arg("plan")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run orch");
+        let (ok, rss) = wait_with_peak_rss(child);
+        let wall = start.elapsed();
+        assert!(ok, "orch plan failed on {steps} steps");
+        println!("{steps:>8} {} {:7} MiB", ms(wall), rss >> 20);
+        last = (wall, rss);
+    }
+    let _ = std::fs::remove_file(&file);
+    let ok = last.0 <= PLAN_BUDGET.0 && last.1 <= PLAN_BUDGET.1;
+    println!(
+        "plan of {} steps: budget {} s and {} MiB: {}",
+        PLAN_STEPS[PLAN_STEPS.len() - 1],
+        PLAN_BUDGET.0.as_secs(),
+        PLAN_BUDGET.1 >> 20,
+        if ok { "ok" } else { "OVER" }
+    );
+}
+
+/// Waits for `child`: whether it succeeded, and its peak resident set in bytes (`ru_maxrss`
+/// of `wait4(2)`, which Linux gives in KiB).
+fn wait_with_peak_rss(child: std::process::Child) -> (bool, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: all-zero is a valid `rusage` (plain integers).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unwaited child; both pointers are valid for the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    // The child is reaped: dropping `child` does not wait again.
+    drop(child);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64 * 1024)
 }
 
 /// `orch check FILE` end to end on the binary built with this bench.

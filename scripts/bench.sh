@@ -7,8 +7,9 @@
 # scheduler: DAGs of 10,000 steps on the simulator (paused clock): makespan against the lower
 #            bound, CPU overhead and heap per step (benches/scheduler.rs).
 # check:     the front end on a generated 10,000-step script (release build): parse, load,
-#            check, lint levels, plan, their total, and `orch check` end to end
-#            (benches/check.rs; ORCH_BENCH_STEPS and ORCH_BENCH_RUNS change the size).
+#            check, lint levels, plan, their total, and `orch check` end to end; rendering
+#            its warnings (human and JSON); `orch plan` (text) at 5,000-40,000 steps with
+#            peak RSS (benches/check.rs; ORCH_BENCH_STEPS and ORCH_BENCH_RUNS change the size).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -363,9 +363,69 @@ struct MietteDiag {
     code: String,
     severity: miette::Severity,
     help: Option<String>,
-    source: miette::NamedSource<Arc<str>>,
+    source: Snippets,
     labels: Vec<miette::LabeledSpan>,
     related: Vec<MietteDiag>,
+}
+
+/// A file as miette reads it for snippets, with the start of each of its lines (as miette
+/// counts them: after `\n`, `\r\n` or a lone `\r`). miette's own `SourceCode` for text scans
+/// from the start of the file for every label, which makes thousands of diagnostics on a
+/// large script take seconds; this one finds the first line of the snippet by binary search
+/// and lets miette scan from there, with the same result.
+#[derive(Debug, Clone)]
+struct Snippets {
+    name: String,
+    text: Arc<str>,
+    line_starts: Arc<Vec<usize>>,
+}
+
+impl Snippets {
+    fn new(file: &SourceFile) -> Self {
+        let bytes = file.text.as_bytes();
+        let starts = std::iter::once(0)
+            .chain(bytes.iter().enumerate().filter_map(|(i, &b)| {
+                let ends_line = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+                ends_line.then_some(i + 1)
+            }))
+            .collect();
+        Snippets {
+            name: file.name.clone(),
+            text: file.text.clone(),
+            line_starts: Arc::new(starts),
+        }
+    }
+}
+
+impl miette::SourceCode for Snippets {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        // The line of the span's start (the line a line break ends counts it), then back by
+        // the context lines miette shows before it.
+        let line = self
+            .line_starts
+            .partition_point(|&s| s <= span.offset())
+            .saturating_sub(1);
+        let first = line.saturating_sub(context_lines_before);
+        let base = self.line_starts[first];
+        let shifted =
+            miette::SourceSpan::new(span.offset().saturating_sub(base).into(), span.len());
+        let inner =
+            self.text[base..].read_span(&shifted, context_lines_before, context_lines_after)?;
+        let at = inner.span();
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            miette::SourceSpan::new((at.offset() + base).into(), at.len()),
+            inner.line() + first,
+            inner.column(),
+            inner.line_count() + first,
+        )))
+    }
 }
 
 impl std::fmt::Display for MietteDiag {
@@ -427,23 +487,20 @@ fn labeled(span: Span, message: &str, primary: bool) -> miette::LabeledSpan {
 /// or a wide character takes up to 4 columns, so a quarter of that is always safe.
 const MAX_LABEL_COLUMN: usize = u16::MAX as usize / 4;
 
-/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]). Looks back
-/// to the line's start only, so that it costs nothing on files of ordinary lines.
+/// Whether a label can be drawn under its source line (see [`MAX_LABEL_COLUMN`]). Finds the
+/// line's start in the line index, so that it costs nothing on files of ordinary lines.
 fn drawable(span: Span, sources: &SourceMap) -> bool {
-    let text = &sources.get(span.file).text;
     [span.start, span.end].iter().all(|&at| {
-        let at = (at as usize).min(text.len());
-        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let (_, before) = sources.line_prefix(span.file, at);
         // A byte count bounds the character count: only long lines need counting.
-        at - line_start <= MAX_LABEL_COLUMN
-            || text[line_start..at].chars().count() <= MAX_LABEL_COLUMN
+        before.len() <= MAX_LABEL_COLUMN || before.chars().count() <= MAX_LABEL_COLUMN
     })
 }
 
 /// The drawable secondary labels of `d` outside its primary file, grouped by file in order of
 /// first appearance: one `related` report per file, whose first label is its primary one
 /// (miette heads the report with that label's position).
-fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
+fn related_by_file(d: &Diagnostic, sources: &SourceMap, snippets: &[Snippets]) -> Vec<MietteDiag> {
     let mut groups: Vec<(FileId, Vec<miette::LabeledSpan>)> = Vec::new();
     for l in d
         .secondary
@@ -464,7 +521,7 @@ fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
                 code: String::new(),
                 severity: miette::Severity::Advice,
                 help: None,
-                source: miette::NamedSource::new(other.name.clone(), other.text.clone()),
+                source: snippets[id.0 as usize].clone(),
                 labels,
                 related: Vec::new(),
             }
@@ -472,7 +529,7 @@ fn related_by_file(d: &Diagnostic, sources: &SourceMap) -> Vec<MietteDiag> {
         .collect()
 }
 
-fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
+fn to_miette(d: &Diagnostic, sources: &SourceMap, snippets: &[Snippets]) -> MietteDiag {
     let file = sources.get(d.primary.span.file);
     if !drawable(d.primary.span, sources) {
         // Too far into a long line to show: the location goes in the message instead.
@@ -482,7 +539,7 @@ fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
             code: d.code.to_string(),
             severity: miette_severity(d.severity),
             help: d.help.clone(),
-            source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
+            source: snippets[d.primary.span.file.0 as usize].clone(),
             labels: Vec::new(),
             related: Vec::new(),
         };
@@ -493,13 +550,13 @@ fn to_miette(d: &Diagnostic, sources: &SourceMap) -> MietteDiag {
             labels.push(labeled(l.span, &l.message, false));
         }
     }
-    let related = related_by_file(d, sources);
+    let related = related_by_file(d, sources, snippets);
     MietteDiag {
         message: d.message.clone(),
         code: d.code.to_string(),
         severity: miette_severity(d.severity),
         help: d.help.clone(),
-        source: miette::NamedSource::new(file.name.clone(), file.text.clone()),
+        source: snippets[d.primary.span.file.0 as usize].clone(),
         labels,
         related,
     }
@@ -546,9 +603,10 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
         .with_width(style.width)
         .with_context_lines(1);
     let sources = &*sources.masked();
+    let snippets: Vec<Snippets> = sources.files().map(|(_, f)| Snippets::new(f)).collect();
     let mut out = String::new();
     for d in diags.iter() {
-        let m = to_miette(d, sources);
+        let m = to_miette(d, sources, &snippets);
         if handler.render_report(&mut out, &m).is_err() {
             // Rendering into a String cannot fail for I/O reasons; fall back to the bare message.
             let _ = writeln!(

@@ -26,6 +26,7 @@ mod analysis;
 pub mod budget;
 pub mod ir;
 mod lower;
+mod reduce;
 pub mod render;
 mod tools;
 pub mod window;

@@ -124,35 +124,10 @@ pub fn render_text(plan: &Plan) -> String {
 }
 
 /// For each node, its dependencies minus those implied by others (the transitive reduction):
-/// what a reader needs to see. Computed with petgraph's DAG reduction.
+/// what a reader needs to see ([`super::reduce`]).
 fn reduced_deps(plan: &Plan) -> Vec<Vec<usize>> {
-    use petgraph::algo::tred::{
-        dag_to_toposorted_adjacency_list, dag_transitive_reduction_closure,
-    };
-    use petgraph::graph::DiGraph;
-    use petgraph::visit::IntoNeighbors;
-    let mut g: DiGraph<usize, ()> = DiGraph::new();
-    let idx: Vec<_> = plan.nodes.iter().map(|n| g.add_node(n.id)).collect();
-    for n in &plan.nodes {
-        for &d in &n.deps {
-            g.add_edge(idx[d], idx[n.id], ());
-        }
-    }
-    let Ok(order) = petgraph::algo::toposort(&g, None) else {
-        return plan.nodes.iter().map(|n| n.deps.clone()).collect();
-    };
-    let (adj, revmap) = dag_to_toposorted_adjacency_list::<_, u32>(&g, &order);
-    let (reduction, _) = dag_transitive_reduction_closure(&adj);
-    let mut out = vec![Vec::new(); plan.nodes.len()];
-    for from in &order {
-        for to in reduction.neighbors(revmap[from.index()]) {
-            out[g[order[to as usize]]].push(g[*from]);
-        }
-    }
-    for deps in &mut out {
-        deps.sort_unstable();
-    }
-    out
+    let deps: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.deps.clone()).collect();
+    super::reduce::transitive_reduction(&deps)
 }
 
 /// What a region does, in words.

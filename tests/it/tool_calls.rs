@@ -570,3 +570,21 @@ async fn e2e_local_server_takes_tools_and_results() {
         }
     }
 }
+
+#[tokio::test]
+async fn openai_a_whole_answer_is_not_cut_by_the_inactivity_timeout() {
+    // A whole answer sends nothing until it is done: only a streamed one is bounded by the
+    // inactivity timeout.
+    let text = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Done."}}]});
+    let server = server_answering(vec![
+        sse(&[], false),
+        ResponseTemplate::new(200)
+            .set_body_json(text)
+            .set_delay(std::time::Duration::from_millis(600)),
+    ])
+    .await;
+    let client = OpenAi::new(format!("{}/v1", server.uri()), None)
+        .idle_timeout(std::time::Duration::from_millis(200));
+    let c = client.complete(&second_turn()).await.expect("completion");
+    assert_eq!(c.text, "Done.");
+}

@@ -422,13 +422,19 @@ impl OpenAi {
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
         let url = super::join_url(&self.base_url, "/chat/completions");
+        let stream = self.options.stream && sent.tools != Some(ToolMode::NativeWhole);
+        // A whole answer sends nothing until it is done: the inactivity timeout, which a
+        // streamed answer resets with every piece, must not cut it (the HTTP timeout does).
+        let whole = HttpOptions {
+            stream: false,
+            ..self.options.clone()
+        };
         let call = Call {
             provider: PROVIDER,
             url: &url,
-            options: &self.options,
+            options: if stream { &self.options } else { &whole },
         };
         let client = super::http_client(PROVIDER, &url)?;
-        let stream = self.options.stream && sent.tools != Some(ToolMode::NativeWhole);
         let mut body = ChatRequest::new(req, sent, stream);
         body.response_format = sent.format.and_then(|(f, mode)| response_format(f, mode));
         let mut request = client.post(&url).json(&body);

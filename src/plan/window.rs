@@ -6,7 +6,7 @@
 //! windows", docs.anthropic.com/en/docs/build-with-claude/context-windows). The worst-case
 //! input is the plan's [`PlanNode::prompt_tokens`]: the literal text at 4 characters a token
 //! plus each interpolated step output at its whole `max_tokens`; parameters count as zero,
-//! so a large input is caught at run time instead ([`crate::run`] refuses a rendered prompt
+//! so a large input is caught at run time instead (the run stage refuses a rendered prompt
 //! that does not fit before sending it).
 
 use std::collections::HashSet;

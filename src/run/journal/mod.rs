@@ -56,8 +56,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use list::{RunSummary, list_runs};
 pub use read::Transcript;
 pub use records::{
-    EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts, StepOutcome,
-    StepRecord, ToolRecord, ToolStartRecord, TurnRecord,
+    AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts,
+    StepOutcome, StepRecord, ToolRecord, ToolStartRecord, TurnRecord,
 };
 pub use write::Journal;
 

@@ -244,6 +244,9 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
                     .results
                     .insert(id, *c);
             }
+            // Attempts are a record for people (`orch runs show`, reports); a resume needs
+            // only the outcomes above.
+            Record::Attempt(_) => {}
             Record::End(e) => h.end = Some(e),
         }
     }

@@ -25,6 +25,8 @@ pub enum Record {
     ToolStart(ToolStartRecord),
     /// A tool call of an agent loop ended.
     Tool(Box<ToolRecord>),
+    /// A model call (one attempt of a step, or of a turn of its agent loop) ended.
+    Attempt(Box<AttemptRecord>),
     /// The run ended.
     End(EndRecord),
 }
@@ -86,6 +88,62 @@ pub struct ToolRecord {
     pub call: crate::run::ToolCallReport,
     /// The result text the model gets (redacted, capped).
     pub content: String,
+}
+
+/// The `attempt` record: one model call ended — each retry, each fallback, each turn of an
+/// agent loop is one. It keeps what was sent and what came back (redacted like every record;
+/// without the texts under `--no-store-prompts`), so a bad answer can be traced to the prompt
+/// that caused it, and the timeline of a report shows every attempt and the wait before it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The step (a nested step: `lead/scout#2.1`; an instance: `post[2]`).
+    pub step: String,
+    /// 1-based attempt of the step (of this turn's model call, in an agent loop), over all
+    /// its models.
+    pub attempt: u32,
+    /// In an agent loop: the 1-based turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
+    /// The model asked, as the plan names it (`sonnet`, a fallback's name).
+    pub model: String,
+    /// The provider that was asked (`anthropic`, `openai`, `simulator`, an endpoint's URL
+    /// host).
+    pub provider: String,
+    /// The model the provider says answered (the response's `model` field), when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// The rendered system text sent (absent: none, or not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The rendered prompt sent; in an agent loop after the first turn, the tool results
+    /// sent back (absent: not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The answer's text (absent: the call failed, or not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Why the model stopped, as the provider said (`end_turn`, `max_tokens`, `stop`,
+    /// `length`, `tool_use`, `tool_calls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// The answer was cut by the token limit (`max_tokens` / `length`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The error of a failed call (redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tokens of this call.
+    pub usage: Usage,
+    /// USD of this call.
+    pub cost_usd: f64,
+    /// Milliseconds waited before it was sent: backoff after the previous attempt plus any
+    /// rate-limit wait.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Sent, in milliseconds since the run (segment) began.
+    pub started_ms: u64,
+    /// Ended, in milliseconds since the run (segment) began.
+    pub finished_ms: u64,
 }
 
 /// The `run` record: what was run, and how.

@@ -99,6 +99,21 @@ fn run_id_of(path: &Path) -> String {
 /// [`JournalError::NoRecords`] when the file is missing or holds no complete record;
 /// [`JournalError::Corrupt`] for a line that is not a record; [`JournalError::Io`].
 pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
+    let (records, good_len, needs_newline) = read_records(path)?;
+    let history = fold(path, records)?;
+    Ok(Loaded {
+        history,
+        good_len,
+        needs_newline,
+    })
+}
+
+/// The complete records of a journal with their 1-based line numbers, where the last complete
+/// one ends, and whether it lacks its newline. A last line cut short by a crash is left out.
+///
+/// # Errors
+/// As [`read_journal`].
+pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
     let mut bytes = Vec::new();
     match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
         Ok(_) => {}
@@ -148,12 +163,7 @@ pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
             path: path.to_path_buf(),
         });
     }
-    let history = fold(path, records)?;
-    Ok(Loaded {
-        history,
-        good_len,
-        needs_newline,
-    })
+    Ok((records, good_len, needs_newline))
 }
 
 /// Folds the records (with their 1-based line numbers) into what the run did.
@@ -244,9 +254,9 @@ fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalEr
                     .results
                     .insert(id, *c);
             }
-            // Attempts are a record for people (`orch runs show`, reports); a resume needs
+            // Attempts and warnings are records for people (`orch runs show`, reports); a resume needs
             // only the outcomes above.
-            Record::Attempt(_) => {}
+            Record::Attempt(_) | Record::Warning(_) => {}
             Record::End(e) => h.end = Some(e),
         }
     }

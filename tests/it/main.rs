@@ -25,6 +25,7 @@ mod generated;
 mod mcp;
 mod no_panic;
 mod plan;
+mod record;
 mod redaction;
 mod resume;
 mod scheduler;

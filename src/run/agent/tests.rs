@@ -402,6 +402,7 @@ fn plan_with_tools(
             retry: 0,
             timeout_ms: None,
             max_output_bytes: None,
+            on_truncated: Default::default(),
             worst_case: crate::plan::Estimate::default(),
             defaults: Default::default(),
         },

@@ -114,8 +114,8 @@ fn step_counts(h: &History) -> (usize, usize) {
 /// not a record; [`JournalError::Io`].
 pub fn run_records(state_dir: &Path, id: &str) -> Result<Vec<Record>, JournalError> {
     let path = state_dir.join("runs").join(id).join(JOURNAL_FILE);
-    let (records, _, _) = read_records(&path)?;
-    Ok(records.into_iter().map(|(_, r)| r).collect())
+    let read = read_records(&path)?;
+    Ok(read.records.into_iter().map(|(_, r)| r).collect())
 }
 
 /// `(id, journal path)` of every run directory in `STATE/runs`, sorted by id (oldest first).

@@ -99,7 +99,11 @@ fn run_id_of(path: &Path) -> String {
 /// [`JournalError::NoRecords`] when the file is missing or holds no complete record;
 /// [`JournalError::Corrupt`] for a line that is not a record; [`JournalError::Io`].
 pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
-    let (records, good_len, needs_newline) = read_records(path)?;
+    let Records {
+        records,
+        good_len,
+        needs_newline,
+    } = read_records(path)?;
     let history = fold(path, records)?;
     Ok(Loaded {
         history,
@@ -108,12 +112,22 @@ pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
     })
 }
 
-/// The complete records of a journal with their 1-based line numbers, where the last complete
-/// one ends, and whether it lacks its newline. A last line cut short by a crash is left out.
+/// The complete records of a journal as read ([`read_records`]).
+pub(super) struct Records {
+    /// Each record with its 1-based line number (a last line cut short by a crash left out).
+    pub(super) records: Vec<(usize, Record)>,
+    /// Bytes up to the end of the last complete record.
+    pub(super) good_len: u64,
+    /// The last record is complete but its newline is missing.
+    pub(super) needs_newline: bool,
+}
+
+/// The complete records of a journal, where the last complete one ends, and whether it lacks
+/// its newline.
 ///
 /// # Errors
 /// As [`read_journal`].
-pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
+pub(super) fn read_records(path: &Path) -> Result<Records, JournalError> {
     let mut bytes = Vec::new();
     match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
         Ok(_) => {}
@@ -163,7 +177,11 @@ pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bo
             path: path.to_path_buf(),
         });
     }
-    Ok((records, good_len, needs_newline))
+    Ok(Records {
+        records,
+        good_len,
+        needs_newline,
+    })
 }
 
 /// Folds the records (with their 1-based line numbers) into what the run did.

@@ -165,8 +165,9 @@ pub struct AttemptRecord {
     pub usage: Usage,
     /// USD of this call.
     pub cost_usd: f64,
-    /// Milliseconds waited before it was sent: backoff after the previous attempt plus any
-    /// rate-limit wait.
+    /// Milliseconds waited before it was sent: since the previous attempt of this call ended
+    /// (its backoff), or since the call began for the first attempt, including any wait for
+    /// the provider's permit (`max_concurrency`) and rate limits.
     #[serde(default)]
     pub wait_ms: u64,
     /// Sent, in milliseconds since the run (segment) began.

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod fault_server;
+pub mod otlp_receiver;
 pub mod files;
 pub mod proptest_config;
 pub mod run;

@@ -24,6 +24,7 @@ mod formats;
 mod generated;
 mod mcp;
 mod no_panic;
+mod observability;
 mod plan;
 mod redaction;
 mod resume;

@@ -411,7 +411,7 @@ impl Live {
                     st.spent += r.cost_usd;
                 }
             }
-            Event::Attempt(_) | Event::Rerun { .. } => {}
+            _ => {}
         }
         if st.asking.is_none() {
             self.draw(multi, st);

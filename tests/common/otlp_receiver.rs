@@ -93,7 +93,6 @@ impl Receiver {
                             attributes: attributes(&s["attributes"]),
                             resource: resource.clone(),
                             status_code: s["status"]["code"].as_i64().unwrap_or_default(),
-                            raw: s.clone(),
                         });
                     }
                 }
@@ -127,8 +126,6 @@ pub struct SpanSeen {
     pub resource: Vec<(String, Value)>,
     /// OTLP status code: 0 unset, 1 ok, 2 error.
     pub status_code: i64,
-    /// The span as received.
-    pub raw: Value,
 }
 
 impl SpanSeen {

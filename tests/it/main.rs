@@ -22,6 +22,7 @@ mod fmt;
 mod fmt_control;
 mod formats;
 mod generated;
+mod live_progress;
 mod mcp;
 mod no_panic;
 mod observability;

@@ -22,7 +22,7 @@ agent scout {
   max_tokens: 200
 }
 
-agent writer { model: sonnet  max_tokens: 200 }
+agent writer { model: sonnet, max_tokens: 200 }
 
 workflow main(topic: text) -> text {
   found = scout("Find notes on {topic}")
@@ -98,6 +98,7 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
     assert_eq!(root.text("gen_ai.operation.name").as_deref(), Some("invoke_workflow"));
     assert_eq!(root.text("gen_ai.workflow.name").as_deref(), Some("main"));
     assert!(root.attr("orch.cost_usd").is_some());
+    assert_ne!(root.status_code, 2, "a run that succeeded is no error");
     let service = root
         .resource
         .iter()

@@ -36,7 +36,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
@@ -69,7 +70,11 @@ impl OtelEnv {
     /// Reads the variables through `get`: `None` when no trace is asked for (no endpoint
     /// variable, or an empty one; `OTEL_SDK_DISABLED=true`; `OTEL_TRACES_EXPORTER=none`).
     pub(super) fn read(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let set = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let set = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return None;
         }
@@ -187,10 +192,13 @@ impl Trace {
             return Ok(None);
         };
         register_header_secrets(&get);
-        let grpc = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
-            .iter()
-            .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("grpc"));
+        let grpc = [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]
+        .iter()
+        .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("grpc"));
         if grpc {
             return Err(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: orch sends traces over OTLP/HTTP only; set it to `http/protobuf` or `http/json` (and point the endpoint at the collector's HTTP port, usually 4318) (OpenTelemetry endpoint {})",
@@ -220,7 +228,9 @@ impl Trace {
             .build();
         let scope = opentelemetry::InstrumentationScope::builder("orch")
             .with_version(env!("CARGO_PKG_VERSION"))
-            .with_schema_url(format!("https://opentelemetry.io/schemas/{SEMCONV_VERSION}"))
+            .with_schema_url(format!(
+                "https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+            ))
             .build();
         let tracer = provider.tracer_with_scope(scope);
         let root = tracer
@@ -615,7 +625,13 @@ impl Trace {
     }
 
     /// An `execute_tool {tool}` span for tool call `call` of step `open`.
-    fn tool_span(&self, open: &StepSpan, call: &ToolCallReport, start: SystemTime, end: SystemTime) {
+    fn tool_span(
+        &self,
+        open: &StepSpan,
+        call: &ToolCallReport,
+        start: SystemTime,
+        end: SystemTime,
+    ) {
         let mut attrs = vec![
             KeyValue::new("gen_ai.operation.name", "execute_tool"),
             KeyValue::new("gen_ai.tool.name", call.tool.clone()),
@@ -653,7 +669,11 @@ impl Trace {
             &Context::new().with_remote_span_context(open.cx.clone()),
         );
         if call.is_error {
-            let kind = if call.refused { "refused" } else { "tool_error" };
+            let kind = if call.refused {
+                "refused"
+            } else {
+                "tool_error"
+            };
             span.set_attribute(KeyValue::new("error.type", kind));
             span.set_status(Status::error(kind));
         }
@@ -702,7 +722,9 @@ impl Trace {
         }
         let flushed = self.provider.force_flush();
         // The exporter's thread ends; a collector still not answering is not waited for.
-        let _ = self.provider.shutdown_with_timeout(Duration::from_millis(500));
+        let _ = self
+            .provider
+            .shutdown_with_timeout(Duration::from_millis(500));
         flushed.map_err(|e| {
             redact(format!(
                 "the OpenTelemetry trace could not be sent to {} (waited at most {}s): {e}",
@@ -816,13 +838,19 @@ mod tests {
     #[test]
     fn a_trace_is_asked_for_by_an_endpoint_variable() {
         assert_eq!(OtelEnv::read(env(&[])), None);
-        assert_eq!(OtelEnv::read(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])), None);
+        assert_eq!(
+            OtelEnv::read(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])),
+            None
+        );
         let e = OtelEnv::read(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318")])).unwrap();
         assert_eq!(e.endpoint, "http://h:4318");
         assert!(!e.capture_content);
         let e = OtelEnv::read(env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/v1/traces"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://t:4318/v1/traces",
+            ),
             ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "TRUE"),
         ]))
         .unwrap();
@@ -833,8 +861,14 @@ mod tests {
     #[test]
     fn a_trace_can_be_turned_off() {
         let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318");
-        assert_eq!(OtelEnv::read(env(&[on, ("OTEL_SDK_DISABLED", "true")])), None);
-        assert_eq!(OtelEnv::read(env(&[on, ("OTEL_TRACES_EXPORTER", "none")])), None);
+        assert_eq!(
+            OtelEnv::read(env(&[on, ("OTEL_SDK_DISABLED", "true")])),
+            None
+        );
+        assert_eq!(
+            OtelEnv::read(env(&[on, ("OTEL_TRACES_EXPORTER", "none")])),
+            None
+        );
         assert!(OtelEnv::read(env(&[on, ("OTEL_SDK_DISABLED", "false")])).is_some());
     }
 
@@ -845,7 +879,11 @@ mod tests {
             "x-team=ops,Authorization=Bearer%20otlp-header-secret-1234",
         )]));
         let out = redact("sent with Bearer otlp-header-secret-1234 and otlp-header-secret-1234");
-        assert!(!out.as_str().contains("otlp-header-secret-1234"), "{}", out.as_str());
+        assert!(
+            !out.as_str().contains("otlp-header-secret-1234"),
+            "{}",
+            out.as_str()
+        );
     }
 
     #[test]
@@ -866,7 +904,10 @@ mod tests {
     #[test]
     fn endpoint_hosts() {
         assert_eq!(endpoint_host("http://127.0.0.1:8080/v1"), "127.0.0.1");
-        assert_eq!(endpoint_host("https://user:pw@api.example.com/v1?x=1"), "api.example.com");
+        assert_eq!(
+            endpoint_host("https://user:pw@api.example.com/v1?x=1"),
+            "api.example.com"
+        );
         assert_eq!(endpoint_host("localhost"), "localhost");
     }
 }

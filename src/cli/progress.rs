@@ -305,6 +305,133 @@ struct LiveState {
     held: Vec<String>,
 }
 
+impl Flight {
+    /// A step just started, on line `bar`.
+    fn new(bar: ProgressBar) -> Self {
+        Flight {
+            bar,
+            runs_on: String::new(),
+            attempt: 1,
+            turn: None,
+            tokens: 0,
+            tools: 0,
+            note: None,
+        }
+    }
+
+    /// Its line's text (before the elapsed time): `writer  sonnet · turn 2 · attempt 2 · ~120
+    /// tokens · 3 tool calls · retrying in 2s`, redacted.
+    fn text(&self, step: &str, width: usize, paint: &Paint) -> String {
+        let mut parts = vec![self.runs_on.clone()];
+        if let Some(t) = self.turn {
+            parts.push(format!("turn {t}"));
+        }
+        if self.attempt > 1 {
+            parts.push(format!("attempt {}", self.attempt));
+        }
+        if self.tokens > 0 {
+            parts.push(format!("~{} tokens", self.tokens));
+        }
+        if self.tools > 0 {
+            parts.push(plural(u64::from(self.tools), "tool call"));
+        }
+        if let Some(n) = &self.note {
+            parts.push(n.clone());
+        }
+        redact(format!("{step:<width$}  {}", paint.dim(&parts.join(" · ")))).into_string()
+    }
+}
+
+impl LiveState {
+    /// Updates the steps in flight and the totals for `e` (a step's [`Flight`] is added by the
+    /// caller before its first `Started`). Returns the flight of a step that ended.
+    fn apply(&mut self, e: &Event) -> Option<Flight> {
+        match e {
+            Event::Started {
+                step,
+                runs_on,
+                attempt,
+                turn,
+            } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.runs_on = runs_on.clone();
+                    f.attempt = *attempt;
+                    f.turn = *turn;
+                    f.tokens = 0;
+                    f.note = None;
+                }
+            }
+            Event::Streaming { step, tokens } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.tokens = *tokens;
+                }
+            }
+            Event::ToolCalled { step, .. } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.tools += 1;
+                }
+            }
+            Event::Retrying { step, delay_ms, .. } => {
+                self.retries += 1;
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!("retrying in {}", format_duration(*delay_ms)));
+                }
+            }
+            Event::Waiting { step, delay_ms, .. } => {
+                self.waits += 1;
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!(
+                        "waiting {} for the rate limit",
+                        format_duration(*delay_ms)
+                    ));
+                }
+            }
+            Event::FallingBack { step, model } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!("falling back to {model}"));
+                }
+            }
+            Event::Finished(r) | Event::Reused(r) => {
+                // Nested steps (`lead/scout#1.1`) count in their parent's cost and total.
+                if !r.name.contains('/') {
+                    self.done += 1;
+                    self.spent += r.cost_usd;
+                }
+                return self.flight.shift_remove(&r.name);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The totals line's text: `2/5 steps done · $0.01 spent of $1.00 budget · 1 retry · 2
+    /// rate-limit waits`.
+    fn totals_text(&self) -> String {
+        let in_flight = self.flight.keys().filter(|s| !s.contains('/')).count();
+        let total = self.total.max(self.done + in_flight);
+        let mut text = format!(
+            "{}/{total} steps done · {} spent",
+            self.done,
+            usd(self.spent)
+        );
+        if let Some(b) = self.budget {
+            text = format!("{text} of {} budget", usd(b));
+        }
+        match self.retries {
+            0 => {}
+            1 => text = format!("{text} · 1 retry"),
+            n => text = format!("{text} · {n} retries"),
+        }
+        if self.waits > 0 {
+            text = format!(
+                "{text} · {}",
+                plural(u64::from(self.waits), "rate-limit wait")
+            );
+        }
+        text
+    }
+}
+
 /// How often the live lines are redrawn (their elapsed times tick): 4 times a second.
 const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -333,85 +460,26 @@ impl Live {
         };
         let mut state = self.lock();
         let st = &mut *state;
-        match e {
-            Event::Started {
-                step,
-                runs_on,
-                attempt,
-                turn,
-            } => {
-                let paint = self.paint;
-                let totals = st
-                    .totals
-                    .get_or_insert_with(|| totals_bar(multi, paint))
-                    .clone();
-                let f = st.flight.entry(step.clone()).or_insert_with(|| {
-                    // Above the totals line, which stays the last.
-                    let bar = multi.insert_before(&totals, ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {wide_msg} {elapsed:>4}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.enable_steady_tick(TICK);
-                    Flight {
-                        bar,
-                        runs_on: String::new(),
-                        attempt: 1,
-                        turn: None,
-                        tokens: 0,
-                        tools: 0,
-                        note: None,
-                    }
-                });
-                f.runs_on = runs_on.clone();
-                f.attempt = *attempt;
-                f.turn = *turn;
-                f.tokens = 0;
-                f.note = None;
-            }
-            Event::Streaming { step, tokens } => {
-                if let Some(f) = st.flight.get_mut(step) {
-                    f.tokens = *tokens;
-                }
-            }
-            Event::ToolCalled { step, .. } => {
-                if let Some(f) = st.flight.get_mut(step) {
-                    f.tools += 1;
-                }
-            }
-            Event::Retrying {
-                step, delay_ms, ..
-            } => {
-                st.retries += 1;
-                if let Some(f) = st.flight.get_mut(step) {
-                    f.note = Some(format!("retrying in {}", format_duration(*delay_ms)));
-                }
-            }
-            Event::Waiting { step, delay_ms, .. } => {
-                st.waits += 1;
-                if let Some(f) = st.flight.get_mut(step) {
-                    f.note = Some(format!(
-                        "waiting {} for the rate limit",
-                        format_duration(*delay_ms)
-                    ));
-                }
-            }
-            Event::FallingBack { step, model } => {
-                if let Some(f) = st.flight.get_mut(step) {
-                    f.note = Some(format!("falling back to {model}"));
-                }
-            }
-            Event::Finished(r) | Event::Reused(r) => {
-                if let Some(f) = st.flight.shift_remove(&r.name) {
-                    f.bar.finish_and_clear();
-                    multi.remove(&f.bar);
-                }
-                if !r.name.contains('/') {
-                    st.done += 1;
-                    st.spent += r.cost_usd;
-                }
-            }
-            _ => {}
+        if let Event::Started { step, .. } = e
+            && !st.flight.contains_key(step)
+        {
+            let paint = self.paint;
+            let totals = st
+                .totals
+                .get_or_insert_with(|| totals_bar(multi, paint))
+                .clone();
+            // Above the totals line, which stays the last.
+            let bar = multi.insert_before(&totals, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {wide_msg} {elapsed:>4}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(TICK);
+            st.flight.insert(step.clone(), Flight::new(bar));
+        }
+        if let Some(ended) = st.apply(e) {
+            ended.bar.finish_and_clear();
+            multi.remove(&ended.bar);
         }
         if st.asking.is_none() {
             self.draw(multi, st);
@@ -421,27 +489,8 @@ impl Live {
     /// Sets the text of every live line, adds the totals line when steps are in flight and
     /// removes it when none are.
     fn draw(&self, multi: &MultiProgress, st: &mut LiveState) {
-        let w = self.width;
         for (step, f) in &st.flight {
-            let mut parts = vec![f.runs_on.clone()];
-            if let Some(t) = f.turn {
-                parts.push(format!("turn {t}"));
-            }
-            if f.attempt > 1 {
-                parts.push(format!("attempt {}", f.attempt));
-            }
-            if f.tokens > 0 {
-                parts.push(format!("~{} tokens", f.tokens));
-            }
-            if f.tools > 0 {
-                parts.push(plural(u64::from(f.tools), "tool call"));
-            }
-            if let Some(n) = &f.note {
-                parts.push(n.clone());
-            }
-            f.bar.set_message(
-                redact(format!("{step:<w$}  {}", self.paint.dim(&parts.join(" · ")))).into_string(),
-            );
+            f.bar.set_message(f.text(step, self.width, &self.paint));
         }
         if st.flight.is_empty() {
             if let Some(t) = st.totals.take() {
@@ -450,17 +499,7 @@ impl Live {
             }
             return;
         }
-        let total = st.total.max(st.done + st.flight.len());
-        let mut text = format!("{}/{total} steps done · {} spent", st.done, usd(st.spent));
-        if let Some(b) = st.budget {
-            text = format!("{text} of {} budget", usd(b));
-        }
-        if st.retries > 0 {
-            text = format!("{text} · {}", plural(u64::from(st.retries), "retry"));
-        }
-        if st.waits > 0 {
-            text = format!("{text} · {}", plural(u64::from(st.waits), "rate-limit wait"));
-        }
+        let text = st.totals_text();
         let paint = self.paint;
         let totals = st.totals.get_or_insert_with(|| totals_bar(multi, paint));
         totals.set_message(self.paint.dim(&text));
@@ -624,5 +663,152 @@ fn ask_on_terminal(req: &ApprovalRequest, paint: &Paint, width: usize) -> Result
             },
             Err(e) => return Err(format!("cannot read the terminal: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::provider::Usage;
+
+    fn started(step: &str, attempt: u32, turn: Option<u32>) -> Event {
+        Event::Started {
+            step: step.into(),
+            runs_on: "sonnet".into(),
+            attempt,
+            turn,
+        }
+    }
+
+    fn finished(step: &str, cost_usd: f64) -> Event {
+        Event::Finished(StepReport {
+            name: step.into(),
+            agent: "w".into(),
+            model: Some("sonnet".into()),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            usage: Usage::default(),
+            cost_usd,
+            started_ms: Some(0),
+            finished_ms: Some(10),
+            output: Some("ok".into()),
+            value: None,
+            approval: None,
+            agent_loop: None,
+        })
+    }
+
+    fn call() -> Box<ToolCallReport> {
+        Box::new(ToolCallReport {
+            turn: 1,
+            id: "c1".into(),
+            tool: "read".into(),
+            arguments: serde_json::json!({"path": "a"}),
+            result_bytes: 3,
+            summary: "3 bytes".into(),
+            time_ms: 1,
+            is_error: false,
+            refused: false,
+            reused: false,
+            delegated: None,
+        })
+    }
+
+    /// Events as `follow` applies them, with hidden lines for the steps.
+    fn apply(st: &mut LiveState, e: &Event) {
+        if let Event::Started { step, .. } = e
+            && !st.flight.contains_key(step)
+        {
+            st.flight
+                .insert(step.clone(), Flight::new(ProgressBar::hidden()));
+        }
+        st.apply(e);
+    }
+
+    #[test]
+    fn a_line_per_step_in_flight_with_what_it_does_now() {
+        let paint = Paint { on: false };
+        let mut st = LiveState {
+            total: 3,
+            budget: Some(1.0),
+            ..LiveState::default()
+        };
+        apply(&mut st, &started("writer", 1, None));
+        apply(&mut st, &started("lead", 1, Some(1)));
+        apply(
+            &mut st,
+            &Event::Streaming {
+                step: "writer".into(),
+                tokens: 120,
+            },
+        );
+        apply(
+            &mut st,
+            &Event::ToolCalled {
+                step: "lead".into(),
+                call: call(),
+            },
+        );
+        apply(
+            &mut st,
+            &Event::ToolCalled {
+                step: "lead".into(),
+                call: call(),
+            },
+        );
+        apply(&mut st, &started("lead", 1, Some(2)));
+        let writer = st.flight["writer"].text("writer", 6, &paint);
+        assert_eq!(writer, "writer  sonnet · ~120 tokens");
+        let lead = st.flight["lead"].text("lead", 6, &paint);
+        assert_eq!(lead, "lead    sonnet · turn 2 · 2 tool calls");
+        apply(
+            &mut st,
+            &Event::Retrying {
+                step: "writer".into(),
+                error: "HTTP 529".into(),
+                delay_ms: 2000,
+            },
+        );
+        assert_eq!(
+            st.flight["writer"].text("writer", 6, &paint),
+            "writer  sonnet · ~120 tokens · retrying in 2s"
+        );
+        apply(&mut st, &started("writer", 2, None));
+        apply(
+            &mut st,
+            &Event::Waiting {
+                step: "writer".into(),
+                delay_ms: 1500,
+                reason: "limits".into(),
+            },
+        );
+        assert_eq!(
+            st.flight["writer"].text("writer", 6, &paint),
+            "writer  sonnet · attempt 2 · waiting 1.5s for the rate limit"
+        );
+        assert_eq!(
+            st.totals_text(),
+            "0/3 steps done · $0.00 spent of $1.00 budget · 1 retry · 1 rate-limit wait"
+        );
+        apply(&mut st, &finished("writer", 0.25));
+        assert!(!st.flight.contains_key("writer"));
+        assert!(
+            st.totals_text()
+                .starts_with("1/3 steps done · $0.25 spent of $1.00 budget")
+        );
+    }
+
+    #[test]
+    fn nested_steps_count_in_their_parents() {
+        let mut st = LiveState {
+            total: 1,
+            ..LiveState::default()
+        };
+        apply(&mut st, &started("lead", 1, Some(1)));
+        apply(&mut st, &started("lead/scout#1.1", 1, Some(1)));
+        assert_eq!(st.totals_text(), "0/1 steps done · $0.00 spent");
+        apply(&mut st, &finished("lead/scout#1.1", 0.5));
+        apply(&mut st, &finished("lead", 1.0));
+        assert_eq!(st.totals_text(), "1/1 steps done · $1.00 spent");
     }
 }

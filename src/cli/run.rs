@@ -69,7 +69,15 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         approver: progress.approver(a.yes),
         workspace: a.workspace.clone(),
     };
-    let result = execute(&plan, &program, &opts, cancel, &progress, trace.as_ref(), paint);
+    let result = execute(
+        &plan,
+        &program,
+        &opts,
+        cancel,
+        &progress,
+        trace.as_ref(),
+        paint,
+    );
     if let Some(t) = &trace
         && let Err(w) = t.finish(result.as_ref().ok())
     {

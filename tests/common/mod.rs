@@ -3,8 +3,8 @@
 
 pub mod cli;
 pub mod fault_server;
-pub mod otlp_receiver;
 pub mod files;
+pub mod otlp_receiver;
 pub mod proptest_config;
 pub mod run;
 pub mod ui;

@@ -233,7 +233,8 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Request>>) {
             headers,
             body,
         });
-        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        let reply =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         if out.write_all(reply.as_bytes()).is_err() {
             return;
         }

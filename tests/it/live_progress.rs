@@ -78,7 +78,17 @@ fn a_terminal_shows_a_line_per_step_in_flight_and_the_totals() {
     );
     let started = tmux
         .cmd()
-        .args(["new-session", "-d", "-s", "orch", "-x", "120", "-y", "30", &run])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "orch",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &run,
+        ])
         .status()
         .expect("tmux runs");
     assert!(started.success(), "tmux new-session failed");

@@ -60,7 +60,10 @@ fn run_traced(endpoint: &str, extra: &[(&str, &str)]) -> Output {
 }
 
 fn by_name<'a>(spans: &'a [SpanSeen], prefix: &str) -> Vec<&'a SpanSeen> {
-    spans.iter().filter(|s| s.name.starts_with(prefix)).collect()
+    spans
+        .iter()
+        .filter(|s| s.name.starts_with(prefix))
+        .collect()
 }
 
 #[test]
@@ -91,11 +94,17 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
     assert_eq!(traces.len(), 1, "{spans:#?}");
 
     // The workflow span is the root.
-    let roots: Vec<_> = spans.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    let roots: Vec<_> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
     assert_eq!(roots.len(), 1, "{spans:#?}");
     let root = roots[0];
     assert_eq!(root.name, "invoke_workflow main");
-    assert_eq!(root.text("gen_ai.operation.name").as_deref(), Some("invoke_workflow"));
+    assert_eq!(
+        root.text("gen_ai.operation.name").as_deref(),
+        Some("invoke_workflow")
+    );
     assert_eq!(root.text("gen_ai.workflow.name").as_deref(), Some("main"));
     assert!(root.attr("orch.cost_usd").is_some());
     assert_ne!(root.status_code, 2, "a run that succeeded is no error");
@@ -117,7 +126,10 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
             .unwrap_or_else(|| panic!("no span of step {step}: {names:?}"));
         assert_eq!(s.name, format!("invoke_agent {agent}"));
         assert_eq!(s.parent_span_id, root.span_id);
-        assert_eq!(s.text("gen_ai.operation.name").as_deref(), Some("invoke_agent"));
+        assert_eq!(
+            s.text("gen_ai.operation.name").as_deref(),
+            Some("invoke_agent")
+        );
         assert_eq!(s.text("gen_ai.agent.name").as_deref(), Some(agent));
         for key in [
             "gen_ai.usage.input_tokens",
@@ -138,12 +150,27 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
         assert_eq!(c.kind, 3, "a chat span is a CLIENT span");
         assert_eq!(c.text("gen_ai.operation.name").as_deref(), Some("chat"));
         assert_eq!(c.text("gen_ai.provider.name").as_deref(), Some("simulator"));
-        let model = c.text("gen_ai.request.model").expect("gen_ai.request.model");
-        assert!(model.starts_with("claude-"), "the provider's model id: {model}");
-        assert!(c.attr("gen_ai.input.messages").is_none(), "content only on request");
+        let model = c
+            .text("gen_ai.request.model")
+            .expect("gen_ai.request.model");
+        assert!(
+            model.starts_with("claude-"),
+            "the provider's model id: {model}"
+        );
+        assert!(
+            c.attr("gen_ai.input.messages").is_none(),
+            "content only on request"
+        );
     }
-    assert!(per_step.get("invoke_agent scout").is_some_and(|n| *n >= 2), "{per_step:?}");
-    assert_eq!(per_step.get("invoke_agent writer"), Some(&1), "{per_step:?}");
+    assert!(
+        per_step.get("invoke_agent scout").is_some_and(|n| *n >= 2),
+        "{per_step:?}"
+    );
+    assert_eq!(
+        per_step.get("invoke_agent writer"),
+        Some(&1),
+        "{per_step:?}"
+    );
     let writer_chat = chats
         .iter()
         .find(|c| parent(c).as_deref() == Some("invoke_agent writer"))
@@ -154,7 +181,10 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
         "gen_ai.usage.output_tokens",
         "orch.cost_usd",
     ] {
-        assert!(writer_chat.attr(key).is_some(), "{key} missing: {writer_chat:#?}");
+        assert!(
+            writer_chat.attr(key).is_some(),
+            "{key} missing: {writer_chat:#?}"
+        );
     }
 
     // A tool span per tool call, under the loop's step span.
@@ -162,11 +192,20 @@ fn a_run_sends_one_trace_with_the_genai_span_tree() {
     assert!(!tools.is_empty(), "{spans:#?}");
     for t in &tools {
         assert_eq!(parent(t).as_deref(), Some("invoke_agent scout"));
-        assert_eq!(t.text("gen_ai.operation.name").as_deref(), Some("execute_tool"));
+        assert_eq!(
+            t.text("gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
         let tool = t.text("gen_ai.tool.name").expect("gen_ai.tool.name");
         assert_eq!(t.name, format!("execute_tool {tool}"));
-        assert!(t.text("gen_ai.tool.call.id").is_some_and(|id| !id.is_empty()));
-        assert!(t.attr("gen_ai.tool.call.arguments").is_none(), "content only on request");
+        assert!(
+            t.text("gen_ai.tool.call.id")
+                .is_some_and(|id| !id.is_empty())
+        );
+        assert!(
+            t.attr("gen_ai.tool.call.arguments").is_none(),
+            "content only on request"
+        );
     }
 
     // No header value anywhere in what was sent or said.
@@ -196,7 +235,9 @@ fn message_content_is_recorded_only_when_asked_for() {
     assert_eq!(parsed[0]["role"], "assistant", "{parsed}");
     let tools = by_name(&spans, "execute_tool ");
     assert!(
-        tools.iter().all(|t| t.attr("gen_ai.tool.call.arguments").is_some()),
+        tools
+            .iter()
+            .all(|t| t.attr("gen_ai.tool.call.arguments").is_some()),
         "{tools:#?}"
     );
 }
@@ -233,5 +274,8 @@ fn grpc_is_refused_with_the_fix() {
     let out = run_traced(&rx.url, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("http/protobuf") && err.contains("4318"), "{err}");
+    assert!(
+        err.contains("http/protobuf") && err.contains("4318"),
+        "{err}"
+    );
 }

@@ -533,7 +533,7 @@ impl Live {
         }
         match &self.multi {
             Some(multi) => {
-                let _ = multi.suspend(|| eprintln!("{text}"));
+                multi.suspend(|| eprintln!("{text}"));
             }
             None => eprintln!("{text}"),
         }

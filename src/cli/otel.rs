@@ -394,7 +394,7 @@ impl Trace {
             Event::Finished(r) => {
                 let Some(mut open) = steps.remove(&r.name) else {
                     // It never started (skipped, cancelled): a span of no length.
-                    let mut open = self.start_step(&steps, &r.name, now);
+                    let mut open = self.start_step(self.parent_of(&steps, &r.name), &r.name, now);
                     self.end_step(&mut open, r, now, false);
                     return;
                 };
@@ -412,7 +412,7 @@ impl Trace {
                 self.end_step(&mut open, r, now, false);
             }
             Event::Reused(r) => {
-                let mut open = self.start_step(&steps, &r.name, now);
+                let mut open = self.start_step(self.parent_of(&steps, &r.name), &r.name, now);
                 self.end_step(&mut open, r, now, true);
             }
             // Streaming, reruns and what later versions add: nothing to record.
@@ -427,26 +427,23 @@ impl Trace {
         step: &str,
         now: SystemTime,
     ) -> &'a mut StepSpan {
-        if !steps.contains_key(step) {
-            let open = self.start_step(steps, step, now);
-            steps.insert(step.to_string(), open);
-        }
-        steps.get_mut(step).expect("inserted above")
+        let parent = self.parent_of(steps, step);
+        steps
+            .entry(step.to_string())
+            .or_insert_with(|| self.start_step(parent, step, now))
     }
 
-    /// A new span for `step`: under its delegating step's span for a nested step
-    /// (`lead/scout#2.1` under `lead`), else under the workflow's.
-    fn start_step(
-        &self,
-        steps: &HashMap<String, StepSpan>,
-        step: &str,
-        now: SystemTime,
-    ) -> StepSpan {
-        let parent = step
-            .rsplit_once('/')
+    /// The span a step's span goes under: its delegating step's for a nested step
+    /// (`lead/scout#2.1` under `lead`), else the workflow's.
+    fn parent_of(&self, steps: &HashMap<String, StepSpan>, step: &str) -> SpanContext {
+        step.rsplit_once('/')
             .and_then(|(outer, _)| steps.get(outer))
             .map(|o| o.cx.clone())
-            .unwrap_or_else(|| self.root_cx.clone());
+            .unwrap_or_else(|| self.root_cx.clone())
+    }
+
+    /// A new span for `step`, under `parent`, starting at `now`.
+    fn start_step(&self, parent: SpanContext, step: &str, now: SystemTime) -> StepSpan {
         let agent = self.agent_of(step);
         let span = self.tracer.build_with_context(
             self.tracer
@@ -471,11 +468,13 @@ impl Trace {
     /// The agent of `step`: the plan's, or for a nested step the delegate's name
     /// (`lead/scout#2.1` → `scout`).
     fn agent_of(&self, step: &str) -> String {
-        if let Some(a) = self.agents.get(base_name(step)) {
-            return a.clone();
+        if let Some((_, last)) = step.rsplit_once('/') {
+            return last.split('#').next().unwrap_or(last).to_string();
         }
-        let last = step.rsplit('/').next().unwrap_or(step);
-        last.split('#').next().unwrap_or(last).to_string()
+        self.agents
+            .get(base_name(step))
+            .cloned()
+            .unwrap_or_else(|| step.to_string())
     }
 
     /// The provider's model id of the script's model `name` (the name itself when unknown).
@@ -727,13 +726,24 @@ impl Trace {
             .shutdown_with_timeout(Duration::from_millis(500));
         flushed.map_err(|e| {
             redact(format!(
-                "the OpenTelemetry trace could not be sent to {} (waited at most {}s): {e}",
+                "the OpenTelemetry trace could not be sent to {} (waited at most {}s): {}; the run itself is not affected",
                 self.env.endpoint,
-                FLUSH_WAIT.as_secs()
+                FLUSH_WAIT.as_secs(),
+                sdk_reason(&e.to_string())
             ))
             .into_string()
         })
     }
+}
+
+/// The reason inside the SDK's wrapped error text (`Operation failed: errs:
+/// [Err(InternalFailure("HTTP export failed: network error"))]` → `HTTP export failed: network
+/// error`), or the text as it is.
+fn sdk_reason(text: &str) -> &str {
+    text.rsplit_once("(\"")
+        .and_then(|(_, inner)| inner.split_once("\")").map(|(r, _)| r))
+        .filter(|r| !r.is_empty())
+        .unwrap_or(text)
 }
 
 /// How a model call ended, as far as the events tell.
@@ -899,6 +909,17 @@ mod tests {
         assert_eq!(error_type("HTTP 429 Too Many Requests"), "rate_limited");
         assert_eq!(error_type("`anthropic` answered 503: overloaded"), "503");
         assert_eq!(error_type("the answer is not JSON"), "_OTHER");
+    }
+
+    #[test]
+    fn sdk_reasons_are_unwrapped() {
+        assert_eq!(
+            sdk_reason(
+                r#"Operation failed: errs: [Err(InternalFailure("HTTP export failed: network error"))]"#
+            ),
+            "HTTP export failed: network error"
+        );
+        assert_eq!(sdk_reason("timed out"), "timed out");
     }
 
     #[test]

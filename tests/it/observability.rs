@@ -279,3 +279,59 @@ fn grpc_is_refused_with_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_delegated_agent_is_traced_under_the_step_that_delegated() {
+    let rx = Receiver::start();
+    let tmp = temp_dir();
+    std::fs::write(tmp.path().join("notes.md"), "# Notes\n").unwrap();
+    let out = orch_command()
+        .args([
+            "run",
+            "examples/lead_specialists.orch",
+            "--simulate",
+            "--no-journal",
+        ])
+        .args([
+            "--input",
+            "question=How is the journal written?",
+            "--workspace",
+        ])
+        .arg(tmp.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.url)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .output()
+        .expect("orch runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let spans = rx.spans();
+    let ids: HashMap<&str, &SpanSeen> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let lead = spans
+        .iter()
+        .find(|s| s.name == "invoke_agent lead")
+        .expect("the lead's span");
+    for nested in ["invoke_agent code_scout", "invoke_agent tester"] {
+        let s = spans
+            .iter()
+            .find(|s| s.name == nested)
+            .unwrap_or_else(|| panic!("no {nested} span"));
+        assert_eq!(s.parent_span_id, lead.span_id, "{nested} under the lead");
+        assert!(
+            s.text("orch.step")
+                .is_some_and(|n| n.starts_with("answer/"))
+        );
+        let chats = spans
+            .iter()
+            .filter(|c| c.name.starts_with("chat ") && c.parent_span_id == s.span_id)
+            .count();
+        assert!(chats >= 1, "{nested} has its model calls");
+    }
+    let delegations: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("execute_tool agent__"))
+        .collect();
+    assert_eq!(delegations.len(), 2, "{spans:#?}");
+    for d in delegations {
+        assert_eq!(ids[d.parent_span_id.as_str()].name, "invoke_agent lead");
+        assert_eq!(d.text("gen_ai.tool.type").as_deref(), Some("extension"));
+    }
+}

@@ -13,7 +13,7 @@
 //! ```text
 //! invoke_workflow {workflow}        gen_ai.operation.name=invoke_workflow, gen_ai.workflow.name
 //! └─ invoke_agent {agent}           one per step (a nested step under its delegating step)
-//!    ├─ chat {model}                one per model call (attempt, agent-loop turn); kind CLIENT
+//!    ├─ chat {model id}             one per model call (attempt, agent-loop turn); kind CLIENT
 //!    └─ execute_tool {tool}         one per tool call of an agent loop
 //! ```
 //!
@@ -528,7 +528,7 @@ impl Trace {
         span.end_with_timestamp(now);
     }
 
-    /// Ends model call `call` of step `open` at `end`, as a `chat {model}` span.
+    /// Ends model call `call` of step `open` at `end`, as a `chat {model id}` span.
     fn end_call(&self, open: &StepSpan, call: OpenCall, end: SystemTime, how: CallEnd<'_>) {
         let info = self.models.get(&call.model).cloned();
         let model_id = info
@@ -543,6 +543,8 @@ impl Trace {
                 .or_else(|| info.as_ref().map(|m| m.provider.clone()))
                 .unwrap_or_else(|| "_OTHER".into()),
         };
+        // Named `{gen_ai.operation.name} {gen_ai.request.model}`, as the conventions ask.
+        let span_model = model_id.clone();
         let mut attrs = vec![
             KeyValue::new("gen_ai.operation.name", "chat"),
             KeyValue::new("gen_ai.provider.name", provider),
@@ -610,7 +612,7 @@ impl Trace {
         }
         let mut span = self.tracer.build_with_context(
             self.tracer
-                .span_builder(format!("chat {model_id_name}", model_id_name = call.model))
+                .span_builder(format!("chat {span_model}"))
                 .with_kind(SpanKind::Client)
                 .with_start_time(call.start)
                 .with_attributes(attrs),

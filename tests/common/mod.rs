@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fault_server;
 pub mod files;
+pub mod otlp_receiver;
 pub mod proptest_config;
 pub mod run;
 pub mod ui;

@@ -51,6 +51,9 @@ pub(super) fn register_secrets(plan: &Plan, opts: &RunOptions) {
 pub(super) struct ModelClient {
     pub(super) provider: Provider,
     pub(super) provider_name: String,
+    /// Where its calls go, as `attempt` records name it: the script's provider name,
+    /// `simulator` under `--simulate`, the host of an `--endpoint` (redacted).
+    pub(super) sent_to: String,
     pub(super) model_id: String,
     pub(super) price: Price,
     /// The rate limits of the provider (shared by every model it serves).
@@ -217,6 +220,19 @@ pub(super) fn prepare(
     })
 }
 
+/// The host of an endpoint's URL (`http://user:pw@127.0.0.1:8080/v1` → `127.0.0.1`),
+/// redacted.
+fn endpoint_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    crate::redact::redact(host).into_string()
+}
+
 /// The workspace of a run's tools: `--workspace`, else the current directory, canonical.
 ///
 /// # Errors
@@ -319,6 +335,11 @@ impl Clients<'_> {
         Ok(ModelClient {
             provider,
             provider_name: pdef.name.clone(),
+            sent_to: match &self.opts.target {
+                Target::Simulate { .. } => "simulator".to_string(),
+                Target::Endpoint(e) => endpoint_host(&e.base_url),
+                Target::Script => pdef.name.clone(),
+            },
             model_id,
             // A server given with --endpoint is not the script's provider: its tokens are not
             // billed at the script's prices. A dry run keeps them, to estimate.

@@ -739,7 +739,7 @@ async fn model_attempts(
             attempt: attempt_no,
             turn,
             model: model.to_string(),
-            provider: client.provider_name.clone(),
+            provider: client.sent_to.clone(),
             started_ms,
             finished_ms: shared.start.elapsed().as_millis() as u64,
             wait_ms,

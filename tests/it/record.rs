@@ -361,7 +361,7 @@ fn verbose_progress_and_runs_show() {
     assert!(text.contains("step draft#1 · succeeded"), "{text}");
     assert!(text.contains("step draft#2 · succeeded"), "{text}");
     assert!(
-        text.contains("attempt 1 · m on s · served by m · stop end_turn"),
+        text.contains("attempt 1 · m on simulator · served by m · stop end_turn"),
         "{text}"
     );
     assert!(

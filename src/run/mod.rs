@@ -31,6 +31,7 @@ pub mod cache_key;
 pub mod cancel;
 pub mod command;
 mod control;
+pub mod html;
 pub mod journal;
 pub mod limits;
 mod prepare;
@@ -84,6 +85,18 @@ pub enum Target {
     /// One OpenAI-compatible endpoint for every model. Its tokens are counted but priced at
     /// zero: the script's prices are those of its own providers.
     Endpoint(Endpoint),
+}
+
+impl Target {
+    /// Where models run, as journals and reports say it: `script providers`, `simulator`, or
+    /// `endpoint URL`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Script => "script providers".to_string(),
+            Target::Simulate { .. } => "simulator".to_string(),
+            Target::Endpoint(e) => format!("endpoint {}", e.base_url),
+        }
+    }
 }
 
 /// How to run.

@@ -99,6 +99,24 @@ fn run_id_of(path: &Path) -> String {
 /// [`JournalError::NoRecords`] when the file is missing or holds no complete record;
 /// [`JournalError::Corrupt`] for a line that is not a record; [`JournalError::Io`].
 pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
+    let (records, good_len, needs_newline) = read_records(path)?;
+    let history = fold(path, records)?;
+    Ok(Loaded {
+        history,
+        good_len,
+        needs_newline,
+    })
+}
+
+/// The records of a journal with their 1-based line numbers (a last line cut short by a
+/// crash left out), the bytes up to the end of the last complete record, and whether that
+/// record lacks its newline.
+///
+/// # Errors
+/// As [`read_journal`].
+pub(super) fn read_records(
+    path: &Path,
+) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
     let mut bytes = Vec::new();
     match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
         Ok(_) => {}
@@ -148,16 +166,14 @@ pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
             path: path.to_path_buf(),
         });
     }
-    let history = fold(path, records)?;
-    Ok(Loaded {
-        history,
-        good_len,
-        needs_newline,
-    })
+    Ok((records, good_len, needs_newline))
 }
 
 /// Folds the records (with their 1-based line numbers) into what the run did.
-fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalError> {
+pub(super) fn fold(
+    path: &Path,
+    records: Vec<(usize, Record)>,
+) -> Result<History, JournalError> {
     let mut it = records.into_iter();
     let header = match it.next() {
         Some((_, Record::Run(h))) => h,

@@ -30,6 +30,35 @@ impl std::fmt::Display for Policy {
     }
 }
 
+/// What a step does when its model's answer is cut off by the token limit (stop reason
+/// `max_tokens` / `length`): an agent's `on_truncated:` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTruncated {
+    /// Accept the answer, and flag it: a warning in progress, the summary, the journal and
+    /// the report (the default).
+    #[default]
+    Warn,
+    /// Fail the step (its `fallback` model, if any, is tried next).
+    Fail,
+    /// Ask again at once with `max_tokens` doubled, up to [`MAX_TRUNCATED_RETRY_TOKENS`]
+    /// (and `--max-tokens`), within the step's `retry` count; an answer still cut off when no
+    /// attempt or no more room is left fails the step.
+    Retry,
+}
+
+impl OnTruncated {
+    /// Whether it is the default, [`OnTruncated::Warn`] (plans leave it out).
+    pub fn is_warn(&self) -> bool {
+        *self == OnTruncated::Warn
+    }
+}
+
+/// The most output tokens `on_truncated: retry` asks for: 128,000, the largest output limit
+/// of today's models (Claude's extended output; most allow less, and a server that refuses a
+/// `max_tokens` above its model's limit fails the attempt with its own message).
+pub const MAX_TRUNCATED_RETRY_TOKENS: u32 = 128_000;
+
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {

@@ -255,6 +255,9 @@ pub struct AgentDef {
     /// `tools: [...]`: the agent runs an agent loop with these grants. The entries as written
     /// until `check::tools` resolves them against every table; `None` without the field.
     pub tools: Option<Vec<super::tools::Granted>>,
+    /// `on_truncated:` field (model agents): what a step does with an answer cut off by the
+    /// token limit. Default: [`crate::common::OnTruncated::Warn`].
+    pub on_truncated: crate::common::OnTruncated,
     /// `max_turns:` field: the most model turns of its agent loop.
     pub max_turns: Option<u32>,
     /// `tool_timeout:` field: bound on one tool call, in milliseconds.
@@ -717,6 +720,7 @@ const MODEL_AGENT_FIELDS: &[&str] = &[
     "tools",
     "max_turns",
     "tool_timeout",
+    "on_truncated",
 ];
 const COMMAND_AGENT_FIELDS: &[&str] = &[
     "run",
@@ -771,6 +775,15 @@ pub(crate) fn agent(decl: &ast::AgentDecl, diags: &mut Diagnostics) -> AgentDef 
         timeout_ms: f.duration("timeout", diags),
         deadline_ms: f.duration("deadline", diags),
         max_output_bytes: max_output_bytes(&f, diags),
+        on_truncated: f
+            .choice("on_truncated", &["warn", "fail", "retry"], diags)
+            .map_or(crate::common::OnTruncated::Warn, |(c, _)| {
+                match c.as_str() {
+                    "fail" => crate::common::OnTruncated::Fail,
+                    "retry" => crate::common::OnTruncated::Retry,
+                    _ => crate::common::OnTruncated::Warn,
+                }
+            }),
         tools: tools_written.as_ref().map(|_| Vec::new()),
         max_turns: super::tools::max_turns_field(&f, diags),
         tool_timeout_ms: super::tools::tool_timeout_field(&f, diags),

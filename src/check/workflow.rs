@@ -156,6 +156,8 @@ pub enum RegionKind {
         max: u32,
         /// The condition checked after each iteration.
         until: ast::Cond,
+        /// `else fail`: stopping at `max` without `until` holding fails the loop.
+        else_fail: bool,
     },
     /// `if COND { ... } else { ... }`: body 0 when COND holds, else body 1 (if any).
     If {

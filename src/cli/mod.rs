@@ -11,6 +11,7 @@ mod mcp;
 mod progress;
 mod report;
 mod run;
+mod show;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -217,6 +218,15 @@ pub struct RunArgs {
     /// No progress lines on stderr (the summary is still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Verbose: print each model call's system text and prompt on stderr as it is sent
+    /// (redacted; in an agent loop after the first turn, the tool results sent back).
+    #[arg(long, short = 'v', conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Keep the texts of model calls (system text, prompt, answer) out of the journal: its
+    /// `attempt` records keep only their SHA-256 and length (`orch runs show` cannot print
+    /// them).
+    #[arg(long)]
+    pub no_store_prompts: bool,
     /// After a failure (or a step the budget refuses), still run every step that does not
     /// depend on it, instead of stopping new work.
     #[arg(long)]
@@ -248,12 +258,38 @@ pub struct RunArgs {
 
 /// `orch runs`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
     /// Only the runs of this script (kept in `.orch` in its directory unless --state-dir).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Where run journals are kept (default: `.orch` next to FILE, or in the current
     /// directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<RunsCommand>,
+}
+
+/// `orch runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Show a run's steps and every model call: the system text, prompt and answer sent and
+    /// received (redacted), with the error, stop reason, served model, tokens and cost.
+    Show(ShowArgs),
+}
+
+/// `orch runs show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run's id (as `orch runs` lists it).
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+    /// Only this step: its name, or an instance's (`post[2]`, `draft#3`); a name without a
+    /// suffix also shows its instances and nested steps.
+    #[arg(value_name = "STEP")]
+    pub step: Option<String>,
+    /// Where run journals are kept (default: `.orch` in the current directory).
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -580,6 +616,9 @@ fn plan(a: PlanArgs) -> ExitCode {
 }
 
 fn runs(a: RunsArgs) -> ExitCode {
+    if let Some(RunsCommand::Show(s)) = a.action {
+        return show::show(&s);
+    }
     let (state, script) = match &a.file {
         Some(f) => match std::fs::canonicalize(f) {
             Ok(p) => (

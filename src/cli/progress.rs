@@ -31,19 +31,32 @@ pub(super) struct Progress {
     quiet: bool,
     /// `--why-rerun`: a line for each step that runs again, saying why.
     why_rerun: bool,
+    /// `-v`: each model call's system text and prompt as it is sent.
+    verbose: bool,
+    /// `--endpoint`: a step's line names the model the server says answered.
+    served: bool,
     /// Approval steps: their question is their progress line, their start is not printed.
     approvals: HashSet<String>,
 }
 
 impl Progress {
     /// Progress for a run of `plan`; the status line only when stderr is a terminal.
-    pub(super) fn new(plan: &Plan, quiet: bool, why_rerun: bool, paint: Paint) -> Self {
+    pub(super) fn new(
+        plan: &Plan,
+        quiet: bool,
+        why_rerun: bool,
+        verbose: bool,
+        served: bool,
+        paint: Paint,
+    ) -> Self {
         Progress {
             live: Arc::new(Live::new(std::io::stderr().is_terminal(), paint)),
             paint,
             width: plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4),
             quiet,
             why_rerun,
+            verbose,
+            served,
             approvals: plan
                 .nodes
                 .iter()
@@ -103,7 +116,10 @@ impl Progress {
     fn line(&self, e: &Event) -> Option<String> {
         let (p, w) = (&self.paint, self.width);
         Some(match e {
-            Event::Streaming { .. } | Event::Rerun { .. } | Event::Attempt(_) => return None,
+            Event::Streaming { .. } | Event::Rerun { .. } => return None,
+            Event::Sending(sent) if self.verbose => self.sending(sent),
+            Event::Sending(_) => return None,
+            Event::Attempt(a) => return self.attempt_note(a),
             Event::Started { step, .. } if self.approvals.contains(step) => return None,
             Event::Waiting {
                 step,
@@ -158,6 +174,56 @@ impl Progress {
                     usd(r.cost_usd)
                 ),
             },
+        })
+    }
+
+    /// `-v`: what a model call sends, its texts indented under a header line
+    /// (`→ writer  sonnet · turn 2 (attempt 2) sends:`).
+    fn sending(&self, sent: &crate::run::Sending) -> String {
+        let (p, w) = (&self.paint, self.width);
+        let turn = sent
+            .turn
+            .map(|t| format!(" · turn {t}"))
+            .unwrap_or_default();
+        let again = match sent.attempt {
+            1 => String::new(),
+            n => format!(" (attempt {n})"),
+        };
+        let mut out = format!(
+            "  {} {:<w$}  {}{turn}{again} sends:",
+            p.dim("→"),
+            sent.step,
+            sent.model
+        );
+        let indent = |text: &str| {
+            text.lines()
+                .map(|l| format!("\n      {l}"))
+                .collect::<String>()
+        };
+        if let Some(system) = &sent.system {
+            out.push_str(&format!("\n    {}{}", p.dim("system:"), indent(system)));
+        }
+        out.push_str(&format!(
+            "\n    {}{}",
+            p.dim("prompt:"),
+            indent(&sent.prompt)
+        ));
+        // Already redacted by the run; redacted again as every progress line is.
+        redact(out).into_string()
+    }
+
+    /// The line of a model call that ended, when it has something to say: an answer cut off
+    /// by the token limit.
+    fn attempt_note(&self, a: &crate::run::journal::AttemptRecord) -> Option<String> {
+        let (p, w) = (&self.paint, self.width);
+        a.truncated.then(|| {
+            format!(
+                "  {} {:<w$}  the answer of `{}` was cut off at its token limit (stop reason `{}`)",
+                p.yellow("⚠"),
+                a.step,
+                a.model,
+                a.stop_reason.as_deref().unwrap_or("max_tokens")
+            )
         })
     }
 
@@ -227,14 +293,31 @@ impl Progress {
             return format!("  {mark} {:<w$}  {} · {dur}", r.name, answer.describe());
         }
         let approx = if r.usage.estimated { "~" } else { "" };
-        format!(
-            "  {} {:<w$}  {dur} · {approx}{} → {approx}{} tokens · {}",
-            p.green("✓"),
+        let served = match (&r.served_model, self.served) {
+            (Some(m), true) => format!(" · served by {}", redact(m.as_str())),
+            _ => String::new(),
+        };
+        let mark = if r.warnings.is_empty() {
+            p.green("✓")
+        } else {
+            p.yellow("✓")
+        };
+        let mut line = format!(
+            "  {mark} {:<w$}  {dur} · {approx}{} → {approx}{} tokens · {}{served}",
             r.name,
             r.usage.input_tokens,
             r.usage.output_tokens,
             usd(r.cost_usd)
-        )
+        );
+        for warning in &r.warnings {
+            line.push_str(&format!(
+                "\n  {} {:<w$}  {}",
+                p.yellow("⚠"),
+                r.name,
+                redact(warning.as_str())
+            ));
+        }
+        line
     }
 
     /// At the end of the run: a question the run stopped waiting for (Ctrl-C) may still be

@@ -50,7 +50,14 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         "{}",
         redact(header(&plan, &target, journal.as_ref(), &paint))
     );
-    let progress = Progress::new(&plan, a.quiet, a.why_rerun, paint);
+    let progress = Progress::new(
+        &plan,
+        a.quiet,
+        a.why_rerun,
+        a.verbose,
+        a.endpoint.is_some(),
+        paint,
+    );
     let cancel = Cancel::new();
     let opts = RunOptions {
         inputs,
@@ -63,6 +70,7 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         journal: journal.clone(),
         approver: progress.approver(a.yes),
         workspace: a.workspace.clone(),
+        no_store_prompts: a.no_store_prompts,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
     let report = match execute(&plan, &program, &opts, cancel, &progress, &attempts, paint) {
@@ -186,7 +194,7 @@ fn execute(
 /// and the exit code (130 interrupted, 1 failed).
 fn finish(a: &RunArgs, ran: &Ran, journal: Option<&Journal>, paint: Paint) -> ExitCode {
     let report = ran.report;
-    eprint!("{}", redact(summary(report, &paint)));
+    eprint!("{}", redact(summary(report, a.endpoint.is_some(), &paint)));
     if let Some(j) = journal {
         eprintln!("  run {} · journal {}", j.id(), j.path().display());
         if !report.succeeded {
@@ -395,8 +403,9 @@ fn count_calls(
     }
 }
 
-/// The run summary: one line per step, then totals.
-fn summary(r: &RunReport, paint: &Paint) -> String {
+/// The run summary: one line per step, then totals, then the warnings. With `served`
+/// (`--endpoint`), the model column names the model the server said answered.
+fn summary(r: &RunReport, served: bool, paint: &Paint) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let width = r
@@ -432,12 +441,16 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
         };
         let approx = if x.usage.estimated { "~" } else { "" };
         let tools = x.agent_loop.as_ref().map(loop_counts).unwrap_or_default();
+        let model = match (&x.served_model, served) {
+            (Some(m), true) => m.as_str(),
+            _ => x.model.as_deref().unwrap_or("-"),
+        };
         let _ = writeln!(
             s,
             "  {:<width$}  {:<10} {:<14} {:>8} {:>9} {:>9} {:>10}{tools}",
             x.name,
             status,
-            x.model.as_deref().unwrap_or("-"),
+            model,
             x.attempts,
             format!("{approx}{}", x.usage.input_tokens),
             format!("{approx}{}", x.usage.output_tokens),
@@ -445,9 +458,14 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
         );
     }
     let counts = r.step_counts();
+    let warned = r.steps.iter().filter(|x| !x.warnings.is_empty()).count();
+    let warned = match warned {
+        0 => String::new(),
+        n => format!(" ({n} with a warning)"),
+    };
     let _ = writeln!(
         s,
-        "  {}/{} succeeded · {} tokens in · {} tokens out · {} · wall time {}",
+        "  {}/{} succeeded{warned} · {} tokens in · {} tokens out · {} · wall time {}",
         counts.succeeded,
         plural(counts.total as u64, "step"),
         r.usage.input_tokens,
@@ -464,6 +482,11 @@ fn summary(r: &RunReport, paint: &Paint) -> String {
     }
     if let Some(why) = &r.stopped {
         let _ = writeln!(s, "  {} {why}", paint.red("stopped:"));
+    }
+    for x in r.steps.iter().filter(|x| !x.warnings.is_empty()) {
+        for w in &x.warnings {
+            let _ = writeln!(s, "  {} {}: {w}", paint.yellow("warning:"), x.name);
+        }
     }
     let not_run: Vec<&str> = r
         .steps

@@ -412,7 +412,13 @@ impl<'t> Printer<'t> {
                 self.cur().tail = true;
                 self.push_plain(" until ");
                 let until = self.cond(&r.until);
-                self.push(&until, r.span.end as usize);
+                match r.else_fail {
+                    Some(at) => {
+                        self.push(&until, r.until.span.end as usize);
+                        self.push(" else fail", at.end as usize);
+                    }
+                    None => self.push(&until, r.span.end as usize),
+                }
             }
             Stmt::If(i) => self.if_chain(i, indent),
             Stmt::Then(b) => {

@@ -306,9 +306,14 @@ fn plan_region(names: &Names<'_>, r: &graph::Region) -> PlanRegion {
             var: *var,
             results: results.clone(),
         },
-        graph::RegionKind::Repeat { max, until } => PlanRegionKind::Repeat {
+        graph::RegionKind::Repeat {
+            max,
+            until,
+            else_fail,
+        } => PlanRegionKind::Repeat {
             max: *max,
             until: names.cond(until, &inside),
+            else_fail: *else_fail,
         },
         graph::RegionKind::If { cond } => PlanRegionKind::If {
             cond: names.cond(cond, at),
@@ -469,6 +474,7 @@ fn plan_node(
         timeout_ms: n.timeout_ms,
         deadline_ms: n.deadline_ms,
         max_output_bytes: agent.and_then(|a| a.max_output_bytes),
+        on_truncated: agent.map(|a| a.on_truncated).unwrap_or_default(),
         groups: n.groups.clone(),
         join: n.join.map(|j| PlanJoin {
             group: j.group,

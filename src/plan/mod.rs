@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::check::ProviderKind;
 use crate::check::items::{ParamDef, ProviderDef};
-use crate::common::Policy;
+use crate::common::{OnTruncated, Policy};
 use crate::diag::Span;
 pub use ir::{
     Cond, CondExpr, ForList, GroupId, Interp, ListSource, NodeId, Operand, Ref, RegionId, Template,
@@ -149,6 +149,9 @@ pub struct PlanDelegate {
     /// The longest answer of one attempt, in bytes; absent: the default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u32>,
+    /// The agent's `on_truncated` (absent in JSON: `warn`, the default).
+    #[serde(skip_serializing_if = "OnTruncated::is_warn")]
+    pub on_truncated: OnTruncated,
     /// Worst-case tokens and cost of one delegation to it (its whole loop).
     pub worst_case: Estimate,
     /// The defaults of the agent's parameters (a delegation gives only a prompt, so every
@@ -193,6 +196,10 @@ pub struct PlanNode {
     /// of one attempt, in bytes. Absent: [`crate::common::DEFAULT_MAX_OUTPUT_BYTES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u32>,
+    /// The agent's `on_truncated`: what an answer cut off by the token limit does (absent in
+    /// JSON: `warn`, the default).
+    #[serde(skip_serializing_if = "OnTruncated::is_warn")]
+    pub on_truncated: OnTruncated,
     /// Enclosing `parallel` blocks, outermost first.
     pub groups: Vec<GroupId>,
     /// For a `gather`: the joined block and its policy.
@@ -275,13 +282,17 @@ pub enum PlanRegionKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         gather: Option<Policy>,
     },
-    /// `repeat <max N> { ... } until COND`: the body until COND holds after an iteration, at
-    /// most `max` times.
+    /// `repeat <max N> { ... } until COND [else fail]`: the body until COND holds after an
+    /// iteration, at most `max` times.
     Repeat {
         /// The bound on iterations.
         max: u32,
         /// The condition (JSON: as written), over the names after an iteration.
         until: Cond,
+        /// `else fail`: stopping at `max` without `until` holding fails the loop (absent in
+        /// JSON when not written).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        else_fail: bool,
     },
     /// `if COND { ... } else { ... }`: body 0 when COND holds, else body 1 (if any).
     If {

@@ -154,9 +154,14 @@ fn region_text(plan: &Plan, r: usize) -> String {
                 .unwrap_or_default();
             format!("for each item of {list}{at_once}{policy}: {steps}")
         }
-        K::Repeat { max, until } => {
+        K::Repeat {
+            max,
+            until,
+            else_fail,
+        } => {
+            let or_fail = if *else_fail { " else fail" } else { "" };
             format!(
-                "repeat up to {} until {until}: {steps}",
+                "repeat up to {} until {until}{or_fail}: {steps}",
                 plural(*max, "time")
             )
         }

@@ -118,6 +118,7 @@ fn delegate(program: &Program, a: &AgentDef) -> Option<PlanDelegate> {
         retry: a.retry.unwrap_or(DEFAULT_MODEL_RETRY),
         timeout_ms: a.timeout_ms,
         max_output_bytes: a.max_output_bytes,
+        on_truncated: a.on_truncated,
         worst_case: Estimate::default(),
         defaults,
     })

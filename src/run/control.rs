@@ -54,6 +54,8 @@ struct RegionResult {
     value: Option<Json>,
     text: Option<String>,
     exports: Vec<(NodeId, Option<Json>)>,
+    /// What a user should know of how it ended ([`StepReport::warnings`]).
+    warnings: Vec<String>,
 }
 
 /// Runs a region's body to the end (boxed: a region's scheduler may start regions).
@@ -84,6 +86,9 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
             value: None,
             approval: None,
             agent_loop: None,
+            served_model: None,
+            truncated: false,
+            warnings: Vec::new(),
         };
         let mut inner = Vec::new();
         let mut reused = Vec::new();
@@ -105,8 +110,18 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
                 };
                 run_for(&task, &spec, &mut inner, &mut reused).await
             }
-            PlanRegionKind::Repeat { max, until } => {
-                run_repeat(&task, region, *max, &until.expr, &mut inner, &mut reused).await
+            PlanRegionKind::Repeat {
+                max,
+                until,
+                else_fail,
+            } => {
+                let spec = RepeatSpec {
+                    region,
+                    max: *max,
+                    until: &until.expr,
+                    else_fail: *else_fail,
+                };
+                run_repeat(&task, &spec, &mut inner, &mut reused).await
             }
             PlanRegionKind::If { cond } => {
                 run_if(&task, region, &cond.expr, &mut inner, &mut reused).await
@@ -120,6 +135,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
             Ok(r) => {
                 report.value = r.value;
                 report.output = r.text;
+                report.warnings = r.warnings;
                 r.exports
             }
             Err(status) => {
@@ -388,6 +404,18 @@ async fn run_for(
             spec.policy
         )));
     }
+    // An empty list runs nothing: said, not silent.
+    let warnings = if items.is_empty() {
+        let list = match spec.list {
+            ListSource::Ref(p) => format!("`{}`", p.path),
+            _ => "its list".to_string(),
+        };
+        vec![format!(
+            "{list} is empty: no instance ran, and its value is an empty list"
+        )]
+    } else {
+        Vec::new()
+    };
     let kept = || items.iter().zip(&values).zip(&ok).filter(|(_, ok)| **ok);
     let mut text = kept()
         .map(|(((_, _, label), v), _)| {
@@ -420,6 +448,7 @@ async fn run_for(
         )),
         text: Some(text),
         exports: Vec::new(),
+        warnings,
     })
 }
 
@@ -532,14 +561,30 @@ fn template_value(t: &Template, scope: &Scope<'_>) -> Json {
 
 // ------------------------------------------------------------------ repeat
 
-async fn run_repeat(
-    task: &RegionTask,
+/// What a `repeat` runs: its region, bound, condition, and whether stopping at the bound
+/// fails it (`until COND else fail`).
+struct RepeatSpec<'a> {
     region: usize,
     max: u32,
-    until: &CondExpr,
+    until: &'a CondExpr,
+    else_fail: bool,
+}
+
+/// Runs a `repeat`: its body until `until` holds after an iteration, at most `max` times.
+/// Stopping at `max` without `until` holding is a warning on the region's report, or with
+/// `else fail` its failure.
+async fn run_repeat(
+    task: &RegionTask,
+    spec: &RepeatSpec<'_>,
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
+    let RepeatSpec {
+        region,
+        max,
+        until,
+        else_fail,
+    } = *spec;
     let mut outputs = task.outputs.clone();
     let mut held = false;
     let mut iterations = 0;
@@ -566,15 +611,29 @@ async fn run_repeat(
         }
     }
     let exports = exported(&task.plan.regions[region], 0, &outputs);
-    let text = if held {
-        format!("`until` held after {}", plural(iterations, "iteration"))
-    } else {
-        format!("stopped at `max {max}` without `until` holding")
-    };
+    if held {
+        return Ok(RegionResult {
+            text: Some(format!(
+                "`until` held after {}",
+                plural(iterations, "iteration")
+            )),
+            exports,
+            ..RegionResult::default()
+        });
+    }
+    let stopped = format!("stopped at `max {max}` without `until` holding");
+    if else_fail {
+        return Err(StepStatus::Failed(format!(
+            "{stopped} (`until ... else fail`); raise `max`, or let the loop's steps meet the condition sooner"
+        )));
+    }
     Ok(RegionResult {
-        value: None,
-        text: Some(text),
+        text: Some(stopped.clone()),
         exports,
+        warnings: vec![format!(
+            "{stopped}: its results are those of the last iteration; write `until ... else fail` to make this a failure"
+        )],
+        ..RegionResult::default()
     })
 }
 
@@ -640,6 +699,7 @@ async fn run_if(
             .into(),
         ),
         exports,
+        warnings: Vec::new(),
     })
 }
 
@@ -689,6 +749,7 @@ async fn run_call(
         value,
         text: Some(text),
         exports: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 

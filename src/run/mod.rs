@@ -26,6 +26,7 @@
 
 mod agent;
 pub mod approval;
+mod attempt;
 mod budget;
 pub mod cache_key;
 pub mod cancel;
@@ -52,7 +53,7 @@ use scheduler::{Frame, Scheduler};
 
 pub use agent::{DEFAULT_TOOL_TIMEOUT_MS, MAX_DELEGATION_DEPTH, call_brief};
 pub use approval::{Approval, ApprovalRequest, Approver};
-pub use report::{Event, LoopReport, RunReport, StepReport, StepStatus, ToolCallReport};
+pub use report::{Event, LoopReport, RunReport, Sending, StepReport, StepStatus, ToolCallReport};
 
 /// Sending every model step to one OpenAI-compatible server instead of the script's providers.
 #[derive(Debug, Clone)]
@@ -127,6 +128,9 @@ pub struct RunOptions {
     /// The directory agents' tools work in (`--workspace`): file tools never reach outside
     /// it. `None`: the current directory.
     pub workspace: Option<std::path::PathBuf>,
+    /// Keep the texts of model calls (system text, prompt, answer) out of the journal and the
+    /// [`Event::Attempt`] events, keeping only their digests (`--no-store-prompts`).
+    pub no_store_prompts: bool,
 }
 
 impl RunOptions {

@@ -69,6 +69,9 @@ pub(super) struct Shared {
     pub(super) simulate_commands: Option<provider::sim::Sim>,
     pub(super) approver: Approver,
     pub(super) start: Instant,
+    /// Whether `attempt` records and events keep the texts sent and received (not
+    /// `--no-store-prompts`).
+    pub(super) store_prompts: bool,
     /// What agent loops share: the workspace, the journal, the budgets, the delegates.
     pub(super) agents: super::agent::AgentEnv,
 }
@@ -203,6 +206,7 @@ pub(super) fn prepare(
         simulate_commands,
         approver: opts.approver.clone(),
         start: Instant::now(),
+        store_prompts: !opts.no_store_prompts,
         agents: super::agent::AgentEnv {
             workspace,
             journal: opts.journal.clone(),

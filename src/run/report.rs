@@ -68,6 +68,9 @@ pub enum Event {
         /// The call.
         call: Box<ToolCallReport>,
     },
+    /// A model call is about to be sent (after any wait for permits and rate limits): what
+    /// it sends, redacted ([`crate::redact`]), for `orch run -v`.
+    Sending(Box<Sending>),
     /// A model call ended (journaled as an `attempt` record; see
     /// [`journal::AttemptRecord`]).
     Attempt(Box<journal::AttemptRecord>),
@@ -79,6 +82,24 @@ pub enum Event {
         /// The reason, in words.
         why: String,
     },
+}
+
+/// A model call about to be sent ([`Event::Sending`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sending {
+    /// Step name (a nested step's: `lead/scout#2.1`).
+    pub step: String,
+    /// The model, as the plan names it.
+    pub model: String,
+    /// 1-based attempt (of the step; in an agent loop, of this turn's model call).
+    pub attempt: u32,
+    /// In an agent loop: the 1-based turn.
+    pub turn: Option<u32>,
+    /// The rendered system text, redacted.
+    pub system: Option<String>,
+    /// The rendered prompt, redacted; in an agent loop after the first turn, the tool results
+    /// sent back.
+    pub prompt: String,
 }
 
 /// How a step ended.
@@ -133,6 +154,20 @@ pub struct StepReport {
     /// For a step of an agent with `tools`: its loop's turns and tool calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_loop: Option<LoopReport>,
+    /// The model the provider said answered the step's last model call (the response's
+    /// `model` field: with `--endpoint`, the server's model, not the script's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// Whether the answer the step kept was cut off by the token limit (stop reason
+    /// `max_tokens` / `length`), accepted under the agent's `on_truncated: warn` (the
+    /// default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// What a user should know of how the step ended though it did not fail, in words: an
+    /// answer cut off at the token limit, a `repeat` that stopped at `max` without its
+    /// `until` holding, a `parallel for` over an empty list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What an agent loop did: its model turns and every tool call.
@@ -215,6 +250,9 @@ impl StepReport {
             value: None,
             approval: None,
             agent_loop: None,
+            served_model: None,
+            truncated: false,
+            warnings: Vec::new(),
         }
     }
 

@@ -511,6 +511,11 @@ impl<'a> Scheduler<'a> {
             }
             self.inner_reports.extend(outcome.inner);
             self.inner_reused.extend(outcome.reused);
+            if let Some(j) = &self.journal
+                && let Err(e) = j.warnings(&outcome.report)
+            {
+                self.stopped.get_or_insert_with(|| e.to_string());
+            }
         } else {
             // Journal hook, a step ended: record it before anything depends on it.
             self.record(outcome.node, &outcome.report);

@@ -8,14 +8,16 @@ use indexmap::IndexMap;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::agent::{self, Answer, LoopCx, LoopSpec, Toolbox, TurnModel};
+use super::attempt;
+use super::journal::AttemptRecord;
 use super::prepare::{ModelClient, Shared};
-use super::provider::{Completion, CompletionRequest, OutputFormat, ProviderError};
+use super::provider::{Completion, CompletionRequest, OutputFormat, ProviderError, StopReason};
 use super::render::render_with_args;
 use super::tools::BoxFuture;
 use super::{
     Event, LoopReport, StepReport, StepStatus, approval, command, limits, provider, structured,
 };
-use crate::common::{format_duration, plural};
+use crate::common::{MAX_TRUNCATED_RETRY_TOKENS, OnTruncated, format_duration, plural};
 use crate::plan::render::thousands;
 use crate::plan::{PlanExec, PlanNode, PlanTools, estimate_tokens};
 
@@ -204,6 +206,12 @@ fn close(
         Ok(out) => {
             report.output = Some(out.text);
             report.value = out.value;
+            if report.truncated {
+                report.warnings.push(format!(
+                    "its answer was cut off at the token limit (stop reason `max_tokens`); raise `max_tokens` in agent `{}`, or set `on_truncated: retry` or `fail`",
+                    report.agent
+                ));
+            }
         }
         Err(e) => report.status = StepStatus::Failed(e),
     }
@@ -650,7 +658,7 @@ async fn model_attempts(
         tx,
         report,
         last_error,
-        ..
+        origin,
     } = step;
     // Structured only when asked: an agent loop's turns are plain (see `agent_step`).
     let ty = first.output.as_ref().map(|f| &f.ty);
@@ -672,6 +680,8 @@ async fn model_attempts(
     let turn = (!first.tools.is_empty()).then(|| first.turns.len() as u32 / 2 + 1);
     let mut tries = 0;
     let mut k = 0;
+    // Since when the next attempt waits (backoff, permits, rate limits): its `wait_ms`.
+    let mut waiting_since = std::time::Instant::now();
     loop {
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
         // its output bound.
@@ -689,16 +699,20 @@ async fn model_attempts(
         }
         report.attempts += 1;
         tries += 1;
+        let attempt_no = if turn.is_some() {
+            tries
+        } else {
+            report.attempts
+        };
         let _ = tx.send(Event::Started {
             step: node.name.clone(),
             runs_on: model.to_string(),
-            attempt: if turn.is_some() {
-                tries
-            } else {
-                report.attempts
-            },
+            attempt: attempt_no,
             turn,
         });
+        attempt::sending(tx, &node.name, model, attempt_no, turn, &req);
+        let wait_ms = waiting_since.elapsed().as_millis() as u64;
+        let started_ms = shared.start.elapsed().as_millis() as u64;
         let attempt = client.provider.complete_with_progress(&req, &on_progress);
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
@@ -719,12 +733,69 @@ async fn model_attempts(
             }
             e
         });
+        waiting_since = std::time::Instant::now();
+        let mut rec = AttemptRecord {
+            step: node.name.clone(),
+            attempt: attempt_no,
+            turn,
+            model: model.to_string(),
+            provider: client.provider_name.clone(),
+            started_ms,
+            finished_ms: shared.start.elapsed().as_millis() as u64,
+            wait_ms,
+            ..Default::default()
+        };
+        match &outcome {
+            Ok(c) => {
+                rec.served_model = Some(c.model.clone());
+                rec.stop_reason = Some(attempt::stop_word(&c.stop));
+                rec.truncated = c.stop == StopReason::MaxTokens;
+                rec.usage = c.usage;
+                rec.cost_usd = client
+                    .price
+                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                attempt::record(shared, tx, &req, Some(&c.text), rec);
+            }
+            Err(e) => {
+                rec.error = Some(e.message.clone());
+                attempt::record(shared, tx, &req, None, rec);
+            }
+        }
         match outcome {
             Ok(c) => {
                 report.usage.add(c.usage);
                 report.cost_usd += client
                     .price
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
+                report.served_model = Some(c.model.clone());
+                report.truncated = c.stop == StopReason::MaxTokens;
+                if report.truncated && node.on_truncated != OnTruncated::Warn {
+                    let cut = truncated_message(node, model, req.max_tokens);
+                    *last_error = Some(cut.clone());
+                    let more = more_tokens(req.max_tokens, origin.cap);
+                    match (node.on_truncated, more) {
+                        (OnTruncated::Retry, Some(more)) if k < node.retry => {
+                            drop(_permit);
+                            let _ = tx.send(Event::Retrying {
+                                step: node.name.clone(),
+                                error: format!("{cut}; asking again with `max_tokens` {more}"),
+                                delay_ms: 0,
+                            });
+                            let mut next = req.into_owned();
+                            next.max_tokens = more;
+                            req = std::borrow::Cow::Owned(next);
+                            k += 1;
+                            continue;
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{cut} (on `{model}`, attempt {}; `on_truncated: {}`)",
+                                report.attempts,
+                                on_truncated_word(node.on_truncated)
+                            ));
+                        }
+                    }
+                }
                 let Some(ty) = ty else {
                     let text = StepOutput::text(c.text.clone());
                     return Ok((c, text));
@@ -783,6 +854,39 @@ async fn model_attempts(
                 ));
             }
         }
+    }
+}
+
+/// The error of an answer cut off by the token limit, for people: the step, the model, the
+/// limit, and the fixes.
+fn truncated_message(node: &PlanNode, model: &str, max_tokens: u32) -> String {
+    let or_retry = if node.on_truncated == OnTruncated::Retry {
+        ""
+    } else {
+        ", or set `on_truncated: retry` to ask again with more"
+    };
+    format!(
+        "step `{}`: the answer of `{model}` was cut off at `max_tokens` {max_tokens}; raise `max_tokens` in agent `{}`{or_retry}",
+        node.name, node.agent
+    )
+}
+
+/// The `max_tokens` of a retry after a cut-off answer: twice `now`, at most
+/// [`MAX_TRUNCATED_RETRY_TOKENS`] and `--max-tokens`; `None` when that is no more than `now`.
+fn more_tokens(now: u32, cap: Option<u32>) -> Option<u32> {
+    let limit = cap.map_or(MAX_TRUNCATED_RETRY_TOKENS, |c| {
+        c.min(MAX_TRUNCATED_RETRY_TOKENS)
+    });
+    let more = now.saturating_mul(2).min(limit);
+    (more > now).then_some(more)
+}
+
+/// How `on_truncated` is written.
+fn on_truncated_word(o: OnTruncated) -> &'static str {
+    match o {
+        OnTruncated::Warn => "warn",
+        OnTruncated::Fail => "fail",
+        OnTruncated::Retry => "retry",
     }
 }
 

@@ -431,7 +431,7 @@ pub struct ForEach {
     pub span: Span,
 }
 
-/// `repeat <options> { ... } until COND`.
+/// `repeat <options> { ... } until COND [else fail]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repeat {
     /// Options: `max N` (the bound on iterations, required) and step policies.
@@ -440,6 +440,9 @@ pub struct Repeat {
     pub body: Block,
     /// The condition that ends the loop, checked after each iteration.
     pub until: Cond,
+    /// `else fail` after the condition: stopping at `max` without it holding fails the loop
+    /// (without it, the loop ends with a warning). The span of `else fail`.
+    pub else_fail: Option<Span>,
     /// The `repeat` keyword.
     pub keyword: Span,
     /// The whole statement.

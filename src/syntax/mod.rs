@@ -513,12 +513,14 @@ impl<'t> Lower<'t> {
                 let mut options = Vec::new();
                 let mut body = None;
                 let mut until = None;
+                let mut else_fail = None;
                 for q in inner {
                     match q.as_rule() {
                         Rule::options => options = self.options(q),
                         Rule::block => body = Some(self.block(q)),
                         Rule::kw_until => {}
                         Rule::cond => until = Some(self.cond(q)),
+                        Rule::else_fail => else_fail = Some(self.span(&q)),
                         r => unreachable!("grammar: repeat child {r:?}"),
                     }
                 }
@@ -526,6 +528,7 @@ impl<'t> Lower<'t> {
                     options,
                     body: body.expect("grammar: repeat body"),
                     until: until.expect("grammar: until"),
+                    else_fail,
                     keyword,
                     span,
                 })

@@ -509,6 +509,7 @@ impl Renamer {
                 options: r.options.clone(),
                 body: self.block(&r.body),
                 until: self.cond(&r.until),
+                else_fail: r.else_fail,
                 keyword: r.keyword,
                 span: r.span,
             }),

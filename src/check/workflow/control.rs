@@ -374,6 +374,7 @@ impl Lowerer<'_> {
             RegionKind::Repeat {
                 max,
                 until: r.until.clone(),
+                else_fail: r.else_fail.is_some(),
             },
             r.keyword,
             entry,

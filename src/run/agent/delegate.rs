@@ -48,6 +48,7 @@ pub(super) async fn run(
     node.retry = d.retry;
     node.timeout_ms = d.timeout_ms;
     node.max_output_bytes = d.max_output_bytes;
+    node.on_truncated = d.on_truncated;
     node.output_type = None;
     node.prompt = None;
     node.deadline_ms = None;

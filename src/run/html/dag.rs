@@ -233,7 +233,14 @@ fn region_label(plan: &Plan, n: NodeId) -> String {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
         ),
-        PlanRegionKind::Repeat { max, until } => format!("repeat max {max} until {until}"),
+        PlanRegionKind::Repeat {
+            max,
+            until,
+            else_fail,
+        } => format!(
+            "repeat max {max} until {until}{}",
+            if *else_fail { " else fail" } else { "" }
+        ),
         PlanRegionKind::If { cond } => format!("if {cond}"),
         PlanRegionKind::Call { workflow, .. } => format!("call {workflow}"),
     };

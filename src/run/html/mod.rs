@@ -158,6 +158,24 @@ fn header(h: &mut String, view: &RunView) {
     for n in &view.notes {
         let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
     }
+    let warnings: Vec<(&str, &str)> = view
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.report
+                .warnings
+                .iter()
+                .map(|w| (s.report.name.as_str(), w.as_str()))
+        })
+        .chain(view.warnings.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .collect();
+    if !warnings.is_empty() {
+        h.push_str("<ul class=\"warnings\" id=\"warnings\">");
+        for (step, w) in warnings {
+            let _ = write!(h, "<li>⚠ <b>{}</b>: {}</li>", esc(step), esc(w));
+        }
+        h.push_str("</ul>");
+    }
     h.push_str("<p class=\"controls\"><button type=\"button\" id=\"expand-all\">expand all</button> <button type=\"button\" id=\"collapse-all\">collapse all</button></p></header>\n");
 }
 
@@ -309,7 +327,14 @@ fn dag_svg(view: &RunView, plan: Option<&Plan>) -> String {
                 models.push(m.clone());
             }
         }
-        let served = served_models(view, execs.iter().map(|(_, s)| s.report.name.as_str()));
+        let mut served = served_models(view, execs.iter().map(|(_, s)| s.report.name.as_str()));
+        for (_, s) in execs {
+            if let Some(m) = &s.report.served_model
+                && !served.contains(m)
+            {
+                served.push(m.clone());
+            }
+        }
         let mut detail = agent.to_string();
         if !models.is_empty() {
             let _ = write!(detail, " · {}", models.join(", "));
@@ -328,7 +353,13 @@ fn dag_svg(view: &RunView, plan: Option<&Plan>) -> String {
         );
         let title = execs
             .iter()
-            .map(|(_, s)| format!("{}: {}", s.report.name, status_word(s)))
+            .map(|(_, s)| {
+                let mut t = format!("{}: {}", s.report.name, status_word(s));
+                for w in &s.report.warnings {
+                    let _ = write!(t, "\n  ⚠ {w}");
+                }
+                t
+            })
             .collect::<Vec<_>>()
             .join("\n");
         dag::NodeInfo {
@@ -366,17 +397,33 @@ fn dag_svg(view: &RunView, plan: Option<&Plan>) -> String {
 /// The executions of plan node `n`: the node's own (`post`, `post[2]`, `draft#3`), and for a
 /// region, those of every step inside it (a journal records a region's steps, not the region).
 fn node_execs<'v>(view: &'v RunView, plan: &Plan, n: NodeId) -> Vec<(usize, &'v StepView)> {
-    let mut names = vec![plan.nodes[n].name.as_str()];
+    let mut nodes = vec![n];
     if let crate::plan::PlanExec::Region { region } = plan.nodes[n].exec
         && let Some(r) = plan.regions.get(region)
     {
-        names.extend(r.members.iter().map(|m| plan.nodes[*m].name.as_str()));
+        nodes.extend(r.members.iter().copied());
     }
+    let names: Vec<String> = nodes.iter().map(|m| instance_name(plan, *m)).collect();
     view.steps
         .iter()
         .enumerate()
         .filter(|(_, s)| names.iter().any(|n| is_execution_of(&s.report.name, n)))
         .collect()
+}
+
+/// The name the executions of node `n` start with: its name, but for a step of a `parallel
+/// for` over agents (one body per agent, all of the same names), the name of its body's
+/// instance (`answer[2]` for the second body).
+fn instance_name(plan: &Plan, n: NodeId) -> String {
+    let node = &plan.nodes[n];
+    if let Some(r) = node.region.and_then(|r| plan.regions.get(r))
+        && matches!(r.kind, crate::plan::PlanRegionKind::For { .. })
+        && r.bodies.len() > 1
+        && let Some(k) = r.bodies.iter().position(|b| b.contains(&n))
+    {
+        return format!("{}[{}]", node.name, k + 1);
+    }
+    node.name.clone()
 }
 
 /// The plan's steps that never ran (not the variable of a `parallel for`); without a plan,
@@ -439,7 +486,7 @@ fn steps(h: &mut String, view: &RunView, plan: Option<&Plan>) {
         let approx = if r.usage.estimated { "~" } else { "" };
         let _ = write!(
             h,
-            "<tr class=\"status-{st}\"><td><a href=\"#{a}\">{}</a></td><td><span class=\"badge status-{st}\">{st}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{approx}{}</td><td>{approx}{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"status-{st}\"><td><a href=\"#{a}\">{}</a></td><td><span class=\"badge status-{st}\">{st}</span>{warn}</td><td>{}</td><td>{}</td><td>{}</td><td>{approx}{}</td><td>{approx}{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.name),
             esc(&r.agent),
             esc(&model_text(view, r)),
@@ -454,6 +501,14 @@ fn steps(h: &mut String, view: &RunView, plan: Option<&Plan>) {
                 .unwrap_or_default()),
             st = status_word(s),
             a = anchor(i),
+            warn = if r.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " <span class=\"warn\" title=\"{}\">⚠</span>",
+                    esc(&r.warnings.join("\n"))
+                )
+            },
         );
     }
     h.push_str("</tbody></table>");
@@ -475,7 +530,12 @@ fn steps(h: &mut String, view: &RunView, plan: Option<&Plan>) {
 /// The model column: the script's model, and the served one when it differs.
 fn model_text(view: &RunView, r: &StepReport) -> String {
     let model = r.model.clone().unwrap_or_else(|| "-".to_string());
-    let served = served_models(view, std::iter::once(r.name.as_str()));
+    let mut served = served_models(view, std::iter::once(r.name.as_str()));
+    if let Some(s) = &r.served_model
+        && !served.contains(s)
+    {
+        served.push(s.clone());
+    }
     if served.is_empty() || served == [model.clone()] {
         model
     } else {
@@ -514,6 +574,13 @@ fn step_section(h: &mut String, view: &RunView, i: usize, s: &StepView) {
             let _ = write!(h, "<p class=\"error\">{}</p>", esc(e));
         }
         _ => {}
+    }
+    if !r.warnings.is_empty() {
+        h.push_str("<ul class=\"warnings\">");
+        for w in &r.warnings {
+            let _ = write!(h, "<li>⚠ {}</li>", esc(w));
+        }
+        h.push_str("</ul>");
     }
     if let Some(a) = &r.approval {
         let _ = write!(

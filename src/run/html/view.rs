@@ -49,6 +49,10 @@ pub struct RunView {
     /// Step executions that succeeded, of all, as the run's summary counted them (a
     /// region's own step included), when known.
     pub counts: Option<(usize, usize)>,
+    /// What a user should know of how regions ended though they did not fail (a `repeat`
+    /// that stopped at `max`, an empty `parallel for`), as (region step, message); steps'
+    /// own warnings are in their reports.
+    pub warnings: Vec<(String, String)>,
     /// Things a reader should know about the page (a script changed since the run, ...).
     pub notes: Vec<String>,
 }
@@ -106,6 +110,7 @@ impl RunView {
                 let c = report.step_counts();
                 (c.succeeded, c.total)
             }),
+            warnings: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -122,6 +127,7 @@ impl RunView {
         let mut turns: HashMap<String, Vec<TurnRecord>> = HashMap::new();
         let mut tool_results = HashMap::new();
         let mut end_ms = 0u64;
+        let mut warnings: Vec<(String, String)> = Vec::new();
         for LogEntry {
             segment,
             segment_at_ms,
@@ -160,6 +166,12 @@ impl RunView {
                         t.content.clone(),
                     );
                 }
+                Record::Warning(w) => {
+                    let seen = (w.step.clone(), w.message.clone());
+                    if !warnings.contains(&seen) {
+                        warnings.push(seen);
+                    }
+                }
                 Record::Run(_) | Record::ToolStart(_) | Record::End(_) => {}
             }
         }
@@ -183,6 +195,9 @@ impl RunView {
                         value: None,
                         approval: None,
                         agent_loop: None,
+                        served_model: None,
+                        truncated: false,
+                        warnings: Vec::new(),
                     },
                 };
                 usage.add(report.usage);
@@ -230,6 +245,7 @@ impl RunView {
                 .as_ref()
                 .and_then(|e| e.steps)
                 .map(|c| (c.succeeded, c.total)),
+            warnings,
             notes,
         }
     }
@@ -255,5 +271,8 @@ fn step_report(r: StepRecord, offset: u64) -> StepReport {
         value: r.value,
         approval: r.approval,
         agent_loop: r.agent_loop,
+        served_model: r.served_model,
+        truncated: r.truncated,
+        warnings: r.warnings,
     }
 }

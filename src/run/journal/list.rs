@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::read::{History, LastSeen, read_header, read_journal};
-use super::records::{EndStatus, StepOutcome};
+use super::read::{History, LastSeen, read_header, read_journal, read_records};
+use super::records::{EndStatus, Record, StepOutcome};
 use super::{JOURNAL_FILE, JournalError, io_error};
 
 /// One run in a state directory, for `orch runs`.
@@ -103,6 +103,19 @@ fn step_counts(h: &History) -> (usize, usize) {
         .filter(|l| matches!(l, LastSeen::Ended(r) if r.status == StepOutcome::Succeeded))
         .count();
     (done, h.recorded.len())
+}
+
+/// Every record of run `id` in `state_dir`, in order (a last line cut short by a crash left
+/// out), for `orch runs show` and reports.
+///
+/// # Errors
+/// [`JournalError::NoRecords`] when the run has no journal (an unknown id: the message names
+/// the file looked for) or no complete record; [`JournalError::Corrupt`] for a line that is
+/// not a record; [`JournalError::Io`].
+pub fn run_records(state_dir: &Path, id: &str) -> Result<Vec<Record>, JournalError> {
+    let path = state_dir.join("runs").join(id).join(JOURNAL_FILE);
+    let (records, _, _) = read_records(&path)?;
+    Ok(records.into_iter().map(|(_, r)| r).collect())
 }
 
 /// `(id, journal path)` of every run directory in `STATE/runs`, sorted by id (oldest first).

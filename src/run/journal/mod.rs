@@ -54,12 +54,12 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use list::{RunSummary, list_runs};
+pub use list::{RunSummary, list_runs, run_records};
 pub use log::{LogEntry, RunLog, read_run, read_run_file};
 pub use read::Transcript;
 pub use records::{
     AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts,
-    StepOutcome, StepRecord, ToolRecord, ToolStartRecord, TurnRecord,
+    StepOutcome, StepRecord, TextDigest, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 pub use write::Journal;
 

@@ -108,15 +108,12 @@ pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
     })
 }
 
-/// The records of a journal with their 1-based line numbers (a last line cut short by a
-/// crash left out), the bytes up to the end of the last complete record, and whether that
-/// record lacks its newline.
+/// The complete records of a journal with their 1-based line numbers, where the last complete
+/// one ends, and whether it lacks its newline. A last line cut short by a crash is left out.
 ///
 /// # Errors
 /// As [`read_journal`].
-pub(super) fn read_records(
-    path: &Path,
-) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
+pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
     let mut bytes = Vec::new();
     match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
         Ok(_) => {}
@@ -260,9 +257,9 @@ pub(super) fn fold(
                     .results
                     .insert(id, *c);
             }
-            // Attempts are a record for people (`orch runs show`, reports); a resume needs
+            // Attempts and warnings are records for people (`orch runs show`, reports); a resume needs
             // only the outcomes above.
-            Record::Attempt(_) => {}
+            Record::Attempt(_) | Record::Warning(_) => {}
             Record::End(e) => h.end = Some(e),
         }
     }

@@ -27,8 +27,24 @@ pub enum Record {
     Tool(Box<ToolRecord>),
     /// A model call (one attempt of a step, or of a turn of its agent loop) ended.
     Attempt(Box<AttemptRecord>),
+    /// A region (`repeat`, `parallel for`, ...), which has no `step` record of its own, ended
+    /// with something a user should know (its steps have their own records).
+    Warning(WarningRecord),
     /// The run ended.
     End(EndRecord),
+}
+
+/// The `warning` record: what a user should know of how a region ended though it did not
+/// fail ([`crate::run::StepReport::warnings`]): a `repeat` that stopped at `max` without its
+/// `until` holding, a `parallel for` over an empty list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarningRecord {
+    /// The region's step name (`repeat_1`, `posts`).
+    pub step: String,
+    /// The warning, in words.
+    pub message: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// The `turn` record: one model turn of an agent loop, written (synced) when the answer is in,
@@ -109,7 +125,8 @@ pub struct AttemptRecord {
     /// The provider that was asked (`anthropic`, `openai`, `simulator`, an endpoint's URL
     /// host).
     pub provider: String,
-    /// The model the provider says answered (the response's `model` field), when it said.
+    /// The model the provider says answered (the response's `model` field; the identifier
+    /// requested when the response has none). Absent for a failed call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<String>,
     /// The rendered system text sent (absent: none, or not stored).
@@ -122,8 +139,10 @@ pub struct AttemptRecord {
     /// The answer's text (absent: the call failed, or not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
-    /// Why the model stopped, as the provider said (`end_turn`, `max_tokens`, `stop`,
-    /// `length`, `tool_use`, `tool_calls`).
+    /// Why the model stopped, in orch's words for the providers' ones: `end_turn` (Anthropic
+    /// `end_turn`/`stop_sequence`, OpenAI `stop`), `tool_use` (`tool_use`, `tool_calls`),
+    /// `max_tokens` (Anthropic `max_tokens`, OpenAI `length`), or any other word as the
+    /// provider said it. Absent for a failed call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
     /// The answer was cut by the token limit (`max_tokens` / `length`).
@@ -132,6 +151,16 @@ pub struct AttemptRecord {
     /// The error of a failed call (redacted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Under `--no-store-prompts`: the SHA-256 and length of the system text that was sent
+    /// (it is not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_digest: Option<TextDigest>,
+    /// Under `--no-store-prompts`: the SHA-256 and length of the prompt that was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_digest: Option<TextDigest>,
+    /// Under `--no-store-prompts`: the SHA-256 and length of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_digest: Option<TextDigest>,
     /// Tokens of this call.
     pub usage: Usage,
     /// USD of this call.
@@ -144,6 +173,26 @@ pub struct AttemptRecord {
     pub started_ms: u64,
     /// Ended, in milliseconds since the run (segment) began.
     pub finished_ms: u64,
+}
+
+/// What is kept of a text that is not stored (`--no-store-prompts`): enough to tell whether
+/// two runs sent the same prompt, nothing to read it from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TextDigest {
+    /// SHA-256 (hex) of the text, redacted ([`crate::redact`]) as it would have been stored.
+    pub sha256: String,
+    /// Its length in characters.
+    pub chars: usize,
+}
+
+impl TextDigest {
+    /// The digest of `text`.
+    pub fn of(text: &str) -> Self {
+        TextDigest {
+            sha256: super::super::cache_key::sha256_hex(text.as_bytes()),
+            chars: text.chars().count(),
+        }
+    }
 }
 
 /// The `run` record: what was run, and how.
@@ -239,6 +288,15 @@ pub struct StepRecord {
     /// or `--yes`.
     #[serde(default)]
     pub model: Option<String>,
+    /// The model the provider said answered ([`crate::run::StepReport::served_model`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// The answer kept was cut off by the token limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// What a user should know of how it ended ([`crate::run::StepReport::warnings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Attempts made.
     pub attempts: u32,
     /// Tokens, as the providers reported them.

@@ -116,6 +116,9 @@ impl Journal {
                 value: r.value.clone(),
                 approval: r.approval.clone(),
                 agent_loop: r.agent_loop.clone(),
+                served_model: r.served_model.clone(),
+                truncated: r.truncated,
+                warnings: r.warnings.clone(),
             })));
         }
         let why = match h.last.get(name) {

@@ -17,8 +17,8 @@ use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
-    EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome, StepRecord,
-    ToolRecord, ToolStartRecord, TurnRecord,
+    AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome,
+    StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 use super::{
     FORMAT_VERSION, JOURNAL_FILE, JournalError, LOCK_FILE, NEW_JOURNAL_FILE, io_error, new_run_id,
@@ -264,6 +264,9 @@ impl Journal {
                 approval: report.approval.clone(),
                 agent_loop: report.agent_loop.clone(),
                 model: report.model.clone(),
+                served_model: report.served_model.clone(),
+                truncated: report.truncated,
+                warnings: report.warnings.clone(),
                 attempts: report.attempts,
                 usage: report.usage,
                 cost_usd: report.cost_usd,
@@ -280,6 +283,36 @@ impl Journal {
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn turn(&self, record: TurnRecord) -> Result<(), JournalError> {
         self.lock().append(&Record::Turn(Box::new(record)), true)
+    }
+
+    /// Records the warnings of a region that ended (not synced: a resumed run does not need
+    /// them).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn warnings(&self, report: &StepReport) -> Result<(), JournalError> {
+        let mut inner = self.lock();
+        for message in &report.warnings {
+            inner.append(
+                &Record::Warning(WarningRecord {
+                    step: report.name.clone(),
+                    message: message.clone(),
+                    at_ms: now_ms(),
+                }),
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records a model call that ended (not synced: a resumed run does not need it; it is
+    /// for people and reports).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn attempt(&self, record: AttemptRecord) -> Result<(), JournalError> {
+        self.lock()
+            .append(&Record::Attempt(Box::new(record)), false)
     }
 
     /// Records that a tool call which may change something is about to run, synced to disk

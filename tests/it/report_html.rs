@@ -75,6 +75,23 @@ fn class_of(tag: &tl::HTMLTag) -> String {
         .unwrap_or_default()
 }
 
+/// The inner HTML of the step section named `step`.
+fn section(html: &str, step: &str) -> String {
+    let dom = tl::parse(html, tl::ParserOptions::default()).unwrap();
+    let parser = dom.parser();
+    dom.query_selector("section.step")
+        .unwrap()
+        .map(|h| h.get(parser).unwrap().as_tag().unwrap())
+        .find(|t| {
+            t.attributes()
+                .get("data-step")
+                .flatten()
+                .is_some_and(|v| v.as_utf8_str() == step)
+        })
+        .map(|t| t.inner_html(parser).into_owned())
+        .unwrap_or_else(|| panic!("no section for {step}"))
+}
+
 /// The structure every report page has, checked on `html`; returns the step sections' names.
 fn check_page(html: &str) -> Vec<String> {
     let dom = tl::parse(html, tl::ParserOptions::default()).expect("the page parses");
@@ -157,6 +174,14 @@ fn run_writes_an_html_report_with_the_dag_timeline_and_every_step() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!html.contains(KEY), "a key reached the page");
     assert!(!html.contains("Zx9Qw8Er7Ty6"), "part of a key reached the page");
+    // Each attempt's prompt and answer are on record, escaped.
+    let outline = section(&html, "outline");
+    assert!(
+        outline.contains("<pre class=\"prompt\">&lt;redacted&gt; Cats &lt;script&gt;alert(1)&lt;/script&gt; &amp; outline</pre>"),
+        "{outline}"
+    );
+    assert!(outline.contains("<pre class=\"answer\">[sim m] Regarding"), "{outline}");
+    assert!(outline.contains("class=\"attempt ok\" data-attempt=\"1\""), "{outline}");
     // Totals: steps, tokens, cost, and the budget line.
     let totals = dom
         .get_element_by_id("totals")
@@ -219,6 +244,19 @@ fn report_without_a_journal_and_json_reports_stay() {
         serde_json::from_str(&std::fs::read_to_string(&run.page).unwrap()).unwrap();
     assert_eq!(json["succeeded"], true);
     assert_eq!(json["steps"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn prompts_not_stored_are_said_not_recorded() {
+    let run = run_with_report("run.html", &["--no-store-prompts"]);
+    let html = std::fs::read_to_string(&run.page).unwrap();
+    check_page(&html);
+    let outline = section(&html, "outline");
+    assert!(
+        outline.contains("<p class=\"prompt not-recorded\">not recorded"),
+        "{outline}"
+    );
+    assert!(!html.contains("alert(1)&lt;/script&gt; &amp; outline</pre>"));
 }
 
 #[test]
@@ -325,6 +363,13 @@ fn html_report_renders_in_chromium() {
     }
     assert!(dom.contains("<svg id=\"dag-svg\""));
     assert!(dom.contains("<svg id=\"timeline-svg\""));
+    for step in &names {
+        let inner = section(&dom, step);
+        assert!(
+            inner.contains("<pre class=\"prompt\">") && inner.contains("<pre class=\"answer\">"),
+            "{step}: no prompt or answer on record"
+        );
+    }
     assert!(dom.contains("&lt;b&gt;bold&lt;/b&gt;"));
     assert!(!dom.contains("<b>bold</b>"));
 }

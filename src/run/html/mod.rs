@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 
 pub use view::{RunView, StepView};
 
-use super::journal::AttemptRecord;
+use super::journal::{AttemptRecord, TextDigest};
 use super::{StepReport, StepStatus, ToolCallReport};
 use crate::common::format_duration;
 use crate::plan::render::usd;
@@ -623,6 +623,14 @@ fn step_section(h: &mut String, view: &RunView, i: usize, s: &StepView) {
     h.push_str("</section>\n");
 }
 
+/// What the page says of a text the run did not store: its size and digest.
+fn not_stored(d: &TextDigest) -> String {
+    format!(
+        "not recorded (`--no-store-prompts`): {} characters, SHA-256 {}",
+        d.chars, d.sha256
+    )
+}
+
 fn attempt_block(h: &mut String, a: &AttemptRecord) {
     let outcome = if let Some(e) = &a.error {
         format!("failed: {e}")
@@ -676,21 +684,31 @@ fn attempt_block(h: &mut String, a: &AttemptRecord) {
             "<h4>system</h4>{}",
             text_block("system", Some(s), "")
         );
+    } else if let Some(d) = &a.system_digest {
+        let _ = write!(
+            prompt,
+            "<h4>system</h4>{}",
+            text_block("system", None, &not_stored(d))
+        );
     }
-    prompt.push_str(&text_block("prompt", a.prompt.as_deref(), NOT_RECORDED));
+    let missing = a
+        .prompt_digest
+        .as_ref()
+        .map_or_else(|| NOT_RECORDED.to_string(), not_stored);
+    prompt.push_str(&text_block("prompt", a.prompt.as_deref(), &missing));
     let _ = write!(
         h,
         "<details class=\"prompt\"><summary>prompt</summary>{prompt}</details>"
     );
-    let missing = if a.error.is_some() {
-        "no answer: the call failed"
-    } else {
-        NOT_RECORDED
+    let missing = match (&a.error, &a.answer_digest) {
+        (Some(_), _) => "no answer: the call failed".to_string(),
+        (None, Some(d)) => not_stored(d),
+        (None, None) => NOT_RECORDED.to_string(),
     };
     let _ = write!(
         h,
         "<details class=\"answer\"><summary>answer</summary>{}</details></div>",
-        text_block("answer", a.answer.as_deref(), missing)
+        text_block("answer", a.answer.as_deref(), &missing)
     );
 }
 
@@ -752,4 +770,47 @@ fn agent_loop(h: &mut String, view: &RunView, r: &StepReport, l: &super::LoopRep
         h.push_str("</ol>");
     }
     h.push_str("</details>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_text_and_attributes_and_redacts_first() {
+        assert_eq!(
+            esc(r#"<script>alert("x") & 'y'</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+        // A key is redacted before escaping, so its mark is escaped too.
+        assert_eq!(
+            esc("key sk-ant-api03-Zx9Qw8Er7Ty6Ui5Op4As3Df2 end"),
+            "key &lt;redacted&gt; end"
+        );
+    }
+
+    #[test]
+    fn executions_of_a_node_are_it_and_its_instances() {
+        for exec in ["post", "post[2]", "draft#3", "post[2]#1"] {
+            let node = exec.split(['[', '#']).next().unwrap();
+            assert!(is_execution_of(exec, node), "{exec}");
+        }
+        assert!(!is_execution_of("poster", "post"));
+        assert!(!is_execution_of("post/scout", "post"));
+        assert!(!is_execution_of("pos", "post"));
+    }
+
+    #[test]
+    fn an_empty_run_still_makes_a_page() {
+        let view = RunView {
+            workflow: "main".into(),
+            status: "failed".into(),
+            stopped: Some("budget <exceeded>".into()),
+            ..RunView::default()
+        };
+        let page = render(&view, None);
+        assert!(page.contains("id=\"dag-svg\"") && page.contains("id=\"timeline-svg\""));
+        assert!(page.contains("budget &lt;exceeded&gt;"));
+        assert!(page.ends_with("</html>\n"));
+    }
 }

@@ -25,6 +25,7 @@ mod generated;
 mod mcp;
 mod no_panic;
 mod plan;
+mod record;
 mod report_html;
 mod redaction;
 mod resume;

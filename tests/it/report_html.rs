@@ -88,7 +88,7 @@ fn section(html: &str, step: &str) -> String {
                 .flatten()
                 .is_some_and(|v| v.as_utf8_str() == step)
         })
-        .map(|t| t.inner_html(parser).into_owned())
+        .map(|t| t.inner_html(parser))
         .unwrap_or_else(|| panic!("no section for {step}"))
 }
 
@@ -181,7 +181,10 @@ fn run_writes_an_html_report_with_the_dag_timeline_and_every_step() {
         "{outline}"
     );
     assert!(outline.contains("<pre class=\"answer\">[sim m] Regarding"), "{outline}");
-    assert!(outline.contains("class=\"attempt ok\" data-attempt=\"1\""), "{outline}");
+    assert!(
+        outline.contains("class=\"attempt ok\"") && outline.contains("data-attempt=\"1\""),
+        "{outline}"
+    );
     // Totals: steps, tokens, cost, and the budget line.
     let totals = dom
         .get_element_by_id("totals")

@@ -404,6 +404,7 @@ fn plan_with_tools(
             max_output_bytes: None,
             worst_case: crate::plan::Estimate::default(),
             defaults: Default::default(),
+            on_truncated: Default::default(),
         },
     );
     (program, plan)

@@ -20,7 +20,10 @@ pub(super) fn wants_html(path: &Path) -> bool {
 
 /// `orch report`.
 pub(super) fn report(a: ReportArgs) -> ExitCode {
-    let state = a.state_dir.clone().unwrap_or_else(|| PathBuf::from(".orch"));
+    let state = a
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".orch"));
     let log = match journal::read_run(&state, &a.run_id) {
         Ok(l) => l,
         Err(e) => {
@@ -92,18 +95,15 @@ fn plan_of_run(log: &RunLog, opts: &ResolveOptions) -> Result<Plan, String> {
         .next()
         .map(|(id, _)| id)
         .ok_or_else(|| format!("the script {} is empty", script.display()))?;
-    let wf = crate::plan::entry_workflow(
-        &program,
-        Some(&log.header.workflow),
-        Span::new(entry, 0, 0),
-    )
-    .map_err(|_| {
-        format!(
-            "the script {} has no workflow `{}` any more",
-            script.display(),
-            log.header.workflow
-        )
-    })?;
+    let wf =
+        crate::plan::entry_workflow(&program, Some(&log.header.workflow), Span::new(entry, 0, 0))
+            .map_err(|_| {
+            format!(
+                "the script {} has no workflow `{}` any more",
+                script.display(),
+                log.header.workflow
+            )
+        })?;
     let plan = crate::plan::lower(&program, wf);
     if journal::plan_hash(&plan) != log.plan_hash {
         return Err(format!(

@@ -43,7 +43,13 @@ fn run_with_report(report: &str, extra: &[&str]) -> Run {
     let state = dir.path().join("state");
     let page = dir.path().join(report);
     let out = orch_command()
-        .args(["run", script.to_str().unwrap(), "--simulate", "--sim-latency", "5ms"])
+        .args([
+            "run",
+            script.to_str().unwrap(),
+            "--simulate",
+            "--sim-latency",
+            "5ms",
+        ])
         .args(["--input", &format!("topic={KEY} Cats")])
         .args(["--report", page.to_str().unwrap()])
         .args(extra)
@@ -96,7 +102,15 @@ fn section(html: &str, step: &str) -> String {
 fn check_page(html: &str) -> Vec<String> {
     let dom = tl::parse(html, tl::ParserOptions::default()).expect("the page parses");
     let parser = dom.parser();
-    for id in ["run", "totals", "dag", "dag-svg", "timeline", "timeline-svg", "steps"] {
+    for id in [
+        "run",
+        "totals",
+        "dag",
+        "dag-svg",
+        "timeline",
+        "timeline-svg",
+        "steps",
+    ] {
         assert!(dom.get_element_by_id(id).is_some(), "no element #{id}");
     }
     // Nothing is fetched: no external script, style, image or link.
@@ -124,7 +138,8 @@ fn check_page(html: &str) -> Vec<String> {
             .unwrap();
         let inner = tag.inner_html(parser);
         assert!(
-            inner.contains("<details class=\"prompt\">") && inner.contains("<details class=\"answer\">"),
+            inner.contains("<details class=\"prompt\">")
+                && inner.contains("<details class=\"answer\">"),
             "step {name} has no prompt or answer: {inner}"
         );
         names.push(name);
@@ -139,7 +154,10 @@ fn run_writes_an_html_report_with_the_dag_timeline_and_every_step() {
     assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..80]);
     let names = check_page(&html);
     for step in ["outline", "final", "draft[1]", "draft[2]"] {
-        assert!(names.iter().any(|n| n == step), "no section for {step}: {names:?}");
+        assert!(
+            names.iter().any(|n| n == step),
+            "no section for {step}: {names:?}"
+        );
     }
     let dom = tl::parse(&html, tl::ParserOptions::default()).unwrap();
     let parser = dom.parser();
@@ -173,14 +191,20 @@ fn run_writes_an_html_report_with_the_dag_timeline_and_every_step() {
     assert!(!html.contains("<script>alert"), "unescaped markup");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!html.contains(KEY), "a key reached the page");
-    assert!(!html.contains("Zx9Qw8Er7Ty6"), "part of a key reached the page");
+    assert!(
+        !html.contains("Zx9Qw8Er7Ty6"),
+        "part of a key reached the page"
+    );
     // Each attempt's prompt and answer are on record, escaped.
     let outline = section(&html, "outline");
     assert!(
         outline.contains("<pre class=\"prompt\">&lt;redacted&gt; Cats &lt;script&gt;alert(1)&lt;/script&gt; &amp; outline</pre>"),
         "{outline}"
     );
-    assert!(outline.contains("<pre class=\"answer\">[sim m] Regarding"), "{outline}");
+    assert!(
+        outline.contains("<pre class=\"answer\">[sim m] Regarding"),
+        "{outline}"
+    );
     assert!(
         outline.contains("class=\"attempt ok\"") && outline.contains("data-attempt=\"1\""),
         "{outline}"
@@ -207,7 +231,12 @@ fn run_writes_an_html_report_with_the_dag_timeline_and_every_step() {
     assert_eq!(std::fs::read_to_string(&again).unwrap(), html);
     // By default, into the run's directory.
     let o = orch_command()
-        .args(["report", &run.run_id, "--state-dir", run.state.to_str().unwrap()])
+        .args([
+            "report",
+            &run.run_id,
+            "--state-dir",
+            run.state.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -273,7 +302,10 @@ fn report_of_an_unknown_run_says_where_it_looked() {
             .unwrap();
         assert_eq!(o.status.code(), Some(2));
         let e = stderr(&o);
-        assert!(e.contains(&format!("no run `{id}`")) && e.contains("orch runs"), "{e}");
+        assert!(
+            e.contains(&format!("no run `{id}`")) && e.contains("orch runs"),
+            "{e}"
+        );
     }
 }
 
@@ -322,7 +354,10 @@ fn headless(page: &Path, profile: &Path, args: &[&str]) -> Output {
 
 /// Width and height of a PNG, from its IHDR chunk.
 fn png_size(bytes: &[u8]) -> (u32, u32) {
-    assert!(bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG"
+    );
     let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     (be(&bytes[16..20]), be(&bytes[20..24]))
 }
@@ -335,8 +370,17 @@ fn html_report_renders_in_chromium() {
     let dir = temp_dir();
     let page = dir.path().join("fan_out.html");
     let out = orch_command()
-        .args(["run", "examples/fan_out.orch", "--simulate", "--sim-latency", "20ms"])
-        .args(["--input", "question=Is this API design RESTful? <b>bold</b>"])
+        .args([
+            "run",
+            "examples/fan_out.orch",
+            "--simulate",
+            "--sim-latency",
+            "20ms",
+        ])
+        .args([
+            "--input",
+            "question=Is this API design RESTful? <b>bold</b>",
+        ])
         .args(["--report", page.to_str().unwrap()])
         .env("ORCH_STATE_DIR", dir.path().join("state"))
         .output()
@@ -359,10 +403,21 @@ fn html_report_renders_in_chromium() {
     let dom = headless(&page, &profile, &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     // The script ran (it marks the document), the SVGs are there, with a node per step.
-    assert!(dom.contains("data-js=\"ready\""), "the page's script did not run");
+    assert!(
+        dom.contains("data-js=\"ready\""),
+        "the page's script did not run"
+    );
     let names = check_page(&dom);
-    for step in ["answers/answer[1]", "answers/answer[2]", "answers/answer[3]", "summary"] {
-        assert!(names.iter().any(|n| n == step), "no section for {step}: {names:?}");
+    for step in [
+        "answers/answer[1]",
+        "answers/answer[2]",
+        "answers/answer[3]",
+        "summary",
+    ] {
+        assert!(
+            names.iter().any(|n| n == step),
+            "no section for {step}: {names:?}"
+        );
     }
     assert!(dom.contains("<svg id=\"dag-svg\""));
     assert!(dom.contains("<svg id=\"timeline-svg\""));

@@ -152,7 +152,10 @@ fn header(h: &mut String, view: &RunView) {
     }
     fact("wall time", esc(&ms(view.wall_ms)));
     if let Some(why) = &view.stopped {
-        fact("stopped", format!("<span class=\"error\">{}</span>", esc(why)));
+        fact(
+            "stopped",
+            format!("<span class=\"error\">{}</span>", esc(why)),
+        );
     }
     h.push_str("</dl>");
     for n in &view.notes {
@@ -181,7 +184,11 @@ fn header(h: &mut String, view: &RunView) {
 
 /// A `<meter>` of `used` against `limit`, with the numbers.
 fn meter(used: f64, limit: f64) -> String {
-    let pct = if limit > 0.0 { used / limit * 100.0 } else { 0.0 };
+    let pct = if limit > 0.0 {
+        used / limit * 100.0
+    } else {
+        0.0
+    };
     format!(
         "<meter min=\"0\" max=\"{limit}\" low=\"{}\" high=\"{}\" optimum=\"0\" value=\"{used}\"></meter> {} of {} ({pct:.0}%)",
         limit * 0.8,
@@ -292,7 +299,13 @@ fn tool_summary<'a>(calls: impl Iterator<Item = &'a ToolCallReport>) -> Option<S
     tools.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let list: Vec<String> = tools
         .iter()
-        .map(|(t, k)| if *k > 1 { format!("{t}×{k}") } else { t.to_string() })
+        .map(|(t, k)| {
+            if *k > 1 {
+                format!("{t}×{k}")
+            } else {
+                t.to_string()
+            }
+        })
         .collect();
     Some(format!(
         "{n} call{} · {}",
@@ -515,11 +528,7 @@ fn steps(h: &mut String, view: &RunView, plan: Option<&Plan>) {
     let not_run = not_run(view, plan);
     if !not_run.is_empty() {
         let names: Vec<String> = not_run.iter().map(|n| esc(n)).collect();
-        let _ = write!(
-            h,
-            "<p class=\"note\">not run: {}</p>",
-            names.join(", ")
-        );
+        let _ = write!(h, "<p class=\"note\">not run: {}</p>", names.join(", "));
     }
     for (i, s) in view.steps.iter().enumerate() {
         step_section(h, view, i, s);
@@ -589,8 +598,7 @@ fn step_section(h: &mut String, view: &RunView, i: usize, s: &StepView) {
             esc(&serde_json::to_string(a).unwrap_or_default())
         );
     }
-    let attempts: Vec<&AttemptRecord> =
-        view.attempts.iter().filter(|a| a.step == r.name).collect();
+    let attempts: Vec<&AttemptRecord> = view.attempts.iter().filter(|a| a.step == r.name).collect();
     if attempts.is_empty() {
         let _ = write!(
             h,

@@ -133,7 +133,11 @@ pub(super) fn render(view: &RunView, anchor: &dyn Fn(usize) -> String) -> String
             let _ = write!(
                 svg,
                 r#"<rect class="span{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
-                if row.attempts.is_empty() { " solid" } else { "" },
+                if row.attempts.is_empty() {
+                    " solid"
+                } else {
+                    ""
+                },
                 x(s),
                 y + 3,
                 x(f).saturating_sub(x(s)).max(2),

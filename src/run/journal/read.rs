@@ -108,12 +108,16 @@ pub(super) fn read_journal(path: &Path) -> Result<Loaded, JournalError> {
     })
 }
 
+/// What [`read_records`] reads: the records with their 1-based line numbers, the bytes up to
+/// the end of the last complete record, and whether that record lacks its newline.
+pub(super) type Records = (Vec<(usize, Record)>, u64, bool);
+
 /// The complete records of a journal with their 1-based line numbers, where the last complete
 /// one ends, and whether it lacks its newline. A last line cut short by a crash is left out.
 ///
 /// # Errors
 /// As [`read_journal`].
-pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bool), JournalError> {
+pub(super) fn read_records(path: &Path) -> Result<Records, JournalError> {
     let mut bytes = Vec::new();
     match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
         Ok(_) => {}
@@ -167,10 +171,7 @@ pub(super) fn read_records(path: &Path) -> Result<(Vec<(usize, Record)>, u64, bo
 }
 
 /// Folds the records (with their 1-based line numbers) into what the run did.
-pub(super) fn fold(
-    path: &Path,
-    records: Vec<(usize, Record)>,
-) -> Result<History, JournalError> {
+pub(super) fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalError> {
     let mut it = records.into_iter();
     let header = match it.next() {
         Some((_, Record::Run(h))) => h,

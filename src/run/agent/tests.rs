@@ -405,6 +405,7 @@ fn plan_with_tools(
             on_truncated: Default::default(),
             worst_case: crate::plan::Estimate::default(),
             defaults: Default::default(),
+            on_truncated: Default::default(),
         },
     );
     (program, plan)

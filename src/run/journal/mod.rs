@@ -45,6 +45,7 @@
 //! tool call's side effect happens at most once per journalled call.
 
 mod list;
+mod log;
 mod read;
 mod records;
 mod resume;
@@ -54,12 +55,20 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use list::{RunSummary, list_runs, run_records};
+pub use log::{LogEntry, RunLog, read_run, read_run_file};
 pub use read::Transcript;
 pub use records::{
     AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts,
     StepOutcome, StepRecord, TextDigest, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 pub use write::Journal;
+
+/// SHA-256 (hex) of a plan's JSON form, as the `run` and `resume` records keep it: a plan
+/// made again from the script has the same hash while the script (and what it includes) is
+/// unchanged.
+pub fn plan_hash(plan: &crate::plan::Plan) -> String {
+    super::cache_key::sha256_hex(&serde_json::to_vec(plan).unwrap_or_default())
+}
 
 /// The journal's file name inside a run's directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -158,6 +167,17 @@ pub enum JournalError {
         lock: PathBuf,
         /// The process id the holder wrote in the lock file, when it is readable.
         pid: Option<u32>,
+    },
+    /// No run of that id is in the state directory (or the id could not be one).
+    #[error(
+        "no run `{id}` in {}: `orch runs` lists the runs there; pass `--state-dir DIR` (or set ORCH_STATE_DIR) when the runs are kept elsewhere",
+        runs.display()
+    )]
+    UnknownRun {
+        /// The id asked for.
+        id: String,
+        /// The `runs` directory looked in.
+        runs: PathBuf,
     },
     /// The run has no records: it was stopped before its first one was written, so it has
     /// nothing to resume.

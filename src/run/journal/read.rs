@@ -185,7 +185,7 @@ pub(super) fn read_records(path: &Path) -> Result<Records, JournalError> {
 }
 
 /// Folds the records (with their 1-based line numbers) into what the run did.
-fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalError> {
+pub(super) fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History, JournalError> {
     let mut it = records.into_iter();
     let header = match it.next() {
         Some((_, Record::Run(h))) => h,

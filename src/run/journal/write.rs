@@ -11,9 +11,9 @@ use indexmap::IndexMap;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::super::cache_key::{KeyParts, sha256_hex};
+use super::super::cache_key::KeyParts;
 use super::super::scheduler::Scheduler;
-use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
+use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
@@ -195,12 +195,8 @@ impl Journal {
     /// [`JournalError::Busy`] when another process took the new run's lock first.
     pub(crate) fn begin(&self, plan: &Plan, opts: &RunOptions) -> Result<(), JournalError> {
         let mut inner = self.lock();
-        let plan_hash = sha256_hex(&serde_json::to_vec(plan).unwrap_or_default());
-        let target = match &opts.target {
-            Target::Script => "script providers".to_string(),
-            Target::Simulate { .. } => "simulator".to_string(),
-            Target::Endpoint(e) => format!("endpoint {}", e.base_url),
-        };
+        let plan_hash = super::plan_hash(plan);
+        let target = opts.target.describe();
         let steps: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
         if inner.history.is_some() {
             inner.reopen()?;

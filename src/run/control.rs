@@ -285,6 +285,19 @@ async fn run_for(
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
     let items = for_items(task, spec.list)?;
+    // Each instance runs on a copy of the plan (its steps renamed `[i]`): a copy without
+    // the list's items, which the instances do not read, so that a long literal list is not
+    // copied once per item (quadratic).
+    let stripped = RegionTask {
+        plan: Arc::new(without_list(&task.plan, task.node)),
+        inputs: task.inputs.clone(),
+        shared: task.shared.clone(),
+        opts: task.opts.clone(),
+        budgets: task.budgets.clone(),
+        outputs: Vec::new(),
+        node: task.node,
+        tx: task.tx.clone(),
+    };
     let name = &task.plan.nodes[task.node].name;
     let tolerant = spec.policy != Policy::All;
     let need = needed(spec.policy, items.len());
@@ -324,8 +337,9 @@ async fn run_for(
             }
             let suffix = format!("[{}]", i + 1);
             let stop = stop.as_ref();
+            let stripped = &stripped;
             running.push(async move {
-                let run = run_body_until(task, *body, &suffix, outputs, stop).await;
+                let run = run_body_until(stripped, *body, &suffix, outputs, stop).await;
                 (i, *body, run)
             });
         }
@@ -421,6 +435,19 @@ async fn run_for(
         text: Some(text),
         exports: Vec::new(),
     })
+}
+
+/// `plan` without the literal items of the list of the `for` region standing at `node`.
+fn without_list(plan: &Plan, node: NodeId) -> Plan {
+    let mut copy = plan.clone();
+    if let PlanExec::Region { region } = copy.nodes[node].exec
+        && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
+        && let ListSource::Literal(items) = &mut list.items
+    {
+        items.clear();
+        items.shrink_to_fit();
+    }
+    copy
 }
 
 /// The steps of instance `i` (body `body`) that a met `gather` did not start, reported as

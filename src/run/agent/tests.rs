@@ -647,6 +647,7 @@ async fn a_call_that_started_and_never_ended_is_not_run_again_and_the_model_is_t
                 tool: "side".into(),
                 at_ms: 0,
             })
+            .await
             .unwrap();
     }
     drop(journal);

@@ -437,15 +437,17 @@ async fn run_for(
     })
 }
 
-/// `plan` without the literal items of the list of the `for` region standing at `node`.
+/// `plan` without the literal items (and their source text) of the list of the `for` region
+/// standing at `node`.
 fn without_list(plan: &Plan, node: NodeId) -> Plan {
     let mut copy = plan.clone();
     if let PlanExec::Region { region } = copy.nodes[node].exec
         && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
         && let ListSource::Literal(items) = &mut list.items
     {
-        items.clear();
-        items.shrink_to_fit();
+        *items = Vec::new();
+        // Its source text too (`[...]`, as long as the list): shown by `orch plan` only.
+        list.source = String::new();
     }
     copy
 }

@@ -209,7 +209,11 @@ fn turns_tokens(turns: &[Turn]) -> u64 {
 /// delegation offered, in the order offered, with ids `sim_1`, `sim_2`, ...; otherwise none.
 /// Arguments are filled from each tool's input schema (`sim_arguments`).
 pub fn sim_calls(req: &CompletionRequest, workspace: Option<&Path>) -> Vec<ToolCall> {
-    if !req.turns.is_empty() || req.tool_choice == ToolChoice::None || req.output.is_some() {
+    if !req.turns.is_empty()
+        || req.tool_choice == ToolChoice::None
+        || req.output.is_some()
+        || req.tools.is_empty()
+    {
         return Vec::new();
     }
     let facts = Facts::new(req, workspace);

@@ -131,8 +131,14 @@ fn main() {
         // Warm up (allocator, threads, page cache), then measure each twice and keep the
         // better, so one noisy neighbour does not decide.
         let _ = run(&c, false);
-        let without = (0..2).map(|_| run(&c, false).wall).min().unwrap_or_default();
-        let with = (0..2).map(|_| run(&c, true)).min_by_key(|r| r.wall).expect("runs");
+        let without = (0..2)
+            .map(|_| run(&c, false).wall)
+            .min()
+            .unwrap_or_default();
+        let with = (0..2)
+            .map(|_| run(&c, true))
+            .min_by_key(|r| r.wall)
+            .expect("runs");
         let steps = with.report.steps.len();
         let ratio = with.wall.as_secs_f64() / without.as_secs_f64();
         let per_step = with.syncs as f64 / steps as f64;
@@ -183,7 +189,9 @@ fn main() {
             ms / n as f64
         );
         if ratio > GOAL_LATENCY_RATIO {
-            missed.push(format!("sim latency: ratio {ratio:.4} > {GOAL_LATENCY_RATIO}"));
+            missed.push(format!(
+                "sim latency: ratio {ratio:.4} > {GOAL_LATENCY_RATIO}"
+            ));
         }
     }
 

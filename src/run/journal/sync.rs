@@ -386,7 +386,10 @@ mod tests {
             Next::Wait(Some(IDLE))
         );
         // The batch counts from the last sync.
-        assert_eq!(decide(&fresh(25, 25), 20, 20, t0, &pol), Next::Wait(Some(IDLE)));
+        assert_eq!(
+            decide(&fresh(25, 25), 20, 20, t0, &pol),
+            Next::Wait(Some(IDLE))
+        );
         assert_eq!(decide(&fresh(30, 30), 20, 20, t0, &pol), Next::Sync);
     }
 }

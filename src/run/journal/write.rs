@@ -18,11 +18,11 @@ use super::super::scheduler::Scheduler;
 use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus, Target};
 use super::read::History;
 use super::read::Transcript;
-use super::sync::{Policy, Syncer};
 use super::records::{
     EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome, StepRecord,
     ToolRecord, ToolStartRecord, TurnRecord,
 };
+use super::sync::{Policy, Syncer};
 use super::{
     FORMAT_VERSION, JOURNAL_FILE, JournalError, LOCK_FILE, NEW_JOURNAL_FILE, io_error, new_run_id,
     now_ms,
@@ -270,28 +270,29 @@ impl Journal {
             StepStatus::Interrupted => (StepOutcome::Interrupted, None),
             StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
         };
-        self.lock().append_grouped(
-            &Record::Step(Box::new(StepRecord {
-                name: report.name.clone(),
-                agent: report.agent.clone(),
-                status,
-                error,
-                cache_key: parts.key(),
-                key: parts.clone(),
-                output: report.output.clone(),
-                value: report.value.clone(),
-                approval: report.approval.clone(),
-                agent_loop: report.agent_loop.clone(),
-                model: report.model.clone(),
-                attempts: report.attempts,
-                usage: report.usage,
-                cost_usd: report.cost_usd,
-                started_ms: report.started_ms,
-                finished_ms: report.finished_ms,
-            })),
-            Durability::Counted,
-        )
-        .map(drop)
+        self.lock()
+            .append_grouped(
+                &Record::Step(Box::new(StepRecord {
+                    name: report.name.clone(),
+                    agent: report.agent.clone(),
+                    status,
+                    error,
+                    cache_key: parts.key(),
+                    key: parts.clone(),
+                    output: report.output.clone(),
+                    value: report.value.clone(),
+                    approval: report.approval.clone(),
+                    agent_loop: report.agent_loop.clone(),
+                    model: report.model.clone(),
+                    attempts: report.attempts,
+                    usage: report.usage,
+                    cost_usd: report.cost_usd,
+                    started_ms: report.started_ms,
+                    finished_ms: report.finished_ms,
+                })),
+                Durability::Counted,
+            )
+            .map(drop)
     }
 
     /// Records a model turn of an agent loop: written at once, synced promptly (not waited
@@ -319,13 +320,16 @@ impl Journal {
             (seq, inner.syncer.clone())
         };
         match (seq, syncer) {
-            (Some(seq), Some(syncer)) => syncer.durable(seq).await.map_err(|message| {
-                JournalError::Io {
-                    action: "sync",
-                    path: self.path(),
-                    message,
-                }
-            }),
+            (Some(seq), Some(syncer)) => {
+                syncer
+                    .durable(seq)
+                    .await
+                    .map_err(|message| JournalError::Io {
+                        action: "sync",
+                        path: self.path(),
+                        message,
+                    })
+            }
             _ => Ok(()),
         }
     }
@@ -682,7 +686,9 @@ workflow main() {
         let (journal, plan) = begun(tmp.path());
         for i in 0..25 {
             journal.started(&format!("s{i}")).unwrap();
-            journal.step(&step(&plan, &format!("s{i}")), &parts()).unwrap();
+            journal
+                .step(&step(&plan, &format!("s{i}")), &parts())
+                .unwrap();
             // Written at once (one write each, nothing kept in the process): another
             // reader sees the record before the next one is made.
             let last = names(&journal.path()).pop().unwrap();
@@ -708,7 +714,9 @@ workflow main() {
         let tmp = tempfile::tempdir().unwrap();
         let (journal, plan) = begun(tmp.path());
         for i in 0..3 {
-            journal.step(&step(&plan, &format!("s{i}")), &parts()).unwrap();
+            journal
+                .step(&step(&plan, &format!("s{i}")), &parts())
+                .unwrap();
         }
         // Three records, no batch, no idle sync: nothing synced yet by the thread...
         assert_eq!(journal.syncs(), 0);

@@ -75,11 +75,7 @@ fn run(t: &Timers) {
     let mut heap = t.heap.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let now = Instant::now();
-        while heap
-            .entries
-            .peek()
-            .is_some_and(|Reverse(e)| e.at <= now)
-        {
+        while heap.entries.peek().is_some_and(|Reverse(e)| e.at <= now) {
             if let Some(Reverse(e)) = heap.entries.pop() {
                 // The sleeper may be gone (its task was cancelled): nothing to tell then.
                 let _ = e.done.send(());

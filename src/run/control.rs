@@ -338,10 +338,14 @@ async fn run_for(
             let suffix = format!("[{}]", i + 1);
             let stop = stop.as_ref();
             let stripped = &stripped;
-            running.push(async move {
+            // Outside tokio's cooperative budget: once the region's task spent its budget,
+            // every instance polled in the same pass would return at once and wake itself
+            // again, so each pass of `running` would poll every instance (quadratic in the
+            // items: a 100,000-item `for` took minutes).
+            running.push(tokio::task::unconstrained(async move {
                 let run = run_body_until(stripped, *body, &suffix, outputs, stop).await;
                 (i, *body, run)
-            });
+            }));
         }
         let next = match &stop {
             // The run's cancellation reaches the instances through the gather's handle.

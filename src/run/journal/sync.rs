@@ -196,7 +196,7 @@ impl Syncer {
         let seq = p.written;
         // Wake the thread only when its decision may change: a waiting thread re-decides
         // by itself when its timeout passes.
-        let wake = first || urgent || (counts && p.counted % self.shared.batch == 0);
+        let wake = first || urgent || (counts && p.counted.is_multiple_of(self.shared.batch));
         drop(p);
         if wake {
             self.shared.wake.notify_one();

@@ -6,9 +6,9 @@
 //!   `max(critical path × latency, steps × latency / concurrency)` (tightened for DAGs of
 //!   rounds, see [`lower_bound`]), the best any scheduler could do (goal ≤ 1.05);
 //! - **overhead per step**: real CPU time of the run (the scheduler, the simulator, the
-//!   reports) divided by the steps, in µs (goal ≤ 20 µs);
+//!   reports) divided by the steps, in µs (goal ≤ 5 µs);
 //! - **memory per step**: the peak of live heap bytes during the run above what the plan
-//!   already held, divided by the steps, from a counting global allocator (goal ≤ 2 KiB).
+//!   already held, divided by the steps, from a counting global allocator (goal ≤ 1 KiB).
 //!
 //! Run with `cargo bench --bench scheduler` (or `scripts/bench.sh`). Compiling and planning
 //! the scripts is timed separately and not counted. Exits non-zero when a goal is missed.
@@ -66,8 +66,8 @@ const LATENCY_MS: u64 = 100;
 const STEPS: usize = 10_000;
 
 const GOAL_RATIO: f64 = 1.05;
-const GOAL_OVERHEAD_US: f64 = 20.0;
-const GOAL_BYTES: f64 = 2048.0;
+const GOAL_OVERHEAD_US: f64 = 5.0;
+const GOAL_BYTES: f64 = 1024.0;
 
 fn header() -> String {
     format!(

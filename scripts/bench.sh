@@ -10,6 +10,9 @@
 #            check, lint levels, plan, their total, and `orch check` end to end; rendering
 #            its warnings (human and JSON); `orch plan` (text) at 5,000-40,000 steps with
 #            peak RSS (benches/check.rs; ORCH_BENCH_STEPS and ORCH_BENCH_RUNS change the size).
+# runtime:   on a real clock (benches/runtime.rs): a 20,000-item `parallel for` on the
+#            simulator with and without the journal (ratio, syncs per step), a 100,000-item
+#            one with the journal, and the simulator's latency against its exact value.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -301,6 +301,19 @@ async fn run_for(
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
     let items = for_items(task, spec.list)?;
+    // Each instance runs on a copy of the plan (its steps renamed `[i]`): a copy without
+    // the list's items, which the instances do not read, so that a long literal list is not
+    // copied once per item (quadratic).
+    let stripped = RegionTask {
+        plan: Arc::new(without_list(&task.plan, task.node)),
+        inputs: task.inputs.clone(),
+        shared: task.shared.clone(),
+        opts: task.opts.clone(),
+        budgets: task.budgets.clone(),
+        outputs: Vec::new(),
+        node: task.node,
+        tx: task.tx.clone(),
+    };
     let name = &task.plan.nodes[task.node].name;
     let tolerant = spec.policy != Policy::All;
     let need = needed(spec.policy, items.len());
@@ -340,10 +353,15 @@ async fn run_for(
             }
             let suffix = format!("[{}]", i + 1);
             let stop = stop.as_ref();
-            running.push(async move {
-                let run = run_body_until(task, *body, &suffix, outputs, stop).await;
+            let stripped = &stripped;
+            // Outside tokio's cooperative budget: once the region's task spent its budget,
+            // every instance polled in the same pass would return at once and wake itself
+            // again, so each pass of `running` would poll every instance (quadratic in the
+            // items: a 100,000-item `for` took minutes).
+            running.push(tokio::task::unconstrained(async move {
+                let run = run_body_until(stripped, *body, &suffix, outputs, stop).await;
                 (i, *body, run)
-            });
+            }));
         }
         let next = match &stop {
             // The run's cancellation reaches the instances through the gather's handle.
@@ -450,6 +468,21 @@ async fn run_for(
         exports: Vec::new(),
         warnings,
     })
+}
+
+/// `plan` without the literal items (and their source text) of the list of the `for` region
+/// standing at `node`.
+fn without_list(plan: &Plan, node: NodeId) -> Plan {
+    let mut copy = plan.clone();
+    if let PlanExec::Region { region } = copy.nodes[node].exec
+        && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
+        && let ListSource::Literal(items) = &mut list.items
+    {
+        *items = Vec::new();
+        // Its source text too (`[...]`, as long as the list): shown by `orch plan` only.
+        list.source = String::new();
+    }
+    copy
 }
 
 /// The steps of instance `i` (body `body`) that a met `gather` did not start, reported as

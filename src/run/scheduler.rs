@@ -577,18 +577,21 @@ impl<'a> Scheduler<'a> {
             return;
         }
         self.record_start(id, &tx);
-        let node = self.plan.nodes[id].clone();
+        let node = &self.plan.nodes[id];
         let scope = Scope {
             plan: self.plan,
             inputs: self.inputs,
             outputs: &self.outputs,
         };
-        let (prompt, args) = scope.render_call(&node);
+        let (prompt, args) = scope.render_call(node);
         // For a model step, what a prompt too large for its model would name.
         let largest = match node.exec {
-            PlanExec::Model { .. } => scope.largest_interp(&node),
+            PlanExec::Model { .. } => scope.largest_interp(node),
             _ => None,
         };
+        // The task reads its node in the shared plan (a copy would cost ~1 KiB per step in
+        // flight).
+        let plan = self.plan_arc.clone();
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
         let key = self.keys[id].as_ref().map(cache_key::KeyParts::key);
@@ -598,8 +601,9 @@ impl<'a> Scheduler<'a> {
                 args,
                 largest,
             };
-            let report = execute(&node, call, &shared, cap, &tx, key).await;
-            Outcome::step(node.id, report)
+            let node = &plan.nodes[id];
+            let report = execute(node, call, &shared, cap, &tx, key).await;
+            Outcome::step(id, report)
         });
         self.abort.insert(id, handle);
     }

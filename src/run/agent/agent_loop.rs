@@ -150,7 +150,7 @@ async fn replay(
     Ok(None)
 }
 
-/// Journals a model turn (synced), before any of its calls runs.
+/// Journals a model turn (written, synced promptly), before any of its calls runs.
 fn record_turn(cx: &LoopCx<'_>, turn: u32, a: &Answer) -> Result<(), String> {
     let Some((j, key)) = cx.journal() else {
         return Ok(());

@@ -192,7 +192,7 @@ async fn run_one(
     match entry {
         Entry::Tool(tool) => {
             if !tool.read_only() {
-                record_start(cx, turn, call)?;
+                record_start(cx, turn, call).await?;
             }
             let run = tool.call(call.input.clone(), tcx);
             let out = match tokio::time::timeout(tcx.timeout, run).await {
@@ -226,8 +226,9 @@ fn interrupted() -> ToolOutput {
     }
 }
 
-/// Journals that a call which may change something is about to run (synced).
-fn record_start(cx: &LoopCx<'_>, turn: u32, call: &ToolCall) -> Result<(), String> {
+/// Journals that a call which may change something is about to run, and waits until the
+/// record is synced (the call runs only then).
+async fn record_start(cx: &LoopCx<'_>, turn: u32, call: &ToolCall) -> Result<(), String> {
     let Some((j, key)) = cx.journal() else {
         return Ok(());
     };
@@ -239,10 +240,12 @@ fn record_start(cx: &LoopCx<'_>, turn: u32, call: &ToolCall) -> Result<(), Strin
         tool: call.name.clone(),
         at_ms: crate::run::journal::now_ms(),
     })
+    .await
     .map_err(journal_failed)
 }
 
-/// Journals a call's end with the result the model gets (synced), before it is used.
+/// Journals a call's end with the result the model gets (written, synced promptly), before
+/// it is used.
 fn record_end(cx: &LoopCx<'_>, report: &ToolCallReport, content: &str) -> Result<(), String> {
     let Some((j, key)) = cx.journal() else {
         return Ok(());

@@ -405,7 +405,6 @@ fn plan_with_tools(
             on_truncated: Default::default(),
             worst_case: crate::plan::Estimate::default(),
             defaults: Default::default(),
-            on_truncated: Default::default(),
         },
     );
     (program, plan)
@@ -649,6 +648,7 @@ async fn a_call_that_started_and_never_ended_is_not_run_again_and_the_model_is_t
                 tool: "side".into(),
                 at_ms: 0,
             })
+            .await
             .unwrap();
     }
     drop(journal);

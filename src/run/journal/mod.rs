@@ -12,21 +12,28 @@
 //!   never API keys), a hash of the plan, where models ran, the step names, the start time;
 //! - `resume`: a resumed run appends one before its own records (inputs, plan hash, target,
 //!   step names, time);
-//! - `start`: a step was started (not synced: it only explains a step that was in flight
-//!   when the process died);
+//! - `start`: a step was started (synced with the next group: it only explains a step that
+//!   was in flight when the process died);
 //! - `step`: a step ended — succeeded, failed or interrupted — with its cache key and the
 //!   parts behind it ([`KeyParts`](super::cache_key::KeyParts)), the output, usage in tokens, cost in USD, the model that
 //!   answered, attempts, and its start and end in milliseconds since its run began;
 //! - `turn`: a model turn of an agent loop ended: its text, tool calls, usage and cost
-//!   (synced before any of its calls runs);
+//!   (synced promptly);
 //! - `tool_start`: a tool call that may change something (not read-only) is about to run
-//!   (synced before it runs);
-//! - `tool`: a tool call ended: the call as reported and the result the model gets (synced
-//!   before the result is used);
+//!   (synced before it runs: the call waits for it);
+//! - `tool`: a tool call ended: the call as reported and the result the model gets (written
+//!   before the result is used, synced promptly);
 //! - `end`: the run ended: status, why it stopped, total cost.
 //!
-//! Every `step` and `end` record is flushed to disk (`sync_data`) before the scheduler goes
-//! on, so a record that exists is complete. A last line cut short by a crash is ignored (and
+//! Every record is written to the file with one `write(2)` when what it records happened (a
+//! `step` record before the step is reported done), so a killed process (`SIGKILL`, a panic)
+//! loses nothing completed. The flush to disk (`sync_data`) is group commit, done by a
+//! thread of its own ([`sync`]): the scheduler never waits for the disk; a `tool_start`
+//! record is waited for before its call runs, and the `end` record before the run returns.
+//! A power loss or OS crash can cost the records written since the last flush: at most the
+//! last [`sync::BATCH`] `step` records, or those of the last [`sync::MAX_DELAY`] plus one
+//! flush; those steps run again on resume, and no side effect is repeated. A record that
+//! exists is complete. A last line cut short by a crash is ignored (and
 //! dropped before the next append); any other line that is not a record is an error naming
 //! the file and the line. Every record is redacted ([`crate::redact`]) before it is written:
 //! no API key the run read, nor anything shaped like a key, reaches the file.
@@ -49,6 +56,7 @@ mod log;
 mod read;
 mod records;
 mod resume;
+pub mod sync;
 mod write;
 
 use std::path::{Path, PathBuf};

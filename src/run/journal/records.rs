@@ -47,7 +47,7 @@ pub struct WarningRecord {
     pub at_ms: u64,
 }
 
-/// The `turn` record: one model turn of an agent loop, written (synced) when the answer is in,
+/// The `turn` record: one model turn of an agent loop, written when the answer is in (synced promptly),
 /// before any of its calls runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnRecord {
@@ -73,7 +73,7 @@ pub struct TurnRecord {
 }
 
 /// The `tool_start` record: a call that may change something (not read-only) is about to
-/// run. Written (synced) before it runs: a resumed run that finds it without its `tool`
+/// run. Written and synced before it runs: a resumed run that finds it without its `tool`
 /// record does not run the call again (its effect is unknown) and tells the model so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolStartRecord {
@@ -91,7 +91,7 @@ pub struct ToolStartRecord {
     pub at_ms: u64,
 }
 
-/// The `tool` record: a call ended, with the result the model gets. Written (synced) before
+/// The `tool` record: a call ended, with the result the model gets. Written (synced promptly) before
 /// the result is used, so a resumed run never runs a recorded call again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolRecord {

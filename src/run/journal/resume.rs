@@ -82,6 +82,8 @@ impl Journal {
             needs_newline: loaded.needs_newline,
             history: Some(loaded.history),
             lock: Some(lock),
+            syncer: None,
+            policy: Default::default(),
         }))
     }
 

@@ -1,5 +1,7 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted and (for `step` and `end`) synced before the scheduler goes on.
+//! the run goes, each redacted and written to the file at once with one `write(2)`; the
+//! flushes to the disk are done in groups by the syncer thread ([`super::sync`]), and the
+//! records an effect must not outrun (`tool_start`, `end`) are waited for.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
@@ -20,6 +22,7 @@ use super::records::{
     AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome,
     StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
+use super::sync::{Policy, Syncer};
 use super::{
     FORMAT_VERSION, JOURNAL_FILE, JournalError, LOCK_FILE, NEW_JOURNAL_FILE, io_error, new_run_id,
     now_ms,
@@ -54,6 +57,10 @@ pub(super) struct Inner {
     pub(super) history: Option<History>,
     /// Where the last complete record ends, and whether it lacks its newline (resume only).
     pub(super) good_len: u64,
+    /// The syncer thread, from [`Journal::begin`] to the `end` record.
+    pub(super) syncer: Option<Arc<Syncer>>,
+    /// How it batches (tests stretch the times).
+    pub(super) policy: Policy,
     pub(super) needs_newline: bool,
     /// The run's lock, held from [`Journal::resume`] or [`Journal::begin`] to the `end`
     /// record.
@@ -130,6 +137,8 @@ impl Journal {
             good_len: 0,
             needs_newline: false,
             lock: None,
+            syncer: None,
+            policy: Policy::default(),
         })
     }
 
@@ -207,7 +216,8 @@ impl Journal {
                 steps,
                 at_ms: now_ms(),
             });
-            return inner.append(&record, true);
+            inner.append(&record, true)?;
+            return inner.start_syncer();
         }
         let record = Record::Run(RunHeader {
             version: FORMAT_VERSION,
@@ -221,26 +231,31 @@ impl Journal {
             at_ms: now_ms(),
             orch_version: env!("CARGO_PKG_VERSION").to_string(),
         });
-        inner.create(&record)
+        inner.create(&record)?;
+        inner.start_syncer()
     }
 
-    /// Records that a step started (not synced to disk: it only explains a step that was in
-    /// flight when the process died).
+    /// Records that a step started (written, synced with the next group: it only explains a
+    /// step that was in flight when the process died).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        self.lock().append(
-            &Record::Start(StartRecord {
-                name: name.to_string(),
-                at_ms: now_ms(),
-            }),
-            false,
-        )
+        self.lock()
+            .append_grouped(
+                &Record::Start(StartRecord {
+                    name: name.to_string(),
+                    at_ms: now_ms(),
+                }),
+                Durability::Uncounted,
+            )
+            .map(drop)
     }
 
-    /// Records a step that ran and ended (succeeded, failed or interrupted), synced to disk.
-    /// Skipped and cancelled steps are not recorded.
+    /// Records a step that ran and ended (succeeded, failed or interrupted): written to the
+    /// file at once (a killed process loses nothing), synced with its group
+    /// ([`super::sync`]): the caller never waits for the disk. Skipped and cancelled steps are
+    /// not recorded.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -251,86 +266,119 @@ impl Journal {
             StepStatus::Interrupted => (StepOutcome::Interrupted, None),
             StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
         };
-        self.lock().append(
-            &Record::Step(Box::new(StepRecord {
-                name: report.name.clone(),
-                agent: report.agent.clone(),
-                status,
-                error,
-                cache_key: parts.key(),
-                key: parts.clone(),
-                output: report.output.clone(),
-                value: report.value.clone(),
-                approval: report.approval.clone(),
-                agent_loop: report.agent_loop.clone(),
-                model: report.model.clone(),
-                served_model: report.served_model.clone(),
-                truncated: report.truncated,
-                warnings: report.warnings.clone(),
-                attempts: report.attempts,
-                usage: report.usage,
-                cost_usd: report.cost_usd,
-                started_ms: report.started_ms,
-                finished_ms: report.finished_ms,
-            })),
-            true,
-        )
+        self.lock()
+            .append_grouped(
+                &Record::Step(Box::new(StepRecord {
+                    name: report.name.clone(),
+                    agent: report.agent.clone(),
+                    status,
+                    error,
+                    cache_key: parts.key(),
+                    key: parts.clone(),
+                    output: report.output.clone(),
+                    value: report.value.clone(),
+                    approval: report.approval.clone(),
+                    agent_loop: report.agent_loop.clone(),
+                    model: report.model.clone(),
+                    served_model: report.served_model.clone(),
+                    truncated: report.truncated,
+                    warnings: report.warnings.clone(),
+                    attempts: report.attempts,
+                    usage: report.usage,
+                    cost_usd: report.cost_usd,
+                    started_ms: report.started_ms,
+                    finished_ms: report.finished_ms,
+                })),
+                Durability::Counted,
+            )
+            .map(drop)
     }
 
-    /// Records a model turn of an agent loop, synced to disk (before any of its calls runs).
+    /// Records a model turn of an agent loop: written at once, synced promptly (not waited
+    /// for: a `tool_start` record, which is, makes it durable before any call that may
+    /// change something runs).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn turn(&self, record: TurnRecord) -> Result<(), JournalError> {
-        self.lock().append(&Record::Turn(Box::new(record)), true)
+        self.lock()
+            .append_grouped(&Record::Turn(Box::new(record)), Durability::Prompt)
+            .map(drop)
     }
 
-    /// Records the warnings of a region that ended (not synced: a resumed run does not need
-    /// them).
+    /// Records the warnings of a region that ended (synced with the next group: a resumed run
+    /// does not need them).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn warnings(&self, report: &StepReport) -> Result<(), JournalError> {
         let mut inner = self.lock();
         for message in &report.warnings {
-            inner.append(
+            inner.append_grouped(
                 &Record::Warning(WarningRecord {
                     step: report.name.clone(),
                     message: message.clone(),
                     at_ms: now_ms(),
                 }),
-                false,
+                Durability::Uncounted,
             )?;
         }
         Ok(())
     }
 
-    /// Records a model call that ended (not synced: a resumed run does not need it; it is
-    /// for people and reports).
+    /// Records a model call that ended (synced with the next group: a resumed run does
+    /// not need it; it is for people and reports).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn attempt(&self, record: AttemptRecord) -> Result<(), JournalError> {
         self.lock()
-            .append(&Record::Attempt(Box::new(record)), false)
+            .append_grouped(&Record::Attempt(Box::new(record)), Durability::Uncounted)
+            .map(drop)
     }
 
-    /// Records that a tool call which may change something is about to run, synced to disk
-    /// (before it runs).
+    /// Records that a tool call which may change something is about to run, and waits until
+    /// the record (with every line before it) is synced to disk: the call runs only then, so
+    /// its effect happens at most once per journalled call, even across a power loss.
     ///
     /// # Errors
-    /// [`JournalError::Io`] when the journal cannot be written.
-    pub(crate) fn tool_started(&self, record: ToolStartRecord) -> Result<(), JournalError> {
-        self.lock().append(&Record::ToolStart(record), true)
+    /// [`JournalError::Io`] when the journal cannot be written or synced.
+    pub(crate) async fn tool_started(&self, record: ToolStartRecord) -> Result<(), JournalError> {
+        let (seq, syncer) = {
+            let mut inner = self.lock();
+            let seq = inner.append_grouped(&Record::ToolStart(record), Durability::Prompt)?;
+            (seq, inner.syncer.clone())
+        };
+        match (seq, syncer) {
+            (Some(seq), Some(syncer)) => {
+                syncer
+                    .durable(seq)
+                    .await
+                    .map_err(|message| JournalError::Io {
+                        action: "sync",
+                        path: self.path(),
+                        message,
+                    })
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// Records the end of a tool call with its result, synced to disk (before the result is
-    /// used).
+    /// Records the end of a tool call with its result: written at once (before the result is
+    /// used), synced promptly.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn tool(&self, record: ToolRecord) -> Result<(), JournalError> {
-        self.lock().append(&Record::Tool(Box::new(record)), true)
+        self.lock()
+            .append_grouped(&Record::Tool(Box::new(record)), Durability::Prompt)
+            .map(drop)
+    }
+
+    /// Syncs done by the syncer thread so far (0 before the run begins): for benchmarks and
+    /// tests of the group commit.
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncer.as_ref().map_or(0, |s| s.syncs())
     }
 
     /// On a resumed run, what the earlier segments recorded of the agent loop of `step` run
@@ -342,7 +390,8 @@ impl Journal {
         (t.key == key && !t.turns.is_empty()).then(|| t.clone())
     }
 
-    /// Records the end of the run, synced to disk, and releases the lock.
+    /// Records the end of the run, syncs every record (waiting for the syncer thread to make
+    /// the last group durable and end), and releases the lock.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -366,7 +415,7 @@ impl Journal {
                 format!("steps failed: {}", failed.join(", "))
             })
         });
-        inner.append(
+        inner.append_grouped(
             &Record::End(EndRecord {
                 status,
                 reason,
@@ -374,13 +423,38 @@ impl Journal {
                 cost_usd: report.cost_usd,
                 at_ms: now_ms(),
             }),
-            true,
+            Durability::Prompt,
         )?;
+        // Everything written is synced by the syncer's last group, waited for here.
+        let closed = match inner.syncer.take() {
+            Some(s) => match Arc::try_unwrap(s) {
+                Ok(s) => s.close(),
+                // A tool call still waits for its sync (it cannot: every step ended); sync
+                // here instead, the thread ends when the last handle goes.
+                Err(_) => inner.sync_now(),
+            },
+            None => inner.sync_now(),
+        };
         // Nothing is written after the `end` record: release the run for others.
         inner.file = None;
         inner.lock = None;
-        Ok(())
+        closed.map_err(|message| JournalError::Io {
+            action: "sync",
+            path: inner.path.clone(),
+            message,
+        })
     }
+}
+
+/// How soon a record written by [`Inner::append_grouped`] must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// With its group, not counted in it (`start`).
+    Uncounted,
+    /// With its group, counted towards its size (`step`).
+    Counted,
+    /// Promptly (`turn`, `tool_start`, `tool`).
+    Prompt,
 }
 
 impl Inner {
@@ -445,6 +519,55 @@ impl Inner {
         self.write_line(line, sync)
     }
 
+    /// Starts the syncer thread on a handle of its own of the open journal.
+    fn start_syncer(&mut self) -> Result<(), JournalError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let own = file
+            .try_clone()
+            .and_then(|f| Syncer::start(f, self.policy))
+            .map_err(io_error("write to", &self.path))?;
+        self.syncer = Some(Arc::new(own));
+        Ok(())
+    }
+
+    /// Syncs the journal here and now (the run's end, when the syncer thread cannot be).
+    fn sync_now(&self) -> Result<(), String> {
+        match &self.file {
+            Some(f) => f.sync_data().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `record` at once and leaves its sync to the syncer thread (grouped, or
+    /// prompt): its sequence number there (`None` without a syncer, where it was synced
+    /// here). A sync that failed earlier fails this write: a record that cannot be made
+    /// durable must stop new work.
+    fn append_grouped(
+        &mut self,
+        record: &Record,
+        how: Durability,
+    ) -> Result<Option<u64>, JournalError> {
+        let Some(syncer) = self.syncer.clone() else {
+            // Not begun through `begin` (no syncer): the old way, synced unless uncounted.
+            self.append(record, how != Durability::Uncounted)?;
+            return Ok(None);
+        };
+        if let Some(message) = syncer.error() {
+            return Err(JournalError::Io {
+                action: "sync",
+                path: self.path.clone(),
+                message,
+            });
+        }
+        self.append(record, false)?;
+        Ok(Some(syncer.wrote(
+            how == Durability::Counted,
+            how == Durability::Prompt,
+        )))
+    }
+
     fn write_line(&mut self, line: String, sync: bool) -> Result<(), JournalError> {
         let path = self.path.clone();
         let Some(file) = self.file.as_mut() else {
@@ -489,5 +612,164 @@ impl Scheduler<'_> {
         if let Err(e) = j.step(report, parts) {
             self.stopped.get_or_insert_with(|| e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::journal::read::read_journal;
+    use std::time::Duration;
+
+    const SCRIPT: &str = r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m, max_tokens: 10 }
+workflow main() {
+  x = a("one")
+}
+"#;
+
+    fn parts() -> KeyParts {
+        KeyParts {
+            kind: "model".into(),
+            provider: None,
+            model: None,
+            model_id: None,
+            max_tokens: None,
+            temperature: None,
+            system: None,
+            prompt: "p".into(),
+            argv: None,
+            env: None,
+            cwd: None,
+            output_type: None,
+            source: "s".into(),
+            uses: IndexMap::new(),
+        }
+    }
+
+    /// A begun journal in a new temporary directory whose syncer syncs only by count or when
+    /// asked (its idle and age times are an hour): what it syncs does not depend on timing.
+    fn begun(dir: &Path) -> (Journal, Plan) {
+        let (_program, plan) = crate::plan::plan_for_test(SCRIPT);
+        let journal = Journal::create(dir, "/scripts/x.orch");
+        journal.lock().policy = Policy {
+            idle: Duration::from_secs(3600),
+            max_delay: Duration::from_secs(3600),
+            ..Policy::default()
+        };
+        journal.begin(&plan, &RunOptions::default()).expect("begin");
+        (journal, plan)
+    }
+
+    fn step(plan: &Plan, name: &str) -> StepReport {
+        let mut r = StepReport::not_run(&plan.nodes[0], StepStatus::Succeeded, Some(1));
+        r.name = name.to_string();
+        r
+    }
+
+    fn done() -> RunReport {
+        RunReport {
+            workflow: "main".into(),
+            succeeded: true,
+            stopped: None,
+            output: None,
+            usage: Default::default(),
+            cost_usd: 0.0,
+            wall_ms: 0,
+            steps: Vec::new(),
+            run_id: None,
+            reused: Vec::new(),
+            interrupted: false,
+        }
+    }
+
+    fn tool_start(step: &str) -> ToolStartRecord {
+        ToolStartRecord {
+            step: step.into(),
+            key: "k".into(),
+            turn: 1,
+            call_id: "c1".into(),
+            tool: "exec".into(),
+            at_ms: 0,
+        }
+    }
+
+    fn names(path: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let ty = v["type"].as_str().unwrap_or("").to_string();
+                match v.get("name").or_else(|| v.get("step")) {
+                    Some(n) => format!("{ty} {}", n.as_str().unwrap_or("")),
+                    None => ty,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_reach_the_file_in_order_at_once_and_the_syncs_come_in_groups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        for i in 0..25 {
+            journal.started(&format!("s{i}")).unwrap();
+            journal
+                .step(&step(&plan, &format!("s{i}")), &parts())
+                .unwrap();
+            // Written at once (one write each, nothing kept in the process): another
+            // reader sees the record before the next one is made.
+            let last = names(&journal.path()).pop().unwrap();
+            assert_eq!(last, format!("step s{i}"));
+        }
+        // 25 counted records and no idle sync: at most one sync per 10 of them.
+        assert!(journal.syncs() <= 2, "{} syncs", journal.syncs());
+        journal.end(&done()).unwrap();
+        let got = names(&journal.path());
+        assert_eq!(got.first().map(String::as_str), Some("run"));
+        assert_eq!(got.last().map(String::as_str), Some("end"));
+        let middle: Vec<String> = (0..25)
+            .flat_map(|i| [format!("start s{i}"), format!("step s{i}")])
+            .collect();
+        assert_eq!(&got[1..got.len() - 1], middle.as_slice());
+        // The journal reads back whole.
+        let loaded = read_journal(&journal.path()).unwrap();
+        assert_eq!(loaded.history.succeeded.len(), 25);
+    }
+
+    #[tokio::test]
+    async fn a_tool_start_record_is_synced_before_the_call_may_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        for i in 0..3 {
+            journal
+                .step(&step(&plan, &format!("s{i}")), &parts())
+                .unwrap();
+        }
+        // Three records, no batch, no idle sync: nothing synced yet by the thread...
+        assert_eq!(journal.syncs(), 0);
+        journal.tool_started(tool_start("s3")).await.unwrap();
+        // ... and once `tool_started` returns, a sync covered it and every record before it.
+        let syncer = journal.lock().syncer.clone().unwrap();
+        assert!(syncer.syncs() >= 1);
+        let shared = syncer.synced_upto();
+        assert!(shared >= 4, "synced up to record {shared}");
+        journal.end(&done()).unwrap();
+    }
+
+    #[test]
+    fn a_journal_dropped_without_its_end_still_syncs_and_ends_its_thread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        journal.step(&step(&plan, "s0"), &parts()).unwrap();
+        let path = journal.path();
+        let syncer = std::sync::Arc::downgrade(journal.lock().syncer.as_ref().unwrap());
+        drop(journal);
+        // The last handle is gone: the thread synced what was written and ended (`Drop`
+        // joins it), and the record is there for a resume.
+        assert!(syncer.upgrade().is_none());
+        assert_eq!(names(&path), vec!["run", "step s0"]);
     }
 }

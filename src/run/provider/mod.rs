@@ -20,6 +20,7 @@
 
 pub mod anthropic;
 pub mod conversation;
+pub mod exact_sleep;
 pub mod openai;
 pub mod sim;
 pub mod sse;

@@ -2,8 +2,10 @@
 //!
 //! The same request always gets the same completion (across runs, machines and Rust versions:
 //! the text is chosen with a fixed FNV-1a hash, not `std`'s `DefaultHasher`). Latency is a
-//! `tokio::time::sleep`, so tests on a paused clock see exact timings, and scheduled failures
-//! exercise retry policies.
+//! `tokio::time::sleep` on tokio's paused clock, so tests see exact timings, and on a real
+//! clock a sleep to the exact deadline ([`super::exact_sleep`]: tokio's timer would round up
+//! to the millisecond, a 10 ms latency taking ~11.2 ms), so makespans compare cleanly with
+//! their bounds. Scheduled failures exercise retry policies.
 //!
 //! Offered tools, the simulator calls them so that a dry run exercises an agent loop
 //! ([`sim_calls`]): on the first turn, one call of each read-only tool and each delegation
@@ -61,17 +63,20 @@ pub struct Sim {
     calls: Arc<Mutex<HashMap<u64, u32>>>,
     /// The workspace the run's tools work in: where simulated tool calls find a file to read.
     workspace: Option<PathBuf>,
+    /// Whether tokio's clock is paused where this simulator runs (told on its first call).
+    paused: Arc<std::sync::OnceLock<bool>>,
 }
 
 impl Sim {
-    /// A simulator that answers every call after `latency` (simulated with
-    /// `tokio::time::sleep`) and never fails.
+    /// A simulator that answers every call after exactly `latency` (on tokio's paused clock
+    /// with `tokio::time::sleep`, on a real one to within tens of µs) and never fails.
     pub fn new(latency: Duration) -> Self {
         Sim {
             latency,
             fail_first: 0,
             calls: Arc::default(),
             workspace: None,
+            paused: Arc::default(),
         }
     }
 
@@ -119,7 +124,13 @@ impl Sim {
     /// [`ProviderError::Simulated`] for the first `fail_first` calls per prompt.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+            // Exact on either clock: tokio's (virtual) on a paused one, the timer thread's
+            // on a real one, where tokio's would round up to the next millisecond.
+            if *self.paused.get_or_init(super::exact_sleep::clock_is_paused) {
+                tokio::time::sleep(self.latency).await;
+            } else {
+                super::exact_sleep::sleep_until(std::time::Instant::now() + self.latency).await;
+            }
         }
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,7 +209,11 @@ fn turns_tokens(turns: &[Turn]) -> u64 {
 /// delegation offered, in the order offered, with ids `sim_1`, `sim_2`, ...; otherwise none.
 /// Arguments are filled from each tool's input schema (`sim_arguments`).
 pub fn sim_calls(req: &CompletionRequest, workspace: Option<&Path>) -> Vec<ToolCall> {
-    if !req.turns.is_empty() || req.tool_choice == ToolChoice::None || req.output.is_some() {
+    if !req.turns.is_empty()
+        || req.tool_choice == ToolChoice::None
+        || req.output.is_some()
+        || req.tools.is_empty()
+    {
         return Vec::new();
     }
     let facts = Facts::new(req, workspace);

@@ -1,0 +1,209 @@
+//! Runtime benchmark on a real clock: the journal's cost, a large fan-out, and the
+//! simulator's latency.
+//!
+//! - **journal**: a 20,000-item `parallel for` on the simulator (10 ms a call, unbounded),
+//!   run without a journal and with one (in a temporary directory); prints both wall times,
+//!   their ratio (goal ≤ 1.2) and the journal's syncs per step (group commit: goal ≤ 0.1);
+//! - **fan-out 100k**: a 100,000-item `parallel for` with the journal (goal ≤ 5 s wall, the
+//!   script's compilation not counted);
+//! - **sim latency**: a chain of 100 calls of 10 ms each, on the real clock: makespan against
+//!   100 × 10 ms (goal ≤ 1.02: the simulator's latency is exact, not rounded to the next
+//!   millisecond).
+//!
+//! Each run is on a multi-threaded tokio runtime of 2 workers, as `orch run` uses. Run with
+//! `cargo bench --bench runtime` (or `scripts/bench.sh runtime`); a name filters the cases
+//! (`journal`, `fan-out`, `latency`). Exits non-zero when a goal is missed.
+
+use std::time::{Duration, Instant};
+
+use orch::resolve::ResolveOptions;
+use orch::run::{RunOptions, RunReport, Target, journal::Journal};
+
+const LATENCY_MS: u64 = 10;
+const GOAL_JOURNAL_RATIO: f64 = 1.2;
+const GOAL_SYNCS_PER_STEP: f64 = 0.1;
+const GOAL_FAN_OUT_S: f64 = 5.0;
+const GOAL_LATENCY_RATIO: f64 = 1.02;
+
+fn header() -> String {
+    format!(
+        "provider s {{ kind: sim, latency: {LATENCY_MS}ms }}\nmodel m {{ provider: s }}\nagent a {{ model: m, max_tokens: 16 }}\n"
+    )
+}
+
+/// A `parallel for` over `n` literal items, one model step each.
+fn fan_out(n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| format!("\"item {i}\"")).collect();
+    format!(
+        "{}workflow main() {{\n  r = parallel for x in [{}] {{\n    y = a(\"do {{x}}\")\n  }}\n}}\n",
+        header(),
+        items.join(", ")
+    )
+}
+
+/// One chain of `n` steps, each after the one before.
+fn chain(n: usize) -> String {
+    let mut s = header();
+    s.push_str("workflow main() {\n");
+    for i in 0..n {
+        s.push_str(&format!("  c{i} = a(\"link {i}\")\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+struct Compiled {
+    program: orch::check::Program,
+    plan: orch::plan::Plan,
+}
+
+fn compile(src: &str) -> Compiled {
+    let (program, diags) = orch::compile_source(
+        "bench.orch",
+        src,
+        std::path::Path::new("."),
+        &ResolveOptions::default(),
+    );
+    assert!(!diags.has_errors(), "the script has errors");
+    let wf = orch::plan::entry_workflow(
+        &program,
+        None,
+        orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
+    )
+    .expect("workflow");
+    let plan = orch::plan::lower(&program, wf);
+    Compiled { program, plan }
+}
+
+struct Ran {
+    wall: Duration,
+    report: RunReport,
+    syncs: u64,
+}
+
+/// Runs `c` on the simulator on a real clock, with a journal in a new temporary directory
+/// when `journal` is set.
+fn run(c: &Compiled, journal: bool) -> Ran {
+    let state = tempfile::tempdir().expect("a temporary directory");
+    let journal = journal.then(|| Journal::create(state.path(), "/bench/bench.orch"));
+    let opts = RunOptions {
+        target: Target::Simulate {
+            latency_ms: LATENCY_MS,
+            run_commands: false,
+        },
+        journal: journal.clone(),
+        ..RunOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t = Instant::now();
+    let report = rt
+        .block_on(orch::run::run(
+            &c.plan,
+            &c.program.tables.models,
+            &opts,
+            &|_| {},
+        ))
+        .expect("run starts");
+    let wall = t.elapsed();
+    assert!(report.succeeded, "the run failed: {:?}", report.stopped);
+    let syncs = journal.as_ref().map_or(0, Journal::syncs);
+    drop(rt);
+    Ran {
+        wall,
+        report,
+        syncs,
+    }
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let mut missed = Vec::new();
+    println!("runtime benchmark: real clock, simulator at {LATENCY_MS} ms a call\n");
+
+    if wanted("journal") {
+        let n = 20_000;
+        let c = compile(&fan_out(n));
+        // Warm up (allocator, threads, page cache), then measure each twice and keep the
+        // better, so one noisy neighbour does not decide.
+        let _ = run(&c, false);
+        let without = (0..2)
+            .map(|_| run(&c, false).wall)
+            .min()
+            .unwrap_or_default();
+        let with = (0..2)
+            .map(|_| run(&c, true))
+            .min_by_key(|r| r.wall)
+            .expect("runs");
+        let steps = with.report.steps.len();
+        let ratio = with.wall.as_secs_f64() / without.as_secs_f64();
+        let per_step = with.syncs as f64 / steps as f64;
+        println!("journal: {n}-item parallel for ({steps} steps)");
+        println!(
+            "  without journal {:>8.3} s\n  with journal    {:>8.3} s   ratio {ratio:.3} (goal ≤ {GOAL_JOURNAL_RATIO})\n  syncs           {:>8}     {per_step:.4} per step (goal ≤ {GOAL_SYNCS_PER_STEP})\n",
+            without.as_secs_f64(),
+            with.wall.as_secs_f64(),
+            with.syncs
+        );
+        if ratio > GOAL_JOURNAL_RATIO {
+            missed.push(format!("journal: ratio {ratio:.3} > {GOAL_JOURNAL_RATIO}"));
+        }
+        if per_step > GOAL_SYNCS_PER_STEP {
+            missed.push(format!(
+                "journal: {per_step:.4} syncs per step > {GOAL_SYNCS_PER_STEP}"
+            ));
+        }
+    }
+
+    if wanted("fan-out") {
+        let n = 100_000;
+        let t = Instant::now();
+        let c = compile(&fan_out(n));
+        let compiled = t.elapsed();
+        let r = run(&c, true);
+        let s = r.wall.as_secs_f64();
+        println!(
+            "fan-out: {n}-item parallel for with journal: {s:.3} s (goal ≤ {GOAL_FAN_OUT_S} s; {:.1} µs per step; {} syncs; compiled in {:.0} ms, not counted)\n",
+            s * 1e6 / r.report.steps.len() as f64,
+            r.syncs,
+            compiled.as_secs_f64() * 1e3
+        );
+        if s > GOAL_FAN_OUT_S {
+            missed.push(format!("fan-out: {s:.3} s > {GOAL_FAN_OUT_S} s"));
+        }
+    }
+
+    if wanted("latency") {
+        let n = 100;
+        let c = compile(&chain(n));
+        let r = run(&c, false);
+        let bound = n as f64 * LATENCY_MS as f64;
+        let ms = r.wall.as_secs_f64() * 1e3;
+        let ratio = ms / bound;
+        println!(
+            "sim latency: chain of {n} × {LATENCY_MS} ms: {ms:.1} ms wall, {:.3} ms per call, ratio {ratio:.4} (goal ≤ {GOAL_LATENCY_RATIO})\n",
+            ms / n as f64
+        );
+        if ratio > GOAL_LATENCY_RATIO {
+            missed.push(format!(
+                "sim latency: ratio {ratio:.4} > {GOAL_LATENCY_RATIO}"
+            ));
+        }
+    }
+
+    println!(
+        "goals: journal ≤ {GOAL_JOURNAL_RATIO}× and ≤ {GOAL_SYNCS_PER_STEP} syncs per step, 100k fan-out ≤ {GOAL_FAN_OUT_S} s, sim latency ≤ {GOAL_LATENCY_RATIO}× exact"
+    );
+    if missed.is_empty() {
+        println!("all goals met");
+    } else {
+        for m in &missed {
+            println!("missed: {m}");
+        }
+        std::process::exit(1);
+    }
+}

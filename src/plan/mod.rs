@@ -41,12 +41,12 @@ use crate::check::ProviderKind;
 use crate::check::items::{ParamDef, ProviderDef};
 use crate::common::Policy;
 use crate::diag::Span;
+pub use diagram::{render_dot, render_mermaid};
 pub use ir::{
     Cond, CondExpr, ForList, GroupId, Interp, ListSource, NodeId, Operand, Ref, RegionId, Template,
     TemplatePart,
 };
 pub use lower::lower;
-pub use diagram::{render_dot, render_mermaid};
 pub use render::render_text;
 
 /// Tokens and USD.

@@ -636,14 +636,20 @@ fn completions_for_every_shell_name_the_commands() {
         }
         // clap_complete's PowerShell script completes commands and flags, not their values.
         if shell != "powershell" {
-            assert!(text.contains("mermaid"), "{shell}: `--format` values are not completed");
+            assert!(
+                text.contains("mermaid"),
+                "{shell}: `--format` values are not completed"
+            );
         }
     }
     // The bash script is valid bash (bash is on every machine the tests run on).
     let script = stdout(&orch(&["completions", "bash"]));
     let dir = temp_dir();
     let path = write(&dir, "orch.bash", &script);
-    let check = std::process::Command::new("bash").args(["-n", &path]).output().unwrap();
+    let check = std::process::Command::new("bash")
+        .args(["-n", &path])
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
     let bad = orch(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2));

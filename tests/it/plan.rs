@@ -398,7 +398,11 @@ struct Drawn {
 }
 
 fn node_id(s: &str) -> Option<usize> {
-    let digits: String = s.strip_prefix('n')?.chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = s
+        .strip_prefix('n')?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -409,7 +413,11 @@ fn read_dot(dot: &str) -> Drawn {
     let mut stack: Vec<Option<usize>> = Vec::new();
     for line in dot.lines() {
         let l = line.trim();
-        let quotes = l.replace("\\\\", "").replace("\\\"", "").matches('"').count();
+        let quotes = l
+            .replace("\\\\", "")
+            .replace("\\\"", "")
+            .matches('"')
+            .count();
         assert!(quotes % 2 == 0, "an unclosed string: {l}");
         if l.starts_with("digraph ") {
             assert!(stack.is_empty() && l.ends_with('{'), "{l}");
@@ -423,12 +431,17 @@ fn read_dot(dot: &str) -> Drawn {
         } else if let Some((from, rest)) = l.split_once(" -> ") {
             assert!(l.ends_with(';'), "{l}");
             let to = rest.split([' ', ';']).next().unwrap();
-            drawn.edges.push((node_id(from).expect(from), node_id(to).expect(to)));
+            drawn
+                .edges
+                .push((node_id(from).expect(from), node_id(to).expect(to)));
         } else if l.starts_with('n') && l.contains(" [label=\"") {
             assert!(l.ends_with("];"), "{l}");
             let id = node_id(l).expect(l);
             let regions = stack.iter().flatten().copied().collect();
-            assert!(drawn.nodes.insert(id, regions).is_none(), "n{id} declared twice");
+            assert!(
+                drawn.nodes.insert(id, regions).is_none(),
+                "n{id} declared twice"
+            );
         } else {
             assert!(l.ends_with(';'), "not a statement: {l}");
         }
@@ -462,14 +475,22 @@ fn read_mermaid(text: &str) -> Drawn {
             .iter()
             .find_map(|arrow| l.split_once(&format!(" {arrow} ")))
         {
-            drawn.edges.push((node_id(from).expect(from), node_id(to).expect(to)));
+            drawn
+                .edges
+                .push((node_id(from).expect(from), node_id(to).expect(to)));
         } else {
             let id = node_id(l).unwrap_or_else(|| panic!("not a node: {l}"));
             let label = l.trim_start_matches(|c: char| c == 'n' || c.is_ascii_digit());
             assert!(label.contains("<br/>"), "two lines: {l}");
             assert_eq!(label.matches('"').count(), 2, "a raw quote in {l}");
-            assert!(!label.contains('<') || label.matches('<').count() == 1, "raw `<` in {l}");
-            assert!(drawn.nodes.insert(id, stack.clone()).is_none(), "n{id} declared twice");
+            assert!(
+                !label.contains('<') || label.matches('<').count() == 1,
+                "raw `<` in {l}"
+            );
+            assert!(
+                drawn.nodes.insert(id, stack.clone()).is_none(),
+                "n{id} declared twice"
+            );
         }
     }
     assert!(stack.is_empty(), "unbalanced subgraphs");
@@ -479,7 +500,11 @@ fn read_mermaid(text: &str) -> Drawn {
 /// What the plan says the picture must hold: every node once, inside the clusters of its
 /// regions (a region's own node inside its own), and an edge for each reduced dependency.
 fn check_drawn(plan: &orch::plan::Plan, drawn: &Drawn, what: &str) {
-    assert_eq!(drawn.nodes.len(), plan.nodes.len(), "{what}: every node once");
+    assert_eq!(
+        drawn.nodes.len(),
+        plan.nodes.len(),
+        "{what}: every node once"
+    );
     let mut regions = drawn.regions.clone();
     regions.sort_unstable();
     assert_eq!(
@@ -499,7 +524,11 @@ fn check_drawn(plan: &orch::plan::Plan, drawn: &Drawn, what: &str) {
             cur = plan.nodes[plan.regions[r].node].region;
         }
         chain.reverse();
-        assert_eq!(drawn.nodes[&n.id], chain, "{what}: `{}` in its regions", n.name);
+        assert_eq!(
+            drawn.nodes[&n.id], chain,
+            "{what}: `{}` in its regions",
+            n.name
+        );
         for &d in &n.deps {
             let reaches = {
                 // The dependency is drawn directly or through drawn edges.
@@ -513,11 +542,18 @@ fn check_drawn(plan: &orch::plan::Plan, drawn: &Drawn, what: &str) {
                 }
                 seen[n.id]
             };
-            assert!(reaches, "{what}: no path from `{}` to `{}`", plan.nodes[d].name, n.name);
+            assert!(
+                reaches,
+                "{what}: no path from `{}` to `{}`",
+                plan.nodes[d].name, n.name
+            );
         }
     }
     for &(a, b) in &drawn.edges {
-        assert!(a < plan.nodes.len() && b < plan.nodes.len(), "{what}: edge to nowhere");
+        assert!(
+            a < plan.nodes.len() && b < plan.nodes.len(),
+            "{what}: edge to nowhere"
+        );
     }
 }
 
@@ -526,7 +562,11 @@ fn plan_pictures_hold_every_step_in_its_regions() {
     let plan = plan_of(PICTURE);
     assert!(plan.regions.len() >= 3, "the script has for, repeat and if");
     check_drawn(&plan, &read_dot(&orch::plan::render_dot(&plan)), "dot");
-    check_drawn(&plan, &read_mermaid(&orch::plan::render_mermaid(&plan)), "mermaid");
+    check_drawn(
+        &plan,
+        &read_mermaid(&orch::plan::render_mermaid(&plan)),
+        "mermaid",
+    );
 }
 
 #[test]
@@ -535,7 +575,11 @@ fn plan_pictures_of_every_example_are_well_formed() {
         let src = std::fs::read_to_string(&path).unwrap();
         let plan = crate::common::compile_plan(&path.display().to_string(), &src).1;
         let what = path.display();
-        check_drawn(&plan, &read_dot(&orch::plan::render_dot(&plan)), &format!("{what} dot"));
+        check_drawn(
+            &plan,
+            &read_dot(&orch::plan::render_dot(&plan)),
+            &format!("{what} dot"),
+        );
         check_drawn(
             &plan,
             &read_mermaid(&orch::plan::render_mermaid(&plan)),
@@ -557,7 +601,12 @@ fn plan_dot_of_every_example_renders_with_graphviz() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut dot = std::process::Command::new("dot")
             .arg("-Tsvg")
             .stdin(std::process::Stdio::piped())
@@ -583,7 +632,11 @@ fn plan_dot_of_every_example_renders_with_graphviz() {
         let v: serde_json::Value = serde_json::from_slice(&plan_json.stdout).unwrap();
         for n in v["nodes"].as_array().unwrap() {
             let name = n["name"].as_str().unwrap();
-            assert!(svg.contains(&format!(">{name}<")), "{}: `{name}` not drawn", path.display());
+            assert!(
+                svg.contains(&format!(">{name}<")),
+                "{}: `{name}` not drawn",
+                path.display()
+            );
         }
     }
 }

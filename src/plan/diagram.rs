@@ -88,10 +88,10 @@ fn picture(plan: &Plan) -> Picture {
             edges.push((d, n.id, kind));
         }
         // A step that starts with its body: nothing it waits for is inside the same region.
-        if let Some(r) = n.region {
-            if !reduced[n.id].iter().any(|&d| is_inside(plan, d, r)) {
-                edges.push((plan.regions[r].node, n.id, Edge::Body));
-            }
+        if let Some(r) = n.region
+            && !reduced[n.id].iter().any(|&d| is_inside(plan, d, r))
+        {
+            edges.push((plan.regions[r].node, n.id, Edge::Body));
         }
     }
     Picture {

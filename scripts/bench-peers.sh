@@ -63,4 +63,4 @@ if [ "${1:-}" = install ]; then exit 0; fi
 log "building orch (release)"
 cargo build --locked --release --quiet
 bin="${CARGO_TARGET_DIR:-target}/release/orch"
-exec "$py" scripts/bench-peers/bench.py --orch "$bin" "$@"
+PYTHONDONTWRITEBYTECODE=1 exec "$py" scripts/bench-peers/bench.py --orch "$bin" "$@"

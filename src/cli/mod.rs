@@ -70,6 +70,8 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Explain a diagnostic code: what it means, why it matters, a failing and a fixed example.
     Explain(ExplainArgs),
+    /// Print a shell completion script for orch (bash, zsh, fish or powershell) to stdout.
+    Completions(CompletionsArgs),
 }
 
 /// Options shared by every command that compiles a script.
@@ -136,6 +138,10 @@ pub enum PlanFormat {
     Text,
     /// JSON (see docs/language.md, "Plans as JSON").
     Json,
+    /// A Graphviz digraph of the steps, regions as clusters (`dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart of the steps, regions as subgraphs (for a ```mermaid block).
+    Mermaid,
 }
 
 /// `orch plan`.
@@ -330,6 +336,30 @@ pub struct ExplainArgs {
     pub markdown: bool,
 }
 
+/// `orch completions`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Install, e.g.:\n  bash:       orch completions bash > ~/.local/share/bash-completion/completions/orch\n  zsh:        orch completions zsh > ~/.zfunc/_orch   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)\n  fish:       orch completions fish > ~/.config/fish/completions/orch.fish\n  powershell: orch completions powershell >> $PROFILE"
+)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+/// The shells `orch completions` writes for (clap_complete's generators).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CompletionShell {
+    /// Bash (bash-completion).
+    Bash,
+    /// Zsh (`#compdef orch`, for a directory on `fpath`).
+    Zsh,
+    /// Fish.
+    Fish,
+    /// PowerShell (`Register-ArgumentCompleter`).
+    Powershell,
+}
+
 /// `orch fmt`.
 #[derive(Debug, Args)]
 pub struct FmtArgs {
@@ -369,6 +399,33 @@ pub fn main() -> ExitCode {
         Command::Report(a) => report::report(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
+        Command::Completions(a) => completions(a.shell),
+    }
+}
+
+/// Writes the completion script for `shell` to stdout (clap_complete, from the same clap
+/// definition as the parser, so it always knows every subcommand, flag and value).
+fn completions(shell: CompletionShell) -> ExitCode {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+        CompletionShell::Powershell => Shell::PowerShell,
+    };
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "orch", &mut out);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`orch completions bash | head`) is not an error worth a panic.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the completion script: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -607,6 +664,8 @@ fn plan(a: PlanArgs) -> ExitCode {
     // redacting it anyway keeps the promise that nothing orch writes carries a secret.
     match a.format {
         PlanFormat::Text => print!("{}", redact(crate::plan::render_text(&plan))),
+        PlanFormat::Dot => print!("{}", redact(crate::plan::render_dot(&plan))),
+        PlanFormat::Mermaid => print!("{}", redact(crate::plan::render_mermaid(&plan))),
         PlanFormat::Json => match serde_json::to_string_pretty(&plan) {
             Ok(s) => println!("{}", redact(s)),
             Err(e) => {

@@ -18,12 +18,15 @@
 //! into [`ir`] with every name resolved to a parameter index, node or block id. Nothing in a
 //! [`Plan`] is the checker's graph or the AST.
 //!
+//! [`render_dot`] and [`render_mermaid`] draw the DAG (`orch plan --format dot|mermaid`).
+//!
 //! The JSON form (`orch plan --format json`) is [`Plan`] serialized with serde; its shape is
 //! documented in `docs/language.md` and only ever grows. Lowered values serialize as their
 //! source text, as they always have; what only the interpreter needs is not serialized.
 
 mod analysis;
 pub mod budget;
+pub mod diagram;
 pub mod ir;
 mod lower;
 mod reduce;
@@ -38,6 +41,7 @@ use crate::check::ProviderKind;
 use crate::check::items::{ParamDef, ProviderDef};
 use crate::common::{OnTruncated, Policy};
 use crate::diag::Span;
+pub use diagram::{render_dot, render_mermaid};
 pub use ir::{
     Cond, CondExpr, ForList, GroupId, Interp, ListSource, NodeId, Operand, Ref, RegionId, Template,
     TemplatePart,

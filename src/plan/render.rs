@@ -130,8 +130,8 @@ fn reduced_deps(plan: &Plan) -> Vec<Vec<usize>> {
     super::reduce::transitive_reduction(&deps)
 }
 
-/// What a region does, in words.
-fn region_text(plan: &Plan, r: usize) -> String {
+/// What a region does, in words (`for each item of items: 2 steps`).
+pub(super) fn region_text(plan: &Plan, r: usize) -> String {
     use crate::plan::PlanRegionKind as K;
     let region = &plan.regions[r];
     let steps = region

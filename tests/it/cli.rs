@@ -438,7 +438,7 @@ fn approvals_are_refused_before_anything_runs_without_a_terminal_and_pass_with_y
 fn help_lists_the_commands() {
     let o = orch(&["--help"]);
     let text = stdout(&o);
-    for cmd in ["check", "plan", "run", "explain"] {
+    for cmd in ["check", "plan", "run", "explain", "completions"] {
         assert!(text.contains(cmd), "{text}");
     }
     let run = stdout(&orch(&["run", "--help"]));
@@ -600,4 +600,58 @@ fn allow_comments_in_the_source() {
             .code(),
         Some(1)
     );
+}
+
+#[test]
+fn plan_draws_an_example_as_dot_and_mermaid() {
+    let dot = orch(&["plan", "--format", "dot", "examples/review_refine.orch"]);
+    assert!(dot.status.success(), "{}", stderr(&dot));
+    let text = stdout(&dot);
+    assert!(text.starts_with("digraph \"main\" {"), "{text}");
+    assert!(text.contains("subgraph cluster_r0 {"), "{text}");
+    assert!(text.contains("writer · sonnet"), "{text}");
+    let mermaid = orch(&["plan", "--format", "mermaid", "examples/review_refine.orch"]);
+    assert!(mermaid.status.success(), "{}", stderr(&mermaid));
+    let text = stdout(&mermaid);
+    assert!(text.contains("\nflowchart TB\n"), "{text}");
+    assert!(text.contains("subgraph r1[\"repeat\"]"), "{text}");
+    let help = stdout(&orch(&["plan", "--help"]));
+    assert!(help.contains("mermaid") && help.contains("dot"), "{help}");
+}
+
+#[test]
+fn completions_for_every_shell_name_the_commands() {
+    for (shell, marker) in [
+        ("bash", "complete -F _orch"),
+        ("zsh", "#compdef orch"),
+        ("fish", "complete -c orch"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let o = orch(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains(marker), "{shell}: no `{marker}`");
+        for word in ["plan", "completions", "--endpoint"] {
+            assert!(text.contains(word), "{shell}: `{word}` is not completed");
+        }
+        // clap_complete's PowerShell script completes commands and flags, not their values.
+        if shell != "powershell" {
+            assert!(
+                text.contains("mermaid"),
+                "{shell}: `--format` values are not completed"
+            );
+        }
+    }
+    // The bash script is valid bash (bash is on every machine the tests run on).
+    let script = stdout(&orch(&["completions", "bash"]));
+    let dir = temp_dir();
+    let path = write(&dir, "orch.bash", &script);
+    let check = std::process::Command::new("bash")
+        .args(["-n", &path])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let bad = orch(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("possible values"), "{}", stderr(&bad));
 }

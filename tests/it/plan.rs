@@ -350,3 +350,293 @@ fn plan_json_has_tools_delegates_and_servers() {
     assert!(plain["nodes"][0].get("tools").is_none());
     assert!(plain.get("mcp").is_none() && plain.get("delegates").is_none());
 }
+
+/// Every kind of node and region, an order-only edge, and text to escape: for the pictures.
+const PICTURE: &str = r##"
+provider s { kind: sim }
+model m { provider: s }
+agent dev   { model: m, max_tokens: 100 }
+agent judge { model: m, max_tokens: 50 }
+agent tests { run: ["cargo", "test"] }
+workflow main() {
+  spec = dev("Write a spec")
+  drafts = parallel <max 2> for t in ["api <v2>", "say \"hi\"", "#1 & co"] {
+    d = dev("Draft {t} from {spec}")
+  }
+  gather <all> merged = dev("Merge:\n{drafts}")
+  repeat <max 3> {
+    review = judge("Review {merged}") -> { ok: bool }
+    if not review.ok {
+      fix = dev("Fix {merged}")
+    }
+  } until review.ok
+  check = tests() after review
+  ok = approve("Ship it?")
+}
+"##;
+
+#[test]
+fn plan_dot_is_stable() {
+    insta::assert_snapshot!(orch::plan::render_dot(&plan_of(PICTURE)));
+}
+
+#[test]
+fn plan_mermaid_is_stable() {
+    insta::assert_snapshot!(orch::plan::render_mermaid(&plan_of(PICTURE)));
+}
+
+/// What a picture declares, read back from its text: each node with the regions (clusters or
+/// subgraphs) it is written in, innermost last; each edge; each region's nesting.
+#[derive(Debug, Default)]
+struct Drawn {
+    /// Node id → enclosing region ids, outermost first.
+    nodes: std::collections::BTreeMap<usize, Vec<usize>>,
+    /// (from, to) node ids.
+    edges: Vec<(usize, usize)>,
+    /// Region ids opened, in order.
+    regions: Vec<usize>,
+}
+
+fn node_id(s: &str) -> Option<usize> {
+    let digits: String = s
+        .strip_prefix('n')?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Reads a DOT picture as `render_dot` writes it, checking its syntax on the way: balanced
+/// braces, every statement ends with `;`, strings closed, nodes declared once.
+fn read_dot(dot: &str) -> Drawn {
+    let mut drawn = Drawn::default();
+    let mut stack: Vec<Option<usize>> = Vec::new();
+    for line in dot.lines() {
+        let l = line.trim();
+        let quotes = l
+            .replace("\\\\", "")
+            .replace("\\\"", "")
+            .matches('"')
+            .count();
+        assert!(quotes % 2 == 0, "an unclosed string: {l}");
+        if l.starts_with("digraph ") {
+            assert!(stack.is_empty() && l.ends_with('{'), "{l}");
+            stack.push(None);
+        } else if let Some(rest) = l.strip_prefix("subgraph cluster_r") {
+            let r: usize = rest.trim_end_matches(" {").parse().expect("a region id");
+            drawn.regions.push(r);
+            stack.push(Some(r));
+        } else if l == "}" {
+            assert!(stack.pop().is_some(), "an unbalanced `}}`");
+        } else if let Some((from, rest)) = l.split_once(" -> ") {
+            assert!(l.ends_with(';'), "{l}");
+            let to = rest.split([' ', ';']).next().unwrap();
+            drawn
+                .edges
+                .push((node_id(from).expect(from), node_id(to).expect(to)));
+        } else if l.starts_with('n') && l.contains(" [label=\"") {
+            assert!(l.ends_with("];"), "{l}");
+            let id = node_id(l).expect(l);
+            let regions = stack.iter().flatten().copied().collect();
+            assert!(
+                drawn.nodes.insert(id, regions).is_none(),
+                "n{id} declared twice"
+            );
+        } else {
+            assert!(l.ends_with(';'), "not a statement: {l}");
+        }
+    }
+    assert!(stack.is_empty(), "unbalanced braces");
+    drawn
+}
+
+/// Reads a Mermaid flowchart as `render_mermaid` writes it, checking its syntax on the way:
+/// front matter, `flowchart TB`, `subgraph`/`end` balanced, labels quoted with no raw `"`.
+fn read_mermaid(text: &str) -> Drawn {
+    let mut drawn = Drawn::default();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("---"));
+    assert!(lines.next().unwrap().starts_with("title: \""));
+    assert_eq!(lines.next(), Some("---"));
+    assert_eq!(lines.next(), Some("flowchart TB"));
+    let mut stack: Vec<usize> = Vec::new();
+    for line in lines {
+        let l = line.trim();
+        if let Some(rest) = l.strip_prefix("subgraph r") {
+            let (r, label) = rest.split_once('[').expect("a titled subgraph");
+            assert!(label.starts_with('"') && label.ends_with("\"]"), "{l}");
+            assert_eq!(label.matches('"').count(), 2, "a raw quote in {l}");
+            let r: usize = r.parse().expect("a region id");
+            drawn.regions.push(r);
+            stack.push(r);
+        } else if l == "end" {
+            assert!(stack.pop().is_some(), "an unbalanced `end`");
+        } else if let Some((from, to)) = ["-->", "-.->", "-.-"]
+            .iter()
+            .find_map(|arrow| l.split_once(&format!(" {arrow} ")))
+        {
+            drawn
+                .edges
+                .push((node_id(from).expect(from), node_id(to).expect(to)));
+        } else {
+            let id = node_id(l).unwrap_or_else(|| panic!("not a node: {l}"));
+            let label = l.trim_start_matches(|c: char| c == 'n' || c.is_ascii_digit());
+            assert!(label.contains("<br/>"), "two lines: {l}");
+            assert_eq!(label.matches('"').count(), 2, "a raw quote in {l}");
+            assert!(
+                !label.contains('<') || label.matches('<').count() == 1,
+                "raw `<` in {l}"
+            );
+            assert!(
+                drawn.nodes.insert(id, stack.clone()).is_none(),
+                "n{id} declared twice"
+            );
+        }
+    }
+    assert!(stack.is_empty(), "unbalanced subgraphs");
+    drawn
+}
+
+/// What the plan says the picture must hold: every node once, inside the clusters of its
+/// regions (a region's own node inside its own), and an edge for each reduced dependency.
+fn check_drawn(plan: &orch::plan::Plan, drawn: &Drawn, what: &str) {
+    assert_eq!(
+        drawn.nodes.len(),
+        plan.nodes.len(),
+        "{what}: every node once"
+    );
+    let mut regions = drawn.regions.clone();
+    regions.sort_unstable();
+    assert_eq!(
+        regions,
+        (0..plan.regions.len()).collect::<Vec<_>>(),
+        "{what}: a cluster per region"
+    );
+    for n in &plan.nodes {
+        // The chain of regions the node is in, outermost first.
+        let mut chain = Vec::new();
+        if let orch::plan::PlanExec::Region { region } = n.exec {
+            chain.push(region);
+        }
+        let mut cur = n.region;
+        while let Some(r) = cur {
+            chain.push(r);
+            cur = plan.nodes[plan.regions[r].node].region;
+        }
+        chain.reverse();
+        assert_eq!(
+            drawn.nodes[&n.id], chain,
+            "{what}: `{}` in its regions",
+            n.name
+        );
+        for &d in &n.deps {
+            let reaches = {
+                // The dependency is drawn directly or through drawn edges.
+                let mut seen = vec![false; plan.nodes.len()];
+                let mut todo = vec![d];
+                while let Some(x) = todo.pop() {
+                    if std::mem::replace(&mut seen[x], true) {
+                        continue;
+                    }
+                    todo.extend(drawn.edges.iter().filter(|e| e.0 == x).map(|e| e.1));
+                }
+                seen[n.id]
+            };
+            assert!(
+                reaches,
+                "{what}: no path from `{}` to `{}`",
+                plan.nodes[d].name, n.name
+            );
+        }
+    }
+    for &(a, b) in &drawn.edges {
+        assert!(
+            a < plan.nodes.len() && b < plan.nodes.len(),
+            "{what}: edge to nowhere"
+        );
+    }
+}
+
+#[test]
+fn plan_pictures_hold_every_step_in_its_regions() {
+    let plan = plan_of(PICTURE);
+    assert!(plan.regions.len() >= 3, "the script has for, repeat and if");
+    check_drawn(&plan, &read_dot(&orch::plan::render_dot(&plan)), "dot");
+    check_drawn(
+        &plan,
+        &read_mermaid(&orch::plan::render_mermaid(&plan)),
+        "mermaid",
+    );
+}
+
+#[test]
+fn plan_pictures_of_every_example_are_well_formed() {
+    for path in crate::common::files::orch_files("examples") {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let plan = crate::common::compile_plan(&path.display().to_string(), &src).1;
+        let what = path.display();
+        check_drawn(
+            &plan,
+            &read_dot(&orch::plan::render_dot(&plan)),
+            &format!("{what} dot"),
+        );
+        check_drawn(
+            &plan,
+            &read_mermaid(&orch::plan::render_mermaid(&plan)),
+            &format!("{what} mermaid"),
+        );
+    }
+}
+
+/// Graphviz itself reads every example's picture. Needs `dot`: scripts/test.sh installs
+/// Graphviz and runs the ignored tests, so a run of this test without it fails rather than
+/// passes untested.
+#[test]
+#[ignore = "needs Graphviz's `dot` (scripts/test.sh installs it and runs ignored tests)"]
+fn plan_dot_of_every_example_renders_with_graphviz() {
+    use std::io::Write;
+    for path in crate::common::files::orch_files("examples") {
+        let out = crate::common::cli::orch_command()
+            .args(["plan", "--format", "dot"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut dot = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("Graphviz's `dot` on PATH (apt-get install graphviz; scripts/test.sh does)");
+        dot.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        let res = dot.wait_with_output().unwrap();
+        let svg = String::from_utf8_lossy(&res.stdout);
+        assert!(
+            res.status.success() && res.stderr.is_empty() && svg.contains("<svg"),
+            "{}: dot said {}",
+            path.display(),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        // Every step's name is drawn.
+        let plan_json = crate::common::cli::orch_command()
+            .args(["plan", "--format", "json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&plan_json.stdout).unwrap();
+        for n in v["nodes"].as_array().unwrap() {
+            let name = n["name"].as_str().unwrap();
+            assert!(
+                svg.contains(&format!(">{name}<")),
+                "{}: `{name}` not drawn",
+                path.display()
+            );
+        }
+    }
+}

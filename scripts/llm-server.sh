@@ -16,13 +16,17 @@
 # every checkout on the machine so the llama.cpp build happens once),
 # ORCH_LLM_CTX (context size in tokens, default 4096), ORCH_LLM_CHAT_FORMAT (llama-cpp-python's
 # chat format, default chatml-function-calling: the one that takes OpenAI `tools`; see
-# docs/language.md, "Providers and tool calls", for what it does with them).
+# docs/language.md, "Providers and tool calls", for what it does with them),
+# ORCH_LLM_MAX_TOKENS (the most tokens one generation may take when a request leaves it open,
+# default 512; see scripts/llm-server-main.py).
 set -euo pipefail
 
 dir="${ORCH_LLM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-llm}"
 port="${ORCH_LLM_PORT:-8089}"
 ctx="${ORCH_LLM_CTX:-4096}"
 chat_format="${ORCH_LLM_CHAT_FORMAT:-chatml-function-calling}"
+max_tokens="${ORCH_LLM_MAX_TOKENS:-512}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$dir/venv"
 py="$venv/bin/python"
 # One pid and log file per port (the default port keeps the plain names), so that servers on
@@ -116,7 +120,10 @@ start() {
   # version of this script lacks it: `stop`, then `start`.)
   # --chat_format chatml-function-calling: llama-cpp-python's format that understands `tools`
   # and `tool_choice` (the model's own `gemma` format ignores them).
-  setsid "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
+  # scripts/llm-server-main.py: the server with every generation bounded (its chat format
+  # asks for answers "up to the context window" when tools are offered; see that file).
+  ORCH_LLM_MAX_TOKENS="$max_tokens" \
+  setsid "$py" "$here/llm-server-main.py" --model "$model" --host 127.0.0.1 --port "$port" \
     --n_ctx "$ctx" --chat_format "$chat_format" --model_alias gemma3-270m \
     --interrupt_requests False >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"

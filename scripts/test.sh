@@ -8,7 +8,8 @@
 # binaries).
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
-# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server.
+# script runs them with `--include-ignored` and ORCH_E2E_ENDPOINT set to the server. So is the
+# terminal test of the live progress lines, which needs tmux (installed here with apt-get).
 #
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
@@ -18,6 +19,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
+
+# tmux, for the test of the live progress lines on a terminal (tests/it/live_progress.rs, run
+# with --include-ignored below); that test fails without it.
+if ! command -v tmux >/dev/null; then
+  echo "test.sh: installing tmux (apt-get install tmux)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } >/dev/null \
+    || echo "test.sh: tmux could not be installed" >&2
+fi
 
 if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod mcp;
+mod otel;
 mod progress;
 mod run;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a workflow, against its providers, the simulator, or one OpenAI-compatible endpoint.
     /// Every run is journalled, so a run that stopped can be resumed with `--resume`.
+    /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each run also sends an OpenTelemetry trace
+    /// (OTLP/HTTP; docs/observability.md).
     // Boxed: its many options would make every command as large as it.
     Run(Box<RunArgs>),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,

@@ -1,10 +1,13 @@
 //! `orch run`'s progress on stderr: one line per event (`▸ writer  sonnet`, `✓ writer  1.2s ·
-//! ...`), and on a terminal a live status line of the answers streaming now (`⋯ writer ~120
-//! tokens · critic ~40 tokens`), drawn by indicatif below the lines and erased before each.
-//! Off a terminal there is no status line: logs get plain lines only.
+//! ...`), and on a terminal live lines drawn by indicatif below them: one per step in flight
+//! (`⠋ writer  sonnet · turn 2 · ~120 tokens · 3 tool calls · retrying in 2s   4s`: model,
+//! turn, attempt, tokens streaming in, tool calls so far, what it waits for, elapsed time),
+//! then the totals (`Σ 2/5 steps done · $0.0120 spent of $1.00 budget · 1 retry · 1
+//! rate-limit wait`). Off a terminal (CI logs) and with `--quiet` there are no live lines:
+//! logs get the plain lines only.
 //!
 //! While an approval's question waits for an answer on the terminal, progress lines are held
-//! back (and the status line is not drawn), so that nothing is written into the question or
+//! back (and the live lines are erased), so that nothing is written into the question or
 //! the answer being typed; they are printed once it is answered.
 
 use std::collections::HashSet;
@@ -12,10 +15,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Paint;
-use crate::common::format_duration;
+use crate::common::{format_duration, plural};
 use crate::plan::render::usd;
 use crate::plan::{Plan, PlanExec};
 use crate::redact::redact;
@@ -38,10 +41,18 @@ pub(super) struct Progress {
 impl Progress {
     /// Progress for a run of `plan`; the status line only when stderr is a terminal.
     pub(super) fn new(plan: &Plan, quiet: bool, why_rerun: bool, paint: Paint) -> Self {
+        let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+        // The steps that run (a region's own node and a `for` item do not).
+        let total = plan
+            .nodes
+            .iter()
+            .filter(|n| !matches!(n.exec, PlanExec::Region { .. } | PlanExec::Item))
+            .count();
+        let terminal = std::io::stderr().is_terminal() && !quiet;
         Progress {
-            live: Arc::new(Live::new(std::io::stderr().is_terminal(), paint)),
+            live: Arc::new(Live::new(terminal, paint, width, total, plan.budget_usd)),
             paint,
-            width: plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4),
+            width,
             quiet,
             why_rerun,
             approvals: plan
@@ -85,18 +96,13 @@ impl Progress {
         if self.quiet {
             return;
         }
-        match e {
-            Event::Streaming { step, tokens } => return self.live.update(step, *tokens),
-            Event::Started { step, .. }
-            | Event::Retrying { step, .. }
-            | Event::FallingBack { step, .. } => self.live.forget(step),
-            Event::Finished(r) => self.live.forget(&r.name),
-            _ => {}
-        }
         if let Some(line) = self.line(e) {
             self.live.line(line);
         }
-        self.live.redraw();
+        // An approval's question is its live line.
+        if !matches!(e, Event::Started { step, .. } if self.approvals.contains(step)) {
+            self.live.follow(e);
+        }
     }
 
     /// The line of an event, if it has one.
@@ -244,20 +250,53 @@ impl Progress {
     }
 }
 
-/// The lines and the status line on stderr, and what an approval's question holds back.
+/// The lines and, on a terminal, the live lines on stderr, and what an approval's question
+/// holds back.
 struct Live {
-    /// The status line (indicatif), only on a terminal.
-    bar: Option<ProgressBar>,
+    /// The live lines (indicatif), only on a terminal: one per step in flight, then the totals.
+    multi: Option<MultiProgress>,
     paint: Paint,
+    /// The widest step name: names are padded to it.
+    width: usize,
     state: Mutex<LiveState>,
+}
+
+/// A step in flight, as its live line shows it.
+struct Flight {
+    /// Its line (elapsed time kept by indicatif from when the step started).
+    bar: ProgressBar,
+    /// The model (or command) of the attempt in flight.
+    runs_on: String,
+    /// The 1-based attempt, in an agent loop of this turn's model call.
+    attempt: u32,
+    /// In an agent loop: the turn.
+    turn: Option<u32>,
+    /// Output tokens received so far in this attempt (an estimate while streaming).
+    tokens: u64,
+    /// Tool calls so far.
+    tools: u32,
+    /// What it waits for now (`retrying in 2s`, `waiting 1s for the rate limit`).
+    note: Option<String>,
 }
 
 #[derive(Default)]
 struct LiveState {
-    /// Tokens received so far, by step, in the order they started streaming.
-    tokens: IndexMap<String, u64>,
-    /// Whether the status line is on the screen.
-    shown: bool,
+    /// Steps in flight, in the order they started.
+    flight: IndexMap<String, Flight>,
+    /// The totals line, shown while steps are in flight.
+    totals: Option<ProgressBar>,
+    /// Steps of the run that ended (top-level ones: nested steps count in their parent's).
+    done: usize,
+    /// Steps the run has, at least: the plan's steps that run (a `for` may run more).
+    total: usize,
+    /// USD spent by the steps that ended.
+    spent: f64,
+    /// The workflow's budget, USD.
+    budget: Option<f64>,
+    /// Retries so far.
+    retries: u32,
+    /// Rate-limit waits so far.
+    waits: u32,
     /// The approval step whose question is on the screen, and the ticket of that question.
     asking: Option<(String, u64)>,
     /// Tickets handed out so far.
@@ -266,23 +305,147 @@ struct LiveState {
     held: Vec<String>,
 }
 
-impl Live {
-    fn new(terminal: bool, paint: Paint) -> Self {
-        let bar = terminal.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            // `wide_msg` cuts the line at the terminal's width.
-            bar.set_style(
-                ProgressStyle::with_template("  {prefix} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.set_prefix(paint.dim("⋯"));
-            bar.finish_and_clear();
-            bar
-        });
-        Live {
+impl Flight {
+    /// A step just started, on line `bar`.
+    fn new(bar: ProgressBar) -> Self {
+        Flight {
             bar,
+            runs_on: String::new(),
+            attempt: 1,
+            turn: None,
+            tokens: 0,
+            tools: 0,
+            note: None,
+        }
+    }
+
+    /// Its line's text (before the elapsed time): `writer  sonnet · turn 2 · attempt 2 · ~120
+    /// tokens · 3 tool calls · retrying in 2s`, redacted.
+    fn text(&self, step: &str, width: usize, paint: &Paint) -> String {
+        let mut parts = vec![self.runs_on.clone()];
+        if let Some(t) = self.turn {
+            parts.push(format!("turn {t}"));
+        }
+        if self.attempt > 1 {
+            parts.push(format!("attempt {}", self.attempt));
+        }
+        if self.tokens > 0 {
+            parts.push(format!("~{} tokens", self.tokens));
+        }
+        if self.tools > 0 {
+            parts.push(plural(u64::from(self.tools), "tool call"));
+        }
+        if let Some(n) = &self.note {
+            parts.push(n.clone());
+        }
+        redact(format!("{step:<width$}  {}", paint.dim(&parts.join(" · ")))).into_string()
+    }
+}
+
+impl LiveState {
+    /// Updates the steps in flight and the totals for `e` (a step's [`Flight`] is added by the
+    /// caller before its first `Started`). Returns the flight of a step that ended.
+    fn apply(&mut self, e: &Event) -> Option<Flight> {
+        match e {
+            Event::Started {
+                step,
+                runs_on,
+                attempt,
+                turn,
+            } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.runs_on = runs_on.clone();
+                    f.attempt = *attempt;
+                    f.turn = *turn;
+                    f.tokens = 0;
+                    f.note = None;
+                }
+            }
+            Event::Streaming { step, tokens } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.tokens = *tokens;
+                }
+            }
+            Event::ToolCalled { step, .. } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.tools += 1;
+                }
+            }
+            Event::Retrying { step, delay_ms, .. } => {
+                self.retries += 1;
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!("retrying in {}", format_duration(*delay_ms)));
+                }
+            }
+            Event::Waiting { step, delay_ms, .. } => {
+                self.waits += 1;
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!(
+                        "waiting {} for the rate limit",
+                        format_duration(*delay_ms)
+                    ));
+                }
+            }
+            Event::FallingBack { step, model } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some(format!("falling back to {model}"));
+                }
+            }
+            Event::Finished(r) | Event::Reused(r) => {
+                // Nested steps (`lead/scout#1.1`) count in their parent's cost and total.
+                if !r.name.contains('/') {
+                    self.done += 1;
+                    self.spent += r.cost_usd;
+                }
+                return self.flight.shift_remove(&r.name);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The totals line's text: `2/5 steps done · $0.01 spent of $1.00 budget · 1 retry · 2
+    /// rate-limit waits`.
+    fn totals_text(&self) -> String {
+        let in_flight = self.flight.keys().filter(|s| !s.contains('/')).count();
+        let total = self.total.max(self.done + in_flight);
+        let mut text = format!(
+            "{}/{total} steps done · {} spent",
+            self.done,
+            usd(self.spent)
+        );
+        if let Some(b) = self.budget {
+            text = format!("{text} of {} budget", usd(b));
+        }
+        match self.retries {
+            0 => {}
+            1 => text = format!("{text} · 1 retry"),
+            n => text = format!("{text} · {n} retries"),
+        }
+        if self.waits > 0 {
+            text = format!(
+                "{text} · {}",
+                plural(u64::from(self.waits), "rate-limit wait")
+            );
+        }
+        text
+    }
+}
+
+/// How often the live lines are redrawn (their elapsed times tick): 4 times a second.
+const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Live {
+    fn new(terminal: bool, paint: Paint, width: usize, total: usize, budget: Option<f64>) -> Self {
+        Live {
+            multi: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             paint,
-            state: Mutex::default(),
+            width,
+            state: Mutex::new(LiveState {
+                total,
+                budget,
+                ..LiveState::default()
+            }),
         }
     }
 
@@ -290,29 +453,76 @@ impl Live {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records `tokens` received by `step` and redraws.
-    fn update(&self, step: &str, tokens: u64) {
-        if self.bar.is_none() {
+    /// Follows one event in the live lines (a no-op off a terminal).
+    fn follow(&self, e: &Event) {
+        let Some(multi) = &self.multi else {
+            return;
+        };
+        let mut state = self.lock();
+        let st = &mut *state;
+        if let Event::Started { step, .. } = e
+            && !st.flight.contains_key(step)
+        {
+            let paint = self.paint;
+            let totals = st
+                .totals
+                .get_or_insert_with(|| totals_bar(multi, paint))
+                .clone();
+            // Above the totals line, which stays the last.
+            let bar = multi.insert_before(&totals, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {wide_msg} {elapsed:>4}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(TICK);
+            st.flight.insert(step.clone(), Flight::new(bar));
+        }
+        if let Some(ended) = st.apply(e) {
+            ended.bar.finish_and_clear();
+            multi.remove(&ended.bar);
+        }
+        if st.asking.is_none() {
+            self.draw(multi, st);
+        }
+    }
+
+    /// Sets the text of every live line, adds the totals line when steps are in flight and
+    /// removes it when none are.
+    fn draw(&self, multi: &MultiProgress, st: &mut LiveState) {
+        for (step, f) in &st.flight {
+            f.bar.set_message(f.text(step, self.width, &self.paint));
+        }
+        if st.flight.is_empty() {
+            if let Some(t) = st.totals.take() {
+                t.finish_and_clear();
+                multi.remove(&t);
+            }
             return;
         }
-        self.lock().tokens.insert(step.to_string(), tokens);
-        self.redraw();
+        let text = st.totals_text();
+        let paint = self.paint;
+        let totals = st.totals.get_or_insert_with(|| totals_bar(multi, paint));
+        totals.set_message(self.paint.dim(&text));
     }
 
-    /// Drops a step from the status line (its attempt ended or restarted).
-    fn forget(&self, step: &str) {
-        self.lock().tokens.shift_remove(step);
-    }
-
-    /// Erases the status line, if one is shown.
-    fn erase(&self, state: &mut LiveState) {
-        if let (Some(bar), true) = (&self.bar, state.shown) {
-            bar.finish_and_clear();
-            state.shown = false;
+    /// Erases the live lines (while a question is asked, and at the end).
+    fn erase(&self) {
+        if let Some(multi) = &self.multi {
+            let _ = multi.clear();
+            multi.set_draw_target(ProgressDrawTarget::hidden());
         }
     }
 
-    /// Prints a progress line, redacted (above the status line), or holds it back while a
+    /// Draws the live lines again after [`Live::erase`].
+    fn restore(&self) {
+        if let Some(multi) = &self.multi {
+            multi.set_draw_target(ProgressDrawTarget::stderr());
+            let mut state = self.lock();
+            self.draw(multi, &mut state);
+        }
+    }
+
+    /// Prints a progress line, redacted (above the live lines), or holds it back while a
     /// question is asked.
     fn line(&self, text: String) {
         let text = redact(text).into_string();
@@ -321,17 +531,19 @@ impl Live {
             state.held.push(text);
             return;
         }
-        match (&self.bar, state.shown) {
-            (Some(bar), true) => bar.suspend(|| eprintln!("{text}")),
-            _ => eprintln!("{text}"),
+        match &self.multi {
+            Some(multi) => {
+                multi.suspend(|| eprintln!("{text}"));
+            }
+            None => eprintln!("{text}"),
         }
     }
 
-    /// A question of approval step `step` is about to be asked: erases the status line and
+    /// A question of approval step `step` is about to be asked: erases the live lines and
     /// holds progress lines back until [`Live::release`] with the ticket returned.
     fn hold(&self, step: &str) -> u64 {
+        self.erase();
         let mut state = self.lock();
-        self.erase(&mut state);
         state.tickets += 1;
         let ticket = state.tickets;
         state.asking = Some((step.to_string(), ticket));
@@ -352,7 +564,7 @@ impl Live {
         for l in held {
             eprintln!("{l}");
         }
-        self.redraw();
+        self.restore();
     }
 
     /// Step `step` ended: if its question is still waiting for an answer (the run stopped
@@ -370,42 +582,36 @@ impl Live {
         for l in held {
             eprintln!("{l}");
         }
-        self.redraw();
+        self.restore();
     }
 
-    /// At the end of the run: prints whatever is still held back, and erases the status line.
+    /// At the end of the run: prints whatever is still held back, and erases the live lines.
     fn release_all(&self) {
         let step = self.lock().asking.as_ref().map(|(s, _)| s.clone());
         if let Some(step) = step {
             self.abandon(&step);
         }
-        self.erase(&mut self.lock());
-    }
-
-    /// Draws the status line for the steps streaming now (or erases it when there are none).
-    fn redraw(&self) {
-        let Some(bar) = &self.bar else {
-            return;
-        };
         let mut state = self.lock();
-        if state.asking.is_some() {
-            return;
+        for (_, f) in state.flight.drain(..) {
+            f.bar.finish_and_clear();
         }
-        if state.tokens.is_empty() {
-            return self.erase(&mut state);
+        if let Some(t) = state.totals.take() {
+            t.finish_and_clear();
         }
-        let text = state
-            .tokens
-            .iter()
-            .map(|(step, n)| format!("{step} ~{n} tokens"))
-            .collect::<Vec<_>>()
-            .join(" · ");
-        if !state.shown {
-            bar.reset();
-            state.shown = true;
-        }
-        bar.set_message(self.paint.dim(&text));
+        drop(state);
+        self.erase();
     }
+}
+
+/// The totals line (`Σ 2/5 steps done · $0.0120 spent of $1.00 budget · 1 retry`), added last.
+fn totals_bar(multi: &MultiProgress, paint: Paint) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("  {prefix} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(paint.dim("Σ"));
+    bar
 }
 
 /// Asks approval questions on the terminal, one at a time: the question and `[y/N]` on
@@ -457,5 +663,152 @@ fn ask_on_terminal(req: &ApprovalRequest, paint: &Paint, width: usize) -> Result
             },
             Err(e) => return Err(format!("cannot read the terminal: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::provider::Usage;
+
+    fn started(step: &str, attempt: u32, turn: Option<u32>) -> Event {
+        Event::Started {
+            step: step.into(),
+            runs_on: "sonnet".into(),
+            attempt,
+            turn,
+        }
+    }
+
+    fn finished(step: &str, cost_usd: f64) -> Event {
+        Event::Finished(StepReport {
+            name: step.into(),
+            agent: "w".into(),
+            model: Some("sonnet".into()),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            usage: Usage::default(),
+            cost_usd,
+            started_ms: Some(0),
+            finished_ms: Some(10),
+            output: Some("ok".into()),
+            value: None,
+            approval: None,
+            agent_loop: None,
+        })
+    }
+
+    fn call() -> Box<ToolCallReport> {
+        Box::new(ToolCallReport {
+            turn: 1,
+            id: "c1".into(),
+            tool: "read".into(),
+            arguments: serde_json::json!({"path": "a"}),
+            result_bytes: 3,
+            summary: "3 bytes".into(),
+            time_ms: 1,
+            is_error: false,
+            refused: false,
+            reused: false,
+            delegated: None,
+        })
+    }
+
+    /// Events as `follow` applies them, with hidden lines for the steps.
+    fn apply(st: &mut LiveState, e: &Event) {
+        if let Event::Started { step, .. } = e
+            && !st.flight.contains_key(step)
+        {
+            st.flight
+                .insert(step.clone(), Flight::new(ProgressBar::hidden()));
+        }
+        st.apply(e);
+    }
+
+    #[test]
+    fn a_line_per_step_in_flight_with_what_it_does_now() {
+        let paint = Paint { on: false };
+        let mut st = LiveState {
+            total: 3,
+            budget: Some(1.0),
+            ..LiveState::default()
+        };
+        apply(&mut st, &started("writer", 1, None));
+        apply(&mut st, &started("lead", 1, Some(1)));
+        apply(
+            &mut st,
+            &Event::Streaming {
+                step: "writer".into(),
+                tokens: 120,
+            },
+        );
+        apply(
+            &mut st,
+            &Event::ToolCalled {
+                step: "lead".into(),
+                call: call(),
+            },
+        );
+        apply(
+            &mut st,
+            &Event::ToolCalled {
+                step: "lead".into(),
+                call: call(),
+            },
+        );
+        apply(&mut st, &started("lead", 1, Some(2)));
+        let writer = st.flight["writer"].text("writer", 6, &paint);
+        assert_eq!(writer, "writer  sonnet · ~120 tokens");
+        let lead = st.flight["lead"].text("lead", 6, &paint);
+        assert_eq!(lead, "lead    sonnet · turn 2 · 2 tool calls");
+        apply(
+            &mut st,
+            &Event::Retrying {
+                step: "writer".into(),
+                error: "HTTP 529".into(),
+                delay_ms: 2000,
+            },
+        );
+        assert_eq!(
+            st.flight["writer"].text("writer", 6, &paint),
+            "writer  sonnet · ~120 tokens · retrying in 2s"
+        );
+        apply(&mut st, &started("writer", 2, None));
+        apply(
+            &mut st,
+            &Event::Waiting {
+                step: "writer".into(),
+                delay_ms: 1500,
+                reason: "limits".into(),
+            },
+        );
+        assert_eq!(
+            st.flight["writer"].text("writer", 6, &paint),
+            "writer  sonnet · attempt 2 · waiting 1.5s for the rate limit"
+        );
+        assert_eq!(
+            st.totals_text(),
+            "0/3 steps done · $0.00 spent of $1.00 budget · 1 retry · 1 rate-limit wait"
+        );
+        apply(&mut st, &finished("writer", 0.25));
+        assert!(!st.flight.contains_key("writer"));
+        assert!(
+            st.totals_text()
+                .starts_with("1/3 steps done · $0.25 spent of $1.00 budget")
+        );
+    }
+
+    #[test]
+    fn nested_steps_count_in_their_parents() {
+        let mut st = LiveState {
+            total: 1,
+            ..LiveState::default()
+        };
+        apply(&mut st, &started("lead", 1, Some(1)));
+        apply(&mut st, &started("lead/scout#1.1", 1, Some(1)));
+        assert_eq!(st.totals_text(), "0/1 steps done · $0.00 spent");
+        apply(&mut st, &finished("lead/scout#1.1", 0.5));
+        apply(&mut st, &finished("lead", 1.0));
+        assert_eq!(st.totals_text(), "1/1 steps done · $1.00 spent");
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use indexmap::IndexMap;
 
+use super::otel::Trace;
 use super::progress::Progress;
 use super::{Paint, RunArgs, compile_for_plan, no_such_script};
 use crate::check::Program;
@@ -50,6 +51,10 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         "{}",
         redact(header(&plan, &target, journal.as_ref(), &paint))
     );
+    let trace = match Trace::from_env(&plan, &target) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
     let progress = Progress::new(&plan, a.quiet, a.why_rerun, paint);
     let cancel = Cancel::new();
     let opts = RunOptions {
@@ -64,7 +69,21 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         approver: progress.approver(a.yes),
         workspace: a.workspace.clone(),
     };
-    let report = match execute(&plan, &program, &opts, cancel, &progress, paint) {
+    let result = execute(
+        &plan,
+        &program,
+        &opts,
+        cancel,
+        &progress,
+        trace.as_ref(),
+        paint,
+    );
+    if let Some(t) = &trace
+        && let Err(w) = t.finish(result.as_ref().ok())
+    {
+        eprintln!("{} {w}", paint.yellow("warning:"));
+    }
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{} {}", paint.red("error:"), redact(e));
@@ -134,13 +153,19 @@ fn execute(
     opts: &RunOptions,
     cancel: Cancel,
     progress: &Progress,
+    trace: Option<&Trace>,
     paint: Paint,
 ) -> Result<RunReport, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let on_event = |e: &crate::run::Event| progress.on_event(e);
+    let on_event = |e: &crate::run::Event| {
+        progress.on_event(e);
+        if let Some(t) = trace {
+            t.on_event(e);
+        }
+    };
     let result = runtime.block_on(async {
         watch_interrupts(cancel, paint);
         crate::run::run(plan, &program.tables.models, opts, &on_event).await

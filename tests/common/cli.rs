@@ -2,9 +2,10 @@
 
 use std::process::{Command, Output};
 
-/// Variables of the caller's environment that change what `orch` does: provider keys, and the
+/// Variables of the caller's environment that change what `orch` does: provider keys, the
 /// `ORCH_*` defaults of its flags (`--simulate`, `--endpoint`, `--endpoint-model`,
-/// `--state-dir`). The binary starts without them; a test sets what it needs.
+/// `--state-dir`), and the OpenTelemetry variables that would send traces to a collector.
+/// The binary starts without them; a test sets what it needs.
 pub const CALLER_ENV: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
@@ -12,6 +13,16 @@ pub const CALLER_ENV: &[&str] = &[
     "ORCH_ENDPOINT",
     "ORCH_ENDPOINT_MODEL",
     "ORCH_STATE_DIR",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SERVICE_NAME",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
 ];
 
 /// `orch`, run from the crate root (where `examples/` and `tests/ui/` are), without

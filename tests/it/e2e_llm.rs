@@ -112,20 +112,21 @@ fn model_steps(report: &serde_json::Value) -> Vec<&serde_json::Value> {
 }
 
 /// Checks the plumbing of every model step that ran, and returns how many there are: each
-/// made a request to the server (not the simulator) whose input was counted, and either
-/// succeeded with an answer (text, possibly empty: the model may say nothing) or failed with
-/// a reason. Never what the answers say.
+/// either succeeded with an answer from the server (not the simulator; text, possibly empty:
+/// the model may say nothing) whose input was counted, or failed with a reason (a request cut
+/// by a timeout may have counted nothing). Never what the answers say.
 fn assert_model_steps_ran(report: &serde_json::Value) -> usize {
     let steps = model_steps(report);
     for s in &steps {
         let name = &s["name"];
-        assert!(
-            s["usage"]["input_tokens"].as_u64().unwrap() > 0,
-            "step {name}: no input tokens counted"
-        );
+        assert!(s["usage"]["input_tokens"].is_u64(), "step {name}");
         assert!(s["usage"]["output_tokens"].is_u64(), "step {name}");
         match s["status"].as_str().unwrap() {
             "succeeded" => {
+                assert!(
+                    s["usage"]["input_tokens"].as_u64().unwrap() > 0,
+                    "step {name}: no input tokens counted"
+                );
                 let text = s["output"]
                     .as_str()
                     .expect("a succeeded step has an output");
@@ -186,8 +187,8 @@ fn scout_plan_build_runs_on_the_local_model() {
         "48",
     );
     assert!(assert_model_steps_ran(&out.report) >= 1);
-    assert!(out.report["usage"]["input_tokens"].as_u64().unwrap() > 0);
     if out.success {
+        assert!(out.report["usage"]["input_tokens"].as_u64().unwrap() > 0);
         // The returned value, the review step's text, goes to stdout.
         let review = out.report["steps"]
             .as_array()

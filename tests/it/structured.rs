@@ -801,7 +801,7 @@ workflow main() {
 "#;
     let opts = RunOptions {
         target: Target::Endpoint(orch::run::Endpoint {
-            base_url: url,
+            base_url: url.to_string(),
             model: None,
             api_key_env: None,
             stream: true,

@@ -539,7 +539,7 @@ async fn a_secret_in_tool_arguments_is_redacted() {
 #[ignore = "needs the local LLM server: scripts/test.sh runs it"]
 async fn e2e_local_server_takes_tools_and_results() {
     let base = crate::common::e2e_endpoint();
-    let client = OpenAi::new(base, None);
+    let client = OpenAi::new(base.to_string(), None);
     let mut req = second_turn();
     req.model = "gemma3-270m".into();
     req.max_tokens = 150;

@@ -4,12 +4,16 @@
 //! Generates a realistic 10,000-step script (`large_script`), then times each stage over
 //! several runs and prints the median and the minimum: parsing the file, loading it (parse and
 //! includes), checking, applying lint levels, planning, and the whole of what `orch check`
-//! does; then `orch check` itself, end to end, on the release binary. The target is a check
-//! under 200 ms on the project's machine (2 cores). Last, the same script with a warning on a
-//! quarter of its steps: checking, and rendering the warnings (human and JSON; the human
-//! rendering must stay under 100 ms for 10,000 steps). Then `orch plan` (text) end to end on
-//! scripts of 5,000 to 40,000 steps: wall time and the child's peak resident memory (its
-//! `ru_maxrss` from `wait4`); at 40,000 steps it must stay under 2 s and 300 MB.
+//! does; then `orch check` itself, end to end (process start to exit, warnings printed), on
+//! the release binary: the goal is 100 ms for 10,000 steps on the project's machine (2 cores).
+//! Last, the same script with a warning on a quarter of its steps: checking, and rendering the
+//! warnings (human and JSON; the human rendering must stay under 100 ms for 10,000 steps).
+//! Then `orch plan` (text) end to end on scripts of 5,000 to 40,000 steps: wall time and the
+//! child's peak resident memory (its `ru_maxrss` from `wait4`); at 40,000 steps it must stay
+//! under 2 s and 300 MB.
+//!
+//! Every figure is printed; the bench exits with status 1 when a goal is missed (at the
+//! default size), so `scripts/bench.sh` fails.
 //!
 //! `ORCH_BENCH_STEPS` (default 10000) and `ORCH_BENCH_RUNS` (default 15) change the size and
 //! the number of runs; `ORCH_BENCH_WRITE=PATH` only writes the script to PATH (to profile
@@ -24,8 +28,8 @@ use orch::resolve::ResolveOptions;
 
 mod large_script;
 
-/// What `orch check` must stay under on a 10,000-step script.
-const BUDGET: Duration = Duration::from_millis(200);
+/// What `orch check` (end to end, median) must stay under on a 10,000-step script.
+const BUDGET: Duration = Duration::from_millis(100);
 
 /// What rendering the warnings of a 10,000-step script as human text must stay under.
 const RENDER_BUDGET: Duration = Duration::from_millis(100);
@@ -66,13 +70,13 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let steps = env_or("ORCH_BENCH_STEPS", 10_000);
+    let steps_asked = env_or("ORCH_BENCH_STEPS", 10_000);
     let runs = env_or("ORCH_BENCH_RUNS", 15).max(1);
     let large_script::Generated {
         text,
         steps,
         blocks,
-    } = large_script::generate(steps, 1);
+    } = large_script::generate(steps_asked, 1);
     if let Ok(path) = std::env::var("ORCH_BENCH_WRITE") {
         std::fs::write(&path, &text).expect("write the script");
         println!("wrote {path}: {steps} steps, {blocks} parallel blocks");
@@ -152,19 +156,23 @@ fn main() {
     }
     let total = rows.last().expect("rows").1.0;
     println!(
-        "check of {steps} steps: {} median, budget {} ms: {}",
-        ms(total).trim(),
-        BUDGET.as_millis(),
-        if total <= BUDGET { "ok" } else { "OVER" }
+        "in-process check of {steps} steps: {} median",
+        ms(total).trim()
     );
-    cli(&text, runs);
-    warnings(&text, &opts, &levels);
-    plan_cli();
+    let cli_ok = cli(&text, runs);
+    let render_ok = warnings(&text, &opts, &levels);
+    let plan_ok = plan_cli();
+    // The goals are for the default size; other sizes only print their figures.
+    if steps_asked == 10_000 && !(cli_ok && render_ok && plan_ok) {
+        println!("check bench: a goal was missed");
+        std::process::exit(1);
+    }
 }
 
 /// The same script with a lint on about a quarter of its steps: a pinned agent inside a
-/// block of another model (W0402). Checking, then rendering every warning.
-fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) {
+/// block of another model (W0402). Checking, then rendering every warning. Whether the human
+/// rendering met [`RENDER_BUDGET`].
+fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) -> bool {
     let text = text.replace("scout<sonnet>(", "scout(");
     let (program, mut diags) = orch::compile_source("large.orch", &text, Path::new("."), opts);
     apply_levels(&mut diags, &program.sources, levels);
@@ -205,11 +213,13 @@ fn warnings(text: &str, opts: &ResolveOptions, levels: &LintLevels) {
         RENDER_BUDGET.as_millis(),
         if human <= RENDER_BUDGET { "ok" } else { "OVER" }
     );
+    human <= RENDER_BUDGET
 }
 
 /// `orch plan FILE` (text) end to end at each of [`PLAN_STEPS`]: wall time and peak RSS of
-/// the child, one run each (the largest takes long when planning is not linear).
-fn plan_cli() {
+/// the child, one run each (the largest takes long when planning is not linear). Whether the
+/// largest met [`PLAN_BUDGET`].
+fn plan_cli() -> bool {
     let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
     let file = std::env::temp_dir().join(format!("orch-bench-plan-{}.orch", std::process::id()));
     println!("`orch plan` (text), one run each:");
@@ -240,6 +250,7 @@ fn plan_cli() {
         PLAN_BUDGET.1 >> 20,
         if ok { "ok" } else { "OVER" }
     );
+    ok
 }
 
 /// Waits for `child`: whether it succeeded, and its peak resident set in bytes (`ru_maxrss`
@@ -258,8 +269,9 @@ fn wait_with_peak_rss(child: std::process::Child) -> (bool, u64) {
     (ok, usage.ru_maxrss as u64 * 1024)
 }
 
-/// `orch check FILE` end to end on the binary built with this bench.
-fn cli(text: &str, runs: usize) {
+/// `orch check FILE` end to end on the binary built with this bench, its warnings printed
+/// (to a pipe, as when piped into a pager). Whether the median met [`BUDGET`].
+fn cli(text: &str, runs: usize) -> bool {
     let bin = Path::new(env!("CARGO_BIN_EXE_orch"));
     let file = std::env::temp_dir().join(format!("orch-bench-{}.orch", std::process::id()));
     std::fs::write(&file, text).expect("write the script");
@@ -279,4 +291,11 @@ fn cli(text: &str, runs: usize) {
         ms(min),
         bin.display()
     );
+    println!(
+        "`orch check` end to end: {} median, budget {} ms: {}",
+        ms(median).trim(),
+        BUDGET.as_millis(),
+        if median <= BUDGET { "ok" } else { "OVER" }
+    );
+    median <= BUDGET
 }

@@ -249,6 +249,14 @@ pub fn find_key_shapes(text: &str) -> Vec<(usize, usize)> {
             i += 1;
             continue;
         }
+        // Most bytes start no key shape: rule them out with one comparison.
+        if !KEY_SHAPES
+            .iter()
+            .any(|(prefix, _)| prefix.as_bytes()[0] == bytes[i])
+        {
+            i += 1;
+            continue;
+        }
         let hit = KEY_SHAPES.iter().find_map(|&(prefix, min)| {
             if !bytes[i..].starts_with(prefix.as_bytes()) {
                 return None;

@@ -77,32 +77,41 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
 pub const MAX_NESTING: usize = 64;
 
 /// The offset of the first construct nested deeper than [`MAX_NESTING`], if any. Walks the
-/// parse tree in order with a stack of its own (no recursion), each pair with its depth.
+/// parse tree in pre-order with a stack of its own (no recursion, no copy of the children):
+/// on reaching a pair, its children's depths are checked first, then they are descended into.
 fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
-    let mut stack: Vec<(Pair<'_, Rule>, usize)> = vec![(root.clone(), 0)];
-    while let Some((p, depth)) = stack.pop() {
+    type Stack<'i> = Vec<(pest::iterators::Pairs<'i, Rule>, usize, Rule)>;
+    fn visit<'i>(p: Pair<'i, Rule>, depth: usize, stack: &mut Stack<'i>) -> Option<usize> {
         let rule = p.as_rule();
-        let children: Vec<Pair<'_, Rule>> = p.clone().into_inner().collect();
-        let mut kept = Vec::with_capacity(children.len());
-        for c in children.into_iter().rev() {
-            let d = depth + levels(&c, rule);
-            if d > MAX_NESTING {
-                // Pre-order: report the first such construct of the text.
-                return first_too_deep(&p, depth);
-            }
-            kept.push((c, d));
+        if let Some(c) = p
+            .clone()
+            .into_inner()
+            .find(|c| depth + levels(c, rule) > MAX_NESTING)
+        {
+            return Some(c.as_span().start());
         }
-        stack.extend(kept);
+        stack.push((p.into_inner(), depth, rule));
+        None
+    }
+    let mut stack = Stack::new();
+    if let Some(at) = visit(root.clone(), 0, &mut stack) {
+        return Some(at);
+    }
+    while let Some((children, depth, rule)) = stack.last_mut() {
+        let (depth, rule) = (*depth, *rule);
+        match children.next() {
+            Some(c) => {
+                let d = depth + levels(&c, rule);
+                if let Some(at) = visit(c, d, &mut stack) {
+                    return Some(at);
+                }
+            }
+            None => {
+                stack.pop();
+            }
+        }
     }
     None
-}
-
-/// The start of the first child of `p` (at `depth`) nested too deeply.
-fn first_too_deep(p: &Pair<'_, Rule>, depth: usize) -> Option<usize> {
-    p.clone()
-        .into_inner()
-        .find(|c| depth + levels(c, p.as_rule()) > MAX_NESTING)
-        .map(|c| c.as_span().start())
 }
 
 /// How many levels a pair adds under its parent's rule.

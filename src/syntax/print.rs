@@ -1,5 +1,6 @@
 //! The AST back as source text, for messages and the plan: a template, a literal value and a
-//! condition as they would be written. (The whole file's canonical layout is [`crate::fmt`].)
+//! condition as they would be written. (The whole file's canonical layout is the formatter's,
+//! in the `fmt` module.)
 
 use super::ast::{Cond, CondKind, Template, TemplatePart, Value, ValueKind};
 

@@ -678,9 +678,7 @@ fn plan(a: PlanArgs) -> ExitCode {
 }
 
 fn runs(a: RunsArgs) -> ExitCode {
-    if let Some(RunsCommand::Show(mut s)) = a.action {
-        // `orch runs --state-dir DIR show ID` gives the directory to `runs`, not to `show`.
-        s.state_dir = s.state_dir.or(a.state_dir);
+    if let Some(RunsCommand::Show(s)) = a.action {
         return show::show(&s);
     }
     let (state, script) = match &a.file {

@@ -369,16 +369,6 @@ fn verbose_progress_and_runs_show() {
         "{text}"
     );
 
-    // The state directory may also be given to `runs`, before `show`.
-    let before = orch_command()
-        .args(["runs", "--state-dir"])
-        .arg(&state)
-        .args(["show", &id, "draft"])
-        .output()
-        .unwrap();
-    assert!(before.status.success(), "{}", stderr(&before));
-    assert_eq!(stdout(&before), text);
-
     let unknown = orch_command()
         .args(["runs", "show", &id, "nope"])
         .env("ORCH_STATE_DIR", &state)

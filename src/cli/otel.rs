@@ -279,7 +279,7 @@ impl Trace {
         }
         let provider_override = match target {
             Target::Simulate { .. } => Some("simulator".to_string()),
-            Target::Endpoint(e) => Some(endpoint_host(&e.base_url)),
+            Target::Endpoint(e) => Some(e.host()),
             Target::Script => None,
         };
         Ok(Some(Trace {
@@ -792,19 +792,6 @@ fn base_name(step: &str) -> &str {
     step.split('[').next().unwrap_or(step)
 }
 
-/// The host of an endpoint's URL (`http://127.0.0.1:8080/v1` → `127.0.0.1`), as the
-/// provider's name; the URL's credentials never.
-fn endpoint_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    redact(host).into_string()
-}
-
 /// A low-cardinality class of an error (`error.type`): `timeout`, `rate_limited`, an HTTP
 /// status code, or `_OTHER`.
 fn error_type(err: &str) -> String {
@@ -926,6 +913,16 @@ mod tests {
 
     #[test]
     fn endpoint_hosts() {
+        // The provider's name a trace gives an `--endpoint` run.
+        let endpoint_host = |url: &str| {
+            crate::run::Endpoint {
+                base_url: url.into(),
+                model: None,
+                api_key_env: None,
+                stream: true,
+            }
+            .host()
+        };
         assert_eq!(endpoint_host("http://127.0.0.1:8080/v1"), "127.0.0.1");
         assert_eq!(
             endpoint_host("https://user:pw@api.example.com/v1?x=1"),

@@ -68,6 +68,22 @@ pub struct Endpoint {
     pub stream: bool,
 }
 
+impl Endpoint {
+    /// The host of the base URL (`http://user:pw@127.0.0.1:8080/v1` → `127.0.0.1`), redacted:
+    /// the provider's name in attempt records, reports and traces; the URL's credentials never.
+    pub fn host(&self) -> String {
+        let url = self.base_url.as_str();
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => host,
+        };
+        crate::redact::redact(host).into_string()
+    }
+}
+
 /// Where model steps go.
 #[derive(Debug, Clone, Default)]
 pub enum Target {

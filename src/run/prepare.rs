@@ -220,19 +220,6 @@ pub(super) fn prepare(
     })
 }
 
-/// The host of an endpoint's URL (`http://user:pw@127.0.0.1:8080/v1` → `127.0.0.1`),
-/// redacted.
-fn endpoint_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    crate::redact::redact(host).into_string()
-}
-
 /// The workspace of a run's tools: `--workspace`, else the current directory, canonical.
 ///
 /// # Errors
@@ -337,7 +324,7 @@ impl Clients<'_> {
             provider_name: pdef.name.clone(),
             sent_to: match &self.opts.target {
                 Target::Simulate { .. } => "simulator".to_string(),
-                Target::Endpoint(e) => endpoint_host(&e.base_url),
+                Target::Endpoint(e) => e.host(),
                 Target::Script => pdef.name.clone(),
             },
             model_id,

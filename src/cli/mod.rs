@@ -207,6 +207,17 @@ pub struct RunArgs {
     /// lacks streaming (a script's providers say it with `stream: false`).
     #[arg(long, requires = "endpoint")]
     pub no_stream: bool,
+    /// Record every model exchange (request, answer or failure) and every agent tool call
+    /// with its result to a cassette FILE (JSON Lines, redacted: no key is written), for
+    /// `--replay`. Works with any target (script providers, --endpoint, --simulate).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Run with no provider at all: answer every model request, and every agent tool call,
+    /// from a cassette FILE written by `--record` (nothing is sent; tool calls do not run;
+    /// command steps do). A request the cassette does not have fails its step, naming the
+    /// nearest recorded request and the first difference.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["simulate", "endpoint"])]
+    pub replay: Option<PathBuf>,
     /// Cap every model step's max_tokens.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,

@@ -280,6 +280,7 @@ impl Trace {
         let provider_override = match target {
             Target::Simulate { .. } => Some("simulator".to_string()),
             Target::Endpoint(e) => Some(e.host()),
+            Target::Replay(_) => Some("cassette".to_string()),
             Target::Script => None,
         };
         Ok(Some(Trace {

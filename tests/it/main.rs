@@ -12,6 +12,7 @@ mod common;
 mod agent_loop;
 mod approval;
 mod bounds;
+mod cassette;
 mod catalog;
 mod cli;
 mod corpus;

@@ -167,6 +167,7 @@ pub struct PlanArgs {
 
 /// `orch run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("reuse").args(["resume", "cache"]).multiple(true)))]
 pub struct RunArgs {
     /// Script to run.
     #[arg(value_name = "FILE")]
@@ -257,10 +258,17 @@ pub struct RunArgs {
     /// output; the others run again. Inputs not given again are the recorded ones.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
     pub resume: Option<String>,
-    /// With --resume: print, for each step that runs again, why (it failed, did not start,
-    /// is new, or which part of its cache key changed).
-    #[arg(long, requires = "resume")]
+    /// With --resume or --cache: print, for each step that runs again, why (it failed, did
+    /// not start, is new, which part of its cache key changed, the cache has no result for
+    /// it, or it is never cached).
+    #[arg(long, requires = "reuse")]
     pub why_rerun: bool,
+    /// Reuse the results of earlier runs from a cache directory: a step whose cache key (as
+    /// for --resume) matches a step that succeeded in any run using DIR takes that result
+    /// instead of running; steps that succeed now are added. Only steps without side effects
+    /// are cached: model steps whose agent has no tools or only read, list, glob and grep.
+    #[arg(long, env = "ORCH_CACHE_DIR", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// Where run journals are kept: runs go to DIR/runs/ID/journal.jsonl (default: `.orch`
     /// in the script's directory).
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]

@@ -412,7 +412,7 @@ impl Trace {
                 }
                 self.end_step(&mut open, r, now, false);
             }
-            Event::Reused(r) => {
+            Event::Reused(r) | Event::Cached(r) => {
                 let mut open = self.start_step(self.parent_of(&steps, &r.name), &r.name, now);
                 self.end_step(&mut open, r, now, true);
             }

@@ -18,6 +18,7 @@ use crate::redact::redact;
 use crate::run::cancel::Cancel;
 use crate::run::cassette::Cassette;
 use crate::run::journal::{self, Journal};
+use crate::run::step_cache::StepCache;
 use crate::run::{Endpoint, RunOptions, RunReport, StepStatus, Target};
 
 /// `orch run`.
@@ -59,6 +60,13 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         },
         None => None,
     };
+    let cache = match &a.cache {
+        Some(dir) => match StepCache::open(dir) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
     eprintln!(
         "{}",
         redact(header(&plan, &target, journal.as_ref(), &paint))
@@ -89,6 +97,7 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         workspace: a.workspace.clone(),
         no_store_prompts: a.no_store_prompts,
         record,
+        cache,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
     let watch = Watch {

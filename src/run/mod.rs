@@ -42,6 +42,7 @@ pub mod render;
 mod report;
 mod scheduler;
 mod step;
+pub mod step_cache;
 pub mod structured;
 pub mod tools;
 
@@ -156,6 +157,9 @@ pub struct RunOptions {
     /// Write every model exchange and agent tool call of the run to this cassette
     /// (`--record`, [`cassette`]), whatever the target.
     pub record: Option<Arc<cassette::Cassette>>,
+    /// Reuse the results of steps without side effects from any earlier run that used this
+    /// cache, and cache those that succeed now (`--cache DIR`, [`step_cache`]).
+    pub cache: Option<Arc<step_cache::StepCache>>,
 }
 
 impl RunOptions {

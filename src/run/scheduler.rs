@@ -78,7 +78,7 @@ pub(super) struct Scheduler<'a> {
     plan_arc: Arc<Plan>,
     inputs_arc: Arc<IndexMap<String, InputValue>>,
     /// The options of the run, for region tasks.
-    opts: RunOptions,
+    pub(in crate::run) opts: RunOptions,
     /// Nodes this scheduler runs ([`Frame::active`]).
     active: Vec<bool>,
     /// Reports of the steps inside regions, as they end.
@@ -200,10 +200,9 @@ impl<'a> Scheduler<'a> {
         let candidates = (0..n)
             .filter(|&i| active[i] && waiting_on[i] == 0)
             .collect();
-        let identities = opts
-            .journal
-            .as_ref()
-            .map(|_| cache_key::Identities::new(plan, &shared.clients, &opts.target));
+        // Cache keys are computed for a journal and for the cross-run cache.
+        let identities = (opts.journal.is_some() || opts.cache.is_some())
+            .then(|| cache_key::Identities::new(plan, &shared.clients, &opts.target));
         let state = (0..n)
             .map(|i| {
                 if active[i] {
@@ -499,7 +498,11 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    pub(super) fn finish(&mut self, outcome: Outcome, on_event: &(dyn Fn(&Event) + Send + Sync)) {
+    pub(super) fn finish(
+        &mut self,
+        mut outcome: Outcome,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
         self.abort.remove(&outcome.node);
         if matches!(self.state[outcome.node], State::Done(_)) {
             // Cancelled by a gather while its result was already on the way: it stays cancelled.
@@ -519,9 +522,26 @@ impl<'a> Scheduler<'a> {
         } else {
             // Journal hook, a step ended: record it before anything depends on it.
             self.record(outcome.node, &outcome.report);
+            self.cache_result(outcome.node, &mut outcome.report);
         }
         on_event(&Event::Finished(outcome.report.clone()));
         self.settle(outcome.node, outcome.report);
+    }
+
+    /// With `--cache`: keeps the result of a step that may be cached and succeeded, for later
+    /// runs. A cache that cannot be written is a warning on the step; the run goes on.
+    fn cache_result(&self, id: NodeId, report: &mut StepReport) {
+        let (Some(cache), Some(parts)) = (&self.opts.cache, &self.keys[id]) else {
+            return;
+        };
+        if report.status != StepStatus::Succeeded
+            || !super::step_cache::cacheable(&self.plan.nodes[id])
+        {
+            return;
+        }
+        if let Err(e) = cache.put(&parts.key(), report) {
+            report.warnings.push(format!("not cached: {e}"));
+        }
     }
 
     /// A `gather <any|first N>` that starts no longer needs the rest of its block: cancel it.

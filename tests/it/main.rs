@@ -33,6 +33,7 @@ mod redaction;
 mod report_html;
 mod resume;
 mod scheduler;
+mod step_cache;
 mod structured;
 mod taint_flow;
 mod tool_calls;

@@ -71,7 +71,7 @@ enum Mode {
     /// Lines are appended as exchanges end.
     Record(Mutex<File>),
     /// Answers by request identity.
-    Replay(Mutex<Tape>),
+    Replay(Box<Mutex<Tape>>),
 }
 
 /// What a cassette holds, indexed for replay.
@@ -269,7 +269,7 @@ impl Cassette {
         }
         Ok(Cassette {
             path: path.to_path_buf(),
-            mode: Mode::Replay(Mutex::new(tape)),
+            mode: Mode::Replay(Box::new(Mutex::new(tape))),
         })
     }
 

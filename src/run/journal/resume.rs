@@ -235,7 +235,7 @@ impl Scheduler<'_> {
         });
         self.keys[id] = Some(parts);
         match decision {
-            None | Some(Decision::Rerun(_)) if self.from_cache(id, &key, on_event) => true,
+            None | Some(Decision::Rerun(_)) if self.take_cached(id, &key, on_event) => true,
             None => {
                 self.rerun_why[id] = self.cache_miss(id);
                 false
@@ -261,7 +261,7 @@ impl Scheduler<'_> {
 
     /// With `--cache`: settles step `id` with the result cached under `key`, if it may be
     /// cached and has one (returns `true`).
-    fn from_cache(
+    fn take_cached(
         &mut self,
         id: NodeId,
         key: &str,

@@ -9,7 +9,8 @@
 #     grammar.js and fails when the committed src/ was out of date, runs `tree-sitter test`
 #     (test/corpus: the parse trees of every example and stdlib file; test/highlight), and
 #     parses every example, stdlib file and orch block of docs/language.md, failing on any
-#     ERROR or MISSING node.
+#     ERROR or MISSING node; compiles every query, and checks that Helix's copies
+#     (editors/helix/queries, node editors/helix/gen-queries.js) are up to date.
 # Quiet on success; on a failure it prints the failing step's output and exits non-zero.
 # Idempotent: installs that are already there (same lock file, same CLI version) are reused.
 #
@@ -129,6 +130,16 @@ parse_all() {
   (cd "$grammar" && "$ts" parse --quiet "${sources[@]}" "$work"/docs/*.orch)
 }
 
+# Every query compiles against the grammar (node names, fields, predicates), the Helix copies
+# included, and those are up to date.
+queries() {
+  local q
+  for q in "$grammar"/queries/*.scm "$root"/editors/helix/queries/orch/*.scm; do
+    (cd "$grammar" && "$ts" query "$q" "$root/examples/fan_out.orch" >/dev/null) || { echo "in $q"; return 1; }
+  done
+  node "$root/editors/helix/gen-queries.js" --check
+}
+
 if [ "${1:-}" = "corpus" ]; then
   step "tree-sitter generate" generate
   write_corpus
@@ -140,6 +151,7 @@ step "tree-sitter generate (editors/tree-sitter-orch)" generate
 step "the corpus covers every example" corpus_covers_sources
 step "tree-sitter test (editors/tree-sitter-orch)" ts_test
 step "tree-sitter parse of every example, stdlib file and docs/language.md block" parse_all
+step "the tree-sitter queries (editors/tree-sitter-orch/queries, editors/helix)" queries
 
 # ---------------------------------------------------------------- VS Code
 step "the TextMate grammar test (editors/vscode/test/grammar.test.js)" node "$vscode/test/grammar.test.js"

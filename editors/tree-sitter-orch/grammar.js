@@ -17,9 +17,14 @@
 /// <reference types="tree-sitter-cli/dsl" />
 // @ts-check
 
-// Field keys may be any word, keywords included (`model: haiku`): the lexer reads a keyword
-// as a name where no keyword may stand.
-const key = ($) => alias($.identifier, $.key);
+// Field keys may be any word, keywords included (`model: haiku`).
+const key = ($) => alias(reserved('key', $.identifier), $.key);
+// The reserved words (grammar/orch.pest, `keyword`): never a name, except as a field key.
+const RESERVED = [
+  'include', 'provider', 'model', 'agent', 'workflow', 'mcp', 'parallel', 'then', 'gather',
+  'after', 'return', 'true', 'false', 'as', 'for', 'in', 'repeat', 'until', 'if', 'else', 'and',
+  'or', 'not',
+];
 const commaSep1 = (rule) => seq(rule, repeat(seq(',', rule)), optional(','));
 const commaSep = (rule) => optional(commaSep1(rule));
 // Items, statements and fields: separated by newlines (white space here), `;` or `,`.
@@ -29,6 +34,11 @@ module.exports = grammar({
   name: 'orch',
 
   word: ($) => $.identifier,
+
+  reserved: {
+    global: (_) => RESERVED,
+    key: (_) => [],
+  },
 
   extras: ($) => [/\s/, '\uFEFF', $.comment, $.doc_comment, $.block_comment],
 

@@ -130,6 +130,23 @@ parse_all() {
   (cd "$grammar" && "$ts" parse --quiet "${sources[@]}" "$work"/docs/*.orch)
 }
 
+# The grammar's reserved words are the keyword rule of grammar/orch.pest.
+keywords() {
+  node - "$root/grammar/orch.pest" "$grammar/grammar.js" <<'JS'
+const fs = require('fs');
+const [pest, js] = process.argv.slice(2).map((f) => fs.readFileSync(f, 'utf8'));
+const rule = /^keyword\s*=\s*@\{([\s\S]*?)\}\s*$/m.exec(pest);
+const list = /const RESERVED = \[([\s\S]*?)\];/.exec(js);
+if (!rule || !list) throw new Error('no keyword rule in grammar/orch.pest or no RESERVED in grammar.js');
+const want = [...rule[1].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]).sort();
+const have = [...list[1].matchAll(/'([a-z_]+)'/g)].map((m) => m[1]).sort();
+if (want.join() !== have.join()) {
+  console.error(`grammar.js RESERVED is [${have}], grammar/orch.pest's keywords are [${want}]`);
+  process.exit(1);
+}
+JS
+}
+
 # Every query compiles against the grammar (node names, fields, predicates), the Helix copies
 # included, and those are up to date.
 queries() {
@@ -147,6 +164,7 @@ if [ "${1:-}" = "corpus" ]; then
   exit 0
 fi
 
+step "the reserved words of grammar.js against grammar/orch.pest" keywords
 step "tree-sitter generate (editors/tree-sitter-orch)" generate
 step "the corpus covers every example" corpus_covers_sources
 step "tree-sitter test (editors/tree-sitter-orch)" ts_test

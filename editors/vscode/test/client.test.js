@@ -85,6 +85,20 @@ const context = { subscriptions: [] };
   assert.ok(pkg.contributes.commands.some((c) => c.command === 'orch.restartServer'));
   assert.strictEqual(pkg.contributes.configuration.properties['orch.server.path'].default, 'orch');
   assert.deepStrictEqual(pkg.activationEvents, ['onLanguage:orch']);
+  // The files package.json names exist, and the language configuration's patterns compile.
+  const fs = require('fs');
+  const root = path.join(__dirname, '..');
+  const [language] = pkg.contributes.languages;
+  assert.deepStrictEqual([language.id, language.extensions], ['orch', ['.orch']]);
+  const langConfig = JSON.parse(fs.readFileSync(path.join(root, language.configuration), 'utf8'));
+  assert.ok(fs.existsSync(path.join(root, pkg.contributes.grammars[0].path)));
+  assert.ok(fs.existsSync(path.join(root, pkg.main)));
+  assert.deepStrictEqual(langConfig.comments, { lineComment: '//', blockComment: ['/*', '*/'] });
+  for (const pattern of [langConfig.wordPattern, ...Object.values(langConfig.indentationRules),
+    ...Object.values(langConfig.folding.markers), ...langConfig.onEnterRules.map((r) => r.beforeText)]) {
+    new RegExp(pattern); // throws on a pattern that does not compile
+  }
+  assert.ok(new RegExp(langConfig.wordPattern).exec('$2.50')[0] === '$2.50', 'money is one word');
 
   // A settings change restarts it with the new command: `~/` expanded, extra arguments added.
   settings = { 'server.path': '~/bin/orch', 'server.extraArgs': ['--include-path', 'lib'] };

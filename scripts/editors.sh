@@ -66,8 +66,11 @@ install_npm() {
 install_tree_sitter() {
   [ -x "$ts" ] && "$ts" --version 2>/dev/null | grep -q " $ts_version\b" && return 0
   log "building tree-sitter-cli $ts_version (cargo install, once; log: $dir/install.log)"
-  CARGO_TARGET_DIR="$dir/target" cargo install --locked --quiet --no-default-features \
-    --root "$ts_root" "tree-sitter-cli@$ts_version" >>"$dir/install.log" 2>&1 || return 1
+  # A debug build without debug info: half the CPU time of a release build (150 s against
+  # 330 s, measured), and the grammar is small enough that the CLI's speed does not matter.
+  CARGO_TARGET_DIR="$dir/target" CARGO_PROFILE_DEV_DEBUG=0 cargo install --locked --quiet \
+    --debug --no-default-features --root "$ts_root" "tree-sitter-cli@$ts_version" \
+    >>"$dir/install.log" 2>&1 || return 1
   rm -rf "$dir/target"
   [ -x "$ts" ]
 }

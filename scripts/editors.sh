@@ -2,15 +2,15 @@
 # Build and check the editor packages in editors/ (docs/editors.md):
 #   - editors/vscode: installs its npm packages (`npm ci`, from the committed
 #     package-lock.json), runs its tests (test/grammar.test.js tokenises every example, stdlib
-#     file and orch block of docs/language.md with the TextMate grammar; test/client.test.js
-#     checks the client that starts `orch lsp`), and packages the extension with vsce into
-#     editors/vscode/orch.vsix (not committed);
+#     file and orch block of docs/language.md and README.md with the TextMate grammar;
+#     test/client.test.js checks the client that starts `orch lsp`), and packages the
+#     extension with vsce into editors/vscode/orch.vsix (not committed);
 #   - editors/tree-sitter-orch: installs the tree-sitter CLI, regenerates the parser from
 #     grammar.js and fails when the committed src/ was out of date, runs `tree-sitter test`
 #     (test/corpus: the parse trees of every example and stdlib file; test/highlight), and
-#     parses every example, stdlib file and orch block of docs/language.md, failing on any
-#     ERROR or MISSING node; compiles every query, and checks that Helix's copies
-#     (editors/helix/queries, node editors/helix/gen-queries.js) are up to date.
+#     parses every example, stdlib file and orch block of docs/language.md and README.md,
+#     failing on any ERROR or MISSING node; compiles every query, and checks that Helix's
+#     copies (editors/helix/queries, node editors/helix/gen-queries.js) are up to date.
 # Quiet on success; on a failure it prints the failing step's output and exits non-zero.
 # Idempotent: installs that are already there (same lock file, same CLI version) are reused.
 #
@@ -78,15 +78,18 @@ step "npm ci (editors/vscode)" install_npm
 step "cargo install tree-sitter-cli@$ts_version (see $dir/install.log)" install_tree_sitter
 
 # The files every check reads: the examples, the standard library, and the orch blocks of
-# docs/language.md (each written to its own file, named after its line).
+# docs/language.md and README.md (each written to its own file, named after its line).
 mkdir -p "$work/docs"
-node - "$root/docs/language.md" "$work/docs" <<'JS'
+node - "$work/docs" "$root/docs/language.md" "$root/README.md" <<'JS'
 const fs = require('fs');
-const [doc, out] = process.argv.slice(2);
-const text = fs.readFileSync(doc, 'utf8');
-for (const m of text.matchAll(/^```orch\n([\s\S]*?)^```/gm)) {
-  const line = text.slice(0, m.index).split('\n').length + 1;
-  fs.writeFileSync(`${out}/language.md-line-${line}.orch`, m[1]);
+const path = require('path');
+const [out, ...docs] = process.argv.slice(2);
+for (const doc of docs) {
+  const text = fs.readFileSync(doc, 'utf8');
+  for (const m of text.matchAll(/^```orch\n([\s\S]*?)^```/gm)) {
+    const line = text.slice(0, m.index).split('\n').length + 1;
+    fs.writeFileSync(`${out}/${path.basename(doc)}-line-${line}.orch`, m[1]);
+  }
 }
 JS
 sources=("$root"/examples/*.orch "$root"/stdlib/*.orch)
@@ -171,7 +174,7 @@ step "the reserved words of grammar.js against grammar/orch.pest" keywords
 step "tree-sitter generate (editors/tree-sitter-orch)" generate
 step "the corpus covers every example" corpus_covers_sources
 step "tree-sitter test (editors/tree-sitter-orch)" ts_test
-step "tree-sitter parse of every example, stdlib file and docs/language.md block" parse_all
+step "tree-sitter parse of every example, stdlib file and orch block of the docs" parse_all
 step "the tree-sitter queries (editors/tree-sitter-orch/queries, editors/helix)" queries
 
 # ---------------------------------------------------------------- VS Code

@@ -1,5 +1,5 @@
 // Tokenises every `.orch` file of the repository's examples/ and stdlib/, the ```orch blocks
-// of docs/language.md and the snippets below with the TextMate grammar
+// of docs/language.md and README.md and the snippets below with the TextMate grammar
 // (syntaxes/orch.tmLanguage.json), through vscode-textmate and vscode-oniguruma (the engine
 // VS Code itself uses), and checks the scopes against an independent scan of the text:
 //
@@ -83,12 +83,14 @@ function sourcesToCheck() {
     }
   }
   const examples = files.length;
-  const doc = fs.readFileSync(path.join(root, 'docs', 'language.md'), 'utf8');
   let n = 0;
-  for (const m of doc.matchAll(/^```orch\n([\s\S]*?)^```/gm)) {
-    n += 1;
-    const line = doc.slice(0, m.index).split('\n').length + 1;
-    files.push({ name: `docs/language.md block ${n} (line ${line})`, text: m[1], lineOffset: line - 1 });
+  for (const docName of ['docs/language.md', 'README.md']) {
+    const doc = fs.readFileSync(path.join(root, docName), 'utf8');
+    for (const m of doc.matchAll(/^```orch\n([\s\S]*?)^```/gm)) {
+      n += 1;
+      const line = doc.slice(0, m.index).split('\n').length + 1;
+      files.push({ name: `${docName} block at line ${line}`, text: m[1], lineOffset: line - 1 });
+    }
   }
   files.push({ name: 'snippets', text: SNIPPETS });
   return { files, examples, docBlocks: n };

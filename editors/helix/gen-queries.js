@@ -1,8 +1,7 @@
 // Writes Helix's copies of the tree-sitter queries (queries/orch/highlights.scm and
 // locals.scm here) from editors/tree-sitter-orch/queries, renaming the captures from
 // nvim-treesitter's names to Helix's theme scopes (https://docs.helix-editor.com/themes.html,
-// "Syntax highlighting"): Helix has no `number`, `boolean`, `property` or `module` scopes, and
-// its locals name the highlight of a definition (`@local.definition.variable.parameter`).
+// "Syntax highlighting"): Helix has no `number`, `boolean`, `property` or `module` scopes.
 // Pattern order is kept: Helix, like Neovim and tree-sitter 0.25+, lets the last matching
 // pattern win.
 //
@@ -36,8 +35,6 @@ const RENAME = {
   'variable.member': 'variable.other.member',
   'function.call': 'function',
   'character.special': 'special',
-  'local.definition.parameter': 'local.definition.variable.parameter',
-  'local.definition.var': 'local.definition.variable',
 };
 // The names Helix knows (its theme scopes and the locals captures), so a capture added to the
 // source queries without a mapping is caught here.
@@ -49,7 +46,7 @@ const HELIX = new Set([
   'keyword.operator', 'keyword.storage.modifier', 'keyword.storage.type', 'namespace', 'operator',
   'punctuation.bracket', 'punctuation.delimiter', 'punctuation.special', 'special', 'string', 'type',
   'type.builtin', 'variable', 'variable.other.member', 'variable.parameter', 'local.scope',
-  'local.reference', 'local.definition.variable', 'local.definition.variable.parameter',
+  'local.reference', 'local.definition',
 ]);
 
 function convert(name, text) {

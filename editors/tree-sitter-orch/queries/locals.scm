@@ -8,16 +8,16 @@
 (parallel_statement) @local.scope
 
 (parameter
-  name: (identifier) @local.definition.parameter)
+  name: (identifier) @local.definition)
 
 (step
-  name: (identifier) @local.definition.var)
+  name: (identifier) @local.definition)
 
 (parallel_statement
-  name: (identifier) @local.definition.var)
+  name: (identifier) @local.definition)
 
 (for_clause
-  variable: (identifier) @local.definition.var)
+  variable: (identifier) @local.definition)
 
 (path
   .

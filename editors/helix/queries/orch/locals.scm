@@ -11,16 +11,16 @@
 (parallel_statement) @local.scope
 
 (parameter
-  name: (identifier) @local.definition.variable.parameter)
+  name: (identifier) @local.definition)
 
 (step
-  name: (identifier) @local.definition.variable)
+  name: (identifier) @local.definition)
 
 (parallel_statement
-  name: (identifier) @local.definition.variable)
+  name: (identifier) @local.definition)
 
 (for_clause
-  variable: (identifier) @local.definition.variable)
+  variable: (identifier) @local.definition)
 
 (path
   .

@@ -7,7 +7,8 @@
 #     extension with vsce into editors/vscode/orch.vsix (not committed);
 #   - editors/tree-sitter-orch: installs the tree-sitter CLI, regenerates the parser from
 #     grammar.js and fails when the committed src/ was out of date, runs `tree-sitter test`
-#     (test/corpus: the parse trees of every example and stdlib file; test/highlight), and
+#     (test/corpus: the parse trees of every example and stdlib file; test/highlight and
+#     test/tags: assertions on the queries), and
 #     parses every example, stdlib file and orch block of docs/language.md and README.md,
 #     failing on any ERROR or MISSING node; compiles every query, and checks that Helix's
 #     copies (editors/helix/queries, node editors/helix/gen-queries.js) are up to date.

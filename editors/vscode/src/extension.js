@@ -6,14 +6,13 @@
 //   orch.server.path       the orch program, a name looked up on PATH or a path (default "orch");
 //                          `~/` is expanded and a relative path is taken from the first
 //                          workspace folder;
-//   orch.server.extraArgs  arguments added after `orch lsp`;
 //   orch.trace.server      "off" | "messages" | "verbose": the protocol log in the Output panel.
 'use strict';
 
 const os = require('os');
 const path = require('path');
 const vscode = require('vscode');
-const { LanguageClient, TransportKind } = require('vscode-languageclient/node');
+const { LanguageClient } = require('vscode-languageclient/node');
 
 /** @type {LanguageClient | undefined} */
 let client;
@@ -27,13 +26,14 @@ function serverCommand() {
   if (command.includes('/') && !path.isAbsolute(command) && folder) {
     command = path.join(folder.uri.fsPath, command);
   }
-  const extraArgs = config.get('server.extraArgs') || [];
-  return { command, args: ['lsp', ...extraArgs] };
+  return { command, args: ['lsp'] };
 }
 
 async function start(context) {
   const { command, args } = serverCommand();
-  const executable = { command, args, transport: TransportKind.stdio };
+  // No `transport`: with `TransportKind.stdio` the client would add `--stdio` to the
+  // arguments, which `orch lsp` (stdio only, no options) rejects.
+  const executable = { command, args };
   client = new LanguageClient(
     'orch',
     'orch',

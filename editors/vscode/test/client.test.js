@@ -1,7 +1,7 @@
 // Checks src/extension.js against stand-ins for the `vscode` API and for
 // vscode-languageclient (neither runs outside VS Code): the server command it starts from the
 // settings (`orch lsp` by default, `orch.server.path` with `~/` expanded and relative paths
-// taken from the workspace folder, `orch.server.extraArgs` appended), the documents it asks
+// taken from the workspace folder), the documents it asks
 // for, the restart on a settings change, and the error shown when the server cannot start.
 //
 // Run: `node test/client.test.js` (scripts/editors.sh runs it). Exits non-zero on a failure.
@@ -76,7 +76,11 @@ const context = { subscriptions: [] };
   await extension.activate(context);
   assert.strictEqual(started.length, 1);
   let client = started[0];
-  assert.deepStrictEqual(client.serverOptions.run, { command: 'orch', args: ['lsp'], transport: 0 });
+  // Exactly `orch lsp`: no `transport`, with which vscode-languageclient would append
+  // `--stdio` (node_modules/vscode-languageclient/lib/node/main.js), an argument `orch lsp`
+  // does not take.
+  assert.deepStrictEqual(client.serverOptions.run, { command: 'orch', args: ['lsp'] });
+  assert.deepStrictEqual(client.serverOptions.debug, client.serverOptions.run);
   assert.deepStrictEqual(client.clientOptions.documentSelector, [{ language: 'orch' }]);
   assert.strictEqual(client.clientOptions.synchronize.fileEvents.glob, '**/*.orch');
   assert.ok(vscode.commands.registered['orch.restartServer'], 'the restart command is registered');
@@ -100,13 +104,13 @@ const context = { subscriptions: [] };
   }
   assert.ok(new RegExp(langConfig.wordPattern).exec('$2.50')[0] === '$2.50', 'money is one word');
 
-  // A settings change restarts it with the new command: `~/` expanded, extra arguments added.
-  settings = { 'server.path': '~/bin/orch', 'server.extraArgs': ['--include-path', 'lib'] };
+  // A settings change restarts it with the new command, `~/` expanded.
+  settings = { 'server.path': '~/bin/orch' };
   await configListener({ affectsConfiguration: (s) => s === 'orch.server' });
   assert.strictEqual(stopped[0], client, 'the old server is stopped');
   client = started[1];
   assert.deepStrictEqual(client.serverOptions.run.command, path.join(os.homedir(), 'bin/orch'));
-  assert.deepStrictEqual(client.serverOptions.run.args, ['lsp', '--include-path', 'lib']);
+  assert.deepStrictEqual(client.serverOptions.run.args, ['lsp']);
 
   // Other settings do not restart it.
   await configListener({ affectsConfiguration: () => false });

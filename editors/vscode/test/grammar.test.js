@@ -287,6 +287,19 @@ function main(grammar) {
       if (codeAt(m.index) && !has(m.index, 'keyword.operator.comparison')) fail(m.index, 2, 'is a comparison but not scoped keyword.operator.comparison');
     }
   }
+  // Text being typed: an unterminated string or interpolation ends with its line, so the next
+  // line is code again.
+  {
+    const text = 'workflow main() {\n  a = w("open {x\n  b = w("ok")\n}\n';
+    const scopes = scopesOf(grammar, text);
+    const k = text.indexOf('b = w');
+    if ((scopes[k] || []).some((sc) => sc.startsWith('string.') || sc.startsWith('meta.interpolation'))) {
+      failures.push(`an unterminated string runs on to the next line: ${JSON.stringify(scopes[k])}`);
+    }
+    if (!(scopes[k] || []).some((sc) => sc.startsWith('entity.name.variable.step'))) {
+      failures.push(`the step after an unterminated string is not scoped as a step: ${JSON.stringify(scopes[k])}`);
+    }
+  }
   for (const w of RESERVED) if (!seenKeywords.has(w)) failures.push(`the reserved word ${w} occurs in no checked text (add it to the snippets)`);
   return { failures, counts };
 }

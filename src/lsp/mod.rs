@@ -98,6 +98,8 @@ pub fn run() -> Result<(), Error> {
     let caps = serde_json::to_value(capabilities())?;
     connection.initialize(caps)?;
     Server::new().main_loop(&connection)?;
+    // The writer thread ends when the connection's sender is gone.
+    drop(connection);
     io_threads.join()?;
     Ok(())
 }

@@ -473,3 +473,63 @@ fn completion_formatting_symbols_tokens() {
     assert!(!data.is_empty() && data.len() % 5 == 0, "{tokens}");
     c.shutdown();
 }
+
+#[test]
+fn quick_fixes_add_the_models_include_and_parallelise() {
+    let dir = project();
+    let path = dir.path().canonicalize().unwrap().join("fix.orch");
+    let text = "agent a { model: sonnet }\n\nworkflow main() {\n  x = a(\"one\")\n  y = a(\"two\")\n  return \"{x} {y}\"\n}\n";
+    std::fs::write(&path, text).unwrap();
+    let doc = uri(&path);
+    let mut c = Client::start();
+    c.open(&doc, text);
+    let diags = c.diagnostics(&doc, 1);
+    let d = diags
+        .iter()
+        .find(|d| d["code"] == "E0203")
+        .unwrap_or_else(|| panic!("no E0203 in {diags:?}"));
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": doc}, "range": d["range"], "context": {"diagnostics": [d]}}),
+    );
+    let add = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "Add `include \"std/models.orch\"`")
+        .unwrap_or_else(|| panic!("no include fix in {actions}"));
+    let with_include = apply(text, add["edit"]["changes"][&doc].as_array().unwrap());
+    assert!(
+        with_include.starts_with("include \"std/models.orch\"\nagent a"),
+        "{with_include}"
+    );
+    c.change(&doc, 2, &with_include);
+    let diags = c.diagnostics(&doc, 2);
+    // Now only the lint that the two steps could run at once is left; its fix rewrites them.
+    let w = diags
+        .iter()
+        .find(|d| d["code"] == "W0802")
+        .unwrap_or_else(|| panic!("no W0802 in {diags:?}"));
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": doc}, "range": w["range"], "context": {"diagnostics": [w]}}),
+    );
+    let rewrite = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "Run them at once in a `parallel` block")
+        .unwrap_or_else(|| panic!("no W0802 rewrite in {actions}"));
+    let parallel = apply(
+        &with_include,
+        rewrite["edit"]["changes"][&doc].as_array().unwrap(),
+    );
+    assert!(
+        parallel.contains("  parallel {\n    x = a(\"one\")\n    y = a(\"two\")\n  }\n  return"),
+        "{parallel}"
+    );
+    c.change(&doc, 3, &parallel);
+    assert_eq!(c.diagnostics(&doc, 3), Vec::<Value>::new());
+    c.shutdown();
+}

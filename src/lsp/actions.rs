@@ -38,6 +38,9 @@ fn std_models() -> Vec<String> {
 }
 
 /// The quick fixes for diagnostics of the entry file overlapping bytes `start..end`.
+// `Uri` caches its parsed parts in a cell that does not take part in its hash; the map is the
+// type `WorkspaceEdit` holds.
+#[allow(clippy::mutable_key_type)]
 pub fn actions(a: &Analysis, uri: &Uri, start: usize, end: usize) -> Vec<CodeActionOrCommand> {
     let ranges = Ranges::new(a);
     let entry = a.set.entry;

@@ -246,7 +246,7 @@ impl Index {
                         let scope = format!("agent:{}", prefix(&a.name.name));
                         for p in &a.params {
                             if let Some(v) = &p.default {
-                                ix.value(program, &scope, v);
+                                ix.value(&scope, v);
                             }
                         }
                         ix.fields(program, Some(&scope), &a.fields);
@@ -412,7 +412,7 @@ impl Index {
                 }
                 _ => {
                     if let Some(scope) = scope {
-                        self.value(program, scope, &f.value);
+                        self.value(scope, &f.value);
                     }
                 }
             }
@@ -420,7 +420,7 @@ impl Index {
     }
 
     /// Names inside a value: interpolations and paths name locals (or parameters) of `scope`.
-    fn value(&mut self, program: &Program, scope: &str, v: &Value) {
+    fn value(&mut self, scope: &str, v: &Value) {
         match &v.kind {
             ValueKind::Str(t) => {
                 for p in t.interps() {
@@ -432,26 +432,26 @@ impl Index {
             }
             ValueKind::List(vs) => {
                 for v in vs {
-                    self.value(program, scope, v);
+                    self.value(scope, v);
                 }
             }
             ValueKind::Record(fs) => {
                 for f in fs {
-                    self.value(program, scope, &f.value);
+                    self.value(scope, &f.value);
                 }
             }
             ValueKind::Call { args, .. } => {
                 for v in args {
-                    self.value(program, scope, v);
+                    self.value(scope, v);
                 }
             }
             _ => {}
         }
     }
 
-    fn cond(&mut self, program: &Program, scope: &str, c: &Cond) {
+    fn cond(&mut self, scope: &str, c: &Cond) {
         for v in c.operands() {
-            self.value(program, scope, v);
+            self.value(scope, v);
         }
     }
 
@@ -465,7 +465,7 @@ impl Index {
                     self.local_ref(&format!("workflow:{key}"), name);
                 }
             }
-            self.value(program, scope, &a.value);
+            self.value(scope, &a.value);
         }
         for n in &st.after {
             self.local_ref(scope, n);
@@ -480,19 +480,19 @@ impl Index {
                 Stmt::Parallel(p) => {
                     self.options(&p.options);
                     if let Some(f) = &p.for_each {
-                        self.value(program, scope, &f.list);
+                        self.value(scope, &f.list);
                     }
                     self.block_refs(program, scope, &p.body);
                 }
                 Stmt::Then(b) => self.block_refs(program, scope, b),
-                Stmt::Return(r) => self.value(program, scope, &r.value),
+                Stmt::Return(r) => self.value(scope, &r.value),
                 Stmt::Repeat(r) => {
                     self.options(&r.options);
                     self.block_refs(program, scope, &r.body);
-                    self.cond(program, scope, &r.until);
+                    self.cond(scope, &r.until);
                 }
                 Stmt::If(i) => {
-                    self.cond(program, scope, &i.cond);
+                    self.cond(scope, &i.cond);
                     self.block_refs(program, scope, &i.then);
                     if let Some(o) = &i.otherwise {
                         self.block_refs(program, scope, o);

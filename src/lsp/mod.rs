@@ -114,6 +114,8 @@ struct Server {
     parsed: HashMap<String, Rc<Analysis>>,
     /// Whether a document changed since they were last checked.
     dirty: bool,
+    /// The documents opened or edited since, checked (and published) before the others.
+    changed: Vec<String>,
     /// Documents closed since, whose diagnostics are to be cleared.
     closed: Vec<Uri>,
     /// Where the standard library is served from (`None` when it could not be written: the
@@ -128,6 +130,7 @@ impl Server {
             analyses: HashMap::new(),
             parsed: HashMap::new(),
             dirty: false,
+            changed: Vec::new(),
             closed: Vec::new(),
             std_root: analysis::write_stdlib().ok(),
         }
@@ -171,6 +174,7 @@ impl Server {
                 {
                     let d = p.text_document;
                     self.docs.set(&d.uri, d.text, d.version);
+                    self.changed.push(d.uri.as_str().to_string());
                     self.dirty = true;
                 }
             }
@@ -182,6 +186,7 @@ impl Server {
                 {
                     self.docs
                         .set(&p.text_document.uri, change.text, p.text_document.version);
+                    self.changed.push(p.text_document.uri.as_str().to_string());
                     self.dirty = true;
                 }
             }
@@ -222,7 +227,11 @@ impl Server {
                 .to_string(),
             None => format!("orch-std:///{name}"),
         };
-        for uri in self.docs.uris() {
+        // The documents just edited first: their diagnostics are the ones awaited.
+        let mut uris = self.docs.uris();
+        let changed = std::mem::take(&mut self.changed);
+        uris.sort_by_key(|u| !changed.contains(u));
+        for uri in uris {
             let Some(doc) = self.docs.get(&uri) else {
                 continue;
             };

@@ -75,6 +75,9 @@ pub fn rename(a: &Analysis, offset: usize, new_name: &str) -> Result<WorkspaceEd
     }
     let sym = &a.index.symbols[occ.sym];
     let ranges = Ranges::new(a);
+    // `Uri` caches its parsed parts in a cell that does not take part in its hash; the map is
+    // the type `WorkspaceEdit` holds.
+    #[allow(clippy::mutable_key_type)]
     let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
     let mut spans: Vec<_> = a.occurrences_of(occ.sym).map(|o| o.span).collect();
     spans.sort();

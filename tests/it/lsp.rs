@@ -470,7 +470,7 @@ fn completion_formatting_symbols_tokens() {
         json!({"textDocument": {"uri": main}}),
     );
     let data = tokens["data"].as_array().unwrap();
-    assert!(!data.is_empty() && data.len() % 5 == 0, "{tokens}");
+    assert!(!data.is_empty() && data.len().is_multiple_of(5), "{tokens}");
     c.shutdown();
 }
 

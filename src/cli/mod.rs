@@ -75,7 +75,15 @@ pub enum Command {
     /// Run the language server on stdin/stdout (LSP, for editors): diagnostics, hover, go to
     /// definition, references, rename, completion, quick fixes, formatting, symbols and
     /// semantic tokens.
-    Lsp,
+    Lsp(LspArgs),
+}
+
+/// `orch lsp`.
+#[derive(Debug, Args)]
+pub struct LspArgs {
+    /// Use stdin/stdout, the only transport; accepted because many LSP clients pass it.
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// Options shared by every command that compiles a script.
@@ -404,7 +412,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
         Command::Completions(a) => completions(a.shell),
-        Command::Lsp => match crate::lsp::run() {
+        Command::Lsp(_) => match crate::lsp::run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("orch lsp: {e}");

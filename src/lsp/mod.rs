@@ -36,8 +36,8 @@ use std::rc::Rc;
 
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::notification::{
-    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
-    Notification as _, PublishDiagnostics,
+    DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument,
+    DidSaveTextDocument, Notification as _, PublishDiagnostics,
 };
 use lsp_types::request::{
     CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
@@ -201,7 +201,8 @@ impl Server {
                     self.dirty = true;
                 }
             }
-            DidSaveTextDocument::METHOD => self.dirty = true,
+            // A file saved or changed on disk may be included by an open document.
+            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => self.dirty = true,
             _ => {}
         }
     }

@@ -26,8 +26,14 @@ struct Client {
 
 impl Client {
     fn start() -> Client {
+        Client::start_with(&[])
+    }
+
+    /// `orch lsp` with more arguments.
+    fn start_with(args: &[&str]) -> Client {
         let mut child = orch_command()
             .arg("lsp")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -389,7 +395,8 @@ fn completion_formatting_symbols_tokens() {
     let dir = project();
     let main = uri(&dir.path().canonicalize().unwrap().join("main.orch"));
     let text = MAIN.replace("scuot", "scout");
-    let mut c = Client::start();
+    // `--stdio`, which many clients pass, is accepted.
+    let mut c = Client::start_with(&["--stdio"]);
     c.open(&main, &text);
     assert_eq!(c.diagnostics(&main, 1), Vec::<Value>::new());
     let labels = |r: Value| -> Vec<String> {

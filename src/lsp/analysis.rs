@@ -538,3 +538,45 @@ pub fn write_stdlib() -> std::io::Result<PathBuf> {
     }
     Ok(root)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaced_callees_and_named_arguments_are_occurrences() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lib.orch"),
+            "agent critic(focus: text) { model: m, system: \"Review {focus}.\" }\n",
+        )
+        .unwrap();
+        let main = dir.path().join("main.orch");
+        let text = "include \"lib.orch\" as rv\nmodel m { provider: sim, name: \"m\" }\nworkflow main(x: text) {\n  a = rv.critic(\"{x}\", focus: \"style\")\n  return a\n}\n";
+        std::fs::write(&main, text).unwrap();
+        let uri = super::super::documents::path_to_uri(&main.canonicalize().unwrap());
+        let a = analyse(uri.as_str(), text, &ResolveOptions::default(), &|n| {
+            n.to_string()
+        });
+        assert!(
+            !a.diags.has_errors(),
+            "{:?}",
+            a.diags.iter().collect::<Vec<_>>()
+        );
+        // `critic` in `rv.critic`: the agent of the namespaced include.
+        let at = text.find("critic(").unwrap() + 1;
+        let occ = a.occurrence_at(at).expect("an occurrence at `critic`");
+        let sym = &a.index.symbols[occ.sym];
+        assert_eq!((sym.kind, sym.key.as_str()), (SymKind::Agent, "rv.critic"));
+        assert_eq!(a.occurrences_of(occ.sym).count(), 2);
+        // `focus:` names the agent's parameter, also used in its system text.
+        let at = text.find("focus:").unwrap() + 1;
+        let occ = a.occurrence_at(at).expect("an occurrence at `focus`");
+        assert_eq!(a.index.symbols[occ.sym].kind, SymKind::Param);
+        assert_eq!(a.occurrences_of(occ.sym).count(), 3);
+        // The model, declared here and used in the include.
+        let at = text.find("model m").unwrap() + 6;
+        let occ = a.occurrence_at(at).expect("an occurrence at `m`");
+        assert_eq!(a.occurrences_of(occ.sym).count(), 2);
+    }
+}

@@ -72,6 +72,18 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print a shell completion script for orch (bash, zsh, fish or powershell) to stdout.
     Completions(CompletionsArgs),
+    /// Run the language server on stdin/stdout (LSP, for editors): diagnostics, hover, go to
+    /// definition, references, rename, completion, quick fixes, formatting, symbols and
+    /// semantic tokens.
+    Lsp(LspArgs),
+}
+
+/// `orch lsp`.
+#[derive(Debug, Args)]
+pub struct LspArgs {
+    /// Use stdin/stdout, the only transport; accepted because many LSP clients pass it.
+    #[arg(long)]
+    pub stdio: bool,
 }
 
 /// Options shared by every command that compiles a script.
@@ -400,6 +412,13 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
         Command::Completions(a) => completions(a.shell),
+        Command::Lsp(_) => match crate::lsp::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("orch lsp: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -510,6 +529,7 @@ fn style(stream: Stream) -> HumanStyle {
 fn resolve_opts(c: &CompileArgs) -> ResolveOptions {
     ResolveOptions {
         include_paths: c.include_paths.clone(),
+        ..ResolveOptions::default()
     }
 }
 

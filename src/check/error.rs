@@ -172,7 +172,7 @@ impl UndefinedName {
                 let d = error(at, format!("`{name}` is not defined in workflow `{workflow}`"))
                     .with_label("not defined");
                 match suggestion {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
                     None if is_agent => d.with_help(format!(
                         "`{name}` is an agent, not a value; call it in a step (`result = {name}(\"...\")`) and use `{{result}}`"
                     )),
@@ -234,7 +234,7 @@ impl UndefinedName {
                 let d = error(at, format!("`{name}` is not a parameter of agent `{agent}`"))
                     .with_label("not a parameter");
                 match suggestion {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
                     None if params.is_empty() => d.with_help(format!(
                         "an agent's own text can only use its parameters; declare one (`agent {agent}({name}: text) {{ ... }}`) and pass it at the call, or put the value in the prompt"
                     )),
@@ -273,7 +273,9 @@ impl UnknownAgent {
             (Some(k), _) => d.with_help(format!(
                 "`{name}` is in a namespaced include: call it `{k}(...)`"
             )),
-            (None, Some(s)) => d.with_help(format!("did you mean `{s}`?")),
+            (None, Some(s)) => d
+                .with_help(format!("did you mean `{s}`?"))
+                .with_replacement(s),
             (None, None) => d.with_help(format!(
                 "declare it: `agent {} {{ model: sonnet, system: \"...\" }}`",
                 self.root
@@ -299,7 +301,7 @@ impl UnknownModel {
         )
         .with_label("not a declared model");
         match self.suggestion {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
             None if self.declared.is_empty() => d.with_help(
                 "no models are declared; add `include \"std/models.orch\"` for haiku, sonnet and opus, or declare one with `model NAME { ... }`",
             ),
@@ -324,7 +326,7 @@ impl UnknownProvider {
         )
         .with_label("not a provider");
         match self.suggestion {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
             None => d.with_help(format!(
                 "built-in providers are anthropic, openai and sim; declare others with `provider {} {{ kind: openai, base_url: \"...\" }}`",
                 self.name
@@ -485,7 +487,7 @@ impl UnknownField {
         )
         .with_label("unknown field");
         match (self.suggestion, self.mix) {
-            (Some(s), _) => d.with_help(format!("did you mean `{s}`? Fields of {what}: {known}")),
+            (Some(s), _) => d.with_help(format!("did you mean `{s}`? Fields of {what}: {known}")).with_replacement(s),
             (None, FieldMix::ModelFieldOnCommand) => d
                 .with_label("only for model agents")
                 .with_help(format!(
@@ -649,7 +651,7 @@ impl InvalidFieldValue {
                 )
                 .with_label(format!("expected {}", or_list(choices)));
                 match suggestion {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
                     None => d.with_help(format!("write `{key}: {}`", choices[0])),
                 }
             }
@@ -806,7 +808,9 @@ impl UnknownType {
         )
         .with_label("unknown type");
         match self.suggestion {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d
+                .with_help(format!("did you mean `{s}`?"))
+                .with_replacement(s),
             None => {
                 d.with_help("types are text, number, bool, json, list<T> and records `{ name: T }`")
             }
@@ -868,7 +872,9 @@ impl InvalidFieldAccess {
                 let d = error(at, format!("block `{block}` has no step `{step}`"))
                     .with_label("not in the block");
                 match suggestion {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d
+                        .with_help(format!("did you mean `{s}`?"))
+                        .with_replacement(s),
                     None => d.with_help(format!("its steps: {}", steps.join(", "))),
                 }
             }
@@ -887,7 +893,9 @@ impl InvalidFieldAccess {
                 let d = error(at, format!("`{owner}` has no field `{field}`"))
                     .with_label(format!("not a field of {ty}"));
                 match (suggestion, fields) {
-                    (Some(s), _) => d.with_help(format!("did you mean `{s}`?")),
+                    (Some(s), _) => d
+                        .with_help(format!("did you mean `{s}`?"))
+                        .with_replacement(s),
                     (None, Some(fields)) => d.with_help(format!("its fields: {}", ticked(&fields))),
                     (None, None) => d,
                 }
@@ -1014,7 +1022,7 @@ impl InvalidArguments {
                     .with_label("unknown parameter")
                     .with_secondary(declared, "agent declared here");
                 match suggestion {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                    Some(x) => d.with_help(format!("did you mean `{x}`?")).with_replacement(x),
                     None if params.is_empty() => d.with_help(format!(
                         "`{agent}` declares no parameters; to pass one, declare it (`agent {agent}({name}: text) {{ ... }}`) and use `{{{name}}}` in its fields"
                     )),
@@ -1106,7 +1114,7 @@ impl InvalidArguments {
                     .with_label("unknown parameter")
                     .with_secondary(declared, format!("`{workflow}` declared here"));
                 match suggestion {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                    Some(x) => d.with_help(format!("did you mean `{x}`?")).with_replacement(x),
                     None => d.with_help(format!("its parameters: {}", params.join(", "))),
                 }
             }
@@ -2373,7 +2381,9 @@ impl NoEntryWorkflow {
             } => {
                 let d = error(at, format!("no workflow named `{name}`")).with_label("in this file");
                 match suggestion {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d
+                        .with_help(format!("did you mean `{s}`?"))
+                        .with_replacement(s),
                     None => d.with_help(format!(
                         "workflows here: {}",
                         if own.is_empty() {
@@ -2436,11 +2446,14 @@ impl UnusedOutput {
 }
 
 /// `W0802`: steps `steps` (with their source text, `sources`) do not use each other but run
-/// one after another.
+/// one after another. `indent` is the white space before the first step on its line when only
+/// white space separates the steps (so `at` can be rewritten as one `parallel` block without
+/// losing a comment); `None` otherwise.
 pub(crate) struct ParallelizableSequence {
     pub at: Span,
     pub steps: Vec<String>,
     pub sources: Vec<String>,
+    pub indent: Option<String>,
 }
 
 impl ParallelizableSequence {
@@ -2460,7 +2473,24 @@ impl ParallelizableSequence {
             }
         }
         rewrite.push_str("    }");
-        Diagnostic::new(
+        // The same block at the steps' own indentation, to replace `at` with: a step's first
+        // line is re-indented, its other lines keep theirs, one level deeper.
+        let replacement = self.indent.map(|indent| {
+            let mut block = String::from("parallel {\n");
+            for text in &self.sources {
+                for (i, line) in text.lines().enumerate() {
+                    match i {
+                        0 => block.push_str(&format!("{indent}  {}", line.trim_start())),
+                        _ => block.push_str(&format!("  {line}")),
+                    }
+                    block.push('\n');
+                }
+            }
+            block.push_str(&indent);
+            block.push('}');
+            block
+        });
+        let d = Diagnostic::new(
             Code::ParallelizableSequence,
             self.at,
             format!("steps {names} do not use each other but run one after another"),
@@ -2469,7 +2499,8 @@ impl ParallelizableSequence {
             "{} independent steps in sequence",
             self.steps.len()
         ))
-        .with_help(rewrite)
+        .with_help(rewrite);
+        d.with_replacement_of(replacement)
     }
 }
 
@@ -2497,7 +2528,7 @@ impl UnknownTool {
         .with_label("not a tool");
         match (self.suggestion, self.quoted) {
             (Some(s), true) => d.with_help(format!("write the tool without quotes: `{s}`")),
-            (Some(s), false) => d.with_help(format!("did you mean `{s}`?")),
+            (Some(s), false) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
             (None, _) => d.with_help(format!(
                 "tools are the built-ins {}, `exec(\"PREFIX\", ...)`, `SERVER.tool` or `SERVER.*` of a declared `mcp` server, and `agent(NAME)`",
                 crate::grant::Builtin::ALL
@@ -2567,7 +2598,7 @@ impl UnknownMcpServer {
         )
         .with_label("not a declared mcp server");
         match self.suggestion {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d.with_help(format!("did you mean `{s}`?")).with_replacement(s),
             None => d.with_help(format!(
                 "declare it: `mcp {} {{ command: [\"program\", \"arg\"] }}` or `mcp {} {{ url: \"http://127.0.0.1:3001/mcp\" }}`",
                 self.name, self.name

@@ -516,7 +516,8 @@ fn reject_literal_key(fields: &[Field], diags: &mut Diagnostics) {
 
 // ------------------------------------------------------------------------- providers
 
-const PROVIDER_FIELDS: &[&str] = &[
+/// The fields a `provider` declaration may have.
+pub const PROVIDER_FIELDS: &[&str] = &[
     "kind",
     "base_url",
     "api_key_env",
@@ -623,7 +624,8 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
 
 // ------------------------------------------------------------------------- models
 
-const MODEL_FIELDS: &[&str] = &[
+/// The fields a `model` declaration may have.
+pub const MODEL_FIELDS: &[&str] = &[
     "provider",
     "name",
     "tier",
@@ -705,7 +707,8 @@ fn price(field: &Field, diags: &mut Diagnostics) -> Price {
 
 // ------------------------------------------------------------------------- agents
 
-const MODEL_AGENT_FIELDS: &[&str] = &[
+/// The fields a model agent may have.
+pub const MODEL_AGENT_FIELDS: &[&str] = &[
     "model",
     "complexity",
     "system",
@@ -722,7 +725,8 @@ const MODEL_AGENT_FIELDS: &[&str] = &[
     "tool_timeout",
     "on_truncated",
 ];
-const COMMAND_AGENT_FIELDS: &[&str] = &[
+/// The fields a command agent (one with `run:`) may have.
+pub const COMMAND_AGENT_FIELDS: &[&str] = &[
     "run",
     "env",
     "cwd",

@@ -252,6 +252,20 @@ fn report_chunk(
         return;
     }
     let span = wf.nodes[first].span.to(wf.nodes[last].span);
+    // Only white space between the steps: the rewrite loses nothing.
+    let between_blank = chunk.windows(2).all(|w| {
+        let (a, b) = (wf.nodes[w[0]].span, wf.nodes[w[1]].span);
+        a.file == b.file
+            && a.end <= b.start
+            && sources
+                .snippet(Span::new(a.file, a.end as usize, b.start as usize))
+                .trim()
+                .is_empty()
+    });
+    let text = &sources.get(span.file).text;
+    let line_start = text[..span.start as usize].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..span.start as usize];
+    let indent = (between_blank && before.trim().is_empty()).then(|| before.to_string());
     diags.push(
         ParallelizableSequence {
             at: span,
@@ -260,6 +274,7 @@ fn report_chunk(
                 .iter()
                 .map(|&n| sources.snippet(wf.nodes[n].span).to_string())
                 .collect(),
+            indent,
         }
         .into(),
     );
@@ -337,5 +352,64 @@ mod tests {
         assert_eq!(key("lib/../a.orch"), PathBuf::from("a.orch"));
         assert_eq!(key("../a.orch"), PathBuf::from("../a.orch"));
         assert_eq!(key("../../a.orch"), PathBuf::from("../../a.orch"));
+    }
+
+    fn diagnostics(src: &str) -> Vec<crate::diag::Diagnostic> {
+        let opts = crate::resolve::ResolveOptions::default();
+        let (_, diags) = crate::compile_source("t.orch", src, FsPath::new("."), &opts);
+        diags.into_vec()
+    }
+
+    const HEAD: &str = "model m { provider: sim, name: \"m\" }\nagent a { model: m }\n";
+
+    #[test]
+    fn independent_steps_carry_their_parallel_rewrite() {
+        let body = "workflow main() {\n    x = a(\"one\")\n    y = a(\n      \"two\")\n    return \"{x}{y}\"\n}\n";
+        let src = format!("{HEAD}{body}");
+        let d = diagnostics(&src);
+        let w = d
+            .iter()
+            .find(|d| d.code == Code::ParallelizableSequence)
+            .expect("W0802");
+        let at = w.primary.span;
+        let rewritten = format!(
+            "{}{}{}",
+            &src[..at.start as usize],
+            w.replacement.as_deref().expect("a rewrite"),
+            &src[at.end as usize..]
+        );
+        assert!(
+            rewritten.contains(
+                "    parallel {\n      x = a(\"one\")\n      y = a(\n        \"two\")\n    }\n    return"
+            ),
+            "{rewritten}"
+        );
+        assert!(
+            diagnostics(&rewritten).is_empty(),
+            "{:?}",
+            diagnostics(&rewritten)
+        );
+        // A comment between the steps would be lost: no rewrite then.
+        let commented = src.replace("    y = a(", "    // keep\n    y = a(");
+        let d = diagnostics(&commented);
+        let w = d.iter().find(|d| d.code == Code::ParallelizableSequence);
+        assert_eq!(w.map(|w| w.replacement.is_none()), Some(true));
+    }
+
+    #[test]
+    fn did_you_mean_replaces_the_primary_span() {
+        let src = format!(
+            "{HEAD}agent scout {{ model: m }}\nworkflow main() {{\n  x = scuot(\"hi\")\n  return x\n}}\n"
+        );
+        let d = diagnostics(&src);
+        let e = d
+            .iter()
+            .find(|d| d.code == Code::UnknownAgent)
+            .expect("E0202");
+        assert_eq!(
+            &src[e.primary.span.start as usize..e.primary.span.end as usize],
+            "scuot"
+        );
+        assert_eq!(e.replacement.as_deref(), Some("scout"));
     }
 }

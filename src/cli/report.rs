@@ -33,6 +33,7 @@ pub(super) fn report(a: ReportArgs) -> ExitCode {
     };
     let opts = ResolveOptions {
         include_paths: a.include_paths.clone(),
+        ..ResolveOptions::default()
     };
     let page = page_of_log(&log, plan_of_run(&log, &opts));
     let out = a.output.clone().unwrap_or_else(|| {

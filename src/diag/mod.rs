@@ -239,6 +239,9 @@ pub struct Diagnostic {
     pub secondary: Vec<Label>,
     /// How to fix it, when that is known.
     pub help: Option<String>,
+    /// Text that fixes it when put in place of the primary span, when that is known: the
+    /// name a "did you mean" suggests. Editors offer it as a quick fix (`orch lsp`).
+    pub replacement: Option<String>,
 }
 
 impl Diagnostic {
@@ -255,6 +258,7 @@ impl Diagnostic {
             },
             secondary: Vec::new(),
             help: None,
+            replacement: None,
         }
     }
     /// Sets the primary label's text.
@@ -273,6 +277,16 @@ impl Diagnostic {
     /// Sets the help line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+    /// Sets the text that replaces the primary span to fix it (a "did you mean" name).
+    pub fn with_replacement(mut self, text: impl Into<String>) -> Self {
+        self.replacement = Some(text.into());
+        self
+    }
+    /// [`Diagnostic::with_replacement`] when there is a suggestion.
+    pub fn with_replacement_of(mut self, text: Option<impl Into<String>>) -> Self {
+        self.replacement = text.map(Into::into);
         self
     }
 }

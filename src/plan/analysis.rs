@@ -53,8 +53,9 @@ pub(super) fn count_runs(
 }
 
 /// The dependencies that order the plan's view (levels, critical path, peak concurrency):
-/// a region's steps come after its inputs, and the region after its steps.
-fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
+/// a region's steps come after its inputs, and the region after its steps. Computed once per
+/// plan and passed to [`assign_levels`], [`critical_path`] and [`peak_concurrency`].
+pub(super) fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
     let mut deps: Vec<Vec<NodeId>> = nodes.iter().map(|n| n.deps.clone()).collect();
     for r in regions {
         let entry = &nodes[r.node].deps;
@@ -76,8 +77,7 @@ fn view_deps(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<Vec<NodeId>> {
 /// Longest-path layering. The graph is acyclic (the checker refused cycles), but a plan of a
 /// program with errors may still be built by tools, so cycles are cut rather than looped on.
 /// Depth-first with a stack of its own: a long sequence is a chain as deep as it is long.
-pub(super) fn assign_levels(nodes: &mut [PlanNode], regions: &[PlanRegion]) {
-    let deps = view_deps(nodes, regions);
+pub(super) fn assign_levels(nodes: &mut [PlanNode], deps: &[Vec<NodeId>]) {
     let n = nodes.len();
     let mut level = vec![0usize; n];
     let mut state = vec![0u8; n]; // 0 new, 1 visiting, 2 done
@@ -210,8 +210,7 @@ fn literal_tokens(t: &Template) -> u64 {
         .sum()
 }
 
-pub(super) fn critical_path(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<NodeId> {
-    let deps = view_deps(nodes, regions);
+pub(super) fn critical_path(nodes: &[PlanNode], deps: &[Vec<NodeId>]) -> Vec<NodeId> {
     // Nodes sorted by level are in topological order.
     let mut order: Vec<NodeId> = (0..nodes.len()).collect();
     order.sort_by_key(|&i| nodes[i].level);
@@ -252,9 +251,8 @@ pub(super) fn critical_path(nodes: &[PlanNode], regions: &[PlanRegion]) -> Vec<N
 pub(super) fn peak_concurrency(
     nodes: &[PlanNode],
     groups: &[PlanGroup],
-    regions: &[PlanRegion],
+    deps: &[Vec<NodeId>],
 ) -> usize {
-    let deps = view_deps(nodes, regions);
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
     for n in nodes {

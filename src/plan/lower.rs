@@ -25,6 +25,17 @@ use crate::syntax::print::{cond_source, template_source, value_text};
 
 /// Lowers a checked workflow to its plan.
 pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
+    let mut plan = price(program, wf);
+    complete(&mut plan);
+    plan
+}
+
+/// The first part of [`lower`]: the plan with every step lowered and priced (its `runs`,
+/// `prompt_tokens` and worst case), its blocks, regions, notes, tools, providers, output and
+/// total worst case — all the planning stage's lints read — but no levels, critical path or
+/// peak concurrency yet ([`complete`] adds them; until then `levels` and `critical_path`
+/// are empty and every step is on level 0).
+pub(super) fn price(program: &Program, wf: &WorkflowGraph) -> Plan {
     let lines = LineStarts::new(&program.sources);
     let names = Names::new(wf);
     let mut nodes: Vec<PlanNode> = wf
@@ -33,10 +44,8 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         .map(|n| plan_node(program, &lines, &names, n))
         .collect();
     let regions: Vec<PlanRegion> = wf.regions.iter().map(|r| plan_region(&names, r)).collect();
-    let notes = analysis::count_runs(wf, &regions, &mut nodes);
-    analysis::assign_levels(&mut nodes, &regions);
+    let mut notes = analysis::count_runs(wf, &regions, &mut nodes);
     let (mcp, delegates) = super::tools::lower_tools(program, &nodes);
-    let mut notes = notes;
     notes.extend(super::tools::notes(&nodes, &delegates));
     analysis::estimate_costs(program, wf, &mut nodes, &delegates);
     let groups: Vec<PlanGroup> = wf
@@ -51,18 +60,11 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
             branches: g.branches.clone(),
         })
         .collect();
-    let max_level = nodes.iter().map(|n| n.level).max().unwrap_or(0);
-    let mut levels = vec![Vec::new(); max_level];
-    for n in &nodes {
-        levels[n.level - 1].push(n.id);
-    }
     let mut worst_case = super::Estimate::default();
     for n in &nodes {
         worst_case += n.worst_case;
     }
     let providers = providers_used(program, &nodes);
-    let critical_path = analysis::critical_path(&nodes, &regions);
-    let peak_concurrency = analysis::peak_concurrency(&nodes, &groups, &regions);
     Plan {
         workflow: wf.name.clone(),
         params: wf.params.clone(),
@@ -71,16 +73,31 @@ pub fn lower(program: &Program, wf: &WorkflowGraph) -> Plan {
         groups,
         regions,
         notes,
-        levels,
-        critical_path,
+        levels: Vec::new(),
+        critical_path: Vec::new(),
         worst_case,
-        peak_concurrency,
+        peak_concurrency: 0,
         providers,
         output: wf.output.as_ref().map(|t| names.template(t, &[])),
         mcp,
         delegates,
         mcp_tools: IndexMap::new(),
     }
+}
+
+/// The second part of [`lower`], on a plan from [`price`]: each step's level, the steps by
+/// level, the critical path and the peak concurrency, all over one ordering of the steps.
+pub(super) fn complete(plan: &mut Plan) {
+    let deps = analysis::view_deps(&plan.nodes, &plan.regions);
+    analysis::assign_levels(&mut plan.nodes, &deps);
+    let max_level = plan.nodes.iter().map(|n| n.level).max().unwrap_or(0);
+    let mut levels = vec![Vec::new(); max_level];
+    for n in &plan.nodes {
+        levels[n.level - 1].push(n.id);
+    }
+    plan.levels = levels;
+    plan.critical_path = analysis::critical_path(&plan.nodes, &deps);
+    plan.peak_concurrency = analysis::peak_concurrency(&plan.nodes, &plan.groups, &deps);
 }
 
 /// The providers of every model a step may use: its own and its fallback's.

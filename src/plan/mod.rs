@@ -39,6 +39,7 @@ use serde::Serialize;
 
 use crate::check::ProviderKind;
 use crate::check::items::{ParamDef, ProviderDef};
+use crate::check::workflow::WorkflowGraph;
 use crate::common::{OnTruncated, Policy};
 use crate::diag::Span;
 pub use diagram::{render_dot, render_mermaid};
@@ -405,22 +406,51 @@ pub struct McpToolNote {
 pub use crate::check::entry_workflow;
 
 /// The planning stage's lints, over a program without errors (lowering assumes a well-formed
-/// DAG): `W0803` ([`budget`]) and `W0804` ([`window`]), each workflow that needs them lowered
-/// once.
-pub fn lint(program: &crate::check::Program, diags: &mut crate::diag::Diagnostics) {
+/// DAG): `W0803` ([`budget`]) and `W0804` ([`window`]), each workflow that needs them priced
+/// once (lowered without its levels, critical path and peak concurrency, which they do not
+/// read). Returns those priced plans, which [`Priced::plan`] finishes rather than lowering the
+/// workflow again.
+pub fn lint(program: &crate::check::Program, diags: &mut crate::diag::Diagnostics) -> Priced {
     let windows = window::has_windows(program);
     let mut reported = std::collections::HashSet::new();
-    for wf in program.workflows.values() {
+    let mut priced = Vec::new();
+    for (i, wf) in program.workflows.values().enumerate() {
         let budgets = budget::has_budgets(wf);
         if !budgets && !windows {
             continue;
         }
-        let plan = lower(program, wf);
+        let plan = lower::price(program, wf);
         if budgets {
             budget::check_budgets(wf, &plan, diags);
         }
         if windows {
             window::check_windows(program, &plan, &mut reported, diags);
+        }
+        priced.push((i, plan));
+    }
+    Priced(priced)
+}
+
+/// The workflows [`lint`] lowered as far as their costs, with their index in the program's
+/// workflows: kept so that planning one of them finishes its plan instead of lowering it a
+/// second time.
+#[derive(Debug, Default)]
+pub struct Priced(Vec<(usize, Plan)>);
+
+impl Priced {
+    /// The plan of workflow `wf` of `program`: the priced one completed when [`lint`] priced
+    /// it, else lowered whole ([`lower`]); the same plan either way. `wf` is one of
+    /// `program`'s workflows (found by identity, not by name).
+    pub fn plan(mut self, program: &crate::check::Program, wf: &WorkflowGraph) -> Plan {
+        let index = program.workflows.values().position(|w| std::ptr::eq(w, wf));
+        let at = index.and_then(|i| self.0.iter().position(|(j, _)| *j == i));
+        match at {
+            Some(at) => {
+                let mut plan = self.0.swap_remove(at).1;
+                lower::complete(&mut plan);
+                plan
+            }
+            None => lower(program, wf),
         }
     }
 }

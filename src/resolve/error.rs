@@ -80,10 +80,12 @@ impl From<IncludeNotFound> for Diagnostic {
                 let d = error(at, format!("the standard library has no file `{path}`"))
                     .with_label("not in the standard library");
                 match suggestion {
-                    Some(s) => d.with_help(format!(
-                        "did you mean `std/{s}`? The standard library has {}",
-                        files.join(", ")
-                    )),
+                    Some(s) => d
+                        .with_help(format!(
+                            "did you mean `std/{s}`? The standard library has {}",
+                            files.join(", ")
+                        ))
+                        .with_replacement(format!("\"std/{s}\"")),
                     None => d.with_help(format!("the standard library has {}", files.join(", "))),
                 }
             }

@@ -49,16 +49,17 @@ pub fn stop_word(stop: &StopReason) -> String {
     }
 }
 
-/// Sends [`Event::Sending`] for a model call about to go out.
+/// Sends [`Event::Sending`] for a model call about to go out; `sent` is what it sends
+/// ([`sent_texts`], computed once per attempt for this event and the attempt's [`record`]).
 pub(super) fn sending(
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     step: &str,
     model: &str,
     attempt: u32,
     turn: Option<u32>,
-    req: &CompletionRequest,
+    sent: &(Option<String>, String),
 ) {
-    let (system, prompt) = sent_texts(req);
+    let (system, prompt) = sent.clone();
     let _ = tx.send(Event::Sending(Box::new(Sending {
         step: step.to_string(),
         model: model.to_string(),
@@ -73,15 +74,16 @@ pub(super) fn sending(
 /// [`Event::Attempt`]. Its texts are redacted first; when the run does not store prompts
 /// (`--no-store-prompts`), the system text, prompt and answer are replaced by their digests in
 /// both. A journal that cannot be written stops nothing here: the step's own record will fail
-/// to be written too, and that stops the run.
+/// to be written too, and that stops the run. `sent` is what the request sent
+/// ([`sent_texts`]).
 pub(super) fn record(
     shared: &Shared,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
-    req: &CompletionRequest,
+    sent: (Option<String>, String),
     answer: Option<&str>,
     mut record: AttemptRecord,
 ) {
-    let (system, prompt) = sent_texts(req);
+    let (system, prompt) = sent;
     let answer = answer.map(|a| redact(a).into_string());
     record.error = record.error.map(|e| redact(e).into_string());
     if shared.store_prompts {
@@ -93,8 +95,10 @@ pub(super) fn record(
         record.prompt_digest = Some(TextDigest::of(&prompt));
         record.answer_digest = answer.as_deref().map(TextDigest::of);
     }
+    let mut record = Box::new(record);
     if let Some(j) = &shared.agents.journal {
-        let _ = j.attempt(record.clone());
+        // Written, then handed back for the event (not copied).
+        record = j.attempt(record).0;
     }
-    let _ = tx.send(Event::Attempt(Box::new(record)));
+    let _ = tx.send(Event::Attempt(record));
 }

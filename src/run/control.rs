@@ -281,6 +281,10 @@ impl GatherStop {
     }
 }
 
+/// How many instances of a `parallel for` start before the ones that ended meanwhile are
+/// taken (and dropped): bounds what is in memory when many items start at once.
+const START_CHUNK: usize = 64;
+
 /// How many instances of `total` must succeed under `policy`.
 fn needed(policy: Policy, total: usize) -> usize {
     match policy {
@@ -343,7 +347,9 @@ async fn run_for(
     let mut running = FuturesUnordered::new();
     loop {
         let may_start = !done && (tolerant || failure.is_none() || task.opts.keep_going);
-        while may_start && running.len() < limit {
+        let mut started = 0;
+        while may_start && running.len() < limit && started < START_CHUNK {
+            started += 1;
             let Some((i, (body, item, _))) = queue.next() else {
                 break;
             };
@@ -363,30 +369,34 @@ async fn run_for(
                 (i, *body, run)
             }));
         }
-        let next = match &stop {
+        // More instances may start at once: take the ones that ended meanwhile, without
+        // waiting, then start the next chunk. Starting every instance before looking at any
+        // that ended would keep all of them in memory at once (~30 KB each).
+        let more = may_start && running.len() < limit && queue.len() > 0;
+        let watch = stop.as_ref().filter(|s| !s.cancel.is_cancelled());
+        let next = tokio::select! {
+            biased;
             // The run's cancellation reaches the instances through the gather's handle.
-            Some(s) => tokio::select! {
-                next = running.next() => next,
-                () = cancel::cancelled(s.run.as_ref()), if !s.cancel.is_cancelled() => {
+            () = cancel::cancelled(watch.and_then(|s| s.run.as_ref())), if watch.is_some() => {
+                if let Some(s) = watch {
                     s.cancel.cancel();
-                    continue;
                 }
-            },
-            None => running.next().await,
+                continue;
+            }
+            next = running.next() => next,
+            () = tokio::task::yield_now(), if more => continue,
         };
-        let Some((i, body, run)) = next else {
+        let Some((i, body, mut run)) = next else {
             break;
         };
         settled += 1;
-        reused.extend(run.report.reused.iter().cloned());
-        inner.extend(run.report.steps.iter().cloned());
         failed_at[i] = !run.report.succeeded && !run.report.interrupted;
         let met = early && succeeded >= need;
         if run.report.succeeded && !met {
             let result = spec
                 .results
                 .get(if spec.results.len() > 1 { body } else { 0 });
-            values[i] = result.and_then(|&n| run.outputs[n].clone());
+            values[i] = result.and_then(|&n| run.outputs[n].take());
             ok[i] = true;
             succeeded += 1;
         } else if !run.report.succeeded && failure.is_none() && !met {
@@ -395,6 +405,10 @@ async fn run_for(
                 &format!("item {} of `{name}` ({})", i + 1, items[i].2),
             ));
         }
+        // The instance's reports move to the region's (the step reports are not copied).
+        let BodyRun { report, .. } = run;
+        reused.extend(report.reused);
+        inner.extend(report.steps);
         // Nothing more to start, and the instances in flight are stopped: an `any` /
         // `first N` is met, or the policy cannot be met any more.
         let hopeless = tolerant && succeeded + (items.len() - settled) < need;

@@ -77,6 +77,9 @@ pub(super) struct Shared {
     pub(super) store_prompts: bool,
     /// What agent loops share: the workspace, the journal, the budgets, the delegates.
     pub(super) agents: super::agent::AgentEnv,
+    /// With a journal: each model's identity, for cache keys (the same for every scheduler
+    /// of the run, each instance of a region's body included).
+    pub(super) identities: Option<super::cache_key::Identities>,
 }
 
 /// The run's inputs, each parsed by its parameter's type ([`render::parse_input`]), defaults
@@ -195,7 +198,11 @@ pub(super) fn prepare(
         } => Some(provider::sim::Sim::new(Duration::from_millis(*latency_ms))),
         _ => None,
     };
+    // Cache keys are computed for a journal and for the cross-run cache.
+    let identities = (opts.journal.is_some() || opts.cache.is_some())
+        .then(|| super::cache_key::Identities::new(plan, &built.clients, &opts.target));
     Ok(Shared {
+        identities,
         clients: built.clients,
         provider_limits: built.provider_limits,
         group_limits: plan

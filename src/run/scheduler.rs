@@ -85,7 +85,7 @@ pub(super) struct Scheduler<'a> {
     inner_reports: Vec<StepReport>,
     /// Steps inside regions whose result came from the journal.
     inner_reused: Vec<String>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     pub(super) max_tokens_cap: Option<u32>,
     state: Vec<State>,
     /// Outputs of settled steps: text as a JSON string, structured outputs as values.
@@ -111,10 +111,9 @@ pub(super) struct Scheduler<'a> {
     cancel: Option<cancel::Cancel>,
     pub(super) interrupted: bool,
     pub(super) journal: Option<journal::Journal>,
-    /// With a journal: each model's identity, for cache keys.
-    pub(super) identities: Option<cache_key::Identities>,
-    /// With a journal: the key parts of each step that was started, for its record.
-    pub(super) keys: Vec<Option<cache_key::KeyParts>>,
+    /// With a journal: the key parts of each step that was started, for its record (boxed:
+    /// most nodes have none at any time, and the parts are large).
+    pub(super) keys: Vec<Option<Box<cache_key::KeyParts>>>,
     /// Steps that ran in this process (not reused), for `--why-rerun` messages.
     pub(super) ran: Vec<bool>,
     /// Steps whose result came from the journal.
@@ -200,9 +199,6 @@ impl<'a> Scheduler<'a> {
         let candidates = (0..n)
             .filter(|&i| active[i] && waiting_on[i] == 0)
             .collect();
-        // Cache keys are computed for a journal and for the cross-run cache.
-        let identities = (opts.journal.is_some() || opts.cache.is_some())
-            .then(|| cache_key::Identities::new(plan, &shared.clients, &opts.target));
         let state = (0..n)
             .map(|i| {
                 if active[i] {
@@ -238,7 +234,6 @@ impl<'a> Scheduler<'a> {
             keep_going: opts.keep_going,
             cancel: opts.cancel.clone(),
             interrupted: false,
-            identities,
             journal: opts.journal.clone(),
             keys: vec![None; n],
             ran: vec![false; n],
@@ -445,8 +440,7 @@ impl<'a> Scheduler<'a> {
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
         let report = StepReport::not_run(&self.plan.nodes[id], status, None);
-        on_event(&Event::Finished(report.clone()));
-        self.settle(id, report);
+        self.settle(id, report_finished(report, on_event));
     }
 
     /// Records a finished step and releases its dependents and the joins that watch it.
@@ -521,11 +515,11 @@ impl<'a> Scheduler<'a> {
             }
         } else {
             // Journal hook, a step ended: record it before anything depends on it.
-            self.record(outcome.node, &outcome.report);
+            // The cache first: recording the step drops its key parts.
             self.cache_result(outcome.node, &mut outcome.report);
+            self.record(outcome.node, &outcome.report);
         }
-        on_event(&Event::Finished(outcome.report.clone()));
-        self.settle(outcome.node, outcome.report);
+        self.settle(outcome.node, report_finished(outcome.report, on_event));
     }
 
     /// With `--cache`: keeps the result of a step that may be cached and succeeded, for later
@@ -614,7 +608,7 @@ impl<'a> Scheduler<'a> {
         let plan = self.plan_arc.clone();
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
-        let key = self.keys[id].as_ref().map(cache_key::KeyParts::key);
+        let key = self.keys[id].as_deref().map(cache_key::KeyParts::key);
         let handle = tasks.spawn(async move {
             let call = Call {
                 prompt,
@@ -640,23 +634,24 @@ impl<'a> Scheduler<'a> {
             .collect();
         reused.extend(self.inner_reused);
         // This frame's steps (a `for` item is not a step), then the steps of its regions.
-        let shown: Vec<NodeId> = (0..self.plan.nodes.len())
-            .filter(|&i| self.active[i] && !matches!(self.plan.nodes[i].exec, PlanExec::Item))
-            .collect();
-        let mut reports = self.reports;
-        let mut steps: Vec<StepReport> = shown
-            .iter()
-            .map(|&i| {
-                reports[i].take().unwrap_or_else(|| {
+        // Moved out of `reports` (in place where the allocator allows): a second vector of
+        // every report would double the run's peak memory at its end.
+        let (plan, active, tolerated) = (self.plan, &self.active, &self.tolerated);
+        let mut required_ok = true;
+        let mut steps: Vec<StepReport> = self
+            .reports
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| active[i] && !matches!(plan.nodes[i].exec, PlanExec::Item))
+            .map(|(i, report)| {
+                let s = report.unwrap_or_else(|| {
                     let why = StepStatus::Skipped("the run stopped".into());
-                    StepReport::not_run(&self.plan.nodes[i], why, None)
-                })
+                    StepReport::not_run(&plan.nodes[i], why, None)
+                });
+                required_ok &= s.status == StepStatus::Succeeded || tolerated[i];
+                s
             })
             .collect();
-        let required_ok = shown.iter().zip(&steps).all(|(&i, s)| {
-            s.status == StepStatus::Succeeded
-                || (self.tolerated[i] && s.status != StepStatus::Succeeded)
-        });
         steps.extend(self.inner_reports);
         let scope = Scope {
             plan: self.plan,
@@ -692,6 +687,19 @@ impl<'a> Scheduler<'a> {
         };
         (report, self.outputs)
     }
+}
+
+/// Reports `report` as [`Event::Finished`] and hands it back (not copied for the event).
+pub(super) fn report_finished(
+    report: StepReport,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> StepReport {
+    let event = Event::Finished(report);
+    on_event(&event);
+    let Event::Finished(report) = event else {
+        unreachable!("built as a finished event just above");
+    };
+    report
 }
 
 pub(super) enum Readiness {

@@ -120,8 +120,9 @@ pub(super) async fn execute(
         largest,
     } = call;
     if let PlanExec::Approval = node.exec {
-        // A person answers: no permits, attempts or fallback.
-        return approval::execute(node, prompt, shared, tx).await;
+        // A person answers: no permits, attempts or fallback. (Boxed, like commands and
+        // agent loops below: a model step's task should not carry their room.)
+        return Box::pin(approval::execute(node, prompt, shared, tx)).await;
     }
     let _permits = permits(node, shared).await;
     let mut report = StepReport::starting(node, shared.start.elapsed().as_millis() as u64);
@@ -168,7 +169,7 @@ pub(super) async fn execute(
                     max_stdout_bytes: Some(max_output_bytes(node)),
                     ..Default::default()
                 };
-                command_attempts(step, &spec, *outcome).await
+                Box::pin(command_attempts(step, &spec, *outcome)).await
             }
             // Regions run in their own tasks (`control`), items are settled with their
             // instance: neither is executed as a step.
@@ -313,7 +314,9 @@ async fn on_models(
     };
     match tools {
         None => with_fallback(step, &base).await.map(|a| a.output),
-        Some(tools) => agent_step(step, base, tools, looped).await,
+        // Boxed: an agent loop's state is large, and a plain step (most of them, each a task
+        // of its own while it runs) should not carry its room.
+        Some(tools) => Box::pin(agent_step(step, base, tools, looped)).await,
     }
 }
 
@@ -710,7 +713,8 @@ async fn model_attempts(
             attempt: attempt_no,
             turn,
         });
-        attempt::sending(tx, &node.name, model, attempt_no, turn, &req);
+        let sent = attempt::sent_texts(&req);
+        attempt::sending(tx, &node.name, model, attempt_no, turn, &sent);
         let wait_ms = waiting_since.elapsed().as_millis() as u64;
         let started_ms = shared.start.elapsed().as_millis() as u64;
         let attempt = client.provider.complete_with_progress(&req, &on_progress);
@@ -754,11 +758,11 @@ async fn model_attempts(
                 rec.cost_usd = client
                     .price
                     .cost(c.usage.input_tokens, c.usage.output_tokens);
-                attempt::record(shared, tx, &req, Some(&c.text), rec);
+                attempt::record(shared, tx, sent, Some(&c.text), rec);
             }
             Err(e) => {
                 rec.error = Some(e.message.clone());
-                attempt::record(shared, tx, &req, None, rec);
+                attempt::record(shared, tx, sent, None, rec);
             }
         }
         match outcome {

@@ -11,7 +11,7 @@ use super::MAX_NESTING;
 pub(super) type Range = (usize, usize);
 
 /// Option keywords of `< >`, with what each takes and an example.
-pub(super) const OPTIONS: &[(&str, &str, &str)] = &[
+pub const OPTIONS: &[(&str, &str, &str)] = &[
     ("max", "a whole number", "max 3"),
     ("retry", "a whole number", "retry 2"),
     ("timeout", "a duration", "timeout 30s"),
@@ -276,6 +276,7 @@ impl SyntaxError<'_> {
                 error(at, format!("unknown keyword `{word}`"))
                     .with_label("not a keyword")
                     .with_help(format!("did you mean `{keyword}`?"))
+                    .with_replacement(keyword)
             }
             SyntaxError::FractionalDuration { at, written, whole } => error(
                 at,
@@ -298,6 +299,7 @@ impl SyntaxError<'_> {
                         Some(s) => format!("did you mean `{s}`? {POLICIES_HELP}"),
                         None => POLICIES_HELP.to_string(),
                     })
+                    .with_replacement_of(suggestion)
             }
             SyntaxError::OptionArgument {
                 at,
@@ -329,6 +331,7 @@ impl SyntaxError<'_> {
                         Some(x) => format!("did you mean `{x}`? {OPTIONS_HELP}"),
                         None => OPTIONS_HELP.to_string(),
                     })
+                    .with_replacement_of(suggestion)
             }
             SyntaxError::UnterminatedString { at } => {
                 error(at, "unterminated string".to_string())

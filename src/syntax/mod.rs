@@ -10,6 +10,9 @@ mod error;
 mod lexer;
 pub mod print;
 
+pub use diagnose::KEYWORDS;
+pub use error::OPTIONS;
+
 use pest::Parser as _;
 use pest::iterators::Pair;
 use std::sync::{PoisonError, RwLock};
@@ -836,9 +839,9 @@ impl Dedent {
     }
 
     /// `text` starts at absolute offset `start`; returns it without dropped bytes.
-    fn apply(&self, text: &str, start: usize) -> String {
+    fn apply<'a>(&self, text: &'a str, start: usize) -> std::borrow::Cow<'a, str> {
         if self.drop.is_empty() {
-            return text.to_string();
+            return std::borrow::Cow::Borrowed(text);
         }
         text.char_indices()
             .filter(|(i, _)| {
@@ -846,7 +849,8 @@ impl Dedent {
                 !self.drop.iter().any(|(a, b)| at >= *a && at < *b)
             })
             .map(|(_, c)| c)
-            .collect()
+            .collect::<String>()
+            .into()
     }
 }
 

@@ -6,13 +6,30 @@ use super::ast::{Cond, CondKind, Template, TemplatePart, Value, ValueKind};
 
 /// A template as source text: literal text with `{path}` placeholders and braces doubled.
 pub fn template_source(t: &Template) -> String {
-    t.parts
-        .iter()
-        .map(|p| match p {
-            TemplatePart::Text(s) => s.replace('{', "{{").replace('}', "}}"),
-            TemplatePart::Interp(p) => format!("{{{}}}", p.dotted()),
-        })
-        .collect()
+    let mut out = String::new();
+    for p in &t.parts {
+        match p {
+            TemplatePart::Text(s) => {
+                out.reserve(s.len());
+                for c in s.chars() {
+                    if c == '{' || c == '}' {
+                        out.push(c);
+                    }
+                    out.push(c);
+                }
+            }
+            TemplatePart::Interp(p) => {
+                out.push('{');
+                out.push_str(&p.root.name);
+                for f in &p.fields {
+                    out.push('.');
+                    out.push_str(&f.name);
+                }
+                out.push('}');
+            }
+        }
+    }
+    out
 }
 
 /// The text a literal value stands for when it is used as text (defaults, arguments): a

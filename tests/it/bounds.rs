@@ -232,6 +232,7 @@ fn an_include_of_a_fifo_or_a_device_is_refused_without_reading_it() {
     );
     let opts = ResolveOptions {
         include_paths: vec![PathBuf::from("/dev")],
+        ..ResolveOptions::default()
     };
     let [(code, message), _] =
         include_and_entry_errors(dir, "/dev/zero", PathBuf::from("/dev/zero"), opts);

@@ -24,6 +24,7 @@ mod fmt_control;
 mod formats;
 mod generated;
 mod live_progress;
+mod lsp;
 mod mcp;
 mod no_panic;
 mod observability;

@@ -84,6 +84,7 @@ impl Journal {
             history: Some(loaded.history),
             lock: Some(lock),
             syncer: None,
+            syncs_at_end: 0,
             policy: Default::default(),
         }))
     }
@@ -217,7 +218,7 @@ impl Scheduler<'_> {
         id: NodeId,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> bool {
-        let Some(ids) = self.identities.as_ref() else {
+        let Some(ids) = self.shared.identities.as_ref() else {
             return false;
         };
         let node = &self.plan.nodes[id];
@@ -233,7 +234,7 @@ impl Scheduler<'_> {
                 self.describe_use(id, name)
             })
         });
-        self.keys[id] = Some(parts);
+        self.keys[id] = Some(Box::new(parts));
         match decision {
             None | Some(Decision::Rerun(_)) if self.take_cached(id, &key, on_event) => true,
             None => {

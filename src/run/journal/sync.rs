@@ -241,16 +241,18 @@ impl Syncer {
         }
     }
 
-    /// Syncs everything written and ends the thread, waiting for it (at run end).
+    /// Syncs everything written and ends the thread, waiting for it (at run end). Returns
+    /// the syncs it did in all, and whether they succeeded.
     ///
     /// # Errors
-    /// The operating system's message when a sync failed.
-    pub(super) fn close(mut self) -> Result<(), String> {
+    /// The operating system's message (second of the pair) when a sync failed.
+    pub(super) fn close(mut self) -> (u64, Result<(), String>) {
         self.stop();
-        match self.error() {
+        let closed = match self.error() {
             Some(e) => Err(e),
             None => Ok(()),
-        }
+        };
+        (self.syncs(), closed)
     }
 
     fn stop(&mut self) {

@@ -59,6 +59,8 @@ pub(super) struct Inner {
     pub(super) good_len: u64,
     /// The syncer thread, from [`Journal::begin`] to the `end` record.
     pub(super) syncer: Option<Arc<Syncer>>,
+    /// The syncer's syncs, kept when the `end` record closes it (for [`Journal::syncs`]).
+    pub(super) syncs_at_end: u64,
     /// How it batches (tests stretch the times).
     pub(super) policy: Policy,
     pub(super) needs_newline: bool,
@@ -138,6 +140,7 @@ impl Journal {
             needs_newline: false,
             lock: None,
             syncer: None,
+            syncs_at_end: 0,
             policy: Policy::default(),
         })
     }
@@ -327,14 +330,24 @@ impl Journal {
     }
 
     /// Records a model call that ended (synced with the next group: a resumed run does
-    /// not need it; it is for people and reports).
+    /// not need it; it is for people and reports). Hands the record back (for its event,
+    /// without a copy) with whether it was written.
     ///
     /// # Errors
-    /// [`JournalError::Io`] when the journal cannot be written.
-    pub(crate) fn attempt(&self, record: AttemptRecord) -> Result<(), JournalError> {
-        self.lock()
-            .append_grouped(&Record::Attempt(Box::new(record)), Durability::Uncounted)
-            .map(drop)
+    /// [`JournalError::Io`] (second of the pair) when the journal cannot be written.
+    pub(crate) fn attempt(
+        &self,
+        record: Box<AttemptRecord>,
+    ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
+        let record = Record::Attempt(record);
+        let written = self
+            .lock()
+            .append_grouped(&record, Durability::Uncounted)
+            .map(drop);
+        let Record::Attempt(record) = record else {
+            unreachable!("built as an attempt record just above");
+        };
+        (record, written)
     }
 
     /// Records that a tool call which may change something is about to run, and waits until
@@ -375,10 +388,14 @@ impl Journal {
             .map(drop)
     }
 
-    /// Syncs done by the syncer thread so far (0 before the run begins): for benchmarks and
-    /// tests of the group commit.
+    /// Syncs done by the syncer thread so far, the last group's at the `end` record
+    /// included (0 before the run begins): for benchmarks and tests of the group commit.
     pub fn syncs(&self) -> u64 {
-        self.lock().syncer.as_ref().map_or(0, |s| s.syncs())
+        let inner = self.lock();
+        inner
+            .syncer
+            .as_ref()
+            .map_or(inner.syncs_at_end, |s| inner.syncs_at_end + s.syncs())
     }
 
     /// On a resumed run, what the earlier segments recorded of the agent loop of `step` run
@@ -428,7 +445,11 @@ impl Journal {
         // Everything written is synced by the syncer's last group, waited for here.
         let closed = match inner.syncer.take() {
             Some(s) => match Arc::try_unwrap(s) {
-                Ok(s) => s.close(),
+                Ok(s) => {
+                    let (syncs, closed) = s.close();
+                    inner.syncs_at_end += syncs;
+                    closed
+                }
                 // A tool call still waits for its sync (it cannot: every step ended); sync
                 // here instead, the thread ends when the last handle goes.
                 Err(_) => inner.sync_now(),
@@ -606,10 +627,11 @@ impl Scheduler<'_> {
     /// A step that ran has ended: journal it (synced). If the journal cannot be written, new
     /// work stops: results that could not be recorded would be paid for again on resume.
     pub(in crate::run) fn record(&mut self, id: NodeId, report: &StepReport) {
-        let (Some(j), Some(parts)) = (&self.journal, &self.keys[id]) else {
+        // A step is recorded once: its key parts are not needed after.
+        let (Some(j), Some(parts)) = (&self.journal, self.keys[id].take()) else {
             return;
         };
-        if let Err(e) = j.step(report, parts) {
+        if let Err(e) = j.step(report, &parts) {
             self.stopped.get_or_insert_with(|| e.to_string());
         }
     }

@@ -464,9 +464,17 @@ impl Provider {
         req: &CompletionRequest,
         progress: &ProgressFn<'_>,
     ) -> Result<Completion, ProviderError> {
+        // The HTTP calls are boxed: their futures are several KB, which every step's task
+        // would otherwise carry (a simulated call's too), for the whole time it runs.
         let (provider, completion) = match self {
-            Provider::OpenAi(p) => ("openai", p.complete_with_progress(req, progress).await?),
-            Provider::Anthropic(p) => ("anthropic", p.complete_with_progress(req, progress).await?),
+            Provider::OpenAi(p) => (
+                "openai",
+                Box::pin(p.complete_with_progress(req, progress)).await?,
+            ),
+            Provider::Anthropic(p) => (
+                "anthropic",
+                Box::pin(p.complete_with_progress(req, progress)).await?,
+            ),
             Provider::Sim(p) => ("sim", p.complete(req).await?),
             Provider::Record(inner, cassette) => {
                 // Boxed: the recorded provider's call is this same function.

@@ -179,6 +179,7 @@ pub struct PlanArgs {
 
 /// `orch run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("reuse").args(["resume", "cache"]).multiple(true)))]
 pub struct RunArgs {
     /// Script to run.
     #[arg(value_name = "FILE")]
@@ -219,6 +220,17 @@ pub struct RunArgs {
     /// lacks streaming (a script's providers say it with `stream: false`).
     #[arg(long, requires = "endpoint")]
     pub no_stream: bool,
+    /// Record every model exchange (request, answer or failure) and every agent tool call
+    /// with its result to a cassette FILE (JSON Lines, redacted: no key is written), for
+    /// `--replay`. Works with any target (script providers, --endpoint, --simulate).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Run with no provider at all: answer every model request, and every agent tool call,
+    /// from a cassette FILE written by `--record` (nothing is sent; tool calls do not run;
+    /// command steps do). A request the cassette does not have fails its step, naming the
+    /// nearest recorded request and the first difference.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["simulate", "endpoint"])]
+    pub replay: Option<PathBuf>,
     /// Cap every model step's max_tokens.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
@@ -258,10 +270,17 @@ pub struct RunArgs {
     /// output; the others run again. Inputs not given again are the recorded ones.
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
     pub resume: Option<String>,
-    /// With --resume: print, for each step that runs again, why (it failed, did not start,
-    /// is new, or which part of its cache key changed).
-    #[arg(long, requires = "resume")]
+    /// With --resume or --cache: print, for each step that runs again, why (it failed, did
+    /// not start, is new, which part of its cache key changed, the cache has no result for
+    /// it, or it is never cached).
+    #[arg(long, requires = "reuse")]
     pub why_rerun: bool,
+    /// Reuse the results of earlier runs from a cache directory: a step whose cache key (as
+    /// for --resume) matches a step that succeeded in any run using DIR takes that result
+    /// instead of running; steps that succeed now are added. Only steps without side effects
+    /// are cached: model steps whose agent has no tools or only read, list, glob and grep.
+    #[arg(long, env = "ORCH_CACHE_DIR", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// Where run journals are kept: runs go to DIR/runs/ID/journal.jsonl (default: `.orch`
     /// in the script's directory).
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]

@@ -280,6 +280,7 @@ impl Trace {
         let provider_override = match target {
             Target::Simulate { .. } => Some("simulator".to_string()),
             Target::Endpoint(e) => Some(e.host()),
+            Target::Replay(_) => Some("cassette".to_string()),
             Target::Script => None,
         };
         Ok(Some(Trace {
@@ -411,7 +412,7 @@ impl Trace {
                 }
                 self.end_step(&mut open, r, now, false);
             }
-            Event::Reused(r) => {
+            Event::Reused(r) | Event::Cached(r) => {
                 let mut open = self.start_step(self.parent_of(&steps, &r.name), &r.name, now);
                 self.end_step(&mut open, r, now, true);
             }

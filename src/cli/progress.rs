@@ -180,6 +180,7 @@ impl Progress {
                     usd(r.cost_usd)
                 ),
             },
+            Event::Cached(r) => format!("  {} {:<w$}  from the cache", p.green("↺"), r.name),
         })
     }
 
@@ -474,7 +475,7 @@ impl LiveState {
                     f.note = Some(format!("falling back to {model}"));
                 }
             }
-            Event::Finished(r) | Event::Reused(r) => {
+            Event::Finished(r) | Event::Reused(r) | Event::Cached(r) => {
                 // Nested steps (`lead/scout#1.1`) count in their parent's cost and total.
                 if !r.name.contains('/') {
                     self.done += 1;

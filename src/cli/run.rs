@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -15,7 +16,9 @@ use crate::plan::Plan;
 use crate::plan::render::usd;
 use crate::redact::redact;
 use crate::run::cancel::Cancel;
+use crate::run::cassette::Cassette;
 use crate::run::journal::{self, Journal};
+use crate::run::step_cache::StepCache;
 use crate::run::{Endpoint, RunOptions, RunReport, StepStatus, Target};
 
 /// `orch run`.
@@ -46,7 +49,24 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         }
     }
     let paint = Paint::stderr();
-    let target = target(&a);
+    let target = match target(&a) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let record = match &a.record {
+        Some(path) => match Cassette::record(path, &target.describe()) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
+    let cache = match &a.cache {
+        Some(dir) => match StepCache::open(dir) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
     eprintln!(
         "{}",
         redact(header(&plan, &target, journal.as_ref(), &paint))
@@ -76,6 +96,8 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         approver: progress.approver(a.yes),
         workspace: a.workspace.clone(),
         no_store_prompts: a.no_store_prompts,
+        record,
+        cache,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
     let watch = Watch {
@@ -131,8 +153,13 @@ fn usage_error(e: &str) -> ExitCode {
 }
 
 /// Where model steps go, from the flags.
-fn target(a: &RunArgs) -> Target {
-    if a.simulate {
+///
+/// # Errors
+/// A `--replay` cassette that cannot be read.
+fn target(a: &RunArgs) -> Result<Target, String> {
+    Ok(if let Some(path) = &a.replay {
+        Target::Replay(Arc::new(Cassette::replay(path)?))
+    } else if a.simulate {
         Target::Simulate {
             latency_ms: a.sim_latency,
             run_commands: a.run_commands,
@@ -146,7 +173,7 @@ fn target(a: &RunArgs) -> Target {
         })
     } else {
         Target::Script
-    }
+    })
 }
 
 /// The first line: what runs, how big it is, where, and what a resumed run already spent.
@@ -156,6 +183,11 @@ fn header(plan: &Plan, target: &Target, journal: Option<&Journal>, paint: &Paint
         Target::Simulate { .. } => "on the simulator".to_string(),
         Target::Endpoint(e) => format!("against {}", e.base_url),
         Target::Script => "against the script's providers".to_string(),
+        Target::Replay(c) => format!(
+            "replaying {} (recorded against {})",
+            c.path().display(),
+            c.recorded_target().unwrap_or_default()
+        ),
     };
     let resuming = match journal {
         Some(j) if j.is_resume() => format!(

@@ -276,6 +276,9 @@ impl Identities {
                     Target::Endpoint(e) => {
                         format!("openai {}", e.base_url.trim_end_matches('/'))
                     }
+                    Target::Replay(c) => {
+                        format!("cassette of {}", c.recorded_target().unwrap_or_default())
+                    }
                     Target::Script => match plan.providers.get(&c.provider_name) {
                         Some(p) => {
                             let url = match (p.kind, &p.base_url) {

@@ -125,6 +125,10 @@ pub enum CommandError {
         /// The last lines of stderr (at most 20 lines and 2000 characters), trimmed, redacted.
         stderr_tail: String,
     },
+    /// A failure recorded in a cassette, replayed (`--replay`), or a command the replayed
+    /// cassette does not have ([`crate::run::cassette::Cassette::command`]).
+    #[error("{0}")]
+    Replayed(String),
 }
 
 fn describe_status(status: Option<i32>) -> String {
@@ -173,6 +177,27 @@ pub async fn run_to_exit(spec: &CommandSpec) -> Result<CommandExit, CommandError
             stderr: stderr.into_string(),
         },
         code,
+    })
+}
+
+/// The output of a program that exited with 0; any other exit is [`CommandError::Failed`]
+/// with the end of its stderr (the rule of [`run_command`]). For an exit that came from
+/// elsewhere than [`run_to_exit`] — a replayed cassette.
+///
+/// # Errors
+/// [`CommandError::Failed`] for a non-zero exit code.
+pub fn require_success(
+    spec: &CommandSpec,
+    exit: CommandExit,
+) -> Result<CommandOutput, CommandError> {
+    if exit.code == 0 {
+        return Ok(exit.output);
+    }
+    Err(CommandError::Failed {
+        program: spec.argv.first().cloned().unwrap_or_default(),
+        status: Some(exit.code),
+        // Already redacted: it is what a run printed, as recorded.
+        stderr_tail: tail_of(&exit.output.stderr).to_string(),
     })
 }
 

@@ -30,6 +30,7 @@ mod attempt;
 mod budget;
 pub mod cache_key;
 pub mod cancel;
+pub mod cassette;
 pub mod command;
 mod control;
 pub mod html;
@@ -41,6 +42,7 @@ pub mod render;
 mod report;
 mod scheduler;
 mod step;
+pub mod step_cache;
 pub mod structured;
 pub mod tools;
 
@@ -102,6 +104,10 @@ pub enum Target {
     /// One OpenAI-compatible endpoint for every model. Its tokens are counted but priced at
     /// zero: the script's prices are those of its own providers.
     Endpoint(Endpoint),
+    /// No provider: every model request, and every tool call of an agent loop, is answered
+    /// from a cassette recorded by an earlier run (`--replay`, [`cassette`]). Models are asked
+    /// by the identifiers, and priced as, the cassette recorded. Command steps run.
+    Replay(Arc<cassette::Cassette>),
 }
 
 impl Target {
@@ -112,6 +118,7 @@ impl Target {
             Target::Script => "script providers".to_string(),
             Target::Simulate { .. } => "simulator".to_string(),
             Target::Endpoint(e) => format!("endpoint {}", e.base_url),
+            Target::Replay(c) => format!("cassette {}", c.path().display()),
         }
     }
 }
@@ -147,6 +154,12 @@ pub struct RunOptions {
     /// Keep the texts of model calls (system text, prompt, answer) out of the journal and the
     /// [`Event::Attempt`] events, keeping only their digests (`--no-store-prompts`).
     pub no_store_prompts: bool,
+    /// Write every model exchange and agent tool call of the run to this cassette
+    /// (`--record`, [`cassette`]), whatever the target.
+    pub record: Option<Arc<cassette::Cassette>>,
+    /// Reuse the results of steps without side effects from any earlier run that used this
+    /// cache, and cache those that succeed now (`--cache DIR`, [`step_cache`]).
+    pub cache: Option<Arc<step_cache::StepCache>>,
 }
 
 impl RunOptions {

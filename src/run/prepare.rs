@@ -198,10 +198,9 @@ pub(super) fn prepare(
         } => Some(provider::sim::Sim::new(Duration::from_millis(*latency_ms))),
         _ => None,
     };
-    let identities = opts
-        .journal
-        .as_ref()
-        .map(|_| super::cache_key::Identities::new(plan, &built.clients, &opts.target));
+    // Cache keys are computed for a journal and for the cross-run cache.
+    let identities = (opts.journal.is_some() || opts.cache.is_some())
+        .then(|| super::cache_key::Identities::new(plan, &built.clients, &opts.target));
     Ok(Shared {
         identities,
         clients: built.clients,
@@ -224,6 +223,10 @@ pub(super) fn prepare(
             budgets: Arc::new(std::sync::Mutex::new(super::budget::Budgets::new(plan))),
             delegates: plan.delegates.clone(),
             mcp: None,
+            cassette: match &opts.target {
+                Target::Replay(c) => Some(c.clone()),
+                _ => opts.record.clone(),
+            },
         },
     })
 }
@@ -321,12 +324,32 @@ impl Clients<'_> {
                 self.script_provider(m, pdef, &limits)?,
                 def.api_name.clone(),
             ),
+            Target::Replay(c) => (
+                Provider::Replay(c.clone()),
+                c.model(m).map_or_else(|| def.api_name.clone(), |r| r.id),
+            ),
         };
         if let Some(limit) = pdef.max_concurrency {
             self.provider_limits
                 .entry(pdef.name.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1) as usize)));
         }
+        // A server given with --endpoint is not the script's provider: its tokens are not
+        // billed at the script's prices, nor is its context window the script model's. A dry
+        // run keeps them, to estimate; a replay does as the recorded run did.
+        let priced = match &self.opts.target {
+            Target::Endpoint(_) => false,
+            Target::Replay(c) => c.model(m).is_none_or(|r| r.priced),
+            Target::Script | Target::Simulate { .. } => true,
+        };
+        let provider = match &self.opts.record {
+            Some(c) => {
+                c.note_model(m, &model_id, priced)
+                    .map_err(RunError::Input)?;
+                Provider::Record(Box::new(provider), c.clone())
+            }
+            None => provider,
+        };
         Ok(ModelClient {
             provider,
             provider_name: pdef.name.clone(),
@@ -334,19 +357,12 @@ impl Clients<'_> {
                 Target::Simulate { .. } => "simulator".to_string(),
                 Target::Endpoint(e) => e.host(),
                 Target::Script => pdef.name.clone(),
+                Target::Replay(_) => "cassette".to_string(),
             },
             model_id,
-            // A server given with --endpoint is not the script's provider: its tokens are not
-            // billed at the script's prices. A dry run keeps them, to estimate.
-            price: match &self.opts.target {
-                Target::Endpoint(_) => Price::default(),
-                _ => def.price,
-            },
+            price: if priced { def.price } else { Price::default() },
             limits,
-            context_window: match &self.opts.target {
-                Target::Endpoint(_) => None,
-                _ => def.context_window,
-            },
+            context_window: if priced { def.context_window } else { None },
         })
     }
 

@@ -60,6 +60,10 @@ pub enum Event {
     /// On a resumed run: a step's result was taken from the journal instead of running it.
     /// The report is the one recorded when it ran.
     Reused(StepReport),
+    /// With `--cache DIR`: a step's result was taken from the cross-run cache
+    /// ([`crate::run::step_cache`]) instead of running it. The report is the cached one, with
+    /// this run's times and no tokens or cost (nothing was spent on it now).
+    Cached(StepReport),
     /// An agent loop's tool call ended (its result is about to go back to the model); for a
     /// delegation, the nested step's report is in [`ToolCallReport::delegated`].
     ToolCalled {

@@ -78,7 +78,7 @@ pub(super) struct Scheduler<'a> {
     plan_arc: Arc<Plan>,
     inputs_arc: Arc<IndexMap<String, InputValue>>,
     /// The options of the run, for region tasks.
-    opts: RunOptions,
+    pub(in crate::run) opts: RunOptions,
     /// Nodes this scheduler runs ([`Frame::active`]).
     active: Vec<bool>,
     /// Reports of the steps inside regions, as they end.
@@ -492,7 +492,11 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    pub(super) fn finish(&mut self, outcome: Outcome, on_event: &(dyn Fn(&Event) + Send + Sync)) {
+    pub(super) fn finish(
+        &mut self,
+        mut outcome: Outcome,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) {
         self.abort.remove(&outcome.node);
         if matches!(self.state[outcome.node], State::Done(_)) {
             // Cancelled by a gather while its result was already on the way: it stays cancelled.
@@ -511,9 +515,27 @@ impl<'a> Scheduler<'a> {
             }
         } else {
             // Journal hook, a step ended: record it before anything depends on it.
+            // The cache first: recording the step drops its key parts.
+            self.cache_result(outcome.node, &mut outcome.report);
             self.record(outcome.node, &outcome.report);
         }
         self.settle(outcome.node, report_finished(outcome.report, on_event));
+    }
+
+    /// With `--cache`: keeps the result of a step that may be cached and succeeded, for later
+    /// runs. A cache that cannot be written is a warning on the step; the run goes on.
+    fn cache_result(&self, id: NodeId, report: &mut StepReport) {
+        let (Some(cache), Some(parts)) = (&self.opts.cache, &self.keys[id]) else {
+            return;
+        };
+        if report.status != StepStatus::Succeeded
+            || !super::step_cache::cacheable(&self.plan.nodes[id])
+        {
+            return;
+        }
+        if let Err(e) = cache.put(&parts.key(), report) {
+            report.warnings.push(format!("not cached: {e}"));
+        }
     }
 
     /// A `gather <any|first N>` that starts no longer needs the rest of its block: cancel it.

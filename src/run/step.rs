@@ -959,10 +959,27 @@ async fn command_attempts(
             e => e.to_string(),
         };
         let attempt = async {
+            // A cassette answers (`--replay`) or records (`--record`) the whole exit; the
+            // step then judges it as `run_command` would.
+            let cassette = shared.agents.cassette.as_deref();
+            let exit = match cassette {
+                Some(c) if c.is_replay() => c.command(spec)?,
+                Some(c) => {
+                    let ended = command::run_to_exit(spec).await;
+                    c.note_command(spec, &ended)
+                        .map_err(command::CommandError::Replayed)?;
+                    ended?
+                }
+                None if outcome => return command::run_to_exit(spec).await,
+                None => {
+                    let output = command::run_command(spec).await?;
+                    return Ok(command::CommandExit { output, code: 0 });
+                }
+            };
             if outcome {
-                command::run_to_exit(spec).await
+                Ok(exit)
             } else {
-                let output = command::run_command(spec).await?;
+                let output = command::require_success(spec, exit)?;
                 Ok(command::CommandExit { output, code: 0 })
             }
         };

@@ -71,6 +71,10 @@ fn run_orch(
         cmd.args(["--input", i]);
     }
     cmd.args(extra);
+    let recording = Recording::new(example, inputs, extra, max_tokens);
+    if let Some(r) = &recording {
+        cmd.arg("--record").arg(&r.cassette);
+    }
     let out = cmd.output().expect("orch runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let text = std::fs::read_to_string(&report)
@@ -81,11 +85,83 @@ fn run_orch(
         Some(out.status.success()),
         "{example}: the exit status disagrees with the report:\n{stderr}"
     );
-    Outcome {
+    let outcome = Outcome {
         report,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr,
         success: out.status.success(),
+    };
+    if let Some(r) = recording {
+        r.finish(&outcome);
+    }
+    outcome
+}
+
+/// A run being recorded to a cassette (`ORCH_E2E_RECORD=DIR`, set by
+/// `scripts/record-cassettes.sh`): DIR/NAME.jsonl, and beside it NAME.run.json saying how to
+/// replay it and what it printed, which `cassette::the_end_to_end_cassettes_replay_...`
+/// replays in every test run.
+struct Recording {
+    cassette: std::path::PathBuf,
+    manifest: std::path::PathBuf,
+    script: String,
+    args: Vec<String>,
+}
+
+impl Recording {
+    fn new(example: &str, inputs: &[&str], extra: &[&str], max_tokens: &str) -> Option<Self> {
+        let dir = std::path::PathBuf::from(std::env::var_os("ORCH_E2E_RECORD")?);
+        let path = Path::new(example);
+        let stem = path.file_stem()?.to_string_lossy().into_owned();
+        let whole = extra.contains(&"--no-stream");
+        // A script written by the test is kept beside its cassette.
+        let (name, script) = if path.is_relative() {
+            (stem, example.to_string())
+        } else {
+            let name = format!("written-{stem}");
+            let copy = dir.join(format!("{name}.orch"));
+            std::fs::copy(path, &copy).expect("the test's script is copied");
+            let rel = copy
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap_or(&copy);
+            (name, rel.to_string_lossy().into_owned())
+        };
+        let name = if whole { format!("{name}-whole") } else { name };
+        let mut args = vec!["--max-tokens".to_string(), max_tokens.to_string()];
+        for i in inputs {
+            args.extend(["--input".to_string(), i.to_string()]);
+        }
+        // Flags of --endpoint are not a replay's.
+        args.extend(
+            extra
+                .iter()
+                .filter(|a| **a != "--no-stream")
+                .map(|a| a.to_string()),
+        );
+        Some(Recording {
+            cassette: dir.join(format!("{name}.jsonl")),
+            manifest: dir.join(format!("{name}.run.json")),
+            script,
+            args,
+        })
+    }
+
+    fn finish(self, out: &Outcome) {
+        let steps: Vec<serde_json::Value> = out.report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::json!([s["name"], s["status"], s["output"]]))
+            .collect();
+        let manifest = serde_json::json!({
+            "script": self.script,
+            "args": self.args,
+            "stdout": out.stdout,
+            "succeeded": out.success,
+            "steps": steps,
+        });
+        let text = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
+        std::fs::write(&self.manifest, text).expect("the manifest is written");
     }
 }
 

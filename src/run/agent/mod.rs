@@ -62,6 +62,8 @@ pub(super) struct AgentEnv {
     /// The run's MCP servers, each started when first needed (`None` when the plan declares
     /// none).
     pub(super) mcp: Option<Arc<crate::run::tools::mcp::McpPool>>,
+    /// The cassette tool calls are written to (`--record`) or answered from (`--replay`).
+    pub(super) cassette: Option<Arc<crate::run::cassette::Cassette>>,
 }
 
 /// One agent loop in a run: which step it is, where its costs and records go.

@@ -7,8 +7,9 @@ use serde_json::json;
 
 use super::AgentEnv;
 use crate::grant::{ToolGrant, agent_wire_name};
+use crate::run::cassette::Cassette;
 use crate::run::provider::{OfferedTool, ToolSpec};
-use crate::run::tools::Tool;
+use crate::run::tools::{BoxFuture, Tool, ToolContext, ToolOutput};
 
 /// What a wire name calls.
 #[derive(Clone)]
@@ -42,7 +43,7 @@ impl Toolbox {
             match g {
                 ToolGrant::Builtin { .. } | ToolGrant::Exec { .. } => {
                     for t in crate::run::tools::builtin::tools_for(g) {
-                        b.add_tool(t);
+                        b.add_tool(on_tape(t, env));
                     }
                 }
                 ToolGrant::Mcp { server, tool } => {
@@ -54,7 +55,7 @@ impl Toolbox {
                         .await
                         .map_err(|e| e.to_string())?;
                     for t in tools {
-                        b.add_tool(t);
+                        b.add_tool(on_tape(t, env));
                     }
                 }
                 ToolGrant::Agent { name } => {
@@ -137,4 +138,62 @@ fn describe_delegate(name: &str, d: &crate::plan::PlanDelegate) -> String {
     format!(
         "Hand a subtask to the agent `{name}`{model}{tools}. Give it a self-contained prompt; it works on its own and its final answer is this tool's result."
     )
+}
+
+/// `tool`, recorded to or replayed from the run's cassette if it has one.
+fn on_tape(tool: Arc<dyn Tool>, env: &AgentEnv) -> Arc<dyn Tool> {
+    match &env.cassette {
+        Some(cassette) => Arc::new(Taped {
+            tool,
+            cassette: cassette.clone(),
+        }),
+        None => tool,
+    }
+}
+
+/// A tool whose calls go through a cassette: recorded (`--record`: the call runs, then its
+/// output is written), or replayed (`--replay`: the recorded output is returned and nothing
+/// runs; a call the cassette does not have gets an error result saying so).
+struct Taped {
+    tool: Arc<dyn Tool>,
+    cassette: Arc<Cassette>,
+}
+
+impl Tool for Taped {
+    fn spec(&self) -> ToolSpec {
+        self.tool.spec()
+    }
+
+    fn read_only(&self) -> bool {
+        self.tool.read_only()
+    }
+
+    fn call<'a>(
+        &'a self,
+        input: serde_json::Value,
+        cx: &'a ToolContext,
+    ) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(async move {
+            let name = self.tool.spec().name;
+            if self.cassette.is_replay() {
+                return self.cassette.tool(&name, &input).unwrap_or_else(|| {
+                    ToolOutput::refused(format!(
+                        "this call of `{name}` is not in the cassette {}, so it was not run",
+                        self.cassette.path().display()
+                    ))
+                });
+            }
+            let out = self.tool.call(input.clone(), cx).await;
+            match self.cassette.note_tool(&name, &input, &out) {
+                Ok(()) => out,
+                // The call ran; the model is told, and the run's cassette is incomplete.
+                Err(e) => ToolOutput::new(
+                    &format!("{}\n[{e}]", out.content),
+                    true,
+                    out.summary,
+                    usize::MAX,
+                ),
+            }
+        })
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::super::cache_key::{self, KeyParts};
 use super::super::render::Scope;
 use super::super::scheduler::Scheduler;
+use super::super::step_cache;
 use super::super::{Event, StepReport, StepStatus};
 use super::list::run_dirs;
 use super::read::{LastSeen, read_header, read_journal};
@@ -217,8 +218,7 @@ impl Scheduler<'_> {
         id: NodeId,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> bool {
-        let (Some(journal), Some(ids)) = (self.journal.clone(), self.shared.identities.as_ref())
-        else {
+        let Some(ids) = self.shared.identities.as_ref() else {
             return false;
         };
         let node = &self.plan.nodes[id];
@@ -229,14 +229,23 @@ impl Scheduler<'_> {
         };
         let parts = cache_key::step_parts(node, &scope, ids, self.max_tokens_cap);
         let key = parts.key();
-        let decision = journal.decide(&node.name, &parts, &key, &|name| {
-            self.describe_use(id, name)
+        let decision = self.journal.as_ref().and_then(|journal| {
+            journal.decide(&node.name, &parts, &key, &|name| {
+                self.describe_use(id, name)
+            })
         });
         self.keys[id] = Some(Box::new(parts));
         match decision {
-            None => false,
+            None | Some(Decision::Rerun(_)) if self.take_cached(id, &key, on_event) => true,
+            None => {
+                self.rerun_why[id] = self.cache_miss(id);
+                false
+            }
             Some(Decision::Rerun(why)) => {
-                self.rerun_why[id] = Some(why);
+                self.rerun_why[id] = Some(match self.cache_miss(id) {
+                    Some(miss) => format!("{why}; {miss}"),
+                    None => why,
+                });
                 false
             }
             Some(Decision::Reuse(report)) => {
@@ -249,6 +258,59 @@ impl Scheduler<'_> {
                 true
             }
         }
+    }
+
+    /// With `--cache`: settles step `id` with the result cached under `key`, if it may be
+    /// cached and has one (returns `true`).
+    fn take_cached(
+        &mut self,
+        id: NodeId,
+        key: &str,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> bool {
+        let node = &self.plan.nodes[id];
+        let Some(cache) = self
+            .opts
+            .cache
+            .as_ref()
+            .filter(|_| step_cache::cacheable(node))
+        else {
+            return false;
+        };
+        let Some(mut report) = cache.get(key, &node.name) else {
+            return false;
+        };
+        // Nothing was spent on it in this run, and it took no time.
+        let now = self.elapsed_ms();
+        report.started_ms = Some(now);
+        report.finished_ms = Some(now);
+        report.attempts = 0;
+        report.usage = Default::default();
+        report.cost_usd = 0.0;
+        self.reused[id] = true;
+        self.cancel_rest_of_join(id, on_event);
+        on_event(&Event::Cached(report.clone()));
+        // Recorded in the journal as a step that ended: a resumed run reuses it from there.
+        self.record(id, &report);
+        self.settle(id, report);
+        true
+    }
+
+    /// With `--cache`: why step `id`, ready to run, was not taken from the cache (`None`
+    /// without a cache, or for a step that is never cached: the journal's reason, if any,
+    /// is enough).
+    fn cache_miss(&self, id: NodeId) -> Option<String> {
+        let cache = self.opts.cache.as_ref()?;
+        let node = &self.plan.nodes[id];
+        if !step_cache::cacheable(node) {
+            return Some(
+                "it is never cached: it may have side effects (a command, or tools that write, run programs, call MCP servers or delegate)".to_string(),
+            );
+        }
+        Some(format!(
+            "the cache {} has no result for its key (no earlier run sent the same request)",
+            cache.dir().display()
+        ))
     }
 
     /// Why the value of an interpolated name (`topic`, `plan`, `found.a`) of step `id`

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crate::common::format_duration;
 use crate::redact::{Redacted, redact, redact_bytes};
+use crate::run::cassette::Cassette;
 use crate::run::limits::ProviderLimits;
 
 /// An API key. Its `Debug` and `Display` never show the value, and making one registers the
@@ -291,6 +292,23 @@ pub enum ProviderError {
     /// The simulator was told to fail (for tests of retry and failure policies).
     #[error("simulated failure: {0}")]
     Simulated(String),
+    /// A failure recorded in a cassette, replayed (`--replay`): the recorded error's message,
+    /// retried and failed over as the recorded error was.
+    #[error("{message}")]
+    Replayed {
+        /// The recorded error, as it was said.
+        message: String,
+        /// Whether the recorded error was worth retrying ([`ProviderError::is_retryable`]).
+        retryable: bool,
+        /// Whether the recorded error said the provider was overloaded
+        /// ([`ProviderError::is_overloaded`]).
+        overloaded: bool,
+    },
+    /// A request a replayed cassette does not have (`--replay`), with the nearest recorded
+    /// request's first difference ([`crate::run::cassette::Cassette::complete`]); never
+    /// retried. Also a cassette that cannot be written while recording (`--record`).
+    #[error("{0}")]
+    NotRecorded(String),
 }
 
 /// Error types an Anthropic stream may carry that the same request cannot get past: they are
@@ -345,6 +363,16 @@ impl ProviderError {
                 message: scrub(message),
             },
             ProviderError::Simulated(message) => ProviderError::Simulated(scrub(message)),
+            ProviderError::NotRecorded(message) => ProviderError::NotRecorded(scrub(message)),
+            ProviderError::Replayed {
+                message,
+                retryable,
+                overloaded,
+            } => ProviderError::Replayed {
+                message: scrub(message),
+                retryable,
+                overloaded,
+            },
             unchanged @ (ProviderError::Idle { .. } | ProviderError::TooLarge { .. }) => unchanged,
         }
     }
@@ -355,6 +383,7 @@ impl ProviderError {
         match self {
             ProviderError::Http { status, .. } => matches!(status, 529 | 503),
             ProviderError::Stream { kind, .. } => kind.as_deref() == Some("overloaded_error"),
+            ProviderError::Replayed { overloaded, .. } => *overloaded,
             _ => false,
         }
     }
@@ -390,7 +419,8 @@ impl ProviderError {
             | ProviderError::Malformed { .. }
             | ProviderError::Idle { .. }
             | ProviderError::Simulated(_) => true,
-            ProviderError::TooLarge { .. } => false,
+            ProviderError::Replayed { retryable, .. } => *retryable,
+            ProviderError::TooLarge { .. } | ProviderError::NotRecorded(_) => false,
         }
     }
 }
@@ -404,6 +434,10 @@ pub enum Provider {
     Anthropic(anthropic::Anthropic),
     /// Built-in simulator.
     Sim(sim::Sim),
+    /// Another provider whose every exchange is written to a cassette (`--record`).
+    Record(Box<Provider>, Arc<Cassette>),
+    /// The answers of a cassette, with no provider behind it (`--replay`).
+    Replay(Arc<Cassette>),
 }
 
 /// Called while a streamed answer arrives, with the output tokens received so far (an
@@ -442,6 +476,15 @@ impl Provider {
                 Box::pin(p.complete_with_progress(req, progress)).await?,
             ),
             Provider::Sim(p) => ("sim", p.complete(req).await?),
+            Provider::Record(inner, cassette) => {
+                // Boxed: the recorded provider's call is this same function.
+                let outcome = Box::pin(inner.complete_with_progress(req, progress)).await;
+                cassette
+                    .note_completion(req, &outcome)
+                    .map_err(ProviderError::NotRecorded)?;
+                return outcome;
+            }
+            Provider::Replay(cassette) => ("cassette", cassette.complete(req)?),
         };
         // Streams are cut as they outgrow the bound; a whole body is checked here.
         if completion.text.len() > req.max_output_bytes as usize {

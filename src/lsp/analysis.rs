@@ -174,6 +174,15 @@ impl Analysis {
     }
 }
 
+/// What [`Index::declare_callee`] declares: an agent or a workflow, by its (possibly namespaced) key.
+struct Callee<'a> {
+    key: String,
+    name: &'a ast::Ident,
+    span: Span,
+    doc: &'a Option<String>,
+    params: &'a [ast::Param],
+}
+
 impl Index {
     fn build(set: &ModuleSet, program: &Program) -> Index {
         let mut ix = Index::default();
@@ -195,36 +204,24 @@ impl Index {
                     }
                     ast::Item::Mcp(d) => ix.item(Cat::Mcp, SymKind::Mcp, d.name.name.clone(), d),
                     ast::Item::Agent(a) => {
-                        let key = prefix(&a.name.name);
-                        let sym = ix.add(Symbol {
-                            kind: SymKind::Agent,
-                            key: key.clone(),
-                            def: a.name.span,
-                            decl: a.span,
-                            scope: None,
-                            doc: a.doc.clone(),
-                        });
-                        ix.items.entry((Cat::Callee, key.clone())).or_insert(sym);
-                        let scope = format!("agent:{key}");
-                        for p in &a.params {
-                            ix.local(&scope, &p.name, p.span, SymKind::Param);
-                        }
+                        let callee = Callee {
+                            key: prefix(&a.name.name),
+                            name: &a.name,
+                            span: a.span,
+                            doc: &a.doc,
+                            params: &a.params,
+                        };
+                        ix.declare_callee(SymKind::Agent, "agent", callee);
                     }
                     ast::Item::Workflow(w) => {
-                        let key = prefix(&w.name.name);
-                        let sym = ix.add(Symbol {
-                            kind: SymKind::Workflow,
-                            key: key.clone(),
-                            def: w.name.span,
-                            decl: w.span,
-                            scope: None,
-                            doc: w.doc.clone(),
-                        });
-                        ix.items.entry((Cat::Callee, key.clone())).or_insert(sym);
-                        let scope = format!("workflow:{key}");
-                        for p in &w.params {
-                            ix.local(&scope, &p.name, p.span, SymKind::Param);
-                        }
+                        let callee = Callee {
+                            key: prefix(&w.name.name),
+                            name: &w.name,
+                            span: w.span,
+                            doc: &w.doc,
+                            params: &w.params,
+                        };
+                        let scope = ix.declare_callee(SymKind::Workflow, "workflow", callee);
                         ix.block_defs(&scope, &w.body);
                     }
                 }
@@ -283,6 +280,25 @@ impl Index {
             doc: d.doc.clone(),
         });
         self.items.entry((cat, key)).or_insert(sym);
+    }
+
+    /// Declares an agent or workflow (callable by its key) and its parameters, locals of the
+    /// scope `{what}:{key}`, which it returns.
+    fn declare_callee(&mut self, kind: SymKind, what: &str, c: Callee<'_>) -> String {
+        let sym = self.add(Symbol {
+            kind,
+            key: c.key.clone(),
+            def: c.name.span,
+            decl: c.span,
+            scope: None,
+            doc: c.doc.clone(),
+        });
+        let scope = format!("{what}:{}", c.key);
+        self.items.entry((Cat::Callee, c.key)).or_insert(sym);
+        for p in c.params {
+            self.local(&scope, &p.name, p.span, SymKind::Param);
+        }
+        scope
     }
 
     /// Declares a local of `scope`; a second declaration of the name (another branch) is one

@@ -492,13 +492,11 @@ fn command_identity(spec: &CommandSpec) -> Value {
 
 impl Tape {
     fn add_request(&mut self, request: Value, outcome: Result<RecordedAnswer, RecordedFailure>) {
-        let key = request.to_string();
-        match self.completions.get_mut(&key) {
-            Some(a) => a.push(outcome),
-            None => {
-                self.completions.insert(key, Answers::new(outcome));
-                self.requests.push(request);
-            }
+        let known = self.completions.len();
+        add(&mut self.completions, &request, outcome);
+        if self.completions.len() > known {
+            // A new identity: one more request a miss is compared with.
+            self.requests.push(request);
         }
     }
 }

@@ -181,8 +181,8 @@ pub async fn run_to_exit(spec: &CommandSpec) -> Result<CommandExit, CommandError
 }
 
 /// The output of a program that exited with 0; any other exit is [`CommandError::Failed`]
-/// with the end of its stderr (the rule of [`run_command`]). For an exit that came from
-/// elsewhere than [`run_to_exit`] — a replayed cassette.
+/// with the end of its stderr: how [`run_command`] and a command step judge an exit, whether
+/// it came from [`run_to_exit`] or from a replayed cassette.
 ///
 /// # Errors
 /// [`CommandError::Failed`] for a non-zero exit code.
@@ -218,19 +218,7 @@ pub fn require_success(
 /// - [`CommandError::TooLarge`] when stdout exceeds [`CommandSpec::max_stdout_bytes`];
 /// - [`CommandError::Failed`] when it exits with a non-zero status or is killed by a signal.
 pub async fn run_command(spec: &CommandSpec) -> Result<CommandOutput, CommandError> {
-    let (stdout, stderr, code) = run_raw(spec).await?;
-    if code == Some(0) {
-        Ok(CommandOutput {
-            stdout: stdout.into_string(),
-            stderr: stderr.into_string(),
-        })
-    } else {
-        Err(CommandError::Failed {
-            program: spec.argv[0].clone(),
-            status: code,
-            stderr_tail: tail(&stderr).into_string(),
-        })
-    }
+    require_success(spec, run_to_exit(spec).await?)
 }
 
 /// Runs the program to its end, stdout bounded (past [`CommandSpec::max_stdout_bytes`] it is

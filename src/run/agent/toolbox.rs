@@ -144,6 +144,7 @@ fn describe_delegate(name: &str, d: &crate::plan::PlanDelegate) -> String {
 fn on_tape(tool: Arc<dyn Tool>, env: &AgentEnv) -> Arc<dyn Tool> {
     match &env.cassette {
         Some(cassette) => Arc::new(Taped {
+            name: tool.spec().name,
             tool,
             cassette: cassette.clone(),
         }),
@@ -155,6 +156,8 @@ fn on_tape(tool: Arc<dyn Tool>, env: &AgentEnv) -> Arc<dyn Tool> {
 /// output is written), or replayed (`--replay`: the recorded output is returned and nothing
 /// runs; a call the cassette does not have gets an error result saying so).
 struct Taped {
+    /// The tool's wire name (its spec is built anew on each `spec()` call).
+    name: String,
     tool: Arc<dyn Tool>,
     cassette: Arc<Cassette>,
 }
@@ -174,9 +177,9 @@ impl Tool for Taped {
         cx: &'a ToolContext,
     ) -> BoxFuture<'a, ToolOutput> {
         Box::pin(async move {
-            let name = self.tool.spec().name;
+            let name = &self.name;
             if self.cassette.is_replay() {
-                return self.cassette.tool(&name, &input).unwrap_or_else(|| {
+                return self.cassette.tool(name, &input).unwrap_or_else(|| {
                     ToolOutput::refused(format!(
                         "this call of `{name}` is not in the cassette {}, so it was not run",
                         self.cassette.path().display()
@@ -184,7 +187,7 @@ impl Tool for Taped {
                 });
             }
             let out = self.tool.call(input.clone(), cx).await;
-            match self.cassette.note_tool(&name, &input, &out) {
+            match self.cassette.note_tool(name, &input, &out) {
                 Ok(()) => out,
                 // The call ran; the model is told, and the run's cassette is incomplete.
                 Err(e) => ToolOutput::new(

@@ -72,8 +72,9 @@ pub struct Compiled {
 /// [`compile_file`], also returning the module set and the workflows the planning stage's
 /// lints priced ([`plan::lint`]): [`plan::Priced::plan`] finishes one of them into its plan, so
 /// that `orch plan` lowers the workflow once rather than twice. A command that ends right after
-/// may leave these large values unfreed (`std::mem::forget`): the system reclaims the memory
-/// faster than freeing them value by value.
+/// may leave these large values unfreed (`std::mem::forget`), as `orch check` does: the system
+/// reclaims the memory faster than freeing them value by value. (`orch plan` frees the module
+/// set, so that planning reuses its memory: its peak RSS is what its goal bounds.)
 pub fn compile_file_priced(path: &Path, opts: &resolve::ResolveOptions) -> Compiled {
     let (set, mut diags) = resolve::load_file(path, opts);
     let (program, priced) = check_and_cost(&set, &mut diags);

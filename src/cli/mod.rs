@@ -646,13 +646,11 @@ fn compile_for_plan(
     levels: &LintLevels,
 ) -> Option<(crate::check::Program, crate::plan::Plan)> {
     let crate::Compiled {
-        set,
         program,
         mut diags,
         priced,
+        ..
     } = crate::compile_file_priced(file, &resolve_opts(c));
-    // Not freed, as the program and the plan below are not.
-    std::mem::forget(set);
     apply_levels(&mut diags, &program.sources, levels);
     let st = style(Stream::Stderr);
     if !diags.is_empty() {

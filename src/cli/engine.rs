@@ -31,6 +31,7 @@ pub(super) fn worker(a: WorkerArgs) -> ExitCode {
     let settings = WorkerSettings {
         max_concurrency: a.max_concurrency.map(|n| n as usize),
         workspace: a.workspace.clone(),
+        max_cached_runs: a.max_cached_runs,
     };
     eprintln!(
         "worker: polling task queue `{}` of namespace `{}` at {}:{} (Ctrl-C to stop)",

@@ -332,6 +332,11 @@ pub struct WorkerArgs {
     /// The directory agents' tools work in on this worker (default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// Runs kept in memory between their tasks (Temporal's sticky cache, default 1000). 0:
+    /// every task of a run may go to any worker, which replays its history (needed with
+    /// Temporal's test server, which does not hand a dead worker's sticky tasks to others).
+    #[arg(long, value_name = "N")]
+    pub max_cached_runs: Option<usize>,
 }
 
 /// `orch runs`.

@@ -544,6 +544,12 @@ pub struct WorkerSettings {
     pub max_concurrency: Option<usize>,
     /// The directory agents' tools work in (`--workspace`).
     pub workspace: Option<PathBuf>,
+    /// Runs (workflow executions) kept in memory between their tasks (Temporal's sticky
+    /// cache; `None`: the SDK's default, 1000). With 0 every task of a run goes to any worker
+    /// of the queue, which replays the run's history: for a server that does not move the
+    /// tasks of a dead worker's sticky queue to the others (Temporal's test server), at the
+    /// cost of a replay per task.
+    pub max_cached_runs: Option<usize>,
 }
 
 /// The activities of a worker: one [`StepHost`] per script it has run steps of.
@@ -672,10 +678,12 @@ pub async fn serve(
         settings,
         hosts: tokio::sync::Mutex::new(HashMap::new()),
     };
+    let cached = steps.settings.max_cached_runs;
     let options = WorkerOptions::new(task_queue)
         .register_activities(steps)
         .register_workflow::<OrchRun>()
         .map_err(|e| e.to_string())?
+        .maybe_max_cached_workflows(cached)
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
     worker.run().await.map_err(|e| e.to_string())

@@ -513,9 +513,8 @@ impl Interp {
         let succeeded = report.status == StepStatus::Succeeded;
         self.state[id] = State::Done(report.status.clone());
         self.outputs[id] = report.output_value();
-        if !self.reused[id] {
-            self.budgets.spend(&self.plan.nodes[id], report.cost_usd);
-        }
+        // A reused step's cost was spent on this run (by the earlier execution): it counts.
+        self.budgets.spend(&self.plan.nodes[id], report.cost_usd);
         if let StepStatus::Failed(e) = &report.status
             && !self.tolerated[id]
             && !self.keep_going

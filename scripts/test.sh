@@ -61,14 +61,8 @@ cleanup=()
 on_exit() { local c; for c in "${cleanup[@]+"${cleanup[@]}"}"; do eval "$c" || true; done; }
 trap on_exit EXIT
 
-if ! scripts/llm-server.sh status; then
-  before="$(scripts/llm-server.sh pid)"
-  scripts/llm-server.sh start >/dev/null
-  started="$(scripts/llm-server.sh pid)"
-  if [ -n "$started" ] && [ "$started" != "$before" ]; then
-    cleanup+=("scripts/llm-server.sh stop $started")
-  fi
-fi
+started="$(scripts/llm-server.sh ensure)"
+if [ -n "$started" ]; then cleanup+=("scripts/llm-server.sh stop $started"); fi
 ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
 export ORCH_E2E_ENDPOINT
 

@@ -63,7 +63,10 @@ pub(super) fn run(
     let unsupported = [
         (a.record.is_some(), "--record"),
         (a.replay.is_some(), "--replay"),
-        (a.resume.is_some(), "--resume (submit the same run again to resume it)"),
+        (
+            a.resume.is_some(),
+            "--resume (submit the same run again to resume it)",
+        ),
         (a.cache.is_some(), "--cache"),
         (a.report.is_some(), "--report"),
         (a.yes, "--yes"),

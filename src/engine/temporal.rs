@@ -75,7 +75,9 @@ impl EngineAddr {
     /// A message naming what is wrong and the expected form.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = |why: &str| {
-            format!("--engine `{s}`: {why}; write `temporal://HOST:PORT`, e.g. `temporal://127.0.0.1:7233`")
+            format!(
+                "--engine `{s}`: {why}; write `temporal://HOST:PORT`, e.g. `temporal://127.0.0.1:7233`"
+            )
         };
         let rest = s
             .strip_prefix("temporal://")
@@ -266,7 +268,13 @@ pub fn script_of(
             .ok()
             .and_then(|r| r.to_str())
             .map(str::to_string)
-            .ok_or_else(|| format!("{} is not a UTF-8 path under {}", p.display(), root.display()))
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a UTF-8 path under {}",
+                    p.display(),
+                    root.display()
+                )
+            })
     };
     Ok(Script {
         entry: rel(&entry)?,
@@ -334,7 +342,10 @@ pub fn compile(script: &Script) -> Result<Arc<Compiled>, String> {
         ..Default::default()
     };
     let (program, diags, priced) = crate::compile_file_priced(&dir.join(&script.entry), &opts);
-    if let Some(d) = diags.iter().find(|d| d.severity == crate::diag::Severity::Error) {
+    if let Some(d) = diags
+        .iter()
+        .find(|d| d.severity == crate::diag::Severity::Error)
+    {
         return Err(format!("the script does not compile here: {}", d.message));
     }
     let entry = program
@@ -640,14 +651,13 @@ fn failed_report(call: &StepCall, why: String) -> StepReport {
 /// The server cannot be reached.
 pub async fn connect(addr: &EngineAddr, namespace: &str) -> Result<Client, String> {
     let url = url::Url::parse(&addr.url()).map_err(|e| e.to_string())?;
-    let conn = Connection::connect(ConnectionOptions::new(url).identity(worker_identity()).build())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot reach Temporal at {}:{}: {e}",
-                addr.host, addr.port
-            )
-        })?;
+    let conn = Connection::connect(
+        ConnectionOptions::new(url)
+            .identity(worker_identity())
+            .build(),
+    )
+    .await
+    .map_err(|e| format!("cannot reach Temporal at {}:{}: {e}", addr.host, addr.port))?;
     Client::new(conn, ClientOptions::new(namespace).build()).map_err(|e| e.to_string())
 }
 
@@ -714,7 +724,9 @@ pub async fn submit(
         match desc.status() {
             WorkflowExecutionStatus::Running => attach = true,
             WorkflowExecutionStatus::Completed => {
-                if let Ok(prior) = existing.get_result(WorkflowGetResultOptions::default()).await
+                if let Ok(prior) = existing
+                    .get_result(WorkflowGetResultOptions::default())
+                    .await
                     && !prior.succeeded
                 {
                     sub.prior = Some(prior);

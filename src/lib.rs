@@ -18,7 +18,8 @@
 //! `gather`'s `Policy`, a condition's `CmpOp`, durations, the output bound), [`grant`], the
 //! tool grants an agent's `tools: [...]` holds and their wire names, and [`redact`],
 //! which takes secrets out of every text that comes from outside and every artefact orch
-//! writes. [`fmt`] (`orch fmt`, the one canonical layout), [`lsp`] (`orch lsp`, the language
+//! writes. [`engine`] sits above `run`: it runs plans on a durable engine (Temporal), driving
+//! [`run::remote`]'s interpreter in workflow code and its step host in activities. [`fmt`] (`orch fmt`, the one canonical layout), [`lsp`] (`orch lsp`, the language
 //! server, which formats with `fmt`) and [`cli`] (a thin clap front end) are leaves: nothing
 //! but another leaf imports them.
 //!
@@ -32,6 +33,7 @@ pub mod check;
 pub mod cli;
 pub mod common;
 pub mod diag;
+pub mod engine;
 pub mod fmt;
 pub mod grant;
 pub mod lsp;

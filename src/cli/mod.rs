@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod engine;
 mod mcp;
 mod otel;
 mod progress;
@@ -60,6 +61,11 @@ pub enum Command {
     /// (OTLP/HTTP; docs/observability.md).
     // Boxed: its many options would make every command as large as it.
     Run(Box<RunArgs>),
+    /// Execute runs' steps for a durable engine: a Temporal worker that runs the workflows
+    /// `orch run --engine` submits and their steps as activities, with the same providers,
+    /// limits and redaction as a local run (keys from this process's environment;
+    /// docs/scale-out.md).
+    Worker(WorkerArgs),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
     /// script.
     Runs(RunsArgs),
@@ -292,8 +298,45 @@ pub struct RunArgs {
     /// Without it, approvals are asked on the terminal, and fail when there is none.
     #[arg(long)]
     pub yes: bool,
+    /// Run on a durable engine instead of in this process: `temporal://HOST:PORT` submits
+    /// the run as a Temporal workflow that `orch worker`s execute, waits for it and prints
+    /// the same progress, summary and result. The same run submitted again attaches to it,
+    /// or resumes it after a failure (docs/scale-out.md).
+    #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
+    pub engine: Option<String>,
+    /// With --engine: the Temporal namespace.
+    #[arg(long, default_value = "default", requires = "engine")]
+    pub namespace: String,
+    /// With --engine: the task queue the workers poll.
+    #[arg(long, default_value = "orch", requires = "engine")]
+    pub task_queue: String,
     #[command(flatten)]
     pub compile: CompileArgs,
+}
+
+/// `orch worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The engine: `temporal://HOST:PORT`.
+    #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
+    pub engine: String,
+    /// The Temporal namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The task queue to poll (as `orch run --task-queue` submits to).
+    #[arg(long, default_value = "orch")]
+    pub task_queue: String,
+    /// At most N steps at once on this worker.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// The directory agents' tools work in on this worker (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Runs kept in memory between their tasks (Temporal's sticky cache, default 1000). 0:
+    /// every task of a run may go to any worker, which replays its history (needed with
+    /// Temporal's test server, which does not hand a dead worker's sticky tasks to others).
+    #[arg(long, value_name = "N")]
+    pub max_cached_runs: Option<usize>,
 }
 
 /// `orch runs`.
@@ -426,6 +469,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check(a),
         Command::Plan(a) => plan(a),
         Command::Run(a) => run::run(*a),
+        Command::Worker(a) => engine::worker(a),
         Command::Runs(a) => runs(a),
         Command::Report(a) => report::report(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),

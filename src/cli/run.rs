@@ -36,6 +36,9 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
     else {
         return ExitCode::from(1);
     };
+    if a.engine.is_some() {
+        return super::engine::run(&a, &program, &plan, inputs);
+    }
     let journal = match open_journal(&a, &plan.workflow) {
         Ok(j) => j,
         Err(e) => return usage_error(&e),
@@ -147,7 +150,7 @@ struct Ran<'r> {
 }
 
 /// A usage error: said on stderr, exit code 2.
-fn usage_error(e: &str) -> ExitCode {
+pub(super) fn usage_error(e: &str) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
 }
@@ -156,7 +159,7 @@ fn usage_error(e: &str) -> ExitCode {
 ///
 /// # Errors
 /// A `--replay` cassette that cannot be read.
-fn target(a: &RunArgs) -> Result<Target, String> {
+pub(super) fn target(a: &RunArgs) -> Result<Target, String> {
     Ok(if let Some(path) = &a.replay {
         Target::Replay(Arc::new(Cassette::replay(path)?))
     } else if a.simulate {
@@ -469,7 +472,7 @@ fn count_calls(
 
 /// The run summary: one line per step, then totals, then the warnings. With `served`
 /// (`--endpoint`), the model column names the model the server said answered.
-fn summary(r: &RunReport, served: bool, paint: &Paint) -> String {
+pub(super) fn summary(r: &RunReport, served: bool, paint: &Paint) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let width = r

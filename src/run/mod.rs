@@ -38,6 +38,7 @@ pub mod journal;
 pub mod limits;
 mod prepare;
 pub mod provider;
+pub mod remote;
 pub mod render;
 mod report;
 mod scheduler;

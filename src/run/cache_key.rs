@@ -36,10 +36,12 @@ const KEY_VERSION: &str = "orch-step-key-1";
 
 /// SHA-256 of `bytes`, as 64 lowercase hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut s = String::with_capacity(64);
     for b in digest.iter() {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -96,6 +98,15 @@ pub struct KeyParts {
     /// order of first use. Not part of the key.
     #[serde(default)]
     pub uses: IndexMap<String, String>,
+}
+
+/// A started step's key parts with the key they hash to, computed once when the step became
+/// ready and kept until it is recorded.
+#[derive(Debug, Clone)]
+pub(super) struct StepKey {
+    pub(super) parts: KeyParts,
+    /// [`KeyParts::key`] of `parts`.
+    pub(super) key: String,
 }
 
 /// The parts that determine the result, in a fixed order: what [`KeyParts::key`] hashes.
@@ -258,6 +269,10 @@ fn shown<T: std::fmt::Display>(v: &Option<T>) -> String {
 pub(super) struct Identities {
     by_model: HashMap<String, (String, String)>,
     simulate_commands: bool,
+    /// [`KeyParts::source`] of each node of the plan, by node id, computed on first use: the
+    /// instances of a region's body share their nodes' templates (only their names differ),
+    /// so each node's text is hashed once per run, not once per instance.
+    sources: Vec<std::sync::OnceLock<String>>,
 }
 
 impl Identities {
@@ -304,6 +319,9 @@ impl Identities {
             .collect();
         Identities {
             by_model,
+            sources: (0..plan.nodes.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             simulate_commands: matches!(
                 target,
                 Target::Simulate {
@@ -332,7 +350,12 @@ pub(super) fn step_parts(
             }
         }
     }
-    let source = hash_text(&serde_json::to_string(&(&node.prompt, &node.args)).unwrap_or_default());
+    let source_of =
+        || hash_text(&serde_json::to_string(&(&node.prompt, &node.args)).unwrap_or_default());
+    let source = match ids.sources.get(node.id) {
+        Some(cell) => cell.get_or_init(source_of).clone(),
+        None => source_of(),
+    };
     let output_type = super::step::structured_type(node).map(Type::to_string);
     match &node.exec {
         PlanExec::Model {

@@ -149,6 +149,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
             inner,
             exports,
             reused,
+            journal_error: None,
         }
     })
 }

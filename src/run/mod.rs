@@ -17,7 +17,9 @@
 //! the run from outside (Ctrl-C); a [`journal::Journal`] records every step as it ends and,
 //! on a resumed run, supplies the results of steps whose cache key ([`cache_key`]) is
 //! unchanged. Those three are hooks in the scheduler (`scheduler`): where a step is about
-//! to start (`start_ready`), where it ends (`finish`, `settle`), and at the start and end of
+//! to start (`start_ready`), where it ends (the journal's `start` and `step` records are
+//! written by the step's own task, `spawn`, before the scheduler's `finish` and `settle` see
+//! it), and at the start and end of
 //! the run.
 //!
 //! The parts: `prepare` (inputs, secrets, clients, before the first step), `scheduler`

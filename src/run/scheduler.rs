@@ -37,6 +37,8 @@ pub(super) struct Outcome {
     pub(super) exports: Vec<(NodeId, Option<serde_json::Value>)>,
     /// For a region: its steps whose result came from the journal.
     pub(super) reused: Vec<String>,
+    /// For a step: why its task could not journal it (the run then stops new work).
+    pub(super) journal_error: Option<String>,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             inner: Vec::new(),
             exports: Vec::new(),
             reused: Vec::new(),
+            journal_error: None,
         }
     }
 }
@@ -111,9 +114,10 @@ pub(super) struct Scheduler<'a> {
     cancel: Option<cancel::Cancel>,
     pub(super) interrupted: bool,
     pub(super) journal: Option<journal::Journal>,
-    /// With a journal: the key parts of each step that was started, for its record (boxed:
+    /// With a journal: the key parts of each step that was started, for its record (shared
+    /// with the step's task, which records it; kept here for a step interrupted in flight;
     /// most nodes have none at any time, and the parts are large).
-    pub(super) keys: Vec<Option<Box<cache_key::KeyParts>>>,
+    pub(super) keys: Vec<Option<Arc<cache_key::StepKey>>>,
     /// Steps that ran in this process (not reused), for `--why-rerun` messages.
     pub(super) ran: Vec<bool>,
     /// Steps whose result came from the journal.
@@ -514,28 +518,14 @@ impl<'a> Scheduler<'a> {
                 self.stopped.get_or_insert_with(|| e.to_string());
             }
         } else {
-            // Journal hook, a step ended: record it before anything depends on it.
-            // The cache first: recording the step drops its key parts.
-            self.cache_result(outcome.node, &mut outcome.report);
-            self.record(outcome.node, &outcome.report);
+            // Journal hook, a step ended: its task recorded it (and cached it with `--cache`)
+            // before handing it here, so before anything depends on it.
+            self.keys[outcome.node] = None;
+            if let Some(e) = outcome.journal_error.take() {
+                self.stopped.get_or_insert(e);
+            }
         }
         self.settle(outcome.node, report_finished(outcome.report, on_event));
-    }
-
-    /// With `--cache`: keeps the result of a step that may be cached and succeeded, for later
-    /// runs. A cache that cannot be written is a warning on the step; the run goes on.
-    fn cache_result(&self, id: NodeId, report: &mut StepReport) {
-        let (Some(cache), Some(parts)) = (&self.opts.cache, &self.keys[id]) else {
-            return;
-        };
-        if report.status != StepStatus::Succeeded
-            || !super::step_cache::cacheable(&self.plan.nodes[id])
-        {
-            return;
-        }
-        if let Err(e) = cache.put(&parts.key(), report) {
-            report.warnings.push(format!("not cached: {e}"));
-        }
     }
 
     /// A `gather <any|first N>` that starts no longer needs the rest of its block: cancel it.
@@ -608,7 +598,9 @@ impl<'a> Scheduler<'a> {
         let plan = self.plan_arc.clone();
         let shared = self.shared.clone();
         let cap = self.max_tokens_cap;
-        let key = self.keys[id].as_deref().map(cache_key::KeyParts::key);
+        let step_key = self.keys[id].clone();
+        let journal = self.journal.clone();
+        let cache = self.opts.cache.clone();
         let handle = tasks.spawn(async move {
             let call = Call {
                 prompt,
@@ -616,8 +608,33 @@ impl<'a> Scheduler<'a> {
                 largest,
             };
             let node = &plan.nodes[id];
-            let report = execute(node, call, &shared, cap, &tx, key).await;
-            Outcome::step(id, report)
+            // Journal hook, a step starts: its `start` record, written by its own task (as
+            // its end below) so that the scheduler's task does not wait for the journal.
+            let mut journal_error = None;
+            if let Some(j) = &journal
+                && let Err(e) = j.started(&node.name)
+            {
+                journal_error = Some(e.to_string());
+            }
+            let key = step_key.as_ref().map(|k| k.key.clone());
+            let mut report = execute(node, call, &shared, cap, &tx, key).await;
+            // Journal hook, a step ended, in the step's own task (the scheduler's goes on
+            // meanwhile): cached first with `--cache`, then recorded; the scheduler learns
+            // of it only after, so before anything depends on it.
+            if let Some(k) = &step_key {
+                if let Some(cache) = &cache {
+                    cache_result(cache, node, k, &mut report);
+                }
+                if let Some(j) = &journal
+                    && let Err(e) = j.step(&report, k)
+                {
+                    journal_error.get_or_insert(e.to_string());
+                }
+            }
+            Outcome {
+                journal_error,
+                ..Outcome::step(id, report)
+            }
         });
         self.abort.insert(id, handle);
     }
@@ -686,6 +703,22 @@ impl<'a> Scheduler<'a> {
             interrupted: self.interrupted,
         };
         (report, self.outputs)
+    }
+}
+
+/// With `--cache`: keeps the result of a step that may be cached and succeeded, for later
+/// runs. A cache that cannot be written is a warning on the step; the run goes on.
+fn cache_result(
+    cache: &super::step_cache::StepCache,
+    node: &crate::plan::PlanNode,
+    key: &cache_key::StepKey,
+    report: &mut StepReport,
+) {
+    if report.status != StepStatus::Succeeded || !super::step_cache::cacheable(node) {
+        return;
+    }
+    if let Err(e) = cache.put(&key.key, report) {
+        report.warnings.push(format!("not cached: {e}"));
     }
 }
 

@@ -234,7 +234,10 @@ impl Scheduler<'_> {
                 self.describe_use(id, name)
             })
         });
-        self.keys[id] = Some(Box::new(parts));
+        self.keys[id] = Some(std::sync::Arc::new(cache_key::StepKey {
+            parts,
+            key: key.clone(),
+        }));
         match decision {
             None | Some(Decision::Rerun(_)) if self.take_cached(id, &key, on_event) => true,
             None => {

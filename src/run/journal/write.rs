@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::super::cache_key::KeyParts;
+use super::super::cache_key::StepKey;
 use super::super::scheduler::Scheduler;
 use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
@@ -262,7 +262,11 @@ impl Journal {
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
-    pub(crate) fn step(&self, report: &StepReport, parts: &KeyParts) -> Result<(), JournalError> {
+    pub(in crate::run) fn step(
+        &self,
+        report: &StepReport,
+        key: &StepKey,
+    ) -> Result<(), JournalError> {
         let (status, error) = match &report.status {
             StepStatus::Succeeded => (StepOutcome::Succeeded, None),
             StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.clone())),
@@ -276,8 +280,8 @@ impl Journal {
                     agent: report.agent.clone(),
                     status,
                     error,
-                    cache_key: parts.key(),
-                    key: parts.clone(),
+                    cache_key: key.key.clone(),
+                    key: key.parts.clone(),
                     output: report.output.clone(),
                     value: report.value.clone(),
                     approval: report.approval.clone(),
@@ -608,19 +612,14 @@ impl Inner {
 }
 
 impl Scheduler<'_> {
-    /// A step is being spawned: journal its start, and on a resumed run say why it runs again.
+    /// A step is being spawned: on a resumed run, say why it runs again. (Its task journals
+    /// its start, [`Journal::started`], before anything else.)
     pub(in crate::run) fn record_start(&mut self, id: NodeId, tx: &UnboundedSender<Event>) {
-        let name = &self.plan.nodes[id].name;
         if let Some(why) = self.rerun_why[id].take() {
             let _ = tx.send(Event::Rerun {
-                step: name.clone(),
+                step: self.plan.nodes[id].name.clone(),
                 why,
             });
-        }
-        if let Some(j) = &self.journal
-            && let Err(e) = j.started(name)
-        {
-            self.stopped.get_or_insert_with(|| e.to_string());
         }
     }
 
@@ -628,10 +627,10 @@ impl Scheduler<'_> {
     /// work stops: results that could not be recorded would be paid for again on resume.
     pub(in crate::run) fn record(&mut self, id: NodeId, report: &StepReport) {
         // A step is recorded once: its key parts are not needed after.
-        let (Some(j), Some(parts)) = (&self.journal, self.keys[id].take()) else {
+        let (Some(j), Some(key)) = (&self.journal, self.keys[id].take()) else {
             return;
         };
-        if let Err(e) = j.step(report, &parts) {
+        if let Err(e) = j.step(report, &key) {
             self.stopped.get_or_insert_with(|| e.to_string());
         }
     }
@@ -652,8 +651,8 @@ workflow main() {
 }
 "#;
 
-    fn parts() -> KeyParts {
-        KeyParts {
+    fn parts() -> StepKey {
+        let parts = crate::run::cache_key::KeyParts {
             kind: "model".into(),
             provider: None,
             model: None,
@@ -668,6 +667,10 @@ workflow main() {
             output_type: None,
             source: "s".into(),
             uses: IndexMap::new(),
+        };
+        StepKey {
+            key: parts.key(),
+            parts,
         }
     }
 

@@ -97,6 +97,18 @@ fn render(records: &[Record], step: Option<&str>) -> Result<String, String> {
             Record::Step(s) => {
                 steps.entry(s.name.clone()).or_default().record = Some((**s).clone())
             }
+            Record::Batch(b) => {
+                for item in &b.items {
+                    steps
+                        .entry(item.step.clone())
+                        .or_default()
+                        .warnings
+                        .push(format!(
+                            "sent in {} batch `{}` as `{}`",
+                            b.provider, b.batch_id, item.custom_id
+                        ));
+                }
+            }
             Record::Warning(w) => steps
                 .entry(w.step.clone())
                 .or_default()

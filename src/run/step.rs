@@ -689,14 +689,34 @@ async fn model_attempts(
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
         // its output bound.
         let tokens = request_tokens(&req) + u64::from(req.max_tokens);
-        // The provider's permit is taken before the attempt's clock starts: waiting in line for
-        // a provider is not part of a timeout, and the step counts as started once it has one.
+        // `parallel <batch>`: the first attempt on the step's own model goes in a provider
+        // batch (a workflow step's, not a nested one's); retries are ordinary requests.
+        let batch = match (&node.exec, node.batch) {
+            (PlanExec::Model { model: own, .. }, Some(b))
+                if tries == 0 && own == model && origin.depth == 0 =>
+            {
+                shared.batches.get(b).zip(client.provider.batch_api())
+            }
+            _ => None,
+        };
+        // A batched request waits in no provider line and counts against no rate limit: the
+        // provider takes the whole batch at once.
         let _permit = match shared.provider_limits.get(&client.provider_name) {
-            Some(s) => s.clone().acquire_owned().await.ok(),
-            None => None,
+            // The provider's permit is taken before the attempt's clock starts: waiting in line
+            // for a provider is not part of a timeout, and the step counts as started once it
+            // has one.
+            Some(s) if batch.is_none() => s.clone().acquire_owned().await.ok(),
+            _ => None,
         };
         // Rate limits, too, are waited for before the attempt's clock starts.
-        client.limits.acquire(tokens, &on_wait).await;
+        if batch.is_none() {
+            client.limits.acquire(tokens, &on_wait).await;
+        }
+        let price_factor = if batch.is_some() {
+            crate::common::BATCH_PRICE_FACTOR
+        } else {
+            1.0
+        };
         if report.attempts == 0 {
             report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
         }
@@ -717,7 +737,12 @@ async fn model_attempts(
         attempt::sending(tx, &node.name, model, attempt_no, turn, &sent);
         let wait_ms = waiting_since.elapsed().as_millis() as u64;
         let started_ms = shared.start.elapsed().as_millis() as u64;
-        let attempt = client.provider.complete_with_progress(&req, &on_progress);
+        let attempt: std::pin::Pin<
+            Box<dyn Future<Output = Result<Completion, ProviderError>> + Send + '_>,
+        > = match batch {
+            Some((batcher, api)) => Box::pin(batcher.submit(&node.name, client, api, &req)),
+            None => Box::pin(client.provider.complete_with_progress(&req, &on_progress)),
+        };
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
@@ -757,7 +782,8 @@ async fn model_attempts(
                 rec.usage = c.usage;
                 rec.cost_usd = client
                     .price
-                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                    .cost(c.usage.input_tokens, c.usage.output_tokens)
+                    * price_factor;
                 attempt::record(shared, tx, sent, Some(&c.text), rec);
             }
             Err(e) => {
@@ -770,7 +796,8 @@ async fn model_attempts(
                 report.usage.add(c.usage);
                 report.cost_usd += client
                     .price
-                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                    .cost(c.usage.input_tokens, c.usage.output_tokens)
+                    * price_factor;
                 report.served_model = Some(c.model.clone());
                 report.truncated = c.stop == StopReason::MaxTokens;
                 if report.truncated && node.on_truncated != OnTruncated::Warn {

@@ -388,10 +388,12 @@ impl Lowerer<'_> {
             tainted: false,
             output_type,
             regions: self.path.clone(),
+            batch: scope.batch,
         });
         if approval {
             self.approval_step(id, s);
         }
+        self.check_batch_window(id);
         for t in prompt.iter().chain(args.values()) {
             for p in t.interps() {
                 self.pending.push(PendingRef {

@@ -1956,6 +1956,9 @@ impl InvalidOption {
                     "budget" => {
                         "`budget $X` limits a workflow or a `parallel` block: `workflow main() <budget $2.00> { ... }`"
                     }
+                    "batch" => {
+                        "`batch` sends the model requests of a `parallel` block (or `parallel for`) as one provider batch; put the step in `parallel <batch> { ... }`"
+                    }
                     _ => "remove it",
                 };
                 let place = match place {

@@ -71,7 +71,8 @@ pub fn render_text(plan: &Plan) -> String {
     for b in &plan.batches {
         let _ = writeln!(
             out,
-            "  batch at {}:{}: {} in one provider batch{}, answered within {} (the batch window), at {}% of the models' prices",
+            "  batch at {}:{}:{}: {} in one provider batch{}, answered within {} (the batch window), at {}% of the models' prices",
+            b.location.file,
             b.location.line,
             b.location.column,
             if b.steps.is_empty() {

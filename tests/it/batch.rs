@@ -582,3 +582,46 @@ workflow main() {
         "a structured output in a batch"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_requests_are_recorded_and_replayed_one_by_one() {
+    let fake = Fake::default();
+    let server = fake.serve(1).await;
+    let tmp = crate::common::temp_dir();
+    let script_path = tmp.path().join("batch.orch");
+    std::fs::write(
+        &script_path,
+        script("openai", &server.uri(), &["one", "two", "three"]),
+    )
+    .unwrap();
+    let script_arg = script_path.to_string_lossy().into_owned();
+    let tape = tmp.path().join("tape.jsonl");
+    let tape_arg = tape.to_string_lossy().into_owned();
+    let state = tmp.path().join("state");
+    let recorded = orch_cmd(&["run", &script_arg, "-q", "--record", &tape_arg], &state)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    assert_eq!(fake.creations(), 1);
+    drop(server);
+    let text = std::fs::read_to_string(&tape).unwrap();
+    assert_eq!(text.matches("\"answer\"").count(), 3, "{text}");
+    assert!(!text.contains(KEY));
+    let replayed = orch_cmd(&["run", &script_arg, "-q", "--replay", &tape_arg], &state)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert_eq!(replayed.stdout, recorded.stdout);
+}

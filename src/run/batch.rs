@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 use super::journal::{BatchItemRecord, BatchRecord, BatchRef, Journal};
 use super::prepare::ModelClient;
-use super::provider::batch::{BatchApi, BatchItem, BatchPoll};
+use super::provider::batch::{BatchApi, BatchItem, BatchPoll, results_bytes};
 use super::provider::{Completion, CompletionRequest, ProviderError};
 use crate::plan::Plan;
 
@@ -125,12 +125,15 @@ struct Queued {
     reply: oneshot::Sender<Result<Completion, ProviderError>>,
 }
 
-/// The polls of the batches a resumed run finds in its journal: each is polled until it ends,
-/// once, however many steps wait for it.
+/// The batches a resumed run finds in its journal: each is polled until it ends and its
+/// results fetched, once, however many steps wait for it.
 #[derive(Default)]
 struct Resumed {
-    polls: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<BatchPoll, ProviderError>>>>>,
+    batches: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<Ended, ProviderError>>>>>,
 }
+
+/// An ended batch: its last poll and the lines of its results, by `custom_id`.
+type Ended = (BatchPoll, Arc<HashMap<String, serde_json::Value>>);
 
 /// A holder of a batcher: while it lives, the batcher's queue is not submitted for want of
 /// further requests (see the module doc). Dropping it may submit the queue.
@@ -373,18 +376,26 @@ impl Batcher {
         req: &CompletionRequest,
     ) -> Result<Completion, ProviderError> {
         let cell = {
-            let mut polls = self.resumed.polls.lock().unwrap_or_else(|e| e.into_inner());
-            polls.entry(batch.batch_id.clone()).or_default().clone()
+            let mut batches = self
+                .resumed
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            batches.entry(batch.batch_id.clone()).or_default().clone()
         };
-        let poll = cell
-            .get_or_init(|| poll_until_ended(api, &batch.batch_id, client.batch_poll))
+        let item = BatchItem { custom_id, req };
+        // The results of the whole batch, each answer at most as long as this request's may
+        // be (the requests of one block mostly share their agent's bounds).
+        let limit = results_bytes(&vec![item; batch.items.max(1)]);
+        let (poll, lines) = cell
+            .get_or_init(|| async {
+                let poll = poll_until_ended(api, &batch.batch_id, client.batch_poll).await?;
+                let lines = api.raw_results(&poll, limit).await?;
+                Ok((poll, Arc::new(lines)))
+            })
             .await
             .clone()?;
-        let item = BatchItem { custom_id, req };
-        let mut results = api.results(&poll, &[item]).await?;
-        let outcome = results
-            .remove(custom_id)
-            .unwrap_or_else(|| Err(unanswered(api.kind(), &poll)));
+        let outcome = api.read(item, lines.get(custom_id), &poll);
         note(client, req, outcome)
     }
 }

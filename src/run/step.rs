@@ -733,6 +733,11 @@ async fn model_attempts(
             attempt: attempt_no,
             turn,
         });
+        if batch.is_some() {
+            let _ = tx.send(Event::Batched {
+                step: node.name.clone(),
+            });
+        }
         let sent = attempt::sent_texts(&req);
         attempt::sending(tx, &node.name, model, attempt_no, turn, &sent);
         let wait_ms = waiting_since.elapsed().as_millis() as u64;

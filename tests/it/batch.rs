@@ -39,6 +39,8 @@ struct State {
     uploads: Vec<String>,
     /// `x-api-key` / `authorization` values seen.
     keys: Vec<String>,
+    /// Results downloaded (Anthropic's `results_url`, OpenAI's file contents).
+    downloads: usize,
 }
 
 struct Batch {
@@ -167,6 +169,7 @@ impl Respond for Fake {
                 }))
             }
             ("GET", ["v1", "messages", "batches", id, "results"]) => {
+                st.downloads += 1;
                 let n: usize = id.trim_start_matches("msgbatch_").parse().unwrap();
                 let lines: Vec<String> = st.batches[n - 1]
                     .requests
@@ -256,6 +259,7 @@ impl Respond for Fake {
                 }))
             }
             ("GET", ["v1", "files", file, "content"]) => {
+                st.downloads += 1;
                 let (kind, n) = file.trim_start_matches("file-").split_once('-').unwrap();
                 let n: usize = n.parse().unwrap();
                 let expire = st.expire;
@@ -533,6 +537,9 @@ async fn killed_while_polling_then_resumed(kind: &str) {
     }
     // The resumed run submitted nothing: no second `batch` record.
     assert_eq!(batch_records(&journal).len(), 1);
+    // The results were read once for the twelve steps (OpenAI: its output and error files).
+    let files = if kind == "openai" { 2 } else { 1 };
+    assert_eq!(fake.state.lock().unwrap().downloads, files);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,8 @@ pub struct BatchRef {
     pub api: String,
     /// The provider's id of the batch.
     pub batch_id: String,
+    /// How many requests it holds.
+    pub items: usize,
 }
 
 /// What an agent loop recorded of its latest execution with one cache key: its turns and the
@@ -296,6 +298,7 @@ pub(super) fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History
                     provider: b.provider,
                     api: b.api,
                     batch_id: b.batch_id,
+                    items: b.items.len(),
                 });
                 for item in b.items {
                     h.batched

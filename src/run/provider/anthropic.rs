@@ -290,26 +290,24 @@ impl Anthropic {
         outcome.await.map_err(ProviderError::redacted)
     }
 
-    /// The results of an ended Message Batch: the JSON Lines at its `results_url`, each
-    /// `{custom_id, result}` with `result.type` `succeeded` (and the `message`, read as
-    /// [`Anthropic::complete`] reads one), `errored` (`result.error.error.{type, message}`;
-    /// retried as an ordinary request unless its type is final, such as
-    /// `invalid_request_error`), `canceled` or `expired` (both retried). Source: Anthropic API
-    /// reference, "Retrieve Message Batch results",
-    /// <https://docs.anthropic.com/en/api/retrieving-message-batch-results>.
+    /// The results of an ended Message Batch: the JSON Lines at its `results_url` (at most
+    /// `limit` bytes, redacted), each `{custom_id, result}` with `result.type` `succeeded`
+    /// (and the `message`, read as [`Anthropic::complete`] reads one), `errored`
+    /// (`result.error.error.{type, message}`; retried as an ordinary request unless its type
+    /// is final, such as `invalid_request_error`), `canceled` or `expired` (both retried):
+    /// see [`Anthropic::batch_read`]. Source: Anthropic API reference, "Retrieve Message Batch
+    /// results", <https://docs.anthropic.com/en/api/retrieving-message-batch-results>.
     ///
     /// # Errors
     /// As [`Anthropic::complete`] for the HTTP call; [`ProviderError::Malformed`] when a line
-    /// is not a result; [`ProviderError::TooLarge`] when the results are larger than every
-    /// request's answer bound together.
-    pub(super) async fn batch_results(
+    /// is not a result; [`ProviderError::TooLarge`] when the results are longer than `limit`.
+    pub(super) async fn batch_raw(
         &self,
         poll: &super::batch::BatchPoll,
-        items: &[super::batch::BatchItem<'_>],
-    ) -> Result<super::batch::BatchResults, ProviderError> {
-        let mut results = super::batch::BatchResults::new();
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, ProviderError> {
         let Some(url) = poll.results.first() else {
-            return Ok(results);
+            return Ok(Vec::new());
         };
         let options = self.batch_options();
         let call = Call {
@@ -318,7 +316,6 @@ impl Anthropic {
             options: &options,
         };
         let client = super::http_client(PROVIDER, url)?;
-        let limit = super::batch::results_bytes(items);
         let body = async {
             let response = call
                 .response(self.batch_request(&client, reqwest::Method::GET, url))
@@ -333,56 +330,60 @@ impl Anthropic {
         }
         .await
         .map_err(ProviderError::redacted)?;
-        for (id, line) in super::batch::jsonl_lines(PROVIDER, &body)? {
-            let Some(item) = items.iter().find(|i| i.custom_id == id) else {
-                continue;
-            };
-            let result = line.get("result").cloned().unwrap_or_default();
-            let kind = result.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            let outcome = match kind {
-                "succeeded" => {
-                    let message = result.get("message").cloned().unwrap_or_default();
-                    serde_json::from_value::<MessagesResponse>(message)
-                        .map_err(|e| ProviderError::Malformed {
-                            provider: PROVIDER,
-                            message: format!("batch result `{id}`: {e}"),
-                        })
-                        .map(|m| m.into_completion(item.req, answer_tool(item.req).as_ref()))
-                }
-                "errored" => {
-                    let error = result
-                        .pointer("/error/error")
-                        .or_else(|| result.get("error"));
-                    let kind = error
-                        .and_then(|e| e.get("type"))
-                        .and_then(|t| t.as_str())
-                        .unwrap_or("error");
-                    let message = error
-                        .and_then(|e| e.get("message"))
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("no message");
-                    Err(ProviderError::Batch {
+        super::batch::jsonl_lines(PROVIDER, &body)
+    }
+
+    /// The outcome of `req` in a line of a Message Batch's results (see
+    /// [`Anthropic::batch_raw`]), redacted.
+    pub(super) fn batch_read(
+        id: &str,
+        line: &serde_json::Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
+        let result = line.get("result").cloned().unwrap_or_default();
+        let kind = result.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        let outcome = match kind {
+            "succeeded" => {
+                let message = result.get("message").cloned().unwrap_or_default();
+                serde_json::from_value::<MessagesResponse>(message)
+                    .map_err(|e| ProviderError::Malformed {
                         provider: PROVIDER,
-                        message: format!("{kind}: {message}"),
-                        retryable: !FINAL_STREAM_ERRORS.contains(&kind),
+                        message: format!("batch result `{id}`: {e}"),
                     })
-                }
-                other => Err(ProviderError::Batch {
+                    .map(|m| m.into_completion(req, answer_tool(req).as_ref()))
+            }
+            "errored" => {
+                let error = result
+                    .pointer("/error/error")
+                    .or_else(|| result.get("error"));
+                let kind = error
+                    .and_then(|e| e.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("error");
+                let message = error
+                    .and_then(|e| e.get("message"))
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("no message");
+                Err(ProviderError::Batch {
                     provider: PROVIDER,
-                    message: format!(
-                        "the request was {}",
-                        if other.is_empty() {
-                            "not answered"
-                        } else {
-                            other
-                        }
-                    ),
-                    retryable: true,
-                }),
-            };
-            results.insert(id, super::redact_outcome(outcome));
-        }
-        Ok(results)
+                    message: format!("{kind}: {message}"),
+                    retryable: !FINAL_STREAM_ERRORS.contains(&kind),
+                })
+            }
+            other => Err(ProviderError::Batch {
+                provider: PROVIDER,
+                message: format!(
+                    "the request was {}",
+                    if other.is_empty() {
+                        "not answered"
+                    } else {
+                        other
+                    }
+                ),
+                retryable: true,
+            }),
+        };
+        super::redact_outcome(outcome)
     }
 }
 

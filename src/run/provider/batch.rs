@@ -52,8 +52,8 @@ pub struct BatchPoll {
     pub error: Option<String>,
 }
 
-/// The outcome of each request of an ended batch, by `custom_id`. A request without an
-/// outcome (the batch failed, expired or was cancelled before it) is absent.
+/// The outcome of each request of an ended batch, by `custom_id` (a request the batch did not
+/// answer has a [`ProviderError::Batch`]).
 pub type BatchResults = HashMap<String, Result<Completion, ProviderError>>;
 
 /// A provider's batch API, when it has one.
@@ -142,27 +142,86 @@ impl BatchApi<'_> {
         }
     }
 
-    /// The outcomes of the requests of an ended batch (`poll` is its last poll), read with
-    /// the requests they answer (each answer is parsed as that request's answer would be).
+    /// The lines of an ended batch's results (`poll` is its last poll), at most `limit`
+    /// bytes a file, by `custom_id`; read each with [`BatchApi::read`]. The simulator has
+    /// none: it answers in [`BatchApi::read`].
     ///
     /// # Errors
-    /// [`ProviderError`] when the results cannot be fetched or are not JSON Lines.
+    /// [`ProviderError`] when the results cannot be fetched, are longer than `limit` or are
+    /// not JSON Lines with a `custom_id` each.
+    pub async fn raw_results(
+        &self,
+        poll: &BatchPoll,
+        limit: usize,
+    ) -> Result<HashMap<String, serde_json::Value>, ProviderError> {
+        let lines = match self {
+            BatchApi::Anthropic(p) => p.batch_raw(poll, limit).await?,
+            BatchApi::OpenAi(p) => p.batch_raw(poll, limit).await?,
+            BatchApi::Sim(_) => Vec::new(),
+        };
+        Ok(lines.into_iter().collect())
+    }
+
+    /// The outcome of `item` in its batch's results (`line`, absent when the results have no
+    /// line for it: [`ProviderError::Batch`] saying how the batch ended, from `poll`). The
+    /// simulator answers the request.
+    ///
+    /// # Errors
+    /// The request's failure in the batch; [`ProviderError::Malformed`] for a line that is not
+    /// an answer.
+    pub fn read(
+        &self,
+        item: BatchItem<'_>,
+        line: Option<&serde_json::Value>,
+        poll: &BatchPoll,
+    ) -> Result<Completion, ProviderError> {
+        match (self, line) {
+            (BatchApi::Sim(p), _) => p.batch_answer(item.req),
+            (BatchApi::Anthropic(_), Some(line)) => {
+                super::anthropic::Anthropic::batch_read(item.custom_id, line, item.req)
+            }
+            (BatchApi::OpenAi(p), Some(line)) => p.batch_read(item.custom_id, line, item.req),
+            (_, None) => Err(ProviderError::Batch {
+                provider: self.kind(),
+                message: format!(
+                    "the batch ended `{}` without an answer to it{}",
+                    poll.status,
+                    poll.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// The outcomes of `items`, the requests of an ended batch (`poll` is its last poll),
+    /// each parsed as that request's answer would be, by `custom_id`.
+    ///
+    /// # Errors
+    /// As [`BatchApi::raw_results`], with every request's answer bound together as the limit.
     pub async fn results(
         &self,
         poll: &BatchPoll,
         items: &[BatchItem<'_>],
     ) -> Result<BatchResults, ProviderError> {
-        match self {
-            BatchApi::Anthropic(p) => p.batch_results(poll, items).await,
-            BatchApi::OpenAi(p) => p.batch_results(poll, items).await,
-            BatchApi::Sim(p) => Ok(p.batch_results(items)),
-        }
+        let raw = self.raw_results(poll, results_bytes(items)).await?;
+        Ok(items
+            .iter()
+            .map(|&i| {
+                (
+                    i.custom_id.to_string(),
+                    self.read(i, raw.get(i.custom_id), poll),
+                )
+            })
+            .collect())
     }
 }
 
 /// The most bytes of a batch's results read: the bound of each request's answer
 /// ([`super::envelope_bytes`]) summed, plus 64 KiB.
-pub(super) fn results_bytes(items: &[BatchItem<'_>]) -> usize {
+pub fn results_bytes(items: &[BatchItem<'_>]) -> usize {
     items
         .iter()
         .map(|i| super::envelope_bytes(i.req.max_output_bytes))

@@ -637,74 +637,78 @@ impl OpenAi {
     }
 
     /// The results of an ended batch: the content of its output and error files (`GET
-    /// {base_url}/files/{id}/content`), one `{custom_id, response: {status_code, body},
-    /// error}` a line. A line with a 2xx `status_code` is read as [`OpenAi::complete`] reads
-    /// an answer; any other is the request's failure, retried as an ordinary request as its
-    /// status would be (its `error.code`, such as `batch_expired`, named). Source: OpenAI API
-    /// reference, "The request output object",
+    /// {base_url}/files/{id}/content`, each at most `limit` bytes, redacted), one
+    /// `{custom_id, response: {status_code, body}, error}` a line. A line with a 2xx
+    /// `status_code` is read as [`OpenAi::complete`] reads an answer; any other is the
+    /// request's failure, retried as an ordinary request as its status would be (its
+    /// `error.code`, such as `batch_expired`, named): see [`OpenAi::batch_read`]. Source:
+    /// OpenAI API reference, "The request output object",
     /// <https://platform.openai.com/docs/api-reference/batch/request-output>.
     ///
     /// # Errors
     /// As [`OpenAi::complete`] for the HTTP calls; [`ProviderError::Malformed`] when a line is
-    /// not an output; [`ProviderError::TooLarge`] when a file is larger than every request's
-    /// answer bound together.
-    pub(super) async fn batch_results(
+    /// not an output; [`ProviderError::TooLarge`] when a file is longer than `limit`.
+    pub(super) async fn batch_raw(
         &self,
         poll: &super::batch::BatchPoll,
-        items: &[super::batch::BatchItem<'_>],
-    ) -> Result<super::batch::BatchResults, ProviderError> {
-        let mut results = super::batch::BatchResults::new();
-        let limit = super::batch::results_bytes(items);
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, ProviderError> {
+        let mut lines = Vec::new();
         for file in &poll.results {
             let body = self
                 .batch_get(&format!("/files/{file}/content"), limit)
                 .await?;
-            for (id, line) in super::batch::jsonl_lines(PROVIDER, &body)? {
-                let Some(item) = items.iter().find(|i| i.custom_id == id) else {
-                    continue;
-                };
-                let status = line
-                    .pointer("/response/status_code")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0);
-                let outcome = if (200..300).contains(&status) {
-                    let body = line.pointer("/response/body").cloned().unwrap_or_default();
-                    serde_json::from_value::<ChatResponse>(body)
-                        .map_err(|e| ProviderError::Malformed {
-                            provider: PROVIDER,
-                            message: format!("batch result `{id}`: {e}"),
-                        })
-                        .and_then(|r| r.into_completion(item.req))
-                        .map(|c| finish_answer(item.req, &self.batch_sent(item.req), c))
-                } else {
-                    let error = line
-                        .get("error")
-                        .filter(|e| !e.is_null())
-                        .or_else(|| line.pointer("/response/body/error"));
-                    let code = error
-                        .and_then(|e| e.get("code"))
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("error");
-                    let message = error
-                        .and_then(|e| e.get("message"))
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("no message");
-                    let retryable =
-                        status == 0 || matches!(status, 408 | 409 | 429) || status >= 500;
-                    Err(ProviderError::Batch {
-                        provider: PROVIDER,
-                        message: if status == 0 {
-                            format!("{code}: {message}")
-                        } else {
-                            format!("HTTP {status}, {code}: {message}")
-                        },
-                        retryable,
-                    })
-                };
-                results.insert(id, super::redact_outcome(outcome));
-            }
+            lines.extend(super::batch::jsonl_lines(PROVIDER, &body)?);
         }
-        Ok(results)
+        Ok(lines)
+    }
+
+    /// The outcome of `req` in a line of a batch's output or error file (see
+    /// [`OpenAi::batch_raw`]), redacted.
+    pub(super) fn batch_read(
+        &self,
+        id: &str,
+        line: &serde_json::Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
+        let status = line
+            .pointer("/response/status_code")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let outcome = if (200..300).contains(&status) {
+            let body = line.pointer("/response/body").cloned().unwrap_or_default();
+            serde_json::from_value::<ChatResponse>(body)
+                .map_err(|e| ProviderError::Malformed {
+                    provider: PROVIDER,
+                    message: format!("batch result `{id}`: {e}"),
+                })
+                .and_then(|r| r.into_completion(req))
+                .map(|c| finish_answer(req, &self.batch_sent(req), c))
+        } else {
+            let error = line
+                .get("error")
+                .filter(|e| !e.is_null())
+                .or_else(|| line.pointer("/response/body/error"));
+            let code = error
+                .and_then(|e| e.get("code"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("error");
+            let message = error
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("no message");
+            let retryable = status == 0 || matches!(status, 408 | 409 | 429) || status >= 500;
+            Err(ProviderError::Batch {
+                provider: PROVIDER,
+                message: if status == 0 {
+                    format!("{code}: {message}")
+                } else {
+                    format!("HTTP {status}, {code}: {message}")
+                },
+                retryable,
+            })
+        };
+        super::redact_outcome(outcome)
     }
 }
 

@@ -163,16 +163,13 @@ impl Sim {
         }
     }
 
-    /// The answers of a simulated batch: each request answered as [`Sim::complete`] answers
-    /// it (its scheduled failures included), without the latency.
-    pub fn batch_results(
-        &self,
-        items: &[super::batch::BatchItem<'_>],
-    ) -> super::batch::BatchResults {
-        items
-            .iter()
-            .map(|i| (i.custom_id.to_string(), self.answer(i.req)))
-            .collect()
+    /// The answer to a request of a simulated batch: as [`Sim::complete`] answers it (its
+    /// scheduled failures included), without the latency.
+    ///
+    /// # Errors
+    /// [`ProviderError::Simulated`] while the prompt's scheduled failures last.
+    pub fn batch_answer(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.answer(req)
     }
 
     /// [`Sim::complete`] without the latency.

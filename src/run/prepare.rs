@@ -65,6 +65,11 @@ pub(super) struct ModelClient {
     /// ([`super::batch`]): the provider's `batch_poll`, 30 s by default; on the simulator a
     /// quarter of its latency (at least 1 ms).
     pub(super) batch_poll: Duration,
+    /// Whether `parallel <batch>` requests go in its provider's batches: not to an
+    /// `--endpoint` server (the local servers it is for have no batch API).
+    pub(super) batchable: bool,
+    /// Whether its answers come from a cassette (`--replay`).
+    pub(super) replayed: bool,
 }
 
 /// Everything the tasks share.
@@ -370,6 +375,8 @@ impl Clients<'_> {
             price: if priced { def.price } else { Price::default() },
             limits,
             context_window: if priced { def.context_window } else { None },
+            batchable: !matches!(self.opts.target, Target::Endpoint(_)),
+            replayed: matches!(self.opts.target, Target::Replay(_)),
             batch_poll: match &self.opts.target {
                 Target::Simulate { latency_ms, .. } => {
                     Duration::from_millis((latency_ms / 4).max(1))

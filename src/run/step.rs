@@ -691,14 +691,21 @@ async fn model_attempts(
         let tokens = request_tokens(&req) + u64::from(req.max_tokens);
         // `parallel <batch>`: the first attempt on the step's own model goes in a provider
         // batch (a workflow step's, not a nested one's); retries are ordinary requests.
-        let batch = match (&node.exec, node.batch) {
+        let in_batch = match (&node.exec, node.batch) {
             (PlanExec::Model { model: own, .. }, Some(b))
                 if tries == 0 && own == model && origin.depth == 0 =>
             {
-                shared.batches.get(b).zip(client.provider.batch_api())
+                Some(b)
             }
             _ => None,
         };
+        // Sent in a batch when the client has a batch API (a replayed cassette answers each
+        // request by its identity, at the batch price it was recorded at; an `--endpoint`
+        // server is asked request by request).
+        let batch = in_batch
+            .filter(|_| client.batchable)
+            .and_then(|b| shared.batches.get(b))
+            .zip(client.provider.batch_api());
         // A batched request waits in no provider line and counts against no rate limit: the
         // provider takes the whole batch at once.
         let _permit = match shared.provider_limits.get(&client.provider_name) {
@@ -712,7 +719,7 @@ async fn model_attempts(
         if batch.is_none() {
             client.limits.acquire(tokens, &on_wait).await;
         }
-        let price_factor = if batch.is_some() {
+        let price_factor = if in_batch.is_some() && (batch.is_some() || client.replayed) {
             crate::common::BATCH_PRICE_FACTOR
         } else {
             1.0

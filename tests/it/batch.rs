@@ -605,10 +605,23 @@ async fn batched_requests_are_recorded_and_replayed_one_by_one() {
     let tape = tmp.path().join("tape.jsonl");
     let tape_arg = tape.to_string_lossy().into_owned();
     let state = tmp.path().join("state");
-    let recorded = orch_cmd(&["run", &script_arg, "-q", "--record", &tape_arg], &state)
-        .output()
-        .await
-        .unwrap();
+    let report = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
+    let (first, second) = (report("recorded.json"), report("replayed.json"));
+    let recorded = orch_cmd(
+        &[
+            "run",
+            &script_arg,
+            "-q",
+            "--record",
+            &tape_arg,
+            "--report",
+            &first,
+        ],
+        &state,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(
         recorded.status.code(),
         Some(0),
@@ -620,10 +633,21 @@ async fn batched_requests_are_recorded_and_replayed_one_by_one() {
     let text = std::fs::read_to_string(&tape).unwrap();
     assert_eq!(text.matches("\"answer\"").count(), 3, "{text}");
     assert!(!text.contains(KEY));
-    let replayed = orch_cmd(&["run", &script_arg, "-q", "--replay", &tape_arg], &state)
-        .output()
-        .await
-        .unwrap();
+    let replayed = orch_cmd(
+        &[
+            "run",
+            &script_arg,
+            "-q",
+            "--replay",
+            &tape_arg,
+            "--report",
+            &second,
+        ],
+        &state,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(
         replayed.status.code(),
         Some(0),
@@ -631,4 +655,15 @@ async fn batched_requests_are_recorded_and_replayed_one_by_one() {
         String::from_utf8_lossy(&replayed.stderr)
     );
     assert_eq!(replayed.stdout, recorded.stdout);
+    // Priced as recorded: at the batch price.
+    let total = |path: &str| {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["cost_usd"].as_f64().unwrap()
+    };
+    assert!(
+        (total(&first) - 3.0 * cost(0.5)).abs() < 1e-12,
+        "{}",
+        total(&first)
+    );
+    assert!((total(&second) - total(&first)).abs() < 1e-12);
 }

@@ -148,6 +148,19 @@ impl Hold {
     }
 }
 
+/// A holder stepping away while it waits for something other than an answer (a permit of
+/// `--max-concurrency` or of a block's `max N`): its batcher does not wait for it meanwhile,
+/// so that requests queued by the steps holding those permits are submitted.
+pub(super) struct Away {
+    batcher: Arc<Batcher>,
+}
+
+impl Drop for Away {
+    fn drop(&mut self) {
+        self.batcher.lock().holds += 1;
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         let batcher = self.batcher.clone();
@@ -177,6 +190,16 @@ impl Drop for Waiting<'_> {
 impl Batcher {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One holder steps away until the guard is dropped ([`Away`]).
+    pub(super) fn away(self: &Arc<Self>) -> Away {
+        let mut state = self.lock();
+        state.holds = state.holds.saturating_sub(1);
+        self.check(&mut state);
+        Away {
+            batcher: self.clone(),
+        }
     }
 
     /// A hold of this batcher (see the module doc).

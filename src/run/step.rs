@@ -273,8 +273,17 @@ async fn permits(node: &PlanNode, shared: &Shared) -> Vec<OwnedSemaphorePermit> 
         .groups
         .iter()
         .filter_map(|&g| shared.group_limits[g].as_ref());
+    // In a `parallel <batch>` block, a step that must wait for a permit is not one its
+    // batch waits for: the steps holding the permits may be waiting for that batch.
+    let batcher = node.batch.and_then(|b| shared.batches.get(b));
     for s in shared.global.iter().chain(blocks) {
-        held.extend(s.clone().acquire_owned().await.ok());
+        match s.clone().try_acquire_owned() {
+            Ok(permit) => held.push(permit),
+            Err(_) => {
+                let _away = batcher.map(|b| b.away());
+                held.extend(s.clone().acquire_owned().await.ok());
+            }
+        }
     }
     held
 }

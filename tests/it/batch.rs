@@ -667,3 +667,34 @@ async fn batched_requests_are_recorded_and_replayed_one_by_one() {
     );
     assert!((total(&second) - total(&first)).abs() < 1e-12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_waiting_for_a_permit_do_not_hold_back_their_batch() {
+    // `--max-concurrency 2`: the two steps holding the permits wait for their batch, which
+    // must not wait for the steps waiting for those permits.
+    let src = r#"
+provider s { kind: sim, latency: 10ms }
+model m { provider: s }
+agent a { model: m, max_tokens: 20 }
+workflow main() {
+  all = parallel <batch> for item in ["1", "2", "3", "4", "5"] {
+    r = a("item {item}")
+  }
+  return all
+}
+"#;
+    let opts = orch::run::RunOptions {
+        max_concurrency: Some(2),
+        ..Default::default()
+    };
+    let run = crate::common::run::run_with(src, &opts);
+    let (report, events) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("no deadlock");
+    assert!(report.succeeded, "{report:#?}");
+    let batched = events
+        .iter()
+        .filter(|e| matches!(e, orch::run::Event::Batched { .. }))
+        .count();
+    assert_eq!(batched, 5);
+}

@@ -129,8 +129,11 @@ struct Queued {
 /// results fetched, once, however many steps wait for it.
 #[derive(Default)]
 struct Resumed {
-    batches: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<Ended, ProviderError>>>>>,
+    batches: Mutex<HashMap<String, Arc<EndedCell>>>,
 }
+
+/// A journalled batch, once it has ended (or could not be read).
+type EndedCell = tokio::sync::OnceCell<Result<Ended, ProviderError>>;
 
 /// An ended batch: its last poll and the lines of its results, by `custom_id`.
 type Ended = (BatchPoll, Arc<HashMap<String, serde_json::Value>>);

@@ -5,7 +5,8 @@
 #
 #   scripts/bench-peers.sh                          # every workload, every runner
 #   scripts/bench-peers.sh --workloads dag-10k      # one workload (dag-1k, dag-10k, fanout-100)
-#   scripts/bench-peers.sh --runners orch,floor     # some runners (orch, langgraph, floor)
+#   scripts/bench-peers.sh --runners orch,floor     # some runners (orch, langgraph,
+#                                                   # langgraph-aiohttp, floor)
 #   scripts/bench-peers.sh --cap 16 --delay-ms 10   # the defaults
 #   scripts/bench-peers.sh --no-stream              # whole answers instead of streamed ones
 #   scripts/bench-peers.sh install                  # only create the virtualenv
@@ -16,7 +17,11 @@
 #   fanout-100        a `parallel for` over 100 items, then a `gather` step quoting all 100
 # Runners:
 #   orch       `orch run --endpoint URL --max-concurrency CAP` (release build), journal on
-#   langgraph  a LangGraph StateGraph, a node per step, `max_concurrency` CAP, no checkpointer
+#   langgraph  a LangGraph StateGraph, a node per step, `max_concurrency` CAP, no checkpointer,
+#              each node calling the model through LangChain's ChatOpenAI (langchain-openai), as
+#              LangGraph's own examples do; the runner the goals judge
+#   langgraph-aiohttp  the same graph with the floor's bare aiohttp call: the framework's own
+#              cost apart from its chat-model client (printed, judged by nothing)
 #   floor      asyncio + aiohttp: a semaphore of CAP, `asyncio.gather` per layer
 # The fake server (scripts/bench-peers/fake_server.py) waits a fixed delay per call, answers
 # with `usage` (streamed or whole), and counts requests and peak calls in flight.
@@ -28,7 +33,7 @@
 # floor's on every workload; on dag-10k orch at least 5x faster than LangGraph with at least
 # 30x less CPU. A benchmark, not a test: nothing here runs in `cargo test` or CI.
 #
-# Python packages (aiohttp, langgraph, pinned below) go into a virtualenv under
+# Python packages (aiohttp, langgraph, langchain-openai, pinned below) go into a virtualenv under
 # ${ORCH_BENCH_PEERS_DIR:-~/.cache/orch-bench-peers}, created once and reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,7 +41,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 dir="${ORCH_BENCH_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-bench-peers}"
 venv="$dir/venv"
 py="$venv/bin/python"
-versions="aiohttp==3.14.5 langgraph==1.2.22"
+versions="aiohttp==3.14.5 langgraph==1.2.22 langchain-openai==1.8.1"
 stamp="$dir/installed.stamp"
 
 log() { printf 'bench-peers: %s\n' "$*" >&2; }
@@ -44,7 +49,7 @@ log() { printf 'bench-peers: %s\n' "$*" >&2; }
 install() {
   mkdir -p "$dir"
   if [ -x "$py" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$versions" ] \
-    && "$py" -c 'import aiohttp, langgraph' 2>/dev/null; then
+    && "$py" -c 'import aiohttp, langgraph, langchain_openai' 2>/dev/null; then
     return 0
   fi
   [ -x "$py" ] || { log "creating virtualenv $venv"; python3 -m venv "$venv"; }

@@ -8,6 +8,8 @@
 #                                   # measured 3.7 min on 2 idle cores, 12.7 min under load)
 #   scripts/llm-server.sh start     # install if needed, start on 127.0.0.1:$ORCH_LLM_PORT, wait until ready
 #   scripts/llm-server.sh stop [PID]  # stop the server started by `start` (only PID, if given)
+#   scripts/llm-server.sh ensure    # start it unless one answers; print the pid it started (nothing
+#                                   # when it reused one), for the caller to stop only that
 #   scripts/llm-server.sh pid      # print the pid of the server started by `start`, if any
 #   scripts/llm-server.sh status    # exit 0 when the server answers
 #   scripts/llm-server.sh url       # print the base URL (http://127.0.0.1:PORT/v1)
@@ -150,12 +152,25 @@ stop() {
   if [ -z "$want" ] || [ "$(cat "$pidfile" 2>/dev/null)" = "$want" ]; then rm -f "$pidfile"; fi
 }
 
+# For callers that stop afterwards only what they started: starts the server unless one
+# answers, and prints the pid of the one it started, or nothing (another checkout may start
+# its own meanwhile, in the same pid file, so the caller must not stop by pid file).
+ensure() {
+  if up; then return 0; fi
+  local before started
+  before="$(cat "$pidfile" 2>/dev/null || true)"
+  start >/dev/null
+  started="$(cat "$pidfile" 2>/dev/null || true)"
+  if [ -n "$started" ] && [ "$started" != "$before" ]; then echo "$started"; fi
+}
+
 case "${1:-start}" in
   install) install ;;
   start) start ;;
+  ensure) ensure ;;
   stop) stop "${2:-}" ;;
   pid) cat "$pidfile" 2>/dev/null || true ;;
   status) up ;;
   url) echo "$url" ;;
-  *) echo "usage: $0 install|start|stop [PID]|status|url|pid" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|ensure|stop [PID]|status|url|pid" >&2; exit 2 ;;
 esac

@@ -12,14 +12,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! scripts/llm-server.sh status; then
-  before="$(scripts/llm-server.sh pid)"
-  scripts/llm-server.sh start >/dev/null
-  started="$(scripts/llm-server.sh pid)"
-  if [ -n "$started" ] && [ "$started" != "$before" ]; then
-    trap 'scripts/llm-server.sh stop "$started"' EXIT
-  fi
-fi
+# Stop the server afterwards only if this script started it, and only that one.
+started="$(scripts/llm-server.sh ensure)"
+if [ -n "$started" ]; then trap 'scripts/llm-server.sh stop "$started"' EXIT; fi
 rm -f tests/cassettes/*.jsonl tests/cassettes/*.run.json tests/cassettes/*.orch
 ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)" \
 ORCH_E2E_RECORD="$PWD/tests/cassettes" \

@@ -53,16 +53,9 @@ if [ "${ORCH_E2E:-}" = "skip" ]; then
   exec cargo test --locked "$@"
 fi
 
-if ! scripts/llm-server.sh status; then
-  before="$(scripts/llm-server.sh pid)"
-  scripts/llm-server.sh start >/dev/null
-  started="$(scripts/llm-server.sh pid)"
-  # Stop the server afterwards only if this script started it, and only that one (another
-  # checkout may start its own meanwhile, in the same pid file).
-  if [ -n "$started" ] && [ "$started" != "$before" ]; then
-    trap 'scripts/llm-server.sh stop "$started"' EXIT
-  fi
-fi
+# Stop the server afterwards only if this script started it, and only that one.
+started="$(scripts/llm-server.sh ensure)"
+if [ -n "$started" ]; then trap 'scripts/llm-server.sh stop "$started"' EXIT; fi
 ORCH_E2E_ENDPOINT="$(scripts/llm-server.sh url)"
 export ORCH_E2E_ENDPOINT
 

@@ -713,6 +713,9 @@ pub struct JsonDiagnostic {
     pub labels: Vec<JsonLabel>,
     /// How to fix it, or null.
     pub help: Option<String>,
+    /// Text that fixes it when put in place of the primary location's byte range
+    /// (`start`..`end`), or null: the [`Diagnostic::replacement`] editors offer as a quick fix.
+    pub replacement: Option<String>,
 }
 
 /// The whole JSON document: `{"diagnostics": [...], "errors": N, "warnings": N}`.
@@ -765,6 +768,7 @@ pub fn to_json(diags: &Diagnostics, sources: &SourceMap) -> JsonReport {
                 location: json_location(d.primary.span, sources),
                 labels,
                 help: d.help.clone(),
+                replacement: d.replacement.clone(),
             }
         })
         .collect();

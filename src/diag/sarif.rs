@@ -142,7 +142,30 @@ fn result(d: &Diagnostic, sources: &SourceMap) -> Value {
             .collect();
         r.insert("relatedLocations".into(), Value::Array(related));
     }
+    if let Some(text) = &d.replacement {
+        r.insert("fixes".into(), json!([fix(d, text, sources)]));
+    }
     Value::Object(r)
+}
+
+/// A `fix` (§3.55): the diagnostic's replacement put in place of its primary span, described
+/// by its help (or by the replacement itself when there is none).
+fn fix(d: &Diagnostic, text: &str, sources: &SourceMap) -> Value {
+    let description = d
+        .help
+        .clone()
+        .unwrap_or_else(|| format!("replace with `{text}`"));
+    let place = physical_location(d.primary.span, sources);
+    json!({
+        "description": { "text": description },
+        "artifactChanges": [{
+            "artifactLocation": place["artifactLocation"],
+            "replacements": [{
+                "deletedRegion": place["region"],
+                "insertedContent": { "text": text },
+            }],
+        }],
+    })
 }
 
 /// A `location` (§3.28): the label's place, and its text as the location's `message` when it

@@ -9,7 +9,9 @@
 //!   a diagnostic inside an included file is shown at the `include` that brought it in.
 //!   The unsaved text of every open document is used, also when another document includes
 //!   it. Changes are coalesced: every message waiting is handled before checking again;
-//! - hover ([`hover`]), go to definition, find references and rename ([`navigate`]),
+//! - hover ([`hover`]), go to definition, find references and rename ([`navigate`]; these
+//!   two also in the files that include the declaring one: the other open documents and the
+//!   `.orch` files of the workspace folders, at most [`MAX_WORKSPACE_FILES`]),
 //!   completion ([`completion`]), quick fixes ([`actions`]), formatting (`orch fmt`'s
 //!   [`crate::fmt::format_source`]), document symbols ([`symbols`]) and semantic tokens
 //!   ([`tokens`]).
@@ -96,8 +98,10 @@ pub fn capabilities() -> ServerCapabilities {
 pub fn run() -> Result<(), Error> {
     let (connection, io_threads) = Connection::stdio();
     let caps = serde_json::to_value(capabilities())?;
-    connection.initialize(caps)?;
-    Server::new().main_loop(&connection)?;
+    let init = connection.initialize(caps)?;
+    let mut server = Server::new();
+    server.roots = workspace_roots(&init);
+    server.main_loop(&connection)?;
     // The writer thread ends when the connection's sender is gone.
     drop(connection);
     io_threads.join()?;
@@ -121,6 +125,33 @@ struct Server {
     /// Where the standard library is served from (`None` when it could not be written: the
     /// definitions in it then have no location).
     std_root: Option<PathBuf>,
+    /// The workspace folders the client named, whose `.orch` files references and rename
+    /// search (see [`Server::peers`]).
+    roots: Vec<PathBuf>,
+}
+
+/// The most `.orch` files of the workspace folders that references and rename analyse, so a
+/// huge folder costs a bounded time.
+pub const MAX_WORKSPACE_FILES: usize = 500;
+
+/// The workspace folders of an `initialize` request: `workspaceFolders`, else the older
+/// `rootUri`, else `rootPath` (LSP 3.17, "Initialize Request"). Only `file:` folders.
+fn workspace_roots(init: &Value) -> Vec<PathBuf> {
+    let folders: Vec<PathBuf> = init["workspaceFolders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| uri_to_path(f["uri"].as_str()?))
+        .collect();
+    if !folders.is_empty() {
+        return folders;
+    }
+    init["rootUri"]
+        .as_str()
+        .and_then(uri_to_path)
+        .or_else(|| init["rootPath"].as_str().map(PathBuf::from))
+        .into_iter()
+        .collect()
 }
 
 impl Server {
@@ -133,7 +164,64 @@ impl Server {
             changed: Vec::new(),
             closed: Vec::new(),
             std_root: analysis::write_stdlib().ok(),
+            roots: Vec::new(),
         }
+    }
+
+    /// What the resolver reads: the open documents' texts before the disk.
+    fn resolve_options(&self) -> crate::resolve::ResolveOptions {
+        crate::resolve::ResolveOptions {
+            overlay: self.docs.overlay(),
+            ..Default::default()
+        }
+    }
+
+    /// The URI a standard library file is served at.
+    fn std_uri(&self) -> impl Fn(&str) -> String + use<> {
+        let std_root = self.std_root.clone();
+        move |name: &str| match &std_root {
+            Some(root) => documents::path_to_uri(&root.join(name))
+                .as_str()
+                .to_string(),
+            None => format!("orch-std:///{name}"),
+        }
+    }
+
+    /// The analyses that may include the file a name of `here` is declared in: every other
+    /// open document's, then those of the workspace folders' `.orch` files that are not open
+    /// (walked as `ignore` walks them, honouring `.gitignore`; at most
+    /// [`MAX_WORKSPACE_FILES`]), each compiled now with the open documents' texts.
+    fn peers(&self, here: &str) -> Vec<Rc<Analysis>> {
+        let mut out: Vec<Rc<Analysis>> = self
+            .analyses
+            .iter()
+            .filter(|(uri, _)| uri.as_str() != here)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let open: std::collections::HashSet<PathBuf> = self
+            .docs
+            .uris()
+            .iter()
+            .filter_map(|u| uri_to_path(u)?.canonicalize().ok())
+            .collect();
+        let opts = self.resolve_options();
+        let std_uri = self.std_uri();
+        for path in workspace_files(&self.roots) {
+            if open.contains(&path) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let uri = documents::path_to_uri(&path);
+            out.push(Rc::new(analysis::analyse(
+                uri.as_str(),
+                &text,
+                &opts,
+                &std_uri,
+            )));
+        }
+        out
     }
 
     fn main_loop(&mut self, conn: &Connection) -> Result<(), Error> {
@@ -217,17 +305,8 @@ impl Server {
             return Ok(());
         }
         self.dirty = false;
-        let opts = crate::resolve::ResolveOptions {
-            overlay: self.docs.overlay(),
-            ..Default::default()
-        };
-        let std_root = self.std_root.clone();
-        let std_uri = move |name: &str| match &std_root {
-            Some(root) => documents::path_to_uri(&root.join(name))
-                .as_str()
-                .to_string(),
-            None => format!("orch-std:///{name}"),
-        };
+        let opts = self.resolve_options();
+        let std_uri = self.std_uri();
         // The documents just edited first: their diagnostics are the ones awaited.
         let mut uris = self.docs.uris();
         let changed = std::mem::take(&mut self.changed);
@@ -304,14 +383,16 @@ impl Server {
                 let p: lsp_types::ReferenceParams = parse(params)?;
                 let tp = p.text_document_position;
                 let (a, offset) = self.at(&tp.text_document.uri, tp.position)?;
-                let refs = navigate::references(&a, offset, p.context.include_declaration);
+                let peers = self.peers(tp.text_document.uri.as_str());
+                let refs = navigate::references(&a, &peers, offset, p.context.include_declaration);
                 json(serde_json::to_value(refs))
             }
             Rename::METHOD => {
                 let p: lsp_types::RenameParams = parse(params)?;
                 let tp = p.text_document_position;
                 let (a, offset) = self.at(&tp.text_document.uri, tp.position)?;
-                match navigate::rename(&a, offset, &p.new_name) {
+                let peers = self.peers(tp.text_document.uri.as_str());
+                match navigate::rename(&a, &peers, offset, &p.new_name) {
                     Ok(edit) => json(serde_json::to_value(edit)),
                     Err(e) => Err((ErrorCode::InvalidRequest, e.to_string())),
                 }
@@ -411,4 +492,26 @@ fn publish(
     let n = Notification::new(PublishDiagnostics::METHOD.to_string(), params);
     conn.sender.send(Message::Notification(n))?;
     Ok(())
+}
+
+/// The `.orch` files under `roots` (canonical paths, sorted, each once), walked with the
+/// `ignore` crate's standard filters (hidden files, `.gitignore`), at most
+/// [`MAX_WORKSPACE_FILES`].
+fn workspace_files(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = std::collections::BTreeSet::new();
+    for root in roots {
+        for entry in ignore::WalkBuilder::new(root).build().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "orch")
+                && entry.file_type().is_some_and(|t| t.is_file())
+                && let Ok(p) = path.canonicalize()
+            {
+                files.insert(p);
+            }
+            if files.len() >= MAX_WORKSPACE_FILES {
+                return files.into_iter().collect();
+            }
+        }
+    }
+    files.into_iter().collect()
 }

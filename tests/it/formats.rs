@@ -174,6 +174,55 @@ fn json_has_names_and_end_positions() {
     );
 }
 
+#[test]
+fn json_and_sarif_carry_the_replacement_that_fixes_it() {
+    // `sytem` (line 2, columns 33..38 of the included file) is a misspelled `system`.
+    let path = "tests/ui/include/error_in_nested_include.orch";
+    let inner = "tests/ui/include/support/team_inner.orch";
+    let (diags, sources) = compile(path);
+    let doc: Value = serde_json::from_str(&orch::diag::render_json(&diags, &sources)).unwrap();
+    let d = &doc["diagnostics"][0];
+    assert_eq!(
+        (&d["code"], &d["replacement"]),
+        (&"E0206".into(), &"system".into())
+    );
+    assert_eq!(d["file"], inner);
+    let schema = validator("docs/diagnostics.schema.json");
+    assert_eq!(violations(&schema, &doc), Vec::<String>::new());
+    let text = std::fs::read_to_string(inner).unwrap();
+    let (start, end) = (d["start"].as_u64().unwrap(), d["end"].as_u64().unwrap());
+    assert_eq!(&text[start as usize..end as usize], "sytem");
+
+    let log = sarif_of(&[PathBuf::from(path)]);
+    assert_eq!(violations(&sarif_validator(), &log), Vec::<String>::new());
+    let fix = &log["runs"][0]["results"][0]["fixes"][0];
+    assert!(
+        fix["description"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("did you mean `system`?")
+    );
+    let change = &fix["artifactChanges"][0];
+    assert_eq!(change["artifactLocation"]["uri"], inner);
+    let replacement = &change["replacements"][0];
+    assert_eq!(replacement["insertedContent"]["text"], "system");
+    let region = &replacement["deletedRegion"];
+    assert_eq!(
+        (
+            &region["startLine"],
+            &region["startColumn"],
+            &region["endColumn"]
+        ),
+        (&2.into(), &33.into(), &38.into())
+    );
+    // A diagnostic without one has `null` and no `fixes`.
+    let (diags, sources) = compile("tests/ui/models/pin_overrides_block.orch");
+    let doc: Value = serde_json::from_str(&orch::diag::render_json(&diags, &sources)).unwrap();
+    assert_eq!(doc["diagnostics"][0]["replacement"], Value::Null);
+    let log = sarif_of(&[PathBuf::from("tests/ui/models/pin_overrides_block.orch")]);
+    assert!(log["runs"][0]["results"][0].get("fixes").is_none());
+}
+
 // ------------------------------------------------------------------ SARIF
 
 /// The SARIF log of several files checked together, as `orch check --format sarif` makes it.

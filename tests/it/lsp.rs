@@ -31,6 +31,15 @@ impl Client {
 
     /// `orch lsp` with more arguments.
     fn start_with(args: &[&str]) -> Client {
+        Client::start_full(args, Value::Null)
+    }
+
+    /// `orch lsp` with the workspace folder `root` (a `file:` URI) as `rootUri`.
+    fn start_in(root: &str) -> Client {
+        Client::start_full(&[], json!(root))
+    }
+
+    fn start_full(args: &[&str], root_uri: Value) -> Client {
         let mut child = orch_command()
             .arg("lsp")
             .args(args)
@@ -78,7 +87,7 @@ impl Client {
         };
         let caps = c.request(
             "initialize",
-            json!({"processId": null, "rootUri": null, "capabilities": {}}),
+            json!({"processId": null, "rootUri": root_uri, "capabilities": {}}),
         );
         assert!(
             caps["capabilities"]["hoverProvider"]
@@ -387,6 +396,63 @@ fn hover_definition_references_rename() {
             .contains("standard library"),
         "{r}"
     );
+    c.shutdown();
+}
+
+#[test]
+fn references_and_rename_reach_the_files_that_include_the_declaration() {
+    let dir = project();
+    let root = dir.path().canonicalize().unwrap();
+    let other = "include \"lib.orch\"\n\nworkflow other() {\n  a = scout(\"A\")\n  b = scout(\"B {a}\")\n}\n";
+    std::fs::write(root.join("other.orch"), other).unwrap();
+    // Ignored as `ignore` ignores it: not part of the workspace's sources.
+    std::fs::create_dir(root.join(".hidden")).unwrap();
+    std::fs::write(root.join(".hidden/x.orch"), other).unwrap();
+    let (lib, main, other_uri) = (
+        uri(&root.join("lib.orch")),
+        uri(&root.join("main.orch")),
+        uri(&root.join("other.orch")),
+    );
+    let mut c = Client::start_in(&uri(&root));
+    // main.orch is open with unsaved text: that text is what is searched.
+    let main_text = MAIN
+        .replace("scuot", "scout")
+        .replace("return found", "again = scout(\"{found}\")\n  return again");
+    c.open(&main, &main_text);
+    c.open(&lib, LIB);
+    let _ = c.diagnostics(&lib, 1);
+    let at = json!({"textDocument": {"uri": lib}, "position": pos(LIB, "scout", 0, 1)});
+
+    let mut p = at.clone();
+    p["context"] = json!({"includeDeclaration": true});
+    let refs = c.request("textDocument/references", p);
+    let mut per_file: Vec<(String, usize)> = Vec::new();
+    for r in refs.as_array().unwrap() {
+        let u = r["uri"].as_str().unwrap().to_string();
+        match per_file.iter_mut().find(|(f, _)| *f == u) {
+            Some((_, n)) => *n += 1,
+            None => per_file.push((u, 1)),
+        }
+    }
+    per_file.sort();
+    let mut want = vec![(lib.clone(), 1), (main.clone(), 2), (other_uri.clone(), 2)];
+    want.sort();
+    assert_eq!(per_file, want, "{refs}");
+
+    let mut p = at;
+    p["newName"] = json!("finder");
+    let edit = c.request("textDocument/rename", p);
+    let changes = &edit["changes"];
+    assert_eq!(changes.as_object().unwrap().len(), 3, "{edit}");
+    let renamed = apply(LIB, changes[&lib].as_array().unwrap());
+    assert!(renamed.contains("agent finder {"), "{renamed}");
+    let renamed = apply(&main_text, changes[&main].as_array().unwrap());
+    assert!(
+        renamed.contains("found = finder(") && renamed.contains("again = finder("),
+        "{renamed}"
+    );
+    let renamed = apply(other, changes[&other_uri].as_array().unwrap());
+    assert_eq!(renamed.matches("finder(").count(), 2, "{renamed}");
     c.shutdown();
 }
 

@@ -157,6 +157,7 @@ fn json_shape() {
             "end_column",
             "labels",
             "help",
+            "replacement",
         ] {
             assert!(obj.contains_key(key), "missing `{key}` in {j}");
         }
@@ -171,6 +172,7 @@ fn json_shape() {
         assert_eq!(j["line"].as_u64(), Some(line as u64));
         assert_eq!(j["column"].as_u64(), Some(col as u64));
         assert!(j["help"].is_string() || j["help"].is_null());
+        assert_eq!(j["replacement"].as_str(), d.replacement.as_deref());
         let labels = j["labels"].as_array().expect("a `labels` array");
         assert_eq!(labels.len(), 1 + d.secondary.len());
         assert_eq!(labels[0]["start"], j["start"]);

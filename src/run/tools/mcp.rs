@@ -18,8 +18,10 @@
 //! are named, not inlined) goes through [`ToolOutput::new`] (redacted, then cut); `isError`
 //! makes it an error result. Annotations are hints from the server (MCP specification,
 //! "Tool annotations"): `readOnlyHint` decides only whether the simulator may call the tool.
-//! A server's messages are read whole by rmcp (one JSON-RPC message per line): the size of
-//! one message is not bounded here.
+//! A server's messages are read whole by rmcp, which bounds each one at 16 MiB (rmcp 3.11's
+//! defaults: `async_rw::DEFAULT_MAX_LINE_LENGTH` for a stdio line, `DEFAULT_MAX_SSE_EVENT_SIZE`
+//! and the JSON response limit over HTTP): a longer message is dropped, so the call it answers
+//! ends at its tool timeout, and memory stays bounded.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -445,7 +445,11 @@ impl<'a> Scheduler<'a> {
         let out = self
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
-        let worst = client.price.cost(input, u64::from(out));
+        let mut worst = client.price.cost(input, u64::from(out));
+        // A `parallel <batch>` step's first attempt is answered at the batch price.
+        if node.batch.is_some() && (client.batchable || client.replayed) {
+            worst *= crate::common::BATCH_PRICE_FACTOR;
+        }
         self.budgets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -698,3 +698,37 @@ workflow main() {
         .count();
     assert_eq!(batched, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_turn_of_an_agent_loop_in_a_batch_is_a_batched_request() {
+    let src = r#"
+provider s { kind: sim, latency: 10ms }
+model m { provider: s, price: { input: 1.00, output: 5.00 } }
+agent scout { model: m, max_tokens: 200, tools: [read, list], max_turns: 3 }
+workflow main() {
+  found = parallel <batch> for topic in ["the journal", "the scheduler"] {
+    notes = scout("Find what the repository says about {topic}")
+  }
+  return found
+}
+"#;
+    let (report, events) = crate::common::run::run_script(src, &[]).await;
+    assert!(report.succeeded, "{report:#?}");
+    let mut turns = 0;
+    for i in 1..=2 {
+        let r = step(&report, &format!("notes[{i}]"));
+        let looped = r.agent_loop.as_ref().expect("an agent loop");
+        assert!(looped.turns >= 2, "{looped:#?}");
+        turns += looped.turns as usize;
+        let full = (r.usage.input_tokens as f64 * 1.0 + r.usage.output_tokens as f64 * 5.0) / 1e6;
+        assert!(
+            (r.cost_usd - full * 0.5).abs() < 1e-12,
+            "every turn at the batch price"
+        );
+    }
+    let batched = events
+        .iter()
+        .filter(|e| matches!(e, orch::run::Event::Batched { .. }))
+        .count();
+    assert_eq!(batched, turns);
+}

@@ -732,3 +732,24 @@ workflow main() {
         .count();
     assert_eq!(batched, turns);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_step_is_admitted_to_a_budget_at_the_batch_price() {
+    // One attempt's worst case: 1,000 output tokens at $10 per million, $0.01 at the full
+    // price and $0.005 batched: only the batched one fits in $0.006.
+    let src = r#"
+provider s { kind: sim }
+model m { provider: s, price: { input: 0, output: 10.00 } }
+agent a { model: m, max_tokens: 1000, retry: 0 }
+workflow main() <budget $0.006> {
+  all = parallel <batch> for x in ["one"] {
+    r = a("q {x}")
+  }
+  return all
+}
+"#;
+    let (report, _) = crate::common::run::run_script(src, &[]).await;
+    assert!(report.succeeded, "{report:#?}");
+    let (report, _) = crate::common::run::run_script(&src.replace("<batch>", "<>"), &[]).await;
+    assert!(!report.succeeded, "at the full price it does not fit");
+}

@@ -41,6 +41,10 @@ struct State {
     keys: Vec<String>,
     /// Results downloaded (Anthropic's `results_url`, OpenAI's file contents).
     downloads: usize,
+    /// Polls still to answer with HTTP 500.
+    poll_errors: usize,
+    /// OpenAI: batches end `failed` (their input file refused), with no output.
+    fail: bool,
 }
 
 struct Batch {
@@ -242,6 +246,18 @@ impl Respond for Fake {
             }
             ("GET", ["v1", "batches", id]) => {
                 st.polls += 1;
+                if st.poll_errors > 0 {
+                    st.poll_errors -= 1;
+                    return ResponseTemplate::new(500)
+                        .set_body_json(json!({"error": {"message": "try again"}}));
+                }
+                if st.fail {
+                    return ResponseTemplate::new(200).set_body_json(json!({
+                        "id": id, "object": "batch", "status": "failed",
+                        "output_file_id": null, "error_file_id": null,
+                        "errors": {"object": "list", "data": [{"code": "invalid_json_line", "message": "line 1 is not valid JSON"}]},
+                    }));
+                }
                 let n: usize = id.trim_start_matches("batch_").parse().unwrap();
                 let (hold, expire) = (st.hold, st.expire);
                 let b = &mut st.batches[n - 1];
@@ -752,4 +768,34 @@ workflow main() <budget $0.006> {
     assert!(report.succeeded, "{report:#?}");
     let (report, _) = crate::common::run::run_script(&src.replace("<batch>", "<>"), &[]).await;
     assert!(!report.succeeded, "at the full price it does not fit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_polls_are_retried_and_a_failed_batch_retries_its_requests() {
+    let fake = Fake::default();
+    let server = fake.serve(0).await;
+    fake.set(|s| s.poll_errors = 3);
+    let (report, _) = run_keyed(KEY, &script("openai", &server.uri(), &["a", "b"])).await;
+    assert!(report.succeeded, "{report:#?}");
+    assert_eq!(
+        fake.polls(),
+        4,
+        "three failed polls, then the one that saw it end"
+    );
+    assert!(fake.plain().is_empty());
+
+    let fake = Fake::default();
+    let server = fake.serve(0).await;
+    fake.set(|s| s.fail = true);
+    let (report, events) = run_keyed(KEY, &script("openai", &server.uri(), &["a", "b"])).await;
+    assert!(report.succeeded, "{report:#?}");
+    let mut plain = fake.plain();
+    plain.sort();
+    assert_eq!(plain, vec!["question a", "question b"]);
+    let said = crate::common::run::retries(&events);
+    assert!(
+        said.iter()
+            .any(|(e, _)| e.contains("ended `failed`") && e.contains("line 1 is not valid JSON")),
+        "{said:?}"
+    );
 }

@@ -384,6 +384,7 @@ impl Batcher {
                 }
             }
             Err(e) => {
+                let e = batch_failed(api.kind(), "batch", e);
                 for q in items {
                     let _ = q.reply.send(Err(e.clone()));
                 }
@@ -420,7 +421,14 @@ impl Batcher {
                 Ok((poll, Arc::new(lines)))
             })
             .await
-            .clone()?;
+            .clone()
+            .map_err(|e| {
+                batch_failed(
+                    api.kind(),
+                    &format!("batch `{}` of the earlier run", batch.batch_id),
+                    e,
+                )
+            })?;
         let outcome = api.read(item, lines.get(custom_id), &poll);
         note(client, req, outcome)
     }
@@ -435,6 +443,20 @@ fn note(
     match client.provider.note_batch_outcome(req, &outcome) {
         Ok(()) => outcome,
         Err(e) => Err(e),
+    }
+}
+
+/// The failure of each request of a batch that could not be created, polled or read (`what`:
+/// which batch): worth sending again as an ordinary request (a provider without a batch API
+/// answers those), unless the journal or the cassette could not be written.
+fn batch_failed(provider: &'static str, what: &str, e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::NotRecorded(_) | ProviderError::Batch { .. } => e,
+        other => ProviderError::Batch {
+            provider,
+            message: format!("the {what} failed: {other}"),
+            retryable: true,
+        },
     }
 }
 

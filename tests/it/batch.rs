@@ -45,6 +45,8 @@ struct State {
     poll_errors: usize,
     /// OpenAI: batches end `failed` (their input file refused), with no output.
     fail: bool,
+    /// No batch API: creating a batch is a 404.
+    no_batches: bool,
 }
 
 struct Batch {
@@ -134,6 +136,10 @@ impl Respond for Fake {
         let method = req.method.as_str().to_string();
         let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if st.no_batches && method == "POST" && path.ends_with("/batches") {
+            return ResponseTemplate::new(404)
+                .set_body_json(json!({"type": "error", "error": {"type": "not_found_error", "message": "Not found"}}));
+        }
         match (method.as_str(), segments.as_slice()) {
             // ---- Anthropic
             ("POST", ["v1", "messages", "batches"]) => {
@@ -796,6 +802,23 @@ async fn failed_polls_are_retried_and_a_failed_batch_retries_its_requests() {
     assert!(
         said.iter()
             .any(|(e, _)| e.contains("ended `failed`") && e.contains("line 1 is not valid JSON")),
+        "{said:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_provider_refuses_is_sent_again_request_by_request() {
+    let fake = Fake::default();
+    let server = fake.serve(0).await;
+    fake.set(|s| s.no_batches = true);
+    let (report, events) = run_keyed(KEY, &script("anthropic", &server.uri(), &["a", "b"])).await;
+    assert!(report.succeeded, "{report:#?}");
+    assert_eq!(fake.plain().len(), 2);
+    assert_eq!(step(&report, "r[1]").attempts, 2);
+    let said = crate::common::run::retries(&events);
+    assert!(
+        said.iter()
+            .any(|(e, _)| e.contains("the batch failed: HTTP 404")),
         "{said:?}"
     );
 }

@@ -22,9 +22,11 @@
 //!
 //! **Outcomes.** Each request's outcome goes to its step by `custom_id`. A request the batch
 //! did not answer (errored, expired, cancelled, or the whole batch failed) fails that attempt
-//! with [`ProviderError::Batch`]; the step's `retry`, `fallback` and `timeout` rules then
-//! apply as for any failed attempt, and its retries are ordinary requests at the ordinary
-//! price (one request is not worth another day's wait).
+//! with [`ProviderError::Batch`]; so does a batch that cannot be created, polled or read (a
+//! server without a batch API, a journalled batch the provider no longer has), worth retrying.
+//! The step's `retry`, `fallback` and `timeout` rules then apply as for any failed attempt,
+//! and its retries are ordinary requests at the ordinary price (one request is not worth
+//! another day's wait).
 //!
 //! **Resume.** A submitted batch is journalled ([`super::journal::BatchRecord`]) before it is
 //! polled. A resumed run whose step sends the same request again (same step, same request

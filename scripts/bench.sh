@@ -7,9 +7,10 @@
 # scheduler: DAGs of 10,000 steps on the simulator (paused clock): makespan against the lower
 #            bound, CPU overhead and heap per step (benches/scheduler.rs).
 # check:     the front end on a generated 10,000-step script (release build): parse, load,
-#            check, lint levels, plan, their total, and `orch check` end to end; rendering
-#            its warnings (human and JSON); `orch plan` (text) at 5,000-40,000 steps with
-#            peak RSS (benches/check.rs; ORCH_BENCH_STEPS and ORCH_BENCH_RUNS change the size).
+#            check, lint levels, plan, their total, and `orch check` end to end (wall and CPU
+#            time); rendering its warnings (human and JSON, wall and CPU time); `orch plan`
+#            (text) at 5,000-40,000 steps with peak RSS (benches/check.rs; ORCH_BENCH_STEPS and
+#            ORCH_BENCH_RUNS change the size).
 # runtime:   on a real clock (benches/runtime.rs): a 20,000-item `parallel for` on the
 #            simulator with and without the journal (ratio, syncs per step), a 100,000-item
 #            one with the journal (wall, CPU time user + system, peak RSS per item;

@@ -52,20 +52,38 @@ pub fn compile_file(
     path: &Path,
     opts: &resolve::ResolveOptions,
 ) -> (check::Program, diag::Diagnostics) {
-    let (program, diags, _) = compile_file_priced(path, opts);
-    (program, diags)
+    let c = compile_file_priced(path, opts);
+    (c.program, c.diags)
 }
 
-/// [`compile_file`], also returning the workflows the planning stage's lints priced
-/// ([`plan::lint`]): [`plan::Priced::plan`] finishes one of them into its plan, so that
-/// `orch plan` lowers the workflow once rather than twice.
-pub fn compile_file_priced(
-    path: &Path,
-    opts: &resolve::ResolveOptions,
-) -> (check::Program, diag::Diagnostics, plan::Priced) {
+/// Everything [`compile_file_priced`] made.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The files loaded (their ASTs), as [`resolve::load_file`] gave them.
+    pub set: resolve::ModuleSet,
+    /// The checked program (also when `diags` holds errors: then do not plan or run it).
+    pub program: check::Program,
+    /// Every diagnostic, sorted, lints at their default severity.
+    pub diags: diag::Diagnostics,
+    /// The workflows the planning stage's lints priced ([`plan::lint`]).
+    pub priced: plan::Priced,
+}
+
+/// [`compile_file`], also returning the module set and the workflows the planning stage's
+/// lints priced ([`plan::lint`]): [`plan::Priced::plan`] finishes one of them into its plan, so
+/// that `orch plan` lowers the workflow once rather than twice. A command that ends right after
+/// may leave these large values unfreed (`std::mem::forget`), as `orch check` does: the system
+/// reclaims the memory faster than freeing them value by value. (`orch plan` frees the module
+/// set, so that planning reuses its memory: its peak RSS is what its goal bounds.)
+pub fn compile_file_priced(path: &Path, opts: &resolve::ResolveOptions) -> Compiled {
     let (set, mut diags) = resolve::load_file(path, opts);
     let (program, priced) = check_and_cost(&set, &mut diags);
-    (program, diags, priced)
+    Compiled {
+        set,
+        program,
+        diags,
+        priced,
+    }
 }
 
 /// Like [`compile_file`] for a script given as text; relative includes resolve against `dir`.

@@ -244,16 +244,10 @@ pub fn find_key_shapes(text: &str) -> Vec<(usize, usize)> {
     let is_key = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let mut out = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
+    // Most bytes start no key shape: jump to the next one that may, one look-up per byte.
+    while let Some(skip) = bytes[i..].iter().position(|&b| SHAPE_START[b as usize]) {
+        i += skip;
         if i > 0 && is_key(bytes[i - 1]) {
-            i += 1;
-            continue;
-        }
-        // Most bytes start no key shape: rule them out with one comparison.
-        if !KEY_SHAPES
-            .iter()
-            .any(|(prefix, _)| prefix.as_bytes()[0] == bytes[i])
-        {
             i += 1;
             continue;
         }
@@ -276,6 +270,17 @@ pub fn find_key_shapes(text: &str) -> Vec<(usize, usize)> {
     }
     out
 }
+
+/// Whether a byte is the first byte of a prefix of [`KEY_SHAPES`].
+const SHAPE_START: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut k = 0;
+    while k < KEY_SHAPES.len() {
+        table[KEY_SHAPES[k].0.as_bytes()[0] as usize] = true;
+        k += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -566,7 +566,12 @@ fn check(a: CheckArgs) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &a.files {
-        let (program, mut diags) = crate::compile_file(file, &resolve_opts(&a.compile));
+        let crate::Compiled {
+            set,
+            program,
+            mut diags,
+            priced,
+        } = crate::compile_file_priced(file, &resolve_opts(&a.compile));
         apply_levels(&mut diags, &program.sources, &levels);
         failed |= diags.has_errors();
         let mcp_ok = !a.mcp || diags.has_errors() || check_mcp(file, &program);
@@ -589,8 +594,8 @@ fn check(a: CheckArgs) -> ExitCode {
             DiagFormat::Json => json_reports.push(render_json(&diags, &program.sources)),
         }
         // Not freed: the process ends soon, and the system reclaims the memory of a large
-        // program faster than freeing its graphs value by value.
-        std::mem::forget(program.workflows);
+        // program (its ASTs, graphs and priced plans) faster than freeing it value by value.
+        std::mem::forget((set, program.workflows, priced));
     }
     if a.format == DiagFormat::Json {
         // One document for one file; an array of documents for several.
@@ -640,7 +645,12 @@ fn compile_for_plan(
     c: &CompileArgs,
     levels: &LintLevels,
 ) -> Option<(crate::check::Program, crate::plan::Plan)> {
-    let (program, mut diags, priced) = crate::compile_file_priced(file, &resolve_opts(c));
+    let crate::Compiled {
+        program,
+        mut diags,
+        priced,
+        ..
+    } = crate::compile_file_priced(file, &resolve_opts(c));
     apply_levels(&mut diags, &program.sources, levels);
     let st = style(Stream::Stderr);
     if !diags.is_empty() {

@@ -605,7 +605,14 @@ impl Default for HumanStyle {
     }
 }
 
+/// From how many diagnostics [`render_human`] renders on several threads: below it, starting
+/// threads costs more than it saves.
+const PARALLEL_RENDER_MIN: usize = 256;
+
 /// Renders diagnostics as rustc-style reports with source snippets, followed by a summary line.
+/// Reports are independent: from [`PARALLEL_RENDER_MIN`] diagnostics on, consecutive runs of
+/// them are rendered on one thread per available core (at most 8) and joined in order, so the
+/// text is the same as on one thread.
 pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle) -> String {
     let theme = match (style.color, style.unicode) {
         (true, true) => miette::GraphicalTheme::unicode(),
@@ -613,26 +620,51 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
         (false, true) => miette::GraphicalTheme::unicode_nocolor(),
         (false, false) => miette::GraphicalTheme::none(),
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme)
-        .with_width(style.width)
-        .with_context_lines(1);
     let sources = &*sources.masked();
     let snippets: Vec<Snippets> = sources.files().map(|(_, f)| Snippets::new(f)).collect();
-    let mut out = String::new();
-    for d in diags.iter() {
-        let m = to_miette(d, sources, &snippets);
-        if handler.render_report(&mut out, &m).is_err() {
-            // Rendering into a String cannot fail for I/O reasons; fall back to the bare message.
-            let _ = writeln!(
-                out,
-                "{}[{}]: {}",
-                severity_word(d.severity),
-                d.code,
-                d.message
-            );
+    let render = |run: &[&Diagnostic]| {
+        let handler = miette::GraphicalReportHandler::new_themed(theme.clone())
+            .with_width(style.width)
+            .with_context_lines(1);
+        let mut out = String::new();
+        for d in run {
+            let m = to_miette(d, sources, &snippets);
+            if handler.render_report(&mut out, &m).is_err() {
+                // Rendering into a String cannot fail for I/O reasons; fall back to the bare
+                // message.
+                let _ = writeln!(
+                    out,
+                    "{}[{}]: {}",
+                    severity_word(d.severity),
+                    d.code,
+                    d.message
+                );
+            }
+            out.push('\n');
         }
-        out.push('\n');
-    }
+        out
+    };
+    let all: Vec<&Diagnostic> = diags.iter().collect();
+    let threads = if all.len() < PARALLEL_RENDER_MIN {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    };
+    let mut out = if threads <= 1 {
+        render(&all)
+    } else {
+        let run = all.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = all
+                .chunks(run)
+                .map(|chunk| scope.spawn(|| render(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<String>()
+        })
+    };
     let (e, w) = (diags.error_count(), diags.warning_count());
     if e + w > 0 {
         let _ = writeln!(out, "{}", summary_line(e, w));
@@ -798,6 +830,42 @@ mod tests {
         assert_eq!(sources.line_col(id, 5), (2, 1));
         assert_eq!(sources.line_col_utf16(id, 7), (2, 3));
         assert_eq!(sources.line_col(id, 99), (2, 3));
+    }
+
+    /// From `PARALLEL_RENDER_MIN` diagnostics on, reports are rendered on several threads:
+    /// the text is each report rendered alone, in order, then the summary.
+    #[test]
+    fn many_reports_render_as_one_at_a_time_in_order() {
+        let mut sources = SourceMap::new();
+        let n = PARALLEL_RENDER_MIN + 45;
+        let text: String = (0..n).map(|i| format!("s{i} = a(\"{i}\")\n")).collect();
+        let id = sources.add("many.orch", None, text.as_str());
+        let mut all = Diagnostics::new();
+        let mut one_by_one = String::new();
+        let mut at = 0;
+        for (i, line) in text.lines().enumerate() {
+            let d = Diagnostic::new(
+                Code::DuplicateDefinition,
+                Span::new(id, at, at + line.find(' ').unwrap_or(1)),
+                format!("report {i}"),
+            )
+            .with_secondary(
+                Span::new(id, at + line.len() - 2, at + line.len() - 1),
+                "here",
+            );
+            let mut alone = Diagnostics::new();
+            alone.push(d.clone());
+            let rendered = render_human(&alone, &sources, HumanStyle::default());
+            // Without its summary line.
+            one_by_one.push_str(&rendered[..rendered.len() - "1 error\n".len()]);
+            all.push(d);
+            at += line.len() + 1;
+        }
+        one_by_one.push_str(&format!("{n} errors\n"));
+        assert_eq!(
+            render_human(&all, &sources, HumanStyle::default()),
+            one_by_one
+        );
     }
 
     #[test]

@@ -80,39 +80,22 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
 pub const MAX_NESTING: usize = 64;
 
 /// The offset of the first construct nested deeper than [`MAX_NESTING`], if any. Walks the
-/// parse tree in pre-order with a stack of its own (no recursion, no copy of the children):
-/// on reaching a pair, its children's depths are checked first, then they are descended into.
+/// parse tree in pre-order with a stack of its own (no recursion): on reaching a pair, its
+/// children's depths are checked first, then they are descended into. Each pair's children are
+/// listed once: they go on the stack with their depths, the first child on top.
 fn too_deep(root: &Pair<'_, Rule>) -> Option<usize> {
-    type Stack<'i> = Vec<(pest::iterators::Pairs<'i, Rule>, usize, Rule)>;
-    fn visit<'i>(p: Pair<'i, Rule>, depth: usize, stack: &mut Stack<'i>) -> Option<usize> {
+    let mut stack: Vec<(Pair<'_, Rule>, usize)> = vec![(root.clone(), 0)];
+    while let Some((p, depth)) = stack.pop() {
         let rule = p.as_rule();
-        if let Some(c) = p
-            .clone()
-            .into_inner()
-            .find(|c| depth + levels(c, rule) > MAX_NESTING)
-        {
-            return Some(c.as_span().start());
-        }
-        stack.push((p.into_inner(), depth, rule));
-        None
-    }
-    let mut stack = Stack::new();
-    if let Some(at) = visit(root.clone(), 0, &mut stack) {
-        return Some(at);
-    }
-    while let Some((children, depth, rule)) = stack.last_mut() {
-        let (depth, rule) = (*depth, *rule);
-        match children.next() {
-            Some(c) => {
-                let d = depth + levels(&c, rule);
-                if let Some(at) = visit(c, d, &mut stack) {
-                    return Some(at);
-                }
+        let first = stack.len();
+        for c in p.into_inner() {
+            let d = depth + levels(&c, rule);
+            if d > MAX_NESTING {
+                return Some(c.as_span().start());
             }
-            None => {
-                stack.pop();
-            }
+            stack.push((c, d));
         }
+        stack[first..].reverse();
     }
     None
 }
@@ -1012,6 +995,23 @@ workflow main(request: text) -> text <budget $2.00> {
         };
         assert_eq!(t.parts[0], TemplatePart::Text("line one ".into()));
         assert_eq!(t.parts[2], TemplatePart::Text("\n  indented".into()));
+    }
+
+    /// `ident` tests a word against the keywords only when it starts with one of their first
+    /// letters (`keyword_initial`): every keyword must still be refused as a name, and a longer
+    /// word starting with one must not be.
+    #[test]
+    fn every_keyword_is_refused_as_a_name() {
+        for kw in KEYWORDS {
+            assert!(
+                OrchParser::parse(Rule::ident, kw).is_err(),
+                "`{kw}` parsed as a name"
+            );
+            let longer = format!("{kw}_x");
+            let name = OrchParser::parse(Rule::ident, &longer)
+                .unwrap_or_else(|e| panic!("`{longer}` is not a name: {e}"));
+            assert_eq!(name.as_str(), longer);
+        }
     }
 
     #[test]

@@ -336,8 +336,11 @@ impl Lowerer<'_> {
     ) -> NodeId {
         let id = self.g.nodes.len();
         self.bind(&s.name, Binding::Node(id));
-        let mut step_scope = scope.clone();
-        self.apply_options(&s.options, &mut step_scope, Place::Step);
+        if !s.options.is_empty() {
+            // Checked for their diagnostics; the step's own values are read from `s` below.
+            let mut step_scope = scope.clone();
+            self.apply_options(&s.options, &mut step_scope, Place::Step);
+        }
         let call_model = s.options.iter().find_map(|o| match &o.kind {
             OptKind::Model(m) => Some((m.clone(), o.span)),
             _ => None,
@@ -369,6 +372,13 @@ impl Lowerer<'_> {
         let mut deps: Vec<Dep> = entry.to_vec();
         deps.retain(|d| d.node != id);
         let max_turns = self.step_max_turns(s, &agent_name, scope);
+        // The names the prompt and arguments read, before they move into the node.
+        let reads: Vec<Path> = prompt
+            .iter()
+            .chain(args.values())
+            .flat_map(|t| t.interps())
+            .cloned()
+            .collect();
         self.push_node(Node {
             id,
             name: s.name.name.clone(),
@@ -376,8 +386,8 @@ impl Lowerer<'_> {
             agent: agent_name,
             callee_span: s.callee.span,
             exec,
-            prompt: prompt.clone(),
-            args: args.clone(),
+            prompt,
+            args,
             deps,
             retry: step_scope_retry(s, agent_retry, scope, default_retry),
             timeout_ms: step_scope_timeout(s, agent_timeout, scope),
@@ -394,15 +404,13 @@ impl Lowerer<'_> {
             self.approval_step(id, s);
         }
         self.check_batch_window(id);
-        for t in prompt.iter().chain(args.values()) {
-            for p in t.interps() {
-                self.pending.push(PendingRef {
-                    node: id,
-                    path: p.clone(),
-                    kind: DepKind::Data,
-                    from: self.path.clone(),
-                });
-            }
+        for path in reads {
+            self.pending.push(PendingRef {
+                node: id,
+                path,
+                kind: DepKind::Data,
+                from: self.path.clone(),
+            });
         }
         for a in &s.after {
             let path = Path {

@@ -108,6 +108,21 @@ pub fn parse_duration(s: &str) -> u64 {
     n.saturating_mul(factor)
 }
 
+/// The completion window of a provider batch (`parallel <batch>`): 24 hours, in
+/// milliseconds. Anthropic: "Message Batches" — a batch ends when all its requests are
+/// processed or after 24 hours, whichever comes first
+/// (<https://docs.anthropic.com/en/docs/build-with-claude/batch-processing>); OpenAI: the
+/// Batch API's only `completion_window` is `"24h"`
+/// (<https://platform.openai.com/docs/api-reference/batch/create>).
+pub const BATCH_WINDOW_MS: u64 = 24 * 3_600_000;
+
+/// What a request sent in a provider batch costs, as a share of the model's prices: both
+/// batch APIs charge half the standard input and output prices. Anthropic: "Batch processing
+/// costs 50% of standard API prices" (<https://docs.anthropic.com/en/docs/about-claude/pricing>,
+/// "Batch processing"); OpenAI: "Batch API ... 50% cost discount compared to synchronous
+/// APIs" (<https://platform.openai.com/docs/guides/batch>).
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
 /// `1.5s`, `250ms`, `2m`, `1h`: a duration in milliseconds, for people.
 pub fn format_duration(ms: u64) -> String {
     match ms {

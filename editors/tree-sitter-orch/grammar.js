@@ -114,6 +114,7 @@ module.exports = grammar({
       seq(field('name', 'deadline'), field('value', $.duration)),
       seq(field('name', 'fallback'), field('value', $.identifier)),
       seq(field('name', 'budget'), field('value', $.money)),
+      field('name', 'batch'),
       field('model', $.identifier),
     ),
     policy: ($) => seq('<', choice('all', 'any', seq('first', $.integer), seq('min', $.integer)), '>'),

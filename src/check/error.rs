@@ -54,6 +54,7 @@ into_diagnostic!(
     EmptyParallel,
     SingleBranchParallel,
     ForBodyResult,
+    BatchWindowBound,
     LiteralApiKey,
     ModelOutputInArgv,
     NoEntryWorkflow,
@@ -1955,6 +1956,9 @@ impl InvalidOption {
                     "budget" => {
                         "`budget $X` limits a workflow or a `parallel` block: `workflow main() <budget $2.00> { ... }`"
                     }
+                    "batch" => {
+                        "`batch` sends the model requests of a `parallel` block (or `parallel for`) as one provider batch; put the step in `parallel <batch> { ... }`"
+                    }
                     _ => "remove it",
                 };
                 let place = match place {
@@ -2836,6 +2840,50 @@ impl UnusedMcpServer {
         .with_help(format!(
             "grant its tools to an agent (`tools: [{}.*]`) or remove the declaration",
             self.name
+        ))
+    }
+}
+
+// ------------------------------------------------------------------ W0509
+
+/// `W0509`: step `step` of a `parallel <batch>` block (its `batch` option at `batch`) is
+/// bounded by `keyword` (`deadline` or `timeout`) of `ms` milliseconds, shorter than the
+/// batch APIs' completion window of `window_ms`.
+pub(crate) struct BatchWindowBound {
+    pub at: Span,
+    pub step: String,
+    pub keyword: &'static str,
+    pub ms: u64,
+    pub window_ms: u64,
+    pub batch: Span,
+}
+
+impl BatchWindowBound {
+    fn diagnostic(self) -> Diagnostic {
+        // Whole hours as `24h`, not `24h0m`.
+        let words = |ms: u64| match ms {
+            ms if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+            ms => crate::common::format_duration(ms),
+        };
+        let (bound, window) = (words(self.ms), words(self.window_ms));
+        let kw = self.keyword;
+        Diagnostic::new(
+            Code::BatchWindowBound,
+            self.at,
+            format!(
+                "step `{}` has `{kw} {bound}`, shorter than the batch window of {window}",
+                self.step
+            ),
+        )
+        .with_label(format!("`{kw} {bound}` may pass before its batch ends"))
+        .with_secondary(
+            self.batch,
+            "the block's requests go to the provider's batch API",
+        )
+        .with_help(format!(
+            "a provider may take up to {window} to end a batch; when `{kw}` passes first, the \
+             step is retried with ordinary requests at the full price, or fails: remove \
+             `{kw}`, raise it to `{window}`, or leave out `batch`"
         ))
     }
 }

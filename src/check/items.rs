@@ -74,6 +74,10 @@ pub struct ProviderDef {
     /// At most this many tokens per minute to this provider (each request counts its
     /// estimated input plus its `max_tokens`), shared by every step of the run.
     pub tokens_per_minute: Option<u32>,
+    /// The first wait before a provider batch (`parallel <batch>`) is polled, in
+    /// milliseconds; each later wait doubles, up to 32 times the first (at most 10 minutes).
+    /// `None`: 30 s.
+    pub batch_poll_ms: Option<u64>,
     /// Declaration span (`None` for built-ins).
     #[serde(skip)]
     pub span: Option<Span>,
@@ -116,6 +120,7 @@ pub fn builtin_providers() -> IndexMap<String, ProviderDef> {
                 idle_timeout_ms: None,
                 requests_per_minute: None,
                 tokens_per_minute: None,
+                batch_poll_ms: None,
                 span: None,
             },
         )
@@ -528,6 +533,7 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "idle_timeout",
     "requests_per_minute",
     "tokens_per_minute",
+    "batch_poll",
 ];
 
 pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef {
@@ -591,7 +597,9 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
     }
     let requests_per_minute = f.int("requests_per_minute", diags);
     let tokens_per_minute = f.int("tokens_per_minute", diags);
+    let batch_poll_ms = f.duration("batch_poll", diags);
     for (key, zero) in [
+        ("batch_poll", batch_poll_ms == Some(0)),
         ("idle_timeout", idle_timeout_ms == Some(0)),
         ("requests_per_minute", requests_per_minute == Some(0)),
         ("tokens_per_minute", tokens_per_minute == Some(0)),
@@ -618,6 +626,7 @@ pub(crate) fn provider(decl: &ast::Decl, diags: &mut Diagnostics) -> ProviderDef
         idle_timeout_ms: idle_timeout_ms.filter(|ms| *ms > 0),
         requests_per_minute: requests_per_minute.filter(|n| *n > 0),
         tokens_per_minute: tokens_per_minute.filter(|n| *n > 0),
+        batch_poll_ms: batch_poll_ms.filter(|ms| *ms > 0),
         span: Some(decl.span),
     }
 }

@@ -256,6 +256,9 @@ pub struct Node {
     pub output_type: Option<Type>,
     /// The regions around it, outermost first (empty at the top of the workflow).
     pub regions: Vec<InRegion>,
+    /// The innermost `parallel <batch>` block around it: an index in
+    /// [`WorkflowGraph::batches`].
+    pub batch: Option<usize>,
 }
 
 /// A `gather` join.
@@ -265,6 +268,18 @@ pub struct Join {
     pub group: GroupId,
     /// The policy.
     pub policy: Policy,
+}
+
+/// A `parallel <batch>` block or `parallel <batch> for`: its steps' model requests go to
+/// their providers' batch APIs (docs/language.md, "Batches").
+#[derive(Debug, Clone)]
+pub struct BatchBlock {
+    /// Its index in [`WorkflowGraph::batches`].
+    pub id: usize,
+    /// The `batch` option.
+    pub span: Span,
+    /// `max N` of the block: the most requests of one batch.
+    pub max: Option<u32>,
 }
 
 /// A `parallel` block.
@@ -318,6 +333,8 @@ pub struct WorkflowGraph {
     pub groups: Vec<Group>,
     /// Regions (`parallel for`, `repeat`, `if`, workflow calls), outer before inner.
     pub regions: Vec<Region>,
+    /// The `parallel <batch>` blocks (and `parallel <batch> for`), in source order.
+    pub batches: Vec<BatchBlock>,
     /// Every name: parameters, steps, named blocks.
     pub bindings: IndexMap<String, Binding>,
     /// `return` value.
@@ -372,6 +389,8 @@ struct Scope {
     deadline_span: Option<Span>,
     fallback_span: Option<Span>,
     groups: Vec<GroupId>,
+    /// The innermost `parallel <batch>` block around: an index in [`WorkflowGraph::batches`].
+    batch: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -480,6 +499,7 @@ pub fn lower(
             nodes: Vec::new(),
             groups: Vec::new(),
             regions: Vec::new(),
+            batches: Vec::new(),
             bindings: IndexMap::new(),
             output: None,
             sequences: Vec::new(),

@@ -358,6 +358,11 @@ impl Trace {
                     ],
                 );
             }
+            Event::Batched { step } => {
+                let open = self.open_step(&mut steps, step, now);
+                open.span
+                    .add_event_with_timestamp("orch.batched", now, Vec::new());
+            }
             Event::FallingBack { step, model } => {
                 let open = self.open_step(&mut steps, step, now);
                 open.span.add_event_with_timestamp(

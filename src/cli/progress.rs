@@ -164,6 +164,10 @@ impl Progress {
             Event::FallingBack { step, model } => {
                 format!("  {} {step:<w$}  falling back to {model}", p.yellow("↪"))
             }
+            Event::Batched { step } => format!(
+                "  {} {step:<w$}  in a provider batch (answered within 24h)",
+                p.dim("…")
+            ),
             Event::Finished(r) => self.finished(r),
             Event::ToolCalled { step, call } => self.tool_called(step, call),
             Event::Reused(r) => match &r.approval {
@@ -468,6 +472,11 @@ impl LiveState {
                         "waiting {} for the rate limit",
                         format_duration(*delay_ms)
                     ));
+                }
+            }
+            Event::Batched { step } => {
+                if let Some(f) = self.flight.get_mut(step) {
+                    f.note = Some("in a provider batch (answered within 24h)".to_string());
                 }
             }
             Event::FallingBack { step, model } => {

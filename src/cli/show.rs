@@ -15,12 +15,13 @@ use crate::redact::redact;
 use crate::run::journal::{self, AttemptRecord, Record, StepOutcome, StepRecord, TextDigest};
 
 /// What the journal says of one step (an instance, a nested step): its model calls, its last
-/// `step` record, and a region's warnings.
+/// `step` record, a region's warnings, and the provider batches its requests went in.
 #[derive(Default)]
 struct StepView {
     attempts: Vec<AttemptRecord>,
     record: Option<StepRecord>,
     warnings: Vec<String>,
+    batches: Vec<String>,
 }
 
 /// Runs `orch runs show`: exit 0, or 2 when the run cannot be found or read.
@@ -97,6 +98,18 @@ fn render(records: &[Record], step: Option<&str>) -> Result<String, String> {
             Record::Step(s) => {
                 steps.entry(s.name.clone()).or_default().record = Some((**s).clone())
             }
+            Record::Batch(b) => {
+                for item in &b.items {
+                    steps
+                        .entry(item.step.clone())
+                        .or_default()
+                        .batches
+                        .push(format!(
+                            "sent in batch `{}` of provider `{}` as `{}`",
+                            b.batch_id, b.provider, item.custom_id
+                        ));
+                }
+            }
             Record::Warning(w) => steps
                 .entry(w.step.clone())
                 .or_default()
@@ -169,7 +182,7 @@ fn step_text(out: &mut String, name: &str, v: &StepView) {
                 usd(r.cost_usd)
             );
         }
-        None if v.attempts.is_empty() && v.warnings.is_empty() => {
+        None if v.attempts.is_empty() && v.warnings.is_empty() && v.batches.is_empty() => {
             head.push_str(" · started, no end recorded");
         }
         None => {}
@@ -184,6 +197,9 @@ fn step_text(out: &mut String, name: &str, v: &StepView) {
     }
     if let Some(e) = v.record.as_ref().and_then(|r| r.error.as_ref()) {
         let _ = writeln!(out, "  error: {e}");
+    }
+    for b in &v.batches {
+        let _ = writeln!(out, "  {b}");
     }
     for a in &v.attempts {
         attempt_text(out, a);

@@ -1354,6 +1354,44 @@ workflow main() {
         ..CodeInfo::ERROR
     },
     CodeInfo {
+        code: Code::BatchWindowBound,
+        name: "batch-window-bound",
+        default_severity: Severity::Warning,
+        summary: "A step of a `parallel <batch>` block has a `deadline` or `timeout` shorter \
+                  than the 24-hour batch window.",
+        what: "Reports each model step of a `parallel <batch>` block (or `parallel <batch> for`) \
+               whose `deadline` or `timeout` — its own, its agent's or a block's around it — is \
+               shorter than 24 hours, the completion window of the Anthropic Message Batches \
+               API and of the OpenAI Batch API.",
+        why: "A provider may take up to 24 hours to end a batch. The bound is kept: when it \
+              passes first, the step's batched attempt ends as timed out and its retries go \
+              out as ordinary requests at the full price (or the step fails at its \
+              deadline), so the saving of the batch is lost. Remove the bound, raise it to \
+              `24h`, or leave out `batch`.",
+        example_bad: r#"include "std/models.orch"
+
+agent reviewer { model: haiku, system: "You review files." }
+
+workflow main() {
+  reviews = parallel <batch, deadline 1h> for file in ["a.rs", "b.rs", "c.rs"] {
+    review = reviewer("Review {file}")
+  }
+  return reviews
+}
+"#,
+        example_good: r#"include "std/models.orch"
+
+agent reviewer { model: haiku, system: "You review files." }
+
+workflow main() {
+  reviews = parallel <batch, deadline 24h> for file in ["a.rs", "b.rs", "c.rs"] {
+    review = reviewer("Review {file}")
+  }
+  return reviews
+}
+"#,
+    },
+    CodeInfo {
         code: Code::LiteralApiKey,
         name: "literal-api-key",
         summary: "An API key is written in the script.",

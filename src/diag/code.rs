@@ -103,6 +103,9 @@ codes! {
     SingleBranchParallel = "W0507",
     /// `E0508`: the body of a `parallel for` does not end with a step.
     ForBodyResult = "E0508",
+    /// `W0509`: a step of a `parallel <batch>` block bounded by a `deadline` or `timeout`
+    /// shorter than the batch APIs' 24-hour completion window.
+    BatchWindowBound = "W0509",
     /// `E0601`: an API key written in the script.
     LiteralApiKey = "E0601",
     /// `E0602`: model output reaches a command's argv.

@@ -194,6 +194,12 @@ fn worst_case(
         input.saturating_mul(attempts),
         output.saturating_mul(attempts),
     );
+    if node.batch.is_some() {
+        // The first attempt on the step's own model goes in a batch, at the batch price;
+        // retries and the fallback are ordinary requests.
+        let first = super::tools::priced(program, model, None, input, output);
+        e.cost_usd -= first.cost_usd * (1.0 - crate::common::BATCH_PRICE_FACTOR);
+    }
     if let Some(t) = tools {
         e += super::tools::delegations(t, delegates);
     }

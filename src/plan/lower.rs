@@ -14,8 +14,8 @@ use super::ir::{
     Cond, CondExpr, ForList, Interp, ListSource, Operand, Ref, Template, TemplatePart,
 };
 use super::{
-    Location, NodeId, Plan, PlanExec, PlanGroup, PlanJoin, PlanNode, PlanRegion, PlanRegionKind,
-    RegionId,
+    Location, NodeId, Plan, PlanBatch, PlanExec, PlanGroup, PlanJoin, PlanNode, PlanRegion,
+    PlanRegionKind, RegionId,
 };
 use crate::check::workflow::{self as graph, Binding, DepKind, Exec, InRegion, WorkflowGraph};
 use crate::check::{Program, ProviderKind};
@@ -60,6 +60,28 @@ pub(super) fn price(program: &Program, wf: &WorkflowGraph) -> Plan {
             branches: g.branches.clone(),
         })
         .collect();
+    let batches = wf
+        .batches
+        .iter()
+        .map(|b| {
+            let (line, column) = lines.line_col(b.span.file, b.span.start);
+            PlanBatch {
+                id: b.id,
+                max: b.max,
+                window_ms: crate::common::BATCH_WINDOW_MS,
+                steps: nodes
+                    .iter()
+                    .filter(|n| n.batch == Some(b.id) && matches!(n.exec, PlanExec::Model { .. }))
+                    .map(|n| n.id)
+                    .collect(),
+                location: Location {
+                    file: program.sources.get(b.span.file).name.clone(),
+                    line,
+                    column,
+                },
+            }
+        })
+        .collect();
     let mut worst_case = super::Estimate::default();
     for n in &nodes {
         worst_case += n.worst_case;
@@ -72,9 +94,11 @@ pub(super) fn price(program: &Program, wf: &WorkflowGraph) -> Plan {
         nodes,
         groups,
         regions,
+        batches,
         notes,
         levels: Vec::new(),
         critical_path: Vec::new(),
+        critical_path_batch_wait_ms: None,
         worst_case,
         peak_concurrency: 0,
         providers,
@@ -97,6 +121,15 @@ pub(super) fn complete(plan: &mut Plan) {
     }
     plan.levels = levels;
     plan.critical_path = analysis::critical_path(&plan.nodes, &deps);
+    let batched = plan
+        .critical_path
+        .iter()
+        .filter(|&&n| {
+            plan.nodes[n].batch.is_some() && matches!(plan.nodes[n].exec, PlanExec::Model { .. })
+        })
+        .count() as u64;
+    plan.critical_path_batch_wait_ms =
+        (batched > 0).then(|| batched.saturating_mul(crate::common::BATCH_WINDOW_MS));
     plan.peak_concurrency = analysis::peak_concurrency(&plan.nodes, &plan.groups, &deps);
 }
 
@@ -509,6 +542,7 @@ fn plan_node(
             column,
         },
         span: n.span,
+        batch: n.batch,
     }
 }
 

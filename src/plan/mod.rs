@@ -233,6 +233,29 @@ pub struct PlanNode {
     /// Span, for runtime diagnostics.
     #[serde(skip)]
     pub span: Span,
+    /// The innermost `parallel <batch>` block it is in: an index in [`Plan::batches`]. A
+    /// model step's first attempt is then sent in its provider's batch, at the batch price
+    /// ([`crate::common::BATCH_PRICE_FACTOR`]); its retries go out as ordinary requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+}
+
+/// A `parallel <batch>` block (or `parallel <batch> for`): the model requests of its steps go
+/// to their providers' batch APIs (docs/language.md, "Batches").
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanBatch {
+    /// Index in [`Plan::batches`].
+    pub id: usize,
+    /// `max N` of the block: the most requests in one batch (absent: as many as are ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// The longest a provider may take to end a batch, in milliseconds: 24 hours for both
+    /// batch APIs ([`crate::common::BATCH_WINDOW_MS`]).
+    pub window_ms: u64,
+    /// The model steps inside (nested blocks included), by id.
+    pub steps: Vec<NodeId>,
+    /// Where the `batch` option is written.
+    pub location: Location,
 }
 
 /// A `gather` join.
@@ -359,6 +382,9 @@ pub struct Plan {
     pub groups: Vec<PlanGroup>,
     /// Regions: `parallel for`, `repeat`, `if` and workflow calls.
     pub regions: Vec<PlanRegion>,
+    /// `parallel <batch>` blocks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<PlanBatch>,
     /// What the worst case cannot bound (a `for` over a list known only at run time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -366,6 +392,12 @@ pub struct Plan {
     pub levels: Vec<Vec<NodeId>>,
     /// The longest chain of dependent steps, first to last.
     pub critical_path: Vec<NodeId>,
+    /// The longest the critical path may wait for provider batches, in milliseconds: the
+    /// batch window ([`crate::common::BATCH_WINDOW_MS`]) once for each batched step on it (a
+    /// step's batch is submitted once the steps before it are answered, so batches on one
+    /// chain do not overlap). Absent when none of its steps is batched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_path_batch_wait_ms: Option<u64>,
     /// Worst-case tokens and cost of the whole run.
     pub worst_case: Estimate,
     /// The most steps in flight at once (equal step durations, `max N` honoured).

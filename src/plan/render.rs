@@ -61,6 +61,30 @@ pub fn render_text(plan: &Plan) -> String {
             .collect::<Vec<_>>()
             .join(" → ")
     );
+    if let Some(ms) = plan.critical_path_batch_wait_ms {
+        let _ = writeln!(
+            out,
+            "  the critical path may wait up to {} for provider batches",
+            hours(ms)
+        );
+    }
+    for b in &plan.batches {
+        let _ = writeln!(
+            out,
+            "  batch at {}:{}:{}: {} in one provider batch{}, answered within {} (the batch window), at {}% of the models' prices",
+            b.location.file,
+            b.location.line,
+            b.location.column,
+            if b.steps.is_empty() {
+                "no model steps".to_string()
+            } else {
+                format!("the requests of {}", names(plan, &b.steps))
+            },
+            b.max.map_or(String::new(), |m| format!(" of at most {m}")),
+            hours(b.window_ms),
+            (crate::common::BATCH_PRICE_FACTOR * 100.0).round()
+        );
+    }
     let w = plan.worst_case;
     let _ = writeln!(
         out,
@@ -260,6 +284,12 @@ fn render_node(out: &mut String, plan: &Plan, n: &PlanNode, reduced: &[usize], w
     } = &n.exec
     {
         facts.push(format!("max_tokens {max_tokens}"));
+        if n.batch.is_some() {
+            facts.push(format!(
+                "batched (up to {}, at the batch price)",
+                hours(crate::common::BATCH_WINDOW_MS)
+            ));
+        }
         facts.extend(tools.iter().flat_map(tools_facts));
         facts.push(format!("worst case {}", usd(n.worst_case.cost_usd)));
     }
@@ -353,5 +383,14 @@ fn hints(tool: &super::McpToolNote) -> String {
         String::new()
     } else {
         format!(" ({})", said.join(", "))
+    }
+}
+
+/// A duration for people, whole hours as `24h` ([`crate::common::format_duration`] otherwise).
+fn hours(ms: u64) -> String {
+    if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else {
+        crate::common::format_duration(ms)
     }
 }

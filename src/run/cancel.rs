@@ -100,6 +100,7 @@ impl super::scheduler::Scheduler<'_> {
             if let Some(h) = self.abort.remove(&id) {
                 h.abort();
             }
+            self.holds.remove(&id);
             let report = StepReport::not_run(
                 &self.plan.nodes[id],
                 StepStatus::Interrupted,

@@ -507,7 +507,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The identity of a request: every field sent that decides the answer, in a fixed order.
 /// `max_output_bytes` is not sent, so it is not part of it.
-fn identity(req: &CompletionRequest) -> Value {
+pub(crate) fn identity(req: &CompletionRequest) -> Value {
     let mut id = serde_json::Map::new();
     id.insert("model".into(), json!(req.model));
     if let Some(s) = &req.system {

@@ -18,6 +18,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::batch::Hold;
 use super::cancel::{self, Cancel};
 use super::prepare::Shared;
 use super::render::{InputValue, Scope, json_text};
@@ -39,6 +40,25 @@ pub(super) struct RegionTask {
     pub outputs: Vec<Option<Json>>,
     pub node: NodeId,
     pub tx: UnboundedSender<Event>,
+    /// In a `parallel <batch>` block: the block's batcher, held until the region's bodies have
+    /// started their first steps ([`super::batch`]).
+    pub hold: std::sync::Mutex<Option<Hold>>,
+}
+
+impl RegionTask {
+    /// The region's hold, taken (for its first body, or to release it).
+    fn take_hold(&self) -> Option<Hold> {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Another hold of the region's batcher, for one of its bodies.
+    fn body_hold(&self) -> Option<Hold> {
+        self.hold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Hold::another)
+    }
 }
 
 /// One run of one body.
@@ -162,7 +182,7 @@ async fn run_body(
     suffix: &str,
     outputs: Vec<Option<Json>>,
 ) -> BodyRun {
-    run_body_until(task, body, suffix, outputs, None).await
+    run_body_until(task, body, suffix, outputs, None, task.take_hold()).await
 }
 
 /// [`run_body`], stopped by `stop` (a `gather <any|first N>` met) as well as by the run's
@@ -173,6 +193,7 @@ async fn run_body_until(
     suffix: &str,
     outputs: Vec<Option<Json>>,
     stop: Option<&GatherStop>,
+    hold: Option<Hold>,
 ) -> BodyRun {
     let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
         unreachable!("a region task runs a region node");
@@ -189,7 +210,11 @@ async fn run_body_until(
     for &m in r.bodies.get(body).into_iter().flatten() {
         active[m] = !matches!(plan.nodes[m].exec, PlanExec::Item);
     }
-    let frame = Frame { active, outputs };
+    let frame = Frame {
+        active,
+        outputs,
+        hold,
+    };
     let tx = task.tx.clone();
     let mut opts = task.opts.clone();
     if let Some(s) = stop {
@@ -318,6 +343,7 @@ async fn run_for(
         outputs: Vec::new(),
         node: task.node,
         tx: task.tx.clone(),
+        hold: std::sync::Mutex::new(None),
     };
     let name = &task.plan.nodes[task.node].name;
     let tolerant = spec.policy != Policy::All;
@@ -361,12 +387,13 @@ async fn run_for(
             let suffix = format!("[{}]", i + 1);
             let stop = stop.as_ref();
             let stripped = &stripped;
+            let hold = task.body_hold();
             // Outside tokio's cooperative budget: once the region's task spent its budget,
             // every instance polled in the same pass would return at once and wake itself
             // again, so each pass of `running` would poll every instance (quadratic in the
             // items: a 100,000-item `for` took minutes).
             running.push(tokio::task::unconstrained(async move {
-                let run = run_body_until(stripped, *body, &suffix, outputs, stop).await;
+                let run = run_body_until(stripped, *body, &suffix, outputs, stop, hold).await;
                 (i, *body, run)
             }));
         }
@@ -374,6 +401,11 @@ async fn run_for(
         // waiting, then start the next chunk. Starting every instance before looking at any
         // that ended would keep all of them in memory at once (~30 KB each).
         let more = may_start && running.len() < limit && queue.len() > 0;
+        if !more {
+            // No further instance starts before one ends: the region's own hold goes (each
+            // instance started holds the block's batcher until its first steps started).
+            drop(task.take_hold());
+        }
         let watch = stop.as_ref().filter(|s| !s.cancel.is_cancelled());
         let next = tokio::select! {
             biased;

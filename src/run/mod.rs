@@ -29,6 +29,7 @@
 mod agent;
 pub mod approval;
 mod attempt;
+mod batch;
 mod budget;
 pub mod cache_key;
 pub mod cancel;

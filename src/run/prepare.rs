@@ -61,6 +61,15 @@ pub(super) struct ModelClient {
     /// The model's context window in tokens, when the script declares it and requests go to
     /// the script's model (not to an `--endpoint`, whose model's window is not the script's).
     pub(super) context_window: Option<u32>,
+    /// The first wait before a provider batch of this client's is polled
+    /// ([`super::batch`]): the provider's `batch_poll`, 30 s by default; on the simulator a
+    /// quarter of its latency (at least 1 ms).
+    pub(super) batch_poll: Duration,
+    /// Whether `parallel <batch>` requests go in its provider's batches: not to an
+    /// `--endpoint` server (the local servers it is for have no batch API).
+    pub(super) batchable: bool,
+    /// Whether its answers come from a cassette (`--replay`).
+    pub(super) replayed: bool,
 }
 
 /// Everything the tasks share.
@@ -80,6 +89,8 @@ pub(super) struct Shared {
     /// With a journal: each model's identity, for cache keys (the same for every scheduler
     /// of the run, each instance of a region's body included).
     pub(super) identities: Option<super::cache_key::Identities>,
+    /// The batchers of the `parallel <batch>` blocks ([`super::batch`]).
+    pub(super) batches: super::batch::Batches,
 }
 
 /// The run's inputs, each parsed by its parameter's type ([`render::parse_input`]), defaults
@@ -203,6 +214,7 @@ pub(super) fn prepare(
         .then(|| super::cache_key::Identities::new(plan, &built.clients, &opts.target));
     Ok(Shared {
         identities,
+        batches: super::batch::Batches::new(plan, opts.journal.as_ref()),
         clients: built.clients,
         provider_limits: built.provider_limits,
         group_limits: plan
@@ -363,6 +375,19 @@ impl Clients<'_> {
             price: if priced { def.price } else { Price::default() },
             limits,
             context_window: if priced { def.context_window } else { None },
+            batchable: !matches!(self.opts.target, Target::Endpoint(_)),
+            replayed: matches!(self.opts.target, Target::Replay(_)),
+            batch_poll: match &self.opts.target {
+                Target::Simulate { latency_ms, .. } => {
+                    Duration::from_millis((latency_ms / 4).max(1))
+                }
+                _ if pdef.kind == ProviderKind::Sim => {
+                    Duration::from_millis((pdef.latency_ms.unwrap_or(0) / 4).max(1))
+                }
+                _ => pdef
+                    .batch_poll_ms
+                    .map_or(super::batch::DEFAULT_POLL, Duration::from_millis),
+            },
         })
     }
 

@@ -48,6 +48,12 @@ pub enum Event {
         /// Which limit, for people (``"`anthropic` says its requests are used up"``).
         reason: String,
     },
+    /// An attempt of a step in a `parallel <batch>` block waits in its block's queue for a
+    /// provider batch (answered within 24 hours).
+    Batched {
+        /// Step name.
+        step: String,
+    },
     /// A step switches to its fallback model.
     FallingBack {
         /// Step name.

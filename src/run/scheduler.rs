@@ -14,8 +14,8 @@ use super::provider::Usage;
 use super::render::{self, InputValue, Scope};
 use super::step::{Call, execute};
 use super::{
-    Event, RunOptions, RunReport, StepReport, StepStatus, budget, cache_key, cancel, control,
-    journal,
+    Event, RunOptions, RunReport, StepReport, StepStatus, batch, budget, cache_key, cancel,
+    control, journal,
 };
 use crate::common::Policy;
 use crate::plan::{NodeId, Plan, PlanExec, estimate_tokens};
@@ -62,6 +62,9 @@ pub(super) struct Frame {
     /// Outputs known at the start: values from outside the region, the item of a `for`,
     /// the previous iteration's of a `repeat`.
     pub(super) outputs: Vec<Option<serde_json::Value>>,
+    /// For a region's body inside a `parallel <batch>` block: the block's batcher held until
+    /// the body has started its first steps ([`super::batch`]).
+    pub(super) hold: Option<batch::Hold>,
 }
 
 impl Frame {
@@ -70,6 +73,7 @@ impl Frame {
         Frame {
             active: plan.nodes.iter().map(|n| n.region.is_none()).collect(),
             outputs: vec![None; plan.nodes.len()],
+            hold: None,
         }
     }
 }
@@ -122,6 +126,11 @@ pub(super) struct Scheduler<'a> {
     pub(super) ran: Vec<bool>,
     /// Steps whose result came from the journal.
     pub(super) reused: Vec<bool>,
+    /// The batchers held by the steps in flight of `parallel <batch>` blocks, by node
+    /// ([`super::batch`]); released once what a step's end lets start has started.
+    pub(super) holds: HashMap<NodeId, batch::Hold>,
+    /// The frame's hold, released after its first steps started.
+    frame_hold: Option<batch::Hold>,
     /// On a resumed run: why each step that is not reused runs again (told when it starts).
     pub(super) rerun_why: Vec<Option<String>>,
 }
@@ -163,6 +172,7 @@ impl<'a> Scheduler<'a> {
     ) -> Self {
         let n = plan.nodes.len();
         let active = frame.active;
+        let frame_hold = frame.hold;
         let mut dependents = vec![Vec::new(); n];
         let mut waiting_on = vec![0; n];
         let mut tolerated = vec![false; n];
@@ -243,6 +253,8 @@ impl<'a> Scheduler<'a> {
             ran: vec![false; n],
             reused: vec![false; n],
             rerun_why: vec![None; n],
+            holds: HashMap::new(),
+            frame_hold,
         }
     }
 
@@ -265,6 +277,7 @@ impl<'a> Scheduler<'a> {
             self.interrupt(&mut tasks, on_event);
         }
         self.start_ready(&mut tasks, &tx, on_event);
+        self.frame_hold = None;
         loop {
             tokio::select! {
                 biased;
@@ -279,8 +292,14 @@ impl<'a> Scheduler<'a> {
                     while let Ok(ev) = rx.try_recv() {
                         on_event(&ev);
                     }
+                    // A batched step's hold is released once what its end lets start has
+                    // started (its dependents in the block may queue requests too).
+                    let mut released = None;
                     match joined {
-                        Ok(outcome) => self.finish(outcome, on_event),
+                        Ok(outcome) => {
+                            released = self.holds.remove(&outcome.node);
+                            self.finish(outcome, on_event);
+                        }
                         Err(e) if e.is_cancelled() => {}
                         Err(e) => {
                             // A panic inside a task is a bug; record it rather than lose the run.
@@ -288,6 +307,7 @@ impl<'a> Scheduler<'a> {
                         }
                     }
                     self.start_ready(&mut tasks, &tx, on_event);
+                    drop(released);
                 }
             }
         }
@@ -429,7 +449,11 @@ impl<'a> Scheduler<'a> {
         let out = self
             .max_tokens_cap
             .map_or(*max_tokens, |c| c.min(*max_tokens));
-        let worst = client.price.cost(input, u64::from(out));
+        let mut worst = client.price.cost(input, u64::from(out));
+        // A `parallel <batch>` step's first attempt is answered at the batch price.
+        if node.batch.is_some() && (client.batchable || client.replayed) {
+            worst *= crate::common::BATCH_PRICE_FACTOR;
+        }
         self.budgets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -547,6 +571,7 @@ impl<'a> Scheduler<'a> {
             if let Some(h) = self.abort.remove(&m) {
                 h.abort();
             }
+            self.holds.remove(&m);
             let report = StepReport::not_run(
                 &self.plan.nodes[m],
                 StepStatus::Cancelled,
@@ -565,6 +590,10 @@ impl<'a> Scheduler<'a> {
     ) {
         self.state[id] = State::Running;
         self.ran[id] = true;
+        let hold = self.plan.nodes[id]
+            .batch
+            .and_then(|b| self.shared.batches.get(b))
+            .map(|b| b.hold());
         if self.is_region(id) {
             let task = control::RegionTask {
                 plan: self.plan_arc.clone(),
@@ -575,10 +604,14 @@ impl<'a> Scheduler<'a> {
                 outputs: self.outputs.clone(),
                 node: id,
                 tx,
+                hold: std::sync::Mutex::new(hold),
             };
             let handle = tasks.spawn(control::run_region(task));
             self.abort.insert(id, handle);
             return;
+        }
+        if let Some(hold) = hold {
+            self.holds.insert(id, hold);
         }
         self.record_start(id, &tx);
         let node = &self.plan.nodes[id];

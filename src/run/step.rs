@@ -273,8 +273,17 @@ async fn permits(node: &PlanNode, shared: &Shared) -> Vec<OwnedSemaphorePermit> 
         .groups
         .iter()
         .filter_map(|&g| shared.group_limits[g].as_ref());
+    // In a `parallel <batch>` block, a step that must wait for a permit is not one its
+    // batch waits for: the steps holding the permits may be waiting for that batch.
+    let batcher = node.batch.and_then(|b| shared.batches.get(b));
     for s in shared.global.iter().chain(blocks) {
-        held.extend(s.clone().acquire_owned().await.ok());
+        match s.clone().try_acquire_owned() {
+            Ok(permit) => held.push(permit),
+            Err(_) => {
+                let _away = batcher.map(|b| b.away());
+                held.extend(s.clone().acquire_owned().await.ok());
+            }
+        }
     }
     held
 }
@@ -689,14 +698,41 @@ async fn model_attempts(
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
         // its output bound.
         let tokens = request_tokens(&req) + u64::from(req.max_tokens);
-        // The provider's permit is taken before the attempt's clock starts: waiting in line for
-        // a provider is not part of a timeout, and the step counts as started once it has one.
+        // `parallel <batch>`: the first attempt on the step's own model goes in a provider
+        // batch (a workflow step's, not a nested one's); retries are ordinary requests.
+        let in_batch = match (&node.exec, node.batch) {
+            (PlanExec::Model { model: own, .. }, Some(b))
+                if tries == 0 && own == model && origin.depth == 0 =>
+            {
+                Some(b)
+            }
+            _ => None,
+        };
+        // Sent in a batch when the client has a batch API (a replayed cassette answers each
+        // request by its identity, at the batch price it was recorded at; an `--endpoint`
+        // server is asked request by request).
+        let batch = in_batch
+            .filter(|_| client.batchable)
+            .and_then(|b| shared.batches.get(b))
+            .zip(client.provider.batch_api());
+        // A batched request waits in no provider line and counts against no rate limit: the
+        // provider takes the whole batch at once.
         let _permit = match shared.provider_limits.get(&client.provider_name) {
-            Some(s) => s.clone().acquire_owned().await.ok(),
-            None => None,
+            // The provider's permit is taken before the attempt's clock starts: waiting in line
+            // for a provider is not part of a timeout, and the step counts as started once it
+            // has one.
+            Some(s) if batch.is_none() => s.clone().acquire_owned().await.ok(),
+            _ => None,
         };
         // Rate limits, too, are waited for before the attempt's clock starts.
-        client.limits.acquire(tokens, &on_wait).await;
+        if batch.is_none() {
+            client.limits.acquire(tokens, &on_wait).await;
+        }
+        let price_factor = if in_batch.is_some() && (batch.is_some() || client.replayed) {
+            crate::common::BATCH_PRICE_FACTOR
+        } else {
+            1.0
+        };
         if report.attempts == 0 {
             report.started_ms = Some(shared.start.elapsed().as_millis() as u64);
         }
@@ -713,11 +749,21 @@ async fn model_attempts(
             attempt: attempt_no,
             turn,
         });
+        if batch.is_some() {
+            let _ = tx.send(Event::Batched {
+                step: node.name.clone(),
+            });
+        }
         let sent = attempt::sent_texts(&req);
         attempt::sending(tx, &node.name, model, attempt_no, turn, &sent);
         let wait_ms = waiting_since.elapsed().as_millis() as u64;
         let started_ms = shared.start.elapsed().as_millis() as u64;
-        let attempt = client.provider.complete_with_progress(&req, &on_progress);
+        let attempt: std::pin::Pin<
+            Box<dyn Future<Output = Result<Completion, ProviderError>> + Send + '_>,
+        > = match batch {
+            Some((batcher, api)) => Box::pin(batcher.submit(&node.name, client, api, &req)),
+            None => Box::pin(client.provider.complete_with_progress(&req, &on_progress)),
+        };
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
                 Ok(r) => r.map_err(AttemptError::from),
@@ -757,7 +803,8 @@ async fn model_attempts(
                 rec.usage = c.usage;
                 rec.cost_usd = client
                     .price
-                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                    .cost(c.usage.input_tokens, c.usage.output_tokens)
+                    * price_factor;
                 attempt::record(shared, tx, sent, Some(&c.text), rec);
             }
             Err(e) => {
@@ -770,7 +817,8 @@ async fn model_attempts(
                 report.usage.add(c.usage);
                 report.cost_usd += client
                     .price
-                    .cost(c.usage.input_tokens, c.usage.output_tokens);
+                    .cost(c.usage.input_tokens, c.usage.output_tokens)
+                    * price_factor;
                 report.served_model = Some(c.model.clone());
                 report.truncated = c.stop == StopReason::MaxTokens;
                 if report.truncated && node.on_truncated != OnTruncated::Warn {

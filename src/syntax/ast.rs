@@ -299,6 +299,9 @@ pub enum OptKind {
     Budget(f64),
     /// `max_turns N`: the most model turns of an agent loop (agents with `tools`).
     MaxTurns(u32),
+    /// `batch`: the model requests of a `parallel` block's steps go to their provider's
+    /// batch API, at its batch price (docs/language.md, "Batches").
+    Batch,
 }
 
 impl OptKind {
@@ -313,6 +316,7 @@ impl OptKind {
             OptKind::Fallback(_) => "fallback",
             OptKind::Budget(_) => "budget",
             OptKind::MaxTurns(_) => "max_turns",
+            OptKind::Batch => "batch",
         }
     }
 }

@@ -68,6 +68,7 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::opt_deadline | Rule::kw_deadline => "`deadline D`",
         Rule::opt_fallback | Rule::kw_fallback => "`fallback MODEL`",
         Rule::opt_budget | Rule::kw_budget => "`budget $X`",
+        Rule::opt_batch | Rule::kw_batch => "`batch`",
         Rule::else_fail | Rule::kw_fail => "`else fail`",
         Rule::opt_model => "a model name",
         Rule::policy_all | Rule::kw_all => "`all`",

@@ -18,13 +18,14 @@ pub const OPTIONS: &[(&str, &str, &str)] = &[
     ("deadline", "a duration", "deadline 10m"),
     ("fallback", "a model name", "fallback opus"),
     ("budget", "an amount in dollars", "budget $2.00"),
+    ("batch", "nothing (a `parallel` block's option)", "batch"),
 ];
 
 /// The units of a duration, with their length in milliseconds (largest first).
 pub(super) const DURATION_UNITS: &[(&str, u64)] =
     &[("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
-const OPTIONS_HELP: &str = "options are a model name, `max N`, `retry N`, `timeout D` (like `30s`), `deadline D`, `fallback MODEL` and `budget $X`, separated by commas";
+const OPTIONS_HELP: &str = "options are a model name, `max N`, `retry N`, `timeout D` (like `30s`), `deadline D`, `fallback MODEL`, `budget $X` and `batch`, separated by commas";
 
 const POLICIES_HELP: &str =
     "policies are `all` (the default), `any`, `first N` and `min N`: `gather <min 2> name = ...`";

@@ -431,6 +431,7 @@ impl<'t> Lower<'t> {
             Rule::opt_fallback => OptKind::Fallback(self.ident(arg)),
             Rule::opt_budget => OptKind::Budget(arg.as_str()[1..].parse().unwrap_or(0.0)),
             Rule::opt_model => OptKind::Model(self.ident(arg)),
+            Rule::opt_batch => OptKind::Batch,
             r => unreachable!("grammar: option {r:?}"),
         };
         Opt { kind, span }

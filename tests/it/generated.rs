@@ -1,9 +1,9 @@
 //! Property tests over random *valid* scripts.
 //!
 //! A [`Script`] is a tree of choices (models, agents, a workflow of steps, `parallel` blocks with
-//! `max N`, `then` branches, `gather` policies, `after` clauses, interpolations of earlier names
-//! and of block members, `return`), rendered to `.orch` text by [`render`]. Every reference
-//! is a [`proptest::sample::Index`] into the names that may be used at that point, resolved
+//! `max N` and `batch`, `then` branches, `gather` policies, `after` clauses, interpolations of
+//! earlier names and of block members, `return`), rendered to `.orch` text by [`render`]. Every
+//! reference is a [`proptest::sample::Index`] into the names that may be used at that point, resolved
 //! while rendering, so every script is valid by construction and stays valid while proptest
 //! shrinks it. Generated programs are natural: a step only uses names defined before it, and
 //! every step's output is used (the `return`, or a final step, interpolates what nothing else
@@ -121,6 +121,8 @@ struct Block {
     model: Option<Index>,
     policy: Policy,
     fallback: Option<Index>,
+    /// `batch`: its model requests go in provider batches.
+    batch: bool,
     branches: Vec<Branch>,
     /// Rendered only where a `gather` may follow the block (in a sequence).
     gather: Option<(GatherPolicy, Step)>,
@@ -390,16 +392,18 @@ fn block(depth: u32) -> BoxedStrategy<Block> {
         proptest::option::weighted(0.3, any::<Index>()),
         policy(),
         proptest::option::weighted(0.15, any::<Index>()),
+        proptest::bool::weighted(0.2),
         vec(branch, 1..5),
         proptest::option::weighted(0.4, (gather_policy(), step())),
     )
         .prop_map(
-            |(named, max, model, policy, fallback, branches, gather)| Block {
+            |(named, max, model, policy, fallback, batch, branches, gather)| Block {
                 named,
                 max,
                 model,
                 policy,
                 fallback,
+                batch,
                 branches,
                 gather,
             },
@@ -796,6 +800,9 @@ impl Renderer<'_> {
         policy_options(&b.policy, &mut opts);
         if let Some(f) = &b.fallback {
             opts.push(format!("fallback {}", self.model(f)));
+        }
+        if b.batch {
+            opts.push("batch".to_string());
         }
         self.indent(level);
         if b.named {

@@ -499,7 +499,9 @@ fn completion_formatting_symbols_tokens() {
         json!({"textDocument": {"uri": main}, "position": pos(&edited, "<ma", 0, 3)}),
     ));
     assert!(
-        got.contains(&"max".to_string()) && got.contains(&"haiku".to_string()),
+        got.contains(&"max".to_string())
+            && got.contains(&"batch".to_string())
+            && got.contains(&"haiku".to_string()),
         "{got:?}"
     );
 

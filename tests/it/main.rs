@@ -11,6 +11,7 @@ mod common;
 
 mod agent_loop;
 mod approval;
+mod batch;
 mod bounds;
 mod cassette;
 mod catalog;

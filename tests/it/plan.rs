@@ -640,3 +640,52 @@ fn plan_dot_of_every_example_renders_with_graphviz() {
         }
     }
 }
+
+const BATCHED: &str = r#"
+provider s { kind: sim }
+model m { provider: s, price: { input: 1.0, output: 10.0 } }
+model dear { provider: s, price: { input: 2.0, output: 20.0 } }
+agent dev { model: m, max_tokens: 100, retry: 1 }
+workflow main() {
+  reviews = parallel <batch, max 10> for file in ["a.rs", "b.rs"] {
+    review = dev<fallback dear>("Review {file}")
+  }
+  summary = dev("Summarise:\n{reviews}")
+  return summary
+}
+"#;
+
+#[test]
+fn batched_steps_are_priced_at_the_batch_rate_on_their_first_attempt() {
+    let plan = plan_of(BATCHED);
+    let review = plan.nodes.iter().find(|n| n.name == "review").unwrap();
+    assert_eq!(review.batch, Some(0));
+    // "Review " is 2 tokens. Two attempts on `m` and two on `dear`, for each of the two
+    // items; the first attempt on `m` at half price.
+    let once = |i: f64, o: f64| (2.0 * i + 100.0 * o) / 1e6;
+    let per_item = 2.0 * once(1.0, 10.0) + 2.0 * once(2.0, 20.0) - 0.5 * once(1.0, 10.0);
+    assert!(
+        (review.worst_case.cost_usd - 2.0 * per_item).abs() < 1e-12,
+        "{}",
+        review.worst_case.cost_usd
+    );
+    let summary = plan.nodes.iter().find(|n| n.name == "summary").unwrap();
+    assert_eq!(summary.batch, None);
+    assert_eq!(plan.batches.len(), 1);
+    assert_eq!(plan.batches[0].steps, vec![review.id]);
+    assert_eq!(plan.batches[0].window_ms, 24 * 3_600_000);
+    assert_eq!(plan.critical_path_batch_wait_ms, Some(24 * 3_600_000));
+    let v: serde_json::Value = serde_json::to_value(&plan).unwrap();
+    assert_eq!(v["batches"][0]["max"], 10);
+    assert_eq!(v["batches"][0]["window_ms"], 86_400_000);
+    assert_eq!(v["critical_path_batch_wait_ms"], 86_400_000);
+    assert_eq!(v["nodes"][review.id]["batch"], 0);
+    // No batch: no keys.
+    let v: serde_json::Value = serde_json::to_value(plan_of(CART)).unwrap();
+    assert!(v.get("batches").is_none() && v.get("critical_path_batch_wait_ms").is_none());
+}
+
+#[test]
+fn plan_text_shows_batches_and_their_window() {
+    insta::assert_snapshot!(orch::plan::render_text(&plan_of(BATCHED)));
+}

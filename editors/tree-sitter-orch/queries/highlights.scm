@@ -163,6 +163,7 @@
   "deadline"
   "fallback"
   "budget"
+  "batch"
   "all"
   "any"
   "first"

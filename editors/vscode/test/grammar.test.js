@@ -34,7 +34,7 @@ const RESERVED = [...keywordRule[1].matchAll(/"([a-z_]+)"/g)].map((m) => m[1]);
 if (RESERVED.length < 20) throw new Error(`read only ${RESERVED.length} keywords from grammar/orch.pest`);
 // The option words (`kw_max` ... of the `option` rules) and the `gather` policies.
 const OPTION_WORDS = ['max_turns', 'max', 'retry', 'timeout', 'deadline', 'fallback', 'budget'];
-for (const w of OPTION_WORDS) {
+for (const w of [...OPTION_WORDS, 'batch']) {
   if (!pest.includes(`"${w}" ~ !ident_char`)) throw new Error(`grammar/orch.pest has no option word ${w}`);
 }
 
@@ -56,7 +56,7 @@ workflow main(items: list<text>, flag: bool = false) -> text <budget $0.50, max_
   b = rv.reviewer(task: """
     Multi-line {a.notes}
     """, n: 2)
-  per = parallel <max 3> for item in items {
+  per = parallel <batch, max 3> for item in items {
     one = helper("{item}") after a, b
   }
   gather <first 2> c = helper("c")
@@ -257,6 +257,11 @@ function main(grammar) {
         } else if (!has(k, 'keyword.') && !has(k, 'storage.') && !has(k, 'constant.language.')) {
           fail(k, w.length, 'is a reserved word but has no keyword scope');
         }
+        continue;
+      }
+      if (w === 'batch' && !isKey && /<[^<>]*$/.test(before) && /^\s*[,>]/.test(after)) {
+        counts.options += 1;
+        if (!has(k, 'keyword.other.option')) fail(k, w.length, 'is the option `batch` but not scoped keyword.other.option');
         continue;
       }
       if (OPTION_WORDS.includes(w) && !isKey && /^[ \t]+[$0-9A-Za-z_]/.test(after)) {

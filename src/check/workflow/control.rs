@@ -55,6 +55,7 @@ impl Lowerer<'_> {
             tainted: false,
             output_type: None,
             regions: self.path.clone(),
+            batch: scope.batch,
         });
         self.g.regions.push(Region {
             id: rid,
@@ -231,6 +232,7 @@ impl Lowerer<'_> {
                     tainted: false,
                     output_type: None,
                     regions: self.path.clone(),
+                    batch: scope.batch,
                 });
                 self.path.pop();
                 self.bind(&fe.var, Binding::Node(v));

@@ -398,10 +398,12 @@ impl Lowerer<'_> {
             tainted: false,
             output_type,
             regions: self.path.clone(),
+            batch: scope.batch,
         });
         if approval {
             self.approval_step(id, s);
         }
+        self.check_batch_window(id);
         for path in reads {
             self.pending.push(PendingRef {
                 node: id,

@@ -17,6 +17,7 @@ impl Lowerer<'_> {
         let mut seen: Vec<(&'static str, Span)> = Vec::new();
         let mut max = None;
         let mut budget = None;
+        let mut batch = None;
         for o in opts {
             let kw = o.kind.keyword();
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == kw) {
@@ -98,7 +99,13 @@ impl Lowerer<'_> {
                     self.g.budget_span = Some(o.span);
                 }
                 OptKind::Budget(usd) => budget = Some(*usd),
+                OptKind::Batch => batch = Some(o.span),
             }
+        }
+        if let Some(span) = batch {
+            let id = self.g.batches.len();
+            self.g.batches.push(BatchBlock { id, span, max });
+            scope.batch = Some(id);
         }
         (max, budget)
     }
@@ -130,7 +137,7 @@ impl Place {
             | OptKind::Deadline(_)
             | OptKind::Fallback(_)
             | OptKind::MaxTurns(_) => true,
-            OptKind::Max(_) => self == Place::Parallel,
+            OptKind::Max(_) | OptKind::Batch => self == Place::Parallel,
             OptKind::Budget(_) => self != Place::Step,
         }
     }
@@ -230,5 +237,34 @@ impl Lowerer<'_> {
             }
         }
         None
+    }
+}
+
+impl Lowerer<'_> {
+    /// `W0509`: a model step in a `parallel <batch>` block whose `deadline` or `timeout` is
+    /// shorter than the batch window ([`crate::common::BATCH_WINDOW_MS`]).
+    pub(super) fn check_batch_window(&mut self, id: NodeId) {
+        let node = &self.g.nodes[id];
+        let Some(b) = node.batch else { return };
+        if !matches!(node.exec, Exec::Model { .. }) {
+            return;
+        }
+        let window_ms = crate::common::BATCH_WINDOW_MS;
+        let bounds = [("deadline", node.deadline_ms), ("timeout", node.timeout_ms)];
+        let Some((keyword, ms)) = bounds
+            .into_iter()
+            .find_map(|(kw, ms)| ms.filter(|&ms| ms < window_ms).map(|ms| (kw, ms)))
+        else {
+            return;
+        };
+        let warning = crate::check::error::BatchWindowBound {
+            at: node.callee_span,
+            step: node.name.clone(),
+            keyword,
+            ms,
+            window_ms,
+            batch: self.g.batches[b].span,
+        };
+        self.diags.push(warning.into());
     }
 }

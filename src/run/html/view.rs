@@ -172,7 +172,7 @@ impl RunView {
                         warnings.push(seen);
                     }
                 }
-                Record::Run(_) | Record::ToolStart(_) | Record::End(_) => {}
+                Record::Run(_) | Record::ToolStart(_) | Record::Batch(_) | Record::End(_) => {}
             }
         }
         let mut usage = Usage::default();

@@ -64,10 +64,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use list::{RunSummary, list_runs, run_records};
 pub use log::{LogEntry, RunLog, read_run, read_run_file};
-pub use read::Transcript;
+pub use read::{BatchRef, Transcript};
 pub use records::{
-    AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepCounts,
-    StepOutcome, StepRecord, TextDigest, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
+    AttemptRecord, BatchItemRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader,
+    RunHeader, StartRecord, StepCounts, StepOutcome, StepRecord, TextDigest, ToolRecord,
+    ToolStartRecord, TurnRecord, WarningRecord,
 };
 pub use write::Journal;
 

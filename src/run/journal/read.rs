@@ -35,6 +35,23 @@ pub(super) struct History {
     pub(super) transcripts: HashMap<String, Transcript>,
     /// USD of the turns recorded since each step's last `step` record (which includes them).
     unsettled_usd: HashMap<String, f64>,
+    /// The requests sent in provider batches, by step and request hash: the batch (its
+    /// provider, API and id) and the request's `custom_id`. A later batch of the same request
+    /// wins.
+    pub(super) batched: HashMap<(String, String), (std::sync::Arc<BatchRef>, String)>,
+}
+
+/// A provider batch a journal recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchRef {
+    /// The script's provider name.
+    pub provider: String,
+    /// Its API.
+    pub api: String,
+    /// The provider's id of the batch.
+    pub batch_id: String,
+    /// How many requests it holds.
+    pub items: usize,
 }
 
 /// What an agent loop recorded of its latest execution with one cache key: its turns and the
@@ -216,6 +233,7 @@ pub(super) fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History
         spent_usd: 0.0,
         transcripts: HashMap::new(),
         unsettled_usd: HashMap::new(),
+        batched: HashMap::new(),
     };
     for (line, r) in it {
         match r {
@@ -275,6 +293,18 @@ pub(super) fn fold(path: &Path, records: Vec<(usize, Record)>) -> Result<History
             // Attempts and warnings are records for people (`orch runs show`, reports); a resume needs
             // only the outcomes above.
             Record::Attempt(_) | Record::Warning(_) => {}
+            Record::Batch(b) => {
+                let batch = std::sync::Arc::new(BatchRef {
+                    provider: b.provider,
+                    api: b.api,
+                    batch_id: b.batch_id,
+                    items: b.items.len(),
+                });
+                for item in b.items {
+                    h.batched
+                        .insert((item.step, item.request), (batch.clone(), item.custom_id));
+                }
+            }
             Record::End(e) => h.end = Some(e),
         }
     }

@@ -27,11 +27,43 @@ pub enum Record {
     Tool(Box<ToolRecord>),
     /// A model call (one attempt of a step, or of a turn of its agent loop) ended.
     Attempt(Box<AttemptRecord>),
+    /// A provider batch was submitted (`parallel <batch>`).
+    Batch(Box<BatchRecord>),
     /// A region (`repeat`, `parallel for`, ...), which has no `step` record of its own, ended
     /// with something a user should know (its steps have their own records).
     Warning(WarningRecord),
     /// The run ended.
     End(EndRecord),
+}
+
+/// The `batch` record: a provider batch was submitted (`parallel <batch>`), written and synced
+/// as soon as the provider gave its id. A resumed run whose step sends a request this record
+/// holds (the same step and request) polls this batch for its answer instead of submitting
+/// the request again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The script's provider name.
+    pub provider: String,
+    /// Its API (`anthropic`, `openai`, `sim`).
+    pub api: String,
+    /// The provider's id of the batch.
+    pub batch_id: String,
+    /// Its requests.
+    pub items: Vec<BatchItemRecord>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// One request of a `batch` record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItemRecord {
+    /// Its `custom_id` in the batch.
+    pub custom_id: String,
+    /// The step that sent it.
+    pub step: String,
+    /// SHA-256 (hex) of the request's identity (model, system text, prompt, options, turns,
+    /// tools: what a cassette matches requests by).
+    pub request: String,
 }
 
 /// The `warning` record: what a user should know of how a region ended though it did not

@@ -19,8 +19,8 @@ use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
-    AttemptRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord, StepOutcome,
-    StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
+    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord,
+    StepOutcome, StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 use super::sync::{Policy, Syncer};
 use super::{
@@ -379,6 +379,48 @@ impl Journal {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Records a provider batch that was submitted, and waits until the record is synced: a
+    /// process killed while the batch runs leaves a journal that names it, so that a resumed
+    /// run polls it instead of paying for it twice.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written or synced.
+    pub(crate) async fn batch(&self, record: BatchRecord) -> Result<(), JournalError> {
+        let (seq, syncer) = {
+            let mut inner = self.lock();
+            let seq = inner.append_grouped(&Record::Batch(Box::new(record)), Durability::Prompt)?;
+            (seq, inner.syncer.clone())
+        };
+        match (seq, syncer) {
+            (Some(seq), Some(syncer)) => {
+                syncer
+                    .durable(seq)
+                    .await
+                    .map_err(|message| JournalError::Io {
+                        action: "sync",
+                        path: self.path(),
+                        message,
+                    })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The batch the run being resumed sent step `step`'s request with hash `request` in, and
+    /// its `custom_id` there.
+    pub(crate) fn batched(
+        &self,
+        step: &str,
+        request: &str,
+    ) -> Option<(std::sync::Arc<super::read::BatchRef>, String)> {
+        self.lock()
+            .history
+            .as_ref()?
+            .batched
+            .get(&(step.to_string(), request.to_string()))
+            .cloned()
     }
 
     /// Records the end of a tool call with its result: written at once (before the result is

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use super::conversation::made_up_id;
 use super::{
-    ApiKey, Call, Completion, CompletionRequest, HttpOptions, OutputFormat, ProgressFn,
-    ProviderError, StopReason, ToolCall, ToolChoice as Choice, Turn, Usage, sse,
+    ApiKey, Call, Completion, CompletionRequest, FINAL_STREAM_ERRORS, HttpOptions, OutputFormat,
+    ProgressFn, ProviderError, StopReason, ToolCall, ToolChoice as Choice, Turn, Usage, sse,
 };
 use crate::plan::estimate_tokens;
 use crate::run::limits::ProviderLimits;
@@ -184,6 +184,217 @@ impl Anthropic {
         let response: MessagesResponse = super::parse_body(PROVIDER, &body)?;
         Ok(response.into_completion(req, answer.as_ref()))
     }
+}
+
+impl Anthropic {
+    /// The options of a batch call: a whole body, bounded by the HTTP timeout (a batch call
+    /// streams nothing).
+    fn batch_options(&self) -> HttpOptions {
+        HttpOptions {
+            stream: false,
+            ..self.options.clone()
+        }
+    }
+
+    /// A request to `url` with this client's headers.
+    fn batch_request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
+        client
+            .request(method, url)
+            .header("x-api-key", self.api_key.expose())
+            .header("anthropic-version", API_VERSION)
+    }
+
+    /// Creates a Message Batch of `items`: `POST {base_url}/v1/messages/batches` with
+    /// `{requests: [{custom_id, params}]}`, each `params` the body [`Anthropic::complete`]
+    /// would send without streaming (a structured output's forced tool included). Returns
+    /// the batch's `id`. Source: Anthropic API reference, "Create a Message Batch",
+    /// <https://docs.anthropic.com/en/api/creating-message-batches>.
+    ///
+    /// # Errors
+    /// As [`Anthropic::complete`] for the HTTP call; [`ProviderError::Malformed`] when the
+    /// answer has no `id`.
+    pub(super) async fn batch_create(
+        &self,
+        items: &[super::batch::BatchItem<'_>],
+    ) -> Result<String, ProviderError> {
+        let url = super::join_url(&self.base_url, "/v1/messages/batches");
+        let options = self.batch_options();
+        let call = Call {
+            provider: PROVIDER,
+            url: &url,
+            options: &options,
+        };
+        let client = super::http_client(PROVIDER, &url)?;
+        let answers: Vec<Option<AnswerTool<'_>>> =
+            items.iter().map(|i| answer_tool(i.req)).collect();
+        let requests: Vec<serde_json::Value> = items
+            .iter()
+            .zip(&answers)
+            .map(|(i, a)| {
+                serde_json::json!({
+                    "custom_id": i.custom_id,
+                    "params": MessagesRequest::new(i.req, false, a.as_ref()),
+                })
+            })
+            .collect();
+        let request = self
+            .batch_request(&client, reqwest::Method::POST, &url)
+            .json(&serde_json::json!({ "requests": requests }));
+        let outcome = async {
+            let response = call.response(request).await?;
+            let body = call.body(response, 0).await?;
+            let batch: MessageBatch = super::parse_body(PROVIDER, &body)?;
+            Ok(batch.id)
+        };
+        outcome.await.map_err(ProviderError::redacted)
+    }
+
+    /// Polls Message Batch `id`: `GET {base_url}/v1/messages/batches/{id}`; it has ended when
+    /// `processing_status` is `ended` (before: `in_progress`, `canceling`), its results at
+    /// `results_url`. Source: Anthropic API reference, "Retrieve a Message Batch",
+    /// <https://docs.anthropic.com/en/api/retrieving-message-batches>.
+    ///
+    /// # Errors
+    /// As [`Anthropic::complete`] for the HTTP call; [`ProviderError::Malformed`] when the
+    /// answer is not a batch.
+    pub(super) async fn batch_poll(
+        &self,
+        id: &str,
+    ) -> Result<super::batch::BatchPoll, ProviderError> {
+        let url = super::join_url(&self.base_url, &format!("/v1/messages/batches/{id}"));
+        let options = self.batch_options();
+        let call = Call {
+            provider: PROVIDER,
+            url: &url,
+            options: &options,
+        };
+        let client = super::http_client(PROVIDER, &url)?;
+        let outcome = async {
+            let response = call
+                .response(self.batch_request(&client, reqwest::Method::GET, &url))
+                .await?;
+            let body = call.body(response, 0).await?;
+            let batch: MessageBatch = super::parse_body(PROVIDER, &body)?;
+            Ok(super::batch::BatchPoll {
+                ended: batch.processing_status == "ended",
+                status: batch.processing_status,
+                results: batch.results_url.into_iter().collect(),
+                error: None,
+            })
+        };
+        outcome.await.map_err(ProviderError::redacted)
+    }
+
+    /// The results of an ended Message Batch: the JSON Lines at its `results_url` (at most
+    /// `limit` bytes, redacted), each `{custom_id, result}` with `result.type` `succeeded`
+    /// (and the `message`, read as [`Anthropic::complete`] reads one), `errored`
+    /// (`result.error.error.{type, message}`; retried as an ordinary request unless its type
+    /// is final, such as `invalid_request_error`), `canceled` or `expired` (both retried):
+    /// see [`Anthropic::batch_read`]. Source: Anthropic API reference, "Retrieve Message Batch
+    /// results", <https://docs.anthropic.com/en/api/retrieving-message-batch-results>.
+    ///
+    /// # Errors
+    /// As [`Anthropic::complete`] for the HTTP call; [`ProviderError::Malformed`] when a line
+    /// is not a result; [`ProviderError::TooLarge`] when the results are longer than `limit`.
+    pub(super) async fn batch_raw(
+        &self,
+        poll: &super::batch::BatchPoll,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, ProviderError> {
+        let Some(url) = poll.results.first() else {
+            return Ok(Vec::new());
+        };
+        let options = self.batch_options();
+        let call = Call {
+            provider: PROVIDER,
+            url,
+            options: &options,
+        };
+        let client = super::http_client(PROVIDER, url)?;
+        let body = async {
+            let response = call
+                .response(self.batch_request(&client, reqwest::Method::GET, url))
+                .await?;
+            match call.read_body(response, limit).await? {
+                (body, false) => Ok(super::redact_bytes(&body)),
+                (_, true) => Err(ProviderError::TooLarge {
+                    provider: PROVIDER,
+                    max_output_bytes: u32::try_from(limit).unwrap_or(u32::MAX),
+                }),
+            }
+        }
+        .await
+        .map_err(ProviderError::redacted)?;
+        super::batch::jsonl_lines(PROVIDER, &body)
+    }
+
+    /// The outcome of `req` in a line of a Message Batch's results (see
+    /// [`Anthropic::batch_raw`]), redacted.
+    pub(super) fn batch_read(
+        id: &str,
+        line: &serde_json::Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
+        let result = line.get("result").cloned().unwrap_or_default();
+        let kind = result.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        let outcome = match kind {
+            "succeeded" => {
+                let message = result.get("message").cloned().unwrap_or_default();
+                serde_json::from_value::<MessagesResponse>(message)
+                    .map_err(|e| ProviderError::Malformed {
+                        provider: PROVIDER,
+                        message: format!("batch result `{id}`: {e}"),
+                    })
+                    .map(|m| m.into_completion(req, answer_tool(req).as_ref()))
+            }
+            "errored" => {
+                let error = result
+                    .pointer("/error/error")
+                    .or_else(|| result.get("error"));
+                let kind = error
+                    .and_then(|e| e.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("error");
+                let message = error
+                    .and_then(|e| e.get("message"))
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("no message");
+                Err(ProviderError::Batch {
+                    provider: PROVIDER,
+                    message: format!("{kind}: {message}"),
+                    retryable: !FINAL_STREAM_ERRORS.contains(&kind),
+                })
+            }
+            other => Err(ProviderError::Batch {
+                provider: PROVIDER,
+                message: format!(
+                    "the request was {}",
+                    if other.is_empty() {
+                        "not answered"
+                    } else {
+                        other
+                    }
+                ),
+                retryable: true,
+            }),
+        };
+        super::redact_outcome(outcome)
+    }
+}
+
+/// The parts of a Message Batch object this client reads.
+#[derive(Debug, Deserialize)]
+struct MessageBatch {
+    id: String,
+    #[serde(default)]
+    processing_status: String,
+    #[serde(default)]
+    results_url: Option<String>,
 }
 
 /// The forced tool of a structured output: its format and name. Asked for when the request

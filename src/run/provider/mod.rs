@@ -19,6 +19,7 @@
 //! inactivity timeout ([`HttpOptions::idle_timeout`]) instead of waiting for the whole answer.
 
 pub mod anthropic;
+pub mod batch;
 pub mod conversation;
 pub mod exact_sleep;
 pub mod openai;
@@ -289,6 +290,19 @@ pub enum ProviderError {
         /// The bound, in bytes.
         max_output_bytes: u32,
     },
+    /// A request of a provider batch (`parallel <batch>`) was not answered: the provider
+    /// reported an error for it, or the batch expired, was cancelled or failed before it was
+    /// processed ([`batch`]).
+    #[error("batched request to {provider} not answered: {message}")]
+    Batch {
+        /// Provider kind.
+        provider: &'static str,
+        /// What the provider said of it.
+        message: String,
+        /// Whether sending it again (as an ordinary request) may succeed: not for a request
+        /// the provider found invalid.
+        retryable: bool,
+    },
     /// The simulator was told to fail (for tests of retry and failure policies).
     #[error("simulated failure: {0}")]
     Simulated(String),
@@ -363,6 +377,15 @@ impl ProviderError {
                 message: scrub(message),
             },
             ProviderError::Simulated(message) => ProviderError::Simulated(scrub(message)),
+            ProviderError::Batch {
+                provider,
+                message,
+                retryable,
+            } => ProviderError::Batch {
+                provider,
+                message: scrub(message),
+                retryable,
+            },
             ProviderError::NotRecorded(message) => ProviderError::NotRecorded(scrub(message)),
             ProviderError::Replayed {
                 message,
@@ -419,7 +442,9 @@ impl ProviderError {
             | ProviderError::Malformed { .. }
             | ProviderError::Idle { .. }
             | ProviderError::Simulated(_) => true,
-            ProviderError::Replayed { retryable, .. } => *retryable,
+            ProviderError::Replayed { retryable, .. } | ProviderError::Batch { retryable, .. } => {
+                *retryable
+            }
             ProviderError::TooLarge { .. } | ProviderError::NotRecorded(_) => false,
         }
     }

@@ -366,20 +366,7 @@ impl OpenAi {
                     // This request only: the next one may be a call again.
                     tools = Some(ToolMode::Prompt);
                 }
-                Ok(mut completion) => {
-                    if let Some(f) = format.filter(|_| mode == FormatMode::JsonSchema) {
-                        completion.text = unwrap_answer(completion.text, &f.ty);
-                    }
-                    if tools == Some(ToolMode::Prompt) && req.tool_choice == ToolChoice::Auto {
-                        let (text, calls) = tool_prompt::parse_answer(&completion.text, &req.turns);
-                        if !calls.is_empty() {
-                            completion.stop = StopReason::ToolUse;
-                        }
-                        completion.text = text;
-                        completion.calls = calls;
-                    }
-                    return Ok(completion);
-                }
+                Ok(completion) => return Ok(finish_answer(req, &sent, completion)),
                 Err(e) => return Err(e),
             }
         }
@@ -449,6 +436,311 @@ impl OpenAi {
         let response: ChatResponse = super::parse_body(PROVIDER, &body)?;
         response.into_completion(req)
     }
+}
+
+/// A completion as the step reads it, after the server answered `req` sent as `sent`: a
+/// [`FormatMode::JsonSchema`] answer without its wrapper, and with tools in
+/// [`ToolMode::Prompt`] the calls read from the text.
+fn finish_answer(
+    req: &CompletionRequest,
+    sent: &Sent<'_>,
+    mut completion: Completion,
+) -> Completion {
+    if let Some((f, FormatMode::JsonSchema)) = sent.format {
+        completion.text = unwrap_answer(completion.text, &f.ty);
+    }
+    if sent.tools == Some(ToolMode::Prompt) && req.tool_choice == ToolChoice::Auto {
+        let (text, calls) = tool_prompt::parse_answer(&completion.text, &req.turns);
+        if !calls.is_empty() {
+            completion.stop = StopReason::ToolUse;
+        }
+        completion.text = text;
+        completion.calls = calls;
+    }
+    completion
+}
+
+impl OpenAi {
+    /// How `req` goes in a batch: in the best format and tool mode the server has not
+    /// rejected for its model (a batch cannot try the next way down at once; a request the
+    /// server rejects fails, and its retry, an ordinary request, does).
+    fn batch_sent<'r>(&self, req: &'r CompletionRequest) -> Sent<'r> {
+        let tools = (!req.tools.is_empty()).then(|| match self.tools_for(&req.model) {
+            ToolMode::NativeWhole => ToolMode::Native,
+            mode => mode,
+        });
+        let format = req
+            .output
+            .as_ref()
+            .filter(|_| req.tools.is_empty() || req.tool_choice == ToolChoice::None);
+        let mode = self.format_mode(&req.model);
+        let prompt = match (format, mode) {
+            (Some(f), FormatMode::JsonObject | FormatMode::Instructions) => {
+                Cow::Owned(f.prompt_with_instructions(&req.prompt))
+            }
+            _ => Cow::Borrowed(req.prompt.as_str()),
+        };
+        Sent {
+            prompt,
+            format: format.map(|f| (f, mode)),
+            tools,
+        }
+    }
+
+    /// A whole-body call of the batch API (`stream: false`: bounded by the HTTP timeout).
+    fn batch_options(&self) -> HttpOptions {
+        HttpOptions {
+            stream: false,
+            ..self.options.clone()
+        }
+    }
+
+    /// `request` with the key, when there is one.
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
+    }
+
+    /// A `GET {base_url}{path}` of the batch API: the body, redacted, at most `limit` bytes.
+    async fn batch_get(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<crate::redact::Redacted, ProviderError> {
+        let url = super::join_url(&self.base_url, path);
+        let options = self.batch_options();
+        let call = Call {
+            provider: PROVIDER,
+            url: &url,
+            options: &options,
+        };
+        let client = super::http_client(PROVIDER, &url)?;
+        let outcome = async {
+            let response = call.response(self.authorized(client.get(&url))).await?;
+            match call.read_body(response, limit).await? {
+                (body, false) => Ok(super::redact_bytes(&body)),
+                (_, true) => Err(ProviderError::TooLarge {
+                    provider: PROVIDER,
+                    max_output_bytes: u32::try_from(limit).unwrap_or(u32::MAX),
+                }),
+            }
+        };
+        outcome.await.map_err(ProviderError::redacted)
+    }
+
+    /// Creates a batch of `items` (requests for one model): uploads them as a JSON Lines file,
+    /// one `{custom_id, method: "POST", url: "/v1/chat/completions", body}` a line, `body`
+    /// the request [`OpenAi::complete`] would send without streaming, with `POST
+    /// {base_url}/files` (multipart: `purpose=batch` and the file), then `POST
+    /// {base_url}/batches` with `{input_file_id, endpoint: "/v1/chat/completions",
+    /// completion_window: "24h"}`. Returns the batch's `id`. Source: OpenAI API reference,
+    /// "Upload file", <https://platform.openai.com/docs/api-reference/files/create>, "The
+    /// request input object", <https://platform.openai.com/docs/api-reference/batch/request-input>,
+    /// and "Create batch", <https://platform.openai.com/docs/api-reference/batch/create>.
+    ///
+    /// # Errors
+    /// As [`OpenAi::complete`] for each HTTP call; [`ProviderError::Malformed`] when an answer
+    /// has no `id`.
+    pub(super) async fn batch_create(
+        &self,
+        items: &[super::batch::BatchItem<'_>],
+    ) -> Result<String, ProviderError> {
+        let mut file = Vec::new();
+        for item in items {
+            let sent = self.batch_sent(item.req);
+            let mut body = ChatRequest::new(item.req, &sent, false);
+            body.response_format = sent.format.and_then(|(f, mode)| response_format(f, mode));
+            let line = serde_json::json!({
+                "custom_id": item.custom_id,
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": body,
+            });
+            file.extend_from_slice(line.to_string().as_bytes());
+            file.push(b'\n');
+        }
+        let options = self.batch_options();
+        let files_url = super::join_url(&self.base_url, "/files");
+        let batches_url = super::join_url(&self.base_url, "/batches");
+        let client = super::http_client(PROVIDER, &files_url)?;
+        let outcome = async {
+            let call = Call {
+                provider: PROVIDER,
+                url: &files_url,
+                options: &options,
+            };
+            let (body, content_type) =
+                super::batch::multipart(("purpose", "batch"), "orch-batch.jsonl", &file);
+            let request = self.authorized(
+                client
+                    .post(&files_url)
+                    .header("content-type", content_type)
+                    .body(body),
+            );
+            let response = call.response(request).await?;
+            let body = call.body(response, 0).await?;
+            let uploaded: Identified = super::parse_body(PROVIDER, &body)?;
+            let call = Call {
+                provider: PROVIDER,
+                url: &batches_url,
+                options: &options,
+            };
+            let request = self.authorized(client.post(&batches_url).json(&serde_json::json!({
+                "input_file_id": uploaded.id,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            })));
+            let response = call.response(request).await?;
+            let body = call.body(response, 0).await?;
+            let batch: Identified = super::parse_body(PROVIDER, &body)?;
+            Ok(batch.id)
+        };
+        outcome.await.map_err(ProviderError::redacted)
+    }
+
+    /// Polls batch `id`: `GET {base_url}/batches/{id}`; it has ended when `status` is
+    /// `completed`, `failed`, `expired` or `cancelled` (before: `validating`, `in_progress`,
+    /// `finalizing`, `cancelling`), its results in `output_file_id` and `error_file_id`.
+    /// Source: OpenAI API reference, "The batch object",
+    /// <https://platform.openai.com/docs/api-reference/batch/object>.
+    ///
+    /// # Errors
+    /// As [`OpenAi::complete`] for the HTTP call; [`ProviderError::Malformed`] when the answer
+    /// is not a batch.
+    pub(super) async fn batch_poll(
+        &self,
+        id: &str,
+    ) -> Result<super::batch::BatchPoll, ProviderError> {
+        let body = self.batch_get(&format!("/batches/{id}"), 64 * 1024).await?;
+        let batch: BatchObject = super::parse_body(PROVIDER, &body)?;
+        let ended = matches!(
+            batch.status.as_str(),
+            "completed" | "failed" | "expired" | "cancelled"
+        );
+        let error = batch.errors.and_then(|e| {
+            let messages: Vec<String> = e.data.into_iter().filter_map(|d| d.message).collect();
+            (!messages.is_empty()).then(|| messages.join("; "))
+        });
+        Ok(super::batch::BatchPoll {
+            status: batch.status,
+            ended,
+            results: batch
+                .output_file_id
+                .into_iter()
+                .chain(batch.error_file_id)
+                .filter(|f| !f.is_empty())
+                .collect(),
+            error,
+        })
+    }
+
+    /// The results of an ended batch: the content of its output and error files (`GET
+    /// {base_url}/files/{id}/content`, each at most `limit` bytes, redacted), one
+    /// `{custom_id, response: {status_code, body}, error}` a line. A line with a 2xx
+    /// `status_code` is read as [`OpenAi::complete`] reads an answer; any other is the
+    /// request's failure, retried as an ordinary request as its status would be (its
+    /// `error.code`, such as `batch_expired`, named): see [`OpenAi::batch_read`]. Source:
+    /// OpenAI API reference, "The request output object",
+    /// <https://platform.openai.com/docs/api-reference/batch/request-output>.
+    ///
+    /// # Errors
+    /// As [`OpenAi::complete`] for the HTTP calls; [`ProviderError::Malformed`] when a line is
+    /// not an output; [`ProviderError::TooLarge`] when a file is longer than `limit`.
+    pub(super) async fn batch_raw(
+        &self,
+        poll: &super::batch::BatchPoll,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, ProviderError> {
+        let mut lines = Vec::new();
+        for file in &poll.results {
+            let body = self
+                .batch_get(&format!("/files/{file}/content"), limit)
+                .await?;
+            lines.extend(super::batch::jsonl_lines(PROVIDER, &body)?);
+        }
+        Ok(lines)
+    }
+
+    /// The outcome of `req` in a line of a batch's output or error file (see
+    /// [`OpenAi::batch_raw`]), redacted.
+    pub(super) fn batch_read(
+        &self,
+        id: &str,
+        line: &serde_json::Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
+        let status = line
+            .pointer("/response/status_code")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let outcome = if (200..300).contains(&status) {
+            let body = line.pointer("/response/body").cloned().unwrap_or_default();
+            serde_json::from_value::<ChatResponse>(body)
+                .map_err(|e| ProviderError::Malformed {
+                    provider: PROVIDER,
+                    message: format!("batch result `{id}`: {e}"),
+                })
+                .and_then(|r| r.into_completion(req))
+                .map(|c| finish_answer(req, &self.batch_sent(req), c))
+        } else {
+            let error = line
+                .get("error")
+                .filter(|e| !e.is_null())
+                .or_else(|| line.pointer("/response/body/error"));
+            let code = error
+                .and_then(|e| e.get("code"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("error");
+            let message = error
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("no message");
+            let retryable = status == 0 || matches!(status, 408 | 409 | 429) || status >= 500;
+            Err(ProviderError::Batch {
+                provider: PROVIDER,
+                message: if status == 0 {
+                    format!("{code}: {message}")
+                } else {
+                    format!("HTTP {status}, {code}: {message}")
+                },
+                retryable,
+            })
+        };
+        super::redact_outcome(outcome)
+    }
+}
+
+/// An object of the Files or Batch API, of which only the `id` is read.
+#[derive(Debug, Deserialize)]
+struct Identified {
+    id: String,
+}
+
+/// The parts of a batch object this client reads.
+#[derive(Debug, Deserialize)]
+struct BatchObject {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    output_file_id: Option<String>,
+    #[serde(default)]
+    error_file_id: Option<String>,
+    #[serde(default)]
+    errors: Option<BatchErrors>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchErrors {
+    #[serde(default)]
+    data: Vec<BatchErrorData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchErrorData {
+    #[serde(default)]
+    message: Option<String>,
 }
 
 /// How one request is sent: its user message, structured output and tool mode (`None`: no

@@ -65,6 +65,8 @@ pub struct Sim {
     workspace: Option<PathBuf>,
     /// Whether tokio's clock is paused where this simulator runs (told on its first call).
     paused: Arc<std::sync::OnceLock<bool>>,
+    /// The batches created so far ([`Sim::batch_create`]), by id, with when each ends.
+    batches: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl Sim {
@@ -77,6 +79,7 @@ impl Sim {
             calls: Arc::default(),
             workspace: None,
             paused: Arc::default(),
+            batches: Arc::default(),
         }
     }
 
@@ -132,6 +135,45 @@ impl Sim {
                 super::exact_sleep::sleep_until(std::time::Instant::now() + self.latency).await;
             }
         }
+        self.answer(req)
+    }
+
+    /// A simulated batch of `items` (`parallel <batch>`): it ends once the simulator's latency
+    /// has passed (one latency for the whole batch, as a provider works through a batch at
+    /// once). Returns its id, `simbatch_` and a number.
+    pub fn batch_create(&self, items: &[super::batch::BatchItem<'_>]) -> String {
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let id = format!("simbatch_{}_{}", batches.len() + 1, items.len());
+        batches.insert(id.clone(), std::time::Instant::now() + self.latency);
+        id
+    }
+
+    /// How simulated batch `id` is doing: `in_progress` until its latency has passed, then
+    /// `ended`. A batch this simulator did not create (one a resumed run polls) has ended.
+    pub fn batch_poll(&self, id: &str) -> super::batch::BatchPoll {
+        let batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let ended = batches
+            .get(id)
+            .is_none_or(|&end| std::time::Instant::now() >= end);
+        super::batch::BatchPoll {
+            status: if ended { "ended" } else { "in_progress" }.to_string(),
+            ended,
+            results: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The answer to a request of a simulated batch: as [`Sim::complete`] answers it (its
+    /// scheduled failures included), without the latency.
+    ///
+    /// # Errors
+    /// [`ProviderError::Simulated`] while the prompt's scheduled failures last.
+    pub fn batch_answer(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.answer(req)
+    }
+
+    /// [`Sim::complete`] without the latency.
+    fn answer(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             let count = calls.entry(fnv1a(req.prompt.as_bytes())).or_insert(0);

@@ -166,6 +166,7 @@
   "deadline"
   "fallback"
   "budget"
+  "batch"
   "all"
   "any"
   "first"

@@ -341,7 +341,12 @@ pub fn compile(script: &Script) -> Result<Arc<Compiled>, String> {
         include_paths: vec![dir.clone()],
         ..Default::default()
     };
-    let (program, diags, priced) = crate::compile_file_priced(&dir.join(&script.entry), &opts);
+    let crate::Compiled {
+        program,
+        diags,
+        priced,
+        ..
+    } = crate::compile_file_priced(&dir.join(&script.entry), &opts);
     if let Some(d) = diags
         .iter()
         .find(|d| d.severity == crate::diag::Severity::Error)

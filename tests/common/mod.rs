@@ -2,6 +2,7 @@
 //! (one test per file of `tests/ui/`, `tests/fuzz_regressions/`, `examples/` and `stdlib/`).
 
 pub mod cli;
+pub mod counting_llm;
 pub mod fault_server;
 pub mod files;
 pub mod otlp_receiver;

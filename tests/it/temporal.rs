@@ -4,14 +4,12 @@
 //! its own, so tests running at once do not take each other's work. Like the end-to-end tests
 //! they are `#[ignore]`d, and one that runs without the variable fails, saying how to run it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::cli::orch_command;
-use crate::common::fault_server::openai_completion;
+use crate::common::counting_llm::Llm;
 use crate::common::temp_dir;
 
 /// The engine URL from `ORCH_E2E_TEMPORAL` (a server on loopback only).
@@ -174,72 +172,6 @@ workflow main() <budget $0.15> {
         "{lerr}"
     );
     assert_eq!(stopped(&rerr), stopped(&lerr), "{rerr}");
-}
-
-/// A local OpenAI-compatible server: answers each prompt with a text derived from it, counts
-/// requests per step (prompts start with `sN:`), and holds back the answers of one step.
-#[derive(Clone, Default)]
-struct Llm {
-    state: Arc<Mutex<LlmState>>,
-}
-
-/// Requests per step, and the step whose answers are held back.
-#[derive(Default)]
-struct LlmState {
-    counts: HashMap<String, usize>,
-    hold: Option<String>,
-}
-
-impl Llm {
-    fn count(&self, step: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .counts
-            .get(step)
-            .copied()
-            .unwrap_or(0)
-    }
-    fn hold(&self, step: Option<&str>) {
-        self.state.lock().unwrap().hold = step.map(String::from);
-    }
-    async fn serve(&self) -> wiremock::MockServer {
-        let server = wiremock::MockServer::start().await;
-        wiremock::Mock::given(wiremock::matchers::method("POST"))
-            .respond_with(self.clone())
-            .mount(&server)
-            .await;
-        server
-    }
-}
-
-impl wiremock::Respond for Llm {
-    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let prompt = body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        let step = prompt.split(':').next().unwrap_or_default().to_string();
-        let mut st = self.state.lock().unwrap();
-        *st.counts.entry(step.clone()).or_default() += 1;
-        let text = format!(
-            "{step} answered {}",
-            &orch::run::cache_key::sha256_hex(prompt.as_bytes())[..16]
-        );
-        let mut t = wiremock::ResponseTemplate::new(200).set_body_json(openai_completion(
-            "local",
-            &text,
-            prompt.len() as u64 / 4,
-            5,
-        ));
-        if st.hold.as_deref() == Some(step.as_str()) {
-            t = t.set_delay(Duration::from_secs(300));
-        }
-        t
-    }
 }
 
 const PIPELINE: &str = r#"

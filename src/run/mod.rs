@@ -49,6 +49,7 @@ mod step;
 pub mod step_cache;
 pub mod structured;
 pub mod tools;
+mod wiring;
 
 use std::sync::Arc;
 

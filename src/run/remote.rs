@@ -28,6 +28,7 @@ use super::budget::Budgets;
 use super::prepare::{self, Shared};
 use super::render::{InputValue, Scope};
 use super::step::{Call, execute};
+use super::wiring::{JoinState, Wiring};
 use super::{Event, RunError, RunOptions, StepReport, StepStatus};
 use crate::check::{ModelDef, Price};
 use crate::common::Policy;
@@ -101,26 +102,6 @@ enum State {
     Waiting,
     Running,
     Done(StepStatus),
-}
-
-/// Progress of a tolerant `gather`'s block (as the local scheduler keeps it).
-#[derive(Debug, Clone)]
-struct JoinState {
-    policy: Policy,
-    pending: Vec<usize>,
-    failed: Vec<bool>,
-    succeeded_branches: u32,
-    settled_branches: u32,
-}
-
-impl JoinState {
-    fn needed(&self) -> u32 {
-        match self.policy {
-            Policy::Any => 1,
-            Policy::First(n) | Policy::Min(n) => n,
-            Policy::All => self.pending.len() as u32,
-        }
-    }
 }
 
 /// The deterministic DAG interpreter (see the module docs). Drive it with
@@ -207,41 +188,13 @@ impl Interp {
         Self::supported(&plan).map_err(RunError::Input)?;
         let inputs = prepare::parse_inputs(&plan, inputs)?;
         let n = plan.nodes.len();
-        let mut dependents = vec![Vec::new(); n];
-        let mut waiting_on = vec![0; n];
-        let mut tolerated = vec![false; n];
-        let mut joins = HashMap::new();
-        let mut watched_by = vec![Vec::new(); n];
-        for node in &plan.nodes {
-            let tolerant = node.join.filter(|j| j.policy != Policy::All);
-            let mut members = std::collections::HashSet::new();
-            if let Some(j) = tolerant {
-                let group = &plan.groups[j.group];
-                for (b, branch) in group.branches.iter().enumerate() {
-                    for &m in branch {
-                        tolerated[m] = true;
-                        members.insert(m);
-                        watched_by[m].push((node.id, b));
-                    }
-                }
-                joins.insert(
-                    node.id,
-                    JoinState {
-                        policy: j.policy,
-                        pending: group.branches.iter().map(Vec::len).collect(),
-                        failed: vec![false; group.branches.len()],
-                        succeeded_branches: 0,
-                        settled_branches: 0,
-                    },
-                );
-            }
-            for &d in &node.deps {
-                if !members.contains(&d) {
-                    dependents[d].push(node.id);
-                    waiting_on[node.id] += 1;
-                }
-            }
-        }
+        let Wiring {
+            dependents,
+            waiting_on,
+            tolerated,
+            joins,
+            watched_by,
+        } = Wiring::new(&plan, |_| true);
         let prices = models
             .iter()
             .map(|(k, d)| (k.clone(), if priced { d.price } else { Price::default() }))

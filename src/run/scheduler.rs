@@ -13,6 +13,7 @@ use super::prepare::Shared;
 use super::provider::Usage;
 use super::render::{self, InputValue, Scope};
 use super::step::{Call, execute};
+use super::wiring::{JoinState, Wiring};
 use super::{
     Event, RunOptions, RunReport, StepReport, StepStatus, batch, budget, cache_key, cancel,
     control, journal,
@@ -135,31 +136,6 @@ pub(super) struct Scheduler<'a> {
     pub(super) rerun_why: Vec<Option<String>>,
 }
 
-/// Progress of the block a tolerant `gather` joins, kept incrementally so that each settled
-/// step costs O(1) instead of a scan of the block.
-struct JoinState {
-    policy: Policy,
-    /// Steps of each branch not yet succeeded.
-    pending: Vec<usize>,
-    /// Branches with a step that failed, was skipped or was cancelled.
-    failed: Vec<bool>,
-    succeeded_branches: u32,
-    settled_branches: u32,
-}
-
-impl JoinState {
-    fn total(&self) -> u32 {
-        self.pending.len() as u32
-    }
-    fn needed(&self) -> u32 {
-        match self.policy {
-            Policy::Any => 1,
-            Policy::First(n) | Policy::Min(n) => n,
-            Policy::All => self.total(),
-        }
-    }
-}
-
 impl<'a> Scheduler<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
@@ -173,43 +149,13 @@ impl<'a> Scheduler<'a> {
         let n = plan.nodes.len();
         let active = frame.active;
         let frame_hold = frame.hold;
-        let mut dependents = vec![Vec::new(); n];
-        let mut waiting_on = vec![0; n];
-        let mut tolerated = vec![false; n];
-        let mut joins = HashMap::new();
-        let mut watched_by = vec![Vec::new(); n];
-        for node in plan.nodes.iter().filter(|n| active[n.id]) {
-            let tolerant = node.join.filter(|j| j.policy != Policy::All);
-            let mut members = std::collections::HashSet::new();
-            if let Some(j) = tolerant {
-                let group = &plan.groups[j.group];
-                for (b, branch) in group.branches.iter().enumerate() {
-                    for &m in branch {
-                        tolerated[m] = true;
-                        members.insert(m);
-                        watched_by[m].push((node.id, b));
-                    }
-                }
-                joins.insert(
-                    node.id,
-                    JoinState {
-                        policy: j.policy,
-                        pending: group.branches.iter().map(Vec::len).collect(),
-                        failed: vec![false; group.branches.len()],
-                        succeeded_branches: 0,
-                        settled_branches: 0,
-                    },
-                );
-            }
-            for &d in &node.deps {
-                // Dependencies on the joined block are the join's business, not a count;
-                // nodes outside the frame are settled already.
-                if !members.contains(&d) && active[d] {
-                    dependents[d].push(node.id);
-                    waiting_on[node.id] += 1;
-                }
-            }
-        }
+        let Wiring {
+            dependents,
+            waiting_on,
+            tolerated,
+            joins,
+            watched_by,
+        } = Wiring::new(plan, |i| active[i]);
         let candidates = (0..n)
             .filter(|&i| active[i] && waiting_on[i] == 0)
             .collect();

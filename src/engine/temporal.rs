@@ -453,10 +453,10 @@ impl OrchRun {
             .as_millis() as u64
         };
         type Running<'c> = std::pin::Pin<
-            Box<dyn std::future::Future<Output = (usize, Result<StepReport, String>)> + 'c>,
+            Box<dyn std::future::Future<Output = (u64, Result<StepReport, String>)> + 'c>,
         >;
-        // Steps in flight: (node, when it started) and its future, at the same index.
-        let mut meta: Vec<(usize, u64)> = Vec::new();
+        // Steps in flight: (id, when it started) and its future, at the same index.
+        let mut meta: Vec<(u64, u64)> = Vec::new();
         let mut futs: Vec<Running<'_>> = Vec::new();
         loop {
             let d = interp.decide(now());
@@ -469,14 +469,8 @@ impl OrchRun {
                     drop(futs.remove(i));
                 }
             }
-            for r in d.settled {
-                let reused = r.status == StepStatus::Succeeded;
-                events.push(if reused {
-                    Progress::Reused(r)
-                } else {
-                    Progress::Finished(r)
-                });
-            }
+            events.extend(d.reused.into_iter().map(Progress::Reused));
+            events.extend(d.settled.into_iter().map(Progress::Finished));
             for call in d.start {
                 let node = &interp.plan().nodes[call.node];
                 events.push(Progress::Started {
@@ -486,7 +480,7 @@ impl OrchRun {
                         _ => "command".to_string(),
                     },
                 });
-                let id = call.node;
+                let id = call.id;
                 let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
                     7 * 24 * 3600,
                 ))

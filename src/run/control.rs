@@ -7,6 +7,8 @@
 //! of the plan whose steps are renamed for it (`post[2]` for the second item of a `for`,
 //! `draft#3` for the third iteration of a `repeat`), so reports, events and the journal tell
 //! instances apart, and a resumed run reuses each instance's steps by name and cache key.
+//! The rules themselves (a `for`'s list, conditions, `gather` counts, a region's value and
+//! report) are pure functions in [`super::regions`], shared with the engine's interpreter.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,13 +23,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::batch::Hold;
 use super::cancel::{self, Cancel};
 use super::prepare::Shared;
-use super::render::{InputValue, Scope, json_text};
-use super::scheduler::{Frame, Outcome, Scheduler, final_outputs};
+use super::regions::{self, RegionResult};
+use super::render::{InputValue, Scope};
+use super::scheduler::{Frame, Outcome, Scheduler};
 use super::{Event, RunOptions, RunReport, StepReport, StepStatus, budget::Budgets};
-use crate::common::{CmpOp, Policy, plural};
-use crate::plan::{
-    CondExpr, ListSource, NodeId, Operand, Plan, PlanExec, PlanRegionKind, Template,
-};
+use crate::common::Policy;
+use crate::plan::{CondExpr, ListSource, NodeId, Plan, PlanExec, PlanRegionKind, Template};
 
 /// What a region's task needs: the plan it is part of, the run's shared state, and the
 /// outputs settled when it started.
@@ -68,16 +69,6 @@ struct BodyRun {
     outputs: Vec<Option<Json>>,
 }
 
-/// What a region produced, or why it failed.
-#[derive(Default)]
-struct RegionResult {
-    value: Option<Json>,
-    text: Option<String>,
-    exports: Vec<(NodeId, Option<Json>)>,
-    /// What a user should know of how it ended ([`StepReport::warnings`]).
-    warnings: Vec<String>,
-}
-
 /// Runs a region's body to the end (boxed: a region's scheduler may start regions).
 pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async move {
@@ -87,29 +78,8 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         };
         let plan = task.plan.clone();
         let kind = &plan.regions[region].kind;
-        let mut report = StepReport {
-            name: node.name.clone(),
-            agent: match kind {
-                PlanRegionKind::For { .. } => "for".into(),
-                PlanRegionKind::Repeat { .. } => "repeat".into(),
-                PlanRegionKind::If { .. } => "if".into(),
-                PlanRegionKind::Call { workflow, .. } => workflow.clone(),
-            },
-            model: None,
-            status: StepStatus::Succeeded,
-            attempts: 1,
-            usage: Default::default(),
-            cost_usd: 0.0,
-            started_ms: Some(task.shared.start.elapsed().as_millis() as u64),
-            finished_ms: None,
-            output: None,
-            value: None,
-            approval: None,
-            agent_loop: None,
-            served_model: None,
-            truncated: false,
-            warnings: Vec::new(),
-        };
+        let started = task.shared.start.elapsed().as_millis() as u64;
+        let mut report = regions::region_report(node, kind, started);
         let mut inner = Vec::new();
         let mut reused = Vec::new();
         let result = match kind {
@@ -150,19 +120,8 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
                 run_call(&task, output.as_ref(), &mut inner, &mut reused).await
             }
         };
-        report.finished_ms = Some(task.shared.start.elapsed().as_millis() as u64);
-        let exports = match result {
-            Ok(r) => {
-                report.value = r.value;
-                report.output = r.text;
-                report.warnings = r.warnings;
-                r.exports
-            }
-            Err(status) => {
-                report.status = status;
-                Vec::new()
-            }
-        };
+        let finished = task.shared.start.elapsed().as_millis() as u64;
+        let exports = regions::end_region(&mut report, result, finished);
         Outcome {
             node: task.node,
             report,
@@ -198,18 +157,8 @@ async fn run_body_until(
     let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
         unreachable!("a region task runs a region node");
     };
-    let r = &task.plan.regions[region];
-    let mut plan = (*task.plan).clone();
-    if !suffix.is_empty() {
-        for &m in &r.members {
-            plan.nodes[m].name.push_str(suffix);
-        }
-    }
-    let plan = Arc::new(plan);
-    let mut active = vec![false; plan.nodes.len()];
-    for &m in r.bodies.get(body).into_iter().flatten() {
-        active[m] = !matches!(plan.nodes[m].exec, PlanExec::Item);
-    }
+    let plan = Arc::new(regions::renamed(&task.plan, region, suffix));
+    let active = regions::body_active(&plan, region, body);
     let frame = Frame {
         active,
         outputs,
@@ -250,21 +199,12 @@ async fn run_body_until(
 
 /// The status of a region whose body run did not succeed.
 fn failed(run: &BodyRun, what: &str) -> StepStatus {
-    if run.report.interrupted {
-        return StepStatus::Interrupted;
-    }
-    let why = run
-        .report
-        .stopped
-        .clone()
-        .or_else(|| {
-            run.report.steps.iter().find_map(|s| match &s.status {
-                StepStatus::Failed(e) => Some(format!("step `{}` failed: {e}", s.name)),
-                _ => None,
-            })
-        })
-        .unwrap_or_else(|| "a step did not succeed".into());
-    StepStatus::Failed(format!("{what}: {why}"))
+    regions::body_failure(
+        run.report.interrupted,
+        run.report.stopped.as_deref(),
+        &run.report.steps,
+        what,
+    )
 }
 
 // ------------------------------------------------------------------ parallel for
@@ -311,15 +251,6 @@ impl GatherStop {
 /// taken (and dropped): bounds what is in memory when many items start at once.
 const START_CHUNK: usize = 64;
 
-/// How many instances of `total` must succeed under `policy`.
-fn needed(policy: Policy, total: usize) -> usize {
-    match policy {
-        Policy::All => total,
-        Policy::Any => 1,
-        Policy::First(n) | Policy::Min(n) => n as usize,
-    }
-}
-
 /// Runs the instances of a `parallel for`, at most `max` at once. Under `all` a failed
 /// instance fails the region (and no new one starts unless `--keep-going`); under a
 /// tolerant `gather` policy failed instances are left out of the value, `any` and `first N`
@@ -330,12 +261,19 @@ async fn run_for(
     inner: &mut Vec<StepReport>,
     reused: &mut Vec<String>,
 ) -> Result<RegionResult, StepStatus> {
-    let items = for_items(task, spec.list)?;
+    let items = regions::for_items(
+        &Scope {
+            plan: &task.plan,
+            inputs: &task.inputs,
+            outputs: &task.outputs,
+        },
+        spec.list,
+    )?;
     // Each instance runs on a copy of the plan (its steps renamed `[i]`): a copy without
     // the list's items, which the instances do not read, so that a long literal list is not
     // copied once per item (quadratic).
     let stripped = RegionTask {
-        plan: Arc::new(without_list(&task.plan, task.node)),
+        plan: Arc::new(regions::without_list(&task.plan, task.node)),
         inputs: task.inputs.clone(),
         shared: task.shared.clone(),
         opts: task.opts.clone(),
@@ -347,14 +285,9 @@ async fn run_for(
     };
     let name = &task.plan.nodes[task.node].name;
     let tolerant = spec.policy != Policy::All;
-    let need = needed(spec.policy, items.len());
-    if need > items.len() {
-        return Err(StepStatus::Failed(format!(
-            "`gather <{}>` needs {need} instances of `{name}` to succeed, but its list has {} item{}",
-            spec.policy,
-            items.len(),
-            if items.len() == 1 { "" } else { "s" }
-        )));
+    let need = regions::needed(spec.policy, items.len());
+    if let Some(status) = regions::unmeetable(spec.policy, items.len(), name) {
+        return Err(status);
     }
     let stop = GatherStop {
         cancel: Cancel::new(),
@@ -426,16 +359,14 @@ async fn run_for(
         failed_at[i] = !run.report.succeeded && !run.report.interrupted;
         let met = early && succeeded >= need;
         if run.report.succeeded && !met {
-            let result = spec
-                .results
-                .get(if spec.results.len() > 1 { body } else { 0 });
-            values[i] = result.and_then(|&n| run.outputs[n].take());
+            let result = regions::result_node(spec.results, body);
+            values[i] = result.and_then(|n| run.outputs[n].take());
             ok[i] = true;
             succeeded += 1;
         } else if !run.report.succeeded && failure.is_none() && !met {
             failure = Some(failed(
                 &run,
-                &format!("item {} of `{name}` ({})", i + 1, items[i].2),
+                &regions::item_what(i, name, &items[i].2),
             ));
         }
         // The instance's reports move to the region's (the step reports are not copied).
@@ -463,73 +394,21 @@ async fn run_for(
     } else if succeeded < need && task.opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
         return Err(StepStatus::Interrupted);
     } else if succeeded < need {
-        return Err(StepStatus::Failed(format!(
-            "only {succeeded} of {} instances of `{name}` succeeded; `gather <{}>` needs {need}",
+        return Err(regions::shortfall(
+            succeeded,
             items.len(),
-            spec.policy
-        )));
-    }
-    // An empty list runs nothing: said, not silent.
-    let warnings = if items.is_empty() {
-        let list = match spec.list {
-            ListSource::Ref(p) => format!("`{}`", p.path),
-            _ => "its list".to_string(),
-        };
-        vec![format!(
-            "{list} is empty: no instance ran, and its value is an empty list"
-        )]
-    } else {
-        Vec::new()
-    };
-    let kept = || items.iter().zip(&values).zip(&ok).filter(|(_, ok)| **ok);
-    let mut text = kept()
-        .map(|(((_, _, label), v), _)| {
-            format!(
-                "## {label}\n{}",
-                v.as_ref().map(json_text).unwrap_or_default().trim_end()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let left_out: Vec<String> = (0..items.len())
-        .filter(|&i| !ok[i])
-        .map(|i| {
-            let why = if failed_at[i] { "failed" } else { "not needed" };
-            format!("item {} ({}) {why}", i + 1, items[i].2)
-        })
-        .collect();
-    if !left_out.is_empty() {
-        text.push_str(&format!(
-            "\n\nleft out by `gather <{}>`: {}",
             spec.policy,
-            left_out.join("; ")
+            name,
         ));
     }
-    Ok(RegionResult {
-        value: Some(Json::Array(
-            kept()
-                .map(|((_, v), _)| v.clone().unwrap_or(Json::Null))
-                .collect(),
-        )),
-        text: Some(text),
-        exports: Vec::new(),
-        warnings,
-    })
-}
-
-/// `plan` without the literal items (and their source text) of the list of the `for` region
-/// standing at `node`.
-fn without_list(plan: &Plan, node: NodeId) -> Plan {
-    let mut copy = plan.clone();
-    if let PlanExec::Region { region } = copy.nodes[node].exec
-        && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
-        && let ListSource::Literal(items) = &mut list.items
-    {
-        *items = Vec::new();
-        // Its source text too (`[...]`, as long as the list): shown by `orch plan` only.
-        list.source = String::new();
-    }
-    copy
+    Ok(regions::for_result(
+        spec.list,
+        spec.policy,
+        &items,
+        &values,
+        &ok,
+        &failed_at,
+    ))
 }
 
 /// The steps of instance `i` (body `body`) that a met `gather` did not start, reported as
@@ -539,104 +418,11 @@ fn not_started(task: &RegionTask, body: usize, i: usize) -> Vec<StepReport> {
         unreachable!("a region task runs a region node");
     };
     let at = Some(task.shared.start.elapsed().as_millis() as u64);
-    let bodies = &task.plan.regions[region].bodies;
-    bodies
-        .get(body)
-        .into_iter()
-        .flatten()
-        .filter(|&&m| !matches!(task.plan.nodes[m].exec, PlanExec::Item))
-        .map(|&m| {
-            let mut node = task.plan.nodes[m].clone();
-            node.name.push_str(&format!("[{}]", i + 1));
-            let report = StepReport::not_run(&node, StepStatus::Cancelled, at);
-            let _ = task.tx.send(Event::Finished(report.clone()));
-            report
-        })
-        .collect()
-}
-
-/// The instances of a `for`: for each, which body, the item (none over agents) and its label.
-///
-/// # Errors
-/// The failure of the region when its list is not a list (or has no value).
-fn for_items(
-    task: &RegionTask,
-    list: &ListSource,
-) -> Result<Vec<(usize, Option<Json>, String)>, StepStatus> {
-    let scope = Scope {
-        plan: &task.plan,
-        inputs: &task.inputs,
-        outputs: &task.outputs,
-    };
-    // One instance of the one body, labelled by its item.
-    let item = |v: Json| {
-        let label = label_of(&v);
-        (0, Some(v), label)
-    };
-    Ok(match list {
-        ListSource::Agents(agents) => agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i, None, a.clone()))
-            .collect(),
-        ListSource::Literal(templates) => templates
-            .iter()
-            .map(|t| item(template_value(t, &scope)))
-            .collect(),
-        ListSource::Ref(p) => match scope.value(p) {
-            Some(Json::Array(items)) => items.into_iter().map(item).collect(),
-            Some(Json::String(s)) => match serde_json::from_str::<Json>(s.trim()) {
-                Ok(Json::Array(items)) => items.into_iter().map(item).collect(),
-                _ => {
-                    return Err(StepStatus::Failed(format!(
-                        "`for` needs a list, but `{}` is text that is not a JSON list; give the step that makes it `-> list<text>`",
-                        p.path
-                    )));
-                }
-            },
-            Some(other) => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` is {}",
-                    p.path,
-                    kind_of(&other)
-                )));
-            }
-            None => {
-                return Err(StepStatus::Failed(format!(
-                    "`for` needs a list, but `{}` has no value",
-                    p.path
-                )));
-            }
-        },
-    })
-}
-
-/// An item's label in a `for`'s text: its first line, redacted, then shortened.
-fn label_of(v: &Json) -> String {
-    let text = crate::redact::redact(json_text(v));
-    text.slice(|t| t.lines().next().unwrap_or("").trim())
-        .shorten(60)
-        .into_string()
-}
-
-fn kind_of(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "empty",
-        Json::Bool(_) => "a bool",
-        Json::Number(_) => "a number",
-        Json::String(_) => "text",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "a record",
+    let reports = regions::not_started(&task.plan, region, body, i, at);
+    for r in &reports {
+        let _ = task.tx.send(Event::Finished(r.clone()));
     }
-}
-
-/// A literal list item: a name alone keeps its value (a record stays a record); anything
-/// else is text.
-fn template_value(t: &Template, scope: &Scope<'_>) -> Json {
-    if let Some(v) = t.only_interp().and_then(|i| scope.value(i)) {
-        return v;
-    }
-    Json::String(scope.render(t))
+    reports
 }
 
 // ------------------------------------------------------------------ repeat
@@ -676,7 +462,7 @@ async fn run_repeat(
         if !run.report.succeeded {
             return Err(failed(
                 &run,
-                &format!("iteration {k} of `{}`", task.plan.nodes[task.node].name),
+                &regions::iteration_what(k, &task.plan.nodes[task.node].name),
             ));
         }
         let scope = Scope {
@@ -684,53 +470,14 @@ async fn run_repeat(
             inputs: &task.inputs,
             outputs: &run.outputs,
         };
-        held = eval(until, &scope).map_err(|e| StepStatus::Failed(format!("`until`: {e}")))?;
+        held = regions::until_holds(until, &scope)?;
         outputs = run.outputs;
         if held {
             break;
         }
     }
-    let exports = exported(&task.plan.regions[region], 0, &outputs);
-    if held {
-        return Ok(RegionResult {
-            text: Some(format!(
-                "`until` held after {}",
-                plural(iterations, "iteration")
-            )),
-            exports,
-            ..RegionResult::default()
-        });
-    }
-    let stopped = format!("stopped at `max {max}` without `until` holding");
-    if else_fail {
-        return Err(StepStatus::Failed(format!(
-            "{stopped} (`until ... else fail`); raise `max`, or let the loop's steps meet the condition sooner"
-        )));
-    }
-    Ok(RegionResult {
-        text: Some(stopped.clone()),
-        exports,
-        warnings: vec![format!(
-            "{stopped}: its results are those of the last iteration; write `until ... else fail` to make this a failure"
-        )],
-        ..RegionResult::default()
-    })
-}
-
-/// The values a region exports after body `body` ran: each exported name's value there,
-/// for its node in every body (later steps look a name up by the node it is bound to).
-fn exported(
-    r: &crate::plan::PlanRegion,
-    body: usize,
-    outputs: &[Option<Json>],
-) -> Vec<(NodeId, Option<Json>)> {
-    r.exports
-        .values()
-        .flat_map(|nodes| {
-            let v = nodes.get(body).and_then(|&n| outputs[n].clone());
-            nodes.iter().map(move |&n| (n, v.clone()))
-        })
-        .collect()
+    let exports = regions::exported(&task.plan.regions[region], 0, &outputs);
+    regions::repeat_end(held, iterations, max, else_fail, exports)
 }
 
 // ------------------------------------------------------------------ if
@@ -747,40 +494,19 @@ async fn run_if(
         inputs: &task.inputs,
         outputs: &task.outputs,
     };
-    let holds = eval(cond, &scope).map_err(|e| StepStatus::Failed(format!("`if`: {e}")))?;
     let r = &task.plan.regions[region];
-    let body = if holds { 0 } else { 1 };
-    if body >= r.bodies.len() {
-        return Ok(RegionResult {
-            text: Some("the condition did not hold; no `else`".into()),
-            ..RegionResult::default()
-        });
-    }
+    let (holds, body) = regions::if_body(r, cond, &scope)?;
+    let Some(body) = body else {
+        return Ok(regions::if_skipped());
+    };
     let run = run_body(task, body, "", task.outputs.clone()).await;
     reused.extend(run.report.reused.iter().cloned());
     inner.extend(run.report.steps.iter().cloned());
     if !run.report.succeeded {
-        let branch = if holds {
-            "the `if` branch"
-        } else {
-            "the `else` branch"
-        };
-        return Err(failed(&run, branch));
+        return Err(failed(&run, regions::branch_what(holds)));
     }
-    let exports = exported(r, body, &run.outputs);
-    Ok(RegionResult {
-        value: None,
-        text: Some(
-            if holds {
-                "took the `if` branch"
-            } else {
-                "took the `else` branch"
-            }
-            .into(),
-        ),
-        exports,
-        warnings: Vec::new(),
-    })
+    let exports = regions::exported(r, body, &run.outputs);
+    Ok(regions::if_result(holds, exports))
 }
 
 // ------------------------------------------------------------------ calls
@@ -797,7 +523,7 @@ async fn run_call(
     if !run.report.succeeded {
         return Err(failed(
             &run,
-            &format!("call `{}`", task.plan.nodes[task.node].name),
+            &regions::call_what(&task.plan.nodes[task.node].name),
         ));
     }
     let scope = Scope {
@@ -808,102 +534,7 @@ async fn run_call(
     let PlanExec::Region { region } = task.plan.nodes[task.node].exec else {
         unreachable!("a region task runs a region node");
     };
-    let (value, text) = match output {
-        Some(t) => {
-            let v = template_value(t, &scope);
-            let text = json_text(&v);
-            (Some(v), text)
-        }
-        None => {
-            let mut active = vec![false; run.plan.nodes.len()];
-            for &m in &task.plan.regions[region].bodies[0] {
-                active[m] = true;
-            }
-            let text = final_outputs(&run.plan, &active, &run.outputs);
-            (Some(Json::String(text.clone())), text)
-        }
-    };
-    // A text value is the output; a structured one is also kept as a value.
-    let value = value.filter(|v| !v.is_string());
-    Ok(RegionResult {
-        value,
-        text: Some(text),
-        exports: Vec::new(),
-        warnings: Vec::new(),
-    })
-}
-
-// ------------------------------------------------------------------ conditions
-
-/// Evaluates a condition against the values known at this point.
-///
-/// # Errors
-/// A message when an operand alone is not a bool, or an ordering compares non-numbers.
-pub(super) fn eval(c: &CondExpr, scope: &Scope<'_>) -> Result<bool, String> {
-    match c {
-        CondExpr::Not(x) => Ok(!eval(x, scope)?),
-        CondExpr::And(a, b) => Ok(eval(a, scope)? && eval(b, scope)?),
-        CondExpr::Or(a, b) => Ok(eval(a, scope)? || eval(b, scope)?),
-        CondExpr::Value(v) => match operand(v, scope) {
-            Json::Bool(b) => Ok(b),
-            // Not produced yet (a step that did not run): not true.
-            Json::Null => Ok(false),
-            Json::String(s) if s.trim() == "true" => Ok(true),
-            Json::String(s) if s.trim() == "false" => Ok(false),
-            other => Err(format!(
-                "`{}` is {}, not true or false",
-                v.source(),
-                kind_of(&other)
-            )),
-        },
-        CondExpr::Compare(a, op, b) => {
-            let (x, y) = (operand(a, scope), operand(b, scope));
-            if op.is_ordering() {
-                let (Some(x), Some(y)) = (number(&x), number(&y)) else {
-                    return Err(format!(
-                        "`{}` compares numbers, but `{}` is {} and `{}` is {}",
-                        op.symbol(),
-                        a.source(),
-                        kind_of(&x),
-                        b.source(),
-                        kind_of(&y)
-                    ));
-                };
-                Ok(match op {
-                    CmpOp::Lt => x < y,
-                    CmpOp::Le => x <= y,
-                    CmpOp::Gt => x > y,
-                    _ => x >= y,
-                })
-            } else {
-                let same = match (number(&x), number(&y)) {
-                    (Some(p), Some(q)) if !x.is_string() || !y.is_string() => p == q,
-                    _ => match (&x, &y) {
-                        // Model text often ends with a newline: compare trimmed.
-                        (Json::String(p), Json::String(q)) => p.trim() == q.trim(),
-                        _ => x == y,
-                    },
-                };
-                Ok(if *op == CmpOp::Eq { same } else { !same })
-            }
-        }
-    }
-}
-
-fn operand(v: &Operand, scope: &Scope<'_>) -> Json {
-    match v {
-        Operand::Ref(i) => scope.value(i).unwrap_or(Json::Null),
-        Operand::Text { template, .. } => Json::String(scope.render(template)),
-        Operand::Const { value, .. } => value.clone(),
-    }
-}
-
-fn number(v: &Json) -> Option<f64> {
-    match v {
-        Json::Number(n) => n.as_f64(),
-        Json::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    Ok(regions::call_result(output, &scope, region))
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub mod journal;
 pub mod limits;
 mod prepare;
 pub mod provider;
+mod regions;
 pub mod remote;
 pub mod render;
 mod report;

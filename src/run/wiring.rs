@@ -6,7 +6,7 @@
 //! `min N`) does not count the steps of the block it joins: its [`JoinState`] follows their
 //! branches instead, so the join can proceed before all of them end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::common::Policy;
 use crate::plan::{NodeId, Plan};
@@ -97,5 +97,54 @@ impl Wiring {
             }
         }
         w
+    }
+}
+
+/// The counters of a plan's steps as a scheduler updates them when a step settles.
+pub(super) struct Release<'a> {
+    /// [`Wiring::dependents`].
+    pub(super) dependents: &'a [Vec<NodeId>],
+    /// [`Wiring::waiting_on`], counted down.
+    pub(super) waiting_on: &'a mut [usize],
+    /// [`Wiring::watched_by`].
+    pub(super) watched_by: &'a [Vec<(NodeId, usize)>],
+    /// [`Wiring::joins`], whose branch counters move.
+    pub(super) joins: &'a mut HashMap<NodeId, JoinState>,
+    /// Steps to look at next: each whose last counted dependency settled, and each join whose
+    /// counters moved (once its own dependencies are settled).
+    pub(super) candidates: &'a mut VecDeque<NodeId>,
+}
+
+impl Release<'_> {
+    /// Step `id` settled (`succeeded` or not): counts it off its dependents, moves the
+    /// branch counters of the tolerant joins that watch it, and queues what may now start.
+    pub(super) fn settled(&mut self, id: NodeId, succeeded: bool) {
+        for &d in &self.dependents[id] {
+            self.waiting_on[d] -= 1;
+            if self.waiting_on[d] == 0 {
+                self.candidates.push_back(d);
+            }
+        }
+        for &(join, branch) in &self.watched_by[id] {
+            let Some(j) = self.joins.get_mut(&join) else {
+                continue;
+            };
+            if j.failed[branch] {
+                continue;
+            }
+            if succeeded {
+                j.pending[branch] -= 1;
+                if j.pending[branch] == 0 {
+                    j.succeeded_branches += 1;
+                    j.settled_branches += 1;
+                }
+            } else {
+                j.failed[branch] = true;
+                j.settled_branches += 1;
+            }
+            if self.waiting_on[join] == 0 {
+                self.candidates.push_back(join);
+            }
+        }
     }
 }

@@ -275,6 +275,118 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
     }
 }
 
+/// Runs `orch run ARGS` locally and on Temporal (on `queue`, one worker): both exit with the
+/// same code and print the same stdout, byte for byte, and the same summary line. Returns the
+/// two stderrs (local, Temporal).
+async fn same_locally_and_on_temporal(engine: &str, queue: &str, args: &[&str]) -> (String, String) {
+    let local = orch(&[args, &["--no-journal"]].concat())
+        .output()
+        .await
+        .unwrap();
+    let local_err = String::from_utf8_lossy(&local.stderr).to_string();
+    let remote = orch(&[args, &["--engine", engine, "--task-queue", queue]].concat())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&remote.stderr).to_string();
+    assert_eq!(remote.status.code(), local.status.code(), "{err}\n---\n{local_err}");
+    assert!(err.contains("on Temporal at"), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stdout),
+        String::from_utf8_lossy(&local.stdout),
+        "{args:?}\n{err}"
+    );
+    let summary = |s: &str| {
+        s.lines()
+            .find(|l| l.contains(" succeeded") && l.contains('·'))
+            .map(|l| l.split('·').next().unwrap_or_default().trim().to_string())
+    };
+    assert_eq!(summary(&err), summary(&local_err), "{err}\n---\n{local_err}");
+    (local_err, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn examples_with_regions_and_stdlib_calls_print_the_same_result_on_temporal() {
+    let engine = engine();
+    let queue = "orch-test-regions";
+    let _w = worker(&engine, queue);
+    let sim = ["--simulate", "--sim-latency", "0ms", "-q"];
+    // A `parallel for` over agents inside a stdlib call; an `if`/`else`; a `repeat ... until`;
+    // a `parallel <max 4> for` over a list a step made.
+    for (file, input) in [
+        ("examples/scatter_gather.orch", "code=fn main() { let x = 1; }"),
+        ("examples/pipeline.orch", "change=Add a cart total endpoint"),
+        ("examples/review_refine.orch", "task=A 100-word product update"),
+        ("examples/hierarchical.orch", "goal=Audit an e-commerce monolith"),
+    ] {
+        let args = [&["run", file], &sim[..], &["-i", input]].concat();
+        let (_, err) = same_locally_and_on_temporal(&engine, queue, &args).await;
+        assert!(err.contains(" succeeded"), "{file}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn region_rules_hold_on_temporal_as_locally() {
+    let engine = engine();
+    let queue = "orch-test-region-rules";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("regions.orch");
+    std::fs::write(
+        &script,
+        r#"
+agent say(x: text) { run: ["echo", "{x}"] }
+agent check(x: text) { run: ["sh", "-c", "test '{x}' = ok && echo 'fine {x}'"] }
+
+workflow main() {
+  xs = parallel <max 2> for t in ["ok", "bad", "ok", "ok"] {
+    r = check(x: "{t}")
+  }
+  gather <min 2> g = say(x: "gathered {xs}")
+  empty = say(x: "[]")
+  none = parallel for t in empty {
+    e = say(x: "{t}")
+  }
+  repeat <max 2> {
+    d = say(x: "draft {d}")
+  } until d == "never"
+  if g == "x" {
+    y = say(x: "then")
+  } else {
+    y = say(x: "else {d}")
+  }
+  return "{g}\n{y}\n{none}"
+}
+"#,
+    )
+    .unwrap();
+    let path = script.to_str().unwrap();
+    let (local, remote) = same_locally_and_on_temporal(&engine, queue, &["run", path, "-q"]).await;
+    // The same warnings: a `repeat` that stopped at `max`, an empty `parallel for`.
+    for w in ["stopped at `max 2`", "`empty` is empty"] {
+        assert!(local.contains(w), "{w}: {local}");
+        assert!(remote.contains(w), "{w}: {remote}");
+    }
+    // A failed instance under `all` fails the run, on Temporal too.
+    std::fs::write(
+        &script,
+        r#"
+agent check(x: text) { run: ["sh", "-c", "test '{x}' = ok && echo 'fine {x}'"] }
+workflow main() {
+  xs = parallel <max 1> for t in ["ok", "bad", "ok"] {
+    r = check(x: "{t}")
+  }
+  return xs
+}
+"#,
+    )
+    .unwrap();
+    let (_, remote) = same_locally_and_on_temporal(&engine, queue, &["run", path, "-q"]).await;
+    assert!(remote.contains("item 2 of `xs` (bad)"), "{remote}");
+}
+
 // ------------------------------------------------------------------ the interpreter alone
 
 mod interp {
@@ -333,13 +445,13 @@ mod interp {
         let mut queue: std::collections::VecDeque<StepCall> = Default::default();
         loop {
             let d = i.decide(0);
-            queue.retain(|c| !d.cancel.contains(&c.node));
+            queue.retain(|c| !d.cancel.contains(&c.id));
             if !d.start.is_empty() {
                 batches.push(d.start.iter().map(|c| c.name.clone()).collect());
             }
             queue.extend(d.start);
             let Some(c) = queue.pop_front() else { break };
-            i.finish(c.node, finish(&c));
+            i.finish(c.id, finish(&c));
         }
         assert_eq!(i.running(), 0);
         (batches, i.into_outcome())
@@ -436,15 +548,17 @@ mod interp {
     }
 
     #[test]
-    fn regions_and_approvals_are_refused_before_anything_runs() {
+    fn approvals_are_refused_before_anything_runs_and_regions_are_not() {
         let src = format!(
             "{HEAD}workflow main() {{\n  xs = parallel for t in [\"a\", \"b\"] {{\n    r = a(\"{{t}}\")\n  }}\n}}\n"
         );
         let (_, plan) = compile_plan("t.orch", &src);
-        let e = Interp::supported(&plan).unwrap_err();
-        assert!(
-            e.contains("`parallel for`") && e.contains("without --engine"),
-            "{e}"
+        assert_eq!(Interp::supported(&plan), Ok(()));
+        let src = format!(
+            "{HEAD}workflow main() {{\n  ok = approve(\"go?\")\n  x = a(\"x {{ok}}\")\n}}\n"
         );
+        let (_, plan) = compile_plan("t.orch", &src);
+        let e = Interp::supported(&plan).unwrap_err();
+        assert!(e.contains("approval") && e.contains("without --engine"), "{e}");
     }
 }

@@ -345,9 +345,9 @@ workflow main() {
     r = check(x: "{t}")
   }
   gather <min 2> g = say(x: "gathered {xs}")
-  empty = say(x: "[]")
-  none = parallel for t in empty {
-    e = say(x: "{t}")
+  empty = say(x: "[]") -> list<text>
+  none = parallel for u in empty {
+    e = say(x: "{u}")
   }
   repeat <max 2> {
     d = say(x: "draft {d}")
@@ -357,7 +357,8 @@ workflow main() {
   } else {
     y = say(x: "else {d}")
   }
-  return "{g}\n{y}\n{none}"
+  z = say(x: "{g} {y} {none}")
+  return z
 }
 "#,
     )

@@ -32,28 +32,16 @@ pub(super) struct RegionResult {
 /// The report of region node `node` (of kind `kind`) starting at `started_ms`: succeeded
 /// until [`end_region`] says otherwise.
 pub(super) fn region_report(node: &PlanNode, kind: &PlanRegionKind, started_ms: u64) -> StepReport {
+    let agent = match kind {
+        PlanRegionKind::For { .. } => "for",
+        PlanRegionKind::Repeat { .. } => "repeat",
+        PlanRegionKind::If { .. } => "if",
+        PlanRegionKind::Call { workflow, .. } => workflow,
+    };
     StepReport {
-        name: node.name.clone(),
-        agent: match kind {
-            PlanRegionKind::For { .. } => "for".into(),
-            PlanRegionKind::Repeat { .. } => "repeat".into(),
-            PlanRegionKind::If { .. } => "if".into(),
-            PlanRegionKind::Call { workflow, .. } => workflow.clone(),
-        },
-        model: None,
-        status: StepStatus::Succeeded,
         attempts: 1,
-        usage: Default::default(),
-        cost_usd: 0.0,
         started_ms: Some(started_ms),
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
+        ..StepReport::blank(node.name.clone(), agent, StepStatus::Succeeded)
     }
 }
 

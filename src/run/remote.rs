@@ -313,18 +313,14 @@ impl Interp {
     /// The report of step `id` that stopped for the engine's reasons (its activity failed for
     /// good: no worker took it in time, or it kept dying): failed, with `why`.
     pub fn engine_failure(&self, id: u64, why: String, now_ms: u64) -> StepReport {
-        let (node, name) = match self.ctx.flights.get(&id) {
-            Some(p) => (p.node, p.name.clone()),
-            None => (0, format!("#{id}")),
+        let (name, agent) = match self.ctx.flights.get(&id) {
+            Some(p) => (p.name.clone(), self.ctx.plan.nodes[p.node].agent.clone()),
+            None => (format!("step #{id}"), String::new()),
         };
-        let mut r = StepReport::not_run(
-            &self.ctx.plan.nodes[node],
-            StepStatus::Failed(why),
-            Some(now_ms),
-        );
-        r.name = name;
-        r.started_ms = None;
-        r
+        StepReport {
+            finished_ms: Some(now_ms),
+            ..StepReport::blank(name, agent, StepStatus::Failed(why))
+        }
     }
 
     /// The end of the run: every report (the workflow's steps in plan order, then its
@@ -1376,27 +1372,14 @@ impl StepHost {
 
 /// The report of a call naming a step the plan does not have.
 fn unknown_step(call: &StepCall) -> StepReport {
-    StepReport {
-        name: call.name.clone(),
-        agent: String::new(),
-        model: None,
-        status: StepStatus::Failed(format!(
+    StepReport::blank(
+        call.name.clone(),
+        "",
+        StepStatus::Failed(format!(
             "step `{}` (node {}) is not in the plan this worker compiled: the script changed between submission and execution",
             call.name, call.node
         )),
-        attempts: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        started_ms: None,
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
-    }
+    )
 }
 
 #[cfg(test)]

@@ -364,10 +364,7 @@ async fn run_for(
             ok[i] = true;
             succeeded += 1;
         } else if !run.report.succeeded && failure.is_none() && !met {
-            failure = Some(failed(
-                &run,
-                &regions::item_what(i, name, &items[i].2),
-            ));
+            failure = Some(failed(&run, &regions::item_what(i, name, &items[i].2)));
         }
         // The instance's reports move to the region's (the step reports are not copied).
         let BodyRun { report, .. } = run;

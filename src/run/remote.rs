@@ -34,9 +34,7 @@ use super::wiring::{JoinState, Release, Wiring};
 use super::{Event, RunError, RunOptions, StepReport, StepStatus};
 use crate::check::{ModelDef, Price};
 use crate::common::Policy;
-use crate::plan::{
-    ListSource, NodeId, Plan, PlanExec, PlanNode, PlanRegionKind, estimate_tokens,
-};
+use crate::plan::{ListSource, NodeId, Plan, PlanExec, PlanNode, PlanRegionKind, estimate_tokens};
 
 /// One step to run: the node and its call, rendered where the run's outputs are (the
 /// interpreter), so that a worker needs only the plan.
@@ -407,7 +405,9 @@ impl Frame {
             watched_by,
         } = Wiring::new(&plan, |i| active[i]);
         Frame {
-            candidates: (0..n).filter(|&i| active[i] && waiting_on[i] == 0).collect(),
+            candidates: (0..n)
+                .filter(|&i| active[i] && waiting_on[i] == 0)
+                .collect(),
             plan,
             active,
             state: vec![State::Waiting; n],
@@ -450,7 +450,12 @@ impl Frame {
 
     /// One round of decisions in this frame and the instances below it; whether anything
     /// changed (call again until nothing does). `path`: where this frame is.
-    fn pump(&mut self, ctx: &mut Ctx, path: &mut Vec<(NodeId, usize)>, out: &mut Decisions) -> bool {
+    fn pump(
+        &mut self,
+        ctx: &mut Ctx,
+        path: &mut Vec<(NodeId, usize)>,
+        out: &mut Decisions,
+    ) -> bool {
         let mut changed = false;
         let mut go = Vec::new();
         while let Some(id) = self.candidates.pop_front() {
@@ -559,32 +564,48 @@ impl Frame {
             outputs: &self.outputs,
         };
         let started = match kind {
-            PlanRegionKind::For { list, max, .. } => {
-                regions::for_items(&scope, &list.items).and_then(|items| {
+            PlanRegionKind::For { list, max, .. } => regions::for_items(&scope, &list.items)
+                .and_then(|items| {
                     let outputs = self.outputs.clone();
                     let r = RegionRun::start_for(&self.plan, id, region, items, *max, outputs)?;
                     Ok((r, None))
-                })
-            }
+                }),
             PlanRegionKind::Repeat { .. } => {
                 let plan = Arc::new(regions::renamed(&self.plan, region, "#1"));
                 let active = regions::body_active(&plan, region, 0);
                 let frame = Frame::new(plan, active, self.outputs.clone());
                 Ok((Running::Repeat { k: 1, frame }, None))
             }
-            PlanRegionKind::If { cond } => regions::if_body(&self.plan.regions[region], &cond.expr, &scope)
-                .map(|(holds, body)| match body {
-                    Some(body) => {
-                        let active = regions::body_active(&self.plan, region, body);
-                        let frame = Frame::new(self.plan.clone(), active, self.outputs.clone());
-                        (Running::Body { holds: Some(holds), body, frame }, None)
-                    }
-                    None => (Running::Ended, Some(regions::if_skipped())),
-                }),
+            PlanRegionKind::If { cond } => {
+                regions::if_body(&self.plan.regions[region], &cond.expr, &scope).map(
+                    |(holds, body)| match body {
+                        Some(body) => {
+                            let active = regions::body_active(&self.plan, region, body);
+                            let frame = Frame::new(self.plan.clone(), active, self.outputs.clone());
+                            (
+                                Running::Body {
+                                    holds: Some(holds),
+                                    body,
+                                    frame,
+                                },
+                                None,
+                            )
+                        }
+                        None => (Running::Ended, Some(regions::if_skipped())),
+                    },
+                )
+            }
             PlanRegionKind::Call { .. } => {
                 let active = regions::body_active(&self.plan, region, 0);
                 let frame = Frame::new(self.plan.clone(), active, self.outputs.clone());
-                Ok((Running::Body { holds: None, body: 0, frame }, None))
+                Ok((
+                    Running::Body {
+                        holds: None,
+                        body: 0,
+                        frame,
+                    },
+                    None,
+                ))
             }
         };
         let mut run = RegionRun {
@@ -767,7 +788,13 @@ impl Frame {
         ctx.budgets.admit(node, worst).err()
     }
 
-    fn settle_not_run(&mut self, id: NodeId, status: StepStatus, ctx: &mut Ctx, out: &mut Decisions) {
+    fn settle_not_run(
+        &mut self,
+        id: NodeId,
+        status: StepStatus,
+        ctx: &mut Ctx,
+        out: &mut Decisions,
+    ) {
         let report = StepReport::not_run(&self.plan.nodes[id], status, Some(ctx.now));
         out.settled.push(report.clone());
         self.settle(id, report, ctx);
@@ -1002,7 +1029,12 @@ impl RegionRun {
     }
 
     /// One round of decisions in the region's instances; whether anything changed.
-    fn pump(&mut self, ctx: &mut Ctx, path: &mut Vec<(NodeId, usize)>, out: &mut Decisions) -> bool {
+    fn pump(
+        &mut self,
+        ctx: &mut Ctx,
+        path: &mut Vec<(NodeId, usize)>,
+        out: &mut Decisions,
+    ) -> bool {
         let node = self.node;
         let mut changed = false;
         let mut each = |i: usize, frame: &mut Frame, ctx: &mut Ctx, out: &mut Decisions| {
@@ -1225,7 +1257,8 @@ impl RegionRun {
         }
         // Instances a met `gather` (or a failure) never started.
         for i in f.next..f.items.len() {
-            let reports = regions::not_started(&f.plan, self.region, f.items[i].0, i, Some(ctx.now));
+            let reports =
+                regions::not_started(&f.plan, self.region, f.items[i].0, i, Some(ctx.now));
             out.settled.extend(reports.iter().cloned());
             self.inner.extend(reports);
         }
@@ -1243,7 +1276,12 @@ impl RegionRun {
             )));
         }
         Some(Ok(regions::for_result(
-            &f.list, f.policy, &f.items, &f.values, &f.ok, &f.failed_at,
+            &f.list,
+            f.policy,
+            &f.items,
+            &f.values,
+            &f.ok,
+            &f.failed_at,
         )))
     }
 
@@ -1400,7 +1438,9 @@ mod tests {
         let models = &program.tables.models;
         let local = run(&plan, models, &opts, &|_| {}).await.expect("runs");
         let plan = Arc::new(plan);
-        let host = StepHost::new(plan.clone(), models, &opts).await.expect("host");
+        let host = StepHost::new(plan.clone(), models, &opts)
+            .await
+            .expect("host");
         let mut i = Interp::new(
             plan,
             &opts.inputs,
@@ -1510,7 +1550,11 @@ mod tests {
         )
         .await;
         assert!(out.steps.iter().any(|s| s.name == "d#2"), "{out:#?}");
-        assert!(out.steps.iter().any(|s| s.warnings.iter().any(|w| w.contains("max 2"))));
+        assert!(
+            out.steps
+                .iter()
+                .any(|s| s.warnings.iter().any(|w| w.contains("max 2")))
+        );
         same(
             &format!(
                 "{SAY}workflow main() {{\n  x = say(x: \"b\")\n  if x == \"a\" {{\n    y = say(x: \"then\")\n  }} else {{\n    y = say(x: \"else {{x}}\")\n  }}\n  return y\n}}\n"

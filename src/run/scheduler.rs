@@ -13,7 +13,7 @@ use super::prepare::Shared;
 use super::provider::Usage;
 use super::render::{self, InputValue, Scope};
 use super::step::{Call, execute};
-use super::wiring::{JoinState, Wiring};
+use super::wiring::{JoinState, Release, Wiring};
 use super::{
     Event, RunOptions, RunReport, StepReport, StepStatus, batch, budget, cache_key, cancel,
     control, journal,
@@ -437,33 +437,14 @@ impl<'a> Scheduler<'a> {
             self.stopped = Some(format!("step `{}` failed: {e}", report.name));
         }
         self.reports[id] = Some(report);
-        for &d in &self.dependents[id] {
-            self.waiting_on[d] -= 1;
-            if self.waiting_on[d] == 0 {
-                self.candidates.push_back(d);
-            }
+        Release {
+            dependents: &self.dependents,
+            waiting_on: &mut self.waiting_on,
+            watched_by: &self.watched_by,
+            joins: &mut self.joins,
+            candidates: &mut self.candidates,
         }
-        for &(join, branch) in &self.watched_by[id] {
-            let Some(j) = self.joins.get_mut(&join) else {
-                continue;
-            };
-            if j.failed[branch] {
-                continue;
-            }
-            if succeeded {
-                j.pending[branch] -= 1;
-                if j.pending[branch] == 0 {
-                    j.succeeded_branches += 1;
-                    j.settled_branches += 1;
-                }
-            } else {
-                j.failed[branch] = true;
-                j.settled_branches += 1;
-            }
-            if self.waiting_on[join] == 0 {
-                self.candidates.push_back(join);
-            }
-        }
+        .settled(id, succeeded);
     }
 
     pub(super) fn finish(

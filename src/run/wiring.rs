@@ -4,7 +4,8 @@
 //!
 //! A step waits for a count of its dependencies. A tolerant `gather` (`any`, `first N`,
 //! `min N`) does not count the steps of the block it joins: its [`JoinState`] follows their
-//! branches instead, so the join can proceed before all of them end.
+//! branches instead, so the join can proceed before all of them end. When a step settles,
+//! both interpreters count it off with [`Release::settled`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

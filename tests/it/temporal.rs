@@ -278,7 +278,11 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
 /// Runs `orch run ARGS` locally and on Temporal (on `queue`, one worker): both exit with the
 /// same code and print the same stdout, byte for byte, and the same summary line. Returns the
 /// two stderrs (local, Temporal).
-async fn same_locally_and_on_temporal(engine: &str, queue: &str, args: &[&str]) -> (String, String) {
+async fn same_locally_and_on_temporal(
+    engine: &str,
+    queue: &str,
+    args: &[&str],
+) -> (String, String) {
     let local = orch(&[args, &["--no-journal"]].concat())
         .output()
         .await
@@ -289,7 +293,11 @@ async fn same_locally_and_on_temporal(engine: &str, queue: &str, args: &[&str]) 
         .await
         .unwrap();
     let err = String::from_utf8_lossy(&remote.stderr).to_string();
-    assert_eq!(remote.status.code(), local.status.code(), "{err}\n---\n{local_err}");
+    assert_eq!(
+        remote.status.code(),
+        local.status.code(),
+        "{err}\n---\n{local_err}"
+    );
     assert!(err.contains("on Temporal at"), "{err}");
     assert_eq!(
         String::from_utf8_lossy(&remote.stdout),
@@ -301,7 +309,11 @@ async fn same_locally_and_on_temporal(engine: &str, queue: &str, args: &[&str]) 
             .find(|l| l.contains(" succeeded") && l.contains('·'))
             .map(|l| l.split('·').next().unwrap_or_default().trim().to_string())
     };
-    assert_eq!(summary(&err), summary(&local_err), "{err}\n---\n{local_err}");
+    assert_eq!(
+        summary(&err),
+        summary(&local_err),
+        "{err}\n---\n{local_err}"
+    );
     (local_err, err)
 }
 
@@ -315,10 +327,19 @@ async fn examples_with_regions_and_stdlib_calls_print_the_same_result_on_tempora
     // A `parallel for` over agents inside a stdlib call; an `if`/`else`; a `repeat ... until`;
     // a `parallel <max 4> for` over a list a step made.
     for (file, input) in [
-        ("examples/scatter_gather.orch", "code=fn main() { let x = 1; }"),
+        (
+            "examples/scatter_gather.orch",
+            "code=fn main() { let x = 1; }",
+        ),
         ("examples/pipeline.orch", "change=Add a cart total endpoint"),
-        ("examples/review_refine.orch", "task=A 100-word product update"),
-        ("examples/hierarchical.orch", "goal=Audit an e-commerce monolith"),
+        (
+            "examples/review_refine.orch",
+            "task=A 100-word product update",
+        ),
+        (
+            "examples/hierarchical.orch",
+            "goal=Audit an e-commerce monolith",
+        ),
     ] {
         let args = [&["run", file], &sim[..], &["-i", input]].concat();
         let (_, err) = same_locally_and_on_temporal(&engine, queue, &args).await;
@@ -560,6 +581,9 @@ mod interp {
         );
         let (_, plan) = compile_plan("t.orch", &src);
         let e = Interp::supported(&plan).unwrap_err();
-        assert!(e.contains("approval") && e.contains("without --engine"), "{e}");
+        assert!(
+            e.contains("approval") && e.contains("without --engine"),
+            "{e}"
+        );
     }
 }

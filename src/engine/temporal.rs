@@ -48,6 +48,12 @@ use crate::run::{Endpoint, Event, RunOptions, StepReport, StepStatus, Target};
 /// How long a step's activity may go without a heartbeat before Temporal gives it to another
 /// worker (its worker is taken for dead). Activities heartbeat every [`HEARTBEAT_EVERY`].
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The history length (events) at which a run starts no new step: below Temporal's default
+/// limit of 51,200 events, with room for the steps in flight to end (a few events each).
+/// A step costs about 6 events, so one execution runs some 6,000 steps, regions included
+/// (they run inline, docs/scale-out.md).
+pub const HISTORY_BOUND: u32 = 40_000;
+
 /// How often a running step's activity heartbeats.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The most times one step's activity is started: the first, then after each worker that
@@ -523,6 +529,13 @@ impl OrchRun {
             };
             ctx.state_mut(|s| s.progress.push(Progress::Finished(report.clone())));
             interp.finish(id, report);
+            // A clear stop before Temporal's own limit would terminate the run.
+            let events = ctx.history_length();
+            if events >= HISTORY_BOUND {
+                interp.halt(format!(
+                    "the run's history on Temporal reached {events} events (orch stops new steps at {HISTORY_BOUND}; Temporal's limit is 51,200): submit it again to resume it with what succeeded, or run it locally (docs/scale-out.md)"
+                ));
+            }
         }
         Ok(interp.into_outcome())
     }

@@ -147,6 +147,8 @@ struct Ctx {
     next_id: u64,
     /// The run's clock at the current [`Interp::decide`].
     now: u64,
+    /// Why no new step starts anywhere in the run ([`Interp::halt`]).
+    halted: Option<String>,
 }
 
 impl Ctx {
@@ -268,6 +270,7 @@ impl Interp {
                 flights: HashMap::new(),
                 next_id: 0,
                 now: 0,
+                halted: None,
             },
             top,
         })
@@ -308,6 +311,14 @@ impl Interp {
         }
     }
 
+    /// Stops new work in the whole run, for the engine's reasons (its history is near the
+    /// engine's limit): no step starts any more, in any region instance; the steps in flight
+    /// finish, and the run ends unsucceeded with `reason` as why it stopped (a failure in
+    /// every region the stop reaches). Submitting the run again resumes it.
+    pub fn halt(&mut self, reason: String) {
+        self.ctx.halted.get_or_insert(reason);
+    }
+
     /// The report of step `id` that stopped for the engine's reasons (its activity failed for
     /// good: no worker took it in time, or it kept dying): failed, with `why`.
     pub fn engine_failure(&self, id: u64, why: String, now_ms: u64) -> StepReport {
@@ -341,7 +352,7 @@ impl Interp {
             steps: body.steps,
             output,
             succeeded: body.succeeded,
-            stopped: body.stopped,
+            stopped: body.stopped.or(ctx.halted),
             reused: body.reused,
             digests: body.digests,
         }
@@ -478,6 +489,9 @@ impl Frame {
         while let Some(id) = self.capped.pop_front() {
             if self.state[id] != State::Waiting {
                 continue;
+            }
+            if self.stopped.is_none() {
+                self.stopped.clone_from(&ctx.halted);
             }
             if let Some(reason) = self.stopped.clone() {
                 changed = true;
@@ -1597,6 +1611,45 @@ mod tests {
         .await;
         let r2 = out.steps.iter().find(|s| s.name == "r[2]").unwrap();
         assert_eq!(r2.status, StepStatus::Succeeded);
+    }
+
+    /// A halt (the engine's history is full) stops new work in region instances too; the
+    /// run ends with its reason.
+    #[test]
+    fn a_halt_stops_new_work_everywhere() {
+        let src = "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 10 }\nworkflow main() {\n  xs = parallel <max 1> for t in [\"1\", \"2\"] {\n    r = a(\"{t}\")\n  }\n}\n";
+        let (program, plan) = plan_for_test(src);
+        let plan = Arc::new(plan);
+        let mut i = Interp::new(
+            plan.clone(),
+            &IndexMap::new(),
+            &program.tables.models,
+            true,
+            None,
+            false,
+            &Outcome::default(),
+        )
+        .unwrap();
+        let d = i.decide(0);
+        assert_eq!(d.start.len(), 1);
+        i.halt("history full".into());
+        let r = StepReport {
+            output: Some("1".into()),
+            ..StepReport::not_run(&plan.nodes[d.start[0].node], StepStatus::Succeeded, Some(1))
+        };
+        i.finish(d.start[0].id, r);
+        assert!(i.decide(1).start.is_empty());
+        let out = i.into_outcome();
+        assert!(!out.succeeded);
+        assert!(
+            out.stopped.as_deref().is_some_and(|s| s.ends_with("history full")),
+            "{out:?}"
+        );
+        let xs = out.steps.iter().find(|s| s.name == "xs").unwrap();
+        assert!(
+            matches!(&xs.status, StepStatus::Failed(e) if e.contains("item 2 of `xs` (2): history full")),
+            "{xs:?}"
+        );
     }
 
     /// `--max-concurrency` holds across the instances of a `for` (and a block's `max N`

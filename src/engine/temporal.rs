@@ -7,7 +7,10 @@
 //!   given and where models run. Its code is the deterministic interpreter
 //!   [`crate::run::remote::Interp`]: it compiles the submission (a pure function of its
 //!   texts), starts each step as an activity when the interpreter says so, and returns an
-//!   [`Outcome`]. Progress is a query ([`OrchRun::progress`]).
+//!   [`Outcome`]. Regions (`parallel for`, `repeat`, `if`, workflow calls) run inside it, as
+//!   frames of the interpreter: their steps are the run's activities. Progress is a query
+//!   ([`OrchRun::progress`]). A run whose history reaches [`HISTORY_BOUND`] events starts no
+//!   new step and ends with that reason ([`crate::run::remote::Interp::halt`]).
 //! - A step is one activity, [`OrchSteps::step`], run on any worker of the task queue by
 //!   [`crate::run::remote::StepHost`] — the local run's step code: providers (keys from the
 //!   worker's environment; they never cross Temporal), retries, timeouts, fallback, limits,

@@ -1642,7 +1642,9 @@ mod tests {
         let out = i.into_outcome();
         assert!(!out.succeeded);
         assert!(
-            out.stopped.as_deref().is_some_and(|s| s.ends_with("history full")),
+            out.stopped
+                .as_deref()
+                .is_some_and(|s| s.ends_with("history full")),
             "{out:?}"
         );
         let xs = out.steps.iter().find(|s| s.name == "xs").unwrap();

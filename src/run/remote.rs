@@ -1613,6 +1613,54 @@ mod tests {
         assert_eq!(r2.status, StepStatus::Succeeded);
     }
 
+    /// A resubmitted run reuses the region instances' steps that succeeded (by their
+    /// instance names) and runs the rest.
+    #[test]
+    fn a_resubmitted_run_reuses_the_steps_of_region_instances() {
+        let src = "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m, max_tokens: 10 }\nworkflow main() {\n  xs = parallel for t in [\"1\", \"2\"] {\n    r = a(\"{t}\")\n  }\n  y = a(\"{xs}\")\n}\n";
+        let (program, plan) = plan_for_test(src);
+        let plan = Arc::new(plan);
+        let drive = |prior: &Outcome, fail: &str| {
+            let mut i = Interp::new(
+                plan.clone(),
+                &IndexMap::new(),
+                &program.tables.models,
+                true,
+                None,
+                false,
+                prior,
+            )
+            .unwrap();
+            let mut started = Vec::new();
+            loop {
+                let d = i.decide(0);
+                if d.start.is_empty() {
+                    break;
+                }
+                for c in d.start {
+                    let status = if c.name == fail {
+                        StepStatus::Failed("down".into())
+                    } else {
+                        StepStatus::Succeeded
+                    };
+                    let r = StepReport {
+                        output: Some(c.prompt.clone()),
+                        ..StepReport::not_run(&plan.nodes[c.node], status, Some(1))
+                    };
+                    started.push(c.name.clone());
+                    i.finish(c.id, StepReport { name: c.name, ..r });
+                }
+            }
+            (started, i.into_outcome())
+        };
+        let (_, first) = drive(&Outcome::default(), "r[2]");
+        assert!(!first.succeeded);
+        let (started, second) = drive(&first, "");
+        assert_eq!(started, ["r[2]", "y"]);
+        assert_eq!(second.reused, ["r[1]"]);
+        assert!(second.succeeded);
+    }
+
     /// A halt (the engine's history is full) stops new work in region instances too; the
     /// run ends with its reason.
     #[test]

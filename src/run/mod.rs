@@ -23,8 +23,10 @@
 //! the run.
 //!
 //! The parts: `prepare` (inputs, secrets, clients, before the first step), `scheduler`
-//! (which step may start), `step` (one step's attempts), `control` (regions),
-//! `report` (events and reports), and [`html`] (the HTML page of a run, from its journal).
+//! (which step may start), `step` (one step's attempts), `control` (regions), `regions`
+//! (their rules as pure functions, shared by `control` and [`remote`]), `wiring` (how steps
+//! wait on each other, shared likewise), `report` (events and reports), and [`html`] (the
+//! HTML page of a run, from its journal).
 
 mod agent;
 pub mod approval;

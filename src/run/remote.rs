@@ -1596,6 +1596,22 @@ mod tests {
         .await;
     }
 
+    /// The workflow's budget holds across instances: the instance whose worst case no
+    /// longer fits is skipped, which fails its instance, the region and the run, as locally.
+    #[tokio::test]
+    async fn a_budget_holds_across_the_instances_of_a_for() {
+        let out = same(
+            "provider s { kind: sim }\nmodel m { provider: s, price: { input: 1.0, output: 1.0 } }\nagent a { model: m, max_tokens: 10 }\nworkflow main() <budget $0.00003> {\n  xs = parallel <max 1> for t in [\"1\", \"2\", \"3\", \"4\"] {\n    r = a(\"{t}\")\n  }\n  return xs\n}\n",
+            RunOptions::default(),
+        )
+        .await;
+        assert!(!out.succeeded);
+        assert!(
+            out.stopped.as_deref().is_some_and(|s| s.contains("budget")),
+            "{out:#?}"
+        );
+    }
+
     #[tokio::test]
     async fn keep_going_runs_every_instance_after_a_failure() {
         let opts = RunOptions {

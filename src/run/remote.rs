@@ -19,7 +19,7 @@
 //! Steps cross the engine as a [`StepCall`] (the node and its rendered prompt and
 //! arguments) and come back as a [`StepReport`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -454,7 +454,9 @@ impl Frame {
     fn at(&mut self, path: &[(NodeId, usize)]) -> Option<&mut Frame> {
         let mut f = self;
         for &(node, i) in path {
-            f = f.regions.get_mut(&node)?.instance(i)?;
+            let run = f.regions.get_mut(&node)?;
+            run.touch(i);
+            f = run.instance(i)?;
         }
         Some(f)
     }
@@ -980,6 +982,14 @@ struct ForRun {
     done: bool,
     /// The instances in flight, by item index.
     running: BTreeMap<usize, Frame>,
+    /// Instances to look at in the next round: started, or a step of theirs ended (the
+    /// others have nothing to decide: looking at every instance in every round would cost
+    /// the square of the items).
+    touched: BTreeSet<usize>,
+    /// Instances with steps waiting for a concurrency cap: looked at in every round.
+    capped: BTreeSet<usize>,
+    /// Instances that ended, to take in.
+    ended: BTreeSet<usize>,
 }
 
 impl RegionRun {
@@ -1029,7 +1039,17 @@ impl RegionRun {
             failure: None,
             done: false,
             running: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            capped: BTreeSet::new(),
+            ended: BTreeSet::new(),
         })))
+    }
+
+    /// Marks instance `i` to be looked at in the next round (a step of it ended).
+    fn touch(&mut self, i: usize) {
+        if let Running::For(f) = &mut self.running {
+            f.touched.insert(i);
+        }
     }
 
     /// The frame of instance `i`, if it is running.
@@ -1060,8 +1080,18 @@ impl RegionRun {
         };
         match &mut self.running {
             Running::For(f) => {
-                for (&i, frame) in f.running.iter_mut() {
+                let mut look = std::mem::take(&mut f.touched);
+                look.append(&mut f.capped);
+                for i in look {
+                    let Some(frame) = f.running.get_mut(&i) else {
+                        continue;
+                    };
                     each(i, frame, ctx, out);
+                    if frame.done() {
+                        f.ended.insert(i);
+                    } else if !frame.capped.is_empty() {
+                        f.capped.insert(i);
+                    }
                 }
             }
             Running::Repeat { k, frame } => each(*k as usize, frame, ctx, out),
@@ -1203,12 +1233,7 @@ impl RegionRun {
         // `any` and `first N` are done once met; `min N` waits for every instance.
         let early = matches!(f.policy, Policy::Any | Policy::First(_));
         loop {
-            let ended: Vec<usize> = f
-                .running
-                .iter()
-                .filter(|(_, frame)| frame.done())
-                .map(|(&i, _)| i)
-                .collect();
+            let ended = std::mem::take(&mut f.ended);
             if ended.is_empty() {
                 break;
             }
@@ -1242,8 +1267,9 @@ impl RegionRun {
                 let hopeless = tolerant && f.succeeded + (f.items.len() - f.settled) < f.need;
                 if !f.done && ((early && f.succeeded >= f.need) || hopeless) {
                     f.done = true;
-                    for frame in f.running.values_mut() {
+                    for (&j, frame) in f.running.iter_mut() {
                         frame.cancel(ctx, out);
+                        f.ended.insert(j);
                     }
                 }
             }
@@ -1264,6 +1290,7 @@ impl RegionRun {
             ));
             let active = regions::body_active(&plan, self.region, *body);
             f.running.insert(i, Frame::new(plan, active, outputs));
+            f.touched.insert(i);
             *changed = true;
         }
         if !f.running.is_empty() {

@@ -67,8 +67,12 @@ pub enum Command {
     /// docs/scale-out.md).
     Worker(WorkerArgs),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
-    /// script.
+    /// script. With --engine, the runs on the engine.
     Runs(RunsArgs),
+    /// Answer an `approve(...)` step of a run on an engine (`orch run --engine`): sends the
+    /// answer to the waiting run as a Temporal signal. A local run asks on its terminal
+    /// instead (or approves everything with `orch run --yes`).
+    Approve(ApproveArgs),
     /// Make the HTML report of a journalled run (as `orch run --report run.html` does): the
     /// DAG, a timeline of every attempt, each step's model, tokens, cost, prompts and answers.
     Report(ReportArgs),
@@ -295,9 +299,15 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     pub no_journal: bool,
     /// Approve every `approve(...)` step without asking (recorded as approved by --yes).
-    /// Without it, approvals are asked on the terminal, and fail when there is none.
+    /// Without it, approvals are asked on the terminal, and fail when there is none; with
+    /// --engine, they wait for `orch approve RUN_ID STEP --yes|--no`.
     #[arg(long)]
     pub yes: bool,
+    /// With --engine: submit the run, print its id and return (exit 0) without following
+    /// it; `orch runs show RUN_ID --engine URL` shows it, `orch approve` answers its
+    /// approvals.
+    #[arg(long)]
+    pub detach: bool,
     /// Run on a durable engine instead of in this process: `temporal://HOST:PORT` submits
     /// the run as a Temporal workflow that `orch worker`s execute, waits for it and prints
     /// the same progress, summary and result. The same run submitted again attaches to it,
@@ -347,11 +357,44 @@ pub struct RunsArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Where run journals are kept (default: `.orch` next to FILE, or in the current
-    /// directory).
+    /// directory); with --engine, where the index of the runs this machine submitted is.
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[command(subcommand)]
     pub action: Option<RunsCommand>,
+}
+
+/// Where runs on an engine are (`orch runs`, `orch runs show`, `orch approve`).
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Read runs from a durable engine, `temporal://HOST:PORT`, instead of the journals.
+    #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
+    pub engine: Option<String>,
+    /// With --engine: the Temporal namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// `orch approve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("answer").required(true).args(["yes", "no"])))]
+pub struct ApproveArgs {
+    /// The run's id: the workflow id `orch run --engine` prints.
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+    /// The approval step to answer.
+    #[arg(value_name = "STEP")]
+    pub step: String,
+    /// Approve: the step's output is `true`.
+    #[arg(long)]
+    pub yes: bool,
+    /// Decline: the step's output is `false` (it succeeds; the workflow decides what follows).
+    #[arg(long)]
+    pub no: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `orch runs` subcommands.
@@ -375,6 +418,8 @@ pub struct ShowArgs {
     /// Where run journals are kept (default: `.orch` in the current directory).
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `orch report`.
@@ -471,6 +516,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(*a),
         Command::Worker(a) => engine::worker(a),
         Command::Runs(a) => runs(a),
+        Command::Approve(a) => engine::approve(&a),
         Command::Report(a) => report::report(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
@@ -779,7 +825,13 @@ fn plan(a: PlanArgs) -> ExitCode {
 
 fn runs(a: RunsArgs) -> ExitCode {
     if let Some(RunsCommand::Show(s)) = a.action {
+        if s.engine.engine.is_some() {
+            return engine::show(&s);
+        }
         return show::show(&s);
+    }
+    if a.engine.engine.is_some() {
+        return engine::runs(&a);
     }
     let (state, script) = match &a.file {
         Some(f) => match std::fs::canonicalize(f) {

@@ -331,17 +331,37 @@ fn engine_addr(e: &EngineArgs, what: &str) -> Result<EngineAddr, ExitCode> {
     EngineAddr::parse(url).map_err(|e| usage_error(&e))
 }
 
-/// Who answers, for an approval's report: `USER@HOST`.
+/// Who answers, for an approval's report: `USER@HOST` (the user from `$USER`, `$LOGNAME`,
+/// or this process's uid in /etc/passwd; `uid N` when none says).
 fn answerer() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "someone".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(user_of_uid);
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// This process's user name from /etc/passwd, or `uid N`.
+fn user_of_uid() -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "someone".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// `orch approve RUN_ID STEP --yes|--no`: exit 0 when the answer was sent, 1 when the run or
@@ -524,7 +544,6 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
         }
     };
     let engine = a.engine.engine.clone().unwrap_or_default();
-    let paint = Paint::stderr();
     let (ok, total) = view.counts();
     println!(
         "run {} on Temporal: workflow {}, {}, {ok}/{total} steps succeeded, {}",
@@ -539,20 +558,34 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
         if a.step.is_some() && steps.is_empty() {
             return usage_error(&format!("run {} has no step `{}`", view.id, a.step.as_deref().unwrap_or_default()));
         }
+        let mut usage = crate::run::provider::Usage::default();
+        for s in &steps {
+            usage.add(s.usage);
+        }
+        let approvals: Vec<String> = steps
+            .iter()
+            .filter_map(|s| {
+                let a = s.approval.as_ref()?;
+                Some(format!("  {}: {}", s.name, a.describe()))
+            })
+            .collect();
         let report = RunReport {
             workflow: view.workflow.clone(),
             steps,
             output: o.output.clone(),
             succeeded: o.succeeded,
             stopped: o.stopped.clone(),
-            usage: Default::default(),
+            usage,
             cost_usd: view.cost_usd(),
-            wall_ms: 0,
+            wall_ms: view.wall_ms().unwrap_or(0),
             run_id: Some(view.id.clone()),
             reused: o.reused.clone(),
             interrupted: false,
         };
         print!("{}", redact(summary(&report, false, &Paint { on: false })));
+        if !approvals.is_empty() {
+            println!("approvals\n{}", redact(approvals.join("\n")));
+        }
         if a.step.is_none()
             && let Some(out) = &o.output
         {
@@ -566,13 +599,10 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     };
-    let _ = paint;
     let mut settled: IndexMap<&str, String> = IndexMap::new();
-    let mut started: Vec<&str> = Vec::new();
     for e in events {
         match e {
             temporal::Progress::Started { step, runs_on } => {
-                started.push(step);
                 settled.insert(step, format!("running on {runs_on}"));
             }
             temporal::Progress::Finished(r) | temporal::Progress::Reused(r) => {

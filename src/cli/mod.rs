@@ -309,9 +309,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub detach: bool,
     /// Run on a durable engine instead of in this process: `temporal://HOST:PORT` submits
-    /// the run as a Temporal workflow that `orch worker`s execute, waits for it and prints
-    /// the same progress, summary and result. The same run submitted again attaches to it,
-    /// or resumes it after a failure (docs/scale-out.md).
+    /// the run as a Temporal workflow that `orch worker`s execute, waits for it (unless
+    /// --detach) and prints the same progress, summary and result; approval steps wait for
+    /// `orch approve`. The same run submitted again attaches to it, or resumes it after a
+    /// failure (docs/scale-out.md).
     #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
     pub engine: Option<String>,
     /// With --engine: the Temporal namespace.

@@ -1086,6 +1086,8 @@ pub struct RunView {
     pub workflow: String,
     /// When it started (Temporal's clock).
     pub started: Option<std::time::SystemTime>,
+    /// When it ended (Temporal's clock), if it did.
+    pub closed: Option<std::time::SystemTime>,
     /// The outcome of a run that completed.
     pub outcome: Option<Outcome>,
     /// A running run's progress so far (every event) and state (`None` when the run did not
@@ -1114,11 +1116,17 @@ impl RunView {
         (ok, state.steps_total)
     }
 
+    /// Milliseconds from start to end of a run that ended (Temporal's clock).
+    pub fn wall_ms(&self) -> Option<u64> {
+        let d = self.closed?.duration_since(self.started?).ok()?;
+        Some(d.as_millis() as u64)
+    }
+
     /// USD spent by the steps settled so far.
     pub fn cost_usd(&self) -> f64 {
         match (&self.outcome, &self.live) {
-            (Some(o), _) => o.steps.iter().map(|s| s.cost_usd).sum(),
-            (None, Some((events, _))) => finished(events).map(|r| r.cost_usd).sum(),
+            (Some(o), _) => o.steps.iter().fold(0.0, |t, s| t + s.cost_usd),
+            (None, Some((events, _))) => finished(events).fold(0.0, |t, r| t + r.cost_usd),
             (None, None) => 0.0,
         }
     }
@@ -1201,6 +1209,7 @@ pub async fn describe(client: &Client, id: &str) -> Result<RunView, String> {
         status: word,
         workflow: workflow_of_id(id).unwrap_or("?").to_string(),
         started: desc.start_time(),
+        closed: desc.close_time(),
         outcome,
         live,
     })

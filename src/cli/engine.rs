@@ -13,20 +13,35 @@ use indexmap::IndexMap;
 
 use super::progress::Progress;
 use super::run::{summary, target, usage_error};
-use super::{ApproveArgs, EngineArgs, Paint, RunArgs, RunsArgs, ShowArgs, WorkerArgs};
+use super::{
+    ApproveArgs, EngineAccessArgs, EngineArgs, Paint, RunArgs, RunsArgs, ShowArgs, WorkerArgs,
+};
 use crate::check::Program;
 use crate::common::plural;
-use crate::engine::temporal::{self, EngineAddr, Submission, TargetSpec, WorkerSettings};
+use crate::engine::temporal::{self, Access, EngineAddr, Submission, TargetSpec, WorkerSettings};
 use crate::plan::Plan;
-use crate::redact::redact;
 use crate::plan::render::usd;
+use crate::redact::redact;
 use crate::run::RunReport;
 use crate::run::journal;
 use crate::run::remote::Interp;
 
+/// The engine at `url`, reached as `access` says (the API key read from this process's
+/// environment).
+///
+/// # Errors
+/// A URL that is not `temporal://HOST:PORT`, or an API key variable that is not set.
+fn engine_at(url: &str, access: &EngineAccessArgs) -> Result<EngineAddr, String> {
+    let addr = EngineAddr::parse(url)?;
+    let access = Access::from_flags(access.tls, access.api_key_env.as_deref(), |v| {
+        std::env::var(v).ok()
+    })?;
+    Ok(addr.with_access(access))
+}
+
 /// `orch worker`: serves the task queue until Ctrl-C.
 pub(super) fn worker(a: WorkerArgs) -> ExitCode {
-    let addr = match EngineAddr::parse(&a.engine) {
+    let addr = match engine_at(&a.engine, &a.access) {
         Ok(x) => x,
         Err(e) => return usage_error(&e),
     };
@@ -84,7 +99,7 @@ pub(super) fn run(
             "{flag} does not work with --engine yet (docs/scale-out.md)"
         ));
     }
-    let addr = match EngineAddr::parse(a.engine.as_deref().unwrap_or_default()) {
+    let addr = match engine_at(a.engine.as_deref().unwrap_or_default(), &a.access) {
         Ok(x) => x,
         Err(e) => return usage_error(&e),
     };
@@ -112,7 +127,8 @@ pub(super) fn run(
     };
     let id = sub.workflow_id(&plan.workflow);
     let engine = a.engine.clone().unwrap_or_default();
-    let approve_hint = approve_command(&id, "STEP", &engine, &a.namespace);
+    let flags = engine_flags(&engine, &a.namespace, &a.access);
+    let approve_hint = approve_command(&id, "STEP", &flags);
     let paint = Paint::stderr();
     eprintln!(
         "{}",
@@ -138,11 +154,9 @@ pub(super) fn run(
     };
     let started = std::time::Instant::now();
     let on_progress = |p: &temporal::Progress| match p {
-        temporal::Progress::Asking(q) => progress.asking(
-            &q.step,
-            &q.question,
-            &approve_command(&id, &q.step, &engine, &a.namespace),
-        ),
+        temporal::Progress::Asking(q) => {
+            progress.asking(&q.step, &q.question, &approve_command(&id, &q.step, &flags))
+        }
         p => {
             if let Some(e) = p.event() {
                 progress.on_event(&e);
@@ -167,10 +181,7 @@ pub(super) fn run(
         Ok(Some(x)) => x,
         Ok(None) => {
             println!("{id}");
-            eprintln!(
-                "  submitted; follow it with: orch runs show {id} --engine {engine}{}",
-                namespace_flag(&a.namespace)
-            );
+            eprintln!("  submitted; follow it with: orch runs show {id} {flags}");
             if plan
                 .nodes
                 .iter()
@@ -224,21 +235,25 @@ pub(super) fn run(
     }
 }
 
-/// `--namespace NS` when `ns` is not the default, for the commands printed.
-fn namespace_flag(ns: &str) -> String {
-    if ns == temporal::DEFAULT_NAMESPACE {
-        String::new()
-    } else {
-        format!(" --namespace {ns}")
+/// The flags that reach the engine, for the commands printed: `--engine URL`, then
+/// `--namespace NS` when not the default, `--tls`, `--api-key-env VAR` (the variable's name,
+/// never the key).
+fn engine_flags(engine: &str, ns: &str, access: &EngineAccessArgs) -> String {
+    let mut f = format!("--engine {engine}");
+    if ns != temporal::DEFAULT_NAMESPACE {
+        f.push_str(&format!(" --namespace {ns}"));
     }
+    match &access.api_key_env {
+        Some(var) => f.push_str(&format!(" --api-key-env {var}")),
+        None if access.tls => f.push_str(" --tls"),
+        None => {}
+    }
+    f
 }
 
-/// The command that answers approval step `step` of run `id`.
-fn approve_command(id: &str, step: &str, engine: &str, ns: &str) -> String {
-    format!(
-        "orch approve {id} {step} --yes|--no --engine {engine}{}",
-        namespace_flag(ns)
-    )
+/// The command that answers approval step `step` of run `id`; `flags`: [`engine_flags`].
+fn approve_command(id: &str, step: &str, flags: &str) -> String {
+    format!("orch approve {id} {step} --yes|--no {flags}")
 }
 
 /// One submission in the index of runs this machine submitted.
@@ -276,7 +291,8 @@ const INDEX_FILE: &str = "engine-runs.jsonl";
 /// Adds run `id` to the index (once: a run submitted again is not added again).
 fn remember(index: &Path, id: &str, a: &RunArgs, workflow: &str) -> Result<(), String> {
     use std::io::Write as _;
-    if read_index(index).iter().any(|e| e.id == id) {
+    let text = std::fs::read_to_string(index).unwrap_or_default();
+    if parse_index(&text).iter().any(|e| e.id == id) {
         return Ok(());
     }
     let script = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
@@ -297,6 +313,10 @@ fn remember(index: &Path, id: &str, a: &RunArgs, workflow: &str) -> Result<(), S
     }
     let mut line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
     line.push('\n');
+    // After a line cut short (a crash while writing), start a new one.
+    if !text.is_empty() && !text.ends_with('\n') {
+        line.insert(0, '\n');
+    }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -308,9 +328,11 @@ fn remember(index: &Path, id: &str, a: &RunArgs, workflow: &str) -> Result<(), S
 /// The index's entries (lines that are not entries are left out: a line cut short by a
 /// crash, or written by another version).
 fn read_index(index: &Path) -> Vec<IndexEntry> {
-    std::fs::read_to_string(index)
-        .unwrap_or_default()
-        .lines()
+    parse_index(&std::fs::read_to_string(index).unwrap_or_default())
+}
+
+fn parse_index(text: &str) -> Vec<IndexEntry> {
+    text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -326,9 +348,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// `--engine`'s address, or a usage error naming `what` needs it.
 fn engine_addr(e: &EngineArgs, what: &str) -> Result<EngineAddr, ExitCode> {
     let Some(url) = e.engine.as_deref() else {
-        return Err(usage_error(&format!("{what} needs --engine temporal://HOST:PORT")));
+        return Err(usage_error(&format!(
+            "{what} needs --engine temporal://HOST:PORT"
+        )));
     };
-    EngineAddr::parse(url).map_err(|e| usage_error(&e))
+    engine_at(url, &e.access).map_err(|e| usage_error(&e))
 }
 
 /// Who answers, for an approval's report: `USER@HOST` (the user from `$USER`, `$LOGNAME`,
@@ -437,7 +461,9 @@ pub(super) fn runs(a: &RunsArgs) -> ExitCode {
             Err(e) => return usage_error(&format!("cannot read {}: {e}", f.display())),
         },
         None => (
-            a.state_dir.clone().unwrap_or_else(|| PathBuf::from(".orch")),
+            a.state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".orch")),
             None,
         ),
     };
@@ -445,7 +471,10 @@ pub(super) fn runs(a: &RunsArgs) -> ExitCode {
     let engine = a.engine.engine.clone().unwrap_or_default();
     let index: Vec<IndexEntry> = read_index(&index_file)
         .into_iter()
-        .filter(|e| e.namespace == a.engine.namespace && EngineAddr::parse(&e.engine).ok() == Some(addr.clone()))
+        .filter(|e| {
+            e.namespace == a.engine.namespace
+                && EngineAddr::parse(&e.engine).is_ok_and(|x| x.same_server(&addr))
+        })
         .filter(|e| script.as_ref().is_none_or(|s| *s == e.script))
         .collect();
     let rt = match runtime() {
@@ -480,7 +509,10 @@ pub(super) fn runs(a: &RunsArgs) -> ExitCode {
         );
     }
     if views.is_empty() {
-        eprintln!("no runs on Temporal at {engine} (namespace `{}`)", a.engine.namespace);
+        eprintln!(
+            "no runs on Temporal at {engine} (namespace `{}`)",
+            a.engine.namespace
+        );
         return ExitCode::SUCCESS;
     }
     let width = views.iter().map(|(id, _)| id.len()).max().unwrap_or(2);
@@ -554,9 +586,18 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
     );
     let wanted = |name: &str| a.step.as_deref().is_none_or(|s| s == name);
     if let Some(o) = &view.outcome {
-        let steps: Vec<_> = o.steps.iter().filter(|s| wanted(&s.name)).cloned().collect();
+        let steps: Vec<_> = o
+            .steps
+            .iter()
+            .filter(|s| wanted(&s.name))
+            .cloned()
+            .collect();
         if a.step.is_some() && steps.is_empty() {
-            return usage_error(&format!("run {} has no step `{}`", view.id, a.step.as_deref().unwrap_or_default()));
+            return usage_error(&format!(
+                "run {} has no step `{}`",
+                view.id,
+                a.step.as_deref().unwrap_or_default()
+            ));
         }
         let mut usage = crate::run::provider::Usage::default();
         for s in &steps {
@@ -608,7 +649,9 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
             temporal::Progress::Finished(r) | temporal::Progress::Reused(r) => {
                 let how = match (&r.approval, &r.status) {
                     (Some(ap), _) => ap.describe(),
-                    (None, crate::run::StepStatus::Succeeded) => format!("succeeded · {}", usd(r.cost_usd)),
+                    (None, crate::run::StepStatus::Succeeded) => {
+                        format!("succeeded · {}", usd(r.cost_usd))
+                    }
                     (None, crate::run::StepStatus::Failed(e)) => format!("failed: {e}"),
                     (None, crate::run::StepStatus::Skipped(e)) => format!("skipped: {e}"),
                     (None, crate::run::StepStatus::Cancelled) => "cancelled".into(),
@@ -619,7 +662,12 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
             temporal::Progress::Asking(_) => {}
         }
     }
-    let w = settled.keys().map(|k| k.len()).chain(state.waiting.iter().map(|q| q.step.len())).max().unwrap_or(4);
+    let w = settled
+        .keys()
+        .map(|k| k.len())
+        .chain(state.waiting.iter().map(|q| q.step.len()))
+        .max()
+        .unwrap_or(4);
     for (step, how) in &settled {
         if wanted(step) && !state.waiting.iter().any(|q| q.step == *step) {
             println!("  {step:<w$}  {}", redact(how.as_str()));
@@ -631,8 +679,107 @@ pub(super) fn show(a: &ShowArgs) -> ExitCode {
             q.step,
             redact(q.question.trim()).shorten(200).as_str(),
             "",
-            approve_command(&view.id, &q.step, &engine, &a.engine.namespace)
+            approve_command(
+                &view.id,
+                &q.step,
+                &engine_flags(&engine, &a.engine.namespace, &a.engine.access)
+            )
         );
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command, RunsCommand};
+
+    #[test]
+    fn engine_commands_parse_their_access_flags_and_answers() {
+        let cli = Cli::try_parse_from([
+            "orch",
+            "approve",
+            "orch-main-1",
+            "ok",
+            "--no",
+            "--engine",
+            "temporal://h:7233",
+            "--namespace",
+            "team",
+            "--api-key-env",
+            "TEMPORAL_API_KEY",
+        ])
+        .unwrap();
+        let Command::Approve(a) = cli.command else {
+            panic!("not approve")
+        };
+        assert_eq!(
+            (a.id.as_str(), a.step.as_str(), a.yes, a.no),
+            ("orch-main-1", "ok", false, true)
+        );
+        assert_eq!(a.engine.namespace, "team");
+        assert_eq!(
+            a.engine.access.api_key_env.as_deref(),
+            Some("TEMPORAL_API_KEY")
+        );
+        assert_eq!(
+            engine_flags("temporal://h:7233", "team", &a.engine.access),
+            "--engine temporal://h:7233 --namespace team --api-key-env TEMPORAL_API_KEY"
+        );
+        // One answer, and one is needed.
+        for bad in [&["--yes", "--no"][..], &[]] {
+            let args = [&["orch", "approve", "r", "s"][..], bad].concat();
+            assert!(Cli::try_parse_from(args).is_err());
+        }
+        let cli = Cli::try_parse_from(["orch", "worker", "--engine", "temporal://h:7233", "--tls"])
+            .unwrap();
+        let Command::Worker(w) = cli.command else {
+            panic!("not worker")
+        };
+        assert!(w.access.tls && w.access.api_key_env.is_none());
+        assert_eq!(
+            engine_flags("temporal://h:7233", "default", &w.access),
+            "--engine temporal://h:7233 --tls"
+        );
+        let cli = Cli::try_parse_from([
+            "orch",
+            "runs",
+            "show",
+            "orch-main-1",
+            "--engine",
+            "temporal://h:7233",
+        ])
+        .unwrap();
+        let Command::Runs(r) = cli.command else {
+            panic!("not runs")
+        };
+        let Some(RunsCommand::Show(s)) = r.action else {
+            panic!("not show")
+        };
+        assert_eq!(s.engine.engine.as_deref(), Some("temporal://h:7233"));
+    }
+
+    #[test]
+    fn the_index_keeps_one_line_per_run_and_skips_lines_it_cannot_read() {
+        let dir = std::env::temp_dir().join(format!("orch-index-{}", std::process::id()));
+        let index = dir.join("runs").join(INDEX_FILE);
+        let cli = Cli::try_parse_from(["orch", "run", "x.orch", "--engine", "temporal://h:7233"])
+            .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        remember(&index, "orch-main-1", &a, "main").unwrap();
+        remember(&index, "orch-main-1", &a, "main").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&index)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"id\": \"cut sh"))
+            .unwrap();
+        remember(&index, "orch-main-2", &a, "main").unwrap();
+        let ids: Vec<String> = read_index(&index).into_iter().map(|e| e.id).collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(ids, ["orch-main-1", "orch-main-2"]);
+    }
 }

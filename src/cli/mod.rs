@@ -322,7 +322,23 @@ pub struct RunArgs {
     #[arg(long, default_value = "orch", requires = "engine")]
     pub task_queue: String,
     #[command(flatten)]
+    pub access: EngineAccessArgs,
+    #[command(flatten)]
     pub compile: CompileArgs,
+}
+
+/// How to connect to the engine: plain gRPC unless `--tls` or `--api-key-env` (Temporal
+/// Cloud).
+#[derive(Debug, Args, Clone, Default)]
+pub struct EngineAccessArgs {
+    /// Connect to the engine with TLS (the system's root certificates).
+    #[arg(long)]
+    pub tls: bool,
+    /// Authenticate to the engine with the API key in environment variable VAR (Temporal
+    /// Cloud; implies --tls). Give the variable's name, never the key: the key is kept out of
+    /// every output.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
 }
 
 /// `orch worker`.
@@ -348,6 +364,8 @@ pub struct WorkerArgs {
     /// Temporal's test server, which does not hand a dead worker's sticky tasks to others).
     #[arg(long, value_name = "N")]
     pub max_cached_runs: Option<usize>,
+    #[command(flatten)]
+    pub access: EngineAccessArgs,
 }
 
 /// `orch runs`.
@@ -376,6 +394,8 @@ pub struct EngineArgs {
     /// With --engine: the Temporal namespace.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    #[command(flatten)]
+    pub access: EngineAccessArgs,
 }
 
 /// `orch approve`.

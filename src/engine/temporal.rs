@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, WorkflowDescribeOptions,
-    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions,
 };
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -60,13 +60,76 @@ pub const DEFAULT_TASK_QUEUE: &str = "orch";
 /// The namespace when none is given.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Where a Temporal frontend listens: `temporal://HOST:PORT`.
+/// Where a Temporal frontend listens: `temporal://HOST:PORT`, and how to reach it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineAddr {
     /// Host name or address.
     pub host: String,
     /// gRPC port (Temporal's default is 7233).
     pub port: u16,
+    /// TLS and the API key (plain gRPC without a key by default).
+    pub access: Access,
+}
+
+/// How a client connects: plain gRPC (a local or private server), or TLS (the system's
+/// root certificates), with an API key for Temporal Cloud (which implies TLS, as in the
+/// SDK). From `--tls` and `--api-key-env VAR`: the key itself is never given on the command
+/// line, and it is registered with [`crate::redact`] so no output shows it.
+#[derive(Clone, Default, PartialEq)]
+pub struct Access {
+    /// Connect with TLS.
+    pub tls: bool,
+    /// The API key (sent as a bearer token on every call).
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tls", &self.tls)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+impl Access {
+    /// The access `--tls` and `--api-key-env VAR` ask for, the key read with `env` (the
+    /// process's environment, in the CLI).
+    ///
+    /// # Errors
+    /// A variable name that is empty or not a name, or a variable that is not set or empty:
+    /// the message names the variable, never its value.
+    pub fn from_flags(
+        tls: bool,
+        api_key_env: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let Some(var) = api_key_env else {
+            return Ok(Access { tls, api_key: None });
+        };
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            // Not echoed: what was given may be the key itself.
+            return Err(
+                "--api-key-env takes the name of an environment variable (letters, digits and `_`, e.g. TEMPORAL_API_KEY) that holds the key, never the key itself".into(),
+            );
+        }
+        let key = env(var)
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!("--api-key-env {var}: the environment variable {var} is not set or empty")
+            })?;
+        crate::redact::register(&key);
+        Ok(Access {
+            tls: true,
+            api_key: Some(key),
+        })
+    }
+
+    /// Whether an API key is set.
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
 }
 
 impl EngineAddr {
@@ -92,12 +155,24 @@ impl EngineAddr {
         Ok(EngineAddr {
             host: host.to_string(),
             port,
+            access: Access::default(),
         })
     }
 
-    /// The gRPC URL the SDK connects to.
+    /// The same address reached with `access`.
+    pub fn with_access(self, access: Access) -> Self {
+        EngineAddr { access, ..self }
+    }
+
+    /// Whether `other` is the same server (host and port; access aside).
+    pub fn same_server(&self, other: &EngineAddr) -> bool {
+        self.host == other.host && self.port == other.port
+    }
+
+    /// The gRPC URL the SDK connects to (`https` with TLS).
     fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.access.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -829,13 +904,20 @@ fn failed_report(call: &StepCall, why: String) -> StepReport {
 /// The server cannot be reached.
 pub async fn connect(addr: &EngineAddr, namespace: &str) -> Result<Client, String> {
     let url = url::Url::parse(&addr.url()).map_err(|e| e.to_string())?;
-    let conn = Connection::connect(
-        ConnectionOptions::new(url)
-            .identity(worker_identity())
-            .build(),
-    )
-    .await
-    .map_err(|e| format!("cannot reach Temporal at {}:{}: {e}", addr.host, addr.port))?;
+    let opts = ConnectionOptions::new(url)
+        .identity(worker_identity())
+        .maybe_tls_options(addr.access.tls.then(temporalio_client::TlsOptions::default))
+        .maybe_api_key(addr.access.api_key.clone())
+        .build();
+    let conn = Connection::connect(opts).await.map_err(|e| {
+        let e = crate::redact::redact(e.to_string());
+        format!(
+            "cannot reach Temporal at {}:{}: {}",
+            addr.host,
+            addr.port,
+            e.as_str()
+        )
+    })?;
     Client::new(conn, ClientOptions::new(namespace).build()).map_err(|e| e.to_string())
 }
 
@@ -1235,4 +1317,59 @@ pub async fn list(client: &Client, limit: usize) -> Result<Vec<String>, String> 
         }
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_flags_read_the_key_from_the_named_variable_and_never_show_it() {
+        let env = |v: &str| {
+            (v == "TEMPORAL_API_KEY").then(|| "  sk-test-0123456789abcdef \n".to_string())
+        };
+        assert_eq!(
+            Access::from_flags(false, None, env).unwrap(),
+            Access::default()
+        );
+        let tls = Access::from_flags(true, None, env).unwrap();
+        assert!(tls.tls && !tls.has_api_key());
+        let keyed = Access::from_flags(false, Some("TEMPORAL_API_KEY"), env).unwrap();
+        assert!(keyed.tls, "an API key implies TLS");
+        assert!(keyed.has_api_key());
+        let shown = format!("{keyed:?}");
+        assert!(!shown.contains("sk-test"), "{shown}");
+        let addr = EngineAddr::parse("temporal://ns.tmprl.cloud:7233")
+            .unwrap()
+            .with_access(keyed);
+        assert_eq!(addr.url(), "https://ns.tmprl.cloud:7233");
+        assert!(!format!("{addr:?}").contains("sk-test"));
+        assert!(addr.same_server(&EngineAddr::parse("temporal://ns.tmprl.cloud:7233").unwrap()));
+        assert_eq!(
+            EngineAddr::parse("temporal://127.0.0.1:7233")
+                .unwrap()
+                .url(),
+            "http://127.0.0.1:7233"
+        );
+
+        let e = Access::from_flags(false, Some("MISSING"), env).unwrap_err();
+        assert!(e.contains("MISSING is not set"), "{e}");
+        let e = Access::from_flags(false, Some("sk-test-0123456789abcdef"), env).unwrap_err();
+        assert!(
+            e.contains("never the key itself") && !e.contains("sk-test"),
+            "{e}"
+        );
+        let e = Access::from_flags(false, Some(""), env).unwrap_err();
+        assert!(e.contains("the name of an environment variable"), "{e}");
+    }
+
+    #[test]
+    fn a_run_id_names_its_workflow() {
+        assert_eq!(
+            workflow_of_id("orch-main-0123456789abcdef0123"),
+            Some("main")
+        );
+        assert_eq!(workflow_of_id("orch-my-flow-0123"), Some("my-flow"));
+        assert_eq!(workflow_of_id("other"), None);
+    }
 }

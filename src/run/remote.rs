@@ -826,7 +826,11 @@ mod tests {
             std::path::Path::new("."),
             &crate::resolve::ResolveOptions::default(),
         );
-        assert!(!diags.has_errors(), "{:?}", diags.iter().collect::<Vec<_>>());
+        assert!(
+            !diags.has_errors(),
+            "{:?}",
+            diags.iter().collect::<Vec<_>>()
+        );
         let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
         let wf = crate::plan::entry_workflow(&program, None, entry).unwrap();
         let plan = crate::plan::lower(&program, wf);
@@ -918,7 +922,9 @@ mod tests {
         i.finish(d.start[0].node, ok(&i, &d.start[0]));
         let q = i.decide(0).ask.remove(0);
         assert_eq!(q.wait_ms, Some(30 * 60 * 1000), "the shorter of the two");
-        let r = i.unanswered(q.node, "no answer within 30m".into(), 7).unwrap();
+        let r = i
+            .unanswered(q.node, "no answer within 30m".into(), 7)
+            .unwrap();
         assert_eq!(r.status, StepStatus::Failed("no answer within 30m".into()));
         assert!(r.approval.is_none());
         let d = i.decide(7);

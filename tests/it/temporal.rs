@@ -334,33 +334,64 @@ async fn a_detached_run_waits_for_orch_approve_and_records_who_approved() {
     let (file, state) = (script.to_str().unwrap(), tmp.path().join("state"));
     let tag = format!("tag={}", fresh_tag());
     let (code, out, err) = orch_out(&[
-        "run", file, "--simulate", "--sim-latency", "0ms", "--input", &tag, "--engine", &engine,
-        "--task-queue", queue, "--state-dir", state.to_str().unwrap(), "--detach",
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--detach",
     ])
     .await;
     assert_eq!(code, Some(0), "{err}");
     let id = out.trim().to_string();
     assert!(id.starts_with("orch-main-"), "{out}");
-    assert!(err.contains(&format!("orch runs show {id} --engine {engine}")), "{err}");
-    assert!(err.contains(&format!("orch approve {id} STEP --yes|--no --engine {engine}")), "{err}");
+    assert!(
+        err.contains(&format!("orch runs show {id} --engine {engine}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "orch approve {id} STEP --yes|--no --engine {engine}"
+        )),
+        "{err}"
+    );
 
     let shown = show_until(&engine, &id, "waits for approval").await;
     assert!(shown.contains(", waiting, "), "{shown}");
     assert!(
-        shown.contains(&format!("answer with: orch approve {id} ok --yes|--no --engine {engine}")),
+        shown.contains(&format!(
+            "answer with: orch approve {id} ok --yes|--no --engine {engine}"
+        )),
         "{shown}"
     );
     // Only approval steps are answered, and only runs on an engine.
     let (code, _, err) = orch_out(&["approve", &id, "v", "--yes", "--engine", &engine]).await;
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("`v` is not an approval step") && err.contains("`ok`"), "{err}");
+    assert!(
+        err.contains("`v` is not an approval step") && err.contains("`ok`"),
+        "{err}"
+    );
     let (code, _, err) = orch_out(&["approve", &id, "ok", "--yes"]).await;
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--engine temporal://") && err.contains("--yes"), "{err}");
+    assert!(
+        err.contains("--engine temporal://") && err.contains("--yes"),
+        "{err}"
+    );
 
     let (code, _, err) = orch_out(&["approve", &id, "ok", "--yes", "--engine", &engine]).await;
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains(&format!("approved step `ok` of run {id}")), "{err}");
+    assert!(
+        err.contains(&format!("approved step `ok` of run {id}")),
+        "{err}"
+    );
 
     let shown = show_until(&engine, &id, "succeeded").await;
     assert!(shown.contains("approved with orch approve by "), "{shown}");
@@ -371,11 +402,18 @@ async fn a_detached_run_waits_for_orch_approve_and_records_who_approved() {
     assert!(err.contains("has ended"), "{err}");
     // `orch runs --engine` lists it (from the server's list, or this machine's index).
     let (code, out, err) = orch_out(&[
-        "runs", "--engine", &engine, "--state-dir", state.to_str().unwrap(),
+        "runs",
+        "--engine",
+        &engine,
+        "--state-dir",
+        state.to_str().unwrap(),
     ])
     .await;
     assert_eq!(code, Some(0), "{err}");
-    let line = out.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{out}"));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("succeeded") && line.contains("2/2"), "{line}");
 }
 
@@ -392,8 +430,18 @@ async fn a_declined_approval_answers_false_and_the_following_client_says_so() {
     let file = script.to_str().unwrap();
     let tag = format!("tag={}", fresh_tag());
     let mut run = orch(&[
-        "run", file, "--simulate", "--sim-latency", "0ms", "--input", &tag, "--engine", &engine,
-        "--task-queue", queue, "--no-journal",
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+        "--no-journal",
     ])
     .spawn()
     .unwrap();
@@ -444,12 +492,19 @@ async fn yes_approves_on_temporal_as_it_does_locally_and_detach_needs_an_engine(
     std::fs::write(&script, APPROVAL).unwrap();
     let file = script.to_str().unwrap();
     let tag = format!("tag={}", fresh_tag());
-    let common = ["run", file, "--simulate", "--sim-latency", "0ms", "--input", &tag, "--yes"];
+    let common = [
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--yes",
+    ];
     let (lcode, lout, lerr) = orch_out(&[&common[..], &["--no-journal"]].concat()).await;
-    let (rcode, rout, rerr) = orch_out(
-        &[&common[..], &["--engine", &engine, "--task-queue", queue]].concat(),
-    )
-    .await;
+    let (rcode, rout, rerr) =
+        orch_out(&[&common[..], &["--engine", &engine, "--task-queue", queue]].concat()).await;
     assert_eq!((lcode, rcode), (Some(0), Some(0)), "{lerr}\n{rerr}");
     assert_eq!((lout.trim(), rout.trim()), ("true", "true"));
     assert!(lerr.contains("approved by --yes"), "{lerr}");
@@ -457,7 +512,10 @@ async fn yes_approves_on_temporal_as_it_does_locally_and_detach_needs_an_engine(
 
     let (code, _, err) = orch_out(&["run", file, "--simulate", "--detach", "--input", &tag]).await;
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--detach") && err.contains("--engine temporal://"), "{err}");
+    assert!(
+        err.contains("--detach") && err.contains("--engine temporal://"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------ the interpreter alone

@@ -563,7 +563,7 @@ pub struct OrchRun {
 /// What ends in the workflow's loop: a step's activity, or an approval's wait (`true`: an
 /// answer came; `false`: its `timeout`/`deadline` passed first).
 enum Ended {
-    Step(usize, Result<StepReport, String>),
+    Step(usize, Result<Box<StepReport>, String>),
     Answer(usize, bool),
 }
 
@@ -681,7 +681,7 @@ impl OrchRun {
                 let fut = ctx.execute_activity(OrchSteps::step, input, opts);
                 meta.push((id, now()));
                 futs.push(Box::pin(async move {
-                    Ended::Step(id, fut.await.map_err(|e| e.to_string()))
+                    Ended::Step(id, fut.await.map(Box::new).map_err(|e| e.to_string()))
                 }));
             }
             ctx.state_mut(|s| s.progress.extend(events));
@@ -726,7 +726,8 @@ impl OrchRun {
                 }
             };
             let report = match result {
-                Ok(mut r) => {
+                Ok(r) => {
+                    let mut r = *r;
                     r.started_ms = Some(started);
                     r.finished_ms = Some(ended);
                     r

@@ -171,17 +171,14 @@ impl Interp {
     pub fn supported(plan: &Plan) -> Result<(), String> {
         let mut not = Vec::new();
         for n in &plan.nodes {
-            match &n.exec {
-                PlanExec::Region { region } => {
-                    let kind = match &plan.regions[*region].kind {
-                        crate::plan::PlanRegionKind::For { .. } => "a `parallel for`",
-                        crate::plan::PlanRegionKind::Repeat { .. } => "a `repeat` loop",
-                        crate::plan::PlanRegionKind::If { .. } => "an `if`",
-                        crate::plan::PlanRegionKind::Call { .. } => "a workflow call",
-                    };
-                    not.push(format!("`{}` ({kind}, line {})", n.name, n.location.line));
-                }
-                _ => {}
+            if let PlanExec::Region { region } = &n.exec {
+                let kind = match &plan.regions[*region].kind {
+                    crate::plan::PlanRegionKind::For { .. } => "a `parallel for`",
+                    crate::plan::PlanRegionKind::Repeat { .. } => "a `repeat` loop",
+                    crate::plan::PlanRegionKind::If { .. } => "an `if`",
+                    crate::plan::PlanRegionKind::Call { .. } => "a workflow call",
+                };
+                not.push(format!("`{}` ({kind}, line {})", n.name, n.location.line));
             }
         }
         if !not.is_empty() {

@@ -388,7 +388,8 @@ pub struct RunsArgs {
 /// Where runs on an engine are (`orch runs`, `orch runs show`, `orch approve`).
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Read runs from a durable engine, `temporal://HOST:PORT`, instead of the journals.
+    /// The durable engine the runs are on, `temporal://HOST:PORT` (for `orch runs` and `orch
+    /// runs show`: read runs from it instead of the journals).
     #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
     pub engine: Option<String>,
     /// With --engine: the Temporal namespace.

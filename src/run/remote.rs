@@ -132,8 +132,10 @@ enum State {
 }
 
 /// The deterministic DAG interpreter (see the module docs). Drive it with
-/// [`Interp::decide`], then [`Interp::finish`] for each step that ends, until
-/// [`Interp::running`] is zero and `decide` starts nothing; then [`Interp::into_outcome`].
+/// [`Interp::decide`], then [`Interp::finish`] for each step that ends and
+/// [`Interp::answer`] (or [`Interp::unanswered`]) for each question asked, until
+/// [`Interp::running`] is zero, [`Interp::asking`] is empty and `decide` starts and asks
+/// nothing; then [`Interp::into_outcome`].
 pub struct Interp {
     plan: Arc<Plan>,
     inputs: IndexMap<String, InputValue>,

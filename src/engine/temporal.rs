@@ -560,11 +560,12 @@ pub struct OrchRun {
     answers: std::collections::BTreeMap<String, Answer>,
 }
 
-/// What ends in the workflow's loop: a step's activity, or an approval's wait (`true`: an
-/// answer came; `false`: its `timeout`/`deadline` passed first).
+/// What ends in the workflow's loop: a step's activity, or an approval's wait (`None`: an
+/// answer came, or the run was cancelled; `Some(ms)`: its `timeout`/`deadline` of `ms`
+/// milliseconds passed first).
 enum Ended {
     Step(usize, Result<Box<StepReport>, String>),
-    Answer(usize, bool),
+    Answer(usize, Option<u64>),
 }
 
 #[workflow_methods]
@@ -643,7 +644,7 @@ impl OrchRun {
                 futs.push(Box::pin(async move {
                     let Some(ms) = wait_ms else {
                         let _ = answered.await;
-                        return Ended::Answer(id, true);
+                        return Ended::Answer(id, None);
                     };
                     let timer = ctx.timer(Duration::from_millis(ms));
                     futures_util::pin_mut!(answered);
@@ -651,9 +652,9 @@ impl OrchRun {
                     match futures_util::future::select(answered, timer).await {
                         futures_util::future::Either::Left((_, timer)) => {
                             timer.cancel();
-                            Ended::Answer(id, true)
+                            Ended::Answer(id, None)
                         }
-                        futures_util::future::Either::Right(_) => Ended::Answer(id, false),
+                        futures_util::future::Either::Right(_) => Ended::Answer(id, Some(ms)),
                     }
                 }));
             }
@@ -697,27 +698,29 @@ impl OrchRun {
             let ended = now();
             let (id, result) = match done {
                 Ended::Step(id, result) => (id, result),
-                Ended::Answer(id, came) => {
+                Ended::Answer(id, timed_out) => {
                     let answer = ctx.state_mut(|s| {
                         s.waiting.retain(|q| q.node != id);
                         s.answers.get(&interp.plan().nodes[id].name).cloned()
                     });
-                    let report = match answer.filter(|_| came) {
-                        Some(a) => {
+                    let report = match (timed_out, answer) {
+                        (Some(ms), _) => {
+                            let why =
+                                format!("no answer within {}", crate::common::format_duration(ms));
+                            interp.unanswered(id, why, ended)
+                        }
+                        (None, Some(a)) => {
                             let approval = crate::run::Approval {
                                 approved: a.approved,
                                 via: a.via(),
                             };
                             interp.answer(id, approval, ended)
                         }
-                        None => {
-                            let waited = ended.saturating_sub(started);
-                            let why = format!(
-                                "no answer within {}",
-                                crate::common::format_duration(waited)
-                            );
-                            interp.unanswered(id, why, ended)
-                        }
+                        (None, None) => interp.unanswered(
+                            id,
+                            "the run was cancelled while the question waited".into(),
+                            ended,
+                        ),
                     };
                     if let Some(r) = report {
                         ctx.state_mut(|s| s.progress.push(Progress::Finished(r)));

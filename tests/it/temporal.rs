@@ -518,6 +518,40 @@ async fn yes_approves_on_temporal_as_it_does_locally_and_detach_needs_an_engine(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn an_approval_nobody_answers_in_time_fails_as_it_does_locally() {
+    let engine = engine();
+    let queue = "orch-test-approve-timeout";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("deploy.orch");
+    std::fs::write(
+        &script,
+        APPROVAL.replace("approve(", "approve<timeout 1s>("),
+    )
+    .unwrap();
+    let file = script.to_str().unwrap();
+    let tag = format!("tag={}", fresh_tag());
+    let (code, out, err) = orch_out(&[
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(err.contains("no answer within 1s"), "{err}");
+}
+
 // ------------------------------------------------------------------ the interpreter alone
 
 mod interp {

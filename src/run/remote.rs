@@ -10,8 +10,10 @@
 //!   (`<budget $X>` on the workflow and on blocks: a model step's worst case is held before it
 //!   starts, [`super::budget`]); a failure stops new work unless `keep_going`. Regions (`parallel
 //!   for`, `repeat`, `if`, workflow calls) run inline, each instance of a body a frame of the
-//!   interpreter with the local rules ([`super::regions`]); `approve(...)` steps are not
-//!   interpreted yet: [`Interp::supported`] says so before anything starts.
+//!   interpreter with the local rules ([`super::regions`]). An `approve(...)` step is a
+//!   question the engine puts to a person ([`Decisions::ask`], answered with
+//!   [`Interp::answer`]), or approved at once under `--yes` ([`Interp::approve_all`]); as
+//!   locally it takes no permit of the caps.
 //! - [`StepHost`], one step run by the very code a local run uses ([`super::step::execute`]:
 //!   providers, rate limits, retries, timeouts, fallback, structured outputs, agent loops,
 //!   redaction), for an engine's activity on a worker.
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::approval::{ANSWERED_BY_PERSON, ANSWERED_BY_YES, Approval, answered_report};
 use super::budget::Budgets;
 use super::prepare::{self, Shared};
 use super::regions::{self, ForItem, RegionResult};
@@ -76,20 +79,46 @@ impl StepCall {
     }
 }
 
-/// What the interpreter decided after a change: steps to start, steps settled without
-/// running (skipped, cancelled, regions that ended), steps reused from an earlier execution,
-/// and steps in flight to cancel (their result no longer counts; they are among `settled`,
-/// as cancelled).
+/// What the interpreter decided after a change: steps to start, approvals to ask, steps
+/// settled without running (skipped, cancelled, regions that ended), steps reused from an
+/// earlier execution, approvals answered by `--yes`, and steps in flight (or questions
+/// waiting) to cancel (their result no longer counts; they are among `settled`, as
+/// cancelled).
 #[derive(Debug, Default)]
 pub struct Decisions {
     /// Steps to start now, in order.
     pub start: Vec<StepCall>,
+    /// Approval steps whose question is to be put to a person now, in order: the engine
+    /// waits for an answer and gives it to [`Interp::answer`] (or, when the step's
+    /// `timeout`/`deadline` passes first, to [`Interp::unanswered`]).
+    pub ask: Vec<Question>,
+    /// Reports of approval steps approved at once ([`Interp::approve_all`], `--yes`).
+    pub answered: Vec<StepReport>,
     /// Reports of steps settled without running, and of regions that ended, in order.
     pub settled: Vec<StepReport>,
     /// Reports of steps whose result was reused from the earlier execution, in order.
     pub reused: Vec<StepReport>,
-    /// Steps in flight whose result is no longer wanted, by [`StepCall::id`].
+    /// Steps in flight (or questions waiting) whose result is no longer wanted, by
+    /// [`StepCall::id`] (or [`Question::id`]).
     pub cancel: Vec<u64>,
+}
+
+/// An approval step's question, to put to a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    /// The question's id in its run, as a [`StepCall::id`]: what [`Interp::answer`] takes.
+    #[serde(default)]
+    pub id: u64,
+    /// The node, an index in [`Plan::nodes`].
+    pub node: NodeId,
+    /// The step's name (with its region instance's suffix, as a [`StepCall::name`]): what
+    /// `orch approve` names.
+    pub step: String,
+    /// The rendered question.
+    pub question: String,
+    /// How long to wait for an answer, in milliseconds: the step's `timeout` or
+    /// `deadline`, the shorter (`None`: for ever, as locally).
+    pub wait_ms: Option<u64>,
 }
 
 /// The end of an interpreted run.
@@ -115,15 +144,19 @@ pub struct Outcome {
 enum State {
     Waiting,
     Running,
+    /// An approval step waiting for its answer (asked at this run time, in milliseconds).
+    Asking(u64),
     Done(StepStatus),
 }
 
-/// Where a step in flight is: the region instances it is inside (each the region's node and
+/// Where a step in flight (or a question waiting) is: the region instances it is inside (each the region's node and
 /// the instance's index), its node, and its name there.
 struct Place {
     path: Vec<(NodeId, usize)>,
     node: NodeId,
     name: String,
+    /// For a question: when it was asked (run time, milliseconds).
+    asked: Option<u64>,
 }
 
 /// What every frame of a run shares: the inputs, the caps and budgets (which hold across
@@ -149,6 +182,8 @@ struct Ctx {
     now: u64,
     /// Why no new step starts anywhere in the run ([`Interp::halt`]).
     halted: Option<String>,
+    /// `--yes`: approval steps are approved at once.
+    approve_all: bool,
 }
 
 impl Ctx {
@@ -196,34 +231,13 @@ pub struct Interp {
 }
 
 impl Interp {
-    /// Whether the interpreter runs `plan`: `Err` names each construct it does not run yet.
-    ///
-    /// # Errors
-    /// A message for people listing the approval steps, with what to do.
-    pub fn supported(plan: &Plan) -> Result<(), String> {
-        let not: Vec<String> = plan
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.exec, PlanExec::Approval))
-            .map(|n| format!("`{}` (an approval, line {})", n.name, n.location.line))
-            .collect();
-        if !not.is_empty() {
-            return Err(format!(
-                "workflow `{}` cannot run on an engine yet: it has {}; engines run steps, `parallel` blocks, regions, `gather` and budgets so far (docs/scale-out.md). Run it locally (without --engine)",
-                plan.workflow,
-                not.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
     /// An interpreter for `plan` with the inputs given as text (parsed by their parameters'
     /// types, defaults filling the rest). `priced`: whether model steps are billed at the
     /// script's prices (not against an `--endpoint`), for budgets. `prior`: results of an
     /// earlier execution of the same run, reused by steps whose call is unchanged.
     ///
     /// # Errors
-    /// [`RunError::Input`] for inputs, and for a plan [`Interp::supported`] refuses.
+    /// [`RunError::Input`] for inputs.
     pub fn new(
         plan: Arc<Plan>,
         inputs: &IndexMap<String, String>,
@@ -233,7 +247,6 @@ impl Interp {
         keep_going: bool,
         prior: &Outcome,
     ) -> Result<Self, RunError> {
-        Self::supported(&plan).map_err(RunError::Input)?;
         let inputs = prepare::parse_inputs(&plan, inputs)?;
         let prices = models
             .iter()
@@ -271,9 +284,64 @@ impl Interp {
                 next_id: 0,
                 now: 0,
                 halted: None,
+                approve_all: false,
             },
             top,
         })
+    }
+
+    /// `--yes`: every approval step is approved as soon as it comes up, recorded as approved
+    /// by `--yes` (as a local run's [`super::Approver::Yes`]) instead of asked.
+    pub fn approve_all(mut self, yes: bool) -> Self {
+        self.ctx.approve_all = yes;
+        self
+    }
+
+    /// Records a person's answer to question `id` ([`Decisions::ask`]), given at `now_ms`:
+    /// the step succeeds with `true` or `false` (a declined approval is a step that
+    /// succeeded with `false`, as locally) and its report says who answered (`person`) and
+    /// how (`answer.via`). Returns that report; `None` for a question not waiting (already
+    /// answered, or cancelled), which is left as is.
+    pub fn answer(&mut self, id: u64, answer: Approval, now_ms: u64) -> Option<StepReport> {
+        self.settle_question(id, now_ms, Ok(answer))
+    }
+
+    /// Question `id` got no answer in time (its `timeout`/`deadline`): its step fails with
+    /// `why`, as locally. Returns its report; `None` for a question not waiting.
+    pub fn unanswered(&mut self, id: u64, why: String, now_ms: u64) -> Option<StepReport> {
+        self.settle_question(id, now_ms, Err(why))
+    }
+
+    /// The questions waiting for an answer: id, step name, when they were asked (run time,
+    /// milliseconds), in the order they were asked.
+    pub fn asking(&self) -> Vec<(u64, &str, u64)> {
+        let mut v: Vec<(u64, &str, u64)> = self
+            .ctx
+            .flights
+            .iter()
+            .filter_map(|(id, p)| p.asked.map(|at| (*id, p.name.as_str(), at)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn settle_question(
+        &mut self,
+        id: u64,
+        now_ms: u64,
+        answer: Result<Approval, String>,
+    ) -> Option<StepReport> {
+        let asked = self.ctx.flights.get(&id)?.asked?;
+        let place = self.ctx.flights.remove(&id)?;
+        let frame = self.top.at(&place.path)?;
+        if frame.state[place.node] != State::Asking(asked) {
+            return None;
+        }
+        frame.ids.remove(&place.node);
+        let node = &frame.plan.nodes[place.node];
+        let report = answered_report(node, asked, now_ms, ANSWERED_BY_PERSON, answer);
+        frame.settle(place.node, report.clone(), &mut self.ctx);
+        Some(report)
     }
 
     /// The plan interpreted.
@@ -506,7 +574,9 @@ impl Frame {
                 self.start_region(id, region, ctx, out);
                 continue;
             }
-            if !ctx.has_room(&self.plan.nodes[id]) {
+            let approval = matches!(self.plan.nodes[id].exec, PlanExec::Approval);
+            // Waiting for a person is not work in flight: an approval takes no permit.
+            if !approval && !ctx.has_room(&self.plan.nodes[id]) {
                 still.push_back(id);
                 continue;
             }
@@ -531,6 +601,10 @@ impl Frame {
                 continue;
             }
             self.cancel_rest_of_join(id, ctx, out);
+            if approval {
+                self.ask(id, call, ctx, path, out);
+                continue;
+            }
             self.digests[id] = Some(digest);
             self.state[id] = State::Running;
             ctx.hold(&self.plan.nodes[id]);
@@ -543,6 +617,7 @@ impl Frame {
                     path: path.clone(),
                     node: id,
                     name: call.name.clone(),
+                    asked: None,
                 },
             );
             out.start.push(call);
@@ -566,6 +641,53 @@ impl Frame {
             }
         }
         changed
+    }
+
+    /// Puts approval step `id`'s question (its rendered prompt, `call.prompt`), or approves
+    /// it at once under `--yes`.
+    fn ask(
+        &mut self,
+        id: NodeId,
+        call: StepCall,
+        ctx: &mut Ctx,
+        path: &[(NodeId, usize)],
+        out: &mut Decisions,
+    ) {
+        let node = &self.plan.nodes[id];
+        if ctx.approve_all {
+            let answer = Approval {
+                approved: true,
+                via: "by --yes".into(),
+            };
+            let report = answered_report(node, ctx.now, ctx.now, ANSWERED_BY_YES, Ok(answer));
+            out.answered.push(report.clone());
+            self.settle(id, report, ctx);
+            return;
+        }
+        let wait_ms = match (node.timeout_ms, node.deadline_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let qid = ctx.next_id;
+        ctx.next_id += 1;
+        self.ids.insert(id, qid);
+        ctx.flights.insert(
+            qid,
+            Place {
+                path: path.to_vec(),
+                node: id,
+                name: call.name.clone(),
+                asked: Some(ctx.now),
+            },
+        );
+        out.ask.push(Question {
+            id: qid,
+            node: id,
+            step: call.name,
+            question: call.prompt,
+            wait_ms,
+        });
+        self.state[id] = State::Asking(ctx.now);
     }
 
     /// Starts region `id` (region `region` of the plan): its first instances, or its end
@@ -704,6 +826,12 @@ impl Frame {
                         out.cancel.push(call);
                     }
                     ctx.release(&self.plan.nodes[id]);
+                }
+                State::Asking(_) => {
+                    if let Some(q) = self.ids.remove(&id) {
+                        ctx.flights.remove(&q);
+                        out.cancel.push(q);
+                    }
                 }
                 State::Waiting => {}
             }
@@ -867,6 +995,12 @@ impl Frame {
                         out.cancel.push(call);
                     }
                     ctx.release(&self.plan.nodes[m]);
+                }
+                State::Asking(_) => {
+                    if let Some(q) = self.ids.remove(&m) {
+                        ctx.flights.remove(&q);
+                        out.cancel.push(q);
+                    }
                 }
                 State::Waiting => {}
                 State::Done(_) => continue,
@@ -1462,7 +1596,7 @@ fn unknown_step(call: &StepCall) -> StepReport {
 }
 
 #[cfg(test)]
-mod tests {
+mod region_tests {
     use std::collections::VecDeque;
     use std::sync::Arc;
 
@@ -1784,5 +1918,160 @@ mod tests {
         let out = i.into_outcome();
         assert!(out.succeeded);
         assert_eq!(out.output.as_deref(), Some("1. 1\n2. 2\n3. 3"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m }\n";
+
+    /// An interpreter for `src` (no inputs), at most `max` steps in flight.
+    fn interp(src: &str, max: Option<usize>) -> Interp {
+        let (program, diags) = crate::compile_source(
+            "t.orch",
+            src,
+            std::path::Path::new("."),
+            &crate::resolve::ResolveOptions::default(),
+        );
+        assert!(
+            !diags.has_errors(),
+            "{:?}",
+            diags.iter().collect::<Vec<_>>()
+        );
+        let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
+        let wf = crate::plan::entry_workflow(&program, None, entry).unwrap();
+        let plan = crate::plan::lower(&program, wf);
+        Interp::new(
+            Arc::new(plan),
+            &IndexMap::new(),
+            &program.tables.models,
+            true,
+            max,
+            false,
+            &Outcome::default(),
+        )
+        .unwrap()
+    }
+
+    /// The report of a step of `i` that answered `out: PROMPT`.
+    fn ok(i: &Interp, call: &StepCall) -> StepReport {
+        let node = &i.plan().nodes[call.node];
+        let mut r = StepReport::not_run(node, StepStatus::Succeeded, Some(1));
+        r.output = Some(format!("out: {}", call.prompt));
+        r
+    }
+
+    fn by_person(approved: bool) -> Approval {
+        Approval {
+            approved,
+            via: "with orch approve by ann@box".into(),
+        }
+    }
+
+    const DEPLOY: &str = "workflow main() {\n  v = a(\"version\")\n  ok = approve(\"Deploy {v}?\")\n  if_ok = a(\"after {ok}\")\n  return if_ok\n}\n";
+
+    #[test]
+    fn an_approval_asks_its_rendered_question_and_waits_for_its_answer() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None);
+        let d = i.decide(0);
+        assert_eq!(d.start.len(), 1);
+        i.finish(d.start[0].id, ok(&i, &d.start[0]));
+        let d = i.decide(5);
+        assert!(d.start.is_empty() && d.answered.is_empty());
+        assert_eq!(d.ask.len(), 1);
+        let q = &d.ask[0];
+        assert_eq!(
+            (q.step.as_str(), q.question.as_str(), q.wait_ms),
+            ("ok", "Deploy out: version?", None)
+        );
+        assert_eq!(i.asking(), [(q.id, "ok", 5)]);
+        // Nothing else can start while the question waits, and it holds no permit.
+        assert!(i.decide(6).start.is_empty());
+        assert_eq!(i.running(), 0);
+        let r = i.answer(q.id, by_person(true), 9).unwrap();
+        assert_eq!(r.status, StepStatus::Succeeded);
+        assert_eq!(r.model.as_deref(), Some("person"));
+        assert_eq!((r.started_ms, r.finished_ms), (Some(5), Some(9)));
+        assert_eq!(r.output.as_deref(), Some("true"));
+        assert_eq!(r.value, Some(serde_json::Value::Bool(true)));
+        assert_eq!(
+            r.approval.as_ref().map(Approval::describe).as_deref(),
+            Some("approved with orch approve by ann@box")
+        );
+        assert!(i.asking().is_empty());
+        // A second answer to a settled step changes nothing.
+        assert!(i.answer(q.id, by_person(false), 10).is_none());
+        let d = i.decide(10);
+        assert_eq!(d.start.len(), 1);
+        assert_eq!(d.start[0].prompt, "after true");
+        i.finish(d.start[0].id, ok(&i, &d.start[0]));
+        assert!(i.decide(11).start.is_empty());
+        let out = i.into_outcome();
+        assert!(out.succeeded);
+        assert_eq!(out.output.as_deref(), Some("out: after true"));
+    }
+
+    #[test]
+    fn a_declined_approval_succeeds_with_false_and_an_unanswered_one_fails() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None);
+        let d = i.decide(0);
+        i.finish(d.start[0].id, ok(&i, &d.start[0]));
+        let q = i.decide(0).ask.remove(0);
+        let r = i.answer(q.id, by_person(false), 3).unwrap();
+        assert_eq!(r.status, StepStatus::Succeeded);
+        assert_eq!(r.output.as_deref(), Some("false"));
+        assert_eq!(i.decide(3).start[0].prompt, "after false");
+
+        let timed = DEPLOY.replace("approve(", "approve<timeout 30m, deadline 1h>(");
+        let mut i = interp(&format!("{HEAD}{timed}"), None);
+        let d = i.decide(0);
+        i.finish(d.start[0].id, ok(&i, &d.start[0]));
+        let q = i.decide(0).ask.remove(0);
+        assert_eq!(q.wait_ms, Some(30 * 60 * 1000), "the shorter of the two");
+        let r = i
+            .unanswered(q.id, "no answer within 30m".into(), 7)
+            .unwrap();
+        assert_eq!(r.status, StepStatus::Failed("no answer within 30m".into()));
+        assert!(r.approval.is_none());
+        let d = i.decide(7);
+        assert!(d.start.is_empty());
+        assert!(matches!(d.settled[0].status, StepStatus::Skipped(_)));
+        let out = i.into_outcome();
+        assert!(!out.succeeded);
+        assert!(out.stopped.is_some_and(|s| s.contains("`ok` failed")));
+    }
+
+    #[test]
+    fn yes_approves_every_approval_at_once_as_local_yes_does() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None).approve_all(true);
+        let d = i.decide(0);
+        i.finish(d.start[0].id, ok(&i, &d.start[0]));
+        let d = i.decide(4);
+        assert!(d.ask.is_empty());
+        assert_eq!(d.answered.len(), 1);
+        let r = &d.answered[0];
+        assert_eq!(r.model.as_deref(), Some("--yes"));
+        assert_eq!(
+            r.approval.as_ref().map(Approval::describe).as_deref(),
+            Some("approved by --yes")
+        );
+        assert_eq!(d.start[0].prompt, "after true");
+    }
+
+    #[test]
+    fn approvals_take_no_permit_of_the_caps() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  parallel <max 1> {{\n    p = approve(\"p?\")\n    q = approve(\"q?\")\n    r = a(\"r\")\n  }}\n}}\n"
+        );
+        let mut i = interp(&src, Some(1));
+        let d = i.decide(0);
+        assert_eq!(d.ask.len(), 2, "both questions are asked at once");
+        assert_eq!(d.start.len(), 1, "and the step starts beside them");
+        // Answers in any order; an answer to a step that is not asking is ignored.
+        assert!(i.answer(d.start[0].id, by_person(true), 1).is_none());
+        assert!(i.answer(d.ask[1].id, by_person(true), 1).is_some());
+        assert_eq!(i.asking().len(), 1);
     }
 }

@@ -527,7 +527,9 @@ async fn a_detached_run_waits_for_orch_approve_and_records_who_approved() {
         "{err}"
     );
 
-    let shown = show_until(&engine, &id, "succeeded").await;
+    // "result:" is printed once the run has ended ("succeeded" alone may be step `v`'s,
+    // before the signal is handled).
+    let shown = show_until(&engine, &id, "result:").await;
     assert!(shown.contains("approved with orch approve by "), "{shown}");
     assert!(shown.contains("result:\ntrue"), "{shown}");
     // The run is over: a second answer is refused.

@@ -518,9 +518,14 @@ async fn run_for(
 }
 
 /// `plan` without the literal items (and their source text) of the list of the `for` region
-/// standing at `node`.
+/// standing at `node`, nor what only `orch plan` shows (levels, critical path, notes, MCP
+/// tool notes): what each instance's copy of it is made from.
 fn without_list(plan: &Plan, node: NodeId) -> Plan {
     let mut copy = plan.clone();
+    copy.levels = Vec::new();
+    copy.critical_path = Vec::new();
+    copy.notes = Vec::new();
+    copy.mcp_tools = IndexMap::new();
     if let PlanExec::Region { region } = copy.nodes[node].exec
         && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
         && let ListSource::Literal(items) = &mut list.items

@@ -630,24 +630,11 @@ impl OrchSteps {
 }
 
 fn failed_report(call: &StepCall, why: String) -> StepReport {
-    StepReport {
-        name: call.name.clone(),
-        agent: String::new(),
-        model: None,
-        status: StepStatus::Failed(crate::redact::redact(&why).into_string()),
-        attempts: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        started_ms: None,
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
-    }
+    StepReport::blank(
+        call.name.clone(),
+        "",
+        StepStatus::Failed(crate::redact::redact(&why).into_string()),
+    )
 }
 
 /// Connects a client to `addr` in `namespace`.

@@ -678,25 +678,12 @@ impl StepHost {
 
 /// The report of a call naming a step the plan does not have.
 fn unknown_step(call: &StepCall) -> StepReport {
-    StepReport {
-        name: call.name.clone(),
-        agent: String::new(),
-        model: None,
-        status: StepStatus::Failed(format!(
+    StepReport::blank(
+        call.name.clone(),
+        "",
+        StepStatus::Failed(format!(
             "step `{}` (node {}) is not in the plan this worker compiled: the script changed between submission and execution",
             call.name, call.node
         )),
-        attempts: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        started_ms: None,
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
-    }
+    )
 }

@@ -262,6 +262,61 @@ async fn stop_mcp(mut pool: Arc<tools::mcp::McpPool>) {
     }
 }
 
+/// Runs the workflow's top level: its scheduler in a task of its own, on the runtime's
+/// workers, where the steps' tasks end (the thread awaiting [`run`], often the one of
+/// `block_on`, would add a wake-up of another thread between a step's end and the start of
+/// the next one), with its events handed to `on_event` here, in order. Dropping the future
+/// stops the run's task (and with it every step in flight), as before; a panic in it is
+/// resumed here.
+async fn run_top(
+    plan: Arc<Plan>,
+    inputs: Arc<IndexMap<String, render::InputValue>>,
+    shared: Arc<prepare::Shared>,
+    opts: RunOptions,
+    budgets: Arc<std::sync::Mutex<budget::Budgets>>,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> RunReport {
+    /// Aborts the top level's task when [`run_top`] is dropped before it ends.
+    struct AbortOnDrop(tokio::task::JoinHandle<RunReport>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let workflow = plan.workflow.clone();
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let mut task = AbortOnDrop(tokio::spawn(async move {
+        let sink = move |e: &Event| {
+            let _ = events.send(e.clone());
+        };
+        Scheduler::new(&plan, &inputs, shared, &opts, Frame::top(&plan), budgets)
+            .run(&sink)
+            .await
+    }));
+    // The sender goes with the task's end: every event is handed on before the report.
+    while let Some(e) = received.recv().await {
+        on_event(&e);
+    }
+    match (&mut task.0).await {
+        Ok(report) => report,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled without this future being dropped: the runtime is shutting down.
+        Err(e) => RunReport {
+            workflow: workflow.clone(),
+            succeeded: false,
+            stopped: Some(format!("the run's task ended early: {e}")),
+            output: None,
+            usage: provider::Usage::default(),
+            cost_usd: 0.0,
+            wall_ms: 0,
+            steps: Vec::new(),
+            run_id: None,
+            reused: Vec::new(),
+            interrupted: true,
+        },
+    }
+}
+
 /// Runs a plan to the end (or to the first failure) and reports what happened. `on_event` is
 /// called for progress as it happens.
 ///
@@ -296,9 +351,7 @@ pub async fn run(
     let shared = Arc::new(shared);
     let plan_arc = Arc::new(plan.clone());
     let budgets = shared.agents.budgets.clone();
-    let mut report = Scheduler::new(&plan_arc, &inputs, shared, opts, Frame::top(plan), budgets)
-        .run(on_event)
-        .await;
+    let mut report = run_top(plan_arc, inputs, shared, opts.clone(), budgets, on_event).await;
     // MCP servers, run end: stopped (every step is over, so nothing holds the pool any more).
     if let Some(pool) = mcp {
         stop_mcp(pool).await;

@@ -217,10 +217,15 @@ pub(super) fn for_result(
 }
 
 /// `plan` without the literal items (and their source text) of the list of the `for` region
-/// standing at `node`: the instances do not read them, so a long literal list is not copied
-/// once per item (quadratic).
+/// standing at `node`, nor what only `orch plan` shows (levels, critical path, notes, MCP
+/// tool notes): the instances do not read them, so a long literal list is not copied once
+/// per item (quadratic), and each instance's copy is smaller.
 pub(super) fn without_list(plan: &Plan, node: NodeId) -> Plan {
     let mut copy = plan.clone();
+    copy.levels = Vec::new();
+    copy.critical_path = Vec::new();
+    copy.notes = Vec::new();
+    copy.mcp_tools = Default::default();
     if let PlanExec::Region { region } = copy.nodes[node].exec
         && let PlanRegionKind::For { list, .. } = &mut copy.regions[region].kind
         && let ListSource::Literal(items) = &mut list.items

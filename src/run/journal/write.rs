@@ -238,21 +238,26 @@ impl Journal {
         inner.start_syncer()
     }
 
+    /// Writes `record` ([`Inner::append_grouped`]), encoded before the lock is taken.
+    fn write(&self, record: &Record, how: Durability) -> Result<Option<u64>, JournalError> {
+        let line = encode(record);
+        self.lock().append_grouped(line, how)
+    }
+
     /// Records that a step started (written, synced with the next group: it only explains a
     /// step that was in flight when the process died).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        self.lock()
-            .append_grouped(
-                &Record::Start(StartRecord {
-                    name: name.to_string(),
-                    at_ms: now_ms(),
-                }),
-                Durability::Uncounted,
-            )
-            .map(drop)
+        self.write(
+            &Record::Start(StartRecord {
+                name: name.to_string(),
+                at_ms: now_ms(),
+            }),
+            Durability::Uncounted,
+        )
+        .map(drop)
     }
 
     /// Records a step that ran and ended (succeeded, failed or interrupted): written to the
@@ -273,32 +278,31 @@ impl Journal {
             StepStatus::Interrupted => (StepOutcome::Interrupted, None),
             StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
         };
-        self.lock()
-            .append_grouped(
-                &Record::Step(Box::new(StepRecord {
-                    name: report.name.clone(),
-                    agent: report.agent.clone(),
-                    status,
-                    error,
-                    cache_key: key.key.clone(),
-                    key: key.parts.clone(),
-                    output: report.output.clone(),
-                    value: report.value.clone(),
-                    approval: report.approval.clone(),
-                    agent_loop: report.agent_loop.clone(),
-                    model: report.model.clone(),
-                    served_model: report.served_model.clone(),
-                    truncated: report.truncated,
-                    warnings: report.warnings.clone(),
-                    attempts: report.attempts,
-                    usage: report.usage,
-                    cost_usd: report.cost_usd,
-                    started_ms: report.started_ms,
-                    finished_ms: report.finished_ms,
-                })),
-                Durability::Counted,
-            )
-            .map(drop)
+        self.write(
+            &Record::Step(Box::new(StepRecord {
+                name: report.name.clone(),
+                agent: report.agent.clone(),
+                status,
+                error,
+                cache_key: key.key.clone(),
+                key: key.parts.clone(),
+                output: report.output.clone(),
+                value: report.value.clone(),
+                approval: report.approval.clone(),
+                agent_loop: report.agent_loop.clone(),
+                model: report.model.clone(),
+                served_model: report.served_model.clone(),
+                truncated: report.truncated,
+                warnings: report.warnings.clone(),
+                attempts: report.attempts,
+                usage: report.usage,
+                cost_usd: report.cost_usd,
+                started_ms: report.started_ms,
+                finished_ms: report.finished_ms,
+            })),
+            Durability::Counted,
+        )
+        .map(drop)
     }
 
     /// Records a model turn of an agent loop: written at once, synced promptly (not waited
@@ -308,8 +312,7 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn turn(&self, record: TurnRecord) -> Result<(), JournalError> {
-        self.lock()
-            .append_grouped(&Record::Turn(Box::new(record)), Durability::Prompt)
+        self.write(&Record::Turn(Box::new(record)), Durability::Prompt)
             .map(drop)
     }
 
@@ -319,9 +322,8 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn warnings(&self, report: &StepReport) -> Result<(), JournalError> {
-        let mut inner = self.lock();
         for message in &report.warnings {
-            inner.append_grouped(
+            self.write(
                 &Record::Warning(WarningRecord {
                     step: report.name.clone(),
                     message: message.clone(),
@@ -344,10 +346,7 @@ impl Journal {
         record: Box<AttemptRecord>,
     ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
         let record = Record::Attempt(record);
-        let written = self
-            .lock()
-            .append_grouped(&record, Durability::Uncounted)
-            .map(drop);
+        let written = self.write(&record, Durability::Uncounted).map(drop);
         let Record::Attempt(record) = record else {
             unreachable!("built as an attempt record just above");
         };
@@ -361,24 +360,7 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written or synced.
     pub(crate) async fn tool_started(&self, record: ToolStartRecord) -> Result<(), JournalError> {
-        let (seq, syncer) = {
-            let mut inner = self.lock();
-            let seq = inner.append_grouped(&Record::ToolStart(record), Durability::Prompt)?;
-            (seq, inner.syncer.clone())
-        };
-        match (seq, syncer) {
-            (Some(seq), Some(syncer)) => {
-                syncer
-                    .durable(seq)
-                    .await
-                    .map_err(|message| JournalError::Io {
-                        action: "sync",
-                        path: self.path(),
-                        message,
-                    })
-            }
-            _ => Ok(()),
-        }
+        self.append_durable(&Record::ToolStart(record)).await
     }
 
     /// Records a provider batch that was submitted, and waits until the record is synced: a
@@ -388,9 +370,19 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written or synced.
     pub(crate) async fn batch(&self, record: BatchRecord) -> Result<(), JournalError> {
+        self.append_durable(&Record::Batch(Box::new(record))).await
+    }
+
+    /// Writes `record` at once and waits until it (with every line before it) is synced to
+    /// disk by the syncer thread (at once here without one).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the journal cannot be written or synced.
+    async fn append_durable(&self, record: &Record) -> Result<(), JournalError> {
+        let line = encode(record);
         let (seq, syncer) = {
             let mut inner = self.lock();
-            let seq = inner.append_grouped(&Record::Batch(Box::new(record)), Durability::Prompt)?;
+            let seq = inner.append_grouped(line, Durability::Prompt)?;
             (seq, inner.syncer.clone())
         };
         match (seq, syncer) {
@@ -429,8 +421,7 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn tool(&self, record: ToolRecord) -> Result<(), JournalError> {
-        self.lock()
-            .append_grouped(&Record::Tool(Box::new(record)), Durability::Prompt)
+        self.write(&Record::Tool(Box::new(record)), Durability::Prompt)
             .map(drop)
     }
 
@@ -479,13 +470,13 @@ impl Journal {
             })
         });
         inner.append_grouped(
-            &Record::End(EndRecord {
+            encode(&Record::End(EndRecord {
                 status,
                 reason,
                 steps: Some(report.step_counts()),
                 cost_usd: report.cost_usd,
                 at_ms: now_ms(),
-            }),
+            })),
             Durability::Prompt,
         )?;
         // Everything written is synced by the syncer's last group, waited for here.
@@ -541,7 +532,7 @@ impl Inner {
             .open(&new)
             .map_err(io_error("create", &new))?;
         self.file = Some(file);
-        let line = self.encode(header)?;
+        let line = self.encoded(encode(header))?;
         self.write_line(line, true)?;
         std::fs::rename(&new, &self.path).map_err(io_error("create", &self.path))?;
         // Make the new directory entries durable too (best effort: not every platform can
@@ -570,19 +561,18 @@ impl Inner {
         Ok(())
     }
 
-    /// `record` as one journal line, redacted ([`crate::redact`]).
-    fn encode(&self, record: &Record) -> Result<String, JournalError> {
-        let mut line = serde_json::to_string(record).map_err(|e| JournalError::Io {
+    /// `line` ([`encode`]), or why it could not be made, as the error of a write to this
+    /// journal.
+    fn encoded(&self, line: Result<String, String>) -> Result<String, JournalError> {
+        line.map_err(|message| JournalError::Io {
             action: "write to",
             path: self.path.clone(),
-            message: format!("cannot encode a record: {e}"),
-        })?;
-        line.push('\n');
-        Ok(crate::redact::redact(line).into_string())
+            message,
+        })
     }
 
     fn append(&mut self, record: &Record, sync: bool) -> Result<(), JournalError> {
-        let line = self.encode(record)?;
+        let line = self.encoded(encode(record))?;
         self.write_line(line, sync)
     }
 
@@ -607,18 +597,19 @@ impl Inner {
         }
     }
 
-    /// Writes `record` at once and leaves its sync to the syncer thread (grouped, or
-    /// prompt): its sequence number there (`None` without a syncer, where it was synced
-    /// here). A sync that failed earlier fails this write: a record that cannot be made
-    /// durable must stop new work.
+    /// Writes `line` (a record [`encode`]d, before the lock was taken) at once and leaves its
+    /// sync to the syncer thread (grouped, or prompt): its sequence number there (`None`
+    /// without a syncer, where it was synced here). A sync that failed earlier fails this
+    /// write: a record that cannot be made durable must stop new work.
     fn append_grouped(
         &mut self,
-        record: &Record,
+        line: Result<String, String>,
         how: Durability,
     ) -> Result<Option<u64>, JournalError> {
+        let line = self.encoded(line)?;
         let Some(syncer) = self.syncer.clone() else {
             // Not begun through `begin` (no syncer): the old way, synced unless uncounted.
-            self.append(record, how != Durability::Uncounted)?;
+            self.write_line(line, how != Durability::Uncounted)?;
             return Ok(None);
         };
         if let Some(message) = syncer.error() {
@@ -628,7 +619,7 @@ impl Inner {
                 message,
             });
         }
-        self.append(record, false)?;
+        self.write_line(line, false)?;
         Ok(Some(syncer.wrote(
             how == Durability::Counted,
             how == Durability::Prompt,
@@ -651,6 +642,15 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// `record` as one journal line, redacted ([`crate::redact`]); encoded by the caller before
+/// it takes the journal's lock, so that writers on other threads do not wait for it.
+fn encode(record: &Record) -> Result<String, String> {
+    let mut line =
+        serde_json::to_string(record).map_err(|e| format!("cannot encode a record: {e}"))?;
+    line.push('\n');
+    Ok(crate::redact::redact(line).into_string())
 }
 
 impl Scheduler<'_> {

@@ -5,8 +5,9 @@
 //! ends after about 11.2 ms. Simulated latency must be exact for makespans to be compared
 //! with their bounds, so on a real clock the simulator's waits are kept by one thread of
 //! their own ([`sleep_until`]): a heap of deadlines, slept to with the operating system's
-//! nanosecond timeouts (a `Condvar` wait, a futex on Linux), each waking its task through a
-//! one-shot channel. The error is then the OS's timer slack and a task wake-up (tens of µs).
+//! nanosecond timeouts (a `Condvar` wait, a futex on Linux, without timer slack), each waking
+//! its task through a one-shot channel. The error is then a thread's and a task's wake-up
+//! (tens of µs on an idle machine).
 //!
 //! On tokio's paused clock (tests, benchmarks of the scheduler) time is virtual and
 //! `tokio::time::sleep` is already exact, to the millisecond the latency is given in:
@@ -72,6 +73,11 @@ fn timers() -> Option<&'static Timers> {
 }
 
 fn run(t: &Timers) {
+    // The kernel may end a thread's timed wait up to its timer slack late (50 µs by default,
+    // to group wake-ups): this thread asks for none (Linux's `PR_SET_TIMERSLACK`; best
+    // effort, the default stays where it is refused).
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_timerslack(1);
     let mut heap = t.heap.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let now = Instant::now();

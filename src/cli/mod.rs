@@ -67,8 +67,12 @@ pub enum Command {
     /// docs/scale-out.md).
     Worker(WorkerArgs),
     /// List journalled runs: id, status, step executions succeeded of all (`ok/steps`), cost,
-    /// script.
+    /// script. With --engine, the runs on the engine.
     Runs(RunsArgs),
+    /// Answer an `approve(...)` step of a run on an engine (`orch run --engine`): sends the
+    /// answer to the waiting run as a Temporal signal. A local run asks on its terminal
+    /// instead (or approves everything with `orch run --yes`).
+    Approve(ApproveArgs),
     /// Make the HTML report of a journalled run (as `orch run --report run.html` does): the
     /// DAG, a timeline of every attempt, each step's model, tokens, cost, prompts and answers.
     Report(ReportArgs),
@@ -295,13 +299,20 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     pub no_journal: bool,
     /// Approve every `approve(...)` step without asking (recorded as approved by --yes).
-    /// Without it, approvals are asked on the terminal, and fail when there is none.
+    /// Without it, approvals are asked on the terminal, and fail when there is none; with
+    /// --engine, they wait for `orch approve RUN_ID STEP --yes|--no`.
     #[arg(long)]
     pub yes: bool,
+    /// With --engine: submit the run, print its id and return (exit 0) without following
+    /// it; `orch runs show RUN_ID --engine URL` shows it, `orch approve` answers its
+    /// approvals.
+    #[arg(long)]
+    pub detach: bool,
     /// Run on a durable engine instead of in this process: `temporal://HOST:PORT` submits
-    /// the run as a Temporal workflow that `orch worker`s execute, waits for it and prints
-    /// the same progress, summary and result. The same run submitted again attaches to it,
-    /// or resumes it after a failure (docs/scale-out.md).
+    /// the run as a Temporal workflow that `orch worker`s execute, waits for it (unless
+    /// --detach) and prints the same progress, summary and result; approval steps wait for
+    /// `orch approve`. The same run submitted again attaches to it, or resumes it after a
+    /// failure (docs/scale-out.md).
     #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
     pub engine: Option<String>,
     /// With --engine: the Temporal namespace.
@@ -311,7 +322,23 @@ pub struct RunArgs {
     #[arg(long, default_value = "orch", requires = "engine")]
     pub task_queue: String,
     #[command(flatten)]
+    pub access: EngineAccessArgs,
+    #[command(flatten)]
     pub compile: CompileArgs,
+}
+
+/// How to connect to the engine: plain gRPC unless `--tls` or `--api-key-env` (Temporal
+/// Cloud).
+#[derive(Debug, Args, Clone, Default)]
+pub struct EngineAccessArgs {
+    /// Connect to the engine with TLS (the system's root certificates).
+    #[arg(long)]
+    pub tls: bool,
+    /// Authenticate to the engine with the API key in environment variable VAR (Temporal
+    /// Cloud; implies --tls). Give the variable's name, never the key: the key is kept out of
+    /// every output.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
 }
 
 /// `orch worker`.
@@ -337,6 +364,8 @@ pub struct WorkerArgs {
     /// Temporal's test server, which does not hand a dead worker's sticky tasks to others).
     #[arg(long, value_name = "N")]
     pub max_cached_runs: Option<usize>,
+    #[command(flatten)]
+    pub access: EngineAccessArgs,
 }
 
 /// `orch runs`.
@@ -347,11 +376,47 @@ pub struct RunsArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Where run journals are kept (default: `.orch` next to FILE, or in the current
-    /// directory).
+    /// directory); with --engine, where the index of the runs this machine submitted is.
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[command(subcommand)]
     pub action: Option<RunsCommand>,
+}
+
+/// Where runs on an engine are (`orch runs`, `orch runs show`, `orch approve`).
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// The durable engine the runs are on, `temporal://HOST:PORT` (for `orch runs` and `orch
+    /// runs show`: read runs from it instead of the journals).
+    #[arg(long, env = "ORCH_ENGINE", value_name = "URL")]
+    pub engine: Option<String>,
+    /// With --engine: the Temporal namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub access: EngineAccessArgs,
+}
+
+/// `orch approve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("answer").required(true).args(["yes", "no"])))]
+pub struct ApproveArgs {
+    /// The run's id: the workflow id `orch run --engine` prints.
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+    /// The approval step to answer.
+    #[arg(value_name = "STEP")]
+    pub step: String,
+    /// Approve: the step's output is `true`.
+    #[arg(long)]
+    pub yes: bool,
+    /// Decline: the step's output is `false` (it succeeds; the workflow decides what follows).
+    #[arg(long)]
+    pub no: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `orch runs` subcommands.
@@ -375,6 +440,8 @@ pub struct ShowArgs {
     /// Where run journals are kept (default: `.orch` in the current directory).
     #[arg(long, env = "ORCH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `orch report`.
@@ -471,6 +538,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(*a),
         Command::Worker(a) => engine::worker(a),
         Command::Runs(a) => runs(a),
+        Command::Approve(a) => engine::approve(&a),
         Command::Report(a) => report::report(a),
         Command::Fmt(a) => crate::fmt::command::run(&a.files, a.check, style(Stream::Stderr)),
         Command::Explain(a) => explain(a),
@@ -779,7 +847,13 @@ fn plan(a: PlanArgs) -> ExitCode {
 
 fn runs(a: RunsArgs) -> ExitCode {
     if let Some(RunsCommand::Show(s)) = a.action {
+        if s.engine.engine.is_some() {
+            return engine::show(&s);
+        }
         return show::show(&s);
+    }
+    if a.engine.engine.is_some() {
+        return engine::runs(&a);
     }
     let (state, script) = match &a.file {
         Some(f) => match std::fs::canonicalize(f) {

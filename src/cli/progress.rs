@@ -89,6 +89,20 @@ impl Progress {
         }
     }
 
+    /// Shows that approval step `step` waits for an answer given elsewhere (a run on an
+    /// engine): its question and `how`, the command that answers it. Shown also under
+    /// `--quiet`: the run waits for it.
+    pub(super) fn asking(&self, step: &str, question: &str, how: &str) {
+        let w = self.width;
+        let indent = format!("\n{}", " ".repeat(w + 6));
+        let question = redact(question.trim()).replace('\n', &indent);
+        self.live.line(format!(
+            "  {} {step:<w$}  {}{indent}waits for an answer: {how}",
+            self.paint.yellow("?"),
+            self.paint.bold(&question),
+        ));
+    }
+
     /// Shows one event.
     pub(super) fn on_event(&self, e: &Event) {
         if let Event::Rerun { step, why } = e {

@@ -26,6 +26,11 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
     if let Some(code) = no_such_script(&a.file) {
         return code;
     }
+    if a.detach && a.engine.is_none() {
+        return usage_error(
+            "--detach submits a run to an engine and returns at once, so it needs --engine temporal://HOST:PORT; a run without --engine runs in this process (leave --detach out)",
+        );
+    }
     let flags = parse_inputs(&a.inputs).and_then(|i| Ok((i, a.compile.lint_levels()?)));
     let (mut inputs, levels) = match flags {
         Ok(ok) => ok,

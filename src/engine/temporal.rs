@@ -31,18 +31,19 @@ use serde::{Deserialize, Serialize};
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, WorkflowDescribeOptions,
-    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions,
 };
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowContextView,
-    WorkflowResult,
+    ActivityOptions, CancellableFuture, Runtime, SyncWorkflowContext, Worker, WorkerOptions,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 use crate::check::ModelDef;
 use crate::plan::{Plan, PlanExec};
-use crate::run::remote::{Interp, Outcome, StepCall, StepHost};
+use crate::run::remote::{Interp, Outcome, Question, StepCall, StepHost};
 use crate::run::{Endpoint, Event, RunOptions, StepReport, StepStatus, Target};
 
 /// How long a step's activity may go without a heartbeat before Temporal gives it to another
@@ -59,13 +60,76 @@ pub const DEFAULT_TASK_QUEUE: &str = "orch";
 /// The namespace when none is given.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Where a Temporal frontend listens: `temporal://HOST:PORT`.
+/// Where a Temporal frontend listens: `temporal://HOST:PORT`, and how to reach it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineAddr {
     /// Host name or address.
     pub host: String,
     /// gRPC port (Temporal's default is 7233).
     pub port: u16,
+    /// TLS and the API key (plain gRPC without a key by default).
+    pub access: Access,
+}
+
+/// How a client connects: plain gRPC (a local or private server), or TLS (the system's
+/// root certificates), with an API key for Temporal Cloud (which implies TLS, as in the
+/// SDK). From `--tls` and `--api-key-env VAR`: the key itself is never given on the command
+/// line, and it is registered with [`crate::redact`] so no output shows it.
+#[derive(Clone, Default, PartialEq)]
+pub struct Access {
+    /// Connect with TLS.
+    pub tls: bool,
+    /// The API key (sent as a bearer token on every call).
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tls", &self.tls)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+impl Access {
+    /// The access `--tls` and `--api-key-env VAR` ask for, the key read with `env` (the
+    /// process's environment, in the CLI).
+    ///
+    /// # Errors
+    /// A variable name that is empty or not a name, or a variable that is not set or empty:
+    /// the message names the variable, never its value.
+    pub fn from_flags(
+        tls: bool,
+        api_key_env: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let Some(var) = api_key_env else {
+            return Ok(Access { tls, api_key: None });
+        };
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            // Not echoed: what was given may be the key itself.
+            return Err(
+                "--api-key-env takes the name of an environment variable (letters, digits and `_`, e.g. TEMPORAL_API_KEY) that holds the key, never the key itself".into(),
+            );
+        }
+        let key = env(var)
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!("--api-key-env {var}: the environment variable {var} is not set or empty")
+            })?;
+        crate::redact::register(&key);
+        Ok(Access {
+            tls: true,
+            api_key: Some(key),
+        })
+    }
+
+    /// Whether an API key is set.
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
 }
 
 impl EngineAddr {
@@ -91,12 +155,24 @@ impl EngineAddr {
         Ok(EngineAddr {
             host: host.to_string(),
             port,
+            access: Access::default(),
         })
     }
 
-    /// The gRPC URL the SDK connects to.
+    /// The same address reached with `access`.
+    pub fn with_access(self, access: Access) -> Self {
+        EngineAddr { access, ..self }
+    }
+
+    /// Whether `other` is the same server (host and port; access aside).
+    pub fn same_server(&self, other: &EngineAddr) -> bool {
+        self.host == other.host && self.port == other.port
+    }
+
+    /// The gRPC URL the SDK connects to (`https` with TLS).
     fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.access.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -210,14 +286,18 @@ pub struct Submission {
     /// An earlier execution of the same run that did not succeed: its succeeded steps are
     /// reused when their call is unchanged.
     pub prior: Option<Outcome>,
+    /// `--yes`: every approval step is approved at once (recorded as approved by --yes)
+    /// instead of waiting for `orch approve`.
+    #[serde(default)]
+    pub yes: bool,
 }
 
 impl Submission {
     /// The workflow id of this run: `orch-WORKFLOW-` and 20 hex digits of the SHA-256 of the
-    /// script and inputs (not of `prior` or the concurrency: resubmitting the same run finds
-    /// the same id).
+    /// script, inputs, `--keep-going` and `--yes` (not of `prior` or the concurrency:
+    /// resubmitting the same run finds the same id).
     pub fn workflow_id(&self, workflow: &str) -> String {
-        let d = digest_of(&(&self.script, &self.inputs, self.keep_going));
+        let d = digest_of(&(&self.script, &self.inputs, self.keep_going, self.yes));
         format!("orch-{workflow}-{}", &d[..20])
     }
 }
@@ -379,6 +459,9 @@ pub fn compile(script: &Script) -> Result<Arc<Compiled>, String> {
 /// A step's progress as the workflow reports it ([`OrchRun::progress`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Progress {
+    /// An approval step waits for a person's answer ([`OrchRun::answer`], sent by `orch
+    /// approve`).
+    Asking(Question),
     /// A step's activity was scheduled.
     Started {
         /// Step name.
@@ -393,9 +476,11 @@ pub enum Progress {
 }
 
 impl Progress {
-    /// The local run's event for it, for the same progress lines.
-    pub fn event(&self) -> Event {
-        match self {
+    /// The local run's event for it, for the same progress lines; `None` for a question
+    /// waiting for its answer (a local run asks on its terminal instead).
+    pub fn event(&self) -> Option<Event> {
+        Some(match self {
+            Progress::Asking(_) => return None,
             Progress::Started { step, runs_on } => Event::Started {
                 step: step.clone(),
                 runs_on: runs_on.clone(),
@@ -404,7 +489,7 @@ impl Progress {
             },
             Progress::Finished(r) => Event::Finished(r.clone()),
             Progress::Reused(r) => Event::Reused(r.clone()),
-        }
+        })
     }
 }
 
@@ -417,12 +502,70 @@ pub struct StepInput {
     pub call: StepCall,
 }
 
-/// The workflow of a run (see the module docs). Its state is the progress so far, for the
-/// `progress` query.
+/// An answer to an approval step, sent by `orch approve` as the signal
+/// [`OrchRun::answer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The approval step's name.
+    pub step: String,
+    /// Approved (`--yes`) or declined (`--no`).
+    pub approved: bool,
+    /// Who answered: `USER@HOST` of the `orch approve` that sent it (at most
+    /// [`MAX_ANSWERED_BY`] characters are kept).
+    pub by: String,
+}
+
+/// The most characters of [`Answer::by`] a report keeps.
+pub const MAX_ANSWERED_BY: usize = 100;
+
+impl Answer {
+    /// How the answer was given, completing "approved ..." in the step's report
+    /// ([`crate::run::Approval::via`]): `with orch approve by USER@HOST`.
+    pub fn via(&self) -> String {
+        let by = crate::redact::redact(self.by.trim()).shorten(MAX_ANSWERED_BY);
+        format!("with orch approve by {}", by.as_str())
+    }
+}
+
+/// A run's state as the query [`OrchRun::state`] reports it: its size and its approval
+/// steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Steps in the run's plan.
+    pub steps_total: usize,
+    /// Every approval step of the run's plan, in plan order.
+    pub steps: Vec<String>,
+    /// The questions waiting for an answer now.
+    pub waiting: Vec<Question>,
+    /// Approval steps settled, each with how (`approved with orch approve by ...`,
+    /// `declined ...`, `skipped: ...`).
+    pub settled: Vec<(String, String)>,
+    /// Steps an answer was received for (by signal), answered or not yet asked.
+    pub answered: Vec<String>,
+}
+
+/// The workflow of a run (see the module docs). Its state is the progress so far (the
+/// `progress` query), the run's approval steps and the answers received by signal.
 #[workflow]
 #[derive(Default)]
 pub struct OrchRun {
     progress: Vec<Progress>,
+    /// Steps in the plan (set when the run starts).
+    steps_total: usize,
+    /// Every approval step of the plan (set when the run starts).
+    approval_steps: Vec<String>,
+    /// Questions waiting for an answer.
+    waiting: Vec<Question>,
+    /// Answers received by signal, by step: the first answer to a step counts.
+    answers: std::collections::BTreeMap<String, Answer>,
+}
+
+/// What ends in the workflow's loop: a step's activity, or an approval's wait (`None`: an
+/// answer came, or the run was cancelled; `Some(ms)`: its `timeout`/`deadline` of `ms`
+/// milliseconds passed first).
+enum Ended {
+    Step(usize, Result<Box<StepReport>, String>),
+    Answer(usize, Option<u64>),
 }
 
 #[workflow_methods]
@@ -443,7 +586,20 @@ impl OrchRun {
             sub.keep_going,
             &sub.prior.clone().unwrap_or_default(),
         )
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?
+        .approve_all(sub.yes);
+        let approval_steps = compiled
+            .plan
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.exec, PlanExec::Approval))
+            .map(|n| n.name.clone())
+            .collect();
+        let steps_total = compiled.plan.nodes.len();
+        ctx.state_mut(|s| {
+            s.approval_steps = approval_steps;
+            s.steps_total = steps_total;
+        });
         let start = ctx.workflow_time();
         let now = || {
             match (start, ctx.workflow_time()) {
@@ -452,9 +608,7 @@ impl OrchRun {
             }
             .as_millis() as u64
         };
-        type Running<'c> = std::pin::Pin<
-            Box<dyn std::future::Future<Output = (usize, Result<StepReport, String>)> + 'c>,
-        >;
+        type Running<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Ended> + 'c>>;
         // Steps in flight: (node, when it started) and its future, at the same index.
         let mut meta: Vec<(usize, u64)> = Vec::new();
         let mut futs: Vec<Running<'_>> = Vec::new();
@@ -468,6 +622,7 @@ impl OrchRun {
                     meta.remove(i);
                     drop(futs.remove(i));
                 }
+                ctx.state_mut(|s| s.waiting.retain(|q| q.node != id));
             }
             for r in d.settled {
                 let reused = r.status == StepStatus::Succeeded;
@@ -476,6 +631,32 @@ impl OrchRun {
                 } else {
                     Progress::Finished(r)
                 });
+            }
+            events.extend(d.answered.into_iter().map(Progress::Finished));
+            for q in d.ask {
+                let id = q.node;
+                let step = q.step.clone();
+                let answered = ctx.wait_condition(move |s: &OrchRun| s.answers.contains_key(&step));
+                let wait_ms = q.wait_ms;
+                events.push(Progress::Asking(q.clone()));
+                ctx.state_mut(|s| s.waiting.push(q));
+                meta.push((id, now()));
+                futs.push(Box::pin(async move {
+                    let Some(ms) = wait_ms else {
+                        let _ = answered.await;
+                        return Ended::Answer(id, None);
+                    };
+                    let timer = ctx.timer(Duration::from_millis(ms));
+                    futures_util::pin_mut!(answered);
+                    futures_util::pin_mut!(timer);
+                    match futures_util::future::select(answered, timer).await {
+                        futures_util::future::Either::Left((_, timer)) => {
+                            timer.cancel();
+                            Ended::Answer(id, None)
+                        }
+                        futures_util::future::Either::Right(_) => Ended::Answer(id, Some(ms)),
+                    }
+                }));
             }
             for call in d.start {
                 let node = &interp.plan().nodes[call.node];
@@ -501,7 +682,7 @@ impl OrchRun {
                 let fut = ctx.execute_activity(OrchSteps::step, input, opts);
                 meta.push((id, now()));
                 futs.push(Box::pin(async move {
-                    (id, fut.await.map_err(|e| e.to_string()))
+                    Ended::Step(id, fut.await.map(Box::new).map_err(|e| e.to_string()))
                 }));
             }
             ctx.state_mut(|s| s.progress.extend(events));
@@ -510,13 +691,46 @@ impl OrchRun {
             }
             // Polled in order: the first to complete (in history order) wins, the same way on
             // every replay. `select_all` hands back the rest with the winner swap-removed.
-            let ((id, result), index, rest) =
+            let (done, index, rest) =
                 futures_util::future::select_all(std::mem::take(&mut futs)).await;
             futs = rest;
             let (_, started) = meta.swap_remove(index);
             let ended = now();
+            let (id, result) = match done {
+                Ended::Step(id, result) => (id, result),
+                Ended::Answer(id, timed_out) => {
+                    let answer = ctx.state_mut(|s| {
+                        s.waiting.retain(|q| q.node != id);
+                        s.answers.get(&interp.plan().nodes[id].name).cloned()
+                    });
+                    let report = match (timed_out, answer) {
+                        (Some(ms), _) => {
+                            let why =
+                                format!("no answer within {}", crate::common::format_duration(ms));
+                            interp.unanswered(id, why, ended)
+                        }
+                        (None, Some(a)) => {
+                            let approval = crate::run::Approval {
+                                approved: a.approved,
+                                via: a.via(),
+                            };
+                            interp.answer(id, approval, ended)
+                        }
+                        (None, None) => interp.unanswered(
+                            id,
+                            "the run was cancelled while the question waited".into(),
+                            ended,
+                        ),
+                    };
+                    if let Some(r) = report {
+                        ctx.state_mut(|s| s.progress.push(Progress::Finished(r)));
+                    }
+                    continue;
+                }
+            };
             let report = match result {
-                Ok(mut r) => {
+                Ok(r) => {
+                    let mut r = *r;
                     r.started_ms = Some(started);
                     r.finished_ms = Some(ended);
                     r
@@ -531,6 +745,44 @@ impl OrchRun {
             interp.finish(id, report);
         }
         Ok(interp.into_outcome())
+    }
+
+    /// Records the answer to an approval step (sent by `orch approve`). The first answer to
+    /// a step counts; one sent before the step asks is taken when it does.
+    #[signal(name = "answer")]
+    pub fn answer(&mut self, _ctx: &mut SyncWorkflowContext<Self>, answer: Answer) {
+        self.answers.entry(answer.step.clone()).or_insert(answer);
+    }
+
+    /// The run's size and its approval steps: which wait for an answer, which are settled
+    /// and how.
+    #[query]
+    pub fn state(&self, _ctx: &WorkflowContextView, _unit: ()) -> RunState {
+        let settled = self
+            .progress
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Finished(r) | Progress::Reused(r)
+                    if self.approval_steps.contains(&r.name) =>
+                {
+                    let how = match (&r.approval, &r.status) {
+                        (Some(a), _) => a.describe(),
+                        (None, StepStatus::Failed(e)) => format!("failed: {e}"),
+                        (None, StepStatus::Skipped(e)) => format!("skipped: {e}"),
+                        (None, s) => format!("{s:?}").to_lowercase(),
+                    };
+                    Some((r.name.clone(), how))
+                }
+                _ => None,
+            })
+            .collect();
+        RunState {
+            steps_total: self.steps_total,
+            steps: self.approval_steps.clone(),
+            waiting: self.waiting.clone(),
+            settled,
+            answered: self.answers.keys().cloned().collect(),
+        }
     }
 
     /// The progress events from index `since` on.
@@ -630,24 +882,11 @@ impl OrchSteps {
 }
 
 fn failed_report(call: &StepCall, why: String) -> StepReport {
-    StepReport {
-        name: call.name.clone(),
-        agent: String::new(),
-        model: None,
-        status: StepStatus::Failed(crate::redact::redact(&why).into_string()),
-        attempts: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        started_ms: None,
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
-    }
+    StepReport::blank(
+        call.name.clone(),
+        "",
+        StepStatus::Failed(crate::redact::redact(&why).into_string()),
+    )
 }
 
 /// Connects a client to `addr` in `namespace`.
@@ -656,13 +895,20 @@ fn failed_report(call: &StepCall, why: String) -> StepReport {
 /// The server cannot be reached.
 pub async fn connect(addr: &EngineAddr, namespace: &str) -> Result<Client, String> {
     let url = url::Url::parse(&addr.url()).map_err(|e| e.to_string())?;
-    let conn = Connection::connect(
-        ConnectionOptions::new(url)
-            .identity(worker_identity())
-            .build(),
-    )
-    .await
-    .map_err(|e| format!("cannot reach Temporal at {}:{}: {e}", addr.host, addr.port))?;
+    let opts = ConnectionOptions::new(url)
+        .identity(worker_identity())
+        .maybe_tls_options(addr.access.tls.then(temporalio_client::TlsOptions::default))
+        .maybe_api_key(addr.access.api_key.clone())
+        .build();
+    let conn = Connection::connect(opts).await.map_err(|e| {
+        let e = crate::redact::redact(e.to_string());
+        format!(
+            "cannot reach Temporal at {}:{}: {}",
+            addr.host,
+            addr.port,
+            e.as_str()
+        )
+    })?;
     Client::new(conn, ClientOptions::new(namespace).build()).map_err(|e| e.to_string())
 }
 
@@ -704,30 +950,25 @@ pub async fn serve(
     worker.run().await.map_err(|e| e.to_string())
 }
 
-/// Submits `sub` (or attaches to the same run already going), follows its progress with
-/// `on_progress` (polled every 200 ms) and returns its outcome and workflow id.
+/// Submits `sub` (or attaches to the same run already going) and returns its workflow id
+/// without waiting for it.
 ///
 /// An earlier execution with the same id that ended without succeeding is resumed: its
 /// outcome becomes the new execution's `prior`.
 ///
 /// # Errors
-/// The server cannot be reached, the workflow failed on Temporal (not a step: a failed step
-/// is in the outcome).
-pub async fn submit(
-    addr: &EngineAddr,
-    namespace: &str,
+/// The server refused the run.
+pub async fn start(
+    client: &Client,
     task_queue: &str,
     mut sub: Submission,
     workflow: &str,
-    on_progress: &(dyn Fn(&Progress) + Send + Sync),
-) -> Result<(Outcome, String), String> {
-    let client = connect(addr, namespace).await?;
+) -> Result<String, String> {
     let id = sub.workflow_id(workflow);
     let existing = client.get_workflow_handle::<OrchRun>(id.clone());
-    let mut attach = false;
     if let Ok(desc) = existing.describe(WorkflowDescribeOptions::default()).await {
         match desc.status() {
-            WorkflowExecutionStatus::Running => attach = true,
+            WorkflowExecutionStatus::Running => return Ok(id),
             WorkflowExecutionStatus::Completed => {
                 if let Ok(prior) = existing
                     .get_result(WorkflowGetResultOptions::default())
@@ -740,14 +981,24 @@ pub async fn submit(
             _ => {}
         }
     }
-    if !attach {
-        let opts = WorkflowStartOptions::new(task_queue, id.clone()).build();
-        match client.start_workflow(OrchRun::run, sub, opts).await {
-            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => {}
-            Err(e) => return Err(format!("cannot start the run on Temporal: {e}")),
-        }
+    let opts = WorkflowStartOptions::new(task_queue, id.clone()).build();
+    match client.start_workflow(OrchRun::run, sub, opts).await {
+        Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(id),
+        Err(e) => Err(format!("cannot start the run on Temporal: {e}")),
     }
-    let handle = client.get_workflow_handle::<OrchRun>(id.clone());
+}
+
+/// Follows run `id` to its end, giving its progress to `on_progress` (polled every 200 ms),
+/// and returns its outcome.
+///
+/// # Errors
+/// The workflow failed on Temporal (not a step: a failed step is in the outcome).
+pub async fn follow(
+    client: &Client,
+    id: &str,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<Outcome, String> {
+    let handle = client.get_workflow_handle::<OrchRun>(id.to_string());
     let result = handle.get_result(WorkflowGetResultOptions::default());
     tokio::pin!(result);
     let mut seen = 0u32;
@@ -767,11 +1018,349 @@ pub async fn submit(
         tokio::select! {
             out = &mut result => {
                 poll(&mut seen).await;
-                return out
-                    .map(|o| (o, id.clone()))
-                    .map_err(|e| format!("the run failed on Temporal: {e}"));
+                return out.map_err(|e| format!("the run failed on Temporal: {e}"));
             }
             _ = tick.tick() => poll(&mut seen).await,
         }
+    }
+}
+
+/// Submits `sub` ([`start`]), follows it ([`follow`]) and returns its outcome and workflow
+/// id.
+///
+/// # Errors
+/// The server cannot be reached or refused the run, or the workflow failed on Temporal.
+pub async fn submit(
+    addr: &EngineAddr,
+    namespace: &str,
+    task_queue: &str,
+    sub: Submission,
+    workflow: &str,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<(Outcome, String), String> {
+    let client = connect(addr, namespace).await?;
+    let id = start(&client, task_queue, sub, workflow).await?;
+    let outcome = follow(&client, &id, on_progress).await?;
+    Ok((outcome, id))
+}
+
+/// Why an answer could not be given ([`approve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApproveError {
+    /// The run or the step named does not exist, or the engine cannot be reached: a usage
+    /// error (the message names the fix).
+    Usage(String),
+    /// The run or the step is past answering: the run ended, or the step is settled or
+    /// already has an answer.
+    TooLate(String),
+}
+
+/// What [`approve`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Approved {
+    /// The step was waiting: it takes the answer now.
+    Answered,
+    /// The step has not asked yet: it takes the answer when it does.
+    Early,
+}
+
+/// How many times a query is tried while a run's first workflow task has not completed
+/// (a worker has not picked the run up yet), [`QUERY_RETRY`] apart.
+const QUERY_TRIES: u32 = 25;
+/// The pause between tries of a query.
+const QUERY_RETRY: Duration = Duration::from_millis(200);
+
+/// Sends `answer` to approval step `answer.step` of run `id` as the signal
+/// [`OrchRun::answer`], after checking with the query [`OrchRun::state`] that the run is
+/// going and that the step is one of its approval steps with no answer yet.
+///
+/// # Errors
+/// [`ApproveError`].
+pub async fn approve(client: &Client, id: &str, answer: Answer) -> Result<Approved, ApproveError> {
+    let handle = client.get_workflow_handle::<OrchRun>(id.to_string());
+    let desc = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| {
+            ApproveError::Usage(format!(
+                "no run `{id}` on Temporal ({e}); `orch runs --engine URL` lists the runs this machine submitted"
+            ))
+        })?;
+    if desc.status() != WorkflowExecutionStatus::Running {
+        return Err(ApproveError::TooLate(format!(
+            "run `{id}` has ended ({}): its approvals can no longer be answered",
+            status_word(desc.status(), None)
+        )));
+    }
+    let state = query_state(client, id).await.map_err(ApproveError::Usage)?;
+    let step = &answer.step;
+    if !state.steps.contains(step) {
+        let has = if state.steps.is_empty() {
+            "it has no approval steps".to_string()
+        } else {
+            let names: Vec<String> = state.steps.iter().map(|s| format!("`{s}`")).collect();
+            format!("its approval steps are {}", names.join(", "))
+        };
+        return Err(ApproveError::Usage(format!(
+            "`{step}` is not an approval step of run `{id}`; {has}"
+        )));
+    }
+    if let Some((_, how)) = state.settled.iter().find(|(s, _)| s == step) {
+        return Err(ApproveError::TooLate(format!(
+            "step `{step}` of run `{id}` is already settled: {how}"
+        )));
+    }
+    if state.answered.contains(step) {
+        return Err(ApproveError::TooLate(format!(
+            "step `{step}` of run `{id}` already has an answer (the first answer counts)"
+        )));
+    }
+    let waiting = state.waiting.iter().any(|q| &q.step == step);
+    handle
+        .signal(OrchRun::answer, answer, WorkflowSignalOptions::default())
+        .await
+        .map_err(|e| ApproveError::Usage(format!("cannot send the answer to run `{id}`: {e}")))?;
+    Ok(if waiting {
+        Approved::Answered
+    } else {
+        Approved::Early
+    })
+}
+
+/// Asks run `id` for its [`RunState`], trying again while no worker has started it yet.
+async fn query_state(client: &Client, id: &str) -> Result<RunState, String> {
+    let handle = client.get_workflow_handle::<OrchRun>(id.to_string());
+    let mut last = String::new();
+    for _ in 0..QUERY_TRIES {
+        match handle
+            .query(OrchRun::state, (), WorkflowQueryOptions::default())
+            .await
+        {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(QUERY_RETRY).await;
+    }
+    Err(format!(
+        "run `{id}` does not answer queries ({last}); is an `orch worker` polling its task queue?"
+    ))
+}
+
+/// A run on Temporal as `orch runs` and `orch runs show` show it.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    /// The workflow id.
+    pub id: String,
+    /// `running`, `waiting` (for an approval), `succeeded`, `failed` (a step failed), or
+    /// what Temporal says of a run that did not complete (`failed on Temporal`,
+    /// `cancelled`, `terminated`, `timed out`).
+    pub status: String,
+    /// The workflow's name, from the id (`orch-WORKFLOW-DIGEST`).
+    pub workflow: String,
+    /// When it started (Temporal's clock).
+    pub started: Option<std::time::SystemTime>,
+    /// When it ended (Temporal's clock), if it did.
+    pub closed: Option<std::time::SystemTime>,
+    /// The outcome of a run that completed.
+    pub outcome: Option<Outcome>,
+    /// A running run's progress so far (every event) and state (`None` when the run did not
+    /// answer the queries: no worker).
+    pub live: Option<(Vec<Progress>, RunState)>,
+}
+
+impl RunView {
+    /// Step executions that succeeded, and steps in all (for a running run whose state is
+    /// unknown, those settled so far).
+    pub fn counts(&self) -> (usize, usize) {
+        if let Some(o) = &self.outcome {
+            let ok = o
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Succeeded)
+                .count();
+            return (ok, o.steps.len());
+        }
+        let Some((events, state)) = &self.live else {
+            return (0, 0);
+        };
+        let ok = finished(events)
+            .filter(|r| r.status == StepStatus::Succeeded)
+            .count();
+        (ok, state.steps_total)
+    }
+
+    /// Milliseconds from start to end of a run that ended (Temporal's clock).
+    pub fn wall_ms(&self) -> Option<u64> {
+        let d = self.closed?.duration_since(self.started?).ok()?;
+        Some(d.as_millis() as u64)
+    }
+
+    /// USD spent by the steps settled so far.
+    pub fn cost_usd(&self) -> f64 {
+        match (&self.outcome, &self.live) {
+            (Some(o), _) => o.steps.iter().fold(0.0, |t, s| t + s.cost_usd),
+            (None, Some((events, _))) => finished(events).fold(0.0, |t, r| t + r.cost_usd),
+            (None, None) => 0.0,
+        }
+    }
+}
+
+/// The reports of the steps settled in `events`, the last one of each step.
+fn finished(events: &[Progress]) -> impl Iterator<Item = &StepReport> {
+    let mut last: IndexMap<&str, &StepReport> = IndexMap::new();
+    for e in events {
+        if let Progress::Finished(r) | Progress::Reused(r) = e {
+            last.insert(r.name.as_str(), r);
+        }
+    }
+    last.into_values()
+}
+
+/// The word for a run's status: Temporal's, or for a completed run its outcome's.
+fn status_word(status: WorkflowExecutionStatus, outcome: Option<&Outcome>) -> String {
+    match status {
+        WorkflowExecutionStatus::Running => "running",
+        WorkflowExecutionStatus::Completed => match outcome {
+            Some(o) if o.succeeded => "succeeded",
+            Some(_) => "failed",
+            None => "completed",
+        },
+        WorkflowExecutionStatus::Failed => "failed on Temporal",
+        WorkflowExecutionStatus::Canceled => "cancelled",
+        WorkflowExecutionStatus::Terminated => "terminated",
+        WorkflowExecutionStatus::ContinuedAsNew => "continued as new",
+        WorkflowExecutionStatus::TimedOut => "timed out",
+        WorkflowExecutionStatus::Paused => "paused",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// The workflow's name in a run id `orch-WORKFLOW-DIGEST` ([`Submission::workflow_id`]).
+pub fn workflow_of_id(id: &str) -> Option<&str> {
+    id.strip_prefix("orch-")?.rsplit_once('-').map(|(w, _)| w)
+}
+
+/// Describes run `id`: its status, and its outcome (completed) or its progress and state
+/// (running; `None` when no worker answers its queries).
+///
+/// # Errors
+/// No such run (the message says so), or the server cannot be reached.
+pub async fn describe(client: &Client, id: &str) -> Result<RunView, String> {
+    let handle = client.get_workflow_handle::<OrchRun>(id.to_string());
+    let desc = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| format!("no run `{id}` on Temporal ({e})"))?;
+    let status = desc.status();
+    let outcome = if status == WorkflowExecutionStatus::Completed {
+        handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let live = if status == WorkflowExecutionStatus::Running {
+        let events = handle
+            .query(OrchRun::progress, 0, WorkflowQueryOptions::default())
+            .await
+            .ok();
+        match events {
+            Some(events) => query_state(client, id).await.ok().map(|s| (events, s)),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let mut word = status_word(status, outcome.as_ref());
+    if live.as_ref().is_some_and(|(_, s)| !s.waiting.is_empty()) {
+        word = "waiting".into();
+    }
+    Ok(RunView {
+        id: id.to_string(),
+        status: word,
+        workflow: workflow_of_id(id).unwrap_or("?").to_string(),
+        started: desc.start_time(),
+        closed: desc.close_time(),
+        outcome,
+        live,
+    })
+}
+
+/// The ids of the runs (workflows of type `orch-run`) in the client's namespace, newest
+/// first, at most `limit`, from Temporal's visibility API (`ListWorkflowExecutions`).
+///
+/// # Errors
+/// The server does not offer the list (Temporal's test server does not), or cannot be
+/// reached.
+pub async fn list(client: &Client, limit: usize) -> Result<Vec<String>, String> {
+    use futures_util::StreamExt as _;
+    let opts = temporalio_client::WorkflowListOptions::builder()
+        .limit(limit)
+        .build();
+    let mut stream = client.list_workflows("WorkflowType = 'orch-run'", opts);
+    let mut ids = Vec::new();
+    while let Some(item) = stream.next().await {
+        let w = item.map_err(|e| e.to_string())?;
+        if !ids.iter().any(|i| i == w.id()) {
+            ids.push(w.id().to_string());
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_flags_read_the_key_from_the_named_variable_and_never_show_it() {
+        let env = |v: &str| {
+            (v == "TEMPORAL_API_KEY").then(|| "  sk-test-0123456789abcdef \n".to_string())
+        };
+        assert_eq!(
+            Access::from_flags(false, None, env).unwrap(),
+            Access::default()
+        );
+        let tls = Access::from_flags(true, None, env).unwrap();
+        assert!(tls.tls && !tls.has_api_key());
+        let keyed = Access::from_flags(false, Some("TEMPORAL_API_KEY"), env).unwrap();
+        assert!(keyed.tls, "an API key implies TLS");
+        assert!(keyed.has_api_key());
+        let shown = format!("{keyed:?}");
+        assert!(!shown.contains("sk-test"), "{shown}");
+        let addr = EngineAddr::parse("temporal://ns.tmprl.cloud:7233")
+            .unwrap()
+            .with_access(keyed);
+        assert_eq!(addr.url(), "https://ns.tmprl.cloud:7233");
+        assert!(!format!("{addr:?}").contains("sk-test"));
+        assert!(addr.same_server(&EngineAddr::parse("temporal://ns.tmprl.cloud:7233").unwrap()));
+        assert_eq!(
+            EngineAddr::parse("temporal://127.0.0.1:7233")
+                .unwrap()
+                .url(),
+            "http://127.0.0.1:7233"
+        );
+
+        let e = Access::from_flags(false, Some("MISSING"), env).unwrap_err();
+        assert!(e.contains("MISSING is not set"), "{e}");
+        let e = Access::from_flags(false, Some("sk-test-0123456789abcdef"), env).unwrap_err();
+        assert!(
+            e.contains("never the key itself") && !e.contains("sk-test"),
+            "{e}"
+        );
+        let e = Access::from_flags(false, Some(""), env).unwrap_err();
+        assert!(e.contains("the name of an environment variable"), "{e}");
+    }
+
+    #[test]
+    fn a_run_id_names_its_workflow() {
+        assert_eq!(
+            workflow_of_id("orch-main-0123456789abcdef0123"),
+            Some("main")
+        );
+        assert_eq!(workflow_of_id("orch-my-flow-0123"), Some("my-flow"));
+        assert_eq!(workflow_of_id("other"), None);
     }
 }

@@ -148,6 +148,16 @@ impl Analysis {
     pub fn uri(&self, file: FileId) -> &str {
         &self.uris[file.0 as usize]
     }
+    /// Whether this analysis read any of the documents named by `uris` (as URIs) or `paths`
+    /// (canonical paths): its entry file or one of its includes.
+    pub fn reads_any(&self, uris: &[String], paths: &[PathBuf]) -> bool {
+        self.uris.iter().any(|u| uris.contains(u))
+            || self
+                .set
+                .sources
+                .files()
+                .any(|(_, f)| f.path.as_ref().is_some_and(|p| paths.contains(p)))
+    }
     /// Whether the entry file parsed (its AST is in the module set).
     pub fn parsed(&self) -> bool {
         self.set

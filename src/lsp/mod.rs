@@ -118,6 +118,10 @@ struct Server {
     parsed: HashMap<String, Rc<Analysis>>,
     /// Whether a document changed since they were last checked.
     dirty: bool,
+    /// Whether every open document is to be checked again, not only those that read a
+    /// changed one: a file changed on disk or a document was closed (its includers now read
+    /// the disk), which may concern any of them.
+    recheck_all: bool,
     /// The documents opened or edited since, checked (and published) before the others.
     changed: Vec<String>,
     /// Documents closed since, whose diagnostics are to be cleared.
@@ -161,6 +165,7 @@ impl Server {
             analyses: HashMap::new(),
             parsed: HashMap::new(),
             dirty: false,
+            recheck_all: false,
             changed: Vec::new(),
             closed: Vec::new(),
             std_root: analysis::write_stdlib().ok(),
@@ -287,15 +292,19 @@ impl Server {
                     self.parsed.remove(p.text_document.uri.as_str());
                     self.closed.push(p.text_document.uri);
                     self.dirty = true;
+                    self.recheck_all = true;
                 }
             }
             // A file saved or changed on disk may be included by an open document.
-            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => self.dirty = true,
+            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => {
+                self.dirty = true;
+                self.recheck_all = true;
+            }
             _ => {}
         }
     }
 
-    /// Checks every open document again when any changed (one may include another), and
+    /// Checks the open documents again that a change concerns (see `recheck_all`), and
     /// publishes the diagnostics of each: an empty list clears those that were fixed.
     fn refresh(&mut self, conn: &Connection) -> Result<(), Error> {
         for uri in std::mem::take(&mut self.closed) {
@@ -311,10 +320,25 @@ impl Server {
         let mut uris = self.docs.uris();
         let changed = std::mem::take(&mut self.changed);
         uris.sort_by_key(|u| !changed.contains(u));
+        let all = std::mem::take(&mut self.recheck_all);
+        let changed_paths: Vec<PathBuf> = changed
+            .iter()
+            .filter_map(|u| uri_to_path(u)?.canonicalize().ok())
+            .collect();
         for uri in uris {
             let Some(doc) = self.docs.get(&uri) else {
                 continue;
             };
+            // An edit concerns the edited document and those whose last analysis read it
+            // (they include it); the rest keep their diagnostics, so typing in one file
+            // of a large workspace costs one file's check, not all of them.
+            let unaffected = |a: &Analysis| !a.reads_any(&changed, &changed_paths);
+            if !all
+                && !changed.contains(&uri)
+                && self.analyses.get(&uri).is_some_and(|a| unaffected(a))
+            {
+                continue;
+            }
             let version = doc.version;
             let a = Rc::new(analysis::analyse(&uri, &doc.text, &opts, &std_uri));
             if a.parsed() {

@@ -235,6 +235,14 @@ pub(super) async fn execute(
         }
     };
     report.finished_ms = Some(now());
+    record(&mut report, answer);
+    report
+}
+
+/// Records `answer` in an approval step's report: the answer as its output (`true` or
+/// `false`, and as a JSON bool) with how it was given, or the step failed with why there is
+/// no answer.
+fn record(report: &mut StepReport, answer: Result<Approval, String>) {
     match answer {
         Ok(a) => {
             report.output = Some(a.approved.to_string());
@@ -243,6 +251,24 @@ pub(super) async fn execute(
         }
         Err(e) => report.status = StepStatus::Failed(e),
     }
+}
+
+/// The report of approval step `node` answered elsewhere than in this process (a durable
+/// engine's signal, or `--yes` there): asked at `asked_ms`, settled at `settled_ms` (both
+/// milliseconds since the run began); `by` is who answered ([`ANSWERED_BY_PERSON`] or
+/// [`ANSWERED_BY_YES`]); `answer` as in [`execute`] (an `Err`: no answer, the step failed).
+pub fn answered_report(
+    node: &PlanNode,
+    asked_ms: u64,
+    settled_ms: u64,
+    by: &str,
+    answer: Result<Approval, String>,
+) -> StepReport {
+    let mut report = StepReport::starting(node, asked_ms);
+    report.attempts = 1;
+    report.model = Some(by.to_string());
+    report.finished_ms = Some(settled_ms);
+    record(&mut report, answer);
     report
 }
 

@@ -87,28 +87,16 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         };
         let plan = task.plan.clone();
         let kind = &plan.regions[region].kind;
+        let agent = match kind {
+            PlanRegionKind::For { .. } => "for",
+            PlanRegionKind::Repeat { .. } => "repeat",
+            PlanRegionKind::If { .. } => "if",
+            PlanRegionKind::Call { workflow, .. } => workflow,
+        };
         let mut report = StepReport {
-            name: node.name.clone(),
-            agent: match kind {
-                PlanRegionKind::For { .. } => "for".into(),
-                PlanRegionKind::Repeat { .. } => "repeat".into(),
-                PlanRegionKind::If { .. } => "if".into(),
-                PlanRegionKind::Call { workflow, .. } => workflow.clone(),
-            },
-            model: None,
-            status: StepStatus::Succeeded,
             attempts: 1,
-            usage: Default::default(),
-            cost_usd: 0.0,
             started_ms: Some(task.shared.start.elapsed().as_millis() as u64),
-            finished_ms: None,
-            output: None,
-            value: None,
-            approval: None,
-            agent_loop: None,
-            served_model: None,
-            truncated: false,
-            warnings: Vec::new(),
+            ..StepReport::blank(node.name.clone(), agent, StepStatus::Succeeded)
         };
         let mut inner = Vec::new();
         let mut reused = Vec::new();

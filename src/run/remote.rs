@@ -8,8 +8,11 @@
 //!   settled; `--max-concurrency` and `parallel <max N>` caps; `gather <all|any|first N|min
 //!   N>` (tolerated failures, the rest of the block cancelled by `any`/`first N`); budgets
 //!   (`<budget $X>` on the workflow and on blocks: a model step's worst case is held before it
-//!   starts, [`super::budget`]); a failure stops new work unless `keep_going`. Regions (`parallel
-//!   for`, `repeat`, `if`, workflow calls) and `approve(...)` steps are not interpreted yet:
+//!   starts, [`super::budget`]); a failure stops new work unless `keep_going`. An
+//!   `approve(...)` step is a question the engine puts to a person ([`Decisions::ask`],
+//!   answered with [`Interp::answer`]), or approved at once under `--yes`
+//!   ([`Interp::approve_all`]); as locally it takes no permit of the caps. Regions
+//!   (`parallel for`, `repeat`, `if`, workflow calls) are not interpreted yet:
 //!   [`Interp::supported`] says so before anything starts.
 //! - [`StepHost`], one step run by the very code a local run uses ([`super::step::execute`]:
 //!   providers, rate limits, retries, timeouts, fallback, structured outputs, agent loops,
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::approval::{ANSWERED_BY_PERSON, ANSWERED_BY_YES, Approval, answered_report};
 use super::budget::Budgets;
 use super::prepare::{self, Shared};
 use super::render::{InputValue, Scope};
@@ -66,17 +70,38 @@ impl StepCall {
     }
 }
 
-/// What the interpreter decided after a change: steps to start, steps settled without
-/// running (skipped, cancelled), and steps in flight to cancel (their result no longer
-/// counts; they are among `settled`, as cancelled).
+/// What the interpreter decided after a change: steps to start, approvals to ask, steps
+/// settled without running (skipped, cancelled, reused), approvals answered by `--yes`, and
+/// steps in flight (or questions waiting) to cancel (their result no longer counts; they are
+/// among `settled`, as cancelled).
 #[derive(Debug, Default)]
 pub struct Decisions {
     /// Steps to start now, in order.
     pub start: Vec<StepCall>,
+    /// Approval steps whose question is to be put to a person now, in order: the engine
+    /// waits for an answer and gives it to [`Interp::answer`] (or, when the step's
+    /// `timeout`/`deadline` passes first, to [`Interp::unanswered`]).
+    pub ask: Vec<Question>,
     /// Reports of steps settled without running, in order.
     pub settled: Vec<StepReport>,
-    /// Steps in flight whose result is no longer wanted.
+    /// Reports of approval steps approved at once ([`Interp::approve_all`], `--yes`).
+    pub answered: Vec<StepReport>,
+    /// Steps in flight (or questions waiting) whose result is no longer wanted.
     pub cancel: Vec<NodeId>,
+}
+
+/// An approval step's question, to put to a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    /// The node, an index in [`Plan::nodes`].
+    pub node: NodeId,
+    /// The step's name.
+    pub step: String,
+    /// The rendered question.
+    pub question: String,
+    /// How long to wait for an answer, in milliseconds: the step's `timeout` or
+    /// `deadline`, the shorter (`None`: for ever, as locally).
+    pub wait_ms: Option<u64>,
 }
 
 /// The end of an interpreted run.
@@ -101,12 +126,16 @@ pub struct Outcome {
 enum State {
     Waiting,
     Running,
+    /// An approval step waiting for its answer (asked at this run time, in milliseconds).
+    Asking(u64),
     Done(StepStatus),
 }
 
 /// The deterministic DAG interpreter (see the module docs). Drive it with
-/// [`Interp::decide`], then [`Interp::finish`] for each step that ends, until
-/// [`Interp::running`] is zero and `decide` starts nothing; then [`Interp::into_outcome`].
+/// [`Interp::decide`], then [`Interp::finish`] for each step that ends and
+/// [`Interp::answer`] (or [`Interp::unanswered`]) for each question asked, until
+/// [`Interp::running`] is zero, [`Interp::asking`] is empty and `decide` starts and asks
+/// nothing; then [`Interp::into_outcome`].
 pub struct Interp {
     plan: Arc<Plan>,
     inputs: IndexMap<String, InputValue>,
@@ -132,36 +161,31 @@ pub struct Interp {
     prior: HashMap<String, (String, StepReport)>,
     digests: Vec<Option<String>>,
     reused: Vec<bool>,
+    /// `--yes`: approval steps are approved at once.
+    approve_all: bool,
 }
 
 impl Interp {
     /// Whether the interpreter runs `plan`: `Err` names each construct it does not run yet.
     ///
     /// # Errors
-    /// A message for people listing the regions and approval steps, with what to do.
+    /// A message for people listing the regions, with what to do.
     pub fn supported(plan: &Plan) -> Result<(), String> {
         let mut not = Vec::new();
         for n in &plan.nodes {
-            match &n.exec {
-                PlanExec::Region { region } => {
-                    let kind = match &plan.regions[*region].kind {
-                        crate::plan::PlanRegionKind::For { .. } => "a `parallel for`",
-                        crate::plan::PlanRegionKind::Repeat { .. } => "a `repeat` loop",
-                        crate::plan::PlanRegionKind::If { .. } => "an `if`",
-                        crate::plan::PlanRegionKind::Call { .. } => "a workflow call",
-                    };
-                    not.push(format!("`{}` ({kind}, line {})", n.name, n.location.line));
-                }
-                PlanExec::Approval => not.push(format!(
-                    "`{}` (an approval, line {})",
-                    n.name, n.location.line
-                )),
-                _ => {}
+            if let PlanExec::Region { region } = &n.exec {
+                let kind = match &plan.regions[*region].kind {
+                    crate::plan::PlanRegionKind::For { .. } => "a `parallel for`",
+                    crate::plan::PlanRegionKind::Repeat { .. } => "a `repeat` loop",
+                    crate::plan::PlanRegionKind::If { .. } => "an `if`",
+                    crate::plan::PlanRegionKind::Call { .. } => "a workflow call",
+                };
+                not.push(format!("`{}` ({kind}, line {})", n.name, n.location.line));
             }
         }
         if !not.is_empty() {
             return Err(format!(
-                "workflow `{}` cannot run on an engine yet: it has {}; engines run steps, `parallel` blocks, `gather` and budgets so far (docs/scale-out.md). Run it locally (without --engine)",
+                "workflow `{}` cannot run on an engine yet: it has {}; engines run steps, approvals, `parallel` blocks, `gather` and budgets so far (docs/scale-out.md). Run it locally (without --engine)",
                 plan.workflow,
                 not.join(", ")
             ));
@@ -237,7 +261,15 @@ impl Interp {
             prior,
             digests: vec![None; n],
             reused: vec![false; n],
+            approve_all: false,
         })
+    }
+
+    /// `--yes`: every approval step is approved as soon as it comes up, recorded as approved
+    /// by `--yes` (as a local run's [`super::Approver::Yes`]) instead of asked.
+    pub fn approve_all(mut self, yes: bool) -> Self {
+        self.approve_all = yes;
+        self
     }
 
     /// The plan interpreted.
@@ -284,7 +316,9 @@ impl Interp {
                     started_any = true;
                     continue;
                 }
-                if !self.has_room(id) {
+                let approval = matches!(self.plan.nodes[id].exec, PlanExec::Approval);
+                // Waiting for a person is not work in flight: an approval takes no permit.
+                if !approval && !self.has_room(id) {
                     still.push_back(id);
                     continue;
                 }
@@ -311,6 +345,11 @@ impl Interp {
                 }
                 self.cancel_rest_of_join(id, now_ms, &mut out);
                 self.digests[id] = Some(digest);
+                if approval {
+                    self.ask(id, call, now_ms, &mut out);
+                    started_any = true;
+                    continue;
+                }
                 self.state[id] = State::Running;
                 self.running += 1;
                 for &g in &self.plan.nodes[id].groups {
@@ -334,6 +373,76 @@ impl Interp {
         }
         self.release(id);
         self.settle(id, report);
+    }
+
+    /// Puts approval step `id`'s question (its rendered prompt, `call.prompt`), or approves
+    /// it at once under `--yes`.
+    fn ask(&mut self, id: NodeId, call: StepCall, now_ms: u64, out: &mut Decisions) {
+        let node = &self.plan.nodes[id];
+        if self.approve_all {
+            let answer = Approval {
+                approved: true,
+                via: "by --yes".into(),
+            };
+            let report = answered_report(node, now_ms, now_ms, ANSWERED_BY_YES, Ok(answer));
+            out.answered.push(report.clone());
+            self.settle(id, report);
+            return;
+        }
+        let wait_ms = match (node.timeout_ms, node.deadline_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        out.ask.push(Question {
+            node: id,
+            step: call.name,
+            question: call.prompt,
+            wait_ms,
+        });
+        self.state[id] = State::Asking(now_ms);
+    }
+
+    /// Records a person's answer to approval step `id` (asked by [`Decisions::ask`]),
+    /// given at `now_ms`: the step succeeds with `true` or `false` (a declined approval is
+    /// a step that succeeded with `false`, as locally) and its report says who answered
+    /// (`person`) and how (`answer.via`). Returns that report; `None` for a step not waiting
+    /// for an answer (not an approval, already answered, or cancelled), which is left as is.
+    pub fn answer(&mut self, id: NodeId, answer: Approval, now_ms: u64) -> Option<StepReport> {
+        self.settle_question(id, now_ms, Ok(answer))
+    }
+
+    /// Approval step `id` got no answer in time (its `timeout`/`deadline`): it fails with
+    /// `why`, as locally. Returns its report; `None` for a step not waiting for an answer.
+    pub fn unanswered(&mut self, id: NodeId, why: String, now_ms: u64) -> Option<StepReport> {
+        self.settle_question(id, now_ms, Err(why))
+    }
+
+    /// The approval steps waiting for an answer: node, name, when they were asked (run time,
+    /// milliseconds).
+    pub fn asking(&self) -> Vec<(NodeId, &str, u64)> {
+        self.state
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                State::Asking(at) => Some((i, self.plan.nodes[i].name.as_str(), *at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn settle_question(
+        &mut self,
+        id: NodeId,
+        now_ms: u64,
+        answer: Result<Approval, String>,
+    ) -> Option<StepReport> {
+        let State::Asking(asked) = *self.state.get(id)? else {
+            return None;
+        };
+        let node = &self.plan.nodes[id];
+        let report = answered_report(node, asked, now_ms, ANSWERED_BY_PERSON, answer);
+        self.settle(id, report.clone());
+        Some(report)
     }
 
     /// The report of a step that stopped for the engine's reasons (its activity failed for
@@ -525,6 +634,7 @@ impl Interp {
                     self.release(m);
                     out.cancel.push(m);
                 }
+                State::Asking(_) => out.cancel.push(m),
                 State::Waiting => {}
                 State::Done(_) => continue,
             }
@@ -678,25 +788,168 @@ impl StepHost {
 
 /// The report of a call naming a step the plan does not have.
 fn unknown_step(call: &StepCall) -> StepReport {
-    StepReport {
-        name: call.name.clone(),
-        agent: String::new(),
-        model: None,
-        status: StepStatus::Failed(format!(
+    StepReport::blank(
+        call.name.clone(),
+        "",
+        StepStatus::Failed(format!(
             "step `{}` (node {}) is not in the plan this worker compiled: the script changed between submission and execution",
             call.name, call.node
         )),
-        attempts: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        started_ms: None,
-        finished_ms: None,
-        output: None,
-        value: None,
-        approval: None,
-        agent_loop: None,
-        served_model: None,
-        truncated: false,
-        warnings: Vec::new(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m }\n";
+
+    /// An interpreter for `src` (no inputs), at most `max` steps in flight.
+    fn interp(src: &str, max: Option<usize>) -> Interp {
+        let (program, diags) = crate::compile_source(
+            "t.orch",
+            src,
+            std::path::Path::new("."),
+            &crate::resolve::ResolveOptions::default(),
+        );
+        assert!(
+            !diags.has_errors(),
+            "{:?}",
+            diags.iter().collect::<Vec<_>>()
+        );
+        let entry = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
+        let wf = crate::plan::entry_workflow(&program, None, entry).unwrap();
+        let plan = crate::plan::lower(&program, wf);
+        Interp::new(
+            Arc::new(plan),
+            &IndexMap::new(),
+            &program.tables.models,
+            true,
+            max,
+            false,
+            &Outcome::default(),
+        )
+        .unwrap()
+    }
+
+    /// The report of a step of `i` that answered `out: PROMPT`.
+    fn ok(i: &Interp, call: &StepCall) -> StepReport {
+        let node = &i.plan().nodes[call.node];
+        let mut r = StepReport::not_run(node, StepStatus::Succeeded, Some(1));
+        r.output = Some(format!("out: {}", call.prompt));
+        r
+    }
+
+    fn by_person(approved: bool) -> Approval {
+        Approval {
+            approved,
+            via: "with orch approve by ann@box".into(),
+        }
+    }
+
+    const DEPLOY: &str = "workflow main() {\n  v = a(\"version\")\n  ok = approve(\"Deploy {v}?\")\n  if_ok = a(\"after {ok}\")\n  return if_ok\n}\n";
+
+    #[test]
+    fn an_approval_asks_its_rendered_question_and_waits_for_its_answer() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None);
+        assert!(Interp::supported(i.plan()).is_ok());
+        let d = i.decide(0);
+        assert_eq!(d.start.len(), 1);
+        i.finish(d.start[0].node, ok(&i, &d.start[0]));
+        let d = i.decide(5);
+        assert!(d.start.is_empty() && d.answered.is_empty());
+        assert_eq!(d.ask.len(), 1);
+        let q = &d.ask[0];
+        assert_eq!(
+            (q.step.as_str(), q.question.as_str(), q.wait_ms),
+            ("ok", "Deploy out: version?", None)
+        );
+        assert_eq!(i.asking(), [(q.node, "ok", 5)]);
+        // Nothing else can start while the question waits, and it holds no permit.
+        assert!(i.decide(6).start.is_empty());
+        assert_eq!(i.running(), 0);
+        let r = i.answer(q.node, by_person(true), 9).unwrap();
+        assert_eq!(r.status, StepStatus::Succeeded);
+        assert_eq!(r.model.as_deref(), Some("person"));
+        assert_eq!((r.started_ms, r.finished_ms), (Some(5), Some(9)));
+        assert_eq!(r.output.as_deref(), Some("true"));
+        assert_eq!(r.value, Some(serde_json::Value::Bool(true)));
+        assert_eq!(
+            r.approval.as_ref().map(Approval::describe).as_deref(),
+            Some("approved with orch approve by ann@box")
+        );
+        assert!(i.asking().is_empty());
+        // A second answer to a settled step changes nothing.
+        assert!(i.answer(q.node, by_person(false), 10).is_none());
+        let d = i.decide(10);
+        assert_eq!(d.start.len(), 1);
+        assert_eq!(d.start[0].prompt, "after true");
+        i.finish(d.start[0].node, ok(&i, &d.start[0]));
+        assert!(i.decide(11).start.is_empty());
+        let out = i.into_outcome();
+        assert!(out.succeeded);
+        assert_eq!(out.output.as_deref(), Some("out: after true"));
+    }
+
+    #[test]
+    fn a_declined_approval_succeeds_with_false_and_an_unanswered_one_fails() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None);
+        let d = i.decide(0);
+        i.finish(d.start[0].node, ok(&i, &d.start[0]));
+        let q = i.decide(0).ask.remove(0);
+        let r = i.answer(q.node, by_person(false), 3).unwrap();
+        assert_eq!(r.status, StepStatus::Succeeded);
+        assert_eq!(r.output.as_deref(), Some("false"));
+        assert_eq!(i.decide(3).start[0].prompt, "after false");
+
+        let timed = DEPLOY.replace("approve(", "approve<timeout 30m, deadline 1h>(");
+        let mut i = interp(&format!("{HEAD}{timed}"), None);
+        let d = i.decide(0);
+        i.finish(d.start[0].node, ok(&i, &d.start[0]));
+        let q = i.decide(0).ask.remove(0);
+        assert_eq!(q.wait_ms, Some(30 * 60 * 1000), "the shorter of the two");
+        let r = i
+            .unanswered(q.node, "no answer within 30m".into(), 7)
+            .unwrap();
+        assert_eq!(r.status, StepStatus::Failed("no answer within 30m".into()));
+        assert!(r.approval.is_none());
+        let d = i.decide(7);
+        assert!(d.start.is_empty());
+        assert!(matches!(d.settled[0].status, StepStatus::Skipped(_)));
+        let out = i.into_outcome();
+        assert!(!out.succeeded);
+        assert!(out.stopped.is_some_and(|s| s.contains("`ok` failed")));
+    }
+
+    #[test]
+    fn yes_approves_every_approval_at_once_as_local_yes_does() {
+        let mut i = interp(&format!("{HEAD}{DEPLOY}"), None).approve_all(true);
+        let d = i.decide(0);
+        i.finish(d.start[0].node, ok(&i, &d.start[0]));
+        let d = i.decide(4);
+        assert!(d.ask.is_empty());
+        assert_eq!(d.answered.len(), 1);
+        let r = &d.answered[0];
+        assert_eq!(r.model.as_deref(), Some("--yes"));
+        assert_eq!(
+            r.approval.as_ref().map(Approval::describe).as_deref(),
+            Some("approved by --yes")
+        );
+        assert_eq!(d.start[0].prompt, "after true");
+    }
+
+    #[test]
+    fn approvals_take_no_permit_of_the_caps() {
+        let src = format!(
+            "{HEAD}workflow main() {{\n  parallel <max 1> {{\n    p = approve(\"p?\")\n    q = approve(\"q?\")\n    r = a(\"r\")\n  }}\n}}\n"
+        );
+        let mut i = interp(&src, Some(1));
+        let d = i.decide(0);
+        assert_eq!(d.ask.len(), 2, "both questions are asked at once");
+        assert_eq!(d.start.len(), 1, "and the step starts beside them");
+        // Answers in any order; an answer to a step that is not asking is ignored.
+        assert!(i.answer(d.start[0].node, by_person(true), 1).is_none());
+        assert!(i.answer(d.ask[1].node, by_person(true), 1).is_some());
+        assert_eq!(i.asking().len(), 1);
     }
 }

@@ -244,18 +244,20 @@ impl StepReport {
 }
 
 impl StepReport {
-    /// The report of a step that did not run (skipped or cancelled): no model, no attempts.
-    pub(super) fn not_run(node: &PlanNode, status: StepStatus, finished_ms: Option<u64>) -> Self {
+    /// A report with only a name, an agent and a status: no model, no attempts, no usage,
+    /// no times, no output. The other constructors, and reports made outside a run (an
+    /// engine's failures, a journal's missing records), start from it.
+    pub fn blank(name: impl Into<String>, agent: impl Into<String>, status: StepStatus) -> Self {
         StepReport {
-            name: node.name.clone(),
-            agent: node.agent.clone(),
+            name: name.into(),
+            agent: agent.into(),
             model: None,
             status,
             attempts: 0,
             usage: Usage::default(),
             cost_usd: 0.0,
             started_ms: None,
-            finished_ms,
+            finished_ms: None,
             output: None,
             value: None,
             approval: None,
@@ -263,6 +265,14 @@ impl StepReport {
             served_model: None,
             truncated: false,
             warnings: Vec::new(),
+        }
+    }
+
+    /// The report of a step that did not run (skipped or cancelled): no model, no attempts.
+    pub(super) fn not_run(node: &PlanNode, status: StepStatus, finished_ms: Option<u64>) -> Self {
+        StepReport {
+            finished_ms,
+            ..StepReport::blank(node.name.clone(), node.agent.clone(), status)
         }
     }
 

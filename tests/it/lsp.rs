@@ -608,3 +608,52 @@ fn quick_fixes_add_the_models_include_and_parallelise() {
     assert_eq!(c.diagnostics(&doc, 3), Vec::<Value>::new());
     c.shutdown();
 }
+
+#[test]
+fn an_edit_rechecks_the_edited_document_and_its_includers_only() {
+    let dir = project();
+    let root = dir.path().canonicalize().unwrap();
+    let other_text = "include \"std/models.orch\"\n\nagent solo { model: haiku }\n\nworkflow other() {\n  a = solo(\"A\")\n}\n";
+    std::fs::write(root.join("other.orch"), other_text).unwrap();
+    let (main, lib, other) = (
+        uri(&root.join("main.orch")),
+        uri(&root.join("lib.orch")),
+        uri(&root.join("other.orch")),
+    );
+    let mut c = Client::start();
+    c.open(&main, MAIN);
+    c.diagnostics(&main, 1);
+    c.open(&other, other_text);
+    assert_eq!(c.diagnostics(&other, 1), Vec::<Value>::new());
+    c.open(&lib, LIB);
+    c.diagnostics(&lib, 1);
+    // Opening the included file re-checks its includer (which now reads the open text).
+    c.diagnostics(&main, 1);
+
+    // Editing the included file re-checks its includer: the unsaved error shows at the include.
+    c.change(&lib, 2, &LIB.replace("haiku", "haikuu"));
+    assert_eq!(c.diagnostics(&lib, 2)[0]["code"], "E0203");
+    let diags = c.diagnostics(&main, 1);
+    assert!(diags.iter().any(|d| d["code"] == "E0203"), "{diags:?}");
+
+    // The unrelated document was not checked again: a request answered after the edit
+    // finds no second publication for it among the messages that came before the answer.
+    c.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": other}}),
+    );
+    let republished = c
+        .stash
+        .iter()
+        .filter(|m| m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == other)
+        .count();
+    assert_eq!(republished, 0, "{:?}", c.stash);
+
+    // Saving (the disk may have changed for anyone) checks every document again.
+    c.notify(
+        "textDocument/didSave",
+        json!({"textDocument": {"uri": lib}}),
+    );
+    assert_eq!(c.diagnostics(&other, 1), Vec::<Value>::new());
+    c.shutdown();
+}

@@ -275,6 +275,283 @@ async fn a_step_of_a_killed_worker_moves_to_another_and_no_completed_step_runs_t
     }
 }
 
+// ------------------------------------------------------------------ approvals by signal
+
+const APPROVAL: &str = r#"
+provider s { kind: sim }
+model m { provider: s }
+agent a { model: m, max_tokens: 20 }
+workflow main(tag: text) {
+  v = a("version of {tag}")
+  ok = approve("Deploy {tag}?")
+  return ok
+}
+"#;
+
+/// A tag no earlier run of these tests used, so each test's run is new on a server that
+/// outlives the tests.
+fn fresh_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{nanos}-{}", std::process::id())
+}
+
+/// `orch ARGS` to its end: exit code, stdout, stderr.
+async fn orch_out(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = orch(args).output().await.unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Polls `orch runs show ID --engine E` until its output contains `text`; returns it.
+async fn show_until(engine: &str, id: &str, text: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..600 {
+        let (_, out, err) = orch_out(&["runs", "show", id, "--engine", engine]).await;
+        if out.contains(text) {
+            return out;
+        }
+        last = format!("{out}{err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("`orch runs show {id}` never said {text:?}; last:\n{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn a_detached_run_waits_for_orch_approve_and_records_who_approved() {
+    let engine = engine();
+    let queue = "orch-test-approve-yes";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("deploy.orch");
+    std::fs::write(&script, APPROVAL).unwrap();
+    let (file, state) = (script.to_str().unwrap(), tmp.path().join("state"));
+    let tag = format!("tag={}", fresh_tag());
+    let (code, out, err) = orch_out(&[
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--detach",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_string();
+    assert!(id.starts_with("orch-main-"), "{out}");
+    assert!(
+        err.contains(&format!("orch runs show {id} --engine {engine}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "orch approve {id} STEP --yes|--no --engine {engine}"
+        )),
+        "{err}"
+    );
+
+    let shown = show_until(&engine, &id, "waits for approval").await;
+    assert!(shown.contains(", waiting, "), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "answer with: orch approve {id} ok --yes|--no --engine {engine}"
+        )),
+        "{shown}"
+    );
+    // Only approval steps are answered, and only runs on an engine.
+    let (code, _, err) = orch_out(&["approve", &id, "v", "--yes", "--engine", &engine]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`v` is not an approval step") && err.contains("`ok`"),
+        "{err}"
+    );
+    let (code, _, err) = orch_out(&["approve", &id, "ok", "--yes"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--engine temporal://") && err.contains("--yes"),
+        "{err}"
+    );
+
+    let (code, _, err) = orch_out(&["approve", &id, "ok", "--yes", "--engine", &engine]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("approved step `ok` of run {id}")),
+        "{err}"
+    );
+
+    let shown = show_until(&engine, &id, "succeeded").await;
+    assert!(shown.contains("approved with orch approve by "), "{shown}");
+    assert!(shown.contains("result:\ntrue"), "{shown}");
+    // The run is over: a second answer is refused.
+    let (code, _, err) = orch_out(&["approve", &id, "ok", "--no", "--engine", &engine]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("has ended"), "{err}");
+    // `orch runs --engine` lists it (from the server's list, or this machine's index).
+    let (code, out, err) = orch_out(&[
+        "runs",
+        "--engine",
+        &engine,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("succeeded") && line.contains("2/2"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn a_declined_approval_answers_false_and_the_following_client_says_so() {
+    use tokio::io::AsyncBufReadExt as _;
+    let engine = engine();
+    let queue = "orch-test-approve-no";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("deploy.orch");
+    std::fs::write(&script, APPROVAL).unwrap();
+    let file = script.to_str().unwrap();
+    let tag = format!("tag={}", fresh_tag());
+    let mut run = orch(&[
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+        "--no-journal",
+    ])
+    .spawn()
+    .unwrap();
+    // The client following the run prints the question and the command that answers it.
+    let mut lines = tokio::io::BufReader::new(run.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let command = loop {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no question within 2 minutes:\n{seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the client ended before asking:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(at) = line.find("waits for an answer: ") {
+            break line[at + "waits for an answer: ".len()..].to_string();
+        }
+    };
+    assert!(seen.contains("Deploy t"), "{seen}");
+    let args: Vec<&str> = command
+        .split_whitespace()
+        .map(|a| if a == "--yes|--no" { "--no" } else { a })
+        .collect();
+    assert_eq!(&args[..2], ["orch", "approve"], "{command}");
+    assert_eq!(args[3], "ok", "{command}");
+    let (code, _, err) = orch_out(&args[1..]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("declined step `ok`"), "{err}");
+    let mut rest = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    let out = run.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rest}");
+    assert!(rest.contains("declined with orch approve by "), "{rest}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "false");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn yes_approves_on_temporal_as_it_does_locally_and_detach_needs_an_engine() {
+    let engine = engine();
+    let queue = "orch-test-approve-all";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("deploy.orch");
+    std::fs::write(&script, APPROVAL).unwrap();
+    let file = script.to_str().unwrap();
+    let tag = format!("tag={}", fresh_tag());
+    let common = [
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--yes",
+    ];
+    let (lcode, lout, lerr) = orch_out(&[&common[..], &["--no-journal"]].concat()).await;
+    let (rcode, rout, rerr) =
+        orch_out(&[&common[..], &["--engine", &engine, "--task-queue", queue]].concat()).await;
+    assert_eq!((lcode, rcode), (Some(0), Some(0)), "{lerr}\n{rerr}");
+    assert_eq!((lout.trim(), rout.trim()), ("true", "true"));
+    assert!(lerr.contains("approved by --yes"), "{lerr}");
+    assert!(rerr.contains("approved by --yes"), "{rerr}");
+
+    let (code, _, err) = orch_out(&["run", file, "--simulate", "--detach", "--input", &tag]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--detach") && err.contains("--engine temporal://"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn an_approval_nobody_answers_in_time_fails_as_it_does_locally() {
+    let engine = engine();
+    let queue = "orch-test-approve-timeout";
+    let _w = worker(&engine, queue);
+    let tmp = temp_dir();
+    let script = tmp.path().join("deploy.orch");
+    std::fs::write(
+        &script,
+        APPROVAL.replace("approve(", "approve<timeout 1s>("),
+    )
+    .unwrap();
+    let file = script.to_str().unwrap();
+    let tag = format!("tag={}", fresh_tag());
+    let (code, out, err) = orch_out(&[
+        "run",
+        file,
+        "--simulate",
+        "--sim-latency",
+        "0ms",
+        "--input",
+        &tag,
+        "--engine",
+        &engine,
+        "--task-queue",
+        queue,
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(err.contains("no answer within 1s"), "{err}");
+}
+
 // ------------------------------------------------------------------ the interpreter alone
 
 mod interp {
@@ -436,7 +713,7 @@ mod interp {
     }
 
     #[test]
-    fn regions_and_approvals_are_refused_before_anything_runs() {
+    fn regions_are_refused_before_anything_runs() {
         let src = format!(
             "{HEAD}workflow main() {{\n  xs = parallel for t in [\"a\", \"b\"] {{\n    r = a(\"{{t}}\")\n  }}\n}}\n"
         );

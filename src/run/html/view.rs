@@ -181,24 +181,7 @@ impl RunView {
             .map(|(name, (segment, offset, record))| {
                 let report = match record {
                     Some(r) => step_report(r, offset),
-                    None => StepReport {
-                        name,
-                        agent: String::new(),
-                        model: None,
-                        status: StepStatus::Interrupted,
-                        attempts: 0,
-                        usage: Usage::default(),
-                        cost_usd: 0.0,
-                        started_ms: None,
-                        finished_ms: None,
-                        output: None,
-                        value: None,
-                        approval: None,
-                        agent_loop: None,
-                        served_model: None,
-                        truncated: false,
-                        warnings: Vec::new(),
-                    },
+                    None => StepReport::blank(name, "", StepStatus::Interrupted),
                 };
                 usage.add(report.usage);
                 StepView {

@@ -258,54 +258,9 @@ pub(super) fn jsonl_lines(
     Ok(lines)
 }
 
-/// A `multipart/form-data` body of one text field and one file (RFC 7578): the `(name,
-/// value)` field, then the file part `file` named `filename` with type
-/// `application/jsonl`. Returns the body and its `content-type` header. The boundary is
-/// chosen so that it is in neither part.
-pub(super) fn multipart(field: (&str, &str), filename: &str, file: &[u8]) -> (Vec<u8>, String) {
-    let mut boundary = format!("orch-batch-{:016x}", fastrand::u64(..));
-    while contains(file, boundary.as_bytes()) || field.1.contains(&boundary) {
-        boundary = format!("orch-batch-{:016x}", fastrand::u64(..));
-    }
-    let mut body = Vec::with_capacity(file.len() + 512);
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{}\r\n",
-            field.0, field.1
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (body, format!("multipart/form-data; boundary={boundary}"))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn multipart_has_both_parts_and_a_boundary_in_neither() {
-        let (body, ct) = multipart(("purpose", "batch"), "batch.jsonl", b"{\"a\":1}\n");
-        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
-        let text = String::from_utf8(body).unwrap();
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"purpose\"\r\n\r\nbatch\r\n"));
-        assert!(text.contains(
-            "filename=\"batch.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{\"a\":1}\n\r\n"
-        ));
-        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
-    }
 
     #[test]
     fn jsonl_lines_need_a_custom_id() {

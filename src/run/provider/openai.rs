@@ -571,14 +571,18 @@ impl OpenAi {
                 url: &files_url,
                 options: &options,
             };
-            let (body, content_type) =
-                super::batch::multipart(("purpose", "batch"), "orch-batch.jsonl", &file);
-            let request = self.authorized(
-                client
-                    .post(&files_url)
-                    .header("content-type", content_type)
-                    .body(body),
-            );
+            // `multipart/form-data` (RFC 7578): the purpose, then the JSONL file.
+            let part = reqwest::multipart::Part::bytes(file)
+                .file_name("orch-batch.jsonl")
+                .mime_str("application/jsonl")
+                .map_err(|e| ProviderError::Malformed {
+                    provider: PROVIDER,
+                    message: format!("cannot build the batch upload: {e}"),
+                })?;
+            let form = reqwest::multipart::Form::new()
+                .text("purpose", "batch")
+                .part("file", part);
+            let request = self.authorized(client.post(&files_url).multipart(form));
             let response = call.response(request).await?;
             let body = call.body(response, 0).await?;
             let uploaded: Identified = super::parse_body(PROVIDER, &body)?;

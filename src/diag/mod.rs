@@ -614,6 +614,10 @@ const PARALLEL_RENDER_MIN: usize = 256;
 /// them are rendered on one thread per available core (at most 8) and joined in order, so the
 /// text is the same as on one thread.
 pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle) -> String {
+    if diags.is_empty() {
+        // Nothing to draw, and no summary line: spare masking and indexing the sources.
+        return String::new();
+    }
     let theme = match (style.color, style.unicode) {
         (true, true) => miette::GraphicalTheme::unicode(),
         (true, false) => miette::GraphicalTheme::ascii(),

@@ -815,27 +815,9 @@ impl Frame {
             self.end_region(run, Err(StepStatus::Cancelled), ctx, out);
         }
         for id in 0..self.plan.nodes.len() {
-            if !self.active[id] || matches!(self.plan.nodes[id].exec, PlanExec::Item) {
-                continue;
+            if self.active[id] && !matches!(self.plan.nodes[id].exec, PlanExec::Item) {
+                self.cancel_node(id, ctx, out);
             }
-            match self.state[id] {
-                State::Done(_) => continue,
-                State::Running => {
-                    if let Some(call) = self.ids.remove(&id) {
-                        ctx.flights.remove(&call);
-                        out.cancel.push(call);
-                    }
-                    ctx.release(&self.plan.nodes[id]);
-                }
-                State::Asking(_) => {
-                    if let Some(q) = self.ids.remove(&id) {
-                        ctx.flights.remove(&q);
-                        out.cancel.push(q);
-                    }
-                }
-                State::Waiting => {}
-            }
-            self.settle_not_run(id, StepStatus::Cancelled, ctx, out);
         }
         self.candidates.clear();
         self.capped.clear();
@@ -983,30 +965,37 @@ impl Frame {
         }
         let members = self.plan.groups[join.group].members.clone();
         for m in members {
-            match self.state[m] {
-                State::Running => {
-                    if let Some(mut run) = self.regions.remove(&m) {
-                        run.cancel(ctx, out);
-                        self.end_region(run, Err(StepStatus::Cancelled), ctx, out);
-                        continue;
-                    }
-                    if let Some(call) = self.ids.remove(&m) {
-                        ctx.flights.remove(&call);
-                        out.cancel.push(call);
-                    }
-                    ctx.release(&self.plan.nodes[m]);
-                }
-                State::Asking(_) => {
-                    if let Some(q) = self.ids.remove(&m) {
-                        ctx.flights.remove(&q);
-                        out.cancel.push(q);
-                    }
-                }
-                State::Waiting => {}
-                State::Done(_) => continue,
-            }
-            self.settle_not_run(m, StepStatus::Cancelled, ctx, out);
+            self.cancel_node(m, ctx, out);
         }
+    }
+
+    /// Cancels node `id` unless it has ended: a running region is stopped; a step's
+    /// activity, or an approval's question, is withdrawn and its permits released; then it
+    /// settles as cancelled.
+    fn cancel_node(&mut self, id: NodeId, ctx: &mut Ctx, out: &mut Decisions) {
+        match self.state[id] {
+            State::Done(_) => return,
+            State::Running => {
+                if let Some(mut run) = self.regions.remove(&id) {
+                    run.cancel(ctx, out);
+                    self.end_region(run, Err(StepStatus::Cancelled), ctx, out);
+                    return;
+                }
+                if let Some(call) = self.ids.remove(&id) {
+                    ctx.flights.remove(&call);
+                    out.cancel.push(call);
+                }
+                ctx.release(&self.plan.nodes[id]);
+            }
+            State::Asking(_) => {
+                if let Some(q) = self.ids.remove(&id) {
+                    ctx.flights.remove(&q);
+                    out.cancel.push(q);
+                }
+            }
+            State::Waiting => {}
+        }
+        self.settle_not_run(id, StepStatus::Cancelled, ctx, out);
     }
 
     /// The frame's end: its steps' reports in plan order (steps that never ran: skipped),

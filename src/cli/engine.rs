@@ -38,6 +38,45 @@ fn engine_at(url: &str, access: &EngineAccessArgs) -> Result<EngineAddr, String>
     Ok(addr.with_access(access))
 }
 
+/// The task queue of each provider's model steps, from `--step-queue PROVIDER=QUEUE` flags.
+///
+/// # Errors
+/// A flag without `=`, an empty side, a provider the plan does not declare (the message
+/// lists those it does), or a provider named twice.
+fn step_queues(flags: &[String], plan: &Plan) -> Result<IndexMap<String, String>, String> {
+    let mut queues = IndexMap::new();
+    for flag in flags {
+        let Some((provider, queue)) = flag
+            .split_once('=')
+            .filter(|(p, q)| !p.is_empty() && !q.is_empty())
+        else {
+            return Err(format!(
+                "--step-queue `{flag}`: write PROVIDER=QUEUE (e.g. --step-queue openai=orch-openai)"
+            ));
+        };
+        if !plan.providers.contains_key(provider) {
+            let known: Vec<&str> = plan.providers.keys().map(String::as_str).collect();
+            return Err(format!(
+                "--step-queue `{flag}`: the script has no provider `{provider}` (its providers: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        if queues
+            .insert(provider.to_string(), queue.to_string())
+            .is_some()
+        {
+            return Err(format!(
+                "--step-queue names provider `{provider}` twice: give each provider one queue"
+            ));
+        }
+    }
+    Ok(queues)
+}
+
 /// `orch worker`: serves the task queue until Ctrl-C.
 pub(super) fn worker(a: WorkerArgs) -> ExitCode {
     let addr = match engine_at(&a.engine, &a.access) {
@@ -55,6 +94,7 @@ pub(super) fn worker(a: WorkerArgs) -> ExitCode {
         max_concurrency: a.max_concurrency.map(|n| n as usize),
         workspace: a.workspace.clone(),
         max_cached_runs: a.max_cached_runs,
+        queue_rate: a.queue_rate,
     };
     eprintln!(
         "worker: polling task queue `{}` of namespace `{}` at {}:{} (Ctrl-C to stop)",
@@ -120,6 +160,10 @@ pub(super) fn run(
         keep_going: a.keep_going,
         prior: None,
         yes: a.yes,
+        step_queues: match step_queues(&a.step_queue, plan) {
+            Ok(q) => q,
+            Err(e) => return usage_error(&e),
+        },
     };
     let id = sub.workflow_id(&plan.workflow);
     let engine = a.engine.clone().unwrap_or_default();

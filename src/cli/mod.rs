@@ -321,6 +321,11 @@ pub struct RunArgs {
     /// With --engine: the task queue the workers poll.
     #[arg(long, default_value = "orch", requires = "engine")]
     pub task_queue: String,
+    /// With --engine: send the model steps of provider PROVIDER to task queue QUEUE
+    /// (repeatable), whose workers (`orch worker --task-queue QUEUE --queue-rate N`) bound
+    /// that provider's request rate across all of them.
+    #[arg(long, value_name = "PROVIDER=QUEUE", requires = "engine")]
+    pub step_queue: Vec<String>,
     #[command(flatten)]
     pub access: EngineAccessArgs,
     #[command(flatten)]
@@ -364,8 +369,23 @@ pub struct WorkerArgs {
     /// Temporal's test server, which does not hand a dead worker's sticky tasks to others).
     #[arg(long, value_name = "N")]
     pub max_cached_runs: Option<usize>,
+    /// At most N steps per second taken from this task queue by all its workers together,
+    /// enforced by the server (Temporal's task-queue rate limit); with `orch run
+    /// --step-queue PROVIDER=QUEUE`, a provider's request rate across the fleet.
+    #[arg(long, value_name = "N", value_parser = positive_rate)]
+    pub queue_rate: Option<f64>,
     #[command(flatten)]
     pub access: EngineAccessArgs,
+}
+
+/// A rate for `--queue-rate`: a finite number above 0.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a rate: give steps per second as a number above 0 (e.g. 5 or 0.5)"
+        )),
+    }
 }
 
 /// `orch runs`.

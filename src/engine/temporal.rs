@@ -299,6 +299,15 @@ pub struct Submission {
     /// instead of waiting for `orch approve`.
     #[serde(default)]
     pub yes: bool,
+    /// `--step-queue PROVIDER=QUEUE`: the task queue each provider's model steps are sent to
+    /// (by the provider of the step's own model; a fallback to another provider's model is
+    /// tried on the same worker). Other steps, and providers not named, use the run's task
+    /// queue. With workers on each such queue started with `--queue-rate`, the provider's
+    /// request rate is bounded across all workers, by the server (Temporal's "Rate-limit
+    /// downstream APIs with separate Task Queues" guide). Not part of the run's id: it says
+    /// where steps run, not what they compute.
+    #[serde(default)]
+    pub step_queues: IndexMap<String, String>,
 }
 
 impl Submission {
@@ -672,9 +681,14 @@ impl OrchRun {
                     },
                 });
                 let id = call.id;
+                let queue = match &node.exec {
+                    PlanExec::Model { provider, .. } => sub.step_queues.get(provider).cloned(),
+                    _ => None,
+                };
                 let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
                     7 * 24 * 3600,
                 ))
+                .maybe_task_queue(queue)
                 .heartbeat_timeout(HEARTBEAT_TIMEOUT)
                 .retry_policy(retry_policy())
                 .summary(call.name.clone())
@@ -834,6 +848,11 @@ pub struct WorkerSettings {
     /// tasks of a dead worker's sticky queue to the others (Temporal's test server), at the
     /// cost of a replay per task.
     pub max_cached_runs: Option<usize>,
+    /// `--queue-rate`: at most this many steps per second taken from the worker's task
+    /// queue by all its workers together, enforced by the server (the SDK's
+    /// `max_task_queue_activities_per_second`; the value of the worker that polled last
+    /// holds). `None`: unbounded.
+    pub queue_rate: Option<f64>,
 }
 
 /// The activities of a worker: one [`StepHost`] per script it has run steps of.
@@ -956,11 +975,13 @@ pub async fn serve(
         hosts: tokio::sync::Mutex::new(HashMap::new()),
     };
     let cached = steps.settings.max_cached_runs;
+    let queue_rate = steps.settings.queue_rate;
     let options = WorkerOptions::new(task_queue)
         .register_activities(steps)
         .register_workflow::<OrchRun>()
         .map_err(|e| e.to_string())?
         .maybe_max_cached_workflows(cached)
+        .maybe_max_task_queue_activities_per_second(queue_rate)
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
     worker.run().await.map_err(|e| e.to_string())

@@ -848,3 +848,118 @@ mod interp {
         assert!(out.succeeded);
     }
 }
+
+/// `orch worker` on `queue` with `--queue-rate`, with or without the provider key of
+/// [`ROUTED`] in its environment, killed when dropped.
+fn keyed_worker(engine: &str, queue: &str, key: bool) -> tokio::process::Child {
+    let mut c = tokio::process::Command::from(orch_command());
+    c.args([
+        "worker",
+        "--engine",
+        engine,
+        "--task-queue",
+        queue,
+        "--max-cached-runs",
+        "0",
+        "--queue-rate",
+        "50",
+    ])
+    .env_remove(ROUTE_KEY)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    if key {
+        c.env(ROUTE_KEY, "test-route-key");
+    }
+    c.spawn().unwrap()
+}
+
+const ROUTE_KEY: &str = "ORCH_TEST_ROUTE_KEY";
+
+/// A provider whose key only one worker has, a model step on each side of a command step.
+const ROUTED: &str = r#"
+provider fake { kind: openai, base_url: "URL", api_key_env: "ORCH_TEST_ROUTE_KEY", stream: false }
+model m { provider: fake, name: "fake-model" }
+agent a { model: m, max_tokens: 50 }
+agent say(x: text) { run: ["echo", "said {x}"] }
+workflow main(topic: text) {
+  s1 = a("s1: start on {topic}")
+  c = say(x: "{s1}")
+  s2 = a("s2: end with {c}")
+  return s2
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Temporal server: scripts/test.sh starts one (ORCH_E2E_TEMPORAL)"]
+async fn step_queue_sends_a_providers_steps_to_the_workers_of_its_queue() {
+    let engine = engine();
+    let (queue, routed) = ("orch-test-route", "orch-test-route-fake");
+    let tmp = temp_dir();
+    let llm = Llm::default();
+    let server = llm.serve().await;
+    let script = tmp.path().join("routed.orch");
+    std::fs::write(
+        &script,
+        ROUTED.replace("URL", &format!("{}/v1", server.uri())),
+    )
+    .unwrap();
+    let file = script.to_str().unwrap();
+    let tag = format!("topic={}", fresh_tag());
+    // The run's own queue has a worker without the provider's key: a model step that it
+    // took would fail ("no key"). Only the routed queue's worker has the key.
+    let _plain = keyed_worker(&engine, queue, false);
+    let _keyed = keyed_worker(&engine, routed, true);
+    let run = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "run",
+            file,
+            "-q",
+            "-i",
+            &tag,
+            "--engine",
+            &engine,
+            "--task-queue",
+            queue,
+        ];
+        args.extend_from_slice(extra);
+        orch(&args).env(ROUTE_KEY, "test-route-key").output()
+    };
+    let o = run(&["--step-queue", "fake=orch-test-route-fake"])
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    // Both model steps ran where the key is (on the run's queue they would have failed),
+    // each once; the command step between them ran on the run's queue.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("s2 answered"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!((llm.count("s1"), llm.count("s2")), (1, 1), "{err}");
+
+    // A provider the script does not declare, or a flag without `=`, is a usage error.
+    for (flag, says) in [
+        ("nope=q", "no provider `nope` (its providers: fake)"),
+        ("fake", "write PROVIDER=QUEUE"),
+    ] {
+        let (code, _, err) = orch_out(&[
+            "run",
+            file,
+            "-i",
+            &tag,
+            "--engine",
+            &engine,
+            "--step-queue",
+            flag,
+        ])
+        .await;
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let (code, _, err) = orch_out(&["worker", "--engine", &engine, "--queue-rate", "0"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a rate"), "{err}");
+}

@@ -106,6 +106,8 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         no_store_prompts: a.no_store_prompts,
         record,
         cache,
+        // A local run needs every key before it starts: better refused than half run.
+        keys_per_step: false,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
     let watch = Watch {

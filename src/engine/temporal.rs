@@ -905,6 +905,9 @@ impl OrchSteps {
             max_tokens_cap: script.max_tokens,
             max_concurrency: self.settings.max_concurrency,
             workspace: self.settings.workspace.clone(),
+            // This worker runs the steps sent to its queue: a key it lacks fails only the
+            // steps that need it (`--step-queue` sends those to workers that have it).
+            keys_per_step: true,
             ..Default::default()
         };
         let host = StepHost::new(compiled.plan.clone(), &compiled.models, &opts)

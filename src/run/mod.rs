@@ -168,6 +168,11 @@ pub struct RunOptions {
     /// Reuse the results of steps without side effects from any earlier run that used this
     /// cache, and cache those that succeed now (`--cache DIR`, [`step_cache`]).
     pub cache: Option<Arc<step_cache::StepCache>>,
+    /// A model whose provider's key is not set fails only the steps that call it, with
+    /// [`RunError::MissingKey`]'s words, instead of refusing the run before it starts: for
+    /// an engine's worker, which runs only the steps sent to its task queue (another
+    /// queue's workers may hold that key).
+    pub keys_per_step: bool,
 }
 
 impl RunOptions {

@@ -75,6 +75,9 @@ pub(super) struct ModelClient {
 /// Everything the tasks share.
 pub(super) struct Shared {
     pub(super) clients: HashMap<String, ModelClient>,
+    /// With [`RunOptions::keys_per_step`]: the models without a client because their
+    /// provider's key is not set, and the words a step that calls one fails with.
+    pub(super) missing_keys: HashMap<String, String>,
     pub(super) provider_limits: HashMap<String, Arc<Semaphore>>,
     pub(super) group_limits: Vec<Option<Arc<Semaphore>>>,
     pub(super) global: Option<Arc<Semaphore>>,
@@ -193,12 +196,20 @@ pub(super) fn prepare(
         provider_limits: HashMap::new(),
         workspace: workspace(opts)?,
     };
+    let mut missing_keys = HashMap::new();
     for m in models_used(plan) {
         if let Some(def) = models.get(m)
             && !built.clients.contains_key(m)
         {
-            let client = built.client(m, def)?;
-            built.clients.insert(m.clone(), client);
+            match built.client(m, def) {
+                Ok(client) => {
+                    built.clients.insert(m.clone(), client);
+                }
+                Err(e @ RunError::MissingKey { .. }) if opts.keys_per_step => {
+                    missing_keys.insert(m.clone(), e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let workspace = built.workspace.clone();
@@ -216,6 +227,7 @@ pub(super) fn prepare(
         identities,
         batches: super::batch::Batches::new(plan, opts.journal.as_ref()),
         clients: built.clients,
+        missing_keys,
         provider_limits: built.provider_limits,
         group_limits: plan
             .groups

@@ -351,6 +351,11 @@ async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Ans
     let mut result = Err("no model".to_string());
     for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
         let Some(client) = shared.clients.get(m) else {
+            // A worker without this provider's key (`keys_per_step`): this model cannot be
+            // called here; a fallback may.
+            if let Some(why) = shared.missing_keys.get(m) {
+                result = Err(why.clone());
+            }
             continue;
         };
         // A request that cannot fit is not sent: the next model (a fallback) may take it.

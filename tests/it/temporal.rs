@@ -885,8 +885,8 @@ agent a { model: m, max_tokens: 50 }
 agent say(x: text) { run: ["echo", "said {x}"] }
 workflow main(topic: text) {
   s1 = a("s1: start on {topic}")
-  c = say(x: "{s1}")
-  s2 = a("s2: end with {c}")
+  c = say(x: "{topic}")
+  s2 = a("s2: end with {c} after {s1}")
   return s2
 }
 "#;

@@ -190,13 +190,15 @@ fn run_case(
         .start_paused(true)
         .build()
         .expect("runtime");
+    // As `orch run` does: the plan shared with the run's tasks, not copied.
+    let plan = std::sync::Arc::new(plan);
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let cpu0 = thread_cpu();
     let t = Instant::now();
     let report: RunReport = rt
-        .block_on(orch::run::run(
-            &plan,
+        .block_on(orch::run::run_shared(
+            plan.clone(),
             &program.tables.models,
             &opts,
             &|_| {},

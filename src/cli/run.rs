@@ -41,6 +41,8 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
     else {
         return ExitCode::from(1);
     };
+    // Shared with the run's tasks as it is (`run_shared`), not copied.
+    let plan = Arc::new(plan);
     if a.engine.is_some() {
         return super::engine::run(&a, &program, &plan, inputs);
     }
@@ -221,7 +223,7 @@ fn header(plan: &Plan, target: &Target, journal: Option<&Journal>, paint: &Paint
 /// # Errors
 /// Why the run could not start (the runtime, an input, a key), for people.
 fn execute(
-    plan: &Plan,
+    plan: &Arc<Plan>,
     program: &Program,
     opts: &RunOptions,
     cancel: Cancel,
@@ -255,7 +257,7 @@ fn execute(
     };
     let result = runtime.block_on(async {
         watch_interrupts(cancel, paint);
-        crate::run::run(plan, &program.tables.models, opts, &on_event).await
+        crate::run::run_shared(plan.clone(), &program.tables.models, opts, &on_event).await
     });
     // A question the run stopped waiting for (Ctrl-C) may still be reading the terminal:
     // show what it held back, and do not wait for its thread.

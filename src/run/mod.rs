@@ -291,10 +291,14 @@ async fn run_top(
     let workflow = plan.workflow.clone();
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut task = AbortOnDrop(tokio::spawn(async move {
+        // The steps' tasks send their events here themselves; the scheduler's own (a step's
+        // end) are copied in, as it keeps their reports.
+        let direct = events.clone();
         let sink = move |e: &Event| {
             let _ = events.send(e.clone());
         };
         Scheduler::new(&plan, &inputs, shared, &opts, Frame::top(&plan), budgets)
+            .events_to(direct)
             .run(&sink)
             .await
     }));
@@ -323,7 +327,8 @@ async fn run_top(
 }
 
 /// Runs a plan to the end (or to the first failure) and reports what happened. `on_event` is
-/// called for progress as it happens.
+/// called for progress as it happens. The run's tasks share one copy of the plan, made here;
+/// a caller that holds the plan in an [`Arc`] saves that copy with [`run_shared`].
 ///
 /// # Errors
 /// [`RunError`] when the run cannot start: a missing or ill-typed input, a missing API key,
@@ -335,6 +340,23 @@ pub async fn run(
     opts: &RunOptions,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<RunReport, RunError> {
+    run_shared(Arc::new(plan.clone()), models, opts, on_event).await
+}
+
+/// [`run`] on a plan the caller already shares: the run's tasks read it in place, with no
+/// copy (for a 10,000-step plan, a copy is about as large as everything the run itself
+/// allocates).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_shared(
+    plan: Arc<Plan>,
+    models: &IndexMap<String, crate::check::ModelDef>,
+    opts: &RunOptions,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) -> Result<RunReport, RunError> {
+    let plan_arc = plan;
+    let plan: &Plan = &plan_arc;
     prepare::register_secrets(plan, opts);
     let inputs = Arc::new(prepare::parse_inputs(plan, &opts.inputs)?);
     approval::check_answerable(plan, &opts.approver, opts.journal.as_ref())?;
@@ -354,9 +376,16 @@ pub async fn run(
     }
     let mcp = shared.agents.mcp.clone();
     let shared = Arc::new(shared);
-    let plan_arc = Arc::new(plan.clone());
     let budgets = shared.agents.budgets.clone();
-    let mut report = run_top(plan_arc, inputs, shared, opts.clone(), budgets, on_event).await;
+    let mut report = run_top(
+        plan_arc.clone(),
+        inputs,
+        shared,
+        opts.clone(),
+        budgets,
+        on_event,
+    )
+    .await;
     // MCP servers, run end: stopped (every step is over, so nothing holds the pool any more).
     if let Some(pool) = mcp {
         stop_mcp(pool).await;

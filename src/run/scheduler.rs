@@ -134,6 +134,10 @@ pub(super) struct Scheduler<'a> {
     frame_hold: Option<batch::Hold>,
     /// On a resumed run: why each step that is not reused runs again (told when it starts).
     pub(super) rerun_why: Vec<Option<String>>,
+    /// Where the tasks of this frame's steps and regions send their events, when the frame's
+    /// own events go to the same channel unchanged ([`Scheduler::events_to`]); `None`: to the
+    /// scheduler, which hands them to its `on_event`.
+    direct: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -201,7 +205,17 @@ impl<'a> Scheduler<'a> {
             rerun_why: vec![None; n],
             holds: HashMap::new(),
             frame_hold,
+            direct: None,
         }
+    }
+
+    /// The events of this frame's step and region tasks go straight to `tx`, not through the
+    /// scheduler and its `on_event` (which would copy each one). Only for an `on_event` that
+    /// sends every event, unchanged, to `tx`: a step's events are then still in `tx` before
+    /// the scheduler learns of its end, so before its [`Event::Finished`].
+    pub(super) fn events_to(mut self, tx: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        self.direct = Some(tx);
+        self
     }
 
     pub(super) async fn run(self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
@@ -215,6 +229,8 @@ impl<'a> Scheduler<'a> {
     ) -> (RunReport, Vec<Option<serde_json::Value>>) {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        // With a direct channel, the scheduler's own one stays empty (and closed).
+        let tx = self.direct.take().unwrap_or(tx);
         if self
             .cancel
             .as_ref()

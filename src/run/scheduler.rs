@@ -21,11 +21,14 @@ use super::{
 use crate::common::Policy;
 use crate::plan::{NodeId, Plan, PlanExec, estimate_tokens};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum State {
     Waiting,
     Running,
-    Done(StepStatus),
+    /// Settled; whether it succeeded (its status is in its report).
+    Done {
+        succeeded: bool,
+    },
 }
 
 /// The result of one finished task.
@@ -168,7 +171,7 @@ impl<'a> Scheduler<'a> {
                 if active[i] {
                     State::Waiting
                 } else {
-                    State::Done(StepStatus::Succeeded)
+                    State::Done { succeeded: true }
                 }
             })
             .collect();
@@ -219,13 +222,23 @@ impl<'a> Scheduler<'a> {
     }
 
     pub(super) async fn run(self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
-        self.run_frame(on_event).await.0
+        self.run_to_end(on_event, false).await.0
     }
 
     /// Runs the frame to the end; returns the report and every output at the end.
     pub(super) async fn run_frame(
+        self,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        self.run_to_end(on_event, true).await
+    }
+
+    /// Runs the frame to the end; returns the report and, when `keep_outputs`, every output
+    /// at the end (else none: the reports take their texts back without a copy).
+    async fn run_to_end(
         mut self,
         on_event: &(dyn Fn(&Event) + Send + Sync),
+        keep_outputs: bool,
     ) -> (RunReport, Vec<Option<serde_json::Value>>) {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -276,7 +289,7 @@ impl<'a> Scheduler<'a> {
         while let Ok(ev) = rx.try_recv() {
             on_event(&ev);
         }
-        self.into_report()
+        self.into_report(keep_outputs)
     }
 
     pub(super) fn elapsed_ms(&self) -> u64 {
@@ -343,8 +356,7 @@ impl<'a> Scheduler<'a> {
     /// Whether a step whose counted dependencies are settled may run.
     fn readiness(&self, id: NodeId) -> Readiness {
         for &d in &self.plan.nodes[id].deps {
-            if let State::Done(s) = &self.state[d]
-                && *s != StepStatus::Succeeded
+            if self.state[d] == (State::Done { succeeded: false })
                 && !self
                     .joins
                     .get(&id)
@@ -434,10 +446,15 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Records a finished step and releases its dependents and the joins that watch it.
-    pub(super) fn settle(&mut self, id: NodeId, report: StepReport) {
+    pub(super) fn settle(&mut self, id: NodeId, mut report: StepReport) {
         let succeeded = report.status == StepStatus::Succeeded;
-        self.state[id] = State::Done(report.status.clone());
-        self.outputs[id] = report.output_value();
+        self.state[id] = State::Done { succeeded };
+        // A text output is kept once: moved here, where later steps read it, and back into
+        // its report at the end ([`Scheduler::into_report`]).
+        self.outputs[id] = match &report.value {
+            Some(v) => Some(v.clone()),
+            None => report.output.take().map(serde_json::Value::String),
+        };
         if !matches!(self.plan.nodes[id].exec, PlanExec::Region { .. }) {
             // A region's cost is its steps', already spent by its own schedulers.
             self.budgets
@@ -469,7 +486,7 @@ impl<'a> Scheduler<'a> {
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
         self.abort.remove(&outcome.node);
-        if matches!(self.state[outcome.node], State::Done(_)) {
+        if matches!(self.state[outcome.node], State::Done { .. }) {
             // Cancelled by a gather while its result was already on the way: it stays cancelled.
             return;
         }
@@ -620,32 +637,15 @@ impl<'a> Scheduler<'a> {
         matches!(self.plan.nodes[id].exec, PlanExec::Region { .. })
     }
 
-    fn into_report(self) -> (RunReport, Vec<Option<serde_json::Value>>) {
-        let mut reused: Vec<String> = (0..self.plan.nodes.len())
-            .filter(|&i| self.reused[i])
-            .map(|i| self.plan.nodes[i].name.clone())
-            .collect();
-        reused.extend(self.inner_reused);
-        // This frame's steps (a `for` item is not a step), then the steps of its regions.
-        // Moved out of `reports` (in place where the allocator allows): a second vector of
-        // every report would double the run's peak memory at its end.
-        let (plan, active, tolerated) = (self.plan, &self.active, &self.tolerated);
-        let mut required_ok = true;
-        let mut steps: Vec<StepReport> = self
-            .reports
-            .into_iter()
-            .enumerate()
-            .filter(|&(i, _)| active[i] && !matches!(plan.nodes[i].exec, PlanExec::Item))
-            .map(|(i, report)| {
-                let s = report.unwrap_or_else(|| {
-                    let why = StepStatus::Skipped("the run stopped".into());
-                    StepReport::not_run(&plan.nodes[i], why, None)
-                });
-                required_ok &= s.status == StepStatus::Succeeded || tolerated[i];
-                s
-            })
-            .collect();
-        steps.extend(self.inner_reports);
+    fn into_report(mut self, keep_outputs: bool) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        let required_ok = (0..self.plan.nodes.len())
+            .filter(|&i| self.active[i] && !matches!(self.plan.nodes[i].exec, PlanExec::Item))
+            .all(|i| {
+                self.tolerated[i]
+                    || self.reports[i]
+                        .as_ref()
+                        .is_some_and(|r| r.status == StepStatus::Succeeded)
+            });
         let scope = Scope {
             plan: self.plan,
             inputs: self.inputs,
@@ -659,6 +659,37 @@ impl<'a> Scheduler<'a> {
         } else {
             None
         };
+        let mut reused: Vec<String> = (0..self.plan.nodes.len())
+            .filter(|&i| self.reused[i])
+            .map(|i| self.plan.nodes[i].name.clone())
+            .collect();
+        reused.extend(self.inner_reused);
+        // This frame's steps (a `for` item is not a step), then the steps of its regions.
+        // Moved out of `reports` (in place where the allocator allows): a second vector of
+        // every report would double the run's peak memory at its end.
+        // A text output moved out of its report when it settled ([`Scheduler::settle`])
+        // goes back: copied when the outputs are kept, else moved.
+        let (plan, active, outputs) = (self.plan, &self.active, &mut self.outputs);
+        let mut steps: Vec<StepReport> = std::mem::take(&mut self.reports)
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| active[i] && !matches!(plan.nodes[i].exec, PlanExec::Item))
+            .map(|(i, report)| {
+                let Some(mut s) = report else {
+                    let why = StepStatus::Skipped("the run stopped".into());
+                    return StepReport::not_run(&plan.nodes[i], why, None);
+                };
+                if s.output.is_none() && s.value.is_none() {
+                    s.output = match &mut outputs[i] {
+                        Some(serde_json::Value::String(text)) if keep_outputs => Some(text.clone()),
+                        Some(serde_json::Value::String(text)) => Some(std::mem::take(text)),
+                        _ => None,
+                    };
+                }
+                s
+            })
+            .collect();
+        steps.extend(std::mem::take(&mut self.inner_reports));
         let mut usage = Usage::default();
         let mut cost_usd = 0.0;
         for s in &steps {

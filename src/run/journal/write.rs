@@ -19,8 +19,8 @@ use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
-    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord,
-    StepOutcome, StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
+    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartLine,
+    StepLine, StepOutcome, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 use super::sync::{Policy, Syncer};
 use super::{
@@ -250,14 +250,13 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        self.write(
-            &Record::Start(StartRecord {
-                name: name.to_string(),
-                at_ms: now_ms(),
-            }),
-            Durability::Uncounted,
-        )
-        .map(drop)
+        let line = encode(&StartLine {
+            name,
+            at_ms: now_ms(),
+        });
+        self.lock()
+            .append_grouped(line, Durability::Uncounted)
+            .map(drop)
     }
 
     /// Records a step that ran and ended (succeeded, failed or interrupted): written to the
@@ -274,35 +273,35 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let (status, error) = match &report.status {
             StepStatus::Succeeded => (StepOutcome::Succeeded, None),
-            StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.clone())),
+            StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.as_str())),
             StepStatus::Interrupted => (StepOutcome::Interrupted, None),
             StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
         };
-        self.write(
-            &Record::Step(Box::new(StepRecord {
-                name: report.name.clone(),
-                agent: report.agent.clone(),
-                status,
-                error,
-                cache_key: key.key.clone(),
-                key: key.parts.clone(),
-                output: report.output.clone(),
-                value: report.value.clone(),
-                approval: report.approval.clone(),
-                agent_loop: report.agent_loop.clone(),
-                model: report.model.clone(),
-                served_model: report.served_model.clone(),
-                truncated: report.truncated,
-                warnings: report.warnings.clone(),
-                attempts: report.attempts,
-                usage: report.usage,
-                cost_usd: report.cost_usd,
-                started_ms: report.started_ms,
-                finished_ms: report.finished_ms,
-            })),
-            Durability::Counted,
-        )
-        .map(drop)
+        // Borrowed from the report and the key, not copied: the line is all that is made.
+        let line = encode(&StepLine {
+            name: &report.name,
+            agent: &report.agent,
+            status,
+            error,
+            cache_key: &key.key,
+            key: &key.parts,
+            output: report.output.as_deref(),
+            value: report.value.as_ref(),
+            approval: report.approval.as_ref(),
+            agent_loop: report.agent_loop.as_ref(),
+            model: report.model.as_deref(),
+            served_model: report.served_model.as_deref(),
+            truncated: report.truncated,
+            warnings: &report.warnings,
+            attempts: report.attempts,
+            usage: report.usage,
+            cost_usd: report.cost_usd,
+            started_ms: report.started_ms,
+            finished_ms: report.finished_ms,
+        });
+        self.lock()
+            .append_grouped(line, Durability::Counted)
+            .map(drop)
     }
 
     /// Records a model turn of an agent loop: written at once, synced promptly (not waited
@@ -627,26 +626,25 @@ impl Inner {
     }
 
     fn write_line(&mut self, line: String, sync: bool) -> Result<(), JournalError> {
-        let path = self.path.clone();
         let Some(file) = self.file.as_mut() else {
             return Err(JournalError::Io {
                 action: "write to",
-                path,
+                path: self.path.clone(),
                 message: "the journal was not opened (the run did not begin)".into(),
             });
         };
-        file.write_all(line.as_bytes())
-            .map_err(io_error("write to", &path))?;
-        if sync {
-            file.sync_data().map_err(io_error("write to", &path))?;
+        let mut done = file.write_all(line.as_bytes());
+        if sync && done.is_ok() {
+            done = file.sync_data();
         }
-        Ok(())
+        // The path is copied only for an error (`io_error` copies it when called).
+        done.map_err(|e| io_error("write to", &self.path)(e))
     }
 }
 
 /// `record` as one journal line, redacted ([`crate::redact`]); encoded by the caller before
 /// it takes the journal's lock, so that writers on other threads do not wait for it.
-fn encode(record: &Record) -> Result<String, String> {
+fn encode(record: &impl serde::Serialize) -> Result<String, String> {
     let mut line =
         serde_json::to_string(record).map_err(|e| format!("cannot encode a record: {e}"))?;
     line.push('\n');
@@ -775,6 +773,90 @@ workflow main() {
                 }
             })
             .collect()
+    }
+
+    /// The borrowed `step` and `start` lines the journal writes serialize exactly as the
+    /// records it reads back, with every optional field set and with none.
+    #[test]
+    fn borrowed_lines_are_the_records_byte_for_byte() {
+        use super::super::records::StepRecord;
+        let key = parts();
+        let full = StepRecord {
+            name: "post[2]".into(),
+            agent: "a".into(),
+            status: StepOutcome::Failed,
+            error: Some("boom \"quoted\"".into()),
+            cache_key: key.key.clone(),
+            key: key.parts.clone(),
+            output: Some("out\nput".into()),
+            value: Some(serde_json::json!({"n": 1})),
+            approval: Some(crate::run::Approval {
+                approved: true,
+                via: "by --yes".into(),
+            }),
+            agent_loop: Some(crate::run::LoopReport::default()),
+            model: Some("m".into()),
+            served_model: Some("m-2".into()),
+            truncated: true,
+            warnings: vec!["w".into()],
+            attempts: 2,
+            usage: Default::default(),
+            cost_usd: 0.25,
+            started_ms: Some(1),
+            finished_ms: Some(9),
+        };
+        let bare = StepRecord {
+            error: None,
+            output: None,
+            value: None,
+            approval: None,
+            agent_loop: None,
+            model: None,
+            served_model: None,
+            truncated: false,
+            warnings: Vec::new(),
+            started_ms: None,
+            finished_ms: None,
+            status: StepOutcome::Succeeded,
+            ..full.clone()
+        };
+        for r in [full, bare] {
+            let line = StepLine {
+                name: &r.name,
+                agent: &r.agent,
+                status: r.status,
+                error: r.error.as_deref(),
+                cache_key: &r.cache_key,
+                key: &r.key,
+                output: r.output.as_deref(),
+                value: r.value.as_ref(),
+                approval: r.approval.as_ref(),
+                agent_loop: r.agent_loop.as_ref(),
+                model: r.model.as_deref(),
+                served_model: r.served_model.as_deref(),
+                truncated: r.truncated,
+                warnings: &r.warnings,
+                attempts: r.attempts,
+                usage: r.usage,
+                cost_usd: r.cost_usd,
+                started_ms: r.started_ms,
+                finished_ms: r.finished_ms,
+            };
+            let owned = serde_json::to_string(&Record::Step(Box::new(r.clone()))).unwrap();
+            assert_eq!(serde_json::to_string(&line).unwrap(), owned);
+        }
+        let start = StartLine {
+            name: "s",
+            at_ms: 5,
+        };
+        let owned = Record::Start(super::super::records::StartRecord {
+            name: "s".into(),
+            at_ms: 5,
+        });
+        assert_eq!(
+            serde_json::to_string(&start).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted and written to the file at once with one `write(2)`; the
+//! the run goes, each redacted and written to the file at once with one `write(2)` (the
+//! `attempt` and `warning` records, which no resume reads, with the next one); the
 //! flushes to the disk are done in groups by the syncer thread ([`super::sync`]), and the
 //! records an effect must not outrun (`tool_start`, `end`) are waited for.
 
@@ -315,8 +316,8 @@ impl Journal {
             .map(drop)
     }
 
-    /// Records the warnings of a region that ended (synced with the next group: a resumed run
-    /// does not need them).
+    /// Records the warnings of a region that ended (held for a moment, then written and
+    /// synced with the next group: a resumed run does not need them).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -328,14 +329,15 @@ impl Journal {
                     message: message.clone(),
                     at_ms: now_ms(),
                 }),
-                Durability::Uncounted,
+                Durability::Held,
             )?;
         }
         Ok(())
     }
 
-    /// Records a model call that ended (synced with the next group: a resumed run does
-    /// not need it; it is for people and reports). Hands the record back (for its event,
+    /// Records a model call that ended (held for a moment, then written and synced with the
+    /// next group: a resumed run does not need it; it is for people and reports; a step's
+    /// last attempt goes out in the same `write(2)` as its `step` record). Hands the record back (for its event,
     /// without a copy) with whether it was written.
     ///
     /// # Errors
@@ -345,7 +347,7 @@ impl Journal {
         record: Box<AttemptRecord>,
     ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
         let record = Record::Attempt(record);
-        let written = self.write(&record, Durability::Uncounted).map(drop);
+        let written = self.write(&record, Durability::Held).map(drop);
         let Record::Attempt(record) = record else {
             unreachable!("built as an attempt record just above");
         };
@@ -503,9 +505,13 @@ impl Journal {
     }
 }
 
-/// How soon a record written by [`Inner::append_grouped`] must reach the disk.
+/// How soon a record written by [`Inner::append_grouped`] must reach the file and the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
+    /// Held in the process, written with the next record or before the next sync, and
+    /// synced with its group (`attempt`, `warning`: no resume reads them; see
+    /// [`Syncer::hold`]).
+    Held,
     /// With its group, not counted in it (`start`).
     Uncounted,
     /// With its group, counted towards its size (`step`).
@@ -606,9 +612,10 @@ impl Inner {
         how: Durability,
     ) -> Result<Option<u64>, JournalError> {
         let line = self.encoded(line)?;
-        let Some(syncer) = self.syncer.clone() else {
+        let Some(syncer) = &self.syncer else {
             // Not begun through `begin` (no syncer): the old way, synced unless uncounted.
-            self.write_line(line, how != Durability::Uncounted)?;
+            let sync = matches!(how, Durability::Counted | Durability::Prompt);
+            self.write_line(line, sync)?;
             return Ok(None);
         };
         if let Some(message) = syncer.error() {
@@ -618,20 +625,34 @@ impl Inner {
                 message,
             });
         }
-        self.write_line(line, false)?;
-        Ok(Some(syncer.wrote(
-            how == Durability::Counted,
-            how == Durability::Prompt,
-        )))
+        if how == Durability::Held {
+            return Ok(Some(syncer.hold(&line)));
+        }
+        let Some(file) = &self.file else {
+            return Err(self.not_open());
+        };
+        syncer
+            .write(
+                file,
+                &line,
+                how == Durability::Counted,
+                how == Durability::Prompt,
+            )
+            .map(Some)
+            .map_err(|e| io_error("write to", &self.path)(e))
+    }
+
+    fn not_open(&self) -> JournalError {
+        JournalError::Io {
+            action: "write to",
+            path: self.path.clone(),
+            message: "the journal was not opened (the run did not begin)".into(),
+        }
     }
 
     fn write_line(&mut self, line: String, sync: bool) -> Result<(), JournalError> {
         let Some(file) = self.file.as_mut() else {
-            return Err(JournalError::Io {
-                action: "write to",
-                path: self.path.clone(),
-                message: "the journal was not opened (the run did not begin)".into(),
-            });
+            return Err(self.not_open());
         };
         let mut done = file.write_all(line.as_bytes());
         if sync && done.is_ok() {
@@ -645,10 +666,30 @@ impl Inner {
 /// `record` as one journal line, redacted ([`crate::redact`]); encoded by the caller before
 /// it takes the journal's lock, so that writers on other threads do not wait for it.
 fn encode(record: &impl serde::Serialize) -> Result<String, String> {
-    let mut line =
-        serde_json::to_string(record).map_err(|e| format!("cannot encode a record: {e}"))?;
-    line.push('\n');
-    Ok(crate::redact::redact(line).into_string())
+    thread_local! {
+        /// The thread's last line, whose buffer the next one is serialized into: a record is
+        /// then copied once, at its size, instead of grown (and moved) from a small one.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.take();
+        buf.clear();
+        let encoded = serde_json::to_writer(&mut buf, record);
+        let line = encoded
+            .map_err(|e| format!("cannot encode a record: {e}"))
+            .and_then(|()| {
+                // serde_json writes UTF-8.
+                let mut line = String::with_capacity(buf.len() + 1);
+                line.push_str(std::str::from_utf8(&buf).map_err(|e| e.to_string())?);
+                line.push('\n');
+                Ok(line)
+            });
+        // A very large record's buffer is not kept for the thread's life.
+        if buf.capacity() <= 1 << 16 {
+            scratch.replace(buf);
+        }
+        Ok(crate::redact::redact(line?).into_string())
+    })
 }
 
 impl Scheduler<'_> {
@@ -886,6 +927,39 @@ workflow main() {
         // The journal reads back whole.
         let loaded = read_journal(&journal.path()).unwrap();
         assert_eq!(loaded.history.succeeded.len(), 25);
+    }
+
+    #[test]
+    fn attempt_records_go_out_with_the_next_record_or_the_next_sync_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        let attempt = |step: &str| {
+            Box::new(AttemptRecord {
+                step: step.into(),
+                attempt: 1,
+                ..AttemptRecord::default()
+            })
+        };
+        journal.started("s0").unwrap();
+        let (_, written) = journal.attempt(attempt("s0"));
+        written.unwrap();
+        // Held in the process (no resume reads it) ...
+        assert_eq!(names(&journal.path()), vec!["run", "start s0"]);
+        journal.step(&step(&plan, "s0"), &parts()).unwrap();
+        // ... and written with the step's record, before it.
+        assert_eq!(
+            names(&journal.path()),
+            vec!["run", "start s0", "attempt s0", "step s0"]
+        );
+        // One held alone goes out with the thread's next sync (here: the journal dropped).
+        let (_, written) = journal.attempt(attempt("s1"));
+        written.unwrap();
+        let path = journal.path();
+        drop(journal);
+        assert_eq!(
+            names(&path),
+            vec!["run", "start s0", "attempt s0", "step s0", "attempt s1"]
+        );
     }
 
     #[tokio::test]

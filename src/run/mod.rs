@@ -298,8 +298,7 @@ async fn run_top(
             let _ = events.send(e.clone());
         };
         Scheduler::new(&plan, &inputs, shared, &opts, Frame::top(&plan), budgets)
-            .events_to(direct)
-            .run(&sink)
+            .run_top(direct, &sink)
             .await
     }));
     // The sender goes with the task's end: every event is handed on before the report.

@@ -137,10 +137,6 @@ pub(super) struct Scheduler<'a> {
     frame_hold: Option<batch::Hold>,
     /// On a resumed run: why each step that is not reused runs again (told when it starts).
     pub(super) rerun_why: Vec<Option<String>>,
-    /// Where the tasks of this frame's steps and regions send their events, when the frame's
-    /// own events go to the same channel unchanged ([`Scheduler::events_to`]); `None`: to the
-    /// scheduler, which hands them to its `on_event`.
-    direct: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl<'a> Scheduler<'a> {
@@ -208,21 +204,17 @@ impl<'a> Scheduler<'a> {
             rerun_why: vec![None; n],
             holds: HashMap::new(),
             frame_hold,
-            direct: None,
         }
     }
 
-    /// The events of this frame's step and region tasks go straight to `tx`, not through the
-    /// scheduler and its `on_event` (which would copy each one). Only for an `on_event` that
-    /// sends every event, unchanged, to `tx`: a step's events are then still in `tx` before
-    /// the scheduler learns of its end, so before its [`Event::Finished`].
-    pub(super) fn events_to(mut self, tx: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
-        self.direct = Some(tx);
-        self
-    }
-
-    pub(super) async fn run(self, on_event: &(dyn Fn(&Event) + Send + Sync)) -> RunReport {
-        self.run_to_end(on_event, false).await.0
+    /// Runs the workflow's top level: its steps send their events on `tx`, whose receiver
+    /// reports them as `on_event` would (see [`Scheduler::run_frame_on`]).
+    pub(super) async fn run_top(
+        self,
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> RunReport {
+        self.run_to_end(tx, None, on_event, false).await.0
     }
 
     /// Runs the frame to the end; returns the report and every output at the end.
@@ -230,20 +222,34 @@ impl<'a> Scheduler<'a> {
         self,
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) -> (RunReport, Vec<Option<serde_json::Value>>) {
-        self.run_to_end(on_event, true).await
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        self.run_frame_on(tx, Some(rx), on_event).await
     }
 
-    /// Runs the frame to the end; returns the report and, when `keep_outputs`, every output
-    /// at the end (else none: the reports take their texts back without a copy).
+    /// [`Scheduler::run_frame`] whose steps send their events on `tx`: a channel of its own
+    /// (`rx` its receiver, whose events go to `on_event`), or, without `rx`, an enclosing
+    /// frame's, whose receiver reports them as this frame's `on_event` would. A `for`
+    /// instance then makes no channel of its own (tokio allocates a block of 32 events for
+    /// each, ~9 KiB) and its steps' events are not copied on the way up.
+    pub(super) async fn run_frame_on(
+        self,
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+        rx: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
+        on_event: &(dyn Fn(&Event) + Send + Sync),
+    ) -> (RunReport, Vec<Option<serde_json::Value>>) {
+        self.run_to_end(tx, rx, on_event, true).await
+    }
+
+    /// [`Scheduler::run_frame_on`]; returns, when `keep_outputs`, every output at the end
+    /// (else none: the reports take their texts back without a copy).
     async fn run_to_end(
         mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<Event>,
+        mut rx: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
         on_event: &(dyn Fn(&Event) + Send + Sync),
         keep_outputs: bool,
     ) -> (RunReport, Vec<Option<serde_json::Value>>) {
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-        // With a direct channel, the scheduler's own one stays empty (and closed).
-        let tx = self.direct.take().unwrap_or(tx);
         if self
             .cancel
             .as_ref()
@@ -261,12 +267,10 @@ impl<'a> Scheduler<'a> {
                     self.interrupt(&mut tasks, on_event);
                     self.start_ready(&mut tasks, &tx, on_event);
                 }
-                Some(ev) = rx.recv() => on_event(&ev),
+                Some(ev) = next_event(&mut rx) => on_event(&ev),
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { break };
-                    while let Ok(ev) = rx.try_recv() {
-                        on_event(&ev);
-                    }
+                    drain_events(&mut rx, on_event);
                     // A batched step's hold is released once what its end lets start has
                     // started (its dependents in the block may queue requests too).
                     let mut released = None;
@@ -286,9 +290,7 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        while let Ok(ev) = rx.try_recv() {
-            on_event(&ev);
-        }
+        drain_events(&mut rx, on_event);
         self.into_report(keep_outputs)
     }
 
@@ -726,6 +728,26 @@ fn cache_result(
     }
     if let Err(e) = cache.put(&key.key, report) {
         report.warnings.push(format!("not cached: {e}"));
+    }
+}
+
+/// The next event on a frame's own channel; never, without one.
+async fn next_event(rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Event>>) -> Option<Event> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reports the events waiting on a frame's own channel.
+fn drain_events(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
+    on_event: &(dyn Fn(&Event) + Send + Sync),
+) {
+    if let Some(rx) = rx {
+        while let Ok(ev) = rx.try_recv() {
+            on_event(&ev);
+        }
     }
 }
 

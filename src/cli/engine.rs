@@ -490,22 +490,9 @@ pub(super) fn runs(a: &RunsArgs) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (state, script) = match &a.file {
-        Some(f) => match std::fs::canonicalize(f) {
-            Ok(p) => (
-                a.state_dir
-                    .clone()
-                    .unwrap_or_else(|| journal::default_state_dir(&p)),
-                Some(p.to_string_lossy().into_owned()),
-            ),
-            Err(e) => return usage_error(&format!("cannot read {}: {e}", f.display())),
-        },
-        None => (
-            a.state_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(".orch")),
-            None,
-        ),
+    let (state, script) = match a.scope() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let index_file = state.join("runs").join(INDEX_FILE);
     let engine = a.engine.engine.clone().unwrap_or_default();

@@ -865,6 +865,30 @@ fn plan(a: PlanArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+impl RunsArgs {
+    /// The state directory `orch runs` reads, and the canonical path of the script it is
+    /// limited to: with FILE, `--state-dir` or the directory beside FILE; without, `--state-dir`
+    /// or `.orch`. An unreadable FILE is a usage error (exit status 2), printed here.
+    fn scope(&self) -> Result<(PathBuf, Option<String>), ExitCode> {
+        let Some(f) = &self.file else {
+            let state = self.state_dir.clone();
+            return Ok((state.unwrap_or_else(|| PathBuf::from(".orch")), None));
+        };
+        match std::fs::canonicalize(f) {
+            Ok(p) => Ok((
+                self.state_dir
+                    .clone()
+                    .unwrap_or_else(|| journal::default_state_dir(&p)),
+                Some(p.to_string_lossy().into_owned()),
+            )),
+            Err(e) => Err(run::usage_error(&format!(
+                "cannot read {}: {e}",
+                f.display()
+            ))),
+        }
+    }
+}
+
 fn runs(a: RunsArgs) -> ExitCode {
     if let Some(RunsCommand::Show(s)) = a.action {
         if s.engine.engine.is_some() {
@@ -875,25 +899,9 @@ fn runs(a: RunsArgs) -> ExitCode {
     if a.engine.engine.is_some() {
         return engine::runs(&a);
     }
-    let (state, script) = match &a.file {
-        Some(f) => match std::fs::canonicalize(f) {
-            Ok(p) => (
-                a.state_dir
-                    .clone()
-                    .unwrap_or_else(|| journal::default_state_dir(&p)),
-                Some(p.to_string_lossy().into_owned()),
-            ),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", f.display());
-                return ExitCode::from(2);
-            }
-        },
-        None => (
-            a.state_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(".orch")),
-            None,
-        ),
+    let (state, script) = match a.scope() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let list = match journal::list_runs(&state, script.as_deref()) {
         Ok(l) => l,

@@ -725,13 +725,13 @@ fn elide<'s>(m: &MietteDiag, file: &'s Snippets) -> Option<Elided<'s>> {
     let mut snippets: Vec<(usize, usize, std::ops::Range<usize>, usize, usize)> = Vec::new();
     for (offset, len) in order {
         let (range, line, _, count) = file.context(offset, len, 1, 1)?;
-        if let Some(left) = snippets.last_mut() {
-            if left.3 + left.4 >= line {
-                let end = left.1.max(offset + len);
-                let (range, line, _, count) = file.context(left.0, end - left.0, 1, 1)?;
-                *left = (left.0, end, range, line, count);
-                continue;
-            }
+        if let Some(left) = snippets.last_mut()
+            && left.3 + left.4 >= line
+        {
+            let end = left.1.max(offset + len);
+            let (range, line, _, count) = file.context(left.0, end - left.0, 1, 1)?;
+            *left = (left.0, end, range, line, count);
+            continue;
         }
         snippets.push((offset, offset + len, range, line, count));
     }
@@ -933,7 +933,7 @@ fn render_run(
     // A report of an elided source, before its lines are put back.
     let mut buf = String::new();
     for d in run {
-        let mut m = to_miette(d, sources, &snippets);
+        let mut m = to_miette(d, sources, snippets);
         // The footer is the end of a report without related reports: take the help out and
         // append its footer instead.
         let footer = match &d.help {

@@ -170,6 +170,10 @@ async fn run_body_until(
         opts.cancel = Some(s.cancel.clone());
     }
     let relabel = stop.cloned();
+    // Without a gather's relabelling, the body's steps send their events straight on the
+    // region's channel (the body makes none of its own): they reach the region's frame as
+    // they would through `on_event`, uncopied.
+    let direct = relabel.is_none().then(|| tx.clone());
     let on_event = move |e: &Event| {
         let e = match (e, &relabel) {
             (Event::Finished(r), Some(s)) => Event::Finished(s.relabel(r.clone())),
@@ -177,16 +181,18 @@ async fn run_body_until(
         };
         let _ = tx.send(e);
     };
-    let (mut report, outputs) = Scheduler::new(
+    let scheduler = Scheduler::new(
         &plan,
         &task.inputs,
         task.shared.clone(),
         &opts,
         frame,
         task.budgets.clone(),
-    )
-    .run_frame(&on_event)
-    .await;
+    );
+    let (mut report, outputs) = match direct {
+        Some(tx) => scheduler.run_frame_on(tx, None, &on_event).await,
+        None => scheduler.run_frame(&on_event).await,
+    };
     if let Some(s) = stop {
         report.steps = report.steps.into_iter().map(|r| s.relabel(r)).collect();
     }

@@ -344,6 +344,49 @@ pub struct StepRecord {
     pub finished_ms: Option<u64>,
 }
 
+/// The `step` record borrowed from what it records (the step's report and cache key), for
+/// writing it without copying them: it serializes exactly as [`Record::Step`] of the same
+/// fields (a test holds the two together), and the journal reads it back as that.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "step")]
+pub(super) struct StepLine<'a> {
+    pub name: &'a str,
+    pub agent: &'a str,
+    pub status: StepOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    pub cache_key: &'a str,
+    pub key: &'a KeyParts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'a Approval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_loop: Option<&'a crate::run::LoopReport>,
+    pub model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
+    pub attempts: u32,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+}
+
+/// The `start` record borrowed (see [`StepLine`]): serializes exactly as [`Record::Start`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "start")]
+pub(super) struct StartLine<'a> {
+    pub name: &'a str,
+    pub at_ms: u64,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,10 +1,16 @@
 //! Group commit: the journal's syncer thread, which makes written records durable
-//! (`fdatasync`) in groups, off the scheduler's path.
+//! (`fdatasync`) in groups, off the scheduler's path, and writes the records held in the
+//! process for a moment.
 //!
-//! Every record is written to the file with one `write(2)` by the caller, as it happens (no
-//! buffer in the process: a record written is in the operating system's hands, so a
-//! `SIGKILL` or a panic loses nothing written). What is batched is the flush to the disk:
-//! the writers count the records they wrote ([`Syncer::wrote`]) and this thread calls
+//! Every record a resume reads (`start`, `step`, `turn`, `tool_start`, `tool`, `batch`, `end`)
+//! is written to the file with one `write(2)` by the caller, as it happens (no buffer in the
+//! process: a record written is in the operating system's hands, so a `SIGKILL` or a panic
+//! loses nothing written). The records no resume reads (`attempt`, `warning`: for people and
+//! reports) are held in the process for a moment ([`Syncer::hold`]) and go out in the same
+//! `write(2)` as the next record written ([`Syncer::write`]), or from this thread before its
+//! next sync, at most [`IDLE`] after a run went quiet: a `SIGKILL` can lose those of the last
+//! moment, never a record a resume reads. What is batched is the flush to the disk:
+//! the writers count the records they wrote ([`Syncer::write`]) and this thread calls
 //! `sync_data` on its own handle of the file when [`decide`] says so:
 //!
 //! - at once when someone waits for a record to be durable ([`Syncer::durable`]: a
@@ -24,6 +30,7 @@
 //! runs, and a sync makes every earlier line of the file durable with it.
 
 use std::fs::File;
+use std::io::Write as _;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -128,6 +135,10 @@ pub(super) struct Synced {
 
 struct Shared {
     batch: u64,
+    /// Records held in the process ([`Syncer::hold`]), to be written before the next record
+    /// or sync. Every write to the file is made holding this lock, so records reach the file
+    /// in the order they were made.
+    held: Mutex<Vec<u8>>,
     pending: Mutex<Pending>,
     wake: Condvar,
     synced: watch::Sender<Synced>,
@@ -148,6 +159,7 @@ impl Syncer {
     pub(super) fn start(file: File, policy: Policy) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared {
             batch: policy.batch.max(1),
+            held: Mutex::new(Vec::new()),
             pending: Mutex::new(Pending {
                 written: 0,
                 counted: 0,
@@ -177,9 +189,50 @@ impl Syncer {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A record was written: its sequence number. `counts`: it counts towards [`BATCH`];
-    /// `urgent`: sync it promptly (without waiting for it).
-    pub(super) fn wrote(&self, counts: bool, urgent: bool) -> u64 {
+    /// Writes `line` (one or more whole records) to `file` (the writers' handle of the
+    /// journal) with one `write(2)`, after the records held ([`Syncer::hold`]) in the same
+    /// call: its sequence number. `counts`: it counts towards [`BATCH`]; `urgent`: sync it
+    /// promptly (without waiting for it).
+    ///
+    /// # Errors
+    /// The operating system's error when the write fails (the records held are dropped
+    /// with it: a journal that cannot be written stops the run).
+    pub(super) fn write(
+        &self,
+        mut file: &File,
+        line: &str,
+        counts: bool,
+        urgent: bool,
+    ) -> std::io::Result<u64> {
+        {
+            let mut held = self.held();
+            if held.is_empty() {
+                file.write_all(line.as_bytes())?;
+            } else {
+                held.extend_from_slice(line.as_bytes());
+                let written = file.write_all(&held);
+                held.clear();
+                written?;
+            }
+        }
+        Ok(self.wrote(counts, urgent))
+    }
+
+    /// Holds `line` (a record no resume reads) in the process: it is written with the next
+    /// record ([`Syncer::write`]) or by the thread before its next sync, within [`IDLE`] of
+    /// the last write (or [`MAX_DELAY`] under a steady trickle). Its sequence number.
+    pub(super) fn hold(&self, line: &str) -> u64 {
+        self.held().extend_from_slice(line.as_bytes());
+        self.wrote(false, false)
+    }
+
+    fn held(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A writer that panicked while holding it left whole records or none.
+        self.shared.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A record was written (or held): its sequence number.
+    fn wrote(&self, counts: bool, urgent: bool) -> u64 {
         let now = Instant::now();
         let mut p = self.pending();
         p.written += 1;
@@ -290,7 +343,9 @@ fn sync_loop(shared: &Shared, file: &File, policy: &Policy) {
                 let (upto, counted) = (pending.written, pending.counted);
                 pending.oldest_unsynced = None;
                 drop(pending);
-                let result = file.sync_data();
+                // Every record counted up to `upto` is in the file or held: write the held
+                // ones, then sync.
+                let result = write_held(shared, file).and_then(|()| file.sync_data());
                 synced = upto;
                 counted_synced = counted;
                 let failed = result.is_err();
@@ -319,6 +374,17 @@ fn sync_loop(shared: &Shared, file: &File, policy: &Policy) {
             }
         }
     }
+}
+
+/// Writes the records held ([`Syncer::hold`]) with the thread's own handle of the file.
+fn write_held(shared: &Shared, mut file: &File) -> std::io::Result<()> {
+    let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+    if held.is_empty() {
+        return Ok(());
+    }
+    let written = file.write_all(&held);
+    held.clear();
+    written
 }
 
 #[cfg(test)]

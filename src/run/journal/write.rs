@@ -1,5 +1,6 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted and written to the file at once with one `write(2)`; the
+//! the run goes, each redacted and written to the file at once with one `write(2)` (the
+//! `attempt` and `warning` records, which no resume reads, with the next one); the
 //! flushes to the disk are done in groups by the syncer thread ([`super::sync`]), and the
 //! records an effect must not outrun (`tool_start`, `end`) are waited for.
 
@@ -19,8 +20,8 @@ use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
-    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord,
-    StepOutcome, StepRecord, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
+    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartLine,
+    StepLine, StepOutcome, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
 use super::sync::{Policy, Syncer};
 use super::{
@@ -250,14 +251,13 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        self.write(
-            &Record::Start(StartRecord {
-                name: name.to_string(),
-                at_ms: now_ms(),
-            }),
-            Durability::Uncounted,
-        )
-        .map(drop)
+        let line = encode(&StartLine {
+            name,
+            at_ms: now_ms(),
+        });
+        self.lock()
+            .append_grouped(line, Durability::Uncounted)
+            .map(drop)
     }
 
     /// Records a step that ran and ended (succeeded, failed or interrupted): written to the
@@ -274,35 +274,35 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let (status, error) = match &report.status {
             StepStatus::Succeeded => (StepOutcome::Succeeded, None),
-            StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.clone())),
+            StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.as_str())),
             StepStatus::Interrupted => (StepOutcome::Interrupted, None),
             StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
         };
-        self.write(
-            &Record::Step(Box::new(StepRecord {
-                name: report.name.clone(),
-                agent: report.agent.clone(),
-                status,
-                error,
-                cache_key: key.key.clone(),
-                key: key.parts.clone(),
-                output: report.output.clone(),
-                value: report.value.clone(),
-                approval: report.approval.clone(),
-                agent_loop: report.agent_loop.clone(),
-                model: report.model.clone(),
-                served_model: report.served_model.clone(),
-                truncated: report.truncated,
-                warnings: report.warnings.clone(),
-                attempts: report.attempts,
-                usage: report.usage,
-                cost_usd: report.cost_usd,
-                started_ms: report.started_ms,
-                finished_ms: report.finished_ms,
-            })),
-            Durability::Counted,
-        )
-        .map(drop)
+        // Borrowed from the report and the key, not copied: the line is all that is made.
+        let line = encode(&StepLine {
+            name: &report.name,
+            agent: &report.agent,
+            status,
+            error,
+            cache_key: &key.key,
+            key: &key.parts,
+            output: report.output.as_deref(),
+            value: report.value.as_ref(),
+            approval: report.approval.as_ref(),
+            agent_loop: report.agent_loop.as_ref(),
+            model: report.model.as_deref(),
+            served_model: report.served_model.as_deref(),
+            truncated: report.truncated,
+            warnings: &report.warnings,
+            attempts: report.attempts,
+            usage: report.usage,
+            cost_usd: report.cost_usd,
+            started_ms: report.started_ms,
+            finished_ms: report.finished_ms,
+        });
+        self.lock()
+            .append_grouped(line, Durability::Counted)
+            .map(drop)
     }
 
     /// Records a model turn of an agent loop: written at once, synced promptly (not waited
@@ -316,8 +316,8 @@ impl Journal {
             .map(drop)
     }
 
-    /// Records the warnings of a region that ended (synced with the next group: a resumed run
-    /// does not need them).
+    /// Records the warnings of a region that ended (held for a moment, then written and
+    /// synced with the next group: a resumed run does not need them).
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -329,14 +329,15 @@ impl Journal {
                     message: message.clone(),
                     at_ms: now_ms(),
                 }),
-                Durability::Uncounted,
+                Durability::Held,
             )?;
         }
         Ok(())
     }
 
-    /// Records a model call that ended (synced with the next group: a resumed run does
-    /// not need it; it is for people and reports). Hands the record back (for its event,
+    /// Records a model call that ended (held for a moment, then written and synced with the
+    /// next group: a resumed run does not need it; it is for people and reports; a step's
+    /// last attempt goes out in the same `write(2)` as its `step` record). Hands the record back (for its event,
     /// without a copy) with whether it was written.
     ///
     /// # Errors
@@ -346,7 +347,7 @@ impl Journal {
         record: Box<AttemptRecord>,
     ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
         let record = Record::Attempt(record);
-        let written = self.write(&record, Durability::Uncounted).map(drop);
+        let written = self.write(&record, Durability::Held).map(drop);
         let Record::Attempt(record) = record else {
             unreachable!("built as an attempt record just above");
         };
@@ -504,9 +505,13 @@ impl Journal {
     }
 }
 
-/// How soon a record written by [`Inner::append_grouped`] must reach the disk.
+/// How soon a record written by [`Inner::append_grouped`] must reach the file and the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
+    /// Held in the process, written with the next record or before the next sync, and
+    /// synced with its group (`attempt`, `warning`: no resume reads them; see
+    /// [`Syncer::hold`]).
+    Held,
     /// With its group, not counted in it (`start`).
     Uncounted,
     /// With its group, counted towards its size (`step`).
@@ -607,9 +612,10 @@ impl Inner {
         how: Durability,
     ) -> Result<Option<u64>, JournalError> {
         let line = self.encoded(line)?;
-        let Some(syncer) = self.syncer.clone() else {
+        let Some(syncer) = &self.syncer else {
             // Not begun through `begin` (no syncer): the old way, synced unless uncounted.
-            self.write_line(line, how != Durability::Uncounted)?;
+            let sync = matches!(how, Durability::Counted | Durability::Prompt);
+            self.write_line(line, sync)?;
             return Ok(None);
         };
         if let Some(message) = syncer.error() {
@@ -619,38 +625,71 @@ impl Inner {
                 message,
             });
         }
-        self.write_line(line, false)?;
-        Ok(Some(syncer.wrote(
-            how == Durability::Counted,
-            how == Durability::Prompt,
-        )))
+        if how == Durability::Held {
+            return Ok(Some(syncer.hold(&line)));
+        }
+        let Some(file) = &self.file else {
+            return Err(self.not_open());
+        };
+        syncer
+            .write(
+                file,
+                &line,
+                how == Durability::Counted,
+                how == Durability::Prompt,
+            )
+            .map(Some)
+            .map_err(|e| io_error("write to", &self.path)(e))
+    }
+
+    fn not_open(&self) -> JournalError {
+        JournalError::Io {
+            action: "write to",
+            path: self.path.clone(),
+            message: "the journal was not opened (the run did not begin)".into(),
+        }
     }
 
     fn write_line(&mut self, line: String, sync: bool) -> Result<(), JournalError> {
-        let path = self.path.clone();
         let Some(file) = self.file.as_mut() else {
-            return Err(JournalError::Io {
-                action: "write to",
-                path,
-                message: "the journal was not opened (the run did not begin)".into(),
-            });
+            return Err(self.not_open());
         };
-        file.write_all(line.as_bytes())
-            .map_err(io_error("write to", &path))?;
-        if sync {
-            file.sync_data().map_err(io_error("write to", &path))?;
+        let mut done = file.write_all(line.as_bytes());
+        if sync && done.is_ok() {
+            done = file.sync_data();
         }
-        Ok(())
+        // The path is copied only for an error (`io_error` copies it when called).
+        done.map_err(|e| io_error("write to", &self.path)(e))
     }
 }
 
 /// `record` as one journal line, redacted ([`crate::redact`]); encoded by the caller before
 /// it takes the journal's lock, so that writers on other threads do not wait for it.
-fn encode(record: &Record) -> Result<String, String> {
-    let mut line =
-        serde_json::to_string(record).map_err(|e| format!("cannot encode a record: {e}"))?;
-    line.push('\n');
-    Ok(crate::redact::redact(line).into_string())
+fn encode(record: &impl serde::Serialize) -> Result<String, String> {
+    thread_local! {
+        /// The thread's last line, whose buffer the next one is serialized into: a record is
+        /// then copied once, at its size, instead of grown (and moved) from a small one.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.take();
+        buf.clear();
+        let encoded = serde_json::to_writer(&mut buf, record);
+        let line = encoded
+            .map_err(|e| format!("cannot encode a record: {e}"))
+            .and_then(|()| {
+                // serde_json writes UTF-8.
+                let mut line = String::with_capacity(buf.len() + 1);
+                line.push_str(std::str::from_utf8(&buf).map_err(|e| e.to_string())?);
+                line.push('\n');
+                Ok(line)
+            });
+        // A very large record's buffer is not kept for the thread's life.
+        if buf.capacity() <= 1 << 16 {
+            scratch.replace(buf);
+        }
+        Ok(crate::redact::redact(line?).into_string())
+    })
 }
 
 impl Scheduler<'_> {
@@ -777,6 +816,90 @@ workflow main() {
             .collect()
     }
 
+    /// The borrowed `step` and `start` lines the journal writes serialize exactly as the
+    /// records it reads back, with every optional field set and with none.
+    #[test]
+    fn borrowed_lines_are_the_records_byte_for_byte() {
+        use super::super::records::StepRecord;
+        let key = parts();
+        let full = StepRecord {
+            name: "post[2]".into(),
+            agent: "a".into(),
+            status: StepOutcome::Failed,
+            error: Some("boom \"quoted\"".into()),
+            cache_key: key.key.clone(),
+            key: key.parts.clone(),
+            output: Some("out\nput".into()),
+            value: Some(serde_json::json!({"n": 1})),
+            approval: Some(crate::run::Approval {
+                approved: true,
+                via: "by --yes".into(),
+            }),
+            agent_loop: Some(crate::run::LoopReport::default()),
+            model: Some("m".into()),
+            served_model: Some("m-2".into()),
+            truncated: true,
+            warnings: vec!["w".into()],
+            attempts: 2,
+            usage: Default::default(),
+            cost_usd: 0.25,
+            started_ms: Some(1),
+            finished_ms: Some(9),
+        };
+        let bare = StepRecord {
+            error: None,
+            output: None,
+            value: None,
+            approval: None,
+            agent_loop: None,
+            model: None,
+            served_model: None,
+            truncated: false,
+            warnings: Vec::new(),
+            started_ms: None,
+            finished_ms: None,
+            status: StepOutcome::Succeeded,
+            ..full.clone()
+        };
+        for r in [full, bare] {
+            let line = StepLine {
+                name: &r.name,
+                agent: &r.agent,
+                status: r.status,
+                error: r.error.as_deref(),
+                cache_key: &r.cache_key,
+                key: &r.key,
+                output: r.output.as_deref(),
+                value: r.value.as_ref(),
+                approval: r.approval.as_ref(),
+                agent_loop: r.agent_loop.as_ref(),
+                model: r.model.as_deref(),
+                served_model: r.served_model.as_deref(),
+                truncated: r.truncated,
+                warnings: &r.warnings,
+                attempts: r.attempts,
+                usage: r.usage,
+                cost_usd: r.cost_usd,
+                started_ms: r.started_ms,
+                finished_ms: r.finished_ms,
+            };
+            let owned = serde_json::to_string(&Record::Step(Box::new(r.clone()))).unwrap();
+            assert_eq!(serde_json::to_string(&line).unwrap(), owned);
+        }
+        let start = StartLine {
+            name: "s",
+            at_ms: 5,
+        };
+        let owned = Record::Start(super::super::records::StartRecord {
+            name: "s".into(),
+            at_ms: 5,
+        });
+        assert_eq!(
+            serde_json::to_string(&start).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+    }
+
     #[test]
     fn records_reach_the_file_in_order_at_once_and_the_syncs_come_in_groups() {
         let tmp = tempfile::tempdir().unwrap();
@@ -804,6 +927,39 @@ workflow main() {
         // The journal reads back whole.
         let loaded = read_journal(&journal.path()).unwrap();
         assert_eq!(loaded.history.succeeded.len(), 25);
+    }
+
+    #[test]
+    fn attempt_records_go_out_with_the_next_record_or_the_next_sync_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        let attempt = |step: &str| {
+            Box::new(AttemptRecord {
+                step: step.into(),
+                attempt: 1,
+                ..AttemptRecord::default()
+            })
+        };
+        journal.started("s0").unwrap();
+        let (_, written) = journal.attempt(attempt("s0"));
+        written.unwrap();
+        // Held in the process (no resume reads it) ...
+        assert_eq!(names(&journal.path()), vec!["run", "start s0"]);
+        journal.step(&step(&plan, "s0"), &parts()).unwrap();
+        // ... and written with the step's record, before it.
+        assert_eq!(
+            names(&journal.path()),
+            vec!["run", "start s0", "attempt s0", "step s0"]
+        );
+        // One held alone goes out with the thread's next sync (here: the journal dropped).
+        let (_, written) = journal.attempt(attempt("s1"));
+        written.unwrap();
+        let path = journal.path();
+        drop(journal);
+        assert_eq!(
+            names(&path),
+            vec!["run", "start s0", "attempt s0", "step s0", "attempt s1"]
+        );
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ pub use github::render_github;
 pub use levels::{Level, LevelError, LintLevels, apply_levels};
 pub use sarif::render_sarif;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -385,29 +386,88 @@ struct MietteDiag {
 /// A file as miette reads it for snippets, with the start of each of its lines (as miette
 /// counts them: after `\n`, `\r\n` or a lone `\r`). miette's own `SourceCode` for text scans
 /// from the start of the file for every label, which makes thousands of diagnostics on a
-/// large script take seconds; this one finds the first line of the snippet by binary search
-/// and lets miette scan from there, with the same result.
+/// large script take seconds; this one finds a snippet's lines by binary search in the line
+/// index (a file with a `\r` has miette scan from the snippet's first line), with the same
+/// result (a test compares the two on every span of a few texts).
 #[derive(Debug, Clone)]
 struct Snippets {
     name: String,
     text: Arc<str>,
     line_starts: Arc<Vec<usize>>,
+    /// Whether the text has a `\r`: then snippets are read by miette's own scan.
+    has_cr: bool,
+    /// For the text [`elide`] makes of a report's snippets: where each run of its lines starts
+    /// (its index among the text's lines) and that line's number in the file (both 0-based).
+    /// Empty for a whole file.
+    runs: Arc<[(usize, usize)]>,
+    /// Whether [`elide`] may cut the text's lines: no `\r` and no [`ELIDED`] in it.
+    elidable: bool,
 }
 
 impl Snippets {
     fn new(file: &SourceFile) -> Self {
         let bytes = file.text.as_bytes();
-        let starts = std::iter::once(0)
-            .chain(bytes.iter().enumerate().filter_map(|(i, &b)| {
-                let ends_line = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
-                ends_line.then_some(i + 1)
-            }))
-            .collect();
+        let has_cr = bytes.contains(&b'\r');
+        let starts = if has_cr {
+            std::iter::once(0)
+                .chain(bytes.iter().enumerate().filter_map(|(i, &b)| {
+                    let ends_line = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+                    ends_line.then_some(i + 1)
+                }))
+                .collect()
+        } else {
+            std::iter::once(0)
+                .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        };
         Snippets {
             name: file.name.clone(),
             text: file.text.clone(),
             line_starts: Arc::new(starts),
+            has_cr,
+            runs: Arc::new([]),
+            elidable: !has_cr && !file.text.contains(ELIDED),
         }
+    }
+
+    /// What miette's scan of the text (`context_info` in its `source_impls.rs`) makes of a span
+    /// with `before` and `after` context lines, found in the line index instead: the byte range
+    /// of the snippet, its first line and column (0-based) and the number of line breaks
+    /// before its end. `None` where that scan's rules are not reproduced here: a text with a
+    /// `\r`, a span ending past the text, or no context before but some after (miette asks
+    /// for the same number on both sides, or none).
+    fn context(
+        &self,
+        offset: usize,
+        len: usize,
+        before: usize,
+        after: usize,
+    ) -> Option<(std::ops::Range<usize>, usize, usize, usize)> {
+        let n = self.text.len();
+        // The last byte of the span (the byte before it when it is empty).
+        let last = (offset + len).saturating_sub(1);
+        if self.has_cr || last >= n || (before == 0 && after > 0) {
+            return None;
+        }
+        let starts = &self.line_starts;
+        // Line breaks before a byte: the line starts after 0 at or before it.
+        let breaks_before = |at: usize| starts.partition_point(|&s| s <= at) - 1;
+        let line = breaks_before(offset);
+        let first_line = line.saturating_sub(before);
+        let (start, column) = if before == 0 {
+            (offset, offset - starts[line])
+        } else {
+            (starts[first_line], 0)
+        };
+        // The snippet ends after the span's last byte, or after the `after + 1`-th line break
+        // past it (the first one ends the span's own line), or at the end of the text.
+        let end = if after == 0 {
+            last + 1
+        } else {
+            let past = starts.partition_point(|&s| s <= last + 1);
+            starts.get(past + after).copied().unwrap_or(n)
+        };
+        Some((start..end, first_line, column, breaks_before(end)))
     }
 }
 
@@ -418,6 +478,31 @@ impl miette::SourceCode for Snippets {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        if let Some((range, line, column, line_count)) = self.context(
+            span.offset(),
+            span.len(),
+            context_lines_before,
+            context_lines_after,
+        ) {
+            // In an elided text, a snippet lies in one run: its lines are numbered from there.
+            let shift = match self.runs.partition_point(|&(first, _)| first <= line) {
+                0 => 0,
+                i => self.runs[i - 1].1 - self.runs[i - 1].0,
+            };
+            let at = miette::SourceSpan::new(range.start.into(), range.len());
+            return Ok(Box::new(miette::MietteSpanContents::new_named(
+                self.name.clone(),
+                &self.text.as_bytes()[range],
+                at,
+                line + shift,
+                column,
+                line_count + shift,
+            )));
+        }
+        if !self.runs.is_empty() {
+            // Not made by `elide` (which checks its labels' ends).
+            return Err(miette::MietteError::OutOfBounds);
+        }
         // The line of the span's start (the line a line break ends counts it), then back by
         // the context lines miette shows before it.
         let line = self
@@ -576,6 +661,171 @@ fn to_miette(d: &Diagnostic, sources: &SourceMap, snippets: &[Snippets]) -> Miet
     }
 }
 
+/// What stands for an elided line in the text [`elide`] gives miette: `\u{1}N\u{1}`, `N` the
+/// line's index among the elided ones.
+const ELIDED: char = '\u{1}';
+
+/// The shortest line [`elide`] replaces by a marker (a marker takes 3 to 7 bytes).
+const ELIDE_MIN: usize = 12;
+
+/// A report's source and labels with its plain lines cut out: what [`elide`] makes.
+struct Elided<'s> {
+    source: Snippets,
+    labels: Vec<miette::LabeledSpan>,
+    /// The elided lines' text (without line break), in marker order.
+    lines: Vec<&'s str>,
+}
+
+/// Cuts miette's work on a report whose snippets span many lines (a block of a hundred steps
+/// shown from its header to a step inside it): miette draws every line of a snippet char by
+/// char (width, tabs, styles), though a line without a label is only ` N │ text`. This gives
+/// it instead the window of lines from the one before the first label to the one after the
+/// last, where each line without a label's start or end is a short marker ([`ELIDED`]) and the
+/// labels are moved to match; [`splice`] then puts the lines' text back in place of their
+/// markers. Lines keep their numbers and the labelled lines their text, so miette's layout
+/// (which lines a snippet shows, gutters, underlines, the `[file:line:column]` header) is
+/// the same; a line with a tab is kept (miette expands tabs by column). `None` when the
+/// report is left whole: related reports, no label, a file with a `\r` or a marker
+/// character, a marker in the report's own text, or nothing to cut.
+fn elide<'s>(m: &MietteDiag, file: &'s Snippets) -> Option<Elided<'s>> {
+    if !file.elidable || m.labels.is_empty() || !m.related.is_empty() {
+        return None;
+    }
+    let marked = |t: &str| t.contains(ELIDED);
+    if marked(&m.message)
+        || m.help.as_deref().is_some_and(marked)
+        || m.labels.iter().any(|l| l.label().is_some_and(marked))
+    {
+        return None;
+    }
+    let (text, starts) = (&*file.text, &*file.line_starts);
+    let n = text.len();
+    let line_of = |at: usize| starts.partition_point(|&s| s <= at) - 1;
+    // The lines of the labels' ends, kept whole.
+    let mut kept = Vec::with_capacity(m.labels.len() * 3);
+    for l in &m.labels {
+        let end = l.offset() + l.len();
+        if end > n {
+            return None;
+        }
+        kept.extend([
+            line_of(l.offset()),
+            line_of(end.saturating_sub(1)),
+            line_of(end),
+        ]);
+    }
+    kept.sort_unstable();
+    kept.dedup();
+    // The snippets miette will show, found as it finds them (`render_snippets`): labels in
+    // order of offset, each with a line of context on each side, joined to the snippet before
+    // when that one's line number plus its `line_count` reaches this one's line. Each becomes
+    // a run of lines of the window; the window's snippets are then the same.
+    let mut order: Vec<(usize, usize)> = m.labels.iter().map(|l| (l.offset(), l.len())).collect();
+    order.sort_unstable();
+    let mut snippets: Vec<(usize, usize, std::ops::Range<usize>, usize, usize)> = Vec::new();
+    for (offset, len) in order {
+        let (range, line, _, count) = file.context(offset, len, 1, 1)?;
+        if let Some(left) = snippets.last_mut()
+            && left.3 + left.4 >= line
+        {
+            let end = left.1.max(offset + len);
+            let (range, line, _, count) = file.context(left.0, end - left.0, 1, 1)?;
+            *left = (left.0, end, range, line, count);
+            continue;
+        }
+        snippets.push((offset, offset + len, range, line, count));
+    }
+    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(snippets.len());
+    for (_, _, range, _, _) in &snippets {
+        let (from, to) = (line_of(range.start), line_of(range.end.saturating_sub(1)));
+        match runs.last_mut() {
+            Some((_, end)) if from <= *end => *end = (*end).max(to),
+            _ => runs.push((from, to)),
+        }
+    }
+    let mut window = String::new();
+    let mut window_starts = Vec::new();
+    // Each run's first line's index in the window and its number in the file.
+    let mut run_lines = Vec::with_capacity(runs.len());
+    let mut lines = Vec::new();
+    for &(from, to) in &runs {
+        run_lines.push((window_starts.len(), from));
+        for l in from..=to {
+            window_starts.push(window.len());
+            let whole = &text[starts[l]..starts.get(l + 1).copied().unwrap_or(n)];
+            let body = whole.strip_suffix('\n').unwrap_or(whole);
+            if body.len() < ELIDE_MIN || body.contains('\t') || kept.binary_search(&l).is_ok() {
+                window.push_str(whole);
+            } else {
+                let _ = write!(window, "{ELIDED}{}{ELIDED}", lines.len());
+                lines.push(body);
+                if whole.len() > body.len() {
+                    window.push('\n');
+                }
+            }
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    if window.ends_with('\n') {
+        window_starts.push(window.len());
+    }
+    // A label's ends are on kept lines, whose text is whole: at the same column of their line.
+    let moved = |at: usize| {
+        let l = line_of(at);
+        let run = runs.partition_point(|&(from, _)| from <= l) - 1;
+        window_starts[run_lines[run].0 + (l - runs[run].0)] + (at - starts[l])
+    };
+    let labels = m
+        .labels
+        .iter()
+        .map(|l| {
+            let (start, end) = (moved(l.offset()), moved(l.offset() + l.len()));
+            let label = l.label().map(str::to_string);
+            if l.primary() {
+                miette::LabeledSpan::new_primary_with_span(label, (start, end - start))
+            } else {
+                miette::LabeledSpan::new_with_span(label, (start, end - start))
+            }
+        })
+        .collect();
+    Some(Elided {
+        source: Snippets {
+            name: file.name.clone(),
+            text: window.into(),
+            line_starts: Arc::new(window_starts),
+            has_cr: false,
+            runs: run_lines.into(),
+            elidable: false,
+        },
+        labels,
+        lines,
+    })
+}
+
+/// Appends `rendered` (a report of an [`elide`]d source) to `out` with each marker replaced by
+/// its line's text. Whether every marker was whole and known (else `out` is left as it was).
+fn splice(rendered: &str, lines: &[&str], out: &mut String) -> bool {
+    let mark = out.len();
+    let mut parts = rendered.split(ELIDED);
+    out.push_str(parts.next().unwrap_or_default());
+    while let Some(index) = parts.next() {
+        let line = index.parse::<usize>().ok().and_then(|i| lines.get(i));
+        match (line, parts.next()) {
+            (Some(line), Some(rest)) => {
+                out.push_str(line);
+                out.push_str(rest);
+            }
+            _ => {
+                out.truncate(mark);
+                return false;
+            }
+        }
+    }
+    true
+}
+
 fn miette_severity(s: Severity) -> miette::Severity {
     match s {
         Severity::Error => miette::Severity::Error,
@@ -626,28 +876,8 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
     };
     let sources = &*sources.masked();
     let snippets: Vec<Snippets> = sources.files().map(|(_, f)| Snippets::new(f)).collect();
-    let render = |run: &[&Diagnostic]| {
-        let handler = miette::GraphicalReportHandler::new_themed(theme.clone())
-            .with_width(style.width)
-            .with_context_lines(1);
-        let mut out = String::new();
-        for d in run {
-            let m = to_miette(d, sources, &snippets);
-            if handler.render_report(&mut out, &m).is_err() {
-                // Rendering into a String cannot fail for I/O reasons; fall back to the bare
-                // message.
-                let _ = writeln!(
-                    out,
-                    "{}[{}]: {}",
-                    severity_word(d.severity),
-                    d.code,
-                    d.message
-                );
-            }
-            out.push('\n');
-        }
-        out
-    };
+    let render =
+        |run: &[&Diagnostic]| render_run(run, sources, &snippets, &theme, style.width, true);
     let all: Vec<&Diagnostic> = diags.iter().collect();
     let threads = if all.len() < PARALLEL_RENDER_MIN {
         1
@@ -657,16 +887,22 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
     let mut out = if threads <= 1 {
         render(&all)
     } else {
-        let run = all.len().div_ceil(threads);
+        let runs = split_by_weight(&all, threads);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = all
-                .chunks(run)
-                .map(|chunk| scope.spawn(|| render(chunk)))
-                .collect();
-            handles
+            let (last, rest) = runs.split_last().expect("one run at least");
+            let handles: Vec<_> = rest.iter().map(|run| scope.spawn(|| render(run))).collect();
+            // The last run on this thread, while the others render.
+            let last = render(last);
+            let parts: Vec<String> = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect::<String>()
+                .chain(std::iter::once(last))
+                .collect();
+            let mut out = String::with_capacity(parts.iter().map(String::len).sum::<usize>() + 64);
+            for part in &parts {
+                out.push_str(part);
+            }
+            out
         })
     };
     let (e, w) = (diags.error_count(), diags.warning_count());
@@ -674,6 +910,134 @@ pub fn render_human(diags: &Diagnostics, sources: &SourceMap, style: HumanStyle)
         let _ = writeln!(out, "{}", summary_line(e, w));
     }
     out
+}
+
+/// Renders `run`'s reports, each followed by a blank line. With `shortcuts` (always but in the
+/// test that compares them with miette's own output), a help's footer is rendered once per
+/// text and appended to the reports that end in it, and plain snippet lines are [`elide`]d.
+fn render_run(
+    run: &[&Diagnostic],
+    sources: &SourceMap,
+    snippets: &[Snippets],
+    theme: &miette::GraphicalTheme,
+    width: usize,
+    shortcuts: bool,
+) -> String {
+    let handler = miette::GraphicalReportHandler::new_themed(theme.clone())
+        .with_width(width)
+        .with_context_lines(1);
+    // Each help text's footer, rendered once (wrapping it is a good part of a report's
+    // cost, and reports of one code mostly share their help).
+    let mut footers: HashMap<&str, Option<String>> = HashMap::new();
+    let mut out = String::new();
+    // A report of an elided source, before its lines are put back.
+    let mut buf = String::new();
+    for d in run {
+        let mut m = to_miette(d, sources, snippets);
+        // The footer is the end of a report without related reports: take the help out and
+        // append its footer instead.
+        let footer = match &d.help {
+            Some(help) if shortcuts && m.related.is_empty() => footers
+                .entry(help.as_str())
+                .or_insert_with(|| footer_of(&handler, help, &snippets[0]))
+                .as_deref(),
+            _ => None,
+        };
+        if footer.is_some() {
+            m.help = None;
+        }
+        let mut rendered = Err(std::fmt::Error);
+        let cut = shortcuts
+            .then(|| elide(&m, &snippets[d.primary.span.file.0 as usize]))
+            .flatten();
+        if let Some(cut) = cut {
+            let whole = (
+                std::mem::replace(&mut m.source, cut.source),
+                std::mem::replace(&mut m.labels, cut.labels),
+            );
+            buf.clear();
+            if handler.render_report(&mut buf, &m).is_ok() && splice(&buf, &cut.lines, &mut out) {
+                rendered = Ok(());
+            } else {
+                (m.source, m.labels) = whole;
+            }
+        }
+        if rendered.is_err() {
+            rendered = handler.render_report(&mut out, &m);
+        }
+        if rendered.is_err() {
+            // Rendering into a String cannot fail for I/O reasons; fall back to the bare
+            // message.
+            let _ = writeln!(
+                out,
+                "{}[{}]: {}",
+                severity_word(d.severity),
+                d.code,
+                d.message
+            );
+        } else if let Some(footer) = footer {
+            out.push_str(footer);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The footer miette renders for `help` (`  help: ...`, wrapped to the handler's width):
+/// what a report of the help alone has more than the same report without it. `None` when that
+/// report does not end in the footer (then the help stays in its reports).
+fn footer_of(
+    handler: &miette::GraphicalReportHandler,
+    help: &str,
+    source: &Snippets,
+) -> Option<String> {
+    let alone = |help: Option<String>| {
+        let m = MietteDiag {
+            message: String::new(),
+            code: String::new(),
+            severity: miette::Severity::Advice,
+            help,
+            source: source.clone(),
+            labels: Vec::new(),
+            related: Vec::new(),
+        };
+        let mut out = String::new();
+        handler.render_report(&mut out, &m).ok().map(|()| out)
+    };
+    let (with, without) = (alone(Some(help.to_string()))?, alone(None)?);
+    with.strip_prefix(without.as_str()).map(str::to_string)
+}
+
+/// Splits `all` into at most `n` consecutive runs of about equal rendering work, reckoned as
+/// the bytes of source a report shows (from its first to its last label in the primary's
+/// file) plus a fixed cost per report.
+fn split_by_weight<'d>(all: &'d [&'d Diagnostic], n: usize) -> Vec<&'d [&'d Diagnostic]> {
+    let weight = |d: &Diagnostic| {
+        let file = d.primary.span.file;
+        let (lo, hi) = d
+            .secondary
+            .iter()
+            .filter(|l| l.span.file == file)
+            .fold((d.primary.span.start, d.primary.span.end), |(lo, hi), l| {
+                (lo.min(l.span.start), hi.max(l.span.end))
+            });
+        // About three lines of source's worth per report besides its snippet.
+        200 + (hi - lo) as u64
+    };
+    let weights: Vec<u64> = all.iter().map(|d| weight(d)).collect();
+    let total: u64 = weights.iter().sum();
+    let mut runs = Vec::with_capacity(n);
+    let (mut start, mut done) = (0, 0);
+    for (i, w) in weights.iter().enumerate() {
+        done += w;
+        // Cut after the report that brings the work done to the next n-th of the total.
+        if runs.len() + 1 < n && done * n as u64 >= total * (runs.len() as u64 + 1) {
+            runs.push(&all[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&all[start..]);
+    runs
 }
 
 /// `2 errors, 1 warning`.
@@ -834,6 +1198,182 @@ mod tests {
         assert_eq!(sources.line_col(id, 5), (2, 1));
         assert_eq!(sources.line_col_utf16(id, 7), (2, 3));
         assert_eq!(sources.line_col(id, 99), (2, 3));
+    }
+
+    /// The snippets `Snippets` reads from its line index are the ones miette's own
+    /// `SourceCode` for text reads, for every span of a few texts (empty lines, with and
+    /// without a final line break) with the context lines miette asks for (as many before as
+    /// after). A text with a `\r` is read by miette's scan from the snippet's first line, as
+    /// before the index.
+    #[test]
+    fn snippets_read_what_miettes_scan_reads() {
+        use miette::SourceCode as _;
+        let texts = [
+            "",
+            "a",
+            "\n",
+            "ab\ncd\n",
+            "ab\ncd",
+            "x\n\n\ny = é(1)\n  z\n\nlast",
+        ];
+        for text in texts {
+            let file = SourceFile {
+                name: "t.orch".into(),
+                path: None,
+                text: text.into(),
+            };
+            let snippets = Snippets::new(&file);
+            for offset in 0..=text.len() {
+                for len in 0..=text.len() - offset {
+                    for (before, after) in [(0, 0), (1, 1), (2, 2), (3, 3)] {
+                        let span = miette::SourceSpan::new(offset.into(), len);
+                        let ours = snippets.read_span(&span, before, after);
+                        let theirs = text.read_span(&span, before, after);
+                        let what = format!("{text:?} at {offset}+{len}, context {before}/{after}");
+                        match (ours, theirs) {
+                            (Ok(a), Ok(b)) => {
+                                assert_eq!(a.data(), b.data(), "{what}");
+                                assert_eq!(a.span(), b.span(), "{what}");
+                                assert_eq!(a.line(), b.line(), "{what}");
+                                assert_eq!(a.column(), b.column(), "{what}");
+                                assert_eq!(a.line_count(), b.line_count(), "{what}");
+                                assert_eq!(a.name(), Some("t.orch"), "{what}");
+                            }
+                            (a, b) => assert_eq!(a.is_ok(), b.is_ok(), "{what}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `render_run`'s shortcuts (a help's footer rendered once, plain snippet lines elided and
+    /// put back) give miette's own output byte for byte: many pseudo-random reports (labels on
+    /// one line or across many, empty, at the end of the text, several on a line, labels and
+    /// helps of several lines, secondary labels far from the primary) on texts with long,
+    /// short, empty, tabbed and wide lines, `\r\n` line ends or a marker character, in every
+    /// theme and two widths.
+    #[test]
+    fn shortcuts_render_what_miette_renders() {
+        let seed = std::cell::Cell::new(0x2545_f491_4f6c_dd1d_u64);
+        let next = |below: usize| {
+            let mut s = seed.get();
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            seed.set(s);
+            (s % below.max(1) as u64) as usize
+        };
+        let words = [
+            "step",
+            "=",
+            "reviewer(\"for the design\")",
+            "é",
+            "名前",
+            "\t",
+            "x",
+            "",
+        ];
+        let mut texts = Vec::new();
+        for kind in 0..4 {
+            let mut text = String::new();
+            for _ in 0..300 {
+                let line: Vec<&str> = (0..next(9)).map(|_| words[next(words.len())]).collect();
+                text.push_str(&line.join(" "));
+                text.push_str(if kind == 1 && next(4) == 0 {
+                    "\r\n"
+                } else {
+                    "\n"
+                });
+            }
+            if kind == 2 {
+                text.insert(text.len() / 2, ELIDED);
+            }
+            if kind == 3 {
+                text.pop();
+            }
+            texts.push(text);
+        }
+        for text in &texts {
+            let mut sources = SourceMap::new();
+            let id = sources.add("t.orch", None, text.as_str());
+            let n = text.len();
+            let mut diags = Vec::new();
+            for i in 0..150 {
+                let span = |long: bool| {
+                    let start = next(text.len() + 1);
+                    let len = if long { next(2000) } else { next(12) };
+                    let mut end = (start + len).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    let mut start = start.min(end);
+                    while !text.is_char_boundary(start) {
+                        start -= 1;
+                    }
+                    Span::new(id, start, end)
+                };
+                let message = ["", "here", "the block\nasks for it"][next(3)];
+                let mut d = Diagnostic::new(Code::DuplicateDefinition, span(i % 5 == 0), "m")
+                    .with_label(message);
+                for _ in 0..next(4) {
+                    let message = ["", "runs on `haiku`", "two\nlines"][next(3)];
+                    d = d.with_secondary(span(next(6) == 0), message);
+                }
+                let help = [
+                    None,
+                    Some(
+                        "to use `sonnet`, write `scout<sonnet>(...)`; to keep `haiku`, remove `sonnet` from the block's options",
+                    ),
+                    Some("short"),
+                    Some("one\ntwo"),
+                ][next(4)];
+                if let Some(help) = help {
+                    d = d.with_help(help);
+                }
+                if i == 0 {
+                    d.primary.span = Span::new(id, n, n);
+                }
+                diags.push(d);
+            }
+            let all: Vec<&Diagnostic> = diags.iter().collect();
+            let masked = sources.masked();
+            let snippets: Vec<Snippets> = masked.files().map(|(_, f)| Snippets::new(f)).collect();
+            let elided = all
+                .iter()
+                .filter(|d| elide(&to_miette(d, &masked, &snippets), &snippets[0]).is_some())
+                .count();
+            // Texts with `\r` or the marker are never elided; the others mostly are.
+            assert_eq!(elided > 100, snippets[0].elidable, "{elided} elided");
+            for theme in [
+                miette::GraphicalTheme::unicode(),
+                miette::GraphicalTheme::ascii(),
+                miette::GraphicalTheme::unicode_nocolor(),
+                miette::GraphicalTheme::none(),
+            ] {
+                for width in [100, 40] {
+                    let fast = render_run(&all, &masked, &snippets, &theme, width, true);
+                    let plain = render_run(&all, &masked, &snippets, &theme, width, false);
+                    if fast != plain {
+                        let at = fast
+                            .bytes()
+                            .zip(plain.bytes())
+                            .position(|(a, b)| a != b)
+                            .unwrap_or(fast.len().min(plain.len()));
+                        let from = at.saturating_sub(300);
+                        let around = |s: &str| {
+                            String::from_utf8_lossy(&s.as_bytes()[from..(at + 300).min(s.len())])
+                                .into_owned()
+                        };
+                        panic!(
+                            "differ at byte {at}:\n--- shortcuts\n{}\n--- miette\n{}",
+                            around(&fast),
+                            around(&plain)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// From `PARALLEL_RENDER_MIN` diagnostics on, reports are rendered on several threads:

@@ -12,7 +12,8 @@
 //!   100 × 10 ms (goal ≤ 1.02: the simulator's latency is exact, not rounded to the next
 //!   millisecond).
 //!
-//! Each run is on a multi-threaded tokio runtime of 2 workers, as `orch run` uses. Run with
+//! Each run is on a current-thread tokio runtime and allocates with mimalloc, as `orch run`
+//! does (src/cli/run.rs `execute`, src/main.rs), so these are the binary's figures. Run with
 //! `cargo bench --bench runtime` (or `scripts/bench.sh runtime`); a name filters the cases
 //! (`journal`, `fan-out`, `latency`). Exits non-zero when a goal is missed.
 
@@ -20,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use orch::resolve::ResolveOptions;
 use orch::run::{RunOptions, RunReport, Target, journal::Journal};
+
+/// The allocator of the `orch` binary (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const LATENCY_MS: u64 = 10;
 const GOAL_JOURNAL_RATIO: f64 = 1.2;
@@ -56,7 +61,7 @@ fn chain(n: usize) -> String {
 
 struct Compiled {
     program: orch::check::Program,
-    plan: orch::plan::Plan,
+    plan: std::sync::Arc<orch::plan::Plan>,
 }
 
 fn compile(src: &str) -> Compiled {
@@ -73,7 +78,7 @@ fn compile(src: &str) -> Compiled {
         orch::diag::Span::new(orch::diag::FileId(0), 0, 0),
     )
     .expect("workflow");
-    let plan = orch::plan::lower(&program, wf);
+    let plan = std::sync::Arc::new(orch::plan::lower(&program, wf));
     Compiled { program, plan }
 }
 
@@ -135,8 +140,8 @@ fn run_watched(
         journal: journal.clone(),
         ..RunOptions::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The runtime `orch run` drives a run on (src/cli/run.rs `execute`): one thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -144,8 +149,8 @@ fn run_watched(
     let cpu0 = process_cpu();
     let t = Instant::now();
     let report = rt
-        .block_on(orch::run::run(
-            &c.plan,
+        .block_on(orch::run::run_shared(
+            c.plan.clone(),
             &c.program.tables.models,
             &opts,
             on_event,

@@ -376,15 +376,7 @@ pub async fn run_shared(
     let mcp = shared.agents.mcp.clone();
     let shared = Arc::new(shared);
     let budgets = shared.agents.budgets.clone();
-    let mut report = run_top(
-        plan_arc.clone(),
-        inputs,
-        shared,
-        opts.clone(),
-        budgets,
-        on_event,
-    )
-    .await;
+    let mut report = run_top(plan_arc, inputs, shared, opts.clone(), budgets, on_event).await;
     // MCP servers, run end: stopped (every step is over, so nothing holds the pool any more).
     if let Some(pool) = mcp {
         stop_mcp(pool).await;

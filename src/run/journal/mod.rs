@@ -30,8 +30,8 @@
 //! (`SIGKILL`, a panic) loses nothing completed. The `attempt` and `warning` records, which no
 //! resume reads, are held in the process for a moment and go out with the next record (in
 //! the same `write(2)`) or before the next flush, at most [`sync::IDLE`] after the run went
-//! quiet: a killed process can lose those of its last moment. The flush to disk (`sync_data`) is group commit, done by a
-//! thread of its own ([`sync`]): the scheduler never waits for the disk; a `tool_start`
+//! quiet: a killed process can lose those of its last moment. The flush to disk
+//! (`sync_data`) is group commit, done by a thread of its own ([`sync`]): the scheduler never waits for the disk; a `tool_start`
 //! record is waited for before its call runs, and the `end` record before the run returns.
 //! A power loss or OS crash can cost the records written since the last flush: at most the
 //! last [`sync::BATCH`] `step` records, or those of the last [`sync::MAX_DELAY`] plus one

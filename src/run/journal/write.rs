@@ -337,8 +337,8 @@ impl Journal {
 
     /// Records a model call that ended (held for a moment, then written and synced with the
     /// next group: a resumed run does not need it; it is for people and reports; a step's
-    /// last attempt goes out in the same `write(2)` as its `step` record). Hands the record back (for its event,
-    /// without a copy) with whether it was written.
+    /// last attempt goes out in the same `write(2)` as its `step` record). Hands the record
+    /// back (for its event, without a copy) with whether it was written.
     ///
     /// # Errors
     /// [`JournalError::Io`] (second of the pair) when the journal cannot be written.

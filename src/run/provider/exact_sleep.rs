@@ -7,11 +7,13 @@
 //! their own ([`sleep_until`]): a heap of deadlines, slept to with the operating system's
 //! nanosecond timeouts (a `Condvar` wait, a futex on Linux, without timer slack), each waking
 //! its task through a one-shot channel. That takes two wake-ups, the timer thread's and the
-//! task's worker's (about 130 µs together on an idle 2-core VM, 1.3% of a 10 ms call), so
+//! task's runtime thread (about 130 µs together on an idle 2-core VM, 1.3% of a 10 ms call), so
 //! while few sleeps wait the thread ends each one early by the wake-ups' cost as measured on
 //! the sleeps before (a running mean, at most [`LEAD_MAX`]), and the task, woken, spins what
 //! is left to its deadline: sleeps end on time, never early. With many sleeps waiting (a
-//! large fan-out) they end at their deadline as before, without spinning.
+//! large fan-out) they end at their deadline as before, without spinning. `orch run` has one
+//! runtime thread, so a spin (at most [`LEAD_MAX`]) holds up its other tasks for that long:
+//! the price of exact simulated latency, paid only by simulated runs with few calls waiting.
 //!
 //! On tokio's paused clock (tests, benchmarks of the scheduler) time is virtual and
 //! `tokio::time::sleep` is already exact, to the millisecond the latency is given in:

@@ -614,16 +614,24 @@ impl<'a> Scheduler<'a> {
             let key = step_key.as_ref().map(|k| k.key.clone());
             let mut report = execute(node, call, &shared, cap, &tx, key).await;
             // Journal hook, a step ended, in the step's own task (the scheduler's goes on
-            // meanwhile): cached first with `--cache`, then recorded; the scheduler learns
-            // of it only after, so before anything depends on it.
-            if let Some(k) = &step_key {
+            // meanwhile): cached first with `--cache`, then recorded by the journal's writer
+            // thread; the scheduler learns of it only once its record is in the file, so
+            // before anything depends on it.
+            if let Some(k) = step_key {
                 if let Some(cache) = &cache {
-                    cache_result(cache, node, k, &mut report);
+                    cache_result(cache, node, &k, &mut report);
                 }
-                if let Some(j) = &journal
-                    && let Err(e) = j.step(&report, k)
-                {
-                    journal_error.get_or_insert(e.to_string());
+                if let Some(j) = &journal {
+                    let written = j.step_written(report, k).await;
+                    let (back, written) = written.unwrap_or_else(|| {
+                        let why = "the journal's writer thread lost the step's report";
+                        let failed = StepStatus::Failed(why.into());
+                        (StepReport::not_run(node, failed, None), Ok(()))
+                    });
+                    report = back;
+                    if let Err(e) = written {
+                        journal_error.get_or_insert(e.to_string());
+                    }
                 }
             }
             Outcome {

@@ -379,14 +379,6 @@ pub(super) struct StepLine<'a> {
     pub finished_ms: Option<u64>,
 }
 
-/// The `start` record borrowed (see [`StepLine`]): serializes exactly as [`Record::Start`].
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename = "start")]
-pub(super) struct StartLine<'a> {
-    pub name: &'a str,
-    pub at_ms: u64,
-}
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

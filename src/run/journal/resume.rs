@@ -86,6 +86,7 @@ impl Journal {
             syncer: None,
             syncs_at_end: 0,
             policy: Default::default(),
+            steps_inline: false,
         }))
     }
 

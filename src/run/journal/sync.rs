@@ -1,23 +1,31 @@
-//! Group commit: the journal's syncer thread, which makes written records durable
-//! (`fdatasync`) in groups, off the scheduler's path, and writes the records held in the
-//! process for a moment.
+//! The journal's two threads: the writer, which encodes and writes the records handed to it,
+//! and the syncer, which makes written records durable (`fdatasync`) in groups (group
+//! commit). Both keep the disk, and the encoding of most records, off the run's thread.
 //!
-//! Every record a resume reads (`start`, `step`, `turn`, `tool_start`, `tool`, `batch`, `end`)
-//! is written to the file with one `write(2)` by the caller, as it happens (no buffer in the
-//! process: a record written is in the operating system's hands, so a `SIGKILL` or a panic
-//! loses nothing written). The records no resume reads (`attempt`, `warning`: for people and
-//! reports) are held in the process for a moment ([`Syncer::hold`]) and go out in the same
-//! `write(2)` as the next record written ([`Syncer::write`]), or from this thread before its
-//! next sync, at most [`IDLE`] after a run went quiet: a `SIGKILL` can lose those of the last
-//! moment, never a record a resume reads. What is batched is the flush to the disk:
-//! the writers count the records they wrote ([`Syncer::write`]) and this thread calls
-//! `sync_data` on its own handle of the file when [`decide`] says so:
+//! A record reaches the file in one of three ways, always in the order records were made:
+//! - **deferred** ([`Syncer::defer`]: `step` records): the step's task hands its report over;
+//!   the writer thread encodes it and writes it with everything queued before it (one
+//!   `write(2)` for a batch), then hands the report back. The step counts as ended only then,
+//!   so a `SIGKILL` or a panic never loses a step the scheduler was told of, and the run's
+//!   thread neither encodes the record nor waits for a write;
+//! - **held** ([`Syncer::hold`], [`Syncer::hold_record`]: `attempt`, `warning`, which no
+//!   resume reads): queued, and written with the next deferred or written record, or
+//!   by the syncer thread before its next sync, at most [`IDLE`] after a run went quiet
+//!   ([`MAX_DELAY`] under a steady stream): a `SIGKILL` can lose those of the last moment;
+//! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`, rare and
+//!   waited for): by their maker at once, after everything queued, in the same `write(2)`;
+//!   a `start` record ([`Syncer::write_now`]) by its step's task at once, before its request
+//!   goes out, without waiting for the queue (nothing queued concerns its step).
+//!
+//! What is batched is the flush to the disk: the writers count the records they made
+//! ([`Syncer::wrote`]) and the syncer thread calls `sync_data` on its own handle of the file
+//! when [`decide`] says so:
 //!
 //! - at once when someone waits for a record to be durable ([`Syncer::durable`]: a
 //!   `tool_start` record before its call runs, the `end` record) or asked for a prompt sync
 //!   (`turn`, `tool`);
-//! - when [`BATCH`] records that count ([`Syncer::wrote`] with `counts`: `step` records, not
-//!   `start` records) wait, so under load there is at most one sync per [`BATCH`] steps
+//! - when [`BATCH`] records that count ([`Syncer::wrote`] with `counts`: `step` records)
+//!   wait, so under load there is at most one sync per [`BATCH`] steps
 //!   (more records gather while a sync runs, so a slow disk means larger groups, not a
 //!   slower scheduler);
 //! - when no record came for [`IDLE`] (a run that went quiet), or the oldest waiting record
@@ -133,33 +141,91 @@ pub(super) struct Synced {
     pub(super) error: Option<String>,
 }
 
+/// A record whose line is made by whoever writes it out (the writer thread, most often),
+/// and who is told once that line is in the file: a `step` record, whose task hands its
+/// report over and gets it back ([`Syncer::defer`]).
+pub(super) trait Deferred: Send {
+    /// The record's line: redacted, ending in a newline.
+    ///
+    /// # Errors
+    /// Why it cannot be encoded: it is not written, and [`Deferred::done`] gets the message.
+    fn encode(&self) -> Result<String, String>;
+    /// The line is in the file (`Ok`), or could not be written (the message).
+    fn done(self: Box<Self>, written: Result<(), String>);
+}
+
+/// A record on its way to the file, in the order records were made.
+enum Queued {
+    /// An encoded line no one waits for (`start`, `attempt`, `warning`).
+    Line(String),
+    /// A record someone waits for ([`Deferred`]).
+    Deferred(Box<dyn Deferred>),
+}
+
+/// The records made and not yet written ([`Syncer::hold`], [`Syncer::defer`]).
+#[derive(Default)]
+struct Queue {
+    items: Vec<Queued>,
+    /// A [`Queued::Deferred`] record waits: the writer thread has work.
+    wanted: bool,
+    /// The writer thread waits for work (on [`Shared::ready`]).
+    idle: bool,
+    /// No more records will come: the writer thread ends.
+    closed: bool,
+    /// The first write that failed, the operating system's message: later records are
+    /// refused with it.
+    failed: Option<String>,
+}
+
 struct Shared {
     batch: u64,
-    /// Records held in the process ([`Syncer::hold`]), to be written before the next record
-    /// or sync. Every write to the file is made holding this lock, so records reach the file
-    /// in the order they were made.
-    held: Mutex<Vec<u8>>,
+    queue: Mutex<Queue>,
+    /// Wakes the writer thread.
+    ready: Condvar,
+    /// Held while the records taken from the queue are written: taken before the queue's
+    /// lock is let go, so that records reach the file in the order they were queued, while
+    /// new records can be queued during the encoding and the `write(2)`.
+    order: Mutex<()>,
     pending: Mutex<Pending>,
     wake: Condvar,
     synced: watch::Sender<Synced>,
 }
 
-/// The writers' side of a journal's syncer thread. Dropping it ends the thread after a last
-/// sync of whatever was written.
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding it; a poisoned lock still holds whole records.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why records are refused, given the queue's lock: the first write or sync that
+    /// failed (what failed, and the operating system's message).
+    fn refused(&self, queue: &Queue) -> Option<(&'static str, String)> {
+        if let Some(e) = &queue.failed {
+            return Some(("write to", e.clone()));
+        }
+        self.synced.borrow().error.clone().map(|e| ("sync", e))
+    }
+}
+
+/// The writers' side of a journal's writer and syncer threads. Dropping it ends both after
+/// the records queued are written and a last sync.
 pub(super) struct Syncer {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
-    /// Starts the syncer thread of `file` (a handle of its own on the journal file).
+    /// Starts the writer and syncer threads of `file` (a handle of their own on the journal
+    /// file).
     ///
     /// # Errors
-    /// The operating system's error when the thread cannot be started.
+    /// The operating system's error when a thread cannot be started.
     pub(super) fn start(file: File, policy: Policy) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared {
             batch: policy.batch.max(1),
-            held: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            order: Mutex::new(()),
             pending: Mutex::new(Pending {
                 written: 0,
                 counted: 0,
@@ -171,14 +237,24 @@ impl Syncer {
             wake: Condvar::new(),
             synced: watch::channel(Synced::default()).0,
         });
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("orch-journal-sync".into())
-            .spawn(move || sync_loop(&s, &file, &policy))?;
-        Ok(Syncer {
+        let file = Arc::new(file);
+        let mut syncer = Syncer {
             shared,
-            thread: Some(thread),
-        })
+            threads: Vec::with_capacity(2),
+        };
+        let (s, f) = (syncer.shared.clone(), file.clone());
+        syncer.threads.push(
+            std::thread::Builder::new()
+                .name("orch-journal-write".into())
+                .spawn(move || write_loop(&s, &f))?,
+        );
+        let s = syncer.shared.clone();
+        syncer.threads.push(
+            std::thread::Builder::new()
+                .name("orch-journal-sync".into())
+                .spawn(move || sync_loop(&s, &file, &policy))?,
+        );
+        Ok(syncer)
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -190,48 +266,79 @@ impl Syncer {
     }
 
     /// Writes `line` (one or more whole records) to `file` (the writers' handle of the
-    /// journal) with one `write(2)`, after the records held ([`Syncer::hold`]) in the same
-    /// call: its sequence number. `counts`: it counts towards [`BATCH`]; `urgent`: sync it
-    /// promptly (without waiting for it).
+    /// journal) at once, after the records queued before it, with one `write(2)`: its
+    /// sequence number. `counts`: it counts towards [`BATCH`]; `urgent`: sync it promptly
+    /// (without waiting for it).
     ///
     /// # Errors
-    /// The operating system's error when the write fails (the records held are dropped
+    /// The operating system's error when the write fails (the records queued are refused
     /// with it: a journal that cannot be written stops the run).
     pub(super) fn write(
         &self,
-        mut file: &File,
+        file: &File,
         line: &str,
         counts: bool,
         urgent: bool,
     ) -> std::io::Result<u64> {
-        {
-            let mut held = self.held();
-            if held.is_empty() {
-                file.write_all(line.as_bytes())?;
-            } else {
-                held.extend_from_slice(line.as_bytes());
-                let written = file.write_all(&held);
-                held.clear();
-                written?;
-            }
-        }
+        flush(&self.shared, file, Some(line))?;
         Ok(self.wrote(counts, urgent))
     }
 
-    /// Holds `line` (a record no resume reads) in the process: it is written with the next
-    /// record ([`Syncer::write`]) or by the thread before its next sync, within [`IDLE`] of
-    /// the last write (or [`MAX_DELAY`] under a steady trickle). Its sequence number.
-    pub(super) fn hold(&self, line: &str) -> u64 {
-        self.held().extend_from_slice(line.as_bytes());
+    /// Writes `line` (one whole record) to `file` at once with one `write(2)`, without
+    /// waiting for the records queued (they may follow it): for a `start` record, which must
+    /// be in the file before its step's request goes out and which no record queued before
+    /// it concerns (its step's own records are made after it). One `write(2)` to a file
+    /// opened for appending is not interleaved with another. Its sequence number.
+    ///
+    /// # Errors
+    /// The operating system's error when the write fails (later records are refused).
+    pub(super) fn write_now(&self, mut file: &File, line: &str) -> std::io::Result<u64> {
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            self.shared.queue().failed.get_or_insert(e.to_string());
+            return Err(e);
+        }
+        Ok(self.wrote(false, false))
+    }
+
+    /// Holds `line` (a record no one waits for) in the process: it is written with the next
+    /// record written or deferred, or by the syncer thread before its next sync, within
+    /// [`IDLE`] of the last record (or [`MAX_DELAY`] under a steady trickle). Its sequence
+    /// number.
+    pub(super) fn hold(&self, line: String) -> u64 {
+        self.shared.queue().items.push(Queued::Line(line));
         self.wrote(false, false)
     }
 
-    fn held(&self) -> MutexGuard<'_, Vec<u8>> {
-        // A writer that panicked while holding it left whole records or none.
-        self.shared.held.lock().unwrap_or_else(|e| e.into_inner())
+    /// Holds `record` (a record no one waits for) as [`Syncer::hold`] holds a line, to be
+    /// encoded by whoever writes it out (the writer thread, most often): the run's thread
+    /// does not encode it. Its sequence number.
+    pub(super) fn hold_record(&self, record: Box<dyn Deferred>) -> u64 {
+        self.shared.queue().items.push(Queued::Deferred(record));
+        self.wrote(false, false)
     }
 
-    /// A record was written (or held): its sequence number.
+    /// Queues `record` (a record that counts towards [`BATCH`]) for the writer thread, which
+    /// encodes it, writes it with the records queued before it, and then tells it
+    /// ([`Deferred::done`]); at once, with the message, once a write has failed.
+    pub(super) fn defer(&self, record: Box<dyn Deferred>) {
+        let mut queue = self.shared.queue();
+        if let Some((_, e)) = self.shared.refused(&queue) {
+            drop(queue);
+            record.done(Err(e));
+            return;
+        }
+        queue.items.push(Queued::Deferred(record));
+        // The writer thread is told once per batch: a busy one looks again before it waits.
+        let wake = queue.idle && !queue.wanted;
+        queue.wanted = true;
+        drop(queue);
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        self.wrote(true, false);
+    }
+
+    /// A record was written (or queued): its sequence number.
     fn wrote(&self, counts: bool, urgent: bool) -> u64 {
         let now = Instant::now();
         let mut p = self.pending();
@@ -257,9 +364,10 @@ impl Syncer {
         seq
     }
 
-    /// The first sync error, if a sync failed: every later write is refused with it.
-    pub(super) fn error(&self) -> Option<String> {
-        self.shared.synced.borrow().error.clone()
+    /// The first failure, if a write or a sync failed: what failed (`"write to"`, `"sync"`)
+    /// and the operating system's message. Every later record is refused with it.
+    pub(super) fn error(&self) -> Option<(&'static str, String)> {
+        self.shared.refused(&self.shared.queue())
     }
 
     /// Records synced so far (the sequence number of the last).
@@ -294,24 +402,28 @@ impl Syncer {
         }
     }
 
-    /// Syncs everything written and ends the thread, waiting for it (at run end). Returns
-    /// the syncs it did in all, and whether they succeeded.
+    /// Writes what is queued, syncs everything written and ends the threads, waiting for
+    /// them (at run end). Returns the syncs done in all, and whether they succeeded.
     ///
     /// # Errors
-    /// The operating system's message (second of the pair) when a sync failed.
+    /// The operating system's message (second of the pair) when a write or a sync failed.
     pub(super) fn close(mut self) -> (u64, Result<(), String>) {
         self.stop();
         let closed = match self.error() {
-            Some(e) => Err(e),
+            Some((_, e)) => Err(e),
             None => Ok(()),
         };
         (self.syncs(), closed)
     }
 
     fn stop(&mut self) {
+        // The writer first (it writes what it was asked to), then the syncer, whose last
+        // group writes whatever is left and syncs it.
+        self.shared.queue().closed = true;
+        self.shared.ready.notify_one();
         self.pending().closed = true;
         self.shared.wake.notify_one();
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -320,6 +432,88 @@ impl Syncer {
 impl Drop for Syncer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Takes the records queued and writes them, then `last` (a record written by its maker),
+/// with one `write(2)` on `file`, and tells each deferred record whether it was written.
+///
+/// # Errors
+/// The operating system's error when the write fails (or failed before): the records taken
+/// are not written, and every later one is refused.
+fn flush(shared: &Shared, mut file: &File, last: Option<&str>) -> std::io::Result<()> {
+    let mut queue = shared.queue();
+    let items = std::mem::take(&mut queue.items);
+    queue.wanted = false;
+    if let Some((_, e)) = shared.refused(&queue) {
+        drop(queue);
+        tell(items, &Err(e.clone()));
+        return Err(std::io::Error::other(e));
+    }
+    let order = shared.order.lock().unwrap_or_else(|e| e.into_inner());
+    drop(queue);
+    let mut out = Vec::new();
+    let mut told = Vec::new();
+    for item in items {
+        match item {
+            Queued::Line(line) => out.extend_from_slice(line.as_bytes()),
+            Queued::Deferred(record) => match record.encode() {
+                Ok(line) => {
+                    out.extend_from_slice(line.as_bytes());
+                    told.push(Queued::Deferred(record));
+                }
+                Err(e) => record.done(Err(e)),
+            },
+        }
+    }
+    if let Some(line) = last {
+        out.extend_from_slice(line.as_bytes());
+    }
+    let written = if out.is_empty() {
+        Ok(())
+    } else {
+        file.write_all(&out)
+    };
+    drop(order);
+    let result = match &written {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            shared.queue().failed.get_or_insert(message.clone());
+            Err(message)
+        }
+    };
+    tell(told, &result);
+    written
+}
+
+/// Tells the deferred records among `items` how their write went.
+fn tell(items: Vec<Queued>, result: &Result<(), String>) {
+    for item in items {
+        if let Queued::Deferred(record) = item {
+            record.done(result.clone());
+        }
+    }
+}
+
+/// The writer thread: writes the records queued whenever a deferred one waits, in batches
+/// (records queued while it writes go out in its next `write(2)`).
+fn write_loop(shared: &Shared, file: &File) {
+    let mut queue = shared.queue();
+    loop {
+        if queue.wanted {
+            drop(queue);
+            // A failure is kept in the queue and told to the records it concerns.
+            let _ = flush(shared, file, None);
+            queue = shared.queue();
+            continue;
+        }
+        if queue.closed {
+            return;
+        }
+        queue.idle = true;
+        queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+        queue.idle = false;
     }
 }
 
@@ -343,9 +537,9 @@ fn sync_loop(shared: &Shared, file: &File, policy: &Policy) {
                 let (upto, counted) = (pending.written, pending.counted);
                 pending.oldest_unsynced = None;
                 drop(pending);
-                // Every record counted up to `upto` is in the file or held: write the held
-                // ones, then sync.
-                let result = write_held(shared, file).and_then(|()| file.sync_data());
+                // Every record counted up to `upto` is in the file or queued: write the
+                // queued ones, then sync.
+                let result = flush(shared, file, None).and_then(|()| file.sync_data());
                 synced = upto;
                 counted_synced = counted;
                 let failed = result.is_err();
@@ -360,10 +554,14 @@ fn sync_loop(shared: &Shared, file: &File, policy: &Policy) {
                 });
                 pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if failed {
-                    // Nothing more can be made durable: report it and stop trying.
+                    // Nothing more can be made durable: report it and stop trying. Records
+                    // queued from now on are refused with it, those queued are told at the
+                    // end (a flush after a failed sync refuses what it takes).
                     while !pending.closed {
                         pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
                     }
+                    drop(pending);
+                    let _ = flush(shared, file, None);
                     return;
                 }
                 // Records written during the sync are the next group's: their age counts
@@ -374,17 +572,6 @@ fn sync_loop(shared: &Shared, file: &File, policy: &Policy) {
             }
         }
     }
-}
-
-/// Writes the records held ([`Syncer::hold`]) with the thread's own handle of the file.
-fn write_held(shared: &Shared, mut file: &File) -> std::io::Result<()> {
-    let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
-    if held.is_empty() {
-        return Ok(());
-    }
-    let written = file.write_all(&held);
-    held.clear();
-    written
 }
 
 #[cfg(test)]
@@ -400,6 +587,90 @@ mod tests {
             last_write: None,
             oldest_unsynced: None,
         }
+    }
+
+    /// A deferred record with a given line (or encoding error) that reports how it went.
+    struct Probe {
+        line: Result<String, String>,
+        told: std::sync::mpsc::Sender<Result<(), String>>,
+    }
+
+    impl Deferred for Probe {
+        fn encode(&self) -> Result<String, String> {
+            self.line.clone()
+        }
+
+        fn done(self: Box<Self>, written: Result<(), String>) {
+            let _ = self.told.send(written);
+        }
+    }
+
+    fn probe(
+        line: Result<&str, &str>,
+        told: &std::sync::mpsc::Sender<Result<(), String>>,
+    ) -> Box<Probe> {
+        Box::new(Probe {
+            line: line.map(str::to_string).map_err(str::to_string),
+            told: told.clone(),
+        })
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn deferred_records_are_written_in_order_by_the_writer_thread_before_they_are_told() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("j");
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap()
+        };
+        let syncer = Syncer::start(file(), Policy::default()).unwrap();
+        let (tx, told) = std::sync::mpsc::channel();
+        // A held line goes out with the next deferred record, before it.
+        syncer.hold("a\n".into());
+        syncer.defer(probe(Ok("b\n"), &tx));
+        told.recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+        // One that cannot be encoded is told why and not written; the next one is.
+        syncer.defer(probe(Err("cannot encode"), &tx));
+        syncer.defer(probe(Ok("c\n"), &tx));
+        assert_eq!(
+            told.recv_timeout(WAIT).unwrap(),
+            Err("cannot encode".into())
+        );
+        told.recv_timeout(WAIT).unwrap().unwrap();
+        // A record written by its maker follows what was queued before it.
+        syncer.hold("d\n".into());
+        syncer.write(&file(), "e\n", true, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\ne\n");
+        let (syncs, closed) = syncer.close();
+        closed.unwrap();
+        assert!(syncs >= 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_told_to_its_records_and_refuses_the_later_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("j");
+        std::fs::write(&path, "").unwrap();
+        // A handle that cannot write: every write(2) fails.
+        let read_only = File::open(&path).unwrap();
+        let syncer = Syncer::start(read_only, Policy::default()).unwrap();
+        let (tx, told) = std::sync::mpsc::channel();
+        syncer.defer(probe(Ok("a\n"), &tx));
+        assert!(told.recv_timeout(WAIT).unwrap().is_err());
+        let (action, _) = syncer.error().expect("the failure is kept");
+        assert_eq!(action, "write to");
+        // Refused at once from now on, and nothing reached the file.
+        syncer.defer(probe(Ok("b\n"), &tx));
+        assert!(told.recv_timeout(WAIT).unwrap().is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let (_, closed) = syncer.close();
+        assert!(closed.is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted and written to the file at once with one `write(2)` (the
-//! `attempt` and `warning` records, which no resume reads, with the next one); the
-//! flushes to the disk are done in groups by the syncer thread ([`super::sync`]), and the
-//! records an effect must not outrun (`tool_start`, `end`) are waited for.
+//! the run goes, each redacted: a step's record written by the journal's writer thread before
+//! the step counts as ended, the `attempt` and `warning` records (which no resume reads) with
+//! the next batch, the others at once by their maker ([`super::sync`]); the
+//! flushes to the disk are done in groups by the syncer thread, and the records an effect
+//! must not outrun (`tool_start`, `end`) are waited for.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
@@ -20,10 +21,10 @@ use super::super::{Event, RunOptions, RunReport, StepReport, StepStatus};
 use super::read::History;
 use super::read::Transcript;
 use super::records::{
-    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartLine,
+    AttemptRecord, BatchRecord, EndRecord, EndStatus, Record, ResumeHeader, RunHeader, StartRecord,
     StepLine, StepOutcome, ToolRecord, ToolStartRecord, TurnRecord, WarningRecord,
 };
-use super::sync::{Policy, Syncer};
+use super::sync::{Deferred, Policy, Syncer};
 use super::{
     FORMAT_VERSION, JOURNAL_FILE, JournalError, LOCK_FILE, NEW_JOURNAL_FILE, io_error, new_run_id,
     now_ms,
@@ -64,6 +65,10 @@ pub(super) struct Inner {
     pub(super) syncs_at_end: u64,
     /// How it batches (tests stretch the times).
     pub(super) policy: Policy,
+    /// Step records are written by their task, not the writer thread: the run is on tokio's
+    /// paused clock (tests, benchmarks of the scheduler), where a task waiting for another
+    /// thread looks idle and lets virtual time jump ahead (set by [`Journal::begin`]).
+    pub(super) steps_inline: bool,
     pub(super) needs_newline: bool,
     /// The run's lock, held from [`Journal::resume`] or [`Journal::begin`] to the `end`
     /// record.
@@ -143,6 +148,7 @@ impl Journal {
             syncer: None,
             syncs_at_end: 0,
             policy: Policy::default(),
+            steps_inline: false,
         })
     }
 
@@ -208,6 +214,7 @@ impl Journal {
     /// [`JournalError::Busy`] when another process took the new run's lock first.
     pub(crate) fn begin(&self, plan: &Plan, opts: &RunOptions) -> Result<(), JournalError> {
         let mut inner = self.lock();
+        inner.steps_inline = crate::run::provider::exact_sleep::clock_is_paused();
         let plan_hash = super::plan_hash(plan);
         let target = opts.target.describe();
         let steps: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
@@ -245,25 +252,48 @@ impl Journal {
         self.lock().append_grouped(line, how)
     }
 
-    /// Records that a step started (written, synced with the next group: it only explains a
-    /// step that was in flight when the process died).
+    /// Records that a step started: written at once by the step's task (before its request
+    /// goes out, so that a run killed while the step is in flight says so on resume), synced
+    /// with the next group.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        let line = encode(&StartLine {
-            name,
+        let line = encode(&Record::Start(StartRecord {
+            name: name.to_string(),
             at_ms: now_ms(),
-        });
-        self.lock()
-            .append_grouped(line, Durability::Uncounted)
-            .map(drop)
+        }));
+        self.lock().append_grouped(line, Durability::Now).map(drop)
+    }
+
+    /// Holds `record` (one no one waits for: `attempt`, `warning`), to be encoded
+    /// and written by the writer thread with the next batch ([`Syncer::hold_record`]), or
+    /// encoded here and held as a line without one.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when an earlier write or sync failed.
+    fn hold(&self, record: Record) -> Result<(), JournalError> {
+        let inner = self.lock();
+        let Some(syncer) = &inner.syncer else {
+            drop(inner);
+            return self.write(&record, Durability::Held).map(drop);
+        };
+        if let Some((action, message)) = syncer.error() {
+            return Err(JournalError::Io {
+                action,
+                path: inner.path.clone(),
+                message,
+            });
+        }
+        syncer.hold_record(Box::new(Later(record)));
+        Ok(())
     }
 
     /// Records a step that ran and ended (succeeded, failed or interrupted): written to the
     /// file at once (a killed process loses nothing), synced with its group
     /// ([`super::sync`]): the caller never waits for the disk. Skipped and cancelled steps are
-    /// not recorded.
+    /// not recorded. (A step's own task uses [`Journal::step_written`], which leaves the
+    /// encoding and the write to the writer thread.)
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -272,37 +302,55 @@ impl Journal {
         report: &StepReport,
         key: &StepKey,
     ) -> Result<(), JournalError> {
-        let (status, error) = match &report.status {
-            StepStatus::Succeeded => (StepOutcome::Succeeded, None),
-            StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.as_str())),
-            StepStatus::Interrupted => (StepOutcome::Interrupted, None),
-            StepStatus::Skipped(_) | StepStatus::Cancelled => return Ok(()),
+        let Some(line) = step_line(report, key) else {
+            return Ok(());
         };
-        // Borrowed from the report and the key, not copied: the line is all that is made.
-        let line = encode(&StepLine {
-            name: &report.name,
-            agent: &report.agent,
-            status,
-            error,
-            cache_key: &key.key,
-            key: &key.parts,
-            output: report.output.as_deref(),
-            value: report.value.as_ref(),
-            approval: report.approval.as_ref(),
-            agent_loop: report.agent_loop.as_ref(),
-            model: report.model.as_deref(),
-            served_model: report.served_model.as_deref(),
-            truncated: report.truncated,
-            warnings: &report.warnings,
-            attempts: report.attempts,
-            usage: report.usage,
-            cost_usd: report.cost_usd,
-            started_ms: report.started_ms,
-            finished_ms: report.finished_ms,
-        });
+        let line = encode(&line);
         self.lock()
             .append_grouped(line, Durability::Counted)
             .map(drop)
+    }
+
+    /// Records a step that ran and ended, as [`Journal::step`] does, from the step's own
+    /// task: the report goes to the journal's writer thread, which encodes its `step` record
+    /// and writes it with the records queued before it (one `write(2)` for a batch), and
+    /// comes back once the line is in the file, so that the step counts as ended (and
+    /// anything may depend on it) only once a killed process can no longer lose it. The
+    /// run's thread neither encodes the record nor calls `write(2)`; it is synced with its
+    /// group. On tokio's paused clock the record is written here instead, as
+    /// [`Journal::step`] does (virtual time would jump ahead while the task waits for a
+    /// thread). `None` only if the writer thread dropped the report, which it does not.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] (second of the pair) when the journal cannot be written.
+    pub(in crate::run) async fn step_written(
+        &self,
+        report: StepReport,
+        key: Arc<StepKey>,
+    ) -> Option<(StepReport, Result<(), JournalError>)> {
+        let syncer = {
+            let inner = self.lock();
+            inner.syncer.clone().filter(|_| !inner.steps_inline)
+        };
+        let Some(syncer) = syncer.filter(|_| step_line(&report, &key).is_some()) else {
+            // Not recorded, not begun through `begin` (no writer thread), or on a paused
+            // clock: here.
+            let written = self.step(&report, &key);
+            return Some((report, written));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        syncer.defer(Box::new(StepJob {
+            report: Some(report),
+            key,
+            reply: Some(reply),
+        }));
+        let (report, written) = answer.await.ok()?;
+        let written = written.map_err(|message| JournalError::Io {
+            action: "write to",
+            path: self.path(),
+            message,
+        });
+        Some((report, written))
     }
 
     /// Records a model turn of an agent loop: written at once, synced promptly (not waited
@@ -323,14 +371,11 @@ impl Journal {
     /// [`JournalError::Io`] when the journal cannot be written.
     pub(crate) fn warnings(&self, report: &StepReport) -> Result<(), JournalError> {
         for message in &report.warnings {
-            self.write(
-                &Record::Warning(WarningRecord {
-                    step: report.name.clone(),
-                    message: message.clone(),
-                    at_ms: now_ms(),
-                }),
-                Durability::Held,
-            )?;
+            self.hold(Record::Warning(WarningRecord {
+                step: report.name.clone(),
+                message: message.clone(),
+                at_ms: now_ms(),
+            }))?;
         }
         Ok(())
     }
@@ -346,11 +391,9 @@ impl Journal {
         &self,
         record: Box<AttemptRecord>,
     ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
-        let record = Record::Attempt(record);
-        let written = self.write(&record, Durability::Held).map(drop);
-        let Record::Attempt(record) = record else {
-            unreachable!("built as an attempt record just above");
-        };
+        // A copy goes to the writer thread, which encodes it: cheaper on the run's thread
+        // than encoding (JSON escapes, the redaction scan) a prompt and an answer here.
+        let written = self.hold(Record::Attempt(record.clone()));
         (record, written)
     }
 
@@ -512,8 +555,9 @@ enum Durability {
     /// synced with its group (`attempt`, `warning`: no resume reads them; see
     /// [`Syncer::hold`]).
     Held,
-    /// With its group, not counted in it (`start`).
-    Uncounted,
+    /// At once, not counted in its group, and without waiting for the records queued
+    /// (`start`; see [`Syncer::write_now`]).
+    Now,
     /// With its group, counted towards its size (`step`).
     Counted,
     /// Promptly (`turn`, `tool_start`, `tool`).
@@ -618,19 +662,25 @@ impl Inner {
             self.write_line(line, sync)?;
             return Ok(None);
         };
-        if let Some(message) = syncer.error() {
+        if let Some((action, message)) = syncer.error() {
             return Err(JournalError::Io {
-                action: "sync",
+                action,
                 path: self.path.clone(),
                 message,
             });
         }
         if how == Durability::Held {
-            return Ok(Some(syncer.hold(&line)));
+            return Ok(Some(syncer.hold(line)));
         }
         let Some(file) = &self.file else {
             return Err(self.not_open());
         };
+        if how == Durability::Now {
+            return syncer
+                .write_now(file, &line)
+                .map(Some)
+                .map_err(|e| io_error("write to", &self.path)(e));
+        }
         syncer
             .write(
                 file,
@@ -661,6 +711,89 @@ impl Inner {
         // The path is copied only for an error (`io_error` copies it when called).
         done.map_err(|e| io_error("write to", &self.path)(e))
     }
+}
+
+/// The `step` record of `report` with its `key`, borrowed from both (the line is all that is
+/// made): `None` for a step that is not recorded (skipped or cancelled).
+fn step_line<'a>(report: &'a StepReport, key: &'a StepKey) -> Option<StepLine<'a>> {
+    let (status, error) = match &report.status {
+        StepStatus::Succeeded => (StepOutcome::Succeeded, None),
+        StepStatus::Failed(e) => (StepOutcome::Failed, Some(e.as_str())),
+        StepStatus::Interrupted => (StepOutcome::Interrupted, None),
+        StepStatus::Skipped(_) | StepStatus::Cancelled => return None,
+    };
+    Some(StepLine {
+        name: &report.name,
+        agent: &report.agent,
+        status,
+        error,
+        cache_key: &key.key,
+        key: &key.parts,
+        output: report.output.as_deref(),
+        value: report.value.as_ref(),
+        approval: report.approval.as_ref(),
+        agent_loop: report.agent_loop.as_ref(),
+        model: report.model.as_deref(),
+        served_model: report.served_model.as_deref(),
+        truncated: report.truncated,
+        warnings: &report.warnings,
+        attempts: report.attempts,
+        usage: report.usage,
+        cost_usd: report.cost_usd,
+        started_ms: report.started_ms,
+        finished_ms: report.finished_ms,
+    })
+}
+
+/// A `step` record on its way to the writer thread ([`Journal::step_written`]): its report
+/// goes back to its task once the line is written, or could not be, and even if the job is
+/// dropped unwritten (the journal closed): a step's result is never lost on the way.
+struct StepJob {
+    report: Option<StepReport>,
+    key: Arc<StepKey>,
+    reply: Option<tokio::sync::oneshot::Sender<(StepReport, Result<(), String>)>>,
+}
+
+impl StepJob {
+    fn reply(&mut self, written: Result<(), String>) {
+        if let (Some(report), Some(reply)) = (self.report.take(), self.reply.take()) {
+            // The task may be gone (cancelled by a gather): its record was written all the
+            // same, as a step that ended does.
+            let _ = reply.send((report, written));
+        }
+    }
+}
+
+impl Deferred for StepJob {
+    fn encode(&self) -> Result<String, String> {
+        match self.report.as_ref().and_then(|r| step_line(r, &self.key)) {
+            Some(line) => encode(&line),
+            None => Err("a step record without its report".into()),
+        }
+    }
+
+    fn done(mut self: Box<Self>, written: Result<(), String>) {
+        self.reply(written);
+    }
+}
+
+impl Drop for StepJob {
+    fn drop(&mut self) {
+        self.reply(Err(
+            "the journal closed before the record was written".into()
+        ));
+    }
+}
+
+/// A record no one waits for, encoded by the writer thread ([`Journal::hold`]).
+struct Later(Record);
+
+impl Deferred for Later {
+    fn encode(&self) -> Result<String, String> {
+        encode(&self.0)
+    }
+
+    fn done(self: Box<Self>, _written: Result<(), String>) {}
 }
 
 /// `record` as one journal line, redacted ([`crate::redact`]); encoded by the caller before
@@ -862,42 +995,32 @@ workflow main() {
             ..full.clone()
         };
         for r in [full, bare] {
-            let line = StepLine {
-                name: &r.name,
-                agent: &r.agent,
-                status: r.status,
-                error: r.error.as_deref(),
-                cache_key: &r.cache_key,
-                key: &r.key,
-                output: r.output.as_deref(),
-                value: r.value.as_ref(),
-                approval: r.approval.as_ref(),
-                agent_loop: r.agent_loop.as_ref(),
-                model: r.model.as_deref(),
-                served_model: r.served_model.as_deref(),
+            // The report and key the record was made of, as a step's task holds them.
+            let report = StepReport {
+                name: r.name.clone(),
+                agent: r.agent.clone(),
+                status: match (&r.status, &r.error) {
+                    (StepOutcome::Failed, Some(e)) => StepStatus::Failed(e.clone()),
+                    _ => StepStatus::Succeeded,
+                },
+                output: r.output.clone(),
+                value: r.value.clone(),
+                approval: r.approval.clone(),
+                agent_loop: r.agent_loop.clone(),
+                model: r.model.clone(),
+                served_model: r.served_model.clone(),
                 truncated: r.truncated,
-                warnings: &r.warnings,
+                warnings: r.warnings.clone(),
                 attempts: r.attempts,
                 usage: r.usage,
                 cost_usd: r.cost_usd,
                 started_ms: r.started_ms,
                 finished_ms: r.finished_ms,
             };
+            let line = step_line(&report, &key).unwrap();
             let owned = serde_json::to_string(&Record::Step(Box::new(r.clone()))).unwrap();
             assert_eq!(serde_json::to_string(&line).unwrap(), owned);
         }
-        let start = StartLine {
-            name: "s",
-            at_ms: 5,
-        };
-        let owned = Record::Start(super::super::records::StartRecord {
-            name: "s".into(),
-            at_ms: 5,
-        });
-        assert_eq!(
-            serde_json::to_string(&start).unwrap(),
-            serde_json::to_string(&owned).unwrap()
-        );
     }
 
     #[test]
@@ -960,6 +1083,42 @@ workflow main() {
             names(&path),
             vec!["run", "start s0", "attempt s0", "step s0", "attempt s1"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_step_record_from_its_task_is_in_the_file_when_its_report_comes_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal, plan) = begun(tmp.path());
+        let key = Arc::new(parts());
+        for i in 0..3 {
+            let name = format!("s{i}");
+            journal.started(&name).unwrap();
+            let mut report = step(&plan, &name);
+            report.output = Some(format!("out {i}"));
+            let (back, written) = journal.step_written(report, key.clone()).await.unwrap();
+            written.unwrap();
+            // The same report, handed back, and its record (after its `start`) already in
+            // the file: a process killed now loses nothing the scheduler was told of.
+            assert_eq!(back.output.as_deref(), Some(format!("out {i}").as_str()));
+            let got = names(&journal.path());
+            assert_eq!(
+                &got[got.len() - 2..],
+                [format!("start {name}"), format!("step {name}")]
+            );
+        }
+        // A step that is not recorded comes back at once, and nothing is written for it.
+        let skipped = StepReport {
+            status: StepStatus::Skipped("no".into()),
+            ..step(&plan, "s3")
+        };
+        let before = names(&journal.path()).len();
+        let (back, written) = journal.step_written(skipped, key).await.unwrap();
+        written.unwrap();
+        assert!(matches!(back.status, StepStatus::Skipped(_)));
+        assert_eq!(names(&journal.path()).len(), before);
+        journal.end(&done()).unwrap();
+        let loaded = read_journal(&journal.path()).unwrap();
+        assert_eq!(loaded.history.succeeded.len(), 3);
     }
 
     #[tokio::test]

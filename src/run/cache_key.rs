@@ -346,7 +346,7 @@ pub(super) fn step_parts(
     for t in node.prompt.iter().chain(node.args.values()) {
         for i in t.interps() {
             if !uses.contains_key(&i.path) {
-                uses.insert(i.path.clone(), hash_text(&scope.text(i)));
+                uses.insert(i.path.clone(), hash_text(&scope.text_ref(i)));
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Rendering templates at run time: `{name}`, `{name.field}` and named blocks.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
@@ -139,6 +141,14 @@ pub fn json_text(v: &Json) -> String {
 }
 
 /// The value at a field path (`Null` where a field is missing).
+/// [`json_text`], borrowed when `v` is a string.
+fn json_text_ref(v: &Json) -> Cow<'_, str> {
+    match v {
+        Json::String(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(json_text(other)),
+    }
+}
+
 fn field_of<'v>(mut v: &'v Json, fields: &[String]) -> &'v Json {
     for f in fields {
         v = v.get(f).unwrap_or(&Json::Null);
@@ -181,7 +191,12 @@ impl Scope<'_> {
         node.prompt
             .iter()
             .flat_map(Template::interps)
-            .map(|i| (i.path.clone(), crate::plan::estimate_tokens(&self.text(i))))
+            .map(|i| {
+                (
+                    i.path.clone(),
+                    crate::plan::estimate_tokens(&self.text_ref(i)),
+                )
+            })
             .max_by_key(|(_, tokens)| *tokens)
     }
 
@@ -191,7 +206,7 @@ impl Scope<'_> {
         for part in t.parts() {
             match part {
                 TemplatePart::Text(x) => s.push_str(x),
-                TemplatePart::Interp(i) => s.push_str(&self.text(i)),
+                TemplatePart::Interp(i) => s.push_str(&self.text_ref(i)),
             }
         }
         s
@@ -219,32 +234,41 @@ impl Scope<'_> {
 
     /// The text an interpolation renders to (empty when it has no value).
     pub fn text(&self, i: &Interp) -> String {
+        self.text_ref(i).into_owned()
+    }
+
+    /// [`Scope::text`], borrowed where the value is text already (an input given as text, a
+    /// step's text output or a text field of one: the common case), so that rendering a
+    /// prompt, hashing the values it uses and sizing its largest one copy nothing.
+    pub fn text_ref(&self, i: &Interp) -> Cow<'_, str> {
         let fields = &i.fields;
         let output = |n: NodeId| self.outputs.get(n).and_then(Option::as_ref);
         match i.target {
             Ref::Param(p) => match self.inputs.get_index(p).map(|(_, v)| v) {
-                Some(InputValue::Text(t)) => t.clone(),
-                Some(InputValue::Json(v)) => json_text(field_of(v, fields)),
-                None => String::new(),
+                Some(InputValue::Text(t)) => Cow::Borrowed(t.as_str()),
+                Some(InputValue::Json(v)) => json_text_ref(field_of(v, fields)),
+                None => Cow::Borrowed(""),
             },
-            Ref::Node(n) | Ref::Member(n) => output(n)
-                .map(|v| json_text(field_of(v, fields)))
-                .unwrap_or_default(),
-            Ref::Group(g) => self.plan.groups[g]
-                .members
-                .iter()
-                .filter_map(|&m| {
-                    output(m).map(|o| {
-                        format!(
-                            "## {}\n{}",
-                            self.plan.nodes[m].name,
-                            json_text(o).trim_end()
-                        )
+            Ref::Node(n) | Ref::Member(n) => {
+                output(n).map_or(Cow::Borrowed(""), |v| json_text_ref(field_of(v, fields)))
+            }
+            Ref::Group(g) => Cow::Owned(
+                self.plan.groups[g]
+                    .members
+                    .iter()
+                    .filter_map(|&m| {
+                        output(m).map(|o| {
+                            format!(
+                                "## {}\n{}",
+                                self.plan.nodes[m].name,
+                                json_text(o).trim_end()
+                            )
+                        })
                     })
-                })
-                .collect::<Vec<_>>()
-                .join("\n\n"),
-            Ref::Arg(_) | Ref::Unbound => String::new(),
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+            ),
+            Ref::Arg(_) | Ref::Unbound => Cow::Borrowed(""),
         }
     }
 }
@@ -262,4 +286,52 @@ pub fn render_with_args(t: &Template, args: &IndexMap<String, String>) -> String
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_are_lent_and_others_rendered() {
+        let src = "provider s { kind: sim }\nmodel m { provider: s }\nagent a { model: m }\n\
+                   workflow main(topic: text) {\n  x = a(\"about {topic}\")\n  \
+                   y = a(\"after {x} on {topic}\")\n}\n";
+        let (program, diags) = crate::compile_source(
+            "t.orch",
+            src,
+            std::path::Path::new("."),
+            &crate::resolve::ResolveOptions::default(),
+        );
+        assert!(!diags.has_errors());
+        let span = crate::diag::Span::new(crate::diag::FileId(0), 0, 0);
+        let wf = crate::plan::entry_workflow(&program, None, span).unwrap();
+        let plan = crate::plan::lower(&program, wf);
+        let id = |name: &str| plan.nodes.iter().position(|n| n.name == name).unwrap();
+        let inputs: IndexMap<String, InputValue> =
+            [("topic".to_string(), InputValue::Text("tea".into()))].into();
+        let mut outputs = vec![None; plan.nodes.len()];
+        outputs[id("x")] = Some(Json::String("hot".into()));
+        let y = &plan.nodes[id("y")];
+        let interps: Vec<&Interp> = y.prompt.iter().flat_map(Template::interps).collect();
+        let scope = Scope {
+            plan: &plan,
+            inputs: &inputs,
+            outputs: &outputs,
+        };
+        // A step's text output and a text input are lent, not copied ...
+        for i in &interps {
+            assert!(matches!(scope.text_ref(i), Cow::Borrowed(_)), "{}", i.path);
+        }
+        assert_eq!(scope.render_call(y).0, "after hot on tea");
+        // ... a value of another type is rendered as text.
+        let mut numbers = outputs.clone();
+        numbers[id("x")] = Some(serde_json::json!(3));
+        let scope = Scope {
+            outputs: &numbers,
+            ..scope
+        };
+        assert!(matches!(scope.text_ref(interps[0]), Cow::Owned(ref t) if t == "3"));
+        assert_eq!(scope.render_call(y).0, "after 3 on tea");
+    }
 }

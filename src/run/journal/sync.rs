@@ -51,6 +51,15 @@ pub const IDLE: Duration = Duration::from_millis(2);
 /// How long a written record may wait for its sync under a steady trickle of records.
 pub const MAX_DELAY: Duration = Duration::from_millis(50);
 
+/// Step records closer together than this are a burst ([`Syncer::in_burst`]).
+pub const BURST_GAP: Duration = Duration::from_micros(50);
+
+/// Whether a step record made at `now` (nanoseconds) follows the one made at `last` (0: none
+/// yet) closely enough to be part of a burst.
+fn follows_closely(last: u64, now: u64) -> bool {
+    last != 0 && now.saturating_sub(last) < BURST_GAP.as_nanos() as u64
+}
+
 /// How the syncer thread batches: [`BATCH`], [`IDLE`] and [`MAX_DELAY`] by default; tests
 /// stretch the times to make the count rule the only one.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +188,11 @@ struct Queue {
 
 struct Shared {
     batch: u64,
+    /// When this journal began, the origin of [`Shared::last_step_ns`].
+    began: Instant,
+    /// When the last step record was made, in nanoseconds since [`Shared::began`]
+    /// ([`Syncer::in_burst`]).
+    last_step_ns: std::sync::atomic::AtomicU64,
     queue: Mutex<Queue>,
     /// Wakes the writer thread.
     ready: Condvar,
@@ -223,6 +237,8 @@ impl Syncer {
     pub(super) fn start(file: File, policy: Policy) -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared {
             batch: policy.batch.max(1),
+            began: Instant::now(),
+            last_step_ns: std::sync::atomic::AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             order: Mutex::new(()),
@@ -315,6 +331,19 @@ impl Syncer {
     pub(super) fn hold_record(&self, record: Box<dyn Deferred>) -> u64 {
         self.shared.queue().items.push(Queued::Deferred(record));
         self.wrote(false, false)
+    }
+
+    /// Whether step records come in a burst: the one before this came less than
+    /// [`BURST_GAP`] ago. In a burst a step's record goes to the writer thread, where the
+    /// records of many steps share one wake-up and one `write(2)`; otherwise its task writes
+    /// it itself, which costs less than handing it over (two thread wake-ups, about 40 µs of
+    /// CPU time a step on a 2-core VM: measured on the layered 10,000-step DAG over HTTP, 2.1
+    /// against 2.6 s of CPU).
+    pub(super) fn in_burst(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.shared.began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.shared.last_step_ns.swap(now, Ordering::Relaxed);
+        follows_closely(last, now)
     }
 
     /// Queues `record` (a record that counts towards [`BATCH`]) for the writer thread, which
@@ -671,6 +700,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let (_, closed) = syncer.close();
         assert!(closed.is_err());
+    }
+
+    #[test]
+    fn step_records_closer_than_the_gap_are_a_burst() {
+        let gap = BURST_GAP.as_nanos() as u64;
+        // The first record of a run is never part of a burst.
+        assert!(!follows_closely(0, 10));
+        assert!(follows_closely(1_000, 1_000 + gap - 1));
+        assert!(!follows_closely(1_000, 1_000 + gap));
+        // A clock read out of order (two threads) counts as close.
+        assert!(follows_closely(5_000, 4_000));
     }
 
     #[test]

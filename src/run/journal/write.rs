@@ -332,9 +332,10 @@ impl Journal {
             let inner = self.lock();
             inner.syncer.clone().filter(|_| !inner.steps_inline)
         };
-        let Some(syncer) = syncer.filter(|_| step_line(&report, &key).is_some()) else {
-            // Not recorded, not begun through `begin` (no writer thread), or on a paused
-            // clock: here.
+        let Some(syncer) = syncer.filter(|s| step_line(&report, &key).is_some() && s.in_burst())
+        else {
+            // Not recorded, not begun through `begin` (no writer thread), on a paused clock,
+            // or not in a burst of step records: here.
             let written = self.step(&report, &key);
             return Some((report, written));
         };

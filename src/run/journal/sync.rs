@@ -3,17 +3,20 @@
 //! commit). Both keep the disk, and the encoding of most records, off the run's thread.
 //!
 //! A record reaches the file in one of three ways, always in the order records were made:
-//! - **deferred** ([`Syncer::defer`]: `step` records): the step's task hands its report over;
-//!   the writer thread encodes it and writes it with everything queued before it (one
-//!   `write(2)` for a batch), then hands the report back. The step counts as ended only then,
-//!   so a `SIGKILL` or a panic never loses a step the scheduler was told of, and the run's
-//!   thread neither encodes the record nor waits for a write;
+//! - **deferred** ([`Syncer::defer`]: `step` records of steps that end in a burst,
+//!   [`Syncer::in_burst`]): the step's task hands its report over; the writer thread encodes
+//!   it and writes it with everything queued before it (one `write(2)` for a batch), then
+//!   hands the report back. The step counts as ended only then, so a `SIGKILL` or a panic
+//!   never loses a step the scheduler was told of, and the run's thread neither encodes the
+//!   record nor waits for a write. Outside a burst a step's task writes its record itself
+//!   (below), which costs less than the two wake-ups of a hand-over;
 //! - **held** ([`Syncer::hold`], [`Syncer::hold_record`]: `attempt`, `warning`, which no
 //!   resume reads): queued, and written with the next deferred or written record, or
 //!   by the syncer thread before its next sync, at most [`IDLE`] after a run went quiet
 //!   ([`MAX_DELAY`] under a steady stream): a `SIGKILL` can lose those of the last moment;
-//! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`, rare and
-//!   waited for): by their maker at once, after everything queued, in the same `write(2)`;
+//! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`, and
+//!   `step` outside a burst): by their maker at once, after everything queued, in the same
+//!   `write(2)`;
 //!   a `start` record ([`Syncer::write_now`]) by its step's task at once, before its request
 //!   goes out, without waiting for the queue (nothing queued concerns its step).
 //!

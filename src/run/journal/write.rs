@@ -1,7 +1,8 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted: a step's record written by the journal's writer thread before
-//! the step counts as ended, the `attempt` and `warning` records (which no resume reads) with
-//! the next batch, the others at once by their maker ([`super::sync`]); the
+//! the run goes, each redacted: a step's record written before the step counts as ended (by
+//! its task, or in a burst of steps by the journal's writer thread), the `attempt` and
+//! `warning` records (which no resume reads) with the next one, the others at once by their
+//! maker ([`super::sync`]); the
 //! flushes to the disk are done in groups by the syncer thread, and the records an effect
 //! must not outrun (`tool_start`, `end`) are waited for.
 
@@ -293,7 +294,7 @@ impl Journal {
     /// file at once (a killed process loses nothing), synced with its group
     /// ([`super::sync`]): the caller never waits for the disk. Skipped and cancelled steps are
     /// not recorded. (A step's own task uses [`Journal::step_written`], which leaves the
-    /// encoding and the write to the writer thread.)
+    /// encoding and the write to the writer thread in a burst of steps.)
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
@@ -312,14 +313,15 @@ impl Journal {
     }
 
     /// Records a step that ran and ended, as [`Journal::step`] does, from the step's own
-    /// task: the report goes to the journal's writer thread, which encodes its `step` record
-    /// and writes it with the records queued before it (one `write(2)` for a batch), and
-    /// comes back once the line is in the file, so that the step counts as ended (and
-    /// anything may depend on it) only once a killed process can no longer lose it. The
-    /// run's thread neither encodes the record nor calls `write(2)`; it is synced with its
-    /// group. On tokio's paused clock the record is written here instead, as
-    /// [`Journal::step`] does (virtual time would jump ahead while the task waits for a
-    /// thread). `None` only if the writer thread dropped the report, which it does not.
+    /// task, and hands the report back once its line is in the file, so that the step counts
+    /// as ended (and anything may depend on it) only once a killed process can no longer
+    /// lose it. When steps end in a burst ([`Syncer::in_burst`]) the report goes to the
+    /// journal's writer thread, which encodes the record and writes it with the records
+    /// queued before it (one `write(2)` for a batch): the run's thread neither encodes it nor
+    /// calls `write(2)`. Otherwise, and on tokio's paused clock (where virtual time would
+    /// jump ahead while the task waits for a thread), it is written here, as
+    /// [`Journal::step`] does. Synced with its group either way. `None` only if the writer
+    /// thread dropped the report, which it does not.
     ///
     /// # Errors
     /// [`JournalError::Io`] (second of the pair) when the journal cannot be written.

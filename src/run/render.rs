@@ -140,7 +140,6 @@ pub fn json_text(v: &Json) -> String {
     }
 }
 
-/// The value at a field path (`Null` where a field is missing).
 /// [`json_text`], borrowed when `v` is a string.
 fn json_text_ref(v: &Json) -> Cow<'_, str> {
     match v {
@@ -149,6 +148,7 @@ fn json_text_ref(v: &Json) -> Cow<'_, str> {
     }
 }
 
+/// The value at a field path (`Null` where a field is missing).
 fn field_of<'v>(mut v: &'v Json, fields: &[String]) -> &'v Json {
     for f in fields {
         v = v.get(f).unwrap_or(&Json::Null);

@@ -162,15 +162,6 @@ pub(super) fn syntax_error<'t>(text: &'t str, e: &Error<Rule>) -> SyntaxError<'t
         .as_ref()
         .map_or(pest_pos, |a| a.max_position.max(pest_pos))
         .min(text.len());
-    // pest gives up before its own stack runs out (nesting far past `MAX_NESTING`).
-    if let ErrorVariant::CustomError { message } = &e.variant
-        && message.contains("limit reached")
-    {
-        return SyntaxError::TooDeepToParse {
-            at: (pest_pos, (pest_pos + 1).min(text.len())),
-        };
-    }
-
     let lex = Lexer::run(text, pos);
     // Only white space and comments after the error: it is at the end of the file.
     let effective = if only_trivia(&text[pos..]) {

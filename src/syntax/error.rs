@@ -62,7 +62,7 @@ pub(super) enum OptionFix<'t> {
 /// Why a text does not parse, with the pieces of the text its message names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum SyntaxError<'t> {
-    /// pest gave up before its own stack ran out, at `at`.
+    /// The text could make pest's parser recurse too deep (`guard`), first at `at`.
     TooDeepToParse { at: Range },
     /// The parse tree nests deeper than [`MAX_NESTING`] at `at`.
     NestedTooDeep { at: usize },

@@ -7,6 +7,7 @@
 pub mod ast;
 mod diagnose;
 mod error;
+mod guard;
 mod lexer;
 pub mod print;
 
@@ -34,6 +35,15 @@ static ERROR_DETAIL: RwLock<()> = RwLock::new(());
 /// A syntax error (`E0001`) at the first place the text cannot be parsed, naming what was
 /// expected there.
 pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
+    // pest is linked without its stack probe: this guard keeps its recursion bounded.
+    if let Some(at) = guard::too_deep_to_parse(text) {
+        return Err(Box::new(
+            error::SyntaxError::TooDeepToParse {
+                at: (at, (at + 1).min(text.len())),
+            }
+            .diagnostic(file),
+        ));
+    }
     // Parse attempts (the literal tokens tried at the error position) make the error messages
     // precise, but collecting them makes every parse about twice as slow. Parsing is
     // deterministic, so a text is parsed without them, and again with them only when it has
@@ -75,8 +85,8 @@ pub fn parse(file: FileId, text: &str) -> Result<Module, Box<Diagnostic>> {
 /// lists, types, parenthesised conditions) may nest, counting each `else if` of a chain and
 /// each `and` and `or` of a condition as one level more (the tree of an `else if` chain or of
 /// `a and b and c` is as deep as the chain is long). Lowering, checking and formatting recurse
-/// over them, so an unbounded depth would overflow the stack (pest's own parser checks its
-/// stack; they do not). No real script comes near it.
+/// over them, so an unbounded depth would overflow the stack (pest's parser is bounded before
+/// it starts, by `guard`). No real script comes near it.
 pub const MAX_NESTING: usize = 64;
 
 /// The offset of the first construct nested deeper than [`MAX_NESTING`], if any. Walks the
@@ -879,6 +889,50 @@ mod tests {
         assert_eq!(parse(FileId(0), &deep).unwrap_err().code, "E0001");
     }
 
+    /// pest is linked without its stack probe (`guard`). Each way to nest, at the deepest the
+    /// guard lets through, closed or not, parses (or fails to) on a 2 MiB stack, a spawned
+    /// thread's default, in whatever build the tests run in.
+    #[test]
+    fn the_deepest_texts_the_guard_allows_fit_a_small_stack() {
+        let n = guard::GUARD - 4;
+        let rep = |s: &str, k: usize| s.repeat(k);
+        let texts = vec![
+            format!("agent a {{ x: {}{} }}", rep("[", n), rep("]", n)),
+            format!("agent a {{ x: {}", rep("[", n)),
+            format!("agent a {{ x: {}{} }}", rep("{a: ", n), rep("}", n)),
+            format!("agent a {{ x: {}", rep("{a: ", n)),
+            format!("agent a {{ tools: [{}{}] }}", rep("f(", n), rep(")", n)),
+            format!("agent a {{ tools: [{}", rep("f(", n)),
+            format!("workflow w {{ x = s({}{}) }}", rep("[", n), rep("]", n)),
+            format!("workflow w {{ if {}x{} {{ }} }}", rep("(", n), rep(")", n)),
+            format!("workflow w {{ if {}x", rep("(", n)),
+            format!("workflow w {{ if {}x {{ }} }}", rep("not ", n)),
+            format!("workflow w {{ if {}x", rep("not (", n / 2)),
+            format!("workflow w {{ {}{} }}", rep("then { ", n), rep("} ", n)),
+            format!("workflow w {{ {}", rep("parallel { ", n)),
+            format!("workflow w {{ if x {{ }}{} }}", rep(" else if x { }", n)),
+            format!("workflow w {{ if x {{ }}{}", rep(" else if x {", n / 2)),
+            format!("agent a(x: {}text{}) {{ }}", rep("list<", n), rep(">", n)),
+            format!("agent a(x: {}", rep("list<", n)),
+            format!("workflow w -> {}text{} {{ }}", rep("{a: ", n), rep("}", n)),
+            format!("{}{}agent a {{ }}", rep("/* ", n), rep("*/ ", n)),
+            format!("agent a {{ {}", rep("/* ", n)),
+        ];
+        for t in &texts {
+            assert_eq!(guard::too_deep_to_parse(t), None, "{t}");
+        }
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for t in &texts {
+                    let _ = parse(FileId(0), t);
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     /// `else if` chains and `and`/`or` chains nest their trees as deep as they are long, so
     /// they count towards the bound too; far past it, pest's own stack guard is reported as
     /// nesting, not as a misleading "expected ...".
@@ -905,7 +959,7 @@ mod tests {
             let err = parse(FileId(0), &cond(100, op)).unwrap_err();
             assert!(err.message.contains("64 levels"), "{}", err.message);
         }
-        // Far past the bound: pest stops before its stack runs out.
+        // Far past the bound: the guard refuses the text before pest parses it.
         let err = parse(FileId(0), &chain(20_000)).unwrap_err();
         assert_eq!(err.code, "E0001");
         assert!(err.message.contains("nests"), "{}", err.message);

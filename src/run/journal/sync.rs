@@ -10,10 +10,10 @@
 //!   never loses a step the scheduler was told of, and the run's thread neither encodes the
 //!   record nor waits for a write. Outside a burst a step's task writes its record itself
 //!   (below), which costs less than the two wake-ups of a hand-over;
-//! - **held** ([`Syncer::hold`], [`Syncer::hold_record`]: `attempt`, `warning`, which no
-//!   resume reads): queued, and written with the next deferred or written record, or
-//!   by the syncer thread before its next sync, at most [`IDLE`] after a run went quiet
-//!   ([`MAX_DELAY`] under a steady stream): a `SIGKILL` can lose those of the last moment;
+//! - **held** ([`Syncer::hold_record`]: `attempt`, `warning`, which no resume reads):
+//!   queued, and written with the next deferred or written record, or by the syncer thread
+//!   before its next sync, at most [`IDLE`] after a run went quiet ([`MAX_DELAY`] under a
+//!   steady stream): a `SIGKILL` can lose those of the last moment;
 //! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`, and
 //!   `step` outside a burst): by their maker at once, after everything queued, in the same
 //!   `write(2)`;
@@ -166,19 +166,12 @@ pub(super) trait Deferred: Send {
     fn done(self: Box<Self>, written: Result<(), String>);
 }
 
-/// A record on its way to the file, in the order records were made.
-enum Queued {
-    /// An encoded line no one waits for (`start`, `attempt`, `warning`).
-    Line(String),
-    /// A record someone waits for ([`Deferred`]).
-    Deferred(Box<dyn Deferred>),
-}
-
-/// The records made and not yet written ([`Syncer::hold`], [`Syncer::defer`]).
+/// The records made and not yet written ([`Syncer::hold_record`], [`Syncer::defer`]).
 #[derive(Default)]
 struct Queue {
-    items: Vec<Queued>,
-    /// A [`Queued::Deferred`] record waits: the writer thread has work.
+    /// In the order they were made.
+    items: Vec<Box<dyn Deferred>>,
+    /// A record someone waits for ([`Syncer::defer`]) is queued: the writer thread has work.
     wanted: bool,
     /// The writer thread waits for work (on [`Shared::ready`]).
     idle: bool,
@@ -319,20 +312,13 @@ impl Syncer {
         Ok(self.wrote(false, false))
     }
 
-    /// Holds `line` (a record no one waits for) in the process: it is written with the next
-    /// record written or deferred, or by the syncer thread before its next sync, within
-    /// [`IDLE`] of the last record (or [`MAX_DELAY`] under a steady trickle). Its sequence
-    /// number.
-    pub(super) fn hold(&self, line: String) -> u64 {
-        self.shared.queue().items.push(Queued::Line(line));
-        self.wrote(false, false)
-    }
-
-    /// Holds `record` (a record no one waits for) as [`Syncer::hold`] holds a line, to be
-    /// encoded by whoever writes it out (the writer thread, most often): the run's thread
-    /// does not encode it. Its sequence number.
+    /// Holds `record` (a record no one waits for) in the process: it is written with the
+    /// next record written or deferred, or by the syncer thread before its next sync, within
+    /// [`IDLE`] of the last record (or [`MAX_DELAY`] under a steady trickle), and encoded by
+    /// whoever writes it out (the writer thread, most often): the run's thread does not
+    /// encode it. Its sequence number.
     pub(super) fn hold_record(&self, record: Box<dyn Deferred>) -> u64 {
-        self.shared.queue().items.push(Queued::Deferred(record));
+        self.shared.queue().items.push(record);
         self.wrote(false, false)
     }
 
@@ -359,7 +345,7 @@ impl Syncer {
             record.done(Err(e));
             return;
         }
-        queue.items.push(Queued::Deferred(record));
+        queue.items.push(record);
         // The writer thread is told once per batch: a busy one looks again before it waits.
         let wake = queue.idle && !queue.wanted;
         queue.wanted = true;
@@ -486,16 +472,13 @@ fn flush(shared: &Shared, mut file: &File, last: Option<&str>) -> std::io::Resul
     drop(queue);
     let mut out = Vec::new();
     let mut told = Vec::new();
-    for item in items {
-        match item {
-            Queued::Line(line) => out.extend_from_slice(line.as_bytes()),
-            Queued::Deferred(record) => match record.encode() {
-                Ok(line) => {
-                    out.extend_from_slice(line.as_bytes());
-                    told.push(Queued::Deferred(record));
-                }
-                Err(e) => record.done(Err(e)),
-            },
+    for record in items {
+        match record.encode() {
+            Ok(line) => {
+                out.extend_from_slice(line.as_bytes());
+                told.push(record);
+            }
+            Err(e) => record.done(Err(e)),
         }
     }
     if let Some(line) = last {
@@ -519,12 +502,10 @@ fn flush(shared: &Shared, mut file: &File, last: Option<&str>) -> std::io::Resul
     written
 }
 
-/// Tells the deferred records among `items` how their write went.
-fn tell(items: Vec<Queued>, result: &Result<(), String>) {
-    for item in items {
-        if let Queued::Deferred(record) = item {
-            record.done(result.clone());
-        }
+/// Tells each record of `items` how its write went.
+fn tell(items: Vec<Box<dyn Deferred>>, result: &Result<(), String>) {
+    for record in items {
+        record.done(result.clone());
     }
 }
 
@@ -662,8 +643,10 @@ mod tests {
         };
         let syncer = Syncer::start(file(), Policy::default()).unwrap();
         let (tx, told) = std::sync::mpsc::channel();
-        // A held line goes out with the next deferred record, before it.
-        syncer.hold("a\n".into());
+        // Held records are told too, on a channel of their own.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        // A held record goes out with the next deferred record, before it.
+        syncer.hold_record(probe(Ok("a\n"), &held_tx));
         syncer.defer(probe(Ok("b\n"), &tx));
         told.recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
@@ -676,9 +659,12 @@ mod tests {
         );
         told.recv_timeout(WAIT).unwrap().unwrap();
         // A record written by its maker follows what was queued before it.
-        syncer.hold("d\n".into());
+        syncer.hold_record(probe(Ok("d\n"), &held_tx));
         syncer.write(&file(), "e\n", true, false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\ne\n");
+        for _ in 0..2 {
+            held.recv_timeout(WAIT).unwrap().unwrap();
+        }
         let (syncs, closed) = syncer.close();
         closed.unwrap();
         assert!(syncs >= 1);

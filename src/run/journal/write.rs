@@ -554,9 +554,9 @@ impl Journal {
 /// How soon a record written by [`Inner::append_grouped`] must reach the file and the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
-    /// Held in the process, written with the next record or before the next sync, and
-    /// synced with its group (`attempt`, `warning`: no resume reads them; see
-    /// [`Syncer::hold`]).
+    /// Not counted in its group and written with it (`attempt`, `warning`: no resume reads
+    /// them). With a syncer such records are held as records ([`Syncer::hold_record`]) and
+    /// never come here; without one, they are written at once and not synced.
     Held,
     /// At once, not counted in its group, and without waiting for the records queued
     /// (`start`; see [`Syncer::write_now`]).
@@ -671,9 +671,6 @@ impl Inner {
                 path: self.path.clone(),
                 message,
             });
-        }
-        if how == Durability::Held {
-            return Ok(Some(syncer.hold(line)));
         }
         let Some(file) = &self.file else {
             return Err(self.not_open());

@@ -331,13 +331,8 @@ async fn run_for(
             // every instance polled in the same pass would return at once and wake itself
             // again, so each pass of `running` would poll every instance (quadratic in the
             // items: a 100,000-item `for` took minutes).
-            // The instance's run is boxed: its state (~4.6 KiB) is then written once, into
-            // its box, instead of being copied at each move on its way into `running`.
             running.push(tokio::task::unconstrained(async move {
-                let run = Box::pin(run_body_until(
-                    stripped, *body, &suffix, outputs, stop, hold,
-                ))
-                .await;
+                let run = run_body_until(stripped, *body, &suffix, outputs, stop, hold).await;
                 (i, *body, run)
             }));
         }

@@ -612,9 +612,7 @@ impl<'a> Scheduler<'a> {
                 journal_error = Some(e.to_string());
             }
             let key = step_key.as_ref().map(|k| k.key.clone());
-            // Boxed: the step's state (~2 KiB) is written once, into its box, instead of
-            // being copied at each move on the task's way into tokio.
-            let mut report = Box::pin(execute(node, call, &shared, cap, &tx, key)).await;
+            let mut report = execute(node, call, &shared, cap, &tx, key).await;
             // Journal hook, a step ended, in the step's own task (the scheduler's goes on
             // meanwhile): cached first with `--cache`, then recorded by the journal's writer
             // thread; the scheduler learns of it only once its record is in the file, so

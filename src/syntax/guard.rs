@@ -132,25 +132,18 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             b'/' if b.get(i + 1) == Some(&b'/') => {
                 i = memchr_newline(b, i);
             }
-            b'/' if b.get(i + 1) == Some(&b'*') => match comment(b, i, GUARD - s.depth()) {
-                Ok(end) => i = end,
-                Err(at) => return Some(at),
-            },
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                match super::comment_end_within(b, i, GUARD - s.depth()) {
+                    Ok(end) => i = end.unwrap_or(b.len()),
+                    Err(at) => return Some(at),
+                }
+            }
             b'"' => {
                 s.token(false);
                 s.after_list = false;
                 i = string_end(b, i);
             }
-            b'{' | b'(' | b'[' => {
-                s.token(false);
-                s.after_list = false;
-                s.open(c);
-                if s.depth() > GUARD {
-                    return Some(i);
-                }
-                i += 1;
-            }
-            b'<' if s.after_list => {
+            b'{' | b'(' | b'[' | b'<' if c != b'<' || s.after_list => {
                 s.token(false);
                 s.after_list = false;
                 s.open(c);
@@ -209,31 +202,6 @@ fn memchr_newline(b: &[u8], i: usize) -> usize {
         .iter()
         .position(|&c| c == b'\n')
         .map_or(b.len(), |n| i + n)
-}
-
-/// The end of the `/*` comment at `start` (nested comments included; the end of the text if it
-/// is not closed), or the offset of the `/*` that nests it more than `room` levels deep.
-fn comment(b: &[u8], start: usize, room: usize) -> Result<usize, usize> {
-    let mut depth = 0usize;
-    let mut i = start;
-    while i < b.len() {
-        if b[i..].starts_with(b"/*") {
-            depth += 1;
-            if depth > room {
-                return Err(i);
-            }
-            i += 2;
-        } else if b[i..].starts_with(b"*/") {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Ok(i);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    Ok(b.len())
 }
 
 /// The offset after the string opening at `start` (`"…"` ends at its line's end when not

@@ -763,23 +763,32 @@ fn unescape(s: &str) -> &'static str {
 /// End (exclusive byte offset) of the block comment opening at `start` (which must point at
 /// `/*`), or `None` when it is never closed. Block comments nest, as in the grammar.
 pub fn block_comment_end(b: &[u8], start: usize) -> Option<usize> {
+    comment_end_within(b, start, usize::MAX).unwrap_or(None)
+}
+
+/// [`block_comment_end`] that stops at the first `/*` nested more than `room` levels deep
+/// (`Err` with its offset; the comment itself is the first level).
+fn comment_end_within(b: &[u8], start: usize, room: usize) -> Result<Option<usize>, usize> {
     let mut depth = 0usize;
     let mut i = start;
     while i < b.len() {
         if b[i..].starts_with(b"/*") {
             depth += 1;
+            if depth > room {
+                return Err(i);
+            }
             i += 2;
         } else if b[i..].starts_with(b"*/") {
             depth -= 1;
             i += 2;
             if depth == 0 {
-                return Some(i);
+                return Ok(Some(i));
             }
         } else {
             i += 1;
         }
     }
-    None
+    Ok(None)
 }
 
 /// Indentation stripping of `"""` blocks: the first line break after the opening quotes and

@@ -13,8 +13,8 @@
 //! and `else`s that may still be open, plus the depth of comment nesting. The scan counts
 //! those, erring high:
 //! - a bracket closes at its closer, whatever its kind (a mismatch stops pest anyway); a `<`
-//!   opens a level only after the word `list`, and closes at `>` or with its enclosing
-//!   bracket, so comparisons and options add nothing that lasts;
+//!   opens a level only after the word `list`, and closes at `>`, at the end of its line or
+//!   with its enclosing bracket, so comparisons and options add nothing that lasts;
 //! - the `not`s of a level are open until its line ends (a condition cannot span lines) or a
 //!   block opens;
 //! - the `else`s of a level are open until a block of that level closes and is followed by
@@ -79,6 +79,16 @@ impl Scan {
         self.extra -= nots;
     }
 
+    /// A line break or `;` cannot be inside `list<…>` itself (only inside a record type in
+    /// it, one level further): a `<` still open there was a comparison (`list < 3`).
+    fn end_list_types(&mut self) {
+        while self.levels.len() > 1 && self.levels.last().is_some_and(|l| l.opener == b'<') {
+            if let Some(level) = self.levels.pop() {
+                self.extra -= level.nots + level.elses;
+            }
+        }
+    }
+
     fn open(&mut self, opener: u8) {
         if opener == b'{' {
             self.end_condition();
@@ -126,6 +136,7 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             b' ' | b'\t' | b'\r' => i += 1,
             b'\n' | b';' => {
                 s.end_condition();
+                s.end_list_types();
                 s.after_list = false;
                 i += 1;
             }
@@ -263,9 +274,22 @@ mod tests {
         assert!(too_deep_to_parse(&t(GUARD + 1)).is_some());
         let cmp = "if a < b { x = s(\"1\") }\n".repeat(10 * GUARD);
         assert!(depth_ok(&format!("workflow w {{ {cmp} }}")));
-        // A `<` after a name `list` that is a comparison closes with its enclosing bracket.
+        // A `<` after a name `list` that is a comparison closes with its enclosing bracket,
+        // or at the end of its line.
         let odd = "if (list < 2) { x = s(\"1\") }\n".repeat(10 * GUARD);
         assert!(depth_ok(&format!("workflow w {{ {odd} }}")));
+        let odd = "if list < 2 { x = s(\"1\") }\n".repeat(10 * GUARD);
+        assert!(depth_ok(&format!("workflow w {{ {odd} }}")));
+        // A record type inside `list<…>` may span lines: its `<` stays open there.
+        let t = |n: usize| {
+            format!(
+                "agent a(x: {}text{}) {{}}",
+                "list<{\n a: ".repeat(n),
+                "\n}>".repeat(n)
+            )
+        };
+        assert!(depth_ok(&t(GUARD / 2 - 1)));
+        assert!(too_deep_to_parse(&t(GUARD / 2)).is_some());
     }
 
     #[test]

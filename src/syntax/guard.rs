@@ -171,6 +171,7 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             }
             b'>' if s.levels.last().is_some_and(|l| l.opener == b'<') => {
                 s.token(false);
+                s.after_list = false;
                 s.close(c);
                 i += 1;
             }

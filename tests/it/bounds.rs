@@ -309,3 +309,105 @@ fn long_else_if_and_condition_chains_are_errors_not_overflows() {
         assert!(d.iter().next().unwrap().message.contains("nests"));
     }
 }
+
+/// Where a random text of [`nested`] is: which openers may come next.
+#[derive(Clone, Copy, PartialEq)]
+enum Ctx {
+    Value,
+    Block,
+    Cond,
+    Type,
+    /// After an `if`'s block: an `else if` chain may go on.
+    Chain,
+}
+
+/// The openers valid in each place: (text, where it leads, its closer). One that leads back to
+/// its own place may repeat.
+fn openers(ctx: Ctx) -> &'static [(&'static str, Ctx, &'static str)] {
+    match ctx {
+        Ctx::Value => &[
+            ("[", Ctx::Value, "]"),
+            ("{a: ", Ctx::Value, "}"),
+            ("f(", Ctx::Value, ")"),
+            ("/* ", Ctx::Value, "*/"),
+        ],
+        Ctx::Block => &[
+            ("then { ", Ctx::Block, "}"),
+            ("parallel { ", Ctx::Block, "}"),
+            ("if x { ", Ctx::Block, "}"),
+            ("if x { } else if x { ", Ctx::Block, "}"),
+            ("x = s([", Ctx::Value, "])"),
+            ("if ", Ctx::Cond, " { }"),
+            ("if x { }", Ctx::Chain, ""),
+        ],
+        Ctx::Chain => &[
+            (" else if x { }", Ctx::Chain, ""),
+            (" else if x { ", Ctx::Block, "}"),
+        ],
+        Ctx::Cond => &[
+            ("(", Ctx::Cond, ")"),
+            ("not ", Ctx::Cond, ""),
+            ("not (", Ctx::Cond, ")"),
+        ],
+        Ctx::Type => &[("list<", Ctx::Type, ">"), ("{a: ", Ctx::Type, "}")],
+    }
+}
+
+/// A text nesting as `picks` say, from one of three starts: each pick is an opener of the
+/// current place (by index, modulo their number) and how many times it repeats (when it leads
+/// back to its place). Closed in full when `close` is set, else cut off.
+fn nested(start: usize, picks: &[(usize, usize)], close: bool) -> String {
+    let (mut text, mut ctx, end) = match start % 3 {
+        0 => ("agent a { x: ".to_string(), Ctx::Value, " }"),
+        1 => ("workflow w { ".to_string(), Ctx::Block, " }"),
+        _ => ("agent a(x: ".to_string(), Ctx::Type, ") { }"),
+    };
+    let mut closers = Vec::new();
+    for &(pick, n) in picks {
+        let options = openers(ctx);
+        let (open, next, closer) = options[pick % options.len()];
+        let n = if next == ctx { n } else { 1 };
+        // A `not` chain ends in an operand; a type in a name.
+        let leaf = match next {
+            Ctx::Cond => "x",
+            Ctx::Type => "text",
+            _ => "",
+        };
+        text.push_str(&open.repeat(n));
+        closers.push((leaf, closer.repeat(n)));
+        ctx = next;
+    }
+    if close {
+        while let Some((leaf, closer)) = closers.pop() {
+            text.push_str(leaf);
+            text.push_str(&closer);
+        }
+        text.push_str(end);
+    }
+    text
+}
+
+proptest::proptest! {
+    #![proptest_config(crate::common::proptest_config::config(64))]
+
+    /// pest's parser is linked without its stack probe (orch's own guard bounds it before it
+    /// parses, `orch::syntax`): no text, however it nests (any mix of the ways the grammar
+    /// nests, tens of thousands deep, closed or cut off), overflows a 2 MiB stack. Texts past the
+    /// guard fail with E0001; the others parse or fail, but return.
+    #[test]
+    fn no_nesting_overflows_the_parser(
+        start in 0usize..3,
+        picks in proptest::collection::vec((0usize..420, 1usize..20_000), 1..6),
+        close in proptest::bool::ANY,
+    ) {
+        let text = nested(start, &picks, close);
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let _ = orch::syntax::parse(orch::diag::FileId(0), &text);
+            })
+            .expect("a thread")
+            .join()
+            .expect("no panic");
+    }
+}

@@ -64,8 +64,9 @@ impl Scan {
     }
 
     /// A token other than the word `else` ends the `else` chain of the level a block closed
-    /// back to.
+    /// back to. Any token ends a `list` word's reach (a word sets it again after this).
     fn token(&mut self, is_else: bool) {
+        self.after_list = false;
         if std::mem::take(&mut self.after_block) && !is_else {
             let top = self.top();
             let elses = std::mem::take(&mut top.elses);
@@ -82,11 +83,20 @@ impl Scan {
     /// A line break or `;` cannot be inside `list<…>` itself (only inside a record type in
     /// it, one level further): a `<` still open there was a comparison (`list < 3`).
     fn end_list_types(&mut self) {
-        while self.levels.len() > 1 && self.levels.last().is_some_and(|l| l.opener == b'<') {
-            if let Some(level) = self.levels.pop() {
-                self.extra -= level.nots + level.elses;
-            }
+        while self.levels.last().is_some_and(|l| l.opener == b'<') {
+            self.pop();
         }
+    }
+
+    /// Closes the innermost level, with its `not`s and `else`s; its opener, or `None` at the
+    /// top level (never closed).
+    fn pop(&mut self) -> Option<u8> {
+        if self.levels.len() == 1 {
+            return None;
+        }
+        let level = self.levels.pop()?;
+        self.extra -= level.nots + level.elses;
+        Some(level.opener)
     }
 
     fn open(&mut self, opener: u8) {
@@ -101,13 +111,9 @@ impl Scan {
     }
 
     fn close(&mut self, closer: u8) {
-        while self.levels.len() > 1 {
-            let Some(level) = self.levels.pop() else {
-                break;
-            };
-            self.extra -= level.nots + level.elses;
+        while let Some(opener) = self.pop() {
             // A `<` is closed by its enclosing bracket's closer too.
-            if level.opener != b'<' || closer == b'>' {
+            if opener != b'<' || closer == b'>' {
                 break;
             }
         }
@@ -141,7 +147,7 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
                 i += 1;
             }
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                i = memchr_newline(b, i);
+                i = text[i..].find('\n').map_or(b.len(), |n| i + n);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 match super::comment_end_within(b, i, GUARD - s.depth()) {
@@ -151,12 +157,10 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             }
             b'"' => {
                 s.token(false);
-                s.after_list = false;
                 i = string_end(b, i);
             }
             b'{' | b'(' | b'[' | b'<' if c != b'<' || s.after_list => {
                 s.token(false);
-                s.after_list = false;
                 s.open(c);
                 if s.depth() > GUARD {
                     return Some(i);
@@ -165,13 +169,11 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             }
             b'}' | b')' | b']' => {
                 s.token(false);
-                s.after_list = false;
                 s.close(c);
                 i += 1;
             }
             b'>' if s.levels.last().is_some_and(|l| l.opener == b'<') => {
                 s.token(false);
-                s.after_list = false;
                 s.close(c);
                 i += 1;
             }
@@ -200,20 +202,11 @@ pub(super) fn too_deep_to_parse(text: &str) -> Option<usize> {
             }
             _ => {
                 s.token(false);
-                s.after_list = false;
                 i += 1;
             }
         }
     }
     None
-}
-
-/// The offset of the line break ending the line at `i` (or the end of the text).
-fn memchr_newline(b: &[u8], i: usize) -> usize {
-    b[i..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |n| i + n)
 }
 
 /// The offset after the string opening at `start` (`"…"` ends at its line's end when not

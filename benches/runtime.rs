@@ -172,6 +172,8 @@ fn run_watched(
 }
 
 fn main() {
+    // As `orch run` does: the run-time's heap without transparent huge pages.
+    orch::cli::without_huge_pages();
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let mut missed = Vec::new();

@@ -241,6 +241,8 @@ struct Case {
 }
 
 fn main() {
+    // As `orch run` does: the run-time's heap without transparent huge pages.
+    orch::cli::without_huge_pages();
     // `cargo bench` passes `--bench`; a name filters the cases.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let width = 999;

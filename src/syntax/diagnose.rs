@@ -254,7 +254,7 @@ pub(super) fn syntax_error<'t>(text: &'t str, e: &Error<Rule>) -> SyntaxError<'t
 fn token_words(tokens: impl Iterator<Item = String>) -> Vec<String> {
     tokens
         .filter_map(|t| match t.as_str() {
-            " " | "\t" | "\r" | "\n" | "\r\n" | "//" | "/*" | "_" | "." | "{{" | "}}" => None,
+            " " | "\t" | "\r" | "\n" | "\r\n" | "/" | "//" | "/*" | "_" | "." | "{{" | "}}" => None,
             // Character ranges (`a..z`, `0..9`) continue a word or a number.
             r if r.chars().count() == 4 && r.get(1..3) == Some("..") => None,
             "BUILTIN_RULE" => None,

@@ -242,13 +242,19 @@ impl From<Redacted> for String {
 pub fn find_key_shapes(text: &str) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let is_key = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    // Where a prefix starts, found with memchr's vectorised substring search: a whole script
+    // is scanned at each check, and most of its bytes start no prefix (a byte-by-byte scan
+    // was 3% of `orch check`'s instructions on a 10,000-step script).
+    let mut starts: Vec<usize> = prefix_finders()
+        .iter()
+        .flat_map(|f| f.find_iter(bytes))
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
     let mut out = Vec::new();
-    let mut i = 0;
-    // Most bytes start no key shape: jump to the next one that may, one look-up per byte.
-    while let Some(skip) = bytes[i..].iter().position(|&b| SHAPE_START[b as usize]) {
-        i += skip;
-        if i > 0 && is_key(bytes[i - 1]) {
-            i += 1;
+    let mut from = 0;
+    for i in starts {
+        if i < from || (i > 0 && is_key(bytes[i - 1])) {
             continue;
         }
         let hit = KEY_SHAPES.iter().find_map(|&(prefix, min)| {
@@ -260,27 +266,27 @@ pub fn find_key_shapes(text: &str) -> Vec<(usize, usize)> {
             let has_digit = rest[..len].iter().any(u8::is_ascii_digit);
             (len >= min && has_digit).then_some(i + prefix.len() + len)
         });
-        match hit {
-            Some(end) => {
-                out.push((i, end));
-                i = end;
-            }
-            None => i += 1,
+        if let Some(end) = hit {
+            out.push((i, end));
+            from = end;
         }
     }
     out
 }
 
-/// Whether a byte is the first byte of a prefix of [`KEY_SHAPES`].
-const SHAPE_START: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut k = 0;
-    while k < KEY_SHAPES.len() {
-        table[KEY_SHAPES[k].0.as_bytes()[0] as usize] = true;
-        k += 1;
-    }
-    table
-};
+/// One substring searcher per prefix of [`KEY_SHAPES`], built once: the runtime redacts
+/// every outside text, most of them short, where building them each time would cost more
+/// than the search.
+fn prefix_finders() -> &'static [memchr::memmem::Finder<'static>] {
+    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::LazyLock::new(|| {
+            KEY_SHAPES
+                .iter()
+                .map(|&(prefix, _)| memchr::memmem::Finder::new(prefix))
+                .collect()
+        });
+    &FINDERS
+}
 
 #[cfg(test)]
 mod tests {
@@ -322,6 +328,53 @@ mod tests {
             redact("x nested-abcdefgh-and-more y").as_str(),
             "x <redacted> y"
         );
+    }
+
+    /// The byte-by-byte scan `find_key_shapes` replaced (every byte that starts a prefix,
+    /// in order): the reference its searcher must agree with.
+    fn key_shapes_by_scanning(text: &str) -> Vec<(usize, usize)> {
+        let bytes = text.as_bytes();
+        let is_key = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if i > 0 && is_key(bytes[i - 1]) {
+                i += 1;
+                continue;
+            }
+            let hit = KEY_SHAPES.iter().find_map(|&(prefix, min)| {
+                let rest = bytes[i..].strip_prefix(prefix.as_bytes())?;
+                let len = rest.iter().take_while(|&&b| is_key(b)).count();
+                let has_digit = rest[..len].iter().any(u8::is_ascii_digit);
+                (len >= min && has_digit).then_some(i + prefix.len() + len)
+            });
+            match hit {
+                Some(end) => {
+                    out.push((i, end));
+                    i = end;
+                }
+                None => i += 1,
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Texts made of the prefixes' pieces, key characters and separators, so that keys,
+        /// near-keys, keys inside words and keys back to back all occur.
+        #[test]
+        fn the_searcher_finds_what_a_scan_finds(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "sk-", "ant-", "AKIA", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-",
+                    "sk", "-", "_", "a", "Z", "7", "0123456789abcdef", " ", "\"", "é",
+                ]),
+                0..60,
+            )
+        ) {
+            let text: String = pieces.concat();
+            proptest::prop_assert_eq!(find_key_shapes(&text), key_shapes_by_scanning(&text));
+        }
     }
 
     #[test]

@@ -30,12 +30,12 @@ pub struct Tables {
     /// Providers: built-in, then declared.
     pub providers: IndexMap<String, ProviderDef>,
     /// Models.
-    pub models: IndexMap<String, ModelDef>,
+    pub models: crate::common::NameMap<String, ModelDef>,
     /// MCP servers, by name: global like models and providers, whichever file declares them
     /// (docs/language.md, "Tools").
     pub mcp: IndexMap<String, tools::McpDef>,
     /// Agents, by name (`ns.name` for a file included `as ns`).
-    pub agents: IndexMap<String, AgentDef>,
+    pub agents: crate::common::NameMap<String, AgentDef>,
     /// Each namespaced file's namespace.
     pub namespaces: std::collections::HashMap<crate::diag::FileId, String>,
     /// Each `as ns`, with the prefix its names have (empty: the file's names are global).

@@ -336,7 +336,7 @@ pub struct WorkflowGraph {
     /// The `parallel <batch>` blocks (and `parallel <batch> for`), in source order.
     pub batches: Vec<BatchBlock>,
     /// Every name: parameters, steps, named blocks.
-    pub bindings: IndexMap<String, Binding>,
+    pub bindings: crate::common::NameMap<String, Binding>,
     /// `return` value.
     pub output: Option<Template>,
     /// Runs of two or more steps written one after another in a sequence (a workflow body or
@@ -414,7 +414,7 @@ struct Lowerer<'a> {
     diags: &'a mut Diagnostics,
     g: WorkflowGraph,
     /// Where each name was bound.
-    defined_at: IndexMap<String, Span>,
+    defined_at: crate::common::NameMap<String, Span>,
     pending: Vec<PendingRef>,
     /// Set after a `return`, so the next statement is reported as unreachable.
     returned: bool,
@@ -428,7 +428,7 @@ struct Lowerer<'a> {
     path: Vec<InRegion>,
     /// Names standing for agents while a body is lowered: a `for` variable over agents, or
     /// an `agent` parameter of a pattern checked on its own.
-    agent_alias: IndexMap<String, String>,
+    agent_alias: crate::common::NameMap<String, String>,
     /// `parallel for` variables whose item type is known once every name is.
     item_types: Vec<(NodeId, ast::Value)>,
     /// Conditions to type-check once every name is known, with where they are read.
@@ -500,17 +500,17 @@ pub fn lower(
             groups: Vec::new(),
             regions: Vec::new(),
             batches: Vec::new(),
-            bindings: IndexMap::new(),
+            bindings: Default::default(),
             output: None,
             sequences: Vec::new(),
         },
-        defined_at: IndexMap::new(),
+        defined_at: Default::default(),
         pending: Vec::new(),
         returned: false,
         arg_checks: Vec::new(),
         call_arg_checks: Vec::new(),
         path: Vec::new(),
-        agent_alias: IndexMap::new(),
+        agent_alias: Default::default(),
         item_types: Vec::new(),
         cond_checks: Vec::new(),
         alt_defs: IndexMap::new(),

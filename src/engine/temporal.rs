@@ -391,7 +391,7 @@ pub struct Compiled {
     /// The plan of its workflow.
     pub plan: Arc<Plan>,
     /// The program's models (prices, for budgets; identifiers, for clients).
-    pub models: IndexMap<String, ModelDef>,
+    pub models: crate::common::NameMap<String, ModelDef>,
 }
 
 /// Compiled scripts by digest: compiling is a pure function of the texts, so a cache keeps

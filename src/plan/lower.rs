@@ -163,7 +163,7 @@ struct Names<'w> {
     wf: &'w WorkflowGraph,
     /// For each region, for each body: the names defined there whose workflow-wide binding
     /// is a step of another body.
-    locals: Vec<Vec<IndexMap<String, NodeId>>>,
+    locals: Vec<Vec<crate::common::NameMap<String, NodeId>>>,
 }
 
 impl<'w> Names<'w> {
@@ -304,10 +304,10 @@ pub(super) fn agent_template(t: &ast::Template, args: &[&str]) -> Template {
 
 /// For each body of region `rid`: the names defined there whose workflow-wide binding is a
 /// node of another body (a name defined in both branches of an `if`).
-fn body_locals(wf: &WorkflowGraph, rid: RegionId) -> Vec<IndexMap<String, NodeId>> {
+fn body_locals(wf: &WorkflowGraph, rid: RegionId) -> Vec<crate::common::NameMap<String, NodeId>> {
     let r = &wf.regions[rid];
     let depth = wf.nodes[r.node].regions.len();
-    let mut out = vec![IndexMap::new(); r.bodies.len()];
+    let mut out = vec![crate::common::NameMap::default(); r.bodies.len()];
     for &m in &r.members {
         let node = &wf.nodes[m];
         let Some(at) = node.regions.get(depth) else {

@@ -335,7 +335,7 @@ async fn run_top(
 /// Failures of steps are not errors: they are in the report.
 pub async fn run(
     plan: &Plan,
-    models: &IndexMap<String, crate::check::ModelDef>,
+    models: &crate::common::NameMap<String, crate::check::ModelDef>,
     opts: &RunOptions,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<RunReport, RunError> {
@@ -350,7 +350,7 @@ pub async fn run(
 /// As [`run`].
 pub async fn run_shared(
     plan: Arc<Plan>,
-    models: &IndexMap<String, crate::check::ModelDef>,
+    models: &crate::common::NameMap<String, crate::check::ModelDef>,
     opts: &RunOptions,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<RunReport, RunError> {

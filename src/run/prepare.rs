@@ -184,7 +184,7 @@ fn unknown_input(plan: &Plan, name: &str) -> String {
 /// semaphores (global, per block, per provider).
 pub(super) fn prepare(
     plan: &Plan,
-    models: &IndexMap<String, ModelDef>,
+    models: &crate::common::NameMap<String, ModelDef>,
     opts: &RunOptions,
 ) -> Result<Shared, RunError> {
     let mut built = Clients {

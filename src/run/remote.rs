@@ -241,7 +241,7 @@ impl Interp {
     pub fn new(
         plan: Arc<Plan>,
         inputs: &IndexMap<String, String>,
-        models: &IndexMap<String, ModelDef>,
+        models: &crate::common::NameMap<String, ModelDef>,
         priced: bool,
         max_concurrency: Option<usize>,
         keep_going: bool,
@@ -1492,7 +1492,7 @@ impl StepHost {
     /// [`RunError`] as for a local run: a missing key, a workspace, an MCP server.
     pub async fn new(
         plan: Arc<Plan>,
-        models: &IndexMap<String, ModelDef>,
+        models: &crate::common::NameMap<String, ModelDef>,
         opts: &RunOptions,
     ) -> Result<Self, RunError> {
         let mut opts = opts.clone();

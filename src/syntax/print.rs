@@ -10,13 +10,15 @@ pub fn template_source(t: &Template) -> String {
     for p in &t.parts {
         match p {
             TemplatePart::Text(s) => {
-                out.reserve(s.len());
-                for c in s.chars() {
-                    if c == '{' || c == '}' {
-                        out.push(c);
-                    }
-                    out.push(c);
+                // Copied a run at a time: most text holds no brace (a copy per character was
+                // 2.5% of `orch check`'s instructions on a 10,000-step script).
+                let mut rest = s.as_str();
+                while let Some(i) = rest.find(['{', '}']) {
+                    out.push_str(&rest[..=i]);
+                    out.push_str(&rest[i..=i]);
+                    rest = &rest[i + 1..];
                 }
+                out.push_str(rest);
             }
             TemplatePart::Interp(p) => {
                 out.push('{');
@@ -105,4 +107,30 @@ pub fn cond_source(c: &Cond) -> String {
         if prec < parent { format!("({s})") } else { s }
     }
     go(c, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::FileId;
+    use crate::syntax::ast::{Item, Stmt};
+
+    /// A template prints back as it was written: text with its braces doubled, the places as
+    /// `{path}`, characters of any width.
+    #[test]
+    fn a_template_prints_as_written() {
+        let written = "x {{y}} }}{n.f}é{{ and {m}}}";
+        let src = format!("workflow w {{ a = f(\"{written}\") }}");
+        let m = crate::syntax::parse(FileId(0), &src).expect("parses");
+        let Item::Workflow(w) = &m.items[0] else {
+            panic!("a workflow")
+        };
+        let Stmt::Step(s) = &w.body.stmts[0] else {
+            panic!("a step")
+        };
+        let ValueKind::Str(t) = &s.args[0].value.kind else {
+            panic!("a string")
+        };
+        assert_eq!(template_source(t), written);
+    }
 }

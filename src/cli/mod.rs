@@ -580,7 +580,7 @@ pub fn main() -> ExitCode {
 /// allocator, mimalloc, asks for with `madvise`). The commands that compile and exit
 /// (`check`, `plan`, `fmt`, ...) build their AST, graphs and diagnostics in one burst: huge pages
 /// spare them most first-touch page faults (about 15,000 to about 500 for `orch check` of a
-/// 10,000-step script, 155 to 117 ms of CPU; `docs/development.md`, Benchmarks). The run-time
+/// 10,000-step script, 157 to 116 ms of CPU; `docs/development.md`, Benchmarks). The run-time
 /// and the long-lived ones (`run`, `worker`, `lsp`) free and reuse memory for as long as they
 /// live, where huge pages cost more than they save: the kernel compacts memory to find them
 /// (the 20,000-item fan-out spent 2-3.5 s of system time a run with them, 0.8-1.5 s without).

@@ -788,7 +788,7 @@ mod tests {
     }
 
     fn finished(step: &str, cost_usd: f64) -> Event {
-        Event::Finished(StepReport {
+        Event::Finished(Box::new(StepReport {
             name: step.into(),
             agent: "w".into(),
             model: Some("sonnet".into()),
@@ -805,7 +805,7 @@ mod tests {
             served_model: None,
             truncated: false,
             warnings: Vec::new(),
-        })
+        }))
     }
 
     fn call() -> Box<ToolCallReport> {

@@ -110,6 +110,8 @@ pub(super) fn run(a: RunArgs) -> ExitCode {
         cache,
         // A local run needs every key before it starts: better refused than half run.
         keys_per_step: false,
+        // Only `-v` prints what each model call sends.
+        sending_events: a.verbose,
     };
     let attempts = std::sync::Mutex::new(Vec::new());
     let watch = Watch {

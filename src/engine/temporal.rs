@@ -505,8 +505,8 @@ impl Progress {
                 attempt: 1,
                 turn: None,
             },
-            Progress::Finished(r) => Event::Finished(r.clone()),
-            Progress::Reused(r) => Event::Reused(r.clone()),
+            Progress::Finished(r) => Event::Finished(Box::new(r.clone())),
+            Progress::Reused(r) => Event::Reused(Box::new(r.clone())),
         })
     }
 }

@@ -49,9 +49,11 @@ pub fn stop_word(stop: &StopReason) -> String {
     }
 }
 
-/// Sends [`Event::Sending`] for a model call about to go out; `sent` is what it sends
-/// ([`sent_texts`], computed once per attempt for this event and the attempt's [`record`]).
+/// Sends [`Event::Sending`] for a model call about to go out, when the run asked for these
+/// events ([`super::RunOptions::sending_events`]); `sent` is what it sends ([`sent_texts`],
+/// computed once per attempt for this event and the attempt's [`record`]).
 pub(super) fn sending(
+    shared: &Shared,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     step: &str,
     model: &str,
@@ -59,6 +61,9 @@ pub(super) fn sending(
     turn: Option<u32>,
     sent: &(Option<String>, String),
 ) {
+    if !shared.sending_events {
+        return;
+    }
     let (system, prompt) = sent.clone();
     let _ = tx.send(Event::Sending(Box::new(Sending {
         step: step.to_string(),

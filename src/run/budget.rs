@@ -16,7 +16,7 @@
 //! before each later turn, and each turn of a nested step, that turn's worst case is held
 //! under a key of its own ([`Budgets::try_hold`]); a turn that does not fit stops the loop.
 
-use std::collections::HashMap;
+use crate::common::FastMap;
 
 use crate::plan::render::usd;
 use crate::plan::{Plan, PlanNode};
@@ -40,7 +40,7 @@ pub(super) struct Budgets {
     groups: Vec<Option<Scope>>,
     /// The worst case each step in flight holds, in USD, by step name (unique per instance
     /// of a region's body: `post[2]`).
-    holds: HashMap<String, f64>,
+    holds: FastMap<String, f64>,
 }
 
 impl Budgets {
@@ -74,7 +74,7 @@ impl Budgets {
                     })
                 })
                 .collect(),
-            holds: HashMap::new(),
+            holds: FastMap::default(),
         }
     }
 

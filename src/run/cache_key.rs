@@ -280,7 +280,7 @@ impl Identities {
     /// same choices `prepare` makes).
     pub(super) fn new(
         plan: &Plan,
-        clients: &HashMap<String, ModelClient>,
+        clients: &crate::common::FastMap<String, ModelClient>,
         target: &Target,
     ) -> Self {
         let by_model = clients

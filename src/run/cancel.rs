@@ -107,7 +107,7 @@ impl super::scheduler::Scheduler<'_> {
                 Some(self.elapsed_ms()),
             );
             self.record(id, &report);
-            on_event(&Event::Finished(report.clone()));
+            on_event(&Event::Finished(Box::new(report.clone())));
             self.settle(id, report);
         }
     }

@@ -176,7 +176,7 @@ async fn run_body_until(
     let direct = relabel.is_none().then(|| tx.clone());
     let on_event = move |e: &Event| {
         let e = match (e, &relabel) {
-            (Event::Finished(r), Some(s)) => Event::Finished(s.relabel(r.clone())),
+            (Event::Finished(r), Some(s)) => Event::Finished(Box::new(s.relabel((**r).clone()))),
             _ => e.clone(),
         };
         let _ = tx.send(e);
@@ -423,7 +423,7 @@ fn not_started(task: &RegionTask, body: usize, i: usize) -> Vec<StepReport> {
     let at = Some(task.shared.start.elapsed().as_millis() as u64);
     let reports = regions::not_started(&task.plan, region, body, i, at);
     for r in &reports {
-        let _ = task.tx.send(Event::Finished(r.clone()));
+        let _ = task.tx.send(Event::Finished(Box::new(r.clone())));
     }
     reports
 }

@@ -173,6 +173,10 @@ pub struct RunOptions {
     /// an engine's worker, which runs only the steps sent to its task queue (another
     /// queue's workers may hold that key).
     pub keys_per_step: bool,
+    /// Send an [`Event::Sending`] before each model call, with the texts it sends (`orch run
+    /// -v` prints them). Off by default: each event copies the request's redacted texts, which
+    /// nothing else reads.
+    pub sending_events: bool,
 }
 
 impl RunOptions {

@@ -2,7 +2,7 @@
 //! may meet registered for redaction, and one client per model the plan uses (with its
 //! provider's limits), from the run's target.
 
-use std::collections::HashMap;
+use crate::common::FastMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,11 +74,11 @@ pub(super) struct ModelClient {
 
 /// Everything the tasks share.
 pub(super) struct Shared {
-    pub(super) clients: HashMap<String, ModelClient>,
+    pub(super) clients: FastMap<String, ModelClient>,
     /// With [`RunOptions::keys_per_step`]: the models without a client because their
     /// provider's key is not set, and the words a step that calls one fails with.
-    pub(super) missing_keys: HashMap<String, String>,
-    pub(super) provider_limits: HashMap<String, Arc<Semaphore>>,
+    pub(super) missing_keys: FastMap<String, String>,
+    pub(super) provider_limits: FastMap<String, Arc<Semaphore>>,
     pub(super) group_limits: Vec<Option<Arc<Semaphore>>>,
     pub(super) global: Option<Arc<Semaphore>>,
     pub(super) simulate_commands: Option<provider::sim::Sim>,
@@ -87,6 +87,9 @@ pub(super) struct Shared {
     /// Whether `attempt` records and events keep the texts sent and received (not
     /// `--no-store-prompts`).
     pub(super) store_prompts: bool,
+    /// Whether each model call is announced with an [`super::Event::Sending`]
+    /// ([`super::RunOptions::sending_events`]).
+    pub(super) sending_events: bool,
     /// What agent loops share: the workspace, the journal, the budgets, the delegates.
     pub(super) agents: super::agent::AgentEnv,
     /// With a journal: each model's identity, for cache keys (the same for every scheduler
@@ -190,13 +193,13 @@ pub(super) fn prepare(
     let mut built = Clients {
         plan,
         opts,
-        clients: HashMap::new(),
-        http: HashMap::new(),
-        limits: HashMap::new(),
-        provider_limits: HashMap::new(),
+        clients: FastMap::default(),
+        http: FastMap::default(),
+        limits: FastMap::default(),
+        provider_limits: FastMap::default(),
         workspace: workspace(opts)?,
     };
-    let mut missing_keys = HashMap::new();
+    let mut missing_keys = FastMap::default();
     for m in models_used(plan) {
         if let Some(def) = models.get(m)
             && !built.clients.contains_key(m)
@@ -241,6 +244,7 @@ pub(super) fn prepare(
         approver: opts.approver.clone(),
         start: Instant::now(),
         store_prompts: !opts.no_store_prompts,
+        sending_events: opts.sending_events,
         agents: super::agent::AgentEnv {
             workspace,
             journal: opts.journal.clone(),
@@ -308,13 +312,13 @@ fn models_used(plan: &Plan) -> impl Iterator<Item = &String> {
 struct Clients<'a> {
     plan: &'a Plan,
     opts: &'a RunOptions,
-    clients: HashMap<String, ModelClient>,
+    clients: FastMap<String, ModelClient>,
     /// Provider clients by provider name (`--endpoint` for the one endpoint).
-    http: HashMap<String, Provider>,
+    http: FastMap<String, Provider>,
     /// Rate limits by provider name (`--endpoint` for the one endpoint).
-    limits: HashMap<String, Arc<ProviderLimits>>,
+    limits: FastMap<String, Arc<ProviderLimits>>,
     /// `max_concurrency` of providers, by name.
-    provider_limits: HashMap<String, Arc<Semaphore>>,
+    provider_limits: FastMap<String, Arc<Semaphore>>,
     /// The run's workspace, for simulators.
     workspace: std::path::PathBuf,
 }

@@ -442,7 +442,7 @@ struct Frame {
     candidates: VecDeque<NodeId>,
     /// Steps that may start but wait for a concurrency cap, in the order they became ready.
     capped: VecDeque<NodeId>,
-    joins: HashMap<NodeId, JoinState>,
+    joins: crate::common::FastMap<NodeId, JoinState>,
     watched_by: Vec<Vec<(NodeId, usize)>>,
     tolerated: Vec<bool>,
     stopped: Option<String>,

@@ -61,15 +61,17 @@ pub enum Event {
         /// The fallback model.
         model: String,
     },
-    /// A step finished (successfully or not).
-    Finished(StepReport),
+    /// A step finished (successfully or not). Its report is boxed, as in [`Event::Reused`] and
+    /// [`Event::Cached`]: every event is moved through a channel, and an inline report (384
+    /// bytes) would make each of them that large.
+    Finished(Box<StepReport>),
     /// On a resumed run: a step's result was taken from the journal instead of running it.
     /// The report is the one recorded when it ran.
-    Reused(StepReport),
+    Reused(Box<StepReport>),
     /// With `--cache DIR`: a step's result was taken from the cross-run cache
     /// ([`crate::run::step_cache`]) instead of running it. The report is the cached one, with
     /// this run's times and no tokens or cost (nothing was spent on it now).
-    Cached(StepReport),
+    Cached(Box<StepReport>),
     /// An agent loop's tool call ended (its result is about to go back to the model); for a
     /// delegation, the nested step's report is in [`ToolCallReport::delegated`].
     ToolCalled {

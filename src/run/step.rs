@@ -204,7 +204,10 @@ fn close(
 ) {
     report.finished_ms = Some(shared.start.elapsed().as_millis() as u64);
     match result {
-        Ok(out) => {
+        Ok(mut out) => {
+            // Kept until the run ends (and the text as the step's output): without the spare
+            // room a streamed or assembled answer grew with.
+            out.text.shrink_to_fit();
             report.output = Some(out.text);
             report.value = out.value;
             if report.truncated {
@@ -259,7 +262,7 @@ pub(super) fn run_nested<'a>(
         };
         let result = on_models(step, prompt, &args, &mut looped).await;
         close(&mut report, result, looped, shared);
-        let _ = parent.tx.send(Event::Finished(report.clone()));
+        let _ = parent.tx.send(Event::Finished(Box::new(report.clone())));
         report
     })
 }
@@ -334,7 +337,9 @@ async fn on_models(
 }
 
 /// What a model call with fallback produced: the completion, its output (text, or the checked
-/// value for a structured request), and the model that answered.
+/// value for a structured request), and the model that answered. For a plain request (every
+/// turn of an agent loop is one), the answer's text has moved from the completion to the
+/// output: a step's answer is not copied to be reported.
 struct Answered {
     completion: Completion,
     output: StepOutput,
@@ -352,13 +357,14 @@ async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Ans
     else {
         return Err("internal error: not a model step".into());
     };
-    let mut result = Err("no model".to_string());
+    // Why the last model tried could not answer.
+    let mut failure = "no model".to_string();
     for (i, m) in std::iter::once(model).chain(fallback.iter()).enumerate() {
         let Some(client) = shared.clients.get(m) else {
             // A worker without this provider's key (`keys_per_step`): this model cannot be
             // called here; a fallback may.
             if let Some(why) = shared.missing_keys.get(m) {
-                result = Err(why.clone());
+                failure.clone_from(why);
             }
             continue;
         };
@@ -371,7 +377,7 @@ async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Ans
             loop_tokens: loop_tokens(req),
         };
         if let Err(e) = fits_window(node, m, client, &request) {
-            result = Err(e);
+            failure = e;
             continue;
         }
         if i > 0 {
@@ -380,29 +386,33 @@ async fn with_fallback(step: StepRun<'_>, req: &CompletionRequest) -> Result<Ans
                 model: m.clone(),
             });
         }
-        let mut req = req.clone();
-        req.model = client.model_id.clone();
+        // Boxed, as the attempts' state: held by every step in flight.
+        let req = Box::new(CompletionRequest {
+            model: client.model_id.clone(),
+            ..req.clone()
+        });
         step.report.model = Some(m.clone());
         let has_fallback = i == 0 && fallback.is_some();
         // Boxed: see `on_models`.
-        result = Box::pin(model_attempts(
+        let attempts = Box::pin(model_attempts(
             step.reborrow(),
             m,
             client,
             &req,
             has_fallback,
-        ))
-        .await
-        .map(|(completion, output)| Answered {
-            completion,
-            output,
-            model: m.clone(),
-        });
-        if result.is_ok() {
-            break;
+        ));
+        match attempts.await {
+            Ok((completion, output)) => {
+                return Ok(Answered {
+                    completion,
+                    output,
+                    model: m.clone(),
+                });
+            }
+            Err(e) => failure = e,
         }
     }
-    result
+    Err(failure)
 }
 
 /// A step of an agent with `tools`: its agent loop ([`agent::run_loop`]), then its output. For
@@ -475,7 +485,11 @@ impl TurnModel for StepModel<'_> {
             let before = self.step.report.cost_usd;
             let a = with_fallback(self.step.reborrow(), req).await?;
             Ok(Answer {
-                completion: a.completion,
+                // The turn's text is back where the loop reads it (see `Answered`).
+                completion: Completion {
+                    text: a.output.text,
+                    ..a.completion
+                },
                 cost_usd: self.step.report.cost_usd - before,
                 model: a.model,
             })
@@ -690,7 +704,9 @@ async fn model_attempts(
     } = step;
     // Structured only when asked: an agent loop's turns are plain (see `agent_step`).
     let ty = first.output.as_ref().map(|f| &f.ty);
-    let mut req = std::borrow::Cow::Borrowed(first);
+    // A retry's changed request (more tokens, or the type's instructions), boxed: this state
+    // is held by every step in flight, and a request is 280 bytes.
+    let mut changed: Option<Box<CompletionRequest>> = None;
     let on_wait = |delay_ms: u64, why: &str| {
         let _ = tx.send(Event::Waiting {
             step: node.name.clone(),
@@ -711,9 +727,10 @@ async fn model_attempts(
     // Since when the next attempt waits (backoff, permits, rate limits): its `wait_ms`.
     let mut waiting_since = std::time::Instant::now();
     loop {
+        let req: &CompletionRequest = changed.as_deref().unwrap_or(first);
         // What a request counts against a tokens-per-minute limit: its input, estimated, and
         // its output bound.
-        let tokens = request_tokens(&req) + u64::from(req.max_tokens);
+        let tokens = request_tokens(req) + u64::from(req.max_tokens);
         // `parallel <batch>`: the first attempt on the step's own model goes in a provider
         // batch (a workflow step's, not a nested one's); retries are ordinary requests.
         let in_batch = match (&node.exec, node.batch) {
@@ -770,15 +787,15 @@ async fn model_attempts(
                 step: node.name.clone(),
             });
         }
-        let sent = attempt::sent_texts(&req);
-        attempt::sending(tx, &node.name, model, attempt_no, turn, &sent);
+        let sent = attempt::sent_texts(req);
+        attempt::sending(shared, tx, &node.name, model, attempt_no, turn, &sent);
         let wait_ms = waiting_since.elapsed().as_millis() as u64;
         let started_ms = shared.start.elapsed().as_millis() as u64;
         let attempt: std::pin::Pin<
             Box<dyn Future<Output = Result<Completion, ProviderError>> + Send + '_>,
         > = match batch {
-            Some((batcher, api)) => Box::pin(batcher.submit(&node.name, client, api, &req)),
-            None => Box::pin(client.provider.complete_with_progress(&req, &on_progress)),
+            Some((batcher, api)) => Box::pin(batcher.submit(&node.name, client, api, req)),
+            None => Box::pin(client.provider.complete_with_progress(req, &on_progress)),
         };
         let outcome: Result<_, AttemptError> = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt).await {
@@ -800,32 +817,36 @@ async fn model_attempts(
             e
         });
         waiting_since = std::time::Instant::now();
-        let mut rec = AttemptRecord {
-            step: node.name.clone(),
-            attempt: attempt_no,
-            turn,
-            model: model.to_string(),
-            provider: client.sent_to.clone(),
-            started_ms,
-            finished_ms: shared.start.elapsed().as_millis() as u64,
-            wait_ms,
-            ..Default::default()
-        };
-        match &outcome {
-            Ok(c) => {
-                rec.served_model = Some(c.model.clone());
-                rec.stop_reason = Some(attempt::stop_word(&c.stop));
-                rec.truncated = c.stop == StopReason::MaxTokens;
-                rec.usage = c.usage;
-                rec.cost_usd = client
-                    .price
-                    .cost(c.usage.input_tokens, c.usage.output_tokens)
-                    * price_factor;
-                attempt::record(shared, tx, sent, Some(&c.text), rec);
-            }
-            Err(e) => {
-                rec.error = Some(e.message.clone());
-                attempt::record(shared, tx, sent, None, rec);
+        // In a block of its own, so that the record (384 bytes) is not kept in the state
+        // across the backoff below.
+        {
+            let mut rec = AttemptRecord {
+                step: node.name.clone(),
+                attempt: attempt_no,
+                turn,
+                model: model.to_string(),
+                provider: client.sent_to.clone(),
+                started_ms,
+                finished_ms: shared.start.elapsed().as_millis() as u64,
+                wait_ms,
+                ..Default::default()
+            };
+            match &outcome {
+                Ok(c) => {
+                    rec.served_model = Some(c.model.clone());
+                    rec.stop_reason = Some(attempt::stop_word(&c.stop));
+                    rec.truncated = c.stop == StopReason::MaxTokens;
+                    rec.usage = c.usage;
+                    rec.cost_usd = client
+                        .price
+                        .cost(c.usage.input_tokens, c.usage.output_tokens)
+                        * price_factor;
+                    attempt::record(shared, tx, sent, Some(&c.text), rec);
+                }
+                Err(e) => {
+                    rec.error = Some(e.message.clone());
+                    attempt::record(shared, tx, sent, None, rec);
+                }
             }
         }
         match outcome {
@@ -849,9 +870,9 @@ async fn model_attempts(
                                 error: format!("{cut}; asking again with `max_tokens` {more}"),
                                 delay_ms: 0,
                             });
-                            let mut next = req.into_owned();
+                            let mut next = Box::new(req.clone());
                             next.max_tokens = more;
-                            req = std::borrow::Cow::Owned(next);
+                            changed = Some(next);
                             k += 1;
                             continue;
                         }
@@ -865,7 +886,9 @@ async fn model_attempts(
                     }
                 }
                 let Some(ty) = ty else {
-                    let text = StepOutput::text(c.text.clone());
+                    // The answer's text moves to the output, uncopied (see `Answered`).
+                    let mut c = c;
+                    let text = StepOutput::text(std::mem::take(&mut c.text));
                     return Ok((c, text));
                 };
                 let problems = match structured::parse_as(&c.text, ty) {
@@ -892,7 +915,7 @@ async fn model_attempts(
                 if let Some(format) = &mut next.output {
                     format.prompted = true;
                 }
-                req = std::borrow::Cow::Owned(next);
+                changed = Some(Box::new(next));
                 k += 1;
             }
             // An overloaded model will not get better in seconds: use the fallback now.

@@ -7,9 +7,9 @@
 //! branches instead, so the join can proceed before all of them end. When a step settles,
 //! both interpreters count it off with [`Release::settled`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
-use crate::common::Policy;
+use crate::common::{FastMap, Policy};
 use crate::plan::{NodeId, Plan};
 
 /// Progress of the block a tolerant `gather` joins, kept incrementally so that each settled
@@ -49,7 +49,7 @@ pub(super) struct Wiring {
     /// Whether a step is a branch member of a tolerant join (its failure does not stop the run).
     pub(super) tolerated: Vec<bool>,
     /// Tolerant joins, with their branch counters.
-    pub(super) joins: HashMap<NodeId, JoinState>,
+    pub(super) joins: FastMap<NodeId, JoinState>,
     /// For each step: the tolerant joins it is a branch member of, with the branch index.
     pub(super) watched_by: Vec<Vec<(NodeId, usize)>>,
 }
@@ -63,7 +63,7 @@ impl Wiring {
             dependents: vec![Vec::new(); n],
             waiting_on: vec![0; n],
             tolerated: vec![false; n],
-            joins: HashMap::new(),
+            joins: FastMap::default(),
             watched_by: vec![Vec::new(); n],
         };
         for node in plan.nodes.iter().filter(|n| active(n.id)) {
@@ -110,7 +110,7 @@ pub(super) struct Release<'a> {
     /// [`Wiring::watched_by`].
     pub(super) watched_by: &'a [Vec<(NodeId, usize)>],
     /// [`Wiring::joins`], whose branch counters move.
-    pub(super) joins: &'a mut HashMap<NodeId, JoinState>,
+    pub(super) joins: &'a mut FastMap<NodeId, JoinState>,
     /// Steps to look at next: each whose last counted dependency settled, and each join whose
     /// counters moved (once its own dependencies are settled).
     pub(super) candidates: &'a mut VecDeque<NodeId>,

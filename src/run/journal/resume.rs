@@ -257,7 +257,7 @@ impl Scheduler<'_> {
                 // A reused `gather <any|first N>` no longer needs the rest of its block, as
                 // when it first ran.
                 self.cancel_rest_of_join(id, on_event);
-                on_event(&Event::Reused((*report).clone()));
+                on_event(&Event::Reused(Box::new((*report).clone())));
                 self.settle(id, *report);
                 true
             }
@@ -293,7 +293,7 @@ impl Scheduler<'_> {
         report.cost_usd = 0.0;
         self.reused[id] = true;
         self.cancel_rest_of_join(id, on_event);
-        on_event(&Event::Cached(report.clone()));
+        on_event(&Event::Cached(Box::new(report.clone())));
         // Recorded in the journal as a step that ended: a resumed run reuses it from there.
         self.record(id, &report);
         self.settle(id, report);

@@ -14,7 +14,7 @@
 //! tool that may change something (`write`, `edit`, `exec`, an MCP tool not annotated
 //! read-only), so a dry run never writes.
 
-use std::collections::HashMap;
+use crate::common::FastMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,13 +60,13 @@ pub struct Sim {
     latency: Duration,
     fail_first: u32,
     /// Calls seen so far, keyed by the FNV-1a hash of the prompt.
-    calls: Arc<Mutex<HashMap<u64, u32>>>,
+    calls: Arc<Mutex<FastMap<u64, u32>>>,
     /// The workspace the run's tools work in: where simulated tool calls find a file to read.
     workspace: Option<PathBuf>,
     /// Whether tokio's clock is paused where this simulator runs (told on its first call).
     paused: Arc<std::sync::OnceLock<bool>>,
     /// The batches created so far ([`Sim::batch_create`]), by id, with when each ends.
-    batches: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    batches: Arc<Mutex<FastMap<String, std::time::Instant>>>,
 }
 
 impl Sim {
@@ -413,7 +413,7 @@ impl Facts {
 /// The answer after tool results: what each call of the last turn returned (its tool and the
 /// first line of its result), then the usual paragraph; within `max_tokens`.
 fn simulated_report(req: &CompletionRequest) -> String {
-    let mut calls = HashMap::new();
+    let mut calls = FastMap::default();
     let mut seen = Vec::new();
     for turn in &req.turns {
         match turn {
@@ -465,31 +465,33 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
-/// The deterministic answer text for `req`, within `req.max_tokens` estimated tokens.
+/// The deterministic answer text for `req`, within `req.max_tokens` estimated tokens:
+/// `[sim MODEL] Regarding "PROMPT'S FIRST WORDS …": ` and two to five stock sentences, as many
+/// as fit. Built in one buffer, counting its characters as it grows (the simulator runs once
+/// per step: recounting the text for each sentence was a sixth of a simulated run's work).
 fn simulated_text(req: &CompletionRequest) -> String {
     let mut state = request_hash(req);
-    let words: Vec<&str> = req.prompt.split_whitespace().collect();
-    let quoted = if words.is_empty() {
-        "(an empty prompt)".to_owned()
-    } else if words.len() > QUOTED_WORDS {
-        format!("\"{} …\"", words[..QUOTED_WORDS].join(" "))
-    } else {
-        format!("\"{}\"", words.join(" "))
-    };
-    let mut text = format!("[sim {}] Regarding {quoted}:", req.model);
+    let mut text = String::with_capacity(req.model.len() + req.prompt.len().min(256) + 400);
+    text.push_str("[sim ");
+    text.push_str(&req.model);
+    text.push_str("] Regarding ");
+    push_quoted(&mut text, &req.prompt);
+    text.push(':');
+    let mut chars = text.chars().count();
 
     let budget = u64::from(req.max_tokens);
     let wanted = 2 + (next(&mut state) % 4) as usize;
     for _ in 0..wanted {
         let sentence = SENTENCES[(next(&mut state) % SENTENCES.len() as u64) as usize];
-        let longer = text.chars().count() + 1 + sentence.chars().count();
+        let longer = chars + 1 + sentence.chars().count();
         if (longer as u64).div_ceil(4) > budget {
             break;
         }
         text.push(' ');
         text.push_str(sentence);
+        chars = longer;
     }
-    if estimate_tokens(&text) > budget {
+    if (chars as u64).div_ceil(4) > budget {
         // Even the opening does not fit: cut it to the budget.
         let max_chars = usize::try_from(budget.saturating_mul(4)).unwrap_or(usize::MAX);
         if let Some((cut, _)) = text.char_indices().nth(max_chars) {
@@ -497,6 +499,27 @@ fn simulated_text(req: &CompletionRequest) -> String {
         }
     }
     text
+}
+
+/// Appends the prompt's first [`QUOTED_WORDS`] words in quotes, one space between them and
+/// ` …` when more follow, or `(an empty prompt)`.
+fn push_quoted(text: &mut String, prompt: &str) {
+    let mut words = prompt.split_whitespace();
+    let Some(first) = words.next() else {
+        text.push_str("(an empty prompt)");
+        return;
+    };
+    text.push('"');
+    text.push_str(first);
+    for (i, word) in words.enumerate() {
+        if i + 1 == QUOTED_WORDS {
+            text.push_str(" …");
+            break;
+        }
+        text.push(' ');
+        text.push_str(word);
+    }
+    text.push('"');
 }
 
 /// The deterministic structured answer to `req`: a value of `ty`
@@ -518,30 +541,38 @@ pub fn simulated_value(
 /// FNV-1a hash of model, system text and prompt, with separators so that field boundaries
 /// (and an absent versus an empty system text) matter.
 fn request_hash(req: &CompletionRequest) -> u64 {
-    let mut bytes = Vec::with_capacity(
-        req.model.len() + req.prompt.len() + req.system.as_ref().map_or(0, String::len) + 3,
-    );
-    bytes.extend_from_slice(req.model.as_bytes());
-    bytes.push(0xff);
-    match &req.system {
-        Some(system) => {
-            bytes.push(1);
-            bytes.extend_from_slice(system.as_bytes());
-        }
-        None => bytes.push(0),
-    }
-    bytes.push(0xff);
-    bytes.extend_from_slice(req.prompt.as_bytes());
-    fnv1a(&bytes)
+    let system: (&[u8], &[u8]) = match &req.system {
+        Some(system) => (&[1], system.as_bytes()),
+        None => (&[0], &[]),
+    };
+    let parts: [&[u8]; 6] = [
+        req.model.as_bytes(),
+        &[0xff],
+        system.0,
+        system.1,
+        &[0xff],
+        req.prompt.as_bytes(),
+    ];
+    parts
+        .iter()
+        .fold(FNV_OFFSET, |hash, part| fnv1a_from(hash, part))
 }
 
 /// 64-bit FNV-1a (<http://www.isthe.com/chongo/tech/comp/fnv/>): tiny and stable.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a_from(FNV_OFFSET, bytes)
+}
+
+/// FNV-1a's offset basis: the hash of no bytes.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from `hash` (so that a hash of several parts equals the
+/// hash of their concatenation).
+fn fnv1a_from(hash: u64, bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes
         .iter()
-        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+        .fold(hash, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// SplitMix64 step: spreads the hash into a stream of well-mixed choices.
@@ -556,6 +587,74 @@ fn next(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The simulator's text as it was built before it counted characters as it went (the
+    /// reference for `same_text_as_the_counting_reference`).
+    fn reference_text(req: &CompletionRequest) -> String {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(req.model.as_bytes());
+        bytes.push(0xff);
+        match &req.system {
+            Some(system) => {
+                bytes.push(1);
+                bytes.extend_from_slice(system.as_bytes());
+            }
+            None => bytes.push(0),
+        }
+        bytes.push(0xff);
+        bytes.extend_from_slice(req.prompt.as_bytes());
+        let mut state = fnv1a(&bytes);
+        let words: Vec<&str> = req.prompt.split_whitespace().collect();
+        let quoted = if words.is_empty() {
+            "(an empty prompt)".to_owned()
+        } else if words.len() > QUOTED_WORDS {
+            format!("\"{} …\"", words[..QUOTED_WORDS].join(" "))
+        } else {
+            format!("\"{}\"", words.join(" "))
+        };
+        let mut text = format!("[sim {}] Regarding {quoted}:", req.model);
+        let budget = u64::from(req.max_tokens);
+        let wanted = 2 + (next(&mut state) % 4) as usize;
+        for _ in 0..wanted {
+            let sentence = SENTENCES[(next(&mut state) % SENTENCES.len() as u64) as usize];
+            let longer = text.chars().count() + 1 + sentence.chars().count();
+            if (longer as u64).div_ceil(4) > budget {
+                break;
+            }
+            text.push(' ');
+            text.push_str(sentence);
+        }
+        if estimate_tokens(&text) > budget {
+            let max_chars = usize::try_from(budget.saturating_mul(4)).unwrap_or(usize::MAX);
+            if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+                text.truncate(cut);
+            }
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2_000))]
+        /// The simulator's answers are part of what runs on it print (examples, snapshots):
+        /// building them faster must not change a character.
+        #[test]
+        fn same_text_as_the_counting_reference(
+            lead in "[ \n]{0,2}",
+            words in proptest::collection::vec(("[a-zé…]{1,6}", "[ \t\n]{1,2}"), 0..14),
+            system in proptest::option::of("[a-z ]{0,12}"),
+            model in "[a-z0-9-]{0,10}",
+            max_tokens in 0u32..120,
+        ) {
+            let req = CompletionRequest {
+                model,
+                system,
+                prompt: words.iter().fold(lead, |p, (w, sep)| p + w + sep),
+                max_tokens,
+                ..request("")
+            };
+            proptest::prop_assert_eq!(simulated_text(&req), reference_text(&req));
+        }
+    }
 
     fn request(prompt: &str) -> CompletionRequest {
         CompletionRequest {

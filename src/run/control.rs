@@ -124,7 +124,7 @@ pub(super) fn run_region(task: RegionTask) -> Pin<Box<dyn Future<Output = Outcom
         let exports = regions::end_region(&mut report, result, finished);
         Outcome {
             node: task.node,
-            report,
+            report: Box::new(report),
             inner,
             exports,
             reused,

@@ -34,7 +34,9 @@ pub(super) enum State {
 /// The result of one finished task.
 pub(super) struct Outcome {
     pub(super) node: NodeId,
-    pub(super) report: StepReport,
+    /// Boxed: an outcome is moved several times on its way out of its task, and the box
+    /// goes on, unmoved, as the step's [`Event::Finished`].
+    pub(super) report: Box<StepReport>,
     /// For a region: the reports of the steps inside it.
     pub(super) inner: Vec<StepReport>,
     /// For a region: values of the names it exports, by node.
@@ -49,7 +51,7 @@ impl Outcome {
     pub(super) fn step(node: NodeId, report: StepReport) -> Self {
         Outcome {
             node,
-            report,
+            report: Box::new(report),
             inner: Vec::new(),
             exports: Vec::new(),
             reused: Vec::new(),
@@ -444,7 +446,7 @@ impl<'a> Scheduler<'a> {
         on_event: &(dyn Fn(&Event) + Send + Sync),
     ) {
         let report = StepReport::not_run(&self.plan.nodes[id], status, None);
-        self.settle(id, report_finished(report, on_event));
+        self.settle(id, report_finished(Box::new(report), on_event));
     }
 
     /// Records a finished step and releases its dependents and the joins that watch it.
@@ -601,7 +603,9 @@ impl<'a> Scheduler<'a> {
             args,
             largest,
         };
-        let handle = tasks.spawn(async move {
+        // Boxed: tokio moves a task's future several times on its way into the task's cell
+        // (seven copies of about 2 KB each); a box is allocated once and moved as a pointer.
+        let handle = tasks.spawn(Box::pin(async move {
             let node = &plan.nodes[id];
             // Journal hook, a step starts: its `start` record, written by its own task (as
             // its end below) so that the scheduler's task does not wait for the journal.
@@ -624,7 +628,7 @@ impl<'a> Scheduler<'a> {
             ended
                 .record(execute(node, call, &shared, cap, &tx, key).await)
                 .await
-        });
+        }));
         self.abort.insert(id, handle);
     }
 
@@ -791,10 +795,10 @@ fn drain_events(
 
 /// Reports `report` as [`Event::Finished`] and hands it back (not copied for the event).
 pub(super) fn report_finished(
-    report: StepReport,
+    report: Box<StepReport>,
     on_event: &(dyn Fn(&Event) + Send + Sync),
 ) -> StepReport {
-    let event = Event::Finished(Box::new(report));
+    let event = Event::Finished(report);
     on_event(&event);
     let Event::Finished(report) = event else {
         unreachable!("built as a finished event just above");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::scheduler::Outcome;
+use super::scheduler::{Outcome, report_finished};
 use super::{Event, StepReport, StepStatus};
 use crate::plan::NodeId;
 
@@ -107,8 +107,7 @@ impl super::scheduler::Scheduler<'_> {
                 Some(self.elapsed_ms()),
             );
             self.record(id, &report);
-            on_event(&Event::Finished(Box::new(report.clone())));
-            self.settle(id, report);
+            self.settle(id, report_finished(Box::new(report), on_event));
         }
     }
 }

@@ -541,8 +541,7 @@ impl<'a> Scheduler<'a> {
                 StepStatus::Cancelled,
                 Some(self.elapsed_ms()),
             );
-            on_event(&Event::Finished(Box::new(report.clone())));
-            self.settle(m, report);
+            self.settle(m, report_finished(Box::new(report), on_event));
         }
     }
 

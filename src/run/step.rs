@@ -850,7 +850,7 @@ async fn model_attempts(
             }
         }
         match outcome {
-            Ok(c) => {
+            Ok(mut c) => {
                 report.usage.add(c.usage);
                 report.cost_usd += client
                     .price
@@ -887,7 +887,6 @@ async fn model_attempts(
                 }
                 let Some(ty) = ty else {
                     // The answer's text moves to the output, uncopied (see `Answered`).
-                    let mut c = c;
                     let text = StepOutput::text(std::mem::take(&mut c.text));
                     return Ok((c, text));
                 };

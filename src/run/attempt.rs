@@ -100,10 +100,10 @@ pub(super) fn record(
         record.prompt_digest = Some(TextDigest::of(&prompt));
         record.answer_digest = answer.as_deref().map(TextDigest::of);
     }
-    let mut record = Box::new(record);
+    let record = std::sync::Arc::new(record);
     if let Some(j) = &shared.agents.journal {
-        // Written, then handed back for the event (not copied).
-        record = j.attempt(record).0;
+        // Shared with the writer thread (not copied).
+        let _ = j.attempt(&record);
     }
     let _ = tx.send(Event::Attempt(record));
 }

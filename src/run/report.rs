@@ -84,8 +84,9 @@ pub enum Event {
     /// it sends, redacted ([`crate::redact`]), for `orch run -v`.
     Sending(Box<Sending>),
     /// A model call ended (journaled as an `attempt` record; see
-    /// [`journal::AttemptRecord`]).
-    Attempt(Box<journal::AttemptRecord>),
+    /// [`journal::AttemptRecord`]). Shared with the journal's writer thread, which encodes
+    /// the same record.
+    Attempt(std::sync::Arc<journal::AttemptRecord>),
     /// On a resumed run: a step runs again, and why (`it failed last time: ...`, `prompt
     /// changed (upstream `plan` re-ran)`, `model changed sonnet → opus`, ...).
     Rerun {

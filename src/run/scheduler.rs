@@ -608,10 +608,10 @@ impl<'a> Scheduler<'a> {
             let node = &plan.nodes[id];
             // Journal hook, a step starts: its `start` record, written by its own task (as
             // its end below) so that the scheduler's task does not wait for the journal.
-            let journal_error = journal
-                .as_ref()
-                .and_then(|j| j.started(&node.name).err())
-                .map(|e| e.to_string());
+            let journal_error = match journal.as_ref() {
+                Some(j) => j.started(&node.name).await.err().map(|e| e.to_string()),
+                None => None,
+            };
             let key = step_key.as_ref().map(|k| k.key.clone());
             let ended = StepEnd {
                 node,

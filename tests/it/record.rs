@@ -115,7 +115,7 @@ async fn every_attempt_is_on_record_with_its_texts_served_model_and_stop_reason(
     let journaled: Vec<AttemptRecord> = records(&journal)
         .into_iter()
         .filter_map(|r| match r {
-            Record::Attempt(a) => Some(*a),
+            Record::Attempt(a) => Some((*a).clone()),
             _ => None,
         })
         .collect();

@@ -26,12 +26,13 @@
 //! - `end`: the run ended: status, why it stopped, total cost.
 //!
 //! Every record a resume reads is in the file when what it records happened (a `step` record
-//! before the step counts as done: written by its task, or in a burst of steps by the
-//! writer thread, a batch to a `write(2)`, while the task waits), so a killed process
-//! (`SIGKILL`, a panic) loses nothing completed. The `attempt` and `warning` records, which no
-//! resume reads, are held in the process for a moment and go out with the next record (in
-//! the same `write(2)`) or before the next flush, at most [`sync::IDLE`] after the run went
-//! quiet: a killed process can lose those of its last moment. The flush to disk
+//! before the step counts as done, a `start` record before its request goes out: written by
+//! the step's task, or in a burst by the writer thread, a batch to a `write(2)`, while the
+//! task waits), so a killed process (`SIGKILL`, a panic) loses nothing completed. The
+//! `attempt` and `warning` records, which no resume reads, are held in the process for a
+//! moment and go out with the writer thread's next batch or before the next flush, at most
+//! [`sync::IDLE`] after the run went quiet: a killed process can lose those of its last
+//! moment. The flush to disk
 //! (`sync_data`) is group commit, done by a thread of its own ([`sync`]): the scheduler
 //! never waits for the disk; a `tool_start` record is waited for before its call runs, and
 //! the `end` record before the run returns.

@@ -26,7 +26,7 @@ pub enum Record {
     /// A tool call of an agent loop ended.
     Tool(Box<ToolRecord>),
     /// A model call (one attempt of a step, or of a turn of its agent loop) ended.
-    Attempt(Box<AttemptRecord>),
+    Attempt(std::sync::Arc<AttemptRecord>),
     /// A provider batch was submitted (`parallel <batch>`).
     Batch(Box<BatchRecord>),
     /// A region (`repeat`, `parallel for`, ...), which has no `step` record of its own, ended

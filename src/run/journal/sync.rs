@@ -2,23 +2,27 @@
 //! and the syncer, which makes written records durable (`fdatasync`) in groups (group
 //! commit). Both keep the disk, and the encoding of most records, off the run's thread.
 //!
-//! A record reaches the file in one of three ways, always in the order records were made:
+//! A record reaches the file in one of three ways, each of a step's own records in the order
+//! they were made:
 //! - **deferred** ([`Syncer::defer`]: `step` records of steps that end in a burst,
-//!   [`Syncer::in_burst`]): the step's task hands its report over; the writer thread encodes
-//!   it and writes it with everything queued before it (one `write(2)` for a batch), then
-//!   hands the report back. The step counts as ended only then, so a `SIGKILL` or a panic
-//!   never loses a step the scheduler was told of, and the run's thread neither encodes the
-//!   record nor waits for a write. Outside a burst a step's task writes its record itself
-//!   (below), which costs less than the two wake-ups of a hand-over;
+//!   [`Syncer::in_burst`], and `start` records of steps that start in one,
+//!   [`Syncer::starts_in_burst`]): the step's task hands the record over; the writer thread
+//!   encodes it and writes it with everything queued before it (one `write(2)` for a batch),
+//!   then tells the task (a `step` record's report is handed back). The step counts as
+//!   ended, or sends its request, only then, so a `SIGKILL` or a panic never loses a step
+//!   the scheduler was told of, and the run's thread neither encodes the record nor waits
+//!   for a write. Outside a burst a step's task writes its record itself (below), which
+//!   costs less than the two wake-ups of a hand-over;
 //! - **held** ([`Syncer::hold_record`]: `attempt`, `warning`, which no resume reads):
-//!   queued, and written with the next deferred or written record, or by the syncer thread
-//!   before its next sync, at most [`IDLE`] after a run went quiet ([`MAX_DELAY`] under a
-//!   steady stream): a `SIGKILL` can lose those of the last moment;
-//! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`, and
-//!   `step` outside a burst): by their maker at once, after everything queued, in the same
-//!   `write(2)`;
-//!   a `start` record ([`Syncer::write_now`]) by its step's task at once, before its request
-//!   goes out, without waiting for the queue (nothing queued concerns its step).
+//!   queued, and written with the next deferred record or record written after the queue,
+//!   or by the syncer thread before its next sync, at most [`IDLE`] after a run went quiet
+//!   ([`MAX_DELAY`] under a steady stream): a `SIGKILL` can lose those of the last moment;
+//! - **written** ([`Syncer::write`]: `turn`, `tool_start`, `tool`, `batch`, `end`): by their
+//!   maker at once, after everything queued, in the same `write(2)`;
+//!   a `start` or `step` record outside a burst ([`Syncer::write_now`]), by its step's task
+//!   at once, without the records queued: those are another thread's work (the
+//!   step's own `attempt` records may follow its `step` record in the file; every reader
+//!   matches them by step name).
 //!
 //! What is batched is the flush to the disk: the writers count the records they made
 //! ([`Syncer::wrote`]) and the syncer thread calls `sync_data` on its own handle of the file
@@ -54,11 +58,12 @@ pub const IDLE: Duration = Duration::from_millis(2);
 /// How long a written record may wait for its sync under a steady trickle of records.
 pub const MAX_DELAY: Duration = Duration::from_millis(50);
 
-/// Step records closer together than this are a burst ([`Syncer::in_burst`]).
+/// A step record made less than this after the record before it (a step's start or end) is
+/// part of a burst ([`Syncer::in_burst`]).
 pub const BURST_GAP: Duration = Duration::from_micros(50);
 
-/// Whether a step record made at `now` (nanoseconds) follows the one made at `last` (0: none
-/// yet) closely enough to be part of a burst.
+/// Whether a step record made at `now` (nanoseconds) follows the record made at `last` (0:
+/// none yet) closely enough to be part of a burst.
 fn follows_closely(last: u64, now: u64) -> bool {
     last != 0 && now.saturating_sub(last) < BURST_GAP.as_nanos() as u64
 }
@@ -184,11 +189,13 @@ struct Queue {
 
 struct Shared {
     batch: u64,
-    /// When this journal began, the origin of [`Shared::last_step_ns`].
+    /// When this journal began, the origin of [`Shared::last_record_ns`].
     began: Instant,
-    /// When the last step record was made, in nanoseconds since [`Shared::began`]
-    /// ([`Syncer::in_burst`]).
-    last_step_ns: std::sync::atomic::AtomicU64,
+    /// When the last `start` or `step` record was made, in nanoseconds since
+    /// [`Shared::began`] ([`Syncer::in_burst`]).
+    last_record_ns: std::sync::atomic::AtomicU64,
+    /// When the last `start` record was made, likewise ([`Syncer::starts_in_burst`]).
+    last_start_ns: std::sync::atomic::AtomicU64,
     queue: Mutex<Queue>,
     /// Wakes the writer thread.
     ready: Condvar,
@@ -234,7 +241,8 @@ impl Syncer {
         let shared = Arc::new(Shared {
             batch: policy.batch.max(1),
             began: Instant::now(),
-            last_step_ns: std::sync::atomic::AtomicU64::new(0),
+            last_record_ns: std::sync::atomic::AtomicU64::new(0),
+            last_start_ns: std::sync::atomic::AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             order: Mutex::new(()),
@@ -285,31 +293,37 @@ impl Syncer {
     /// # Errors
     /// The operating system's error when the write fails (the records queued are refused
     /// with it: a journal that cannot be written stops the run).
-    pub(super) fn write(
-        &self,
-        file: &File,
-        line: &str,
-        counts: bool,
-        urgent: bool,
-    ) -> std::io::Result<u64> {
+    pub(super) fn write(&self, file: &File, line: &str, urgent: bool) -> std::io::Result<u64> {
         flush(&self.shared, file, Some(line))?;
-        Ok(self.wrote(counts, urgent))
+        Ok(self.wrote(false, urgent))
     }
 
     /// Writes `line` (one whole record) to `file` at once with one `write(2)`, without
-    /// waiting for the records queued (they may follow it): for a `start` record, which must
-    /// be in the file before its step's request goes out and which no record queued before
-    /// it concerns (its step's own records are made after it). One `write(2)` to a file
-    /// opened for appending is not interleaved with another. Its sequence number.
+    /// writing the records queued (they may follow it): for a `start` record, which must be
+    /// in the file before its step's request goes out, and a `step` record written by its
+    /// task. Encoding the queue (attempt records hold a prompt and an answer) is the writer
+    /// and syncer threads' work, not the run thread's. One `write(2)` to a file opened for
+    /// appending is not interleaved with another. `counts`: it counts towards [`BATCH`]. Its
+    /// sequence number.
     ///
     /// # Errors
     /// The operating system's error when the write fails (later records are refused).
-    pub(super) fn write_now(&self, mut file: &File, line: &str) -> std::io::Result<u64> {
+    pub(super) fn write_now(
+        &self,
+        mut file: &File,
+        line: &str,
+        counts: bool,
+    ) -> std::io::Result<u64> {
         if let Err(e) = file.write_all(line.as_bytes()) {
             self.shared.queue().failed.get_or_insert(e.to_string());
             return Err(e);
         }
-        Ok(self.wrote(false, false))
+        Ok(self.wrote(counts, false))
+    }
+
+    /// Nanoseconds since this journal began.
+    fn since_began(&self) -> u64 {
+        u64::try_from(self.shared.began.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Holds `record` (a record no one waits for) in the process: it is written with the
@@ -322,23 +336,41 @@ impl Syncer {
         self.wrote(false, false)
     }
 
-    /// Whether step records come in a burst: the one before this came less than
-    /// [`BURST_GAP`] ago. In a burst a step's record goes to the writer thread, where the
-    /// records of many steps share one wake-up and one `write(2)`; otherwise its task writes
-    /// it itself, which costs less than handing it over (two thread wake-ups, about 40 µs of
-    /// CPU time a step on a 2-core VM: measured on the layered 10,000-step DAG over HTTP, 2.1
-    /// against 2.6 s of CPU).
+    /// Whether a step record comes in a burst: the `start` or `step` record before it came
+    /// less than [`BURST_GAP`] ago. (Starts count: in a large fan-out the steps that end are
+    /// interleaved with steps starting, and the run's thread is busy with both.) In a burst a
+    /// step's record goes to the writer thread, where the records of many steps share one
+    /// wake-up and one `write(2)`; otherwise its task writes it itself, which costs less than
+    /// handing it over (two thread wake-ups, about 40 µs of CPU time a step on a 2-core VM:
+    /// measured on the layered 10,000-step DAG over HTTP, 2.1 against 2.6 s of CPU).
     pub(super) fn in_burst(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = u64::try_from(self.shared.began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let last = self.shared.last_step_ns.swap(now, Ordering::Relaxed);
+        let now = self.since_began();
+        let last = self
+            .shared
+            .last_record_ns
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
         follows_closely(last, now)
     }
 
-    /// Queues `record` (a record that counts towards [`BATCH`]) for the writer thread, which
-    /// encodes it, writes it with the records queued before it, and then tells it
-    /// ([`Deferred::done`]); at once, with the message, once a write has failed.
-    pub(super) fn defer(&self, record: Box<dyn Deferred>) {
+    /// Whether a `start` record comes in a burst of starts: the `start` before it came less
+    /// than [`BURST_GAP`] ago (a large fan-out, where the run's thread starts one step after
+    /// another). Only starts count here: in a chain each step starts just after the one
+    /// before it ended, and handing its `start` over would add the two wake-ups to every
+    /// step. Also marks the time for [`Syncer::in_burst`]: a step that ends among steps
+    /// starting is in a burst too.
+    pub(super) fn starts_in_burst(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.since_began();
+        self.shared.last_record_ns.store(now, Ordering::Relaxed);
+        let last = self.shared.last_start_ns.swap(now, Ordering::Relaxed);
+        follows_closely(last, now)
+    }
+
+    /// Queues `record` for the writer thread, which encodes it, writes it with the records
+    /// queued before it, and then tells it ([`Deferred::done`]); at once, with the message,
+    /// once a write has failed. `counts`: it counts towards [`BATCH`] (a `step` record, not
+    /// a `start`).
+    pub(super) fn defer(&self, record: Box<dyn Deferred>, counts: bool) {
         let mut queue = self.shared.queue();
         if let Some((_, e)) = self.shared.refused(&queue) {
             drop(queue);
@@ -353,7 +385,7 @@ impl Syncer {
         if wake {
             self.shared.ready.notify_one();
         }
-        self.wrote(true, false);
+        self.wrote(counts, false);
     }
 
     /// A record was written (or queued): its sequence number.
@@ -641,18 +673,25 @@ mod tests {
                 .open(&path)
                 .unwrap()
         };
-        let syncer = Syncer::start(file(), Policy::default()).unwrap();
+        // The syncer thread flushes the queue by count or at the close only (its idle and
+        // age times are an hour): what is written when does not depend on timing.
+        let policy = Policy {
+            idle: Duration::from_secs(3600),
+            max_delay: Duration::from_secs(3600),
+            ..Policy::default()
+        };
+        let syncer = Syncer::start(file(), policy).unwrap();
         let (tx, told) = std::sync::mpsc::channel();
         // Held records are told too, on a channel of their own.
         let (held_tx, held) = std::sync::mpsc::channel();
         // A held record goes out with the next deferred record, before it.
         syncer.hold_record(probe(Ok("a\n"), &held_tx));
-        syncer.defer(probe(Ok("b\n"), &tx));
+        syncer.defer(probe(Ok("b\n"), &tx), true);
         told.recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         // One that cannot be encoded is told why and not written; the next one is.
-        syncer.defer(probe(Err("cannot encode"), &tx));
-        syncer.defer(probe(Ok("c\n"), &tx));
+        syncer.defer(probe(Err("cannot encode"), &tx), true);
+        syncer.defer(probe(Ok("c\n"), &tx), true);
         assert_eq!(
             told.recv_timeout(WAIT).unwrap(),
             Err("cannot encode".into())
@@ -660,14 +699,25 @@ mod tests {
         told.recv_timeout(WAIT).unwrap().unwrap();
         // A record written by its maker follows what was queued before it.
         syncer.hold_record(probe(Ok("d\n"), &held_tx));
-        syncer.write(&file(), "e\n", true, false).unwrap();
+        syncer.write(&file(), "e\n", false).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\ne\n");
         for _ in 0..2 {
             held.recv_timeout(WAIT).unwrap().unwrap();
         }
+        // One written at once by its task goes out alone: what is queued is the threads'
+        // work, written after it (here by the last group, at the close).
+        syncer.hold_record(probe(Ok("f\n"), &held_tx));
+        syncer.write_now(&file(), "g\n", true).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("e\ng\n"));
         let (syncs, closed) = syncer.close();
         closed.unwrap();
         assert!(syncs >= 1);
+        held.recv_timeout(WAIT).unwrap().unwrap();
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("e\ng\nf\n")
+        );
     }
 
     #[test]
@@ -679,12 +729,12 @@ mod tests {
         let read_only = File::open(&path).unwrap();
         let syncer = Syncer::start(read_only, Policy::default()).unwrap();
         let (tx, told) = std::sync::mpsc::channel();
-        syncer.defer(probe(Ok("a\n"), &tx));
+        syncer.defer(probe(Ok("a\n"), &tx), true);
         assert!(told.recv_timeout(WAIT).unwrap().is_err());
         let (action, _) = syncer.error().expect("the failure is kept");
         assert_eq!(action, "write to");
         // Refused at once from now on, and nothing reached the file.
-        syncer.defer(probe(Ok("b\n"), &tx));
+        syncer.defer(probe(Ok("b\n"), &tx), true);
         assert!(told.recv_timeout(WAIT).unwrap().is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let (_, closed) = syncer.close();

@@ -253,18 +253,42 @@ impl Journal {
         self.lock().append_grouped(line, how)
     }
 
-    /// Records that a step started: written at once by the step's task (before its request
-    /// goes out, so that a run killed while the step is in flight says so on resume), synced
-    /// with the next group.
+    /// Records that a step started, in the file before its request goes out (so that a run
+    /// killed while the step is in flight says so on resume), synced with the next group.
+    /// In a burst of starts (a large fan-out, [`Syncer::starts_in_burst`]) the journal's
+    /// writer thread encodes and writes it, with the records queued before it (one
+    /// `write(2)` for a batch), and the step waits for that; otherwise, and on tokio's paused
+    /// clock, the step's task writes it here.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the journal cannot be written.
-    pub(crate) fn started(&self, name: &str) -> Result<(), JournalError> {
-        let line = encode(&Record::Start(StartRecord {
+    pub(crate) async fn started(&self, name: &str) -> Result<(), JournalError> {
+        let record = Record::Start(StartRecord {
             name: name.to_string(),
             at_ms: now_ms(),
-        }));
-        self.lock().append_grouped(line, Durability::Now).map(drop)
+        });
+        let Some(syncer) = self.writer_thread().filter(|s| s.starts_in_burst()) else {
+            return self.write(&record, Durability::Now).map(drop);
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        syncer.defer(Box::new(StartJob { record, reply }), false);
+        // A job dropped unwritten (the journal closed) drops its reply.
+        let written = answer
+            .await
+            .unwrap_or_else(|_| Err("the journal closed before the record was written".into()));
+        written.map_err(|message| JournalError::Io {
+            action: "write to",
+            path: self.path(),
+            message,
+        })
+    }
+
+    /// The syncer, whose writer thread takes records from steps' tasks: `None` before
+    /// [`Journal::begin`], after the `end` record, and on tokio's paused clock (where a task
+    /// waiting for a real thread would let virtual time jump ahead).
+    fn writer_thread(&self) -> Option<Arc<Syncer>> {
+        let inner = self.lock();
+        inner.syncer.clone().filter(|_| !inner.steps_inline)
     }
 
     /// Holds `record` (one no one waits for: `attempt`, `warning`), to be encoded
@@ -330,11 +354,9 @@ impl Journal {
         report: StepReport,
         key: Arc<StepKey>,
     ) -> Option<(StepReport, Result<(), JournalError>)> {
-        let syncer = {
-            let inner = self.lock();
-            inner.syncer.clone().filter(|_| !inner.steps_inline)
-        };
-        let Some(syncer) = syncer.filter(|s| step_line(&report, &key).is_some() && s.in_burst())
+        let Some(syncer) = self
+            .writer_thread()
+            .filter(|s| step_line(&report, &key).is_some() && s.in_burst())
         else {
             // Not recorded, not begun through `begin` (no writer thread), on a paused clock,
             // or not in a burst of step records: here.
@@ -342,11 +364,14 @@ impl Journal {
             return Some((report, written));
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        syncer.defer(Box::new(StepJob {
-            report: Some(report),
-            key,
-            reply: Some(reply),
-        }));
+        syncer.defer(
+            Box::new(StepJob {
+                report: Some(report),
+                key,
+                reply: Some(reply),
+            }),
+            true,
+        );
         let (report, written) = answer.await.ok()?;
         let written = written.map_err(|message| JournalError::Io {
             action: "write to",
@@ -384,20 +409,16 @@ impl Journal {
     }
 
     /// Records a model call that ended (held for a moment, then written and synced with the
-    /// next group: a resumed run does not need it; it is for people and reports; a step's
-    /// last attempt goes out in the same `write(2)` as its `step` record). Hands the record
-    /// back (for its event, without a copy) with whether it was written.
+    /// next group, or by the syncer thread: a resumed run does not need it; it is for people
+    /// and reports). The record is shared, not copied: the writer thread encodes it while
+    /// the run's event holds it too.
     ///
     /// # Errors
-    /// [`JournalError::Io`] (second of the pair) when the journal cannot be written.
-    pub(crate) fn attempt(
-        &self,
-        record: Box<AttemptRecord>,
-    ) -> (Box<AttemptRecord>, Result<(), JournalError>) {
-        // A copy goes to the writer thread, which encodes it: cheaper on the run's thread
-        // than encoding (JSON escapes, the redaction scan) a prompt and an answer here.
-        let written = self.hold(Record::Attempt(record.clone()));
-        (record, written)
+    /// [`JournalError::Io`] when the journal cannot be written.
+    pub(crate) fn attempt(&self, record: &Arc<AttemptRecord>) -> Result<(), JournalError> {
+        // Encoded by the writer thread: cheaper on the run's thread than encoding (JSON
+        // escapes, the redaction scan) a prompt and an answer here.
+        self.hold(Record::Attempt(record.clone()))
     }
 
     /// Records that a tool call which may change something is about to run, and waits until
@@ -558,10 +579,10 @@ enum Durability {
     /// them). With a syncer such records are held as records ([`Syncer::hold_record`]) and
     /// never come here; without one, they are written at once and not synced.
     Held,
-    /// At once, not counted in its group, and without waiting for the records queued
-    /// (`start`; see [`Syncer::write_now`]).
+    /// At once, not counted in its group, and without the records queued (`start`; see
+    /// [`Syncer::write_now`]).
     Now,
-    /// With its group, counted towards its size (`step`).
+    /// At once, without the records queued, counted towards its group's size (`step`).
     Counted,
     /// Promptly (`turn`, `tool_start`, `tool`).
     Prompt,
@@ -675,19 +696,15 @@ impl Inner {
         let Some(file) = &self.file else {
             return Err(self.not_open());
         };
-        if how == Durability::Now {
-            return syncer
-                .write_now(file, &line)
-                .map(Some)
-                .map_err(|e| io_error("write to", &self.path)(e));
-        }
-        syncer
-            .write(
-                file,
-                &line,
-                how == Durability::Counted,
-                how == Durability::Prompt,
-            )
+        let written = match how {
+            Durability::Now | Durability::Counted => {
+                syncer.write_now(file, &line, how == Durability::Counted)
+            }
+            Durability::Held | Durability::Prompt => {
+                syncer.write(file, &line, how == Durability::Prompt)
+            }
+        };
+        written
             .map(Some)
             .map_err(|e| io_error("write to", &self.path)(e))
     }
@@ -782,6 +799,24 @@ impl Drop for StepJob {
         self.reply(Err(
             "the journal closed before the record was written".into()
         ));
+    }
+}
+
+/// A `start` record on its way to the writer thread ([`Journal::started`]), whose step waits
+/// for it to be written.
+struct StartJob {
+    record: Record,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl Deferred for StartJob {
+    fn encode(&self) -> Result<String, String> {
+        encode(&self.record)
+    }
+
+    fn done(self: Box<Self>, written: Result<(), String>) {
+        // The step's task may be gone (cancelled): nothing to tell then.
+        let _ = self.reply.send(written);
     }
 }
 
@@ -1028,7 +1063,7 @@ workflow main() {
         let tmp = tempfile::tempdir().unwrap();
         let (journal, plan) = begun(tmp.path());
         for i in 0..25 {
-            journal.started(&format!("s{i}")).unwrap();
+            futures::executor::block_on(journal.started(&format!("s{i}"))).unwrap();
             journal
                 .step(&step(&plan, &format!("s{i}")), &parts())
                 .unwrap();
@@ -1053,35 +1088,32 @@ workflow main() {
     }
 
     #[test]
-    fn attempt_records_go_out_with_the_next_record_or_the_next_sync_in_order() {
+    fn attempt_records_are_held_and_go_out_with_the_next_sync_not_with_their_step() {
         let tmp = tempfile::tempdir().unwrap();
         let (journal, plan) = begun(tmp.path());
         let attempt = |step: &str| {
-            Box::new(AttemptRecord {
+            Arc::new(AttemptRecord {
                 step: step.into(),
                 attempt: 1,
                 ..AttemptRecord::default()
             })
         };
-        journal.started("s0").unwrap();
-        let (_, written) = journal.attempt(attempt("s0"));
-        written.unwrap();
+        futures::executor::block_on(journal.started("s0")).unwrap();
+        journal.attempt(&attempt("s0")).unwrap();
         // Held in the process (no resume reads it) ...
         assert_eq!(names(&journal.path()), vec!["run", "start s0"]);
+        // ... also when the step's own record is written by its task: encoding the queue
+        // is the journal threads' work, not the run thread's ...
         journal.step(&step(&plan, "s0"), &parts()).unwrap();
-        // ... and written with the step's record, before it.
-        assert_eq!(
-            names(&journal.path()),
-            vec!["run", "start s0", "attempt s0", "step s0"]
-        );
-        // One held alone goes out with the thread's next sync (here: the journal dropped).
-        let (_, written) = journal.attempt(attempt("s1"));
-        written.unwrap();
+        assert_eq!(names(&journal.path()), vec!["run", "start s0", "step s0"]);
+        journal.attempt(&attempt("s1")).unwrap();
         let path = journal.path();
+        // ... and written, in the order they were made, by the thread's next sync (here:
+        // the journal dropped).
         drop(journal);
         assert_eq!(
             names(&path),
-            vec!["run", "start s0", "attempt s0", "step s0", "attempt s1"]
+            vec!["run", "start s0", "step s0", "attempt s0", "attempt s1"]
         );
     }
 
@@ -1092,7 +1124,7 @@ workflow main() {
         let key = Arc::new(parts());
         for i in 0..3 {
             let name = format!("s{i}");
-            journal.started(&name).unwrap();
+            journal.started(&name).await.unwrap();
             let mut report = step(&plan, &name);
             report.output = Some(format!("out {i}"));
             let (back, written) = journal.step_written(report, key.clone()).await.unwrap();

@@ -115,6 +115,8 @@ fn run(t: &Timers) {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_timerslack(1);
     let mut heap = t.heap.lock().unwrap_or_else(|e| e.into_inner());
+    // The sleeps that are over, with how early each was ended.
+    let mut due: Vec<(Entry, Duration)> = Vec::new();
     loop {
         let now = Instant::now();
         let mut early = lead(heap.entries.len());
@@ -124,10 +126,20 @@ fn run(t: &Timers) {
             .is_some_and(|Reverse(e)| e.at <= now + early)
         {
             if let Some(Reverse(e)) = heap.entries.pop() {
+                due.push((e, early));
+            }
+            early = lead(heap.entries.len());
+        }
+        if !due.is_empty() {
+            // Told without the lock: each is a wake-up of a runtime's thread (a system call),
+            // and new sleeps wait for the lock meanwhile.
+            drop(heap);
+            for (e, early) in due.drain(..) {
                 // The sleeper may be gone (its task was cancelled): nothing to tell then.
                 let _ = e.done.send(early);
             }
-            early = lead(heap.entries.len());
+            heap = t.heap.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
         }
         heap = match heap.entries.peek() {
             None => t.wake.wait(heap).unwrap_or_else(|e| e.into_inner()),

@@ -44,6 +44,7 @@ pub mod limits;
 mod prepare;
 pub mod provider;
 mod regions;
+mod relay;
 pub mod remote;
 pub mod render;
 mod report;

@@ -51,6 +51,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::run::relay::Relay;
+
 /// Records that count (`step` records) written since the last sync that start a sync.
 pub const BATCH: u64 = 10;
 /// How long no record may come before what was written is synced.
@@ -206,6 +208,9 @@ struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
     synced: watch::Sender<Synced>,
+    /// Tells the run's tasks that their records were written, in batches, from the run's
+    /// runtime ([`Syncer::relay_task`]; here and now without it).
+    relay: Relay,
 }
 
 impl Shared {
@@ -256,6 +261,7 @@ impl Syncer {
             }),
             wake: Condvar::new(),
             synced: watch::channel(Synced::default()).0,
+            relay: Relay::default(),
         });
         let file = Arc::new(file);
         let mut syncer = Syncer {
@@ -476,6 +482,15 @@ impl Syncer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.shared.relay.close();
+    }
+
+    /// The task that tells the run's tasks of their written records from the run's own
+    /// thread, one wake-up of that thread per batch instead of one per task ([`Relay`]):
+    /// spawned on the run's runtime by [`super::Journal::begin`]; it ends with the journal.
+    /// Without it they are told from the writer and syncer threads.
+    pub(super) fn relay_task(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.relay.task()
     }
 }
 
@@ -497,7 +512,7 @@ fn flush(shared: &Shared, mut file: &File, last: Option<&str>) -> std::io::Resul
     queue.wanted = false;
     if let Some((_, e)) = shared.refused(&queue) {
         drop(queue);
-        tell(items, &Err(e.clone()));
+        tell(&shared.relay, items, &Err(e.clone()));
         return Err(std::io::Error::other(e));
     }
     let order = shared.order.lock().unwrap_or_else(|e| e.into_inner());
@@ -530,15 +545,21 @@ fn flush(shared: &Shared, mut file: &File, last: Option<&str>) -> std::io::Resul
             Err(message)
         }
     };
-    tell(told, &result);
+    tell(&shared.relay, told, &result);
     written
 }
 
-/// Tells each record of `items` how its write went.
-fn tell(items: Vec<Box<dyn Deferred>>, result: &Result<(), String>) {
-    for record in items {
-        record.done(result.clone());
+/// Tells each record of `items` how its write went, through `relay` (one job for the batch).
+fn tell(relay: &Relay, items: Vec<Box<dyn Deferred>>, result: &Result<(), String>) {
+    if items.is_empty() {
+        return;
     }
+    let result = result.clone();
+    relay.send(Box::new(move || {
+        for record in items {
+            record.done(result.clone());
+        }
+    }));
 }
 
 /// The writer thread: writes the records queued whenever a deferred one waits, in batches

@@ -1,10 +1,10 @@
 //! Writing a journal: a new run's directory, lock and `run` record, then one record a line as
-//! the run goes, each redacted: a step's record written before the step counts as ended (by
-//! its task, or in a burst of steps by the journal's writer thread), the `attempt` and
-//! `warning` records (which no resume reads) with the next one, the others at once by their
-//! maker ([`super::sync`]); the
-//! flushes to the disk are done in groups by the syncer thread, and the records an effect
-//! must not outrun (`tool_start`, `end`) are waited for.
+//! the run goes, each redacted: a step's `start` record written before its request goes out
+//! and its `step` record before it counts as ended (by its task, or in a burst by the
+//! journal's writer thread), the `attempt` and `warning` records (which no resume reads) by
+//! the journal's threads with their next batch or flush, the others at once by their maker
+//! ([`super::sync`]); the flushes to the disk are done in groups by the syncer thread, and
+//! the records an effect must not outrun (`tool_start`, `end`) are waited for.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
@@ -229,7 +229,9 @@ impl Journal {
                 at_ms: now_ms(),
             });
             inner.append(&record, true)?;
-            return inner.start_syncer();
+            inner.start_syncer()?;
+            inner.spawn_relay();
+            return Ok(());
         }
         let record = Record::Run(RunHeader {
             version: FORMAT_VERSION,
@@ -244,7 +246,9 @@ impl Journal {
             orch_version: env!("CARGO_PKG_VERSION").to_string(),
         });
         inner.create(&record)?;
-        inner.start_syncer()
+        inner.start_syncer()?;
+        inner.spawn_relay();
+        Ok(())
     }
 
     /// Writes `record` ([`Inner::append_grouped`]), encoded before the lock is taken.
@@ -660,6 +664,19 @@ impl Inner {
             .map_err(io_error("write to", &self.path))?;
         self.syncer = Some(Arc::new(own));
         Ok(())
+    }
+
+    /// Spawns the syncer's relay task ([`Syncer::relay_task`]) on the runtime this is called
+    /// in, which runs the step tasks that wait for their records. Not on tokio's paused clock,
+    /// where no task waits for the writer thread, nor outside a runtime (tests).
+    fn spawn_relay(&self) {
+        if let (Some(syncer), Ok(runtime), false) = (
+            &self.syncer,
+            tokio::runtime::Handle::try_current(),
+            self.steps_inline,
+        ) {
+            runtime.spawn(syncer.relay_task());
+        }
     }
 
     /// Syncs the journal here and now (the run's end, when the syncer thread cannot be).

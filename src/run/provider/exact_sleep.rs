@@ -6,8 +6,10 @@
 //! with their bounds, so on a real clock the simulator's waits are kept by one thread of
 //! their own ([`sleep_until`]): a heap of deadlines, slept to with the operating system's
 //! nanosecond timeouts (a `Condvar` wait, a futex on Linux, without timer slack), each waking
-//! its task through a one-shot channel. That takes two wake-ups, the timer thread's and the
-//! task's runtime thread (about 130 µs together on an idle 2-core VM, 1.3% of a 10 ms call), so
+//! its task through a one-shot channel (sent from the runtime's own thread by the
+//! simulator's [`Relay`], so that the sleeps that end together cost the runtime one
+//! wake-up). That takes two wake-ups, the timer thread's and the task's runtime thread
+//! (about 130 µs together on an idle 2-core VM, 1.3% of a 10 ms call), so
 //! while few sleeps wait the thread ends each one early by the wake-ups' cost as measured on
 //! the sleeps before (a running mean, at most [`LEAD_MAX`]), and the task, woken, spins what
 //! is left to its deadline: sleeps end on time, never early. With many sleeps waiting (a
@@ -27,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::run::relay::Relay;
+
 /// A waiting sleep: its deadline, an order number (so equal deadlines keep their order) and
 /// where to say it is over.
 struct Entry {
@@ -34,6 +38,9 @@ struct Entry {
     seq: u64,
     /// Told how early the sleep was ended (its lead).
     done: oneshot::Sender<Duration>,
+    /// Tells it from its runtime's thread, in a batch with the others that end together
+    /// ([`Relay`]); without one, from the timer thread.
+    relay: Option<Relay>,
 }
 
 /// The most a sleep is ended early to make up for the wake-ups (and so the most its task
@@ -136,7 +143,15 @@ fn run(t: &Timers) {
             drop(heap);
             for (e, early) in due.drain(..) {
                 // The sleeper may be gone (its task was cancelled): nothing to tell then.
-                let _ = e.done.send(early);
+                let Entry { done, relay, .. } = e;
+                match relay {
+                    Some(relay) => relay.send(Box::new(move || {
+                        let _ = done.send(early);
+                    })),
+                    None => {
+                        let _ = done.send(early);
+                    }
+                }
             }
             heap = t.heap.lock().unwrap_or_else(|e| e.into_inner());
             continue;
@@ -155,9 +170,11 @@ fn run(t: &Timers) {
 }
 
 /// Sleeps until `at` on the real clock, never before it and, while few sleeps wait, within a
-/// few µs after it (not rounded to a millisecond like `tokio::time::sleep_until`). Falls back
-/// to tokio's timer if the timer thread cannot be started.
-pub async fn sleep_until(at: Instant) {
+/// few µs after it (not rounded to a millisecond like `tokio::time::sleep_until`). With a
+/// `relay` (whose task runs on this runtime) the sleep's end is told through it, one
+/// wake-up of the runtime's thread for the sleeps that end together. Falls back to tokio's
+/// timer if the timer thread cannot be started.
+pub(crate) async fn sleep_until(at: Instant, relay: Option<&Relay>) {
     let Some(t) = timers() else {
         tokio::time::sleep_until(at.into()).await;
         return;
@@ -168,7 +185,12 @@ pub async fn sleep_until(at: Instant) {
         let seq = heap.next_seq;
         heap.next_seq += 1;
         let earliest = heap.entries.peek().is_none_or(|Reverse(e)| at < e.at);
-        heap.entries.push(Reverse(Entry { at, seq, done }));
+        heap.entries.push(Reverse(Entry {
+            at,
+            seq,
+            done,
+            relay: relay.cloned(),
+        }));
         if earliest {
             t.wake.notify_one();
         }
@@ -214,7 +236,7 @@ mod tests {
         for (i, ms) in [(0, 6u64), (1, 2), (2, 4)] {
             let order = order.clone();
             tasks.push(tokio::spawn(async move {
-                sleep_until(start + Duration::from_millis(ms)).await;
+                sleep_until(start + Duration::from_millis(ms), None).await;
                 // Never early.
                 assert!(start.elapsed() >= Duration::from_millis(ms));
                 order.lock().unwrap().push(i);
@@ -232,7 +254,7 @@ mod tests {
     async fn sleeps_ended_early_for_the_wake_ups_still_never_end_early() {
         for _ in 0..30 {
             let at = Instant::now() + Duration::from_millis(2);
-            sleep_until(at).await;
+            sleep_until(at, None).await;
             assert!(Instant::now() >= at);
         }
         assert!(lead(1) <= LEAD_MAX);

@@ -15,6 +15,7 @@
 //! read-only), so a dry run never writes.
 
 use crate::common::FastMap;
+use crate::run::relay::Relay;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,6 +68,31 @@ pub struct Sim {
     paused: Arc<std::sync::OnceLock<bool>>,
     /// The batches created so far ([`Sim::batch_create`]), by id, with when each ends.
     batches: Arc<Mutex<FastMap<String, std::time::Instant>>>,
+    /// Tells the ends of sleeps on a real clock in batches, from the runtime of this
+    /// simulator's first call (started then); it ends with the last clone.
+    relay: Arc<std::sync::OnceLock<SleepRelay>>,
+}
+
+/// The relay of a simulator's sleeps ([`super::exact_sleep::sleep_until`]), closed (its task
+/// ended) when the simulator and its clones are dropped.
+struct SleepRelay(Relay);
+
+impl SleepRelay {
+    /// A relay whose task runs on the current runtime (none outside one: sleeps are then told
+    /// from the timer thread).
+    fn start() -> SleepRelay {
+        let relay = Relay::default();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(relay.task());
+        }
+        SleepRelay(relay)
+    }
+}
+
+impl Drop for SleepRelay {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Sim {
@@ -80,6 +106,7 @@ impl Sim {
             workspace: None,
             paused: Arc::default(),
             batches: Arc::default(),
+            relay: Arc::default(),
         }
     }
 
@@ -132,7 +159,12 @@ impl Sim {
             if *self.paused.get_or_init(super::exact_sleep::clock_is_paused) {
                 tokio::time::sleep(self.latency).await;
             } else {
-                super::exact_sleep::sleep_until(std::time::Instant::now() + self.latency).await;
+                let relay = &self.relay.get_or_init(SleepRelay::start).0;
+                super::exact_sleep::sleep_until(
+                    std::time::Instant::now() + self.latency,
+                    Some(relay),
+                )
+                .await;
             }
         }
         self.answer(req)
